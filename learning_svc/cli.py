@@ -1,0 +1,124 @@
+"""learning-svc serve | reindex | verify | export | demo"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .config import Settings
+
+
+def _settings(data_dir, **overrides) -> Settings:
+    return Settings.from_env(data_dir=data_dir, **overrides)
+
+
+@click.group()
+def main():
+    """Job history and ratings for a Stable Diffusion pipeline."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                               help="Folder of the JSONL files and the index [LEARNING_SVC_DATA_DIR, logs/learning].")
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to bind [LEARNING_SVC_HOST, 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [LEARNING_SVC_PORT, 8765].")
+@data_dir_option
+def serve(host, port, data_dir):
+    """Serve the API and the history page with waitress."""
+    import waitress
+
+    from . import create_app
+    from .journal import DamagedJournal
+
+    settings = _settings(data_dir, host=host, port=port)
+    if not settings.is_loopback and not settings.token:
+        raise click.UsageError(f"binding to {settings.host} exposes the service to the network: "
+                               "set LEARNING_SVC_TOKEN (writes then need 'Authorization: Bearer <token>')")
+    try:
+        app = create_app(settings)
+    except DamagedJournal as error:
+        click.echo(f"refusing to start: {error}\nrun `learning-svc verify` for details", err=True)
+        sys.exit(1)
+    url = f"http://{'[' + settings.host + ']' if ':' in settings.host else settings.host}:{settings.port}/"
+    click.echo(f"learning_svc serving {settings.data_dir} on {url}")
+    if settings.token:
+        click.echo(f"open {url}#token=<LEARNING_SVC_TOKEN> once in the browser to let the page write")
+    waitress.serve(app, host=settings.host, port=settings.port, threads=settings.threads,
+                   max_request_body_size=settings.max_body_bytes + 65536, ident="learning_svc",
+                   clear_untrusted_proxy_headers=True)
+
+
+@main.command()
+@data_dir_option
+def reindex(data_dir):
+    """Rebuild the index from the JSONL files (beside the old one, swapped in when complete)."""
+    from tqdm import tqdm
+
+    from .index.sync import rebuild
+    from .journal import Journal
+
+    settings = _settings(data_dir)
+    log_journal, ratings_journal = Journal(settings.log_path), Journal(settings.ratings_path)
+    total = log_journal.size() + ratings_journal.size()
+    index_path = None if settings.database_url else settings.index_path
+    with tqdm(total=total, unit="B", unit_scale=True, desc="reindex", file=sys.stderr) as bar:
+        report = rebuild(settings.db_url, log_journal, ratings_journal, index_path, bar.update)
+    click.echo(f"indexed {report.jobs} job lines ({report.duplicates} duplicates skipped) "
+               f"and {report.ratings} rating lines into {index_path or settings.db_url}")
+
+
+@main.command()
+@data_dir_option
+def verify(data_dir):
+    """Check that the index agrees with the JSONL files; exit 1 and say what differs if not."""
+    from .verify import verify_index
+
+    problems = verify_index(_settings(data_dir))
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        sys.exit(1)
+    click.echo("ok: the index agrees with the JSONL files")
+
+
+@main.command()
+@data_dir_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default="-")
+@click.argument("filters", nargs=-1)
+def export(data_dir, fmt, output, filters):
+    """Export matching jobs; FILTERS are name=value pairs as in GET /api/jobs (e.g. sampler='DPM++ 2M')."""
+    from .exporting import export_to
+
+    params: dict[str, list[str]] = {}
+    for item in filters:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"filter {item!r} is not name=value")
+        params.setdefault(name, []).append(value)
+    with click.open_file(output, "wb") as out:
+        count = export_to(_settings(data_dir), params, fmt, out)
+    click.echo(f"exported {count} jobs", err=True)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), default="logs/demo", show_default=True)
+@click.option("--jobs", "count", type=int, default=120, show_default=True)
+@click.option("--port", type=int, default=None)
+@click.option("--no-serve", is_flag=True, help="Only load the demo data.")
+def demo(data_dir, count, port, no_serve):
+    """Load realistic sample jobs with placeholder images into a demo data dir, then serve it."""
+    from .demo import load_demo
+
+    settings = _settings(data_dir, output_root=Path(data_dir) / "outputs", port=port)
+    n = load_demo(settings, count)
+    click.echo(f"loaded {n} demo jobs into {settings.data_dir}")
+    if not no_serve:
+        import os
+        os.environ["LEARNING_SVC_OUTPUT_ROOT"] = str(settings.output_root)
+        serve.main(["--data-dir", data_dir] + (["--port", str(port)] if port else []), standalone_mode=True)

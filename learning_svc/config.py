@@ -1,0 +1,63 @@
+"""Settings from flags and LEARNING_SVC_* environment variables."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("logs/learning")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    output_root: Path | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    threads: int = 8
+    max_body_bytes: int = 1024 * 1024
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "learning_log_v2.jsonl"
+
+    @property
+    def ratings_path(self) -> Path:
+        return self.data_dir / "learning_ratings_v2.jsonl"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index.sqlite3"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.index_path.resolve().as_posix()}"
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        hosts = tuple(h.strip() for h in env.get("LEARNING_SVC_ALLOWED_HOSTS", "").split(",") if h.strip())
+        base = cls(
+            data_dir=Path(env.get("LEARNING_SVC_DATA_DIR", "logs/learning")),
+            database_url=env.get("LEARNING_SVC_DATABASE_URL") or None,
+            host=env.get("LEARNING_SVC_HOST", "127.0.0.1"),
+            port=int(env.get("LEARNING_SVC_PORT", "8765")),
+            token=env.get("LEARNING_SVC_TOKEN") or None,
+            output_root=Path(env["LEARNING_SVC_OUTPUT_ROOT"]) if env.get("LEARNING_SVC_OUTPUT_ROOT") else None,
+            allowed_hosts=hosts,
+            threads=int(env.get("LEARNING_SVC_THREADS", "8")),
+        )
+        if overrides.get("data_dir") is not None:
+            overrides["data_dir"] = Path(overrides["data_dir"])
+        return base.with_(**overrides)

@@ -1,0 +1,1 @@
+"""The SQLite (or other SQLAlchemy) index: a projection of the journal files."""

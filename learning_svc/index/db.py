@@ -1,0 +1,44 @@
+"""Engines and schema upgrades. SQLite gets WAL, a busy timeout and IMMEDIATE write transactions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+
+MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
+
+
+def make_engine(url: str, *, writer: bool) -> Engine:
+    """An engine for readers (deferred transactions) or the writer (BEGIN IMMEDIATE)."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                           pool_size=2 if writer else 8, max_overflow=8)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see below)
+        cur = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "temp_store=MEMORY",
+                       "cache_size=-65536", "mmap_size=268435456"):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        # IMMEDIATE takes the write lock up front, so two writers wait for each other
+        # (busy_timeout) instead of failing with SQLITE_BUSY on lock upgrade.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+    return engine
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply Alembic migrations up to head (idempotent, quick when current)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,251 @@
+"""The one projection: stored journal lines -> index rows. Live ingest and reindex both call it."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import Connection, bindparam, insert, select, text, update
+
+from ..prompts import facet_key, model_display
+from .tables import facet_values, job_tags, jobs, rating_events
+
+SUMMARY_FIELDS = (
+    "job_id", "status", "completed_at", "started_at", "duration_sec", "packs", "variant_index",
+    "variant_total", "num_outputs", "outputs", "model", "sampler", "scheduler", "steps", "cfg_scale",
+    "seed", "width", "height",
+)
+
+
+class UnprojectableLine(ValueError):
+    """A line that parses as JSON but lacks what every record must have."""
+
+
+@dataclass
+class JobRows:
+    job: dict
+    tags: list[tuple[str, str, str]]  # (field, key, display)
+    search: dict
+
+
+def _names(items) -> list[str]:
+    return [item["name"] for item in items or () if isinstance(item, dict) and isinstance(item.get("name"), str)]
+
+
+def line_summary(line: dict) -> dict:
+    """The listing summary of a stored line (SPEC §2.1), without the rating."""
+    summary = {f: line.get(f) for f in SUMMARY_FIELDS}
+    summary["loras"] = _names(line.get("loras"))
+    summary["embeddings"] = _names(line.get("embeddings"))
+    return summary
+
+
+def project_job(line: dict, offset: int, length: int) -> JobRows:
+    """Turn one stored learning_log_v2 line (at `offset`, `length` bytes) into index rows."""
+    try:
+        job_id, completed_at = line["job_id"], float(line["completed_at"])
+    except (KeyError, TypeError, ValueError):
+        raise UnprojectableLine("a learning_log_v2 line needs job_id and a numeric completed_at") from None
+    if not isinstance(job_id, str) or not job_id:
+        raise UnprojectableLine("job_id must be a non-empty string")
+    summary = line_summary(line)
+    status = line.get("status") or "completed"
+    values = {
+        "pack": line.get("packs") or [], "model": [line.get("model")], "sampler": [line.get("sampler")],
+        "scheduler": [line.get("scheduler")], "lora": summary["loras"], "embedding": summary["embeddings"],
+        "status": [status],
+    }
+    tags, seen = [], set()
+    for field, raw_values in values.items():
+        for raw in raw_values:
+            if isinstance(raw, str) and raw.strip():
+                key = facet_key(field, raw)
+                if (field, key) not in seen:
+                    seen.add((field, key))
+                    display = raw.strip() if field != "model" else model_display(raw)
+                    tags.append((field, key, display))
+    duration = line.get("duration_sec")
+    job = {
+        "id": offset, "job_id": job_id, "input_hash": str(line.get("input_hash") or ""),
+        "line_length": length, "status": status, "completed_at": completed_at,
+        "duration_key": float(duration) if isinstance(duration, (int, float)) else -1.0,
+        "rating": None, "rated_at": None, "rating_hi": -1, "rating_lo": 6,
+        "summary": orjson.dumps(summary).decode(), "search_text": None,
+    }
+    search = {
+        "rowid": offset, "job_id": job_id, "packs": " ".join(p for p in values["pack"] if isinstance(p, str)),
+        "prompt": _text(line.get("prompt")), "negative_prompt": _text(line.get("negative_prompt")),
+    }
+    return JobRows(job, tags, search)
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _rating_cols(rating: int | None, rated_at: float | None) -> dict:
+    rated = rating is not None
+    return {"rating": rating, "rated_at": rated_at if rated else None,
+            "rating_hi": rating if rated else -1, "rating_lo": rating if rated else 6}
+
+
+class FacetDeltas:
+    """Facet count changes gathered over a batch, written with one upsert per value."""
+
+    def __init__(self):
+        self.rows: dict[tuple[str, str], list] = {}
+
+    def add(self, field: str, key: str, display: str, count: int, rated: int, rating_sum: int) -> None:
+        row = self.rows.get((field, key))
+        if row is None:
+            self.rows[(field, key)] = [display, count, rated, rating_sum]
+        else:
+            row[1] += count
+            row[2] += rated
+            row[3] += rating_sum
+
+    def add_rating(self, rating: int | None, count: int) -> None:
+        value = "none" if rating is None else str(rating)
+        self.add("rating", value, value, count, count if rating is not None else 0, count * (rating or 0))
+
+    def write(self, conn: Connection) -> None:
+        if not self.rows:
+            return
+        params = [{"field": f, "value": v, "display": d, "count": c, "rated_count": r, "rating_sum": s}
+                  for (f, v), (d, c, r, s) in self.rows.items()]
+        dialect_insert = _dialect_insert(conn)
+        stmt = dialect_insert(facet_values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[facet_values.c.field, facet_values.c.value],
+            set_={
+                "count": facet_values.c.count + stmt.excluded.count,
+                "rated_count": facet_values.c.rated_count + stmt.excluded.rated_count,
+                "rating_sum": facet_values.c.rating_sum + stmt.excluded.rating_sum,
+            },
+        )
+        conn.execute(stmt, params)
+        self.rows.clear()
+
+
+def _dialect_insert(conn: Connection):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    return sqlite_insert
+
+
+def _chunks(items: list, size: int = 500):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def insert_jobs(conn: Connection, batch: list[JobRows]) -> list[JobRows]:
+    """Index a batch of job lines (in file order). Returns the lines skipped as duplicates."""
+    if not batch:
+        return []
+    existing: set[str] = set()
+    ids = [rows.job["job_id"] for rows in batch]
+    for chunk in _chunks(ids):
+        existing.update(conn.scalars(select(jobs.c.job_id).where(jobs.c.job_id.in_(chunk))))
+    fresh, duplicates = [], []
+    for rows in batch:
+        if rows.job["job_id"] in existing:
+            duplicates.append(rows)
+        else:
+            existing.add(rows.job["job_id"])
+            fresh.append(rows)
+    if not fresh:
+        return duplicates
+    latest = _latest_ratings(conn, [rows.job["job_id"] for rows in fresh])
+    deltas = FacetDeltas()
+    for rows in fresh:
+        rating, rated_at = latest.get(rows.job["job_id"], (None, None))
+        rows.job.update(_rating_cols(rating, rated_at))
+        rated = int(rating is not None)
+        for field, key, display in rows.tags:
+            deltas.add(field, key, display, 1, rated, rating or 0)
+        deltas.add_rating(rating, 1)
+    sqlite = conn.dialect.name == "sqlite"
+    if not sqlite:
+        for rows in fresh:
+            s = rows.search
+            rows.job["search_text"] = " ".join((s["job_id"], s["packs"], s["prompt"], s["negative_prompt"])).casefold()
+    conn.execute(insert(jobs), [rows.job for rows in fresh])
+    tag_rows = [{"job": rows.job["id"], "field": f, "value": k, "completed_at": rows.job["completed_at"]}
+                for rows in fresh for f, k, _ in rows.tags]
+    if tag_rows:
+        conn.execute(insert(job_tags), tag_rows)
+    if sqlite:
+        conn.execute(
+            text("INSERT INTO jobs_fts(rowid, job_id, packs, prompt, negative_prompt) "
+                 "VALUES (:rowid, :job_id, :packs, :prompt, :negative_prompt)"),
+            [rows.search for rows in fresh],
+        )
+    deltas.write(conn)
+    return duplicates
+
+
+def _latest_ratings(conn: Connection, job_ids: list[str]) -> dict[str, tuple]:
+    latest: dict[str, tuple] = {}
+    for chunk in _chunks(job_ids):
+        result = conn.execute(
+            select(rating_events.c.job_id, rating_events.c.rating, rating_events.c.timestamp)
+            .where(rating_events.c.job_id.in_(chunk)).order_by(rating_events.c.id))
+        for job_id, rating, timestamp in result:
+            latest[job_id] = (rating, timestamp)
+    return latest
+
+
+def project_rating(line: dict, offset: int) -> dict:
+    """Turn one stored learning_rating_v2 line into its rating_events row."""
+    job_id, rating = line.get("job_id"), line.get("rating")
+    if not isinstance(job_id, str) or not job_id:
+        raise UnprojectableLine("a learning_rating_v2 line needs a job_id")
+    if rating is not None and (isinstance(rating, bool) or not isinstance(rating, int) or not 0 <= rating <= 5):
+        raise UnprojectableLine("rating must be null or an integer from 0 to 5")
+    timestamp = line.get("timestamp")
+    if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
+        raise UnprojectableLine("a learning_rating_v2 line needs a numeric timestamp")
+    return {"id": offset, "rating_id": str(line.get("rating_id") or offset), "job_id": job_id,
+            "rating": rating, "timestamp": float(timestamp), "source": str(line.get("source") or "api")[:32]}
+
+
+def insert_ratings(conn: Connection, events: list[dict]) -> None:
+    """Index a batch of rating events (in file order) and move each job's current rating."""
+    if not events:
+        return
+    conn.execute(insert(rating_events), events)
+    final = {event["job_id"]: event for event in events}  # the last event per job wins
+    current = {}
+    for chunk in _chunks(list(final)):
+        for row in conn.execute(select(jobs.c.id, jobs.c.job_id, jobs.c.rating).where(jobs.c.job_id.in_(chunk))):
+            current[row.job_id] = row
+    if not current:
+        return
+    tags_by_job = defaultdict(list)
+    for chunk in _chunks([row.id for row in current.values()]):
+        for job, field, value in conn.execute(
+                select(job_tags.c.job, job_tags.c.field, job_tags.c.value).where(job_tags.c.job.in_(chunk))):
+            tags_by_job[job].append((field, value))
+    deltas = FacetDeltas()
+    updates = []
+    for job_id, row in current.items():
+        event = final[job_id]
+        old, new = row.rating, event["rating"]
+        updates.append({"b_id": row.id, **_rating_cols(new, event["timestamp"])})
+        if old == new:
+            continue
+        d_rated = int(new is not None) - int(old is not None)
+        d_sum = (new or 0) - (old or 0)
+        for field, key in tags_by_job[row.id]:
+            deltas.add(field, key, key, 0, d_rated, d_sum)
+        deltas.add_rating(old, -1)
+        deltas.add_rating(new, 1)
+    conn.execute(
+        update(jobs).where(jobs.c.id == bindparam("b_id"))
+        .values(rating=bindparam("rating"), rated_at=bindparam("rated_at"),
+                rating_hi=bindparam("rating_hi"), rating_lo=bindparam("rating_lo")),
+        updates,
+    )
+    deltas.write(conn)

@@ -1,0 +1,312 @@
+"""Read side of the index: filters, keyset cursors, listing, facets, details, counts."""
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import Connection, and_, func, literal_column, or_, select, text, tuple_
+
+from ..prompts import facet_key
+from ..records import to_epoch
+from .tables import FACET_FIELDS, facet_values, job_tags, jobs, rating_events
+
+SORTS = {  # name -> (column, descending)
+    "-completed_at": (jobs.c.completed_at, True),
+    "completed_at": (jobs.c.completed_at, False),
+    "-rating": (jobs.c.rating_hi, True),  # unrated = -1: last
+    "rating": (jobs.c.rating_lo, False),  # unrated = 6: last
+    "-duration_sec": (jobs.c.duration_key, True),  # unknown duration = -1
+    "duration_sec": (jobs.c.duration_key, False),
+}
+TAG_PARAMS = {"pack": "pack", "model": "model", "sampler": "sampler", "scheduler": "scheduler",
+              "lora": "lora", "embedding": "embedding", "status": "status"}
+FILTER_PARAMS = set(TAG_PARAMS) | {"rating_min", "rating_max", "rated", "since", "until", "q"}
+LIST_PARAMS = FILTER_PARAMS | {"limit", "cursor", "sort"}
+DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+STATUSES = ("completed", "failed", "cancelled")
+
+
+class BadQuery(ValueError):
+    def __init__(self, param: str, msg: str):
+        super().__init__(f"{param}: {msg}")
+        self.param, self.msg = param, msg
+
+
+@dataclass
+class Filters:
+    tags: dict[str, list[str]] = field(default_factory=dict)  # field -> facet keys (OR)
+    rating_min: int | None = None
+    rating_max: int | None = None
+    rated: bool | None = None
+    since: float | None = None
+    until: float | None = None
+    q: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.tags or self.q) and all(
+            v is None for v in (self.rating_min, self.rating_max, self.rated, self.since, self.until))
+
+
+@dataclass
+class Page:
+    filters: Filters
+    sort: str = "-completed_at"
+    limit: int = DEFAULT_LIMIT
+    after: tuple | None = None  # (sort key, id) of the last row of the previous page
+
+
+def _one(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = params.get(name) or []
+    if len(values) > 1:
+        raise BadQuery(name, "give this parameter at most once")
+    return values[0] if values else None
+
+
+def _int(params, name: str, lo: int, hi: int) -> int | None:
+    raw = _one(params, name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadQuery(name, f"must be an integer from {lo} to {hi}, got {raw[:40]!r}") from None
+    if not lo <= value <= hi:
+        raise BadQuery(name, f"must be an integer from {lo} to {hi}, got {value}")
+    return value
+
+
+def _time(params, name: str) -> float | None:
+    raw = _one(params, name)
+    if raw is None:
+        return None
+    try:
+        return to_epoch(float(raw) if _is_number(raw) else raw)
+    except ValueError as error:
+        raise BadQuery(name, f"must be epoch seconds or an ISO-8601 time ({error})") from None
+
+
+def _is_number(raw: str) -> bool:
+    try:
+        float(raw)
+        return True
+    except ValueError:
+        return False
+
+
+def parse_filters(params: Mapping[str, Sequence[str]], allowed: set[str] = FILTER_PARAMS) -> Filters:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise BadQuery(unknown[0], f"unknown parameter (known: {', '.join(sorted(allowed))})")
+    f = Filters()
+    for name, field_name in TAG_PARAMS.items():
+        values = [v for v in params.get(name) or [] if v.strip()]
+        if name == "status":
+            for v in values:
+                if v not in STATUSES:
+                    raise BadQuery(name, f"must be one of {', '.join(STATUSES)}, got {v[:40]!r}")
+        if values:
+            f.tags[field_name] = sorted({facet_key(field_name, v) for v in values})
+    f.rating_min = _int(params, "rating_min", 0, 5)
+    f.rating_max = _int(params, "rating_max", 0, 5)
+    rated = _one(params, "rated")
+    if rated is not None:
+        if rated not in ("true", "false"):
+            raise BadQuery("rated", f"must be true or false, got {rated[:40]!r}")
+        f.rated = rated == "true"
+    f.since, f.until = _time(params, "since"), _time(params, "until")
+    q = _one(params, "q")
+    f.q = q.strip() if q and q.strip() else None
+    if f.q and len(f.q) > 500:
+        raise BadQuery("q", "must be at most 500 characters")
+    return f
+
+
+def parse_page(params: Mapping[str, Sequence[str]]) -> Page:
+    page = Page(parse_filters(params, LIST_PARAMS))
+    page.sort = _one(params, "sort") or "-completed_at"
+    if page.sort not in SORTS:
+        raise BadQuery("sort", f"must be one of {', '.join(SORTS)}, got {page.sort[:40]!r}")
+    limit = _int(params, "limit", 1, MAX_LIMIT)
+    page.limit = DEFAULT_LIMIT if limit is None else limit
+    cursor = _one(params, "cursor")
+    if cursor:
+        page.after = decode_cursor(cursor, page.sort)
+    return page
+
+
+def encode_cursor(sort: str, key, row_id: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([sort, key, row_id])).decode().rstrip("=")
+
+
+def decode_cursor(token: str, sort: str) -> tuple:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        name, key, row_id = orjson.loads(raw)
+        valid = (isinstance(key, (int, float)) and not isinstance(key, bool) and isinstance(row_id, int)
+                 and not isinstance(row_id, bool))
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        valid, name = False, None
+    if not valid:
+        raise BadQuery("cursor", "is not a cursor this service issued")
+    if name != sort:
+        raise BadQuery("cursor", f"belongs to sort {name!r}, not {sort!r}: start again without a cursor")
+    return key, row_id
+
+
+# ---------------------------------------------------------------- SQL
+
+def fts_query(q: str) -> str:
+    """User words -> an FTS5 query: every word must match as a prefix; quotes neutralise syntax."""
+    words = [w.replace('"', '""') for w in q.split()]
+    return " ".join(f'"{w}"*' for w in words)
+
+
+def conditions(f: Filters, conn: Connection, skip_tag: str | None = None) -> list:
+    conds = []
+    for field_name, keys in f.tags.items():
+        if field_name == skip_tag:
+            continue
+        conds.append(jobs.c.id.in_(
+            select(job_tags.c.job).where(job_tags.c.field == field_name, job_tags.c.value.in_(keys))))
+    if f.rating_min is not None:
+        conds.append(jobs.c.rating_hi >= f.rating_min)
+    if f.rating_max is not None:
+        conds.append(and_(jobs.c.rating_hi <= f.rating_max, jobs.c.rating_hi >= 0))
+    if f.rated is not None:
+        conds.append(jobs.c.rating_hi >= 0 if f.rated else jobs.c.rating_hi == -1)
+    if f.since is not None:
+        conds.append(jobs.c.completed_at >= f.since)
+    if f.until is not None:
+        conds.append(jobs.c.completed_at <= f.until)
+    if f.q:
+        if conn.dialect.name == "sqlite":
+            match = text("SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH :fts").bindparams(fts=fts_query(f.q))
+            conds.append(jobs.c.id.in_(match.columns(literal_column("rowid"))))
+        else:
+            conds.append(or_(*[jobs.c.search_text.contains(w.casefold(), autoescape=True) for w in f.q.split()]))
+    return conds
+
+
+def _driving_tag(f: Filters, sort: str) -> str | None:
+    """A single-valued tag filter to drive the default-order listing from ix_tags_listing."""
+    if not sort.endswith("completed_at"):
+        return None
+    single = [name for name, keys in f.tags.items() if len(keys) == 1]
+    return single[0] if single else None
+
+
+def list_jobs(conn: Connection, page: Page) -> tuple[list[dict], str | None]:
+    column, descending = SORTS[page.sort]
+    drive = _driving_tag(page.filters, page.sort)
+    conds = conditions(page.filters, conn, skip_tag=drive)
+    if drive:
+        t = job_tags
+        key_col, id_col = t.c.completed_at, t.c.job
+        stmt = (select(jobs.c.id, key_col.label("sort_key"), jobs.c.summary, jobs.c.rating, jobs.c.rated_at)
+                .select_from(t.join(jobs, jobs.c.id == t.c.job))
+                .where(t.c.field == drive, t.c.value == page.filters.tags[drive][0], *conds))
+    else:
+        key_col, id_col = column, jobs.c.id
+        stmt = select(jobs.c.id, column.label("sort_key"), jobs.c.summary, jobs.c.rating, jobs.c.rated_at).where(*conds)
+    if page.after is not None:
+        position = tuple_(key_col, id_col)
+        stmt = stmt.where(position < tuple_(*page.after) if descending else position > tuple_(*page.after))
+    order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())
+    rows = conn.execute(stmt.order_by(*order).limit(page.limit + 1)).all()
+    more = len(rows) > page.limit
+    rows = rows[:page.limit]
+    next_cursor = encode_cursor(page.sort, rows[-1].sort_key, rows[-1].id) if more else None
+    return [summary_of(row) for row in rows], next_cursor
+
+
+def summary_of(row) -> dict:
+    summary = orjson.loads(row.summary)
+    summary["rating"] = row.rating
+    summary["rated_at"] = row.rated_at
+    return summary
+
+
+def iter_jobs(conn: Connection, filters: Filters, sort: str = "-completed_at", batch: int = 500) -> Iterator:
+    """Every matching job in order, fetched page by page (constant memory)."""
+    page = Page(filters, sort, batch)
+    column, descending = SORTS[sort]
+    conds = conditions(filters, conn)
+    cols = (jobs.c.id, column.label("sort_key"), jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.line_length)
+    while True:
+        stmt = select(*cols).where(*conds)
+        if page.after is not None:
+            position = tuple_(column, jobs.c.id)
+            stmt = stmt.where(position < tuple_(*page.after) if descending else position > tuple_(*page.after))
+        order = (column.desc(), jobs.c.id.desc()) if descending else (column.asc(), jobs.c.id.asc())
+        rows = conn.execute(stmt.order_by(*order).limit(batch)).all()
+        yield from rows
+        if len(rows) < batch:
+            return
+        page.after = (rows[-1].sort_key, rows[-1].id)
+
+
+def facets(conn: Connection, f: Filters, size: int = 50) -> dict[str, list[dict]]:
+    result: dict[str, list[dict]] = {name: [] for name in (*FACET_FIELDS, "rating")}
+    if f.empty:
+        for name in result:
+            rows = conn.execute(
+                select(facet_values).where(facet_values.c.field == name, facet_values.c.count > 0)
+                .order_by(facet_values.c.count.desc(), facet_values.c.value).limit(size))
+            result[name] = [_facet_entry(name, r.display, r.count, r.rated_count, r.rating_sum) for r in rows]
+        return result
+    matching = select(jobs.c.id).where(*conditions(f, conn))
+    t = job_tags
+    counts = (select(t.c.field, t.c.value, func.count().label("n"), func.count(jobs.c.rating).label("rated"),
+                     func.coalesce(func.sum(jobs.c.rating), 0).label("total"))
+              .select_from(t.join(jobs, jobs.c.id == t.c.job))
+              .where(t.c.job.in_(matching)).group_by(t.c.field, t.c.value)).subquery()
+    stmt = (select(counts, facet_values.c.display)
+            .join(facet_values, and_(facet_values.c.field == counts.c.field, facet_values.c.value == counts.c.value))
+            .order_by(counts.c.field, counts.c.n.desc(), counts.c.value))
+    for row in conn.execute(stmt):
+        if len(result[row.field]) < size:
+            result[row.field].append(_facet_entry(row.field, row.display, row.n, row.rated, row.total))
+    ratings = conn.execute(select(jobs.c.rating, func.count()).where(*conditions(f, conn)).group_by(jobs.c.rating))
+    entries = sorted(ratings, key=lambda r: -r[1])
+    result["rating"] = [_facet_entry("rating", "none" if r is None else str(r), n, 0 if r is None else n,
+                                     (r or 0) * n) for r, n in entries]
+    return result
+
+
+def _facet_entry(name: str, display: str, count: int, rated: int, total: int) -> dict:
+    value = (None if display == "none" else int(display)) if name == "rating" else display
+    return {"value": value, "count": count, "mean_rating": round(total / rated, 4) if rated else None}
+
+
+def job_row(conn: Connection, job_id: str):
+    return conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+
+
+def job_rows(conn: Connection, job_ids: Sequence[str]) -> dict[str, object]:
+    rows = {}
+    for i in range(0, len(job_ids), 500):
+        for row in conn.execute(select(jobs.c.job_id, jobs.c.input_hash, jobs.c.summary, jobs.c.rating,
+                                       jobs.c.rated_at).where(jobs.c.job_id.in_(job_ids[i:i + 500]))):
+            rows[row.job_id] = row
+    return rows
+
+
+def rating_history(conn: Connection, job_id: str) -> list[dict]:
+    rows = conn.execute(select(rating_events).where(rating_events.c.job_id == job_id).order_by(rating_events.c.id))
+    return [{"schema": "learning_rating_v2", "rating_id": r.rating_id, "job_id": r.job_id, "rating": r.rating,
+             "timestamp": r.timestamp, "source": r.source} for r in rows]
+
+
+def ratings_dict(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(jobs.c.job_id, jobs.c.rating).where(jobs.c.rating_hi >= 0).order_by(jobs.c.id))
+    return {job_id: rating for job_id, rating in rows}
+
+
+def counts(conn: Connection) -> dict:
+    total = conn.execute(select(func.coalesce(func.sum(facet_values.c.count), 0))
+                         .where(facet_values.c.field == "status")).scalar_one()
+    events = conn.execute(select(func.count()).select_from(rating_events)).scalar_one()
+    return {"jobs": int(total), "rating_events": int(events)}

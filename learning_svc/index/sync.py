@@ -1,0 +1,264 @@
+"""Bringing the index up to the journal files: start-up catch-up, live batches, reindex."""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from sqlalchemy import Connection, Engine, delete, select, text
+
+from ..journal import DamagedJournal, Journal
+from ..records import LOG_SCHEMA, RATING_SCHEMA
+from . import db
+from .project import UnprojectableLine, insert_jobs, insert_ratings, project_job, project_rating
+from .tables import checkpoints, facet_values, job_tags, jobs, rating_events
+
+log = logging.getLogger(__name__)
+BATCH_LINES = 2000
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    offset: int = 0
+    line_count: int = 0
+    first_line_hash: str | None = None
+    skipped: int = 0
+
+
+@dataclass
+class SyncReport:
+    jobs: int = 0
+    ratings: int = 0
+    duplicates: int = 0
+    rebuilt: str | None = None
+    torn: list[Path] = field(default_factory=list)
+
+
+def is_sound(line: bytes) -> bool:
+    """Does a journal line parse as a JSON object? (used to spot a garbage tail)"""
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def read_checkpoint(conn: Connection, name: str) -> Checkpoint:
+    row = conn.execute(select(checkpoints).where(checkpoints.c.name == name)).first()
+    return Checkpoint(**row._asdict()) if row else Checkpoint(name)
+
+
+def write_checkpoint(conn: Connection, cp: Checkpoint) -> None:
+    values = {"offset": cp.offset, "line_count": cp.line_count, "first_line_hash": cp.first_line_hash,
+              "skipped": cp.skipped}
+    if conn.execute(checkpoints.update().where(checkpoints.c.name == cp.name).values(**values)).rowcount == 0:
+        conn.execute(checkpoints.insert().values(name=cp.name, **values))
+
+
+def stale_reason(conn: Connection, journal: Journal, name: str) -> str | None:
+    """Why the index no longer describes this journal file (truncated or replaced), if it does not."""
+    cp = read_checkpoint(conn, name)
+    if cp.offset == 0:
+        return None
+    if journal.size() < cp.offset:
+        return f"{journal.path.name} is shorter than the indexed part ({journal.size()} < {cp.offset} bytes)"
+    if journal.first_line_hash() != cp.first_line_hash:
+        return f"{journal.path.name} was replaced (its first line changed)"
+    return None
+
+
+def wipe(conn: Connection) -> None:
+    for table in (job_tags, jobs, facet_values, rating_events, checkpoints):
+        conn.execute(delete(table))
+    if conn.dialect.name == "sqlite":
+        conn.execute(text("INSERT INTO jobs_fts(jobs_fts) VALUES('delete-all')"))
+
+
+class Indexer:
+    """Applies journal lines to the index, in file order, with their checkpoint."""
+
+    def __init__(self, engine: Engine, log_journal: Journal, ratings_journal: Journal):
+        self.engine = engine
+        self.log = log_journal
+        self.ratings = ratings_journal
+
+    # -- the one path every line takes into the index
+    def apply_log(self, conn: Connection, cp: Checkpoint, lines: Iterable[tuple[int, bytes | dict, int]]) -> int:
+        """Project (offset, line, length) triples that follow `cp`; returns the duplicates skipped."""
+        batch, duplicates = [], 0
+        for offset, line, length in lines:
+            record = self._decode(self.log, cp, offset, line)
+            cp.line_count += 1
+            cp.offset = offset + length
+            if cp.first_line_hash is None:
+                cp.first_line_hash = self.log.first_line_hash()
+            if record is None:
+                cp.skipped += 1
+                continue
+            if record.get("schema") != LOG_SCHEMA:
+                cp.skipped += 1
+                continue
+            try:
+                batch.append(project_job(record, offset, length - 1))
+            except UnprojectableLine as error:
+                raise DamagedJournal(self.log.path, cp.line_count, offset, str(error)) from None
+        duplicates = len(insert_jobs(conn, batch))
+        write_checkpoint(conn, cp)
+        return duplicates
+
+    def apply_ratings(self, conn: Connection, cp: Checkpoint, lines: Iterable[tuple[int, bytes | dict, int]]) -> None:
+        events = []
+        for offset, line, length in lines:
+            record = self._decode(self.ratings, cp, offset, line)
+            cp.line_count += 1
+            cp.offset = offset + length
+            if cp.first_line_hash is None:
+                cp.first_line_hash = self.ratings.first_line_hash()
+            if record is None or record.get("schema") != RATING_SCHEMA:
+                cp.skipped += 1
+                continue
+            try:
+                events.append(project_rating(record, offset))
+            except UnprojectableLine as error:
+                raise DamagedJournal(self.ratings.path, cp.line_count, offset, str(error)) from None
+        insert_ratings(conn, events)
+        write_checkpoint(conn, cp)
+
+    @staticmethod
+    def _decode(journal: Journal, cp: Checkpoint, offset: int, line: bytes | dict) -> dict | None:
+        if isinstance(line, dict):
+            return line
+        if not line.strip():
+            return None
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            raise DamagedJournal(journal.path, cp.line_count + 1, offset, f"not JSON ({error})") from None
+        if not isinstance(record, dict):
+            raise DamagedJournal(journal.path, cp.line_count + 1, offset, "not a JSON object")
+        return record
+
+    # -- catching up with what is in the files but not in the index
+    def pending_lines(self, journal: Journal, start: int, stop: int | None = None):
+        for offset, line in journal.scan(start, stop):
+            yield offset, line, len(line) + 1
+
+    def catch_up_locked(self, conn: Connection) -> tuple[Checkpoint, Checkpoint, SyncReport]:
+        """Index foreign lines in the same transaction as what follows. Hold both journal locks."""
+        report = SyncReport()
+        for journal in (self.log, self.ratings):
+            side = journal.repair_tail(is_sound)
+            if side:
+                log.warning("moved a torn tail of %s to %s", journal.path.name, side.name)
+                report.torn.append(side)
+        reason = stale_reason(conn, self.log, "log") or stale_reason(conn, self.ratings, "ratings")
+        if reason:
+            log.warning("rebuilding the index: %s", reason)
+            wipe(conn)
+            report.rebuilt = reason
+        log_cp, ratings_cp = read_checkpoint(conn, "log"), read_checkpoint(conn, "ratings")
+        if self.log.size() > log_cp.offset:
+            before = log_cp.line_count
+            report.duplicates += self.apply_log(conn, log_cp, self.pending_lines(self.log, log_cp.offset))
+            report.jobs += log_cp.line_count - before
+        if self.ratings.size() > ratings_cp.offset:
+            before = ratings_cp.line_count
+            self.apply_ratings(conn, ratings_cp, self.pending_lines(self.ratings, ratings_cp.offset))
+            report.ratings += ratings_cp.line_count - before
+        return log_cp, ratings_cp, report
+
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> SyncReport:
+        """Start-up: repair torn tails, rebuild if a file was replaced, then index from the checkpoints.
+
+        Large backlogs are committed batch by batch (each with its checkpoint) without
+        holding the journal locks; the final stretch is done under the locks.
+        """
+        report = SyncReport()
+        with self.log.locked(), self.ratings.locked():
+            for journal in (self.log, self.ratings):
+                side = journal.repair_tail(is_sound)
+                if side:
+                    log.warning("moved a torn tail of %s to %s", journal.path.name, side.name)
+                    report.torn.append(side)
+            ends = {"log": self.log.complete_end(), "ratings": self.ratings.complete_end()}
+        with self.engine.begin() as conn:
+            reason = stale_reason(conn, self.log, "log") or stale_reason(conn, self.ratings, "ratings")
+            if reason:
+                log.warning("rebuilding the index: %s", reason)
+                wipe(conn)
+                report.rebuilt = reason
+        for name, journal, apply in (("log", self.log, self.apply_log), ("ratings", self.ratings, self.apply_ratings)):
+            with self.engine.begin() as conn:
+                start = read_checkpoint(conn, name).offset
+            batch = []
+            for item in self.pending_lines(journal, start, ends[name]):
+                batch.append(item)
+                if len(batch) >= BATCH_LINES:
+                    self._commit(name, apply, batch, report, progress)
+                    batch = []
+            if batch:
+                self._commit(name, apply, batch, report, progress)
+        return report
+
+    def _commit(self, name, apply, batch, report: SyncReport, progress) -> None:
+        with self.engine.begin() as conn:
+            cp = read_checkpoint(conn, name)
+            batch = [item for item in batch if item[0] >= cp.offset]  # another process got there first
+            duplicates = apply(conn, cp, batch)
+        if name == "log":
+            report.jobs += len(batch)
+            report.duplicates += duplicates or 0
+        else:
+            report.ratings += len(batch)
+        if progress:
+            progress(sum(item[2] for item in batch))
+
+
+def rebuild(url: str, log_journal: Journal, ratings_journal: Journal, index_path: Path | None,
+            progress: Callable[[int], None] | None = None) -> SyncReport:
+    """Reindex from scratch. For SQLite, build beside the old index and swap in when complete."""
+    if index_path is None:  # a server database: rebuild in place, in one transaction per batch
+        engine = db.make_engine(url, writer=True)
+        db.upgrade(engine)
+        with engine.begin() as conn:
+            wipe(conn)
+        report = Indexer(engine, log_journal, ratings_journal).catch_up(progress)
+        engine.dispose()
+        return report
+    building = index_path.with_name(index_path.name + f".rebuild-{os.getpid()}")
+    for leftover in _sqlite_files(building):
+        leftover.unlink(missing_ok=True)
+    engine = db.make_engine(f"sqlite:///{building.resolve().as_posix()}", writer=True)
+    try:
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA synchronous=OFF")  # a crash here leaves only the scratch file
+        report = Indexer(engine, log_journal, ratings_journal).catch_up(progress)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    except BaseException:
+        engine.dispose()
+        for leftover in _sqlite_files(building):
+            leftover.unlink(missing_ok=True)
+        raise
+    engine.dispose()
+    _fsync_file(building)
+    for stale in _sqlite_files(index_path)[1:]:  # the old -wal/-shm must not meet the new file
+        stale.unlink(missing_ok=True)
+    os.replace(building, index_path)
+    for leftover in _sqlite_files(building)[1:]:
+        leftover.unlink(missing_ok=True)
+    return report
+
+
+def _sqlite_files(path: Path) -> list[Path]:
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())

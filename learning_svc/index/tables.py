@@ -1,0 +1,79 @@
+"""SQLAlchemy Core tables: the index schema (changed only through Alembic migrations)."""
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, SmallInteger, String, Table, Text
+
+metadata = MetaData()
+
+# SQLite only makes "INTEGER PRIMARY KEY" an alias of the rowid.
+Offset = BigInteger().with_variant(Integer(), "sqlite")
+
+jobs = Table(
+    "jobs", metadata,
+    # Byte offset of the job's line in learning_log_v2.jsonl: unique, stable across
+    # rebuilds, and the tie-breaker of every sort.
+    Column("id", Offset, primary_key=True, autoincrement=False),
+    Column("job_id", String(128), nullable=False, unique=True),
+    Column("input_hash", String(64), nullable=False),
+    Column("line_length", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("completed_at", Float, nullable=False),
+    Column("duration_key", Float, nullable=False),  # duration_sec, -1 when unknown
+    Column("rating", SmallInteger),
+    Column("rated_at", Float),
+    Column("rating_hi", SmallInteger, nullable=False),  # rating, -1 when unrated: "-rating" sort
+    Column("rating_lo", SmallInteger, nullable=False),  # rating, 6 when unrated: "rating" sort
+    Column("summary", Text, nullable=False),  # listing summary as JSON, without the rating
+    Column("search_text", Text),  # portable text search where FTS5 is not available
+)
+Index("ix_jobs_completed", jobs.c.completed_at, jobs.c.id)
+Index("ix_jobs_rating_hi", jobs.c.rating_hi, jobs.c.id)
+Index("ix_jobs_rating_lo", jobs.c.rating_lo, jobs.c.id)
+Index("ix_jobs_duration", jobs.c.duration_key, jobs.c.id)
+
+# One row per (job, facet field, normalised value): pack, model, sampler, scheduler,
+# lora, embedding, status. completed_at is copied so that a filtered listing in the
+# default order is one range scan of ix_tags_listing.
+job_tags = Table(
+    "job_tags", metadata,
+    Column("job", Offset, primary_key=True),
+    Column("field", String(16), primary_key=True),
+    Column("value", String(512), primary_key=True),
+    Column("completed_at", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+Index("ix_tags_listing", job_tags.c.field, job_tags.c.value, job_tags.c.completed_at, job_tags.c.job)
+
+# Unfiltered facet counts, kept current by ingest so that the common view needs no scan.
+facet_values = Table(
+    "facet_values", metadata,
+    Column("field", String(16), primary_key=True),
+    Column("value", String(512), primary_key=True),
+    Column("display", String(512), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("rated_count", Integer, nullable=False),
+    Column("rating_sum", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+Index("ix_facet_values_count", facet_values.c.field, facet_values.c.count)
+
+rating_events = Table(
+    "rating_events", metadata,
+    Column("id", Offset, primary_key=True, autoincrement=False),  # byte offset in the ratings file
+    Column("rating_id", String(64), nullable=False),
+    Column("job_id", String(128), nullable=False),
+    Column("rating", SmallInteger),
+    Column("timestamp", Float, nullable=False),
+    Column("source", String(32), nullable=False),
+)
+Index("ix_rating_events_job", rating_events.c.job_id, rating_events.c.id)
+
+# How far each journal file has been indexed; written in the same transaction as the rows.
+checkpoints = Table(
+    "checkpoints", metadata,
+    Column("name", String(16), primary_key=True),
+    Column("offset", BigInteger, nullable=False),
+    Column("line_count", BigInteger, nullable=False),
+    Column("first_line_hash", String(64)),
+    Column("skipped", BigInteger, nullable=False),
+)
+
+FACET_FIELDS = ("pack", "model", "sampler", "scheduler", "lora", "embedding", "status")

@@ -1,0 +1,183 @@
+"""Append-only JSONL files: durable locked appends, scanning from an offset, tail repair.
+
+The journal knows bytes and lines, not jobs: callers hand it encoded lines and a
+predicate that says whether a line is sound.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock
+
+CHUNK = 1 << 20
+
+
+class JournalWriteError(OSError):
+    """The append or the fsync failed; nothing was acknowledged."""
+
+
+class DamagedJournal(RuntimeError):
+    """A damaged line in the middle of a journal file (never silently dropped)."""
+
+    def __init__(self, path: Path, line_no: int, offset: int, reason: str):
+        super().__init__(f"{path}: line {line_no} (byte {offset}) is damaged: {reason}")
+        self.path, self.line_no, self.offset, self.reason = path, line_no, offset, reason
+
+
+class Journal:
+    def __init__(self, path: Path | str, lock_timeout: float = 30.0):
+        self.path = Path(path)
+        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+
+    @contextmanager
+    def locked(self):
+        """Cross-process lock around appends and repairs (filelock: fcntl / msvcrt)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            yield self
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def append(self, data: bytes) -> int:
+        """Write complete lines in one piece and fsync; returns the start offset. Hold the lock."""
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                self._fsync(fd)
+            except OSError as error:
+                _truncate_quietly(fd, start)
+                raise JournalWriteError(error.errno, f"could not write {self.path.name}: {error.strerror or error}") from error
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(self.path.parent)
+        return start
+
+    @staticmethod
+    def _fsync(fd: int) -> None:
+        os.fsync(fd)
+
+    def scan(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Yield (offset, line without newline) for every complete line from `start`."""
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        with f:
+            f.seek(start)
+            offset, pending = start, b""
+            remaining = None if stop is None else stop - start
+            while remaining is None or remaining > 0:
+                chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    yield offset, line
+                    offset += len(line) + 1
+
+    def complete_end(self) -> int:
+        """Offset just past the last newline (the end of the last complete line)."""
+        size = self.size()
+        if size == 0:
+            return 0
+        with open(self.path, "rb") as f:
+            pos = size
+            while pos > 0:
+                step = min(CHUNK, pos)
+                f.seek(pos - step)
+                block = f.read(step)
+                nl = block.rfind(b"\n")
+                if nl >= 0:
+                    return pos - step + nl + 1
+                pos -= step
+        return 0
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
+    def first_line_hash(self) -> str | None:
+        try:
+            with open(self.path, "rb") as f:
+                first = f.readline(1 << 22)
+        except FileNotFoundError:
+            return None
+        return hashlib.sha256(first).hexdigest()[:32] if first.endswith(b"\n") else None
+
+    def repair_tail(self, is_sound: Callable[[bytes], bool]) -> Path | None:
+        """Move a torn or garbage last line to a side file and truncate. Hold the lock.
+
+        Returns the side file's path, or None when the tail was sound.
+        """
+        end = self.complete_end()
+        cut = end
+        if end > 0:
+            last_start = self._line_start(end - 1)
+            if not is_sound(self.read_at(last_start, end - 1 - last_start)):
+                cut = last_start
+        size = self.size()
+        if cut == size:
+            return None
+        side = self.path.with_name(f"{self.path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{cut}")
+        with open(self.path, "r+b") as f:
+            f.seek(cut)
+            damaged = f.read()
+            with open(side, "wb") as out:
+                out.write(damaged)
+                out.flush()
+                os.fsync(out.fileno())
+            f.truncate(cut)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(self.path.parent)
+        return side
+
+    def _line_start(self, newline_pos: int) -> int:
+        """Offset where the line ending at `newline_pos` begins."""
+        with open(self.path, "rb") as f:
+            pos = newline_pos
+            while pos > 0:
+                step = min(CHUNK, pos)
+                f.seek(pos - step)
+                block = f.read(step)
+                nl = block.rfind(b"\n")
+                if nl >= 0:
+                    return pos - step + nl + 1
+                pos -= step
+        return 0
+
+
+def _truncate_quietly(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass  # the torn tail is repaired before the next append or at start
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name == "nt":
+        return  # directories cannot be opened for fsync on Windows; NTFS journals metadata
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

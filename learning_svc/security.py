@@ -1,0 +1,71 @@
+"""Host / Origin / token checks and protective response headers (SPEC §4 "Local by default")."""
+from __future__ import annotations
+
+import hmac
+from urllib.parse import urlsplit
+
+from flask import Flask, request
+
+from .config import LOOPBACK_HOSTS, Settings
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def hostname(host_header: str) -> str:
+    """`[::1]:8765` -> `::1`, `Example.COM:80` -> `example.com`."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def allowed_hosts(settings: Settings) -> set[str]:
+    hosts = {*LOOPBACK_HOSTS, *(h.lower() for h in settings.allowed_hosts)}
+    if settings.host not in ("0.0.0.0", "::", ""):
+        hosts.add(settings.host.lower())
+    return hosts
+
+
+def check_request(settings: Settings, allowed: set[str]) -> None:
+    host = request.headers.get("Host", "")
+    if hostname(host) not in allowed:
+        raise Refused(403, "forbidden_host", f"Host {host[:100]!r} is not served here (add it to LEARNING_SVC_ALLOWED_HOSTS)")
+    if request.method not in WRITE_METHODS:
+        return
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        parts = urlsplit(origin)
+        if origin == "null" or parts.netloc.lower() != host.lower() or parts.scheme not in ("http", "https"):
+            raise Refused(403, "forbidden_origin", f"cross-origin write from {origin[:100]!r} refused")
+    if settings.token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {settings.token}".encode()):
+            raise Refused(401, "unauthorized", "this server needs 'Authorization: Bearer <LEARNING_SVC_TOKEN>' on writes")
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not (request.method == "DELETE" and not mimetype and not request.content_length):
+        raise Refused(415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'")
+
+
+def install(app: Flask, settings: Settings) -> None:
+    allowed = allowed_hosts(settings)
+
+    @app.before_request
+    def _guard():
+        check_request(settings, allowed)
+
+    @app.after_request
+    def _headers(response):
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        return response

@@ -1,0 +1,265 @@
+"""Use cases: record a job, rate it, clear a rating — JSONL first, then the index.
+
+Writes go through one committer thread per process (group commit): it takes the
+journal locks, indexes lines other processes appended, decides every waiting request
+(new, identical retry, conflict, unknown job), appends all new lines with one write
+and one fsync per file, and indexes them in one transaction with the checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import orjson
+from filelock import Timeout
+from sqlalchemy import Connection
+
+from . import records
+from .config import Settings
+from .index import db, queries
+from .index.project import line_summary
+from .index.sync import Checkpoint, Indexer, SyncReport, read_checkpoint
+from .journal import DamagedJournal, Journal, JournalWriteError
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 1000
+WAIT_SECONDS = 60
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(ValueError):
+    pass
+
+
+class Unavailable(RuntimeError):
+    """The write could not be made durable; nothing was acknowledged."""
+
+
+@dataclass
+class _Op:
+    kind: str  # "job" | "rating"
+    payload: dict
+    done: threading.Event = field(default_factory=threading.Event)
+    result: object = None
+    error: Exception | None = None
+
+    def finish(self, result=None, error: Exception | None = None) -> None:
+        if self.result is None and self.error is None:
+            self.result, self.error = result, error
+
+
+class Service:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log = Journal(settings.log_path)
+        self.ratings = Journal(settings.ratings_path)
+        self.read_engine = db.make_engine(settings.db_url, writer=False)
+        self.write_engine = db.make_engine(settings.db_url, writer=True)
+        self.indexer = Indexer(self.write_engine, self.log, self.ratings)
+        self.startup: SyncReport | None = None
+        self.torn_files: list[str] = []
+        self._queue: queue.Queue[_Op | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> "Service":
+        db.upgrade(self.write_engine)
+        self.startup = self.indexer.catch_up()
+        self.torn_files += [p.name for p in self.startup.torn]
+        self._thread = threading.Thread(target=self._run, name="learning-svc-committer", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._thread:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.read_engine.dispose()
+        self.write_engine.dispose()
+
+    # ------------------------------------------------------------ writes
+    def record_job(self, job: records.JobIn) -> tuple[bool, dict]:
+        """Returns (created, summary). Raises Conflict, Unavailable."""
+        return self._submit(_Op("job", records.stored_job(job)))
+
+    def rate_job(self, job_id: str, rating: int | None, source: str) -> dict:
+        """Append a rating event (None clears). Raises NotFound, Unavailable."""
+        return self._submit(_Op("rating", records.rating_event(job_id, rating, source)))
+
+    def _submit(self, op: _Op):
+        if self._thread is None:
+            raise Unavailable("the service is not running")
+        self._queue.put(op)
+        if not op.done.wait(WAIT_SECONDS):
+            raise Unavailable("the write did not complete in time")
+        if op.error:
+            raise op.error
+        return op.result
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            ops = [first]
+            while len(ops) < MAX_BATCH:
+                try:
+                    op = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if op is None:
+                    self._queue.put(None)
+                    break
+                ops.append(op)
+            try:
+                self._commit(ops)
+            except Exception as error:  # never let the committer die
+                log.exception("commit failed")
+                for op in ops:
+                    op.finish(error=Unavailable(f"internal error while writing: {error}"))
+            finally:
+                for op in ops:
+                    op.done.set()
+
+    def _commit(self, ops: list[_Op]) -> None:
+        try:
+            with self.log.locked(), self.ratings.locked():
+                with self.write_engine.connect() as conn:
+                    trans = conn.begin()
+                    try:
+                        log_cp, ratings_cp, report = self.indexer.catch_up_locked(conn)
+                        self.torn_files += [p.name for p in report.torn]
+                        self._write_jobs(conn, log_cp, [op for op in ops if op.kind == "job"])
+                        self._write_ratings(conn, ratings_cp, [op for op in ops if op.kind == "rating"])
+                        trans.commit()
+                    except DamagedJournal as error:
+                        trans.rollback()
+                        log.error("%s", error)
+                        for op in ops:
+                            op.finish(error=Unavailable(f"{error}; run `learning-svc verify` and repair the file"))
+                    except Exception:
+                        trans.rollback()
+                        # Lines already appended are durable and acknowledged; the index
+                        # catches up from its checkpoint on the next batch or start.
+                        log.exception("index update failed; the journal is intact")
+                        for op in ops:
+                            op.finish(error=Unavailable("the index could not be updated; nothing was written"))
+        except Timeout:
+            for op in ops:
+                op.finish(error=Unavailable("the journal is locked by another process; try again"))
+
+    def _write_jobs(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
+        if not ops:
+            return
+        known = {job_id: (row.input_hash, row) for job_id, row in
+                 queries.job_rows(conn, [op.payload["job_id"] for op in ops]).items()}
+        fresh: list[tuple[_Op, bytes]] = []
+        for op in ops:
+            line = op.payload
+            hash_, row = known.get(line["job_id"], (None, None))
+            if hash_ is None:
+                known[line["job_id"]] = (line["input_hash"], op)
+                fresh.append((op, records.dumps(line)))
+            elif hash_ != line["input_hash"]:
+                op.finish(error=Conflict(f"job {line['job_id']!r} was already recorded with different content"))
+            elif isinstance(row, _Op):  # the same retry twice in one batch
+                op.finish(result=(False, _summary(line)))
+            else:
+                op.finish(result=(False, queries.summary_of(row)))
+        if not fresh:
+            return
+        try:
+            start = self.log.append(b"".join(data for _, data in fresh))
+        except JournalWriteError as error:
+            for op, _ in fresh:
+                op.finish(error=Unavailable(str(error)))
+            return
+        lines, offset = [], start
+        for op, data in fresh:
+            op.finish(result=(True, _summary(op.payload)))  # durable now, whatever the index does
+            lines.append((offset, op.payload, len(data)))
+            offset += len(data)
+        self.indexer.apply_log(conn, cp, lines)
+
+    def _write_ratings(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
+        if not ops:
+            return
+        existing = set(queries.job_rows(conn, sorted({op.payload["job_id"] for op in ops})))
+        fresh = []
+        for op in ops:
+            event = op.payload
+            if event["job_id"] not in existing:
+                op.finish(error=NotFound(f"no job {event['job_id']!r}"))
+            else:
+                fresh.append((op, records.dumps(event)))
+        if not fresh:
+            return
+        try:
+            start = self.ratings.append(b"".join(data for _, data in fresh))
+        except JournalWriteError as error:
+            for op, _ in fresh:
+                op.finish(error=Unavailable(str(error)))
+            return
+        lines, offset = [], start
+        for op, data in fresh:
+            event = op.payload
+            rated_at = event["timestamp"] if event["rating"] is not None else None
+            op.finish(result={"job_id": event["job_id"], "rating": event["rating"], "rated_at": rated_at})
+            lines.append((offset, event, len(data)))
+            offset += len(data)
+        self.indexer.apply_ratings(conn, cp, lines)
+
+    # ------------------------------------------------------------ reads
+    def list_jobs(self, page: queries.Page) -> tuple[list[dict], str | None]:
+        with self.read_engine.connect() as conn:
+            return queries.list_jobs(conn, page)
+
+    def facets(self, filters: queries.Filters, size: int) -> dict:
+        with self.read_engine.connect() as conn:
+            return queries.facets(conn, filters, size)
+
+    def get_job(self, job_id: str) -> dict:
+        with self.read_engine.connect() as conn:
+            row = queries.job_row(conn, job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id!r}")
+            history = queries.rating_history(conn, job_id)
+        record = orjson.loads(self.log.read_at(row.id, row.line_length))
+        return {"record": record, "rating": row.rating, "rated_at": row.rated_at, "rating_history": history}
+
+    def ratings_dict(self) -> dict[str, int]:
+        with self.read_engine.connect() as conn:
+            return queries.ratings_dict(conn)
+
+    def export(self, filters: queries.Filters, sort: str) -> Iterator[tuple[dict, dict]]:
+        """(summary, full stored record) for every matching job, streamed."""
+        with self.read_engine.connect() as conn:
+            for row in queries.iter_jobs(conn, filters, sort):
+                yield queries.summary_of(row), (lambda r=row: orjson.loads(self.log.read_at(r.id, r.line_length)))
+
+    def health(self) -> dict:
+        with self.read_engine.connect() as conn:
+            counts = queries.counts(conn)
+            log_cp = read_checkpoint(conn, "log")
+            ratings_cp = read_checkpoint(conn, "ratings")
+        lag = max(0, self.log.size() - log_cp.offset) + max(0, self.ratings.size() - ratings_cp.offset)
+        return {
+            "status": "ok" if self._thread else "stopped",
+            "jsonl": {"jobs_lines": log_cp.line_count, "rating_lines": ratings_cp.line_count,
+                      "log_bytes": self.log.size(), "ratings_bytes": self.ratings.size()},
+            "index": {"jobs": counts["jobs"], "rating_events": counts["rating_events"],
+                      "lag_bytes": lag, "skipped_lines": log_cp.skipped + ratings_cp.skipped},
+            "damaged": {"torn_tails_moved": self.torn_files},
+        }
+
+
+def _summary(line: dict) -> dict:
+    return {**line_summary(line), "rating": None, "rated_at": None}

@@ -1,0 +1,768 @@
+// The learning_svc history page: job list with infinite scroll and live updates,
+// filters kept in the URL, optimistic rating, a details dialog and keyboard triage.
+// Text from records is always inserted as text nodes (textContent/append), never as HTML.
+
+const PAGE_SIZE = 50;
+const POLL_INTERVAL_MS = 3000;
+const SEARCH_DEBOUNCE_MS = 300;
+const TOAST_MS = 6000;
+const RELATIVE_TIME_REFRESH_MS = 30000;
+const MAX_THUMBNAILS = 4;
+const DEFAULT_SORT = '-completed_at';
+const FACET_FIELDS = ['pack', 'model', 'sampler', 'lora'];
+const LIST_PARAMS = [
+  'pack', 'model', 'sampler', 'scheduler', 'lora', 'embedding', 'rating_min', 'rating_max',
+  'rated', 'status', 'since', 'until', 'q', 'sort',
+];
+const STAR_LABELS = ['0 stars', '1 star', '2 stars', '3 stars', '4 stars', '5 stars'];
+const RELATIVE_UNITS = [
+  ['year', 31536000], ['month', 2592000], ['week', 604800], ['day', 86400],
+  ['hour', 3600], ['minute', 60], ['second', 1],
+];
+
+const $ = (id) => document.getElementById(id);
+const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+const token = document.querySelector('meta[name="learning-svc-token"]')?.content.trim() ?? '';
+
+const view = {
+  params: readParamsFromUrl(), // filters and sort, mirrored in the address bar
+  jobs: new Map(),             // job_id -> summary (+ element, savedRating): the jobs shown
+  cursor: null,
+  done: false,
+  failed: false,
+  pending: null,               // promise of the page being loaded
+  generation: 0,               // bumped on every filter change so stale responses are dropped
+  newJobsAbove: 0,
+};
+
+let sentinelObserver;
+let toastTimer;
+
+// ---------------------------------------------------------------- helpers
+
+function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value != null) element.setAttribute(name, value);
+  }
+  element.append(...children.filter((child) => child != null)); // strings become text nodes
+  return element;
+}
+
+function plural(count, word) {
+  return `${count} ${word}${count === 1 ? '' : 's'}`;
+}
+
+function basename(path) {
+  return path.split(/[\\/]/).pop();
+}
+
+function formatNumber(value) {
+  return value == null ? '—' : String(Number(Number(value).toFixed(2)));
+}
+
+function formatTime(epochSeconds) {
+  return epochSeconds == null ? '—' : new Date(epochSeconds * 1000).toLocaleString();
+}
+
+function relativeTime(epochSeconds) {
+  const delta = epochSeconds - Date.now() / 1000;
+  const [unit, seconds] = RELATIVE_UNITS.find(([, size]) => Math.abs(delta) >= size) ?? ['second', 1];
+  return relativeFormat.format(Math.trunc(delta / seconds), unit);
+}
+
+function formatDuration(seconds) {
+  if (seconds == null) return '—';
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const total = Math.round(seconds);
+  const hours = Math.floor(total / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  return hours ? `${hours} h ${minutes} min` : `${minutes} min ${total % 60} s`;
+}
+
+function jobUrl(jobId) {
+  return `/api/jobs/${encodeURIComponent(jobId)}`;
+}
+
+function outputUrl(jobId, index) {
+  return `${jobUrl(jobId)}/outputs/${index}`;
+}
+
+function showToast(message) {
+  const toast = $('toast');
+  toast.textContent = message;
+  toast.classList.add('visible');
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => toast.classList.remove('visible'), TOAST_MS);
+}
+
+// ---------------------------------------------------------------- API
+
+async function api(path, { method = 'GET', body } = {}) {
+  const headers = {};
+  if (method !== 'GET') {
+    headers['Content-Type'] = 'application/json';
+    if (token) headers.Authorization = `Bearer ${token}`;
+  }
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
+  } catch {
+    throw new Error('network error');
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    throw new Error(data?.error?.message || `${response.status} ${response.statusText}`.trim());
+  }
+  return data;
+}
+
+// ---------------------------------------------------------------- filter state
+
+function readParamsFromUrl() {
+  const params = new URLSearchParams();
+  for (const [key, value] of new URLSearchParams(location.search)) {
+    if (LIST_PARAMS.includes(key) && value !== '') params.append(key, value);
+  }
+  return params;
+}
+
+function filterParams() {
+  const params = new URLSearchParams(view.params);
+  params.delete('sort');
+  return params;
+}
+
+function hasFilters() {
+  return filterParams().toString() !== '';
+}
+
+function sortOrder() {
+  return view.params.get('sort') ?? DEFAULT_SORT;
+}
+
+function unratedOnly() {
+  return view.params.get('rated') === 'false';
+}
+
+function jobsUrl(cursor) {
+  const params = new URLSearchParams(view.params);
+  params.set('limit', PAGE_SIZE);
+  if (cursor) params.set('cursor', cursor);
+  return `/api/jobs?${params}`;
+}
+
+function writeUrl() {
+  const query = view.params.toString();
+  history.replaceState(null, '', query ? `${location.pathname}?${query}` : location.pathname);
+}
+
+function updateExportLinks() {
+  for (const format of ['jsonl', 'csv']) {
+    const params = new URLSearchParams([['format', format], ...filterParams()]);
+    $(`export-${format}`).href = `/api/export?${params}`;
+  }
+}
+
+function ensureOption(select, value) {
+  if (value && ![...select.options].some((option) => option.value === value)) {
+    select.append(h('option', { value }, value));
+  }
+}
+
+function syncControls() {
+  for (const control of $('filters').elements) {
+    if (!control.name) continue;
+    const value = view.params.get(control.name) ?? '';
+    if (control.type === 'checkbox') {
+      control.checked = value === control.value;
+    } else {
+      if (control.tagName === 'SELECT') ensureOption(control, value);
+      control.value = value || (control.name === 'sort' ? DEFAULT_SORT : '');
+    }
+  }
+}
+
+function updateParam(control) {
+  const value = control.type === 'checkbox' ? (control.checked ? control.value : '') : control.value.trim();
+  const before = view.params.toString();
+  if (value === '' || (control.name === 'sort' && value === DEFAULT_SORT)) {
+    view.params.delete(control.name);
+  } else {
+    view.params.set(control.name, value);
+  }
+  if (view.params.toString() !== before) applyFilters();
+}
+
+function clearFilters() {
+  const sort = view.params.get('sort');
+  view.params = new URLSearchParams(sort ? { sort } : {});
+  syncControls();
+  applyFilters();
+}
+
+function applyFilters() {
+  writeUrl();
+  updateExportLinks();
+  view.generation += 1;
+  view.jobs.clear();
+  view.cursor = null;
+  view.done = false;
+  view.failed = false;
+  view.pending = null;
+  hideNewJobsPill();
+  $('job-list').replaceChildren();
+  loadNextPage();
+  loadFacets();
+  renderStatus();
+}
+
+// ---------------------------------------------------------------- facets
+
+async function loadFacets() {
+  const generation = view.generation;
+  const requests = new Map();
+  // Each select lists the values available under the *other* filters, so a different
+  // value can still be picked once one is selected.
+  const facetsWithout = (field) => {
+    const params = filterParams();
+    params.delete(field);
+    const query = params.toString();
+    if (!requests.has(query)) requests.set(query, api(`/api/facets?${query}`));
+    return requests.get(query);
+  };
+  try {
+    const results = await Promise.all(FACET_FIELDS.map(facetsWithout));
+    if (generation !== view.generation) return;
+    FACET_FIELDS.forEach((field, i) => fillSelect(field, results[i].facets[field] ?? []));
+  } catch (error) {
+    if (generation === view.generation) showToast(`Could not load filter values: ${error.message}`);
+  }
+}
+
+function fillSelect(field, buckets) {
+  const select = $(`filter-${field}`);
+  const selected = view.params.get(field) ?? '';
+  const values = buckets.filter((bucket) => bucket.value != null && bucket.value !== '');
+  const match = values.find((bucket) => String(bucket.value).toLowerCase() === selected.toLowerCase());
+  const options = values.map(({ value, count }) => h('option', { value }, `${value} (${count})`));
+  if (selected && !match) options.unshift(h('option', { value: selected }, `${selected} (0)`));
+  select.replaceChildren(select.options[0], ...options);
+  select.value = match ? String(match.value) : selected;
+}
+
+// ---------------------------------------------------------------- list
+
+function loadNextPage() {
+  if (view.done || view.failed) return Promise.resolve();
+  if (!view.pending) {
+    const promise = fetchPage(view.generation).finally(() => {
+      if (view.pending === promise) view.pending = null;
+    });
+    view.pending = promise;
+  }
+  return view.pending;
+}
+
+async function fetchPage(generation) {
+  setListMessage('Loading…');
+  try {
+    const data = await api(jobsUrl(view.cursor));
+    if (generation !== view.generation) return;
+    $('job-list').append(...data.jobs.filter((job) => !view.jobs.has(job.job_id)).map(addJob));
+    view.cursor = data.next_cursor;
+    view.done = !data.next_cursor;
+    setListMessage('');
+    if (!view.done) rearmSentinel();
+  } catch (error) {
+    if (generation !== view.generation) return;
+    view.failed = true;
+    setListMessage(`Could not load jobs: ${error.message}`, { retry: true });
+  }
+  renderStatus();
+}
+
+function retryLoading() {
+  view.failed = false;
+  loadNextPage();
+}
+
+// Re-observing fires the callback again, so a sentinel that is still visible loads the next page.
+function rearmSentinel() {
+  sentinelObserver.unobserve($('sentinel'));
+  sentinelObserver.observe($('sentinel'));
+}
+
+function addJob(job) {
+  job.savedRating = job.rating;
+  job.ratingRequest = 0;
+  job.element = renderJob(job);
+  view.jobs.set(job.job_id, job);
+  return job.element;
+}
+
+function setListMessage(text, { retry = false } = {}) {
+  $('list-message').hidden = !text;
+  $('list-message-text').textContent = text;
+  $('retry').hidden = !retry;
+}
+
+function renderStatus() {
+  const count = view.jobs.size;
+  const loadingFirstPage = count === 0 && !view.done && !view.failed;
+  $('status').textContent = loadingFirstPage ? 'Loading…' : `Showing ${plural(count, 'job')}`;
+  const empty = count === 0 && view.done;
+  $('empty').hidden = !empty;
+  $('empty-first').hidden = !empty || hasFilters();
+  $('empty-filtered').hidden = !empty || !hasFilters();
+}
+
+function refreshRelativeTimes() {
+  for (const span of document.querySelectorAll('.relative-time')) {
+    span.textContent = relativeTime(Number(span.dataset.epoch));
+  }
+}
+
+// ---------------------------------------------------------------- live updates
+
+function schedulePoll() {
+  setTimeout(pollNewJobs, POLL_INTERVAL_MS);
+}
+
+function canPoll() {
+  const firstPageLoaded = view.cursor !== null || view.done;
+  return document.visibilityState === 'visible' && sortOrder() === DEFAULT_SORT
+    && firstPageLoaded && !view.failed;
+}
+
+async function pollNewJobs() {
+  const generation = view.generation;
+  try {
+    if (canPoll()) {
+      const data = await api(jobsUrl(null));
+      const fresh = data.jobs.filter((job) => !view.jobs.has(job.job_id));
+      if (generation === view.generation && fresh.length) prependJobs(fresh);
+    }
+  } catch {
+    // A missed poll is harmless: the next one catches up.
+  } finally {
+    schedulePoll();
+  }
+}
+
+function firstVisibleJob() {
+  const top = $('topbar').getBoundingClientRect().bottom;
+  return [...$('job-list').children].find((element) => element.getBoundingClientRect().bottom > top);
+}
+
+// New jobs go on top; a reader who has scrolled down keeps the same jobs in view.
+function prependJobs(jobs) {
+  const anchor = window.scrollY > 0 ? firstVisibleJob() : null;
+  const anchorTop = anchor?.getBoundingClientRect().top;
+  $('job-list').prepend(...jobs.map(addJob));
+  if (anchor) {
+    window.scrollBy(0, anchor.getBoundingClientRect().top - anchorTop);
+    showNewJobsPill(jobs.length);
+  }
+  renderStatus();
+}
+
+function showNewJobsPill(count) {
+  view.newJobsAbove += count;
+  const pill = $('new-jobs');
+  pill.textContent = `↑ ${plural(view.newJobsAbove, 'new job')}`;
+  pill.hidden = false;
+}
+
+function hideNewJobsPill() {
+  view.newJobsAbove = 0;
+  $('new-jobs').hidden = true;
+}
+
+function scrollToTop() {
+  hideNewJobsPill();
+  window.scrollTo({ top: 0, behavior: 'smooth' });
+}
+
+// ---------------------------------------------------------------- job rendering
+
+function renderJob(job) {
+  return h('article', { class: 'job', 'data-job-id': job.job_id, 'data-status': job.status, tabindex: '0' },
+    renderThumbnails(job),
+    h('div', { class: 'job-info' },
+      renderWhen(job),
+      renderPacks(job.packs ?? []),
+      renderFacts(job)),
+    h('div', { class: 'job-side' },
+      renderRatingWidget(job.rating),
+      h('p', { class: 'job-error', role: 'alert' })));
+}
+
+function renderWhen(job) {
+  const completed = job.completed_at == null ? null : new Date(job.completed_at * 1000);
+  return h('p', { class: 'job-when' },
+    h('time', { datetime: completed?.toISOString() }, formatTime(job.completed_at)),
+    completed && h('span', { class: 'relative-time', 'data-epoch': job.completed_at }, relativeTime(job.completed_at)),
+    h('span', { class: `badge status-${job.status}` }, job.status),
+    h('span', { class: 'duration', title: 'Duration' }, formatDuration(job.duration_sec)));
+}
+
+function renderPacks(packs) {
+  if (!packs.length) return h('p', { class: 'packs muted' }, 'No pack');
+  return h('ul', { class: 'packs', 'aria-label': 'Packs' }, ...packs.map((pack) => h('li', {}, pack)));
+}
+
+function renderFacts(job) {
+  const facts = [
+    ['Variant', `${job.variant_index + 1} / ${job.variant_total}`],
+    ['Model', job.model],
+    ['Sampler', [job.sampler, job.scheduler].filter(Boolean).join(' · ')],
+    ['Steps / CFG', `${job.steps ?? '—'} / ${formatNumber(job.cfg_scale)}`],
+    ['Size', job.width && job.height ? `${job.width}×${job.height}` : null],
+    ['Seed', job.seed],
+    ['LoRAs', (job.loras ?? []).join(', ')],
+  ];
+  return h('dl', { class: 'facts' }, ...facts.flatMap(([label, value]) => [
+    h('dt', {}, label),
+    h('dd', {}, value == null || value === '' ? '—' : String(value)),
+  ]));
+}
+
+function renderThumbnails(job) {
+  const outputs = job.outputs ?? [];
+  const count = job.num_outputs ?? outputs.length;
+  const hidden = outputs.length - MAX_THUMBNAILS;
+  return h('div', { class: 'job-thumbs' },
+    h('div', { class: 'thumb-row' },
+      ...outputs.slice(0, MAX_THUMBNAILS).map((path, index) => renderThumbnail(job, path, index)),
+      hidden > 0 ? h('span', { class: 'more-thumbs' }, `+${hidden}`) : null),
+    h('p', { class: 'output-count' }, count ? plural(count, 'output') : 'No outputs'));
+}
+
+function renderThumbnail(job, path, index) {
+  const image = h('img', {
+    class: 'thumb',
+    loading: 'lazy',
+    decoding: 'async',
+    src: `${outputUrl(job.job_id, index)}/thumbnail`,
+    alt: `Output ${index + 1} of ${job.outputs.length}: ${basename(path)}`,
+  });
+  if (job.width && job.height) { // reserves the right aspect ratio before the image loads
+    image.width = job.width;
+    image.height = job.height;
+  }
+  return image;
+}
+
+// ---------------------------------------------------------------- rating
+
+function renderRatingWidget(rating) {
+  const radios = STAR_LABELS.map((label, value) => h('button', {
+    type: 'button',
+    role: 'radio',
+    class: value === 0 ? 'star-zero' : 'star',
+    'aria-label': label,
+    'data-rating': value,
+    tabindex: '-1',
+  }, value === 0 ? '0' : '★'));
+  const widget = h('div', { class: 'rating' },
+    h('div', { class: 'stars', role: 'radiogroup', 'aria-label': 'Rating' }, ...radios),
+    h('button', { type: 'button', class: 'clear-rating', 'aria-label': 'Clear rating', title: 'Clear rating', tabindex: '-1' }, '✕'));
+  showRating(widget, rating);
+  return widget;
+}
+
+function showRating(widget, rating) {
+  for (const radio of widget.querySelectorAll('[role="radio"]')) {
+    const value = Number(radio.dataset.rating);
+    radio.setAttribute('aria-checked', String(value === rating));
+    radio.classList.toggle('lit', rating != null && value > 0 && value <= rating);
+  }
+  widget.classList.toggle('unrated', rating == null);
+}
+
+function setJobError(job, message) {
+  job.element.querySelector('.job-error').textContent = message;
+}
+
+// Shows the new rating at once, stores it, and reverts with a message if storing fails.
+// Resolves to true when stored.
+async function rateJob(job, rating) {
+  if (rating === null && job.rating === null) return true;
+  const request = ++job.ratingRequest;
+  job.rating = rating;
+  showRating(job.element.querySelector('.rating'), rating);
+  setJobError(job, '');
+  const url = `${jobUrl(job.job_id)}/rating`;
+  try {
+    await (rating === null
+      ? api(url, { method: 'DELETE' })
+      : api(url, { method: 'PUT', body: { rating, source: 'web' } }));
+    job.savedRating = rating;
+    return true;
+  } catch (error) {
+    if (request === job.ratingRequest) {
+      job.rating = job.savedRating;
+      showRating(job.element.querySelector('.rating'), job.savedRating);
+      setJobError(job, `Rating not saved: ${error.message}`);
+    }
+    return false;
+  }
+}
+
+// In the "unrated only" view, rating moves focus on to the next job still unrated.
+function rateAndAdvance(element, rating) {
+  const job = view.jobs.get(element.dataset.jobId);
+  const saved = rateJob(job, rating);
+  if (unratedOnly()) focusNextJob(element, (next) => next.rating === null);
+  return saved;
+}
+
+async function rateJobInDetails(rating) {
+  const jobId = $('details').dataset.jobId;
+  const job = view.jobs.get(jobId);
+  if (!job) return;
+  if (await rateJob(job, rating)) loadDetails(jobId);
+  else showToast(job.element.querySelector('.job-error').textContent || 'Rating not saved');
+}
+
+// ---------------------------------------------------------------- focus and keys
+
+function focusJob(element) {
+  element.focus({ preventScroll: true });
+  element.scrollIntoView({ block: 'nearest' });
+}
+
+function adjacentJob(element, direction, matches = () => true) {
+  for (let next = element[direction]; next; next = next[direction]) {
+    if (matches(view.jobs.get(next.dataset.jobId))) return next;
+  }
+  return null;
+}
+
+async function focusNextJob(element, matches) {
+  let next = adjacentJob(element, 'nextElementSibling', matches);
+  if (!next && !view.done) {
+    await loadNextPage();
+    next = adjacentJob(element, 'nextElementSibling', matches);
+  }
+  if (next) focusJob(next);
+}
+
+function focusPreviousJob(element) {
+  const previous = adjacentJob(element, 'previousElementSibling');
+  if (previous) focusJob(previous);
+}
+
+function isEditable(target) {
+  return target.matches?.('input, select, textarea, [contenteditable]');
+}
+
+function jobKeyAction(event, element) {
+  const { key } = event;
+  if (/^[0-5]$/.test(key)) return () => rateAndAdvance(element, Number(key));
+  if (key === 'j' || key === 'ArrowDown') return () => focusNextJob(element);
+  if (key === 'k' || key === 'ArrowUp') return () => focusPreviousJob(element);
+  if (key === 'Enter' && event.target === element) return () => openDetails(element);
+  return null;
+}
+
+function onKeydown(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey || isEditable(event.target)) return;
+  if (event.key === '?') {
+    event.preventDefault();
+    toggleHelp();
+    return;
+  }
+  if ($('help').open) return;
+  if ($('details').open) { // Esc is handled by the dialog itself
+    if (/^[0-5]$/.test(event.key)) rateJobInDetails(Number(event.key));
+    return;
+  }
+  const element = event.target.closest?.('.job');
+  if (!element) {
+    const first = $('job-list').firstElementChild;
+    if (event.key === 'j' && first) focusJob(first);
+    return;
+  }
+  const action = jobKeyAction(event, element);
+  if (action) {
+    event.preventDefault();
+    action();
+  }
+}
+
+function onListClick(event) {
+  const element = event.target.closest('.job');
+  if (!element) return;
+  const radio = event.target.closest('[data-rating]');
+  if (radio) {
+    rateAndAdvance(element, Number(radio.dataset.rating));
+  } else if (event.target.closest('.clear-rating')) {
+    rateJob(view.jobs.get(element.dataset.jobId), null);
+  } else if (!event.target.closest('.rating')) {
+    openDetails(element);
+  }
+}
+
+// ---------------------------------------------------------------- dialogs
+
+function openDialog(dialog) {
+  const previous = document.activeElement;
+  dialog.showModal();
+  dialog.addEventListener('close', () => previous?.focus({ preventScroll: true }), { once: true });
+}
+
+function closeOnBackdropClick(dialog) {
+  dialog.addEventListener('click', (event) => {
+    const box = dialog.getBoundingClientRect();
+    const outside = event.clientX < box.left || event.clientX > box.right
+      || event.clientY < box.top || event.clientY > box.bottom;
+    if (event.target === dialog && outside) dialog.close();
+  });
+}
+
+function toggleHelp() {
+  if ($('help').open) $('help').close();
+  else openDialog($('help'));
+}
+
+function openDetails(element) {
+  const jobId = element.dataset.jobId;
+  const dialog = $('details');
+  dialog.dataset.jobId = jobId;
+  $('details-title').textContent = jobId;
+  $('details-body').replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+  openDialog(dialog);
+  loadDetails(jobId);
+}
+
+async function loadDetails(jobId) {
+  const isCurrent = () => $('details').open && $('details').dataset.jobId === jobId;
+  try {
+    const data = await api(jobUrl(jobId));
+    if (isCurrent()) $('details-body').replaceChildren(...renderDetails(data));
+  } catch (error) {
+    if (isCurrent()) {
+      $('details-body').replaceChildren(h('p', { class: 'error', role: 'alert' }, `Could not load the job: ${error.message}`));
+    }
+  }
+}
+
+function renderDetails({ record, rating, rating_history: history }) {
+  const outputs = record.outputs ?? [];
+  const summary = [
+    formatTime(record.completed_at),
+    record.status,
+    `variant ${record.variant_index + 1} / ${record.variant_total}`,
+    plural(outputs.length, 'output'),
+    rating == null ? 'unrated' : `rated ${plural(rating, 'star')}`,
+  ].join(' · ');
+  return [
+    h('p', { class: 'details-summary' }, summary),
+    detailsSection('Packs', h('p', {}, (record.packs ?? []).join(', ') || '—')),
+    detailsSection('Prompt', h('pre', { class: 'prompt' }, record.prompt || '—')),
+    detailsSection('Negative prompt', h('pre', { class: 'prompt' }, record.negative_prompt || '—')),
+    detailsSection('Outputs', renderOutputs(record.job_id, outputs)),
+    detailsSection('Rating history', renderRatingHistory(history ?? [])),
+    detailsSection('Run config', h('pre', { class: 'json' }, JSON.stringify(record.run_config ?? {}, null, 2))),
+    h('details', { class: 'full-record' },
+      h('summary', {}, 'Full stored record'),
+      h('pre', { class: 'json' }, JSON.stringify(record, null, 2))),
+  ];
+}
+
+function detailsSection(title, content) {
+  return h('section', {}, h('h3', {}, title), content);
+}
+
+function renderOutputs(jobId, outputs) {
+  if (!outputs.length) return h('p', { class: 'muted' }, 'No outputs');
+  return h('div', { class: 'outputs' }, ...outputs.map((path, index) => h('figure', {},
+    h('a', { href: outputUrl(jobId, index), target: '_blank', rel: 'noopener' },
+      h('img', { src: outputUrl(jobId, index), loading: 'lazy', alt: `Output ${index + 1}: ${basename(path)}` })),
+    h('figcaption', {}, path))));
+}
+
+function renderRatingHistory(history) {
+  if (!history.length) return h('p', { class: 'muted' }, 'Never rated');
+  return h('ol', { class: 'rating-history', reversed: '' }, ...[...history].reverse().map((event) => h('li', {},
+    h('span', { class: 'history-rating' }, event.rating == null ? 'cleared' : plural(event.rating, 'star')),
+    ` · ${formatTime(event.timestamp)}`,
+    event.source ? ` · ${event.source}` : null)));
+}
+
+// ---------------------------------------------------------------- empty state
+
+function renderCurlCommand() {
+  const body = JSON.stringify({ job_id: 'first-job', completed_at: Math.floor(Date.now() / 1000), packs: ['demo'] });
+  $('curl-command').textContent = `curl -X POST ${location.origin}/api/jobs -H 'Content-Type: application/json' -d '${body}'`;
+}
+
+async function copyCurlCommand() {
+  const code = $('curl-command');
+  try {
+    await navigator.clipboard.writeText(code.textContent);
+    $('copy-curl').textContent = 'Copied';
+  } catch { // no clipboard access (e.g. plain http on another host): select it instead
+    getSelection().selectAllChildren(code);
+    $('copy-curl').textContent = 'Press Ctrl+C';
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+function debounce(fn, ms) {
+  let timer;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+function bindFilterBar() {
+  const form = $('filters');
+  const search = $('filter-q');
+  const searchLater = debounce(() => updateParam(search), SEARCH_DEBOUNCE_MS);
+  form.addEventListener('change', (event) => updateParam(event.target));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    updateParam(search);
+  });
+  search.addEventListener('input', searchLater);
+  $('clear-filters').addEventListener('click', clearFilters);
+}
+
+function trackTopbarHeight() {
+  const topbar = $('topbar');
+  new ResizeObserver(() => {
+    document.documentElement.style.setProperty('--topbar-height', `${topbar.offsetHeight}px`);
+  }).observe(topbar);
+}
+
+function init() {
+  syncControls();
+  bindFilterBar();
+  trackTopbarHeight();
+  document.addEventListener('keydown', onKeydown);
+  $('job-list').addEventListener('click', onListClick);
+  $('retry').addEventListener('click', retryLoading);
+  $('new-jobs').addEventListener('click', scrollToTop);
+  $('help-button').addEventListener('click', toggleHelp);
+  $('help-close').addEventListener('click', () => $('help').close());
+  $('details-close').addEventListener('click', () => $('details').close());
+  closeOnBackdropClick($('help'));
+  closeOnBackdropClick($('details'));
+  $('copy-curl').addEventListener('click', copyCurlCommand);
+  window.addEventListener('scroll', () => { if (window.scrollY === 0) hideNewJobsPill(); }, { passive: true });
+  sentinelObserver = new IntersectionObserver((entries) => {
+    if (entries.some((entry) => entry.isIntersecting)) loadNextPage();
+  }, { rootMargin: '800px 0px' });
+  sentinelObserver.observe($('sentinel'));
+  renderCurlCommand();
+  applyFilters();
+  setInterval(refreshRelativeTimes, RELATIVE_TIME_REFRESH_MS);
+  schedulePoll();
+}
+
+init();
