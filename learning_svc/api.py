@@ -1,23 +1,18 @@
 """Flask blueprint: HTTP <-> service. One error handler gives every error the SPEC §2 shape."""
 from __future__ import annotations
 
-import csv
-import io
 from urllib.parse import quote
 
 import orjson
-from flask import Blueprint, Response, current_app, request, stream_with_context
+from flask import Blueprint, Response, current_app, request, send_file, stream_with_context
 from werkzeug.exceptions import HTTPException
 
-from . import records
+from . import exporting, images, records
 from .index import queries
 from .security import Refused
 from .service import Conflict, NotFound, Service, Unavailable
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-CSV_FIELDS = ("job_id", "status", "completed_at", "started_at", "duration_sec", "packs", "variant_index",
-              "variant_total", "num_outputs", "model", "sampler", "scheduler", "steps", "cfg_scale", "seed",
-              "width", "height", "loras", "embeddings", "outputs", "rating", "rated_at")
 
 
 def service() -> Service:
@@ -67,6 +62,32 @@ def get_job(job_id: str):
     return json_response(service().get_job(job_id))
 
 
+@bp.get("/jobs/<job_id>/outputs/<int:n>")
+def output_image(job_id: str, n: int):
+    found = service().output_file(job_id, n)
+    if found is None:
+        return _placeholder()
+    path, mimetype = found
+    return send_file(path, mimetype=mimetype, max_age=3600, conditional=True)
+
+
+@bp.get("/jobs/<job_id>/outputs/<int:n>/thumbnail")
+def output_thumbnail(job_id: str, n: int):
+    data = service().output_thumbnail(job_id, n)
+    if data is None:
+        return _placeholder()
+    response = Response(data, mimetype="image/jpeg")
+    response.cache_control.max_age = 3600
+    return response
+
+
+def _placeholder() -> Response:
+    """A missing or unreadable output shows a placeholder image, never an error page."""
+    response = Response(images.placeholder(), mimetype="image/png", headers={"X-Learning-Placeholder": "missing"})
+    response.cache_control.no_store = True
+    return response
+
+
 @bp.put("/jobs/<job_id>/rating")
 def put_rating(job_id: str):
     body = records.parse_rating(read_json())
@@ -99,46 +120,10 @@ def facets():
 
 @bp.get("/export")
 def export():
-    params = args()
-    fmt = queries._one(params, "format") or "jsonl"
-    sort = queries._one(params, "sort") or "-completed_at"
-    params.pop("format", None)
-    params.pop("sort", None)
-    if fmt not in ("jsonl", "csv"):
-        raise queries.BadQuery("format", f"must be jsonl or csv, got {fmt[:20]!r}")
-    if sort not in queries.SORTS:
-        raise queries.BadQuery("sort", f"must be one of {', '.join(queries.SORTS)}")
-    rows = service().export(queries.parse_filters(params), sort)
-    body = _jsonl(rows) if fmt == "jsonl" else _csv(rows)
-    mimetype = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
+    fmt, sort, filters = exporting.parse_export(args())
+    body = exporting.chunks(service().export(filters, sort), fmt)
     headers = {"Content-Disposition": f'attachment; filename="learning_export.{fmt}"'}
-    return Response(stream_with_context(body), mimetype=mimetype, headers=headers)
-
-
-def _jsonl(rows):
-    for summary, record in rows:
-        line = record()
-        line["rating"], line["rated_at"] = summary["rating"], summary["rated_at"]
-        yield orjson.dumps(line) + b"\n"
-
-
-def _csv(rows):
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
-    for summary, _ in rows:
-        writer.writerow([_cell(summary.get(name)) for name in CSV_FIELDS])
-        if buffer.tell() > 65536:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
-
-
-def _cell(value):
-    if isinstance(value, list):
-        return "|".join(str(v) for v in value)
-    return "" if value is None else value
+    return Response(stream_with_context(body), content_type=exporting.FORMATS[fmt], headers=headers)
 
 
 @bp.get("/health")

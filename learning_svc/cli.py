@@ -18,6 +18,7 @@ def _settings(data_dir, **overrides) -> Settings:
 def main():
     """Job history and ratings for a Stable Diffusion pipeline."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None,

@@ -258,12 +258,10 @@ class _Run:
         self.source = "gui" if rand() < 0.8 else "cli"
         self.explicit_status = rand() < 0.5
         self.id_style = _ID_STYLES[bits(_TABLE_BITS)]
-        stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(now))
-        self.stamp = stamp
+        self.stamp = stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(now))
         self.run_id = f"{stamp}_{self.packs[0][:12]}-{model[:10]}"
         self.model_short = model[:16]
         root, sep = _OUTPUT_ROOTS[bits(_TABLE_BITS)]
-        self.sep = sep
         self.out_dir = sep.join((root, "Pipeline", self.run_id, ""))
         self.final_stage = "upscale" if self.upscale else "adetailer" if self.adetailer else "txt2img"
         self.stage_names = ["txt2img"] + [name for name, on in (

@@ -131,7 +131,7 @@ class Journal:
         end = self.complete_end()
         cut = end
         if end > 0:
-            last_start = self._line_start(end - 1)
+            last_start = self.line_start(end - 1)
             if not is_sound(self.read_at(last_start, end - 1 - last_start)):
                 cut = last_start
         size = self.size()
@@ -151,7 +151,7 @@ class Journal:
         _fsync_dir(self.path.parent)
         return side
 
-    def _line_start(self, newline_pos: int) -> int:
+    def line_start(self, newline_pos: int) -> int:
         """Offset where the line ending at `newline_pos` begins."""
         with open(self.path, "rb") as f:
             pos = newline_pos

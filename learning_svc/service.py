@@ -12,12 +12,13 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 from filelock import Timeout
 from sqlalchemy import Connection
 
-from . import records
+from . import images, records
 from .config import Settings
 from .index import db, queries
 from .index.project import line_summary
@@ -234,6 +235,25 @@ class Service:
             history = queries.rating_history(conn, job_id)
         record = orjson.loads(self.log.read_at(row.id, row.line_length))
         return {"record": record, "rating": row.rating, "rated_at": row.rated_at, "rating_history": history}
+
+    def output_file(self, job_id: str, n: int):
+        """(path, mimetype) of output `n` of a job if it is a readable image; NotFound for an unknown job."""
+        outputs = self.get_summary(job_id)["outputs"]
+        if not 0 <= n < len(outputs):
+            return None
+        found = images.image_file(outputs[n], self.settings.output_root or Path.cwd())
+        return found if found and images.is_image(found[0]) else None
+
+    def output_thumbnail(self, job_id: str, n: int) -> bytes | None:
+        found = self.output_file(job_id, n)
+        return images.thumbnail(found[0], self.settings.data_dir / "thumbnails") if found else None
+
+    def get_summary(self, job_id: str) -> dict:
+        with self.read_engine.connect() as conn:
+            row = queries.job_row(conn, job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id!r}")
+        return queries.summary_of(row)
 
     def ratings_dict(self) -> dict[str, int]:
         with self.read_engine.connect() as conn:

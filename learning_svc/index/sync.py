@@ -170,20 +170,24 @@ class Indexer:
             report.ratings += ratings_cp.line_count - before
         return log_cp, ratings_cp, report
 
-    def catch_up(self, progress: Callable[[int], None] | None = None) -> SyncReport:
+    def catch_up(self, progress: Callable[[int], None] | None = None, repair: bool = True) -> SyncReport:
         """Start-up: repair torn tails, rebuild if a file was replaced, then index from the checkpoints.
 
         Large backlogs are committed batch by batch (each with its checkpoint) without
-        holding the journal locks; the final stretch is done under the locks.
+        holding the journal locks. With repair=False (verify) the files are only read,
+        and an unsound last line is left out.
         """
         report = SyncReport()
-        with self.log.locked(), self.ratings.locked():
-            for journal in (self.log, self.ratings):
-                side = journal.repair_tail(is_sound)
-                if side:
-                    log.warning("moved a torn tail of %s to %s", journal.path.name, side.name)
-                    report.torn.append(side)
-            ends = {"log": self.log.complete_end(), "ratings": self.ratings.complete_end()}
+        if repair:
+            with self.log.locked(), self.ratings.locked():
+                for journal in (self.log, self.ratings):
+                    side = journal.repair_tail(is_sound)
+                    if side:
+                        log.warning("moved a torn tail of %s to %s", journal.path.name, side.name)
+                        report.torn.append(side)
+                ends = {"log": self.log.complete_end(), "ratings": self.ratings.complete_end()}
+        else:
+            ends = {"log": _sound_end(self.log), "ratings": _sound_end(self.ratings)}
         with self.engine.begin() as conn:
             reason = stale_reason(conn, self.log, "log") or stale_reason(conn, self.ratings, "ratings")
             if reason:
@@ -215,6 +219,16 @@ class Indexer:
             report.ratings += len(batch)
         if progress:
             progress(sum(item[2] for item in batch))
+
+
+def _sound_end(journal: Journal) -> int:
+    """End of the last complete line, leaving out a last line that is garbage."""
+    end = journal.complete_end()
+    if end:
+        start = journal.line_start(end - 1)
+        if not is_sound(journal.read_at(start, end - 1 - start)):
+            return start
+    return end
 
 
 def rebuild(url: str, log_journal: Journal, ratings_journal: Journal, index_path: Path | None,

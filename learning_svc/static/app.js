@@ -381,7 +381,7 @@ function hideNewJobsPill() {
 
 function scrollToTop() {
   hideNewJobsPill();
-  window.scrollTo({ top: 0, behavior: 'smooth' });
+  window.scrollTo(0, 0);
 }
 
 // ---------------------------------------------------------------- job rendering
@@ -657,7 +657,7 @@ function renderDetails({ record, rating, rating_history: history }) {
     `variant ${record.variant_index + 1} / ${record.variant_total}`,
     plural(outputs.length, 'output'),
     rating == null ? 'unrated' : `rated ${plural(rating, 'star')}`,
-  ].join(' · ');
+  ].filter(Boolean).join(' · ');
   return [
     h('p', { class: 'details-summary' }, summary),
     detailsSection('Packs', h('p', {}, (record.packs ?? []).join(', ') || '—')),

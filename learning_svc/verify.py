@@ -1,0 +1,95 @@
+"""`learning-svc verify`: rebuild the index from the JSONL into a scratch file and compare every row."""
+from __future__ import annotations
+
+import itertools
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import select
+
+from .config import Settings
+from .index import db
+from .index.sync import Indexer, is_sound
+from .index.tables import checkpoints, facet_values, job_tags, jobs, rating_events
+from .journal import DamagedJournal, Journal
+
+TABLES = (jobs, job_tags, facet_values, rating_events, checkpoints)
+MAX_EXAMPLES = 5
+
+
+def _rows(conn, table):
+    stmt = select(table).order_by(*table.primary_key.columns)
+    if table is facet_values:
+        stmt = stmt.where(facet_values.c.count > 0)
+    return conn.execute(stmt)
+
+
+def compare_table(table, actual_conn, expected_conn) -> list[str]:
+    """Differences between the index's rows and the rows rebuilt from the journal."""
+    key_len = len(table.primary_key.columns)
+    missing, extra, changed = [], [], []
+    actual, expected = iter(_rows(actual_conn, table)), iter(_rows(expected_conn, table))
+    a, e = next(actual, None), next(expected, None)
+    while a is not None or e is not None:
+        a_key = tuple(a[:key_len]) if a is not None else None
+        e_key = tuple(e[:key_len]) if e is not None else None
+        if e_key is not None and (a_key is None or e_key < a_key):
+            missing.append(e_key)
+            e = next(expected, None)
+        elif a_key is not None and (e_key is None or a_key < e_key):
+            extra.append(a_key)
+            a = next(actual, None)
+        else:
+            if tuple(a) != tuple(e):
+                diffs = [f"{col}: index={x!r} journal={y!r}" for col, x, y in zip(a._fields, a, e) if x != y]
+                changed.append(f"{a_key}: {', '.join(diffs)[:300]}")
+            a, e = next(actual, None), next(expected, None)
+    problems = []
+    for label, items in (("missing from the index", missing), ("in the index but not in the journal", extra),
+                         ("different in the index", changed)):
+        if items:
+            examples = "; ".join(str(i) for i in itertools.islice(items, MAX_EXAMPLES))
+            problems.append(f"{table.name}: {len(items)} rows {label}, e.g. {examples}")
+    return problems
+
+
+def _tail_problems(journal: Journal) -> list[str]:
+    end, size = journal.complete_end(), journal.size()
+    problems = []
+    if size > end:
+        problems.append(f"{journal.path}: {size - end} bytes after the last complete line (a torn tail; "
+                        "the service moves it aside at its next start)")
+    return problems
+
+
+def verify_index(settings: Settings) -> list[str]:
+    log_journal, ratings_journal = Journal(settings.log_path), Journal(settings.ratings_path)
+    problems = _tail_problems(log_journal) + _tail_problems(ratings_journal)
+    with tempfile.TemporaryDirectory(prefix="learning-svc-verify-") as scratch:
+        expected_engine = db.make_engine(f"sqlite:///{(Path(scratch) / 'expected.sqlite3').as_posix()}", writer=True)
+        actual_engine = db.make_engine(settings.db_url, writer=False)
+        try:
+            db.upgrade(expected_engine)
+            indexer = Indexer(expected_engine, log_journal, ratings_journal)
+            try:
+                indexer.catch_up(repair=False)
+            except DamagedJournal as error:
+                return problems + [str(error)]
+            last = _last_line_problem(log_journal) + _last_line_problem(ratings_journal)
+            with actual_engine.connect() as actual, expected_engine.connect() as expected:
+                for table in TABLES:
+                    problems += compare_table(table, actual, expected)
+            return problems + last
+        finally:
+            expected_engine.dispose()
+            actual_engine.dispose()
+
+
+def _last_line_problem(journal: Journal) -> list[str]:
+    end = journal.complete_end()
+    if end == 0:
+        return []
+    start = journal.line_start(end - 1)
+    if is_sound(journal.read_at(start, end - 1 - start)):
+        return []
+    return [f"{journal.path}: the last line (byte {start}) is damaged; the service moves it aside at its next start"]

@@ -1,0 +1,88 @@
+"""Shared fixtures: a temporary data directory, the Flask app, and the real waitress server."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+from waitress.server import create_server
+
+from learning_svc import create_app
+from learning_svc.config import Settings
+
+DATA = Path(__file__).parent / "data"
+JSON = {"Content-Type": "application/json"}
+
+
+def sample_records() -> list[dict]:
+    """The 40 real-shaped pack jobs and the 2 edge shapes (copied from shared/samples)."""
+    lines = (DATA / "sample_jobs.jsonl").read_bytes().splitlines() + (DATA / "edge_shapes.jsonl").read_bytes().splitlines()
+    return [orjson.loads(line) for line in lines]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "learning", output_root=tmp_path / "outputs")
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings)
+    yield app
+    app.extensions["learning_svc"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class LiveServer:
+    """The real waitress server on a free port, in a thread of the test process."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(settings)
+        self.server = create_server(self.app, host="127.0.0.1", port=self.port, threads=8,
+                                    max_request_body_size=settings.max_body_bytes + 65536)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        self.http = requests.Session()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                self.http.get(self.url + "/api/health", timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def post_job(self, record: dict) -> requests.Response:
+        return self.http.post(self.url + "/api/jobs", data=orjson.dumps(record), headers=JSON, timeout=10)
+
+    def rate(self, job_id: str, rating: int) -> requests.Response:
+        return self.http.put(f"{self.url}/api/jobs/{job_id}/rating", json={"rating": rating}, timeout=10)
+
+    def stop(self) -> None:
+        self.server.close()
+        self.app.extensions["learning_svc"].close()
+        self.http.close()
+
+
+@pytest.fixture
+def live_server(settings):
+    server = LiveServer(settings)
+    yield server
+    server.stop()
