@@ -123,3 +123,7 @@ def demo(data_dir, count, port, no_serve):
         import os
         os.environ["LEARNING_SVC_OUTPUT_ROOT"] = str(settings.output_root)
         serve.main(["--data-dir", data_dir] + (["--port", str(port)] if port else []), standalone_mode=True)
+
+
+if __name__ == "__main__":
+    main()

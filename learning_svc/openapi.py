@@ -91,8 +91,14 @@ class ErrorBody(BaseModel):
 MODELS = (JobIn, RatingIn, JobSummary, JobPage, JobDetail, RatingResult, Facets, ErrorBody)
 
 
+@cache
+def _schemas() -> tuple[dict, dict]:
+    return models_json_schema([(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}")
+
+
 def _ref(model: type[BaseModel]) -> dict:
-    return {"$ref": f"#/components/schemas/{model.model_config.get('title') or model.__name__}"}
+    # pydantic names each component itself (the class name, not the title): ask it, never guess
+    return _schemas()[0][(model, "validation")]
 
 
 def _json(model) -> dict:
@@ -123,7 +129,7 @@ JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "
 
 @cache
 def document() -> dict:
-    _, top = models_json_schema([(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}")
+    _, top = _schemas()
     return {
         "openapi": "3.0.3",
         "info": {"title": "learning_svc", "version": "2",

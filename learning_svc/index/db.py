@@ -10,8 +10,12 @@ from sqlalchemy import Engine, create_engine, event
 MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
 
 
-def make_engine(url: str, *, writer: bool) -> Engine:
-    """An engine for readers (deferred transactions) or the writer (BEGIN IMMEDIATE)."""
+def make_engine(url: str, *, writer: bool, scratch: bool = False) -> Engine:
+    """An engine for readers (deferred transactions) or the writer (BEGIN IMMEDIATE).
+
+    `scratch` is for a file being rebuilt that is thrown away if anything fails:
+    no syncs and a bigger page cache.
+    """
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
@@ -21,8 +25,11 @@ def make_engine(url: str, *, writer: bool) -> Engine:
     def _pragmas(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see below)
         cur = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "temp_store=MEMORY",
-                       "cache_size=-65536", "mmap_size=268435456"):
+        pragmas = ["journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "temp_store=MEMORY",
+                   "cache_size=-65536", "mmap_size=268435456"]
+        if scratch:
+            pragmas += ["synchronous=OFF", "cache_size=-131072"]
+        for pragma in pragmas:
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
 
@@ -33,6 +40,16 @@ def make_engine(url: str, *, writer: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
     return engine
+
+
+def run_outside_transaction(engine: Engine, *statements: str) -> None:
+    """Statements SQLite refuses inside a transaction (checkpoints, ANALYZE on a quiet file)."""
+    raw = engine.raw_connection()
+    try:
+        for statement in statements:
+            raw.driver_connection.execute(statement)
+    finally:
+        raw.close()
 
 
 def upgrade(engine: Engine) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Connection, and_, func, literal_column, or_, select, text, tuple_
+from sqlalchemy import Connection, Select, and_, func, literal_column, or_, select, text, tuple_
 
 from ..prompts import facet_key
 from ..records import to_epoch
@@ -198,24 +198,30 @@ def _driving_tag(f: Filters, sort: str) -> str | None:
     return single[0] if single else None
 
 
-def list_jobs(conn: Connection, page: Page) -> tuple[list[dict], str | None]:
+def listing_statement(conn: Connection, page: Page) -> Select:
+    """The SELECT behind one page: limit + 1 rows in sort order, so that the caller sees if more follow."""
     column, descending = SORTS[page.sort]
     drive = _driving_tag(page.filters, page.sort)
     conds = conditions(page.filters, conn, skip_tag=drive)
+    cols = (jobs.c.id, jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.line_length)
     if drive:
         t = job_tags
         key_col, id_col = t.c.completed_at, t.c.job
-        stmt = (select(jobs.c.id, key_col.label("sort_key"), jobs.c.summary, jobs.c.rating, jobs.c.rated_at)
+        stmt = (select(key_col.label("sort_key"), *cols)
                 .select_from(t.join(jobs, jobs.c.id == t.c.job))
                 .where(t.c.field == drive, t.c.value == page.filters.tags[drive][0], *conds))
     else:
         key_col, id_col = column, jobs.c.id
-        stmt = select(jobs.c.id, column.label("sort_key"), jobs.c.summary, jobs.c.rating, jobs.c.rated_at).where(*conds)
+        stmt = select(column.label("sort_key"), *cols).where(*conds)
     if page.after is not None:
         position = tuple_(key_col, id_col)
         stmt = stmt.where(position < tuple_(*page.after) if descending else position > tuple_(*page.after))
     order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())
-    rows = conn.execute(stmt.order_by(*order).limit(page.limit + 1)).all()
+    return stmt.order_by(*order).limit(page.limit + 1)
+
+
+def list_jobs(conn: Connection, page: Page) -> tuple[list[dict], str | None]:
+    rows = conn.execute(listing_statement(conn, page)).all()
     more = len(rows) > page.limit
     rows = rows[:page.limit]
     next_cursor = encode_cursor(page.sort, rows[-1].sort_key, rows[-1].id) if more else None
@@ -230,22 +236,14 @@ def summary_of(row) -> dict:
 
 
 def iter_jobs(conn: Connection, filters: Filters, sort: str = "-completed_at", batch: int = 500) -> Iterator:
-    """Every matching job in order, fetched page by page (constant memory)."""
+    """Every matching job in order, fetched page by page with the listing's own statement (constant memory)."""
     page = Page(filters, sort, batch)
-    column, descending = SORTS[sort]
-    conds = conditions(filters, conn)
-    cols = (jobs.c.id, column.label("sort_key"), jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.line_length)
     while True:
-        stmt = select(*cols).where(*conds)
-        if page.after is not None:
-            position = tuple_(column, jobs.c.id)
-            stmt = stmt.where(position < tuple_(*page.after) if descending else position > tuple_(*page.after))
-        order = (column.desc(), jobs.c.id.desc()) if descending else (column.asc(), jobs.c.id.asc())
-        rows = conn.execute(stmt.order_by(*order).limit(batch)).all()
-        yield from rows
-        if len(rows) < batch:
+        rows = conn.execute(listing_statement(conn, page)).all()
+        yield from rows[:batch]
+        if len(rows) <= batch:
             return
-        page.after = (rows[-1].sort_key, rows[-1].id)
+        page.after = (rows[batch - 1].sort_key, rows[batch - 1].id)
 
 
 def facets(conn: Connection, f: Filters, size: int = 50) -> dict[str, list[dict]]:

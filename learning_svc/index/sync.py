@@ -245,15 +245,12 @@ def rebuild(url: str, log_journal: Journal, ratings_journal: Journal, index_path
     building = index_path.with_name(index_path.name + f".rebuild-{os.getpid()}")
     for leftover in _sqlite_files(building):
         leftover.unlink(missing_ok=True)
-    engine = db.make_engine(f"sqlite:///{building.resolve().as_posix()}", writer=True)
+    # No syncs while building: a crash leaves only this scratch file, never a half-new index.
+    engine = db.make_engine(f"sqlite:///{building.resolve().as_posix()}", writer=True, scratch=True)
     try:
         db.upgrade(engine)
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA synchronous=OFF")  # a crash here leaves only the scratch file
         report = Indexer(engine, log_journal, ratings_journal).catch_up(progress)
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.run_outside_transaction(engine, "ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)")
     except BaseException:
         engine.dispose()
         for leftover in _sqlite_files(building):

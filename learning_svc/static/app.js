@@ -22,7 +22,20 @@ const RELATIVE_UNITS = [
 
 const $ = (id) => document.getElementById(id);
 const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
-const token = document.querySelector('meta[name="learning-svc-token"]')?.content.trim() ?? '';
+// A server bound beyond loopback needs a bearer token on writes. The user opens
+// `/#token=...` once: the fragment never reaches the server or its logs, and the
+// token is kept in this origin's localStorage rather than in any served HTML.
+const TOKEN_KEY = 'learning-svc-token';
+let token = takeTokenFromFragment() ?? localStorage.getItem(TOKEN_KEY) ?? '';
+
+function takeTokenFromFragment() {
+  const match = location.hash.match(/^#token=(.+)$/);
+  if (!match) return null;
+  const value = decodeURIComponent(match[1]);
+  localStorage.setItem(TOKEN_KEY, value);
+  history.replaceState(null, '', location.pathname + location.search);
+  return value;
+}
 
 const view = {
   params: readParamsFromUrl(), // filters and sort, mirrored in the address bar
@@ -111,6 +124,14 @@ async function api(path, { method = 'GET', body } = {}) {
     throw new Error('network error');
   }
   const data = await response.json().catch(() => null);
+  if (response.status === 401 && method !== 'GET') {
+    const entered = prompt('This server needs its access token (LEARNING_SVC_TOKEN) to save ratings:');
+    if (entered) {
+      token = entered.trim();
+      localStorage.setItem(TOKEN_KEY, token);
+      return api(path, { method, body });
+    }
+  }
   if (!response.ok) {
     throw new Error(data?.error?.message || `${response.status} ${response.statusText}`.trim());
   }
