@@ -1,0 +1,151 @@
+"""The JSON API contract (SPEC §2): statuses, shapes, error bodies."""
+import orjson
+import pytest
+
+from conftest import JSON, sample_records
+
+
+def post(client, body, **headers):
+    return client.post("/api/jobs", data=orjson.dumps(body), headers={**JSON, **headers})
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.data
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "fields"}
+    assert body["error"]["code"] == code and body["error"]["message"]
+    return body["error"]
+
+
+def test_post_created_retry_and_conflict(client, settings):
+    body = sample_records()[0]
+    first = post(client, body)
+    assert first.status_code == 201
+    assert first.headers["Location"] == f"/api/jobs/{body['job_id']}"
+    summary = first.get_json()
+    assert summary["job_id"] == body["job_id"] and summary["rating"] is None
+    assert summary["loras"] == ["add-detail_xl", "FantasyArt_v3", "add-detail_v3", "skin_texture_v2"]
+    size = settings.log_path.stat().st_size
+    reordered = dict(reversed(list(body.items())))
+    retry = post(client, reordered)
+    assert retry.status_code == 200 and retry.get_json() == summary
+    changed = {**body, "packs": ["another"]}
+    error = assert_error(post(client, changed), 409, "conflict")
+    assert body["job_id"] in error["message"]
+    assert settings.log_path.stat().st_size == size
+
+
+def test_invalid_record_is_400_with_fields_and_writes_nothing(client, settings):
+    error = assert_error(post(client, {"job_id": "a/b", "completed_at": "soon"}), 400, "invalid")
+    assert {f["loc"] for f in error["fields"]} == {"job_id", "completed_at"}
+    assert not settings.log_path.exists() or settings.log_path.stat().st_size == 0
+
+
+def test_malformed_json_and_non_object(client):
+    assert_error(client.post("/api/jobs", data=b"{nope", headers=JSON), 400, "invalid")
+    assert_error(client.post("/api/jobs", data=b"[1,2]", headers=JSON), 400, "invalid")
+
+
+def test_job_detail_has_record_rating_and_history(client):
+    body = sample_records()[1]
+    post(client, body)
+    job_id = body["job_id"]
+    assert client.put(f"/api/jobs/{job_id}/rating", json={"rating": 2}).status_code == 200
+    assert client.put(f"/api/jobs/{job_id}/rating", json={"rating": 5, "source": "web"}).status_code == 200
+    detail = client.get(f"/api/jobs/{job_id}").get_json()
+    assert detail["record"]["job_id"] == job_id and detail["record"]["run_config"] == body["run_config"]
+    assert detail["record"]["schema"] == "learning_log_v2" and "logged_at" in detail["record"]
+    assert detail["rating"] == 5 and detail["rated_at"] == detail["rating_history"][-1]["timestamp"]
+    assert [(e["rating"], e["source"]) for e in detail["rating_history"]] == [(2, "api"), (5, "web")]
+
+
+def test_rating_put_delete_and_ratings_dict(client, settings):
+    a, b = sample_records()[:2]
+    post(client, a), post(client, b)
+    put = client.put(f"/api/jobs/{a['job_id']}/rating", json={"rating": 0})
+    assert put.status_code == 200 and put.get_json()["rating"] == 0 and put.get_json()["rated_at"] > 0
+    client.put(f"/api/jobs/{b['job_id']}/rating", json={"rating": 3})
+    assert client.get("/api/ratings").get_json() == {a["job_id"]: 0, b["job_id"]: 3}
+    cleared = client.delete(f"/api/jobs/{a['job_id']}/rating")
+    assert cleared.get_json() == {"job_id": a["job_id"], "rating": None, "rated_at": None}
+    assert client.get("/api/ratings").get_json() == {b["job_id"]: 3}
+    events = [orjson.loads(line) for line in settings.ratings_path.read_bytes().splitlines()]
+    assert [e["rating"] for e in events] == [0, 3, None]
+    assert all(e["schema"] == "learning_rating_v2" for e in events)
+
+
+@pytest.mark.parametrize("body", [{"rating": 4.5}, {"rating": True}, {"rating": "4"}, {"rating": 6}, {"rating": -1},
+                                  {}, {"rating": 3, "extra": 1}])
+def test_bad_ratings_are_400_and_write_nothing(client, settings, body):
+    job = sample_records()[0]
+    post(client, job)
+    response = client.put(f"/api/jobs/{job['job_id']}/rating", data=orjson.dumps(body), headers=JSON)
+    assert_error(response, 400, "invalid")
+    assert not settings.ratings_path.exists() or settings.ratings_path.stat().st_size == 0
+
+
+def test_unknown_job_is_404(client):
+    assert_error(client.get("/api/jobs/nope"), 404, "not_found")
+    assert_error(client.put("/api/jobs/nope/rating", json={"rating": 1}), 404, "not_found")
+    assert_error(client.delete("/api/jobs/nope/rating"), 404, "not_found")
+    assert_error(client.get("/api/nothing-here"), 404, "not_found")
+
+
+def test_method_not_allowed_has_the_error_shape(client):
+    assert_error(client.patch("/api/jobs", json={}), 405, "method_not_allowed")
+    assert_error(client.delete("/api/ratings"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("query, param", [
+    ("limit=0", "limit"), ("limit=501", "limit"), ("limit=ten", "limit"), ("sort=name", "sort"),
+    ("cursor=garbage", "cursor"), ("bogus=1", "bogus"), ("rating_min=9", "rating_min"), ("rated=yes", "rated"),
+    ("since=tomorrow", "since"), ("status=done", "status"), ("limit=5&limit=6", "limit"),
+])
+def test_bad_listing_parameters_name_the_parameter(client, query, param):
+    error = assert_error(client.get(f"/api/jobs?{query}"), 400, "invalid_parameter")
+    assert error["fields"][0]["loc"] == param and error["message"].startswith(param)
+
+
+def test_cursor_of_another_sort_is_refused(client):
+    for body in sample_records()[:5]:
+        post(client, body)
+    cursor = client.get("/api/jobs?limit=2").get_json()["next_cursor"]
+    error = assert_error(client.get(f"/api/jobs?limit=2&sort=rating&cursor={cursor}"), 400, "invalid_parameter")
+    assert "sort" in error["message"]
+
+
+def test_listing_summary_fields(client):
+    for body in sample_records():
+        post(client, body)
+    jobs = client.get("/api/jobs?limit=3").get_json()["jobs"]
+    expected = {"job_id", "status", "completed_at", "started_at", "duration_sec", "packs", "variant_index",
+                "variant_total", "num_outputs", "outputs", "model", "sampler", "scheduler", "steps", "cfg_scale",
+                "seed", "width", "height", "loras", "embeddings", "rating", "rated_at"}
+    assert all(set(job) == expected for job in jobs)
+    completed = [job["completed_at"] for job in jobs]
+    assert completed == sorted(completed, reverse=True)
+
+
+def test_health_counts(client):
+    for body in sample_records()[:3]:
+        post(client, body)
+    health = client.get("/api/health").get_json()
+    assert health["status"] == "ok"
+    assert health["jsonl"]["jobs_lines"] == 3 and health["index"]["jobs"] == 3 and health["index"]["lag_bytes"] == 0
+
+
+def test_openapi_document_describes_every_route(client):
+    doc = client.get("/api/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    assert {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/rating", "/api/ratings", "/api/facets",
+            "/api/export", "/api/health"} <= set(doc["paths"])
+    assert "job_id" in doc["components"]["schemas"]["JobIn"]["properties"]
+
+
+def test_page_is_served_with_a_strict_csp(client):
+    page = client.get("/")
+    assert page.status_code == 200 and b'type="module"' in page.data
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert client.get("/static/app.js").status_code == 200
