@@ -37,10 +37,13 @@ def _timestamp(value: Any) -> float:
 
 
 _BAD_JOB_ID = re.compile(r"[\x00-\x1f\x7f/]")
-JobId = Annotated[StrictStr, AfterValidator(_job_id)]
+# The JSON schemas below only document what the validators enforce (OpenAPI, schemathesis).
+JobId = Annotated[StrictStr, AfterValidator(_job_id),
+                  WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^\x00-\x1f\x7f/]+$"})]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 Timestamp = Annotated[float, BeforeValidator(_timestamp),
-                      WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]})]
+                      WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 1e11},
+                                                {"type": "string", "format": "date-time"}]})]
 
 
 class InvalidRecord(ValueError):
@@ -60,7 +63,8 @@ class NamedWeight(BaseModel):
 class JobIn(BaseModel):
     """A completed job as the pipeline posts it (SPEC §1.1). Unknown keys are kept as given."""
 
-    model_config = ConfigDict(strict=True, extra="allow", title="JobRecord")
+    model_config = ConfigDict(strict=True, extra="allow", title="JobRecord", json_schema_extra={
+        "anyOf": [{"required": ["completed_at"]}, {"required": ["started_at", "duration_sec"]}]})
 
     job_id: JobId
     variant_index: Annotated[StrictInt, Field(ge=0)] = 0

@@ -410,54 +410,72 @@ function scrollToTop() {
 function renderJob(job) {
   return h('article', { class: 'job', 'data-job-id': job.job_id, 'data-status': job.status, tabindex: '0' },
     renderThumbnails(job),
-    h('div', { class: 'job-info' },
+    h('div', { class: 'job-body' },
       renderWhen(job),
       renderPacks(job.packs ?? []),
-      renderFacts(job)),
-    h('div', { class: 'job-side' },
-      renderRatingWidget(job.rating),
+      renderFacts(job),
+      h('div', { class: 'job-rating' },
+        renderRatingWidget(job.rating),
+        h('span', { class: 'output-count' }, outputCount(job))),
       h('p', { class: 'job-error', role: 'alert' })));
+}
+
+function outputCount(job) {
+  const count = job.num_outputs ?? (job.outputs ?? []).length;
+  return count ? plural(count, 'output') : 'No outputs';
 }
 
 function renderWhen(job) {
   const completed = job.completed_at == null ? null : new Date(job.completed_at * 1000);
   return h('p', { class: 'job-when' },
-    h('time', { datetime: completed?.toISOString() }, formatTime(job.completed_at)),
+    h('time', { datetime: completed?.toISOString(), title: formatTime(job.completed_at) }, formatShortTime(completed)),
     completed && h('span', { class: 'relative-time', 'data-epoch': job.completed_at }, relativeTime(job.completed_at)),
-    h('span', { class: `badge status-${job.status}` }, job.status),
-    h('span', { class: 'duration', title: 'Duration' }, formatDuration(job.duration_sec)));
+    h('span', { class: 'duration', title: 'Duration' }, formatDuration(job.duration_sec)),
+    job.status === 'completed' ? null : h('span', { class: `badge status-${job.status}` }, job.status));
 }
 
 function renderPacks(packs) {
   if (!packs.length) return h('p', { class: 'packs muted' }, 'No pack');
-  return h('ul', { class: 'packs', 'aria-label': 'Packs' }, ...packs.map((pack) => h('li', {}, pack)));
+  return h('ul', { class: 'packs', 'aria-label': 'Packs' }, ...packs.map((pack) => h('li', { title: pack }, pack)));
 }
 
+// One line per fact; long values are cut with an ellipsis and shown whole in a tooltip.
 function renderFacts(job) {
-  const facts = [
-    ['Variant', `${job.variant_index + 1} / ${job.variant_total}`],
-    ['Model', job.model],
-    ['Sampler', [job.sampler, job.scheduler].filter(Boolean).join(' · ')],
-    ['Steps / CFG', `${job.steps ?? '—'} / ${formatNumber(job.cfg_scale)}`],
-    ['Size', job.width && job.height ? `${job.width}×${job.height}` : null],
-    ['Seed', job.seed],
-    ['LoRAs', (job.loras ?? []).join(', ')],
+  const sampler = [
+    job.sampler,
+    job.scheduler,
+    job.steps == null ? null : `${job.steps} steps`,
+    job.cfg_scale == null ? null : `CFG ${formatNumber(job.cfg_scale)}`,
   ];
-  return h('dl', { class: 'facts' }, ...facts.flatMap(([label, value]) => [
-    h('dt', {}, label),
-    h('dd', {}, value == null || value === '' ? '—' : String(value)),
-  ]));
+  const variant = [
+    `${job.variant_index + 1} / ${job.variant_total}`,
+    job.width && job.height ? `${job.width}×${job.height}` : null,
+    job.seed == null ? null : `seed ${job.seed}`,
+  ];
+  const facts = [
+    ['Model', job.model],
+    ['Sampler', sampler.filter((part) => part != null && part !== '').join(' · ')],
+    ['LoRAs', (job.loras ?? []).join(', ')],
+    ['Variant', variant.filter(Boolean).join(' · ')],
+  ];
+  return h('dl', { class: 'facts' }, ...facts.flatMap(([label, value]) => {
+    const text = value == null || value === '' ? '—' : String(value);
+    return [h('dt', {}, label), h('dd', { title: text }, text)];
+  }));
 }
 
+// The first output large, the others stacked beside it: a job's images are what gets rated.
 function renderThumbnails(job) {
   const outputs = job.outputs ?? [];
-  const count = job.num_outputs ?? outputs.length;
+  if (!outputs.length) {
+    return h('div', { class: 'job-thumbs no-outputs' }, h('span', {}, job.status === 'completed' ? 'No outputs' : job.status));
+  }
+  const [first, ...others] = outputs.slice(0, MAX_THUMBNAILS).map((path, index) => renderThumbnail(job, path, index));
   const hidden = outputs.length - MAX_THUMBNAILS;
-  return h('div', { class: 'job-thumbs' },
-    h('div', { class: 'thumb-row' },
-      ...outputs.slice(0, MAX_THUMBNAILS).map((path, index) => renderThumbnail(job, path, index)),
-      hidden > 0 ? h('span', { class: 'more-thumbs' }, `+${hidden}`) : null),
-    h('p', { class: 'output-count' }, count ? plural(count, 'output') : 'No outputs'));
+  return h('div', { class: `job-thumbs stack-${others.length}` },
+    first,
+    others.length ? h('div', { class: 'thumb-stack' }, ...others) : null,
+    hidden > 0 ? h('span', { class: 'more-thumbs', title: `${plural(hidden, 'more output')}` }, `+${hidden}`) : null);
 }
 
 function renderThumbnail(job, path, index) {
@@ -500,6 +518,7 @@ function showRating(widget, rating) {
     radio.classList.toggle('lit', rating != null && value > 0 && value <= rating);
   }
   widget.classList.toggle('unrated', rating == null);
+  widget.closest('.job')?.classList.toggle('rated', rating != null);
 }
 
 function setJobError(job, message) {
