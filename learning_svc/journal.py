@@ -15,6 +15,7 @@ from pathlib import Path
 from filelock import FileLock
 
 CHUNK = 1 << 20
+BACK_STEP = 1 << 16  # reading backwards for the last newline: lines are a few KB
 
 
 class JournalWriteError(OSError):
@@ -96,15 +97,20 @@ class Journal:
     def complete_end(self) -> int:
         """Offset just past the last newline (the end of the last complete line)."""
         size = self.size()
-        if size == 0:
-            return 0
+        return self._after_newline_before(size) if size else 0
+
+    def line_start(self, newline_pos: int) -> int:
+        """Offset where the line ending at `newline_pos` begins."""
+        return self._after_newline_before(newline_pos)
+
+    def _after_newline_before(self, end: int) -> int:
+        """Offset just past the last newline in bytes [0, end), or 0 if there is none."""
         with open(self.path, "rb") as f:
-            pos = size
+            pos = end
             while pos > 0:
-                step = min(CHUNK, pos)
+                step = min(BACK_STEP, pos)
                 f.seek(pos - step)
-                block = f.read(step)
-                nl = block.rfind(b"\n")
+                nl = f.read(step).rfind(b"\n")
                 if nl >= 0:
                     return pos - step + nl + 1
                 pos -= step
@@ -150,20 +156,6 @@ class Journal:
             os.fsync(f.fileno())
         _fsync_dir(self.path.parent)
         return side
-
-    def line_start(self, newline_pos: int) -> int:
-        """Offset where the line ending at `newline_pos` begins."""
-        with open(self.path, "rb") as f:
-            pos = newline_pos
-            while pos > 0:
-                step = min(CHUNK, pos)
-                f.seek(pos - step)
-                block = f.read(step)
-                nl = block.rfind(b"\n")
-                if nl >= 0:
-                    return pos - step + nl + 1
-                pos -= step
-        return 0
 
 
 def _truncate_quietly(fd: int, size: int) -> None:

@@ -54,6 +54,11 @@ class InvalidRecord(ValueError):
         self.fields = fields or []
 
 
+def _present(*names: str) -> dict:
+    """JSON schema: these keys are given and not null."""
+    return {"required": list(names), "properties": {n: {"not": {"type": "null"}} for n in names}}
+
+
 class NamedWeight(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     name: Name
@@ -64,7 +69,7 @@ class JobIn(BaseModel):
     """A completed job as the pipeline posts it (SPEC §1.1). Unknown keys are kept as given."""
 
     model_config = ConfigDict(strict=True, extra="allow", title="JobRecord", json_schema_extra={
-        "anyOf": [{"required": ["completed_at"]}, {"required": ["started_at", "duration_sec"]}]})
+        "anyOf": [_present("completed_at"), _present("started_at", "duration_sec")]})
 
     job_id: JobId
     variant_index: Annotated[StrictInt, Field(ge=0)] = 0

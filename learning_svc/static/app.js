@@ -78,6 +78,20 @@ function formatTime(epochSeconds) {
   return epochSeconds == null ? '—' : new Date(epochSeconds * 1000).toLocaleString();
 }
 
+const shortTimeFormat = new Intl.DateTimeFormat(undefined, {
+  month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
+});
+const shortTimeWithYearFormat = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
+});
+
+// "Nov 25, 10:41 PM" (with the year when it is not this year); the full time is in the tooltip.
+function formatShortTime(date) {
+  if (!date) return '—';
+  const format = date.getFullYear() === new Date().getFullYear() ? shortTimeFormat : shortTimeWithYearFormat;
+  return format.format(date);
+}
+
 function relativeTime(epochSeconds) {
   const delta = epochSeconds - Date.now() / 1000;
   const [unit, seconds] = RELATIVE_UNITS.find(([, size]) => Math.abs(delta) >= size) ?? ['second', 1];
@@ -408,7 +422,7 @@ function scrollToTop() {
 // ---------------------------------------------------------------- job rendering
 
 function renderJob(job) {
-  return h('article', { class: 'job', 'data-job-id': job.job_id, 'data-status': job.status, tabindex: '0' },
+  return h('article', { class: job.rating == null ? 'job' : 'job rated', 'data-job-id': job.job_id, 'data-status': job.status, tabindex: '0' },
     renderThumbnails(job),
     h('div', { class: 'job-body' },
       renderWhen(job),
@@ -521,8 +535,19 @@ function showRating(widget, rating) {
   widget.closest('.job')?.classList.toggle('rated', rating != null);
 }
 
+function ratingWidgets(job) {
+  const widgets = [job.element.querySelector('.rating')];
+  if (detailsJob() === job) widgets.push($('details-rating').querySelector('.rating'));
+  return widgets.filter(Boolean);
+}
+
+function showJobRating(job, rating) {
+  for (const widget of ratingWidgets(job)) showRating(widget, rating);
+}
+
 function setJobError(job, message) {
   job.element.querySelector('.job-error').textContent = message;
+  if (detailsJob() === job) $('details-error').textContent = message;
 }
 
 // Shows the new rating at once, stores it, and reverts with a message if storing fails.
@@ -531,7 +556,7 @@ async function rateJob(job, rating) {
   if (rating === null && job.rating === null) return true;
   const request = ++job.ratingRequest;
   job.rating = rating;
-  showRating(job.element.querySelector('.rating'), rating);
+  showJobRating(job, rating);
   setJobError(job, '');
   const url = `${jobUrl(job.job_id)}/rating`;
   try {
@@ -543,7 +568,7 @@ async function rateJob(job, rating) {
   } catch (error) {
     if (request === job.ratingRequest) {
       job.rating = job.savedRating;
-      showRating(job.element.querySelector('.rating'), job.savedRating);
+      showJobRating(job, job.savedRating);
       setJobError(job, `Rating not saved: ${error.message}`);
     }
     return false;
@@ -554,16 +579,21 @@ async function rateJob(job, rating) {
 function rateAndAdvance(element, rating) {
   const job = view.jobs.get(element.dataset.jobId);
   const saved = rateJob(job, rating);
-  if (unratedOnly()) focusNextJob(element, (next) => next.rating === null);
+  if (unratedOnly() && rating !== null) focusNextJob(element, isUnrated);
   return saved;
 }
 
-async function rateJobInDetails(rating) {
-  const jobId = $('details').dataset.jobId;
-  const job = view.jobs.get(jobId);
+function isUnrated(job) {
+  return job.rating === null;
+}
+
+function rateJobInDetails(rating) {
+  const job = detailsJob();
   if (!job) return;
-  if (await rateJob(job, rating)) loadDetails(jobId);
-  else showToast(job.element.querySelector('.job-error').textContent || 'Rating not saved');
+  rateJob(job, rating).then((saved) => {
+    if (saved) refreshDetailsRating(job.job_id);
+  });
+  if (unratedOnly() && rating !== null) stepDetails(true, isUnrated);
 }
 
 // ---------------------------------------------------------------- focus and keys
@@ -580,13 +610,19 @@ function adjacentJob(element, direction, matches = () => true) {
   return null;
 }
 
-async function focusNextJob(element, matches) {
+// The next matching job, loading more pages when the loaded ones have none.
+async function nextJob(element, matches) {
   let next = adjacentJob(element, 'nextElementSibling', matches);
-  if (!next && !view.done) {
+  while (!next && !view.done && !view.failed && element.isConnected) {
     await loadNextPage();
     next = adjacentJob(element, 'nextElementSibling', matches);
   }
-  if (next) focusJob(next);
+  return next;
+}
+
+async function focusNextJob(element, matches) {
+  const next = await nextJob(element, matches);
+  if (next && !$('details').open) focusJob(next);
 }
 
 function focusPreviousJob(element) {
@@ -594,17 +630,66 @@ function focusPreviousJob(element) {
   if (previous) focusJob(previous);
 }
 
+// The job in the row below (or above) whose centre is nearest: the list is a grid.
+function jobInAdjacentRow(element, direction) {
+  const box = element.getBoundingClientRect();
+  const centre = box.left + box.width / 2;
+  let best = null;
+  let bestDistance = Infinity;
+  let rowTop = null;
+  for (let other = element[direction]; other; other = other[direction]) {
+    const rect = other.getBoundingClientRect();
+    if (rowTop === null) {
+      if (Math.abs(rect.top - box.top) < 1) continue;
+      rowTop = rect.top;
+    } else if (Math.abs(rect.top - rowTop) >= 1) {
+      break;
+    }
+    const distance = Math.abs(rect.left + rect.width / 2 - centre);
+    if (distance < bestDistance) [best, bestDistance] = [other, distance];
+  }
+  return best;
+}
+
+async function focusJobBelow(element) {
+  let below = jobInAdjacentRow(element, 'nextElementSibling');
+  if (!below && !view.done && !view.failed) {
+    await loadNextPage();
+    below = jobInAdjacentRow(element, 'nextElementSibling');
+  }
+  if (below) focusJob(below);
+}
+
+function focusJobAbove(element) {
+  const above = jobInAdjacentRow(element, 'previousElementSibling');
+  if (above) focusJob(above);
+}
+
 function isEditable(target) {
   return target.matches?.('input, select, textarea, [contenteditable]');
 }
 
+const CLEAR_KEYS = ['Backspace', 'Delete'];
+
 function jobKeyAction(event, element) {
   const { key } = event;
+  const job = view.jobs.get(element.dataset.jobId);
   if (/^[0-5]$/.test(key)) return () => rateAndAdvance(element, Number(key));
-  if (key === 'j' || key === 'ArrowDown') return () => focusNextJob(element);
-  if (key === 'k' || key === 'ArrowUp') return () => focusPreviousJob(element);
+  if (CLEAR_KEYS.includes(key)) return () => rateJob(job, null);
+  if (key === 'j' || key === 'ArrowRight') return () => focusNextJob(element);
+  if (key === 'k' || key === 'ArrowLeft') return () => focusPreviousJob(element);
+  if (key === 'ArrowDown') return () => focusJobBelow(element);
+  if (key === 'ArrowUp') return () => focusJobAbove(element);
   if (key === 'Enter' && event.target === element) return () => openDetails(element);
   return null;
+}
+
+function detailsKeyAction(key) {
+  if (/^[0-5]$/.test(key)) return () => rateJobInDetails(Number(key));
+  if (CLEAR_KEYS.includes(key)) return () => rateJobInDetails(null);
+  if (key === 'j' || key === 'ArrowRight') return () => stepDetails(true);
+  if (key === 'k' || key === 'ArrowLeft') return () => stepDetails(false);
+  return null; // Esc is handled by the dialog itself
 }
 
 function onKeydown(event) {
@@ -615,17 +700,15 @@ function onKeydown(event) {
     return;
   }
   if ($('help').open) return;
-  if ($('details').open) { // Esc is handled by the dialog itself
-    if (/^[0-5]$/.test(event.key)) rateJobInDetails(Number(event.key));
-    return;
-  }
   const element = event.target.closest?.('.job');
-  if (!element) {
-    const first = $('job-list').firstElementChild;
-    if (event.key === 'j' && first) focusJob(first);
-    return;
+  let action;
+  if ($('details').open) {
+    action = detailsKeyAction(event.key);
+  } else if (element) {
+    action = jobKeyAction(event, element);
+  } else if (['j', 'ArrowDown', 'ArrowRight'].includes(event.key) && $('job-list').firstElementChild) {
+    action = () => focusJob($('job-list').firstElementChild);
   }
-  const action = jobKeyAction(event, element);
   if (action) {
     event.preventDefault();
     action();
@@ -647,10 +730,13 @@ function onListClick(event) {
 
 // ---------------------------------------------------------------- dialogs
 
-function openDialog(dialog) {
+function openDialog(dialog, restoreFocus) {
   const previous = document.activeElement;
   dialog.showModal();
-  dialog.addEventListener('close', () => previous?.focus({ preventScroll: true }), { once: true });
+  dialog.addEventListener('close', () => {
+    if (restoreFocus) restoreFocus();
+    else previous?.focus({ preventScroll: true });
+  }, { once: true });
 }
 
 function closeOnBackdropClick(dialog) {
@@ -667,14 +753,49 @@ function toggleHelp() {
   else openDialog($('help'));
 }
 
-function openDetails(element) {
-  const jobId = element.dataset.jobId;
+function detailsJob() {
   const dialog = $('details');
-  dialog.dataset.jobId = jobId;
-  $('details-title').textContent = jobId;
+  return dialog.open ? view.jobs.get(dialog.dataset.jobId) : undefined;
+}
+
+// Closing the details focuses the job shown last, so that j/k in the dialog also move in the list.
+function openDetails(element) {
+  const dialog = $('details');
+  if (!dialog.open) {
+    openDialog(dialog, () => {
+      const job = view.jobs.get(dialog.dataset.jobId);
+      if (job?.element.isConnected) focusJob(job.element);
+    });
+  }
+  showDetails(element);
+}
+
+function showDetails(element) {
+  const job = view.jobs.get(element.dataset.jobId);
+  $('details').dataset.jobId = job.job_id;
+  $('details-title').textContent = job.job_id;
+  $('details-error').textContent = '';
+  $('details-rating').replaceChildren(renderRatingWidget(job.rating));
+  $('details-previous').disabled = !element.previousElementSibling;
+  $('details-next').disabled = !element.nextElementSibling && view.done;
   $('details-body').replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
-  openDialog(dialog);
-  loadDetails(jobId);
+  $('details-body').scrollTop = 0;
+  loadDetails(job.job_id);
+}
+
+async function stepDetails(forward, matches) {
+  const job = detailsJob();
+  if (!job) return;
+  const next = forward
+    ? await nextJob(job.element, matches)
+    : adjacentJob(job.element, 'previousElementSibling', matches);
+  if (next && detailsJob() === job) showDetails(next);
+}
+
+function onDetailsRatingClick(event) {
+  const radio = event.target.closest('[data-rating]');
+  if (radio) rateJobInDetails(Number(radio.dataset.rating));
+  else if (event.target.closest('.clear-rating')) rateJobInDetails(null);
 }
 
 async function loadDetails(jobId) {
@@ -689,22 +810,40 @@ async function loadDetails(jobId) {
   }
 }
 
-function renderDetails({ record, rating, rating_history: history }) {
-  const outputs = record.outputs ?? [];
+// After a rating is stored, only the summary and the history change: the images stay put.
+async function refreshDetailsRating(jobId) {
+  try {
+    const data = await api(jobUrl(jobId));
+    if ($('details').dataset.jobId !== jobId || !$('details-history')) return;
+    $('details-summary').replaceWith(renderDetailsSummary(data));
+    $('details-history').replaceWith(renderRatingHistory(data.rating_history ?? []));
+  } catch {
+    // The rating itself is stored; a stale history is corrected on the next opening.
+  }
+}
+
+function renderDetailsSummary({ record, rating }) {
   const summary = [
     formatTime(record.completed_at),
     record.status,
     `variant ${record.variant_index + 1} / ${record.variant_total}`,
-    plural(outputs.length, 'output'),
+    plural((record.outputs ?? []).length, 'output'),
+    formatDuration(record.duration_sec),
     rating == null ? 'unrated' : `rated ${plural(rating, 'star')}`,
-  ].filter(Boolean).join(' · ');
+  ];
+  return h('p', { id: 'details-summary', class: 'details-summary' }, summary.filter(Boolean).join(' · '));
+}
+
+function renderDetails(data) {
+  const { record } = data;
   return [
-    h('p', { class: 'details-summary' }, summary),
+    renderDetailsSummary(data),
+    renderOutputs(record.job_id, record.outputs ?? []),
     detailsSection('Packs', h('p', {}, (record.packs ?? []).join(', ') || '—')),
     detailsSection('Prompt', h('pre', { class: 'prompt' }, record.prompt || '—')),
     detailsSection('Negative prompt', h('pre', { class: 'prompt' }, record.negative_prompt || '—')),
-    detailsSection('Outputs', renderOutputs(record.job_id, outputs)),
-    detailsSection('Rating history', renderRatingHistory(history ?? [])),
+    detailsSection('Generation', renderGeneration(record)),
+    detailsSection('Rating history', renderRatingHistory(data.rating_history ?? [])),
     detailsSection('Run config', h('pre', { class: 'json' }, JSON.stringify(record.run_config ?? {}, null, 2))),
     h('details', { class: 'full-record' },
       h('summary', {}, 'Full stored record'),
@@ -716,17 +855,40 @@ function detailsSection(title, content) {
   return h('section', {}, h('h3', {}, title), content);
 }
 
+function weighted(items) {
+  return (items ?? []).map((item) => (item.weight == null ? item.name : `${item.name} (${formatNumber(item.weight)})`)).join(', ');
+}
+
+function renderGeneration(record) {
+  const facts = [
+    ['Model', record.model],
+    ['VAE', record.vae],
+    ['Sampler', [record.sampler, record.scheduler].filter(Boolean).join(' · ')],
+    ['Steps', record.steps],
+    ['CFG', record.cfg_scale == null ? null : formatNumber(record.cfg_scale)],
+    ['Size', record.width && record.height ? `${record.width}×${record.height}` : null],
+    ['Seed', record.seed],
+    ['LoRAs', weighted(record.loras)],
+    ['Embeddings', weighted(record.embeddings)],
+    ['Run', record.run_id],
+  ];
+  return h('dl', { class: 'generation' }, ...facts.flatMap(([label, value]) => [
+    h('dt', {}, label),
+    h('dd', {}, value == null || value === '' ? '—' : String(value)),
+  ]));
+}
+
 function renderOutputs(jobId, outputs) {
-  if (!outputs.length) return h('p', { class: 'muted' }, 'No outputs');
+  if (!outputs.length) return h('p', { class: 'outputs muted' }, 'No outputs');
   return h('div', { class: 'outputs' }, ...outputs.map((path, index) => h('figure', {},
     h('a', { href: outputUrl(jobId, index), target: '_blank', rel: 'noopener' },
-      h('img', { src: outputUrl(jobId, index), loading: 'lazy', alt: `Output ${index + 1}: ${basename(path)}` })),
-    h('figcaption', {}, path))));
+      h('img', { src: outputUrl(jobId, index), alt: `Output ${index + 1}: ${basename(path)}` })),
+    h('figcaption', { title: path }, path))));
 }
 
 function renderRatingHistory(history) {
-  if (!history.length) return h('p', { class: 'muted' }, 'Never rated');
-  return h('ol', { class: 'rating-history', reversed: '' }, ...[...history].reverse().map((event) => h('li', {},
+  if (!history.length) return h('p', { id: 'details-history', class: 'muted' }, 'Never rated');
+  return h('ol', { id: 'details-history', class: 'rating-history', reversed: '' }, ...[...history].reverse().map((event) => h('li', {},
     h('span', { class: 'history-rating' }, event.rating == null ? 'cleared' : plural(event.rating, 'star')),
     ` · ${formatTime(event.timestamp)}`,
     event.source ? ` · ${event.source}` : null)));
