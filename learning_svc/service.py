@@ -28,6 +28,7 @@ from .journal import DamagedJournal, Journal, JournalWriteError
 log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 WAIT_SECONDS = 60
+IDLE_CHECK_SECONDS = 2.0
 
 
 class NotFound(LookupError):
@@ -107,7 +108,11 @@ class Service:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=IDLE_CHECK_SECONDS)
+            except queue.Empty:
+                self._index_foreign_lines()
+                continue
             if first is None:
                 return
             ops = [first]
@@ -129,6 +134,17 @@ class Service:
             finally:
                 for op in ops:
                     op.done.set()
+
+    def _index_foreign_lines(self) -> None:
+        """When idle, pick up lines other processes appended (e.g. the client's fallback)."""
+        try:
+            with self.read_engine.connect() as conn:
+                behind = (self.log.size() != read_checkpoint(conn, "log").offset
+                          or self.ratings.size() != read_checkpoint(conn, "ratings").offset)
+            if behind:
+                self._commit([])
+        except Exception:
+            log.exception("catching up with other writers failed; retrying later")
 
     def _commit(self, ops: list[_Op]) -> None:
         try:

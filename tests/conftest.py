@@ -55,9 +55,10 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        self.server = create_server(self.app, host="127.0.0.1", port=self.port, threads=8,
+        self.server = create_server(self.app, host="127.0.0.1", port=self.port, threads=8, asyncore_use_poll=True,
                                     max_request_body_size=settings.max_body_bytes + 65536)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
         self.http = requests.Session()
         deadline = time.time() + 10
@@ -69,6 +70,13 @@ class LiveServer:
                 time.sleep(0.05)
         raise RuntimeError("server did not start")
 
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            if not self.stopping:  # closing the listening socket from another thread races with poll()
+                raise
+
     def post_job(self, record: dict) -> requests.Response:
         return self.http.post(self.url + "/api/jobs", data=orjson.dumps(record), headers=JSON, timeout=10)
 
@@ -76,9 +84,16 @@ class LiveServer:
         return self.http.put(f"{self.url}/api/jobs/{job_id}/rating", json={"rating": rating}, timeout=10)
 
     def stop(self) -> None:
-        self.server.close()
-        self.app.extensions["learning_svc"].close()
+        self.stopping = True
         self.http.close()
+        # Close every channel (listener, connections, trigger): the loop ends when its map is
+        # empty (the recipe of webtest's StopableWSGIServer).
+        while self.server._map:
+            for channel in list(self.server._map.values()):
+                channel.handle_close()
+        self.server.task_dispatcher.shutdown()
+        self.thread.join(timeout=5)
+        self.app.extensions["learning_svc"].close()
 
 
 @pytest.fixture
