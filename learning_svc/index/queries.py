@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Connection, Select, and_, func, literal_column, or_, select, text, tuple_
+from sqlalchemy import Connection, Select, and_, func, literal_column, select, text, tuple_
 
 from ..prompts import facet_key
 from ..records import to_epoch
@@ -105,7 +105,7 @@ def parse_filters(params: Mapping[str, Sequence[str]], allowed: set[str] = FILTE
         values = [v for v in params.get(name) or [] if v.strip()]
         if name == "status":
             for v in values:
-                if v not in STATUSES:
+                if v.strip().casefold() not in STATUSES:  # case-insensitive like every other tag
                     raise BadQuery(name, f"must be one of {', '.join(STATUSES)}, got {v[:40]!r}")
         if values:
             f.tags[field_name] = sorted({facet_key(field_name, v) for v in values})
@@ -117,10 +117,12 @@ def parse_filters(params: Mapping[str, Sequence[str]], allowed: set[str] = FILTE
             raise BadQuery("rated", f"must be true or false, got {rated[:40]!r}")
         f.rated = rated == "true"
     f.since, f.until = _time(params, "since"), _time(params, "until")
-    q = _one(params, "q")
-    f.q = q.strip() if q and q.strip() else None
-    if f.q and len(f.q) > 500:
+    q = _one(params, "q") or ""
+    if len(q.strip()) > 500:
         raise BadQuery("q", "must be at most 500 characters")
+    # Text search sees only letters and digits: a word without any (`-`, `🌊`) is left out
+    # rather than matching nothing, so that `q=-` behaves like `q=` and `castle -` like `castle`.
+    f.q = " ".join(w for w in q.split() if any(ch.isalnum() for ch in w)) or None
     return f
 
 
@@ -141,12 +143,20 @@ def encode_cursor(sort: str, key, row_id: int) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([sort, key, row_id])).decode().rstrip("=")
 
 
+def _sql_number(value, integral: bool = False) -> bool:
+    """A JSON number the database can bind: SQLite integers are 64-bit (a bigger one is an OverflowError)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -2**63 <= value < 2**63
+    return isinstance(value, float) and not integral
+
+
 def decode_cursor(token: str, sort: str) -> tuple:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         name, key, row_id = orjson.loads(raw)
-        valid = (isinstance(key, (int, float)) and not isinstance(key, bool) and isinstance(row_id, int)
-                 and not isinstance(row_id, bool))
+        valid = _sql_number(key) and _sql_number(row_id, integral=True)
     except (ValueError, TypeError, orjson.JSONDecodeError):
         valid, name = False, None
     if not valid:
@@ -164,19 +174,39 @@ def fts_query(q: str) -> str:
     return " ".join(f'"{w}"*' for w in words)
 
 
-def conditions(f: Filters, conn: Connection, skip_tag: str | None = None) -> list:
+def _rating_conditions(f: Filters, sort: str | None) -> list:
+    """Rating filters, written on the column that keeps the listing one ordered index walk.
+
+    Sorted by rating, they are a range of that sort's own column (rating_hi / rating_lo).
+    Sorted by time or duration, they test the unindexed `rating`, so that the planner walks
+    the sort index and filters, instead of fetching every (un)rated job and sorting them all.
+    Without a sort (facets, export counts) they are a range of ix_jobs_rating_hi.
+    """
+    if sort == "rating":
+        col, unrated = jobs.c.rating_lo, 6
+    elif sort in ("-rating", None):
+        col, unrated = jobs.c.rating_hi, -1
+    else:
+        col, unrated = jobs.c.rating, None
+    conds = []
+    if f.rated is False:
+        conds.append(col.is_(None) if unrated is None else col == unrated)
+    if f.rated or f.rating_min is not None or f.rating_max is not None:
+        low = 0 if f.rating_min is None else f.rating_min
+        high = 5 if f.rating_max is None else f.rating_max
+        conds.append(col.between(low, high))
+    return conds
+
+
+def conditions(f: Filters, conn: Connection, skip_tag: str | None = None, sort: str | None = None) -> list:
+    """SQL conditions for the filters; `sort` (the listing's order) picks the columns the rating filters use."""
     conds = []
     for field_name, keys in f.tags.items():
         if field_name == skip_tag:
             continue
         conds.append(jobs.c.id.in_(
             select(job_tags.c.job).where(job_tags.c.field == field_name, job_tags.c.value.in_(keys))))
-    if f.rating_min is not None:
-        conds.append(jobs.c.rating_hi >= f.rating_min)
-    if f.rating_max is not None:
-        conds.append(and_(jobs.c.rating_hi <= f.rating_max, jobs.c.rating_hi >= 0))
-    if f.rated is not None:
-        conds.append(jobs.c.rating_hi >= 0 if f.rated else jobs.c.rating_hi == -1)
+    conds += _rating_conditions(f, sort)
     if f.since is not None:
         conds.append(jobs.c.completed_at >= f.since)
     if f.until is not None:
@@ -186,7 +216,8 @@ def conditions(f: Filters, conn: Connection, skip_tag: str | None = None) -> lis
             match = text("SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH :fts").bindparams(fts=fts_query(f.q))
             conds.append(jobs.c.id.in_(match.columns(literal_column("rowid"))))
         else:
-            conds.append(or_(*[jobs.c.search_text.contains(w.casefold(), autoescape=True) for w in f.q.split()]))
+            # Every word must match, as with FTS5 (AND, not OR).
+            conds.append(and_(*[jobs.c.search_text.contains(w.casefold(), autoescape=True) for w in f.q.split()]))
     return conds
 
 
@@ -202,7 +233,7 @@ def listing_statement(conn: Connection, page: Page) -> Select:
     """The SELECT behind one page: limit + 1 rows in sort order, so that the caller sees if more follow."""
     column, descending = SORTS[page.sort]
     drive = _driving_tag(page.filters, page.sort)
-    conds = conditions(page.filters, conn, skip_tag=drive)
+    conds = conditions(page.filters, conn, skip_tag=drive, sort=page.sort)
     cols = (jobs.c.id, jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.line_length)
     if drive:
         t = job_tags
@@ -268,7 +299,8 @@ def facets(conn: Connection, f: Filters, size: int = 50) -> dict[str, list[dict]
         if len(result[row.field]) < size:
             result[row.field].append(_facet_entry(row.field, row.display, row.n, row.rated, row.total))
     ratings = conn.execute(select(jobs.c.rating, func.count()).where(*conditions(f, conn)).group_by(jobs.c.rating))
-    entries = sorted(ratings, key=lambda r: -r[1])
+    # Same order as the unfiltered facet: count, then the stored value ("0".."5", "none").
+    entries = sorted(ratings, key=lambda r: (-r[1], "none" if r[0] is None else str(r[0])))
     result["rating"] = [_facet_entry("rating", "none" if r is None else str(r), n, 0 if r is None else n,
                                      (r or 0) * n) for r, n in entries]
     return result

@@ -1,0 +1,298 @@
+"""A history dataset for the query tests and an independent oracle for what the API must answer.
+
+The oracle works from the generated input records (SPEC §1.1 resolution, §1.3 detection,
+§2.1 filters and sorts) and from the byte offsets of the lines in the journal file (the
+tie-breaking key). It shares no SQL with the project: only `prompts.detect`, which the
+spec defines, and a normalisation of model names of its own.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import orjson
+
+from learning_svc import gen
+from learning_svc.prompts import detect
+
+FIELDS = ("pack", "model", "sampler", "scheduler", "lora", "embedding", "status")
+SORTS = ("-completed_at", "completed_at", "-rating", "rating", "-duration_sec", "duration_sec")
+TIE_AT = 1764000900.25  # completed_at of the hand-made tie block (inside the generated range)
+
+
+# ---------------------------------------------------------------- the dataset
+
+def dataset_records(n: int, seed: int) -> list[dict]:
+    """`n` generated records followed by hand-made shapes the generator does not produce."""
+    records = list(gen.generate_records(n, seed=seed))
+    extra = list(gen.generate_records(80, seed=seed + 1000, start=TIE_AT - 50))
+    for i, r in enumerate(extra):
+        r["job_id"] = f"extra-{i:03d}-{r['job_id']}"[:128]
+    tie_block, unknown_duration, variants, bare = extra[:36], extra[36:52], extra[52:72], extra[72:]
+    for i, r in enumerate(tie_block):  # one instant for 36 jobs; durations tie in threes
+        r["completed_at"] = TIE_AT
+        r["started_at"] = TIE_AT - 40.0 - i // 3
+    for i, r in enumerate(unknown_duration):  # no started_at: duration unknown (sorts as -1) or given
+        r.pop("started_at")
+        if i % 4 == 0:
+            r["duration_sec"] = 0.0
+    for i, r in enumerate(variants):  # the same facet values written differently (SPEC §1.3, §2.1)
+        model = r["run_config"]["model"].split(".safetensors")[0]
+        r["model"] = [f"models\\Stable-diffusion\\{model.upper()}.safetensors [dd08fa32f9]",
+                      f"/opt/sd/models/{model}.ckpt", f"{model.lower()}.safetensors", f"  {model}  "][i % 4]
+        r["sampler"] = r["run_config"]["sampler"].lower() if i % 2 else r["run_config"]["sampler"].upper()
+        r["scheduler"] = f" {r['run_config']['scheduler'].swapcase()} "
+        r["packs"] = [p.lower() for p in r["packs"]] + (["Extra Pack"] if i % 3 == 0 else [])
+        if i % 2:  # listed explicitly: detection is not used, whatever the prompt says
+            r["loras"] = [{"name": "ADD-DETAIL_XL", "weight": 0.5}, {"name": "Custom LoRA", "weight": 1.0}]
+            r["embeddings"] = []
+        r["status"] = ("completed", "failed", "cancelled")[i % 3]
+        r["run_config"]["prompt"] = f"Café crème naïve élan, variant {i} " + r["run_config"]["prompt"]
+    for r in bare:  # nothing to facet on but the status
+        r.update(run_config={}, stages={}, packs=[], randomization_plan=None)
+    return records + extra
+
+
+def post_all(client_factory, records: list[dict], threads: int = 8) -> None:
+    """POST every record, several at a time (the service commits them in groups)."""
+    def post(record):
+        response = client_factory().post("/api/jobs", data=orjson.dumps(record), content_type="application/json")
+        assert response.status_code == 201, response.get_data(as_text=True)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(post, records))
+
+
+def rating_events(records: list[dict], seed: int) -> list[tuple[str, int | None]]:
+    """Generated ratings (some re-rated, some cleared), plus a few more for the tie block."""
+    events = list(gen.generate_ratings([r["job_id"] for r in records], seed=seed))
+    ties = [r["job_id"] for r in records if r["job_id"].startswith("extra-")][:36]
+    events += [(job_id, 4) for job_id in ties[::2]] + [(job_id, None) for job_id in ties[::6]]
+    return events
+
+
+def rate_all(client_factory, events: list[tuple[str, int | None]], threads: int = 8) -> None:
+    """Apply rating events: each job's events in order, different jobs at the same time."""
+    by_job: dict[str, list] = defaultdict(list)
+    for job_id, rating in events:
+        by_job[job_id].append(rating)
+
+    def rate(item):
+        job_id, ratings = item
+        client = client_factory()
+        for rating in ratings:
+            if rating is None:
+                response = client.delete(f"/api/jobs/{job_id}/rating")
+            else:
+                response = client.put(f"/api/jobs/{job_id}/rating", json={"rating": rating})
+            assert response.status_code == 200, response.get_data(as_text=True)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(rate, by_job.items()))
+
+
+def journal_offsets(path) -> dict[str, int]:
+    """job_id -> byte offset of its line in learning_log_v2.jsonl (the stable unique key)."""
+    offsets, offset = {}, 0
+    with open(path, "rb") as f:
+        for line in f:
+            offsets[orjson.loads(line)["job_id"]] = offset
+            offset += len(line)
+    return offsets
+
+
+# ---------------------------------------------------------------- normalisation
+
+_MODEL_HASH = re.compile(r"\s*\[[0-9a-f]+\]\s*$", re.I)
+_MODEL_FILE = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf|sft)$", re.I)
+
+
+def model_group(raw: str) -> str:
+    """`dir\\juggernautXL.safetensors [dd08fa32f9]` -> `juggernautXL` (SPEC §1.3)."""
+    name = _MODEL_HASH.sub("", raw.strip()).replace("\\", "/").rsplit("/", 1)[-1]
+    return _MODEL_FILE.sub("", name).strip()
+
+
+def key_of(field_name: str, raw: str) -> str:
+    """The case-insensitive value a filter or facet compares."""
+    return (model_group(raw) if field_name == "model" else raw.strip()).casefold()
+
+
+_TOKEN = re.compile(r"[^\W_]+")  # runs of letters and digits
+
+
+def _fold(token: str) -> str:
+    if token.isascii():
+        return token.lower()
+    return "".join(c for c in unicodedata.normalize("NFD", token) if unicodedata.category(c) != "Mn").lower()
+
+
+def fts_tokens(text: str) -> list[str]:
+    """FTS5 unicode61 (remove_diacritics 2): letters and digits form tokens, anything else
+    separates them; tokens are lower-cased without diacritics."""
+    return [_fold(token) for token in _TOKEN.findall(text)]
+
+
+def _has_phrase(tokens: list[str], phrase: list[str]) -> bool:
+    """Does `phrase` occur in `tokens`, its last token as a prefix?"""
+    *exact, last = phrase
+    for i in range(len(tokens) - len(phrase) + 1):
+        if tokens[i:i + len(exact)] == exact and tokens[i + len(exact)].startswith(last):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- the oracle
+
+@dataclass
+class Job:
+    job_id: str
+    offset: int
+    record: dict  # the input record, as posted
+    status: str
+    completed_at: float
+    duration: float | None
+    tags: dict[str, dict[str, str]]  # field -> {key: raw value as in this record}
+    columns: list[list[str]]  # FTS tokens of job_id, packs, prompt, negative prompt
+    rating: int | None = None
+
+    def sort_key(self, sort: str):
+        name = sort.lstrip("-")
+        if name == "completed_at":
+            return self.completed_at
+        if name == "duration_sec":
+            return -1.0 if self.duration is None else self.duration
+        if self.rating is None:  # unrated last in both directions
+            return -1 if sort == "-rating" else 6
+        return self.rating
+
+
+def _resolve(record: dict, name: str, aliases: tuple[str, ...] = ()):
+    """A top-level field, else the run_config or stages.txt2img value (SPEC §1.1)."""
+    if record.get(name) is not None:
+        return record[name]
+    for source in (record.get("run_config") or {}, (record.get("stages") or {}).get("txt2img") or {}):
+        for key in (name, *aliases):
+            if isinstance(source.get(key), str) and source[key]:
+                return source[key]
+    return None
+
+
+def oracle_job(record: dict, offset: int) -> Job:
+    prompt, negative = _resolve(record, "prompt"), _resolve(record, "negative_prompt")
+    loras, embeddings = detect(prompt, negative)
+    raw = {
+        "pack": record.get("packs") or [],
+        "model": [_resolve(record, "model", ("sd_model_checkpoint", "model_name"))],
+        "sampler": [_resolve(record, "sampler", ("sampler_name",))],
+        "scheduler": [_resolve(record, "scheduler")],
+        "lora": [x["name"] for x in record["loras"]] if "loras" in record else [x["name"] for x in loras],
+        "embedding": ([x["name"] for x in record["embeddings"]] if "embeddings" in record
+                      else [x["name"] for x in embeddings]),
+        "status": [record.get("status", "completed")],
+    }
+    tags = {}
+    for name, values in raw.items():
+        tags[name] = {}
+        for value in values:
+            if isinstance(value, str) and value.strip():
+                tags[name].setdefault(key_of(name, value), value)
+    duration = record.get("duration_sec")
+    if duration is None and record.get("started_at") is not None:
+        duration = float(record["completed_at"]) - float(record["started_at"])
+    columns = [fts_tokens(record["job_id"]), fts_tokens(" ".join(record.get("packs") or [])),
+               fts_tokens(prompt or ""), fts_tokens(negative or "")]
+    return Job(record["job_id"], offset, record, raw["status"][0], float(record["completed_at"]),
+               duration, tags, columns)
+
+
+@dataclass
+class Oracle:
+    jobs: list[Job]  # in journal order
+    by_id: dict[str, Job] = field(init=False)
+    displays: dict[str, dict[str, str]] = field(init=False)  # field -> key -> first spelling
+    _selected: dict = field(init=False, default_factory=dict)
+
+    def __post_init__(self):
+        self.jobs.sort(key=lambda job: job.offset)
+        self.by_id = {job.job_id: job for job in self.jobs}
+        self.displays = {name: {} for name in FIELDS}
+        for job in self.jobs:
+            for name in FIELDS:
+                for key, raw in job.tags[name].items():
+                    self.displays[name].setdefault(key, model_group(raw) if name == "model" else raw.strip())
+
+    @classmethod
+    def build(cls, records: list[dict], offsets: dict[str, int], events) -> "Oracle":
+        oracle = cls([oracle_job(copy.deepcopy(r), offsets[r["job_id"]]) for r in records])
+        for job_id, rating in events:  # the last event for a job is its rating
+            oracle.by_id[job_id].rating = rating
+        return oracle
+
+    # -- filters (SPEC §2.1)
+    @staticmethod
+    def predicate(params: dict):
+        """A test of one job against the query parameters of GET /api/jobs."""
+        wanted = {name: {key_of(name, v) for v in _values(params, name) if v.strip()} for name in FIELDS}
+        wanted = {name: keys for name, keys in wanted.items() if keys}
+        low, high = int(params.get("rating_min", 0)), int(params.get("rating_max", 5))
+        rating_filtered = any(k in params for k in ("rating_min", "rating_max")) or params.get("rated") == "true"
+        since, until = float(params.get("since", "-inf")), float(params.get("until", "inf"))
+        # A word without letters or digits is ignored; the others must each occur in one
+        # column as a phrase of tokens, the last one as a prefix.
+        phrases = [phrase for phrase in map(fts_tokens, (params.get("q") or "").split()) if phrase]
+
+        def test(job: Job) -> bool:
+            if any(not keys & job.tags[name].keys() for name, keys in wanted.items()):
+                return False
+            if rating_filtered and (job.rating is None or not low <= job.rating <= high):
+                return False
+            if params.get("rated") == "false" and job.rating is not None:
+                return False
+            if not since <= job.completed_at <= until:
+                return False
+            return all(any(_has_phrase(column, phrase) for column in job.columns) for phrase in phrases)
+        return test
+
+    def select(self, params: dict) -> list[Job]:
+        key = orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
+        if key not in self._selected:  # ratings do not change once built: cache
+            test = self.predicate(params)
+            self._selected[key] = [job for job in self.jobs if test(job)]
+        return self._selected[key]
+
+    def listing(self, params: dict, sort: str = "-completed_at") -> list[str]:
+        """Matching job ids in `sort` order, ties broken by the journal offset."""
+        ordered = sorted(self.select(params), key=lambda job: (job.sort_key(sort), job.offset),
+                         reverse=sort.startswith("-"))
+        return [job.job_id for job in ordered]
+
+    # -- facets (SPEC §2)
+    def facets(self, params: dict, size: int = 1000) -> dict[str, list[dict]]:
+        matching = self.select(params)
+        result = {}
+        for name in FIELDS:
+            counts, rated, total = Counter(), Counter(), Counter()
+            for job in matching:
+                for key in job.tags[name]:
+                    counts[key] += 1
+                    if job.rating is not None:
+                        rated[key] += 1
+                        total[key] += job.rating
+            keys = sorted(counts, key=lambda k: (-counts[k], k))[:size]
+            result[name] = [{"value": self.displays[name][k], "count": counts[k],
+                             "mean_rating": total[k] / rated[k] if rated[k] else None} for k in keys]
+        ratings = Counter(job.rating for job in matching)
+        order = sorted(ratings, key=lambda r: (-ratings[r], "none" if r is None else str(r)))
+        result["rating"] = [{"value": r, "count": ratings[r], "mean_rating": None if r is None else float(r)}
+                            for r in order]
+        return result
+
+
+def _values(params: dict, name: str) -> list[str]:
+    value = params.get(name)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
