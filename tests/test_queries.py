@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
+from learning_svc.index import queries
+
 from history_oracle import (SORTS, TIE_AT, Oracle, dataset_records, journal_offsets, model_group, oracle_job,
                             post_all, rate_all, rating_events)
 from learning_svc import create_app
@@ -180,6 +182,15 @@ def test_listing_matches_oracle(history, case, sort):
     assert ids(got) == expected
     for job in got:
         assert job["rating"] == history.oracle.by_id[job["job_id"]].rating
+
+
+@pytest.mark.parametrize("case,sort", [(c, s) for c, s in LISTINGS if c in EVERY_SORT or c.startswith("q_")])
+def test_listing_matches_oracle_when_every_value_counts_as_common(history, case, sort, monkeypatch):
+    """The per-job probe plan (used for values above PROBE_ABOVE jobs) gives the same listing."""
+    monkeypatch.setattr(queries, "PROBE_ABOVE", 0)
+    params, oracle_params = CASES[case]
+    got = [job for page in walk(history.client, params, sort, 13) for job in page]
+    assert ids(got) == history.oracle.listing(oracle_params, sort)
 
 
 def test_cases_are_not_trivial(history):

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Connection, Select, and_, func, literal_column, select, text, tuple_
+from sqlalchemy import Connection, Select, and_, column, exists, func, select, table, text, tuple_
 
 from ..prompts import facet_key
 from ..records import to_epoch
@@ -198,14 +198,42 @@ def _rating_conditions(f: Filters, sort: str | None) -> list:
     return conds
 
 
+# Above this many matches, walking the sort index and probing each job beats fetching
+# every match and sorting it: a page of 50 then costs at most a few thousand probes.
+PROBE_ABOVE = 5000
+JOBS_FTS = table("jobs_fts", column("rowid"))  # the FTS5 table of migration 0001 (rowid = jobs.id)
+
+
+def tag_matches(conn: Connection, field_name: str, keys: list[str]) -> int:
+    """How many jobs carry one of these values (from the facet counts: no scan)."""
+    stmt = select(func.coalesce(func.sum(facet_values.c.count), 0)).where(
+        facet_values.c.field == field_name, facet_values.c.value.in_(keys))
+    return int(conn.execute(stmt).scalar_one())
+
+
+def text_matches_many(conn: Connection, q: str) -> bool:
+    """Does the text search match more than PROBE_ABOVE jobs? (counts at most that many)"""
+    stmt = text("SELECT count(*) FROM (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH :fts LIMIT :n)")
+    return conn.execute(stmt, {"fts": fts_query(q), "n": PROBE_ABOVE + 1}).scalar_one() > PROBE_ABOVE
+
+
 def conditions(f: Filters, conn: Connection, skip_tag: str | None = None, sort: str | None = None) -> list:
-    """SQL conditions for the filters; `sort` (the listing's order) picks the columns the rating filters use."""
+    """SQL conditions for the filters; `sort` (the listing's order) picks the columns the rating filters use.
+
+    A common value is a per-job probe (EXISTS on a primary key), so that the listing walks
+    its sort index; a rare one is a set of job ids fetched through an index, then sorted.
+    """
     conds = []
     for field_name, keys in f.tags.items():
         if field_name == skip_tag:
             continue
-        conds.append(jobs.c.id.in_(
-            select(job_tags.c.job).where(job_tags.c.field == field_name, job_tags.c.value.in_(keys))))
+        if tag_matches(conn, field_name, keys) > PROBE_ABOVE:
+            probe = job_tags.alias(f"has_{field_name}")  # apart from a driving job_tags in the outer query
+            conds.append(exists().where(probe.c.job == jobs.c.id, probe.c.field == field_name,
+                                        probe.c.value.in_(keys)).correlate(jobs))
+        else:
+            conds.append(jobs.c.id.in_(
+                select(job_tags.c.job).where(job_tags.c.field == field_name, job_tags.c.value.in_(keys))))
     conds += _rating_conditions(f, sort)
     if f.since is not None:
         conds.append(jobs.c.completed_at >= f.since)
@@ -213,26 +241,29 @@ def conditions(f: Filters, conn: Connection, skip_tag: str | None = None, sort: 
         conds.append(jobs.c.completed_at <= f.until)
     if f.q:
         if conn.dialect.name == "sqlite":
-            match = text("SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH :fts").bindparams(fts=fts_query(f.q))
-            conds.append(jobs.c.id.in_(match.columns(literal_column("rowid"))))
+            match = text("jobs_fts MATCH :fts").bindparams(fts=fts_query(f.q))
+            if text_matches_many(conn, f.q):
+                conds.append(exists().select_from(JOBS_FTS).where(match, JOBS_FTS.c.rowid == jobs.c.id))
+            else:
+                conds.append(jobs.c.id.in_(select(JOBS_FTS.c.rowid).where(match)))
         else:
             # Every word must match, as with FTS5 (AND, not OR).
             conds.append(and_(*[jobs.c.search_text.contains(w.casefold(), autoescape=True) for w in f.q.split()]))
     return conds
 
 
-def _driving_tag(f: Filters, sort: str) -> str | None:
-    """A single-valued tag filter to drive the default-order listing from ix_tags_listing."""
+def _driving_tag(conn: Connection, f: Filters, sort: str) -> str | None:
+    """The rarest single-valued tag filter, to drive a time-ordered listing from ix_tags_listing."""
     if not sort.endswith("completed_at"):
         return None
     single = [name for name, keys in f.tags.items() if len(keys) == 1]
-    return single[0] if single else None
+    return min(single, key=lambda name: tag_matches(conn, name, f.tags[name])) if single else None
 
 
 def listing_statement(conn: Connection, page: Page) -> Select:
     """The SELECT behind one page: limit + 1 rows in sort order, so that the caller sees if more follow."""
     column, descending = SORTS[page.sort]
-    drive = _driving_tag(page.filters, page.sort)
+    drive = _driving_tag(conn, page.filters, page.sort)
     conds = conditions(page.filters, conn, skip_tag=drive, sort=page.sort)
     cols = (jobs.c.id, jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.line_length)
     if drive:
