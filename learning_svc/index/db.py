@@ -25,10 +25,12 @@ def make_engine(url: str, *, writer: bool, scratch: bool = False) -> Engine:
     def _pragmas(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see below)
         cur = dbapi_conn.cursor()
+        # Page cache per connection (KiB): readers are many and lean on mmap and the OS cache.
+        cache_kib = 65536 if writer else 16384
         pragmas = ["journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "temp_store=MEMORY",
-                   "cache_size=-65536", "mmap_size=268435456"]
-        if scratch:
-            pragmas += ["synchronous=OFF", "cache_size=-131072"]
+                   f"cache_size=-{cache_kib}", "mmap_size=268435456"]
+        if scratch:  # flat memory while rebuilding, whatever the size of the index
+            pragmas += ["synchronous=OFF", "mmap_size=0", "temp_store=FILE"]
         for pragma in pragmas:
             cur.execute(f"PRAGMA {pragma}")
         cur.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 
 import orjson
 from sqlalchemy import Connection, bindparam, insert, select, text, update
@@ -58,12 +59,11 @@ def project_job(line: dict, offset: int, length: int) -> JobRows:
     tags, seen = [], set()
     for field, raw_values in values.items():
         for raw in raw_values:
-            if isinstance(raw, str) and raw.strip():
-                key = facet_key(field, raw)
-                if (field, key) not in seen:
-                    seen.add((field, key))
-                    display = raw.strip() if field != "model" else model_display(raw)
-                    tags.append((field, key, display))
+            if isinstance(raw, str):
+                tag = _tag(field, raw)
+                if tag is not None and tag[:2] not in seen:
+                    seen.add(tag[:2])
+                    tags.append(tag)
     duration = line.get("duration_sec")
     job = {
         "id": offset, "job_id": job_id, "input_hash": str(line.get("input_hash") or ""),
@@ -77,6 +77,13 @@ def project_job(line: dict, offset: int, length: int) -> JobRows:
         "prompt": _text(line.get("prompt")), "negative_prompt": _text(line.get("negative_prompt")),
     }
     return JobRows(job, tags, search)
+
+
+@lru_cache(maxsize=65536)
+def _tag(field: str, raw: str) -> tuple[str, str, str] | None:
+    """(field, facet key, display) of one value; cached, as a few hundred values repeat endlessly."""
+    display = model_display(raw) if field == "model" else raw.strip()
+    return (field, facet_key(field, raw), display) if display else None
 
 
 def _text(value) -> str:
@@ -171,19 +178,29 @@ def insert_jobs(conn: Connection, batch: list[JobRows]) -> list[JobRows]:
         for rows in fresh:
             s = rows.search
             rows.job["search_text"] = " ".join((s["job_id"], s["packs"], s["prompt"], s["negative_prompt"])).casefold()
-    conn.execute(insert(jobs), [rows.job for rows in fresh])
-    tag_rows = [{"job": rows.job["id"], "field": f, "value": k, "completed_at": rows.job["completed_at"]}
-                for rows in fresh for f, k, _ in rows.tags]
-    if tag_rows:
-        conn.execute(insert(job_tags), tag_rows)
+    job_columns = [c.name for c in jobs.columns]
+    insert_many(conn, jobs, job_columns, [tuple(rows.job[c] for c in job_columns) for rows in fresh])
+    insert_many(conn, job_tags, ("job", "field", "value", "completed_at"),
+                [(rows.job["id"], f, k, rows.job["completed_at"]) for rows in fresh for f, k, _ in rows.tags])
     if sqlite:
-        conn.execute(
-            text("INSERT INTO jobs_fts(rowid, job_id, packs, prompt, negative_prompt) "
-                 "VALUES (:rowid, :job_id, :packs, :prompt, :negative_prompt)"),
-            [rows.search for rows in fresh],
-        )
+        conn.exec_driver_sql(
+            "INSERT INTO jobs_fts(rowid, job_id, packs, prompt, negative_prompt) VALUES (?, ?, ?, ?, ?)",
+            [(r.search["rowid"], r.search["job_id"], r.search["packs"], r.search["prompt"], r.search["negative_prompt"])
+             for r in fresh])
     deltas.write(conn)
     return duplicates
+
+
+def insert_many(conn: Connection, table, columns, rows: list[tuple]) -> None:
+    """executemany of tuples. On SQLite straight to the driver: SQLAlchemy's per-row
+    parameter handling costs more than SQLite's own insert work here."""
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" * len(columns))
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", rows)
+    else:
+        conn.execute(insert(table), [dict(zip(columns, row)) for row in rows])
 
 
 def _latest_ratings(conn: Connection, job_ids: list[str]) -> dict[str, tuple]:
@@ -215,7 +232,8 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
     """Index a batch of rating events (in file order) and move each job's current rating."""
     if not events:
         return
-    conn.execute(insert(rating_events), events)
+    columns = [c.name for c in rating_events.columns]
+    insert_many(conn, rating_events, columns, [tuple(event[c] for c in columns) for event in events])
     final = {event["job_id"]: event for event in events}  # the last event per job wins
     current = {}
     for chunk in _chunks(list(final)):

@@ -8,6 +8,7 @@ const SEARCH_DEBOUNCE_MS = 300;
 const TOAST_MS = 6000;
 const RELATIVE_TIME_REFRESH_MS = 30000;
 const MAX_THUMBNAILS = 4;
+const PREFETCH_JOBS = 12; // focus this close to the last loaded job loads the next page
 const DEFAULT_SORT = '-completed_at';
 const FACET_FIELDS = ['pack', 'model', 'sampler', 'lora'];
 const LIST_PARAMS = [
@@ -46,6 +47,8 @@ const view = {
   pending: null,               // promise of the page being loaded
   generation: 0,               // bumped on every filter change so stale responses are dropped
   newJobsAbove: 0,
+  advancing: false,            // true while moving on waits for the next page to load
+  typedAhead: [],              // keys pressed meanwhile, replayed on the job moved to
 };
 
 let sentinelObserver;
@@ -236,15 +239,29 @@ function clearFilters() {
   applyFilters();
 }
 
+// A filter in use stands out, and one button clears them all.
+function markActiveFilters() {
+  for (const control of $('filters').elements) {
+    if (!control.name || control.name === 'sort') continue;
+    control.closest('label')?.classList.toggle('active', view.params.has(control.name));
+    control.classList.toggle('active', view.params.has(control.name));
+  }
+  $('clear-filters-bar').hidden = !hasFilters();
+}
+
 function applyFilters() {
   writeUrl();
   updateExportLinks();
+  markActiveFilters();
+  document.body.classList.toggle('unrated-only', unratedOnly());
   view.generation += 1;
   view.jobs.clear();
   view.cursor = null;
   view.done = false;
   view.failed = false;
   view.pending = null;
+  view.advancing = false;
+  view.typedAhead = [];
   hideNewJobsPill();
   $('job-list').replaceChildren();
   loadNextPage();
@@ -345,7 +362,10 @@ function setListMessage(text, { retry = false } = {}) {
 function renderStatus() {
   const count = view.jobs.size;
   const loadingFirstPage = count === 0 && !view.done && !view.failed;
-  $('status').textContent = loadingFirstPage ? 'Loading…' : `Showing ${plural(count, 'job')}`;
+  let status = `Showing ${plural(count, 'job')}`;
+  if (loadingFirstPage) status = 'Loading…';
+  else if (count === 0 && view.done) status = hasFilters() ? 'No matching jobs' : 'No jobs yet';
+  $('status').textContent = status;
   const empty = count === 0 && view.done;
   $('empty').hidden = !empty;
   $('empty-first').hidden = !empty || hasFilters();
@@ -375,7 +395,7 @@ async function pollNewJobs() {
   try {
     if (canPoll()) {
       const data = await api(jobsUrl(null));
-      const fresh = data.jobs.filter((job) => !view.jobs.has(job.job_id));
+      const fresh = newerThanShown(data.jobs);
       if (generation === view.generation && fresh.length) prependJobs(fresh);
     }
   } catch {
@@ -383,6 +403,16 @@ async function pollNewJobs() {
   } finally {
     schedulePoll();
   }
+}
+
+// The jobs of a fresh first page that are newer than those shown. Not every job missing from
+// the list is new: in a filtered view (e.g. unrated only) older jobs move up into the first
+// page as others leave it; those are loaded below by scrolling, in their place.
+function newerThanShown(jobs) {
+  const firstShown = jobs.findIndex((job) => view.jobs.has(job.job_id));
+  if (firstShown >= 0) return jobs.slice(0, firstShown);
+  const newest = view.jobs.get($('job-list').firstElementChild?.dataset.jobId);
+  return newest ? jobs.filter((job) => job.completed_at > newest.completed_at) : jobs;
 }
 
 function firstVisibleJob() {
@@ -443,9 +473,9 @@ function renderWhen(job) {
   const completed = job.completed_at == null ? null : new Date(job.completed_at * 1000);
   return h('p', { class: 'job-when' },
     h('time', { datetime: completed?.toISOString(), title: formatTime(job.completed_at) }, formatShortTime(completed)),
+    job.status === 'completed' ? null : h('span', { class: `badge status-${job.status}` }, job.status),
     completed && h('span', { class: 'relative-time', 'data-epoch': job.completed_at }, relativeTime(job.completed_at)),
-    h('span', { class: 'duration', title: 'Duration' }, formatDuration(job.duration_sec)),
-    job.status === 'completed' ? null : h('span', { class: `badge status-${job.status}` }, job.status));
+    h('span', { class: 'duration', title: 'Duration' }, formatDuration(job.duration_sec)));
 }
 
 function renderPacks(packs) {
@@ -601,6 +631,16 @@ function rateJobInDetails(rating) {
 function focusJob(element) {
   element.focus({ preventScroll: true });
   element.scrollIntoView({ block: 'nearest' });
+  if (!hasJobsAfter(element, PREFETCH_JOBS)) loadNextPage(); // rating never waits at a page end
+}
+
+function hasJobsAfter(element, count) {
+  let next = element;
+  for (let i = 0; i < count; i += 1) {
+    next = next.nextElementSibling;
+    if (!next) return false;
+  }
+  return true;
 }
 
 function adjacentJob(element, direction, matches = () => true) {
@@ -610,9 +650,28 @@ function adjacentJob(element, direction, matches = () => true) {
   return null;
 }
 
-// The next matching job, loading more pages when the loaded ones have none.
-async function nextJob(element, matches) {
-  let next = adjacentJob(element, 'nextElementSibling', matches);
+// Moves on to the next matching job: at once when it is loaded (pages are prefetched as
+// focus nears the end), else once the next page has arrived. Keys typed while waiting are
+// queued and replayed on the job moved to, so fast typing never rates one job twice.
+function advance(element, matches, moveTo) {
+  const next = adjacentJob(element, 'nextElementSibling', matches);
+  if (next || view.done || view.failed) {
+    if (next) moveTo(next);
+    return;
+  }
+  const { generation } = view;
+  view.advancing = true;
+  loadUntilNext(element, matches).then((found) => {
+    if (generation !== view.generation) return; // the filters changed meanwhile
+    view.advancing = false;
+    if (found) moveTo(found);
+    else view.typedAhead = []; // nothing left to move to
+    replayTypedAhead();
+  });
+}
+
+async function loadUntilNext(element, matches) {
+  let next = null;
   while (!next && !view.done && !view.failed && element.isConnected) {
     await loadNextPage();
     next = adjacentJob(element, 'nextElementSibling', matches);
@@ -620,9 +679,23 @@ async function nextJob(element, matches) {
   return next;
 }
 
-async function focusNextJob(element, matches) {
-  const next = await nextJob(element, matches);
-  if (next && !$('details').open) focusJob(next);
+const TYPE_AHEAD_KEYS = /^([0-5]|j|k|ArrowLeft|ArrowRight|Backspace|Delete)$/;
+
+function replayTypedAhead() {
+  while (view.typedAhead.length && !view.advancing) {
+    const key = view.typedAhead.shift();
+    const element = document.activeElement?.closest?.('.job');
+    let action = null;
+    if ($('details').open) action = detailsKeyAction(key);
+    else if (element) action = jobKeyAction({ key, target: null }, element);
+    action?.();
+  }
+}
+
+function focusNextJob(element, matches) {
+  advance(element, matches, (next) => {
+    if (!$('details').open) focusJob(next);
+  });
 }
 
 function focusPreviousJob(element) {
@@ -700,6 +773,11 @@ function onKeydown(event) {
     return;
   }
   if ($('help').open) return;
+  if (view.advancing && TYPE_AHEAD_KEYS.test(event.key)) {
+    event.preventDefault();
+    view.typedAhead.push(event.key);
+    return;
+  }
   const element = event.target.closest?.('.job');
   let action;
   if ($('details').open) {
@@ -707,7 +785,7 @@ function onKeydown(event) {
   } else if (element) {
     action = jobKeyAction(event, element);
   } else if (['j', 'ArrowDown', 'ArrowRight'].includes(event.key) && $('job-list').firstElementChild) {
-    action = () => focusJob($('job-list').firstElementChild);
+    action = () => focusJob(firstVisibleJob() ?? $('job-list').firstElementChild);
   }
   if (action) {
     event.preventDefault();
@@ -755,7 +833,7 @@ function toggleHelp() {
 
 function detailsJob() {
   const dialog = $('details');
-  return dialog.open ? view.jobs.get(dialog.dataset.jobId) : undefined;
+  return dialog.open ? view.jobs.get(dialog.dataset.shownJob) : undefined;
 }
 
 // Closing the details focuses the job shown last, so that j/k in the dialog also move in the list.
@@ -763,16 +841,17 @@ function openDetails(element) {
   const dialog = $('details');
   if (!dialog.open) {
     openDialog(dialog, () => {
-      const job = view.jobs.get(dialog.dataset.jobId);
+      const job = view.jobs.get(dialog.dataset.shownJob);
       if (job?.element.isConnected) focusJob(job.element);
     });
+    dialog.focus(); // not its first button: Enter or Space there would act on it
   }
   showDetails(element);
 }
 
 function showDetails(element) {
   const job = view.jobs.get(element.dataset.jobId);
-  $('details').dataset.jobId = job.job_id;
+  $('details').dataset.shownJob = job.job_id;
   $('details-title').textContent = job.job_id;
   $('details-error').textContent = '';
   $('details-rating').replaceChildren(renderRatingWidget(job.rating));
@@ -781,15 +860,21 @@ function showDetails(element) {
   $('details-body').replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
   $('details-body').scrollTop = 0;
   loadDetails(job.job_id);
+  if (!hasJobsAfter(element, PREFETCH_JOBS)) loadNextPage();
 }
 
-async function stepDetails(forward, matches) {
+function stepDetails(forward, matches) {
   const job = detailsJob();
   if (!job) return;
-  const next = forward
-    ? await nextJob(job.element, matches)
-    : adjacentJob(job.element, 'previousElementSibling', matches);
-  if (next && detailsJob() === job) showDetails(next);
+  const show = (next) => {
+    if (detailsJob() === job) showDetails(next);
+  };
+  if (forward) {
+    advance(job.element, matches, show);
+  } else {
+    const previous = adjacentJob(job.element, 'previousElementSibling', matches);
+    if (previous) show(previous);
+  }
 }
 
 function onDetailsRatingClick(event) {
@@ -799,7 +884,7 @@ function onDetailsRatingClick(event) {
 }
 
 async function loadDetails(jobId) {
-  const isCurrent = () => $('details').open && $('details').dataset.jobId === jobId;
+  const isCurrent = () => $('details').open && $('details').dataset.shownJob === jobId;
   try {
     const data = await api(jobUrl(jobId));
     if (isCurrent()) $('details-body').replaceChildren(...renderDetails(data));
@@ -814,7 +899,7 @@ async function loadDetails(jobId) {
 async function refreshDetailsRating(jobId) {
   try {
     const data = await api(jobUrl(jobId));
-    if ($('details').dataset.jobId !== jobId || !$('details-history')) return;
+    if ($('details').dataset.shownJob !== jobId || !$('details-history')) return;
     $('details-summary').replaceWith(renderDetailsSummary(data));
     $('details-history').replaceWith(renderRatingHistory(data.rating_history ?? []));
   } catch {
@@ -897,7 +982,9 @@ function renderRatingHistory(history) {
 // ---------------------------------------------------------------- empty state
 
 function renderCurlCommand() {
-  const body = JSON.stringify({ job_id: 'first-job', completed_at: Math.floor(Date.now() / 1000), packs: ['demo'] });
+  // A fresh id each time, so that a command copied on another visit does not conflict.
+  const jobId = `first-job-${Math.random().toString(16).slice(2, 10)}`;
+  const body = JSON.stringify({ job_id: jobId, completed_at: Math.floor(Date.now() / 1000), packs: ['demo'] });
   $('curl-command').textContent = `curl -X POST ${location.origin}/api/jobs -H 'Content-Type: application/json' -d '${body}'`;
 }
 
@@ -922,17 +1009,21 @@ function debounce(fn, ms) {
   };
 }
 
+// Search and sort sit in the title row but belong to the form (their `form` attribute),
+// so the listeners are on the whole top bar.
 function bindFilterBar() {
-  const form = $('filters');
   const search = $('filter-q');
   const searchLater = debounce(() => updateParam(search), SEARCH_DEBOUNCE_MS);
-  form.addEventListener('change', (event) => updateParam(event.target));
-  form.addEventListener('submit', (event) => {
+  $('topbar').addEventListener('change', (event) => {
+    if (event.target.form === $('filters')) updateParam(event.target);
+  });
+  $('filters').addEventListener('submit', (event) => {
     event.preventDefault();
     updateParam(search);
   });
   search.addEventListener('input', searchLater);
   $('clear-filters').addEventListener('click', clearFilters);
+  $('clear-filters-bar').addEventListener('click', clearFilters);
 }
 
 function trackTopbarHeight() {
@@ -953,6 +1044,9 @@ function init() {
   $('help-button').addEventListener('click', toggleHelp);
   $('help-close').addEventListener('click', () => $('help').close());
   $('details-close').addEventListener('click', () => $('details').close());
+  $('details-previous').addEventListener('click', () => stepDetails(false));
+  $('details-next').addEventListener('click', () => stepDetails(true));
+  $('details-rating').addEventListener('click', onDetailsRatingClick);
   closeOnBackdropClick($('help'));
   closeOnBackdropClick($('details'));
   $('copy-curl').addEventListener('click', copyCurlCommand);

@@ -1,0 +1,665 @@
+"""The history page (SPEC §2.2) in real Chromium against the real waitress server.
+
+Debian's Chromium at /usr/bin/chromium is driven by Playwright, which never downloads a
+browser here. One browser per module, a fresh context (cookies, localStorage) per test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import time
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+import requests
+from PIL import Image
+
+from conftest import LiveServer, sample_records
+from learning_svc.demo import load_demo
+from learning_svc.gen import generate_records
+
+os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+DESKTOP = {"width": 1366, "height": 800}
+SMALL_LAPTOP = {"width": 1024, "height": 768}
+JOB = "[data-job-id]"
+NEW_JOB_TIMEOUT_MS = 10_000  # the page polls every few seconds
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the page tests need Debian's Chromium; `make test` installs it")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class PageProblems:
+    """Uncaught exceptions and console errors (e.g. CSP violations) of one page."""
+
+    def __init__(self, page: Page):
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        page.on("console", self._console)
+
+    def _console(self, message) -> None:
+        # A failed request is logged by Chromium itself; some tests make requests fail on purpose.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.errors.append(message.text)
+
+
+@pytest.fixture
+def open_page(browser):
+    """open_page(server, path="/", viewport=DESKTOP) -> a page of a fresh context, loaded."""
+    contexts, problems = [], []
+
+    def open_(server: LiveServer, path: str = "/", viewport: dict = DESKTOP) -> Page:
+        context = browser.new_context(viewport=viewport, base_url=server.url)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        problems.append(PageProblems(page))
+        page.goto(path)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    errors = [error for p in problems for error in p.errors]
+    assert not errors, f"the page logged errors: {errors}"
+
+
+@pytest.fixture
+def samples(live_server) -> list[dict]:
+    """The 42 sample jobs, posted to the live server; returned newest first."""
+    records = sample_records()
+    for record in records:
+        assert live_server.post_job(record).status_code == 201
+    listing = live_server.http.get(live_server.url + "/api/jobs?limit=500").json()["jobs"]
+    order = {job["job_id"]: i for i, job in enumerate(listing)}
+    return sorted(records, key=lambda record: order[record["job_id"]])
+
+
+@pytest.fixture
+def demo_server(settings):
+    """A server over `learning-svc demo` data: generated jobs with real images (one missing)."""
+    load_demo(settings, count=60)
+    server = LiveServer(settings)
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------- helpers
+
+def card(page: Page, job_id: str):
+    return page.locator(f"[data-job-id={json.dumps(job_id)}]")
+
+
+def star(scope, label: str):
+    return scope.get_by_role("radio", name=label, exact=True)
+
+
+def focused_job_id(page: Page) -> str | None:
+    return page.evaluate("document.activeElement?.closest('[data-job-id]')?.dataset.jobId ?? null")
+
+
+def shown_job_ids(page: Page) -> list[str]:
+    return page.locator(JOB).evaluate_all("cards => cards.map((card) => card.dataset.jobId)")
+
+
+def rating_events(server: LiveServer) -> list[dict]:
+    """The complete lines of the ratings JSONL (one may be being appended right now)."""
+    path = server.settings.ratings_path
+    if not path.exists():
+        return []
+    *complete, _unterminated = path.read_bytes().split(b"\n")
+    return [orjson.loads(line) for line in complete]
+
+
+def wait_for_rating_events(server: LiveServer, count: int, timeout: float = 10.0) -> list[dict]:
+    """The rating events once `count` are in the JSONL (each is written before its PUT answers)."""
+    deadline = time.monotonic() + timeout
+    while len(events := rating_events(server)) < count:
+        assert time.monotonic() < deadline, f"{len(events)} rating events in the JSONL, expected {count}"
+        time.sleep(0.05)
+    return events
+
+
+def is_rating_put(job_id: str):
+    return lambda response: (response.request.method == "PUT"
+                             and response.url.endswith(f"/api/jobs/{job_id}/rating"))
+
+
+def scroll_until_all_loaded(page: Page, expected: int) -> None:
+    """Scroll to the bottom until `expected` jobs are shown; every scroll must load more."""
+    jobs = page.locator(JOB)
+    while (shown := jobs.count()) < expected:
+        page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        expect(jobs).not_to_have_count(shown)
+
+
+def overlapping(page: Page, selector: str) -> list[tuple[str, str]]:
+    """Pairs of visible elements matching `selector` whose boxes intersect."""
+    return page.evaluate("""(selector) => {
+        const boxes = [...document.querySelectorAll(selector)]
+          .filter((element) => element.getClientRects().length)
+          .map((element) => [element.id || element.className || element.tagName, element.getBoundingClientRect()]);
+        const pairs = [];
+        boxes.forEach(([a, p], i) => boxes.slice(i + 1).forEach(([b, q]) => {
+          if (p.left < q.right - 0.5 && q.left < p.right - 0.5 && p.top < q.bottom - 0.5 && q.top < p.bottom - 0.5) {
+            pairs.push([a, b]);
+          }
+        }));
+        return pairs;
+    }""", selector)
+
+
+def write_png(path: Path, size=(512, 768), color=(200, 80, 40)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path, "PNG")
+
+
+# ---------------------------------------------------------------- 0. the browser is there
+
+def test_chromium_is_installed():
+    """Reported as a failure (not a skip) on a machine without the browser."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the page tests need Debian's Chromium; `make test` installs it")
+
+
+# ---------------------------------------------------------------- 1. the list
+
+def test_list_shows_every_sample_job_with_its_facts(live_server, samples, open_page):
+    page = open_page(live_server)
+    scroll_until_all_loaded(page, len(samples))
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    assert shown_job_ids(page) == [record["job_id"] for record in samples]  # newest first
+    expect(page.locator("#status")).to_have_text("Showing 42 jobs")
+
+    shown = {card["id"]: card for card in page.locator(JOB).evaluate_all("""cards => cards.map((card) => ({
+        id: card.dataset.jobId,
+        tabindex: card.getAttribute('tabindex'),
+        text: card.innerText,
+        facts: card.querySelector('.facts').innerText,
+        thumbnails: card.querySelectorAll('img.thumb').length,
+        radiogroups: card.querySelectorAll('[role=radiogroup]').length,
+        radios: [...card.querySelectorAll('[role=radio]')].map((radio) => radio.getAttribute('aria-label')),
+        datetime: card.querySelector('time').getAttribute('datetime'),
+    }))""")}
+    jobs = live_server.http.get(live_server.url + "/api/jobs?limit=500").json()["jobs"]
+    for job in jobs:
+        shown_job = shown[job["job_id"]]
+        assert shown_job["tabindex"] == "0"
+        text, facts = shown_job["text"], shown_job["facts"]
+        for pack in job["packs"]:
+            assert pack in text
+        for value in (job["model"], job["sampler"], *job["loras"]):
+            if value:
+                assert value in facts
+        assert f"{job['variant_index'] + 1} / {job['variant_total']}" in facts
+        outputs = len(job["outputs"])
+        assert (f"{outputs} output" if outputs else "No outputs") in text
+        assert shown_job["thumbnails"] == min(outputs, 4)
+        assert shown_job["radiogroups"] == 1
+        assert shown_job["radios"] == ["0 stars", "1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
+        assert re.match(r"\d{4}-\d\d-\d\dT", shown_job["datetime"])
+
+
+# ---------------------------------------------------------------- 2. rating with the mouse
+
+def test_clicking_the_fourth_star_stores_rating_4(live_server, samples, open_page):
+    page = open_page(live_server)
+    job_id = samples[2]["job_id"]
+    job = card(page, job_id)
+    expect(star(job, "4 stars")).to_have_attribute("aria-checked", "false")
+
+    with page.expect_response(is_rating_put(job_id)) as put:
+        star(job, "4 stars").click()
+    assert put.value.status == 200
+    expect(star(job, "4 stars")).to_have_attribute("aria-checked", "true")
+    events = rating_events(live_server)
+    assert [(e["job_id"], e["rating"], e["source"]) for e in events] == [(job_id, 4, "web")]
+    expect(page.locator("#details")).to_be_hidden()  # a star click rates; it does not open details
+
+    page.reload()
+    job = card(page, job_id)
+    expect(star(job, "4 stars")).to_have_attribute("aria-checked", "true")
+    for label in ("0 stars", "1 star", "2 stars", "3 stars", "5 stars"):
+        expect(star(job, label)).to_have_attribute("aria-checked", "false")
+
+    # The zero and the clear control exist too.
+    with page.expect_response(is_rating_put(job_id)):
+        star(job, "0 stars").click()
+    expect(star(job, "0 stars")).to_have_attribute("aria-checked", "true")
+    with page.expect_response(lambda r: r.request.method == "DELETE"):
+        job.get_by_role("button", name="Clear rating").click()
+    expect(job.locator("[role=radio][aria-checked=true]")).to_have_count(0)
+    assert [e["rating"] for e in rating_events(live_server)] == [4, 0, None]
+
+
+# ---------------------------------------------------------------- 3. keys
+
+def test_keys_rate_move_and_open_details(live_server, samples, open_page):
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    first, second = samples[0]["job_id"], samples[1]["job_id"]
+    page.keyboard.press("j")  # with nothing focused, j focuses the first job
+    expect(card(page, first)).to_be_focused()
+
+    with page.expect_response(is_rating_put(first)):
+        page.keyboard.press("3")
+    assert [(e["job_id"], e["rating"]) for e in rating_events(live_server)] == [(first, 3)]
+    expect(star(card(page, first), "3 stars")).to_have_attribute("aria-checked", "true")
+    expect(card(page, first)).to_be_focused()  # the full list does not move on by itself
+
+    page.keyboard.press("j")
+    expect(card(page, second)).to_be_focused()
+    page.keyboard.press("k")
+    expect(card(page, first)).to_be_focused()
+    page.keyboard.press("ArrowRight")
+    expect(card(page, second)).to_be_focused()
+    page.keyboard.press("ArrowLeft")
+    expect(card(page, first)).to_be_focused()
+    page.keyboard.press("ArrowDown")  # the list is a grid: the job below, not the next one
+    below = focused_job_id(page)
+    assert below not in (first, second)
+    first_box, below_box = card(page, first).bounding_box(), card(page, below).bounding_box()
+    assert below_box["x"] == first_box["x"] and below_box["y"] > first_box["y"] + first_box["height"] - 1
+    page.keyboard.press("ArrowUp")
+    expect(card(page, first)).to_be_focused()
+
+    page.keyboard.press("Enter")
+    details = page.locator("#details")
+    expect(details).to_be_visible()
+    expect(page.locator("#details-title")).to_have_text(first)
+    stored = live_server.http.get(f"{live_server.url}/api/jobs/{first}").json()["record"]
+    expect(details.locator(".prompt").first).to_have_text(stored["prompt"])
+    page.keyboard.press("j")  # in details, j shows the next job
+    expect(page.locator("#details-title")).to_have_text(second)
+    with page.expect_response(is_rating_put(second)):
+        page.keyboard.press("5")  # rates the job shown in details
+    expect(star(details, "5 stars")).to_have_attribute("aria-checked", "true")
+    expect(details.locator("#details-history")).to_contain_text("5 stars")
+    page.keyboard.press("Escape")
+    expect(details).to_be_hidden()
+    expect(card(page, second)).to_be_focused()  # focus follows the job last shown
+    expect(page.locator(JOB)).to_have_count(len(samples))  # only jobs carry data-job-id
+    expect(star(card(page, second), "5 stars")).to_have_attribute("aria-checked", "true")
+
+    page.keyboard.press("?")
+    expect(page.locator("#help")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#help")).to_be_hidden()
+
+
+# ---------------------------------------------------------------- 4. and the 50-jobs feel: unrated view
+
+def test_unrated_view_moves_on_to_the_next_unrated_job(live_server, samples, open_page):
+    page = open_page(live_server, "/?rated=false")
+    expect(page.locator("#filter-unrated")).to_be_checked()
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    ids = [record["job_id"] for record in samples]
+
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    expect(card(page, ids[1])).to_be_focused()
+    page.keyboard.press("5")
+    expect(card(page, ids[2])).to_be_focused()
+    page.keyboard.press("k")
+    page.keyboard.press("k")
+    expect(card(page, ids[0])).to_be_focused()
+    page.keyboard.press("4")  # skips ids[1], rated meanwhile
+    expect(card(page, ids[2])).to_be_focused()
+    page.keyboard.press("3")
+    expect(card(page, ids[3])).to_be_focused()
+
+    events = wait_for_rating_events(live_server, 3)
+    assert sorted((e["job_id"], e["rating"]) for e in events) == sorted([(ids[1], 5), (ids[0], 4), (ids[2], 3)])
+
+
+def test_fifty_five_jobs_rated_with_the_keyboard_alone(live_server, open_page):
+    """Rating a long run of jobs by keys alone, typed as fast as Playwright can, past the end
+    of the first page while the second one is still on its way: every key rates one job."""
+    for record in generate_records(60, seed=5):
+        assert live_server.post_job(record).status_code == 201
+    order = [job["job_id"] for job in live_server.http.get(live_server.url + "/api/jobs?limit=500").json()["jobs"]]
+    page = open_page(live_server, "/?rated=false")
+    expect(page.locator(JOB)).to_have_count(50)
+
+    held, released = [], False
+
+    def hold_second_page(route):
+        if released:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(lambda url: "cursor=" in url, hold_second_page)
+    keys = [str(i % 6) for i in range(55)]
+    with page.expect_request(lambda request: "cursor=" in request.url):
+        page.keyboard.press("j")
+        for key in keys:  # no waiting between ratings: focus moves on by itself
+            page.keyboard.press(key)
+    expect(card(page, order[49])).to_be_focused()  # waits there for the second page
+
+    released = True
+    for route in held:
+        route.continue_()
+    expect(card(page, order[55])).to_be_focused()
+    events = wait_for_rating_events(live_server, 55)
+    # Each job got the key typed for it (the PUTs may finish in any order).
+    assert sorted((e["job_id"], e["rating"]) for e in events) == sorted(zip(order, map(int, keys)))
+    assert len(set(shown_job_ids(page))) == 60
+
+
+# ---------------------------------------------------------------- 5. a failed save reverts
+
+@pytest.mark.parametrize("failure", ["503", "network"])
+def test_a_failed_rating_reverts_and_says_why(live_server, samples, open_page, failure):
+    job_id = samples[0]["job_id"]
+    assert live_server.rate(job_id, 2).status_code == 200
+    page = open_page(live_server)
+    job = card(page, job_id)
+    expect(star(job, "2 stars")).to_have_attribute("aria-checked", "true")
+
+    message = "the index is being rebuilt, try again in a minute"
+
+    def fail(route):
+        if failure == "network":
+            route.abort()
+        else:
+            body = {"error": {"code": "unavailable", "message": message, "fields": []}}
+            route.fulfill(status=503, content_type="application/json", body=json.dumps(body))
+
+    page.route("**/api/jobs/*/rating", fail)
+    star(job, "4 stars").click()
+    expect(star(job, "2 stars")).to_have_attribute("aria-checked", "true")
+    expect(star(job, "4 stars")).to_have_attribute("aria-checked", "false")
+    alert = job.get_by_role("alert")
+    expect(alert).to_be_visible()
+    expect(alert).to_contain_text(message if failure == "503" else "network error")
+    assert [e["rating"] for e in rating_events(live_server)] == [2]
+
+    page.unroute("**/api/jobs/*/rating")
+    with page.expect_response(is_rating_put(job_id)):
+        star(job, "4 stars").click()
+    expect(alert).to_be_hidden()  # the message goes once a rating is stored
+    assert [e["rating"] for e in rating_events(live_server)] == [2, 4]
+
+
+# ---------------------------------------------------------------- 6. live updates
+
+def test_a_new_job_appears_without_reload(live_server, samples, open_page):
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    new = {"job_id": "arrived-after-load", "completed_at": time.time(), "packs": ["LIVE_pack"],
+           "model": "liveModel", "outputs": []}
+    assert live_server.post_job(new).status_code == 201
+
+    expect(card(page, "arrived-after-load")).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
+    assert shown_job_ids(page)[0] == "arrived-after-load"
+    expect(card(page, "arrived-after-load")).to_contain_text("LIVE_pack")
+    expect(page.locator(JOB)).to_have_count(len(samples) + 1)
+
+
+def test_live_updates_of_a_filtered_view_add_only_newer_jobs(live_server, open_page):
+    """In the unrated view, jobs rated elsewhere leave the first page and older unrated jobs move
+    up into it: those are not new and stay below, reached by scrolling."""
+    for record in generate_records(60, seed=5):
+        assert live_server.post_job(record).status_code == 201
+    order = [job["job_id"] for job in live_server.http.get(live_server.url + "/api/jobs?limit=500").json()["jobs"]]
+    page = open_page(live_server, "/?rated=false")
+    expect(page.locator(JOB)).to_have_count(50)
+
+    for job_id in order[:10]:  # rated in another tab
+        assert live_server.rate(job_id, 3).status_code == 200
+    rated_at_ms = time.time() * 1000
+
+    def is_later_poll(response):
+        request = response.request
+        return (request.method == "GET" and "/api/jobs?" in request.url and "cursor=" not in request.url
+                and request.timing["startTime"] > rated_at_ms)
+
+    with page.expect_response(is_later_poll, timeout=NEW_JOB_TIMEOUT_MS):
+        pass  # the page polled once since the ratings
+    assert shown_job_ids(page) == order[:50]
+
+    new = {"job_id": "newest-unrated", "completed_at": time.time() + 60}
+    assert live_server.post_job(new).status_code == 201
+    expect(card(page, "newest-unrated")).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
+    assert shown_job_ids(page) == ["newest-unrated", *order[:50]]
+
+
+# ---------------------------------------------------------------- 7. infinite scroll
+
+def test_infinite_scroll_pages_without_duplicates(live_server, open_page):
+    records = list(generate_records(120, seed=11))
+    for record in records:
+        assert live_server.post_job(record).status_code == 201
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(50)  # the first page only
+
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    expect(page.locator(JOB)).not_to_have_count(50)
+    assert len(set(shown_job_ids(page))) > 50
+
+    scroll_until_all_loaded(page, 120)
+    ids = shown_job_ids(page)
+    assert len(ids) == len(set(ids)) == 120
+    listing = live_server.http.get(live_server.url + "/api/jobs?limit=500").json()["jobs"]
+    assert ids == [job["job_id"] for job in listing]  # same order as the API, nothing skipped
+    expect(page.locator("#list-message")).to_be_hidden()
+
+
+# ---------------------------------------------------------------- 8. record text is text
+
+def test_record_text_is_never_html(live_server, open_page):
+    hostile = "<img src=x onerror=alert(1)>"
+    record = {"job_id": "hostile-1", "completed_at": time.time(), "packs": [hostile, "<b>bold</b>"],
+              "model": "<script>alert(2)</script>", "prompt": f"a cat {hostile}", "outputs": []}
+    assert live_server.post_job(record).status_code == 201
+    page = open_page(live_server, "about:blank")
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto("/")
+
+    job = card(page, "hostile-1")
+    expect(job).to_contain_text(hostile)
+    expect(job).to_contain_text("<b>bold</b>")
+    expect(job).to_contain_text("<script>alert(2)</script>")
+    job.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#details-body")).to_contain_text(f"a cat {hostile}")
+
+    assert page.locator('img[src="x"]').count() == 0
+    assert page.locator("#job-list b, #details b, #job-list script, #details script").count() == 0
+    assert dialogs == []
+
+
+# ---------------------------------------------------------------- 9. thumbnails
+
+def test_thumbnails_load_and_a_missing_file_shows_the_placeholder(live_server, open_page):
+    write_png(live_server.settings.output_root / "output" / "Pipeline" / "run1" / "txt2img_p01_v01_batch0.png")
+    record = {"job_id": "with-images", "completed_at": time.time(), "width": 512, "height": 768,
+              "outputs": ["output\\Pipeline\\run1\\txt2img_p01_v01_batch0.png", "output/Pipeline/run1/gone.png"]}
+    assert live_server.post_job(record).status_code == 201
+
+    def thumbnail(n):
+        return lambda response: response.url.endswith(f"/api/jobs/with-images/outputs/{n}/thumbnail")
+
+    page = open_page(live_server, "about:blank")
+    with page.expect_response(thumbnail(0)) as real, page.expect_response(thumbnail(1)) as missing:
+        page.goto("/")
+
+    assert real.value.status == 200
+    assert real.value.headers["content-type"] == "image/jpeg"
+    assert "x-learning-placeholder" not in real.value.headers
+    assert missing.value.status == 200
+    assert missing.value.headers["x-learning-placeholder"] == "missing"
+    assert missing.value.headers["content-type"] == "image/png"
+
+    thumbs = card(page, "with-images").locator("img.thumb")
+    expect(thumbs).to_have_count(2)
+    for i in range(2):
+        thumbs.nth(i).evaluate("img => img.decode()")  # resolves once loaded and decodable
+    natural = thumbs.evaluate_all("imgs => imgs.map((img) => [img.naturalWidth, img.naturalHeight])")
+    assert natural[0][0] > 0 and natural[0][1] > natural[0][0]  # the portrait PNG, scaled down
+    assert natural[1][0] > 0  # the placeholder image
+    expect(thumbs.first).to_have_attribute("alt", re.compile("txt2img_p01_v01_batch0.png"))
+
+
+# ---------------------------------------------------------------- 10. empty state
+
+def test_empty_state_gives_a_working_curl_command(live_server, open_page):
+    page = open_page(live_server)
+    expect(page.locator("#empty-first")).to_be_visible()
+    expect(page.locator(JOB)).to_have_count(0)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "page-empty-1366x800.png")
+    command = page.locator("#curl-command").text_content()
+    assert live_server.url + "/api/jobs" in command
+
+    words = shlex.split(command)
+    assert words[:3] == ["curl", "-X", "POST"]
+    url = words[3]
+    header = words[words.index("-H") + 1]
+    body = words[words.index("-d") + 1]
+    name, value = header.split(": ", 1)
+    response = requests.post(url, data=body.encode(), headers={name: value}, timeout=10)
+    assert response.status_code == 201, response.text
+
+    job_id = json.loads(body)["job_id"]
+    expect(card(page, job_id)).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
+    expect(page.locator("#empty")).to_be_hidden()
+
+
+# ---------------------------------------------------------------- 11. filters live in the URL
+
+def test_filters_are_kept_in_the_url(live_server, samples, open_page):
+    page = open_page(live_server)
+    sampler = page.locator("#filter-sampler")
+    expect(sampler.locator("option")).not_to_have_count(1)  # the facet values arrived
+    facets = live_server.http.get(live_server.url + "/api/facets").json()["facets"]["sampler"]
+    chosen = next(bucket for bucket in facets if 1 < bucket["count"] < len(samples))
+    sampler.select_option(chosen["value"])
+
+    expect(page).to_have_url(re.compile(r"[?&]sampler="))
+    assert parse_qs(urlsplit(page.url).query) == {"sampler": [chosen["value"]]}
+    expect(page.locator(JOB)).to_have_count(chosen["count"])
+
+    filtered = open_page(live_server, page.url.removeprefix(live_server.url))
+    expect(filtered.locator("#filter-sampler")).to_have_value(chosen["value"])
+    jobs = filtered.locator(JOB)
+    expect(jobs).to_have_count(chosen["count"])
+    for text in jobs.locator(".facts").all_inner_texts():
+        assert re.search(rf"Sampler\s+{re.escape(chosen['value'])}( ·|$)", text, re.M), text
+
+    filtered.get_by_role("button", name="Clear filters").first.click()
+    expect(filtered).to_have_url(live_server.url + "/")
+    expect(jobs).to_have_count(len(samples))
+
+
+# ---------------------------------------------------------------- token from the URL fragment
+
+def test_token_from_the_fragment_is_kept_and_sent(settings, open_page):
+    server = LiveServer(replace(settings, token="s3cret-token"))
+    try:
+        assert server.post_job({"job_id": "needs-token", "completed_at": time.time()}).status_code == 401
+        server.http.headers["Authorization"] = "Bearer s3cret-token"
+        assert server.post_job({"job_id": "needs-token", "completed_at": time.time()}).status_code == 201
+
+        page = open_page(server, "/#token=s3cret-token")
+        expect(page).to_have_url(server.url + "/")  # the token leaves the address bar at once
+        assert page.evaluate("localStorage.getItem('learning-svc-token')") == "s3cret-token"
+        page.reload()  # later visits use the stored token
+        with page.expect_response(is_rating_put("needs-token")) as put:
+            star(card(page, "needs-token"), "5 stars").click()
+        assert put.value.status == 200
+        assert put.value.request.headers["authorization"] == "Bearer s3cret-token"
+        assert [e["rating"] for e in rating_events(server)] == [5]
+
+        # Without a stored token, the first refused write asks for it once and retries.
+        fresh = open_page(server)
+        asked = []
+        fresh.on("dialog", lambda dialog: (asked.append(dialog.type), dialog.accept("s3cret-token")))
+        with fresh.expect_response(lambda r: is_rating_put("needs-token")(r) and r.status == 200):
+            star(card(fresh, "needs-token"), "3 stars").click()
+        assert asked == ["prompt"]
+        assert [e["rating"] for e in rating_events(server)] == [5, 3]
+        assert fresh.evaluate("localStorage.getItem('learning-svc-token')") == "s3cret-token"
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- 12. screenshots and layout
+
+def test_screenshots_and_layout(demo_server, open_page):
+    """Writes test-artifacts/page-*.png for a person to look at, and checks what can be checked."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for viewport in (DESKTOP, SMALL_LAPTOP):
+        size = f"{viewport['width']}x{viewport['height']}"
+        page = open_page(demo_server, "/", viewport)
+        jobs = page.locator(JOB)
+        expect(jobs).to_have_count(50)
+        page.evaluate("""Promise.all([...document.images]
+            .filter((img) => img.getBoundingClientRect().top < innerHeight)
+            .map((img) => img.decode().catch(() => null)))""")
+        page.keyboard.press("j")
+        page.keyboard.press("j")
+        focused = jobs.nth(1)
+        expect(focused).to_be_focused()
+
+        # Nothing overlaps in the top bar, no sideways scrolling, and a card's parts stay inside it.
+        assert overlapping(page, ".title-row > *, .filters > *") == [], size
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), size
+        card_box = focused.bounding_box()
+        for part in (".job-thumbs", ".job-when", ".packs", ".facts", ".job-rating"):
+            box = focused.locator(part).bounding_box()
+            assert card_box["x"] <= box["x"] and box["x"] + box["width"] <= card_box["x"] + card_box["width"] + 0.5, part
+        assert overlapping(page, f"{JOB}:nth-child(2) .job-body > *") == [], size
+        # Dense enough to review quickly: several jobs side by side.
+        columns = page.evaluate("getComputedStyle(document.getElementById('job-list')).gridTemplateColumns.split(' ').length")
+        assert columns >= 3, size
+        page.screenshot(path=ARTIFACTS / f"page-list-{size}.png", animations="disabled")
+        if viewport is DESKTOP:  # the whole first page of jobs, every thumbnail loaded
+            page.locator("img.thumb").evaluate_all("""imgs => Promise.all(imgs.map((img) => {
+                img.loading = 'eager';
+                return img.decode().catch(() => null);
+            }))""")
+            page.screenshot(path=ARTIFACTS / f"page-list-full-{size}.png", full_page=True, animations="disabled")
+
+        page.keyboard.press("Enter")
+        expect(page.locator("#details-summary")).to_be_visible()
+        page.locator("#details .outputs img").first.evaluate("img => img.decode()")
+        assert overlapping(page, ".details-header > *") == [], size
+        page.screenshot(path=ARTIFACTS / f"page-details-{size}.png", animations="disabled")
+        page.keyboard.press("Escape")
+
+        page.keyboard.press("?")
+        expect(page.locator("#help")).to_be_visible()
+        page.screenshot(path=ARTIFACTS / f"page-help-{size}.png", animations="disabled")
+        page.keyboard.press("Escape")
+
+        page.goto("/?rated=false")
+        expect(jobs.first).to_be_visible()
+        page.keyboard.press("j")
+        with page.expect_response(lambda r: r.request.method == "PUT"):
+            page.keyboard.press("4")
+        page.screenshot(path=ARTIFACTS / f"page-unrated-{size}.png", animations="disabled")
+        page.context.close()
