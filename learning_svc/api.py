@@ -27,25 +27,31 @@ def error_response(status: int, code: str, message: str, fields: list | None = N
     return json_response({"error": {"code": code, "message": message, "fields": fields or []}}, status)
 
 
-def read_json():
+def read_body() -> bytes:
     data = request.get_data(cache=False)
     if len(data) > current_app.config["MAX_CONTENT_LENGTH"]:
         raise Refused(413, "too_large", "the body is larger than 1 MiB")
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise records.InvalidRecord(f"the body is not valid JSON: {error}", [{"loc": "body", "msg": str(error)}]) from None
+    return data
+
+
+def read_json():
+    return records.loads(read_body())
 
 
 def args() -> dict[str, list[str]]:
-    return request.args.to_dict(flat=False)
+    params = request.args.to_dict(flat=False)
+    for name, values in params.items():
+        # SQLite (FTS5 MATCH among others) cuts strings at NUL: refuse it here like in bodies
+        if "\x00" in name or any("\x00" in value for value in values):
+            raise queries.BadQuery(name.replace("\x00", "\\x00")[:40], "must not contain NUL characters")
+    return params
 
 
 # ---------------------------------------------------------------- jobs
 
 @bp.post("/jobs")
 def post_job():
-    job = records.parse(records.JobIn, read_json())
+    job = records.parse_json(records.JobIn, read_body())
     created, summary = service().record_job(job)
     location = f"/api/jobs/{quote(job.job_id, safe='')}"
     return json_response(summary, 201 if created else 200, {"Location": location})

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
                ".gif": "image/gif", ".bmp": "image/bmp"}
-THUMB_SIZE = 320
+THUMB_SIZE = 480  # shown ~210 px tall: sharp on 2x screens too
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
 
 
@@ -38,7 +38,10 @@ def image_file(recorded: str, output_root: Path) -> tuple[Path, str] | None:
     if path is None:
         return None
     mimetype = IMAGE_TYPES.get(path.suffix.lower())
-    if mimetype is None or not path.is_file():
+    try:
+        if mimetype is None or not path.is_file():
+            return None
+    except OSError:  # e.g. a name too long for this file system: it cannot be a file here
         return None
     return path, mimetype
 

@@ -6,6 +6,7 @@ predicate that says whether a line is sound.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from filelock import FileLock
 
 CHUNK = 1 << 20
+LOCK_POLL_SECONDS = 0.002
 BACK_STEP = 1 << 16  # reading backwards for the last newline: lines are a few KB
 
 
@@ -33,13 +35,17 @@ class DamagedJournal(RuntimeError):
 class Journal:
     def __init__(self, path: Path | str, lock_timeout: float = 30.0):
         self.path = Path(path)
+        self._dir_ready = False
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
 
     @contextmanager
     def locked(self):
         """Cross-process lock around appends and repairs (filelock: fcntl / msvcrt)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        if not self._dir_ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._dir_ready = True
+        # filelock polls a lock held elsewhere; its default 50 ms would idle every waiting writer
+        with self._lock.acquire(poll_interval=LOCK_POLL_SECONDS):
             yield self
 
     def size(self) -> int:
@@ -50,10 +56,15 @@ class Journal:
 
     def append(self, data: bytes) -> int:
         """Write complete lines in one piece and fsync; returns the start offset. Hold the lock."""
+        if not data.endswith(b"\n"):
+            raise ValueError("append complete lines only (ending with a newline)")
         created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
         try:
             start = os.lseek(fd, 0, os.SEEK_END)
+            if start and _byte_at(fd, start - 1) != b"\n":
+                # a crashed writer's torn line: gluing ours onto it would spoil both
+                raise JournalWriteError(f"{self.path.name} ends with a torn line; repair_tail() it first")
             try:
                 view = memoryview(data)
                 while view:
@@ -143,11 +154,11 @@ class Journal:
         size = self.size()
         if cut == size:
             return None
-        side = self.path.with_name(f"{self.path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{cut}")
         with open(self.path, "r+b") as f:
             f.seek(cut)
             damaged = f.read()
-            with open(side, "wb") as out:
+            side, out = self._new_side_file(cut)
+            with out:
                 out.write(damaged)
                 out.flush()
                 os.fsync(out.fileno())
@@ -156,6 +167,21 @@ class Journal:
             os.fsync(f.fileno())
         _fsync_dir(self.path.parent)
         return side
+
+    def _new_side_file(self, cut: int):
+        """A side file no earlier repair used: two crashes at one offset within a second keep both tails."""
+        base = f"{self.path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{cut}"
+        for n in itertools.count():
+            side = self.path.with_name(base if n == 0 else f"{base}.{n}")
+            try:
+                return side, open(side, "xb")
+            except FileExistsError:
+                continue
+
+
+def _byte_at(fd: int, offset: int) -> bytes:
+    os.lseek(fd, offset, os.SEEK_SET)  # O_APPEND still sends the write to the end
+    return os.read(fd, 1)
 
 
 def _truncate_quietly(fd: int, size: int) -> None:

@@ -38,11 +38,11 @@ def _timestamp(value: Any) -> float:
 
 _BAD_JOB_ID = re.compile(r"[\x00-\x1f\x7f/]")
 # The JSON schemas below only document what the validators enforce (OpenAPI, schemathesis).
-JobId = Annotated[StrictStr, AfterValidator(_job_id),
-                  WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^\x00-\x1f\x7f/]+$"})]
+JobId = Annotated[StrictStr, AfterValidator(_job_id), WithJsonSchema(
+    {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^\x00-\x1f\x7f/]+$"})]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 Timestamp = Annotated[float, BeforeValidator(_timestamp),
-                      WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 1e11},
+                      WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "maximum": 99_999_999_999},
                                                 {"type": "string", "format": "date-time"}]})]
 
 
@@ -171,6 +171,32 @@ def check_json_shape(value: Any, loc: str = "", depth: int = 0) -> None:
         raise InvalidRecord("numbers must be below 2**64", [{"loc": loc or "body", "msg": "number too large"}])
 
 
+# A number of 20+ digits or with a 2-digit exponent may reach 2**64; "\u0000" is an escaped NUL.
+_MAYBE_HUGE_NUMBER = re.compile(rb"\d{20}|[eE]\+?\d{2}")
+
+
+def needs_shape_check(raw: bytes) -> bool:
+    """Cheap screens of a raw JSON body: when none fires, check_json_shape cannot fail.
+
+    Nesting deeper than MAX_DEPTH needs more than MAX_DEPTH brackets; NUL must be escaped.
+    """
+    return (b"\\u0000" in raw or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH
+            or _MAYBE_HUGE_NUMBER.search(raw) is not None)
+
+
+def loads(raw: bytes) -> Any:
+    """Strict JSON (no NaN/Infinity, valid UTF-8, no lone surrogates) or InvalidRecord."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidRecord(f"the body is not valid JSON: {error}", [{"loc": "body", "msg": str(error)}]) from None
+
+
+def parse_json(model: type[BaseModel], raw: bytes) -> BaseModel:
+    """parse() of a raw JSON body, walking it for shape problems only when a screen fires."""
+    return parse(model, loads(raw), shape_checked=not needs_shape_check(raw))
+
+
 def _fields(error: ValidationError) -> list[dict]:
     fields = []
     for err in error.errors(include_url=False):
@@ -180,10 +206,11 @@ def _fields(error: ValidationError) -> list[dict]:
     return fields
 
 
-def parse(model: type[BaseModel], data: Any) -> BaseModel:
+def parse(model: type[BaseModel], data: Any, shape_checked: bool = False) -> BaseModel:
     if not isinstance(data, dict):
         raise InvalidRecord("the body must be a JSON object", [{"loc": "body", "msg": "expected an object"}])
-    check_json_shape(data)
+    if not shape_checked:
+        check_json_shape(data)
     try:
         parsed = model.model_validate(data)
     except ValidationError as error:

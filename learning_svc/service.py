@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from contextlib import ExitStack
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -147,12 +148,18 @@ class Service:
             log.exception("catching up with other writers failed; retrying later")
 
     def _commit(self, ops: list[_Op]) -> None:
+        # A batch of jobs only needs the log's lock; ratings (and the idle catch-up) take both,
+        # always in the same order.
+        with_ratings = not ops or any(op.kind == "rating" for op in ops)
         try:
-            with self.log.locked(), self.ratings.locked():
+            with ExitStack() as locks:
+                locks.enter_context(self.log.locked())
+                if with_ratings:
+                    locks.enter_context(self.ratings.locked())
                 with self.write_engine.connect() as conn:
                     trans = conn.begin()
                     try:
-                        log_cp, ratings_cp, report = self.indexer.catch_up_locked(conn)
+                        log_cp, ratings_cp, report = self.indexer.catch_up_locked(conn, with_ratings)
                         self.torn_files += [p.name for p in report.torn]
                         self._write_jobs(conn, log_cp, [op for op in ops if op.kind == "job"])
                         self._write_ratings(conn, ratings_cp, [op for op in ops if op.kind == "rating"])
@@ -172,6 +179,7 @@ class Service:
         except Timeout:
             for op in ops:
                 op.finish(error=Unavailable("the journal is locked by another process; try again"))
+
 
     def _write_jobs(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
         if not ops:
@@ -204,7 +212,7 @@ class Service:
             op.finish(result=(True, _summary(op.payload)))  # durable now, whatever the index does
             lines.append((offset, op.payload, len(data)))
             offset += len(data)
-        self.indexer.apply_log(conn, cp, lines)
+        self.indexer.apply_log(conn, cp, lines, known_new=True)
 
     def _write_ratings(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
         if not ops:

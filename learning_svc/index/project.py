@@ -147,13 +147,16 @@ def _chunks(items: list, size: int = 500):
         yield items[i:i + size]
 
 
-def insert_jobs(conn: Connection, batch: list[JobRows]) -> list[JobRows]:
-    """Index a batch of job lines (in file order). Returns the lines skipped as duplicates."""
+def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False) -> list[JobRows]:
+    """Index a batch of job lines (in file order). Returns the lines skipped as duplicates.
+
+    The first line of a job id wins; `known_new` skips the look-up when the caller checked.
+    """
     if not batch:
         return []
     existing: set[str] = set()
     ids = [rows.job["job_id"] for rows in batch]
-    for chunk in _chunks(ids):
+    for chunk in ([] if known_new else _chunks(ids)):
         existing.update(conn.scalars(select(jobs.c.job_id).where(jobs.c.job_id.in_(chunk))))
     fresh, duplicates = [], []
     for rows in batch:

@@ -88,8 +88,12 @@ class Indexer:
         self.ratings = ratings_journal
 
     # -- the one path every line takes into the index
-    def apply_log(self, conn: Connection, cp: Checkpoint, lines: Iterable[tuple[int, bytes | dict, int]]) -> int:
-        """Project (offset, line, length) triples that follow `cp`; returns the duplicates skipped."""
+    def apply_log(self, conn: Connection, cp: Checkpoint, lines: Iterable[tuple[int, bytes | dict, int]],
+                  known_new: bool = False) -> int:
+        """Project (offset, line, length) triples that follow `cp`; returns the duplicates skipped.
+
+        `known_new`: the caller already made sure no job id is in the index (live writes).
+        """
         batch, duplicates = [], 0
         for offset, line, length in lines:
             record = self._decode(self.log, cp, offset, line)
@@ -107,7 +111,7 @@ class Indexer:
                 batch.append(project_job(record, offset, length - 1))
             except UnprojectableLine as error:
                 raise DamagedJournal(self.log.path, cp.line_count, offset, str(error)) from None
-        duplicates = len(insert_jobs(conn, batch))
+        duplicates = len(insert_jobs(conn, batch, known_new))
         write_checkpoint(conn, cp)
         return duplicates
 
@@ -148,35 +152,38 @@ class Indexer:
         for offset, line in journal.scan(start, stop):
             yield offset, line, len(line) + 1
 
-    def catch_up_locked(self, conn: Connection) -> tuple[Checkpoint, Checkpoint, SyncReport]:
-        """Before a live batch: index what other processes appended, in this transaction. Hold both locks.
+    def catch_up_locked(self, conn: Connection, with_ratings: bool = True) -> tuple[Checkpoint, Checkpoint | None, SyncReport]:
+        """Before a live batch: index what other processes appended, in this transaction.
 
-        When no other process wrote, each file ends exactly at its checkpoint and this
-        costs two stat() calls: nothing past a checkpoint means nothing torn either.
+        Hold the log's lock, and the ratings' lock too when `with_ratings`. When no other
+        process wrote, each file ends exactly at its checkpoint and this costs a stat()
+        per file: nothing past a checkpoint means nothing torn either.
         """
         report = SyncReport()
-        files = (("log", self.log), ("ratings", self.ratings))
-        foreign = [(name, journal) for name, journal in files if journal.size() != read_checkpoint(conn, name).offset]
-        for _, journal in foreign:
-            side = journal.repair_tail(is_sound)
-            if side:
-                log.warning("moved a torn tail of %s to %s", journal.path.name, side.name)
-                report.torn.append(side)
-        reason = next((r for name, journal in foreign if (r := stale_reason(conn, journal, name))), None)
-        if reason:
-            log.warning("rebuilding the index: %s", reason)
-            wipe(conn)
-            report.rebuilt = reason
-        log_cp, ratings_cp = read_checkpoint(conn, "log"), read_checkpoint(conn, "ratings")
-        if self.log.size() > log_cp.offset:
-            before = log_cp.line_count
-            report.duplicates += self.apply_log(conn, log_cp, self.pending_lines(self.log, log_cp.offset))
-            report.jobs += log_cp.line_count - before
-        if self.ratings.size() > ratings_cp.offset:
-            before = ratings_cp.line_count
-            self.apply_ratings(conn, ratings_cp, self.pending_lines(self.ratings, ratings_cp.offset))
-            report.ratings += ratings_cp.line_count - before
-        return log_cp, ratings_cp, report
+        files = {"log": self.log, **({"ratings": self.ratings} if with_ratings else {})}
+        cps = {name: read_checkpoint(conn, name) for name in files}
+        foreign = {name: journal for name, journal in files.items() if journal.size() != cps[name].offset}
+        if foreign:
+            for journal in foreign.values():
+                side = journal.repair_tail(is_sound)
+                if side:
+                    log.warning("moved a torn tail of %s to %s", journal.path.name, side.name)
+                    report.torn.append(side)
+            reason = next((r for name, journal in foreign.items() if (r := stale_reason(conn, journal, name))), None)
+            if reason:
+                log.warning("rebuilding the index: %s", reason)
+                wipe(conn)
+                report.rebuilt = reason
+            cps = {name: read_checkpoint(conn, name) for name in files}
+            if self.log.size() > cps["log"].offset:
+                before = cps["log"].line_count
+                report.duplicates += self.apply_log(conn, cps["log"], self.pending_lines(self.log, cps["log"].offset))
+                report.jobs += cps["log"].line_count - before
+            if with_ratings and self.ratings.size() > cps["ratings"].offset:
+                before = cps["ratings"].line_count
+                self.apply_ratings(conn, cps["ratings"], self.pending_lines(self.ratings, cps["ratings"].offset))
+                report.ratings += cps["ratings"].line_count - before
+        return cps["log"], cps.get("ratings"), report
 
     def catch_up(self, progress: Callable[[int], None] | None = None, repair: bool = True) -> SyncReport:
         """Start-up: repair torn tails, rebuild if a file was replaced, then index from the checkpoints.
