@@ -125,6 +125,7 @@ FILTERS = [
     _query("since", {"type": "string"}), _query("until", {"type": "string"}), _query("q", {"type": "string"}),
 ]
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+OUTPUT_N = {"name": "n", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 
 
 @cache
@@ -150,6 +151,18 @@ def document() -> dict:
             "/api/jobs/{job_id}": {
                 "get": {"summary": "One job with its rating history", "operationId": "getJob", "parameters": [JOB_ID],
                         "responses": {"200": {"description": "the job", **_json(JobDetail)}, **_errors(404)}},
+            },
+            "/api/jobs/{job_id}/outputs/{n}": {
+                "get": {"summary": "Output image n of a job; a placeholder image when it cannot be read",
+                        "operationId": "outputImage", "parameters": [JOB_ID, OUTPUT_N],
+                        "responses": {"200": {"description": "the image", "content": {
+                            "image/*": {"schema": {"type": "string", "format": "binary"}}}}, **_errors(404)}},
+            },
+            "/api/jobs/{job_id}/outputs/{n}/thumbnail": {
+                "get": {"summary": "A small JPEG of output n; a placeholder image when it cannot be read",
+                        "operationId": "outputThumbnail", "parameters": [JOB_ID, OUTPUT_N],
+                        "responses": {"200": {"description": "the thumbnail", "content": {
+                            "image/*": {"schema": {"type": "string", "format": "binary"}}}}, **_errors(404)}},
             },
             "/api/jobs/{job_id}/rating": {
                 "put": {"summary": "Rate a job 0-5", "operationId": "rateJob", "parameters": [JOB_ID],

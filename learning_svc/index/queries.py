@@ -201,6 +201,9 @@ def _rating_conditions(f: Filters, sort: str | None) -> list:
 # Above this many matches, walking the sort index and probing each job beats fetching
 # every match and sorting it: a page of 50 then costs at most a few thousand probes.
 PROBE_ABOVE = 5000
+# A text probe (FTS5 MATCH for one rowid) costs ~100x a tag probe; fetching and sorting the
+# matches stays cheaper far longer.
+TEXT_PROBE_ABOVE = 50_000
 JOBS_FTS = table("jobs_fts", column("rowid"))  # the FTS5 table of migration 0001 (rowid = jobs.id)
 
 
@@ -212,9 +215,10 @@ def tag_matches(conn: Connection, field_name: str, keys: list[str]) -> int:
 
 
 def text_matches_many(conn: Connection, q: str) -> bool:
-    """Does the text search match more than PROBE_ABOVE jobs? (counts at most that many)"""
+    """Does the text search match more than TEXT_PROBE_ABOVE jobs? (counts at most that many)"""
+    limit = min(PROBE_ABOVE * 10, TEXT_PROBE_ABOVE)
     stmt = text("SELECT count(*) FROM (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH :fts LIMIT :n)")
-    return conn.execute(stmt, {"fts": fts_query(q), "n": PROBE_ABOVE + 1}).scalar_one() > PROBE_ABOVE
+    return conn.execute(stmt, {"fts": fts_query(q), "n": limit + 1}).scalar_one() > limit
 
 
 def conditions(f: Filters, conn: Connection, skip_tag: str | None = None, sort: str | None = None) -> list:
@@ -261,29 +265,41 @@ def _driving_tag(conn: Connection, f: Filters, sort: str) -> str | None:
 
 
 def listing_statement(conn: Connection, page: Page) -> Select:
-    """The SELECT behind one page: limit + 1 rows in sort order, so that the caller sees if more follow."""
+    """The SELECT behind one page: limit + 1 rows, so that the caller sees if more follow.
+
+    The page is chosen on (sort key, id) alone and its rows fetched afterwards (a deferred
+    join): when a plan must sort the matching jobs, it sorts small keys, not summaries.
+    The outer query has no ORDER BY; fetch_page puts its few rows in order.
+    """
     column, descending = SORTS[page.sort]
     drive = _driving_tag(conn, page.filters, page.sort)
     conds = conditions(page.filters, conn, skip_tag=drive, sort=page.sort)
-    cols = (jobs.c.id, jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.line_length)
     if drive:
         t = job_tags
         key_col, id_col = t.c.completed_at, t.c.job
-        stmt = (select(key_col.label("sort_key"), *cols)
+        keys = (select(key_col.label("sort_key"), id_col.label("id"))
                 .select_from(t.join(jobs, jobs.c.id == t.c.job))
                 .where(t.c.field == drive, t.c.value == page.filters.tags[drive][0], *conds))
     else:
         key_col, id_col = column, jobs.c.id
-        stmt = select(column.label("sort_key"), *cols).where(*conds)
+        keys = select(column.label("sort_key"), jobs.c.id).where(*conds)
     if page.after is not None:
         position = tuple_(key_col, id_col)
-        stmt = stmt.where(position < tuple_(*page.after) if descending else position > tuple_(*page.after))
+        keys = keys.where(position < tuple_(*page.after) if descending else position > tuple_(*page.after))
     order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())
-    return stmt.order_by(*order).limit(page.limit + 1)
+    chosen = keys.order_by(*order).limit(page.limit + 1).subquery("page")
+    return (select(chosen.c.sort_key, jobs.c.id, jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.line_length)
+            .select_from(chosen.join(jobs, jobs.c.id == chosen.c.id)))
+
+
+def fetch_page(conn: Connection, page: Page) -> list:
+    """The rows of listing_statement in sort order."""
+    rows = conn.execute(listing_statement(conn, page)).all()
+    return sorted(rows, key=lambda row: (row.sort_key, row.id), reverse=SORTS[page.sort][1])
 
 
 def list_jobs(conn: Connection, page: Page) -> tuple[list[dict], str | None]:
-    rows = conn.execute(listing_statement(conn, page)).all()
+    rows = fetch_page(conn, page)
     more = len(rows) > page.limit
     rows = rows[:page.limit]
     next_cursor = encode_cursor(page.sort, rows[-1].sort_key, rows[-1].id) if more else None
@@ -301,7 +317,7 @@ def iter_jobs(conn: Connection, filters: Filters, sort: str = "-completed_at", b
     """Every matching job in order, fetched page by page with the listing's own statement (constant memory)."""
     page = Page(filters, sort, batch)
     while True:
-        rows = conn.execute(listing_statement(conn, page)).all()
+        rows = fetch_page(conn, page)
         yield from rows[:batch]
         if len(rows) <= batch:
             return

@@ -1,0 +1,829 @@
+"""`make bench`: measures SPEC §5 on data built with the project's generator; prints one table.
+
+    .venv/bin/python -m learning_svc.bench [--jobs N] [--seed S] [--only ingest,rating,...] [--keep]
+
+Scenarios (all against the real `learning-svc` command, run as subprocesses):
+
+  ingest   durable POST /api/jobs, 8 keep-alive clients driven by `wrk` on an empty data dir
+  rating   PUT /api/jobs/<id>/rating latency, 1 and 8 connections (`wrk`), on the N-job index
+  reindex  `learning-svc reindex` of N jobs vs. merely parsing the same JSONL with orjson; peak RSS
+  listing  GET /api/jobs p95 for every single filter × sort × (page 1, deep page); GET /api/facets p95
+  startup  time until /api/health answers with N indexed jobs; server RSS after the listing
+
+The N-job journal (stored learning_log_v2 lines, plus rating events for ~40% of the jobs) is
+cached in bench-data/ keyed by N, seed and a fingerprint of the generator and record code.
+Progress goes to stderr, the table to stdout, and BENCHMARKS.md is refreshed at the end.
+The machine may be shared: rerun before trusting a FAIL that is close to its target.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import http.client
+import json
+import math
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import orjson
+
+from . import gen, records
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+CLI = VENV_BIN / "learning-svc"
+CACHE = ROOT / "bench-data"
+SCENARIOS = ("ingest", "rating", "reindex", "listing", "startup")
+LOG_NAME, RATINGS_NAME = "learning_log_v2.jsonl", "learning_ratings_v2.jsonl"
+
+INGEST_CONNECTIONS = 8
+INGEST_BODIES = 30_000  # more than 1,500 jobs/s × 15 s; a wrap-around is reported
+DEEP_OFFSET = 10_000  # "page 201" at limit 50
+WALK_LIMIT = 500  # page size used to walk down to the deep cursor
+LISTING_REPS, LISTING_WARMUP, LISTING_BUDGET_S = 30, 3, 10.0
+FACET_REPS, FACET_BUDGET_S = 30, 30.0
+MIN_SAMPLES = 3  # when a request is so slow that the time budget runs out
+SLOW_MS = 150  # page 1 slower than this (10× the target): its deep page is not walked to
+WALK_BUDGET_S = 15.0  # per walk down to a deep cursor
+LISTING_DEADLINE_S = 30 * 60  # all listing combinations together; the rest is reported as skipped
+SORTS = ("-completed_at", "completed_at", "-rating", "rating", "-duration_sec", "duration_sec")
+
+
+def say(message: str) -> None:
+    """A progress line on stderr."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- results
+
+@dataclass
+class Row:
+    scenario: str
+    figure: str
+    target: str
+    verdict: str  # PASS | FAIL | INFO
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+
+    def add(self, scenario: str, figure: str, target: str, ok: bool | None) -> None:
+        verdict = "INFO" if ok is None else "PASS" if ok else "FAIL"
+        self.rows.append(Row(scenario, figure, target, verdict))
+        say(f"{verdict}: {scenario}: {figure} (target {target})")
+
+    def note(self, line: str) -> None:
+        self.details.append(line)
+        say(line)
+
+
+def text_table(rows: list[Row]) -> str:
+    """The result rows as an aligned plain-text table."""
+    cells = [("scenario", "figure", "target", "verdict")] + [(r.scenario, r.figure, r.target, r.verdict) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(4)]
+    lines = [" | ".join(c[i].ljust(widths[i]) for i in range(4)).rstrip() for c in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| scenario | figure | target | verdict |", "|---|---|---|---|"]
+    lines += [f"| {r.scenario} | {r.figure} | {r.target} | **{r.verdict}** |" for r in rows]
+    return "\n".join(lines)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+# ---------------------------------------------------------------- subprocesses
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict:
+    """The environment without LEARNING_SVC_* settings of the caller (token, database...)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEARNING_SVC_")}
+    env.update(extra)
+    return env
+
+
+def proc_status_mb(pid: int, key: str) -> float | None:
+    """VmRSS / VmHWM of a live process in MB, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class Server:
+    """`learning-svc serve` on a free port as a subprocess; always stopped on exit."""
+
+    def __init__(self, data_dir: Path, log_file: Path, threads: int = 8):
+        self.data_dir, self.log_file, self.threads = data_dir, log_file, threads
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 180.0) -> float:
+        """Launch and wait for /api/health; returns the seconds it took."""
+        cmd = [str(CLI), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        began = time.perf_counter()
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                         env=clean_env(LEARNING_SVC_THREADS=str(self.threads)))
+        deadline = began + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self._healthy():
+                return time.perf_counter() - began
+            time.sleep(0.01)
+        raise RuntimeError(f"the server did not answer /api/health within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def _healthy(self) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", "/api/health")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """SIGINT (waitress stops cleanly), then SIGKILL if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+
+    def memory_mb(self) -> dict[str, float]:
+        """Current RSS, its peak, and the anonymous / file-backed (mmap) parts, in MB."""
+        keys = {"rss": "VmRSS", "peak": "VmHWM", "anon": "RssAnon", "file": "RssFile"}
+        return {name: proc_status_mb(self.proc.pid, key) or 0.0 for name, key in keys.items()}
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run_measured(cmd: list[str], log_file: Path, timeout: float) -> tuple[float, dict, int]:
+    """Run a command; returns (wall seconds, memory MB, exit code). Killed at timeout.
+
+    Memory: "peak" is ru_maxrss from wait4 (all resident pages, file-backed mmap
+    included); "anon" and "file" are the peaks of RssAnon / RssFile polled from /proc.
+    """
+    began = time.perf_counter()
+    memory = {"anon": 0.0, "file": 0.0}
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT, env=clean_env())
+    try:
+        while True:
+            for key in memory:
+                memory[key] = max(memory[key], proc_status_mb(proc.pid, "Rss" + key.title()) or 0.0)
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                memory["peak"] = usage.ru_maxrss / 1024
+                return time.perf_counter() - began, memory, proc.returncode
+            if time.perf_counter() - began > timeout:
+                raise TimeoutError(f"{cmd[1]} took more than {timeout:.0f} s")
+            time.sleep(0.02)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+
+
+# ---------------------------------------------------------------- wrk
+
+WRK_SCRIPT = r"""
+-- learning_svc bench: every request a different pre-generated one (no repeats until wrap-around).
+-- args: <file prefix> <mode: post|put>; thread i reads <prefix><i>.txt
+local threads, next_tid = {}, 0
+
+function setup(thread)
+   thread:set("tid", next_tid)
+   next_tid = next_tid + 1
+   table.insert(threads, thread)
+end
+
+function init(args)
+   local headers = {["Content-Type"] = "application/json"}
+   reqs, pos, wrapped, s201, s2xx, non2xx = {}, 0, 0, 0, 0, 0
+   local n = 0
+   for line in io.lines(args[1] .. tid .. ".txt") do
+      n = n + 1
+      if args[2] == "put" then
+         reqs[n] = wrk.format("PUT", "/api/jobs/" .. line .. "/rating", headers, '{"rating":' .. (n % 6) .. '}')
+      else
+         reqs[n] = wrk.format("POST", "/api/jobs", headers, line)
+      end
+   end
+end
+
+function request()
+   pos = pos + 1
+   if pos > #reqs then
+      pos, wrapped = 1, wrapped + 1
+   end
+   return reqs[pos]
+end
+
+function response(status, headers, body)
+   if status >= 200 and status < 300 then
+      s2xx = s2xx + 1
+      if status == 201 then s201 = s201 + 1 end
+   else
+      non2xx = non2xx + 1
+      if non2xx <= 3 then io.stderr:write("non-2xx " .. status .. ": " .. string.sub(body, 1, 300) .. "\n") end
+   end
+end
+
+function done(summary, latency, requests)
+   local t = {s201 = 0, s2xx = 0, non2xx = 0, wrapped = 0}
+   for _, thread in ipairs(threads) do
+      for k, _ in pairs(t) do t[k] = t[k] + thread:get(k) end
+   end
+   local e = summary.errors
+   io.write(string.format(
+      "BENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d s201=%d s2xx=%d non2xx=%d wrapped=%d errors=%d timeouts=%d\n",
+      summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+      latency:percentile(99), latency.max, t.s201, t.s2xx, t.non2xx, t.wrapped,
+      e.connect + e.read + e.write, e.timeout))
+end
+"""
+
+
+def write_request_files(prefix: Path, items: list[str], threads: int) -> None:
+    """Deal the request lines round-robin into one file per wrk thread."""
+    for tid in range(threads):
+        with open(f"{prefix}{tid}.txt", "w", encoding="utf-8") as out:
+            out.writelines(item + "\n" for item in items[tid::threads])
+
+
+def run_wrk(url: str, prefix: Path, mode: str, connections: int, threads: int, seconds: int) -> dict:
+    """Run wrk with WRK_SCRIPT; returns the numbers of its BENCH line."""
+    script = prefix.parent / "bench.lua"
+    script.write_text(WRK_SCRIPT)
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency",
+           "-s", str(script), url, "--", str(prefix), mode]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    match = re.search(r"^BENCH (.*)$", done.stdout, re.M)
+    if done.returncode != 0 or not match:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    if done.stderr.strip():
+        say("wrk: " + done.stderr.strip().replace("\n", " | ")[:600])
+    return {k: int(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
+
+
+def wrk_threads(connections: int) -> int:
+    return max(1, min(connections, os.cpu_count() or 1, 4))
+
+
+# ---------------------------------------------------------------- data
+
+def fingerprint(seed: int) -> str:
+    """Digest of the first 500 stored lines and rating events: changes whenever the generator
+    or the stored-line format changes (which invalidates the cache), not on unrelated edits."""
+    bodies = list(gen.generate_records(500, seed))
+    ratings = (orjson.dumps(e) for e in rating_events([b["job_id"] for b in bodies], seed, gen.DEFAULT_START))
+    return hashlib.sha256(stored_lines(bodies) + b"".join(ratings)).hexdigest()[:10]
+
+
+def stored_lines(bodies: list[dict]) -> bytes:
+    """POST bodies -> the journal lines the server would append (validated, resolved, hashed)."""
+    out = []
+    for body in bodies:
+        job = records.parse(records.JobIn, body)
+        out.append(records.dumps(records.stored_job(job, logged_at=job.completed_at + 0.5)))
+    return b"".join(out)
+
+
+def chunked(items, size: int):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def write_log(path: Path, n: int, seed: int) -> tuple[list[str], float]:
+    """Write n stored job lines in parallel (bounded in flight); returns (job ids, last completed_at)."""
+    workers = max(1, os.cpu_count() or 1)
+    ids, last, pending = [], gen.DEFAULT_START, collections.deque()
+    with open(path, "wb", buffering=1 << 20) as out, ProcessPoolExecutor(workers) as pool:
+        for chunk in chunked(gen.generate_records(n, seed), 2000):
+            ids.extend(body["job_id"] for body in chunk)
+            last = max(last, chunk[-1]["completed_at"])
+            pending.append(pool.submit(stored_lines, chunk))
+            while len(pending) > 2 * workers:
+                out.write(pending.popleft().result())
+            if len(ids) % 100_000 == 0:
+                say(f"  generated {len(ids):,} / {n:,} jobs")
+        while pending:
+            out.write(pending.popleft().result())
+    return ids, last
+
+
+def rating_events(ids: list[str], seed: int, start: float):
+    """Rating events (journal lines) for ~40% of the jobs, deterministic ids and times."""
+    rng = random.Random(seed)
+    for i, (job_id, rating) in enumerate(gen.generate_ratings(ids, seed)):
+        event = records.rating_event(job_id, rating, "bench", timestamp=start + i * 0.5)
+        event["rating_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        yield event
+
+
+def ensure_dataset(n: int, seed: int) -> Path:
+    """The cached N-job journal pair for (n, seed); built once (atomically) when missing."""
+    prefix = f"jobs-{n}-seed-{seed}-"
+    final = CACHE / (prefix + fingerprint(seed))
+    if (final / "meta.json").exists():
+        say(f"using cached data {final.relative_to(ROOT)}")
+        return final
+    CACHE.mkdir(exist_ok=True)
+    for stale in [*CACHE.glob(prefix + "*"), *CACHE.glob(".building-*")]:
+        if not stale.name.startswith(".building-") or not pid_alive(int(stale.name.rsplit("-", 1)[1])):
+            shutil.rmtree(stale, ignore_errors=True)
+    building = CACHE / f".building-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir()
+    began = time.perf_counter()
+    say(f"generating {n:,} stored job lines into {final.relative_to(ROOT)} (cached for later runs)")
+    ids, last = write_log(building / LOG_NAME, n, seed)
+    ratings = gen.write_jsonl(building / RATINGS_NAME, rating_events(ids, seed, last + 60))
+    meta = {"jobs": n, "rating_events": ratings, "seed": seed, "seconds": round(time.perf_counter() - began, 1)}
+    (building / "meta.json").write_text(json.dumps(meta))
+    os.replace(building, final)
+    say(f"generated {n:,} jobs and {ratings:,} rating events in {meta['seconds']} s")
+    return final
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prepare_data_dir(target: Path, dataset: Path) -> Path:
+    """A data dir reading the cached job log through a symlink (never written: no POSTs go
+    there) and a private copy of the ratings file (the rating scenario appends to it)."""
+    target.mkdir(parents=True)
+    (target / LOG_NAME).symlink_to(dataset / LOG_NAME)
+    shutil.copyfile(dataset / RATINGS_NAME, target / RATINGS_NAME)
+    return target
+
+
+def count_lines(path: Path) -> int:
+    count = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            count += chunk.count(b"\n")
+    return count
+
+
+# ---------------------------------------------------------------- scenario: ingest
+
+def bench_ingest(results: Results, work: Path, seed: int, seconds: int) -> None:
+    """Durable POST /api/jobs from wrk (8 connections) into an empty data dir."""
+    data_dir = work / "ingest"
+    data_dir.mkdir()
+    threads = wrk_threads(INGEST_CONNECTIONS)
+    say(f"ingest: generating {INGEST_BODIES:,} distinct POST bodies")
+    bodies = [orjson.dumps(b).decode() for b in gen.generate_records(INGEST_BODIES, seed + 1)]
+    prefix = work / "post-"
+    write_request_files(prefix, bodies, threads)
+    del bodies
+    with Server(data_dir, work / "server-ingest.log", threads=max(8, INGEST_CONNECTIONS)) as server:
+        server.start()
+        say(f"ingest: wrk -t{threads} -c{INGEST_CONNECTIONS} -d{seconds}s POST /api/jobs")
+        stats = run_wrk(server.url, prefix, "post", INGEST_CONNECTIONS, threads, seconds)
+        time.sleep(0.5)  # let requests cut off by wrk's stop finish
+    lines = count_lines(data_dir / LOG_NAME) if (data_dir / LOG_NAME).exists() else 0
+    rate = stats["s201"] / (stats["duration_us"] / 1e6)
+    p50, p99 = stats["p50_us"] / 1000, stats["p99_us"] / 1000
+    results.add(f"ingest POST, durable, {INGEST_CONNECTIONS} clients (wrk)",
+                f"{rate:,.0f} jobs/s; p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+                "≥ 1,500 jobs/s, p99 < 25 ms", rate >= 1500 and p99 < 25)
+    in_flight = lines - stats["s201"]
+    ok = (stats["non2xx"] == 0 and stats["errors"] == 0 and stats["timeouts"] == 0 and stats["wrapped"] == 0
+          and 0 <= in_flight <= INGEST_CONNECTIONS)
+    results.add("ingest: responses vs. JSONL",
+                f"{stats['non2xx']} non-2xx, {stats['errors'] + stats['timeouts']} socket errors; "
+                f"{lines:,} lines for {stats['s201']:,} × 201 (+{in_flight} cut off by wrk's stop)",
+                f"0 non-2xx; lines = 201s (+ ≤ {INGEST_CONNECTIONS} in flight)", ok)
+    if stats["wrapped"]:
+        results.note(f"ingest: wrk ran out of distinct bodies ({stats['wrapped']} wrap-arounds): raise INGEST_BODIES")
+    results.note(f"ingest detail: {stats}")
+
+
+# ---------------------------------------------------------------- scenario: reindex
+
+def parse_baseline(paths: list[Path]) -> float:
+    """Seconds to merely read (8 MiB chunks) and orjson-parse every line of the files."""
+    loads, sink = orjson.loads, collections.deque(maxlen=0)
+    began = time.perf_counter()
+    for path in paths:
+        with open(path, "rb") as f:
+            tail = b""
+            while chunk := f.read(8 << 20):
+                lines = (tail + chunk).split(b"\n")
+                tail = lines.pop()
+                sink.extend(map(loads, lines))
+            if tail.strip():
+                loads(tail)
+    return time.perf_counter() - began
+
+
+def reindex(data_dir: Path, work: Path) -> tuple[float, dict]:
+    """`learning-svc reindex` as a subprocess; returns (wall seconds, memory MB as in run_measured)."""
+    seconds, memory, code = run_measured([str(CLI), "reindex", "--data-dir", str(data_dir)],
+                                      work / "reindex.log", timeout=4 * 3600)
+    if code != 0:
+        raise RuntimeError(f"reindex exited with {code}; see {work / 'reindex.log'}")
+    return seconds, memory
+
+
+def bench_reindex(results: Results, data_dir: Path, work: Path, jobs: int) -> None:
+    """Reindex rate as a share of the parse-only rate (same files, same run), and peak RSS."""
+    paths = [data_dir / LOG_NAME, data_dir / RATINGS_NAME]
+    say("reindex: parse-only baseline (orjson, 8 MiB reads), also warms the page cache")
+    baseline = parse_baseline(paths)
+    say(f"reindex: learning-svc reindex of {jobs:,} jobs")
+    seconds, memory = reindex(data_dir, work)
+    baseline = min(baseline, parse_baseline(paths))
+    rate, base_rate = jobs / seconds, jobs / baseline
+    share = 100 * baseline / seconds
+    results.add(f"reindex {jobs:,} jobs (+ ratings)",
+                f"{seconds:.1f} s = {rate:,.0f} jobs/s = {share:.1f}% of parse-only {base_rate:,.0f} jobs/s",
+                "≥ 40% of parse-only", share >= 40)
+    results.add("reindex peak RSS", f"{memory['peak']:,.0f} MB (anon ≤ {memory['anon']:,.0f}, "
+                f"file-backed ≤ {memory['file']:,.0f})", "< 250 MB", memory["peak"] < 250)
+    indexed = (work / "reindex.log").read_text(errors="replace").strip().splitlines()
+    results.note(f"reindex said: {indexed[-1] if indexed else '?'}")
+    size = sum(p.stat().st_size for p in data_dir.glob("index.sqlite3*"))
+    results.note(f"index size: {size / 2**20:,.0f} MB for {sum(p.stat().st_size for p in paths) / 2**20:,.0f} MB of JSONL")
+
+
+# ---------------------------------------------------------------- scenario: listing + facets
+
+class Client:
+    """One persistent keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def get(self, path: str) -> tuple[int, bytes, float]:
+        """(status, body, milliseconds) of one GET."""
+        began = time.perf_counter()
+        try:
+            self.conn.request("GET", path)
+            response = self.conn.getresponse()
+            body = response.read()
+        except (http.client.HTTPException, ConnectionError):
+            self.conn.close()  # reconnect once; the failed attempt is not timed
+            began = time.perf_counter()
+            self.conn.request("GET", path)
+            response = self.conn.getresponse()
+            body = response.read()
+        return response.status, body, (time.perf_counter() - began) * 1000
+
+    def json(self, path: str) -> dict:
+        status, body, _ = self.get(path)
+        if status != 200:
+            raise RuntimeError(f"GET {path} -> {status}: {body[:300]!r}")
+        return orjson.loads(body)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def timed(client: Client, path: str, reps: int, budget_s: float, warmup: int = LISTING_WARMUP) -> list[float]:
+    """Milliseconds of up to `reps` GETs after a warm-up; fewer (≥ MIN_SAMPLES) once `budget_s` is spent."""
+    for _ in range(warmup):
+        if client.get(path)[2] > 1000 * budget_s / (MIN_SAMPLES + 1):
+            break  # a slow request needs no more warming
+    times, began = [], time.perf_counter()
+    for _ in range(reps):
+        status, body, ms = client.get(path)
+        if status != 200:
+            raise RuntimeError(f"GET {path} -> {status}: {body[:300]!r}")
+        times.append(ms)
+        if len(times) >= MIN_SAMPLES and time.perf_counter() - began > budget_s:
+            break
+    return times
+
+
+def facet_extremes(facets: dict, name: str) -> list[str]:
+    """The commonest and the rarest value of a facet (one if it has a single value)."""
+    values = [entry["value"] for entry in facets[name] if entry["value"] not in (None, "")]
+    return values[:1] + values[-1:] if len(values) > 1 else values
+
+
+def filter_cases(client: Client) -> list[tuple[str, dict]]:
+    """(label, query params) for every single filter with a common and a rare value."""
+    facets = client.json("/api/facets?facet_size=1000")["facets"]
+    cases = [("no filter", {})]
+    for name in ("pack", "model", "sampler", "scheduler", "lora", "embedding", "status"):
+        cases += [(f"{name}={value}", {name: value}) for value in facet_extremes(facets, name)]
+    cases += [("rating_min=0", {"rating_min": "0"}), ("rating_min=5", {"rating_min": "5"}),
+              ("rated=false", {"rated": "false"}), ("rated=true", {"rated": "true"})]
+    newest = client.json("/api/jobs?limit=50")["jobs"]
+    oldest = client.json("/api/jobs?limit=1&sort=completed_at")["jobs"][0]["completed_at"]
+    last = newest[0]["completed_at"]
+    span = last - oldest
+    middle = oldest + span / 2
+    cases += [("since/until: middle half", {"since": f"{oldest + span / 4:.3f}", "until": f"{last - span / 4:.3f}"}),
+              ("since/until: 60 s", {"since": f"{middle:.3f}", "until": f"{middle + 60:.3f}"})]
+    hex_ids = [j["job_id"] for j in newest if re.fullmatch(r"[0-9a-f]{32}", j["job_id"])]
+    cases += [("q=masterpiece", {"q": "masterpiece"}), ("q=<one job id>", {"q": (hex_ids or [newest[-1]["job_id"]])[0]})]
+    return cases
+
+
+def deep_cursor(client: Client, params: dict, sort: str) -> tuple[str | None, int]:
+    """Walk down (pages of WALK_LIMIT) towards DEEP_OFFSET, within WALK_BUDGET_S; returns (cursor, rows skipped)."""
+    cursor, depth, began = None, 0, time.perf_counter()
+    while depth + WALK_LIMIT <= DEEP_OFFSET and time.perf_counter() - began < WALK_BUDGET_S:
+        query = {**params, "sort": sort, "limit": WALK_LIMIT, **({"cursor": cursor} if cursor else {})}
+        page = client.json("/api/jobs?" + urlencode(query))
+        if not page["next_cursor"]:
+            break
+        cursor, depth = page["next_cursor"], depth + WALK_LIMIT
+    return cursor, depth
+
+
+def bench_listing(results: Results, server: Server) -> None:
+    """p95 of GET /api/jobs for every filter case × sort × (page 1, deep page), and of facets."""
+    client = Client(server.port)
+    try:
+        cases = filter_cases(client)
+        say(f"listing: {len(cases)} filter cases × {len(SORTS)} sorts × 2 depths, "
+            f"{LISTING_REPS} timed GETs each after {LISTING_WARMUP} warm-up")
+        measured, skipped = measure_all(client, cases)
+        measured.sort(reverse=True)
+        worst = measured[0]
+        incomplete = f"; {skipped} combos not measured (time budget)" if skipped else ""
+        results.add(f"GET /api/jobs p95, worst of {len(measured)} (filter × sort × depth)",
+                    f"{worst[0]:.1f} ms ({worst[3]}){incomplete}", "p95 < 15 ms", worst[0] < 15 and not skipped)
+        results.note("listing: slowest combinations (p95 / p50 ms, n):")
+        for p95, p50, n, label in measured[:8]:
+            results.note(f"  {p95:7.1f} / {p50:6.1f}  n={n:<3} {label}")
+        bench_facets(results, client, cases)
+    finally:
+        client.close()
+
+
+def measure_all(client: Client, cases: list[tuple[str, dict]]) -> tuple[list[tuple], int]:
+    """(p95, p50, n, label) for every combination measured before LISTING_DEADLINE_S, and the count skipped."""
+    measured, skipped, began = [], 0, time.perf_counter()
+    for label, params in cases:
+        case = []
+        for sort in SORTS:
+            if time.perf_counter() - began > LISTING_DEADLINE_S:
+                skipped += 2
+                continue
+            case += measure_case(client, label, params, sort)
+        if case:
+            worst = max(case)
+            say(f"  {label}: worst p95 {worst[0]:.1f} ms ({worst[3]})")
+        measured += case
+    return measured, skipped
+
+
+def measure_case(client: Client, label: str, params: dict, sort: str) -> list[tuple[float, float, int, str]]:
+    """Page 1 and the deep page of one filter case in one sort (no deep page if page 1 is very slow)."""
+    first = "/api/jobs?" + urlencode({**params, "sort": sort})
+    times = timed(client, first, LISTING_REPS, LISTING_BUDGET_S)
+    p50 = percentile(times, 50)
+    out = [(percentile(times, 95), p50, len(times), f"{label}, sort {sort}, page 1")]
+    if p50 > SLOW_MS:
+        return out
+    cursor, depth = deep_cursor(client, params, sort)
+    if cursor:
+        deep = "/api/jobs?" + urlencode({**params, "sort": sort, "cursor": cursor})
+        times = timed(client, deep, LISTING_REPS, LISTING_BUDGET_S)
+        out.append((percentile(times, 95), percentile(times, 50), len(times),
+                    f"{label}, sort {sort}, after {depth:,} rows"))
+    return out
+
+
+def bench_facets(results: Results, client: Client, cases: list[tuple[str, dict]]) -> None:
+    """Facets p95 unfiltered, with a common filter and with a rare filter."""
+    by_label = dict(cases)
+    common = next(label for label, _ in cases if label.startswith("pack="))
+    rare = [label for label, _ in cases if label.startswith("lora=")][-1]
+    figures, worst = [], 0.0
+    for name, params in (("unfiltered", {}), (common, by_label[common]), (rare, by_label[rare])):
+        path = "/api/facets" + ("?" + urlencode(params) if params else "")
+        times = timed(client, path, FACET_REPS, FACET_BUDGET_S, warmup=1)
+        p95 = percentile(times, 95)
+        worst = max(worst, p95)
+        figures.append(f"{name.split('=')[0] if '=' in name else name} {p95:.0f}")
+        results.note(f"facets {name}: p95 {p95:.1f} ms, p50 {percentile(times, 50):.1f} ms, n={len(times)}")
+    results.add("GET /api/facets p95 (unfiltered / common pack / rare lora)",
+                f"{worst:.0f} ms worst ({' / '.join(f.split()[-1] for f in figures)} ms)",
+                "p95 < 150 ms", worst < 150)
+
+
+# ---------------------------------------------------------------- scenario: rating
+
+def bench_rating(results: Results, server: Server, data_dir: Path, work: Path, seconds: int) -> None:
+    """PUT /api/jobs/<id>/rating on existing jobs with 1 and with 8 connections."""
+    ids = []
+    with open(data_dir / LOG_NAME, "rb") as f:
+        for line in f:
+            ids.append(quote(orjson.loads(line)["job_id"], safe=""))
+            if len(ids) == 20_000:
+                break
+    for connections in (1, 8):
+        threads = wrk_threads(connections)
+        prefix = work / f"put{connections}-"
+        write_request_files(prefix, ids, threads)
+        say(f"rating: wrk -t{threads} -c{connections} -d{seconds}s PUT /api/jobs/<id>/rating")
+        stats = run_wrk(server.url, prefix, "put", connections, threads, seconds)
+        p50, p99 = stats["p50_us"] / 1000, stats["p99_us"] / 1000
+        rate = stats["s2xx"] / (stats["duration_us"] / 1e6)
+        ok = p99 < 10 and stats["non2xx"] == 0 and stats["errors"] + stats["timeouts"] == 0
+        results.add(f"rating PUT, {connections} connection{'s' if connections > 1 else ''} (wrk)",
+                    f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; {rate:,.0f}/s; {stats['non2xx']} non-2xx",
+                    "p99 < 10 ms, 0 non-2xx", ok)
+        results.note(f"rating detail c={connections}: {stats}")
+
+
+# ---------------------------------------------------------------- scenario: startup
+
+def start_server(data_dir: Path, work: Path, runs: int) -> tuple[Server, list[float]]:
+    """Start the server `runs` times, timing each; the last one is left running (caller stops it)."""
+    times = []
+    for i in range(runs):
+        server = Server(data_dir, work / "server-big.log")
+        try:
+            times.append(server.start())
+        finally:
+            if i < runs - 1 or len(times) <= i:
+                server.stop()
+    return server, times
+
+
+def report_startup(results: Results, jobs: int, times: list[float]) -> None:
+    results.add(f"start-up with {jobs:,} indexed jobs (worst of {len(times)})",
+                f"{max(times):.2f} s (all: {', '.join(f'{t:.2f}' for t in times)})", "< 2 s", max(times) < 2)
+
+
+# ---------------------------------------------------------------- report
+
+def machine() -> list[str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "?")
+    mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), 0)
+    return [f"- CPUs: {os.cpu_count()} × {cpu}", f"- RAM: {mem / 2**20:.1f} GiB",
+            f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {platform.platform()}",
+            f"- load average at the start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"]
+
+
+def write_report(results: Results, command: str, started: str, host: list[str]) -> None:
+    text = "\n".join([
+        "# Benchmarks", "",
+        "Measured by `make bench` (`learning_svc/bench.py`) against SPEC §5. "
+        "Regenerated by every run; the machine may be shared, so treat a FAIL close to its target "
+        "as a reason to rerun, not as a verdict.", "",
+        f"- date: {started}", f"- command: `{command}`", *host, "",
+        markdown_table(results.rows), "",
+        "## Details", "", "```", *results.details, "```", "",
+    ])
+    (ROOT / "BENCHMARKS.md").write_text(text, encoding="utf-8")
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m learning_svc.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=1_000_000, help="N jobs for reindex/listing/start-up (default 1,000,000)")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--seconds", type=int, default=12, help="duration of each wrk run (default 12)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data dirs and logs")
+    args = parser.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
+    if args.jobs < 1000:
+        parser.error("--jobs must be at least 1000")
+    return args
+
+
+def run(args: argparse.Namespace, results: Results, work: Path) -> None:
+    """Run the selected scenarios in dependency order."""
+    only = set(args.only)
+    if not shutil.which("wrk") and only & {"ingest", "rating"}:
+        raise SystemExit("wrk is not installed (make bench installs Debian's wrk)")
+    if "ingest" in only:
+        bench_ingest(results, work, args.seed, args.seconds)
+    if not only & {"reindex", "listing", "startup", "rating"}:
+        return
+    data_dir = prepare_data_dir(work / "big", ensure_dataset(args.jobs, args.seed))
+    if "reindex" in only:
+        bench_reindex(results, data_dir, work, args.jobs)
+    else:
+        say("building the index (not measured)")
+        reindex(data_dir, work)
+    if not only & {"listing", "startup", "rating"}:
+        return
+    server, times = start_server(data_dir, work, runs=3 if "startup" in only else 1)
+    with server:
+        if "startup" in only:
+            report_startup(results, args.jobs, times)
+        if "listing" in only:
+            bench_listing(results, server)
+        memory = server.memory_mb()
+        if "startup" in only:
+            results.add(f"server RSS after the listing, {args.jobs:,} jobs",
+                        f"{memory['rss']:,.0f} MB (anon {memory['anon']:,.0f}, file-backed {memory['file']:,.0f}; "
+                        f"peak {memory['peak']:,.0f})", "report", None)
+        if "rating" in only:
+            bench_rating(results, server, data_dir, work, args.seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    command = ".venv/bin/python -m learning_svc.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    host = machine()
+    results = Results()
+    work = Path(tempfile.mkdtemp(prefix="learning-bench-"))
+    say(f"work dir {work}")
+    status = 0
+    try:
+        run(args, results, work)
+    except Exception as error:  # still print and record what was measured
+        traceback.print_exc()
+        results.add("bench aborted", f"{type(error).__name__}: {str(error).splitlines()[0][:200]}", "no error", False)
+        status = 2
+    finally:
+        if args.keep:
+            say(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(text_table(results.rows))
+    host.append(f"- load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    write_report(results, command.strip(), started, host)
+    say("wrote BENCHMARKS.md")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

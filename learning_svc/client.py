@@ -1,0 +1,197 @@
+"""The pipeline's side: record a job and rate it without ever stopping or failing the pipeline.
+
+HTTP uses only the standard library. When the service cannot be reached and its data directory
+is known, a job is validated and appended straight to the JSONL under the journal lock; the
+service indexes it when it starts (or writes) next. So a job is never lost because the service
+was down.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import http.client
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from urllib import error, request
+from urllib.parse import quote, urlsplit
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({500, 502, 503, 504})  # the service is busy, locked or briefly unable to write
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class LearningClientError(RuntimeError):
+    """A job or rating was not delivered (raised only with raise_errors=True)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class LearningClient:
+    """`LearningClient("http://127.0.0.1:8765", data_dir="logs/learning").record_job(record)`.
+
+    Short timeouts; connection errors and 5xx answers are retried with exponential backoff.
+    Errors are logged and the call returns None, unless raise_errors=True.
+    """
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8765", token: str | None = None,
+                 data_dir: str | os.PathLike | None = None, timeout: float = 2.0, retries: int = 3,
+                 backoff: float = 0.25, raise_errors: bool = False, lock_timeout: float = 10.0):
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.timeout, self.retries, self.backoff = timeout, max(0, retries), backoff
+        self.raise_errors = raise_errors
+        self.lock_timeout = lock_timeout
+        # A proxy set in the environment must not carry requests meant for this machine.
+        local = (urlsplit(self.base_url).hostname or "") in LOOPBACK
+        self._opener = request.build_opener(request.ProxyHandler({})) if local else request.build_opener()
+
+    # ------------------------------------------------------------ the two calls
+    def record_job(self, record: dict) -> dict | None:
+        """POST /api/jobs; returns the stored summary (with "offline": True if it went straight to the JSONL)."""
+        job_id = record.get("job_id") if isinstance(record, dict) else None
+        try:
+            return self._record_job(record, job_id)
+        except LearningClientError:
+            raise
+        except Exception as exc:  # a bug here must never stop the pipeline
+            return self._fail(f"job {job_id!r} was not recorded: {type(exc).__name__}: {exc}")
+
+    def rate(self, job_id: str, rating: int | None, source: str = "api") -> dict | None:
+        """PUT (or, for None, DELETE) /api/jobs/<job_id>/rating; returns {job_id, rating, rated_at}."""
+        try:
+            return self._rate(job_id, rating, source)
+        except LearningClientError:
+            raise
+        except Exception as exc:
+            return self._fail(f"rating of job {job_id!r} was not stored: {type(exc).__name__}: {exc}")
+
+    def _record_job(self, record, job_id) -> dict | None:
+        try:
+            body = encode(record)
+        except (TypeError, ValueError, RecursionError) as exc:
+            return self._fail(f"job {job_id!r} was not recorded: it cannot be sent as JSON ({exc})")
+        status, payload, reason = self._send("POST", "/api/jobs", body)
+        if status in (200, 201):
+            return payload
+        if status is None or status in RETRY_STATUSES:
+            if self.data_dir is not None:
+                return self._append_to_journal(body, job_id, reason)
+            return self._fail(f"job {job_id!r} was not recorded: the service at {self.base_url} {reason} "
+                              "(pass data_dir to write to the JSONL directly when it is down)", status)
+        return self._fail(f"the service refused job {job_id!r}: {reason}", status)
+
+    def _rate(self, job_id, rating, source) -> dict | None:
+        path = f"/api/jobs/{quote(str(job_id), safe='')}/rating"
+        try:
+            body = encode({"source": source} if rating is None else {"rating": rating, "source": source})
+        except (TypeError, ValueError) as exc:
+            return self._fail(f"rating of job {job_id!r} was not stored: it cannot be sent as JSON ({exc})")
+        status, payload, reason = self._send("DELETE" if rating is None else "PUT", path, body)
+        if status == 200:
+            return payload
+        # No journal fallback: only the service can tell whether the job exists (404 otherwise).
+        return self._fail(f"rating of job {job_id!r} was not stored: {reason}", status)
+
+    # ------------------------------------------------------------ HTTP
+    def _send(self, method: str, path: str, body: bytes) -> tuple[int | None, object, str]:
+        """(status or None if unreachable, decoded JSON body, reason) after the retries."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json",
+                   "User-Agent": "learning-svc-client/1"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        status, payload, reason = None, None, "did not answer"
+        for attempt in range(self.retries + 1):
+            req = request.Request(self.base_url + path, data=body, headers=headers, method=method)
+            try:
+                with self._opener.open(req, timeout=self.timeout) as response:
+                    return response.status, _decode(response.read()), "ok"
+            except error.HTTPError as exc:  # an answer, with an error status
+                status, payload = exc.code, _decode(exc.read())
+                reason = f"answered {exc.code}: {_message(payload) or exc.reason}"
+                if exc.code not in RETRY_STATUSES:
+                    return status, payload, reason
+            except (error.URLError, OSError, http.client.HTTPException) as exc:  # refused, reset, timed out
+                status, payload = None, None
+                reason = f"is unreachable ({getattr(exc, 'reason', exc)})"
+            if attempt < self.retries:
+                delay = self.backoff * 2 ** attempt
+                log.warning("learning_svc at %s %s; retrying in %.2f s", self.base_url, reason, delay)
+                time.sleep(delay)
+        return status, payload, reason
+
+    # ------------------------------------------------------------ the service is down
+    def _append_to_journal(self, body: bytes, job_id, reason: str) -> dict | None:
+        """Validate like the service does and append the line under the journal lock."""
+        try:
+            import orjson
+
+            from . import records
+            from .config import Settings
+            from .index.project import line_summary
+            from .index.sync import is_sound
+            from .journal import Journal
+        except ImportError as exc:
+            return self._fail(f"job {job_id!r} was not recorded: the service {reason} and {exc}")
+        try:  # the JSON the service would have read, so that a later retry over HTTP is identical
+            line = records.stored_job(records.parse(records.JobIn, orjson.loads(body)))
+        except records.InvalidRecord as exc:
+            return self._fail(f"job {job_id!r} was not recorded: {exc}", 400)
+        journal = Journal(Settings(data_dir=self.data_dir).log_path, lock_timeout=self.lock_timeout)
+        try:
+            with journal.locked():
+                journal.repair_tail(is_sound)  # never glue a line onto the torn tail of a crashed writer
+                journal.append(records.dumps(line))
+        except Exception as exc:  # a full disk, a lock held for too long: the pipeline goes on
+            return self._fail(f"job {job_id!r} was not recorded: the service {reason} and "
+                              f"{journal.path} could not be written ({exc})")
+        log.warning("learning_svc at %s %s: job %r appended to %s; the service indexes it when it starts",
+                    self.base_url, reason, line["job_id"], journal.path)
+        return {**line_summary(line), "rating": None, "rated_at": None, "offline": True}
+
+    def _fail(self, message: str, status: int | None = None) -> None:
+        log.error("%s", message)
+        if self.raise_errors:
+            raise LearningClientError(message, status)
+        return None
+
+
+def encode(value) -> bytes:
+    """Strict JSON (no NaN); paths, datetimes, enums, sets and numpy scalars become plain JSON."""
+    return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"), default=_plain).encode()
+
+
+def _plain(value):
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dt.datetime):
+        return value.astimezone().isoformat()  # a naive datetime is local time in Python
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    for method in ("item", "tolist"):  # numpy scalars and arrays, without importing numpy
+        if callable(getattr(value, method, None)):
+            return getattr(value, method)()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _decode(data: bytes):
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return {"error": {"message": data[:200].decode("utf-8", "replace").strip()}}
+
+
+def _message(payload) -> str | None:
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        return payload["error"].get("message")
+    return None

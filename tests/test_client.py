@@ -1,0 +1,163 @@
+"""LearningClient, the pipeline's side, against the real server: up, down, restarted, refusing."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import LiveServer
+from learning_svc.client import LearningClient, LearningClientError
+from learning_svc.config import Settings
+from procs import ServerProcess, all_job_ids, job, journal_lines
+
+FAST = {"timeout": 2.0, "retries": 2, "backoff": 0.01}
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = ServerProcess(tmp_path / "learning").start()
+    yield server
+    server.kill()
+
+
+def test_record_and_rate_while_up(live_server):
+    client = LearningClient(live_server.url, **FAST)
+    created = client.record_job(job("up-1"))
+    assert created["job_id"] == "up-1" and created["num_outputs"] == 1 and "offline" not in created
+    assert client.record_job(job("up-1"))["job_id"] == "up-1"  # a retry is harmless
+    assert client.rate("up-1", 4)["rating"] == 4
+    assert client.rate("up-1", None)["rating"] is None
+    assert client.rate("up-1", 0)["rating"] == 0
+    assert len(journal_lines(live_server.settings.log_path)) == 1
+
+
+def test_job_recorded_while_the_service_is_down_is_listed_after_restart(server, caplog):
+    client = LearningClient(server.url, data_dir=server.data_dir, **FAST)
+    assert client.record_job(job("before"))["job_id"] == "before"
+    server.kill()
+    with open(server.data_dir / "learning_log_v2.jsonl", "ab") as f:
+        f.write(b'{"job_id": "torn by the cra')  # the killed server left a torn tail
+    with caplog.at_level(logging.WARNING, logger="learning_svc.client"):
+        offline = client.record_job(job("while-down", outputs=[Path("out") / "a.png"]))
+    assert offline["offline"] is True and offline["job_id"] == "while-down"
+    assert any("retrying" in r.message for r in caplog.records)
+    assert any("appended to" in r.message for r in caplog.records)
+    lines = journal_lines(server.data_dir / "learning_log_v2.jsonl")  # repaired first, then appended
+    assert [line["job_id"] for line in lines] == ["before", "while-down"]
+    assert client.rate("while-down", 5) is None  # ratings need the service
+
+    server.start()
+    assert sorted(all_job_ids(server.url)) == ["before", "while-down"]
+    detail = requests.get(server.url + "/api/jobs/while-down", timeout=10).json()
+    assert detail["record"]["outputs"] == [str(Path("out") / "a.png")]
+    # the pipeline retrying the same job over HTTP is an identical retry, not a conflict
+    assert client.record_job(job("while-down", outputs=[Path("out") / "a.png"]))["job_id"] == "while-down"
+    assert client.rate("while-down", 5)["rating"] == 5
+    assert len(journal_lines(server.data_dir / "learning_log_v2.jsonl")) == 2
+    assert len(list(server.data_dir.glob("learning_log_v2.jsonl.torn-*"))) == 1
+
+
+def test_service_down_and_no_data_dir_logs_and_returns_none(tmp_path, caplog):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    client = LearningClient(url, **FAST)
+    with caplog.at_level(logging.WARNING, logger="learning_svc.client"):
+        assert client.record_job(job("lost")) is None
+        assert client.rate("lost", 3) is None
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2 and "unreachable" in errors[0].message and "data_dir" in errors[0].message
+    assert len([r for r in caplog.records if "retrying" in r.message]) == 2 * FAST["retries"]
+    with pytest.raises(LearningClientError, match="unreachable"):
+        LearningClient(url, raise_errors=True, **FAST).record_job(job("lost"))
+
+
+def test_a_service_that_never_answers_times_out_and_falls_back(tmp_path, caplog):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # accepts connections, never answers
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        client = LearningClient(url, data_dir=tmp_path / "learning", timeout=0.3, retries=1, backoff=0.01)
+        assert client.record_job(job("hung"))["offline"] is True
+    finally:
+        listener.close()
+    assert [line["job_id"] for line in journal_lines(tmp_path / "learning" / "learning_log_v2.jsonl")] == ["hung"]
+
+
+def test_refusals_are_not_retried_and_never_raise(live_server, caplog):
+    client = LearningClient(live_server.url, data_dir=live_server.settings.data_dir, **FAST)
+    assert client.record_job(job("conflict"))
+    with caplog.at_level(logging.WARNING, logger="learning_svc.client"):
+        assert client.record_job(job("conflict", packs=["other"])) is None  # 409
+        assert client.record_job({"job_id": "no-time"}) is None  # 400
+        assert client.record_job({"job_id": "nan", "completed_at": float("nan")}) is None  # not JSON
+        assert client.record_job({"job_id": "odd", "completed_at": 1.7e9, "extra": {"x": object()}}) is None
+        assert client.record_job("not a dict") is None
+        assert client.rate("no-such-job", 3) is None  # 404
+        assert client.rate("conflict", 4.5) is None  # 400
+    assert not [r for r in caplog.records if "retrying" in r.message]
+    messages = " ".join(r.message for r in caplog.records if r.levelno == logging.ERROR)
+    assert "already recorded with different content" in messages and "completed_at is required" in messages
+    assert [line["job_id"] for line in journal_lines(live_server.settings.log_path)] == ["conflict"]
+    with pytest.raises(LearningClientError) as caught:
+        LearningClient(live_server.url, raise_errors=True, **FAST).record_job(job("conflict", packs=["x"]))
+    assert caught.value.status == 409
+
+
+def test_invalid_job_while_down_is_not_appended(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    client = LearningClient(url, data_dir=tmp_path / "learning", **FAST)
+    assert client.record_job({"job_id": "bad/id", "completed_at": 1.7e9}) is None
+    assert client.record_job({"job_id": "x", "completed_at": 1.7e9, "variant_index": 3}) is None
+    assert not (tmp_path / "learning" / "learning_log_v2.jsonl").exists()
+
+
+def test_pipeline_values_are_sent_as_plain_json(live_server):
+    client = LearningClient(live_server.url, **FAST)
+    completed = dt.datetime(2026, 3, 11, 23, 33, 2, tzinfo=dt.timezone.utc)
+    record = job("typed", completed_at=completed, outputs=[Path("out") / "x.png"], packs=("A",),
+                 run_config={"tags": {"b", "a"}})
+    assert client.record_job(record)["completed_at"] == completed.timestamp()
+    stored = requests.get(live_server.url + "/api/jobs/typed", timeout=10).json()["record"]
+    assert stored["packs"] == ["A"] and stored["run_config"]["tags"] == ["a", "b"]
+
+
+def test_token_is_sent(tmp_path):
+    server = LiveServer(Settings(data_dir=tmp_path / "learning", token="s3cret"))
+    try:
+        assert LearningClient(server.url, **FAST).record_job(job("anon")) is None  # 401
+        client = LearningClient(server.url, token="s3cret", **FAST)
+        assert client.record_job(job("signed"))["job_id"] == "signed"
+        assert client.rate("signed", 2)["rating"] == 2
+    finally:
+        server.stop()
+
+
+def test_concurrent_fallback_writers_and_a_starting_server_share_the_lock(tmp_path):
+    """Pipeline threads write while the service is down; the next start indexes every one."""
+    data_dir = tmp_path / "learning"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = LearningClient(f"http://127.0.0.1:{port}", data_dir=data_dir, timeout=0.5, retries=0)
+    results = []
+    threads = [threading.Thread(target=lambda t=t: results.extend(
+        client.record_job(job(f"t{t}-{i}")) for i in range(10))) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 40 and all(r and r["offline"] for r in results)
+    server = ServerProcess(data_dir, port=port).start()
+    try:
+        assert len(all_job_ids(server.url)) == 40
+    finally:
+        server.kill()

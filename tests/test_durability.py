@@ -1,0 +1,569 @@
+"""Never lose a record: torn tails, damage in the middle, kill -9, catch-up, disk faults, safe reindex.
+
+Real files, real SQLite and the real server; the only fakes are injected failures (disk calls, an index
+write, an interrupted reindex).
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import hashlib
+import random
+import subprocess
+import textwrap
+import threading
+import time
+
+import orjson
+import pytest
+import requests
+from sqlalchemy import create_engine
+
+from conftest import JSON
+from learning_svc import create_app, journal as journal_module, records, service as service_module
+from learning_svc.index import sync
+from learning_svc.index.sync import read_checkpoint, rebuild
+from learning_svc.journal import DamagedJournal, Journal, JournalWriteError
+from learning_svc.verify import verify_index
+from procs import PYTHON, ServerProcess, all_job_ids, cli_env, job, journal_lines, run_cli
+
+
+# ---------------------------------------------------------------- helpers
+
+def fill(settings, n: int, prefix: str = "job") -> list[str]:
+    """Record n jobs through a service that is then stopped; returns their ids."""
+    app = create_app(settings)
+    client = app.test_client()
+    try:
+        ids = [f"{prefix}-{i:04d}" for i in range(n)]
+        for job_id in ids:
+            assert client.post("/api/jobs", data=orjson.dumps(job(job_id)), headers=JSON).status_code == 201
+        assert client.put(f"/api/jobs/{ids[0]}/rating", json={"rating": 4}).status_code == 200
+    finally:
+        app.extensions["learning_svc"].close()
+    return ids
+
+
+def listed(client) -> list[str]:
+    ids, cursor = [], None
+    while True:
+        page = client.get("/api/jobs", query_string={"limit": 500, **({"cursor": cursor} if cursor else {})}).json
+        ids += [j["job_id"] for j in page["jobs"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return ids
+
+
+def side_files(settings, name: str = "learning_log_v2.jsonl") -> list:
+    return sorted(settings.data_dir.glob(name + ".torn-*"))
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def append_directly(path, lines: list[dict]) -> None:
+    """What another process does: lines appended under the journal lock, without the service."""
+    with Journal(path).locked() as journal:
+        journal.append(b"".join(records.dumps(line) for line in lines))
+
+
+def stored(job_id: str) -> dict:
+    return records.stored_job(records.parse(records.JobIn, job(job_id)))
+
+
+@pytest.fixture
+def running(settings):
+    """A started service; yields (app, client)."""
+    app = create_app(settings)
+    yield app, app.test_client()
+    app.extensions["learning_svc"].close()
+
+
+# ---------------------------------------------------------------- torn tails
+
+GOOD_TAIL = records.dumps(stored("torn-record"))
+TAILS = {
+    "cut": GOOD_TAIL[: len(GOOD_TAIL) // 2],
+    "no_newline": GOOD_TAIL[:-1],
+    "garbage_line": b"#!garbage that is not JSON\n",
+    "nul_bytes": b"\x00" * 512,
+    "nul_line": b"\x00" * 64 + b"\n",
+    "cut_then_nul": GOOD_TAIL[:40] + b"\x00" * 100,
+    "json_but_not_object": b"[1, 2, 3]\n",
+}
+
+
+@pytest.mark.parametrize("tail", TAILS.values(), ids=TAILS.keys())
+def test_torn_tail_is_moved_aside_at_start_and_every_complete_line_kept(settings, tail):
+    ids = fill(settings, 5)
+    good = settings.log_path.read_bytes()
+    with open(settings.log_path, "ab") as f:
+        f.write(tail)
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        assert settings.log_path.read_bytes() == good  # truncated to the last complete line
+        [side] = side_files(settings)
+        assert side.read_bytes() == tail  # the damaged bytes are kept, next to the log
+        assert client.get("/api/health").json["damaged"]["torn_tails_moved"] == [side.name]
+        assert sorted(listed(client)) == ids
+        assert client.post("/api/jobs", data=orjson.dumps(job("after-repair")), headers=JSON).status_code == 201
+    finally:
+        app.extensions["learning_svc"].close()
+    assert [line["job_id"] for line in journal_lines(settings.log_path)] == ids + ["after-repair"]
+    assert verify_index(settings) == []
+
+
+@pytest.mark.parametrize("tail", [TAILS["cut"], TAILS["garbage_line"]], ids=["cut", "garbage_line"])
+def test_torn_ratings_tail_is_moved_aside_too(settings, tail):
+    ids = fill(settings, 2)
+    good = settings.ratings_path.read_bytes()
+    with open(settings.ratings_path, "ab") as f:
+        f.write(tail)
+    app = create_app(settings)
+    try:
+        assert settings.ratings_path.read_bytes() == good
+        [side] = side_files(settings, "learning_ratings_v2.jsonl")
+        assert side.read_bytes() == tail
+        assert app.test_client().get("/api/ratings").json == {ids[0]: 4}
+    finally:
+        app.extensions["learning_svc"].close()
+
+
+def test_torn_tail_left_by_another_writer_is_repaired_before_the_next_append(running, settings):
+    app, client = running
+    assert client.post("/api/jobs", data=orjson.dumps(job("first")), headers=JSON).status_code == 201
+    good = settings.log_path.read_bytes()
+    with open(settings.log_path, "ab") as f:  # another process died half-way through its line
+        f.write(TAILS["cut"])
+    assert client.post("/api/jobs", data=orjson.dumps(job("second")), headers=JSON).status_code == 201
+    assert settings.log_path.read_bytes().startswith(good)
+    assert [line["job_id"] for line in journal_lines(settings.log_path)] == ["first", "second"]
+    [side] = side_files(settings)
+    assert side.read_bytes() == TAILS["cut"]
+    assert sorted(listed(client)) == ["first", "second"]
+
+
+def test_repeated_repairs_never_overwrite_an_earlier_side_file(settings):
+    """Two crashes at the same offset within one second: both torn tails are kept."""
+    fill(settings, 1)
+    journal = Journal(settings.log_path)
+    for tail in (b'{"first torn', b'{"second torn'):
+        with open(settings.log_path, "ab") as f:
+            f.write(tail)
+        with journal.locked():
+            assert journal.repair_tail(sync.is_sound) is not None
+    assert sorted(p.read_bytes() for p in side_files(settings)) == [b'{"first torn', b'{"second torn']
+
+
+def test_an_append_never_glues_a_line_onto_a_torn_tail(settings):
+    """A writer that skipped the repair is refused instead of spoiling its line and the torn one."""
+    fill(settings, 1)
+    with open(settings.log_path, "ab") as f:
+        f.write(TAILS["cut"])
+    before = settings.log_path.read_bytes()
+    with Journal(settings.log_path).locked() as journal:
+        with pytest.raises(JournalWriteError, match="torn line"):
+            journal.append(records.dumps(stored("glued")))
+        with pytest.raises(ValueError):
+            journal.append(b'{"no newline": true}')
+    assert settings.log_path.read_bytes() == before
+
+
+# ---------------------------------------------------------------- damage in the middle
+
+def _damage_middle(settings, garbage: bytes) -> tuple[bytes, int]:
+    """Five good lines, a damaged one, two good ones; returns (file bytes, damaged line number)."""
+    good = [records.dumps(stored(f"m-{i}")) for i in range(8)]
+    data = b"".join(good[:5]) + garbage + b"".join(good[5:])
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.log_path.write_bytes(data)
+    return data, 6
+
+
+@pytest.mark.parametrize("garbage", [b"{not json}\n", b"\x00\x00\x00\n", b'{"schema":"learning_log_v2"}\n'],
+                         ids=["not_json", "nul", "no_job_id"])
+def test_damage_in_the_middle_refuses_to_start_and_keeps_the_file(settings, garbage):
+    data, line_no = _damage_middle(settings, garbage)
+    with pytest.raises(DamagedJournal) as caught:
+        create_app(settings)
+    assert caught.value.line_no == line_no and caught.value.path == settings.log_path
+    assert f"line {line_no}" in str(caught.value) and "learning_log_v2.jsonl" in str(caught.value)
+    assert settings.log_path.read_bytes() == data  # nothing dropped, nothing moved
+    assert side_files(settings) == []
+
+
+def test_damage_in_the_middle_serve_exits_and_verify_reports_the_line(settings):
+    data, line_no = _damage_middle(settings, b"{not json}\n")
+    served = run_cli("serve", "--port", "1", "--data-dir", str(settings.data_dir))
+    assert served.returncode == 1
+    assert f"line {line_no}" in served.stderr and "learning-svc verify" in served.stderr
+    verified = run_cli("verify", "--data-dir", str(settings.data_dir))
+    assert verified.returncode == 1
+    assert f"learning_log_v2.jsonl: line {line_no}" in verified.stdout
+    assert settings.log_path.read_bytes() == data
+
+
+def test_damage_appended_after_the_checkpoint_refuses_to_start(settings):
+    fill(settings, 3)
+    with open(settings.log_path, "ab") as f:
+        f.write(b"garbage\n" + records.dumps(stored("later")))
+    with pytest.raises(DamagedJournal, match="line 4"):
+        create_app(settings)
+
+
+def test_damage_inside_the_indexed_part_is_reported_by_verify(settings):
+    fill(settings, 3)
+    data = bytearray(settings.log_path.read_bytes())
+    second = data.index(b"\n") + 1
+    data[second:second + 2] = b"##"  # same length: the start-up checks cannot see it
+    settings.log_path.write_bytes(bytes(data))
+    problems = verify_index(settings)
+    assert any("line 2" in problem for problem in problems), problems
+
+
+# ---------------------------------------------------------------- kill -9
+
+CLIENTS = 4
+
+
+def _hammer(server: ServerProcess, name: str, acked_jobs: list, acked_ratings: list, stop: threading.Event):
+    """Post jobs (and rate some) until the server dies; remember every 2xx."""
+    session = requests.Session()
+    n = 0
+    try:
+        while not stop.is_set():
+            job_id = f"{name}-{n:05d}"
+            n += 1
+            record = job(job_id, extra={"pad": "x" * random.randrange(0, 4000)})
+            response = server.post_job(session, record)
+            if response.status_code // 100 == 2:
+                acked_jobs.append(job_id)
+                if n % 3 == 0:
+                    rated = session.put(f"{server.url}/api/jobs/{job_id}/rating", json={"rating": n % 6}, timeout=10)
+                    if rated.status_code == 200:
+                        acked_ratings.append((job_id, rated.json()["rated_at"]))
+    except requests.RequestException:
+        pass  # the server was killed
+    finally:
+        session.close()
+
+
+def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path):
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    data_dir = tmp_path / "learning"
+    acked_jobs: list[str] = []
+    acked_ratings: list[tuple[str, float]] = []
+    server = ServerProcess(data_dir)
+    for kill_point in range(4):
+        server.start()
+        missing = set(acked_jobs) - set(all_job_ids(server.url))
+        assert not missing, f"seed {seed}: acknowledged jobs not indexed after restart {kill_point}: {missing}"
+        before = len(acked_jobs)
+        stop = threading.Event()
+        threads = [threading.Thread(target=_hammer, args=(server, f"r{kill_point}c{c}", acked_jobs, acked_ratings, stop))
+                   for c in range(CLIENTS)]
+        for thread in threads:
+            thread.start()
+        target, deadline = before + rng.randrange(1, 150), time.monotonic() + 10
+        while len(acked_jobs) < target and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0, 0.02))  # somewhere inside the next requests
+        server.kill()
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(acked_jobs) > before, f"seed {seed}: no write was acknowledged before the kill"
+
+    server.start()  # the last restart repairs and catches up; then everything is checked
+    try:
+        lines = journal_lines(data_dir / "learning_log_v2.jsonl")
+        logged = {line["job_id"] for line in lines}
+        missing = [job_id for job_id in acked_jobs if job_id not in logged]
+        assert not missing, f"seed {seed}: acknowledged but not in the JSONL: {missing[:5]}"
+        indexed = set(all_job_ids(server.url))
+        assert indexed == logged, f"seed {seed}: index and JSONL differ"
+        assert len(lines) == len(logged), f"seed {seed}: a job was written twice"
+        rating_lines = journal_lines(data_dir / "learning_ratings_v2.jsonl")
+        rated = {(line["job_id"], line["timestamp"]) for line in rating_lines}
+        assert set(acked_ratings) <= rated, f"seed {seed}: an acknowledged rating is missing"
+        for job_id, _ in acked_ratings[-5:]:
+            history = requests.get(f"{server.url}/api/jobs/{job_id}", timeout=10).json()["rating_history"]
+            assert history, f"seed {seed}: the rating of {job_id} is not indexed"
+    finally:
+        server.kill()
+    for side in data_dir.glob("*.torn-*"):  # a torn tail is only ever an unacknowledged write
+        assert not any(job_id.encode() in side.read_bytes() for job_id in acked_jobs), side.name
+    verified = run_cli("verify", "--data-dir", str(data_dir))
+    assert verified.returncode == 0, f"seed {seed}: {verified.stdout}{verified.stderr}"
+
+
+# ---------------------------------------------------------------- catch-up
+
+def test_lines_appended_while_down_are_indexed_from_the_checkpoint(settings, monkeypatch):
+    ids = fill(settings, 40)
+    engine = create_engine(settings.db_url)
+    with engine.connect() as conn:
+        before = read_checkpoint(conn, "log")
+    assert before.offset == settings.log_path.stat().st_size and before.line_count == 40
+    # another process appends three records while the service is down
+    script = textwrap.dedent(f"""
+        from learning_svc import records
+        from learning_svc.journal import Journal
+        lines = [records.stored_job(records.parse(records.JobIn, {{"job_id": f"offline-{{i}}", "completed_at": 1.7e9}}))
+                 for i in range(3)]
+        with Journal({str(settings.log_path)!r}).locked() as journal:
+            journal.append(b"".join(records.dumps(line) for line in lines))
+    """)
+    subprocess.run([PYTHON, "-c", script], check=True, env=cli_env(), timeout=60)
+
+    scans = []
+    real_scan = Journal.scan
+
+    def counting_scan(self, start=0, stop=None):
+        for item in real_scan(self, start, stop):
+            scans.append((self.path.name, start))
+            yield item
+
+    monkeypatch.setattr(Journal, "scan", counting_scan)
+    app = create_app(settings)
+    try:
+        assert app.extensions["learning_svc"].startup.rebuilt is None
+        log_scans = [start for name, start in scans if name == "learning_log_v2.jsonl"]
+        assert log_scans == [before.offset] * 3  # only the three new lines were read
+        with engine.connect() as conn:
+            after = read_checkpoint(conn, "log")
+        assert after.offset == settings.log_path.stat().st_size and after.line_count == 43
+        assert sorted(listed(app.test_client())) == sorted(ids + [f"offline-{i}" for i in range(3)])
+    finally:
+        app.extensions["learning_svc"].close()
+        engine.dispose()
+
+
+def test_lines_appended_by_another_process_while_running_are_indexed_before_the_next_write(running, settings):
+    app, client = running
+    assert client.post("/api/jobs", data=orjson.dumps(job("mine")), headers=JSON).status_code == 201
+    append_directly(settings.log_path, [stored("theirs")])
+    # the same job id from the other process is now a conflict, decided under the lock
+    response = client.post("/api/jobs", data=orjson.dumps(job("theirs", packs=["other"])), headers=JSON)
+    assert response.status_code == 409
+    assert sorted(listed(client)) == ["mine", "theirs"]
+    assert len(journal_lines(settings.log_path)) == 2
+
+
+def _rewrite(settings, keep: int, new: list[str] = ()) -> None:
+    lines = settings.log_path.read_bytes().splitlines(keepends=True)[:keep]
+    settings.log_path.write_bytes(b"".join(lines) + b"".join(records.dumps(stored(j)) for j in new))
+
+
+@pytest.mark.parametrize("how", ["truncated", "replaced", "rewritten_longer"])
+def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how):
+    ids = fill(settings, 20)
+    if how == "truncated":  # size below the checkpoint
+        _rewrite(settings, 12)
+        expected = ids[:12]
+    elif how == "replaced":  # a different first line, and longer than before
+        expected = [f"new-{i:03d}" for i in range(30)]
+        settings.log_path.write_bytes(b"".join(records.dumps(stored(j)) for j in expected))
+    else:  # same first line, cut, then grown past the checkpoint with other lines
+        expected = ids[:12] + [f"grown-with-a-longer-id-{i:03d}" for i in range(12)]
+        _rewrite(settings, 12, expected[12:])
+        engine = create_engine(settings.db_url)
+        with engine.connect() as conn:
+            assert settings.log_path.stat().st_size > read_checkpoint(conn, "log").offset
+        engine.dispose()
+    app = create_app(settings)
+    try:
+        assert app.extensions["learning_svc"].startup.rebuilt, "no rebuild"
+        client = app.test_client()
+        assert sorted(listed(client)) == sorted(expected)
+        assert client.get("/api/ratings").json == ({ids[0]: 4} if ids[0] in expected else {})
+    finally:
+        app.extensions["learning_svc"].close()
+    assert verify_index(settings) == []
+
+
+def test_replaced_ratings_file_triggers_a_rebuild(settings):
+    ids = fill(settings, 3)
+    event = records.rating_event(ids[1], 2, "api")
+    settings.ratings_path.write_bytes(records.dumps(event) + records.dumps(records.rating_event(ids[2], 5, "api")))
+    app = create_app(settings)
+    try:
+        assert "learning_ratings_v2.jsonl" in app.extensions["learning_svc"].startup.rebuilt
+        assert app.test_client().get("/api/ratings").json == {ids[1]: 2, ids[2]: 5}
+    finally:
+        app.extensions["learning_svc"].close()
+
+
+# ---------------------------------------------------------------- disk faults
+
+def _fail_fsync(monkeypatch):
+    def broken(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(Journal, "_fsync", staticmethod(broken))
+
+
+class _DiskFillsUp:
+    """os for the journal module, whose write stores half the data and then fails (ENOSPC)."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def write(self, fd, data):
+        half = max(1, len(data) // 2)
+        if len(data) > 1:
+            return self._real.write(fd, bytes(data[:half]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("fault", ["fsync", "partial_write"])
+def test_failed_append_is_503_writes_nothing_and_recovers(running, settings, monkeypatch, fault):
+    app, client = running
+    assert client.post("/api/jobs", data=orjson.dumps(job("before")), headers=JSON).status_code == 201
+    log_before = settings.log_path.read_bytes()
+    with monkeypatch.context() as m:
+        if fault == "fsync":
+            _fail_fsync(m)
+        else:
+            m.setattr(journal_module, "os", _DiskFillsUp(journal_module.os))
+        response = client.post("/api/jobs", data=orjson.dumps(job("lost")), headers=JSON)
+        assert response.status_code == 503
+        error = response.json["error"]
+        assert error["code"] == "unavailable"
+        assert "could not write learning_log_v2.jsonl" in error["message"] and "No space left" in error["message"]
+        assert settings.log_path.read_bytes() == log_before  # no partial line
+        assert client.get("/api/jobs/lost").status_code == 404
+    # the fault is gone: the same record goes in, on its own line
+    assert client.post("/api/jobs", data=orjson.dumps(job("lost")), headers=JSON).status_code == 201
+    assert [line["job_id"] for line in journal_lines(settings.log_path)] == ["before", "lost"]
+    assert sorted(listed(client)) == ["before", "lost"]
+    assert side_files(settings) == []
+
+
+def test_failed_rating_append_is_503_and_keeps_the_old_rating(running, settings, monkeypatch):
+    app, client = running
+    client.post("/api/jobs", data=orjson.dumps(job("rated")), headers=JSON)
+    assert client.put("/api/jobs/rated/rating", json={"rating": 3}).status_code == 200
+    ratings_before = settings.ratings_path.read_bytes()
+    with monkeypatch.context() as m:
+        _fail_fsync(m)
+        response = client.put("/api/jobs/rated/rating", json={"rating": 5})
+        assert response.status_code == 503 and "No space left" in response.json["error"]["message"]
+        assert client.delete("/api/jobs/rated/rating").status_code == 503
+    assert settings.ratings_path.read_bytes() == ratings_before
+    assert client.get("/api/jobs/rated").json["rating"] == 3
+    assert client.put("/api/jobs/rated/rating", json={"rating": 5}).json["rating"] == 5
+
+
+def test_index_failure_after_the_append_keeps_the_record_and_catches_up(running, settings, monkeypatch):
+    app, client = running
+
+    def broken(conn, batch, *args, **kwargs):
+        raise RuntimeError("disk I/O error (injected)")
+
+    with monkeypatch.context() as m:
+        m.setattr(sync, "insert_jobs", broken)
+        response = client.post("/api/jobs", data=orjson.dumps(job("durable")), headers=JSON)
+        assert response.status_code == 201  # in the JSONL and fsynced: acknowledged
+        assert client.get("/api/health").json["index"]["lag_bytes"] > 0
+    assert [line["job_id"] for line in journal_lines(settings.log_path)] == ["durable"]
+    assert client.post("/api/jobs", data=orjson.dumps(job("next")), headers=JSON).status_code == 201
+    assert sorted(listed(client)) == ["durable", "next"]
+    assert client.get("/api/health").json["index"]["lag_bytes"] == 0
+
+
+def test_journal_locked_by_a_stuck_process_is_503_and_writes_nothing(settings, monkeypatch):
+    monkeypatch.setattr(service_module, "Journal", functools.partial(Journal, lock_timeout=0.3))
+    app = create_app(settings)
+    client = app.test_client()
+    holder = None
+    try:
+        client.post("/api/jobs", data=orjson.dumps(job("before")), headers=JSON)
+        holder = subprocess.Popen(
+            [PYTHON, "-c", textwrap.dedent(f"""
+                import sys
+                from learning_svc.journal import Journal
+                with Journal({str(settings.log_path)!r}).locked():
+                    print("locked", flush=True)
+                    sys.stdin.readline()
+            """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=cli_env())
+        assert holder.stdout.readline().strip() == "locked"
+        response = client.post("/api/jobs", data=orjson.dumps(job("blocked")), headers=JSON)
+        assert response.status_code == 503 and "locked by another process" in response.json["error"]["message"]
+        holder.stdin.close()  # the stuck process lets go
+        assert holder.wait(timeout=30) == 0
+        assert client.post("/api/jobs", data=orjson.dumps(job("blocked")), headers=JSON).status_code == 201
+        assert [line["job_id"] for line in journal_lines(settings.log_path)] == ["before", "blocked"]
+    finally:
+        if holder and holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=10)
+        app.extensions["learning_svc"].close()
+
+
+# ---------------------------------------------------------------- reindex
+
+def _index_state(settings) -> dict:
+    engine = create_engine(settings.db_url)
+    try:
+        with engine.connect() as conn:
+            return {"jobs": conn.exec_driver_sql("SELECT job_id, rating FROM jobs ORDER BY id").all(),
+                    "checkpoint": read_checkpoint(conn, "log")}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("interruption", [RuntimeError("injected"), KeyboardInterrupt()], ids=["error", "ctrl_c"])
+def test_interrupted_reindex_leaves_the_old_index_working(settings, monkeypatch, interruption):
+    ids = fill(settings, 30)
+    state, index_bytes = _index_state(settings), sha(settings.index_path)
+    calls = []
+
+    def fails_on_the_second_batch(conn, batch, *args, **kwargs):
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise interruption
+        return real_insert(conn, batch, *args, **kwargs)
+
+    real_insert = sync.insert_jobs
+    with monkeypatch.context() as m:
+        m.setattr(sync, "BATCH_LINES", 10)
+        m.setattr(sync, "insert_jobs", fails_on_the_second_batch)
+        with pytest.raises(type(interruption)):
+            rebuild(settings.db_url, Journal(settings.log_path), Journal(settings.ratings_path), settings.index_path)
+    assert calls == [10, 10]  # it was stopped half-way
+    assert sha(settings.index_path) == index_bytes and _index_state(settings) == state
+    assert not list(settings.data_dir.glob("*.rebuild-*")), "scratch files left behind"
+    app = create_app(settings)
+    try:
+        assert app.extensions["learning_svc"].startup.rebuilt is None
+        assert sorted(listed(app.test_client())) == ids
+    finally:
+        app.extensions["learning_svc"].close()
+
+
+def test_reindex_over_a_damaged_journal_fails_and_keeps_the_old_index(settings):
+    fill(settings, 5)
+    state = _index_state(settings)
+    with open(settings.log_path, "ab") as f:
+        f.write(b"garbage\n" + records.dumps(stored("later")))
+    result = run_cli("reindex", "--data-dir", str(settings.data_dir))
+    assert result.returncode != 0 and "line 6" in result.stderr
+    assert _index_state(settings) == state
+    assert not list(settings.data_dir.glob("*.rebuild-*"))
+
+
+def test_reindex_swaps_in_a_complete_index(settings):
+    ids = fill(settings, 25)
+    append_directly(settings.log_path, [stored("offline")])
+    result = run_cli("reindex", "--data-dir", str(settings.data_dir))
+    assert result.returncode == 0, result.stderr
+    assert "indexed 26 job lines" in result.stdout
+    assert [row[0] for row in _index_state(settings)["jobs"]] == ids + ["offline"]
+    assert not list(settings.data_dir.glob("*.rebuild-*"))
+    assert run_cli("verify", "--data-dir", str(settings.data_dir)).returncode == 0

@@ -1,0 +1,193 @@
+"""Never let a stranger in: Host allowlist (DNS rebinding), Origin (CSRF), JSON only, headers, token."""
+from __future__ import annotations
+
+import http.client
+
+import orjson
+import pytest
+import requests
+
+from conftest import JSON
+from learning_svc import create_app
+from learning_svc.config import Settings
+from procs import ServerProcess, cli_env, job, run_cli
+
+TOKEN = "tok-3f9a1c77e2b54d0e9b1a"
+
+
+def post(client, record: dict, **headers):
+    return client.post("/api/jobs", data=orjson.dumps(record), headers={**JSON, **headers})
+
+
+def log_size(settings) -> int:
+    return settings.log_path.stat().st_size if settings.log_path.exists() else 0
+
+
+# ---------------------------------------------------------------- Host (DNS rebinding)
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8765", "LOCALHOST:8765", "127.0.0.1", "127.0.0.1:8765",
+                                  "[::1]", "[::1]:8765"])
+def test_local_host_names_are_served(client, host):
+    assert client.get("/api/health", headers={"Host": host}).status_code == 200
+    assert client.get("/", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "localhost.evil.example",
+                                  "127.0.0.1.nip.io:8765", "127.0.0.2", "[::ffff:127.0.0.1]:8765", "0.0.0.0:8765",
+                                  "localhost, evil.example", "", "[::1"])
+def test_foreign_host_is_403_on_every_route(client, settings, host):
+    for method, path in [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/api/jobs"), ("GET", "/api/health"),
+                         ("GET", "/api/export"), ("GET", "/api/no-such-route")]:
+        response = client.open(path, method=method, headers={"Host": host})
+        assert response.status_code == 403, (path, host)
+        assert response.json["error"]["code"] == "forbidden_host"
+    response = post(client, job("rebound"), Host=host)
+    assert response.status_code == 403 and response.json["error"]["code"] == "forbidden_host"
+    assert log_size(settings) == 0
+
+
+def test_configured_host_names_are_served(tmp_path):
+    settings = Settings(data_dir=tmp_path / "d", allowed_hosts=("Studio.LAN",))
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        assert client.get("/api/health", headers={"Host": "studio.lan:8765"}).status_code == 200
+        assert post(client, job("lan"), Host="studio.lan:8765").status_code == 201
+        assert client.get("/api/health", headers={"Host": "other.lan:8765"}).status_code == 403
+    finally:
+        app.extensions["learning_svc"].close()
+
+
+def test_real_server_refuses_a_rebound_host(live_server):
+    conn = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+    try:
+        conn.request("GET", "/api/jobs", headers={"Host": f"attacker.example:{live_server.port}"})
+        response = conn.getresponse()
+        assert response.status == 403
+        assert orjson.loads(response.read())["error"]["code"] == "forbidden_host"
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- Origin (CSRF) and content type
+
+FOREIGN_ORIGINS = ["http://evil.example", "http://localhost:8765.evil.example", "null", "http://127.0.0.1:9999",
+                   "https://127.0.0.1:1", "http://127.0.0.1:8765@evil.example", "file://", "ftp://localhost"]
+
+
+@pytest.mark.parametrize("origin", FOREIGN_ORIGINS)
+def test_writes_with_a_foreign_origin_are_403_and_write_nothing(client, settings, origin):
+    assert post(client, job("mine")).status_code == 201
+    size, ratings = log_size(settings), settings.ratings_path.exists()
+    headers = {"Host": "127.0.0.1:8765", "Origin": origin}
+    responses = [
+        post(client, job("csrf"), **headers),
+        client.put("/api/jobs/mine/rating", json={"rating": 0}, headers=headers),
+        client.delete("/api/jobs/mine/rating", headers=headers),
+    ]
+    assert [r.status_code for r in responses] == [403, 403, 403]
+    assert {r.json["error"]["code"] for r in responses} == {"forbidden_origin"}
+    assert log_size(settings) == size and settings.ratings_path.exists() == ratings
+
+
+def test_same_origin_and_originless_writes_are_accepted(client):
+    same = {"Host": "127.0.0.1:8765", "Origin": "http://127.0.0.1:8765"}
+    assert post(client, job("page"), **same).status_code == 201
+    assert client.put("/api/jobs/page/rating", json={"rating": 5}, headers=same).status_code == 200
+    assert post(client, job("script")).status_code == 201  # the pipeline sends no Origin
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", "application/jsonp", "text/json"])
+def test_writes_need_a_json_content_type(client, settings, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = orjson.dumps(job("typed"))
+    response = client.post("/api/jobs", data=body, headers=headers)
+    assert response.status_code == 415 and response.json["error"]["code"] == "unsupported_media_type"
+    assert post(client, job("rated")).status_code == 201
+    size = log_size(settings)
+    assert client.put("/api/jobs/rated/rating", data=b'{"rating": 3}', headers=headers).status_code == 415
+    assert client.delete("/api/jobs/rated/rating", data=b'{"source": "x"}', headers=headers).status_code == 415
+    assert log_size(settings) == size and not settings.ratings_path.exists()
+    charset = client.post("/api/jobs", data=body, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert charset.status_code == 201
+
+
+def test_no_cors_headers_and_framing_denied(client):
+    cross = {"Origin": "http://evil.example"}
+    responses = [client.get("/api/jobs", headers=cross), client.get("/", headers=cross),
+                 client.options("/api/jobs", headers={**cross, "Access-Control-Request-Method": "POST",
+                                                      "Access-Control-Request-Headers": "content-type"})]
+    for response in responses:
+        assert not [h for h in response.headers.keys() if h.lower().startswith("access-control-")]
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    page = client.get("/")
+    csp = dict(part.strip().split(" ", 1) for part in page.headers["Content-Security-Policy"].split(";") if part.strip())
+    assert csp["script-src"] == "'self'"  # no 'unsafe-inline', no 'unsafe-eval', no other host
+    assert "'none'" in csp["object-src"] and "unsafe" not in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# ---------------------------------------------------------------- token
+
+def test_non_loopback_bind_without_token_refuses_to_start(tmp_path):
+    for args, env in [(["--host", "0.0.0.0"], cli_env()), (["--host", "::"], cli_env()),
+                      ([], cli_env(LEARNING_SVC_HOST="0.0.0.0"))]:
+        result = run_cli("serve", *args, "--port", "1", "--data-dir", str(tmp_path / "d"), env=env, timeout=30)
+        assert result.returncode != 0, args
+        assert "LEARNING_SVC_TOKEN" in result.stderr, result.stderr
+        assert "serving" not in result.stdout
+
+
+@pytest.fixture
+def token_app(tmp_path):
+    settings = Settings(data_dir=tmp_path / "d", host="0.0.0.0", token=TOKEN)
+    app = create_app(settings)
+    yield app, settings
+    app.extensions["learning_svc"].close()
+
+
+@pytest.mark.parametrize("authorization", [None, "", f"Bearer {TOKEN}x", f"bearer {TOKEN}", TOKEN,
+                                           f"Bearer {TOKEN[:-1]}", "Basic dXNlcjpwYXNz", f"Bearer  {TOKEN}"])
+def test_with_a_token_writes_without_it_are_401(token_app, authorization):
+    app, settings = token_app
+    client = app.test_client()
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    response = post(client, job("no-token"), **headers)
+    assert response.status_code == 401 and response.json["error"]["code"] == "unauthorized"
+    assert log_size(settings) == 0
+    assert client.get("/api/jobs").status_code == 200  # reads stay open
+
+
+def test_with_a_token_writes_with_it_pass(token_app):
+    app, _ = token_app
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert post(client, job("with-token"), **auth).status_code == 201
+    assert client.put("/api/jobs/with-token/rating", json={"rating": 2}).status_code == 401
+    assert client.put("/api/jobs/with-token/rating", json={"rating": 2}, headers=auth).status_code == 200
+    assert client.delete("/api/jobs/with-token/rating").status_code == 401
+    assert client.delete("/api/jobs/with-token/rating", headers=auth).status_code == 200
+
+
+def test_the_token_is_in_no_response_and_no_log(tmp_path):
+    server = ServerProcess(tmp_path / "d", env=cli_env(LEARNING_SVC_TOKEN=TOKEN)).start()
+    try:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        session = requests.Session()
+        created = session.post(server.url + "/api/jobs", data=orjson.dumps(job("t")), headers={**JSON, **auth})
+        assert created.status_code == 201
+        denied = session.post(server.url + "/api/jobs", data=orjson.dumps(job("u")), headers=JSON)
+        assert denied.status_code == 401
+        responses = [created, denied] + [session.get(server.url + path) for path in (
+            "/", "/static/app.js", "/static/style.css", "/api/health", "/api/openapi.json", "/api/jobs",
+            "/api/jobs/t", "/api/facets", "/api/export", "/api/export?format=csv", "/api/ratings", "/nope")]
+        responses.append(session.get(server.url + "/api/jobs", headers={"Host": "evil.example"}))
+        for response in responses:
+            assert TOKEN not in response.text, response.url
+            assert not any(TOKEN in value for value in response.headers.values()), response.url
+        assert responses[2].status_code == 200 and "text/html" in responses[2].headers["Content-Type"]
+    finally:
+        server.kill()
+    assert TOKEN not in server.output()
