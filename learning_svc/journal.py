@@ -127,6 +127,27 @@ class Journal:
                 pos -= step
         return 0
 
+    def split(self, start: int, stop: int, size: int) -> Iterator[tuple[int, int]]:
+        """[start, stop) cut into ranges of about `size` bytes that end at line ends."""
+        with open(self.path, "rb") as f:
+            begin = start
+            while begin < stop:
+                end = min(stop, begin + size)
+                f.seek(end)
+                while end < stop:
+                    block = f.read(BACK_STEP)
+                    nl = block.find(b"\n")
+                    if nl >= 0:
+                        end += nl + 1
+                        break
+                    if not block:
+                        end = stop
+                        break
+                    end += len(block)
+                end = min(end, stop)
+                yield begin, end
+                begin = end
+
     def read_at(self, offset: int, length: int) -> bytes:
         with open(self.path, "rb") as f:
             f.seek(offset)

@@ -67,8 +67,9 @@ def verify_index(settings: Settings) -> list[str]:
     problems = _tail_problems(log_journal) + _tail_problems(ratings_journal)
     with tempfile.TemporaryDirectory(prefix="learning-svc-verify-") as scratch:
         expected_engine = db.make_engine(f"sqlite:///{(Path(scratch) / 'expected.sqlite3').as_posix()}", writer=True)
-        actual_engine = db.make_engine(settings.db_url, writer=False)
+        actual_engine = db.make_engine(settings.db_url, writer=True)
         try:
+            db.upgrade(actual_engine)  # compare like with like: the index as this version reads it
             db.upgrade(expected_engine)
             indexer = Indexer(expected_engine, log_journal, ratings_journal)
             try:

@@ -49,12 +49,11 @@ TAGS = ("pack", "model", "sampler", "scheduler", "lora", "embedding", "status")
 def must_walk_in_order(filter_name: str, sort: str) -> bool:
     """Listings that must be one ordered index walk (no sorting of the matching jobs).
 
-    Left out, for now: a tag filter under a rating or duration sort, several values of one
-    tag, and text search. Their plans fetch the matching jobs through an index and sort
+    Left out: several values of one tag, and text search. Their plans fetch the matching jobs through an index and sort
     them (USE TEMP B-TREE): fine for rare values, a cost that grows with the match count.
     """
     if filter_name in TAGS:
-        return sort.endswith("completed_at")  # driven by ix_tags_listing
+        return True  # driven by the job_tags index for the sort
     return filter_name in ("none", "rating_min", "rating_max", "rated_true", "rated_false", "since", "until")
 
 

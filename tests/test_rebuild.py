@@ -7,6 +7,7 @@ from sqlalchemy import create_engine
 
 from conftest import LiveServer, sample_records
 from learning_svc.gen import generate_ratings, generate_records
+from learning_svc.index import sync
 from learning_svc.index.sync import rebuild
 from learning_svc.journal import Journal
 from learning_svc.verify import TABLES, compare_table, verify_index
@@ -125,3 +126,20 @@ def test_verify_reports_a_difference(settings):
     result = subprocess.run([sys.executable, "-m", "learning_svc.cli", "verify", "--data-dir", str(settings.data_dir)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "rows different" in result.stdout
+
+
+def test_rebuild_with_worker_processes_equals_the_live_index(settings, tmp_path, monkeypatch):
+    server = LiveServer(settings)
+    try:
+        _fill(server, 120)
+    finally:
+        server.stop()
+    monkeypatch.setattr(sync, "PARALLEL_ABOVE_BYTES", 0)  # any backlog: parse and project in workers
+    monkeypatch.setattr(sync, "RANGE_BYTES", 64 << 10)  # many small ranges, several in flight
+    rebuilt = tmp_path / "parallel.sqlite3"
+    report = rebuild("unused", Journal(settings.log_path), Journal(settings.ratings_path), rebuilt)
+    assert report.jobs == 162
+    live_engine, rebuilt_engine = create_engine(settings.db_url), create_engine(f"sqlite:///{rebuilt}")
+    with live_engine.connect() as live, rebuilt_engine.connect() as fresh:
+        for table in TABLES:
+            assert compare_table(table, live, fresh) == [], table.name

@@ -183,8 +183,9 @@ def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False)
             rows.job["search_text"] = " ".join((s["job_id"], s["packs"], s["prompt"], s["negative_prompt"])).casefold()
     job_columns = [c.name for c in jobs.columns]
     insert_many(conn, jobs, job_columns, [tuple(rows.job[c] for c in job_columns) for rows in fresh])
-    insert_many(conn, job_tags, ("job", "field", "value", "completed_at"),
-                [(rows.job["id"], f, k, rows.job["completed_at"]) for rows in fresh for f, k, _ in rows.tags])
+    insert_many(conn, job_tags, ("job", "field", "value", "completed_at", "duration_key", "rating_hi", "rating_lo"),
+                [(job["id"], f, k, job["completed_at"], job["duration_key"], job["rating_hi"], job["rating_lo"])
+                 for job, tags in ((rows.job, rows.tags) for rows in fresh) for f, k, _ in tags])
     if sqlite:
         conn.exec_driver_sql(
             "INSERT INTO jobs_fts(rowid, job_id, packs, prompt, negative_prompt) VALUES (?, ?, ?, ?, ?)",
@@ -268,5 +269,10 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
         .values(rating=bindparam("rating"), rated_at=bindparam("rated_at"),
                 rating_hi=bindparam("rating_hi"), rating_lo=bindparam("rating_lo")),
         updates,
+    )
+    conn.execute(  # the copies of the sort keys in the job's tag rows
+        update(job_tags).where(job_tags.c.job == bindparam("b_id"))
+        .values(rating_hi=bindparam("rating_hi"), rating_lo=bindparam("rating_lo")),
+        [{"b_id": u["b_id"], "rating_hi": u["rating_hi"], "rating_lo": u["rating_lo"]} for u in updates],
     )
     deltas.write(conn)

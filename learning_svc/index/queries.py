@@ -199,8 +199,10 @@ def _rating_conditions(f: Filters, sort: str | None) -> list:
 
 
 # Above this many matches, walking the sort index and probing each job beats fetching
-# every match and sorting it: a page of 50 then costs at most a few thousand probes.
-PROBE_ABOVE = 5000
+# every match and sorting it (a page of 50 then costs a few thousand probes). Below it the
+# fetch-and-sort cost is bounded (~20k small keys), which also guards against a value
+# that sits at the far end of the sort order (cancelled jobs by duration).
+PROBE_ABOVE = 20_000
 # A text probe (FTS5 MATCH for one rowid) costs ~100x a tag probe; fetching and sorting the
 # matches stays cheaper far longer.
 TEXT_PROBE_ABOVE = 50_000
@@ -257,9 +259,7 @@ def conditions(f: Filters, conn: Connection, skip_tag: str | None = None, sort: 
 
 
 def _driving_tag(conn: Connection, f: Filters, sort: str) -> str | None:
-    """The rarest single-valued tag filter, to drive a time-ordered listing from ix_tags_listing."""
-    if not sort.endswith("completed_at"):
-        return None
+    """The rarest single-valued tag filter: the listing is a range of job_tags' index for its sort."""
     single = [name for name, keys in f.tags.items() if len(keys) == 1]
     return min(single, key=lambda name: tag_matches(conn, name, f.tags[name])) if single else None
 
@@ -276,7 +276,7 @@ def listing_statement(conn: Connection, page: Page) -> Select:
     conds = conditions(page.filters, conn, skip_tag=drive, sort=page.sort)
     if drive:
         t = job_tags
-        key_col, id_col = t.c.completed_at, t.c.job
+        key_col, id_col = t.c[column.name], t.c.job  # job_tags carries a copy of every sort key
         keys = (select(key_col.label("sort_key"), id_col.label("id"))
                 .select_from(t.join(jobs, jobs.c.id == t.c.job))
                 .where(t.c.field == drive, t.c.value == page.filters.tags[drive][0], *conds))

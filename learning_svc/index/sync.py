@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import re
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,11 +16,13 @@ from sqlalchemy import Connection, Engine, delete, select, text
 from ..journal import DamagedJournal, Journal
 from ..records import LOG_SCHEMA, RATING_SCHEMA
 from . import db
-from .project import UnprojectableLine, insert_jobs, insert_ratings, project_job, project_rating
+from .project import JobRows, UnprojectableLine, insert_jobs, insert_ratings, project_job, project_rating
 from .tables import checkpoints, facet_values, job_tags, jobs, rating_events
 
 log = logging.getLogger(__name__)
 BATCH_LINES = 5000
+PARALLEL_ABOVE_BYTES = 64 << 20  # backlogs worth starting worker processes for
+RANGE_BYTES = 8 << 20  # what one worker task parses and projects
 
 
 @dataclass
@@ -94,23 +99,19 @@ class Indexer:
 
         `known_new`: the caller already made sure no job id is in the index (live writes).
         """
-        batch, duplicates = [], 0
+        batch = []
         for offset, line, length in lines:
-            record = self._decode(self.log, cp, offset, line)
+            prepared = line if isinstance(line, Prepared) else prepare_log_line(offset, line, length)
             cp.line_count += 1
             cp.offset = offset + length
             if cp.first_line_hash is None:
                 cp.first_line_hash = self.log.first_line_hash()
-            if record is None:
+            if prepared.damage:
+                raise DamagedJournal(self.log.path, cp.line_count, offset, prepared.damage)
+            if prepared.rows is None:
                 cp.skipped += 1
-                continue
-            if record.get("schema") != LOG_SCHEMA:
-                cp.skipped += 1
-                continue
-            try:
-                batch.append(project_job(record, offset, length - 1))
-            except UnprojectableLine as error:
-                raise DamagedJournal(self.log.path, cp.line_count, offset, str(error)) from None
+            else:
+                batch.append(prepared.rows)
         duplicates = len(insert_jobs(conn, batch, known_new))
         write_checkpoint(conn, cp)
         return duplicates
@@ -151,6 +152,20 @@ class Indexer:
     def pending_lines(self, journal: Journal, start: int, stop: int | None = None):
         for offset, line in journal.scan(start, stop):
             yield offset, line, len(line) + 1
+
+    def prepared_log_lines(self, start: int, stop: int):
+        """(offset, Prepared, length) in file order, parsed and projected by worker processes
+        while this process writes to the index; a few ranges in flight keep memory flat."""
+        workers = min(3, (os.cpu_count() or 2) - 1)
+        ranges = list(self.log.split(start, stop, RANGE_BYTES))
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            in_flight: deque = deque()
+            for begin, end in ranges:
+                in_flight.append(pool.apply_async(prepare_range, (str(self.log.path), begin, end)))
+                if len(in_flight) > workers + 1:
+                    yield from in_flight.popleft().get()
+            while in_flight:
+                yield from in_flight.popleft().get()
 
     def catch_up_locked(self, conn: Connection, with_ratings: bool = True) -> tuple[Checkpoint, Checkpoint | None, SyncReport]:
         """Before a live batch: index what other processes appended, in this transaction.
@@ -214,8 +229,10 @@ class Indexer:
         for name, journal, apply in (("ratings", self.ratings, self.apply_ratings), ("log", self.log, self.apply_log)):
             with self.engine.begin() as conn:
                 start = read_checkpoint(conn, name).offset
+            parallel = name == "log" and ends[name] - start > PARALLEL_ABOVE_BYTES and (os.cpu_count() or 1) > 1
+            items = self.prepared_log_lines(start, ends[name]) if parallel else self.pending_lines(journal, start, ends[name])
             batch = []
-            for item in self.pending_lines(journal, start, ends[name]):
+            for item in items:
                 batch.append(item)
                 if len(batch) >= BATCH_LINES:
                     self._commit(name, apply, batch, report, progress)
@@ -236,6 +253,42 @@ class Indexer:
             report.ratings += len(batch)
         if progress:
             progress(sum(item[2] for item in batch))
+
+
+@dataclass
+class Prepared:
+    """A log line decoded and projected (possibly in another process): rows, or why it is damaged.
+
+    Neither: a line to skip (blank, or another schema).
+    """
+    rows: JobRows | None = None
+    damage: str | None = None
+
+
+def prepare_log_line(offset: int, line: bytes | dict, length: int) -> Prepared:
+    if isinstance(line, dict):
+        record = line
+    elif not line.strip():
+        return Prepared()
+    else:
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            return Prepared(damage=f"not JSON ({error})")
+        if not isinstance(record, dict):
+            return Prepared(damage="not a JSON object")
+    if record.get("schema") != LOG_SCHEMA:
+        return Prepared()
+    try:
+        return Prepared(rows=project_job(record, offset, length - 1))
+    except UnprojectableLine as error:
+        return Prepared(damage=str(error))
+
+
+def prepare_range(path: str, start: int, stop: int) -> list[tuple[int, Prepared, int]]:
+    """Worker process: the prepared lines of one byte range of the log."""
+    return [(offset, prepare_log_line(offset, line, len(line) + 1), len(line) + 1)
+            for offset, line in Journal(path).scan(start, stop)]
 
 
 def _sound_end(journal: Journal) -> int:
@@ -265,8 +318,7 @@ def rebuild(url: str, log_journal: Journal, ratings_journal: Journal, index_path
         engine.dispose()
         return report
     building = index_path.with_name(index_path.name + f".rebuild-{os.getpid()}")
-    for leftover in _sqlite_files(building):
-        leftover.unlink(missing_ok=True)
+    _remove_abandoned_scratch(index_path)
     # No syncs while building: a crash leaves only this scratch file, never a half-new index.
     engine = db.make_engine(f"sqlite:///{building.resolve().as_posix()}", writer=True, scratch=True)
     try:
@@ -292,6 +344,24 @@ def rebuild(url: str, log_journal: Journal, ratings_journal: Journal, index_path
     for leftover in _sqlite_files(building)[1:]:
         leftover.unlink(missing_ok=True)
     return report
+
+
+def _remove_abandoned_scratch(index_path: Path) -> None:
+    """Scratch files of rebuilds whose process is gone (killed with SIGKILL, power loss)."""
+    for scratch in index_path.parent.glob(index_path.name + ".rebuild-*"):
+        pid = re.match(r"\d+", scratch.name[len(index_path.name + ".rebuild-"):])
+        if pid and (int(pid[0]) == os.getpid() or not _alive(int(pid[0]))):
+            scratch.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, not ours (or not checkable on this platform): leave its file alone
+    return True
 
 
 def _sqlite_files(path: Path) -> list[Path]:

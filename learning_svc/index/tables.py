@@ -30,17 +30,23 @@ Index("ix_jobs_rating_lo", jobs.c.rating_lo, jobs.c.id)
 Index("ix_jobs_duration", jobs.c.duration_key, jobs.c.id)
 
 # One row per (job, facet field, normalised value): pack, model, sampler, scheduler,
-# lora, embedding, status. completed_at is copied so that a filtered listing in the
-# default order is one range scan of ix_tags_listing.
+# lora, embedding, status. The job's sort keys are copied so that a listing filtered on
+# one value is one range scan of the index for its sort, whatever the sort.
 job_tags = Table(
     "job_tags", metadata,
     Column("job", Offset, primary_key=True),
     Column("field", String(16), primary_key=True),
     Column("value", String(512), primary_key=True),
     Column("completed_at", Float, nullable=False),
+    Column("duration_key", Float, nullable=False),
+    Column("rating_hi", SmallInteger, nullable=False),
+    Column("rating_lo", SmallInteger, nullable=False),
     sqlite_with_rowid=False,
 )
 Index("ix_tags_listing", job_tags.c.field, job_tags.c.value, job_tags.c.completed_at, job_tags.c.job)
+Index("ix_tags_rating_hi", job_tags.c.field, job_tags.c.value, job_tags.c.rating_hi, job_tags.c.job)
+Index("ix_tags_rating_lo", job_tags.c.field, job_tags.c.value, job_tags.c.rating_lo, job_tags.c.job)
+Index("ix_tags_duration", job_tags.c.field, job_tags.c.value, job_tags.c.duration_key, job_tags.c.job)
 
 # Unfiltered facet counts, kept current by ingest so that the common view needs no scan.
 facet_values = Table(

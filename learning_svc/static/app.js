@@ -10,7 +10,7 @@ const RELATIVE_TIME_REFRESH_MS = 30000;
 const MAX_THUMBNAILS = 4;
 const PREFETCH_JOBS = 12; // focus this close to the last loaded job loads the next page
 const DEFAULT_SORT = '-completed_at';
-const FACET_FIELDS = ['pack', 'model', 'sampler', 'lora'];
+const FACET_FIELDS = ['pack', 'model', 'sampler', 'scheduler', 'lora', 'embedding', 'status'];
 const LIST_PARAMS = [
   'pack', 'model', 'sampler', 'scheduler', 'lora', 'embedding', 'rating_min', 'rating_max',
   'rated', 'status', 'since', 'until', 'q', 'sort',
