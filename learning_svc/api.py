@@ -121,7 +121,8 @@ def facets():
     params = args()
     size = queries._int(params, "facet_size", 1, 1000) or 50
     params.pop("facet_size", None)
-    return json_response({"facets": service().facets(queries.parse_filters(params), size)})
+    facets, sampled = service().facets(queries.parse_filters(params), size)
+    return json_response({"facets": facets, "sampled": sampled})
 
 
 @bp.get("/export")

@@ -69,8 +69,14 @@ class FacetValue(BaseModel):
     mean_rating: float | None
 
 
+class FacetSample(BaseModel):
+    jobs: int
+    order: str
+
+
 class Facets(BaseModel):
     facets: dict[str, list[FacetValue]]
+    sampled: FacetSample | None = None  # set when counted over the newest `jobs` matching jobs only
 
 
 class ErrorField(BaseModel):

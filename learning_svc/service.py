@@ -247,7 +247,7 @@ class Service:
         with self.read_engine.connect() as conn:
             return queries.list_jobs(conn, page)
 
-    def facets(self, filters: queries.Filters, size: int) -> dict:
+    def facets(self, filters: queries.Filters, size: int) -> tuple[dict, dict | None]:
         with self.read_engine.connect() as conn:
             return queries.facets(conn, filters, size)
 

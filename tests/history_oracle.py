@@ -270,8 +270,11 @@ class Oracle:
         return [job.job_id for job in ordered]
 
     # -- facets (SPEC §2)
-    def facets(self, params: dict, size: int = 1000) -> dict[str, list[dict]]:
+    def facets(self, params: dict, size: int = 1000, newest: int | None = None) -> dict[str, list[dict]]:
         matching = self.select(params)
+        if newest is not None:  # only the newest `newest` matching jobs
+            keep = set(self.listing(params, "-completed_at")[:newest])
+            matching = [job for job in matching if job.job_id in keep]
         result = {}
         for name in FIELDS:
             counts, rated, total = Counter(), Counter(), Counter()

@@ -313,6 +313,28 @@ def test_facets_match_oracle(history, case):
     assert_facets_equal(got, history.oracle.facets(oracle_params))
 
 
+@pytest.mark.parametrize("case", ("rated_true", "status_completed", "lora_or", "q_word", "rating_2_to_4"))
+def test_broad_filtered_facets_count_the_newest_matching_jobs(history, case, monkeypatch):
+    monkeypatch.setattr(queries, "FACET_SAMPLE", 40)
+    params, oracle_params = CASES[case]
+    matching = len(history.oracle.listing(oracle_params, "-completed_at"))
+    body = get_json(history.client, "/api/facets", {**params, "facet_size": "1000"})
+    if matching > 40:
+        assert body["sampled"] == {"jobs": 40, "order": "-completed_at"}
+        assert_facets_equal(body["facets"], history.oracle.facets(oracle_params, newest=40))
+        assert sum(e["count"] for e in body["facets"]["rating"]) == 40
+    else:
+        assert body["sampled"] is None
+        assert_facets_equal(body["facets"], history.oracle.facets(oracle_params))
+
+
+def test_facets_are_exact_up_to_the_sample_size(history):
+    params, oracle_params = CASES["status_completed"]
+    body = get_json(history.client, "/api/facets", {**params, "facet_size": "1000"})
+    assert body["sampled"] is None and len(history.oracle.listing(oracle_params, "-completed_at")) > 500
+    assert_facets_equal(body["facets"], history.oracle.facets(oracle_params))
+
+
 @pytest.mark.parametrize("case", ("none", "rated_true", "status_completed"))
 def test_facets_keep_the_most_frequent(history, case):
     params, oracle_params = CASES[case]

@@ -27,10 +27,11 @@ def make_engine(url: str, *, writer: bool, scratch: bool = False) -> Engine:
         cur = dbapi_conn.cursor()
         # Page cache per connection (KiB): readers are many and lean on mmap and the OS cache.
         cache_kib = 65536 if writer else 16384
-        pragmas = ["journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "temp_store=MEMORY",
+        # temp_store stays FILE: big sorts spill to disk instead of growing the process.
+        pragmas = ["journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000",
                    f"cache_size=-{cache_kib}", "mmap_size=268435456"]
         if scratch:  # flat memory while rebuilding, whatever the size of the index
-            pragmas += ["synchronous=OFF", "mmap_size=0", "temp_store=FILE"]
+            pragmas += ["synchronous=OFF", "mmap_size=0"]
         for pragma in pragmas:
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
