@@ -135,12 +135,14 @@ def fts_tokens(text: str) -> list[str]:
     return [_fold(token) for token in _TOKEN.findall(text)]
 
 
-def _has_phrase(tokens: list[str], phrase: list[str]) -> bool:
-    """Does `phrase` occur in `tokens`, its last token as a prefix?"""
+def _has_phrase(tokens: list[str], phrase: list[str], prefix: bool) -> bool:
+    """Does `phrase` occur in `tokens`, its last token as a prefix when `prefix`?"""
     *exact, last = phrase
     for i in range(len(tokens) - len(phrase) + 1):
-        if tokens[i:i + len(exact)] == exact and tokens[i + len(exact)].startswith(last):
-            return True
+        if tokens[i:i + len(exact)] == exact:
+            token = tokens[i + len(exact)]
+            if token.startswith(last) if prefix else token == last:
+                return True
     return False
 
 
@@ -241,8 +243,9 @@ class Oracle:
         rating_filtered = any(k in params for k in ("rating_min", "rating_max")) or params.get("rated") == "true"
         since, until = float(params.get("since", "-inf")), float(params.get("until", "inf"))
         # A word without letters or digits is ignored; the others must each occur in one
-        # column as a phrase of tokens, the last one as a prefix.
-        phrases = [phrase for phrase in map(fts_tokens, (params.get("q") or "").split()) if phrase]
+        # column as a phrase of tokens, the last one as a prefix when the word ends in *.
+        phrases = [(phrase, word.endswith("*")) for word in (params.get("q") or "").split()
+                   if (phrase := fts_tokens(word))]
 
         def test(job: Job) -> bool:
             if any(not keys & job.tags[name].keys() for name, keys in wanted.items()):
@@ -253,7 +256,7 @@ class Oracle:
                 return False
             if not since <= job.completed_at <= until:
                 return False
-            return all(any(_has_phrase(column, phrase) for column in job.columns) for phrase in phrases)
+            return all(any(_has_phrase(column, phrase, prefix) for column in job.columns) for phrase, prefix in phrases)
         return test
 
     def select(self, params: dict) -> list[Job]:

@@ -112,15 +112,15 @@ def _filter_cases() -> dict[str, tuple[dict, dict]]:
     dashed_id = next(r["job_id"] for r in RECORDS if r["job_id"].count("-") == 4)
     learning_id = next(r["job_id"] for r in RECORDS if r["job_id"].startswith("learning_"))
     searches = {
-        "word": "lighthouse", "prefix_upper": "LIGHT", "two_words": "castle cliff", "folded": "madchen",
-        "diacritics": "Mädchen", "accents_case": "cafe CRÈME", "cjk": "古い寺院と桜", "cjk_prefix": "古い",
+        "word": "lighthouse", "prefix_upper": "LIGHT*", "word_part": "LIGHT", "two_words": "castle cliff", "folded": "madchen",
+        "diacritics": "Mädchen", "accents_case": "cafe CRÈME", "cjk": "古い寺院と桜", "cjk_prefix": "古い*",
         "cjk_inside_token": "寺院", "emoji_only": "🌊", "word_and_emoji": "storm 🌊", "dash_only": "-",
         "word_and_dash": "castle -", "quote": '"quoted', "star": "castle*", "fts_keywords": "OR NOT",
-        "fts_near": "NEAR(castle", "column_syntax": "a:b", "paren": "(masterpiece", "embedding_prefix": "easyneg",
+        "fts_near": "NEAR(castle", "column_syntax": "a:b", "paren": "(masterpiece", "embedding_prefix": "easyneg*",
         "lora_keyword": "lora", "lyco": "lyco", "pack_phrase": "portrait_moody", "pack_and_word": "PORTRAIT_moody_01 castle",
-        "pack_with_space": "extra pack", "nothing": "zzzqqq", "hex_id_prefix": hex_id[:7], "hex_id": hex_id,
+        "pack_with_space": "extra pack", "nothing": "zzzqqq", "hex_id_prefix": hex_id[:7] + "*", "hex_id_part": hex_id[:7], "hex_id": hex_id,
         "dashed_id": dashed_id, "dashed_id_part": dashed_id.split("-")[2], "learning_id": learning_id,
-        "learning_id_prefix": learning_id[:20], "extra_prefix": "extra-01",
+        "learning_id_prefix": learning_id[:20] + "*", "extra_prefix": "extra-01*",
     }
     for name, q in searches.items():
         cases[f"q_{name}"] = {"q": q}
@@ -204,8 +204,9 @@ def test_cases_are_not_trivial(history):
                  "q_pack_with_space", "q_hex_id_prefix", "q_dashed_id_part", "q_learning_id_prefix", "everything"):
         assert 0 < sizes[name] < total, name
     for name in ("pack_unknown", "rating_min_above_max", "unrated_with_min", "since_future", "q_cjk_inside_token",
-                 "q_nothing"):
+                 "q_nothing", "q_hex_id_part"):  # a piece of a word is not a word; "piece*" is a prefix
         assert sizes[name] == 0, name
+    assert sizes["q_prefix_upper"] > sizes["q_word_part"] > 0
     assert sizes["q_hex_id"] == sizes["q_dashed_id"] == 1
     assert sizes["tie_instant"] >= 36
     # Words without letters or digits are left out of the search.
