@@ -193,6 +193,16 @@ def test_listing_matches_oracle_when_every_value_counts_as_common(history, case,
     assert ids(got) == history.oracle.listing(oracle_params, sort)
 
 
+@pytest.mark.parametrize("case", ("since", "until", "window_iso_offset", "tie_instant"))
+@pytest.mark.parametrize("sort", ("-rating", "duration_sec"))
+def test_wide_time_windows_give_the_same_listing(history, case, sort, monkeypatch):
+    """A window counted as wide (over PROBE_ABOVE jobs) is checked per job instead of ranged."""
+    monkeypatch.setattr(queries, "PROBE_ABOVE", 0)
+    params, oracle_params = CASES[case]
+    got = [job for page in walk(history.client, params, sort, 17) for job in page]
+    assert ids(got) == history.oracle.listing(oracle_params, sort)
+
+
 def test_cases_are_not_trivial(history):
     """The cases exercise both small and large results, and the input has what they need."""
     sizes = {name: len(history.oracle.select(oracle)) for name, (_, oracle) in CASES.items()}

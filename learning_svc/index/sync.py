@@ -20,9 +20,9 @@ from .project import JobRows, UnprojectableLine, insert_jobs, insert_ratings, pr
 from .tables import checkpoints, facet_values, job_tags, jobs, rating_events
 
 log = logging.getLogger(__name__)
-BATCH_LINES = 5000
+BATCH_LINES = 2000
 PARALLEL_ABOVE_BYTES = 64 << 20  # backlogs worth starting worker processes for
-RANGE_BYTES = 8 << 20  # what one worker task parses and projects
+RANGE_BYTES = 4 << 20  # what one worker task parses and projects (a few are held in memory)
 
 
 @dataclass
