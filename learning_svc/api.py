@@ -119,7 +119,7 @@ def ratings():
 @bp.get("/facets")
 def facets():
     params = args()
-    size = queries._int(params, "facet_size", 1, 1000) or 50
+    size = queries.int_param(params, "facet_size", 1, 1000) or 50
     params.pop("facet_size", None)
     facets, sampled = service().facets(queries.parse_filters(params), size)
     return json_response({"facets": facets, "sampled": sampled})

@@ -50,8 +50,8 @@ def chunks(rows: Iterable, fmt: str) -> Iterator[bytes]:
 def parse_export(params: dict[str, list[str]]) -> tuple[str, str, queries.Filters]:
     """(format, sort, filters) from query parameters; raises BadQuery."""
     params = dict(params)
-    fmt = queries._one(params, "format") or "jsonl"
-    sort = queries._one(params, "sort") or "-completed_at"
+    fmt = queries.one_param(params, "format") or "jsonl"
+    sort = queries.one_param(params, "sort") or "-completed_at"
     params.pop("format", None)
     params.pop("sort", None)
     if fmt not in FORMATS:

@@ -199,20 +199,9 @@ class Service:
                 op.finish(result=(False, _summary(line)))
             else:
                 op.finish(result=(False, queries.summary_of(row)))
-        if not fresh:
-            return
-        try:
-            start = self.log.append(b"".join(data for _, data in fresh))
-        except JournalWriteError as error:
-            for op, _ in fresh:
-                op.finish(error=Unavailable(str(error)))
-            return
-        lines, offset = [], start
-        for op, data in fresh:
-            op.finish(result=(True, _summary(op.payload)))  # durable now, whatever the index does
-            lines.append((offset, op.payload, len(data)))
-            offset += len(data)
-        self.indexer.apply_log(conn, cp, lines, known_new=True)
+        lines = self._append(self.log, fresh, lambda line: (True, _summary(line)))
+        if lines:
+            self.indexer.apply_log(conn, cp, lines, known_new=True)
 
     def _write_ratings(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
         if not ops:
@@ -225,22 +214,30 @@ class Service:
                 op.finish(error=NotFound(f"no job {event['job_id']!r}"))
             else:
                 fresh.append((op, records.dumps(event)))
+        lines = self._append(self.ratings, fresh, lambda event: {
+            "job_id": event["job_id"], "rating": event["rating"],
+            "rated_at": event["timestamp"] if event["rating"] is not None else None})
+        if lines:
+            self.indexer.apply_ratings(conn, cp, lines)
+
+    @staticmethod
+    def _append(journal: Journal, fresh: list[tuple[_Op, bytes]], result_of) -> list | None:
+        """One write and one fsync for all fresh lines, then answer each op; returns the
+        (offset, line, length) triples to index, or None when nothing was written."""
         if not fresh:
-            return
+            return None
         try:
-            start = self.ratings.append(b"".join(data for _, data in fresh))
+            start = journal.append(b"".join(data for _, data in fresh))
         except JournalWriteError as error:
             for op, _ in fresh:
                 op.finish(error=Unavailable(str(error)))
-            return
+            return None
         lines, offset = [], start
         for op, data in fresh:
-            event = op.payload
-            rated_at = event["timestamp"] if event["rating"] is not None else None
-            op.finish(result={"job_id": event["job_id"], "rating": event["rating"], "rated_at": rated_at})
-            lines.append((offset, event, len(data)))
+            op.finish(result=result_of(op.payload))  # durable now, whatever the index does
+            lines.append((offset, op.payload, len(data)))
             offset += len(data)
-        self.indexer.apply_ratings(conn, cp, lines)
+        return lines
 
     # ------------------------------------------------------------ reads
     def list_jobs(self, page: queries.Page) -> tuple[list[dict], str | None]:

@@ -161,7 +161,7 @@ def chunks(body: bytes, size: int = 64 * 1024) -> list[bytes]:
 
 
 def head(port: int, **headers: str) -> str:
-    lines = [f"POST /api/jobs HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json",
+    lines = ["POST /api/jobs HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json",
              *[f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]]
     return "\r\n".join(lines) + "\r\n"
 

@@ -1,5 +1,4 @@
 """The index built live equals the index rebuilt from the JSONL, row for row; restarts keep everything."""
-import random
 import subprocess
 import sys
 

@@ -1,5 +1,5 @@
 """End to end over the real waitress server: post the samples, rate, restart, reindex."""
-from conftest import LiveServer, sample_records
+from conftest import sample_records
 
 
 def test_post_samples_rate_and_list(live_server):

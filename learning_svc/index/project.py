@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import orjson
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from ..prompts import facet_key, model_display
 from .tables import facet_values, job_tags, jobs, rating_events

@@ -58,15 +58,15 @@ class Page:
     after: tuple | None = None  # (sort key, id) of the last row of the previous page
 
 
-def _one(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+def one_param(params: Mapping[str, Sequence[str]], name: str) -> str | None:
     values = params.get(name) or []
     if len(values) > 1:
         raise BadQuery(name, "give this parameter at most once")
     return values[0] if values else None
 
 
-def _int(params, name: str, lo: int, hi: int) -> int | None:
-    raw = _one(params, name)
+def int_param(params, name: str, lo: int, hi: int) -> int | None:
+    raw = one_param(params, name)
     if raw is None:
         return None
     try:
@@ -79,7 +79,7 @@ def _int(params, name: str, lo: int, hi: int) -> int | None:
 
 
 def _time(params, name: str) -> float | None:
-    raw = _one(params, name)
+    raw = one_param(params, name)
     if raw is None:
         return None
     try:
@@ -109,15 +109,15 @@ def parse_filters(params: Mapping[str, Sequence[str]], allowed: set[str] = FILTE
                     raise BadQuery(name, f"must be one of {', '.join(STATUSES)}, got {v[:40]!r}")
         if values:
             f.tags[field_name] = sorted({facet_key(field_name, v) for v in values})
-    f.rating_min = _int(params, "rating_min", 0, 5)
-    f.rating_max = _int(params, "rating_max", 0, 5)
-    rated = _one(params, "rated")
+    f.rating_min = int_param(params, "rating_min", 0, 5)
+    f.rating_max = int_param(params, "rating_max", 0, 5)
+    rated = one_param(params, "rated")
     if rated is not None:
         if rated not in ("true", "false"):
             raise BadQuery("rated", f"must be true or false, got {rated[:40]!r}")
         f.rated = rated == "true"
     f.since, f.until = _time(params, "since"), _time(params, "until")
-    q = _one(params, "q") or ""
+    q = one_param(params, "q") or ""
     if len(q.strip()) > 500:
         raise BadQuery("q", "must be at most 500 characters")
     # Text search sees only letters and digits: a word without any (`-`, `🌊`) is left out
@@ -128,12 +128,12 @@ def parse_filters(params: Mapping[str, Sequence[str]], allowed: set[str] = FILTE
 
 def parse_page(params: Mapping[str, Sequence[str]]) -> Page:
     page = Page(parse_filters(params, LIST_PARAMS))
-    page.sort = _one(params, "sort") or "-completed_at"
+    page.sort = one_param(params, "sort") or "-completed_at"
     if page.sort not in SORTS:
         raise BadQuery("sort", f"must be one of {', '.join(SORTS)}, got {page.sort[:40]!r}")
-    limit = _int(params, "limit", 1, MAX_LIMIT)
+    limit = int_param(params, "limit", 1, MAX_LIMIT)
     page.limit = DEFAULT_LIMIT if limit is None else limit
-    cursor = _one(params, "cursor")
+    cursor = one_param(params, "cursor")
     if cursor:
         page.after = decode_cursor(cursor, page.sort)
     return page
