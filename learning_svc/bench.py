@@ -734,7 +734,13 @@ def machine() -> list[str]:
             f"- load average at the start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"]
 
 
+ANALYSIS = "## Analysis"  # hand-written from here on; kept when the file is regenerated
+
+
 def write_report(results: Results, command: str, started: str, host: list[str]) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    analysis = old[old.index(ANALYSIS):] if ANALYSIS in old else ""
     text = "\n".join([
         "# Benchmarks", "",
         "Measured by `make bench` (`learning_svc/bench.py`) against SPEC §5. "
@@ -743,8 +749,8 @@ def write_report(results: Results, command: str, started: str, host: list[str]) 
         f"- date: {started}", f"- command: `{command}`", *host, "",
         markdown_table(results.rows), "",
         "## Details", "", "```", *results.details, "```", "",
-    ])
-    (ROOT / "BENCHMARKS.md").write_text(text, encoding="utf-8")
+    ]) + analysis
+    path.write_text(text, encoding="utf-8")
 
 
 # ---------------------------------------------------------------- main
