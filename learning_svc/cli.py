@@ -118,7 +118,7 @@ def demo(data_dir, count, port, no_serve):
 
     settings = _settings(data_dir, output_root=Path(data_dir) / "outputs", port=port)
     n = load_demo(settings, count)
-    click.echo(f"loaded {n} demo jobs into {settings.data_dir}")
+    click.echo(f"loaded {n} demo jobs into {settings.data_dir}" if n else f"demo jobs already in {settings.data_dir}")
     if not no_serve:
         import os
         os.environ["LEARNING_SVC_OUTPUT_ROOT"] = str(settings.output_root)

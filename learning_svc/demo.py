@@ -40,6 +40,8 @@ def load_demo(settings: Settings, count: int = 120) -> int:
     service = Service(settings).start()
     job_ids = []
     try:
+        if service.health()["index"]["jobs"]:
+            return 0  # loaded by an earlier run: serve what is there
         for i, body in enumerate(generate_records(count, seed=7, start=start)):
             outputs = []
             for k in range(len(body.get("outputs") or [])):
