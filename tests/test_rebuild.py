@@ -1,6 +1,7 @@
 """The index built live equals the index rebuilt from the JSONL, row for row; restarts keep everything."""
 import subprocess
 import sys
+from contextlib import contextmanager
 
 from sqlalchemy import create_engine
 
@@ -25,6 +26,32 @@ def _fill(server: LiveServer, n_generated: int = 150) -> list[str]:
     return ids
 
 
+@contextmanager
+def running(settings):
+    server = LiveServer(settings)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def filled_history(settings, n_generated: int) -> tuple[list, dict]:
+    """Fill a fresh service with the samples and n generated jobs plus ratings; its history."""
+    with running(settings) as server:
+        _fill(server, n_generated)
+        return _history(server)
+
+
+def history_after_restart(settings) -> tuple[list, dict]:
+    with running(settings) as server:
+        return _history(server)
+
+
+def delete_index(settings) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        settings.index_path.with_name(settings.index_path.name + suffix).unlink(missing_ok=True)
+
+
 def _history(server: LiveServer) -> tuple[list, dict]:
     jobs, cursor = [], None
     while True:
@@ -37,11 +64,7 @@ def _history(server: LiveServer) -> tuple[list, dict]:
 
 
 def test_live_index_equals_rebuilt_index_row_for_row(settings, tmp_path):
-    server = LiveServer(settings)
-    try:
-        _fill(server)
-    finally:
-        server.stop()
+    filled_history(settings, 150)
     rebuilt = tmp_path / "rebuilt.sqlite3"
     rebuild("unused", Journal(settings.log_path), Journal(settings.ratings_path), rebuilt)
     live_engine, rebuilt_engine = create_engine(settings.db_url), create_engine(f"sqlite:///{rebuilt}")
@@ -59,63 +82,30 @@ def test_live_index_equals_rebuilt_index_row_for_row(settings, tmp_path):
 
 
 def test_restart_keeps_history_and_ratings(settings):
-    server = LiveServer(settings)
-    try:
-        _fill(server, 60)
-        before = _history(server)
-    finally:
-        server.stop()
-    server = LiveServer(settings)
-    try:
-        assert _history(server) == before
-        assert len(before[1]) > 10
-    finally:
-        server.stop()
+    before = filled_history(settings, 60)
+    assert history_after_restart(settings) == before
+    assert len(before[1]) > 10
 
 
 def test_deleted_index_and_reindex_give_back_the_same_history(settings):
-    server = LiveServer(settings)
-    try:
-        _fill(server, 60)
-        before = _history(server)
-    finally:
-        server.stop()
-    for suffix in ("", "-wal", "-shm"):
-        settings.index_path.with_name(settings.index_path.name + suffix).unlink(missing_ok=True)
+    before = filled_history(settings, 60)
+    delete_index(settings)
     result = subprocess.run([sys.executable, "-m", "learning_svc.cli", "reindex", "--data-dir", str(settings.data_dir)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "indexed 102 job lines" in result.stdout
-    server = LiveServer(settings)
-    try:
-        assert _history(server) == before
-    finally:
-        server.stop()
+    assert history_after_restart(settings) == before
 
 
 def test_index_deleted_while_stopped_is_rebuilt_at_start(settings):
-    server = LiveServer(settings)
-    try:
-        _fill(server, 20)
-        before = _history(server)
-    finally:
-        server.stop()
-    settings.index_path.unlink()
-    for suffix in ("-wal", "-shm"):
-        settings.index_path.with_name(settings.index_path.name + suffix).unlink(missing_ok=True)
-    server = LiveServer(settings)
-    try:
-        assert _history(server) == before
-    finally:
-        server.stop()
+    before = filled_history(settings, 20)
+    assert settings.index_path.exists()
+    delete_index(settings)
+    assert history_after_restart(settings) == before
 
 
 def test_verify_reports_a_difference(settings):
-    server = LiveServer(settings)
-    try:
-        _fill(server, 10)
-    finally:
-        server.stop()
+    filled_history(settings, 10)
     engine = create_engine(settings.db_url)
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE jobs SET rating = 5, rating_hi = 5, rating_lo = 5 WHERE id = "
@@ -128,11 +118,7 @@ def test_verify_reports_a_difference(settings):
 
 
 def test_rebuild_with_worker_processes_equals_the_live_index(settings, tmp_path, monkeypatch):
-    server = LiveServer(settings)
-    try:
-        _fill(server, 120)
-    finally:
-        server.stop()
+    filled_history(settings, 120)
     monkeypatch.setattr(sync, "PARALLEL_ABOVE_BYTES", 0)  # any backlog: parse and project in workers
     monkeypatch.setattr(sync, "RANGE_BYTES", 64 << 10)  # many small ranges, several in flight
     rebuilt = tmp_path / "parallel.sqlite3"
