@@ -21,7 +21,7 @@ from sqlalchemy import create_engine
 
 from conftest import JSON
 from learning_svc import create_app, journal as journal_module, records, service as service_module
-from learning_svc.index import sync
+from learning_svc.index import sync, text_search
 from learning_svc.index.sync import read_checkpoint, rebuild
 from learning_svc.journal import DamagedJournal, Journal, JournalWriteError
 from learning_svc.verify import verify_index
@@ -44,10 +44,11 @@ def fill(settings, n: int, prefix: str = "job") -> list[str]:
     return ids
 
 
-def listed(client) -> list[str]:
+def listed(client, **filters) -> list[str]:
     ids, cursor = [], None
     while True:
-        page = client.get("/api/jobs", query_string={"limit": 500, **({"cursor": cursor} if cursor else {})}).json
+        page = client.get("/api/jobs", query_string={"limit": 500, **filters,
+                                                      **({"cursor": cursor} if cursor else {})}).json
         ids += [j["job_id"] for j in page["jobs"]]
         cursor = page["next_cursor"]
         if not cursor:
@@ -359,8 +360,18 @@ def _rewrite(settings, keep: int, new: list[str] = ()) -> None:
 
 
 @pytest.mark.parametrize("how", ["truncated", "replaced", "rewritten_longer"])
-def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how):
+def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how, monkeypatch):
     ids = fill(settings, 20)
+    # A text search's matches are held in memory (index/text_search.py): the ones of the old
+    # file must not answer for the new one, whose lines start at the same offsets.
+    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets())
+    monkeypatch.setattr(text_search, "FETCH_UP_TO", -1)
+    app = create_app(settings)
+    try:
+        assert sorted(listed(app.test_client(), q="job")) == ids
+        assert text_search.MATCH_SETS.entries
+    finally:
+        app.extensions["learning_svc"].close()
     if how == "truncated":  # size below the checkpoint
         _rewrite(settings, 12)
         expected = ids[:12]
@@ -379,6 +390,7 @@ def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how):
         assert app.extensions["learning_svc"].startup.rebuilt, "no rebuild"
         client = app.test_client()
         assert sorted(listed(client)) == sorted(expected)
+        assert sorted(listed(client, q="job")) == sorted(i for i in expected if i.startswith("job-"))
         assert client.get("/api/ratings").json == ({ids[0]: 4} if ids[0] in expected else {})
     finally:
         app.extensions["learning_svc"].close()

@@ -17,8 +17,9 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from learning_svc.index import queries
+from learning_svc.index import queries, text_search
 
+from procs import JSON, job
 from history_oracle import (SORTS, TIE_AT, Oracle, dataset_records, journal_offsets, model_group, oracle_job,
                             post_all, rate_all, rating_events)
 from learning_svc import create_app
@@ -191,6 +192,31 @@ def test_listing_matches_oracle_when_every_value_counts_as_common(history, case,
     params, oracle_params = CASES[case]
     got = [job for page in walk(history.client, params, sort, 13) for job in page]
     assert ids(got) == history.oracle.listing(oracle_params, sort)
+
+
+# Text search plans by how many jobs match (index/text_search.py), forced on this small history.
+TEXT_PLANS = {"fetch": {"FETCH_UP_TO": 10**9}, "set": {"FETCH_UP_TO": -1},
+              "probe": {"FETCH_UP_TO": -1, "SET_MAX": -1}}
+
+
+def force_text_plan(monkeypatch, plan: str) -> None:
+    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets())  # nothing cached from other tests
+    for name, value in TEXT_PLANS[plan].items():
+        monkeypatch.setattr(text_search, name, value)
+
+
+@pytest.mark.parametrize("plan", TEXT_PLANS)
+@pytest.mark.parametrize("case,sort", [(c, s) for c, s in LISTINGS if "q" in CASES[c][0]])
+def test_text_search_plans_give_the_same_listing(history, case, sort, plan, monkeypatch):
+    """Rare words are fetched and sorted, common ones checked against a set in memory, the
+    commonest in FTS5 job by job: all three give the oracle's listing, page by page."""
+    force_text_plan(monkeypatch, plan)
+    params, oracle_params = CASES[case]
+    got = [job for page in walk(history.client, params, sort, 29) for job in page]
+    assert ids(got) == history.oracle.listing(oracle_params, sort)
+    held = {"set" if entry.ids is not None else "probe" for entry in text_search.MATCH_SETS.entries.values()}
+    searched = queries.parse_filters({"q": [params["q"]]}).q  # None: no letter or digit in q
+    assert held == (set() if plan == "fetch" or searched is None else {plan})
 
 
 @pytest.mark.parametrize("case", ("since", "until", "window_iso_offset", "tie_instant"))
@@ -453,3 +479,45 @@ def test_bad_listing_parameter_is_400_naming_it(history, name, value):
 def test_bad_parameters_on_every_endpoint(history, path, params, name):
     body = get_json(history.client, path, params, 400)
     assert body["error"]["fields"][0]["loc"] == name and body["error"]["message"].startswith(f"{name}: ")
+
+
+def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
+    """A common word's matches are held in memory; jobs recorded later are added, not missed."""
+    force_text_plan(monkeypatch, "set")
+
+    def post(job_id: str, prompt: str) -> None:
+        body = job(job_id, run_config={"prompt": prompt})
+        assert client.post("/api/jobs", data=orjson.dumps(body), headers=JSON).status_code == 201
+
+    def found(q: str) -> list[str]:
+        return ids(get_json(client, "/api/jobs", {"q": q})["jobs"])
+
+    post("a", "lighthouse at dusk")
+    post("b", "harbour at dawn")
+    assert found("lighthouse") == ["a"]
+    (entry,) = text_search.MATCH_SETS.entries.values()
+    held = entry.ids
+    post("c", "a lighthouse in fog")
+    post("d", "castle")
+    assert found("lighthouse") == ["c", "a"]
+    assert found("lighthouse fog") == ["c"]
+    assert text_search.MATCH_SETS.entries[next(iter(text_search.MATCH_SETS.entries))].ids is held  # extended in place
+
+
+def test_match_sets_stay_within_their_memory_budget(client, monkeypatch):
+    force_text_plan(monkeypatch, "set")
+    for i in range(30):
+        body = job(f"job-{i}", run_config={"prompt": f"word{i % 3} common"})
+        assert client.post("/api/jobs", data=orjson.dumps(body), headers=JSON).status_code == 201
+    sets = text_search.MATCH_SETS
+    used_order = ['"word0"', '"word1"', '"word2"', '"common"']
+    for q in ("word0", "word1", "word2", "common"):
+        assert len(get_json(client, "/api/jobs", {"q": q})["jobs"]) == (30 if q == "common" else 10)
+    sizes = [entry.size for entry in sets.entries.values()]
+    assert [q for _, q in sets.entries] == used_order and all(sizes) and sets.used == sum(sizes)
+    sets.budget = sets.used - 1  # the next new set pushes out the least recently used ones
+    assert len(get_json(client, "/api/jobs", {"q": "word0 common"})["jobs"]) == 10
+    kept = [q for _, q in sets.entries]
+    assert kept[-1] == '"word0" "common"' and '"word0"' not in kept
+    assert kept[:-1] == used_order[len(used_order) - len(kept) + 1:]  # the most recently used survive
+    assert sets.used == sum(entry.size for entry in sets.entries.values()) <= sets.budget

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from history_oracle import TIE_AT, dataset_records, post_all, rate_all, rating_events
 from learning_svc import create_app
 from learning_svc.config import Settings
-from learning_svc.index import queries
+from learning_svc.index import queries, text_search
 
 SEED = 4242
 SORTS = tuple(queries.SORTS)
@@ -137,12 +137,37 @@ def test_checked_statement_is_the_one_listing_runs(indexes, sort):
                 assert [queries.summary_of(row)["job_id"] for row in rows] == [job["job_id"] for job in listed]
 
 
+@pytest.mark.parametrize("state", ("ingested", "analyzed"))
+@pytest.mark.parametrize("sort", SORTS)
+def test_common_words_walk_the_sort_index(indexes, state, sort, monkeypatch):
+    """A word held in memory (index/text_search.py) is checked while walking the sort index, alone or with a tag."""
+    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets())
+    monkeypatch.setattr(text_search, "FETCH_UP_TO", -1)
+    problems = {}
+    with indexes[state].connect() as conn:
+        for name, params in {"q": {"q": ["masterpiece"]}, "q_and_lora": {"q": ["masterpiece"], **SINGLE_FILTERS["lora"]},
+                             "q_and_rating": {"q": ["masterpiece"], "rating_min": ["4"]}}.items():
+            for label, page in pages_to_check(conn, params, sort):
+                plan = plan_of(conn, compiled_sql(conn, page))
+                found = check_plan(plan, ordered=True)
+                if found:
+                    problems[f"{name}, {label}"] = found + plan
+        assert all(entry.ids for entry in text_search.MATCH_SETS.entries.values())
+    assert not problems, problems
+
+
 def test_no_filter_plans_are_a_plain_index_walk(indexes):
-    """The common view: newest first, every page one range of ix_jobs_completed, then its rows by id."""
+    """The common view: newest first, page 1 one range of ix_jobs_completed; after a cursor, the
+    rest of the cursor's tie group and the older jobs, two seeks merged; then the page's rows by id."""
     fetch = ("MATERIALIZE page", "SCAN page", "SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)")
+    merged = ["MERGE (UNION ALL)", "LEFT", "SEARCH jobs USING COVERING INDEX ix_jobs_completed (completed_at=? AND id<?)",
+              "RIGHT", "SEARCH jobs USING COVERING INDEX ix_jobs_completed (completed_at<?)"]
     with indexes["ingested"].connect() as conn:
         for label, page in pages_to_check(conn, {}, "-completed_at"):
             plan = plan_of(conn, compiled_sql(conn, page))
             choose = [step for step in plan if step not in fetch]
-            assert len(choose) == 1 and "COVERING INDEX ix_jobs_completed" in choose[0], (label, plan)
+            if label == "page 1":
+                assert len(choose) == 1 and "COVERING INDEX ix_jobs_completed" in choose[0], (label, plan)
+            else:
+                assert choose == merged, plan
             assert plan[-1] == fetch[-1], (label, plan)  # only the page's rows are read whole

@@ -7,6 +7,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
+from . import text_search
+
 MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
 
 
@@ -35,6 +37,11 @@ def make_engine(url: str, *, writer: bool, scratch: bool = False) -> Engine:
         for pragma in pragmas:
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_conn, _record):
+        if dbapi_conn is not None:  # None when the connection was invalidated
+            text_search.unbind(dbapi_conn)
 
     @event.listens_for(engine, "begin")
     def _begin(conn):

@@ -6,10 +6,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Connection, Select, and_, case, column, exists, func, select, table, text, tuple_
+from sqlalchemy import Boolean, CompoundSelect, Connection, Select, and_, case, column, exists, func, select, table, text, union_all
 
 from ..prompts import facet_key
 from ..records import to_epoch
+from . import text_search
 from .tables import FACET_FIELDS, facet_values, job_tags, jobs, rating_events
 
 SORTS = {  # name -> (column, descending)
@@ -211,9 +212,6 @@ def _rating_conditions(f: Filters, sort: str | None) -> list:
 # fetch-and-sort cost is bounded (~20k small keys), which also guards against a value
 # that sits at the far end of the sort order (cancelled jobs by duration).
 PROBE_ABOVE = 20_000
-# A text probe (FTS5 MATCH for one rowid) costs ~100x a tag probe; fetching and sorting the
-# matches stays cheaper far longer.
-TEXT_PROBE_ABOVE = 50_000
 FACET_SAMPLE = 5_000  # filtered facets count at most this many of the newest matching jobs
 JOBS_FTS = table("jobs_fts", column("rowid"))  # the FTS5 table of migration 0001 (rowid = jobs.id)
 
@@ -225,11 +223,20 @@ def tag_matches(conn: Connection, field_name: str, keys: list[str]) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
-def text_matches_many(conn: Connection, q: str) -> bool:
-    """Does the text search match more than TEXT_PROBE_ABOVE jobs? (counts at most that many)"""
-    limit = min(PROBE_ABOVE * 10, TEXT_PROBE_ABOVE)
-    stmt = text("SELECT count(*) FROM (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH :fts LIMIT :n)")
-    return conn.execute(stmt, {"fts": fts_query(q), "n": limit + 1}).scalar_one() > limit
+def _text_condition(conn: Connection, q: str):
+    """Every word of q in the job's text: FTS5 on SQLite, substrings elsewhere."""
+    if conn.dialect.name != "sqlite":
+        # Every word must match, as with FTS5 (AND, not OR).
+        return and_(*[jobs.c.search_text.contains(w.casefold(), autoescape=True) for w in q.split()])
+    fts = fts_query(q)
+    plan, ids = text_search.MATCH_SETS.lookup(conn, fts)
+    if plan == "set":  # walk the sort index, checking each job against the set in memory
+        text_search.bind(conn, ids)
+        return func.text_match(jobs.c.id, type_=Boolean)
+    match = text("jobs_fts MATCH :fts").bindparams(fts=fts)
+    if plan == "probe":  # in most prompts: few FTS5 checks per page
+        return exists().select_from(JOBS_FTS).where(match, JOBS_FTS.c.rowid == jobs.c.id)
+    return jobs.c.id.in_(select(JOBS_FTS.c.rowid).where(match))  # few matches: fetch and sort them
 
 
 def window_matches_many(conn: Connection, f: Filters) -> bool:
@@ -243,7 +250,7 @@ def window_matches_many(conn: Connection, f: Filters) -> bool:
 
 
 def conditions(f: Filters, conn: Connection, skip_tag: str | None = None, sort: str | None = None) -> list:
-    """SQL conditions for the filters; `sort` (the listing's order) picks the columns the rating filters use.
+    """SQL conditions for the filters but rating (see _rating_conditions); `sort` is the listing's order.
 
     A common value is a per-job probe (EXISTS on a primary key), so that the listing walks
     its sort index; a rare one is a set of job ids fetched through an index, then sorted.
@@ -259,7 +266,6 @@ def conditions(f: Filters, conn: Connection, skip_tag: str | None = None, sort: 
         else:
             conds.append(jobs.c.id.in_(
                 select(job_tags.c.job).where(job_tags.c.field == field_name, job_tags.c.value.in_(keys))))
-    conds += _rating_conditions(f, sort)
     completed_at = jobs.c.completed_at
     if sort and not sort.endswith("completed_at") and window_matches_many(conn, f):
         # `+ 0` hides the time index from the planner: for a wide window, walking the
@@ -270,15 +276,7 @@ def conditions(f: Filters, conn: Connection, skip_tag: str | None = None, sort: 
     if f.until is not None:
         conds.append(completed_at <= f.until)
     if f.q:
-        if conn.dialect.name == "sqlite":
-            match = text("jobs_fts MATCH :fts").bindparams(fts=fts_query(f.q))
-            if text_matches_many(conn, f.q):
-                conds.append(exists().select_from(JOBS_FTS).where(match, JOBS_FTS.c.rowid == jobs.c.id))
-            else:
-                conds.append(jobs.c.id.in_(select(JOBS_FTS.c.rowid).where(match)))
-        else:
-            # Every word must match, as with FTS5 (AND, not OR).
-            conds.append(and_(*[jobs.c.search_text.contains(w.casefold(), autoescape=True) for w in f.q.split()]))
+        conds.append(_text_condition(conn, f.q))
     return conds
 
 
@@ -288,7 +286,7 @@ def _driving_tag(conn: Connection, f: Filters, sort: str) -> str | None:
     return min(single, key=lambda name: tag_matches(conn, name, f.tags[name])) if single else None
 
 
-def page_keys(conn: Connection, page: Page) -> Select:
+def page_keys(conn: Connection, page: Page) -> Select | CompoundSelect:
     """(sort_key, id) of the page's limit + 1 jobs in order, so that the caller sees if more follow.
 
     The page is chosen on these keys alone and its rows fetched afterwards (a deferred
@@ -297,6 +295,7 @@ def page_keys(conn: Connection, page: Page) -> Select:
     column, descending = SORTS[page.sort]
     drive = _driving_tag(conn, page.filters, page.sort)
     conds = conditions(page.filters, conn, skip_tag=drive, sort=page.sort)
+    rating = _rating_conditions(page.filters, page.sort)
     if drive:
         t = job_tags
         key_col, id_col = t.c[column.name], t.c.job  # job_tags carries a copy of every sort key
@@ -306,11 +305,21 @@ def page_keys(conn: Connection, page: Page) -> Select:
     else:
         key_col, id_col = column, jobs.c.id
         keys = select(column.label("sort_key"), jobs.c.id).where(*conds)
-    if page.after is not None:
-        position = tuple_(key_col, id_col)
-        keys = keys.where(position < tuple_(*page.after) if descending else position > tuple_(*page.after))
     order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())
-    return keys.order_by(*order).limit(page.limit + 1)
+    if page.after is None:
+        return keys.where(*rating).order_by(*order).limit(page.limit + 1)
+    # After a cursor: the rest of its key's tie group, then the keys beyond it, merged in
+    # order. Both are index seeks; `(key, id) < (k, i)` would seek on the key alone and
+    # then step over the whole tie group (half a million unrated jobs in "-rating" order).
+    # In the tie group a rating filter tests the unindexed `rating` column: on the rating
+    # sort's own column it would take the index from the (key, id) seek.
+    key, row_id = page.after
+    beyond = (key_col < key, id_col < row_id) if descending else (key_col > key, id_col > row_id)
+    ties = keys.where(*_rating_conditions(page.filters, "completed_at"), key_col == key, beyond[1])
+    merged = union_all(ties, keys.where(*rating, beyond[0]))
+    key_col, id_col = merged.selected_columns.sort_key, merged.selected_columns.id
+    order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())
+    return merged.order_by(*order).limit(page.limit + 1)
 
 
 def listing_statement(conn: Connection, page: Page) -> Select:

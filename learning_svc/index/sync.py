@@ -5,19 +5,20 @@ import logging
 import multiprocessing
 import os
 import re
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, select, text
+from sqlalchemy import Connection, Engine, delete, select, text, update
 
 from ..journal import DamagedJournal, Journal
 from ..records import LOG_SCHEMA, RATING_SCHEMA
 from . import db
 from .project import JobRows, UnprojectableLine, insert_jobs, insert_ratings, project_job, project_rating
-from .tables import checkpoints, facet_values, job_tags, jobs, rating_events
+from .tables import checkpoints, facet_values, index_meta, job_tags, jobs, rating_events
 
 log = logging.getLogger(__name__)
 BATCH_LINES = 2000
@@ -82,6 +83,8 @@ def wipe(conn: Connection) -> None:
         conn.execute(delete(table))
     if conn.dialect.name == "sqlite":
         conn.execute(text("INSERT INTO jobs_fts(jobs_fts) VALUES('delete-all')"))
+    # Readers' cached text matches belong to the old contents (index/text_search.py).
+    conn.execute(update(index_meta).where(index_meta.c.key == "generation").values(value=uuid.uuid4().hex))
 
 
 class Indexer:

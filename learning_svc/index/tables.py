@@ -84,4 +84,11 @@ checkpoints = Table(
     Column("skipped", BigInteger, nullable=False),
 )
 
+# "generation": a random token replaced whenever the index starts over (see index/text_search.py).
+index_meta = Table(
+    "index_meta", metadata,
+    Column("key", String(32), primary_key=True),
+    Column("value", String(64), nullable=False),
+)
+
 FACET_FIELDS = ("pack", "model", "sampler", "scheduler", "lora", "embedding", "status")
