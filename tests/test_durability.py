@@ -364,7 +364,7 @@ def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how, monk
     ids = fill(settings, 20)
     # A text search's matches are held in memory (index/text_search.py): the ones of the old
     # file must not answer for the new one, whose lines start at the same offsets.
-    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets())
+    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets(background=False))
     monkeypatch.setattr(text_search, "FETCH_UP_TO", -1)
     app = create_app(settings)
     try:

@@ -200,7 +200,7 @@ TEXT_PLANS = {"fetch": {"FETCH_UP_TO": 10**9}, "set": {"FETCH_UP_TO": -1},
 
 
 def force_text_plan(monkeypatch, plan: str) -> None:
-    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets())  # nothing cached from other tests
+    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets(background=False))  # nothing held yet
     for name, value in TEXT_PLANS[plan].items():
         monkeypatch.setattr(text_search, name, value)
 
@@ -481,27 +481,69 @@ def test_bad_parameters_on_every_endpoint(history, path, params, name):
     assert body["error"]["fields"][0]["loc"] == name and body["error"]["message"].startswith(f"{name}: ")
 
 
-def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
-    """A common word's matches are held in memory; jobs recorded later are added, not missed."""
-    force_text_plan(monkeypatch, "set")
+@pytest.mark.parametrize("sort", SORTS)
+def test_common_words_are_held_in_the_background(history, sort, monkeypatch):
+    """The first search of a common word is answered by FTS5 while its matches are held in a
+    thread; the searches after it use them. Both give the oracle's listing."""
+    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets())
+    monkeypatch.setattr(text_search, "FETCH_UP_TO", -1)
+    params, oracle_params = CASES["q_two_words"]
+    expected = history.oracle.listing(oracle_params, sort)
+    assert len(expected) > 31
+    assert ids([job for page in walk(history.client, params, sort, 31) for job in page]) == expected
+    text_search.MATCH_SETS.wait_for_builds()
+    (held,) = text_search.MATCH_SETS.entries.values()
+    assert held.ids and set(held.orders) == set(text_search.ORDERS)
+    assert ids([job for page in walk(history.client, params, sort, 31) for job in page]) == expected
 
-    def post(job_id: str, prompt: str) -> None:
-        body = job(job_id, run_config={"prompt": prompt})
+
+def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
+    """A common word's matches are held in memory, also sorted by time and duration; jobs
+    recorded later, even with an older completed_at, are added in place, not missed."""
+    force_text_plan(monkeypatch, "set")
+    t0 = 1_764_000_000.0
+
+    def post(job_id: str, prompt: str, at: float, duration: float) -> None:
+        body = job(job_id, run_config={"prompt": prompt}, completed_at=at, duration_sec=duration)
         assert client.post("/api/jobs", data=orjson.dumps(body), headers=JSON).status_code == 201
 
-    def found(q: str) -> list[str]:
-        return ids(get_json(client, "/api/jobs", {"q": q})["jobs"])
+    def found(q: str, sort: str = "-completed_at") -> list[str]:
+        return ids(get_json(client, "/api/jobs", {"q": q, "sort": sort})["jobs"])
 
-    post("a", "lighthouse at dusk")
-    post("b", "harbour at dawn")
-    assert found("lighthouse") == ["a"]
-    (entry,) = text_search.MATCH_SETS.entries.values()
-    held = entry.ids
-    post("c", "a lighthouse in fog")
-    post("d", "castle")
-    assert found("lighthouse") == ["c", "a"]
+    post("a", "lighthouse at dusk", t0, 9)
+    post("b", "harbour at dawn", t0 + 1, 1)
+    sorts = ("-completed_at", "completed_at", "-duration_sec", "duration_sec", "-rating", "rating")
+    assert [found("lighthouse", sort) for sort in sorts] == [["a"]] * 6
+    (held,) = text_search.MATCH_SETS.entries.values()
+    assert set(held.orders) == set(text_search.ORDERS)
+    post("c", "a lighthouse in fog", t0 - 100, 4)  # recorded late: older than a
+    post("d", "castle", t0 + 2, 2)
+    post("e", "lighthouse", t0 + 50, 30)
+    assert found("lighthouse") == ["e", "a", "c"]
+    assert found("lighthouse", "completed_at") == ["c", "a", "e"]
+    assert found("lighthouse", "-duration_sec") == ["e", "a", "c"]
+    assert found("lighthouse", "duration_sec") == ["c", "a", "e"]
     assert found("lighthouse fog") == ["c"]
-    assert text_search.MATCH_SETS.entries[next(iter(text_search.MATCH_SETS.entries))].ids is held  # extended in place
+    assert text_search.MATCH_SETS.entries[held.key] is held  # extended in place, not built again
+    assert list(held.orders["completed_at"].keys) == [t0 - 100, t0, t0 + 50]
+
+    def rate(job_id: str, rating: int | None) -> None:
+        url = f"/api/jobs/{job_id}/rating"
+        response = (client.delete(url) if rating is None
+                    else client.put(url, data=orjson.dumps({"rating": rating}), headers=JSON))
+        assert response.status_code == 200, response.get_data(as_text=True)
+
+    rate("c", 5)
+    rate("a", 2)
+    rate("b", 5)  # not a match
+    assert found("lighthouse", "-rating") == ["c", "a", "e"]  # unrated last
+    assert found("lighthouse", "rating") == ["a", "c", "e"]
+    rate("c", None)
+    rate("e", 0)
+    rate("a", 4)
+    assert found("lighthouse", "-rating") == ["a", "e", "c"]
+    assert found("lighthouse", "rating") == ["e", "a", "c"]
+    assert list(held.orders["rating_hi"].keys) == [-1, 0, 4]  # moved in place as the ratings came
 
 
 def test_match_sets_stay_within_their_memory_budget(client, monkeypatch):

@@ -141,7 +141,7 @@ def test_checked_statement_is_the_one_listing_runs(indexes, sort):
 @pytest.mark.parametrize("sort", SORTS)
 def test_common_words_walk_the_sort_index(indexes, state, sort, monkeypatch):
     """A word held in memory (index/text_search.py) is checked while walking the sort index, alone or with a tag."""
-    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets())
+    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets(background=False))
     monkeypatch.setattr(text_search, "FETCH_UP_TO", -1)
     problems = {}
     with indexes[state].connect() as conn:

@@ -286,6 +286,14 @@ def _driving_tag(conn: Connection, f: Filters, sort: str) -> str | None:
     return min(single, key=lambda name: tag_matches(conn, name, f.tags[name])) if single else None
 
 
+def _held_text_page(conn: Connection, page: Page) -> list[int] | None:
+    """The page's job ids, when it is a text search alone held in memory in its sort order."""
+    f, column, descending = page.filters, *SORTS[page.sort]
+    if not f.q or column.name not in text_search.ORDERS or conn.dialect.name != "sqlite" or Filters(q=f.q) != f:
+        return None
+    return text_search.MATCH_SETS.ordered_page(conn, fts_query(f.q), column.name, descending, page.after, page.limit + 1)
+
+
 def page_keys(conn: Connection, page: Page) -> Select | CompoundSelect:
     """(sort_key, id) of the page's limit + 1 jobs in order, so that the caller sees if more follow.
 
@@ -293,6 +301,10 @@ def page_keys(conn: Connection, page: Page) -> Select | CompoundSelect:
     join): when a plan must sort the matching jobs, it sorts small keys, not summaries.
     """
     column, descending = SORTS[page.sort]
+    held = _held_text_page(conn, page)
+    if held is not None:
+        order = (column.desc(), jobs.c.id.desc()) if descending else (column.asc(), jobs.c.id.asc())
+        return select(column.label("sort_key"), jobs.c.id).where(jobs.c.id.in_(held)).order_by(*order)
     drive = _driving_tag(conn, page.filters, page.sort)
     conds = conditions(page.filters, conn, skip_tag=drive, sort=page.sort)
     rating = _rating_conditions(page.filters, page.sort)

@@ -1,23 +1,31 @@
-"""The jobs a text search matches, kept in memory for common words (SQLite FTS5 only).
+"""The jobs a text search matches, held in memory for common words (SQLite FTS5 only).
 
 Checking FTS5 for one job costs ~80 µs, so a listing that walks its sort index and
 checks each job against a word found in a fifth of all prompts spends ~20 ms on a page.
-Reading the word's whole match list costs about as much once (~0.5 µs a job), and after
-that a Python set answers "does job N match?" in ~0.1 µs from SQL (`text_match(id)`).
+Reading the word's whole match list costs about as much once (~0.5 µs a job); after that
+a Python set answers "does job N match?" in ~0.1 µs from SQL (`text_match(id)`), and the
+matches sorted by time or duration give any page of those orders by bisection.
 
-The sets stay valid without invalidation: a job's text never changes and jobs are only
-appended, so the matches among the jobs below the indexed offset R are final. A set is
-extended with the matches above R when the index has grown, and belongs to one index
-generation (index_meta), which changes when the index starts over.
+Nothing needs invalidating: a job's text, time and duration never change and jobs and
+rating events are only appended. A held search covers the jobs below the indexed offset
+of the JSONL; when the index has grown it adds the matches above that offset, and moves
+the matches that rating events since its ratings offset have re-rated. It belongs to one
+index generation (index_meta), which changes when the index starts over.
 """
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 
 from sqlalchemy import Connection, text
+
+log = logging.getLogger(__name__)
 
 # A search matching up to this many jobs fetches and sorts them: cheaper than walking a
 # sort index for a rare word (at 1M jobs a page of 50 walks N / matches * 50 jobs).
@@ -25,75 +33,232 @@ FETCH_UP_TO = 2_000
 # A search matching more than this is checked job by job in FTS5 instead of being held in
 # memory: such a word is in so many prompts that a page needs few checks.
 SET_MAX = 600_000
-CACHE_BYTES = 64 * 2**20  # all held sets together (a set costs ~64 bytes a job)
+CACHE_BYTES = 128 * 2**20  # all held searches together (~128 bytes a match)
 FUNCTION = "text_match"  # the SQL function the listing calls; bound per query (see bind)
+# The sort columns a held search keeps its matches sorted by, so that a page is found by
+# bisection wherever the matches sit in the order (a pack's words are all in one week of
+# jobs). The rating ones follow the rating events.
+ORDERS = ("completed_at", "duration_key", "rating_hi", "rating_lo")
 
 
 @dataclass
-class _Entry:
-    ids: set[int] | None  # None: more than SET_MAX matches
-    below: int  # the matches of every job with id < below are in ids
-    size: int
-    lock: threading.Lock
+class _Order:
+    """Matches sorted by (key, id), as two parallel arrays."""
+    keys: array = field(default_factory=lambda: array("d"))
+    ids: array = field(default_factory=lambda: array("q"))
+
+    def insert(self, key: float, job: int) -> None:
+        lo, hi = bisect_left(self.keys, key), bisect_right(self.keys, key)
+        at = bisect_left(self.ids, job, lo, hi)
+        self.keys.insert(at, key)
+        self.ids.insert(at, job)
+
+    def move(self, job: int, key: float) -> None:
+        """Re-key a job (re-rated): out of its tie group (one of the few rating values), into key's."""
+        at = 0
+        while at < len(self.keys):
+            old = self.keys[at]
+            end = bisect_right(self.keys, old)
+            found = bisect_left(self.ids, job, at, end)
+            if found < end and self.ids[found] == job:
+                if old == key:
+                    return
+                del self.keys[found], self.ids[found]
+                break
+            at = end
+        self.insert(key, job)
+
+    def page(self, descending: bool, after: tuple | None, n: int, below: int) -> list[int]:
+        """The next n ids after the cursor position (key, id), leaving out ids >= below (not in the reader's snapshot)."""
+        if after is None:
+            at = len(self.ids) - 1 if descending else 0
+        else:
+            key, job = after
+            lo, hi = bisect_left(self.keys, key), bisect_right(self.keys, key)  # the cursor's tie group
+            at = bisect_left(self.ids, job, lo, hi) - 1 if descending else bisect_right(self.ids, job, lo, hi)
+        step, found = (-1 if descending else 1), []
+        while 0 <= at < len(self.ids) and len(found) < n:
+            if self.ids[at] < below:
+                found.append(self.ids[at])
+            at += step
+        return found
+
+
+@dataclass
+class _Held:
+    key: tuple[str, str]  # (index generation, FTS5 query)
+    ids: set[int] | None  # None: more than SET_MAX matches, not held
+    below: int  # ids holds the matches among the jobs with id < below (the log checkpoint)...
+    rated_below: int  # ...with the ratings of the rating events with id < rated_below
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    orders: dict[str, _Order] = field(default_factory=dict)
+    size: int = 0  # bytes, as counted against the budget
+
+    def measure(self) -> int:
+        held = 0 if self.ids is None else sys.getsizeof(self.ids) + 32 * len(self.ids)
+        return held + sum(16 * len(order.ids) for order in self.orders.values())
 
 
 class MatchSets:
-    """An LRU of match sets per (index generation, FTS5 query), within CACHE_BYTES."""
+    """An LRU of held searches per (index generation, FTS5 query), within a memory budget.
 
-    def __init__(self, budget: int = CACHE_BYTES):
+    Every read happens in the caller's transaction, so that what it is given fits its snapshot.
+    """
+
+    def __init__(self, budget: int = CACHE_BYTES, background: bool = True):
         self.budget, self.used = budget, 0
-        self.entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self.entries: OrderedDict[tuple[str, str], _Held] = OrderedDict()
         self.lock = threading.Lock()
+        # Holding a common word takes ~3 µs a match (~1 s for a word in a fifth of a million
+        # jobs): done in a thread while the request that asked is answered by FTS5 alone.
+        self.background = background
+        self.building: dict[tuple[str, str], threading.Thread] = {}
+        self.one_build_at_a_time = threading.Lock()
 
     def lookup(self, conn: Connection, fts: str) -> tuple[str, set[int] | None]:
-        """("fetch", None) for a rare search, ("set", ids) for a common one, ("probe", None) for a very common one.
+        """("fetch", None) for a rare search, ("set", ids) for a held one, ("probe", None) for one
+        checked in FTS5 job by job (the commonest words, and common ones until they are held)."""
+        plan, held, _ = self._held(conn, fts)
+        return plan, None if held is None else held.ids
 
-        Reads in the connection's transaction, so that the answer fits its snapshot.
-        """
-        generation, below = conn.execute(text(
-            "SELECT (SELECT value FROM index_meta WHERE key = 'generation'), "
-            "(SELECT \"offset\" FROM checkpoints WHERE name = 'log')")).one()
-        key = (generation, fts)
+    def ordered_page(self, conn: Connection, fts: str, order: str, descending: bool, after: tuple | None,
+                     n: int) -> list[int] | None:
+        """The ids of the next n matches in one of ORDERS, or None when this search is not held."""
+        plan, held, (below, _) = self._held(conn, fts)
+        if plan != "set":
+            return None
+        with held.lock:
+            return held.orders[order].page(descending, after, n, below)
+
+    def wait_for_builds(self) -> None:
+        while threads := list(self.building.values()):
+            for thread in threads:
+                thread.join()
+
+    def _held(self, conn: Connection, fts: str) -> tuple[str, _Held | None, tuple[int, int]]:
+        """(plan, held search or None, the snapshot's (log, ratings) checkpoint offsets)."""
+        key, snapshot = _snapshot(conn, fts)
         with self.lock:
-            entry = self.entries.get(key)
-            if entry is not None:
+            held = self.entries.get(key)
+            if held is not None:
                 self.entries.move_to_end(key)
-        if entry is None:
-            ids = _matches(conn, fts, 0, SET_MAX + 1)
-            if len(ids) <= FETCH_UP_TO:
-                return "fetch", None
-            entry = _Entry(None if len(ids) > SET_MAX else set(ids), below or 0, 0, threading.Lock())
-            self._keep(key, entry)
-        elif entry.ids is not None and (below or 0) > entry.below:
-            with entry.lock:  # jobs appended since: add their matches (a few rows of FTS5)
-                if below > entry.below:
-                    entry.ids.update(_matches(conn, fts, entry.below, None))
-                    entry.below = below
-        return ("probe", None) if entry.ids is None else ("set", entry.ids)
+        if held is None:
+            count = _count(conn, fts, SET_MAX + 1)
+            if count <= FETCH_UP_TO:
+                return "fetch", None, snapshot
+            if count > SET_MAX:
+                held = self._keep(_Held(key, None, *snapshot))
+            elif self.background:
+                self._build_later(conn.engine, key)
+                return "probe", None, snapshot
+            else:
+                held = self._keep(_build(conn, key, snapshot))
+        elif held.ids is not None and (snapshot[0] > held.below or snapshot[1] > held.rated_below):
+            with held.lock:
+                self._catch_up(conn, fts, held, snapshot)
+            self._account(held)
+        return ("probe" if held.ids is None else "set"), held, snapshot
 
-    def _keep(self, key: tuple[str, str], entry: _Entry) -> None:
-        entry.size = 0 if entry.ids is None else sys.getsizeof(entry.ids) + 32 * len(entry.ids)
+    def _keep(self, held: _Held) -> _Held:
         with self.lock:
-            if key in self.entries:
+            kept = self.entries.setdefault(held.key, held)
+        self._account(kept)
+        return kept
+
+    def _build_later(self, engine, key: tuple[str, str]) -> None:
+        def build() -> None:
+            try:
+                with self.one_build_at_a_time, engine.connect() as conn:
+                    now, snapshot = _snapshot(conn, key[1])
+                    if now == key:  # else the index started over meanwhile: the next search asks again
+                        self._keep(_build(conn, key, snapshot))
+            except Exception:  # noqa: BLE001 - a cache: the searches go on without it
+                log.exception("holding the matches of %s failed", key[1])
+            finally:
+                with self.lock:
+                    self.building.pop(key, None)
+
+        with self.lock:
+            if key in self.building:
                 return
-            self.entries[key] = entry
-            self.used += entry.size
+            self.building[key] = thread = threading.Thread(target=build, name="text-search-build", daemon=True)
+        thread.start()
+
+    @staticmethod
+    def _catch_up(conn: Connection, fts: str, held: _Held, snapshot: tuple[int, int]) -> None:
+        """Add the jobs appended since, then move the matches re-rated since (a few rows each)."""
+        below, rated_below = snapshot
+        if below > held.below:
+            for row in _sort_keys(conn, fts, held.below):
+                held.ids.add(row[0])
+                for column, name in enumerate(ORDERS, start=1):
+                    held.orders[name].insert(row[column], row[0])
+            held.below = below
+        if rated_below > held.rated_below:
+            rows = conn.exec_driver_sql(
+                "SELECT jobs.id, jobs.rating_hi, jobs.rating_lo FROM rating_events "
+                "JOIN jobs ON jobs.job_id = rating_events.job_id WHERE rating_events.id >= ? AND jobs.id < ?",
+                (held.rated_below, held.below))
+            for job, rating_hi, rating_lo in rows:
+                if job in held.ids:
+                    held.orders["rating_hi"].move(job, rating_hi)
+                    held.orders["rating_lo"].move(job, rating_lo)
+            held.rated_below = rated_below
+
+    def _account(self, held: _Held) -> None:
+        """Count a held search's current size; evict the least recently used beyond the budget."""
+        size = held.measure()
+        with self.lock:
+            if self.entries.get(held.key) is not held:
+                return  # evicted, or built twice at once (the first one is kept)
+            self.used += size - held.size
+            held.size = size
             while self.used > self.budget and len(self.entries) > 1:
                 _, old = self.entries.popitem(last=False)
                 self.used -= old.size
 
 
-def _matches(conn: Connection, fts: str, start: int, limit: int | None) -> list[int]:
-    rows = conn.exec_driver_sql(
-        "SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ? AND rowid >= ? LIMIT ?", (fts, start, -1 if limit is None else limit))
-    return [row[0] for row in rows]
+def _snapshot(conn: Connection, fts: str) -> tuple[tuple[str, str], tuple[int, int]]:
+    """((index generation, fts), (log, ratings) checkpoint offsets) as this transaction sees them."""
+    generation, below, rated_below = conn.execute(text(
+        "SELECT (SELECT value FROM index_meta WHERE key = 'generation'), "
+        "(SELECT \"offset\" FROM checkpoints WHERE name = 'log'), "
+        "(SELECT \"offset\" FROM checkpoints WHERE name = 'ratings')")).one()
+    return (generation, fts), (below or 0, rated_below or 0)
+
+
+def _build(conn: Connection, key: tuple[str, str], snapshot: tuple[int, int]) -> _Held:
+    rows = _sort_keys(conn, key[1], 0)
+    return _Held(key, set(map(itemgetter(0), rows)), *snapshot, orders=_sorted_by_every_order(rows))
+
+
+def _count(conn: Connection, fts: str, limit: int) -> int:
+    return conn.exec_driver_sql(
+        "SELECT count(*) FROM (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ? LIMIT ?)", (fts, limit)).scalar_one()
+
+
+def _sort_keys(conn: Connection, fts: str, start: int) -> list[tuple]:
+    """(id, *ORDERS) of the matches with id >= start, in id order (straight from the driver: fast)."""
+    return conn.connection.driver_connection.execute(
+        f"SELECT jobs.id, {', '.join('jobs.' + name for name in ORDERS)} FROM jobs_fts JOIN jobs "
+        "ON jobs.id = jobs_fts.rowid WHERE jobs_fts MATCH ? AND jobs_fts.rowid >= ? ORDER BY jobs_fts.rowid",
+        (fts, start)).fetchall()
+
+
+def _sorted_by_every_order(rows: list[tuple]) -> dict[str, _Order]:
+    """rows in id order -> an _Order per sort column (a stable sort by the key keeps ties in id order)."""
+    orders = {}
+    for column, name in enumerate(ORDERS, start=1):
+        by_key = sorted(rows, key=itemgetter(column))
+        orders[name] = _Order(array("d", map(itemgetter(column), by_key)), array("q", map(itemgetter(0), by_key)))
+    return orders
 
 
 def bind(conn: Connection, ids: set[int]) -> None:
     """Make text_match(id) test membership in `ids` for this connection's next statements.
 
-    set.__contains__ is called by SQLite without a Python frame; unbind() (on the pool's
-    check-in) drops the reference so that an evicted set is freed.
+    SQLite calls set.__contains__ without a Python frame; unbind() (on the pool's check-in)
+    drops the reference, so that an evicted set is freed.
     """
     conn.connection.driver_connection.create_function(FUNCTION, 1, ids.__contains__, deterministic=True)
 
