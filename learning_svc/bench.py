@@ -58,6 +58,7 @@ INGEST_BODIES = 30_000  # more than 1,500 jobs/s × 15 s; a wrap-around is repor
 DEEP_OFFSET = 10_000  # "page 201" at limit 50
 WALK_LIMIT = 500  # page size used to walk down to the deep cursor
 LISTING_REPS, LISTING_WARMUP, LISTING_BUDGET_S = 30, 3, 10.0
+TEXT_SHARES = (0.5, 0.1, 0.02, 0.005)  # text cases: words in about these shares of the jobs
 FACET_REPS, FACET_BUDGET_S = 30, 30.0
 MIN_SAMPLES = 3  # when a request is so slow that the time budget runs out
 SLOW_MS = 150  # page 1 slower than this (10× the target): its deep page is not walked to
@@ -572,7 +573,7 @@ def facet_extremes(facets: dict, name: str) -> list[str]:
     return values[:1] + values[-1:] if len(values) > 1 else values
 
 
-def filter_cases(client: Client) -> list[tuple[str, dict]]:
+def filter_cases(client: Client, index_path: Path) -> list[tuple[str, dict]]:
     """(label, query params) for every single filter with a common and a rare value."""
     facets = client.json("/api/facets?facet_size=1000")["facets"]
     cases = [("no filter", {})]
@@ -589,6 +590,23 @@ def filter_cases(client: Client) -> list[tuple[str, dict]]:
               ("since/until: 60 s", {"since": f"{middle:.3f}", "until": f"{middle + 60:.3f}"})]
     hex_ids = [j["job_id"] for j in newest if re.fullmatch(r"[0-9a-f]{32}", j["job_id"])]
     cases += [("q=masterpiece", {"q": "masterpiece"}), ("q=<one job id>", {"q": (hex_ids or [newest[-1]["job_id"]])[0]})]
+    return cases + text_cases(index_path, sum(entry["count"] for entry in facets["status"]))
+
+
+def text_cases(index_path: Path, jobs: int) -> list[tuple[str, dict]]:
+    """Words by how many prompts they are in (from the FTS5 vocabulary), and the commonest
+    day stamp of the job ids: a word whose jobs all sit together in the time order."""
+    with sqlite3.connect(f"file:{index_path}?mode=ro", uri=True) as db:
+        db.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, jobs_fts, row)")
+        vocab = db.execute("SELECT term, doc FROM temp.vocab WHERE doc >= 50 AND length(term) > 1").fetchall()
+    cases = []
+    for share in TEXT_SHARES:
+        term, doc = min(vocab, key=lambda row: abs(row[1] - share * jobs))
+        cases.append((f"q={term} (in {doc / jobs:.1%} of jobs)", {"q": term}))
+    days = [row for row in vocab if re.fullmatch(r"20\d{6}", row[0])]
+    if days:
+        term, doc = max(days, key=lambda row: row[1])
+        cases.append((f"q={term} (a day in job ids, {doc:,} jobs together)", {"q": term}))
     return cases
 
 
@@ -608,7 +626,8 @@ def bench_listing(results: Results, server: Server) -> None:
     """p95 of GET /api/jobs for every filter case × sort × (page 1, deep page), and of facets."""
     client = Client(server.port)
     try:
-        cases = filter_cases(client)
+        cases = filter_cases(client, server.data_dir / "index.sqlite3")
+        bench_first_searches(results, client, [case for case in cases if "q" in case[1]])
         say(f"listing: {len(cases)} filter cases × {len(SORTS)} sorts × 2 depths, "
             f"{LISTING_REPS} timed GETs each after {LISTING_WARMUP} warm-up")
         measured, skipped = measure_all(client, cases)
@@ -623,6 +642,19 @@ def bench_listing(results: Results, server: Server) -> None:
         bench_facets(results, client, cases)
     finally:
         client.close()
+
+
+def bench_first_searches(results: Results, client: Client, cases: list[tuple[str, dict]]) -> None:
+    """The first request of each text search: common words are held in memory after it (index/text_search.py)."""
+    firsts = []
+    for label, params in cases:
+        status, _, ms = client.get("/api/jobs?" + urlencode(params))
+        if status != 200:
+            raise RuntimeError(f"GET {label} -> {status}")
+        firsts.append((ms, label))
+        results.note(f"first search {label}: {ms:.1f} ms")
+    ms, label = max(firsts)
+    results.add("GET /api/jobs?q=… first request of a word, worst", f"{ms:.0f} ms ({label})", "report", None)
 
 
 def measure_all(client: Client, cases: list[tuple[str, dict]]) -> tuple[list[tuple], int]:

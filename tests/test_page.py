@@ -12,7 +12,7 @@ import shlex
 import time
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 import pytest
@@ -22,6 +22,7 @@ from PIL import Image
 from conftest import LiveServer, sample_records
 from learning_svc.demo import load_demo
 from learning_svc.gen import generate_records
+from learning_svc.index import queries
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
@@ -573,6 +574,16 @@ def test_filters_are_kept_in_the_url(live_server, samples, open_page):
     filtered.get_by_role("button", name="Clear filters").first.click()
     expect(filtered).to_have_url(live_server.url + "/")
     expect(jobs).to_have_count(len(samples))
+
+
+def test_pickers_say_when_their_counts_come_from_a_sample(live_server, samples, open_page, monkeypatch):
+    """Under a filter matching more jobs than the server counts, each picker says so."""
+    monkeypatch.setattr(queries, "FACET_SAMPLE", 3)
+    facets = live_server.http.get(live_server.url + "/api/facets").json()["facets"]["sampler"]
+    common = next(bucket for bucket in facets if bucket["count"] > 3)
+    page = open_page(live_server, "/?" + urlencode({"sampler": common["value"]}))
+    expect(page.locator("#filter-model")).to_have_attribute("title", "Counts over the newest 3 matching jobs")
+    expect(page.locator("#filter-sampler")).to_have_attribute("title", "")  # its own facet ignores its filter
 
 
 # ---------------------------------------------------------------- token from the URL fragment

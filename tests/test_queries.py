@@ -483,7 +483,7 @@ def test_bad_parameters_on_every_endpoint(history, path, params, name):
 
 @pytest.mark.parametrize("sort", SORTS)
 def test_common_words_are_held_in_the_background(history, sort, monkeypatch):
-    """The first search of a common word is answered by FTS5 while its matches are held in a
+    """The first search of a common word fetches and sorts its matches while they are held in a
     thread; the searches after it use them. Both give the oracle's listing."""
     monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets())
     monkeypatch.setattr(text_search, "FETCH_UP_TO", -1)

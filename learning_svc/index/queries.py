@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -183,23 +184,24 @@ def fts_query(q: str) -> str:
     return " ".join(parts)
 
 
-def _rating_conditions(f: Filters, sort: str | None) -> list:
-    """Rating filters, written on the column that keeps the listing one ordered index walk.
+def _rating_conditions(f: Filters, sort: str, source) -> list:
+    """Rating filters on `source` (jobs, or the driving job_tags, which copies the ratings),
+    written so that the listing stays one ordered walk of its sort index.
 
     Sorted by rating, they are a range of that sort's own column (rating_hi / rating_lo).
-    Sorted by time or duration, they test the unindexed `rating`, so that the planner walks
-    the sort index and filters, instead of fetching every (un)rated job and sorting them all.
-    Without a sort (facets, export counts) they are a range of ix_jobs_rating_hi.
+    Sorted by time or duration, `+ 0` hides the rating indexes from the planner: it walks
+    the sort index, which carries rating_hi, and checks it there, instead of fetching every
+    (un)rated job and sorting them all.
     """
     if sort == "rating":
-        col, unrated = jobs.c.rating_lo, 6
-    elif sort in ("-rating", None):
-        col, unrated = jobs.c.rating_hi, -1
+        col, unrated = source.c.rating_lo, 6
+    elif sort == "-rating":
+        col, unrated = source.c.rating_hi, -1
     else:
-        col, unrated = jobs.c.rating, None
+        col, unrated = source.c.rating_hi + 0, -1
     conds = []
     if f.rated is False:
-        conds.append(col.is_(None) if unrated is None else col == unrated)
+        conds.append(col == unrated)
     if f.rated or f.rating_min is not None or f.rating_max is not None:
         low = 0 if f.rating_min is None else f.rating_min
         high = 5 if f.rating_max is None else f.rating_max
@@ -212,7 +214,7 @@ def _rating_conditions(f: Filters, sort: str | None) -> list:
 # fetch-and-sort cost is bounded (~20k small keys), which also guards against a value
 # that sits at the far end of the sort order (cancelled jobs by duration).
 PROBE_ABOVE = 20_000
-FACET_SAMPLE = 5_000  # filtered facets count at most this many of the newest matching jobs
+FACET_SAMPLE = 2_000  # filtered facets count at most this many of the newest matching jobs
 JOBS_FTS = table("jobs_fts", column("rowid"))  # the FTS5 table of migration 0001 (rowid = jobs.id)
 
 
@@ -223,20 +225,21 @@ def tag_matches(conn: Connection, field_name: str, keys: list[str]) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
-def _text_condition(conn: Connection, q: str):
+def _text_condition(conn: Connection, q: str, job_id):
     """Every word of q in the job's text: FTS5 on SQLite, substrings elsewhere."""
     if conn.dialect.name != "sqlite":
         # Every word must match, as with FTS5 (AND, not OR).
-        return and_(*[jobs.c.search_text.contains(w.casefold(), autoescape=True) for w in q.split()])
+        words = [jobs.c.search_text.contains(w.casefold(), autoescape=True) for w in q.split()]
+        return job_id.in_(select(jobs.c.id).where(*words))
     fts = fts_query(q)
     plan, ids = text_search.MATCH_SETS.lookup(conn, fts)
     if plan == "set":  # walk the sort index, checking each job against the set in memory
         text_search.bind(conn, ids)
-        return func.text_match(jobs.c.id, type_=Boolean)
+        return func.text_match(job_id, type_=Boolean)
     match = text("jobs_fts MATCH :fts").bindparams(fts=fts)
     if plan == "probe":  # in most prompts: few FTS5 checks per page
-        return exists().select_from(JOBS_FTS).where(match, JOBS_FTS.c.rowid == jobs.c.id)
-    return jobs.c.id.in_(select(JOBS_FTS.c.rowid).where(match))  # few matches: fetch and sort them
+        return exists().select_from(JOBS_FTS).where(match, JOBS_FTS.c.rowid == job_id)
+    return job_id.in_(select(JOBS_FTS.c.rowid).where(match))  # few matches: fetch and sort them
 
 
 def window_matches_many(conn: Connection, f: Filters) -> bool:
@@ -249,8 +252,10 @@ def window_matches_many(conn: Connection, f: Filters) -> bool:
     return conn.execute(counted).scalar_one() > PROBE_ABOVE
 
 
-def conditions(f: Filters, conn: Connection, skip_tag: str | None = None, sort: str | None = None) -> list:
-    """SQL conditions for the filters but rating (see _rating_conditions); `sort` is the listing's order.
+def conditions(f: Filters, conn: Connection, job_id, completed_at, skip_tag: str | None = None,
+               sort: str | None = None) -> list:
+    """SQL conditions for the filters but rating (see _rating_conditions), on the job id and
+    completed_at columns of the listing's source (jobs, or the driving job_tags); `sort` is its order.
 
     A common value is a per-job probe (EXISTS on a primary key), so that the listing walks
     its sort index; a rare one is a set of job ids fetched through an index, then sorted.
@@ -261,22 +266,21 @@ def conditions(f: Filters, conn: Connection, skip_tag: str | None = None, sort: 
             continue
         if tag_matches(conn, field_name, keys) > PROBE_ABOVE:
             probe = job_tags.alias(f"has_{field_name}")  # apart from a driving job_tags in the outer query
-            conds.append(exists().where(probe.c.job == jobs.c.id, probe.c.field == field_name,
-                                        probe.c.value.in_(keys)).correlate(jobs))
+            conds.append(exists().where(probe.c.job == job_id, probe.c.field == field_name,
+                                        probe.c.value.in_(keys)).correlate(job_id.table))
         else:
-            conds.append(jobs.c.id.in_(
+            conds.append(job_id.in_(
                 select(job_tags.c.job).where(job_tags.c.field == field_name, job_tags.c.value.in_(keys))))
-    completed_at = jobs.c.completed_at
     if sort and not sort.endswith("completed_at") and window_matches_many(conn, f):
         # `+ 0` hides the time index from the planner: for a wide window, walking the
         # sort's own index and checking the time is far cheaper than sorting the window.
-        completed_at = jobs.c.completed_at + 0
+        completed_at = completed_at + 0
     if f.since is not None:
         conds.append(completed_at >= f.since)
     if f.until is not None:
         conds.append(completed_at <= f.until)
     if f.q:
-        conds.append(_text_condition(conn, f.q))
+        conds.append(_text_condition(conn, f.q, job_id))
     return conds
 
 
@@ -306,28 +310,28 @@ def page_keys(conn: Connection, page: Page) -> Select | CompoundSelect:
         order = (column.desc(), jobs.c.id.desc()) if descending else (column.asc(), jobs.c.id.asc())
         return select(column.label("sort_key"), jobs.c.id).where(jobs.c.id.in_(held)).order_by(*order)
     drive = _driving_tag(conn, page.filters, page.sort)
-    conds = conditions(page.filters, conn, skip_tag=drive, sort=page.sort)
-    rating = _rating_conditions(page.filters, page.sort)
-    if drive:
-        t = job_tags
-        key_col, id_col = t.c[column.name], t.c.job  # job_tags carries a copy of every sort key
-        keys = (select(key_col.label("sort_key"), id_col.label("id"))
-                .select_from(t.join(jobs, jobs.c.id == t.c.job))
-                .where(t.c.field == drive, t.c.value == page.filters.tags[drive][0], *conds))
+    if drive:  # a range of job_tags' index for the sort: it carries a copy of every sort key
+        source = job_tags.alias("drive")
+        key_col, id_col = source.c[column.name], source.c.job
+        conds = [source.c.field == drive, source.c.value == page.filters.tags[drive][0]]
     else:
+        source = jobs
         key_col, id_col = column, jobs.c.id
-        keys = select(column.label("sort_key"), jobs.c.id).where(*conds)
+        conds = []
+    conds += conditions(page.filters, conn, id_col, source.c.completed_at, skip_tag=drive, sort=page.sort)
+    rating = _rating_conditions(page.filters, page.sort, source)
+    keys = select(key_col.label("sort_key"), id_col.label("id")).select_from(source).where(*conds)
     order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())
     if page.after is None:
         return keys.where(*rating).order_by(*order).limit(page.limit + 1)
     # After a cursor: the rest of its key's tie group, then the keys beyond it, merged in
     # order. Both are index seeks; `(key, id) < (k, i)` would seek on the key alone and
     # then step over the whole tie group (half a million unrated jobs in "-rating" order).
-    # In the tie group a rating filter tests the unindexed `rating` column: on the rating
+    # In the tie group a rating filter is written as for a time sort (`+ 0`): on the rating
     # sort's own column it would take the index from the (key, id) seek.
     key, row_id = page.after
     beyond = (key_col < key, id_col < row_id) if descending else (key_col > key, id_col > row_id)
-    ties = keys.where(*_rating_conditions(page.filters, "completed_at"), key_col == key, beyond[1])
+    ties = keys.where(*_rating_conditions(page.filters, "completed_at", source), key_col == key, beyond[1])
     merged = union_all(ties, keys.where(*rating, beyond[0]))
     key_col, id_col = merged.selected_columns.sort_key, merged.selected_columns.id
     order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())
@@ -385,28 +389,33 @@ def facets(conn: Connection, f: Filters, size: int = 50) -> tuple[dict[str, list
                 .order_by(facet_values.c.count.desc(), facet_values.c.value).limit(size))
             result[name] = [_facet_entry(name, r.display, r.count, r.rated_count, r.rating_sum) for r in rows]
         return result, None
-    chosen = page_keys(conn, Page(f, "-completed_at", FACET_SAMPLE)).subquery("chosen")
-    sampled = conn.execute(select(func.count()).select_from(chosen)).scalar_one() > FACET_SAMPLE
-    if sampled:
-        chosen = page_keys(conn, Page(f, "-completed_at", FACET_SAMPLE - 1)).subquery("chosen")
+    keys = conn.execute(page_keys(conn, Page(f, "-completed_at", FACET_SAMPLE))).all()
+    sampled = len(keys) > FACET_SAMPLE
+    chosen = [row.id for row in keys[:FACET_SAMPLE]]
+    # job_tags rows carry the job's rating: one pass counts every facet, and the status rows
+    # (one per job) give the rating facet.
     t = job_tags
-    rated = t.c.rating_hi >= 0
-    counts = (select(t.c.field, t.c.value, func.count().label("n"),
-                     func.sum(case((rated, 1), else_=0)).label("rated"),
-                     func.sum(case((rated, t.c.rating_hi), else_=0)).label("total"))
-              .select_from(chosen.join(t, t.c.job == chosen.c.id)).group_by(t.c.field, t.c.value)).subquery()
-    stmt = (select(counts, facet_values.c.display)
-            .join(facet_values, and_(facet_values.c.field == counts.c.field, facet_values.c.value == counts.c.value))
-            .order_by(counts.c.field, counts.c.n.desc(), counts.c.value))
+    counted = (select(t.c.field, t.c.value, t.c.rating_hi, func.count().label("n"))
+               .where(t.c.job.in_(chosen)).group_by(t.c.field, t.c.value, t.c.rating_hi)).subquery()
+    stmt = select(counted, facet_values.c.display).join(
+        facet_values, and_(facet_values.c.field == counted.c.field, facet_values.c.value == counted.c.value))
+    totals: dict[tuple[str, str], list] = {}  # (field, value) -> [display, count, rated, rating sum]
+    ratings: Counter[int] = Counter()
     for row in conn.execute(stmt):
-        if len(result[row.field]) < size:
-            result[row.field].append(_facet_entry(row.field, row.display, row.n, row.rated, row.total))
-    ratings = conn.execute(select(jobs.c.rating, func.count()).select_from(chosen.join(jobs, jobs.c.id == chosen.c.id))
-                           .group_by(jobs.c.rating))
+        entry = totals.setdefault((row.field, row.value), [row.display, 0, 0, 0])
+        entry[1] += row.n
+        if row.rating_hi >= 0:
+            entry[2] += row.n
+            entry[3] += row.rating_hi * row.n
+        if row.field == "status":
+            ratings[row.rating_hi] += row.n
+    for (name, value), (display, count, rated, total) in sorted(totals.items(), key=lambda i: (-i[1][1], i[0][1])):
+        if len(result[name]) < size:
+            result[name].append(_facet_entry(name, display, count, rated, total))
     # Same order as the unfiltered facet: count, then the stored value ("0".."5", "none").
-    entries = sorted(ratings, key=lambda r: (-r[1], "none" if r[0] is None else str(r[0])))
-    result["rating"] = [_facet_entry("rating", "none" if r is None else str(r), n, 0 if r is None else n,
-                                     (r or 0) * n) for r, n in entries]
+    entries = sorted(ratings.items(), key=lambda r: (-r[1], "none" if r[0] < 0 else str(r[0])))
+    result["rating"] = [_facet_entry("rating", "none" if r < 0 else str(r), n, 0 if r < 0 else n, max(r, 0) * n)
+                        for r, n in entries]
     return result, ({"jobs": FACET_SAMPLE, "order": "-completed_at"} if sampled else None)
 
 

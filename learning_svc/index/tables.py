@@ -24,12 +24,12 @@ jobs = Table(
     Column("summary", Text, nullable=False),  # listing summary as JSON, without the rating
     Column("search_text", Text),  # portable text search where FTS5 is not available
 )
-Index("ix_jobs_completed", jobs.c.completed_at, jobs.c.id)
-# completed_at rides along so that a time window is checked in the index while walking
-# another sort's order, without reading each job's row.
+# completed_at and rating_hi ride along so that a time window or a rating filter is
+# checked in the index while walking another sort's order, without reading each job's row.
+Index("ix_jobs_completed", jobs.c.completed_at, jobs.c.id, jobs.c.rating_hi)
 Index("ix_jobs_rating_hi", jobs.c.rating_hi, jobs.c.id, jobs.c.completed_at)
 Index("ix_jobs_rating_lo", jobs.c.rating_lo, jobs.c.id, jobs.c.completed_at)
-Index("ix_jobs_duration", jobs.c.duration_key, jobs.c.id, jobs.c.completed_at)
+Index("ix_jobs_duration", jobs.c.duration_key, jobs.c.id, jobs.c.completed_at, jobs.c.rating_hi)
 
 # One row per (job, facet field, normalised value): pack, model, sampler, scheduler,
 # lora, embedding, status. The job's sort keys are copied so that a listing filtered on

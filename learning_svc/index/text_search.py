@@ -110,14 +110,14 @@ class MatchSets:
         self.entries: OrderedDict[tuple[str, str], _Held] = OrderedDict()
         self.lock = threading.Lock()
         # Holding a common word takes ~3 µs a match (~1 s for a word in a fifth of a million
-        # jobs): done in a thread while the request that asked is answered by FTS5 alone.
+        # jobs): done in a thread while the request that asked fetches the matches and sorts them.
         self.background = background
         self.building: dict[tuple[str, str], threading.Thread] = {}
         self.one_build_at_a_time = threading.Lock()
 
     def lookup(self, conn: Connection, fts: str) -> tuple[str, set[int] | None]:
-        """("fetch", None) for a rare search, ("set", ids) for a held one, ("probe", None) for one
-        checked in FTS5 job by job (the commonest words, and common ones until they are held)."""
+        """("fetch", None) for a rare search (or a common one until it is held), ("set", ids) for a
+        held one, ("probe", None) for the commonest words, checked in FTS5 job by job."""
         plan, held, _ = self._held(conn, fts)
         return plan, None if held is None else held.ids
 
@@ -148,9 +148,9 @@ class MatchSets:
                 return "fetch", None, snapshot
             if count > SET_MAX:
                 held = self._keep(_Held(key, None, *snapshot))
-            elif self.background:
-                self._build_later(conn.engine, key)
-                return "probe", None, snapshot
+            elif self.background:  # fetching the matches costs ~1.5 µs each: bounded, unlike checking
+                self._build_later(conn.engine, key)  # each job of a sort order (~50 µs a job, 40 s for
+                return "fetch", None, snapshot  # a word whose jobs are all at the far end of the order)
             else:
                 held = self._keep(_build(conn, key, snapshot))
         elif held.ids is not None and (snapshot[0] > held.below or snapshot[1] > held.rated_below):

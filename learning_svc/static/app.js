@@ -286,14 +286,16 @@ async function loadFacets() {
   try {
     const results = await Promise.all(FACET_FIELDS.map(facetsWithout));
     if (generation !== view.generation) return;
-    FACET_FIELDS.forEach((field, i) => fillSelect(field, results[i].facets[field] ?? []));
+    FACET_FIELDS.forEach((field, i) => fillSelect(field, results[i].facets[field] ?? [], results[i].sampled));
   } catch (error) {
     if (generation === view.generation) showToast(`Could not load filter values: ${error.message}`);
   }
 }
 
-function fillSelect(field, buckets) {
+function fillSelect(field, buckets, sampled) {
   const select = $(`filter-${field}`);
+  // Under a filter matching many jobs the server counts only the newest of them.
+  select.title = sampled ? `Counts over the newest ${sampled.jobs.toLocaleString('en-US')} matching jobs` : '';
   const selected = view.params.get(field) ?? '';
   const values = buckets.filter((bucket) => bucket.value != null && bucket.value !== '');
   const match = values.find((bucket) => String(bucket.value).toLowerCase() === selected.toLowerCase());
