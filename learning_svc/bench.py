@@ -45,6 +45,7 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from . import gen, records
+from .index import queries
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -631,6 +632,7 @@ def bench_listing(results: Results, server: Server) -> None:
         say(f"listing: {len(cases)} filter cases × {len(SORTS)} sorts × 2 depths, "
             f"{LISTING_REPS} timed GETs each after {LISTING_WARMUP} warm-up")
         measured, skipped = measure_all(client, cases)
+        measured += measure_far_pages(client, server.data_dir / "index.sqlite3")
         measured.sort(reverse=True)
         worst = measured[0]
         incomplete = f"; {skipped} combos not measured (time budget)" if skipped else ""
@@ -688,6 +690,33 @@ def measure_case(client: Client, label: str, params: dict, sort: str) -> list[tu
         times = timed(client, deep, LISTING_REPS, LISTING_BUDGET_S)
         out.append((percentile(times, 95), percentile(times, 50), len(times),
                     f"{label}, sort {sort}, after {depth:,} rows"))
+    return out
+
+
+FAR_DEPTH = 500_000  # "page 10,000" at limit 50
+FAR_CASES = {"no filter": ({}, ""), "rated=false": ({"rated": "false"}, "WHERE rating_hi = -1")}
+
+
+def measure_far_pages(client: Client, index_path: Path) -> list[tuple[float, float, int, str]]:
+    """Page 10,000 of the whole history and of the unrated jobs (one tie group in rating
+    order), in every sort: the cursor of row FAR_DEPTH is made from the index with OFFSET
+    (too far to walk to), then the page after it is timed like any other."""
+    out = []
+    with sqlite3.connect(f"file:{index_path}?mode=ro", uri=True) as db:
+        for label, (params, where) in FAR_CASES.items():
+            for sort, (column, descending) in queries.SORTS.items():
+                order = f"{column.name} {'DESC' if descending else 'ASC'}, id {'DESC' if descending else 'ASC'}"
+                row = db.execute(f"SELECT {column.name}, id FROM jobs {where} ORDER BY {order} "
+                                 f"LIMIT 1 OFFSET {FAR_DEPTH - 1}").fetchone()
+                if row is None:
+                    continue
+                path = "/api/jobs?" + urlencode({**params, "sort": sort, "cursor": queries.encode_cursor(sort, *row)})
+                times = timed(client, path, LISTING_REPS, LISTING_BUDGET_S)
+                out.append((percentile(times, 95), percentile(times, 50), len(times),
+                            f"{label}, sort {sort}, after {FAR_DEPTH:,} rows"))
+    worst = max(out, default=None)
+    if worst:
+        say(f"  page 10,000: worst p95 {worst[0]:.1f} ms ({worst[3]})")
     return out
 
 

@@ -228,8 +228,10 @@ def _snapshot(conn: Connection, fts: str) -> tuple[tuple[str, str], tuple[int, i
 
 
 def _build(conn: Connection, key: tuple[str, str], snapshot: tuple[int, int]) -> _Held:
-    rows = _sort_keys(conn, key[1], 0)
-    return _Held(key, set(map(itemgetter(0), rows)), *snapshot, orders=_sorted_by_every_order(rows))
+    orders = _sorted_by_every_order(_sort_keys(conn, key[1], 0))
+    # The set's ints are made once the rows are freed, so that they fill the freed memory
+    # instead of pinning it (the rows take ~4x the memory of what is kept).
+    return _Held(key, set(orders["completed_at"].ids), *snapshot, orders=orders)
 
 
 def _count(conn: Connection, fts: str, limit: int) -> int:
