@@ -60,6 +60,7 @@ DEEP_OFFSET = 10_000  # "page 201" at limit 50
 WALK_LIMIT = 500  # page size used to walk down to the deep cursor
 LISTING_REPS, LISTING_WARMUP, LISTING_BUDGET_S = 30, 3, 10.0
 TEXT_SHARES = (0.5, 0.1, 0.02, 0.005)  # text cases: words in about these shares of the jobs
+HELD_WAIT_S = 120  # per text case, for its matches to be held in memory
 FACET_REPS, FACET_BUDGET_S = 30, 30.0
 MIN_SAMPLES = 3  # when a request is so slow that the time budget runs out
 SLOW_MS = 150  # page 1 slower than this (10× the target): its deep page is not walked to
@@ -647,9 +648,11 @@ def bench_listing(results: Results, server: Server) -> None:
 
 
 def bench_first_searches(results: Results, client: Client, cases: list[tuple[str, dict]]) -> None:
-    """The first request of each text search: common words are held in memory after it (index/text_search.py)."""
-    firsts = []
+    """The first request of each text search, and how long until its matches are held in memory
+    (index/text_search.py: built in the background; until then a search fetches and sorts)."""
+    firsts, began = [], {}
     for label, params in cases:
+        began[label] = time.perf_counter()
         status, _, ms = client.get("/api/jobs?" + urlencode(params))
         if status != 200:
             raise RuntimeError(f"GET {label} -> {status}")
@@ -657,6 +660,15 @@ def bench_first_searches(results: Results, client: Client, cases: list[tuple[str
         results.note(f"first search {label}: {ms:.1f} ms")
     ms, label = max(firsts)
     results.add("GET /api/jobs?q=… first request of a word, worst", f"{ms:.0f} ms ({label})", "report", None)
+    held = []
+    for label, params in cases:  # held once three requests in a row answer under the target
+        fast = 0
+        while fast < 3 and time.perf_counter() - began[label] < HELD_WAIT_S:
+            fast = fast + 1 if client.get("/api/jobs?" + urlencode(params))[2] < 15 else 0
+        held.append((time.perf_counter() - began[label], label))
+        results.note(f"held after {held[-1][0]:.1f} s: {label}")
+    seconds, label = max(held)
+    results.add("text search: fast (held in memory) after, worst", f"{seconds:.1f} s ({label})", "report", None)
 
 
 def measure_all(client: Client, cases: list[tuple[str, dict]]) -> tuple[list[tuple], int]:

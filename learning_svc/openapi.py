@@ -128,7 +128,9 @@ FILTERS = [
     _query("rating_min", {"type": "integer", "minimum": 0, "maximum": 5}),
     _query("rating_max", {"type": "integer", "minimum": 0, "maximum": 5}),
     _query("rated", {"type": "string", "enum": ["true", "false"]}),
-    _query("since", {"type": "string"}), _query("until", {"type": "string"}), _query("q", {"type": "string"}),
+    *[{**_query(n, {"type": "string"}), "description": "epoch seconds or ISO-8601; a date alone is a whole UTC day"}
+      for n in ("since", "until")],
+    {**_query("q", {"type": "string"}), "description": "every word, whole (a trailing * for a prefix)"},
 ]
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
 OUTPUT_N = {"name": "n", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}

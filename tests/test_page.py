@@ -67,11 +67,11 @@ class PageProblems:
 
 @pytest.fixture
 def open_page(browser):
-    """open_page(server, path="/", viewport=DESKTOP) -> a page of a fresh context, loaded."""
+    """open_page(server, path="/", viewport=DESKTOP, timezone=None) -> a page of a fresh context, loaded."""
     contexts, problems = [], []
 
-    def open_(server: LiveServer, path: str = "/", viewport: dict = DESKTOP) -> Page:
-        context = browser.new_context(viewport=viewport, base_url=server.url)
+    def open_(server: LiveServer, path: str = "/", viewport: dict = DESKTOP, timezone: str | None = None) -> Page:
+        context = browser.new_context(viewport=viewport, base_url=server.url, timezone_id=timezone)
         context.set_default_timeout(10_000)
         contexts.append(context)
         page = context.new_page()
@@ -574,6 +574,31 @@ def test_filters_are_kept_in_the_url(live_server, samples, open_page):
     filtered.get_by_role("button", name="Clear filters").first.click()
     expect(filtered).to_have_url(live_server.url + "/")
     expect(jobs).to_have_count(len(samples))
+
+
+def test_date_range_picks_whole_days_in_the_browsers_time_zone(live_server, open_page):
+    """The day pickers keep days in the URL and ask the API for those days' bounds in the
+    user's time zone: in Berlin (UTC+1) the 24th runs from 23:00 UTC on the 23rd."""
+    utc = {"late-23rd-utc": "2025-11-23T23:30:00Z", "early-24th-utc": "2025-11-24T00:30:00Z",
+           "late-24th-utc": "2025-11-24T23:30:00Z", "early-25th-utc": "2025-11-25T00:30:00Z"}
+    for job_id, completed_at in utc.items():
+        assert live_server.post_job({"job_id": job_id, "completed_at": completed_at}).status_code == 201
+    page = open_page(live_server, timezone="Europe/Berlin")
+    expect(page.locator(JOB)).to_have_count(4)
+    page.locator("#filter-since").fill("2025-11-24")
+    page.locator("#filter-until").fill("2025-11-24")
+    page.locator("#filter-until").dispatch_event("change")
+    expect(page).to_have_url(re.compile(r"since=2025-11-24&until=2025-11-24$"))
+    expect(page.locator(JOB)).to_have_count(2)
+    assert page.locator(JOB).evaluate_all("cards => cards.map((c) => c.dataset.jobId)") == [
+        "early-24th-utc", "late-23rd-utc"]  # local 01:30 and 00:30 on the 24th, newest first
+    export = page.locator("#export-jsonl").get_attribute("href")
+    assert parse_qs(urlsplit(export).query)["since"] == ["2025-11-23T23:00:00.000Z"]
+    assert parse_qs(urlsplit(export).query)["until"] == ["2025-11-24T22:59:59.999Z"]
+
+    reopened = open_page(live_server, page.url.removeprefix(live_server.url), timezone="Europe/Berlin")
+    expect(reopened.locator("#filter-since")).to_have_value("2025-11-24")
+    expect(reopened.locator(JOB)).to_have_count(2)
 
 
 def test_pickers_say_when_their_counts_come_from_a_sample(live_server, samples, open_page, monkeypatch):

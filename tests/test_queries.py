@@ -109,6 +109,10 @@ def _filter_cases() -> dict[str, tuple[dict, dict]]:
     cases["window_iso_offset"] = ({"since": "2025-11-24T17:10:00+01:00", "until": "2025-11-24T16:20:00"},
                                   {"since": str(1764000600.0), "until": str(1764001200.0)})
     cases["since_future"] = ({"since": "2030-01-01T00:00:00Z"}, {"since": str(1893456000.0)})
+    # A date alone is a whole UTC day: until runs to the end of it.
+    cases["one_day"] = ({"since": "2025-11-24", "until": "2025-11-24"},
+                        {"since": str(1763942400.0), "until": str(1764028799.999)})
+    cases["until_day_before"] = ({"until": "2025-11-23"}, {"until": str(1763942399.999)})
     hex_id = next(r["job_id"] for r in RECORDS if "-" not in r["job_id"] and "_" not in r["job_id"])
     dashed_id = next(r["job_id"] for r in RECORDS if r["job_id"].count("-") == 4)
     learning_id = next(r["job_id"] for r in RECORDS if r["job_id"].startswith("learning_"))

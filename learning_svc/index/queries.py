@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ FILTER_PARAMS = set(TAG_PARAMS) | {"rating_min", "rating_max", "rated", "since",
 LIST_PARAMS = FILTER_PARAMS | {"limit", "cursor", "sort"}
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
 STATUSES = ("completed", "failed", "cancelled")
+DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class BadQuery(ValueError):
@@ -81,13 +83,16 @@ def int_param(params, name: str, lo: int, hi: int) -> int | None:
 
 
 def _time(params, name: str) -> float | None:
+    """since / until as epoch seconds. A date alone is a whole UTC day: `until=2025-11-24`
+    runs to the end of the 24th (inclusive, to the millisecond), not to its first instant."""
     raw = one_param(params, name)
     if raw is None:
         return None
     try:
-        return to_epoch(float(raw) if _is_number(raw) else raw)
+        value = to_epoch(float(raw) if _is_number(raw) else raw)
     except ValueError as error:
         raise BadQuery(name, f"must be epoch seconds or an ISO-8601 time ({error})") from None
+    return value + 86_400 - 0.001 if name == "until" and DATE_ONLY.fullmatch(raw.strip()) else value
 
 
 def _is_number(raw: str) -> bool:

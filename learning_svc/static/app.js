@@ -166,8 +166,24 @@ function readParamsFromUrl() {
 }
 
 function filterParams() {
-  const params = new URLSearchParams(view.params);
+  const params = apiParams(view.params);
   params.delete('sort');
+  return params;
+}
+
+// The date pickers put days in the URL (since=2025-11-24); the API gets the bounds of those
+// days in the browser's time zone, `until` inclusive. Other values (epoch seconds, full
+// ISO times typed into the URL) pass through as they are.
+const DAY = /^(\d{4})-(\d{2})-(\d{2})$/;
+
+function apiParams(source) {
+  const params = new URLSearchParams(source);
+  for (const [name, endOfDay] of [['since', false], ['until', true]]) {
+    const day = params.get(name)?.match(DAY);
+    if (!day) continue;
+    const start = new Date(Number(day[1]), Number(day[2]) - 1, Number(day[3]) + (endOfDay ? 1 : 0));
+    params.set(name, new Date(start.getTime() - (endOfDay ? 1 : 0)).toISOString());
+  }
   return params;
 }
 
@@ -184,7 +200,7 @@ function unratedOnly() {
 }
 
 function jobsUrl(cursor) {
-  const params = new URLSearchParams(view.params);
+  const params = apiParams(view.params);
   params.set('limit', PAGE_SIZE);
   if (cursor) params.set('cursor', cursor);
   return `/api/jobs?${params}`;
