@@ -529,7 +529,7 @@ def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
     assert found("lighthouse", "duration_sec") == ["c", "a", "e"]
     assert found("lighthouse fog") == ["c"]
     assert text_search.MATCH_SETS.entries[held.key] is held  # extended in place, not built again
-    assert list(held.orders["completed_at"].keys) == [t0 - 100, t0, t0 + 50]
+    assert [key for key, _ in held.orders["completed_at"].current()] == [t0 - 100, t0, t0 + 50]
 
     def rate(job_id: str, rating: int | None) -> None:
         url = f"/api/jobs/{job_id}/rating"
@@ -547,7 +547,7 @@ def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
     rate("a", 4)
     assert found("lighthouse", "-rating") == ["a", "e", "c"]
     assert found("lighthouse", "rating") == ["e", "a", "c"]
-    assert list(held.orders["rating_hi"].keys) == [-1, 0, 4]  # moved in place as the ratings came
+    assert [key for key, _ in held.orders["rating_hi"].current()] == [-1, 0, 4]  # moved as the ratings came
 
 
 def test_match_sets_stay_within_their_memory_budget(client, monkeypatch):

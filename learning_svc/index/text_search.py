@@ -18,9 +18,10 @@ import logging
 import sys
 import threading
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from heapq import merge
 from operator import itemgetter
 
 from sqlalchemy import Connection, text
@@ -34,6 +35,7 @@ FETCH_UP_TO = 2_000
 # memory: such a word is in so many prompts that a page needs few checks.
 SET_MAX = 600_000
 CACHE_BYTES = 128 * 2**20  # all held searches together (~128 bytes a match)
+MERGE_AT = 4_096  # jobs added or re-rated since a held order was sorted, before it is sorted again
 FUNCTION = "text_match"  # the SQL function the listing calls; bound per query (see bind)
 # The sort columns a held search keeps its matches sorted by, so that a page is found by
 # bisection wherever the matches sit in the order (a pack's words are all in one week of
@@ -43,44 +45,87 @@ ORDERS = ("completed_at", "duration_key", "rating_hi", "rating_lo")
 
 @dataclass
 class _Order:
-    """Matches sorted by (key, id), as two parallel arrays."""
+    """Matches sorted by (key, id): a main part in two parallel arrays, and a small sorted
+    tail of the jobs added or re-rated since it was made (inserting into arrays of half a
+    million would move megabytes per job). Re-rated jobs are `stale` in the main part. The
+    tail is merged into the main part when it reaches MERGE_AT."""
     keys: array = field(default_factory=lambda: array("d"))
     ids: array = field(default_factory=lambda: array("q"))
+    tail: list[tuple[float, int]] = field(default_factory=list)
+    tail_keys: dict[int, float] = field(default_factory=dict)  # job -> its key in the tail
+    stale: set[int] = field(default_factory=set)
 
-    def insert(self, key: float, job: int) -> None:
-        lo, hi = bisect_left(self.keys, key), bisect_right(self.keys, key)
-        at = bisect_left(self.ids, job, lo, hi)
-        self.keys.insert(at, key)
-        self.ids.insert(at, job)
+    def add(self, key: float, job: int) -> None:
+        """A job recorded since."""
+        self._to_tail(key, job)
 
-    def move(self, job: int, key: float) -> None:
-        """Re-key a job (re-rated): out of its tie group (one of the few rating values), into key's."""
-        at = 0
-        while at < len(self.keys):
-            old = self.keys[at]
-            end = bisect_right(self.keys, old)
-            found = bisect_left(self.ids, job, at, end)
-            if found < end and self.ids[found] == job:
-                if old == key:
-                    return
-                del self.keys[found], self.ids[found]
-                break
-            at = end
-        self.insert(key, job)
+    def rekey(self, job: int, key: float) -> None:
+        """A job re-rated since: its entry so far no longer counts."""
+        if job in self.tail_keys:
+            del self.tail[bisect_left(self.tail, (self.tail_keys[job], job))]
+        else:
+            self.stale.add(job)  # its entry in the main part (if it has one)
+        self._to_tail(key, job)
+
+    def _to_tail(self, key: float, job: int) -> None:
+        self.tail_keys[job] = key
+        insort(self.tail, (key, job))
+        if len(self.tail) >= MERGE_AT:
+            self._merge()
+
+    def current(self):
+        """Every (key, id) in order: the main part without its stale entries, merged with the tail."""
+        return merge(((key, job) for key, job in zip(self.keys, self.ids) if job not in self.stale), self.tail)
+
+    def _merge(self) -> None:
+        keys, ids = array("d"), array("q")
+        if self.stale:  # entries to drop: one pass in Python (~1 µs a match)
+            for key, job in self.current():
+                keys.append(key)
+                ids.append(job)
+        else:  # only insertions: slices of the main part between them (C speed)
+            done = 0
+            for key, job in self.tail:
+                lo, hi = bisect_left(self.keys, key), bisect_right(self.keys, key)
+                at = bisect_left(self.ids, job, lo, hi)
+                keys.extend(self.keys[done:at])
+                ids.extend(self.ids[done:at])
+                keys.append(key)
+                ids.append(job)
+                done = at
+            keys.extend(self.keys[done:])
+            ids.extend(self.ids[done:])
+        self.keys, self.ids = keys, ids
+        self.tail, self.tail_keys, self.stale = [], {}, set()
 
     def page(self, descending: bool, after: tuple | None, n: int, below: int) -> list[int]:
         """The next n ids after the cursor position (key, id), leaving out ids >= below (not in the reader's snapshot)."""
+        keys, ids, tail, stale = self.keys, self.ids, self.tail, self.stale
         if after is None:
-            at = len(self.ids) - 1 if descending else 0
+            at, t = (len(ids) - 1, len(tail) - 1) if descending else (0, 0)
         else:
             key, job = after
-            lo, hi = bisect_left(self.keys, key), bisect_right(self.keys, key)  # the cursor's tie group
-            at = bisect_left(self.ids, job, lo, hi) - 1 if descending else bisect_right(self.ids, job, lo, hi)
+            lo, hi = bisect_left(keys, key), bisect_right(keys, key)  # the cursor's tie group
+            if descending:
+                at, t = bisect_left(ids, job, lo, hi) - 1, bisect_left(tail, (key, job)) - 1
+            else:
+                at, t = bisect_right(ids, job, lo, hi), bisect_right(tail, (key, job))
         step, found = (-1 if descending else 1), []
-        while 0 <= at < len(self.ids) and len(found) < n:
-            if self.ids[at] < below:
-                found.append(self.ids[at])
-            at += step
+        while len(found) < n:
+            while 0 <= at < len(ids) and (ids[at] >= below or ids[at] in stale):
+                at += step
+            while 0 <= t < len(tail) and tail[t][1] >= below:
+                t += step
+            main = (keys[at], ids[at]) if 0 <= at < len(ids) else None
+            recent = tail[t] if 0 <= t < len(tail) else None
+            if main is None and recent is None:
+                break
+            if recent is None or (main is not None and (main > recent if descending else main < recent)):
+                found.append(main[1])
+                at += step
+            else:
+                found.append(recent[1])
+                t += step
         return found
 
 
@@ -96,7 +141,7 @@ class _Held:
 
     def measure(self) -> int:
         held = 0 if self.ids is None else sys.getsizeof(self.ids) + 32 * len(self.ids)
-        return held + sum(16 * len(order.ids) for order in self.orders.values())
+        return held + sum(16 * len(order.ids) + 150 * len(order.tail) for order in self.orders.values())
 
 
 class MatchSets:
@@ -192,7 +237,7 @@ class MatchSets:
             for row in _sort_keys(conn, fts, held.below):
                 held.ids.add(row[0])
                 for column, name in enumerate(ORDERS, start=1):
-                    held.orders[name].insert(row[column], row[0])
+                    held.orders[name].add(row[column], row[0])
             held.below = below
         if rated_below > held.rated_below:
             rows = conn.exec_driver_sql(
@@ -201,8 +246,8 @@ class MatchSets:
                 (held.rated_below, held.below))
             for job, rating_hi, rating_lo in rows:
                 if job in held.ids:
-                    held.orders["rating_hi"].move(job, rating_hi)
-                    held.orders["rating_lo"].move(job, rating_lo)
+                    held.orders["rating_hi"].rekey(job, rating_hi)
+                    held.orders["rating_lo"].rekey(job, rating_lo)
             held.rated_below = rated_below
 
     def _account(self, held: _Held) -> None:
