@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from history_oracle import SORTS, TIE_AT, Oracle, dataset_records, journal_offsets, rating_events
+from learning_svc.index import text_search
 
 SEED = 77
 
@@ -124,3 +125,63 @@ def test_walk_while_new_jobs_arrive(served):
     assert late <= set(walked)
     # Newer than the position (or tied with it but written later): already behind the walk.
     assert not {record["job_id"] for record, completed_at in arrived if completed_at >= oldest} & set(walked)
+
+
+def test_held_word_stays_right_while_jobs_arrive_and_are_rated(live_server, monkeypatch):
+    """A common word held in memory (index/text_search.py), searched over and over while 8
+    clients post jobs with and without it and re-rate them: every answer lists only jobs
+    with the word, in order, and once the writers stop every sort lists exactly them."""
+    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets())  # held in the background
+    monkeypatch.setattr(text_search, "FETCH_UP_TO", 3)
+    monkeypatch.setattr(text_search, "MERGE_AT", 16)  # many merges of the tails
+    url, base = live_server.url, 1_764_000_000.0
+    # completed_at out of posting order, and many ties, so that jobs land all over each order
+    bodies = [{"job_id": f"job-{i:03d}", "completed_at": base + (i * 37) % 50, "duration_sec": float(i % 9),
+               "run_config": {"prompt": "a lighthouse at dusk" if i % 3 else "a castle"}} for i in range(240)]
+    with_word = {body["job_id"] for body in bodies if "lighthouse" in body["run_config"]["prompt"]}
+    for body in bodies[:40]:
+        post(url, body)
+
+    def write(chunk: list[dict]) -> None:
+        with requests.Session() as http:
+            for n, body in enumerate(chunk):
+                post(url, body)
+                if n % 2:
+                    job_id = chunk[n // 2]["job_id"]
+                    assert http.put(f"{url}/api/jobs/{job_id}/rating", json={"rating": n % 6}, timeout=30).ok
+
+    with ThreadPoolExecutor(8) as pool:
+        writers = [pool.submit(write, bodies[40 + k::8]) for k in range(8)]
+        while not all(w.done() for w in writers):
+            for sort in SORTS:
+                jobs = live_server.http.get(url + "/api/jobs", params={"q": "lighthouse", "sort": sort, "limit": 500},
+                                            timeout=30).json()["jobs"]
+                listed = [job["job_id"] for job in jobs]
+                assert set(listed) <= with_word and len(listed) == len(set(listed)), sort
+                assert listed == [job["job_id"] for job in sorted_like(jobs, sort)], sort
+        for w in writers:
+            w.result()
+    text_search.MATCH_SETS.wait_for_builds()
+    everything = walk(live_server.http, url, {}, "-completed_at", 500)
+    assert len(everything) == 240
+    for sort in SORTS:
+        all_jobs = live_server.http.get(url + "/api/jobs", params={"sort": sort, "limit": 500}, timeout=30).json()["jobs"]
+        expected = [job["job_id"] for job in all_jobs if job["job_id"] in with_word]
+        assert walk(live_server.http, url, {"q": "lighthouse"}, sort, 7) == expected, sort
+    assert any(entry.ids for entry in text_search.MATCH_SETS.entries.values())  # it was held
+
+
+def sorted_like(jobs: list[dict], sort: str) -> list[dict]:
+    """Jobs in the listing's order, from their own fields (ties: later line first when descending)."""
+    name, descending = sort.lstrip("-"), sort.startswith("-")
+
+    def key(job):
+        value = job[name]
+        if name == "rating":
+            value = (-1 if descending else 6) if value is None else value
+        elif name == "duration_sec":
+            value = -1 if value is None else value
+        return value
+
+    # ties keep the server's order (the line offset, which the client cannot see)
+    return sorted(jobs, key=key, reverse=descending)
