@@ -118,7 +118,7 @@ def _filter_cases() -> dict[str, tuple[dict, dict]]:
     learning_id = next(r["job_id"] for r in RECORDS if r["job_id"].startswith("learning_"))
     searches = {
         "word": "lighthouse", "prefix_upper": "LIGHT*", "word_part": "LIGHT", "two_words": "castle cliff", "folded": "madchen",
-        "diacritics": "Mädchen", "accents_case": "cafe CRÈME", "cjk": "古い寺院と桜", "cjk_prefix": "古い*",
+        "diacritics": "Mädchen", "accents_case": "cafe CRÈME", "cjk": "古い寺院と桜", "cjk_prefix": "古い寺*",
         "cjk_inside_token": "寺院", "emoji_only": "🌊", "word_and_emoji": "storm 🌊", "dash_only": "-",
         "word_and_dash": "castle -", "quote": '"quoted', "star": "castle*", "fts_keywords": "OR NOT",
         "fts_near": "NEAR(castle", "column_syntax": "a:b", "paren": "(masterpiece", "embedding_prefix": "easyneg*",
@@ -451,7 +451,8 @@ BAD = [
     ("bogus", "1"), ("Model", "x"), ("sort", "newest"), ("sort", "-duration"), ("limit", "0"), ("limit", "501"),
     ("limit", "ten"), ("limit", "2.5"), ("rating_min", "6"), ("rating_min", "-1"), ("rating_min", "four"),
     ("rating_max", "3.5"), ("rated", "yes"), ("rated", "1"), ("status", "done"), ("since", "yesterday"),
-    ("until", "2025-13-01"), ("since", "nan"), ("until", "1e20"), ("q", "x" * 501), ("cursor", "not-a-cursor"),
+    ("until", "2025-13-01"), ("since", "nan"), ("until", "1e20"), ("q", "x" * 501), ("q", "castle a*"), ("q", "ma*"),
+    ("q", "-é*"), ("cursor", "not-a-cursor"),
     ("cursor", _cursor("-completed_at", "1", 5)), ("cursor", _cursor("-completed_at", 1.5, 10**19)),
     ("cursor", _cursor("-completed_at", 10**19, 5)), ("cursor", _cursor("-completed_at", 1.5, True)),
     ("cursor", _cursor("-rating", 3, 5)), ("cursor", base64.urlsafe_b64encode(b'{"a":1,"b":2,"c":3}').decode()),
