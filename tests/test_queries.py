@@ -19,7 +19,7 @@ import pytest
 
 from learning_svc.index import queries, text_search
 
-from procs import JSON, job
+from procs import JSON, job as small_job
 from history_oracle import (SORTS, TIE_AT, Oracle, dataset_records, journal_offsets, model_group, oracle_job,
                             post_all, rate_all, rating_events)
 from learning_svc import create_app
@@ -509,7 +509,7 @@ def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
     t0 = 1_764_000_000.0
 
     def post(job_id: str, prompt: str, at: float, duration: float) -> None:
-        body = job(job_id, run_config={"prompt": prompt}, completed_at=at, duration_sec=duration)
+        body = small_job(job_id, run_config={"prompt": prompt}, completed_at=at, duration_sec=duration)
         assert client.post("/api/jobs", data=orjson.dumps(body), headers=JSON).status_code == 201
 
     def found(q: str, sort: str = "-completed_at") -> list[str]:
@@ -554,7 +554,7 @@ def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
 def test_match_sets_stay_within_their_memory_budget(client, monkeypatch):
     force_text_plan(monkeypatch, "set")
     for i in range(30):
-        body = job(f"job-{i}", run_config={"prompt": f"word{i % 3} common"})
+        body = small_job(f"job-{i}", run_config={"prompt": f"word{i % 3} common"})
         assert client.post("/api/jobs", data=orjson.dumps(body), headers=JSON).status_code == 201
     sets = text_search.MATCH_SETS
     used_order = ['"word0"', '"word1"', '"word2"', '"common"']

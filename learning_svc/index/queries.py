@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Boolean, CompoundSelect, Connection, Select, and_, case, column, exists, func, select, table, text, union_all
+from sqlalchemy import Boolean, CompoundSelect, Connection, Select, and_, column, exists, func, select, table, text, union_all
 
 from ..prompts import facet_key
 from ..records import to_epoch
@@ -235,19 +235,17 @@ def tag_matches(conn: Connection, field_name: str, keys: list[str]) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
-def _text_condition(conn: Connection, q: str, job_id):
-    """Every word of q in the job's text: FTS5 on SQLite, substrings elsewhere."""
-    if conn.dialect.name != "sqlite":
+def _text_condition(conn: Connection, q: str, job_id, plan: text_search.TextPlan | None):
+    """Every word of q in the job's text: FTS5 on SQLite (`plan`), substrings elsewhere (no plan)."""
+    if plan is None:
         # Every word must match, as with FTS5 (AND, not OR).
         words = [jobs.c.search_text.contains(w.casefold(), autoescape=True) for w in q.split()]
         return job_id.in_(select(jobs.c.id).where(*words))
-    fts = fts_query(q)
-    plan, ids = text_search.MATCH_SETS.lookup(conn, fts)
-    if plan == "set":  # walk the sort index, checking each job against the set in memory
-        text_search.bind(conn, ids)
+    if plan.kind == "set":  # walk the sort index, checking each job against the set in memory
+        text_search.bind(conn, plan.held.ids)
         return func.text_match(job_id, type_=Boolean)
-    match = text("jobs_fts MATCH :fts").bindparams(fts=fts)
-    if plan == "probe":  # in most prompts: few FTS5 checks per page
+    match = text("jobs_fts MATCH :fts").bindparams(fts=fts_query(q))
+    if plan.kind == "probe":  # in most prompts: few FTS5 checks per page
         return exists().select_from(JOBS_FTS).where(match, JOBS_FTS.c.rowid == job_id)
     return job_id.in_(select(JOBS_FTS.c.rowid).where(match))  # few matches: fetch and sort them
 
@@ -263,9 +261,10 @@ def window_matches_many(conn: Connection, f: Filters) -> bool:
 
 
 def conditions(f: Filters, conn: Connection, job_id, completed_at, skip_tag: str | None = None,
-               sort: str | None = None) -> list:
+               sort: str | None = None, text_plan: text_search.TextPlan | None = None) -> list:
     """SQL conditions for the filters but rating (see _rating_conditions), on the job id and
-    completed_at columns of the listing's source (jobs, or the driving job_tags); `sort` is its order.
+    completed_at columns of the listing's source (jobs, or the driving job_tags); `sort` is its
+    order, `text_plan` how q is searched (SQLite).
 
     A common value is a per-job probe (EXISTS on a primary key), so that the listing walks
     its sort index; a rare one is a set of job ids fetched through an index, then sorted.
@@ -290,7 +289,7 @@ def conditions(f: Filters, conn: Connection, job_id, completed_at, skip_tag: str
     if f.until is not None:
         conds.append(completed_at <= f.until)
     if f.q:
-        conds.append(_text_condition(conn, f.q, job_id))
+        conds.append(_text_condition(conn, f.q, job_id, text_plan))
     return conds
 
 
@@ -300,14 +299,6 @@ def _driving_tag(conn: Connection, f: Filters, sort: str) -> str | None:
     return min(single, key=lambda name: tag_matches(conn, name, f.tags[name])) if single else None
 
 
-def _held_text_page(conn: Connection, page: Page) -> list[int] | None:
-    """The page's job ids, when it is a text search alone held in memory in its sort order."""
-    f, column, descending = page.filters, *SORTS[page.sort]
-    if not f.q or column.name not in text_search.ORDERS or conn.dialect.name != "sqlite" or Filters(q=f.q) != f:
-        return None
-    return text_search.MATCH_SETS.ordered_page(conn, fts_query(f.q), column.name, descending, page.after, page.limit + 1)
-
-
 def page_keys(conn: Connection, page: Page) -> Select | CompoundSelect:
     """(sort_key, id) of the page's limit + 1 jobs in order, so that the caller sees if more follow.
 
@@ -315,8 +306,10 @@ def page_keys(conn: Connection, page: Page) -> Select | CompoundSelect:
     join): when a plan must sort the matching jobs, it sorts small keys, not summaries.
     """
     column, descending = SORTS[page.sort]
-    held = _held_text_page(conn, page)
-    if held is not None:
+    f = page.filters
+    text_plan = text_search.MATCH_SETS.plan(conn, fts_query(f.q)) if f.q and conn.dialect.name == "sqlite" else None
+    if text_plan and text_plan.kind == "set" and f == Filters(q=f.q):  # a held search alone: a bisection
+        held = text_plan.page(column.name, descending, page.after, page.limit + 1)
         order = (column.desc(), jobs.c.id.desc()) if descending else (column.asc(), jobs.c.id.asc())
         return select(column.label("sort_key"), jobs.c.id).where(jobs.c.id.in_(held)).order_by(*order)
     drive = _driving_tag(conn, page.filters, page.sort)
@@ -328,7 +321,7 @@ def page_keys(conn: Connection, page: Page) -> Select | CompoundSelect:
         source = jobs
         key_col, id_col = column, jobs.c.id
         conds = []
-    conds += conditions(page.filters, conn, id_col, source.c.completed_at, skip_tag=drive, sort=page.sort)
+    conds += conditions(f, conn, id_col, source.c.completed_at, skip_tag=drive, sort=page.sort, text_plan=text_plan)
     rating = _rating_conditions(page.filters, page.sort, source)
     keys = select(key_col.label("sort_key"), id_col.label("id")).select_from(source).where(*conds)
     order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())

@@ -144,6 +144,20 @@ class _Held:
         return held + sum(16 * len(order.ids) + 150 * len(order.tail) for order in self.orders.values())
 
 
+@dataclass(frozen=True)
+class TextPlan:
+    """"fetch": a rare search (or a common one until it is held), fetched from FTS5 and sorted;
+    "set": a held one; "probe": one of the commonest words, checked in FTS5 job by job."""
+    kind: str
+    held: _Held | None
+    below: int  # the transaction's log checkpoint: ids at or above it are not in its snapshot
+
+    def page(self, order: str, descending: bool, after: tuple | None, n: int) -> list[int]:
+        """The ids of the next n matches of a held search in one of ORDERS."""
+        with self.held.lock:
+            return self.held.orders[order].page(descending, after, n, self.below)
+
+
 class MatchSets:
     """An LRU of held searches per (index generation, FTS5 query), within a memory budget.
 
@@ -160,20 +174,10 @@ class MatchSets:
         self.building: dict[tuple[str, str], threading.Thread] = {}
         self.one_build_at_a_time = threading.Lock()
 
-    def lookup(self, conn: Connection, fts: str) -> tuple[str, set[int] | None]:
-        """("fetch", None) for a rare search (or a common one until it is held), ("set", ids) for a
-        held one, ("probe", None) for the commonest words, checked in FTS5 job by job."""
-        plan, held, _ = self._held(conn, fts)
-        return plan, None if held is None else held.ids
-
-    def ordered_page(self, conn: Connection, fts: str, order: str, descending: bool, after: tuple | None,
-                     n: int) -> list[int] | None:
-        """The ids of the next n matches in one of ORDERS, or None when this search is not held."""
-        plan, held, (below, _) = self._held(conn, fts)
-        if plan != "set":
-            return None
-        with held.lock:
-            return held.orders[order].page(descending, after, n, below)
+    def plan(self, conn: Connection, fts: str) -> TextPlan:
+        """How this transaction's listing finds the matches of an FTS5 query (one lookup a request)."""
+        kind, held, (below, _) = self._held(conn, fts)
+        return TextPlan(kind, held, below)
 
     def wait_for_builds(self) -> None:
         while threads := list(self.building.values()):
