@@ -2,9 +2,9 @@
 
 Checking FTS5 for one job costs ~80 µs, so a listing that walks its sort index and
 checks each job against a word found in a fifth of all prompts spends ~20 ms on a page.
-Reading the word's whole match list costs about as much once (~0.5 µs a job); after that
-a Python set answers "does job N match?" in ~0.1 µs from SQL (`text_match(id)`), and the
-matches sorted by time or duration give any page of those orders by bisection.
+Holding the word instead costs ~3 µs a match once (in a background thread): after that a
+Python set answers "does job N match?" in ~0.1 µs from SQL (`text_match(id)`), and the
+matches sorted by each sort key give any page of a search alone by bisection.
 
 Nothing needs invalidating: a job's text, time and duration never change and jobs and
 rating events are only appended. A held search covers the jobs below the indexed offset
@@ -284,8 +284,7 @@ def _build(conn: Connection, key: tuple[str, str], snapshot: tuple[int, int]) ->
     db.execute("DROP TABLE IF EXISTS temp.held_build")  # left by a rolled-back build on this connection
     db.execute(f"CREATE TEMP TABLE held_build (id INTEGER PRIMARY KEY, {', '.join(ORDERS)})")
     try:
-        db.execute(f"INSERT INTO temp.held_build SELECT jobs.id, {', '.join('jobs.' + name for name in ORDERS)} "
-                   "FROM jobs_fts JOIN jobs ON jobs.id = jobs_fts.rowid WHERE jobs_fts MATCH ?", (key[1],))
+        db.execute("INSERT INTO temp.held_build " + MATCHES_WITH_KEYS, (key[1], 0))
         orders = {}
         for name in ORDERS:
             order = orders[name] = _Order()
@@ -307,12 +306,15 @@ def _count(conn: Connection, fts: str, limit: int) -> int:
         "SELECT count(*) FROM (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ? LIMIT ?)", (fts, limit)).scalar_one()
 
 
+# (id, *ORDERS) of the matches of an FTS5 query with id >= a start, in id order.
+MATCHES_WITH_KEYS = (f"SELECT jobs.id, {', '.join('jobs.' + name for name in ORDERS)} FROM jobs_fts "
+                     "JOIN jobs ON jobs.id = jobs_fts.rowid WHERE jobs_fts MATCH ? AND jobs_fts.rowid >= ? "
+                     "ORDER BY jobs_fts.rowid")
+
+
 def _sort_keys(conn: Connection, fts: str, start: int) -> list[tuple]:
-    """(id, *ORDERS) of the matches with id >= start, in id order (straight from the driver: fast)."""
-    return conn.connection.driver_connection.execute(
-        f"SELECT jobs.id, {', '.join('jobs.' + name for name in ORDERS)} FROM jobs_fts JOIN jobs "
-        "ON jobs.id = jobs_fts.rowid WHERE jobs_fts MATCH ? AND jobs_fts.rowid >= ? ORDER BY jobs_fts.rowid",
-        (fts, start)).fetchall()
+    """MATCHES_WITH_KEYS, straight from the driver (SQLAlchemy rows cost more than the query)."""
+    return conn.connection.driver_connection.execute(MATCHES_WITH_KEYS, (fts, start)).fetchall()
 
 
 def bind(conn: Connection, ids: set[int]) -> None:
