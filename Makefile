@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test reindex verify bench bench-quick demo browser clean
+.PHONY: install run test reindex verify bench bench-quick demo browser wheel-check clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ browser:
 
 test: install browser
 	$(BIN)/pytest
+
+# Build the wheel, install it in a fresh venv outside the repository, serve, POST and GET a job.
+wheel-check: install
+	$(BIN)/python .ci/wheel_check.py
 
 reindex: install
 	$(BIN)/learning-svc reindex

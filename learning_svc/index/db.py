@@ -1,6 +1,7 @@
 """Engines and schema upgrades. SQLite gets WAL, a busy timeout and IMMEDIATE write transactions."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from alembic import command
@@ -9,7 +10,17 @@ from sqlalchemy import Engine, create_engine, event
 
 from . import text_search
 
-MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
+
+
+def migrations_dir() -> Path:
+    """The Alembic folder: `learning_svc/migrations` in an installed wheel, `migrations/` in a checkout.
+
+    Both are the same files: the wheel packages the top-level folder (pyproject.toml).
+    """
+    spec = importlib.util.find_spec("learning_svc.migrations")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent.parent / "migrations"
 
 
 def make_engine(url: str, *, writer: bool, scratch: bool = False) -> Engine:
@@ -65,7 +76,7 @@ def run_outside_transaction(engine: Engine, *statements: str) -> None:
 def upgrade(engine: Engine) -> None:
     """Apply Alembic migrations up to head (idempotent, quick when current)."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
