@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test reindex verify bench bench-quick demo browser wheel-check clean
+.PHONY: install run test lint format reindex verify bench bench-quick demo browser wheel-check clean
 
 install: $(STAMP)
 
@@ -26,8 +26,17 @@ browser:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; }
 
-test: install browser
+test: install browser lint
 	$(BIN)/pytest
+
+# ruff: lint and format (`make format` rewrites what the check would refuse)
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # Build the wheel, install it in a fresh venv outside the repository, serve, POST and GET a job.
 wheel-check: install
@@ -44,7 +53,7 @@ demo: install
 
 bench: install
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
-	$(BIN)/python -m learning_svc.bench $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-quick:
 	$(MAKE) bench BENCH_ARGS="--jobs 100000"

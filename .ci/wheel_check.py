@@ -3,6 +3,7 @@
 Proves that an installed package starts on its own (migrations and static files inside it),
 without the checkout on sys.path.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ def free_port() -> int:
 
 def request(url: str, body: dict | None = None) -> tuple[int, dict | str]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, method="POST" if body is not None else "GET", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as response:
         raw = response.read()
         kind = response.headers.get("Content-Type", "")
@@ -37,8 +39,10 @@ def request(url: str, body: dict | None = None) -> tuple[int, dict | str]:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="learning-svc-wheel-") as tmp:
         tmp = Path(tmp)
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp / "dist"), str(REPO)],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp / "dist"), str(REPO)],
+            check=True,
+        )
         wheel = next((tmp / "dist").glob("learning_svc-*.whl"))
         subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
         bin_dir = tmp / "venv" / ("Scripts" if os.name == "nt" else "bin")
@@ -47,8 +51,13 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LEARNING_SVC_", "PYTHONPATH"))}
         work = tmp / "elsewhere"  # not the checkout: nothing of the repository can be imported from here
         work.mkdir()
-        server = subprocess.Popen([str(bin_dir / "learning-svc"), "serve", "--port", str(port), "--data-dir", "data"],
-                                  cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [str(bin_dir / "learning-svc"), "serve", "--port", str(port), "--data-dir", "data"],
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
@@ -59,19 +68,31 @@ def main() -> int:
                 try:
                     request(base + "/api/health")
                     break
-                except OSError:
+                except OSError as error:
                     if time.monotonic() > deadline:
-                        raise SystemExit("the installed server did not answer within 60 s")
+                        raise SystemExit("the installed server did not answer within 60 s") from error
                     time.sleep(0.2)
-            status, summary = request(base + "/api/jobs", {"job_id": "wheel-check", "completed_at": 1764000000,
-                                                           "run_config": {"prompt": "a castle <lora:detail:0.5>"}})
+            status, summary = request(
+                base + "/api/jobs",
+                {
+                    "job_id": "wheel-check",
+                    "completed_at": 1764000000,
+                    "run_config": {"prompt": "a castle <lora:detail:0.5>"},
+                },
+            )
             assert status == 201 and summary["job_id"] == "wheel-check", (status, summary)
             status, detail = request(base + "/api/jobs/wheel-check")
             assert status == 200 and detail["record"]["loras"] == [{"name": "detail", "weight": 0.5}], detail
             status, page = request(base + "/")
             assert status == 200 and "learning_svc" in page, page[:200]
-            location = subprocess.run([str(bin_dir / "python"), "-c", "import learning_svc; print(learning_svc.__file__)"],
-                                      cwd=work, env=env, capture_output=True, text=True, check=True).stdout.strip()
+            location = subprocess.run(
+                [str(bin_dir / "python"), "-c", "import learning_svc; print(learning_svc.__file__)"],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             assert str(REPO) not in location, f"imported from the checkout: {location}"
             print(f"wheel check ok: {wheel.name} installed in {tmp / 'venv'} serves, records and lists a job")
         finally:

@@ -1,4 +1,5 @@
 """learning_svc: the flight recorder and rating switchboard of a Stable Diffusion pipeline."""
+
 from __future__ import annotations
 
 from pathlib import Path

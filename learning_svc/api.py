@@ -1,4 +1,5 @@
 """Flask blueprint: HTTP <-> service. One error handler gives every error the SPEC §2 shape."""
+
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -7,8 +8,8 @@ import orjson
 from flask import Blueprint, Response, current_app, request, send_file, stream_with_context
 from werkzeug.exceptions import HTTPException
 
-from . import exporting, images, records
-from .index import queries
+from . import exporting, images, params, records
+from .fields import FIELDS
 from .security import Refused
 from .service import Conflict, NotFound, Service, Unavailable
 
@@ -27,10 +28,16 @@ def error_response(status: int, code: str, message: str, fields: list | None = N
     return json_response({"error": {"code": code, "message": message, "fields": fields or []}}, status)
 
 
+def too_large_message() -> str:
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    size = f"{limit / 2**20:g} MiB" if limit >= 2**20 else f"{limit / 1024:g} KiB"
+    return f"the body is larger than {size}"
+
+
 def read_body() -> bytes:
     data = request.get_data(cache=False)
     if len(data) > current_app.config["MAX_CONTENT_LENGTH"]:
-        raise Refused(413, "too_large", "the body is larger than 1 MiB")
+        raise Refused(413, "too_large", too_large_message())
     return data
 
 
@@ -39,15 +46,16 @@ def read_json():
 
 
 def args() -> dict[str, list[str]]:
-    params = request.args.to_dict(flat=False)
-    for name, values in params.items():
+    query = request.args.to_dict(flat=False)
+    for name, values in query.items():
         # SQLite (FTS5 MATCH among others) cuts strings at NUL: refuse it here like in bodies
         if "\x00" in name or any("\x00" in value for value in values):
-            raise queries.BadQuery(name.replace("\x00", "\\x00")[:40], "must not contain NUL characters")
-    return params
+            raise params.BadQuery(name.replace("\x00", "\\x00")[:40], "must not contain NUL characters")
+    return query
 
 
 # ---------------------------------------------------------------- jobs
+
 
 @bp.post("/jobs")
 def post_job():
@@ -59,7 +67,7 @@ def post_job():
 
 @bp.get("/jobs")
 def list_jobs():
-    jobs, next_cursor = service().list_jobs(queries.parse_page(args()))
+    jobs, next_cursor = service().list_jobs(params.parse(params.ListParams, args()).page())
     return json_response({"jobs": jobs, "next_cursor": next_cursor})
 
 
@@ -102,35 +110,36 @@ def put_rating(job_id: str):
 
 @bp.delete("/jobs/<job_id>/rating")
 def delete_rating(job_id: str):
-    source = "api"
-    if request.content_length:
-        body = read_json()
-        if isinstance(body, dict) and isinstance(body.get("source"), str):
-            source = body["source"][:32]
-    return json_response(service().rate_job(job_id, None, source))
+    body = records.parse(records.RatingClear, read_json()) if request.content_length else records.RatingClear()
+    return json_response(service().rate_job(job_id, None, body.source))
 
 
 @bp.get("/ratings")
 def ratings():
-    queries.parse_filters(args(), set())
+    params.parse(params.NoParams, args())
     return json_response(service().ratings_dict())
+
+
+@bp.get("/fields")
+def fields():
+    """The filterable fields, for the page's pickers (fields.py)."""
+    params.parse(params.NoParams, args())
+    return json_response({"fields": [field.describe() for field in FIELDS]})
 
 
 @bp.get("/facets")
 def facets():
-    params = args()
-    size = queries.int_param(params, "facet_size", 1, 1000) or 50
-    params.pop("facet_size", None)
-    facets, sampled = service().facets(queries.parse_filters(params), size)
-    return json_response({"facets": facets, "sampled": sampled})
+    chosen = params.parse(params.FacetParams, args())
+    found, sampled = service().facets(chosen.filters(), chosen.facet_size)
+    return json_response({"facets": found, "sampled": sampled})
 
 
 @bp.get("/export")
 def export():
-    fmt, sort, filters = exporting.parse_export(args())
-    body = exporting.chunks(service().export(filters, sort), fmt)
-    headers = {"Content-Disposition": f'attachment; filename="learning_export.{fmt}"'}
-    return Response(stream_with_context(body), content_type=exporting.FORMATS[fmt], headers=headers)
+    chosen = params.parse(params.ExportParams, args())
+    body = exporting.chunks(service().export(chosen.filters(), chosen.sort), chosen.format)
+    headers = {"Content-Disposition": f'attachment; filename="learning_export.{chosen.format}"'}
+    return Response(stream_with_context(body), content_type=exporting.FORMATS[chosen.format], headers=headers)
 
 
 @bp.get("/health")
@@ -141,20 +150,21 @@ def health():
 @bp.get("/openapi.json")
 def openapi():
     from .openapi import document
+
     return json_response(document())
 
 
 # ---------------------------------------------------------------- errors
+
 
 def install_error_handlers(app) -> None:
     @app.errorhandler(records.InvalidRecord)
     def _invalid(error):
         return error_response(400, "invalid", str(error), error.fields)
 
-    @app.errorhandler(queries.BadQuery)
+    @app.errorhandler(params.BadQuery)
     def _bad_query(error):
-        return error_response(400, "invalid_parameter", f"{error.param}: {error.msg}",
-                              [{"loc": error.param, "msg": error.msg}])
+        return error_response(400, "invalid_parameter", f"{error.param}: {error.msg}", error.fields)
 
     @app.errorhandler(Refused)
     def _refused(error):
@@ -175,7 +185,7 @@ def install_error_handlers(app) -> None:
     @app.errorhandler(HTTPException)
     def _http(error):
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(error.code, "http_error")
-        message = "the body is larger than 1 MiB" if error.code == 413 else error.description
+        message = too_large_message() if error.code == 413 else error.description
         return error_response(error.code or 500, code, message)
 
     @app.errorhandler(Exception)

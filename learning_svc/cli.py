@@ -1,4 +1,5 @@
 """learning-svc serve | reindex | verify | export | demo"""
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,12 @@ def main():
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                               help="Folder of the JSONL files and the index [LEARNING_SVC_DATA_DIR, logs/learning].")
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder of the JSONL files and the index [LEARNING_SVC_DATA_DIR, logs/learning].",
+)
 
 
 @main.command()
@@ -38,8 +43,10 @@ def serve(host, port, data_dir):
 
     settings = _settings(data_dir, host=host, port=port)
     if not settings.is_loopback and not settings.token:
-        raise click.UsageError(f"binding to {settings.host} exposes the service to the network: "
-                               "set LEARNING_SVC_TOKEN (writes then need 'Authorization: Bearer <token>')")
+        raise click.UsageError(
+            f"binding to {settings.host} exposes the service to the network: "
+            "set LEARNING_SVC_TOKEN (writes then need 'Authorization: Bearer <token>')"
+        )
     try:
         app = create_app(settings)
     except DamagedJournal as error:
@@ -49,9 +56,15 @@ def serve(host, port, data_dir):
     click.echo(f"learning_svc serving {settings.data_dir} on {url}")
     if settings.token:
         click.echo(f"open {url}#token=<LEARNING_SVC_TOKEN> once in the browser to let the page write")
-    waitress.serve(app, host=settings.host, port=settings.port, threads=settings.threads,
-                   max_request_body_size=settings.max_body_bytes + 65536, ident="learning_svc",
-                   clear_untrusted_proxy_headers=True)
+    waitress.serve(
+        app,
+        host=settings.host,
+        port=settings.port,
+        threads=settings.threads,
+        max_request_body_size=settings.max_body_bytes + 65536,
+        ident="learning_svc",
+        clear_untrusted_proxy_headers=True,
+    )
 
 
 @main.command()
@@ -69,8 +82,10 @@ def reindex(data_dir):
     index_path = None if settings.database_url else settings.index_path
     with tqdm(total=total, unit="B", unit_scale=True, desc="reindex", file=sys.stderr) as bar:
         report = rebuild(settings.db_url, log_journal, ratings_journal, index_path, bar.update)
-    click.echo(f"indexed {report.jobs} job lines ({report.duplicates} duplicates skipped) "
-               f"and {report.ratings} rating lines into {index_path or settings.db_url}")
+    click.echo(
+        f"indexed {report.jobs} job lines ({report.duplicates} duplicates skipped) "
+        f"and {report.ratings} rating lines into {index_path or settings.db_url}"
+    )
 
 
 @main.command()
@@ -121,6 +136,7 @@ def demo(data_dir, count, port, no_serve):
     click.echo(f"loaded {n} demo jobs into {settings.data_dir}" if n else f"demo jobs already in {settings.data_dir}")
     if not no_serve:
         import os
+
         os.environ["LEARNING_SVC_OUTPUT_ROOT"] = str(settings.output_root)
         serve.main(["--data-dir", data_dir] + (["--port", str(port)] if port else []), standalone_mode=True)
 

@@ -5,6 +5,7 @@ is known, a job is validated and appended straight to the JSONL under the journa
 service indexes it when it starts (or writes) next. So a job is never lost because the service
 was down.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -39,9 +40,17 @@ class LearningClient:
     Errors are logged and the call returns None, unless raise_errors=True.
     """
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8765", token: str | None = None,
-                 data_dir: str | os.PathLike | None = None, timeout: float = 2.0, retries: int = 3,
-                 backoff: float = 0.25, raise_errors: bool = False, lock_timeout: float = 10.0):
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8765",
+        token: str | None = None,
+        data_dir: str | os.PathLike | None = None,
+        timeout: float = 2.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+        raise_errors: bool = False,
+        lock_timeout: float = 10.0,
+    ):
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -83,8 +92,11 @@ class LearningClient:
         if status is None or status in RETRY_STATUSES:
             if self.data_dir is not None:
                 return self._append_to_journal(body, job_id, reason)
-            return self._fail(f"job {job_id!r} was not recorded: the service at {self.base_url} {reason} "
-                              "(pass data_dir to write to the JSONL directly when it is down)", status)
+            return self._fail(
+                f"job {job_id!r} was not recorded: the service at {self.base_url} {reason} "
+                "(pass data_dir to write to the JSONL directly when it is down)",
+                status,
+            )
         return self._fail(f"the service refused job {job_id!r}: {reason}", status)
 
     def _rate(self, job_id, rating, source) -> dict | None:
@@ -102,8 +114,11 @@ class LearningClient:
     # ------------------------------------------------------------ HTTP
     def _send(self, method: str, path: str, body: bytes) -> tuple[int | None, object, str]:
         """(status or None if unreachable, decoded JSON body, reason) after the retries."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json",
-                   "User-Agent": "learning-svc-client/1"}
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": "learning-svc-client/1",
+        }
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         status, payload, reason = None, None, "did not answer"
@@ -121,7 +136,7 @@ class LearningClient:
                 status, payload = None, None
                 reason = f"is unreachable ({getattr(exc, 'reason', exc)})"
             if attempt < self.retries:
-                delay = self.backoff * 2 ** attempt
+                delay = self.backoff * 2**attempt
                 log.warning("learning_svc at %s %s; retrying in %.2f s", self.base_url, reason, delay)
                 time.sleep(delay)
         return status, payload, reason
@@ -134,8 +149,6 @@ class LearningClient:
 
             from . import records
             from .config import Settings
-            from .index.project import line_summary
-            from .index.sync import is_sound
             from .journal import Journal
         except ImportError as exc:
             return self._fail(f"job {job_id!r} was not recorded: the service {reason} and {exc}")
@@ -146,14 +159,20 @@ class LearningClient:
         journal = Journal(Settings(data_dir=self.data_dir).log_path, lock_timeout=self.lock_timeout)
         try:
             with journal.locked():
-                journal.repair_tail(is_sound)  # never glue a line onto the torn tail of a crashed writer
+                journal.repair_tail(records.is_sound)  # never glue a line onto the torn tail of a crashed writer
                 journal.append(records.dumps(line))
         except Exception as exc:  # a full disk, a lock held for too long: the pipeline goes on
-            return self._fail(f"job {job_id!r} was not recorded: the service {reason} and "
-                              f"{journal.path} could not be written ({exc})")
-        log.warning("learning_svc at %s %s: job %r appended to %s; the service indexes it when it starts",
-                    self.base_url, reason, line["job_id"], journal.path)
-        return {**line_summary(line), "rating": None, "rated_at": None, "offline": True}
+            return self._fail(
+                f"job {job_id!r} was not recorded: the service {reason} and {journal.path} could not be written ({exc})"
+            )
+        log.warning(
+            "learning_svc at %s %s: job %r appended to %s; the service indexes it when it starts",
+            self.base_url,
+            reason,
+            line["job_id"],
+            journal.path,
+        )
+        return {**records.job_summary(records.line_summary(line), None, None), "offline": True}
 
     def _fail(self, message: str, status: int | None = None) -> None:
         log.error("%s", message)

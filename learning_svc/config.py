@@ -1,4 +1,5 @@
 """Settings from flags and LEARNING_SVC_* environment variables."""
+
 from __future__ import annotations
 
 import os
@@ -19,6 +20,13 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     threads: int = 8
     max_body_bytes: int = 1024 * 1024
+    # Where the listing planner and the text search switch plans (index/plan.py, index/text_search.py).
+    probe_above: int = 20_000
+    facet_sample: int = 2_000
+    text_fetch_up_to: int = 2_000
+    text_set_max: int = 600_000
+    text_cache_bytes: int = 128 * 2**20
+    text_background: bool = True  # hold common words in a background thread (tests hold them at once)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -41,11 +49,11 @@ class Settings:
     def is_loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         env = os.environ
         hosts = tuple(h.strip() for h in env.get("LEARNING_SVC_ALLOWED_HOSTS", "").split(",") if h.strip())
         base = cls(
@@ -57,7 +65,17 @@ class Settings:
             output_root=Path(env["LEARNING_SVC_OUTPUT_ROOT"]) if env.get("LEARNING_SVC_OUTPUT_ROOT") else None,
             allowed_hosts=hosts,
             threads=int(env.get("LEARNING_SVC_THREADS", "8")),
+            **_ints(
+                env,
+                probe_above="LEARNING_SVC_PROBE_ABOVE",
+                facet_sample="LEARNING_SVC_FACET_SAMPLE",
+                text_cache_bytes="LEARNING_SVC_TEXT_CACHE_BYTES",
+            ),
         )
         if overrides.get("data_dir") is not None:
             overrides["data_dir"] = Path(overrides["data_dir"])
         return base.with_(**overrides)
+
+
+def _ints(env, **names: str) -> dict[str, int]:
+    return {field_name: int(env[var]) for field_name, var in names.items() if env.get(var)}

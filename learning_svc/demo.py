@@ -1,4 +1,5 @@
 """`learning-svc demo`: realistic sample jobs with generated placeholder images, in their own data dir."""
+
 from __future__ import annotations
 
 import colorsys

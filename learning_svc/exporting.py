@@ -1,35 +1,98 @@
-"""Export of matching jobs as JSONL (full stored record + rating) or CSV (summary + rating), streamed."""
+"""Export of matching jobs as JSONL (each stored record as stored, the service's view under
+`learning_svc`) or CSV (one row per job: identity, times in UTC, every registry field, the
+generation summary and the rating), streamed."""
+
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 import orjson
 
+from . import params
 from .config import Settings
-from .index import queries
+from .fields import FIELDS
 
-CSV_FIELDS = ("job_id", "status", "completed_at", "started_at", "duration_sec", "packs", "variant_index",
-              "variant_total", "num_outputs", "model", "sampler", "scheduler", "steps", "cfg_scale", "seed",
-              "width", "height", "loras", "embeddings", "outputs", "rating", "rated_at")
 FORMATS = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+EXPORT_KEY = "learning_svc"  # the service's own fields in an exported JSONL line, apart from the record's
+
+
+def _iso(epoch) -> str:
+    if not isinstance(epoch, (int, float)):
+        return ""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _weights(items) -> str:
+    return "|".join(f"{i['name']}:{i.get('weight', 1.0):g}" for i in items or () if isinstance(i, dict) and "name" in i)
+
+
+def _field_columns(taken: set[str]) -> list:
+    """A column per registry field: its values as grouped (display form, several joined by "|"),
+    named `<field>_group` where a column of the raw value already has the field's name.
+    Numbers and choices are shown as given, so they need no second column."""
+    columns = []
+    for field in FIELDS:
+        if field.name in taken and field.kind != "text":
+            continue
+        name = f"{field.name}_group" if field.name in taken else field.name
+        columns.append((name, lambda s, r, field=field: "|".join(display for _, display in field.values(r))))
+    return columns
+
+
+# (column, value from (summary, stored record))
+_SUMMARY_COLUMNS = [
+    ("job_id", lambda s, r: s["job_id"]),
+    ("status", lambda s, r: s["status"]),
+    ("completed_at", lambda s, r: _iso(s["completed_at"])),
+    ("started_at", lambda s, r: _iso(s["started_at"])),
+    ("duration_sec", lambda s, r: s["duration_sec"]),
+    ("rating", lambda s, r: s["rating"]),
+    ("rated_at", lambda s, r: _iso(s["rated_at"])),
+    ("run_id", lambda s, r: s.get("run_id")),
+    ("variant_index", lambda s, r: s["variant_index"]),
+    ("variant_total", lambda s, r: s["variant_total"]),
+    ("model", lambda s, r: s["model"]),
+    ("vae", lambda s, r: s.get("vae")),
+    ("sampler", lambda s, r: s["sampler"]),
+    ("scheduler", lambda s, r: s["scheduler"]),
+    ("steps", lambda s, r: s["steps"]),
+    ("cfg_scale", lambda s, r: s["cfg_scale"]),
+    ("seed", lambda s, r: s["seed"]),
+    ("width", lambda s, r: s["width"]),
+    ("height", lambda s, r: s["height"]),
+]
+CSV_COLUMNS = [
+    *_SUMMARY_COLUMNS,
+    *_field_columns({name for name, _ in _SUMMARY_COLUMNS}),
+    ("lora_weights", lambda s, r: _weights(r.get("loras"))),
+    ("embedding_weights", lambda s, r: _weights(r.get("embeddings"))),
+    ("prompt", lambda s, r: r.get("prompt")),
+    ("negative_prompt", lambda s, r: r.get("negative_prompt")),
+    ("num_outputs", lambda s, r: s["num_outputs"]),
+    ("outputs", lambda s, r: "|".join(s["outputs"])),
+    ("error", lambda s, r: s.get("error")),
+]
 
 
 def jsonl_chunks(rows: Iterable) -> Iterator[bytes]:
+    """Each stored line unchanged, plus the service's view of it under EXPORT_KEY (never over a stored key)."""
     for summary, record in rows:
         line = record()
-        line["rating"], line["rated_at"] = summary["rating"], summary["rated_at"]
+        line[EXPORT_KEY] = {"rating": summary["rating"], "rated_at": summary["rated_at"]}
         yield orjson.dumps(line) + b"\n"
 
 
 def csv_chunks(rows: Iterable) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
-    for summary, _ in rows:
-        writer.writerow([_cell(summary.get(name)) for name in CSV_FIELDS])
+    writer.writerow([name for name, _ in CSV_COLUMNS])
+    for summary, record in rows:
+        stored = record()
+        writer.writerow(["" if (value := get(summary, stored)) is None else value for _, get in CSV_COLUMNS])
         if buffer.tell() > 65536:
             yield buffer.getvalue().encode()
             buffer.seek(0)
@@ -37,43 +100,25 @@ def csv_chunks(rows: Iterable) -> Iterator[bytes]:
     yield buffer.getvalue().encode()
 
 
-def _cell(value):
-    if isinstance(value, list):
-        return "|".join(str(v) for v in value)
-    return "" if value is None else value
-
-
 def chunks(rows: Iterable, fmt: str) -> Iterator[bytes]:
     return jsonl_chunks(rows) if fmt == "jsonl" else csv_chunks(rows)
 
 
-def parse_export(params: dict[str, list[str]]) -> tuple[str, str, queries.Filters]:
-    """(format, sort, filters) from query parameters; raises BadQuery."""
-    params = dict(params)
-    fmt = queries.one_param(params, "format") or "jsonl"
-    sort = queries.one_param(params, "sort") or "-completed_at"
-    params.pop("format", None)
-    params.pop("sort", None)
-    if fmt not in FORMATS:
-        raise queries.BadQuery("format", f"must be jsonl or csv, got {fmt[:20]!r}")
-    if sort not in queries.SORTS:
-        raise queries.BadQuery("sort", f"must be one of {', '.join(queries.SORTS)}, got {sort[:40]!r}")
-    return fmt, sort, queries.parse_filters(params)
-
-
-def export_to(settings: Settings, params: dict[str, list[str]], fmt: str, out: BinaryIO) -> int:
+def export_to(settings: Settings, query: dict[str, list[str]], fmt: str, out: BinaryIO) -> int:
     """The command-line export: same filters as the API, written to `out`; returns the job count."""
     from .service import Service
 
-    _, sort, filters = parse_export({**params, "format": [fmt]})
+    chosen = params.parse(params.ExportParams, {**query, "format": [fmt]})
     service = Service(settings).start()
     count = 0
     try:
+
         def counted():
             nonlocal count
-            for item in service.export(filters, sort):
+            for item in service.export(chosen.filters(), chosen.sort):
                 count += 1
                 yield item
+
         for chunk in chunks(counted(), fmt):
             out.write(chunk)
     finally:

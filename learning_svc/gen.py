@@ -19,6 +19,7 @@ cheap (lookup tables, no deep copies), so millions of records take seconds, not 
 
     python -m learning_svc.gen 100000 jobs.jsonl --seed 1 --check
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,22 +95,56 @@ _MODELS = _table(zip(_MODEL_INFO, (30, 18, 12, 9, 8, 6, 4, 3, 2, 1)))
 _SDXL_MODEL_NAMES = [name for name, family, _ in _MODEL_INFO if family == "sdxl"]
 _VAE = {"sdxl": "sdxl_vae.safetensors", "sd15": "vae-ft-mse-840000-ema-pruned.safetensors"}
 _SIZES = {
-    "sdxl": _table((((1024, 1024), 20), ((832, 1216), 18), ((768, 1280), 12), ((896, 1152), 14),
-                    ((1024, 1408), 10), ((1216, 832), 6), ((1344, 768), 3), ((512, 768), 2))),
+    "sdxl": _table(
+        (
+            ((1024, 1024), 20),
+            ((832, 1216), 18),
+            ((768, 1280), 12),
+            ((896, 1152), 14),
+            ((1024, 1408), 10),
+            ((1216, 832), 6),
+            ((1344, 768), 3),
+            ((512, 768), 2),
+        )
+    ),
     "sd15": _table((((512, 768), 10), ((512, 512), 6), ((768, 512), 3), ((640, 960), 1))),
 }
 # Seconds per sampling step, by family.
 _STEP_SECONDS = {"sdxl": (0.9, 2.4), "sd15": (0.35, 0.9)}
 
-_SAMPLERS = _table((("DPM++ 2M", 35), ("DPM++ 2M SDE", 15), ("Euler a", 14), ("Euler", 8),
-                    ("DPM++ SDE", 8), ("UniPC", 6), ("DDIM", 4), ("DPM++ 3M SDE", 3),
-                    ("Heun", 1), ("LMS", 1)))
-_SCHEDULERS = _table((("Karras", 45), ("automatic", 20), ("Normal", 15), ("Exponential", 8),
-                      ("SGM Uniform", 7), ("Simple", 5)))
-_STEPS = _table(((25, 20), (30, 18), (34, 16), (28, 14), (20, 12), (40, 10), (42, 3), (50, 3),
-                 (8, 2), (60, 1)))
-_CFG = _table(((7.0, 22), (6.0, 16), (5.5, 12), (7.5, 12), (6.499999999999998, 10), (5.0, 10),
-               (4.5, 6), (9.5, 4), (3.5, 3), (2.0, 2), (12.0, 1)))
+_SAMPLERS = _table(
+    (
+        ("DPM++ 2M", 35),
+        ("DPM++ 2M SDE", 15),
+        ("Euler a", 14),
+        ("Euler", 8),
+        ("DPM++ SDE", 8),
+        ("UniPC", 6),
+        ("DDIM", 4),
+        ("DPM++ 3M SDE", 3),
+        ("Heun", 1),
+        ("LMS", 1),
+    )
+)
+_SCHEDULERS = _table(
+    (("Karras", 45), ("automatic", 20), ("Normal", 15), ("Exponential", 8), ("SGM Uniform", 7), ("Simple", 5))
+)
+_STEPS = _table(((25, 20), (30, 18), (34, 16), (28, 14), (20, 12), (40, 10), (42, 3), (50, 3), (8, 2), (60, 1)))
+_CFG = _table(
+    (
+        (7.0, 22),
+        (6.0, 16),
+        (5.5, 12),
+        (7.5, 12),
+        (6.499999999999998, 10),
+        (5.0, 10),
+        (4.5, 6),
+        (9.5, 4),
+        (3.5, 3),
+        (2.0, 2),
+        (12.0, 1),
+    )
+)
 
 _PACK_CATEGORIES = ("PORTRAIT", "FANTASY", "LANDSCAPE", "SCIFI", "PHOTOREAL", "ANIME")
 _PACK_STYLES = ("moody", "closeup", "wide", "action", "basic")
@@ -120,45 +155,135 @@ _PACK_NAMES = [
 ]
 _PACKS = _zipf(_PACK_NAMES, 1.1)
 
-_LORA_BASES = ("add-detail", "FantasyArt", "skin_texture", "neon_glow", "film_grain", "eyes_detail",
-               "hand_fix", "CinematicStyle", "oil_paint", "pastel", "pixel_art", "watercolor_wash")
+_LORA_BASES = (
+    "add-detail",
+    "FantasyArt",
+    "skin_texture",
+    "neon_glow",
+    "film_grain",
+    "eyes_detail",
+    "hand_fix",
+    "CinematicStyle",
+    "oil_paint",
+    "pastel",
+    "pixel_art",
+    "watercolor_wash",
+)
 _LORA_SUFFIXES = ("_xl", "_v2", "_SDXL", "_pony", "_v1.5")
 _LORAS = _zipf([base + suffix for suffix in _LORA_SUFFIXES for base in _LORA_BASES])  # 60 names
 _LORA_KEYWORDS = _table((("<lora:", 95), ("<lyco:", 5)))
 # What follows the name: a weight, nothing (weight 1.0) or a weight plus a second number.
-_LORA_TAILS = _table(((":1.0>", 20), (":0.8>", 16), (":0.7>", 12), (":0.65>", 8), (":0.5>", 10),
-                      (":0.3>", 6), (":1.2>", 5), (":-0.5>", 4), (":-1.0>", 1), (":0.25>", 3),
-                      (":0.39560439560439564>", 4), (":0.6000000000000001>", 2),
-                      (":0.7999999999999999>", 1), (">", 4), (":0.8:0.5>", 2), (":1:0.6>", 1)))
+_LORA_TAILS = _table(
+    (
+        (":1.0>", 20),
+        (":0.8>", 16),
+        (":0.7>", 12),
+        (":0.65>", 8),
+        (":0.5>", 10),
+        (":0.3>", 6),
+        (":1.2>", 5),
+        (":-0.5>", 4),
+        (":-1.0>", 1),
+        (":0.25>", 3),
+        (":0.39560439560439564>", 4),
+        (":0.6000000000000001>", 2),
+        (":0.7999999999999999>", 1),
+        (">", 4),
+        (":0.8:0.5>", 2),
+        (":1:0.6>", 1),
+    )
+)
 
-_EMBEDDING_BASES = ("easynegative", "SDXLneg", "DeepNegative_", "negative_hands", "bad_anatomy_",
-                    "ac_neg", "zPDXL", "Stable_Yogis_Realism_Positives_")
+_EMBEDDING_BASES = (
+    "easynegative",
+    "SDXLneg",
+    "DeepNegative_",
+    "negative_hands",
+    "bad_anatomy_",
+    "ac_neg",
+    "zPDXL",
+    "Stable_Yogis_Realism_Positives_",
+)
 _EMBEDDING_SUFFIXES = ("", "V1", "v2", "XL", "_v1.3")
 # 40 names, distinct case-insensitively.
 _EMBEDDINGS = _zipf([base + suffix for suffix in _EMBEDDING_SUFFIXES for base in _EMBEDDING_BASES])
 # (before the name, after the name)
-_EMBEDDING_FORMS = _table(((("<embedding:", ">"), 60), (("(<embedding:", ">:0.9)"), 8),
-                           (("(<embedding:", ">:0.86)"), 10), (("(<embedding:", ">:0.95)"), 10),
-                           (("(<embedding:", ">:1.1)"), 8), (("embedding:", ""), 4)))
+_EMBEDDING_FORMS = _table(
+    (
+        (("<embedding:", ">"), 60),
+        (("(<embedding:", ">:0.9)"), 8),
+        (("(<embedding:", ">:0.86)"), 10),
+        (("(<embedding:", ">:0.95)"), 10),
+        (("(<embedding:", ">:1.1)"), 8),
+        (("embedding:", ""), 4),
+    )
+)
 
-_SUBJECTS = _uniform((
-    "a castle on a cliff at dawn", "cyberpunk street market", "portrait of a dancer in motion",
-    "still life with pomegranates", "misty forest with a lone deer", "astronaut reading in a library",
-    "close-up portrait of an elderly fisherman", "neon-lit ramen shop, rain", "a red fox in fresh snow",
-    "old lighthouse on a rocky coast", "knight in ornate armor, battle-worn", "desert caravan under a starry sky",
-    "steampunk airship over a harbour", "a girl with an umbrella in the rain", "mountain lake at sunrise",
-    "cozy reading nook with a cat", "futuristic city skyline at night", "portrait of a cat \\(calico\\)",
-    'neon sign that says "OPEN 24h"', "Mädchen mit Sonnenhut im Weizenfeld", "café terrace at night, Arles",
-    "古い寺院と桜", "雨の夜の東京の路地", "一只在竹林里的熊猫", "한옥 마을의 가을 풍경",
-    "the lighthouse — storm 🌊", "cozy cabin 🏡❄️ at night", "dragon 🐉 over a jade mountain",
-))
-_QUALITY = _uniform(("(masterpiece, best quality)", "(ultra detailed:1.2)", "35mm film", "high contrast",
-                     "cinematic lighting", "[dramatic lighting]", "soft focus", "volumetric fog"))
-_MOODS = _uniform(("golden hour light", "soft focus", "volumetric fog", "35mm film", "high contrast",
-                   "[dramatic lighting]", "cinematic lighting", "(ultra detailed:1.2)", "(masterpiece, best quality)"))
-_NEGATIVE_TAILS = _uniform(("blurry, low quality, watermark", "lowres, bad hands, jpeg artifacts, signature",
-                            "deformed, extra fingers, text, watermark, worst quality",
-                            "(worst quality:1.4), (low quality:1.4), monochrome"))
+_SUBJECTS = _uniform(
+    (
+        "a castle on a cliff at dawn",
+        "cyberpunk street market",
+        "portrait of a dancer in motion",
+        "still life with pomegranates",
+        "misty forest with a lone deer",
+        "astronaut reading in a library",
+        "close-up portrait of an elderly fisherman",
+        "neon-lit ramen shop, rain",
+        "a red fox in fresh snow",
+        "old lighthouse on a rocky coast",
+        "knight in ornate armor, battle-worn",
+        "desert caravan under a starry sky",
+        "steampunk airship over a harbour",
+        "a girl with an umbrella in the rain",
+        "mountain lake at sunrise",
+        "cozy reading nook with a cat",
+        "futuristic city skyline at night",
+        "portrait of a cat \\(calico\\)",
+        'neon sign that says "OPEN 24h"',
+        "Mädchen mit Sonnenhut im Weizenfeld",
+        "café terrace at night, Arles",
+        "古い寺院と桜",
+        "雨の夜の東京の路地",
+        "一只在竹林里的熊猫",
+        "한옥 마을의 가을 풍경",
+        "the lighthouse — storm 🌊",
+        "cozy cabin 🏡❄️ at night",
+        "dragon 🐉 over a jade mountain",
+    )
+)
+_QUALITY = _uniform(
+    (
+        "(masterpiece, best quality)",
+        "(ultra detailed:1.2)",
+        "35mm film",
+        "high contrast",
+        "cinematic lighting",
+        "[dramatic lighting]",
+        "soft focus",
+        "volumetric fog",
+    )
+)
+_MOODS = _uniform(
+    (
+        "golden hour light",
+        "soft focus",
+        "volumetric fog",
+        "35mm film",
+        "high contrast",
+        "[dramatic lighting]",
+        "cinematic lighting",
+        "(ultra detailed:1.2)",
+        "(masterpiece, best quality)",
+    )
+)
+_NEGATIVE_TAILS = _uniform(
+    (
+        "blurry, low quality, watermark",
+        "lowres, bad hands, jpeg artifacts, signature",
+        "deformed, extra fingers, text, watermark, worst quality",
+        "(worst quality:1.4), (low quality:1.4), monochrome",
+    )
+)
 
 _MATRIX_SLOTS = {
     "time": ("golden hour", "dusk", "noon", "midnight"),
@@ -172,33 +297,49 @@ _SWEEPS = {
 }
 _PLAN_KINDS = _table((("matrix", 70), ("sweep", 30)))
 
-_AD_MODELS = _table((("face_yolov8n.pt", 45), ("mediapipe_face_full", 35), ("hand_yolov8n.pt", 12),
-                     ("person_yolov8n-seg.pt", 8)))
+_AD_MODELS = _table(
+    (("face_yolov8n.pt", 45), ("mediapipe_face_full", 35), ("hand_yolov8n.pt", 12), ("person_yolov8n-seg.pt", 8))
+)
 _AD_CONFIDENCE = _uniform((0.3, 0.35, 0.5, 0.6, 0.69))
-_UPSCALERS = _table((("4xUltrasharp_4xUltrasharpV10", 40), ("R-ESRGAN 4x+", 25), ("4x-AnimeSharp", 12),
-                     ("SwinIR_4x", 8), ("Latent", 10), ("LDSR", 5)))
+_UPSCALERS = _table(
+    (
+        ("4xUltrasharp_4xUltrasharpV10", 40),
+        ("R-ESRGAN 4x+", 25),
+        ("4x-AnimeSharp", 12),
+        ("SwinIR_4x", 8),
+        ("Latent", 10),
+        ("LDSR", 5),
+    )
+)
 
-_OUTPUT_ROOTS = _table((  # (directory holding output\Pipeline, separator)
-    (("output", "\\"), 30),
-    (("C:\\Users\\Jo Smith\\StableNew\\output", "\\"), 20),
-    (("C:\\Users\\rob\\projects\\StableNew\\output", "\\"), 15),
-    (("D:\\AI Art\\Stable Diffusion\\output", "\\"), 5),
-    (("/home/ana/sd/output", "/"), 20),
-    (("/Users/kim/Pictures/SD Out", "/"), 7),
-    (("/mnt/data/stablenew/output", "/"), 3),
-))
+_OUTPUT_ROOTS = _table(
+    (  # (directory holding output\Pipeline, separator)
+        (("output", "\\"), 30),
+        (("C:\\Users\\Jo Smith\\StableNew\\output", "\\"), 20),
+        (("C:\\Users\\rob\\projects\\StableNew\\output", "\\"), 15),
+        (("D:\\AI Art\\Stable Diffusion\\output", "\\"), 5),
+        (("/home/ana/sd/output", "/"), 20),
+        (("/Users/kim/Pictures/SD Out", "/"), 7),
+        (("/mnt/data/stablenew/output", "/"), 3),
+    )
+)
 _ID_STYLES = _table((("hex", 55), ("dashed", 30), ("learning", 15)))
 _STATUSES = _table((("completed", 96), ("failed", 3), ("cancelled", 1)))
-_ERRORS = _uniform(("WebUI returned HTTP 500 during txt2img",
-                    "CUDA out of memory. Tried to allocate 2.50 GiB",
-                    "Timeout after 300 s waiting for the WebUI",
-                    "Connection refused: http://127.0.0.1:7860",
-                    "ADetailer: model file not found"))
+_ERRORS = _uniform(
+    (
+        "WebUI returned HTTP 500 during txt2img",
+        "CUDA out of memory. Tried to allocate 2.50 GiB",
+        "Timeout after 300 s waiting for the WebUI",
+        "Connection refused: http://127.0.0.1:7860",
+        "ADetailer: model file not found",
+    )
+)
 _GROUP_SIZES = _table(((1, 45), (2, 25), (3, 25), (4, 3), (6, 2)))  # jobs sharing one completed_at
 _RATINGS = _table(((0, 4), (1, 6), (2, 12), (3, 28), (4, 32), (5, 18)))
 
 
 # ---------------------------------------------------------------- records
+
 
 class _Clock:
     """completed_at values: groups of jobs finish at the same instant (0.25 s grid), a
@@ -264,20 +405,33 @@ class _Run:
         root, sep = _OUTPUT_ROOTS[bits(_TABLE_BITS)]
         self.out_dir = sep.join((root, "Pipeline", self.run_id, ""))
         self.final_stage = "upscale" if self.upscale else "adetailer" if self.adetailer else "txt2img"
-        self.stage_names = ["txt2img"] + [name for name, on in (
-            ("img2img", self.img2img), ("adetailer", self.adetailer), ("upscale", self.upscale)) if on]
+        self.stage_names = ["txt2img"] + [
+            name
+            for name, on in (("img2img", self.img2img), ("adetailer", self.adetailer), ("upscale", self.upscale))
+            if on
+        ]
 
     def plan(self) -> dict | None:
         """A fresh randomization_plan snapshot (null for single-variant runs)."""
         if self.plan_kind is None:
             return None
         if self.plan_kind == "sweep":
-            return {"enabled": True, "mode": "sweep", "variable": self.sweep,
-                    "values": list(_SWEEPS[self.sweep][1][: self.variant_total]),
-                    "seed_mode": "fixed", "base_seed": self.base_seed}
-        return {"enabled": True, "mode": "matrix", "max_variants": self.variant_total,
-                "seed_mode": "per_variant", "base_seed": self.base_seed,
-                "slots": {name: list(_MATRIX_SLOTS[name]) for name in self.slots}}
+            return {
+                "enabled": True,
+                "mode": "sweep",
+                "variable": self.sweep,
+                "values": list(_SWEEPS[self.sweep][1][: self.variant_total]),
+                "seed_mode": "fixed",
+                "base_seed": self.base_seed,
+            }
+        return {
+            "enabled": True,
+            "mode": "matrix",
+            "max_variants": self.variant_total,
+            "seed_mode": "per_variant",
+            "base_seed": self.base_seed,
+            "slots": {name: list(_MATRIX_SLOTS[name]) for name in self.slots},
+        }
 
 
 def _job_id(run: _Run, bits, unique: int, variant_value: Any) -> str:
@@ -288,14 +442,17 @@ def _job_id(run: _Run, bits, unique: int, variant_value: Any) -> str:
         h = f"{bits(88):022x}"
         return f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{'89ab'[bits(2)]}{h[15:18]}-{h[18:]}{unique:08x}"
     label = _SWEEPS[run.sweep][0] if run.plan_kind == "sweep" else "Baseline"
-    return (f"learning_{run.stamp}_txt2img_{label}_{run.model_short}_"
-            f"{run.scheduler}_{variant_value}_{unique:08x}").replace(" ", "_")
+    return (
+        f"learning_{run.stamp}_txt2img_{label}_{run.model_short}_{run.scheduler}_{variant_value}_{unique:08x}"
+    ).replace(" ", "_")
 
 
 def _prompts(bits, rand) -> tuple[str, str]:
     """(prompt, negative_prompt) with 3–5 LoRAs and 6–12 embeddings."""
-    loras = [_LORA_KEYWORDS[bits(_TABLE_BITS)] + name + _LORA_TAILS[bits(_TABLE_BITS)]
-             for name in _distinct(bits, _LORAS, 3 + bits(2) % 3)]
+    loras = [
+        _LORA_KEYWORDS[bits(_TABLE_BITS)] + name + _LORA_TAILS[bits(_TABLE_BITS)]
+        for name in _distinct(bits, _LORAS, 3 + bits(2) % 3)
+    ]
     names = _distinct(bits, _EMBEDDINGS, 6 + bits(3) % 7)
     if rand() < 0.06:  # the same embedding again in another case
         name = names[bits(2)]
@@ -305,8 +462,15 @@ def _prompts(bits, rand) -> tuple[str, str]:
         before, after = _EMBEDDING_FORMS[bits(_TABLE_BITS)]
         embeddings.append(before + name + after)
     split = 1 + bits(2)
-    prompt = " ".join((*embeddings[:split], _QUALITY[bits(_TABLE_BITS)],
-                       _SUBJECTS[bits(_TABLE_BITS)] + ",", _MOODS[bits(_TABLE_BITS)], *loras))
+    prompt = " ".join(
+        (
+            *embeddings[:split],
+            _QUALITY[bits(_TABLE_BITS)],
+            _SUBJECTS[bits(_TABLE_BITS)] + ",",
+            _MOODS[bits(_TABLE_BITS)],
+            *loras,
+        )
+    )
     negative = ", ".join((*embeddings[split:], _NEGATIVE_TAILS[bits(_TABLE_BITS)]))
     return prompt, negative
 
@@ -340,29 +504,66 @@ def _stage_configs(run: _Run, bits, sampler: str, steps: int, cfg_scale: float) 
     refiner_on = run.refiner
     return {
         "txt2img": {
-            "stage_type": "txt2img", "enabled": True, "steps": steps, "cfg_scale": cfg_scale,
-            "sampler_name": sampler, "scheduler": run.scheduler, "model": run.model,
-            "vae": _VAE[run.family], "width": run.width, "height": run.height, "seed": -1,
-            "clip_skip": 2, "enable_hr": run.hires, "hr_scale": 2.0, "hr_upscaler": "Latent",
-            "denoising_strength": 0.7, "hypernetwork": "None", "styles": [], "refiner_switch_at": 0.8,
+            "stage_type": "txt2img",
+            "enabled": True,
+            "steps": steps,
+            "cfg_scale": cfg_scale,
+            "sampler_name": sampler,
+            "scheduler": run.scheduler,
+            "model": run.model,
+            "vae": _VAE[run.family],
+            "width": run.width,
+            "height": run.height,
+            "seed": -1,
+            "clip_skip": 2,
+            "enable_hr": run.hires,
+            "hr_scale": 2.0,
+            "hr_upscaler": "Latent",
+            "denoising_strength": 0.7,
+            "hypernetwork": "None",
+            "styles": [],
+            "refiner_switch_at": 0.8,
         },
-        "img2img": {"enabled": run.img2img, "steps": 15, "cfg_scale": 7.0,
-                    "denoising_strength": 0.3, "mask_mode": "none"},
+        "img2img": {
+            "enabled": run.img2img,
+            "steps": 15,
+            "cfg_scale": 7.0,
+            "denoising_strength": 0.3,
+            "mask_mode": "none",
+        },
         "adetailer": {
-            "enabled": run.adetailer, "ad_model": run.ad_model,
-            "ad_confidence": _AD_CONFIDENCE[bits(_TABLE_BITS)], "ad_steps": 16,
-            "ad_cfg_scale": 5.7, "ad_sampler": "DPM++ SDE", "ad_denoising_strength": 0.22,
-            "max_detections": 2, "ad_mask_blur": 4, "ad_prompt": "", "ad_negative_prompt": "",
+            "enabled": run.adetailer,
+            "ad_model": run.ad_model,
+            "ad_confidence": _AD_CONFIDENCE[bits(_TABLE_BITS)],
+            "ad_steps": 16,
+            "ad_cfg_scale": 5.7,
+            "ad_sampler": "DPM++ SDE",
+            "ad_denoising_strength": 0.22,
+            "max_detections": 2,
+            "ad_mask_blur": 4,
+            "ad_prompt": "",
+            "ad_negative_prompt": "",
         },
         "upscale": {
-            "enabled": run.upscale, "upscaler": run.upscaler, "upscale_mode": "single",
-            "upscaling_resize": run.upscale_by, "denoising_strength": 0.18, "steps": 15,
-            "sampler_name": "Euler a", "scheduler": "Normal", "tile_size": 0, "face_restore": False,
+            "enabled": run.upscale,
+            "upscaler": run.upscaler,
+            "upscale_mode": "single",
+            "upscaling_resize": run.upscale_by,
+            "denoising_strength": 0.18,
+            "steps": 15,
+            "sampler_name": "Euler a",
+            "scheduler": "Normal",
+            "tile_size": 0,
+            "face_restore": False,
         },
-        "hires_fix": ({"enabled": True, "upscaler": "Latent", "scale": 1.5, "steps": 10, "denoise": 0.45}
-                      if run.hires else {}),
-        "refiner": {"enabled": refiner_on, "refiner_checkpoint": "sd_xl_refiner_1.0" if refiner_on else "",
-                    "refiner_switch_at": 0.8},
+        "hires_fix": (
+            {"enabled": True, "upscaler": "Latent", "scale": 1.5, "steps": 10, "denoise": 0.45} if run.hires else {}
+        ),
+        "refiner": {
+            "enabled": refiner_on,
+            "refiner_checkpoint": "sd_xl_refiner_1.0" if refiner_on else "",
+            "refiner_switch_at": 0.8,
+        },
     }
 
 
@@ -386,27 +587,50 @@ def _record(rng: random.Random, run: _Run, row: int, variant: int, unique: int, 
         seed = bits(40) if rand() < 0.003 else bits(32)
     prompt, negative = _prompts(bits, rand)
     configs = _stage_configs(run, bits, sampler, steps, cfg_scale)
-    stages = {"txt2img": dict(configs["txt2img"], styles=[]), "img2img": dict(configs["img2img"]),
-              "adetailer": dict(configs["adetailer"]), "upscale": dict(configs["upscale"])}
+    stages = {
+        "txt2img": dict(configs["txt2img"], styles=[]),
+        "img2img": dict(configs["img2img"]),
+        "adetailer": dict(configs["adetailer"]),
+        "upscale": dict(configs["upscale"]),
+    }
     if run.hires:
         stages["hires"] = dict(configs["hires_fix"])
     if run.refiner:
         stages["refiner"] = dict(configs["refiner"])
     pack = run.packs[0]
     run_config = {
-        "run_mode": "queue", "source": run.source, "prompt_source": "pack",
-        "prompt": prompt, "negative_prompt": negative, "model": run.model, "sampler": sampler,
-        "scheduler": run.scheduler, "steps": steps, "cfg_scale": cfg_scale,
-        "width": run.width, "height": run.height, "seed": -1, "subseed_strength": 0.5, "clip_skip": 2,
-        "sd_model_hash": run.model_hash, "pack_path": f"packs\\{pack}.txt", "prompt_pack_row_index": row,
-        "output_dir": run.out_dir, "filename_pattern": "{stage}_p{row:02d}_v{variant:02d}_{pack:.10} {hash}_batch{n}",
-        "pipeline": {"images_per_prompt": run.images, "loop_count": 1, "seed_mode": "random",
-                     "batch_size": run.batch_size},
+        "run_mode": "queue",
+        "source": run.source,
+        "prompt_source": "pack",
+        "prompt": prompt,
+        "negative_prompt": negative,
+        "model": run.model,
+        "sampler": sampler,
+        "scheduler": run.scheduler,
+        "steps": steps,
+        "cfg_scale": cfg_scale,
+        "width": run.width,
+        "height": run.height,
+        "seed": -1,
+        "subseed_strength": 0.5,
+        "clip_skip": 2,
+        "sd_model_hash": run.model_hash,
+        "pack_path": f"packs\\{pack}.txt",
+        "prompt_pack_row_index": row,
+        "output_dir": run.out_dir,
+        "filename_pattern": "{stage}_p{row:02d}_v{variant:02d}_{pack:.10} {hash}_batch{n}",
+        "pipeline": {
+            "images_per_prompt": run.images,
+            "loop_count": 1,
+            "seed_mode": "random",
+            "batch_size": run.batch_size,
+        },
         "stages": list(run.stage_names),
         **configs,
         "api": {"base_url": "http://127.0.0.1:7860", "timeout": 300},
-        "matrix_slot_values": {name: _MATRIX_SLOTS[name][(variant + row) % len(_MATRIX_SLOTS[name])]
-                               for name in run.slots},
+        "matrix_slot_values": {
+            name: _MATRIX_SLOTS[name][(variant + row) % len(_MATRIX_SLOTS[name])] for name in run.slots
+        },
     }
     if status == "completed":
         n_outputs = 0 if rand() < 0.015 else run.images
@@ -416,7 +640,8 @@ def _record(rng: random.Random, run: _Run, row: int, variant: int, unique: int, 
     duration = sum(timings.values()) + 0.5 + 2.0 * rand()
     record = {
         "job_id": _job_id(run, bits, unique, variant_value),
-        "variant_index": variant, "variant_total": run.variant_total,
+        "variant_index": variant,
+        "variant_total": run.variant_total,
         "packs": list(run.packs),
         "run_config": run_config,
         "randomization_plan": run.plan(),
@@ -464,6 +689,7 @@ def generate_records(n: int, seed: int = 0, start: float = DEFAULT_START) -> Ite
 
 # ---------------------------------------------------------------- ratings
 
+
 def generate_ratings(job_ids: Sequence[str], seed: int = 0, fraction: float = 0.4) -> Iterator[tuple[str, int | None]]:
     """Yield (job_id, rating 0–5, or None to clear) for about `fraction` of the jobs.
 
@@ -492,9 +718,11 @@ def generate_ratings(job_ids: Sequence[str], seed: int = 0, fraction: float = 0.
 # ---------------------------------------------------------------- files
 
 if orjson is not None:
+
     def _line(record: dict) -> bytes:
         return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 else:
+
     def _line(record: dict) -> bytes:
         return (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
@@ -526,15 +754,21 @@ def _check_file(path: str | os.PathLike) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m learning_svc.gen",
-                                     description="Write N realistic job records (POST /api/jobs bodies) as JSONL.")
+    parser = argparse.ArgumentParser(
+        prog="python -m learning_svc.gen", description="Write N realistic job records (POST /api/jobs bodies) as JSONL."
+    )
     parser.add_argument("n", type=int, help="number of records")
     parser.add_argument("out", help="output .jsonl file (overwritten)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--start", type=float, default=DEFAULT_START,
-                        help=f"epoch seconds of the first completed_at (default {DEFAULT_START:.0f})")
-    parser.add_argument("--check", action="store_true",
-                        help="re-read the file and check unique ids, variants and timestamps")
+    parser.add_argument(
+        "--start",
+        type=float,
+        default=DEFAULT_START,
+        help=f"epoch seconds of the first completed_at (default {DEFAULT_START:.0f})",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="re-read the file and check unique ids, variants and timestamps"
+    )
     args = parser.parse_args(argv)
     if args.n < 0:
         parser.error("n must be >= 0")
@@ -542,8 +776,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     count = write_jsonl(args.out, generate_records(args.n, args.seed, args.start))
     elapsed = time.perf_counter() - began
     size = os.path.getsize(args.out)
-    print(f"wrote {count} records to {args.out} in {elapsed:.1f} s "
-          f"({size} bytes, {size / max(count, 1):.0f} bytes per record)", file=sys.stderr)
+    print(
+        f"wrote {count} records to {args.out} in {elapsed:.1f} s "
+        f"({size} bytes, {size / max(count, 1):.0f} bytes per record)",
+        file=sys.stderr,
+    )
     if args.check:
         problems = _check_file(args.out)
         for problem in problems[:20]:

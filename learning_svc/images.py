@@ -1,4 +1,5 @@
 """Output images of a job: path resolution (Windows or POSIX), thumbnails cached on disk, placeholder."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,8 +11,14 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
-               ".gif": "image/gif", ".bmp": "image/bmp"}
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+}
 THUMB_SIZE = 480  # shown ~210 px tall: sharp on 2x screens too
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
 

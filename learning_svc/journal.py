@@ -3,8 +3,10 @@
 The journal knows bytes and lines, not jobs: callers hand it encoded lines and a
 predicate that says whether a line is sound.
 """
+
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -14,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
+
+from .osutil import fsync_dir
 
 CHUNK = 1 << 20
 LOCK_POLL_SECONDS = 0.002
@@ -68,15 +72,17 @@ class Journal:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 self._fsync(fd)
             except OSError as error:
                 _truncate_quietly(fd, start)
-                raise JournalWriteError(error.errno, f"could not write {self.path.name}: {error.strerror or error}") from error
+                raise JournalWriteError(
+                    error.errno, f"could not write {self.path.name}: {error.strerror or error}"
+                ) from error
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         return start
 
     @staticmethod
@@ -86,7 +92,7 @@ class Journal:
     def scan(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
         """Yield (offset, line without newline) for every complete line from `start`."""
         try:
-            f = open(self.path, "rb")
+            f = open(self.path, "rb")  # noqa: SIM115 - a missing file is an empty journal; closed below
         except FileNotFoundError:
             return
         with f:
@@ -161,17 +167,21 @@ class Journal:
             return None
         return hashlib.sha256(first).hexdigest()[:32] if first.endswith(b"\n") else None
 
+    def sound_end(self, is_sound: Callable[[bytes], bool]) -> int:
+        """End of the last complete line, leaving out a last line that is not sound (garbage)."""
+        end = self.complete_end()
+        if end > 0:
+            last_start = self.line_start(end - 1)
+            if not is_sound(self.read_at(last_start, end - 1 - last_start)):
+                return last_start
+        return end
+
     def repair_tail(self, is_sound: Callable[[bytes], bool]) -> Path | None:
         """Move a torn or garbage last line to a side file and truncate. Hold the lock.
 
         Returns the side file's path, or None when the tail was sound.
         """
-        end = self.complete_end()
-        cut = end
-        if end > 0:
-            last_start = self.line_start(end - 1)
-            if not is_sound(self.read_at(last_start, end - 1 - last_start)):
-                cut = last_start
+        cut = self.sound_end(is_sound)
         size = self.size()
         if cut == size:
             return None
@@ -186,7 +196,7 @@ class Journal:
             f.truncate(cut)
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return side
 
     def _new_side_file(self, cut: int):
@@ -206,17 +216,5 @@ def _byte_at(fd: int, offset: int) -> bytes:
 
 
 def _truncate_quietly(fd: int, size: int) -> None:
-    try:
+    with contextlib.suppress(OSError):  # the torn tail is repaired before the next append or at start
         os.ftruncate(fd, size)
-    except OSError:
-        pass  # the torn tail is repaired before the next append or at start
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name == "nt":
-        return  # directories cannot be opened for fsync on Windows; NTFS journals metadata
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,4 +1,5 @@
 """The OpenAPI 3 document, generated from the pydantic models."""
+
 from __future__ import annotations
 
 from functools import cache
@@ -7,33 +8,8 @@ from typing import Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from .index.queries import MAX_LIMIT, SORTS, STATUSES
-from .records import JobIn, RatingIn
-
-
-class JobSummary(BaseModel):
-    job_id: str
-    status: str
-    completed_at: float
-    started_at: float | None
-    duration_sec: float | None
-    packs: list[str]
-    variant_index: int
-    variant_total: int
-    num_outputs: int
-    outputs: list[str]
-    model: str | None
-    sampler: str | None
-    scheduler: str | None
-    steps: int | None
-    cfg_scale: float | None
-    seed: int | None
-    width: int | None
-    height: int | None
-    loras: list[str]
-    embeddings: list[str]
-    rating: int | None
-    rated_at: float | None
+from .params import ExportParams, FacetParams, ListParams, query_parameters
+from .records import JobIn, JobSummary, RatingClear, RatingIn
 
 
 class JobPage(BaseModel):
@@ -94,7 +70,22 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-MODELS = (JobIn, RatingIn, JobSummary, JobPage, JobDetail, RatingResult, Facets, ErrorBody)
+class FieldInfo(BaseModel):
+    name: str
+    label: str
+    plural: str
+    kind: str
+    multi: bool
+    facet: bool
+    choices: list[str] | None
+    description: str
+
+
+class FieldList(BaseModel):
+    fields: list[FieldInfo]
+
+
+MODELS = (JobIn, RatingIn, RatingClear, JobSummary, JobPage, JobDetail, RatingResult, Facets, FieldList, ErrorBody)
 
 
 @cache
@@ -115,24 +106,12 @@ def _errors(*codes: int) -> dict:
     return {str(code): {"description": "error", **_json(ErrorBody)} for code in codes}
 
 
-def _query(name: str, schema: dict, repeat: bool = False) -> dict:
-    if repeat:
-        return {"name": name, "in": "query", "schema": {"type": "array", "items": schema},
-                "style": "form", "explode": True}
-    return {"name": name, "in": "query", "schema": schema}
-
-
-FILTERS = [
-    *[_query(n, {"type": "string"}, repeat=True) for n in ("pack", "model", "sampler", "scheduler", "lora", "embedding")],
-    _query("status", {"type": "string", "enum": list(STATUSES)}, repeat=True),
-    _query("rating_min", {"type": "integer", "minimum": 0, "maximum": 5}),
-    _query("rating_max", {"type": "integer", "minimum": 0, "maximum": 5}),
-    _query("rated", {"type": "string", "enum": ["true", "false"]}),
-    *[{**_query(n, {"type": "string"}), "description": "epoch seconds or ISO-8601; a date alone is a whole UTC day"}
-      for n in ("since", "until")],
-    {**_query("q", {"type": "string"}), "description": "every word, whole (a trailing * for a prefix)"},
-]
-JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+}
 OUTPUT_N = {"name": "n", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 
 
@@ -141,63 +120,148 @@ def document() -> dict:
     _, top = _schemas()
     return {
         "openapi": "3.0.3",
-        "info": {"title": "learning_svc", "version": "2",
-                 "description": "Job history and ratings of a Stable Diffusion pipeline (see SPEC.md)."},
+        "info": {
+            "title": "learning_svc",
+            "version": "2",
+            "description": "Job history and ratings of a Stable Diffusion pipeline (see SPEC.md).",
+        },
         "paths": {
             "/api/jobs": {
-                "post": {"summary": "Record a completed job", "operationId": "recordJob",
-                         "requestBody": {"required": True, **_json(JobIn)},
-                         "responses": {"201": {"description": "recorded", **_json(JobSummary)},
-                                       "200": {"description": "identical retry", **_json(JobSummary)},
-                                       **_errors(400, 403, 409, 413, 415, 503)}},
-                "get": {"summary": "List jobs", "operationId": "listJobs",
-                        "parameters": [_query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
-                                       _query("cursor", {"type": "string"}),
-                                       _query("sort", {"type": "string", "enum": list(SORTS)}), *FILTERS],
-                        "responses": {"200": {"description": "a page of jobs", **_json(JobPage)}, **_errors(400)}},
+                "post": {
+                    "summary": "Record a completed job",
+                    "operationId": "recordJob",
+                    "requestBody": {"required": True, **_json(JobIn)},
+                    "responses": {
+                        "201": {"description": "recorded", **_json(JobSummary)},
+                        "200": {"description": "identical retry", **_json(JobSummary)},
+                        **_errors(400, 403, 409, 413, 415, 503),
+                    },
+                },
+                "get": {
+                    "summary": "List jobs",
+                    "operationId": "listJobs",
+                    "parameters": query_parameters(ListParams),
+                    "responses": {"200": {"description": "a page of jobs", **_json(JobPage)}, **_errors(400)},
+                },
             },
             "/api/jobs/{job_id}": {
-                "get": {"summary": "One job with its rating history", "operationId": "getJob", "parameters": [JOB_ID],
-                        "responses": {"200": {"description": "the job", **_json(JobDetail)}, **_errors(404)}},
+                "get": {
+                    "summary": "One job with its rating history",
+                    "operationId": "getJob",
+                    "parameters": [JOB_ID],
+                    "responses": {"200": {"description": "the job", **_json(JobDetail)}, **_errors(404)},
+                },
             },
             "/api/jobs/{job_id}/outputs/{n}": {
-                "get": {"summary": "Output image n of a job; a placeholder image when it cannot be read",
-                        "operationId": "outputImage", "parameters": [JOB_ID, OUTPUT_N],
-                        "responses": {"200": {"description": "the image", "content": {
-                            "image/*": {"schema": {"type": "string", "format": "binary"}}}}, **_errors(404)}},
+                "get": {
+                    "summary": "Output image n of a job; a placeholder image when it cannot be read",
+                    "operationId": "outputImage",
+                    "parameters": [JOB_ID, OUTPUT_N],
+                    "responses": {
+                        "200": {
+                            "description": "the image",
+                            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+                        },
+                        **_errors(404),
+                    },
+                },
             },
             "/api/jobs/{job_id}/outputs/{n}/thumbnail": {
-                "get": {"summary": "A small JPEG of output n; a placeholder image when it cannot be read",
-                        "operationId": "outputThumbnail", "parameters": [JOB_ID, OUTPUT_N],
-                        "responses": {"200": {"description": "the thumbnail", "content": {
-                            "image/*": {"schema": {"type": "string", "format": "binary"}}}}, **_errors(404)}},
+                "get": {
+                    "summary": "A small JPEG of output n; a placeholder image when it cannot be read",
+                    "operationId": "outputThumbnail",
+                    "parameters": [JOB_ID, OUTPUT_N],
+                    "responses": {
+                        "200": {
+                            "description": "the thumbnail",
+                            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+                        },
+                        **_errors(404),
+                    },
+                },
             },
             "/api/jobs/{job_id}/rating": {
-                "put": {"summary": "Rate a job 0-5", "operationId": "rateJob", "parameters": [JOB_ID],
-                        "requestBody": {"required": True, **_json(RatingIn)},
-                        "responses": {"200": {"description": "stored", **_json(RatingResult)},
-                                      **_errors(400, 403, 404, 413, 415, 503)}},
-                "delete": {"summary": "Clear a job's rating", "operationId": "clearRating", "parameters": [JOB_ID],
-                           "responses": {"200": {"description": "cleared", **_json(RatingResult)},
-                                         **_errors(403, 404, 415, 503)}},
+                "put": {
+                    "summary": "Rate a job 0-5",
+                    "operationId": "rateJob",
+                    "parameters": [JOB_ID],
+                    "requestBody": {"required": True, **_json(RatingIn)},
+                    "responses": {
+                        "200": {"description": "stored", **_json(RatingResult)},
+                        **_errors(400, 403, 404, 413, 415, 503),
+                    },
+                },
+                "delete": {
+                    "summary": "Clear a job's rating",
+                    "operationId": "clearRating",
+                    "parameters": [JOB_ID],
+                    "requestBody": {"required": False, **_json(RatingClear)},
+                    "responses": {
+                        "200": {"description": "cleared", **_json(RatingResult)},
+                        **_errors(403, 404, 415, 503),
+                    },
+                },
             },
-            "/api/ratings": {"get": {"summary": "Current rating of every rated job", "operationId": "ratings",
-                                     "responses": {"200": {"description": "{job_id: rating}", "content": {
-                                         "application/json": {"schema": {"type": "object",
-                                                                         "additionalProperties": {"type": "integer"}}}}}}}},
-            "/api/facets": {"get": {"summary": "Value counts and mean ratings per field", "operationId": "facets",
-                                    "parameters": [_query("facet_size", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                                                   *FILTERS],
-                                    "responses": {"200": {"description": "facets", **_json(Facets)}, **_errors(400)}}},
-            "/api/export": {"get": {"summary": "Stream matching jobs as JSONL or CSV", "operationId": "export",
-                                    "parameters": [_query("format", {"type": "string", "enum": ["jsonl", "csv"]}),
-                                                   _query("sort", {"type": "string", "enum": list(SORTS)}), *FILTERS],
-                                    "responses": {"200": {"description": "the export", "content": {
-                                        "application/x-ndjson": {"schema": {"type": "string"}},
-                                        "text/csv": {"schema": {"type": "string"}}}}, **_errors(400)}}},
-            "/api/health": {"get": {"summary": "Status and counts", "operationId": "health",
-                                    "responses": {"200": {"description": "health", "content": {
-                                        "application/json": {"schema": {"type": "object"}}}}}}},
+            "/api/ratings": {
+                "get": {
+                    "summary": "Current rating of every rated job",
+                    "operationId": "ratings",
+                    "responses": {
+                        "200": {
+                            "description": "{job_id: rating}",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"type": "object", "additionalProperties": {"type": "integer"}}
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/api/facets": {
+                "get": {
+                    "summary": "Value counts and mean ratings per field",
+                    "operationId": "facets",
+                    "parameters": query_parameters(FacetParams),
+                    "responses": {"200": {"description": "facets", **_json(Facets)}, **_errors(400)},
+                }
+            },
+            "/api/export": {
+                "get": {
+                    "summary": "Stream matching jobs as JSONL or CSV",
+                    "operationId": "export",
+                    "parameters": query_parameters(ExportParams),
+                    "responses": {
+                        "200": {
+                            "description": "the export",
+                            "content": {
+                                "application/x-ndjson": {"schema": {"type": "string"}},
+                                "text/csv": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_errors(400),
+                    },
+                }
+            },
+            "/api/fields": {
+                "get": {
+                    "summary": "The filterable and facetable fields (for building pickers)",
+                    "operationId": "fields",
+                    "responses": {"200": {"description": "the fields", **_json(FieldList)}},
+                }
+            },
+            "/api/health": {
+                "get": {
+                    "summary": "Status and counts",
+                    "operationId": "health",
+                    "responses": {
+                        "200": {
+                            "description": "health",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
         },
         "components": {"schemas": top["$defs"]},
     }

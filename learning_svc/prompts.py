@@ -1,4 +1,5 @@
 """LoRA / embedding detection in prompts (SPEC §1.3) and facet-value normalisation."""
+
 from __future__ import annotations
 
 import re
@@ -51,7 +52,16 @@ def model_display(raw: str) -> str:
     return _MODEL_EXT.sub("", name).strip()
 
 
-def facet_key(field: str, value: str) -> str:
-    """The case-insensitive key a facet value is grouped and filtered by."""
-    value = model_display(value) if field == "model" else value.strip()
-    return value.casefold()
+# Schedulers that A1111 before 1.9 folded into sampler names ("DPM++ 2M Karras").
+_SCHEDULER_SUFFIX = re.compile(
+    r"^(?P<sampler>.+?)\s+(?P<scheduler>Karras|Exponential|Polyexponential|SGM Uniform|Align Your Steps"
+    r"|KL Optimal|Beta|Simple|Normal|Uniform|DDIM|Turbo)$",
+    re.IGNORECASE,
+)
+
+
+def split_sampler(raw: str) -> tuple[str, str | None]:
+    """`DPM++ 2M Karras` -> (`DPM++ 2M`, `Karras`); a name without a scheduler suffix stays whole."""
+    name = raw.strip()
+    m = _SCHEDULER_SUFFIX.match(name)
+    return (m["sampler"], m["scheduler"]) if m else (name, None)

@@ -1,4 +1,5 @@
 """The two line types of the journal: validation, defaults and resolution (SPEC §1)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,12 +7,24 @@ import math
 import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, WithJsonSchema, ConfigDict, Field, StrictInt, StrictStr, StringConstraints,
-                      ValidationError)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from . import prompts
 
@@ -19,7 +32,6 @@ LOG_SCHEMA = "learning_log_v2"
 RATING_SCHEMA = "learning_rating_v2"
 MAX_DEPTH = 64
 MAX_NUMBER = 2**64
-
 
 
 def _job_id(value: str) -> str:
@@ -38,12 +50,24 @@ def _timestamp(value: Any) -> float:
 
 _BAD_JOB_ID = re.compile(r"[\x00-\x1f\x7f/]")
 # The JSON schemas below only document what the validators enforce (OpenAPI, schemathesis).
-JobId = Annotated[StrictStr, AfterValidator(_job_id), WithJsonSchema(
-    {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^\x00-\x1f\x7f/]+$"})]
+JobId = Annotated[
+    StrictStr,
+    AfterValidator(_job_id),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^\x00-\x1f\x7f/]+$"}),
+]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
-Timestamp = Annotated[float, BeforeValidator(_timestamp),
-                      WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "maximum": 99_999_999_999},
-                                                {"type": "string", "format": "date-time"}]})]
+Timestamp = Annotated[
+    float,
+    BeforeValidator(_timestamp),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 99_999_999_999},
+                {"type": "string", "format": "date-time"},
+            ]
+        }
+    ),
+]
 
 
 class InvalidRecord(ValueError):
@@ -68,8 +92,12 @@ class NamedWeight(BaseModel):
 class JobIn(BaseModel):
     """A completed job as the pipeline posts it (SPEC §1.1). Unknown keys are kept as given."""
 
-    model_config = ConfigDict(strict=True, extra="allow", title="JobRecord", json_schema_extra={
-        "anyOf": [_present("completed_at"), _present("started_at", "duration_sec")]})
+    model_config = ConfigDict(
+        strict=True,
+        extra="allow",
+        title="JobRecord",
+        json_schema_extra={"anyOf": [_present("completed_at"), _present("started_at", "duration_sec")]},
+    )
 
     job_id: JobId
     variant_index: Annotated[StrictInt, Field(ge=0)] = 0
@@ -103,12 +131,19 @@ class JobIn(BaseModel):
     run_id: Annotated[str, StringConstraints(max_length=256)] | None = None
     extra: dict[str, Any] | None = None
 
-    def check(self) -> None:
-        """Cross-field rules; fills completed_at / duration_sec from each other."""
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> JobIn:
+        """Rules across fields; fills completed_at / duration_sec from each other."""
         if self.variant_index >= self.variant_total:
-            _fail("variant_index", f"variant_index ({self.variant_index}) must be less than variant_total ({self.variant_total})")
+            _fail(
+                "variant_index",
+                f"variant_index ({self.variant_index}) must be less than variant_total ({self.variant_total})",
+            )
         if self.num_outputs is not None and self.num_outputs != len(self.outputs):
-            _fail("num_outputs", f"num_outputs ({self.num_outputs}) must equal the number of outputs ({len(self.outputs)})")
+            _fail(
+                "num_outputs",
+                f"num_outputs ({self.num_outputs}) must equal the number of outputs ({len(self.outputs)})",
+            )
         started, completed, duration = self.started_at, self.completed_at, self.duration_sec
         if completed is None:
             if started is None or duration is None:
@@ -121,11 +156,19 @@ class JobIn(BaseModel):
             if duration is None:
                 self.duration_sec = elapsed
             elif abs(duration - elapsed) > 1.0:
-                _fail("duration_sec", f"duration_sec ({duration}) disagrees with completed_at - started_at ({elapsed:.3f})")
+                _fail(
+                    "duration_sec",
+                    f"duration_sec ({duration}) disagrees with completed_at - started_at ({elapsed:.3f})",
+                )
+        return self
 
 
 def _fail(loc: str, msg: str):
-    raise InvalidRecord(msg, [{"loc": loc, "msg": msg}])
+    """A rule across fields is broken: the error names the field it is about (see _fields)."""
+    raise PydanticCustomError("cross_field", "{msg}", {"loc": loc, "msg": msg})
+
+
+Source = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[\w.\-]+$")]
 
 
 class RatingIn(BaseModel):
@@ -133,7 +176,90 @@ class RatingIn(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", title="RatingRequest")
     rating: Annotated[StrictInt, Field(ge=0, le=5)]
-    source: Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[\w.\-]+$")] = "api"
+    source: Source = "api"
+
+
+class RatingClear(BaseModel):
+    """Optional body of DELETE /api/jobs/<job_id>/rating: the same `source` rule as a PUT."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", title="RatingClearRequest")
+    source: Source = "api"
+
+
+# ---------------------------------------------------------------- the summary
+
+
+class LineSummary(BaseModel):
+    """The listing summary of a stored line (SPEC §2.1), without the rating.
+
+    The one definition: line_summary() builds it for the index, JobSummary adds the rating
+    for the API, and the OpenAPI document describes it.
+    """
+
+    job_id: str
+    status: str
+    completed_at: float
+    started_at: float | None
+    duration_sec: float | None
+    packs: list[str]
+    variant_index: int
+    variant_total: int
+    num_outputs: int
+    outputs: list[str]
+    model: str | None
+    vae: str | None
+    sampler: str | None
+    scheduler: str | None
+    steps: int | None
+    cfg_scale: float | None
+    seed: int | None
+    width: int | None
+    height: int | None
+    loras: list[str]
+    embeddings: list[str]
+    run_id: str | None
+    error: str | None = Field(description="why a failed job failed (`extra.error` or `error_message`)")
+
+
+class JobSummary(LineSummary):
+    rating: int | None
+    rated_at: float | None
+
+
+_COPIED = tuple(name for name in LineSummary.model_fields if name not in ("loras", "embeddings", "error"))
+
+
+def _names(items) -> list[str]:
+    return [item["name"] for item in items or () if isinstance(item, dict) and isinstance(item.get("name"), str)]
+
+
+def _error(line: dict) -> str | None:
+    extra = line.get("extra")
+    for value in ((extra or {}).get("error") if isinstance(extra, dict) else None, line.get("error_message")):
+        if isinstance(value, str) and value.strip():
+            return value[:2000]
+    return None
+
+
+def line_summary(line: dict) -> dict:
+    """The LineSummary of a stored line, as a plain dict (built for every indexed line: no validation)."""
+    summary = {name: line.get(name) for name in _COPIED}
+    summary["loras"] = _names(line.get("loras"))
+    summary["embeddings"] = _names(line.get("embeddings"))
+    summary["error"] = _error(line)
+    return summary
+
+
+def job_summary(line_part: dict, rating: int | None, rated_at: float | None) -> dict:
+    return {**line_part, "rating": rating, "rated_at": rated_at if rating is not None else None}
+
+
+def is_sound(line: bytes) -> bool:
+    """Does a journal line parse as a JSON object? (a torn or garbage last line does not)"""
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def to_epoch(value: float | str) -> float:
@@ -144,7 +270,7 @@ def to_epoch(value: float | str) -> float:
         except ValueError:
             raise ValueError(f"not an ISO-8601 timestamp: {value[:40]!r}") from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         value = parsed.timestamp()
     if isinstance(value, bool) or not math.isfinite(value) or not 0 <= value < 1e11:
         raise ValueError("timestamp must be epoch seconds between 1970 and year 5000")
@@ -153,13 +279,18 @@ def to_epoch(value: float | str) -> float:
 
 # ---------------------------------------------------------------- validation
 
+
 def check_json_shape(value: Any, loc: str = "", depth: int = 0) -> None:
     """Refuse what strict JSON parsers let through but the journal must not store."""
     if depth > MAX_DEPTH:
-        raise InvalidRecord(f"nesting deeper than {MAX_DEPTH} levels", [{"loc": loc or "body", "msg": "too deeply nested"}])
+        raise InvalidRecord(
+            f"nesting deeper than {MAX_DEPTH} levels", [{"loc": loc or "body", "msg": "too deeply nested"}]
+        )
     if isinstance(value, str):
         if "\x00" in value:
-            raise InvalidRecord("strings must not contain NUL characters", [{"loc": loc or "body", "msg": "contains a NUL character"}])
+            raise InvalidRecord(
+                "strings must not contain NUL characters", [{"loc": loc or "body", "msg": "contains a NUL character"}]
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
             check_json_shape(key, loc, depth + 1)
@@ -180,8 +311,9 @@ def needs_shape_check(raw: bytes) -> bool:
 
     Nesting deeper than MAX_DEPTH needs more than MAX_DEPTH brackets; NUL must be escaped.
     """
-    return (b"\\u0000" in raw or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH
-            or _MAYBE_HUGE_NUMBER.search(raw) is not None)
+    return (
+        b"\\u0000" in raw or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH or _MAYBE_HUGE_NUMBER.search(raw) is not None
+    )
 
 
 def loads(raw: bytes) -> Any:
@@ -200,8 +332,10 @@ def parse_json(model: type[BaseModel], raw: bytes) -> BaseModel:
 def _fields(error: ValidationError) -> list[dict]:
     fields = []
     for err in error.errors(include_url=False):
-        loc = ".".join(str(part) for part in err["loc"]) or "body"
+        ctx = err.get("ctx") or {}
+        loc = ctx.get("loc") if err["type"] == "cross_field" else ".".join(str(part) for part in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
+        loc = loc or "body"
         fields.append({"loc": loc, "msg": msg})
     return fields
 
@@ -217,8 +351,6 @@ def parse(model: type[BaseModel], data: Any, shape_checked: bool = False) -> Bas
         fields = _fields(error)
         summary = "; ".join(f"{f['loc']}: {f['msg']}" for f in fields[:3])
         raise InvalidRecord(f"invalid {model.model_config.get('title', 'record')}: {summary}", fields) from None
-    if hasattr(parsed, "check"):
-        parsed.check()
     return parsed
 
 
@@ -234,11 +366,17 @@ def parse_rating(data: Any) -> RatingIn:
 # ---------------------------------------------------------------- resolution
 
 _LOOKUP_KEYS = {
-    "prompt": ("prompt",), "negative_prompt": ("negative_prompt",),
-    "model": ("model", "sd_model_checkpoint", "model_name"), "vae": ("vae", "sd_vae"),
-    "sampler": ("sampler", "sampler_name"), "scheduler": ("scheduler",),
-    "steps": ("steps",), "cfg_scale": ("cfg_scale",), "seed": ("seed",),
-    "width": ("width",), "height": ("height",),
+    "prompt": ("prompt",),
+    "negative_prompt": ("negative_prompt",),
+    "model": ("model", "sd_model_checkpoint", "model_name"),
+    "vae": ("vae", "sd_vae"),
+    "sampler": ("sampler", "sampler_name"),
+    "scheduler": ("scheduler",),
+    "steps": ("steps",),
+    "cfg_scale": ("cfg_scale",),
+    "seed": ("seed",),
+    "width": ("width",),
+    "height": ("height",),
 }
 _LOOKUP_TYPES = {"steps": int, "seed": int, "width": int, "height": int, "cfg_scale": (int, float)}
 
@@ -274,17 +412,31 @@ def stored_job(job: JobIn, logged_at: float | None = None) -> dict:
         embeddings = [ew.model_dump() for ew in job.embeddings]
     line = {
         "schema": LOG_SCHEMA,
-        "job_id": job.job_id, "status": job.status,
-        "completed_at": job.completed_at, "started_at": job.started_at, "duration_sec": job.duration_sec,
-        "variant_index": job.variant_index, "variant_total": job.variant_total,
-        "batch_index": job.batch_index, "batch_total": job.batch_total,
+        "job_id": job.job_id,
+        "status": job.status,
+        "completed_at": job.completed_at,
+        "started_at": job.started_at,
+        "duration_sec": job.duration_sec,
+        "variant_index": job.variant_index,
+        "variant_total": job.variant_total,
+        "batch_index": job.batch_index,
+        "batch_total": job.batch_total,
         "packs": job.packs,
-        **{f: summary[f] for f in ("model", "vae", "sampler", "scheduler", "steps", "cfg_scale", "seed", "width", "height")},
-        "prompt": summary["prompt"], "negative_prompt": summary["negative_prompt"],
-        "loras": loras, "embeddings": embeddings,
-        "outputs": job.outputs, "num_outputs": len(job.outputs),
-        "timings": job.timings, "run_id": job.run_id,
-        "run_config": job.run_config, "randomization_plan": job.randomization_plan, "stages": job.stages,
+        **{
+            f: summary[f]
+            for f in ("model", "vae", "sampler", "scheduler", "steps", "cfg_scale", "seed", "width", "height")
+        },
+        "prompt": summary["prompt"],
+        "negative_prompt": summary["negative_prompt"],
+        "loras": loras,
+        "embeddings": embeddings,
+        "outputs": job.outputs,
+        "num_outputs": len(job.outputs),
+        "timings": job.timings,
+        "run_id": job.run_id,
+        "run_config": job.run_config,
+        "randomization_plan": job.randomization_plan,
+        "stages": job.stages,
         "extra": job.extra,
     }
     line.update(job.model_extra or {})
@@ -295,8 +447,12 @@ def stored_job(job: JobIn, logged_at: float | None = None) -> dict:
 
 def rating_event(job_id: str, rating: int | None, source: str, timestamp: float | None = None) -> dict:
     return {
-        "schema": RATING_SCHEMA, "rating_id": str(uuid.uuid4()), "job_id": job_id, "rating": rating,
-        "timestamp": time.time() if timestamp is None else timestamp, "source": source,
+        "schema": RATING_SCHEMA,
+        "rating_id": str(uuid.uuid4()),
+        "job_id": job_id,
+        "rating": rating,
+        "timestamp": time.time() if timestamp is None else timestamp,
+        "source": source,
     }
 
 

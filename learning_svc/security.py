@@ -1,4 +1,5 @@
 """Host / Origin / token checks and protective response headers (SPEC §4 "Local by default")."""
+
 from __future__ import annotations
 
 import hmac
@@ -9,8 +10,10 @@ from flask import Flask, request
 from .config import LOOPBACK_HOSTS, Settings
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 class Refused(Exception):
@@ -23,7 +26,7 @@ def hostname(host_header: str) -> str:
     """`[::1]:8765` -> `::1`, `Example.COM:80` -> `example.com`."""
     host = host_header.strip().lower()
     if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
+        return host[1 : host.find("]")] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
@@ -37,7 +40,9 @@ def allowed_hosts(settings: Settings) -> set[str]:
 def check_request(settings: Settings, allowed: set[str]) -> None:
     host = request.headers.get("Host", "")
     if hostname(host) not in allowed:
-        raise Refused(403, "forbidden_host", f"Host {host[:100]!r} is not served here (add it to LEARNING_SVC_ALLOWED_HOSTS)")
+        raise Refused(
+            403, "forbidden_host", f"Host {host[:100]!r} is not served here (add it to LEARNING_SVC_ALLOWED_HOSTS)"
+        )
     if request.method not in WRITE_METHODS:
         return
     origin = request.headers.get("Origin")
@@ -48,9 +53,13 @@ def check_request(settings: Settings, allowed: set[str]) -> None:
     if settings.token:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {settings.token}".encode()):
-            raise Refused(401, "unauthorized", "this server needs 'Authorization: Bearer <LEARNING_SVC_TOKEN>' on writes")
+            raise Refused(
+                401, "unauthorized", "this server needs 'Authorization: Bearer <LEARNING_SVC_TOKEN>' on writes"
+            )
     mimetype = request.mimetype
-    if mimetype != "application/json" and not (request.method == "DELETE" and not mimetype and not request.content_length):
+    if mimetype != "application/json" and not (
+        request.method == "DELETE" and not mimetype and not request.content_length
+    ):
         raise Refused(415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'")
 
 

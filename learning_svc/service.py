@@ -5,13 +5,14 @@ journal locks, indexes lines other processes appended, decides every waiting req
 (new, identical retry, conflict, unknown job), appends all new lines with one write
 and one fsync per file, and indexes them in one transaction with the checkpoint.
 """
+
 from __future__ import annotations
 
 import logging
 import queue
-from contextlib import ExitStack
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +22,10 @@ from sqlalchemy import Connection
 
 from . import images, records
 from .config import Settings
-from .index import db, queries
-from .index.project import line_summary
-from .index.sync import Checkpoint, Indexer, SyncReport, read_checkpoint
+from .index import db, facets, queries
+from .index.plan import Filters, Page, Thresholds, make_plan
+from .index.sync import LOG, RATINGS, Checkpoint, Indexer, SyncReport, read_checkpoint
+from .index.text_search import MatchSets
 from .journal import DamagedJournal, Journal, JournalWriteError
 
 log = logging.getLogger(__name__)
@@ -58,21 +60,26 @@ class _Op:
 
 
 class Service:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, match_sets: MatchSets | None = None):
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log = Journal(settings.log_path)
-        self.ratings = Journal(settings.ratings_path)
+        self.jobs_journal = Journal(settings.log_path)
+        self.ratings_journal = Journal(settings.ratings_path)
         self.read_engine = db.make_engine(settings.db_url, writer=False)
         self.write_engine = db.make_engine(settings.db_url, writer=True)
-        self.indexer = Indexer(self.write_engine, self.log, self.ratings)
+        self.indexer = Indexer(self.write_engine, self.jobs_journal, self.ratings_journal)
+        self.thresholds = Thresholds(settings.probe_above, settings.facet_sample)
+        # Common words' matches held in memory for this process's readers (index/text_search.py).
+        self.match_sets = match_sets or MatchSets(
+            settings.text_cache_bytes, settings.text_background, settings.text_fetch_up_to, settings.text_set_max
+        )
         self.startup: SyncReport | None = None
         self.torn_files: list[str] = []
         self._queue: queue.Queue[_Op | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> "Service":
+    def start(self) -> Service:
         db.upgrade(self.write_engine)
         self.startup = self.indexer.catch_up()
         self.torn_files += [p.name for p in self.startup.torn]
@@ -140,8 +147,10 @@ class Service:
         """When idle, pick up lines other processes appended (e.g. the client's fallback)."""
         try:
             with self.read_engine.connect() as conn:
-                behind = (self.log.size() != read_checkpoint(conn, "log").offset
-                          or self.ratings.size() != read_checkpoint(conn, "ratings").offset)
+                behind = (
+                    self.jobs_journal.size() != read_checkpoint(conn, LOG).offset
+                    or self.ratings_journal.size() != read_checkpoint(conn, RATINGS).offset
+                )
             if behind:
                 self._commit([])
         except Exception:
@@ -153,9 +162,9 @@ class Service:
         with_ratings = not ops or any(op.kind == "rating" for op in ops)
         try:
             with ExitStack() as locks:
-                locks.enter_context(self.log.locked())
+                locks.enter_context(self.jobs_journal.locked())
                 if with_ratings:
-                    locks.enter_context(self.ratings.locked())
+                    locks.enter_context(self.ratings_journal.locked())
                 with self.write_engine.connect() as conn:
                     trans = conn.begin()
                     try:
@@ -180,12 +189,13 @@ class Service:
             for op in ops:
                 op.finish(error=Unavailable("the journal is locked by another process; try again"))
 
-
     def _write_jobs(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
         if not ops:
             return
-        known = {job_id: (row.input_hash, row) for job_id, row in
-                 queries.job_rows(conn, [op.payload["job_id"] for op in ops]).items()}
+        known = {
+            job_id: (row.input_hash, row)
+            for job_id, row in queries.job_rows(conn, [op.payload["job_id"] for op in ops]).items()
+        }
         fresh: list[tuple[_Op, bytes]] = []
         for op in ops:
             line = op.payload
@@ -199,7 +209,7 @@ class Service:
                 op.finish(result=(False, _summary(line)))
             else:
                 op.finish(result=(False, queries.summary_of(row)))
-        lines = self._append(self.log, fresh, lambda line: (True, _summary(line)))
+        lines = self._append(self.jobs_journal, fresh, lambda line: (True, _summary(line)))
         if lines:
             self.indexer.apply_log(conn, cp, lines, known_new=True)
 
@@ -214,9 +224,15 @@ class Service:
                 op.finish(error=NotFound(f"no job {event['job_id']!r}"))
             else:
                 fresh.append((op, records.dumps(event)))
-        lines = self._append(self.ratings, fresh, lambda event: {
-            "job_id": event["job_id"], "rating": event["rating"],
-            "rated_at": event["timestamp"] if event["rating"] is not None else None})
+        lines = self._append(
+            self.ratings_journal,
+            fresh,
+            lambda event: {
+                "job_id": event["job_id"],
+                "rating": event["rating"],
+                "rated_at": event["timestamp"] if event["rating"] is not None else None,
+            },
+        )
         if lines:
             self.indexer.apply_ratings(conn, cp, lines)
 
@@ -240,13 +256,16 @@ class Service:
         return lines
 
     # ------------------------------------------------------------ reads
-    def list_jobs(self, page: queries.Page) -> tuple[list[dict], str | None]:
+    def list_jobs(self, page: Page) -> tuple[list[dict], str | None]:
         with self.read_engine.connect() as conn:
-            return queries.list_jobs(conn, page)
+            return queries.list_jobs(conn, make_plan(conn, page, self.match_sets, self.thresholds))
 
-    def facets(self, filters: queries.Filters, size: int) -> tuple[dict, dict | None]:
+    def facets(self, filters: Filters, size: int) -> tuple[dict, dict | None]:
         with self.read_engine.connect() as conn:
-            return queries.facets(conn, filters, size)
+            if filters.empty:
+                return facets.unfiltered(conn, size), None
+            sample = Page(filters, "-completed_at", self.thresholds.facet_sample)
+            return facets.filtered(conn, make_plan(conn, sample, self.match_sets, self.thresholds), size)
 
     def get_job(self, job_id: str) -> dict:
         with self.read_engine.connect() as conn:
@@ -254,7 +273,7 @@ class Service:
             if row is None:
                 raise NotFound(f"no job {job_id!r}")
             history = queries.rating_history(conn, job_id)
-        record = orjson.loads(self.log.read_at(row.id, row.line_length))
+        record = orjson.loads(self.jobs_journal.read_at(row.id, row.line_length))
         return {"record": record, "rating": row.rating, "rated_at": row.rated_at, "rating_history": history}
 
     def output_file(self, job_id: str, n: int):
@@ -280,27 +299,40 @@ class Service:
         with self.read_engine.connect() as conn:
             return queries.ratings_dict(conn)
 
-    def export(self, filters: queries.Filters, sort: str) -> Iterator[tuple[dict, dict]]:
+    def export(self, filters: Filters, sort: str) -> Iterator[tuple[dict, dict]]:
         """(summary, full stored record) for every matching job, streamed."""
         with self.read_engine.connect() as conn:
-            for row in queries.iter_jobs(conn, filters, sort):
-                yield queries.summary_of(row), (lambda r=row: orjson.loads(self.log.read_at(r.id, r.line_length)))
+            plan = make_plan(conn, Page(filters, sort, 500), self.match_sets, self.thresholds)
+            for row in queries.iter_jobs(conn, plan):
+                yield (
+                    queries.summary_of(row),
+                    (lambda r=row: orjson.loads(self.jobs_journal.read_at(r.id, r.line_length))),
+                )
 
     def health(self) -> dict:
         with self.read_engine.connect() as conn:
             counts = queries.counts(conn)
-            log_cp = read_checkpoint(conn, "log")
-            ratings_cp = read_checkpoint(conn, "ratings")
-        lag = max(0, self.log.size() - log_cp.offset) + max(0, self.ratings.size() - ratings_cp.offset)
+            log_cp = read_checkpoint(conn, LOG)
+            ratings_cp = read_checkpoint(conn, RATINGS)
+        log_bytes, ratings_bytes = self.jobs_journal.size(), self.ratings_journal.size()
+        lag = max(0, log_bytes - log_cp.offset) + max(0, ratings_bytes - ratings_cp.offset)
         return {
             "status": "ok" if self._thread else "stopped",
-            "jsonl": {"jobs_lines": log_cp.line_count, "rating_lines": ratings_cp.line_count,
-                      "log_bytes": self.log.size(), "ratings_bytes": self.ratings.size()},
-            "index": {"jobs": counts["jobs"], "rating_events": counts["rating_events"],
-                      "lag_bytes": lag, "skipped_lines": log_cp.skipped + ratings_cp.skipped},
+            "jsonl": {
+                "jobs_lines": log_cp.line_count,
+                "rating_lines": ratings_cp.line_count,
+                "log_bytes": log_bytes,
+                "ratings_bytes": ratings_bytes,
+            },
+            "index": {
+                "jobs": counts["jobs"],
+                "rating_events": counts["rating_events"],
+                "lag_bytes": lag,
+                "skipped_lines": log_cp.skipped + ratings_cp.skipped,
+            },
             "damaged": {"torn_tails_moved": self.torn_files},
         }
 
 
 def _summary(line: dict) -> dict:
-    return {**line_summary(line), "rating": None, "rated_at": None}
+    return records.job_summary(records.line_summary(line), None, None)

@@ -1,4 +1,5 @@
 """`learning-svc verify`: rebuild the index from the JSONL into a scratch file and compare every row."""
+
 from __future__ import annotations
 
 import itertools
@@ -9,9 +10,10 @@ from sqlalchemy import select
 
 from .config import Settings
 from .index import db
-from .index.sync import Indexer, is_sound
+from .index.sync import Indexer
 from .index.tables import checkpoints, facet_values, job_tags, jobs, rating_events
 from .journal import DamagedJournal, Journal
+from .records import is_sound
 
 TABLES = (jobs, job_tags, facet_values, rating_events, checkpoints)
 MAX_EXAMPLES = 5
@@ -45,8 +47,11 @@ def compare_table(table, actual_conn, expected_conn) -> list[str]:
                 changed.append(f"{a_key}: {', '.join(diffs)[:300]}")
             a, e = next(actual, None), next(expected, None)
     problems = []
-    for label, items in (("missing from the index", missing), ("in the index but not in the journal", extra),
-                         ("different in the index", changed)):
+    for label, items in (
+        ("missing from the index", missing),
+        ("in the index but not in the journal", extra),
+        ("different in the index", changed),
+    ):
         if items:
             examples = "; ".join(str(i) for i in itertools.islice(items, MAX_EXAMPLES))
             problems.append(f"{table.name}: {len(items)} rows {label}, e.g. {examples}")
@@ -57,8 +62,10 @@ def _tail_problems(journal: Journal) -> list[str]:
     end, size = journal.complete_end(), journal.size()
     problems = []
     if size > end:
-        problems.append(f"{journal.path}: {size - end} bytes after the last complete line (a torn tail; "
-                        "the service moves it aside at its next start)")
+        problems.append(
+            f"{journal.path}: {size - end} bytes after the last complete line (a torn tail; "
+            "the service moves it aside at its next start)"
+        )
     return problems
 
 
@@ -87,10 +94,7 @@ def verify_index(settings: Settings) -> list[str]:
 
 
 def _last_line_problem(journal: Journal) -> list[str]:
-    end = journal.complete_end()
-    if end == 0:
+    sound = journal.sound_end(is_sound)
+    if sound == journal.complete_end():
         return []
-    start = journal.line_start(end - 1)
-    if is_sound(journal.read_at(start, end - 1 - start)):
-        return []
-    return [f"{journal.path}: the last line (byte {start}) is damaged; the service moves it aside at its next start"]
+    return [f"{journal.path}: the last line (byte {sound}) is damaged; the service moves it aside at its next start"]

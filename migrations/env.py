@@ -1,4 +1,5 @@
 """Alembic environment: runs on the connection handed over by learning_svc.index.db.upgrade."""
+
 from alembic import context
 from sqlalchemy import create_engine
 

@@ -1,4 +1,5 @@
 """Shared fixtures: a temporary data directory, the Flask app, and the real waitress server."""
+
 from __future__ import annotations
 
 import socket
@@ -20,7 +21,9 @@ JSON = {"Content-Type": "application/json"}
 
 def sample_records() -> list[dict]:
     """The 40 real-shaped pack jobs and the 2 edge shapes (copied from shared/samples)."""
-    lines = (DATA / "sample_jobs.jsonl").read_bytes().splitlines() + (DATA / "edge_shapes.jsonl").read_bytes().splitlines()
+    lines = (DATA / "sample_jobs.jsonl").read_bytes().splitlines() + (
+        DATA / "edge_shapes.jsonl"
+    ).read_bytes().splitlines()
     return [orjson.loads(line) for line in lines]
 
 
@@ -55,8 +58,14 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        self.server = create_server(self.app, host="127.0.0.1", port=self.port, threads=8, asyncore_use_poll=True,
-                                    max_request_body_size=settings.max_body_bytes + 65536)
+        self.server = create_server(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            threads=8,
+            asyncore_use_poll=True,
+            max_request_body_size=settings.max_body_bytes + 65536,
+        )
         self.stopping = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()

@@ -5,6 +5,7 @@ The oracle works from the generated input records (SPEC §1.1 resolution, §1.3 
 tie-breaking key). It shares no SQL with the project: only `prompts.detect`, which the
 spec defines, and a normalisation of model names of its own.
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,12 +20,15 @@ import orjson
 from learning_svc import gen
 from learning_svc.prompts import detect
 
-FIELDS = ("pack", "model", "sampler", "scheduler", "lora", "embedding", "status")
+FIELDS = ("pack", "model", "vae", "sampler", "scheduler", "steps", "cfg_scale", "lora", "embedding", "status")
+FILE_NAMES = ("model", "vae", "lora", "embedding")  # grouped without folder, extension and [hash]
+NUMBERS = ("steps", "cfg_scale")
 SORTS = ("-completed_at", "completed_at", "-rating", "rating", "-duration_sec", "duration_sec")
 TIE_AT = 1764000900.25  # completed_at of the hand-made tie block (inside the generated range)
 
 
 # ---------------------------------------------------------------- the dataset
+
 
 def dataset_records(n: int, seed: int) -> list[dict]:
     """`n` generated records followed by hand-made shapes the generator does not produce."""
@@ -42,8 +46,12 @@ def dataset_records(n: int, seed: int) -> list[dict]:
             r["duration_sec"] = 0.0
     for i, r in enumerate(variants):  # the same facet values written differently (SPEC §1.3, §2.1)
         model = r["run_config"]["model"].split(".safetensors")[0]
-        r["model"] = [f"models\\Stable-diffusion\\{model.upper()}.safetensors [dd08fa32f9]",
-                      f"/opt/sd/models/{model}.ckpt", f"{model.lower()}.safetensors", f"  {model}  "][i % 4]
+        r["model"] = [
+            f"models\\Stable-diffusion\\{model.upper()}.safetensors [dd08fa32f9]",
+            f"/opt/sd/models/{model}.ckpt",
+            f"{model.lower()}.safetensors",
+            f"  {model}  ",
+        ][i % 4]
         r["sampler"] = r["run_config"]["sampler"].lower() if i % 2 else r["run_config"]["sampler"].upper()
         r["scheduler"] = f" {r['run_config']['scheduler'].swapcase()} "
         r["packs"] = [p.lower() for p in r["packs"]] + (["Extra Pack"] if i % 3 == 0 else [])
@@ -59,9 +67,11 @@ def dataset_records(n: int, seed: int) -> list[dict]:
 
 def post_all(client_factory, records: list[dict], threads: int = 8) -> None:
     """POST every record, several at a time (the service commits them in groups)."""
+
     def post(record):
         response = client_factory().post("/api/jobs", data=orjson.dumps(record), content_type="application/json")
         assert response.status_code == 201, response.get_data(as_text=True)
+
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(post, records))
 
@@ -89,6 +99,7 @@ def rate_all(client_factory, events: list[tuple[str, int | None]], threads: int 
             else:
                 response = client.put(f"/api/jobs/{job_id}/rating", json={"rating": rating})
             assert response.status_code == 200, response.get_data(as_text=True)
+
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(rate, by_job.items()))
 
@@ -115,9 +126,51 @@ def model_group(raw: str) -> str:
     return _MODEL_FILE.sub("", name).strip()
 
 
-def key_of(field_name: str, raw: str) -> str:
+# A1111 before 1.9 named samplers with their scheduler ("DPM++ 2M Karras").
+A1111_SCHEDULERS = (
+    "Karras",
+    "Exponential",
+    "Polyexponential",
+    "SGM Uniform",
+    "Align Your Steps",
+    "KL Optimal",
+    "Beta",
+    "Simple",
+    "Normal",
+    "Uniform",
+    "DDIM",
+    "Turbo",
+)
+
+
+def sampler_parts(raw: str) -> tuple[str, str | None]:
+    name = raw.strip()
+    for scheduler in sorted(A1111_SCHEDULERS, key=len, reverse=True):
+        if name.lower().endswith(" " + scheduler.lower()) and len(name) > len(scheduler) + 1:
+            return name[: -len(scheduler)].strip(), name[-len(scheduler) :]
+    return name, None
+
+
+def number_text(value) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return f"{round(float(value), 4):.4f}".rstrip("0").rstrip(".")
+
+
+def display_of(field_name: str, raw) -> str | None:
+    """How a value is shown and grouped (None: not a value)."""
+    if field_name in NUMBERS:
+        return number_text(raw) if not isinstance(raw, str) else number_text(float(raw))
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    if field_name in FILE_NAMES:
+        return model_group(raw) or None
+    return raw.strip()
+
+
+def key_of(field_name: str, raw) -> str:
     """The case-insensitive value a filter or facet compares."""
-    return (model_group(raw) if field_name == "model" else raw.strip()).casefold()
+    return (display_of(field_name, raw) or "").casefold()
 
 
 _TOKEN = re.compile(r"[^\W_]+")  # runs of letters and digits
@@ -139,7 +192,7 @@ def _has_phrase(tokens: list[str], phrase: list[str], prefix: bool) -> bool:
     """Does `phrase` occur in `tokens`, its last token as a prefix when `prefix`?"""
     *exact, last = phrase
     for i in range(len(tokens) - len(phrase) + 1):
-        if tokens[i:i + len(exact)] == exact:
+        if tokens[i : i + len(exact)] == exact:
             token = tokens[i + len(exact)]
             if token.startswith(last) if prefix else token == last:
                 return True
@@ -147,6 +200,7 @@ def _has_phrase(tokens: list[str], phrase: list[str], prefix: bool) -> bool:
 
 
 # ---------------------------------------------------------------- the oracle
+
 
 @dataclass
 class Job:
@@ -171,6 +225,17 @@ class Job:
         return self.rating
 
 
+def _resolve_number(record: dict, name: str):
+    """A top-level number, else the run_config or stages.txt2img one."""
+    if record.get(name) is not None:
+        return record[name]
+    for source in (record.get("run_config") or {}, (record.get("stages") or {}).get("txt2img") or {}):
+        value = source.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+    return None
+
+
 def _resolve(record: dict, name: str, aliases: tuple[str, ...] = ()):
     """A top-level field, else the run_config or stages.txt2img value (SPEC §1.1)."""
     if record.get(name) is not None:
@@ -185,29 +250,42 @@ def _resolve(record: dict, name: str, aliases: tuple[str, ...] = ()):
 def oracle_job(record: dict, offset: int) -> Job:
     prompt, negative = _resolve(record, "prompt"), _resolve(record, "negative_prompt")
     loras, embeddings = detect(prompt, negative)
+    sampler, scheduler = _resolve(record, "sampler", ("sampler_name",)), _resolve(record, "scheduler")
+    folded = sampler_parts(sampler)[1] if sampler else None
+    if folded and (not scheduler or scheduler.strip().lower() == "automatic"):
+        scheduler = folded
     raw = {
         "pack": record.get("packs") or [],
         "model": [_resolve(record, "model", ("sd_model_checkpoint", "model_name"))],
-        "sampler": [_resolve(record, "sampler", ("sampler_name",))],
-        "scheduler": [_resolve(record, "scheduler")],
+        "vae": [_resolve(record, "vae", ("sd_vae",))],
+        "sampler": [sampler_parts(sampler)[0] if sampler else None],
+        "scheduler": [scheduler],
+        "steps": [_resolve_number(record, "steps")],
+        "cfg_scale": [_resolve_number(record, "cfg_scale")],
         "lora": [x["name"] for x in record["loras"]] if "loras" in record else [x["name"] for x in loras],
-        "embedding": ([x["name"] for x in record["embeddings"]] if "embeddings" in record
-                      else [x["name"] for x in embeddings]),
+        "embedding": (
+            [x["name"] for x in record["embeddings"]] if "embeddings" in record else [x["name"] for x in embeddings]
+        ),
         "status": [record.get("status", "completed")],
     }
     tags = {}
     for name, values in raw.items():
         tags[name] = {}
         for value in values:
-            if isinstance(value, str) and value.strip():
+            if display_of(name, value):
                 tags[name].setdefault(key_of(name, value), value)
     duration = record.get("duration_sec")
     if duration is None and record.get("started_at") is not None:
         duration = float(record["completed_at"]) - float(record["started_at"])
-    columns = [fts_tokens(record["job_id"]), fts_tokens(" ".join(record.get("packs") or [])),
-               fts_tokens(prompt or ""), fts_tokens(negative or "")]
-    return Job(record["job_id"], offset, record, raw["status"][0], float(record["completed_at"]),
-               duration, tags, columns)
+    columns = [
+        fts_tokens(record["job_id"]),
+        fts_tokens(" ".join(record.get("packs") or [])),
+        fts_tokens(prompt or ""),
+        fts_tokens(negative or ""),
+    ]
+    return Job(
+        record["job_id"], offset, record, raw["status"][0], float(record["completed_at"]), duration, tags, columns
+    )
 
 
 @dataclass
@@ -224,10 +302,10 @@ class Oracle:
         for job in self.jobs:
             for name in FIELDS:
                 for key, raw in job.tags[name].items():
-                    self.displays[name].setdefault(key, model_group(raw) if name == "model" else raw.strip())
+                    self.displays[name].setdefault(key, display_of(name, raw))
 
     @classmethod
-    def build(cls, records: list[dict], offsets: dict[str, int], events) -> "Oracle":
+    def build(cls, records: list[dict], offsets: dict[str, int], events) -> Oracle:
         oracle = cls([oracle_job(copy.deepcopy(r), offsets[r["job_id"]]) for r in records])
         for job_id, rating in events:  # the last event for a job is its rating
             oracle.by_id[job_id].rating = rating
@@ -244,8 +322,9 @@ class Oracle:
         since, until = float(params.get("since", "-inf")), float(params.get("until", "inf"))
         # A word without letters or digits is ignored; the others must each occur in one
         # column as a phrase of tokens, the last one as a prefix when the word ends in *.
-        phrases = [(phrase, word.endswith("*")) for word in (params.get("q") or "").split()
-                   if (phrase := fts_tokens(word))]
+        phrases = [
+            (phrase, word.endswith("*")) for word in (params.get("q") or "").split() if (phrase := fts_tokens(word))
+        ]
 
         def test(job: Job) -> bool:
             if any(not keys & job.tags[name].keys() for name, keys in wanted.items()):
@@ -257,6 +336,7 @@ class Oracle:
             if not since <= job.completed_at <= until:
                 return False
             return all(any(_has_phrase(column, phrase, prefix) for column in job.columns) for phrase, prefix in phrases)
+
         return test
 
     def select(self, params: dict) -> list[Job]:
@@ -268,8 +348,9 @@ class Oracle:
 
     def listing(self, params: dict, sort: str = "-completed_at") -> list[str]:
         """Matching job ids in `sort` order, ties broken by the journal offset."""
-        ordered = sorted(self.select(params), key=lambda job: (job.sort_key(sort), job.offset),
-                         reverse=sort.startswith("-"))
+        ordered = sorted(
+            self.select(params), key=lambda job: (job.sort_key(sort), job.offset), reverse=sort.startswith("-")
+        )
         return [job.job_id for job in ordered]
 
     # -- facets (SPEC §2)
@@ -288,12 +369,19 @@ class Oracle:
                         rated[key] += 1
                         total[key] += job.rating
             keys = sorted(counts, key=lambda k: (-counts[k], k))[:size]
-            result[name] = [{"value": self.displays[name][k], "count": counts[k],
-                             "mean_rating": total[k] / rated[k] if rated[k] else None} for k in keys]
+            result[name] = [
+                {
+                    "value": self.displays[name][k],
+                    "count": counts[k],
+                    "mean_rating": total[k] / rated[k] if rated[k] else None,
+                }
+                for k in keys
+            ]
         ratings = Counter(job.rating for job in matching)
         order = sorted(ratings, key=lambda r: (-ratings[r], "none" if r is None else str(r)))
-        result["rating"] = [{"value": r, "count": ratings[r], "mean_rating": None if r is None else float(r)}
-                            for r in order]
+        result["rating"] = [
+            {"value": r, "count": ratings[r], "mean_rating": None if r is None else float(r)} for r in order
+        ]
         return result
 
 

@@ -1,4 +1,5 @@
 """Helpers for tests that run the real server (or the CLI) as a separate process."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ def cli_env(**extra: str) -> dict:
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "learning_svc.cli", *args], capture_output=True, text=True,
-                          env=env or cli_env(), timeout=timeout)
+    return subprocess.run(
+        [PYTHON, "-m", "learning_svc.cli", *args], capture_output=True, text=True, env=env or cli_env(), timeout=timeout
+    )
 
 
 class ServerProcess:
@@ -40,13 +42,15 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 30) -> "ServerProcess":
+    def start(self, timeout: float = 30) -> ServerProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # a file, not a pipe: a full pipe would block the server
-        self.proc = subprocess.Popen(
-            [PYTHON, "-m", "learning_svc.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        log.close()
+        with open(self.log_path, "ab") as log:  # a file, not a pipe: a full pipe would block the server
+            self.proc = subprocess.Popen(
+                [PYTHON, "-m", "learning_svc.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -105,6 +109,11 @@ def journal_lines(path: Path) -> list[dict]:
 
 def job(job_id: str, **fields) -> dict:
     """A small valid record."""
-    return {"job_id": job_id, "completed_at": 1_764_000_000.0, "packs": ["PACK_a"],
-            "outputs": [f"out/{job_id}.png"], "run_config": {"prompt": f"a fox <lora:detail:0.5> {job_id}"},
-            **fields}
+    return {
+        "job_id": job_id,
+        "completed_at": 1_764_000_000.0,
+        "packs": ["PACK_a"],
+        "outputs": [f"out/{job_id}.png"],
+        "run_config": {"prompt": f"a fox <lora:detail:0.5> {job_id}"},
+        **fields,
+    }

@@ -1,4 +1,5 @@
 """The JSON API contract (SPEC §2): statuses, shapes, error bodies."""
+
 import orjson
 import pytest
 
@@ -74,8 +75,10 @@ def test_rating_put_delete_and_ratings_dict(client, settings):
     assert all(e["schema"] == "learning_rating_v2" for e in events)
 
 
-@pytest.mark.parametrize("body", [{"rating": 4.5}, {"rating": True}, {"rating": "4"}, {"rating": 6}, {"rating": -1},
-                                  {}, {"rating": 3, "extra": 1}])
+@pytest.mark.parametrize(
+    "body",
+    [{"rating": 4.5}, {"rating": True}, {"rating": "4"}, {"rating": 6}, {"rating": -1}, {}, {"rating": 3, "extra": 1}],
+)
 def test_bad_ratings_are_400_and_write_nothing(client, settings, body):
     job = sample_records()[0]
     post(client, job)
@@ -96,11 +99,22 @@ def test_method_not_allowed_has_the_error_shape(client):
     assert_error(client.delete("/api/ratings"), 405, "method_not_allowed")
 
 
-@pytest.mark.parametrize("query, param", [
-    ("limit=0", "limit"), ("limit=501", "limit"), ("limit=ten", "limit"), ("sort=name", "sort"),
-    ("cursor=garbage", "cursor"), ("bogus=1", "bogus"), ("rating_min=9", "rating_min"), ("rated=yes", "rated"),
-    ("since=tomorrow", "since"), ("status=done", "status"), ("limit=5&limit=6", "limit"),
-])
+@pytest.mark.parametrize(
+    "query, param",
+    [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=ten", "limit"),
+        ("sort=name", "sort"),
+        ("cursor=garbage", "cursor"),
+        ("bogus=1", "bogus"),
+        ("rating_min=9", "rating_min"),
+        ("rated=yes", "rated"),
+        ("since=tomorrow", "since"),
+        ("status=done", "status"),
+        ("limit=5&limit=6", "limit"),
+    ],
+)
 def test_bad_listing_parameters_name_the_parameter(client, query, param):
     error = assert_error(client.get(f"/api/jobs?{query}"), 400, "invalid_parameter")
     assert error["fields"][0]["loc"] == param and error["message"].startswith(param)
@@ -118,9 +132,33 @@ def test_listing_summary_fields(client):
     for body in sample_records():
         post(client, body)
     jobs = client.get("/api/jobs?limit=3").get_json()["jobs"]
-    expected = {"job_id", "status", "completed_at", "started_at", "duration_sec", "packs", "variant_index",
-                "variant_total", "num_outputs", "outputs", "model", "sampler", "scheduler", "steps", "cfg_scale",
-                "seed", "width", "height", "loras", "embeddings", "rating", "rated_at"}
+    expected = {
+        "job_id",
+        "status",
+        "completed_at",
+        "started_at",
+        "duration_sec",
+        "packs",
+        "variant_index",
+        "variant_total",
+        "num_outputs",
+        "outputs",
+        "model",
+        "sampler",
+        "scheduler",
+        "steps",
+        "cfg_scale",
+        "seed",
+        "width",
+        "height",
+        "loras",
+        "embeddings",
+        "rating",
+        "rated_at",
+        "vae",
+        "run_id",
+        "error",
+    }
     assert all(set(job) == expected for job in jobs)
     completed = [job["completed_at"] for job in jobs]
     assert completed == sorted(completed, reverse=True)
@@ -137,8 +175,15 @@ def test_health_counts(client):
 def test_openapi_document_describes_every_route(client):
     doc = client.get("/api/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
-    assert {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/rating", "/api/ratings", "/api/facets",
-            "/api/export", "/api/health"} <= set(doc["paths"])
+    assert {
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/rating",
+        "/api/ratings",
+        "/api/facets",
+        "/api/export",
+        "/api/health",
+    } <= set(doc["paths"])
     assert "job_id" in doc["components"]["schemas"]["JobIn"]["properties"]
 
 

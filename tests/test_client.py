@@ -1,4 +1,5 @@
 """LearningClient, the pipeline's side, against the real server: up, down, restarted, refusing."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import LiveServer
 from learning_svc.client import LearningClient, LearningClientError
 from learning_svc.config import Settings
+
+from conftest import LiveServer
 from procs import ServerProcess, all_job_ids, job, journal_lines
 
 FAST = {"timeout": 2.0, "retries": 2, "backoff": 0.01}
@@ -122,9 +124,10 @@ def test_invalid_job_while_down_is_not_appended(tmp_path):
 
 def test_pipeline_values_are_sent_as_plain_json(live_server):
     client = LearningClient(live_server.url, **FAST)
-    completed = dt.datetime(2026, 3, 11, 23, 33, 2, tzinfo=dt.timezone.utc)
-    record = job("typed", completed_at=completed, outputs=[Path("out") / "x.png"], packs=("A",),
-                 run_config={"tags": {"b", "a"}})
+    completed = dt.datetime(2026, 3, 11, 23, 33, 2, tzinfo=dt.UTC)
+    record = job(
+        "typed", completed_at=completed, outputs=[Path("out") / "x.png"], packs=("A",), run_config={"tags": {"b", "a"}}
+    )
     assert client.record_job(record)["completed_at"] == completed.timestamp()
     stored = requests.get(live_server.url + "/api/jobs/typed", timeout=10).json()["record"]
     assert stored["packs"] == ["A"] and stored["run_config"]["tags"] == ["a", "b"]
@@ -149,8 +152,10 @@ def test_concurrent_fallback_writers_and_a_starting_server_share_the_lock(tmp_pa
         port = s.getsockname()[1]
     client = LearningClient(f"http://127.0.0.1:{port}", data_dir=data_dir, timeout=0.5, retries=0)
     results = []
-    threads = [threading.Thread(target=lambda t=t: results.extend(
-        client.record_job(job(f"t{t}-{i}")) for i in range(10))) for t in range(4)]
+    threads = [
+        threading.Thread(target=lambda t=t: results.extend(client.record_job(job(f"t{t}-{i}")) for i in range(10)))
+        for t in range(4)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

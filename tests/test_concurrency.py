@@ -1,4 +1,5 @@
 """Several writers on the same files: processes appending through the journal lock, and two servers."""
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,10 @@ WRITER = textwrap.dedent("""
 
 def test_eight_processes_append_through_the_lock_without_interleaving(tmp_path):
     path, go = tmp_path / "learning_log_v2.jsonl", tmp_path / "go"
-    writers = [subprocess.Popen([PYTHON, "-c", WRITER, str(path), str(w), str(RECORDS), str(go)], env=cli_env())
-               for w in range(WRITERS)]
+    writers = [
+        subprocess.Popen([PYTHON, "-c", WRITER, str(path), str(w), str(RECORDS), str(go)], env=cli_env())
+        for w in range(WRITERS)
+    ]
     go.touch()  # all start together, for the most contention
     for writer in writers:
         assert writer.wait(timeout=120) == 0
@@ -96,8 +99,10 @@ def test_two_servers_on_one_data_directory(tmp_path):
         for server in (first, second):
             assert {results[server][r["job_id"]] for r in own[server.port]} == {201}
         for record in shared_same:  # exactly one server created it; every other post was a retry
-            codes = sorted([results[s][record["job_id"]] for s in (first, second)]
-                           + [results_same[s][record["job_id"]] for s in (first, second)])
+            codes = sorted(
+                [results[s][record["job_id"]] for s in (first, second)]
+                + [results_same[s][record["job_id"]] for s in (first, second)]
+            )
             assert codes == [200, 200, 200, 201], (record["job_id"], codes)
         for a, _ in shared_diff:
             codes = sorted(results[s][a["job_id"]] for s in (first, second))
@@ -105,12 +110,16 @@ def test_two_servers_on_one_data_directory(tmp_path):
 
         lines = journal_lines(data_dir / "learning_log_v2.jsonl")
         logged = [line["job_id"] for line in lines]
-        expected = {r["job_id"] for rs in own.values() for r in rs} | {r["job_id"] for r in shared_same} \
+        expected = (
+            {r["job_id"] for rs in own.values() for r in rs}
+            | {r["job_id"] for r in shared_same}
             | {a["job_id"] for a, _ in shared_diff}
+        )
         assert sorted(logged) == sorted(expected)  # both sets, each job once
         assert sorted(all_job_ids(first.url)) == sorted(all_job_ids(second.url)) == sorted(expected)
-        rated = requests.put(f"{second.url}/api/jobs/{own[first.port][0]['job_id']}/rating", json={"rating": 5},
-                             timeout=10)
+        rated = requests.put(
+            f"{second.url}/api/jobs/{own[first.port][0]['job_id']}/rating", json={"rating": 5}, timeout=10
+        )
         assert rated.status_code == 200  # a job recorded by the first server, rated through the second
         assert requests.get(first.url + "/api/ratings", timeout=10).json() == {own[first.port][0]["job_id"]: 5}
     finally:

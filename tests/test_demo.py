@@ -1,4 +1,5 @@
 """`learning-svc demo`: realistic jobs with real placeholder images, loaded once."""
+
 from PIL import Image
 
 from learning_svc import create_app

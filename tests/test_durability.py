@@ -3,6 +3,7 @@
 Real files, real SQLite and the real server; the only fakes are injected failures (disk calls, an index
 write, an interrupted reindex).
 """
+
 from __future__ import annotations
 
 import errno
@@ -19,16 +20,20 @@ import pytest
 import requests
 from sqlalchemy import create_engine
 
-from conftest import JSON
-from learning_svc import create_app, journal as journal_module, records, service as service_module
+from learning_svc import create_app, records
+from learning_svc import journal as journal_module
+from learning_svc import service as service_module
 from learning_svc.index import sync, text_search
 from learning_svc.index.sync import read_checkpoint, rebuild
 from learning_svc.journal import DamagedJournal, Journal, JournalWriteError
+from learning_svc.service import Service
 from learning_svc.verify import verify_index
+
+from conftest import JSON
 from procs import PYTHON, ServerProcess, all_job_ids, cli_env, job, journal_lines, run_cli
 
-
 # ---------------------------------------------------------------- helpers
+
 
 def fill(settings, n: int, prefix: str = "job") -> list[str]:
     """Record n jobs through a service that is then stopped; returns their ids."""
@@ -47,8 +52,9 @@ def fill(settings, n: int, prefix: str = "job") -> list[str]:
 def listed(client, **filters) -> list[str]:
     ids, cursor = [], None
     while True:
-        page = client.get("/api/jobs", query_string={"limit": 500, **filters,
-                                                      **({"cursor": cursor} if cursor else {})}).json
+        page = client.get(
+            "/api/jobs", query_string={"limit": 500, **filters, **({"cursor": cursor} if cursor else {})}
+        ).json
         ids += [j["job_id"] for j in page["jobs"]]
         cursor = page["next_cursor"]
         if not cursor:
@@ -154,7 +160,7 @@ def test_repeated_repairs_never_overwrite_an_earlier_side_file(settings):
         with open(settings.log_path, "ab") as f:
             f.write(tail)
         with journal.locked():
-            assert journal.repair_tail(sync.is_sound) is not None
+            assert journal.repair_tail(records.is_sound) is not None
     assert sorted(p.read_bytes() for p in side_files(settings)) == [b'{"first torn', b'{"second torn']
 
 
@@ -174,6 +180,7 @@ def test_an_append_never_glues_a_line_onto_a_torn_tail(settings):
 
 # ---------------------------------------------------------------- damage in the middle
 
+
 def _damage_middle(settings, garbage: bytes) -> tuple[bytes, int]:
     """Five good lines, a damaged one, two good ones; returns (file bytes, damaged line number)."""
     good = [records.dumps(stored(f"m-{i}")) for i in range(8)]
@@ -183,8 +190,11 @@ def _damage_middle(settings, garbage: bytes) -> tuple[bytes, int]:
     return data, 6
 
 
-@pytest.mark.parametrize("garbage", [b"{not json}\n", b"\x00\x00\x00\n", b'{"schema":"learning_log_v2"}\n'],
-                         ids=["not_json", "nul", "no_job_id"])
+@pytest.mark.parametrize(
+    "garbage",
+    [b"{not json}\n", b"\x00\x00\x00\n", b'{"schema":"learning_log_v2"}\n'],
+    ids=["not_json", "nul", "no_job_id"],
+)
 def test_damage_in_the_middle_refuses_to_start_and_keeps_the_file(settings, garbage):
     data, line_no = _damage_middle(settings, garbage)
     with pytest.raises(DamagedJournal) as caught:
@@ -218,7 +228,7 @@ def test_damage_inside_the_indexed_part_is_reported_by_verify(settings):
     fill(settings, 3)
     data = bytearray(settings.log_path.read_bytes())
     second = data.index(b"\n") + 1
-    data[second:second + 2] = b"##"  # same length: the start-up checks cannot see it
+    data[second : second + 2] = b"##"  # same length: the start-up checks cannot see it
     settings.log_path.write_bytes(bytes(data))
     problems = verify_index(settings)
     assert any("line 2" in problem for problem in problems), problems
@@ -264,8 +274,10 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path):
         assert not missing, f"seed {seed}: acknowledged jobs not indexed after restart {kill_point}: {missing}"
         before = len(acked_jobs)
         stop = threading.Event()
-        threads = [threading.Thread(target=_hammer, args=(server, f"r{kill_point}c{c}", acked_jobs, acked_ratings, stop))
-                   for c in range(CLIENTS)]
+        threads = [
+            threading.Thread(target=_hammer, args=(server, f"r{kill_point}c{c}", acked_jobs, acked_ratings, stop))
+            for c in range(CLIENTS)
+        ]
         for thread in threads:
             thread.start()
         target, deadline = before + rng.randrange(1, 150), time.monotonic() + 10
@@ -302,6 +314,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path):
 
 
 # ---------------------------------------------------------------- catch-up
+
 
 def test_lines_appended_while_down_are_indexed_from_the_checkpoint(settings, monkeypatch):
     ids = fill(settings, 40)
@@ -363,13 +376,13 @@ def _rewrite(settings, keep: int, new: list[str] = ()) -> None:
 def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how, monkeypatch):
     ids = fill(settings, 20)
     # A text search's matches are held in memory (index/text_search.py): the ones of the old
-    # file must not answer for the new one, whose lines start at the same offsets.
-    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets(background=False))
-    monkeypatch.setattr(text_search, "FETCH_UP_TO", -1)
-    app = create_app(settings)
+    # file must not answer for the new one, whose lines start at the same offsets. Both
+    # services share one MatchSets here, as one process's readers would over a rebuild.
+    shared = text_search.MatchSets(background=False, fetch_up_to=-1)
+    app = create_app(settings, Service(settings, shared).start())
     try:
         assert sorted(listed(app.test_client(), q="job")) == ids
-        assert text_search.MATCH_SETS.entries
+        assert shared.entries
     finally:
         app.extensions["learning_svc"].close()
     if how == "truncated":  # size below the checkpoint
@@ -385,7 +398,7 @@ def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how, monk
         with engine.connect() as conn:
             assert settings.log_path.stat().st_size > read_checkpoint(conn, "log").offset
         engine.dispose()
-    app = create_app(settings)
+    app = create_app(settings, Service(settings, shared).start())
     try:
         assert app.extensions["learning_svc"].startup.rebuilt, "no rebuild"
         client = app.test_client()
@@ -411,9 +424,11 @@ def test_replaced_ratings_file_triggers_a_rebuild(settings):
 
 # ---------------------------------------------------------------- disk faults
 
+
 def _fail_fsync(monkeypatch):
     def broken(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(Journal, "_fsync", staticmethod(broken))
 
 
@@ -497,13 +512,22 @@ def test_journal_locked_by_a_stuck_process_is_503_and_writes_nothing(settings, m
     try:
         client.post("/api/jobs", data=orjson.dumps(job("before")), headers=JSON)
         holder = subprocess.Popen(
-            [PYTHON, "-c", textwrap.dedent(f"""
+            [
+                PYTHON,
+                "-c",
+                textwrap.dedent(f"""
                 import sys
                 from learning_svc.journal import Journal
                 with Journal({str(settings.log_path)!r}).locked():
                     print("locked", flush=True)
                     sys.stdin.readline()
-            """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=cli_env())
+            """),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        )
         assert holder.stdout.readline().strip() == "locked"
         response = client.post("/api/jobs", data=orjson.dumps(job("blocked")), headers=JSON)
         assert response.status_code == 503 and "locked by another process" in response.json["error"]["message"]
@@ -520,12 +544,15 @@ def test_journal_locked_by_a_stuck_process_is_503_and_writes_nothing(settings, m
 
 # ---------------------------------------------------------------- reindex
 
+
 def _index_state(settings) -> dict:
     engine = create_engine(settings.db_url)
     try:
         with engine.connect() as conn:
-            return {"jobs": conn.exec_driver_sql("SELECT job_id, rating FROM jobs ORDER BY id").all(),
-                    "checkpoint": read_checkpoint(conn, "log")}
+            return {
+                "jobs": conn.exec_driver_sql("SELECT job_id, rating FROM jobs ORDER BY id").all(),
+                "checkpoint": read_checkpoint(conn, "log"),
+            }
     finally:
         engine.dispose()
 

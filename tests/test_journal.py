@@ -1,10 +1,11 @@
 """The journal: durable appends, scanning from an offset, tail repair."""
+
 import errno
 
 import pytest
 
-from learning_svc.index.sync import is_sound
 from learning_svc.journal import Journal, JournalWriteError
+from learning_svc.records import is_sound
 
 
 @pytest.fixture

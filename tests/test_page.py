@@ -3,6 +3,7 @@
 Debian's Chromium at /usr/bin/chromium is driven by Playwright, which never downloads a
 browser here. One browser per module, a fresh context (cookies, localStorage) per test.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,11 @@ import pytest
 import requests
 from PIL import Image
 
-from conftest import LiveServer, sample_records
 from learning_svc.demo import load_demo
 from learning_svc.gen import generate_records
-from learning_svc.index import queries
+from learning_svc.index.plan import Thresholds
+
+from conftest import LiveServer, sample_records
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
@@ -30,8 +32,14 @@ from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 DESKTOP = {"width": 1366, "height": 800}
 SMALL_LAPTOP = {"width": 1024, "height": 768}
@@ -40,6 +48,7 @@ NEW_JOB_TIMEOUT_MS = 10_000  # the page polls every few seconds
 
 
 # ---------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def browser():
@@ -108,6 +117,7 @@ def demo_server(settings):
 
 # ---------------------------------------------------------------- helpers
 
+
 def card(page: Page, job_id: str):
     return page.locator(f"[data-job-id={json.dumps(job_id)}]")
 
@@ -143,8 +153,7 @@ def wait_for_rating_events(server: LiveServer, count: int, timeout: float = 10.0
 
 
 def is_rating_put(job_id: str):
-    return lambda response: (response.request.method == "PUT"
-                             and response.url.endswith(f"/api/jobs/{job_id}/rating"))
+    return lambda response: response.request.method == "PUT" and response.url.endswith(f"/api/jobs/{job_id}/rating")
 
 
 def scroll_until_all_loaded(page: Page, expected: int) -> None:
@@ -157,7 +166,8 @@ def scroll_until_all_loaded(page: Page, expected: int) -> None:
 
 def overlapping(page: Page, selector: str) -> list[tuple[str, str]]:
     """Pairs of visible elements matching `selector` whose boxes intersect."""
-    return page.evaluate("""(selector) => {
+    return page.evaluate(
+        """(selector) => {
         const boxes = [...document.querySelectorAll(selector)]
           .filter((element) => element.getClientRects().length)
           .map((element) => [element.id || element.className || element.tagName, element.getBoundingClientRect()]);
@@ -168,7 +178,9 @@ def overlapping(page: Page, selector: str) -> list[tuple[str, str]]:
           }
         }));
         return pairs;
-    }""", selector)
+    }""",
+        selector,
+    )
 
 
 def write_png(path: Path, size=(512, 768), color=(200, 80, 40)) -> None:
@@ -178,6 +190,7 @@ def write_png(path: Path, size=(512, 768), color=(200, 80, 40)) -> None:
 
 # ---------------------------------------------------------------- 0. the browser is there
 
+
 def test_chromium_is_installed():
     """Reported as a failure (not a skip) on a machine without the browser."""
     if not CHROMIUM.exists():
@@ -186,6 +199,7 @@ def test_chromium_is_installed():
 
 # ---------------------------------------------------------------- 1. the list
 
+
 def test_list_shows_every_sample_job_with_its_facts(live_server, samples, open_page):
     page = open_page(live_server)
     scroll_until_all_loaded(page, len(samples))
@@ -193,7 +207,9 @@ def test_list_shows_every_sample_job_with_its_facts(live_server, samples, open_p
     assert shown_job_ids(page) == [record["job_id"] for record in samples]  # newest first
     expect(page.locator("#status")).to_have_text("Showing 42 jobs")
 
-    shown = {card["id"]: card for card in page.locator(JOB).evaluate_all("""cards => cards.map((card) => ({
+    shown = {
+        card["id"]: card
+        for card in page.locator(JOB).evaluate_all("""cards => cards.map((card) => ({
         id: card.dataset.jobId,
         tabindex: card.getAttribute('tabindex'),
         text: card.innerText,
@@ -202,7 +218,8 @@ def test_list_shows_every_sample_job_with_its_facts(live_server, samples, open_p
         radiogroups: card.querySelectorAll('[role=radiogroup]').length,
         radios: [...card.querySelectorAll('[role=radio]')].map((radio) => radio.getAttribute('aria-label')),
         datetime: card.querySelector('time').getAttribute('datetime'),
-    }))""")}
+    }))""")
+    }
     jobs = live_server.http.get(live_server.url + "/api/jobs?limit=500").json()["jobs"]
     for job in jobs:
         shown_job = shown[job["job_id"]]
@@ -223,6 +240,7 @@ def test_list_shows_every_sample_job_with_its_facts(live_server, samples, open_p
 
 
 # ---------------------------------------------------------------- 2. rating with the mouse
+
 
 def test_clicking_the_fourth_star_stores_rating_4(live_server, samples, open_page):
     page = open_page(live_server)
@@ -255,6 +273,7 @@ def test_clicking_the_fourth_star_stores_rating_4(live_server, samples, open_pag
 
 
 # ---------------------------------------------------------------- 3. keys
+
 
 def test_keys_rate_move_and_open_details(live_server, samples, open_page):
     page = open_page(live_server)
@@ -310,6 +329,7 @@ def test_keys_rate_move_and_open_details(live_server, samples, open_page):
 
 
 # ---------------------------------------------------------------- 4. and the 50-jobs feel: unrated view
+
 
 def test_unrated_view_moves_on_to_the_next_unrated_job(live_server, samples, open_page):
     page = open_page(live_server, "/?rated=false")
@@ -371,6 +391,7 @@ def test_fifty_five_jobs_rated_with_the_keyboard_alone(live_server, open_page):
 
 # ---------------------------------------------------------------- 5. a failed save reverts
 
+
 @pytest.mark.parametrize("failure", ["503", "network"])
 def test_a_failed_rating_reverts_and_says_why(live_server, samples, open_page, failure):
     job_id = samples[0]["job_id"]
@@ -406,11 +427,17 @@ def test_a_failed_rating_reverts_and_says_why(live_server, samples, open_page, f
 
 # ---------------------------------------------------------------- 6. live updates
 
+
 def test_a_new_job_appears_without_reload(live_server, samples, open_page):
     page = open_page(live_server)
     expect(page.locator(JOB)).to_have_count(len(samples))
-    new = {"job_id": "arrived-after-load", "completed_at": time.time(), "packs": ["LIVE_pack"],
-           "model": "liveModel", "outputs": []}
+    new = {
+        "job_id": "arrived-after-load",
+        "completed_at": time.time(),
+        "packs": ["LIVE_pack"],
+        "model": "liveModel",
+        "outputs": [],
+    }
     assert live_server.post_job(new).status_code == 201
 
     expect(card(page, "arrived-after-load")).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
@@ -434,8 +461,12 @@ def test_live_updates_of_a_filtered_view_add_only_newer_jobs(live_server, open_p
 
     def is_later_poll(response):
         request = response.request
-        return (request.method == "GET" and "/api/jobs?" in request.url and "cursor=" not in request.url
-                and request.timing["startTime"] > rated_at_ms)
+        return (
+            request.method == "GET"
+            and "/api/jobs?" in request.url
+            and "cursor=" not in request.url
+            and request.timing["startTime"] > rated_at_ms
+        )
 
     with page.expect_response(is_later_poll, timeout=NEW_JOB_TIMEOUT_MS):
         pass  # the page polled once since the ratings
@@ -448,6 +479,7 @@ def test_live_updates_of_a_filtered_view_add_only_newer_jobs(live_server, open_p
 
 
 # ---------------------------------------------------------------- 7. infinite scroll
+
 
 def test_infinite_scroll_pages_without_duplicates(live_server, open_page):
     records = list(generate_records(120, seed=11))
@@ -470,10 +502,17 @@ def test_infinite_scroll_pages_without_duplicates(live_server, open_page):
 
 # ---------------------------------------------------------------- 8. record text is text
 
+
 def test_record_text_is_never_html(live_server, open_page):
     hostile = "<img src=x onerror=alert(1)>"
-    record = {"job_id": "hostile-1", "completed_at": time.time(), "packs": [hostile, "<b>bold</b>"],
-              "model": "<script>alert(2)</script>", "prompt": f"a cat {hostile}", "outputs": []}
+    record = {
+        "job_id": "hostile-1",
+        "completed_at": time.time(),
+        "packs": [hostile, "<b>bold</b>"],
+        "model": "<script>alert(2)</script>",
+        "prompt": f"a cat {hostile}",
+        "outputs": [],
+    }
     assert live_server.post_job(record).status_code == 201
     page = open_page(live_server, "about:blank")
     dialogs = []
@@ -495,10 +534,16 @@ def test_record_text_is_never_html(live_server, open_page):
 
 # ---------------------------------------------------------------- 9. thumbnails
 
+
 def test_thumbnails_load_and_a_missing_file_shows_the_placeholder(live_server, open_page):
     write_png(live_server.settings.output_root / "output" / "Pipeline" / "run1" / "txt2img_p01_v01_batch0.png")
-    record = {"job_id": "with-images", "completed_at": time.time(), "width": 512, "height": 768,
-              "outputs": ["output\\Pipeline\\run1\\txt2img_p01_v01_batch0.png", "output/Pipeline/run1/gone.png"]}
+    record = {
+        "job_id": "with-images",
+        "completed_at": time.time(),
+        "width": 512,
+        "height": 768,
+        "outputs": ["output\\Pipeline\\run1\\txt2img_p01_v01_batch0.png", "output/Pipeline/run1/gone.png"],
+    }
     assert live_server.post_job(record).status_code == 201
 
     def thumbnail(n):
@@ -527,6 +572,7 @@ def test_thumbnails_load_and_a_missing_file_shows_the_placeholder(live_server, o
 
 # ---------------------------------------------------------------- 10. empty state
 
+
 def test_empty_state_gives_a_working_curl_command(live_server, open_page):
     page = open_page(live_server)
     expect(page.locator("#empty-first")).to_be_visible()
@@ -551,6 +597,7 @@ def test_empty_state_gives_a_working_curl_command(live_server, open_page):
 
 
 # ---------------------------------------------------------------- 11. filters live in the URL
+
 
 def test_filters_are_kept_in_the_url(live_server, samples, open_page):
     page = open_page(live_server)
@@ -579,8 +626,12 @@ def test_filters_are_kept_in_the_url(live_server, samples, open_page):
 def test_date_range_picks_whole_days_in_the_browsers_time_zone(live_server, open_page):
     """The day pickers keep days in the URL and ask the API for those days' bounds in the
     user's time zone: in Berlin (UTC+1) the 24th runs from 23:00 UTC on the 23rd."""
-    utc = {"late-23rd-utc": "2025-11-23T23:30:00Z", "early-24th-utc": "2025-11-24T00:30:00Z",
-           "late-24th-utc": "2025-11-24T23:30:00Z", "early-25th-utc": "2025-11-25T00:30:00Z"}
+    utc = {
+        "late-23rd-utc": "2025-11-23T23:30:00Z",
+        "early-24th-utc": "2025-11-24T00:30:00Z",
+        "late-24th-utc": "2025-11-24T23:30:00Z",
+        "early-25th-utc": "2025-11-25T00:30:00Z",
+    }
     for job_id, completed_at in utc.items():
         assert live_server.post_job({"job_id": job_id, "completed_at": completed_at}).status_code == 201
     page = open_page(live_server, timezone="Europe/Berlin")
@@ -591,7 +642,9 @@ def test_date_range_picks_whole_days_in_the_browsers_time_zone(live_server, open
     expect(page).to_have_url(re.compile(r"since=2025-11-24&until=2025-11-24$"))
     expect(page.locator(JOB)).to_have_count(2)
     assert page.locator(JOB).evaluate_all("cards => cards.map((c) => c.dataset.jobId)") == [
-        "early-24th-utc", "late-23rd-utc"]  # local 01:30 and 00:30 on the 24th, newest first
+        "early-24th-utc",
+        "late-23rd-utc",
+    ]  # local 01:30 and 00:30 on the 24th, newest first
     export = page.locator("#export-jsonl").get_attribute("href")
     assert parse_qs(urlsplit(export).query)["since"] == ["2025-11-23T23:00:00.000Z"]
     assert parse_qs(urlsplit(export).query)["until"] == ["2025-11-24T22:59:59.999Z"]
@@ -603,7 +656,7 @@ def test_date_range_picks_whole_days_in_the_browsers_time_zone(live_server, open
 
 def test_pickers_say_when_their_counts_come_from_a_sample(live_server, samples, open_page, monkeypatch):
     """Under a filter matching more jobs than the server counts, each picker says so."""
-    monkeypatch.setattr(queries, "FACET_SAMPLE", 3)
+    monkeypatch.setattr(live_server.app.extensions["learning_svc"], "thresholds", Thresholds(facet_sample=3))
     facets = live_server.http.get(live_server.url + "/api/facets").json()["facets"]["sampler"]
     common = next(bucket for bucket in facets if bucket["count"] > 3)
     page = open_page(live_server, "/?" + urlencode({"sampler": common["value"]}))
@@ -612,6 +665,7 @@ def test_pickers_say_when_their_counts_come_from_a_sample(live_server, samples, 
 
 
 # ---------------------------------------------------------------- token from the URL fragment
+
 
 def test_token_from_the_fragment_is_kept_and_sent(settings, open_page):
     server = LiveServer(replace(settings, token="s3cret-token"))
@@ -645,6 +699,7 @@ def test_token_from_the_fragment_is_kept_and_sent(settings, open_page):
 
 # ---------------------------------------------------------------- 12. screenshots and layout
 
+
 def test_screenshots_and_layout(demo_server, open_page):
     """Writes test-artifacts/page-*.png for a person to look at, and checks what can be checked."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -667,10 +722,14 @@ def test_screenshots_and_layout(demo_server, open_page):
         card_box = focused.bounding_box()
         for part in (".job-thumbs", ".job-when", ".packs", ".facts", ".job-rating"):
             box = focused.locator(part).bounding_box()
-            assert card_box["x"] <= box["x"] and box["x"] + box["width"] <= card_box["x"] + card_box["width"] + 0.5, part
+            assert card_box["x"] <= box["x"] and box["x"] + box["width"] <= card_box["x"] + card_box["width"] + 0.5, (
+                part
+            )
         assert overlapping(page, f"{JOB}:nth-child(2) .job-body > *") == [], size
         # Dense enough to review quickly: several jobs side by side.
-        columns = page.evaluate("getComputedStyle(document.getElementById('job-list')).gridTemplateColumns.split(' ').length")
+        columns = page.evaluate(
+            "getComputedStyle(document.getElementById('job-list')).gridTemplateColumns.split(' ').length"
+        )
         assert columns >= 3, size
         page.screenshot(path=ARTIFACTS / f"page-list-{size}.png", animations="disabled")
         if viewport is DESKTOP:  # the whole first page of jobs, every thumbnail loaded

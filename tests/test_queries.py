@@ -5,6 +5,7 @@ unknown durations, differently written facet values, jobs without a model) is po
 through the app and rated (re-rated, cleared) once per module; every filter, sort, page
 walk, facet and export is then compared with what the oracle computes from the input.
 """
+
 from __future__ import annotations
 
 import base64
@@ -12,24 +13,71 @@ import csv
 import io
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from learning_svc.index import queries, text_search
-
-from procs import JSON, job as small_job
-from history_oracle import (SORTS, TIE_AT, Oracle, dataset_records, journal_offsets, model_group, oracle_job,
-                            post_all, rate_all, rating_events)
 from learning_svc import create_app
+from learning_svc import params as query_params
 from learning_svc.config import Settings
+from learning_svc.index import text_search
+from learning_svc.index.plan import Thresholds
+from learning_svc.index.text_search import MatchSets
+
+from history_oracle import (
+    SORTS,
+    TIE_AT,
+    Oracle,
+    dataset_records,
+    journal_offsets,
+    key_of,
+    model_group,
+    oracle_job,
+    post_all,
+    rate_all,
+    rating_events,
+)
+from procs import JSON
+from procs import job as small_job
 
 SEED = 20261125
 RECORDS = dataset_records(800, SEED)  # deterministic: the cases below pick values from it
-CSV_COLUMNS = ["job_id", "status", "completed_at", "started_at", "duration_sec", "packs", "variant_index",
-               "variant_total", "num_outputs", "model", "sampler", "scheduler", "steps", "cfg_scale", "seed",
-               "width", "height", "loras", "embeddings", "outputs", "rating", "rated_at"]
+CSV_COLUMNS = [
+    "job_id",
+    "status",
+    "completed_at",
+    "started_at",
+    "duration_sec",
+    "rating",
+    "rated_at",
+    "run_id",
+    "variant_index",
+    "variant_total",
+    "model",
+    "vae",
+    "sampler",
+    "scheduler",
+    "steps",
+    "cfg_scale",
+    "seed",
+    "width",
+    "height",
+    "pack",
+    "model_group",
+    "vae_group",
+    "sampler_group",
+    "scheduler_group",
+    "lora",
+    "embedding",
+    "lora_weights",
+    "embedding_weights",
+    "prompt",
+    "negative_prompt",
+    "num_outputs",
+    "outputs",
+    "error",
+]
 
 
 @dataclass
@@ -37,6 +85,7 @@ class History:
     client: object
     oracle: Oracle
     settings: Settings
+    service: object
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +97,7 @@ def history(tmp_path_factory):
     events = rating_events(RECORDS, SEED)
     rate_all(app.test_client, events)
     oracle = Oracle.build(RECORDS, journal_offsets(settings.log_path), events)
-    yield History(app.test_client(), oracle, settings)
+    yield History(app.test_client(), oracle, settings, app.extensions["learning_svc"])
     app.extensions["learning_svc"].close()
 
 
@@ -68,7 +117,7 @@ def _values_by_count(field_name: str) -> list[str]:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _filter_cases() -> dict[str, tuple[dict, dict]]:
@@ -82,6 +131,17 @@ def _filter_cases() -> dict[str, tuple[dict, dict]]:
         cases[f"{name}_or"] = {name: [values[0], values[3], values[-1]]}
         cases[f"{name}_or_unknown"] = {name: [values[2], "no such value"]}
         cases[f"{name}_unknown"] = {name: ["no such value"]}
+    vaes = _values_by_count("vae")  # few VAEs in use, as in real histories
+    cases["vae_common"], cases["vae_rare"] = {"vae": [vaes[0]]}, {"vae": [vaes[-1]]}
+    cases["vae_case"] = {"vae": [f"models/VAE/{vaes[-1].upper()}"]}
+    cases["vae_unknown"] = {"vae": ["no such vae"]}
+    for name in ("steps", "cfg_scale"):  # numbers: any spelling of the same value
+        values = [str(v) for v in _values_by_count(name)]
+        cases[f"{name}_common"] = {name: [values[0]]}
+        cases[f"{name}_rare"] = {name: [values[-1]]}
+        cases[f"{name}_or"] = {name: [values[0], values[3], values[-1]]}
+        cases[f"{name}_float_spelling"] = {name: [f"{float(values[1]):.3f}"]}
+        cases[f"{name}_unknown"] = {name: ["12345"]}
     model = model_group(_values_by_count("model")[0])
     cases["model_hash_suffix"] = {"model": [f"{model}.safetensors [dd08fa32f9]"]}
     cases["model_path_upper"] = {"model": [f"C:\\models\\{model.upper()}.ckpt"]}
@@ -106,26 +166,56 @@ def _filter_cases() -> dict[str, tuple[dict, dict]]:
     cases["until"] = {"until": str(TIE_AT)}
     cases["tie_instant"] = {"since": str(TIE_AT), "until": str(TIE_AT)}
     cases["since_iso"] = ({"since": _iso(TIE_AT)}, {"since": str(TIE_AT)})
-    cases["window_iso_offset"] = ({"since": "2025-11-24T17:10:00+01:00", "until": "2025-11-24T16:20:00"},
-                                  {"since": str(1764000600.0), "until": str(1764001200.0)})
+    cases["window_iso_offset"] = (
+        {"since": "2025-11-24T17:10:00+01:00", "until": "2025-11-24T16:20:00"},
+        {"since": str(1764000600.0), "until": str(1764001200.0)},
+    )
     cases["since_future"] = ({"since": "2030-01-01T00:00:00Z"}, {"since": str(1893456000.0)})
     # A date alone is a whole UTC day: until runs to the end of it.
-    cases["one_day"] = ({"since": "2025-11-24", "until": "2025-11-24"},
-                        {"since": str(1763942400.0), "until": str(1764028799.999)})
+    cases["one_day"] = (
+        {"since": "2025-11-24", "until": "2025-11-24"},
+        {"since": str(1763942400.0), "until": str(1764028799.999)},
+    )
     cases["until_day_before"] = ({"until": "2025-11-23"}, {"until": str(1763942399.999)})
     hex_id = next(r["job_id"] for r in RECORDS if "-" not in r["job_id"] and "_" not in r["job_id"])
     dashed_id = next(r["job_id"] for r in RECORDS if r["job_id"].count("-") == 4)
     learning_id = next(r["job_id"] for r in RECORDS if r["job_id"].startswith("learning_"))
     searches = {
-        "word": "lighthouse", "prefix_upper": "LIGHT*", "word_part": "LIGHT", "two_words": "castle cliff", "folded": "madchen",
-        "diacritics": "Mädchen", "accents_case": "cafe CRÈME", "cjk": "古い寺院と桜", "cjk_prefix": "古い寺*",
-        "cjk_inside_token": "寺院", "emoji_only": "🌊", "word_and_emoji": "storm 🌊", "dash_only": "-",
-        "word_and_dash": "castle -", "quote": '"quoted', "star": "castle*", "fts_keywords": "OR NOT",
-        "fts_near": "NEAR(castle", "column_syntax": "a:b", "paren": "(masterpiece", "embedding_prefix": "easyneg*",
-        "lora_keyword": "lora", "lyco": "lyco", "pack_phrase": "portrait_moody", "pack_and_word": "PORTRAIT_moody_01 castle",
-        "pack_with_space": "extra pack", "nothing": "zzzqqq", "hex_id_prefix": hex_id[:7] + "*", "hex_id_part": hex_id[:7], "hex_id": hex_id,
-        "dashed_id": dashed_id, "dashed_id_part": dashed_id.split("-")[2], "learning_id": learning_id,
-        "learning_id_prefix": learning_id[:20] + "*", "extra_prefix": "extra-01*",
+        "word": "lighthouse",
+        "prefix_upper": "LIGHT*",
+        "word_part": "LIGHT",
+        "two_words": "castle cliff",
+        "folded": "madchen",
+        "diacritics": "Mädchen",
+        "accents_case": "cafe CRÈME",
+        "cjk": "古い寺院と桜",
+        "cjk_prefix": "古い寺*",
+        "cjk_inside_token": "寺院",
+        "emoji_only": "🌊",
+        "word_and_emoji": "storm 🌊",
+        "dash_only": "-",
+        "word_and_dash": "castle -",
+        "quote": '"quoted',
+        "star": "castle*",
+        "fts_keywords": "OR NOT",
+        "fts_near": "NEAR(castle",
+        "column_syntax": "a:b",
+        "paren": "(masterpiece",
+        "embedding_prefix": "easyneg*",
+        "lora_keyword": "lora",
+        "lyco": "lyco",
+        "pack_phrase": "portrait_moody",
+        "pack_and_word": "PORTRAIT_moody_01 castle",
+        "pack_with_space": "extra pack",
+        "nothing": "zzzqqq",
+        "hex_id_prefix": hex_id[:7] + "*",
+        "hex_id_part": hex_id[:7],
+        "hex_id": hex_id,
+        "dashed_id": dashed_id,
+        "dashed_id_part": dashed_id.split("-")[2],
+        "learning_id": learning_id,
+        "learning_id_prefix": learning_id[:20] + "*",
+        "extra_prefix": "extra-01*",
     }
     for name, q in searches.items():
         cases[f"q_{name}"] = {"q": q}
@@ -134,12 +224,25 @@ def _filter_cases() -> dict[str, tuple[dict, dict]]:
     cases["model_and_sampler"] = {"model": [model], "sampler": [sampler[0]]}
     cases["pack_lora_rated"] = {"pack": [_values_by_count("pack")[0]], "lora": [lora[1]], "rated": "true"}
     cases["lora_or_and_embedding"] = {"lora": [lora[0], lora[5]], "embedding": [embedding[2]], "status": ["completed"]}
-    cases["scheduler_rating_window"] = {"scheduler": [scheduler[1].upper()], "rating_min": "3", "since": "1764000500",
-                                       "until": "1764002000"}
+    cases["scheduler_rating_window"] = {
+        "scheduler": [scheduler[1].upper()],
+        "rating_min": "3",
+        "since": "1764000500",
+        "until": "1764002000",
+    }
     cases["model_q_min"] = {"model": [model], "q": "portrait", "rating_min": "4"}
-    cases["everything"] = {"pack": [_values_by_count("pack")[0]], "model": [model], "sampler": [sampler[0], sampler[1]],
-                           "lora": [lora[0]], "embedding": [embedding[0]], "status": ["completed"],
-                           "rating_min": "1", "rated": "true", "until": "1764002000", "q": "masterpiece"}
+    cases["everything"] = {
+        "pack": [_values_by_count("pack")[0]],
+        "model": [model],
+        "sampler": [sampler[0], sampler[1]],
+        "lora": [lora[0]],
+        "embedding": [embedding[0]],
+        "status": ["completed"],
+        "rating_min": "1",
+        "rated": "true",
+        "until": "1764002000",
+        "q": "masterpiece",
+    }
     return {name: case if isinstance(case, tuple) else (case, case) for name, case in cases.items()}
 
 
@@ -175,8 +278,12 @@ def ids(jobs: list[dict]) -> list[str]:
 # Filters whose SQL depends on the sort (driving tag, rating columns) run in every order;
 # the many text searches and the rare or unknown values in the default order and one more.
 EVERY_SORT = [name for name in CASES if not name.startswith("q_") and not name.endswith(("_rare", "unknown"))]
-LISTINGS = [(case, sort) for case in CASES for sort in SORTS
-            if case in EVERY_SORT or case in ("q_word", "q_cjk", "q_pack_and_word") or sort in SORTS[:2]]
+LISTINGS = [
+    (case, sort)
+    for case in CASES
+    for sort in SORTS
+    if case in EVERY_SORT or case in ("q_word", "q_cjk", "q_pack_and_word") or sort in SORTS[:2]
+]
 
 
 @pytest.mark.parametrize("case,sort", LISTINGS)
@@ -191,22 +298,22 @@ def test_listing_matches_oracle(history, case, sort):
 
 @pytest.mark.parametrize("case,sort", [(c, s) for c, s in LISTINGS if c in EVERY_SORT or c.startswith("q_")])
 def test_listing_matches_oracle_when_every_value_counts_as_common(history, case, sort, monkeypatch):
-    """The per-job probe plan (used for values above PROBE_ABOVE jobs) gives the same listing."""
-    monkeypatch.setattr(queries, "PROBE_ABOVE", 0)
+    """The per-job probe plan (used for values above probe_above jobs) gives the same listing."""
+    monkeypatch.setattr(history.service, "thresholds", Thresholds(probe_above=0))
     params, oracle_params = CASES[case]
     got = [job for page in walk(history.client, params, sort, 13) for job in page]
     assert ids(got) == history.oracle.listing(oracle_params, sort)
 
 
 # Text search plans by how many jobs match (index/text_search.py), forced on this small history.
-TEXT_PLANS = {"fetch": {"FETCH_UP_TO": 10**9}, "set": {"FETCH_UP_TO": -1},
-              "probe": {"FETCH_UP_TO": -1, "SET_MAX": -1}}
+TEXT_PLANS = {"fetch": {"fetch_up_to": 10**9}, "set": {"fetch_up_to": -1}, "probe": {"fetch_up_to": -1, "set_max": -1}}
 
 
-def force_text_plan(monkeypatch, plan: str) -> None:
-    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets(background=False))  # nothing held yet
-    for name, value in TEXT_PLANS[plan].items():
-        monkeypatch.setattr(text_search, name, value)
+def force_text_plan(monkeypatch, service, plan: str) -> MatchSets:
+    """A service's held searches replaced by new ones (nothing held yet) that pick `plan`."""
+    sets = MatchSets(background=False, **TEXT_PLANS[plan])
+    monkeypatch.setattr(service, "match_sets", sets)
+    return sets
 
 
 @pytest.mark.parametrize("plan", TEXT_PLANS)
@@ -214,20 +321,20 @@ def force_text_plan(monkeypatch, plan: str) -> None:
 def test_text_search_plans_give_the_same_listing(history, case, sort, plan, monkeypatch):
     """Rare words are fetched and sorted, common ones checked against a set in memory, the
     commonest in FTS5 job by job: all three give the oracle's listing, page by page."""
-    force_text_plan(monkeypatch, plan)
+    sets = force_text_plan(monkeypatch, history.service, plan)
     params, oracle_params = CASES[case]
     got = [job for page in walk(history.client, params, sort, 29) for job in page]
     assert ids(got) == history.oracle.listing(oracle_params, sort)
-    held = {"set" if entry.ids is not None else "probe" for entry in text_search.MATCH_SETS.entries.values()}
-    searched = queries.parse_filters({"q": [params["q"]]}).q  # None: no letter or digit in q
+    held = {"set" if entry.ids is not None else "probe" for entry in sets.entries.values()}
+    searched = query_params.parse(query_params.FilterParams, {"q": [params["q"]]}).q  # None: no letter or digit
     assert held == (set() if plan == "fetch" or searched is None else {plan})
 
 
 @pytest.mark.parametrize("case", ("since", "until", "window_iso_offset", "tie_instant"))
 @pytest.mark.parametrize("sort", ("-rating", "duration_sec"))
 def test_wide_time_windows_give_the_same_listing(history, case, sort, monkeypatch):
-    """A window counted as wide (over PROBE_ABOVE jobs) is checked per job instead of ranged."""
-    monkeypatch.setattr(queries, "PROBE_ABOVE", 0)
+    """A window counted as wide (over probe_above jobs) is checked per job instead of ranged."""
+    monkeypatch.setattr(history.service, "thresholds", Thresholds(probe_above=0))
     params, oracle_params = CASES[case]
     got = [job for page in walk(history.client, params, sort, 17) for job in page]
     assert ids(got) == history.oracle.listing(oracle_params, sort)
@@ -238,13 +345,41 @@ def test_cases_are_not_trivial(history):
     sizes = {name: len(history.oracle.select(oracle)) for name, (_, oracle) in CASES.items()}
     total = len(history.oracle.jobs)
     assert sizes["none"] == sizes["empty_values_ignored"] == total == len(RECORDS)
-    for name in ("pack_case", "model_case", "sampler_case", "lora_case", "pack_spaces", "model_hash_suffix",
-                 "model_path_upper", "sampler_plus_lower", "status_upper", "tie_instant", "window_iso_offset",
-                 "q_word", "q_folded", "q_diacritics", "q_accents_case", "q_cjk", "q_cjk_prefix", "q_pack_phrase",
-                 "q_pack_with_space", "q_hex_id_prefix", "q_dashed_id_part", "q_learning_id_prefix", "everything"):
+    for name in (
+        "pack_case",
+        "model_case",
+        "sampler_case",
+        "lora_case",
+        "pack_spaces",
+        "model_hash_suffix",
+        "model_path_upper",
+        "sampler_plus_lower",
+        "status_upper",
+        "tie_instant",
+        "window_iso_offset",
+        "q_word",
+        "q_folded",
+        "q_diacritics",
+        "q_accents_case",
+        "q_cjk",
+        "q_cjk_prefix",
+        "q_pack_phrase",
+        "q_pack_with_space",
+        "q_hex_id_prefix",
+        "q_dashed_id_part",
+        "q_learning_id_prefix",
+        "everything",
+    ):
         assert 0 < sizes[name] < total, name
-    for name in ("pack_unknown", "rating_min_above_max", "unrated_with_min", "since_future", "q_cjk_inside_token",
-                 "q_nothing", "q_hex_id_part"):  # a piece of a word is not a word; "piece*" is a prefix
+    for name in (
+        "pack_unknown",
+        "rating_min_above_max",
+        "unrated_with_min",
+        "since_future",
+        "q_cjk_inside_token",
+        "q_nothing",
+        "q_hex_id_part",
+    ):  # a piece of a word is not a word; "piece*" is a prefix
         assert sizes[name] == 0, name
     assert sizes["q_prefix_upper"] > sizes["q_word_part"] > 0
     assert sizes["q_hex_id"] == sizes["q_dashed_id"] == 1
@@ -255,15 +390,36 @@ def test_cases_are_not_trivial(history):
     # Differently written values group with the generated ones.
     variants = [job for job in history.oracle.jobs if job.job_id.startswith("extra-") and job.record.get("model")]
     assert variants and {key for job in variants for key in job.tags["model"]} <= {
-        key for job in history.oracle.jobs if not job.job_id.startswith("extra-") for key in job.tags["model"]}
+        key for job in history.oracle.jobs if not job.job_id.startswith("extra-") for key in job.tags["model"]
+    }
 
 
 def test_summaries_carry_the_record(history):
     """Each listed summary holds the fields of SPEC §2.1, resolved from the input record."""
     listed = [job for page in walk(history.client, {}, "-completed_at", 500) for job in page]
-    fields = {"job_id", "status", "completed_at", "started_at", "duration_sec", "packs", "variant_index",
-              "variant_total", "num_outputs", "outputs", "model", "sampler", "scheduler", "steps", "cfg_scale", "seed",
-              "width", "height", "loras", "rating", "rated_at"}
+    fields = {
+        "job_id",
+        "status",
+        "completed_at",
+        "started_at",
+        "duration_sec",
+        "packs",
+        "variant_index",
+        "variant_total",
+        "num_outputs",
+        "outputs",
+        "model",
+        "sampler",
+        "scheduler",
+        "steps",
+        "cfg_scale",
+        "seed",
+        "width",
+        "height",
+        "loras",
+        "rating",
+        "rated_at",
+    }
     for summary in listed:
         assert fields <= set(summary)
         job = history.oracle.by_id[summary["job_id"]]
@@ -283,8 +439,20 @@ def test_summaries_carry_the_record(history):
 
 # ---------------------------------------------------------------- paging
 
-PAGING_CASES = ("none", "tie_instant", "model_common", "model_case", "pack_or", "status_failed", "rated_true",
-                "rated_false", "rating_2_to_4", "q_word", "lora_or_and_embedding", "since")
+PAGING_CASES = (
+    "none",
+    "tie_instant",
+    "model_common",
+    "model_case",
+    "pack_or",
+    "status_failed",
+    "rated_true",
+    "rated_false",
+    "rating_2_to_4",
+    "q_word",
+    "lora_or_and_embedding",
+    "since",
+)
 
 
 @pytest.mark.parametrize("sort", SORTS)
@@ -293,7 +461,7 @@ def test_paging_never_skips_or_repeats(history, case, sort):
     params, oracle_params = CASES[case]
     expected = history.oracle.listing(oracle_params, sort)
     pages = walk(history.client, params, sort, 7)
-    assert [ids(page) for page in pages] == [expected[i:i + 7] for i in range(0, max(len(expected), 1), 7)]
+    assert [ids(page) for page in pages] == [expected[i : i + 7] for i in range(0, max(len(expected), 1), 7)]
     flat = [job_id for page in pages for job_id in ids(page)]
     assert len(flat) == len(set(flat))
 
@@ -303,8 +471,9 @@ def test_ties_are_broken_by_journal_offset(history):
     tied = [job for job in history.oracle.jobs if job.completed_at == TIE_AT]
     by_offset = [job.job_id for job in sorted(tied, key=lambda job: job.offset)]
     params = {"since": str(TIE_AT), "until": str(TIE_AT)}
-    assert [ids(page) for page in walk(history.client, params, "completed_at", 5)] == \
-        [by_offset[i:i + 5] for i in range(0, len(by_offset), 5)]
+    assert [ids(page) for page in walk(history.client, params, "completed_at", 5)] == [
+        by_offset[i : i + 5] for i in range(0, len(by_offset), 5)
+    ]
     newest_first = [job_id for page in walk(history.client, params, "-completed_at", 5) for job_id in ids(page)]
     assert newest_first == by_offset[::-1]
 
@@ -312,10 +481,10 @@ def test_ties_are_broken_by_journal_offset(history):
 def test_unknown_duration_sorts_as_minus_one(history):
     listed = [job for page in walk(history.client, {}, "duration_sec", 500) for job in page]
     unknown = [job for job in listed if job["duration_sec"] is None]
-    assert unknown and listed[:len(unknown)] == unknown  # -1 comes before 0.0
+    assert unknown and listed[: len(unknown)] == unknown  # -1 comes before 0.0
     assert listed[len(unknown)]["duration_sec"] == 0.0
     descending = [job for page in walk(history.client, {}, "-duration_sec", 500) for job in page]
-    assert descending[-len(unknown):] == unknown[::-1]
+    assert descending[-len(unknown) :] == unknown[::-1]
 
 
 def test_unrated_sort_last_in_both_directions(history):
@@ -339,6 +508,7 @@ def test_cursor_is_opaque_and_keyset(history):
 
 # ---------------------------------------------------------------- facets
 
+
 def assert_facets_equal(got: dict, expected: dict) -> None:
     assert list(got) == list(expected)
     for name in expected:
@@ -356,7 +526,7 @@ def test_facets_match_oracle(history, case):
 
 @pytest.mark.parametrize("case", ("rated_true", "status_completed", "lora_or", "q_word", "rating_2_to_4"))
 def test_broad_filtered_facets_count_the_newest_matching_jobs(history, case, monkeypatch):
-    monkeypatch.setattr(queries, "FACET_SAMPLE", 40)
+    monkeypatch.setattr(history.service, "thresholds", Thresholds(facet_sample=40))
     params, oracle_params = CASES[case]
     matching = len(history.oracle.listing(oracle_params, "-completed_at"))
     body = get_json(history.client, "/api/facets", {**params, "facet_size": "1000"})
@@ -391,8 +561,11 @@ def test_facet_values_filter_back_to_their_counts(history):
         for name, entries in facets.items():
             for entry in entries[:3] + entries[-2:]:
                 if name == "rating":
-                    query = {"rated": "false"} if entry["value"] is None else \
-                        {"rating_min": str(entry["value"]), "rating_max": str(entry["value"])}
+                    query = (
+                        {"rated": "false"}
+                        if entry["value"] is None
+                        else {"rating_min": str(entry["value"]), "rating_max": str(entry["value"])}
+                    )
                 else:
                     query = {name: entry["value"]}
                 listed = sum(len(page) for page in walk(history.client, {**params, **query}, "-completed_at", 500))
@@ -400,6 +573,7 @@ def test_facet_values_filter_back_to_their_counts(history):
 
 
 # ---------------------------------------------------------------- export
+
 
 def stored_lines(history) -> dict[str, dict]:
     lines = history.settings.log_path.read_bytes().splitlines()
@@ -418,8 +592,9 @@ def test_export_jsonl_is_stored_records_with_ratings(history, case):
         assert [row["job_id"] for row in rows] == history.oracle.listing(oracle_params, sort)
         for row in rows:
             job = history.oracle.by_id[row["job_id"]]
-            rating, rated_at = row.pop("rating"), row.pop("rated_at")
+            service_view = row.pop("learning_svc")  # the stored line is exported as stored, nothing overwritten
             assert row == stored[job.job_id]
+            rating, rated_at = service_view["rating"], service_view["rated_at"]
             assert rating == job.rating and (rated_at is not None) == (job.rating is not None)
             assert row["run_config"] == job.record["run_config"] and row["packs"] == job.record.get("packs", [])
 
@@ -437,25 +612,67 @@ def test_export_csv_rows_and_columns(history, case):
     assert all(len(row) == len(CSV_COLUMNS) for row in rows)
     assert [row[0] for row in rows[1:]] == expected
     ratings = [row[CSV_COLUMNS.index("rating")] for row in rows[1:]]
-    assert ratings == ["" if history.oracle.by_id[j].rating is None else str(history.oracle.by_id[j].rating)
-                       for j in expected]
+    assert ratings == [
+        "" if history.oracle.by_id[j].rating is None else str(history.oracle.by_id[j].rating) for j in expected
+    ]
+    stored = stored_lines(history)
+    column = {name: i for i, name in enumerate(CSV_COLUMNS)}
+    for row in rows[1:]:
+        line, job = stored[row[0]], history.oracle.by_id[row[0]]
+        assert row[column["completed_at"]] == _iso_ms(line["completed_at"])  # UTC, not epoch floats
+        assert row[column["prompt"]] == (line["prompt"] or "") and row[column["seed"]] == _cell(line["seed"])
+        assert row[column["lora_weights"]] == "|".join(f"{x['name']}:{x['weight']:g}" for x in line["loras"])
+        # grouped values, each in this job's own spelling
+        assert row[column["model_group"]].casefold() == (key_of("model", line["model"]) if line["model"] else "")
+        assert {v.casefold() for v in row[column["lora"]].split("|") if v} == set(job.tags["lora"])
+
+
+def _iso_ms(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value)
 
 
 # ---------------------------------------------------------------- bad parameters
+
 
 def _cursor(*items) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(list(items))).decode().rstrip("=")
 
 
 BAD = [
-    ("bogus", "1"), ("Model", "x"), ("sort", "newest"), ("sort", "-duration"), ("limit", "0"), ("limit", "501"),
-    ("limit", "ten"), ("limit", "2.5"), ("rating_min", "6"), ("rating_min", "-1"), ("rating_min", "four"),
-    ("rating_max", "3.5"), ("rated", "yes"), ("rated", "1"), ("status", "done"), ("since", "yesterday"),
-    ("until", "2025-13-01"), ("since", "nan"), ("until", "1e20"), ("q", "x" * 501), ("q", "castle a*"), ("q", "ma*"),
-    ("q", "-é*"), ("cursor", "not-a-cursor"),
-    ("cursor", _cursor("-completed_at", "1", 5)), ("cursor", _cursor("-completed_at", 1.5, 10**19)),
-    ("cursor", _cursor("-completed_at", 10**19, 5)), ("cursor", _cursor("-completed_at", 1.5, True)),
-    ("cursor", _cursor("-rating", 3, 5)), ("cursor", base64.urlsafe_b64encode(b'{"a":1,"b":2,"c":3}').decode()),
+    ("bogus", "1"),
+    ("Model", "x"),
+    ("sort", "newest"),
+    ("sort", "-duration"),
+    ("limit", "0"),
+    ("limit", "501"),
+    ("limit", "ten"),
+    ("limit", "2.5"),
+    ("rating_min", "6"),
+    ("rating_min", "-1"),
+    ("rating_min", "four"),
+    ("rating_max", "3.5"),
+    ("rated", "yes"),
+    ("rated", "1"),
+    ("status", "done"),
+    ("since", "yesterday"),
+    ("until", "2025-13-01"),
+    ("since", "nan"),
+    ("until", "1e20"),
+    ("q", "x" * 501),
+    ("q", "castle a*"),
+    ("q", "ma*"),
+    ("q", "-é*"),
+    ("cursor", "not-a-cursor"),
+    ("cursor", _cursor("-completed_at", "1", 5)),
+    ("cursor", _cursor("-completed_at", 1.5, 10**19)),
+    ("cursor", _cursor("-completed_at", 10**19, 5)),
+    ("cursor", _cursor("-completed_at", 1.5, True)),
+    ("cursor", _cursor("-rating", 3, 5)),
+    ("cursor", base64.urlsafe_b64encode(b'{"a":1,"b":2,"c":3}').decode()),
 ]
 
 
@@ -468,19 +685,22 @@ def test_bad_listing_parameter_is_400_naming_it(history, name, value):
     assert error["message"].startswith(f"{name}: ")
 
 
-@pytest.mark.parametrize("path,params,name", [
-    ("/api/jobs", {"limit": ["5", "6"]}, "limit"),
-    ("/api/jobs", {"q": ["a", "b"]}, "q"),
-    ("/api/facets", {"bogus": "1"}, "bogus"),
-    ("/api/facets", {"limit": "5"}, "limit"),
-    ("/api/facets", {"rating_max": "9"}, "rating_max"),
-    ("/api/facets", {"facet_size": "0"}, "facet_size"),
-    ("/api/export", {"format": "xml"}, "format"),
-    ("/api/export", {"format": "csv", "bogus": "1"}, "bogus"),
-    ("/api/export", {"sort": "size"}, "sort"),
-    ("/api/export", {"status": "running"}, "status"),
-    ("/api/export", {"cursor": "abc"}, "cursor"),
-])
+@pytest.mark.parametrize(
+    "path,params,name",
+    [
+        ("/api/jobs", {"limit": ["5", "6"]}, "limit"),
+        ("/api/jobs", {"q": ["a", "b"]}, "q"),
+        ("/api/facets", {"bogus": "1"}, "bogus"),
+        ("/api/facets", {"limit": "5"}, "limit"),
+        ("/api/facets", {"rating_max": "9"}, "rating_max"),
+        ("/api/facets", {"facet_size": "0"}, "facet_size"),
+        ("/api/export", {"format": "xml"}, "format"),
+        ("/api/export", {"format": "csv", "bogus": "1"}, "bogus"),
+        ("/api/export", {"sort": "size"}, "sort"),
+        ("/api/export", {"status": "running"}, "status"),
+        ("/api/export", {"cursor": "abc"}, "cursor"),
+    ],
+)
 def test_bad_parameters_on_every_endpoint(history, path, params, name):
     body = get_json(history.client, path, params, 400)
     assert body["error"]["fields"][0]["loc"] == name and body["error"]["message"].startswith(f"{name}: ")
@@ -490,14 +710,14 @@ def test_bad_parameters_on_every_endpoint(history, path, params, name):
 def test_common_words_are_held_in_the_background(history, sort, monkeypatch):
     """The first search of a common word fetches and sorts its matches while they are held in a
     thread; the searches after it use them. Both give the oracle's listing."""
-    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets())
-    monkeypatch.setattr(text_search, "FETCH_UP_TO", -1)
+    sets = MatchSets(fetch_up_to=-1)  # held in a background thread
+    monkeypatch.setattr(history.service, "match_sets", sets)
     params, oracle_params = CASES["q_two_words"]
     expected = history.oracle.listing(oracle_params, sort)
     assert len(expected) > 31
     assert ids([job for page in walk(history.client, params, sort, 31) for job in page]) == expected
-    text_search.MATCH_SETS.wait_for_builds()
-    (held,) = text_search.MATCH_SETS.entries.values()
+    sets.wait_for_builds()
+    (held,) = sets.entries.values()
     assert held.ids and set(held.orders) == set(text_search.ORDERS)
     assert ids([job for page in walk(history.client, params, sort, 31) for job in page]) == expected
 
@@ -505,7 +725,7 @@ def test_common_words_are_held_in_the_background(history, sort, monkeypatch):
 def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
     """A common word's matches are held in memory, also sorted by time and duration; jobs
     recorded later, even with an older completed_at, are added in place, not missed."""
-    force_text_plan(monkeypatch, "set")
+    sets = force_text_plan(monkeypatch, client.application.extensions["learning_svc"], "set")
     t0 = 1_764_000_000.0
 
     def post(job_id: str, prompt: str, at: float, duration: float) -> None:
@@ -519,7 +739,7 @@ def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
     post("b", "harbour at dawn", t0 + 1, 1)
     sorts = ("-completed_at", "completed_at", "-duration_sec", "duration_sec", "-rating", "rating")
     assert [found("lighthouse", sort) for sort in sorts] == [["a"]] * 6
-    (held,) = text_search.MATCH_SETS.entries.values()
+    (held,) = sets.entries.values()
     assert set(held.orders) == set(text_search.ORDERS)
     post("c", "a lighthouse in fog", t0 - 100, 4)  # recorded late: older than a
     post("d", "castle", t0 + 2, 2)
@@ -529,13 +749,16 @@ def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
     assert found("lighthouse", "-duration_sec") == ["e", "a", "c"]
     assert found("lighthouse", "duration_sec") == ["c", "a", "e"]
     assert found("lighthouse fog") == ["c"]
-    assert text_search.MATCH_SETS.entries[held.key] is held  # extended in place, not built again
+    assert sets.entries[held.key] is held  # extended in place, not built again
     assert [key for key, _ in held.orders["completed_at"].current()] == [t0 - 100, t0, t0 + 50]
 
     def rate(job_id: str, rating: int | None) -> None:
         url = f"/api/jobs/{job_id}/rating"
-        response = (client.delete(url) if rating is None
-                    else client.put(url, data=orjson.dumps({"rating": rating}), headers=JSON))
+        response = (
+            client.delete(url)
+            if rating is None
+            else client.put(url, data=orjson.dumps({"rating": rating}), headers=JSON)
+        )
         assert response.status_code == 200, response.get_data(as_text=True)
 
     rate("c", 5)
@@ -552,11 +775,10 @@ def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
 
 
 def test_match_sets_stay_within_their_memory_budget(client, monkeypatch):
-    force_text_plan(monkeypatch, "set")
+    sets = force_text_plan(monkeypatch, client.application.extensions["learning_svc"], "set")
     for i in range(30):
         body = small_job(f"job-{i}", run_config={"prompt": f"word{i % 3} common"})
         assert client.post("/api/jobs", data=orjson.dumps(body), headers=JSON).status_code == 201
-    sets = text_search.MATCH_SETS
     used_order = ['"word0"', '"word1"', '"word2"', '"common"']
     for q in ("word0", "word1", "word2", "common"):
         assert len(get_json(client, "/api/jobs", {"q": q})["jobs"]) == (30 if q == "common" else 10)
@@ -566,5 +788,5 @@ def test_match_sets_stay_within_their_memory_budget(client, monkeypatch):
     assert len(get_json(client, "/api/jobs", {"q": "word0 common"})["jobs"]) == 10
     kept = [q for _, q in sets.entries]
     assert kept[-1] == '"word0" "common"' and '"word0"' not in kept
-    assert kept[:-1] == used_order[len(used_order) - len(kept) + 1:]  # the most recently used survive
+    assert kept[:-1] == used_order[len(used_order) - len(kept) + 1 :]  # the most recently used survive
     assert sets.used == sum(entry.size for entry in sets.entries.values()) <= sets.budget

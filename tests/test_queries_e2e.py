@@ -4,6 +4,7 @@ Checks what only a real server and a real HTTP client show: query strings with `
 brackets, backslashes and non-ASCII text; a streamed export; and a page walk that
 keeps going while new jobs arrive.
 """
+
 from __future__ import annotations
 
 import csv
@@ -14,15 +15,17 @@ import orjson
 import pytest
 import requests
 
-from history_oracle import SORTS, TIE_AT, Oracle, dataset_records, journal_offsets, rating_events
 from learning_svc.index import text_search
+
+from history_oracle import SORTS, TIE_AT, Oracle, dataset_records, journal_offsets, rating_events
 
 SEED = 77
 
 
 def post(url: str, record: dict) -> None:
-    response = requests.post(url + "/api/jobs", data=orjson.dumps(record),
-                             headers={"Content-Type": "application/json"}, timeout=30)
+    response = requests.post(
+        url + "/api/jobs", data=orjson.dumps(record), headers={"Content-Type": "application/json"}, timeout=30
+    )
     assert response.status_code == 201, response.text
 
 
@@ -41,6 +44,7 @@ def apply_ratings(url: str, events) -> None:
                 else:
                     response = http.put(f"{url}/api/jobs/{job_id}/rating", json={"rating": rating}, timeout=30)
                 assert response.status_code == 200, response.text
+
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(rate, by_job.items()))
 
@@ -48,8 +52,11 @@ def apply_ratings(url: str, events) -> None:
 def walk(http, url: str, params: dict, sort: str, limit: int, between_pages=None) -> list[str]:
     found, cursor, pages = [], None, 0
     while True:
-        response = http.get(url + "/api/jobs", params={**params, "sort": sort, "limit": limit,
-                                                       **({"cursor": cursor} if cursor else {})}, timeout=30)
+        response = http.get(
+            url + "/api/jobs",
+            params={**params, "sort": sort, "limit": limit, **({"cursor": cursor} if cursor else {})},
+            timeout=30,
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         found += [job["job_id"] for job in body["jobs"]]
@@ -90,10 +97,13 @@ def test_filters_sorts_facets_and_export_over_http(served):
         facets = server.http.get(server.url + "/api/facets", params={**params, "facet_size": 1000}, timeout=30).json()
         expected = oracle.facets(params)
         for name, entries in facets["facets"].items():
-            assert [(e["value"], e["count"]) for e in entries] == \
-                [(e["value"], e["count"]) for e in expected[name]], (params, name)
-        with server.http.get(server.url + "/api/export", params={**params, "format": "csv", "sort": "rating"},
-                             stream=True, timeout=30) as response:
+            assert [(e["value"], e["count"]) for e in entries] == [(e["value"], e["count"]) for e in expected[name]], (
+                params,
+                name,
+            )
+        with server.http.get(
+            server.url + "/api/export", params={**params, "format": "csv", "sort": "rating"}, stream=True, timeout=30
+        ) as response:
             assert response.status_code == 200
             assert response.headers.get("Transfer-Encoding") == "chunked"
             rows = list(csv.reader(io.StringIO(b"".join(response.iter_content(4096)).decode())))
@@ -131,13 +141,19 @@ def test_held_word_stays_right_while_jobs_arrive_and_are_rated(live_server, monk
     """A common word held in memory (index/text_search.py), searched over and over while 8
     clients post jobs with and without it and re-rate them: every answer lists only jobs
     with the word, in order, and once the writers stop every sort lists exactly them."""
-    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets())  # held in the background
-    monkeypatch.setattr(text_search, "FETCH_UP_TO", 3)
-    monkeypatch.setattr(text_search, "MERGE_AT", 16)  # many merges of the tails
+    sets = text_search.MatchSets(fetch_up_to=3, merge_at=16)  # held in the background; many merges of the tails
+    monkeypatch.setattr(live_server.app.extensions["learning_svc"], "match_sets", sets)
     url, base = live_server.url, 1_764_000_000.0
     # completed_at out of posting order, and many ties, so that jobs land all over each order
-    bodies = [{"job_id": f"job-{i:03d}", "completed_at": base + (i * 37) % 50, "duration_sec": float(i % 9),
-               "run_config": {"prompt": "a lighthouse at dusk" if i % 3 else "a castle"}} for i in range(240)]
+    bodies = [
+        {
+            "job_id": f"job-{i:03d}",
+            "completed_at": base + (i * 37) % 50,
+            "duration_sec": float(i % 9),
+            "run_config": {"prompt": "a lighthouse at dusk" if i % 3 else "a castle"},
+        }
+        for i in range(240)
+    ]
     with_word = {body["job_id"] for body in bodies if "lighthouse" in body["run_config"]["prompt"]}
     for body in bodies[:40]:
         post(url, body)
@@ -151,24 +167,27 @@ def test_held_word_stays_right_while_jobs_arrive_and_are_rated(live_server, monk
                     assert http.put(f"{url}/api/jobs/{job_id}/rating", json={"rating": n % 6}, timeout=30).ok
 
     with ThreadPoolExecutor(8) as pool:
-        writers = [pool.submit(write, bodies[40 + k::8]) for k in range(8)]
+        writers = [pool.submit(write, bodies[40 + k :: 8]) for k in range(8)]
         while not all(w.done() for w in writers):
             for sort in SORTS:
-                jobs = live_server.http.get(url + "/api/jobs", params={"q": "lighthouse", "sort": sort, "limit": 500},
-                                            timeout=30).json()["jobs"]
+                jobs = live_server.http.get(
+                    url + "/api/jobs", params={"q": "lighthouse", "sort": sort, "limit": 500}, timeout=30
+                ).json()["jobs"]
                 listed = [job["job_id"] for job in jobs]
                 assert set(listed) <= with_word and len(listed) == len(set(listed)), sort
                 assert listed == [job["job_id"] for job in sorted_like(jobs, sort)], sort
         for w in writers:
             w.result()
-    text_search.MATCH_SETS.wait_for_builds()
+    sets.wait_for_builds()
     everything = walk(live_server.http, url, {}, "-completed_at", 500)
     assert len(everything) == 240
     for sort in SORTS:
-        all_jobs = live_server.http.get(url + "/api/jobs", params={"sort": sort, "limit": 500}, timeout=30).json()["jobs"]
+        all_jobs = live_server.http.get(url + "/api/jobs", params={"sort": sort, "limit": 500}, timeout=30).json()[
+            "jobs"
+        ]
         expected = [job["job_id"] for job in all_jobs if job["job_id"] in with_word]
         assert walk(live_server.http, url, {"q": "lighthouse"}, sort, 7) == expected, sort
-    assert any(entry.ids for entry in text_search.MATCH_SETS.entries.values())  # it was held
+    assert any(entry.ids for entry in sets.entries.values())  # it was held
 
 
 def sorted_like(jobs: list[dict], sort: str) -> list[dict]:

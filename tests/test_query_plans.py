@@ -5,6 +5,7 @@ The statement checked is the one `queries.list_jobs` runs (`queries.listing_stat
 compiled with its values; the plans are read both as ingest leaves the index (no
 statistics) and after ANALYZE (what `learning-svc reindex` leaves).
 """
+
 from __future__ import annotations
 
 import re
@@ -13,13 +14,18 @@ import sqlite3
 import pytest
 from sqlalchemy import create_engine, text
 
-from history_oracle import TIE_AT, dataset_records, post_all, rate_all, rating_events
 from learning_svc import create_app
+from learning_svc import params as query_params
 from learning_svc.config import Settings
-from learning_svc.index import queries, text_search
+from learning_svc.index import queries
+from learning_svc.index.plan import SORTS as PLAN_SORTS
+from learning_svc.index.plan import Page, Thresholds, make_plan
+from learning_svc.index.text_search import MatchSets
+
+from history_oracle import TIE_AT, dataset_records, post_all, rate_all, rating_events
 
 SEED = 4242
-SORTS = tuple(queries.SORTS)
+SORTS = tuple(PLAN_SORTS)
 SINGLE_FILTERS = {
     "none": {},
     "pack": {"pack": ["PORTRAIT_moody_01_juggernautXL_ragnarokBy"]},
@@ -71,15 +77,18 @@ def indexes(tmp_path_factory):
     with sqlite3.connect(settings.index_path) as source, sqlite3.connect(analyzed) as copy:
         source.backup(copy)
         copy.execute("ANALYZE")
-    engines = {"ingested": create_engine(f"sqlite:///{settings.index_path}"),
-               "analyzed": create_engine(f"sqlite:///{analyzed}")}
+    engines = {
+        "ingested": create_engine(f"sqlite:///{settings.index_path}"),
+        "analyzed": create_engine(f"sqlite:///{analyzed}"),
+    }
     yield engines
     for engine in engines.values():
         engine.dispose()
 
 
-def compiled_sql(conn, page: queries.Page) -> str:
-    stmt = queries.listing_statement(conn, page)
+def compiled_sql(conn, plan) -> str:
+    queries.prepare(conn, plan)
+    stmt = queries.listing_statement(plan)
     return str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
 
 
@@ -87,13 +96,15 @@ def plan_of(conn, sql: str) -> list[str]:
     return [row[3] for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql))]
 
 
-def pages_to_check(conn, params: dict, sort: str):
-    """The first page, and the page after a real cursor (or after a made-up position)."""
-    first = queries.Page(queries.parse_filters(params), sort, 7)
+def pages_to_check(conn, query: dict, sort: str, match_sets=None):
+    """The plans of the first page, and of the page after a real cursor (or after a made-up position)."""
+    filters = query_params.parse(query_params.ListParams, query).filters()
+    match_sets = match_sets or MatchSets(background=False)
+    first = make_plan(conn, Page(filters, sort, 7), match_sets, Thresholds())
     yield "page 1", first
     _, cursor = queries.list_jobs(conn, first)
     after = queries.decode_cursor(cursor, sort) if cursor else (3 if "rating" in sort else TIE_AT, 10**6)
-    yield "cursor", queries.Page(first.filters, sort, 7, after)
+    yield "cursor", make_plan(conn, Page(filters, sort, 7, after), match_sets, Thresholds())
 
 
 def check_plan(plan: list[str], ordered: bool) -> list[str]:
@@ -117,8 +128,8 @@ def test_listing_plans_use_indexes(indexes, state, sort):
     problems = {}
     with indexes[state].connect() as conn:
         for name, params in {**SINGLE_FILTERS, **MORE_FILTERS}.items():
-            for label, page in pages_to_check(conn, params, sort):
-                sql = compiled_sql(conn, page)
+            for label, plan in pages_to_check(conn, params, sort):
+                sql = compiled_sql(conn, plan)
                 plan = plan_of(conn, sql)
                 found = check_plan(plan, must_walk_in_order(name, sort))
                 if found:
@@ -131,28 +142,30 @@ def test_checked_statement_is_the_one_listing_runs(indexes, sort):
     """The compiled text, run as is, returns the rows list_jobs returns."""
     with indexes["ingested"].connect() as conn:
         for params in (*SINGLE_FILTERS.values(), *MORE_FILTERS.values()):
-            for _, page in pages_to_check(conn, params, sort):
-                listed, _ = queries.list_jobs(conn, page)
-                rows = conn.execute(text(compiled_sql(conn, page))).all()[:page.limit]
+            for _, plan in pages_to_check(conn, params, sort):
+                listed, _ = queries.list_jobs(conn, plan)
+                rows = conn.execute(text(compiled_sql(conn, plan))).all()[: plan.page.limit]
                 assert [queries.summary_of(row)["job_id"] for row in rows] == [job["job_id"] for job in listed]
 
 
 @pytest.mark.parametrize("state", ("ingested", "analyzed"))
 @pytest.mark.parametrize("sort", SORTS)
-def test_common_words_walk_the_sort_index(indexes, state, sort, monkeypatch):
+def test_common_words_walk_the_sort_index(indexes, state, sort):
     """A word held in memory (index/text_search.py) is checked while walking the sort index, alone or with a tag."""
-    monkeypatch.setattr(text_search, "MATCH_SETS", text_search.MatchSets(background=False))
-    monkeypatch.setattr(text_search, "FETCH_UP_TO", -1)
+    sets = MatchSets(background=False, fetch_up_to=-1)
     problems = {}
     with indexes[state].connect() as conn:
-        for name, params in {"q": {"q": ["masterpiece"]}, "q_and_lora": {"q": ["masterpiece"], **SINGLE_FILTERS["lora"]},
-                             "q_and_rating": {"q": ["masterpiece"], "rating_min": ["4"]}}.items():
-            for label, page in pages_to_check(conn, params, sort):
-                plan = plan_of(conn, compiled_sql(conn, page))
+        for name, params in {
+            "q": {"q": ["masterpiece"]},
+            "q_and_lora": {"q": ["masterpiece"], **SINGLE_FILTERS["lora"]},
+            "q_and_rating": {"q": ["masterpiece"], "rating_min": ["4"]},
+        }.items():
+            for label, listing in pages_to_check(conn, params, sort, sets):
+                plan = plan_of(conn, compiled_sql(conn, listing))
                 found = check_plan(plan, ordered=True)
                 if found:
                     problems[f"{name}, {label}"] = found + plan
-        assert all(entry.ids for entry in text_search.MATCH_SETS.entries.values())
+        assert sets.entries and all(entry.ids for entry in sets.entries.values())
     assert not problems, problems
 
 
@@ -160,11 +173,16 @@ def test_no_filter_plans_are_a_plain_index_walk(indexes):
     """The common view: newest first, page 1 one range of ix_jobs_completed; after a cursor, the
     rest of the cursor's tie group and the older jobs, two seeks merged; then the page's rows by id."""
     fetch = ("MATERIALIZE page", "SCAN page", "SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)")
-    merged = ["MERGE (UNION ALL)", "LEFT", "SEARCH jobs USING COVERING INDEX ix_jobs_completed (completed_at=? AND id<?)",
-              "RIGHT", "SEARCH jobs USING COVERING INDEX ix_jobs_completed (completed_at<?)"]
+    merged = [
+        "MERGE (UNION ALL)",
+        "LEFT",
+        "SEARCH jobs USING COVERING INDEX ix_jobs_completed (completed_at=? AND id<?)",
+        "RIGHT",
+        "SEARCH jobs USING COVERING INDEX ix_jobs_completed (completed_at<?)",
+    ]
     with indexes["ingested"].connect() as conn:
-        for label, page in pages_to_check(conn, {}, "-completed_at"):
-            plan = plan_of(conn, compiled_sql(conn, page))
+        for label, listing in pages_to_check(conn, {}, "-completed_at"):
+            plan = plan_of(conn, compiled_sql(conn, listing))
             choose = [step for step in plan if step not in fetch]
             if label == "page 1":
                 assert len(choose) == 1 and "COVERING INDEX ix_jobs_completed" in choose[0], (label, plan)

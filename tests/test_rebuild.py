@@ -1,16 +1,17 @@
 """The index built live equals the index rebuilt from the JSONL, row for row; restarts keep everything."""
+
 import subprocess
 import sys
 from contextlib import contextmanager
 
 from sqlalchemy import create_engine
 
-from conftest import LiveServer, sample_records
 from learning_svc.gen import generate_ratings, generate_records
-from learning_svc.index import sync
 from learning_svc.index.sync import rebuild
 from learning_svc.journal import Journal
 from learning_svc.verify import TABLES, compare_table, verify_index
+
+from conftest import LiveServer, sample_records
 
 
 def _fill(server: LiveServer, n_generated: int = 150) -> list[str]:
@@ -90,8 +91,12 @@ def test_restart_keeps_history_and_ratings(settings):
 def test_deleted_index_and_reindex_give_back_the_same_history(settings):
     before = filled_history(settings, 60)
     delete_index(settings)
-    result = subprocess.run([sys.executable, "-m", "learning_svc.cli", "reindex", "--data-dir", str(settings.data_dir)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "learning_svc.cli", "reindex", "--data-dir", str(settings.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "indexed 102 job lines" in result.stdout
     assert history_after_restart(settings) == before
@@ -108,21 +113,33 @@ def test_verify_reports_a_difference(settings):
     filled_history(settings, 10)
     engine = create_engine(settings.db_url)
     with engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE jobs SET rating = 5, rating_hi = 5, rating_lo = 5 WHERE id = "
-                             "(SELECT min(id) FROM jobs WHERE rating IS NULL)")
+        conn.exec_driver_sql(
+            "UPDATE jobs SET rating = 5, rating_hi = 5, rating_lo = 5 WHERE id = "
+            "(SELECT min(id) FROM jobs WHERE rating IS NULL)"
+        )
     problems = verify_index(settings)
     assert problems and problems[0].startswith("jobs: 1 rows different in the index")
-    result = subprocess.run([sys.executable, "-m", "learning_svc.cli", "verify", "--data-dir", str(settings.data_dir)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "learning_svc.cli", "verify", "--data-dir", str(settings.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "rows different" in result.stdout
 
 
-def test_rebuild_with_worker_processes_equals_the_live_index(settings, tmp_path, monkeypatch):
+def test_rebuild_with_worker_processes_equals_the_live_index(settings, tmp_path):
     filled_history(settings, 120)
-    monkeypatch.setattr(sync, "PARALLEL_ABOVE_BYTES", 0)  # any backlog: parse and project in workers
-    monkeypatch.setattr(sync, "RANGE_BYTES", 64 << 10)  # many small ranges, several in flight
     rebuilt = tmp_path / "parallel.sqlite3"
-    report = rebuild("unused", Journal(settings.log_path), Journal(settings.ratings_path), rebuilt)
+    # any backlog parsed and projected in workers, in many small ranges (several in flight)
+    report = rebuild(
+        "unused",
+        Journal(settings.log_path),
+        Journal(settings.ratings_path),
+        rebuilt,
+        parallel_above=0,
+        range_bytes=64 << 10,
+    )
     assert report.jobs == 162
     live_engine, rebuilt_engine = create_engine(settings.db_url), create_engine(f"sqlite:///{rebuilt}")
     with live_engine.connect() as live, rebuilt_engine.connect() as fresh:

@@ -1,10 +1,12 @@
 """Validation, defaults and resolution of the two line types (SPEC §1.1, §1.2)."""
+
 import orjson
 import pytest
 
-from conftest import sample_records
 from learning_svc import records
 from learning_svc.records import InvalidRecord, JobIn
+
+from conftest import sample_records
 
 
 def stored(body: dict) -> dict:
@@ -39,8 +41,13 @@ def test_iso_timestamps_naive_is_utc_and_z():
 
 
 def test_top_level_values_win_over_run_config_and_stages():
-    body = {"job_id": "j", "completed_at": 5, "sampler": "Euler", "run_config": {"sampler": "DDIM", "steps": 20},
-            "stages": {"txt2img": {"sampler_name": "Heun", "steps": 40, "cfg_scale": 7, "seed": 4294967295}}}
+    body = {
+        "job_id": "j",
+        "completed_at": 5,
+        "sampler": "Euler",
+        "run_config": {"sampler": "DDIM", "steps": 20},
+        "stages": {"txt2img": {"sampler_name": "Heun", "steps": 40, "cfg_scale": 7, "seed": 4294967295}},
+    }
     line = stored(body)
     assert (line["sampler"], line["steps"], line["cfg_scale"], line["seed"]) == ("Euler", 20, 7.0, 4294967295)
 
@@ -68,25 +75,28 @@ def test_input_hash_ignores_key_order_and_equivalent_time_forms():
     assert a == b != c
 
 
-@pytest.mark.parametrize("body, loc, fragment", [
-    ({"completed_at": 1}, "job_id", "Field required"),
-    ({"job_id": "a/b", "completed_at": 1}, "job_id", "'/'"),
-    ({"job_id": "x" * 129, "completed_at": 1}, "job_id", "1 to 128"),
-    ({"job_id": "a\nb", "completed_at": 1}, "job_id", "control"),
-    ({"job_id": "j"}, "completed_at", "required"),
-    ({"job_id": "j", "completed_at": "yesterday"}, "completed_at", "ISO-8601"),
-    ({"job_id": "j", "completed_at": True}, "completed_at", "epoch seconds"),
-    ({"job_id": "j", "completed_at": 10, "started_at": 20}, "completed_at", "before started_at"),
-    ({"job_id": "j", "completed_at": 10, "started_at": 0, "duration_sec": 5}, "duration_sec", "disagrees"),
-    ({"job_id": "j", "completed_at": 1, "variant_index": 2, "variant_total": 2}, "variant_index", "less than"),
-    ({"job_id": "j", "completed_at": 1, "outputs": ["a.png"], "num_outputs": 2}, "num_outputs", "must equal"),
-    ({"job_id": "j", "completed_at": 1, "status": "done"}, "status", "completed"),
-    ({"job_id": "j", "completed_at": 1, "steps": "30"}, "steps", "integer"),
-    ({"job_id": "j", "completed_at": 1, "seed": 2**64}, "seed", "too large"),
-    ({"job_id": "j", "completed_at": 1, "packs": "one"}, "packs", "list"),
-    ({"job_id": "j", "completed_at": 1, "loras": [{"name": "x", "weight": "1"}]}, "loras.0.weight", "number"),
-    ({"job_id": "j", "completed_at": 1, "extra": {"a": "x\x00"}}, "extra.a", "NUL"),
-])
+@pytest.mark.parametrize(
+    "body, loc, fragment",
+    [
+        ({"completed_at": 1}, "job_id", "Field required"),
+        ({"job_id": "a/b", "completed_at": 1}, "job_id", "'/'"),
+        ({"job_id": "x" * 129, "completed_at": 1}, "job_id", "1 to 128"),
+        ({"job_id": "a\nb", "completed_at": 1}, "job_id", "control"),
+        ({"job_id": "j"}, "completed_at", "required"),
+        ({"job_id": "j", "completed_at": "yesterday"}, "completed_at", "ISO-8601"),
+        ({"job_id": "j", "completed_at": True}, "completed_at", "epoch seconds"),
+        ({"job_id": "j", "completed_at": 10, "started_at": 20}, "completed_at", "before started_at"),
+        ({"job_id": "j", "completed_at": 10, "started_at": 0, "duration_sec": 5}, "duration_sec", "disagrees"),
+        ({"job_id": "j", "completed_at": 1, "variant_index": 2, "variant_total": 2}, "variant_index", "less than"),
+        ({"job_id": "j", "completed_at": 1, "outputs": ["a.png"], "num_outputs": 2}, "num_outputs", "must equal"),
+        ({"job_id": "j", "completed_at": 1, "status": "done"}, "status", "completed"),
+        ({"job_id": "j", "completed_at": 1, "steps": "30"}, "steps", "integer"),
+        ({"job_id": "j", "completed_at": 1, "seed": 2**64}, "seed", "too large"),
+        ({"job_id": "j", "completed_at": 1, "packs": "one"}, "packs", "list"),
+        ({"job_id": "j", "completed_at": 1, "loras": [{"name": "x", "weight": "1"}]}, "loras.0.weight", "number"),
+        ({"job_id": "j", "completed_at": 1, "extra": {"a": "x\x00"}}, "extra.a", "NUL"),
+    ],
+)
 def test_invalid_records_name_the_field(body, loc, fragment):
     with pytest.raises(InvalidRecord) as info:
         records.parse(JobIn, body)

@@ -1,4 +1,5 @@
 """Never let a stranger in: Host allowlist (DNS rebinding), Origin (CSRF), JSON only, headers, token."""
+
 from __future__ import annotations
 
 import http.client
@@ -7,9 +8,10 @@ import orjson
 import pytest
 import requests
 
-from conftest import JSON
 from learning_svc import create_app
 from learning_svc.config import Settings
+
+from conftest import JSON
 from procs import ServerProcess, cli_env, job, run_cli
 
 TOKEN = "tok-3f9a1c77e2b54d0e9b1a"
@@ -25,19 +27,39 @@ def log_size(settings) -> int:
 
 # ---------------------------------------------------------------- Host (DNS rebinding)
 
-@pytest.mark.parametrize("host", ["localhost", "localhost:8765", "LOCALHOST:8765", "127.0.0.1", "127.0.0.1:8765",
-                                  "[::1]", "[::1]:8765"])
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "localhost:8765", "LOCALHOST:8765", "127.0.0.1", "127.0.0.1:8765", "[::1]", "[::1]:8765"]
+)
 def test_local_host_names_are_served(client, host):
     assert client.get("/api/health", headers={"Host": host}).status_code == 200
     assert client.get("/", headers={"Host": host}).status_code == 200
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "localhost.evil.example",
-                                  "127.0.0.1.nip.io:8765", "127.0.0.2", "[::ffff:127.0.0.1]:8765", "0.0.0.0:8765",
-                                  "localhost, evil.example", "", "[::1"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:8765",
+        "localhost.evil.example",
+        "127.0.0.1.nip.io:8765",
+        "127.0.0.2",
+        "[::ffff:127.0.0.1]:8765",
+        "0.0.0.0:8765",
+        "localhost, evil.example",
+        "",
+        "[::1",
+    ],
+)
 def test_foreign_host_is_403_on_every_route(client, settings, host):
-    for method, path in [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/api/jobs"), ("GET", "/api/health"),
-                         ("GET", "/api/export"), ("GET", "/api/no-such-route")]:
+    for method, path in [
+        ("GET", "/"),
+        ("GET", "/static/app.js"),
+        ("GET", "/api/jobs"),
+        ("GET", "/api/health"),
+        ("GET", "/api/export"),
+        ("GET", "/api/no-such-route"),
+    ]:
         response = client.open(path, method=method, headers={"Host": host})
         assert response.status_code == 403, (path, host)
         assert response.json["error"]["code"] == "forbidden_host"
@@ -71,8 +93,16 @@ def test_real_server_refuses_a_rebound_host(live_server):
 
 # ---------------------------------------------------------------- Origin (CSRF) and content type
 
-FOREIGN_ORIGINS = ["http://evil.example", "http://localhost:8765.evil.example", "null", "http://127.0.0.1:9999",
-                   "https://127.0.0.1:1", "http://127.0.0.1:8765@evil.example", "file://", "ftp://localhost"]
+FOREIGN_ORIGINS = [
+    "http://evil.example",
+    "http://localhost:8765.evil.example",
+    "null",
+    "http://127.0.0.1:9999",
+    "https://127.0.0.1:1",
+    "http://127.0.0.1:8765@evil.example",
+    "file://",
+    "ftp://localhost",
+]
 
 
 @pytest.mark.parametrize("origin", FOREIGN_ORIGINS)
@@ -97,8 +127,17 @@ def test_same_origin_and_originless_writes_are_accepted(client):
     assert post(client, job("script")).status_code == 201  # the pipeline sends no Origin
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x", "application/jsonp", "text/json"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonp",
+        "text/json",
+    ],
+)
 def test_writes_need_a_json_content_type(client, settings, content_type):
     headers = {"Content-Type": content_type} if content_type else {}
     body = orjson.dumps(job("typed"))
@@ -115,15 +154,26 @@ def test_writes_need_a_json_content_type(client, settings, content_type):
 
 def test_no_cors_headers_and_framing_denied(client):
     cross = {"Origin": "http://evil.example"}
-    responses = [client.get("/api/jobs", headers=cross), client.get("/", headers=cross),
-                 client.options("/api/jobs", headers={**cross, "Access-Control-Request-Method": "POST",
-                                                      "Access-Control-Request-Headers": "content-type"})]
+    responses = [
+        client.get("/api/jobs", headers=cross),
+        client.get("/", headers=cross),
+        client.options(
+            "/api/jobs",
+            headers={
+                **cross,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        ),
+    ]
     for response in responses:
-        assert not [h for h in response.headers.keys() if h.lower().startswith("access-control-")]
+        assert not [h for h, _ in response.headers if h.lower().startswith("access-control-")]
         assert response.headers["X-Frame-Options"] == "DENY"
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     page = client.get("/")
-    csp = dict(part.strip().split(" ", 1) for part in page.headers["Content-Security-Policy"].split(";") if part.strip())
+    csp = dict(
+        part.strip().split(" ", 1) for part in page.headers["Content-Security-Policy"].split(";") if part.strip()
+    )
     assert csp["script-src"] == "'self'"  # no 'unsafe-inline', no 'unsafe-eval', no other host
     assert "'none'" in csp["object-src"] and "unsafe" not in page.headers["Content-Security-Policy"]
     assert page.headers["X-Content-Type-Options"] == "nosniff"
@@ -131,9 +181,13 @@ def test_no_cors_headers_and_framing_denied(client):
 
 # ---------------------------------------------------------------- token
 
+
 def test_non_loopback_bind_without_token_refuses_to_start(tmp_path):
-    for args, env in [(["--host", "0.0.0.0"], cli_env()), (["--host", "::"], cli_env()),
-                      ([], cli_env(LEARNING_SVC_HOST="0.0.0.0"))]:
+    for args, env in [
+        (["--host", "0.0.0.0"], cli_env()),
+        (["--host", "::"], cli_env()),
+        ([], cli_env(LEARNING_SVC_HOST="0.0.0.0")),
+    ]:
         result = run_cli("serve", *args, "--port", "1", "--data-dir", str(tmp_path / "d"), env=env, timeout=30)
         assert result.returncode != 0, args
         assert "LEARNING_SVC_TOKEN" in result.stderr, result.stderr
@@ -148,8 +202,19 @@ def token_app(tmp_path):
     app.extensions["learning_svc"].close()
 
 
-@pytest.mark.parametrize("authorization", [None, "", f"Bearer {TOKEN}x", f"bearer {TOKEN}", TOKEN,
-                                           f"Bearer {TOKEN[:-1]}", "Basic dXNlcjpwYXNz", f"Bearer  {TOKEN}"])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        f"Bearer {TOKEN}x",
+        f"bearer {TOKEN}",
+        TOKEN,
+        f"Bearer {TOKEN[:-1]}",
+        "Basic dXNlcjpwYXNz",
+        f"Bearer  {TOKEN}",
+    ],
+)
 def test_with_a_token_writes_without_it_are_401(token_app, authorization):
     app, settings = token_app
     client = app.test_client()
@@ -180,9 +245,23 @@ def test_the_token_is_in_no_response_and_no_log(tmp_path):
         assert created.status_code == 201
         denied = session.post(server.url + "/api/jobs", data=orjson.dumps(job("u")), headers=JSON)
         assert denied.status_code == 401
-        responses = [created, denied] + [session.get(server.url + path) for path in (
-            "/", "/static/app.js", "/static/style.css", "/api/health", "/api/openapi.json", "/api/jobs",
-            "/api/jobs/t", "/api/facets", "/api/export", "/api/export?format=csv", "/api/ratings", "/nope")]
+        responses = [created, denied] + [
+            session.get(server.url + path)
+            for path in (
+                "/",
+                "/static/app.js",
+                "/static/style.css",
+                "/api/health",
+                "/api/openapi.json",
+                "/api/jobs",
+                "/api/jobs/t",
+                "/api/facets",
+                "/api/export",
+                "/api/export?format=csv",
+                "/api/ratings",
+                "/nope",
+            )
+        ]
         responses.append(session.get(server.url + "/api/jobs", headers={"Host": "evil.example"}))
         for response in responses:
             assert TOKEN not in response.text, response.url

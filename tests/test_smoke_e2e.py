@@ -1,4 +1,5 @@
 """End to end over the real waitress server: post the samples, rate, restart, reindex."""
+
 from conftest import sample_records
 
 

@@ -1,6 +1,8 @@
 """The in-memory orders of held text searches (index/text_search.py) against sorting in Python."""
+
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from learning_svc.index import text_search
 from learning_svc.index.text_search import _Order
@@ -9,9 +11,9 @@ KEYS = [-1.0, 0.5, 3.0, 6.0, 7.25]  # few distinct keys: long tie groups, as wit
 matches = st.lists(st.tuples(st.sampled_from(KEYS), st.integers(0, 500)), unique_by=lambda m: m[1], max_size=60)
 
 
-def made(pairs) -> _Order:
+def made(pairs, merge_at: int = text_search.MERGE_AT) -> _Order:
     """An order as a held search is built: the main part sorted at once."""
-    order = _Order()
+    order = _Order(merge_at=merge_at)
     for key, job in sorted(pairs):
         order.keys.append(key)
         order.ids.append(job)
@@ -27,8 +29,9 @@ def expected_page(current: dict[int, float], descending, after, n, below):
 
 @pytest.mark.parametrize("merge_at", [2, 7, 4096])
 @settings(max_examples=150, deadline=None, database=None)
-@given(built=matches, later=st.lists(st.tuples(st.sampled_from(KEYS), st.integers(0, 700)), max_size=40),
-       data=st.data())
+@given(
+    built=matches, later=st.lists(st.tuples(st.sampled_from(KEYS), st.integers(0, 700)), max_size=40), data=st.data()
+)
 def test_pages_follow_key_then_id_through_additions_and_rerating(built, later, data, merge_at):
     """Jobs added later (new ids) or re-keyed (re-rated: ids already there) go to the tail,
     which is merged into the main part every `merge_at`; every page from any cursor stays
@@ -67,10 +70,9 @@ def test_walking_every_page_visits_each_match_once():
 
 
 @pytest.mark.parametrize("rekeyed", [False, True])
-def test_the_tail_is_merged_when_it_reaches_merge_at(monkeypatch, rekeyed):
+def test_the_tail_is_merged_when_it_reaches_merge_at(rekeyed):
     """Merged by slices when only jobs were added, by one pass when some were re-keyed."""
-    monkeypatch.setattr(text_search, "MERGE_AT", 4)
-    order = made([(1.0, 10), (2.0, 20), (2.0, 25)])
+    order = made([(1.0, 10), (2.0, 20), (2.0, 25)], merge_at=4)
     order.add(0.5, 30)
     order.add(2.0, 22)
     if rekeyed:

@@ -1,4 +1,5 @@
 """Engines and schema upgrades. SQLite gets WAL, a busy timeout and IMMEDIATE write transactions."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +10,6 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
 from . import text_search
-
 
 
 def migrations_dir() -> Path:
@@ -31,8 +31,9 @@ def make_engine(url: str, *, writer: bool, scratch: bool = False) -> Engine:
     """
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                           pool_size=2 if writer else 8, max_overflow=8)
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=2 if writer else 8, max_overflow=8
+    )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record):
@@ -41,8 +42,13 @@ def make_engine(url: str, *, writer: bool, scratch: bool = False) -> Engine:
         # Page cache per connection (KiB): readers are many and lean on mmap and the OS cache.
         cache_kib = 65536 if writer else 16384
         # temp_store stays FILE: big sorts spill to disk instead of growing the process.
-        pragmas = ["journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000",
-                   f"cache_size=-{cache_kib}", "mmap_size=268435456"]
+        pragmas = [
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "busy_timeout=30000",
+            f"cache_size=-{cache_kib}",
+            "mmap_size=268435456",
+        ]
         if scratch:  # flat memory while rebuilding, whatever the size of the index; sort indexes on 2 threads
             pragmas += ["synchronous=OFF", "mmap_size=0", "cache_size=-32768", "threads=2"]
         for pragma in pragmas:

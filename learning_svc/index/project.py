@@ -1,6 +1,8 @@
 """The one projection: stored journal lines -> index rows. Live ingest and reindex both call it."""
+
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -8,14 +10,13 @@ from functools import lru_cache
 import orjson
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from ..prompts import facet_key, model_display
+from ..fields import BY_NAME, FIELDS
+from ..records import line_summary
 from .tables import facet_values, job_tags, jobs, rating_events
 
-SUMMARY_FIELDS = (
-    "job_id", "status", "completed_at", "started_at", "duration_sec", "packs", "variant_index",
-    "variant_total", "num_outputs", "outputs", "model", "sampler", "scheduler", "steps", "cfg_scale",
-    "seed", "width", "height",
-)
+# Changes whenever a stored line projects into other rows (a field added to the registry,
+# a summary key): the index is then rebuilt from the journal at the next start (sync.py).
+PROJECTION = hashlib.sha256(("2:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
 
 
 class UnprojectableLine(ValueError):
@@ -29,18 +30,6 @@ class JobRows:
     search: dict
 
 
-def _names(items) -> list[str]:
-    return [item["name"] for item in items or () if isinstance(item, dict) and isinstance(item.get("name"), str)]
-
-
-def line_summary(line: dict) -> dict:
-    """The listing summary of a stored line (SPEC §2.1), without the rating."""
-    summary = {f: line.get(f) for f in SUMMARY_FIELDS}
-    summary["loras"] = _names(line.get("loras"))
-    summary["embeddings"] = _names(line.get("embeddings"))
-    return summary
-
-
 def project_job(line: dict, offset: int, length: int) -> JobRows:
     """Turn one stored learning_log_v2 line (at `offset`, `length` bytes) into index rows."""
     try:
@@ -51,39 +40,51 @@ def project_job(line: dict, offset: int, length: int) -> JobRows:
         raise UnprojectableLine("job_id must be a non-empty string")
     summary = line_summary(line)
     status = line.get("status") or "completed"
-    values = {
-        "pack": line.get("packs") or [], "model": [line.get("model")], "sampler": [line.get("sampler")],
-        "scheduler": [line.get("scheduler")], "lora": summary["loras"], "embedding": summary["embeddings"],
-        "status": [status],
-    }
     tags, seen = [], set()
-    for field, raw_values in values.items():
-        for raw in raw_values:
-            if isinstance(raw, str):
-                tag = _tag(field, raw)
-                if tag is not None and tag[:2] not in seen:
-                    seen.add(tag[:2])
-                    tags.append(tag)
+    for field in FIELDS:
+        for raw in field.read(line):
+            tag = _tag(field.name, raw)
+            if tag is not None and tag[:2] not in seen:  # a value written twice (a pack listed twice) once
+                seen.add(tag[:2])
+                tags.append(tag)
     duration = line.get("duration_sec")
     job = {
-        "id": offset, "job_id": job_id, "input_hash": str(line.get("input_hash") or ""),
-        "line_length": length, "status": status, "completed_at": completed_at,
+        "id": offset,
+        "job_id": job_id,
+        "input_hash": str(line.get("input_hash") or ""),
+        "line_length": length,
+        "status": status,
+        "completed_at": completed_at,
         "duration_key": float(duration) if isinstance(duration, (int, float)) else -1.0,
-        "rating": None, "rated_at": None, "rating_hi": -1, "rating_lo": 6,
-        "summary": orjson.dumps(summary).decode(), "search_text": None,
+        "rating": None,
+        "rated_at": None,
+        "rating_hi": -1,
+        "rating_lo": 6,
+        "summary": orjson.dumps(summary).decode(),
+        "search_text": None,
     }
     search = {
-        "rowid": offset, "job_id": job_id, "packs": " ".join(p for p in values["pack"] if isinstance(p, str)),
-        "prompt": _text(line.get("prompt")), "negative_prompt": _text(line.get("negative_prompt")),
+        "rowid": offset,
+        "job_id": job_id,
+        "packs": " ".join(p for p in line.get("packs") or () if isinstance(p, str)),
+        "prompt": _text(line.get("prompt")),
+        "negative_prompt": _text(line.get("negative_prompt")),
     }
     return JobRows(job, tags, search)
 
 
+def _tag(field_name: str, raw) -> tuple[str, str, str] | None:
+    """(field, facet key, display) of one raw value; strings are cached, as a few hundred repeat endlessly."""
+    if isinstance(raw, str):
+        return _text_tag(field_name, raw)
+    tag = BY_NAME[field_name].tag(raw) if raw is not None else None
+    return (field_name, *tag) if tag else None
+
+
 @lru_cache(maxsize=65536)
-def _tag(field: str, raw: str) -> tuple[str, str, str] | None:
-    """(field, facet key, display) of one value; cached, as a few hundred values repeat endlessly."""
-    display = model_display(raw) if field == "model" else raw.strip()
-    return (field, facet_key(field, raw), display) if display else None
+def _text_tag(field_name: str, raw: str) -> tuple[str, str, str] | None:
+    tag = BY_NAME[field_name].tag(raw)
+    return (field_name, *tag) if tag else None
 
 
 def _text(value) -> str:
@@ -92,8 +93,12 @@ def _text(value) -> str:
 
 def _rating_cols(rating: int | None, rated_at: float | None) -> dict:
     rated = rating is not None
-    return {"rating": rating, "rated_at": rated_at if rated else None,
-            "rating_hi": rating if rated else -1, "rating_lo": rating if rated else 6}
+    return {
+        "rating": rating,
+        "rated_at": rated_at if rated else None,
+        "rating_hi": rating if rated else -1,
+        "rating_lo": rating if rated else 6,
+    }
 
 
 class FacetDeltas:
@@ -118,8 +123,10 @@ class FacetDeltas:
     def write(self, conn: Connection) -> None:
         if not self.rows:
             return
-        params = [{"field": f, "value": v, "display": d, "count": c, "rated_count": r, "rating_sum": s}
-                  for (f, v), (d, c, r, s) in self.rows.items()]
+        params = [
+            {"field": f, "value": v, "display": d, "count": c, "rated_count": r, "rating_sum": s}
+            for (f, v), (d, c, r, s) in self.rows.items()
+        ]
         dialect_insert = _dialect_insert(conn)
         stmt = dialect_insert(facet_values)
         stmt = stmt.on_conflict_do_update(
@@ -137,14 +144,16 @@ class FacetDeltas:
 def _dialect_insert(conn: Connection):
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
+
         return pg_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
     return sqlite_insert
 
 
 def _chunks(items: list, size: int = 500):
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False) -> list[JobRows]:
@@ -156,7 +165,7 @@ def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False)
         return []
     existing: set[str] = set()
     ids = [rows.job["job_id"] for rows in batch]
-    for chunk in ([] if known_new else _chunks(ids)):
+    for chunk in [] if known_new else _chunks(ids):
         existing.update(conn.scalars(select(jobs.c.job_id).where(jobs.c.job_id.in_(chunk))))
     fresh, duplicates = [], []
     for rows in batch:
@@ -183,14 +192,30 @@ def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False)
             rows.job["search_text"] = " ".join((s["job_id"], s["packs"], s["prompt"], s["negative_prompt"])).casefold()
     job_columns = [c.name for c in jobs.columns]
     insert_many(conn, jobs, job_columns, [tuple(rows.job[c] for c in job_columns) for rows in fresh])
-    insert_many(conn, job_tags, ("job", "field", "value", "completed_at", "duration_key", "rating_hi", "rating_lo"),
-                [(job["id"], f, k, job["completed_at"], job["duration_key"], job["rating_hi"], job["rating_lo"])
-                 for job, tags in ((rows.job, rows.tags) for rows in fresh) for f, k, _ in tags])
+    insert_many(
+        conn,
+        job_tags,
+        ("job", "field", "value", "completed_at", "duration_key", "rating_hi", "rating_lo"),
+        [
+            (job["id"], f, k, job["completed_at"], job["duration_key"], job["rating_hi"], job["rating_lo"])
+            for job, tags in ((rows.job, rows.tags) for rows in fresh)
+            for f, k, _ in tags
+        ],
+    )
     if sqlite:
         conn.exec_driver_sql(
             "INSERT INTO jobs_fts(rowid, job_id, packs, prompt, negative_prompt) VALUES (?, ?, ?, ?, ?)",
-            [(r.search["rowid"], r.search["job_id"], r.search["packs"], r.search["prompt"], r.search["negative_prompt"])
-             for r in fresh])
+            [
+                (
+                    r.search["rowid"],
+                    r.search["job_id"],
+                    r.search["packs"],
+                    r.search["prompt"],
+                    r.search["negative_prompt"],
+                )
+                for r in fresh
+            ],
+        )
     deltas.write(conn)
     return duplicates
 
@@ -212,7 +237,9 @@ def _latest_ratings(conn: Connection, job_ids: list[str]) -> dict[str, tuple]:
     for chunk in _chunks(job_ids):
         result = conn.execute(
             select(rating_events.c.job_id, rating_events.c.rating, rating_events.c.timestamp)
-            .where(rating_events.c.job_id.in_(chunk)).order_by(rating_events.c.id))
+            .where(rating_events.c.job_id.in_(chunk))
+            .order_by(rating_events.c.id)
+        )
         for job_id, rating, timestamp in result:
             latest[job_id] = (rating, timestamp)
     return latest
@@ -228,8 +255,14 @@ def project_rating(line: dict, offset: int) -> dict:
     timestamp = line.get("timestamp")
     if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
         raise UnprojectableLine("a learning_rating_v2 line needs a numeric timestamp")
-    return {"id": offset, "rating_id": str(line.get("rating_id") or offset), "job_id": job_id,
-            "rating": rating, "timestamp": float(timestamp), "source": str(line.get("source") or "api")[:32]}
+    return {
+        "id": offset,
+        "rating_id": str(line.get("rating_id") or offset),
+        "job_id": job_id,
+        "rating": rating,
+        "timestamp": float(timestamp),
+        "source": str(line.get("source") or "api")[:32],
+    }
 
 
 def insert_ratings(conn: Connection, events: list[dict]) -> None:
@@ -248,7 +281,8 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
     tags_by_job = defaultdict(list)
     for chunk in _chunks([row.id for row in current.values()]):
         for job, field, value in conn.execute(
-                select(job_tags.c.job, job_tags.c.field, job_tags.c.value).where(job_tags.c.job.in_(chunk))):
+            select(job_tags.c.job, job_tags.c.field, job_tags.c.value).where(job_tags.c.job.in_(chunk))
+        ):
             tags_by_job[job].append((field, value))
     deltas = FacetDeltas()
     updates = []
@@ -265,13 +299,19 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
         deltas.add_rating(old, -1)
         deltas.add_rating(new, 1)
     conn.execute(
-        update(jobs).where(jobs.c.id == bindparam("b_id"))
-        .values(rating=bindparam("rating"), rated_at=bindparam("rated_at"),
-                rating_hi=bindparam("rating_hi"), rating_lo=bindparam("rating_lo")),
+        update(jobs)
+        .where(jobs.c.id == bindparam("b_id"))
+        .values(
+            rating=bindparam("rating"),
+            rated_at=bindparam("rated_at"),
+            rating_hi=bindparam("rating_hi"),
+            rating_lo=bindparam("rating_lo"),
+        ),
         updates,
     )
     conn.execute(  # the copies of the sort keys in the job's tag rows
-        update(job_tags).where(job_tags.c.job == bindparam("b_id"))
+        update(job_tags)
+        .where(job_tags.c.job == bindparam("b_id"))
         .values(rating_hi=bindparam("rating_hi"), rating_lo=bindparam("rating_lo")),
         [{"b_id": u["b_id"], "rating_hi": u["rating_hi"], "rating_lo": u["rating_lo"]} for u in updates],
     )

@@ -1,4 +1,5 @@
 """Bringing the index up to the journal files: start-up catch-up, live batches, reindex."""
+
 from __future__ import annotations
 
 import logging
@@ -15,15 +16,18 @@ import orjson
 from sqlalchemy import Connection, Engine, delete, select, text, update
 
 from ..journal import DamagedJournal, Journal
-from ..records import LOG_SCHEMA, RATING_SCHEMA
+from ..osutil import fsync_file, pid_alive
+from ..records import LOG_SCHEMA, RATING_SCHEMA, is_sound
 from . import db
-from .project import JobRows, UnprojectableLine, insert_jobs, insert_ratings, project_job, project_rating
+from .project import PROJECTION, JobRows, UnprojectableLine, insert_jobs, insert_ratings, project_job, project_rating
 from .tables import checkpoints, facet_values, index_meta, job_tags, jobs, rating_events
 
 log = logging.getLogger(__name__)
 BATCH_LINES = 2000
 PARALLEL_ABOVE_BYTES = 64 << 20  # backlogs worth starting worker processes for
 RANGE_BYTES = 4 << 20  # what one worker task parses and projects (a few are held in memory)
+# The checkpoint names of the two journal files.
+LOG, RATINGS = "log", "ratings"
 
 
 @dataclass
@@ -44,22 +48,18 @@ class SyncReport:
     torn: list[Path] = field(default_factory=list)
 
 
-def is_sound(line: bytes) -> bool:
-    """Does a journal line parse as a JSON object? (used to spot a garbage tail)"""
-    try:
-        return isinstance(orjson.loads(line), dict)
-    except orjson.JSONDecodeError:
-        return False
-
-
 def read_checkpoint(conn: Connection, name: str) -> Checkpoint:
     row = conn.execute(select(checkpoints).where(checkpoints.c.name == name)).first()
     return Checkpoint(**row._asdict()) if row else Checkpoint(name)
 
 
 def write_checkpoint(conn: Connection, cp: Checkpoint) -> None:
-    values = {"offset": cp.offset, "line_count": cp.line_count, "first_line_hash": cp.first_line_hash,
-              "skipped": cp.skipped}
+    values = {
+        "offset": cp.offset,
+        "line_count": cp.line_count,
+        "first_line_hash": cp.first_line_hash,
+        "skipped": cp.skipped,
+    }
     if conn.execute(checkpoints.update().where(checkpoints.c.name == cp.name).values(**values)).rowcount == 0:
         conn.execute(checkpoints.insert().values(name=cp.name, **values))
 
@@ -85,19 +85,65 @@ def wipe(conn: Connection) -> None:
         conn.execute(text("INSERT INTO jobs_fts(jobs_fts) VALUES('delete-all')"))
     # Readers' cached text matches belong to the old contents (index/text_search.py).
     conn.execute(update(index_meta).where(index_meta.c.key == "generation").values(value=uuid.uuid4().hex))
+    _set_meta(conn, "projection", PROJECTION)
+
+
+def _set_meta(conn: Connection, key: str, value: str) -> None:
+    if conn.execute(update(index_meta).where(index_meta.c.key == key).values(value=value)).rowcount == 0:
+        conn.execute(index_meta.insert().values(key=key, value=value))
+
+
+def projection_reason(conn: Connection) -> str | None:
+    """Why the rows were made by another projection than this version's (fields added), if they were."""
+    stored = conn.execute(select(index_meta.c.value).where(index_meta.c.key == "projection")).scalar()
+    if stored == PROJECTION:
+        return None
+    if read_checkpoint(conn, LOG).offset == 0 and read_checkpoint(conn, RATINGS).offset == 0:
+        _set_meta(conn, "projection", PROJECTION)  # an empty index: nothing to redo
+        return None
+    return "this version indexes other fields than the one that built the index"
+
+
+def start_over_if_stale(conn: Connection, reasons, report: SyncReport) -> bool:
+    """Wipe the index if any reason (a callable giving a reason or None) applies; say why."""
+    reason = next((r for check in reasons if (r := check()) is not None), None)
+    if reason is None:
+        return False
+    log.warning("rebuilding the index: %s", reason)
+    wipe(conn)
+    report.rebuilt = reason
+    return True
+
+
+def repair_tails(journals, report: SyncReport) -> None:
+    """Move torn tails aside (hold the journals' locks), noting each side file."""
+    for journal in journals:
+        side = journal.repair_tail(is_sound)
+        if side:
+            log.warning("moved a torn tail of %s to %s", journal.path.name, side.name)
+            report.torn.append(side)
 
 
 class Indexer:
     """Applies journal lines to the index, in file order, with their checkpoint."""
 
-    def __init__(self, engine: Engine, log_journal: Journal, ratings_journal: Journal):
+    def __init__(
+        self,
+        engine: Engine,
+        log_journal: Journal,
+        ratings_journal: Journal,
+        parallel_above: int = PARALLEL_ABOVE_BYTES,
+        range_bytes: int = RANGE_BYTES,
+    ):
         self.engine = engine
         self.log = log_journal
         self.ratings = ratings_journal
+        self.parallel_above, self.range_bytes = parallel_above, range_bytes
 
     # -- the one path every line takes into the index
-    def apply_log(self, conn: Connection, cp: Checkpoint, lines: Iterable[tuple[int, bytes | dict, int]],
-                  known_new: bool = False) -> int:
+    def apply_log(
+        self, conn: Connection, cp: Checkpoint, lines: Iterable[tuple[int, bytes | dict, int]], known_new: bool = False
+    ) -> int:
         """Project (offset, line, length) triples that follow `cp`; returns the duplicates skipped.
 
         `known_new`: the caller already made sure no job id is in the index (live writes).
@@ -160,7 +206,7 @@ class Indexer:
         """(offset, Prepared, length) in file order, parsed and projected by worker processes
         while this process writes to the index; a few ranges in flight keep memory flat."""
         workers = min(3, (os.cpu_count() or 2) - 1)
-        ranges = list(self.log.split(start, stop, RANGE_BYTES))
+        ranges = list(self.log.split(start, stop, self.range_bytes))
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             in_flight: deque = deque()
             for begin, end in ranges:
@@ -170,7 +216,9 @@ class Indexer:
             while in_flight:
                 yield from in_flight.popleft().get()
 
-    def catch_up_locked(self, conn: Connection, with_ratings: bool = True) -> tuple[Checkpoint, Checkpoint | None, SyncReport]:
+    def catch_up_locked(
+        self, conn: Connection, with_ratings: bool = True
+    ) -> tuple[Checkpoint, Checkpoint | None, SyncReport]:
         """Before a live batch: index what other processes appended, in this transaction.
 
         Hold the log's lock, and the ratings' lock too when `with_ratings`. When no other
@@ -178,30 +226,24 @@ class Indexer:
         per file: nothing past a checkpoint means nothing torn either.
         """
         report = SyncReport()
-        files = {"log": self.log, **({"ratings": self.ratings} if with_ratings else {})}
+        files = {LOG: self.log, **({RATINGS: self.ratings} if with_ratings else {})}
         cps = {name: read_checkpoint(conn, name) for name in files}
         foreign = {name: journal for name, journal in files.items() if journal.size() != cps[name].offset}
         if foreign:
-            for journal in foreign.values():
-                side = journal.repair_tail(is_sound)
-                if side:
-                    log.warning("moved a torn tail of %s to %s", journal.path.name, side.name)
-                    report.torn.append(side)
-            reason = next((r for name, journal in foreign.items() if (r := stale_reason(conn, journal, name))), None)
-            if reason:
-                log.warning("rebuilding the index: %s", reason)
-                wipe(conn)
-                report.rebuilt = reason
+            repair_tails(foreign.values(), report)
+            start_over_if_stale(
+                conn, [lambda n=name, j=journal: stale_reason(conn, j, n) for name, journal in foreign.items()], report
+            )
             cps = {name: read_checkpoint(conn, name) for name in files}
-            if self.log.size() > cps["log"].offset:
-                before = cps["log"].line_count
-                report.duplicates += self.apply_log(conn, cps["log"], self.pending_lines(self.log, cps["log"].offset))
-                report.jobs += cps["log"].line_count - before
-            if with_ratings and self.ratings.size() > cps["ratings"].offset:
-                before = cps["ratings"].line_count
-                self.apply_ratings(conn, cps["ratings"], self.pending_lines(self.ratings, cps["ratings"].offset))
-                report.ratings += cps["ratings"].line_count - before
-        return cps["log"], cps.get("ratings"), report
+            if self.log.size() > cps[LOG].offset:
+                before = cps[LOG].line_count
+                report.duplicates += self.apply_log(conn, cps[LOG], self.pending_lines(self.log, cps[LOG].offset))
+                report.jobs += cps[LOG].line_count - before
+            if with_ratings and self.ratings.size() > cps[RATINGS].offset:
+                before = cps[RATINGS].line_count
+                self.apply_ratings(conn, cps[RATINGS], self.pending_lines(self.ratings, cps[RATINGS].offset))
+                report.ratings += cps[RATINGS].line_count - before
+        return cps[LOG], cps.get(RATINGS), report
 
     def catch_up(self, progress: Callable[[int], None] | None = None, repair: bool = True) -> SyncReport:
         """Start-up: repair torn tails, rebuild if a file was replaced, then index from the checkpoints.
@@ -213,27 +255,31 @@ class Indexer:
         report = SyncReport()
         if repair:
             with self.log.locked(), self.ratings.locked():
-                for journal in (self.log, self.ratings):
-                    side = journal.repair_tail(is_sound)
-                    if side:
-                        log.warning("moved a torn tail of %s to %s", journal.path.name, side.name)
-                        report.torn.append(side)
-                ends = {"log": self.log.complete_end(), "ratings": self.ratings.complete_end()}
+                repair_tails((self.log, self.ratings), report)
+                ends = {LOG: self.log.complete_end(), RATINGS: self.ratings.complete_end()}
         else:
-            ends = {"log": _sound_end(self.log), "ratings": _sound_end(self.ratings)}
+            ends = {LOG: self.log.sound_end(is_sound), RATINGS: self.ratings.sound_end(is_sound)}
         with self.engine.begin() as conn:
-            reason = stale_reason(conn, self.log, "log") or stale_reason(conn, self.ratings, "ratings")
-            if reason:
-                log.warning("rebuilding the index: %s", reason)
-                wipe(conn)
-                report.rebuilt = reason
+            start_over_if_stale(
+                conn,
+                [
+                    lambda: stale_reason(conn, self.log, LOG),
+                    lambda: stale_reason(conn, self.ratings, RATINGS),
+                    lambda: projection_reason(conn),
+                ],
+                report,
+            )
         # Ratings first: jobs indexed afterwards are inserted already rated, which is much
         # cheaper than moving each job's rating (and its facet counts) afterwards.
-        for name, journal, apply in (("ratings", self.ratings, self.apply_ratings), ("log", self.log, self.apply_log)):
+        for name, journal, apply in ((RATINGS, self.ratings, self.apply_ratings), (LOG, self.log, self.apply_log)):
             with self.engine.begin() as conn:
                 start = read_checkpoint(conn, name).offset
-            parallel = name == "log" and ends[name] - start > PARALLEL_ABOVE_BYTES and (os.cpu_count() or 1) > 1
-            items = self.prepared_log_lines(start, ends[name]) if parallel else self.pending_lines(journal, start, ends[name])
+            parallel = name == LOG and ends[name] - start > self.parallel_above and (os.cpu_count() or 1) > 1
+            items = (
+                self.prepared_log_lines(start, ends[name])
+                if parallel
+                else self.pending_lines(journal, start, ends[name])
+            )
             batch = []
             for item in items:
                 batch.append(item)
@@ -249,7 +295,7 @@ class Indexer:
             cp = read_checkpoint(conn, name)
             batch = [item for item in batch if item[0] >= cp.offset]  # another process got there first
             duplicates = apply(conn, cp, batch)
-        if name == "log":
+        if name == LOG:
             report.jobs += len(batch)
             report.duplicates += duplicates or 0
         else:
@@ -264,6 +310,7 @@ class Prepared:
 
     Neither: a line to skip (blank, or another schema).
     """
+
     rows: JobRows | None = None
     damage: str | None = None
 
@@ -290,18 +337,10 @@ def prepare_log_line(offset: int, line: bytes | dict, length: int) -> Prepared:
 
 def prepare_range(path: str, start: int, stop: int) -> list[tuple[int, Prepared, int]]:
     """Worker process: the prepared lines of one byte range of the log."""
-    return [(offset, prepare_log_line(offset, line, len(line) + 1), len(line) + 1)
-            for offset, line in Journal(path).scan(start, stop)]
-
-
-def _sound_end(journal: Journal) -> int:
-    """End of the last complete line, leaving out a last line that is garbage."""
-    end = journal.complete_end()
-    if end:
-        start = journal.line_start(end - 1)
-        if not is_sound(journal.read_at(start, end - 1 - start)):
-            return start
-    return end
+    return [
+        (offset, prepare_log_line(offset, line, len(line) + 1), len(line) + 1)
+        for offset, line in Journal(path).scan(start, stop)
+    ]
 
 
 # Secondary indexes that no step of a rebuild reads (the job_id and rating-event indexes are
@@ -309,15 +348,23 @@ def _sound_end(journal: Journal) -> int:
 DEFERRED_INDEXES = [index for table in (jobs, job_tags, facet_values) for index in table.indexes]
 
 
-def rebuild(url: str, log_journal: Journal, ratings_journal: Journal, index_path: Path | None,
-            progress: Callable[[int], None] | None = None) -> SyncReport:
-    """Reindex from scratch. For SQLite, build beside the old index and swap in when complete."""
+def rebuild(
+    url: str,
+    log_journal: Journal,
+    ratings_journal: Journal,
+    index_path: Path | None,
+    progress: Callable[[int], None] | None = None,
+    **indexer_options,
+) -> SyncReport:
+    """Reindex from scratch. For SQLite, build beside the old index and swap in when complete.
+
+    `indexer_options` go to the Indexer (parallel_above, range_bytes)."""
     if index_path is None:  # a server database: rebuild in place, in one transaction per batch
         engine = db.make_engine(url, writer=True)
         db.upgrade(engine)
         with engine.begin() as conn:
             wipe(conn)
-        report = Indexer(engine, log_journal, ratings_journal).catch_up(progress)
+        report = Indexer(engine, log_journal, ratings_journal, **indexer_options).catch_up(progress)
         engine.dispose()
         return report
     building = index_path.with_name(index_path.name + f".rebuild-{os.getpid()}")
@@ -340,7 +387,7 @@ def rebuild(url: str, log_journal: Journal, ratings_journal: Journal, index_path
             leftover.unlink(missing_ok=True)
         raise
     engine.dispose()
-    _fsync_file(building)
+    fsync_file(building)
     for stale in _sqlite_files(index_path)[1:]:  # the old -wal/-shm must not meet the new file
         stale.unlink(missing_ok=True)
     os.replace(building, index_path)
@@ -352,25 +399,10 @@ def rebuild(url: str, log_journal: Journal, ratings_journal: Journal, index_path
 def _remove_abandoned_scratch(index_path: Path) -> None:
     """Scratch files of rebuilds whose process is gone (killed with SIGKILL, power loss)."""
     for scratch in index_path.parent.glob(index_path.name + ".rebuild-*"):
-        pid = re.match(r"\d+", scratch.name[len(index_path.name + ".rebuild-"):])
-        if pid and (int(pid[0]) == os.getpid() or not _alive(int(pid[0]))):
+        pid = re.match(r"\d+", scratch.name[len(index_path.name + ".rebuild-") :])
+        if pid and (int(pid[0]) == os.getpid() or not pid_alive(int(pid[0]))):
             scratch.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, not ours (or not checkable on this platform): leave its file alone
-    return True
 
 
 def _sqlite_files(path: Path) -> list[Path]:
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())

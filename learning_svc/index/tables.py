@@ -1,4 +1,5 @@
 """SQLAlchemy Core tables: the index schema (changed only through Alembic migrations)."""
+
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, SmallInteger, String, Table, Text
 
 metadata = MetaData()
@@ -7,7 +8,8 @@ metadata = MetaData()
 Offset = BigInteger().with_variant(Integer(), "sqlite")
 
 jobs = Table(
-    "jobs", metadata,
+    "jobs",
+    metadata,
     # Byte offset of the job's line in learning_log_v2.jsonl: unique, stable across
     # rebuilds, and the tie-breaker of every sort.
     Column("id", Offset, primary_key=True, autoincrement=False),
@@ -31,11 +33,11 @@ Index("ix_jobs_rating_hi", jobs.c.rating_hi, jobs.c.id, jobs.c.completed_at)
 Index("ix_jobs_rating_lo", jobs.c.rating_lo, jobs.c.id, jobs.c.completed_at)
 Index("ix_jobs_duration", jobs.c.duration_key, jobs.c.id, jobs.c.completed_at, jobs.c.rating_hi)
 
-# One row per (job, facet field, normalised value): pack, model, sampler, scheduler,
-# lora, embedding, status. The job's sort keys are copied so that a listing filtered on
+# One row per (job, field, normalised value) for every field of the registry (fields.py). The job's sort keys are copied so that a listing filtered on
 # one value is one range scan of the index for its sort, whatever the sort.
 job_tags = Table(
-    "job_tags", metadata,
+    "job_tags",
+    metadata,
     Column("job", Offset, primary_key=True),
     Column("field", String(16), primary_key=True),
     Column("value", String(512), primary_key=True),
@@ -52,7 +54,8 @@ Index("ix_tags_duration", job_tags.c.field, job_tags.c.value, job_tags.c.duratio
 
 # Unfiltered facet counts, kept current by ingest so that the common view needs no scan.
 facet_values = Table(
-    "facet_values", metadata,
+    "facet_values",
+    metadata,
     Column("field", String(16), primary_key=True),
     Column("value", String(512), primary_key=True),
     Column("display", String(512), nullable=False),
@@ -64,7 +67,8 @@ facet_values = Table(
 Index("ix_facet_values_count", facet_values.c.field, facet_values.c.count)
 
 rating_events = Table(
-    "rating_events", metadata,
+    "rating_events",
+    metadata,
     Column("id", Offset, primary_key=True, autoincrement=False),  # byte offset in the ratings file
     Column("rating_id", String(64), nullable=False),
     Column("job_id", String(128), nullable=False),
@@ -76,7 +80,8 @@ Index("ix_rating_events_job", rating_events.c.job_id, rating_events.c.id)
 
 # How far each journal file has been indexed; written in the same transaction as the rows.
 checkpoints = Table(
-    "checkpoints", metadata,
+    "checkpoints",
+    metadata,
     Column("name", String(16), primary_key=True),
     Column("offset", BigInteger, nullable=False),
     Column("line_count", BigInteger, nullable=False),
@@ -84,11 +89,11 @@ checkpoints = Table(
     Column("skipped", BigInteger, nullable=False),
 )
 
-# "generation": a random token replaced whenever the index starts over (see index/text_search.py).
+# "generation": a random token replaced whenever the index starts over (see index/text_search.py);
+# "projection": the projection the rows were made with (index/project.py PROJECTION).
 index_meta = Table(
-    "index_meta", metadata,
+    "index_meta",
+    metadata,
     Column("key", String(32), primary_key=True),
     Column("value", String(64), nullable=False),
 )
-
-FACET_FIELDS = ("pack", "model", "sampler", "scheduler", "lora", "embedding", "status")

@@ -12,6 +12,7 @@ of the JSONL; when the index has grown it adds the matches above that offset, an
 the matches that rating events since its ratings offset have re-rated. It belongs to one
 index generation (index_meta), which changes when the index starts over.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,6 +37,7 @@ FETCH_UP_TO = 2_000
 SET_MAX = 600_000
 CACHE_BYTES = 128 * 2**20  # all held searches together (~128 bytes a match)
 MERGE_AT = 4_096  # jobs added or re-rated since a held order was sorted, before it is sorted again
+# (Defaults: a Service makes its MatchSets from Settings, which tests set per case.)
 FUNCTION = "text_match"  # the SQL function the listing calls; bound per query (see bind)
 # The sort columns a held search keeps its matches sorted by, so that a page is found by
 # bisection wherever the matches sit in the order (a pack's words are all in one week of
@@ -49,11 +51,13 @@ class _Order:
     tail of the jobs added or re-rated since it was made (inserting into arrays of half a
     million would move megabytes per job). Re-rated jobs are `stale` in the main part. The
     tail is merged into the main part when it reaches MERGE_AT."""
+
     keys: array = field(default_factory=lambda: array("d"))
     ids: array = field(default_factory=lambda: array("q"))
     tail: list[tuple[float, int]] = field(default_factory=list)
     tail_keys: dict[int, float] = field(default_factory=dict)  # job -> its key in the tail
     stale: set[int] = field(default_factory=set)
+    merge_at: int = MERGE_AT
 
     def add(self, key: float, job: int) -> None:
         """A job recorded since."""
@@ -70,7 +74,7 @@ class _Order:
     def _to_tail(self, key: float, job: int) -> None:
         self.tail_keys[job] = key
         insort(self.tail, (key, job))
-        if len(self.tail) >= MERGE_AT:
+        if len(self.tail) >= self.merge_at:
             self._merge()
 
     def current(self):
@@ -146,8 +150,9 @@ class _Held:
 
 @dataclass(frozen=True)
 class TextPlan:
-    """"fetch": a rare search (or a common one until it is held), fetched from FTS5 and sorted;
+    """ "fetch": a rare search (or a common one until it is held), fetched from FTS5 and sorted;
     "set": a held one; "probe": one of the commonest words, checked in FTS5 job by job."""
+
     kind: str
     held: _Held | None
     below: int  # the transaction's log checkpoint: ids at or above it are not in its snapshot
@@ -164,8 +169,16 @@ class MatchSets:
     Every read happens in the caller's transaction, so that what it is given fits its snapshot.
     """
 
-    def __init__(self, budget: int = CACHE_BYTES, background: bool = True):
+    def __init__(
+        self,
+        budget: int = CACHE_BYTES,
+        background: bool = True,
+        fetch_up_to: int = FETCH_UP_TO,
+        set_max: int = SET_MAX,
+        merge_at: int = MERGE_AT,
+    ):
         self.budget, self.used = budget, 0
+        self.fetch_up_to, self.set_max, self.merge_at = fetch_up_to, set_max, merge_at
         self.entries: OrderedDict[tuple[str, str], _Held] = OrderedDict()
         self.lock = threading.Lock()
         # Holding a common word takes ~3 µs a match (~1 s for a word in a fifth of a million
@@ -192,16 +205,16 @@ class MatchSets:
             if held is not None:
                 self.entries.move_to_end(key)
         if held is None:
-            count = _count(conn, fts, SET_MAX + 1)
-            if count <= FETCH_UP_TO:
+            count = _count(conn, fts, self.set_max + 1)
+            if count <= self.fetch_up_to:
                 return "fetch", None, snapshot
-            if count > SET_MAX:
+            if count > self.set_max:
                 held = self._keep(_Held(key, None, *snapshot))
             elif self.background:  # fetching the matches costs ~1.5 µs each: bounded, unlike checking
                 self._build_later(conn.engine, key)  # each job of a sort order (~50 µs a job, 40 s for
                 return "fetch", None, snapshot  # a word whose jobs are all at the far end of the order)
             else:
-                held = self._keep(_build(conn, key, snapshot))
+                held = self._keep(_build(conn, key, snapshot, self.merge_at))
         elif held.ids is not None and (snapshot[0] > held.below or snapshot[1] > held.rated_below):
             with held.lock:
                 self._catch_up(conn, fts, held, snapshot)
@@ -220,7 +233,7 @@ class MatchSets:
                 with self.one_build_at_a_time, engine.connect() as conn:
                     now, snapshot = _snapshot(conn, key[1])
                     if now == key:  # else the index started over meanwhile: the next search asks again
-                        self._keep(_build(conn, key, snapshot))
+                        self._keep(_build(conn, key, snapshot, self.merge_at))
             except Exception:  # noqa: BLE001 - a cache: the searches go on without it
                 log.exception("holding the matches of %s failed", key[1])
             finally:
@@ -247,7 +260,8 @@ class MatchSets:
             rows = conn.exec_driver_sql(
                 "SELECT jobs.id, jobs.rating_hi, jobs.rating_lo FROM rating_events "
                 "JOIN jobs ON jobs.job_id = rating_events.job_id WHERE rating_events.id >= ? AND jobs.id < ?",
-                (held.rated_below, held.below))
+                (held.rated_below, held.below),
+            )
             for job, rating_hi, rating_lo in rows:
                 if job in held.ids:
                     held.orders["rating_hi"].rekey(job, rating_hi)
@@ -269,14 +283,17 @@ class MatchSets:
 
 def _snapshot(conn: Connection, fts: str) -> tuple[tuple[str, str], tuple[int, int]]:
     """((index generation, fts), (log, ratings) checkpoint offsets) as this transaction sees them."""
-    generation, below, rated_below = conn.execute(text(
-        "SELECT (SELECT value FROM index_meta WHERE key = 'generation'), "
-        "(SELECT \"offset\" FROM checkpoints WHERE name = 'log'), "
-        "(SELECT \"offset\" FROM checkpoints WHERE name = 'ratings')")).one()
+    generation, below, rated_below = conn.execute(
+        text(
+            "SELECT (SELECT value FROM index_meta WHERE key = 'generation'), "
+            "(SELECT \"offset\" FROM checkpoints WHERE name = 'log'), "
+            "(SELECT \"offset\" FROM checkpoints WHERE name = 'ratings')"
+        )
+    ).one()
     return (generation, fts), (below or 0, rated_below or 0)
 
 
-def _build(conn: Connection, key: tuple[str, str], snapshot: tuple[int, int]) -> _Held:
+def _build(conn: Connection, key: tuple[str, str], snapshot: tuple[int, int], merge_at: int = MERGE_AT) -> _Held:
     """Hold a search: its matches' sort keys are copied once into a temporary table, then read
     back in each order. SQLite joins and sorts without the GIL and the rows reach the arrays
     10,000 at a time, so that requests served meanwhile hardly wait."""
@@ -287,7 +304,7 @@ def _build(conn: Connection, key: tuple[str, str], snapshot: tuple[int, int]) ->
         db.execute("INSERT INTO temp.held_build " + MATCHES_WITH_KEYS, (key[1], 0))
         orders = {}
         for name in ORDERS:
-            order = orders[name] = _Order()
+            order = orders[name] = _Order(merge_at=merge_at)
             rows = db.execute(f"SELECT {name}, id FROM temp.held_build ORDER BY {name}, id")
             while chunk := rows.fetchmany(10_000):
                 order.keys.extend(map(itemgetter(0), chunk))
@@ -297,19 +314,22 @@ def _build(conn: Connection, key: tuple[str, str], snapshot: tuple[int, int]) ->
     ids: set[int] = set()
     every = orders[ORDERS[0]].ids
     for i in range(0, len(every), 10_000):
-        ids.update(every[i:i + 10_000])
+        ids.update(every[i : i + 10_000])
     return _Held(key, ids, *snapshot, orders=orders)
 
 
 def _count(conn: Connection, fts: str, limit: int) -> int:
     return conn.exec_driver_sql(
-        "SELECT count(*) FROM (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ? LIMIT ?)", (fts, limit)).scalar_one()
+        "SELECT count(*) FROM (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ? LIMIT ?)", (fts, limit)
+    ).scalar_one()
 
 
 # (id, *ORDERS) of the matches of an FTS5 query with id >= a start, in id order.
-MATCHES_WITH_KEYS = (f"SELECT jobs.id, {', '.join('jobs.' + name for name in ORDERS)} FROM jobs_fts "
-                     "JOIN jobs ON jobs.id = jobs_fts.rowid WHERE jobs_fts MATCH ? AND jobs_fts.rowid >= ? "
-                     "ORDER BY jobs_fts.rowid")
+MATCHES_WITH_KEYS = (
+    f"SELECT jobs.id, {', '.join('jobs.' + name for name in ORDERS)} FROM jobs_fts "
+    "JOIN jobs ON jobs.id = jobs_fts.rowid WHERE jobs_fts MATCH ? AND jobs_fts.rowid >= ? "
+    "ORDER BY jobs_fts.rowid"
+)
 
 
 def _sort_keys(conn: Connection, fts: str, start: int) -> list[tuple]:
@@ -330,4 +350,15 @@ def unbind(dbapi_conn) -> None:
     dbapi_conn.create_function(FUNCTION, 1, None)
 
 
-MATCH_SETS = MatchSets()
+def fts_query(q: str) -> str:
+    """User words -> an FTS5 query: every word must occur; a word ending in `*` as a prefix.
+
+    Whole words by default: a prefix must be expanded into every matching term for each
+    job it is checked against, which makes a common prefix ~10x slower to search.
+    Quotes neutralise FTS5 syntax.
+    """
+    parts = []
+    for word in q.split():
+        star = "*" if word.endswith("*") else ""
+        parts.append('"' + word.rstrip("*").replace('"', '""') + '"' + star)
+    return " ".join(parts)

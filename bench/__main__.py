@@ -1,6 +1,6 @@
 """`make bench`: measures SPEC §5 on data built with the project's generator; prints one table.
 
-    .venv/bin/python -m learning_svc.bench [--jobs N] [--seed S] [--only ingest,rating,...] [--keep]
+    .venv/bin/python -m bench [--jobs N] [--seed S] [--only ingest,rating,...] [--keep]
 
 Scenarios (all against the real `learning-svc` command, run as subprocesses):
 
@@ -15,6 +15,7 @@ cached in bench-data/ keyed by N, seed and a fingerprint of the generator and re
 Progress goes to stderr, the table to stdout, and BENCHMARKS.md is refreshed at the end.
 The machine may be shared: rerun before trusting a FAIL that is close to its target.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from . import gen, records
-from .index import queries
+from learning_svc import gen, records
+from learning_svc.index.plan import SORTS as PLAN_SORTS
+from learning_svc.index.queries import encode_cursor
+from learning_svc.osutil import pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -75,6 +78,7 @@ def say(message: str) -> None:
 
 
 # ---------------------------------------------------------------- results
+
 
 @dataclass
 class Row:
@@ -122,6 +126,7 @@ def percentile(values: list[float], p: float) -> float:
 
 # ---------------------------------------------------------------- subprocesses
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -159,8 +164,13 @@ class Server:
         cmd = [str(CLI), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         began = time.perf_counter()
         with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                         env=clean_env(LEARNING_SVC_THREADS=str(self.threads)))
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=clean_env(LEARNING_SVC_THREADS=str(self.threads)),
+            )
         deadline = began + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
@@ -206,7 +216,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -312,8 +322,21 @@ def run_wrk(url: str, prefix: Path, mode: str, connections: int, threads: int, s
     """Run wrk with WRK_SCRIPT; returns the numbers of its BENCH line."""
     script = prefix.parent / "bench.lua"
     script.write_text(WRK_SCRIPT)
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency",
-           "-s", str(script), url, "--", str(prefix), mode]
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+        "--",
+        str(prefix),
+        mode,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     match = re.search(r"^BENCH (.*)$", done.stdout, re.M)
     if done.returncode != 0 or not match:
@@ -328,6 +351,7 @@ def wrk_threads(connections: int) -> int:
 
 
 # ---------------------------------------------------------------- data
+
 
 def fingerprint(seed: int) -> str:
     """Digest of the first 500 stored lines and rating events: changes whenever the generator
@@ -409,16 +433,6 @@ def ensure_dataset(n: int, seed: int) -> Path:
     return final
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def prepare_data_dir(target: Path, dataset: Path) -> Path:
     """A data dir reading the cached job log through a symlink (never written: no POSTs go
     there) and a private copy of the ratings file (the rating scenario appends to it)."""
@@ -438,6 +452,7 @@ def count_lines(path: Path) -> int:
 
 # ---------------------------------------------------------------- scenario: ingest
 
+
 def bench_ingest(results: Results, work: Path, seed: int, seconds: int) -> None:
     """Durable POST /api/jobs from wrk (8 connections) into an empty data dir."""
     data_dir = work / "ingest"
@@ -456,22 +471,34 @@ def bench_ingest(results: Results, work: Path, seed: int, seconds: int) -> None:
     lines = count_lines(data_dir / LOG_NAME) if (data_dir / LOG_NAME).exists() else 0
     rate = stats["s201"] / (stats["duration_us"] / 1e6)
     p50, p99 = stats["p50_us"] / 1000, stats["p99_us"] / 1000
-    results.add(f"ingest POST, durable, {INGEST_CONNECTIONS} clients (wrk)",
-                f"{rate:,.0f} jobs/s; p50 {p50:.1f} ms, p99 {p99:.1f} ms",
-                "≥ 1,500 jobs/s, p99 < 25 ms", rate >= 1500 and p99 < 25)
+    results.add(
+        f"ingest POST, durable, {INGEST_CONNECTIONS} clients (wrk)",
+        f"{rate:,.0f} jobs/s; p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+        "≥ 1,500 jobs/s, p99 < 25 ms",
+        rate >= 1500 and p99 < 25,
+    )
     in_flight = lines - stats["s201"]
-    ok = (stats["non2xx"] == 0 and stats["errors"] == 0 and stats["timeouts"] == 0 and stats["wrapped"] == 0
-          and 0 <= in_flight <= INGEST_CONNECTIONS)
-    results.add("ingest: responses vs. JSONL",
-                f"{stats['non2xx']} non-2xx, {stats['errors'] + stats['timeouts']} socket errors; "
-                f"{lines:,} lines for {stats['s201']:,} × 201 (+{in_flight} cut off by wrk's stop)",
-                f"0 non-2xx; lines = 201s (+ ≤ {INGEST_CONNECTIONS} in flight)", ok)
+    ok = (
+        stats["non2xx"] == 0
+        and stats["errors"] == 0
+        and stats["timeouts"] == 0
+        and stats["wrapped"] == 0
+        and 0 <= in_flight <= INGEST_CONNECTIONS
+    )
+    results.add(
+        "ingest: responses vs. JSONL",
+        f"{stats['non2xx']} non-2xx, {stats['errors'] + stats['timeouts']} socket errors; "
+        f"{lines:,} lines for {stats['s201']:,} × 201 (+{in_flight} cut off by wrk's stop)",
+        f"0 non-2xx; lines = 201s (+ ≤ {INGEST_CONNECTIONS} in flight)",
+        ok,
+    )
     if stats["wrapped"]:
         results.note(f"ingest: wrk ran out of distinct bodies ({stats['wrapped']} wrap-arounds): raise INGEST_BODIES")
     results.note(f"ingest detail: {stats}")
 
 
 # ---------------------------------------------------------------- scenario: reindex
+
 
 def parse_baseline(paths: list[Path]) -> float:
     """Seconds to merely read (8 MiB chunks) and orjson-parse every line of the files."""
@@ -491,8 +518,9 @@ def parse_baseline(paths: list[Path]) -> float:
 
 def reindex(data_dir: Path, work: Path) -> tuple[float, dict]:
     """`learning-svc reindex` as a subprocess; returns (wall seconds, memory MB as in run_measured)."""
-    seconds, memory, code = run_measured([str(CLI), "reindex", "--data-dir", str(data_dir)],
-                                      work / "reindex.log", timeout=4 * 3600)
+    seconds, memory, code = run_measured(
+        [str(CLI), "reindex", "--data-dir", str(data_dir)], work / "reindex.log", timeout=4 * 3600
+    )
     if code != 0:
         raise RuntimeError(f"reindex exited with {code}; see {work / 'reindex.log'}")
     return seconds, memory
@@ -508,18 +536,28 @@ def bench_reindex(results: Results, data_dir: Path, work: Path, jobs: int) -> No
     baseline = min(baseline, parse_baseline(paths))
     rate, base_rate = jobs / seconds, jobs / baseline
     share = 100 * baseline / seconds
-    results.add(f"reindex {jobs:,} jobs (+ ratings)",
-                f"{seconds:.1f} s = {rate:,.0f} jobs/s = {share:.1f}% of parse-only {base_rate:,.0f} jobs/s",
-                "≥ 40% of parse-only", share >= 40)
-    results.add("reindex peak RSS", f"{memory['peak']:,.0f} MB (anon ≤ {memory['anon']:,.0f}, "
-                f"file-backed ≤ {memory['file']:,.0f})", "< 250 MB", memory["peak"] < 250)
+    results.add(
+        f"reindex {jobs:,} jobs (+ ratings)",
+        f"{seconds:.1f} s = {rate:,.0f} jobs/s = {share:.1f}% of parse-only {base_rate:,.0f} jobs/s",
+        "≥ 40% of parse-only",
+        share >= 40,
+    )
+    results.add(
+        "reindex peak RSS",
+        f"{memory['peak']:,.0f} MB (anon ≤ {memory['anon']:,.0f}, file-backed ≤ {memory['file']:,.0f})",
+        "< 250 MB",
+        memory["peak"] < 250,
+    )
     indexed = (work / "reindex.log").read_text(errors="replace").strip().splitlines()
     results.note(f"reindex said: {indexed[-1] if indexed else '?'}")
     size = sum(p.stat().st_size for p in data_dir.glob("index.sqlite3*"))
-    results.note(f"index size: {size / 2**20:,.0f} MB for {sum(p.stat().st_size for p in paths) / 2**20:,.0f} MB of JSONL")
+    results.note(
+        f"index size: {size / 2**20:,.0f} MB for {sum(p.stat().st_size for p in paths) / 2**20:,.0f} MB of JSONL"
+    )
 
 
 # ---------------------------------------------------------------- scenario: listing + facets
+
 
 class Client:
     """One persistent keep-alive HTTP/1.1 connection."""
@@ -581,17 +619,26 @@ def filter_cases(client: Client, index_path: Path) -> list[tuple[str, dict]]:
     cases = [("no filter", {})]
     for name in ("pack", "model", "sampler", "scheduler", "lora", "embedding", "status"):
         cases += [(f"{name}={value}", {name: value}) for value in facet_extremes(facets, name)]
-    cases += [("rating_min=0", {"rating_min": "0"}), ("rating_min=5", {"rating_min": "5"}),
-              ("rated=false", {"rated": "false"}), ("rated=true", {"rated": "true"})]
+    cases += [
+        ("rating_min=0", {"rating_min": "0"}),
+        ("rating_min=5", {"rating_min": "5"}),
+        ("rated=false", {"rated": "false"}),
+        ("rated=true", {"rated": "true"}),
+    ]
     newest = client.json("/api/jobs?limit=50")["jobs"]
     oldest = client.json("/api/jobs?limit=1&sort=completed_at")["jobs"][0]["completed_at"]
     last = newest[0]["completed_at"]
     span = last - oldest
     middle = oldest + span / 2
-    cases += [("since/until: middle half", {"since": f"{oldest + span / 4:.3f}", "until": f"{last - span / 4:.3f}"}),
-              ("since/until: 60 s", {"since": f"{middle:.3f}", "until": f"{middle + 60:.3f}"})]
+    cases += [
+        ("since/until: middle half", {"since": f"{oldest + span / 4:.3f}", "until": f"{last - span / 4:.3f}"}),
+        ("since/until: 60 s", {"since": f"{middle:.3f}", "until": f"{middle + 60:.3f}"}),
+    ]
     hex_ids = [j["job_id"] for j in newest if re.fullmatch(r"[0-9a-f]{32}", j["job_id"])]
-    cases += [("q=masterpiece", {"q": "masterpiece"}), ("q=<one job id>", {"q": (hex_ids or [newest[-1]["job_id"]])[0]})]
+    cases += [
+        ("q=masterpiece", {"q": "masterpiece"}),
+        ("q=<one job id>", {"q": (hex_ids or [newest[-1]["job_id"]])[0]}),
+    ]
     return cases + text_cases(index_path, sum(entry["count"] for entry in facets["status"]))
 
 
@@ -630,15 +677,21 @@ def bench_listing(results: Results, server: Server) -> None:
     try:
         cases = filter_cases(client, server.data_dir / "index.sqlite3")
         bench_first_searches(results, client, [case for case in cases if "q" in case[1]])
-        say(f"listing: {len(cases)} filter cases × {len(SORTS)} sorts × 2 depths, "
-            f"{LISTING_REPS} timed GETs each after {LISTING_WARMUP} warm-up")
+        say(
+            f"listing: {len(cases)} filter cases × {len(SORTS)} sorts × 2 depths, "
+            f"{LISTING_REPS} timed GETs each after {LISTING_WARMUP} warm-up"
+        )
         measured, skipped = measure_all(client, cases)
         measured += measure_far_pages(client, server.data_dir / "index.sqlite3")
         measured.sort(reverse=True)
         worst = measured[0]
         incomplete = f"; {skipped} combos not measured (time budget)" if skipped else ""
-        results.add(f"GET /api/jobs p95, worst of {len(measured)} (filter × sort × depth)",
-                    f"{worst[0]:.1f} ms ({worst[3]}){incomplete}", "p95 < 15 ms", worst[0] < 15 and not skipped)
+        results.add(
+            f"GET /api/jobs p95, worst of {len(measured)} (filter × sort × depth)",
+            f"{worst[0]:.1f} ms ({worst[3]}){incomplete}",
+            "p95 < 15 ms",
+            worst[0] < 15 and not skipped,
+        )
         results.note("listing: slowest combinations (p95 / p50 ms, n):")
         for p95, p50, n, label in measured[:8]:
             results.note(f"  {p95:7.1f} / {p50:6.1f}  n={n:<3} {label}")
@@ -700,8 +753,9 @@ def measure_case(client: Client, label: str, params: dict, sort: str) -> list[tu
     if cursor:
         deep = "/api/jobs?" + urlencode({**params, "sort": sort, "cursor": cursor})
         times = timed(client, deep, LISTING_REPS, LISTING_BUDGET_S)
-        out.append((percentile(times, 95), percentile(times, 50), len(times),
-                    f"{label}, sort {sort}, after {depth:,} rows"))
+        out.append(
+            (percentile(times, 95), percentile(times, 50), len(times), f"{label}, sort {sort}, after {depth:,} rows")
+        )
     return out
 
 
@@ -716,16 +770,23 @@ def measure_far_pages(client: Client, index_path: Path) -> list[tuple[float, flo
     out = []
     with sqlite3.connect(f"file:{index_path}?mode=ro", uri=True) as db:
         for label, (params, where) in FAR_CASES.items():
-            for sort, (column, descending) in queries.SORTS.items():
+            for sort, (column, descending) in PLAN_SORTS.items():
                 order = f"{column.name} {'DESC' if descending else 'ASC'}, id {'DESC' if descending else 'ASC'}"
-                row = db.execute(f"SELECT {column.name}, id FROM jobs {where} ORDER BY {order} "
-                                 f"LIMIT 1 OFFSET {FAR_DEPTH - 1}").fetchone()
+                row = db.execute(
+                    f"SELECT {column.name}, id FROM jobs {where} ORDER BY {order} LIMIT 1 OFFSET {FAR_DEPTH - 1}"
+                ).fetchone()
                 if row is None:
                     continue
-                path = "/api/jobs?" + urlencode({**params, "sort": sort, "cursor": queries.encode_cursor(sort, *row)})
+                path = "/api/jobs?" + urlencode({**params, "sort": sort, "cursor": encode_cursor(sort, *row)})
                 times = timed(client, path, LISTING_REPS, LISTING_BUDGET_S)
-                out.append((percentile(times, 95), percentile(times, 50), len(times),
-                            f"{label}, sort {sort}, after {FAR_DEPTH:,} rows"))
+                out.append(
+                    (
+                        percentile(times, 95),
+                        percentile(times, 50),
+                        len(times),
+                        f"{label}, sort {sort}, after {FAR_DEPTH:,} rows",
+                    )
+                )
     worst = max(out, default=None)
     if worst:
         say(f"  page 10,000: worst p95 {worst[0]:.1f} ms ({worst[3]})")
@@ -739,20 +800,28 @@ def bench_facets(results: Results, client: Client, cases: list[tuple[str, dict]]
     rare = [label for label, _ in cases if label.startswith("lora=")][-1]
     more = ("rating_min=5", "since/until: middle half", "q=masterpiece")
     figures, worst = [], 0.0
-    for name, params in (("unfiltered", {}), (common, by_label[common]), (rare, by_label[rare]),
-                         *((label, by_label[label]) for label in more)):
+    for name, params in (
+        ("unfiltered", {}),
+        (common, by_label[common]),
+        (rare, by_label[rare]),
+        *((label, by_label[label]) for label in more),
+    ):
         path = "/api/facets" + ("?" + urlencode(params) if params else "")
         times = timed(client, path, FACET_REPS, FACET_BUDGET_S, warmup=1)
         p95 = percentile(times, 95)
         worst = max(worst, p95)
         figures.append(f"{name.split('=')[0] if '=' in name else name} {p95:.0f}")
         results.note(f"facets {name}: p95 {p95:.1f} ms, p50 {percentile(times, 50):.1f} ms, n={len(times)}")
-    results.add("GET /api/facets p95 (unfiltered / common pack / rare lora / rating_min=5 / middle half / q)",
-                f"{worst:.0f} ms worst ({' / '.join(f.split()[-1] for f in figures)} ms)",
-                "p95 < 150 ms", worst < 150)
+    results.add(
+        "GET /api/facets p95 (unfiltered / common pack / rare lora / rating_min=5 / middle half / q)",
+        f"{worst:.0f} ms worst ({' / '.join(f.split()[-1] for f in figures)} ms)",
+        "p95 < 150 ms",
+        worst < 150,
+    )
 
 
 # ---------------------------------------------------------------- scenario: rating
+
 
 def bench_rating(results: Results, server: Server, data_dir: Path, work: Path, seconds: int) -> None:
     """PUT /api/jobs/<id>/rating on existing jobs with 1 and with 8 connections."""
@@ -771,13 +840,17 @@ def bench_rating(results: Results, server: Server, data_dir: Path, work: Path, s
         p50, p99 = stats["p50_us"] / 1000, stats["p99_us"] / 1000
         rate = stats["s2xx"] / (stats["duration_us"] / 1e6)
         ok = p99 < 10 and stats["non2xx"] == 0 and stats["errors"] + stats["timeouts"] == 0
-        results.add(f"rating PUT, {connections} connection{'s' if connections > 1 else ''} (wrk)",
-                    f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; {rate:,.0f}/s; {stats['non2xx']} non-2xx",
-                    "p99 < 10 ms, 0 non-2xx", ok)
+        results.add(
+            f"rating PUT, {connections} connection{'s' if connections > 1 else ''} (wrk)",
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; {rate:,.0f}/s; {stats['non2xx']} non-2xx",
+            "p99 < 10 ms, 0 non-2xx",
+            ok,
+        )
         results.note(f"rating detail c={connections}: {stats}")
 
 
 # ---------------------------------------------------------------- scenario: startup
+
 
 def start_server(data_dir: Path, work: Path, runs: int) -> tuple[Server, list[float]]:
     """Start the server `runs` times, timing each; the last one is left running (caller stops it)."""
@@ -793,20 +866,40 @@ def start_server(data_dir: Path, work: Path, runs: int) -> tuple[Server, list[fl
 
 
 def report_startup(results: Results, jobs: int, times: list[float]) -> None:
-    results.add(f"start-up with {jobs:,} indexed jobs (worst of {len(times)})",
-                f"{max(times):.2f} s (all: {', '.join(f'{t:.2f}' for t in times)})", "< 2 s", max(times) < 2)
+    results.add(
+        f"start-up with {jobs:,} indexed jobs (worst of {len(times)})",
+        f"{max(times):.2f} s (all: {', '.join(f'{t:.2f}' for t in times)})",
+        "< 2 s",
+        max(times) < 2,
+    )
 
 
 # ---------------------------------------------------------------- report
 
+
 def machine() -> list[str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "?")
-    mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), 0)
-    return [f"- CPUs: {os.cpu_count()} × {cpu}", f"- RAM: {mem / 2**20:.1f} GiB",
-            f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {platform.platform()}",
-            f"- load average at the start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"]
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "?",
+    )
+    mem = next(
+        (
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
+    return [
+        f"- CPUs: {os.cpu_count()} × {cpu}",
+        f"- RAM: {mem / 2**20:.1f} GiB",
+        f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {platform.platform()}",
+        f"- load average at the start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}",
+    ]
 
 
 ANALYSIS = "## Analysis"  # hand-written from here on; kept when the file is regenerated
@@ -815,24 +908,43 @@ ANALYSIS = "## Analysis"  # hand-written from here on; kept when the file is reg
 def write_report(results: Results, command: str, started: str, host: list[str]) -> None:
     path = ROOT / "BENCHMARKS.md"
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    analysis = old[old.index(ANALYSIS):] if ANALYSIS in old else ""
-    text = "\n".join([
-        "# Benchmarks", "",
-        "Measured by `make bench` (`learning_svc/bench.py`) against SPEC §5. "
-        "Regenerated by every run; the machine may be shared, so treat a FAIL close to its target "
-        "as a reason to rerun, not as a verdict.", "",
-        f"- date: {started}", f"- command: `{command}`", *host, "",
-        markdown_table(results.rows), "",
-        "## Details", "", "```", *results.details, "```", "",
-    ]) + analysis
+    analysis = old[old.index(ANALYSIS) :] if ANALYSIS in old else ""
+    text = (
+        "\n".join(
+            [
+                "# Benchmarks",
+                "",
+                "Measured by `make bench` (`learning_svc/bench.py`) against SPEC §5. "
+                "Regenerated by every run; the machine may be shared, so treat a FAIL close to its target "
+                "as a reason to rerun, not as a verdict.",
+                "",
+                f"- date: {started}",
+                f"- command: `{command}`",
+                *host,
+                "",
+                markdown_table(results.rows),
+                "",
+                "## Details",
+                "",
+                "```",
+                *results.details,
+                "```",
+                "",
+            ]
+        )
+        + analysis
+    )
     path.write_text(text, encoding="utf-8")
 
 
 # ---------------------------------------------------------------- main
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m learning_svc.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=1_000_000, help="N jobs for reindex/listing/start-up (default 1,000,000)")
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--jobs", type=int, default=1_000_000, help="N jobs for reindex/listing/start-up (default 1,000,000)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--seconds", type=int, default=12, help="duration of each wrk run (default 12)")
@@ -872,9 +984,13 @@ def run(args: argparse.Namespace, results: Results, work: Path) -> None:
             bench_listing(results, server)
         memory = server.memory_mb()
         if "startup" in only:
-            results.add(f"server RSS after the listing, {args.jobs:,} jobs",
-                        f"{memory['rss']:,.0f} MB (anon {memory['anon']:,.0f}, file-backed {memory['file']:,.0f}; "
-                        f"peak {memory['peak']:,.0f})", "report", None)
+            results.add(
+                f"server RSS after the listing, {args.jobs:,} jobs",
+                f"{memory['rss']:,.0f} MB (anon {memory['anon']:,.0f}, file-backed {memory['file']:,.0f}; "
+                f"peak {memory['peak']:,.0f})",
+                "report",
+                None,
+            )
         if "rating" in only:
             bench_rating(results, server, data_dir, work, args.seconds)
 
@@ -882,7 +998,7 @@ def run(args: argparse.Namespace, results: Results, work: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    command = ".venv/bin/python -m learning_svc.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = ".venv/bin/python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
     host = machine()
     results = Results()
     work = Path(tempfile.mkdtemp(prefix="learning-bench-"))

@@ -1,0 +1,199 @@
+"""The field registry: every filterable and facetable value of a job, one small object each.
+
+A field says how its values are read from a stored line, how a value is normalised for
+grouping (the facet key) and shown, how a query parameter is checked, and how it is
+labelled on the page. The projection (index/project.py), the query parameters
+(params.py), the OpenAPI document, the facets, the CSV export and the page's pickers
+(`GET /api/fields`) all iterate over FIELDS: adding a field is one entry here (plus a
+test); the index is rebuilt at the next start because its projection changed.
+
+Values are rows of the index's `job_tags` table: (job, field name, key), so a filter on
+any field is one index range in any sort order (index/tables.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .prompts import model_display, split_sampler
+
+STATUSES = ("completed", "failed", "cancelled")
+
+
+def canonical_number(value: float) -> str:
+    """7.0 -> "7", 6.499999999999998 -> "6.5": the facet value of a number (4 decimals)."""
+    text = f"{round(float(value), 4):.4f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+@dataclass(frozen=True)
+class Field:
+    """One filterable, facetable value of a job.
+
+    `read` yields the raw values of a stored line (none, one, or several for `multi`
+    fields); `show` turns a raw value into its display form (None: not a value);
+    the facet key, which filters match, is the display form case-folded.
+    """
+
+    name: str  # query parameter, facet name, job_tags.field
+    label: str  # the page's singular label ("Model")
+    plural: str  # the picker's "any" option ("Models")
+    read: Callable[[dict], Iterable[Any]]
+    show: Callable[[Any], str | None]
+    kind: str = "text"  # "text" | "number" | "choice"
+    choices: tuple[str, ...] = ()
+    multi: bool = False  # several values per job (packs, LoRAs)
+    facet: bool = True  # counted in /api/facets and offered as a picker
+    description: str = ""
+
+    def tag(self, raw: Any) -> tuple[str, str] | None:
+        """(facet key, display) of one raw value, or None when it is not a value (blank, 0 steps)."""
+        display = self.show(raw)
+        return (display.casefold(), display) if display else None
+
+    def values(self, line: dict) -> list[tuple[str, str]]:
+        """The distinct (key, display) pairs of a stored line, in reading order."""
+        found: dict[str, str] = {}
+        for raw in self.read(line):
+            tag = self.tag(raw)
+            if tag is not None:
+                found.setdefault(tag[0], tag[1])
+        return list(found.items())
+
+    def parse(self, text: str) -> str:
+        """A query parameter value -> the facet key it filters by; ValueError says why not."""
+        if self.kind == "choice" and text.strip().casefold() not in self.choices:
+            raise ValueError(f"must be one of {', '.join(self.choices)}, got {text[:40]!r}")
+        if self.kind == "number":
+            try:
+                number = float(text)
+            except ValueError:
+                raise ValueError(f"must be a number, got {text[:40]!r}") from None
+            return canonical_number(number).casefold()
+        tag = self.tag(text)
+        return tag[0] if tag else text.strip().casefold()
+
+    def describe(self) -> dict:
+        """What the page needs to build a picker (GET /api/fields)."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "plural": self.plural,
+            "kind": self.kind,
+            "multi": self.multi,
+            "facet": self.facet,
+            "choices": list(self.choices) or None,
+            "description": self.description,
+        }
+
+
+# ---------------------------------------------------------------- readers and display forms
+
+
+def _one(key: str) -> Callable[[dict], list]:
+    return lambda line: [line.get(key)]
+
+
+def _names(key: str) -> Callable[[dict], list]:
+    return lambda line: [item.get("name") for item in line.get(key) or () if isinstance(item, dict)]
+
+
+def _text(raw: Any) -> str | None:
+    return raw.strip() if isinstance(raw, str) else None
+
+
+def _file_name(raw: Any) -> str | None:
+    """Model-like names group without folder, extension or ` [hash]` (SPEC §1.3)."""
+    return model_display(raw) if isinstance(raw, str) else None
+
+
+def _positive(kind: type) -> Callable[[Any], str | None]:
+    """A number that is a value only when above 0 (StableNew writes 0 for "unknown")."""
+
+    def show(raw: Any) -> str | None:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not raw > 0:
+            return None
+        return str(int(raw)) if kind is int else canonical_number(raw)
+
+    return show
+
+
+def _sampler(line: dict) -> list:
+    raw = line.get("sampler")
+    return [split_sampler(raw)[0]] if isinstance(raw, str) else []
+
+
+def _scheduler(line: dict) -> list:
+    """The scheduler given, unless it is blank or "automatic" and the A1111 sampler name
+    carries one (`DPM++ 2M Karras`): then that one."""
+    given, raw = line.get("scheduler"), line.get("sampler")
+    folded = split_sampler(raw)[1] if isinstance(raw, str) else None
+    if isinstance(given, str) and given.strip() and not (folded and given.strip().casefold() == "automatic"):
+        return [given]
+    return [folded]
+
+
+def _status(line: dict) -> list:
+    return [line.get("status") or "completed"]
+
+
+FIELDS: tuple[Field, ...] = (
+    Field(
+        "pack", "Pack", "Packs", lambda line: line.get("packs") or (), _text, multi=True, description="prompt pack name"
+    ),
+    Field(
+        "model",
+        "Model",
+        "Models",
+        _one("model"),
+        _file_name,
+        description="checkpoint; folder, extension and [hash] are ignored",
+    ),
+    Field("vae", "VAE", "VAEs", _one("vae"), _file_name, description="VAE; folder and extension are ignored"),
+    Field(
+        "sampler",
+        "Sampler",
+        "Samplers",
+        _sampler,
+        _text,
+        description="sampler; an A1111 name such as `DPM++ 2M Karras` counts as `DPM++ 2M`",
+    ),
+    Field(
+        "scheduler",
+        "Scheduler",
+        "Schedulers",
+        _scheduler,
+        _text,
+        description="scheduler, or the one folded into an A1111 sampler name",
+    ),
+    Field("steps", "Steps", "Steps", _one("steps"), _positive(int), kind="number", description="sampling steps"),
+    Field("cfg_scale", "CFG", "CFG", _one("cfg_scale"), _positive(float), kind="number", description="CFG scale"),
+    Field(
+        "lora",
+        "LoRA",
+        "LoRAs",
+        _names("loras"),
+        _file_name,
+        multi=True,
+        description="LoRA name; folder, extension and [hash] are ignored",
+    ),
+    Field(
+        "embedding",
+        "Embedding",
+        "Embeddings",
+        _names("embeddings"),
+        _file_name,
+        multi=True,
+        description="textual inversion embedding",
+    ),
+    Field("status", "Status", "Status", _status, _text, kind="choice", choices=STATUSES),
+)
+BY_NAME: dict[str, Field] = {field.name: field for field in FIELDS}
+FACETED: tuple[Field, ...] = tuple(field for field in FIELDS if field.facet)
+
+
+def line_tags(line: dict) -> list[tuple[str, str, str]]:
+    """(field, key, display) of every field value of a stored line: its job_tags rows."""
+    return [(field.name, key, display) for field in FIELDS for key, display in field.values(line)]

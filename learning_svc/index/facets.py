@@ -1,0 +1,75 @@
+"""Facet counts and mean ratings per field value, unfiltered (kept by ingest) or under filters."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import Connection, and_, func, select
+
+from ..fields import FACETED
+from .plan import Plan
+from .queries import page_keys, prepare
+from .tables import facet_values, job_tags
+
+FACET_NAMES = (*(field.name for field in FACETED), "rating")
+
+
+def unfiltered(conn: Connection, size: int = 50) -> dict[str, list[dict]]:
+    """The counts ingest keeps current (facet_values): a few hundred rows, no scan."""
+    result = {}
+    for name in FACET_NAMES:
+        rows = conn.execute(
+            select(facet_values)
+            .where(facet_values.c.field == name, facet_values.c.count > 0)
+            .order_by(facet_values.c.count.desc(), facet_values.c.value)
+            .limit(size)
+        )
+        result[name] = [_entry(name, r.display, r.count, r.rated_count, r.rating_sum) for r in rows]
+    return result
+
+
+def filtered(conn: Connection, sample: Plan, size: int = 50) -> tuple[dict[str, list[dict]], dict | None]:
+    """(facets, sampled) counted over the jobs of `sample` (a plan of the newest matching jobs,
+    one more than the sample size): all of them when they fit, else the sample, and `sampled`
+    says so. A count over every tag of 300,000 jobs takes seconds, not milliseconds."""
+    prepare(conn, sample)
+    keys = conn.execute(page_keys(sample)).all()
+    limit = sample.page.limit
+    sampled = len(keys) > limit
+    chosen = [row.id for row in keys[:limit]]
+    # job_tags rows carry the job's rating: one pass counts every facet, and the status rows
+    # (one per job) give the rating facet.
+    t = job_tags
+    counted = (
+        select(t.c.field, t.c.value, t.c.rating_hi, func.count().label("n"))
+        .where(t.c.job.in_(chosen))
+        .group_by(t.c.field, t.c.value, t.c.rating_hi)
+    ).subquery()
+    stmt = select(counted, facet_values.c.display).join(
+        facet_values, and_(facet_values.c.field == counted.c.field, facet_values.c.value == counted.c.value)
+    )
+    totals: dict[tuple[str, str], list] = {}  # (field, value) -> [display, count, rated, rating sum]
+    ratings: Counter[int] = Counter()
+    for row in conn.execute(stmt):
+        entry = totals.setdefault((row.field, row.value), [row.display, 0, 0, 0])
+        entry[1] += row.n
+        if row.rating_hi >= 0:
+            entry[2] += row.n
+            entry[3] += row.rating_hi * row.n
+        if row.field == "status":
+            ratings[row.rating_hi] += row.n
+    result: dict[str, list[dict]] = {name: [] for name in FACET_NAMES}
+    for (name, _), (display, count, rated, total) in sorted(totals.items(), key=lambda i: (-i[1][1], i[0][1])):
+        if name in result and len(result[name]) < size:
+            result[name].append(_entry(name, display, count, rated, total))
+    # Same order as the unfiltered facet: count, then the stored value ("0".."5", "none").
+    entries = sorted(ratings.items(), key=lambda r: (-r[1], "none" if r[0] < 0 else str(r[0])))
+    result["rating"] = [
+        _entry("rating", "none" if r < 0 else str(r), n, 0 if r < 0 else n, max(r, 0) * n) for r, n in entries
+    ]
+    return result, ({"jobs": limit, "order": "-completed_at"} if sampled else None)
+
+
+def _entry(name: str, display: str, count: int, rated: int, total: int) -> dict:
+    value = (None if display == "none" else int(display)) if name == "rating" else display
+    return {"value": value, "count": count, "mean_rating": round(total / rated, 4) if rated else None}

@@ -1,0 +1,51 @@
+// The JSON API: one fetch wrapper with the error shape of SPEC §2, and the URLs of a job.
+
+// A server bound beyond loopback needs a bearer token on writes. The user opens
+// `/#token=...` once: the fragment never reaches the server or its logs, and the
+// token is kept in this origin's localStorage rather than in any served HTML.
+const TOKEN_KEY = 'learning-svc-token';
+let token = takeTokenFromFragment() ?? localStorage.getItem(TOKEN_KEY) ?? '';
+
+function takeTokenFromFragment() {
+  const match = location.hash.match(/^#token=(.+)$/);
+  if (!match) return null;
+  const value = decodeURIComponent(match[1]);
+  localStorage.setItem(TOKEN_KEY, value);
+  history.replaceState(null, '', location.pathname + location.search);
+  return value;
+}
+
+export async function api(path, { method = 'GET', body } = {}) {
+  const headers = {};
+  if (method !== 'GET') {
+    headers['Content-Type'] = 'application/json';
+    if (token) headers.Authorization = `Bearer ${token}`;
+  }
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
+  } catch {
+    throw new Error('network error');
+  }
+  const data = await response.json().catch(() => null);
+  if (response.status === 401 && method !== 'GET') {
+    const entered = prompt('This server needs its access token (LEARNING_SVC_TOKEN) to save ratings:');
+    if (entered) {
+      token = entered.trim();
+      localStorage.setItem(TOKEN_KEY, token);
+      return api(path, { method, body });
+    }
+  }
+  if (!response.ok) {
+    throw new Error(data?.error?.message || `${response.status} ${response.statusText}`.trim());
+  }
+  return data;
+}
+
+export function jobUrl(jobId) {
+  return `/api/jobs/${encodeURIComponent(jobId)}`;
+}
+
+export function outputUrl(jobId, index) {
+  return `${jobUrl(jobId)}/outputs/${index}`;
+}

@@ -1,0 +1,200 @@
+// The details dialog (large outputs, prompts, generation, rating history, the stored
+// record) and the help dialog.
+
+import { api, jobUrl, outputUrl } from './api.js';
+import { loadNextPage } from './list.js';
+import { adjacentJob, advance, focusJob, hasJobsAfter } from './nav.js';
+import { rateJobInDetails, renderRatingWidget } from './rating.js';
+import { state } from './store.js';
+import { $, basename, formatDuration, formatNumber, formatTime, h, plural } from './util.js';
+
+const PREFETCH_JOBS = 12;
+
+function openDialog(dialog, restoreFocus) {
+  const previous = document.activeElement;
+  dialog.showModal();
+  dialog.addEventListener('close', () => {
+    if (restoreFocus) restoreFocus();
+    else previous?.focus({ preventScroll: true });
+  }, { once: true });
+}
+
+function closeOnBackdropClick(dialog) {
+  dialog.addEventListener('click', (event) => {
+    const box = dialog.getBoundingClientRect();
+    const outside = event.clientX < box.left || event.clientX > box.right
+      || event.clientY < box.top || event.clientY > box.bottom;
+    if (event.target === dialog && outside) dialog.close();
+  });
+}
+
+export function toggleHelp() {
+  if ($('help').open) $('help').close();
+  else openDialog($('help'));
+}
+
+export function detailsJob() {
+  const dialog = $('details');
+  return dialog.open ? state.jobs.get(dialog.dataset.shownJob) : undefined;
+}
+
+// Closing the details focuses the job shown last, so that j/k in the dialog also move in the list.
+export function openDetails(element) {
+  const dialog = $('details');
+  if (!dialog.open) {
+    openDialog(dialog, () => {
+      const job = state.jobs.get(dialog.dataset.shownJob);
+      if (job?.element.isConnected) focusJob(job.element);
+    });
+    dialog.focus(); // not its first button: Enter or Space there would act on it
+  }
+  showDetails(element);
+}
+
+function showDetails(element) {
+  const job = state.jobs.get(element.dataset.jobId);
+  $('details').dataset.shownJob = job.job_id;
+  $('details-title').textContent = job.job_id;
+  $('details-error').textContent = '';
+  $('details-rating').replaceChildren(renderRatingWidget(job.rating));
+  $('details-previous').disabled = !element.previousElementSibling;
+  $('details-next').disabled = !element.nextElementSibling && state.done;
+  $('details-body').replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+  $('details-body').scrollTop = 0;
+  loadDetails(job.job_id);
+  if (!hasJobsAfter(element, PREFETCH_JOBS)) loadNextPage();
+}
+
+export function stepDetails(forward, matches) {
+  const job = detailsJob();
+  if (!job) return;
+  const show = (next) => {
+    if (detailsJob() === job) showDetails(next);
+  };
+  if (forward) {
+    advance(job.element, matches, show);
+  } else {
+    const previous = adjacentJob(job.element, 'previousElementSibling', matches);
+    if (previous) show(previous);
+  }
+}
+
+function onDetailsRatingClick(event) {
+  const radio = event.target.closest('[data-rating]');
+  if (radio) rateJobInDetails(Number(radio.dataset.rating));
+  else if (event.target.closest('.clear-rating')) rateJobInDetails(null);
+}
+
+async function loadDetails(jobId) {
+  const isCurrent = () => $('details').open && $('details').dataset.shownJob === jobId;
+  try {
+    const data = await api(jobUrl(jobId));
+    if (isCurrent()) $('details-body').replaceChildren(...renderDetails(data));
+  } catch (error) {
+    if (isCurrent()) {
+      $('details-body').replaceChildren(h('p', { class: 'error', role: 'alert' }, `Could not load the job: ${error.message}`));
+    }
+  }
+}
+
+// After a rating is stored, only the summary and the history change: the images stay put.
+export async function refreshDetailsRating(jobId) {
+  try {
+    const data = await api(jobUrl(jobId));
+    if ($('details').dataset.shownJob !== jobId || !$('details-history')) return;
+    $('details-summary').replaceWith(renderDetailsSummary(data));
+    $('details-history').replaceWith(renderRatingHistory(data.rating_history ?? []));
+  } catch {
+    // The rating itself is stored; a stale history is corrected on the next opening.
+  }
+}
+
+function renderDetailsSummary({ record, rating }) {
+  const summary = [
+    formatTime(record.completed_at),
+    record.status,
+    `variant ${record.variant_index + 1} / ${record.variant_total}`,
+    plural((record.outputs ?? []).length, 'output'),
+    formatDuration(record.duration_sec),
+    rating == null ? 'unrated' : `rated ${plural(rating, 'star')}`,
+  ];
+  return h('p', { id: 'details-summary', class: 'details-summary' }, summary.filter(Boolean).join(' · '));
+}
+
+function failure(record) {
+  const error = record.extra?.error ?? record.error_message;
+  return typeof error === 'string' && error ? error : null;
+}
+
+function renderDetails(data) {
+  const { record } = data;
+  const error = failure(record);
+  return [
+    renderDetailsSummary(data),
+    error ? h('p', { class: 'details-failure', role: 'note' }, `Failed: ${error}`) : null,
+    renderOutputs(record.job_id, record.outputs ?? []),
+    detailsSection('Packs', h('p', {}, (record.packs ?? []).join(', ') || '—')),
+    detailsSection('Prompt', h('pre', { class: 'prompt' }, record.prompt || '—')),
+    detailsSection('Negative prompt', h('pre', { class: 'prompt' }, record.negative_prompt || '—')),
+    detailsSection('Generation', renderGeneration(record)),
+    detailsSection('Rating history', renderRatingHistory(data.rating_history ?? [])),
+    detailsSection('Run config', h('pre', { class: 'json' }, JSON.stringify(record.run_config ?? {}, null, 2))),
+    h('details', { class: 'full-record' },
+      h('summary', {}, 'Full stored record'),
+      h('pre', { class: 'json' }, JSON.stringify(record, null, 2))),
+  ].filter(Boolean);
+}
+
+function detailsSection(title, content) {
+  return h('section', {}, h('h3', {}, title), content);
+}
+
+function weighted(items) {
+  return (items ?? []).map((item) => (item.weight == null ? item.name : `${item.name} (${formatNumber(item.weight)})`)).join(', ');
+}
+
+function renderGeneration(record) {
+  const facts = [
+    ['Model', record.model],
+    ['VAE', record.vae],
+    ['Sampler', [record.sampler, record.scheduler].filter(Boolean).join(' · ')],
+    ['Steps', record.steps || null],
+    ['CFG', record.cfg_scale ? formatNumber(record.cfg_scale) : null],
+    ['Size', record.width && record.height ? `${record.width}×${record.height}` : null],
+    ['Seed', record.seed],
+    ['LoRAs', weighted(record.loras)],
+    ['Embeddings', weighted(record.embeddings)],
+    ['Run', record.run_id],
+  ];
+  return h('dl', { class: 'generation' }, ...facts.flatMap(([label, value]) => [
+    h('dt', {}, label),
+    h('dd', {}, value == null || value === '' ? '—' : String(value)),
+  ]));
+}
+
+function renderOutputs(jobId, outputs) {
+  if (!outputs.length) return h('p', { class: 'outputs muted' }, 'No outputs');
+  return h('div', { class: 'outputs' }, ...outputs.map((path, index) => h('figure', {},
+    h('a', { href: outputUrl(jobId, index), target: '_blank', rel: 'noopener' },
+      h('img', { src: outputUrl(jobId, index), alt: `Output ${index + 1}: ${basename(path)}` })),
+    h('figcaption', { title: path }, path))));
+}
+
+function renderRatingHistory(history) {
+  if (!history.length) return h('p', { id: 'details-history', class: 'muted' }, 'Never rated');
+  return h('ol', { id: 'details-history', class: 'rating-history', reversed: '' }, ...[...history].reverse().map((event) => h('li', {},
+    h('span', { class: 'history-rating' }, event.rating == null ? 'cleared' : plural(event.rating, 'star')),
+    ` · ${formatTime(event.timestamp)}`,
+    event.source ? ` · ${event.source}` : null)));
+}
+
+export function initDetails() {
+  $('help-button').addEventListener('click', toggleHelp);
+  $('help-close').addEventListener('click', () => $('help').close());
+  $('details-close').addEventListener('click', () => $('details').close());
+  $('details-previous').addEventListener('click', () => stepDetails(false));
+  $('details-next').addEventListener('click', () => stepDetails(true));
+  $('details-rating').addEventListener('click', onDetailsRatingClick);
+  closeOnBackdropClick($('help'));
+  closeOnBackdropClick($('details'));
+}

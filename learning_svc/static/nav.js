@@ -1,0 +1,120 @@
+// Moving through the list: focus, the next/previous job, the row below/above (the list is
+// a grid), and moving on past the loaded jobs without losing keys typed meanwhile.
+
+import { openDetails } from './details.js';
+import { replayTypedAhead } from './keys.js';
+import { loadNextPage } from './list.js';
+import { rateAndAdvance, rateJob } from './rating.js';
+import { forgetTypedAhead, setAdvancing, state } from './store.js';
+
+const PREFETCH_JOBS = 12; // focus this close to the last loaded job loads the next page
+
+export function focusJob(element) {
+  element.focus({ preventScroll: true });
+  element.scrollIntoView({ block: 'nearest' });
+  if (!hasJobsAfter(element, PREFETCH_JOBS)) loadNextPage(); // rating never waits at a page end
+}
+
+export function hasJobsAfter(element, count) {
+  let next = element;
+  for (let i = 0; i < count; i += 1) {
+    next = next.nextElementSibling;
+    if (!next) return false;
+  }
+  return true;
+}
+
+export function adjacentJob(element, direction, matches = () => true) {
+  for (let next = element[direction]; next; next = next[direction]) {
+    if (matches(state.jobs.get(next.dataset.jobId))) return next;
+  }
+  return null;
+}
+
+// Moves on to the next matching job: at once when it is loaded (pages are prefetched as
+// focus nears the end), else once the next page has arrived. Keys typed while waiting are
+// queued and replayed on the job moved to, so fast typing never rates one job twice.
+export function advance(element, matches, moveTo) {
+  const next = adjacentJob(element, 'nextElementSibling', matches);
+  if (next || state.done || state.failed) {
+    if (next) moveTo(next);
+    return;
+  }
+  const { generation } = state;
+  setAdvancing(true);
+  loadUntilNext(element, matches).then((found) => {
+    if (generation !== state.generation) return; // the filters changed meanwhile
+    setAdvancing(false);
+    if (found) moveTo(found);
+    else forgetTypedAhead(); // nothing left to move to
+    replayTypedAhead();
+  });
+}
+
+async function loadUntilNext(element, matches) {
+  let next = null;
+  while (!next && !state.done && !state.failed && element.isConnected) {
+    await loadNextPage();
+    next = adjacentJob(element, 'nextElementSibling', matches);
+  }
+  return next;
+}
+
+export function focusNextJob(element, matches) {
+  advance(element, matches, (next) => {
+    if (!document.getElementById('details').open) focusJob(next);
+  });
+}
+
+export function focusPreviousJob(element) {
+  const previous = adjacentJob(element, 'previousElementSibling');
+  if (previous) focusJob(previous);
+}
+
+// The job in the row below (or above) whose centre is nearest: the list is a grid.
+function jobInAdjacentRow(element, direction) {
+  const box = element.getBoundingClientRect();
+  const centre = box.left + box.width / 2;
+  let best = null;
+  let bestDistance = Infinity;
+  let rowTop = null;
+  for (let other = element[direction]; other; other = other[direction]) {
+    const rect = other.getBoundingClientRect();
+    if (rowTop === null) {
+      if (Math.abs(rect.top - box.top) < 1) continue;
+      rowTop = rect.top;
+    } else if (Math.abs(rect.top - rowTop) >= 1) {
+      break;
+    }
+    const distance = Math.abs(rect.left + rect.width / 2 - centre);
+    if (distance < bestDistance) [best, bestDistance] = [other, distance];
+  }
+  return best;
+}
+
+export async function focusJobBelow(element) {
+  let below = jobInAdjacentRow(element, 'nextElementSibling');
+  if (!below && !state.done && !state.failed) {
+    await loadNextPage();
+    below = jobInAdjacentRow(element, 'nextElementSibling');
+  }
+  if (below) focusJob(below);
+}
+
+export function focusJobAbove(element) {
+  const above = jobInAdjacentRow(element, 'previousElementSibling');
+  if (above) focusJob(above);
+}
+
+export function onListClick(event) {
+  const element = event.target.closest('.job');
+  if (!element) return;
+  const radio = event.target.closest('[data-rating]');
+  if (radio) {
+    rateAndAdvance(element, Number(radio.dataset.rating));
+  } else if (event.target.closest('.clear-rating')) {
+    rateJob(state.jobs.get(element.dataset.jobId), null);
+  } else if (!event.target.closest('.rating')) {
+    openDetails(element);
+  }
+}

@@ -1,0 +1,83 @@
+// Small helpers shared by every part of the page: elements, words, numbers and times.
+// Text from records is always inserted as text nodes (textContent/append), never as HTML.
+
+export const $ = (id) => document.getElementById(id);
+
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value != null) element.setAttribute(name, value);
+  }
+  element.append(...children.filter((child) => child != null)); // strings become text nodes
+  return element;
+}
+
+export function plural(count, word) {
+  return `${count} ${word}${count === 1 ? '' : 's'}`;
+}
+
+export function basename(path) {
+  return path.split(/[\\/]/).pop();
+}
+
+export function formatNumber(value) {
+  return value == null ? '—' : String(Number(Number(value).toFixed(2)));
+}
+
+export function formatTime(epochSeconds) {
+  return epochSeconds == null ? '—' : new Date(epochSeconds * 1000).toLocaleString();
+}
+
+const shortTimeFormat = new Intl.DateTimeFormat(undefined, {
+  month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
+});
+const shortTimeWithYearFormat = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
+});
+
+// "Nov 25, 10:41 PM" (with the year when it is not this year); the full time is in the tooltip.
+export function formatShortTime(date) {
+  if (!date) return '—';
+  const format = date.getFullYear() === new Date().getFullYear() ? shortTimeFormat : shortTimeWithYearFormat;
+  return format.format(date);
+}
+
+const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+const RELATIVE_UNITS = [
+  ['year', 31536000], ['month', 2592000], ['week', 604800], ['day', 86400],
+  ['hour', 3600], ['minute', 60], ['second', 1],
+];
+
+export function relativeTime(epochSeconds) {
+  const delta = epochSeconds - Date.now() / 1000;
+  const [unit, seconds] = RELATIVE_UNITS.find(([, size]) => Math.abs(delta) >= size) ?? ['second', 1];
+  return relativeFormat.format(Math.trunc(delta / seconds), unit);
+}
+
+export function formatDuration(seconds) {
+  if (seconds == null) return '—';
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const total = Math.round(seconds);
+  const hours = Math.floor(total / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  return hours ? `${hours} h ${minutes} min` : `${minutes} min ${total % 60} s`;
+}
+
+export function debounce(fn, ms) {
+  let timer;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+const TOAST_MS = 6000;
+let toastTimer;
+
+export function showToast(message) {
+  const toast = $('toast');
+  toast.textContent = message;
+  toast.classList.add('visible');
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => toast.classList.remove('visible'), TOAST_MS);
+}
