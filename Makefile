@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test lint format reindex verify bench bench-quick demo browser wheel-check clean
+.PHONY: install run test test-quick lint format reindex verify bench bench-quick demo browser wheel-check clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ browser:
 
 test: install browser lint
 	$(BIN)/pytest
+
+# While working: everything but the browser, subprocess and fault-injection tests (~1 min).
+test-quick: install
+	$(BIN)/pytest -m "not slow and not browser" -q
 
 # ruff: lint and format (`make format` rewrites what the check would refuse)
 lint: install

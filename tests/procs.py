@@ -80,16 +80,47 @@ class ServerProcess:
         return session.post(self.url + "/api/jobs", data=orjson.dumps(record), headers=JSON, timeout=10, **kwargs)
 
 
+def listing_pages(fetch, params: dict | None = None, limit: int = 500):
+    """Every page of GET /api/jobs (its jobs), following next_cursor to the end.
+
+    `fetch(query)` returns the answer's body: see over_http and in_app.
+    """
+    cursor, pages = None, 0
+    while True:
+        body = fetch({**(params or {}), "limit": str(limit), **({"cursor": cursor} if cursor else {})})
+        yield body["jobs"]
+        cursor, pages = body["next_cursor"], pages + 1
+        if cursor is None:
+            return
+        assert len(body["jobs"]) == limit, "a page with a next_cursor must be full"
+        assert pages < 5000, "the walk does not end"
+
+
+def over_http(http, url: str):
+    """fetch() for listing_pages over a real server (`http`: requests or a Session)."""
+
+    def fetch(query: dict) -> dict:
+        response = http.get(url + "/api/jobs", params=query, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return fetch
+
+
+def in_app(client):
+    """fetch() for listing_pages through a Flask test client."""
+
+    def fetch(query: dict) -> dict:
+        response = client.get("/api/jobs", query_string=query)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.json
+
+    return fetch
+
+
 def all_job_ids(url: str) -> list[str]:
     """Every job id the index lists, following the cursors."""
-    ids, cursor = [], None
-    while True:
-        params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
-        page = requests.get(url + "/api/jobs", params=params, timeout=10).json()
-        ids += [job["job_id"] for job in page["jobs"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return ids
+    return [job["job_id"] for page in listing_pages(over_http(requests, url)) for job in page]
 
 
 def journal_lines(path: Path) -> list[dict]:

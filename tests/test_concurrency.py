@@ -9,9 +9,12 @@ import threading
 from collections import defaultdict
 
 import orjson
+import pytest
 import requests
 
 from procs import PYTHON, ServerProcess, all_job_ids, cli_env, job, journal_lines, run_cli
+
+pytestmark = pytest.mark.slow  # subprocesses and fault injection
 
 WRITERS, RECORDS = 8, 1000
 

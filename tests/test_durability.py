@@ -30,7 +30,9 @@ from learning_svc.service import Service
 from learning_svc.verify import verify_index
 
 from conftest import JSON
-from procs import PYTHON, ServerProcess, all_job_ids, cli_env, job, journal_lines, run_cli
+from procs import PYTHON, ServerProcess, all_job_ids, cli_env, in_app, job, journal_lines, listing_pages, run_cli
+
+pytestmark = pytest.mark.slow  # subprocesses and fault injection
 
 # ---------------------------------------------------------------- helpers
 
@@ -50,15 +52,7 @@ def fill(settings, n: int, prefix: str = "job") -> list[str]:
 
 
 def listed(client, **filters) -> list[str]:
-    ids, cursor = [], None
-    while True:
-        page = client.get(
-            "/api/jobs", query_string={"limit": 500, **filters, **({"cursor": cursor} if cursor else {})}
-        ).json
-        ids += [j["job_id"] for j in page["jobs"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return ids
+    return [job["job_id"] for page in listing_pages(in_app(client), filters) for job in page]
 
 
 def side_files(settings, name: str = "learning_log_v2.jsonl") -> list:

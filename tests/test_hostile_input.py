@@ -282,12 +282,14 @@ def call_and_check(case, app) -> None:
         assert [journal.size() for journal in journals] == before, "a refused request wrote something"
 
 
+@pytest.mark.slow
 @positive.parametrize()
 @FUZZ
 def test_schemathesis_valid_requests_get_no_server_error(case, wsgi_app):
     call_and_check(case, wsgi_app)
 
 
+@pytest.mark.slow
 @negative.parametrize()
 @FUZZ
 def test_schemathesis_invalid_requests_get_no_server_error(case, wsgi_app):

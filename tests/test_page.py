@@ -623,6 +623,25 @@ def test_filters_are_kept_in_the_url(live_server, samples, open_page):
     expect(jobs).to_have_count(len(samples))
 
 
+def test_pickers_come_from_the_field_registry(live_server, samples, open_page):
+    """One picker per field of GET /api/fields, in its order; the new VAE and steps pickers filter."""
+    page = open_page(live_server)
+    fields = live_server.http.get(live_server.url + "/api/fields").json()["fields"]
+    pickers = page.locator("#filters select.facet")
+    expect(pickers).to_have_count(len([f for f in fields if f["facet"]]))
+    assert pickers.evaluate_all("selects => selects.map((s) => s.name)") == [f["name"] for f in fields if f["facet"]]
+    for name in ("vae", "steps"):
+        picker = page.locator(f"#filter-{name}")
+        expect(picker.locator("option")).not_to_have_count(1)
+        facet = live_server.http.get(live_server.url + "/api/facets").json()["facets"][name]
+        chosen = min(facet, key=lambda bucket: bucket["count"])
+        picker.select_option(chosen["value"])
+        expect(page).to_have_url(re.compile(rf"[?&]{name}="))
+        expect(page.locator(JOB)).to_have_count(chosen["count"])
+        page.get_by_role("button", name="Clear filters").first.click()
+        expect(page.locator(JOB)).to_have_count(len(samples))
+
+
 def test_date_range_picks_whole_days_in_the_browsers_time_zone(live_server, open_page):
     """The day pickers keep days in the URL and ask the API for those days' bounds in the
     user's time zone: in Berlin (UTC+1) the 24th runs from 23:00 UTC on the 23rd."""

@@ -38,7 +38,7 @@ from history_oracle import (
     rate_all,
     rating_events,
 )
-from procs import JSON
+from procs import JSON, in_app, listing_pages
 from procs import job as small_job
 
 SEED = 20261125
@@ -257,16 +257,7 @@ def get_json(client, path: str, params: dict, status: int = 200):
 
 def walk(client, params: dict, sort: str, limit: int) -> list[list[dict]]:
     """Every page of a listing, following next_cursor to the end."""
-    pages, cursor = [], None
-    while True:
-        query = {**params, "sort": sort, "limit": str(limit), **({"cursor": cursor} if cursor else {})}
-        body = get_json(client, "/api/jobs", query)
-        pages.append(body["jobs"])
-        cursor = body["next_cursor"]
-        if cursor is None:
-            return pages
-        assert len(body["jobs"]) == limit, "a page with a next_cursor must be full"
-        assert len(pages) < 2000
+    return list(listing_pages(in_app(client), {**params, "sort": sort}, limit))
 
 
 def ids(jobs: list[dict]) -> list[str]:

@@ -18,6 +18,7 @@ import requests
 from learning_svc.index import text_search
 
 from history_oracle import SORTS, TIE_AT, Oracle, dataset_records, journal_offsets, rating_events
+from procs import listing_pages, over_http
 
 SEED = 77
 
@@ -50,21 +51,13 @@ def apply_ratings(url: str, events) -> None:
 
 
 def walk(http, url: str, params: dict, sort: str, limit: int, between_pages=None) -> list[str]:
-    found, cursor, pages = [], None, 0
-    while True:
-        response = http.get(
-            url + "/api/jobs",
-            params={**params, "sort": sort, "limit": limit, **({"cursor": cursor} if cursor else {})},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-        body = response.json()
-        found += [job["job_id"] for job in body["jobs"]]
-        cursor, pages = body["next_cursor"], pages + 1
-        if cursor is None:
-            return found
+    """The job ids of every page; between_pages(n, page) runs after page n, before the next is asked for."""
+    found = []
+    for n, page in enumerate(listing_pages(over_http(http, url), {**params, "sort": sort}, limit), start=1):
+        found += [job["job_id"] for job in page]
         if between_pages:
-            between_pages(pages, body["jobs"])
+            between_pages(n, page)
+    return found
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from learning_svc.journal import Journal
 from learning_svc.verify import TABLES, compare_table, verify_index
 
 from conftest import LiveServer, sample_records
+from procs import listing_pages, over_http
 
 
 def _fill(server: LiveServer, n_generated: int = 150) -> list[str]:
@@ -54,14 +55,8 @@ def delete_index(settings) -> None:
 
 
 def _history(server: LiveServer) -> tuple[list, dict]:
-    jobs, cursor = [], None
-    while True:
-        url = f"{server.url}/api/jobs?limit=100" + (f"&cursor={cursor}" if cursor else "")
-        page = server.http.get(url).json()
-        jobs += page["jobs"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return jobs, server.http.get(server.url + "/api/ratings").json()
+    jobs = [job for page in listing_pages(over_http(server.http, server.url), limit=100) for job in page]
+    return jobs, server.http.get(server.url + "/api/ratings").json()
 
 
 def test_live_index_equals_rebuilt_index_row_for_row(settings, tmp_path):
@@ -145,3 +140,23 @@ def test_rebuild_with_worker_processes_equals_the_live_index(settings, tmp_path)
     with live_engine.connect() as live, rebuilt_engine.connect() as fresh:
         for table in TABLES:
             assert compare_table(table, live, fresh) == [], table.name
+
+
+def test_an_index_made_by_another_projection_is_rebuilt_at_start(settings):
+    """A version that indexes other fields (a field added to the registry) starts over from the
+    journal, so older jobs get the new field's rows too; the history stays the same."""
+    before = filled_history(settings, 20)
+    engine = create_engine(settings.db_url)
+    with engine.begin() as conn:  # as an older version left it: no vae rows, another projection
+        conn.exec_driver_sql("DELETE FROM job_tags WHERE field = 'vae'")
+        conn.exec_driver_sql("UPDATE index_meta SET value = 'older' WHERE key = 'projection'")
+    engine.dispose()
+    with running(settings) as server:
+        assert server.app.extensions["learning_svc"].startup.rebuilt == (
+            "this version indexes other fields than the one that built the index")
+        assert _history(server) == before
+        vaes = server.http.get(server.url + "/api/facets").json()["facets"]["vae"]
+        assert vaes and sum(v["count"] for v in vaes) > 0
+    assert verify_index(settings) == []
+    with running(settings) as server:  # once rebuilt, a start continues from the checkpoints
+        assert server.app.extensions["learning_svc"].startup.rebuilt is None
