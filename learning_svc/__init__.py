@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-from flask import Flask, send_from_directory
+from typing import TYPE_CHECKING
 
 from .config import Settings
+
+if TYPE_CHECKING:  # the pipeline imports learning_svc.client: the package must not pull in Flask
+    from flask import Flask
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
 def create_app(settings: Settings | None = None, service=None) -> Flask:
     """The Flask app factory: builds the service for `settings` and starts its committer."""
+    from flask import Flask, send_from_directory
+
     from . import api, security
     from .service import Service
 

@@ -59,7 +59,7 @@ def args() -> dict[str, list[str]]:
 
 @bp.post("/jobs")
 def post_job():
-    job = records.parse_json(records.JobIn, read_body())
+    job = records.parse_json(records.JobIn, read_body(), current_app.extensions["learning_svc_settings"].naive_tz)
     created, summary = service().record_job(job)
     location = f"/api/jobs/{quote(job.job_id, safe='')}"
     return json_response(summary, 201 if created else 200, {"Location": location})
@@ -74,6 +74,15 @@ def list_jobs():
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
     return json_response(service().get_job(job_id))
+
+
+@bp.patch("/jobs/<job_id>")
+def amend_job(job_id: str):
+    """Set fields of a recorded job (an amendment line; the record itself is never rewritten)."""
+    chosen = params.parse(params.AmendParams, args())
+    patch = records.check_patch(read_json())
+    changed, summary = service().amend_job(job_id, patch, chosen.replace)
+    return json_response({"job_id": job_id, "amended": changed, "summary": summary})
 
 
 @bp.get("/jobs/<job_id>/outputs/<int:n>")

@@ -83,8 +83,8 @@ def reindex(data_dir):
     with tqdm(total=total, unit="B", unit_scale=True, desc="reindex", file=sys.stderr) as bar:
         report = rebuild(settings.db_url, log_journal, ratings_journal, index_path, bar.update)
     click.echo(
-        f"indexed {report.jobs} job lines ({report.duplicates} duplicates skipped) "
-        f"and {report.ratings} rating lines into {index_path or settings.db_url}"
+        f"indexed {report.jobs - report.amendments} job lines ({report.duplicates} duplicates skipped), "
+        f"{report.amendments} amendments and {report.ratings} rating lines into {index_path or settings.db_url}"
     )
 
 
@@ -120,6 +120,35 @@ def export(data_dir, fmt, output, filters):
     with click.open_file(output, "wb") as out:
         count = export_to(_settings(data_dir), params, fmt, out)
     click.echo(f"exported {count} jobs", err=True)
+
+
+@main.command("import")
+@data_dir_option
+@click.option("--dry-run", is_flag=True, help="Read and check everything, write nothing: what would be imported.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def import_(data_dir, dry_run, paths):
+    """Bring existing history in: StableNew's files (data/job_history.jsonl, learning records,
+    discovered experiments), or a learning_svc JSONL export. PATHS are files or folders."""
+    from tqdm import tqdm
+
+    from .importers.run import run_import, table
+    from .service import Unavailable
+
+    settings = _settings(data_dir)
+    with tqdm(unit=" entries", desc="import", file=sys.stderr) as bar:
+        try:
+            result = run_import(settings, list(paths), dry_run, bar.update)
+        except Unavailable as error:
+            raise click.ClickException(f"the import stopped: {error}") from error
+    click.echo(table(result.tally))
+    total = result.tally.total()
+    verb = "would be" if dry_run else "were"
+    click.echo(
+        f"\n{total['read']:,} entries read in {result.seconds:.1f} s; {total['imported']:,} {verb} imported, "
+        f"{total['already present']:,} already present{' (nothing written)' if dry_run else ''}."
+    )
+    if result.report:
+        click.echo(f"refused and skipped entries, with their reasons: {result.report}")
 
 
 @main.command()

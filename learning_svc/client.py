@@ -19,6 +19,8 @@ from pathlib import Path
 from urllib import error, request
 from urllib.parse import quote, urlsplit
 
+from . import timezones
+
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})  # the service is busy, locked or briefly unable to write
@@ -36,8 +38,13 @@ class LearningClientError(RuntimeError):
 class LearningClient:
     """`LearningClient("http://127.0.0.1:8765", data_dir="logs/learning").record_job(record)`.
 
-    Short timeouts; connection errors and 5xx answers are retried with exponential backoff.
-    Errors are logged and the call returns None, unless raise_errors=True.
+    Short timeouts; connection errors and 5xx answers are retried with exponential backoff,
+    except a refused connection when `data_dir` is given: nothing listens, so the job goes
+    to the JSONL at once. Errors are logged and the call returns None, unless raise_errors=True.
+
+    `naive_timezone`: what a `datetime` without a zone means. "UTC" (the default, and what
+    the service assumes for a time string without a zone; StableNew's `datetime.utcnow()`),
+    "local" for `datetime.now()`, or an IANA name ("America/Chicago").
     """
 
     def __init__(
@@ -50,6 +57,7 @@ class LearningClient:
         backoff: float = 0.25,
         raise_errors: bool = False,
         lock_timeout: float = 10.0,
+        naive_timezone: str = "UTC",
     ):
         self.base_url = base_url.rstrip("/")
         self.token = token
@@ -57,6 +65,7 @@ class LearningClient:
         self.timeout, self.retries, self.backoff = timeout, max(0, retries), backoff
         self.raise_errors = raise_errors
         self.lock_timeout = lock_timeout
+        self.naive_timezone = timezones.naive_timezone(naive_timezone)
         # A proxy set in the environment must not carry requests meant for this machine.
         local = (urlsplit(self.base_url).hostname or "") in LOOPBACK
         self._opener = request.build_opener(request.ProxyHandler({})) if local else request.build_opener()
@@ -83,10 +92,10 @@ class LearningClient:
 
     def _record_job(self, record, job_id) -> dict | None:
         try:
-            body = encode(record)
+            body = encode(record, self.naive_timezone)
         except (TypeError, ValueError, RecursionError) as exc:
             return self._fail(f"job {job_id!r} was not recorded: it cannot be sent as JSON ({exc})")
-        status, payload, reason = self._send("POST", "/api/jobs", body)
+        status, payload, reason = self._send("POST", "/api/jobs", body, fall_back=self.data_dir is not None)
         if status in (200, 201):
             return payload
         if status is None or status in RETRY_STATUSES:
@@ -102,7 +111,9 @@ class LearningClient:
     def _rate(self, job_id, rating, source) -> dict | None:
         path = f"/api/jobs/{quote(str(job_id), safe='')}/rating"
         try:
-            body = encode({"source": source} if rating is None else {"rating": rating, "source": source})
+            body = encode(
+                {"source": source} if rating is None else {"rating": rating, "source": source}, self.naive_timezone
+            )
         except (TypeError, ValueError) as exc:
             return self._fail(f"rating of job {job_id!r} was not stored: it cannot be sent as JSON ({exc})")
         status, payload, reason = self._send("DELETE" if rating is None else "PUT", path, body)
@@ -112,8 +123,12 @@ class LearningClient:
         return self._fail(f"rating of job {job_id!r} was not stored: {reason}", status)
 
     # ------------------------------------------------------------ HTTP
-    def _send(self, method: str, path: str, body: bytes) -> tuple[int | None, object, str]:
-        """(status or None if unreachable, decoded JSON body, reason) after the retries."""
+    def _send(self, method: str, path: str, body: bytes, fall_back: bool = False) -> tuple[int | None, object, str]:
+        """(status or None if unreachable, decoded JSON body, reason) after the retries.
+
+        `fall_back`: the caller has somewhere else to go, so a refused connection (nothing
+        listens) is not retried.
+        """
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -134,7 +149,10 @@ class LearningClient:
                     return status, payload, reason
             except (error.URLError, OSError, http.client.HTTPException) as exc:  # refused, reset, timed out
                 status, payload = None, None
-                reason = f"is unreachable ({getattr(exc, 'reason', exc)})"
+                cause = getattr(exc, "reason", exc)
+                reason = f"is unreachable ({cause})"
+                if fall_back and isinstance(cause, ConnectionRefusedError):
+                    return status, payload, reason
             if attempt < self.retries:
                 delay = self.backoff * 2**attempt
                 log.warning("learning_svc at %s %s; retrying in %.2f s", self.base_url, reason, delay)
@@ -143,36 +161,32 @@ class LearningClient:
 
     # ------------------------------------------------------------ the service is down
     def _append_to_journal(self, body: bytes, job_id, reason: str) -> dict | None:
-        """Validate like the service does and append the line under the journal lock."""
+        """Validate like the service does and append the line under the journal lock, unless it is
+        recorded already (an identical retry writes nothing; other content is refused)."""
         try:
-            import orjson
-
-            from . import records
-            from .config import Settings
-            from .journal import Journal
+            from . import offline
         except ImportError as exc:
             return self._fail(f"job {job_id!r} was not recorded: the service {reason} and {exc}")
-        try:  # the JSON the service would have read, so that a later retry over HTTP is identical
-            line = records.stored_job(records.parse(records.JobIn, orjson.loads(body)))
-        except records.InvalidRecord as exc:
-            return self._fail(f"job {job_id!r} was not recorded: {exc}", 400)
-        journal = Journal(Settings(data_dir=self.data_dir).log_path, lock_timeout=self.lock_timeout)
         try:
-            with journal.locked():
-                journal.repair_tail(records.is_sound)  # never glue a line onto the torn tail of a crashed writer
-                journal.append(records.dumps(line))
+            outcome = offline.record_offline(self.data_dir, body, None, self.lock_timeout)
         except Exception as exc:  # a full disk, a lock held for too long: the pipeline goes on
             return self._fail(
-                f"job {job_id!r} was not recorded: the service {reason} and {journal.path} could not be written ({exc})"
+                f"job {job_id!r} was not recorded: the service {reason} and "
+                f"{self.data_dir / offline.LOG_NAME} could not be written ({exc})"
             )
-        log.warning(
-            "learning_svc at %s %s: job %r appended to %s; the service indexes it when it starts",
-            self.base_url,
-            reason,
-            line["job_id"],
-            journal.path,
-        )
-        return {**records.job_summary(records.line_summary(line), None, None), "offline": True}
+        if outcome.status == "invalid":
+            return self._fail(f"job {job_id!r} was not recorded: {outcome.message}", 400)
+        if outcome.status == "conflict":
+            return self._fail(f"job {job_id!r} was not recorded: {outcome.message}", 409)
+        if outcome.status == "created":
+            log.warning(
+                "learning_svc at %s %s: job %r appended to %s; the service indexes it when it starts",
+                self.base_url,
+                reason,
+                outcome.summary["job_id"],
+                self.data_dir / offline.LOG_NAME,
+            )
+        return outcome.summary
 
     def _fail(self, message: str, status: int | None = None) -> None:
         log.error("%s", message)
@@ -181,16 +195,22 @@ class LearningClient:
         return None
 
 
-def encode(value) -> bytes:
-    """Strict JSON (no NaN); paths, datetimes, enums, sets and numpy scalars become plain JSON."""
-    return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"), default=_plain).encode()
+def encode(value, naive: dt.tzinfo = dt.UTC) -> bytes:
+    """Strict JSON (no NaN); paths, datetimes, enums, sets and numpy scalars become plain JSON.
+
+    A datetime without a zone is taken to be in `naive` (UTC unless the client says otherwise)
+    and sent with its offset, so the service stores the same instant whatever form it came in.
+    """
+    return json.dumps(
+        value, allow_nan=False, ensure_ascii=False, separators=(",", ":"), default=lambda item: _plain(item, naive)
+    ).encode()
 
 
-def _plain(value):
+def _plain(value, naive: dt.tzinfo):
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, dt.datetime):
-        return value.astimezone().isoformat()  # a naive datetime is local time in Python
+        return (value if value.tzinfo is not None else value.replace(tzinfo=naive)).isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, enum.Enum):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from datetime import tzinfo
 from pathlib import Path
+
+from .timezones import naive_timezone
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -27,7 +30,12 @@ class Settings:
     text_set_max: int = 600_000
     text_cache_bytes: int = 128 * 2**20
     text_background: bool = True  # hold common words in a background thread (tests hold them at once)
+    naive_timezone: str = "UTC"  # what a posted time without a zone means: UTC, local or an IANA name
     extra: dict = field(default_factory=dict)
+
+    @property
+    def naive_tz(self) -> tzinfo:
+        return naive_timezone(self.naive_timezone)
 
     @property
     def log_path(self) -> Path:
@@ -65,6 +73,7 @@ class Settings:
             output_root=Path(env["LEARNING_SVC_OUTPUT_ROOT"]) if env.get("LEARNING_SVC_OUTPUT_ROOT") else None,
             allowed_hosts=hosts,
             threads=int(env.get("LEARNING_SVC_THREADS", "8")),
+            naive_timezone=env.get("LEARNING_SVC_NAIVE_TIMEZONE") or "UTC",
             **_ints(
                 env,
                 probe_above="LEARNING_SVC_PROBE_ABOVE",

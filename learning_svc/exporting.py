@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import orjson
 
-from . import params
+from . import params, records
 from .config import Settings
 from .fields import FIELDS
 
@@ -36,7 +36,7 @@ def _field_columns(taken: set[str]) -> list:
     Numbers and choices are shown as given, so they need no second column."""
     columns = []
     for field in FIELDS:
-        if field.name in taken and field.kind != "text":
+        if field.name in taken and (field.kind != "text" or not field.groups):
             continue
         name = f"{field.name}_group" if field.name in taken else field.name
         columns.append((name, lambda s, r, field=field: "|".join(display for _, display in field.values(r))))
@@ -79,19 +79,24 @@ CSV_COLUMNS = [
 
 
 def jsonl_chunks(rows: Iterable) -> Iterator[bytes]:
-    """Each stored line unchanged, plus the service's view of it under EXPORT_KEY (never over a stored key)."""
-    for summary, record in rows:
-        line = record()
+    """Each stored line unchanged, plus the service's view of it under EXPORT_KEY (never over a
+    stored key): the rating, and the job's amendment lines when it has any."""
+    for summary, lines in rows:
+        line, amendments = lines()
         line[EXPORT_KEY] = {"rating": summary["rating"], "rated_at": summary["rated_at"]}
+        if amendments:
+            line[EXPORT_KEY]["amendments"] = amendments
         yield orjson.dumps(line) + b"\n"
 
 
 def csv_chunks(rows: Iterable) -> Iterator[bytes]:
+    """One row per job, from its current record (amendments applied)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([name for name, _ in CSV_COLUMNS])
-    for summary, record in rows:
-        stored = record()
+    for summary, lines in rows:
+        base, amendments = lines()
+        stored = records.effective_line(base, amendments) if amendments else base
         writer.writerow(["" if (value := get(summary, stored)) is None else value for _, get in CSV_COLUMNS])
         if buffer.tell() > 65536:
             yield buffer.getvalue().encode()

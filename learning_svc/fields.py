@@ -13,6 +13,7 @@ any field is one index range in any sort order (index/tables.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ class Field:
     choices: tuple[str, ...] = ()
     multi: bool = False  # several values per job (packs, LoRAs)
     facet: bool = True  # counted in /api/facets and offered as a picker
+    groups: bool = False  # the value shown differs from the raw one (a model without its file extension)
     description: str = ""
 
     def tag(self, raw: Any) -> tuple[str, str] | None:
@@ -139,57 +141,57 @@ def _status(line: dict) -> list:
     return [line.get("status") or "completed"]
 
 
+def _experiment(key: str) -> Callable[[dict], list]:
+    def read(line: dict) -> list:
+        experiment = line.get("experiment")
+        return [experiment.get(key)] if isinstance(experiment, dict) else []
+
+    return read
+
+
+def _value(raw: Any) -> str | None:
+    """A setting's value under test: a number by value (10.0 and "10.0" -> "10"), else its text."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return canonical_number(raw)
+    text = _text(raw)
+    try:
+        number = float(text) if text else None
+    except ValueError:
+        return text
+    return canonical_number(number) if number is not None and math.isfinite(number) else text
+
+
+# fmt: off
 FIELDS: tuple[Field, ...] = (
-    Field(
-        "pack", "Pack", "Packs", lambda line: line.get("packs") or (), _text, multi=True, description="prompt pack name"
-    ),
-    Field(
-        "model",
-        "Model",
-        "Models",
-        _one("model"),
-        _file_name,
-        description="checkpoint; folder, extension and [hash] are ignored",
-    ),
-    Field("vae", "VAE", "VAEs", _one("vae"), _file_name, description="VAE; folder and extension are ignored"),
-    Field(
-        "sampler",
-        "Sampler",
-        "Samplers",
-        _sampler,
-        _text,
-        description="sampler; an A1111 name such as `DPM++ 2M Karras` counts as `DPM++ 2M`",
-    ),
-    Field(
-        "scheduler",
-        "Scheduler",
-        "Schedulers",
-        _scheduler,
-        _text,
-        description="scheduler, or the one folded into an A1111 sampler name",
-    ),
-    Field("steps", "Steps", "Steps", _one("steps"), _positive(int), kind="number", description="sampling steps"),
-    Field("cfg_scale", "CFG", "CFG", _one("cfg_scale"), _positive(float), kind="number", description="CFG scale"),
-    Field(
-        "lora",
-        "LoRA",
-        "LoRAs",
-        _names("loras"),
-        _file_name,
-        multi=True,
-        description="LoRA name; folder, extension and [hash] are ignored",
-    ),
-    Field(
-        "embedding",
-        "Embedding",
-        "Embeddings",
-        _names("embeddings"),
-        _file_name,
-        multi=True,
-        description="textual inversion embedding",
-    ),
-    Field("status", "Status", "Status", _status, _text, kind="choice", choices=STATUSES),
+    Field("pack", "Pack", "Packs", read=lambda line: line.get("packs") or (), show=_text, multi=True,
+          description="prompt pack name"),
+    Field("model", "Model", "Models", read=_one("model"), show=_file_name, groups=True,
+          description="checkpoint; folder, extension and [hash] are ignored"),
+    Field("vae", "VAE", "VAEs", read=_one("vae"), show=_file_name, groups=True,
+          description="VAE; folder and extension are ignored"),
+    Field("sampler", "Sampler", "Samplers", read=_sampler, show=_text, groups=True,
+          description="sampler; an A1111 name such as `DPM++ 2M Karras` counts as `DPM++ 2M`"),
+    Field("scheduler", "Scheduler", "Schedulers", read=_scheduler, show=_text, groups=True,
+          description="scheduler, or the one folded into an A1111 sampler name"),
+    Field("steps", "Steps", "Steps", read=_one("steps"), show=_positive(int), kind="number",
+          description="sampling steps"),
+    Field("cfg_scale", "CFG", "CFG", read=_one("cfg_scale"), show=_positive(float), kind="number",
+          description="CFG scale"),
+    Field("lora", "LoRA", "LoRAs", read=_names("loras"), show=_file_name, multi=True, groups=True,
+          description="LoRA name; folder, extension and [hash] are ignored"),
+    Field("embedding", "Embedding", "Embeddings", read=_names("embeddings"), show=_file_name, multi=True,
+          groups=True, description="textual inversion embedding"),
+    Field("status", "Status", "Status", read=_status, show=_text, kind="choice", choices=STATUSES),
+    Field("experiment", "Experiment", "Experiments", read=_experiment("name"), show=_text,
+          description="the experiment a job was part of (StableNew learning experiments)"),
+    Field("variable", "Variable", "Variables", read=_experiment("variable"), show=_text,
+          description="the setting an experiment varied, e.g. `CFG Scale`"),
+    Field("variant", "Value", "Values", read=_experiment("value"), show=_value,
+          description="this job's value of the setting under test"),
+    Field("run_id", "Run", "Runs", read=_one("run_id"), show=_text, facet=False,
+          description="the pipeline run a job belongs to (many jobs share one)"),
 )
+# fmt: on
 BY_NAME: dict[str, Field] = {field.name: field for field in FIELDS}
 FACETED: tuple[Field, ...] = tuple(field for field in FIELDS if field.facet)
 

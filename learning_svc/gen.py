@@ -655,6 +655,12 @@ def _record(rng: random.Random, run: _Run, row: int, variant: int, unique: int, 
     }
     if status != "completed" or run.explicit_status:
         record["status"] = status
+    if run.plan_kind == "sweep":  # a learning experiment: one setting varied across the variants
+        record["experiment"] = {
+            "name": f"{run.packs[0][:24]} {run.sweep} sweep",
+            "variable": _SWEEPS[run.sweep][0].replace("_", " "),
+            "value": variant_value,
+        }
     if run.batch_size > 1:
         record["batch_index"] = (row * run.variant_total + variant) % run.batch_size
         record["batch_total"] = run.batch_size

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from .params import ExportParams, FacetParams, ListParams, query_parameters
+from .params import AmendParams, ExportParams, FacetParams, ListParams, query_parameters
 from .records import JobIn, JobSummary, RatingClear, RatingIn
 
 
@@ -27,10 +27,25 @@ class RatingEvent(BaseModel):
 
 
 class JobDetail(BaseModel):
-    record: dict
+    record: dict = Field(description="the stored line, with the job's amendments applied")
+    amendments: list[dict] = Field(description="the job's amendment lines (learning_amend_v2), oldest first")
     rating: int | None
     rated_at: float | None
     rating_history: list[RatingEvent]
+
+
+class JobPatch(BaseModel):
+    """Fields of a job record (as in JobRecord) to set; anything but job_id and what the service writes."""
+
+    model_config = ConfigDict(
+        extra="allow", title="JobPatch", json_schema_extra={"minProperties": 1, "not": {"required": ["job_id"]}}
+    )
+
+
+class AmendResult(BaseModel):
+    job_id: str
+    amended: list[str] = Field(description="the fields changed; empty when the job already had these values")
+    summary: JobSummary
 
 
 class RatingResult(BaseModel):
@@ -85,7 +100,20 @@ class FieldList(BaseModel):
     fields: list[FieldInfo]
 
 
-MODELS = (JobIn, RatingIn, RatingClear, JobSummary, JobPage, JobDetail, RatingResult, Facets, FieldList, ErrorBody)
+MODELS = (
+    JobIn,
+    JobPatch,
+    AmendResult,
+    RatingIn,
+    RatingClear,
+    JobSummary,
+    JobPage,
+    JobDetail,
+    RatingResult,
+    Facets,
+    FieldList,
+    ErrorBody,
+)
 
 
 @cache
@@ -150,6 +178,16 @@ def document() -> dict:
                     "operationId": "getJob",
                     "parameters": [JOB_ID],
                     "responses": {"200": {"description": "the job", **_json(JobDetail)}, **_errors(404)},
+                },
+                "patch": {
+                    "summary": "Amend a recorded job: set fields (appends an amendment line)",
+                    "operationId": "amendJob",
+                    "parameters": [JOB_ID, *query_parameters(AmendParams)],
+                    "requestBody": {"required": True, **_json(JobPatch)},
+                    "responses": {
+                        "200": {"description": "amended (or already so)", **_json(AmendResult)},
+                        **_errors(400, 403, 404, 409, 413, 415, 503),
+                    },
                 },
             },
             "/api/jobs/{job_id}/outputs/{n}": {

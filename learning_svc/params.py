@@ -207,6 +207,13 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class AmendParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    replace: Annotated[
+        bool, BeforeValidator(_boolean), WithJsonSchema({"type": "string", "enum": ["true", "false"]})
+    ] = Field(False, description="change fields that are already set (else such an amendment is a 409)")
+
+
 # ---------------------------------------------------------------- parsing a query string
 
 

@@ -13,7 +13,9 @@ _TOKEN = re.compile(
     rf"\(\s*<\s*embedding\s*:\s*(?P<wemb>{_NAME})\s*>\s*:\s*(?P<wembw>{_NUM})\s*\)"
     rf"|<\s*(?:lora|lyco)\s*:\s*(?P<lora>{_NAME})\s*(?::\s*(?P<loraw>{_NUM})\s*(?::\s*{_NUM}\s*)*)?>"
     rf"|<\s*embedding\s*:\s*(?P<emb>{_NAME})\s*>"
-    rf"|\bembedding\s*:\s*(?P<bare>[\w.\-]+)",
+    rf"|\bembedding\s*:\s*(?P<bare>[\w.\-]+)"
+    # StableNew's own form: an embedding's name alone in angle brackets (`<easynegative-neg>`)
+    rf"|<\s*(?P<angled>[A-Za-z0-9_][\w.\-]*)\s*>",
     re.IGNORECASE,
 )
 
@@ -37,7 +39,7 @@ def detect(*prompts: str | None) -> tuple[list[dict], list[dict]]:
             elif m["wemb"] is not None:
                 _add(embeddings, m["wemb"], float(m["wembw"]))
             else:
-                _add(embeddings, m["emb"] or m["bare"], 1.0)
+                _add(embeddings, m["emb"] or m["bare"] or m["angled"], 1.0)
     return list(loras.values()), list(embeddings.values())
 
 

@@ -7,7 +7,7 @@ import math
 import re
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -21,6 +21,7 @@ from pydantic import (
     StrictStr,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -29,9 +30,31 @@ from pydantic_core import PydanticCustomError
 from . import prompts
 
 LOG_SCHEMA = "learning_log_v2"
+AMEND_SCHEMA = "learning_amend_v2"  # an amendment of a recorded job, in the same file (PATCH /api/jobs/<id>)
 RATING_SCHEMA = "learning_rating_v2"
 MAX_DEPTH = 64
 MAX_NUMBER = 2**64
+# Keys of a stored line that the service writes: a record may not bring its own.
+SERVICE_KEYS = ("schema", "logged_at", "input_hash", "learning_svc")
+
+
+def _blank_is_absent(value: Any) -> Any:
+    """StableNew (and others) write "" for "unknown": the same as leaving the key out."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _without_blanks(value: Any) -> Any:
+    return [v for v in value if not (isinstance(v, str) and not v.strip())] if isinstance(value, list) else value
+
+
+def _integral(value: Any) -> Any:
+    """30.0 is the integer 30 (JSON writers often cannot tell); 30.5 stays a float and is refused."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < MAX_NUMBER:
+        return int(value)
+    return value
+
+
+Integral = BeforeValidator(_integral)
 
 
 def _job_id(value: str) -> str:
@@ -42,10 +65,10 @@ def _job_id(value: str) -> str:
     return value
 
 
-def _timestamp(value: Any) -> float:
+def _timestamp(value: Any, info: ValidationInfo) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("must be epoch seconds (a number) or an ISO-8601 string")
-    return to_epoch(value)
+    return to_epoch(value, (info.context or {}).get("naive_timezone"))
 
 
 _BAD_JOB_ID = re.compile(r"[\x00-\x1f\x7f/]")
@@ -56,6 +79,8 @@ JobId = Annotated[
     WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^\x00-\x1f\x7f/]+$"}),
 ]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+OptionalName = Annotated[Name | None, BeforeValidator(_blank_is_absent)]
+OptionalText = Annotated[str | None, BeforeValidator(_blank_is_absent)]
 Timestamp = Annotated[
     float,
     BeforeValidator(_timestamp),
@@ -89,6 +114,15 @@ class NamedWeight(BaseModel):
     weight: float = Field(default=1.0, allow_inf_nan=False)
 
 
+class Experiment(BaseModel):
+    """What a job was part of when it tested one setting (StableNew's learning experiments)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    name: OptionalName = None
+    variable: OptionalName = Field(None, description="the setting under test, e.g. `CFG Scale`")
+    value: Any = Field(None, description="this job's value of it")
+
+
 class JobIn(BaseModel):
     """A completed job as the pipeline posts it (SPEC §1.1). Unknown keys are kept as given."""
 
@@ -100,36 +134,52 @@ class JobIn(BaseModel):
     )
 
     job_id: JobId
-    variant_index: Annotated[StrictInt, Field(ge=0)] = 0
-    variant_total: Annotated[StrictInt, Field(ge=1)] = 1
-    batch_index: Annotated[StrictInt, Field(ge=0)] | None = None
-    batch_total: Annotated[StrictInt, Field(ge=1)] | None = None
+    variant_index: Annotated[StrictInt, Integral, Field(ge=0)] = 0
+    variant_total: Annotated[StrictInt, Integral, Field(ge=1)] = 1
+    batch_index: Annotated[StrictInt, Integral, Field(ge=0)] | None = None
+    batch_total: Annotated[StrictInt, Integral, Field(ge=1)] | None = None
     status: Literal["completed", "failed", "cancelled"] = "completed"
-    packs: list[Name] = []
+    packs: Annotated[list[Name], BeforeValidator(_without_blanks)] = []
     run_config: dict[str, Any] = {}
     randomization_plan: dict[str, Any] | None = None
     stages: dict[str, dict[str, Any]] = {}
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    model: Name | None = None
-    vae: Name | None = None
-    sampler: Name | None = None
-    scheduler: Name | None = None
-    steps: Annotated[StrictInt, Field(ge=0, le=100_000)] | None = None
+    prompt: OptionalText = None
+    negative_prompt: OptionalText = None
+    model: OptionalName = None
+    vae: OptionalName = None
+    sampler: OptionalName = None
+    scheduler: OptionalName = None
+    steps: Annotated[StrictInt, Integral, Field(ge=0, le=100_000)] | None = None
     cfg_scale: Annotated[float, Field(allow_inf_nan=False)] | None = None
-    seed: Annotated[StrictInt, Field(ge=-1, le=MAX_NUMBER - 1)] | None = None
-    width: Annotated[StrictInt, Field(ge=0, le=1_000_000)] | None = None
-    height: Annotated[StrictInt, Field(ge=0, le=1_000_000)] | None = None
+    seed: Annotated[StrictInt, Integral, Field(ge=-1, le=MAX_NUMBER - 1)] | None = None
+    width: Annotated[StrictInt, Integral, Field(ge=0, le=1_000_000)] | None = None
+    height: Annotated[StrictInt, Integral, Field(ge=0, le=1_000_000)] | None = None
     loras: list[NamedWeight] | None = None
     embeddings: list[NamedWeight] | None = None
-    outputs: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = []
-    num_outputs: Annotated[StrictInt, Field(ge=0)] | None = None
+    outputs: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]], BeforeValidator(_without_blanks)
+    ] = []
+    num_outputs: Annotated[StrictInt, Integral, Field(ge=0)] | None = None
     started_at: Timestamp | None = None
     completed_at: Timestamp | None = None
     duration_sec: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     timings: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = {}
-    run_id: Annotated[str, StringConstraints(max_length=256)] | None = None
+    run_id: Annotated[Annotated[str, StringConstraints(max_length=256)] | None, BeforeValidator(_blank_is_absent)] = (
+        None
+    )
+    experiment: Experiment | None = None
     extra: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_service_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in SERVICE_KEYS:
+                if key in data:
+                    _fail(
+                        key, f"{key} is written by the service; a record cannot set it (put your own value under extra)"
+                    )
+        return data
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> JobIn:
@@ -168,7 +218,10 @@ def _fail(loc: str, msg: str):
     raise PydanticCustomError("cross_field", "{msg}", {"loc": loc, "msg": msg})
 
 
-Source = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[\w.\-]+$")]
+# Who rated: "web", "api", "StableNew review", an importer's name. Printable, one line.
+Source = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 
 
 class RatingIn(BaseModel):
@@ -262,15 +315,16 @@ def is_sound(line: bytes) -> bool:
         return False
 
 
-def to_epoch(value: float | str) -> float:
-    """Epoch seconds from a number or an ISO-8601 string (naive means UTC)."""
+def to_epoch(value: float | str, naive_timezone: tzinfo | None = None) -> float:
+    """Epoch seconds from a number or an ISO-8601 string. A time without a zone is UTC,
+    unless `naive_timezone` says otherwise (LEARNING_SVC_NAIVE_TIMEZONE)."""
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
             raise ValueError(f"not an ISO-8601 timestamp: {value[:40]!r}") from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
+            parsed = parsed.replace(tzinfo=naive_timezone or UTC)
         value = parsed.timestamp()
     if isinstance(value, bool) or not math.isfinite(value) or not 0 <= value < 1e11:
         raise ValueError("timestamp must be epoch seconds between 1970 and year 5000")
@@ -324,9 +378,9 @@ def loads(raw: bytes) -> Any:
         raise InvalidRecord(f"the body is not valid JSON: {error}", [{"loc": "body", "msg": str(error)}]) from None
 
 
-def parse_json(model: type[BaseModel], raw: bytes) -> BaseModel:
+def parse_json(model: type[BaseModel], raw: bytes, naive_timezone: tzinfo | None = None):
     """parse() of a raw JSON body, walking it for shape problems only when a screen fires."""
-    return parse(model, loads(raw), shape_checked=not needs_shape_check(raw))
+    return parse(model, loads(raw), shape_checked=not needs_shape_check(raw), naive_timezone=naive_timezone)
 
 
 def _fields(error: ValidationError) -> list[dict]:
@@ -340,13 +394,14 @@ def _fields(error: ValidationError) -> list[dict]:
     return fields
 
 
-def parse(model: type[BaseModel], data: Any, shape_checked: bool = False) -> BaseModel:
+def parse(model: type[BaseModel], data: Any, shape_checked: bool = False, naive_timezone: tzinfo | None = None):
+    """A validated `model` from decoded JSON, or InvalidRecord with the fields at fault."""
     if not isinstance(data, dict):
         raise InvalidRecord("the body must be a JSON object", [{"loc": "body", "msg": "expected an object"}])
     if not shape_checked:
         check_json_shape(data)
     try:
-        parsed = model.model_validate(data)
+        parsed = model.model_validate(data, context={"naive_timezone": naive_timezone})
     except ValidationError as error:
         fields = _fields(error)
         summary = "; ".join(f"{f['loc']}: {f['msg']}" for f in fields[:3])
@@ -364,12 +419,16 @@ def parse_rating(data: Any) -> RatingIn:
 
 
 # ---------------------------------------------------------------- resolution
+# Where the generation summary of a record comes from when it does not say (README
+# "Where the summary comes from"): the keys of each field in the order tried, and the
+# places tried, first to last. "" and, for steps / CFG / size, 0 mean "unknown" there
+# (StableNew writes them for settings it did not record) and the next place is tried.
 
 _LOOKUP_KEYS = {
-    "prompt": ("prompt",),
+    "prompt": ("prompt", "positive_prompt"),
     "negative_prompt": ("negative_prompt",),
-    "model": ("model", "sd_model_checkpoint", "model_name"),
-    "vae": ("vae", "sd_vae"),
+    "model": ("model", "base_model", "sd_model_checkpoint", "model_name", "checkpoint"),
+    "vae": ("vae", "sd_vae", "vae_name"),
     "sampler": ("sampler", "sampler_name"),
     "scheduler": ("scheduler",),
     "steps": ("steps",),
@@ -378,38 +437,144 @@ _LOOKUP_KEYS = {
     "width": ("width",),
     "height": ("height",),
 }
-_LOOKUP_TYPES = {"steps": int, "seed": int, "width": int, "height": int, "cfg_scale": (int, float)}
+_NUMBERS = {"steps": int, "seed": int, "width": int, "height": int, "cfg_scale": float}
+_ZERO_IS_UNKNOWN = {"steps", "cfg_scale", "width", "height"}
+# Stages in pipeline order: a job without txt2img (img2img, ADetailer or upscale only) takes
+# its model, sampler and size from the first stage that has them.
+STAGE_ORDER = ("txt2img", "img2img", "adetailer", "upscale", "refiner", "hires")
+# ADetailer's own prompts may name LoRAs and embeddings too.
+_DETAIL_PROMPTS = ("adetailer_prompt", "ad_prompt", "adetailer_negative_prompt", "ad_negative_prompt")
+
+
+def _known(field: str, value: Any) -> Any:
+    """The value if it is a known one of the field's type, else None."""
+    if isinstance(value, bool):
+        return None
+    kind = _NUMBERS.get(field)
+    if kind is None:
+        return value if isinstance(value, str) and value.strip() else None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            return None
+        value = int(value)
+    else:
+        value = float(value)
+    return None if field in _ZERO_IS_UNKNOWN and value <= 0 else value
 
 
 def _lookup(sources: list[dict], field: str) -> Any:
-    wanted = _LOOKUP_TYPES.get(field, str)
     for source in sources:
         for key in _LOOKUP_KEYS[field]:
-            value = source.get(key)
-            if isinstance(value, wanted) and not isinstance(value, bool) and value != "":
-                return float(value) if field == "cfg_scale" else value
+            value = _known(field, source.get(key))
+            if value is not None:
+                return value
     return None
 
 
+def _snapshots(job: JobIn) -> list[dict]:
+    """run_config, and a StableNew job snapshot inside it (`normalized_job`, v2.6)."""
+    config = job.run_config
+    nested = config.get("normalized_job")
+    return [config, nested] if isinstance(nested, dict) else [config]
+
+
+def _stage_configs(job: JobIn) -> list[tuple[str, dict]]:
+    """(stage name, config) of every stage in pipeline order: `stages`, stage sections of the
+    run_config, and StableNew's `stage_chain` (enabled stages only; its `extra` holds the
+    ADetailer prompts)."""
+    found: list[tuple[str, dict]] = []
+    chain = [s for top in _snapshots(job) for s in top.get("stage_chain") or () if isinstance(s, dict)]
+    chain = [s for s in chain if s.get("enabled", True) is not False]
+    named = list(dict.fromkeys([*STAGE_ORDER, *job.stages]))
+    for name in named:
+        for container in (job.stages, job.run_config):
+            if isinstance(container.get(name), dict):
+                found.append((name, container[name]))
+        for stage in chain:
+            if stage.get("stage_type") == name:
+                found.append((name, stage))
+                if isinstance(stage.get("extra"), dict):
+                    found.append((name, stage["extra"]))
+    return found
+
+
 def _lookup_sources(job: JobIn) -> list[dict]:
-    candidates = [job.run_config, job.stages.get("txt2img"), job.run_config.get("txt2img")]
-    return [c for c in candidates if isinstance(c, dict)]
+    return _snapshots(job) + [config for _, config in _stage_configs(job)]
+
+
+def _detail_prompts(job: JobIn) -> list[str]:
+    prompts_ = []
+    for name, config in _stage_configs(job):
+        keys = _DETAIL_PROMPTS + (("prompt", "negative_prompt") if name == "adetailer" else ())
+        prompts_ += [config[k] for k in keys if isinstance(config.get(k), str) and config[k].strip()]
+    return prompts_
+
+
+def _listed_weights(items) -> list[dict] | None:
+    """StableNew's `lora_tags` ({name, weight}) or embedding lists (a bare name or [name, weight])."""
+    if not isinstance(items, list):
+        return None
+    found: dict[str, dict] = {}
+    for item in items:
+        name, weight = None, 1.0
+        if isinstance(item, str):
+            name = item
+        elif isinstance(item, dict):
+            name, weight = item.get("name"), item.get("weight", 1.0)
+        elif isinstance(item, list) and len(item) == 2:
+            name, weight = item
+        if isinstance(name, str) and name.strip() and isinstance(weight, (int, float)) and not isinstance(weight, bool):
+            found.setdefault(name.strip().casefold(), {"name": name.strip(), "weight": float(weight)})
+    return list(found.values())
+
+
+def _stablenew_lists(job: JobIn, *keys: str) -> list[dict]:
+    return _merged(*(_listed_weights(top.get(key)) for top in _snapshots(job) for key in keys))
+
+
+def _merged(*lists: list[dict] | None) -> list[dict]:
+    """Names of several lists, the first occurrence of each (case-insensitively) kept."""
+    merged: dict[str, dict] = {}
+    for items in lists:
+        for item in items or ():
+            merged.setdefault(item["name"].casefold(), item)
+    return list(merged.values())
+
+
+# Fields added to JobIn after records were first stored: left out of the hash while absent,
+# so that a record stored by an older version is still an identical retry of itself.
+_ADDED_LATER = ("experiment",)
 
 
 def input_hash(job: JobIn) -> str:
-    canonical = orjson.dumps(job.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    """What "identical" compares (SPEC §2): a hash of the validated input."""
+    data = job.model_dump(mode="json")
+    for name in _ADDED_LATER:
+        if data.get(name) is None and name not in (job.model_extra or {}):
+            data.pop(name, None)
+    canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:32]
 
 
 def stored_job(job: JobIn, logged_at: float | None = None) -> dict:
     """The self-contained line written to learning_log_v2.jsonl, keys in a stable order."""
     sources = _lookup_sources(job)
-    summary = {f: getattr(job, f) if getattr(job, f) is not None else _lookup(sources, f) for f in _LOOKUP_KEYS}
-    loras, embeddings = prompts.detect(summary["prompt"], summary["negative_prompt"])
+    summary = {}
+    for f in _LOOKUP_KEYS:
+        given = _known(f, getattr(job, f))  # a given 0 steps is as unknown as none
+        summary[f] = given if given is not None else _lookup(sources, f)
+    # Listed in the record: as given. Else StableNew's lists, then what the prompts name besides.
+    loras, embeddings = prompts.detect(summary["prompt"], summary["negative_prompt"], *_detail_prompts(job))
     if job.loras is not None:
         loras = [lw.model_dump() for lw in job.loras]
+    else:
+        loras = _merged(_stablenew_lists(job, "lora_tags"), loras)
     if job.embeddings is not None:
         embeddings = [ew.model_dump() for ew in job.embeddings]
+    else:
+        embeddings = _merged(_stablenew_lists(job, "positive_embeddings", "negative_embeddings"), embeddings)
     line = {
         "schema": LOG_SCHEMA,
         "job_id": job.job_id,
@@ -434,6 +599,7 @@ def stored_job(job: JobIn, logged_at: float | None = None) -> dict:
         "num_outputs": len(job.outputs),
         "timings": job.timings,
         "run_id": job.run_id,
+        "experiment": job.experiment.model_dump() if job.experiment else None,
         "run_config": job.run_config,
         "randomization_plan": job.randomization_plan,
         "stages": job.stages,
@@ -445,10 +611,13 @@ def stored_job(job: JobIn, logged_at: float | None = None) -> dict:
     return line
 
 
-def rating_event(job_id: str, rating: int | None, source: str, timestamp: float | None = None) -> dict:
+def rating_event(
+    job_id: str, rating: int | None, source: str, timestamp: float | None = None, rating_id: str | None = None
+) -> dict:
+    """A rating event; an importer gives a `rating_id` of its own so that a second import is seen to be one."""
     return {
         "schema": RATING_SCHEMA,
-        "rating_id": str(uuid.uuid4()),
+        "rating_id": rating_id or str(uuid.uuid4()),
         "job_id": job_id,
         "rating": rating,
         "timestamp": time.time() if timestamp is None else timestamp,
@@ -459,3 +628,66 @@ def rating_event(job_id: str, rating: int | None, source: str, timestamp: float 
 def dumps(line: dict) -> bytes:
     """One compact journal line, newline included."""
     return orjson.dumps(line) + b"\n"
+
+
+# ---------------------------------------------------------------- amendments
+# A recorded job is never rewritten: PATCH appends an amendment line that sets some of its
+# fields, and the one projection applies the amendments in file order (live and rebuilt alike).
+
+# Derived from other fields: recomputed from the amended record rather than carried over.
+_DERIVED = ("num_outputs",)
+_TIMES = ("completed_at", "started_at", "duration_sec")
+
+
+def is_set(value: Any) -> bool:
+    return value not in (None, "", [], {})
+
+
+def effective_line(base: dict, amendments: list[dict]) -> dict:
+    """The stored line of a job with its amendments applied, re-resolved; raises InvalidRecord."""
+    record = {k: v for k, v in base.items() if k not in SERVICE_KEYS and k not in _DERIVED}
+    for amendment in amendments:
+        changes = amendment.get("set") or {}
+        if any(k in changes for k in ("completed_at", "started_at")) and "duration_sec" not in changes:
+            record.pop("duration_sec", None)  # follows the new times
+        record.update(changes)
+    line = stored_job(parse(JobIn, record), logged_at=base.get("logged_at"))
+    line["input_hash"] = base.get("input_hash")  # what an identical retry of the original POST compares
+    return line
+
+
+def amendment_changes(current: dict, patch: dict, replace: bool) -> tuple[dict, list[str]]:
+    """(the fields a patch would change, the fields it may not change without `replace`).
+
+    A field is "set" when it holds anything but null, "", [] or {}; setting it to another value
+    needs `replace`. Fields the patch gives with their current value change nothing.
+    """
+    changes = {k: v for k, v in patch.items() if current.get(k) != v}
+    refused = [] if replace else [k for k in changes if is_set(current.get(k))]
+    return changes, refused
+
+
+def amend_line(job_id: str, changes: dict, logged_at: float | None = None) -> dict:
+    return {
+        "schema": AMEND_SCHEMA,
+        "job_id": job_id,
+        "set": changes,
+        "logged_at": time.time() if logged_at is None else logged_at,
+        "amend_id": str(uuid.uuid4()),
+    }
+
+
+def check_patch(data: Any) -> dict:
+    """The body of PATCH /api/jobs/<id>: an object of record fields (the job id cannot change)."""
+    if not isinstance(data, dict):
+        raise InvalidRecord("the body must be a JSON object", [{"loc": "body", "msg": "expected an object"}])
+    check_json_shape(data)
+    if not data:
+        raise InvalidRecord("give at least one field to set", [{"loc": "body", "msg": "no fields"}])
+    for key in ("job_id", *SERVICE_KEYS, *_DERIVED):
+        if key in data:
+            msg = (
+                f"{key} cannot be amended" if key == "job_id" or key in _DERIVED else f"{key} is written by the service"
+            )
+            raise InvalidRecord(msg, [{"loc": key, "msg": msg}])
+    return data

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +59,29 @@ class _Op:
             self.result, self.error = result, error
 
 
+def job_op(job: records.JobIn) -> _Op:
+    """Record a job: result (created, summary)."""
+    return _Op("job", records.stored_job(job))
+
+
+def stored_op(line: dict) -> _Op:
+    """Record a line as another learning_svc stored it (its input hash and times kept): result (created, summary)."""
+    return _Op("job", line)
+
+
+def rating_op(
+    job_id: str, rating: int | None, source: str, timestamp: float | None = None, rating_id: str | None = None
+) -> _Op:
+    """Rate a job: result (written, {job_id, rating, rated_at}). With a `rating_id` already in
+    the ratings file, or the job's current rating, nothing is written."""
+    return _Op("rating", records.rating_event(job_id, rating, source, timestamp, rating_id))
+
+
+def amend_op(job_id: str, patch: dict, replace: bool = False) -> _Op:
+    """Amend a job: result (fields changed, summary)."""
+    return _Op("amend", {"job_id": job_id, "patch": patch, "replace": replace})
+
+
 class Service:
     def __init__(self, settings: Settings, match_sets: MatchSets | None = None):
         self.settings = settings
@@ -98,18 +121,33 @@ class Service:
     # ------------------------------------------------------------ writes
     def record_job(self, job: records.JobIn) -> tuple[bool, dict]:
         """Returns (created, summary). Raises Conflict, Unavailable."""
-        return self._submit(_Op("job", records.stored_job(job)))
+        return self._submit(job_op(job))
 
     def rate_job(self, job_id: str, rating: int | None, source: str) -> dict:
-        """Append a rating event (None clears). Raises NotFound, Unavailable."""
-        return self._submit(_Op("rating", records.rating_event(job_id, rating, source)))
+        """Append a rating event (None clears); the job's current rating again writes nothing.
+        Returns {job_id, rating, rated_at}. Raises NotFound, Unavailable."""
+        return self._submit(rating_op(job_id, rating, source))[1]
 
-    def _submit(self, op: _Op):
+    def amend_job(self, job_id: str, patch: dict, replace: bool = False) -> tuple[list[str], dict]:
+        """Append an amendment setting some fields of a recorded job (PATCH). Returns (the fields
+        changed, empty when the job already had these values; the summary). Raises NotFound,
+        Conflict (a field already set to something else, unless `replace`), InvalidRecord."""
+        return self._submit(amend_op(job_id, patch, replace))
+
+    def submit_many(self, ops: list[_Op]) -> list[_Op]:
+        """Queue many writes at once (they share group commits: one fsync per batch) and wait
+        for all; each op then holds its own result or error. For importers."""
         if self._thread is None:
             raise Unavailable("the service is not running")
-        self._queue.put(op)
-        if not op.done.wait(WAIT_SECONDS):
-            raise Unavailable("the write did not complete in time")
+        for op in ops:
+            self._queue.put(op)
+        for op in ops:
+            if not op.done.wait(WAIT_SECONDS):
+                op.finish(error=Unavailable("the write did not complete in time"))
+        return ops
+
+    def _submit(self, op: _Op):
+        self.submit_many([op])
         if op.error:
             raise op.error
         return op.result
@@ -171,6 +209,7 @@ class Service:
                         log_cp, ratings_cp, report = self.indexer.catch_up_locked(conn, with_ratings)
                         self.torn_files += [p.name for p in report.torn]
                         self._write_jobs(conn, log_cp, [op for op in ops if op.kind == "job"])
+                        self._write_amendments(conn, log_cp, [op for op in ops if op.kind == "amend"])
                         self._write_ratings(conn, ratings_cp, [op for op in ops if op.kind == "rating"])
                         trans.commit()
                     except DamagedJournal as error:
@@ -213,25 +252,83 @@ class Service:
         if lines:
             self.indexer.apply_log(conn, cp, lines, known_new=True)
 
+    def _write_amendments(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
+        """One at a time (they are rare): each sees the ones before it, also of the same job."""
+        for op in ops:
+            job_id, patch, replace = op.payload["job_id"], op.payload["patch"], op.payload["replace"]
+            row = queries.job_row(conn, job_id)
+            if row is None:
+                op.finish(error=NotFound(f"no job {job_id!r}"))
+                continue
+            base, earlier = self._lines_of(conn, row)
+            current = records.effective_line(base, earlier)
+            changes, refused = records.amendment_changes(current, patch, replace)
+            if refused:
+                op.finish(
+                    error=Conflict(
+                        f"job {job_id!r} already has {', '.join(refused)} set to other values; "
+                        "amend with replace=true to change them"
+                    )
+                )
+                continue
+            if not changes:
+                op.finish(result=([], queries.summary_of(row)))
+                continue
+            line = records.amend_line(job_id, changes)
+            try:
+                after = records.effective_line(base, [*earlier, line])
+            except records.InvalidRecord as error:
+                op.finish(error=error)
+                continue
+            summary = records.job_summary(records.line_summary(after), row.rating, row.rated_at)
+            op.payload = line
+            result = (sorted(changes), summary)
+            lines = self._append(self.jobs_journal, [(op, records.dumps(line))], lambda _, result=result: result)
+            if lines:
+                self.indexer.apply_log(conn, cp, lines)
+
+    def _lines_of(self, conn: Connection, row) -> tuple[dict, list[dict]]:
+        """A job's stored line and its amendment lines, from the journal."""
+        base = orjson.loads(self.jobs_journal.read_at(row.id, row.line_length))
+        if not row.amendments:
+            return base, []
+        return base, [
+            orjson.loads(self.jobs_journal.read_at(offset, length))
+            for offset, length in queries.amendment_positions(conn, row.job_id)
+        ]
+
     def _write_ratings(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
         if not ops:
             return
-        existing = set(queries.job_rows(conn, sorted({op.payload["job_id"] for op in ops})))
+        job_ids = sorted({op.payload["job_id"] for op in ops})
+        current = {job_id: (row.rating, row.rated_at) for job_id, row in queries.job_rows(conn, job_ids).items()}
+        seen = queries.known_rating_ids(conn, job_ids, [op.payload["rating_id"] for op in ops])
         fresh = []
         for op in ops:
             event = op.payload
-            if event["job_id"] not in existing:
-                op.finish(error=NotFound(f"no job {event['job_id']!r}"))
+            job_id, rating = event["job_id"], event["rating"]
+            if job_id not in current:
+                op.finish(error=NotFound(f"no job {job_id!r}"))
+            elif event["rating_id"] in seen or current[job_id][0] == rating:  # nothing changes
+                op.finish(
+                    result=(False, {"job_id": job_id, "rating": current[job_id][0], "rated_at": current[job_id][1]})
+                )
             else:
+                rated_at = event["timestamp"] if rating is not None else None
+                current[job_id] = (rating, rated_at)
+                seen.add(event["rating_id"])
                 fresh.append((op, records.dumps(event)))
         lines = self._append(
             self.ratings_journal,
             fresh,
-            lambda event: {
-                "job_id": event["job_id"],
-                "rating": event["rating"],
-                "rated_at": event["timestamp"] if event["rating"] is not None else None,
-            },
+            lambda event: (
+                True,
+                {
+                    "job_id": event["job_id"],
+                    "rating": event["rating"],
+                    "rated_at": event["timestamp"] if event["rating"] is not None else None,
+                },
+            ),
         )
         if lines:
             self.indexer.apply_ratings(conn, cp, lines)
@@ -268,19 +365,28 @@ class Service:
             return facets.filtered(conn, make_plan(conn, sample, self.match_sets, self.thresholds), size)
 
     def get_job(self, job_id: str) -> dict:
+        """The job's record (with its amendments applied), its amendment lines, rating and history."""
         with self.read_engine.connect() as conn:
             row = queries.job_row(conn, job_id)
             if row is None:
                 raise NotFound(f"no job {job_id!r}")
             history = queries.rating_history(conn, job_id)
-        record = orjson.loads(self.jobs_journal.read_at(row.id, row.line_length))
-        return {"record": record, "rating": row.rating, "rated_at": row.rated_at, "rating_history": history}
+            base, amendments = self._lines_of(conn, row)
+        record = records.effective_line(base, amendments) if amendments else base
+        return {
+            "record": record,
+            "amendments": amendments,
+            "rating": row.rating,
+            "rated_at": row.rated_at,
+            "rating_history": history,
+        }
 
     def output_file(self, job_id: str, n: int):
-        """(path, mimetype) of output `n` of a job if it is a readable image; NotFound for an unknown job."""
+        """(path, mimetype) of output `n` of a job if it is a readable image, else None (a placeholder).
+        NotFound for an unknown job or an output it does not have."""
         outputs = self.get_summary(job_id)["outputs"]
         if not 0 <= n < len(outputs):
-            return None
+            raise NotFound(f"job {job_id!r} has {len(outputs)} output{'' if len(outputs) == 1 else 's'}, not {n + 1}")
         found = images.image_file(outputs[n], self.settings.output_root or Path.cwd())
         return found if found and images.is_image(found[0]) else None
 
@@ -295,19 +401,21 @@ class Service:
             raise NotFound(f"no job {job_id!r}")
         return queries.summary_of(row)
 
+    def latest_rating_times(self, job_ids: list[str]) -> dict[str, float]:
+        """The time of each job's newest rating event, for the jobs that have one."""
+        with self.read_engine.connect() as conn:
+            return queries.latest_rating_times(conn, job_ids)
+
     def ratings_dict(self) -> dict[str, int]:
         with self.read_engine.connect() as conn:
             return queries.ratings_dict(conn)
 
-    def export(self, filters: Filters, sort: str) -> Iterator[tuple[dict, dict]]:
-        """(summary, full stored record) for every matching job, streamed."""
+    def export(self, filters: Filters, sort: str) -> Iterator[tuple[dict, Callable[[], tuple[dict, list[dict]]]]]:
+        """(summary, a function giving (the stored line, its amendment lines)) for every matching job, streamed."""
         with self.read_engine.connect() as conn:
             plan = make_plan(conn, Page(filters, sort, 500), self.match_sets, self.thresholds)
             for row in queries.iter_jobs(conn, plan):
-                yield (
-                    queries.summary_of(row),
-                    (lambda r=row: orjson.loads(self.jobs_journal.read_at(r.id, r.line_length))),
-                )
+                yield queries.summary_of(row), (lambda r=row: self._lines_of(conn, r))
 
     def health(self) -> dict:
         with self.read_engine.connect() as conn:

@@ -20,7 +20,21 @@ import orjson
 from learning_svc import gen
 from learning_svc.prompts import detect
 
-FIELDS = ("pack", "model", "vae", "sampler", "scheduler", "steps", "cfg_scale", "lora", "embedding", "status")
+FIELDS = (
+    "pack",
+    "model",
+    "vae",
+    "sampler",
+    "scheduler",
+    "steps",
+    "cfg_scale",
+    "lora",
+    "embedding",
+    "status",
+    "experiment",
+    "variable",
+    "variant",
+)
 FILE_NAMES = ("model", "vae", "lora", "embedding")  # grouped without folder, extension and [hash]
 NUMBERS = ("steps", "cfg_scale")
 SORTS = ("-completed_at", "completed_at", "-rating", "rating", "-duration_sec", "duration_sec")
@@ -159,6 +173,11 @@ def number_text(value) -> str | None:
 
 def display_of(field_name: str, raw) -> str | None:
     """How a value is shown and grouped (None: not a value)."""
+    if field_name == "variant":
+        try:
+            return f"{round(float(raw), 4):.4f}".rstrip("0").rstrip(".")
+        except (TypeError, ValueError):
+            pass
     if field_name in NUMBERS:
         return number_text(raw) if not isinstance(raw, str) else number_text(float(raw))
     if not isinstance(raw, str) or not raw.strip():
@@ -267,6 +286,10 @@ def oracle_job(record: dict, offset: int) -> Job:
             [x["name"] for x in record["embeddings"]] if "embeddings" in record else [x["name"] for x in embeddings]
         ),
         "status": [record.get("status", "completed")],
+        **{
+            name: [(record.get("experiment") or {}).get(key)]
+            for name, key in (("experiment", "name"), ("variable", "variable"), ("variant", "value"))
+        },
     }
     tags = {}
     for name, values in raw.items():

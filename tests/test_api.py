@@ -194,3 +194,133 @@ def test_page_is_served_with_a_strict_csp(client):
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Frame-Options"] == "DENY"
     assert client.get("/static/app.js").status_code == 200
+
+
+# ---------------------------------------------------------------- amendments (PATCH)
+
+
+def patch(client, job_id, body, **query):
+    return client.patch(f"/api/jobs/{job_id}", query_string=query, data=orjson.dumps(body), headers=JSON)
+
+
+def test_an_amendment_sets_what_was_not_set_and_is_append_only(client, settings):
+    """StableNew's second `completed` line adds the pack: PATCH sets it with an amendment line;
+    the job lists, filters and exports with it; the stored line itself is never rewritten."""
+    assert post(client, {"job_id": "sn", "completed_at": 1_764_000_000, "prompt": "a castle"}).status_code == 201
+    stored = settings.log_path.read_bytes()
+    first = patch(client, "sn", {"packs": ["PACK_one"], "extra": {"prompt_pack_id": "p-1"}})
+    assert first.status_code == 200 and first.json["amended"] == ["extra", "packs"]
+    assert first.json["summary"]["packs"] == ["PACK_one"]
+    assert settings.log_path.read_bytes().startswith(stored)  # appended, not rewritten
+    amendment = orjson.loads(settings.log_path.read_bytes()[len(stored) :])
+    assert amendment["schema"] == "learning_amend_v2" and amendment["set"]["packs"] == ["PACK_one"]
+    assert [j["job_id"] for j in client.get("/api/jobs?pack=pack_one").json["jobs"]] == ["sn"]
+    detail = client.get("/api/jobs/sn").json
+    assert detail["record"]["packs"] == ["PACK_one"] and len(detail["amendments"]) == 1
+    assert client.get("/api/facets").json["facets"]["pack"] == [{"value": "PACK_one", "count": 1, "mean_rating": None}]
+    # the same again: nothing to change, nothing written
+    size = settings.log_path.stat().st_size
+    again = patch(client, "sn", {"packs": ["PACK_one"]})
+    assert again.status_code == 200 and again.json["amended"] == [] and settings.log_path.stat().st_size == size
+    # an identical retry of the original POST is still identical
+    assert post(client, {"job_id": "sn", "completed_at": 1_764_000_000, "prompt": "a castle"}).status_code == 200
+
+
+def test_an_amendment_does_not_change_what_is_set_unless_asked(client, settings):
+    assert post(client, {"job_id": "j", "completed_at": 1_764_000_000, "model": "a.safetensors"}).status_code == 201
+    size = settings.log_path.stat().st_size
+    error = assert_error(patch(client, "j", {"model": "b.safetensors", "vae": "v"}), 409, "conflict")
+    assert "model" in error["message"] and "replace=true" in error["message"]
+    assert settings.log_path.stat().st_size == size
+    replaced = patch(client, "j", {"model": "b.safetensors"}, replace="true")
+    assert replaced.status_code == 200 and replaced.json["summary"]["model"] == "b.safetensors"
+    assert client.get("/api/facets").json["facets"]["model"] == [{"value": "b", "count": 1, "mean_rating": None}]
+    assert [j["job_id"] for j in client.get("/api/jobs?model=a").json["jobs"]] == []
+
+
+@pytest.mark.parametrize(
+    "body, code, loc",
+    [
+        ({"job_id": "other"}, 400, "job_id"),
+        ({"schema": "x"}, 400, "schema"),
+        ({"num_outputs": 3}, 400, "num_outputs"),
+        ({}, 400, "body"),
+        ({"steps": "many"}, 400, "steps"),
+        ({"completed_at": 1_763_999_000, "started_at": 1_764_000_500}, 400, "completed_at"),
+    ],
+)
+def test_bad_amendments_are_400_and_write_nothing(client, settings, body, code, loc):
+    assert post(client, {"job_id": "j", "completed_at": 1_764_000_000}).status_code == 201
+    size = settings.log_path.stat().st_size
+    error = assert_error(patch(client, "j", body, replace="true"), code, "invalid")
+    assert error["fields"][0]["loc"] == loc
+    assert settings.log_path.stat().st_size == size
+    assert_error(patch(client, "nobody", {"packs": ["x"]}), 404, "not_found")
+
+
+def test_an_amended_prompt_is_found_by_a_held_text_search(client):
+    """Held searches keep each job's text: an amendment starts them over (index generation)."""
+    from learning_svc.index.text_search import MatchSets
+
+    service = client.application.extensions["learning_svc"]
+    service.match_sets = MatchSets(background=False, fetch_up_to=-1)  # every word held at once
+    for i in range(6):
+        body = {"job_id": f"j{i}", "completed_at": 1_764_000_000 + i, "prompt": "lighthouse" if i % 2 else "castle"}
+        assert post(client, body).status_code == 201
+    assert [j["job_id"] for j in client.get("/api/jobs?q=lighthouse").json["jobs"]] == ["j5", "j3", "j1"]
+    assert patch(client, "j0", {"prompt": "a lighthouse"}, replace="true").status_code == 200
+    assert patch(client, "j5", {"completed_at": 1_763_000_000}, replace="true").status_code == 200
+    assert [j["job_id"] for j in client.get("/api/jobs?q=lighthouse").json["jobs"]] == ["j3", "j1", "j0", "j5"]
+    assert [j["job_id"] for j in client.get("/api/jobs?q=castle").json["jobs"]] == ["j4", "j2"]
+
+
+# ---------------------------------------------------------------- small contract points (issue 10.7)
+
+
+def test_the_same_rating_again_writes_nothing(client, settings):
+    assert post(client, {"job_id": "r", "completed_at": 1_764_000_000}).status_code == 201
+    first = client.put("/api/jobs/r/rating", json={"rating": 4}).json
+    size = settings.ratings_path.stat().st_size
+    again = client.put("/api/jobs/r/rating", json={"rating": 4, "source": "api"})
+    assert again.status_code == 200 and again.json == first and settings.ratings_path.stat().st_size == size
+    assert len(client.get("/api/jobs/r").json["rating_history"]) == 1
+    assert client.delete("/api/jobs/r/rating").json["rating"] is None
+    size = settings.ratings_path.stat().st_size
+    assert client.delete("/api/jobs/r/rating").json == {"job_id": "r", "rating": None, "rated_at": None}
+    assert settings.ratings_path.stat().st_size == size
+
+
+def test_rating_sources_may_have_spaces_and_are_checked_on_delete_too(client):
+    assert post(client, {"job_id": "s", "completed_at": 1_764_000_000}).status_code == 201
+    response = client.put("/api/jobs/s/rating", json={"rating": 3, "source": "StableNew review tab"})
+    assert response.status_code == 200
+    assert client.get("/api/jobs/s").json["rating_history"][0]["source"] == "StableNew review tab"
+    assert_error(client.put("/api/jobs/s/rating", json={"rating": 2, "source": "line\nbreak"}), 400, "invalid")
+    assert_error(client.delete("/api/jobs/s/rating", json={"source": "x" * 33}), 400, "invalid")
+    assert_error(client.delete("/api/jobs/s/rating", json={"source": "tab\there"}), 400, "invalid")
+    assert client.delete("/api/jobs/s/rating", json={"source": "bulk clear"}).status_code == 200
+
+
+def test_an_output_a_job_does_not_have_is_404(client):
+    assert post(client, {"job_id": "o", "completed_at": 1_764_000_000, "outputs": ["a.png"]}).status_code == 201
+    assert client.get("/api/jobs/o/outputs/0").headers["X-Learning-Placeholder"] == "missing"  # has it, unreadable
+    for path in ("/api/jobs/o/outputs/1", "/api/jobs/o/outputs/5/thumbnail"):
+        assert_error(client.get(path), 404, "not_found")
+
+
+def test_run_ids_filter_and_are_searched(client):
+    for i, run in enumerate(("20260311_run-a", "20260311_run-a", "20260312_run-b")):
+        assert post(client, {"job_id": f"j{i}", "completed_at": 1_764_000_000 + i, "run_id": run}).status_code == 201
+    assert [j["job_id"] for j in client.get("/api/jobs?run_id=20260311_run-a").json["jobs"]] == ["j1", "j0"]
+    assert [j["job_id"] for j in client.get("/api/jobs?q=run").json["jobs"]] == ["j2", "j1", "j0"]
+    assert [j["job_id"] for j in client.get("/api/jobs?q=20260312_run").json["jobs"]] == ["j2"]
+    assert "run_id" not in client.get("/api/facets").json["facets"]  # a filter, not a facet
+
+
+def test_export_jsonl_keeps_a_stored_rating_key_as_stored(client):
+    """A record's own top-level `rating` (an unknown key, kept as given) is exported as stored;
+    the service's rating is under `learning_svc`."""
+    assert post(client, {"job_id": "x", "completed_at": 1_764_000_000, "rating": 5}).status_code == 201
+    client.put("/api/jobs/x/rating", json={"rating": 2})
+    (line,) = [orjson.loads(raw) for raw in client.get("/api/export?format=jsonl").get_data().splitlines()]
+    assert line["rating"] == 5 and line["learning_svc"]["rating"] == 2

@@ -47,7 +47,8 @@ def test_job_recorded_while_the_service_is_down_is_listed_after_restart(server, 
     with caplog.at_level(logging.WARNING, logger="learning_svc.client"):
         offline = client.record_job(job("while-down", outputs=[Path("out") / "a.png"]))
     assert offline["offline"] is True and offline["job_id"] == "while-down"
-    assert any("retrying" in r.message for r in caplog.records)
+    # nothing listens: the job goes to the JSONL at once instead of waiting through the retries
+    assert not any("retrying" in r.message for r in caplog.records)
     assert any("appended to" in r.message for r in caplog.records)
     lines = journal_lines(server.data_dir / "learning_log_v2.jsonl")  # repaired first, then appended
     assert [line["job_id"] for line in lines] == ["before", "while-down"]
@@ -166,3 +167,89 @@ def test_concurrent_fallback_writers_and_a_starting_server_share_the_lock(tmp_pa
         assert len(all_job_ids(server.url)) == 40
     finally:
         server.kill()
+
+
+def _nobody_listens() -> str:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_offline_writes_keep_the_online_guarantees(tmp_path, caplog):
+    """While the service is down an identical retry writes nothing and other content under the
+    same job id is refused, as over HTTP; found through the index and the journal after it."""
+    data_dir = tmp_path / "learning"
+    up = LiveServer(Settings(data_dir=data_dir))
+    try:
+        assert LearningClient(up.url, **FAST).record_job(job("indexed"))["job_id"] == "indexed"
+    finally:
+        up.stop()
+    client = LearningClient(_nobody_listens(), data_dir=data_dir, **FAST)
+    with caplog.at_level(logging.WARNING, logger="learning_svc.client"):
+        assert client.record_job(job("offline-1"))["offline"] is True
+        assert client.record_job(job("offline-1"))["offline"] is True  # identical retry: nothing written
+        assert client.record_job(job("indexed"))["job_id"] == "indexed"  # known to the index
+        assert client.record_job(job("offline-1", packs=["other"])) is None  # conflict with the journal
+        assert client.record_job(job("indexed", packs=["other"])) is None  # conflict with the index
+    assert not [r for r in caplog.records if "retrying" in r.message]
+    assert [line["job_id"] for line in journal_lines(data_dir / "learning_log_v2.jsonl")] == ["indexed", "offline-1"]
+    with pytest.raises(LearningClientError) as caught:
+        LearningClient(_nobody_listens(), data_dir=data_dir, raise_errors=True, **FAST).record_job(
+            job("offline-1", packs=["x"])
+        )
+    assert caught.value.status == 409
+    (data_dir / "index.sqlite3").unlink()  # no index: the journal alone says what is there
+    assert client.record_job(job("indexed"))["job_id"] == "indexed"
+    assert client.record_job(job("indexed", packs=["again"])) is None
+    assert len(journal_lines(data_dir / "learning_log_v2.jsonl")) == 2
+    server = ServerProcess(data_dir).start()
+    try:
+        assert sorted(all_job_ids(server.url)) == ["indexed", "offline-1"]
+        health = requests.get(server.url + "/api/health", timeout=10).json()
+        assert health["index"]["skipped_lines"] == 0 and health["index"]["jobs"] == 2
+    finally:
+        server.kill()
+
+
+def test_naive_datetimes_are_utc_unless_the_client_says_otherwise(live_server, monkeypatch):
+    """StableNew's times are naive UTC (datetime.utcnow()): stored as that instant whatever the
+    machine's zone, the same as the ISO string of it; naive_timezone="local" for datetime.now()."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/Chicago")
+    time.tzset()
+    try:
+        naive = dt.datetime(2026, 3, 12, 4, 32, 21)
+        client = LearningClient(live_server.url, **FAST)
+        assert client.record_job(job("naive", completed_at=naive))["completed_at"] == 1773289941.0
+        assert client.record_job(job("iso", completed_at=naive.isoformat()))["completed_at"] == 1773289941.0
+        aware = naive.replace(tzinfo=dt.UTC)
+        assert client.record_job(job("aware", completed_at=aware))["completed_at"] == 1773289941.0
+        local = LearningClient(live_server.url, naive_timezone="local", **FAST)
+        assert local.record_job(job("local", completed_at=naive))["completed_at"] == 1773289941.0 + 5 * 3600
+        chicago = LearningClient(live_server.url, naive_timezone="America/Chicago", **FAST)
+        assert chicago.record_job(job("zoned", completed_at=naive))["completed_at"] == 1773289941.0 + 5 * 3600
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    with pytest.raises(ValueError, match="unknown time zone"):
+        LearningClient(live_server.url, naive_timezone="Mars/Olympus")
+
+
+def test_the_offline_path_needs_neither_sqlalchemy_nor_flask(tmp_path):
+    """The pipeline imports the client; writing offline must not pull in the service's stack."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys
+        from learning_svc.client import LearningClient
+        client = LearningClient({_nobody_listens()!r}, data_dir={str(tmp_path / "learning")!r}, retries=0)
+        assert client.record_job({{"job_id": "light", "completed_at": 1764000000}})["offline"] is True
+        heavy = sorted(name for name in ("sqlalchemy", "flask", "alembic", "waitress", "PIL") if name in sys.modules)
+        print(",".join(heavy) or "none")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "none"

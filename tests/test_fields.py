@@ -42,7 +42,10 @@ def test_every_registry_field_is_a_parameter_a_facet_a_column_and_a_picker(clien
 
 def test_numbers_filter_by_value_whatever_the_spelling(client):
     post(client, {"job_id": "a", "completed_at": 1_764_000_000, "steps": 30, "cfg_scale": 7.0})
-    post(client, {"job_id": "b", "completed_at": 1_764_000_001, "run_config": {"steps": 20, "cfg_scale": 6.499999999999998}})
+    post(
+        client,
+        {"job_id": "b", "completed_at": 1_764_000_001, "run_config": {"steps": 20, "cfg_scale": 6.499999999999998}},
+    )
     post(client, {"job_id": "c", "completed_at": 1_764_000_002, "steps": 0, "cfg_scale": 0.0})  # 0: unknown
     assert listed(client, steps="30") == listed(client, steps="30.0") == ["a"]
     assert listed(client, cfg_scale="7") == ["a"] and listed(client, cfg_scale="6.5") == ["b"]
@@ -52,7 +55,9 @@ def test_numbers_filter_by_value_whatever_the_spelling(client):
     assert {v["value"] for v in facets["steps"]} == {"20", "30"}
     assert {v["value"] for v in facets["cfg_scale"]} == {"6.5", "7"}
     bad = client.get("/api/jobs?steps=many")
-    assert bad.status_code == 400 and bad.json["error"]["fields"] == [{"loc": "steps", "msg": "must be a number, got 'many'"}]
+    assert bad.status_code == 400 and bad.json["error"]["fields"] == [
+        {"loc": "steps", "msg": "must be a number, got 'many'"}
+    ]
 
 
 def test_a1111_sampler_names_facet_as_sampler_and_scheduler(client):
@@ -67,14 +72,30 @@ def test_a1111_sampler_names_facet_as_sampler_and_scheduler(client):
 
 
 def test_lora_and_vae_names_group_like_models(client):
-    post(client, {"job_id": "a", "completed_at": 1_764_000_000, "run_config": {"prompt": "<lora:add-detail-xl:0.5>"},
-                  "vae": "models/VAE/sdxl_vae.safetensors"})
+    post(
+        client,
+        {
+            "job_id": "a",
+            "completed_at": 1_764_000_000,
+            "run_config": {"prompt": "<lora:add-detail-xl:0.5>"},
+            "vae": "models/VAE/sdxl_vae.safetensors",
+        },
+    )
     post(client, {"job_id": "b", "completed_at": 1_764_000_001, "loras": [{"name": "Add-Detail-XL.safetensors"}]})
     assert listed(client, lora="add-detail-xl.safetensors") == ["b", "a"]
     assert listed(client, vae="SDXL_VAE") == ["a"]
 
 
-@pytest.mark.parametrize("value, text", [(7, "7"), (7.0, "7"), (6.499999999999998, "6.5"), (0.30000000000000004, "0.3"),
-                                         (12.34567, "12.3457"), (-0.0, "0")])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (7, "7"),
+        (7.0, "7"),
+        (6.499999999999998, "6.5"),
+        (0.30000000000000004, "0.3"),
+        (12.34567, "12.3457"),
+        (-0.0, "0"),
+    ],
+)
 def test_canonical_numbers(value, text):
     assert canonical_number(value) == text

@@ -151,7 +151,9 @@ def test_odd_output_paths_give_a_placeholder_not_500(client):
             response = client.get(f"/api/jobs/odd-outputs/outputs/{n}{suffix}")
             assert response.status_code == 200, (ODD_OUTPUTS[n][:40], suffix)
             assert response.headers["X-Learning-Placeholder"] == "missing"
-    assert client.get(f"/api/jobs/odd-outputs/outputs/{10**30}").status_code == 200
+    # an output the job does not have is not a placeholder: 404 in the error shape
+    missing = client.get(f"/api/jobs/odd-outputs/outputs/{10**30}")
+    assert missing.status_code == 404 and missing.json["error"]["code"] == "not_found"
     assert client.get("/api/jobs/no-such-job/outputs/0").status_code == 404
 
 

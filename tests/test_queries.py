@@ -70,6 +70,9 @@ CSV_COLUMNS = [
     "scheduler_group",
     "lora",
     "embedding",
+    "experiment",
+    "variable",
+    "variant",
     "lora_weights",
     "embedding_weights",
     "prompt",
@@ -131,6 +134,14 @@ def _filter_cases() -> dict[str, tuple[dict, dict]]:
         cases[f"{name}_or"] = {name: [values[0], values[3], values[-1]]}
         cases[f"{name}_or_unknown"] = {name: [values[2], "no such value"]}
         cases[f"{name}_unknown"] = {name: ["no such value"]}
+    for name in ("experiment", "variant"):  # learning experiments: one setting swept across variants
+        values = [str(v) for v in _values_by_count(name)]
+        cases[f"{name}_common"] = {name: [values[0]]}
+        cases[f"{name}_rare"] = {name: [values[-1]]}
+        cases[f"{name}_or"] = {name: [values[0], values[2], values[-1]]}
+    variables = _values_by_count("variable")
+    cases["variable_common"] = {"variable": [variables[0].upper()]}
+    cases["variable_rare"] = {"variable": [variables[-1]]}
     vaes = _values_by_count("vae")  # few VAEs in use, as in real histories
     cases["vae_common"], cases["vae_rare"] = {"vae": [vaes[0]]}, {"vae": [vaes[-1]]}
     cases["vae_case"] = {"vae": [f"models/VAE/{vaes[-1].upper()}"]}

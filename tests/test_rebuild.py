@@ -20,6 +20,18 @@ def _fill(server: LiveServer, n_generated: int = 150) -> list[str]:
     for body in bodies:
         assert server.post_job(body).status_code == 201
     ids = [b["job_id"] for b in bodies]
+    # Amendments (PATCH): a pack added, a model replaced, new text and a new time, one job twice.
+    amend = [
+        (ids[0], {"packs": ["ADDED_PACK"], "extra": {"note": "enriched"}}, True),
+        (ids[1], {"model": "replaced.safetensors [0123456789]", "vae": "new_vae.pt"}, True),
+        (ids[2], {"prompt": "a lighthouse <lora:harbour:0.6>", "completed_at": 1764000123.5}, True),
+        (ids[2], {"status": "failed", "extra": {"error": "re-run failed"}}, True),
+    ]
+    for job_id, patch, replace in amend:
+        response = server.http.patch(
+            f"{server.url}/api/jobs/{job_id}", params={"replace": str(replace).lower()}, json=patch
+        )
+        assert response.status_code == 200 and response.json()["amended"], response.text
     for job_id, rating in generate_ratings(ids, seed=3, fraction=0.5):
         if rating is None:
             assert server.http.delete(f"{server.url}/api/jobs/{job_id}/rating").status_code == 200
@@ -135,7 +147,7 @@ def test_rebuild_with_worker_processes_equals_the_live_index(settings, tmp_path)
         parallel_above=0,
         range_bytes=64 << 10,
     )
-    assert report.jobs == 162
+    assert (report.jobs - report.amendments, report.amendments) == (162, 4)
     live_engine, rebuilt_engine = create_engine(settings.db_url), create_engine(f"sqlite:///{rebuilt}")
     with live_engine.connect() as live, rebuilt_engine.connect() as fresh:
         for table in TABLES:
@@ -153,7 +165,8 @@ def test_an_index_made_by_another_projection_is_rebuilt_at_start(settings):
     engine.dispose()
     with running(settings) as server:
         assert server.app.extensions["learning_svc"].startup.rebuilt == (
-            "this version indexes other fields than the one that built the index")
+            "this version indexes other fields than the one that built the index"
+        )
         assert _history(server) == before
         vaes = server.http.get(server.url + "/api/facets").json()["facets"]["vae"]
         assert vaes and sum(v["count"] for v in vaes) > 0

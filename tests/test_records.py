@@ -130,3 +130,158 @@ def test_dumps_is_one_compact_line():
     data = records.dumps(stored({"job_id": "j", "completed_at": 1, "prompt": "猫 🐈 \u2028"}))
     assert data.endswith(b"\n") and data.count(b"\n") == 1
     assert orjson.loads(data)["prompt"] == "猫 🐈 \u2028"
+
+
+# ---------------------------------------------------------------- StableNew fidelity (issue 10)
+
+
+def test_input_hash_of_records_stored_by_earlier_versions_is_unchanged():
+    """A retry of a record stored before fields were added to JobIn is still identical (200, not 409):
+    these hashes were computed by the version that first stored them."""
+    expected = {
+        "a20964f8-751f-7c11-a01b-83f412bb6a79": "20a0d43e9067a5ff2c8ac2889c3a93b7",
+        "e2b2cc27a185b4e1782b2f1e200021f6": "ed7965d6e1205054168603229763d62d",
+        "3f2a9c1e7b4d4e0f9a8b7c6d5e4f3a2b": "d97689998cee21087edffb40effc0faf",
+        "learning_20260311_233214_txt2img_CFG_Scale_juggernautXL_ragna_automatic_10.0_02e4e652": (
+            "bfaa7c65df2852056702572ddfa179a7"
+        ),
+    }
+    by_id = {body["job_id"]: body for body in sample_records()}
+    for job_id, digest in expected.items():
+        assert records.input_hash(records.parse(JobIn, by_id[job_id])) == digest
+
+
+def test_blank_strings_are_absent_everywhere():
+    body = {
+        "job_id": "j",
+        "completed_at": 5,
+        "model": "",
+        "sampler": " ",
+        "prompt": "",
+        "run_id": "",
+        "packs": ["", "P"],
+        "outputs": ["", "a.png"],
+        "run_config": {"model": "m1", "prompt": "a cat"},
+    }
+    line = stored(body)
+    assert (line["model"], line["sampler"], line["prompt"], line["run_id"]) == ("m1", None, "a cat", None)
+    assert line["packs"] == ["P"] and line["outputs"] == ["a.png"] and line["num_outputs"] == 1
+
+
+def test_integral_floats_are_integers_and_zero_is_unknown():
+    line = stored(
+        {
+            "job_id": "j",
+            "completed_at": 5,
+            "steps": 30.0,
+            "seed": 12345.0,
+            "width": 1024.0,
+            "height": 0,
+            "variant_index": 1.0,
+            "variant_total": 2.0,
+            "run_config": {"height": 768, "cfg_scale": 0.0},
+        }
+    )
+    assert (line["steps"], line["seed"], line["width"], line["height"]) == (30, 12345, 1024, 768)
+    assert (line["variant_index"], line["variant_total"], line["cfg_scale"]) == (1, 2, None)
+    assert isinstance(line["steps"], int) and isinstance(line["seed"], int)
+    for bad in ({"steps": 30.5}, {"seed": 1.5}, {"variant_total": 2.5}):
+        with pytest.raises(InvalidRecord) as error:
+            stored({"job_id": "j", "completed_at": 5, **bad})
+        assert error.value.fields[0]["loc"] == next(iter(bad))
+
+
+def test_service_keys_cannot_be_set_by_a_record():
+    """A record's own `schema`, `logged_at`, `input_hash` or export key would overwrite the
+    service's (a `schema` made the line invisible to every index path): refused, 400."""
+    for key in records.SERVICE_KEYS:
+        with pytest.raises(InvalidRecord) as error:
+            stored({"job_id": "j", "completed_at": 5, key: "mine"})
+        assert error.value.fields == [{"loc": key, "msg": error.value.fields[0]["msg"]}]
+        assert "written by the service" in error.value.fields[0]["msg"]
+
+
+def test_a_stablenew_job_snapshot_as_run_config():
+    """StableNew v2.6 names (positive_prompt, base_model, lora_tags, stage_chain, *_embeddings),
+    nested as normalized_job or not, with "" and 0 for what it did not know."""
+    njr = {
+        "positive_prompt": "portrait <lora:detail:0.3> <stable_yogis_pdxl_negatives2-neg>",
+        "negative_prompt": "<embedding:bad_hands>",
+        "base_model": "",
+        "sampler_name": "",
+        "steps": 0,
+        "cfg_scale": 0.0,
+        "width": 0,
+        "height": 0,
+        "seed": 77,
+        "lora_tags": [{"name": "detail", "weight": 0.30000000000000004}, {"name": "style", "weight": 0.5}],
+        "positive_embeddings": ["pos_emb"],
+        "negative_embeddings": [["neg_emb", 0.8]],
+        "stage_chain": [
+            {"stage_type": "txt2img", "enabled": False, "model": "disabled.safetensors", "steps": 99},
+            {
+                "stage_type": "img2img",
+                "enabled": True,
+                "model": "realvis.safetensors",
+                "sampler_name": "DPM++ 2M",
+                "scheduler": "Karras",
+                "steps": 25,
+                "cfg_scale": 5.5,
+            },
+            {"stage_type": "adetailer", "enabled": True, "extra": {"prompt": "face <lora:face_fix:0.7>"}},
+        ],
+    }
+    for run_config in (njr, {"schema_version": "1.0", "normalized_job": njr}):
+        line = stored({"job_id": "sn", "completed_at": 5, "run_config": run_config})
+        assert line["prompt"] == njr["positive_prompt"] and line["model"] == "realvis.safetensors"
+        assert (line["sampler"], line["scheduler"], line["steps"], line["cfg_scale"]) == ("DPM++ 2M", "Karras", 25, 5.5)
+        assert (line["width"], line["height"], line["seed"]) == (None, None, 77)
+        assert [(x["name"], x["weight"]) for x in line["loras"]] == [
+            ("detail", 0.30000000000000004),
+            ("style", 0.5),
+            ("face_fix", 0.7),
+        ]
+        assert [(x["name"], x["weight"]) for x in line["embeddings"]] == [
+            ("pos_emb", 1.0),
+            ("neg_emb", 0.8),
+            ("stable_yogis_pdxl_negatives2-neg", 1.0),
+            ("bad_hands", 1.0),
+        ]
+
+
+def test_an_upscale_only_job_takes_its_summary_from_that_stage():
+    line = stored(
+        {
+            "job_id": "u",
+            "completed_at": 5,
+            "stages": {
+                "upscale": {
+                    "upscaler": "R-ESRGAN 4x+",
+                    "model": "sdxl.safetensors",
+                    "sampler_name": "Euler",
+                    "steps": 12,
+                },
+                "adetailer": {"adetailer_prompt": "<lora:eyes:0.4>", "ad_negative_prompt": "<embedding:ugly>"},
+            },
+        }
+    )
+    assert (line["model"], line["sampler"], line["steps"]) == ("sdxl.safetensors", "Euler", 12)
+    assert line["loras"] == [{"name": "eyes", "weight": 0.4}] and line["embeddings"] == [
+        {"name": "ugly", "weight": 1.0}
+    ]
+
+
+def test_naive_times_follow_the_configured_zone():
+    from zoneinfo import ZoneInfo
+
+    body = {"job_id": "j", "completed_at": "2026-03-12T04:32:21"}
+    utc = records.parse(JobIn, body)
+    chicago = records.parse(JobIn, body, naive_timezone=ZoneInfo("America/Chicago"))
+    assert utc.completed_at == 1773289941.0  # 04:32:21 UTC
+    assert chicago.completed_at == utc.completed_at + 5 * 3600  # CDT is UTC-5 on that day
+    assert (
+        records.parse(
+            JobIn, {"job_id": "j", "completed_at": "2026-03-12T04:32:21Z"}, naive_timezone=ZoneInfo("America/Chicago")
+        ).completed_at
+        == utc.completed_at
+    )

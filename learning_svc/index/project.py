@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 
 import orjson
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from .. import records
 from ..fields import BY_NAME, FIELDS
 from ..records import line_summary
-from .tables import facet_values, job_tags, jobs, rating_events
+from .tables import facet_values, index_meta, job_amendments, job_tags, jobs, rating_events
 
 # Changes whenever a stored line projects into other rows (a field added to the registry,
 # a summary key): the index is then rebuilt from the journal at the next start (sync.py).
-PROJECTION = hashlib.sha256(("2:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
+PROJECTION = hashlib.sha256(("3:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
 
 
 class UnprojectableLine(ValueError):
@@ -62,6 +64,7 @@ def project_job(line: dict, offset: int, length: int) -> JobRows:
         "rating_lo": 6,
         "summary": orjson.dumps(summary).decode(),
         "search_text": None,
+        "amendments": 0,
     }
     search = {
         "rowid": offset,
@@ -69,6 +72,7 @@ def project_job(line: dict, offset: int, length: int) -> JobRows:
         "packs": " ".join(p for p in line.get("packs") or () if isinstance(p, str)),
         "prompt": _text(line.get("prompt")),
         "negative_prompt": _text(line.get("negative_prompt")),
+        "run_id": _text(line.get("run_id")),
     }
     return JobRows(job, tags, search)
 
@@ -156,6 +160,23 @@ def _chunks(items: list, size: int = 500):
         yield items[i : i + size]
 
 
+SEARCH_COLUMNS = ("job_id", "packs", "prompt", "negative_prompt", "run_id")  # jobs_fts (migration 0006)
+FTS_INSERT = f"INSERT INTO jobs_fts(rowid, {', '.join(SEARCH_COLUMNS)}) VALUES (?{', ?' * len(SEARCH_COLUMNS)})"
+FTS_DELETE = (
+    f"INSERT INTO jobs_fts(jobs_fts, rowid, {', '.join(SEARCH_COLUMNS)}) "
+    f"VALUES ('delete', ?{', ?' * len(SEARCH_COLUMNS)})"
+)  # a contentless table needs the old values
+
+
+def _fts_values(search: dict) -> tuple:
+    return (search["rowid"], *(search[c] for c in SEARCH_COLUMNS))
+
+
+def search_text(search: dict) -> str:
+    """The portable text search's text (databases without FTS5)."""
+    return " ".join(search[c] for c in SEARCH_COLUMNS).casefold()
+
+
 def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False) -> list[JobRows]:
     """Index a batch of job lines (in file order). Returns the lines skipped as duplicates.
 
@@ -188,8 +209,7 @@ def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False)
     sqlite = conn.dialect.name == "sqlite"
     if not sqlite:
         for rows in fresh:
-            s = rows.search
-            rows.job["search_text"] = " ".join((s["job_id"], s["packs"], s["prompt"], s["negative_prompt"])).casefold()
+            rows.job["search_text"] = search_text(rows.search)
     job_columns = [c.name for c in jobs.columns]
     insert_many(conn, jobs, job_columns, [tuple(rows.job[c] for c in job_columns) for rows in fresh])
     insert_many(
@@ -203,19 +223,7 @@ def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False)
         ],
     )
     if sqlite:
-        conn.exec_driver_sql(
-            "INSERT INTO jobs_fts(rowid, job_id, packs, prompt, negative_prompt) VALUES (?, ?, ?, ?, ?)",
-            [
-                (
-                    r.search["rowid"],
-                    r.search["job_id"],
-                    r.search["packs"],
-                    r.search["prompt"],
-                    r.search["negative_prompt"],
-                )
-                for r in fresh
-            ],
-        )
+        conn.exec_driver_sql(FTS_INSERT, [_fts_values(r.search) for r in fresh])
     deltas.write(conn)
     return duplicates
 
@@ -316,3 +324,70 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
         [{"b_id": u["b_id"], "rating_hi": u["rating_hi"], "rating_lo": u["rating_lo"]} for u in updates],
     )
     deltas.write(conn)
+
+
+def apply_amendment(conn: Connection, line: dict, offset: int, length: int, read_line) -> bool:
+    """Index an amendment line (learning_amend_v2): re-project its job from the job's line and
+    all its amendments so far, moving tags, facet counts and text. False when there is nothing
+    to apply it to (an unknown job, or an amendment that no longer validates): skipped.
+
+    `read_line(offset, length)` returns a stored line of the log. Held text searches hold
+    each job's text and sort keys, so the index generation is renewed (index/text_search.py).
+    """
+    job_id = line.get("job_id")
+    row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first() if isinstance(job_id, str) else None
+    if row is None:
+        return False
+    base = read_line(row.id, row.line_length)
+    earlier = [
+        read_line(a.id, a.line_length)
+        for a in conn.execute(
+            select(job_amendments.c.id, job_amendments.c.line_length)
+            .where(job_amendments.c.job_id == job_id)
+            .order_by(job_amendments.c.id)
+        )
+    ]
+    try:
+        before = records.effective_line(base, earlier)
+        after = records.effective_line(base, [*earlier, line])
+    except records.InvalidRecord:
+        return False
+    old, new = project_job(before, row.id, row.line_length), project_job(after, row.id, row.line_length)
+    rating = _rating_cols(row.rating, row.rated_at)
+    deltas = FacetDeltas()
+    rated, total = int(row.rating is not None), row.rating or 0
+    for field, key, display in old.tags:
+        deltas.add(field, key, display, -1, -rated, -total)
+    for field, key, display in new.tags:
+        deltas.add(field, key, display, 1, rated, total)
+    conn.execute(delete(job_tags).where(job_tags.c.job == row.id))
+    job = {**new.job, **rating}
+    insert_many(
+        conn,
+        job_tags,
+        ("job", "field", "value", "completed_at", "duration_key", "rating_hi", "rating_lo"),
+        [
+            (row.id, f, k, job["completed_at"], job["duration_key"], job["rating_hi"], job["rating_lo"])
+            for f, k, _ in new.tags
+        ],
+    )
+    sqlite = conn.dialect.name == "sqlite"
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == row.id)
+        .values(
+            status=job["status"],
+            completed_at=job["completed_at"],
+            duration_key=job["duration_key"],
+            summary=job["summary"],
+            search_text=None if sqlite else search_text(new.search),
+            amendments=row.amendments + 1,
+        )
+    )
+    if sqlite:
+        conn.exec_driver_sql(FTS_DELETE, [_fts_values(old.search)])
+        conn.exec_driver_sql(FTS_INSERT, [_fts_values(new.search)])
+    insert_many(conn, job_amendments, ("id", "job_id", "line_length"), [(offset, job_id, length)])
+    conn.execute(update(index_meta).where(index_meta.c.key == "generation").values(value=uuid.uuid4().hex))
+    deltas.write(conn)
+    return True

@@ -16,7 +16,7 @@ from sqlalchemy import Boolean, CompoundSelect, Connection, Select, column, exis
 from ..records import RATING_SCHEMA, job_summary
 from . import text_search
 from .plan import SORTS, Filters, Plan
-from .tables import facet_values, job_tags, jobs, rating_events
+from .tables import facet_values, job_amendments, job_tags, jobs, rating_events
 
 JOBS_FTS = table("jobs_fts", column("rowid"))  # the FTS5 table of migration 0001 (rowid = jobs.id)
 
@@ -175,7 +175,14 @@ def listing_statement(plan: Plan) -> Select:
     """The rows of the page chosen by page_keys (no ORDER BY: fetch_page orders them)."""
     chosen = page_keys(plan).subquery("page")
     return select(
-        chosen.c.sort_key, jobs.c.id, jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.line_length
+        chosen.c.sort_key,
+        jobs.c.id,
+        jobs.c.job_id,
+        jobs.c.summary,
+        jobs.c.rating,
+        jobs.c.rated_at,
+        jobs.c.line_length,
+        jobs.c.amendments,
     ).select_from(chosen.join(jobs, jobs.c.id == chosen.c.id))
 
 
@@ -221,6 +228,37 @@ def iter_jobs(conn: Connection, plan: Plan) -> Iterator:
 
 def job_row(conn: Connection, job_id: str):
     return conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+
+
+def amendment_positions(conn: Connection, job_id: str) -> list[tuple[int, int]]:
+    """(offset, length) of a job's amendment lines, in file order."""
+    rows = conn.execute(
+        select(job_amendments.c.id, job_amendments.c.line_length)
+        .where(job_amendments.c.job_id == job_id)
+        .order_by(job_amendments.c.id)
+    )
+    return [(offset, length) for offset, length in rows]
+
+
+def known_rating_ids(conn: Connection, job_ids: Sequence[str], rating_ids: Sequence[str]) -> set[str]:
+    """Which of these rating ids the jobs' rating events already have (a second import is one)."""
+    wanted, found = set(rating_ids), set()
+    for i in range(0, len(job_ids), 500):
+        rows = conn.execute(select(rating_events.c.rating_id).where(rating_events.c.job_id.in_(job_ids[i : i + 500])))
+        found.update(rating_id for (rating_id,) in rows if rating_id in wanted)
+    return found
+
+
+def latest_rating_times(conn: Connection, job_ids: Sequence[str]) -> dict[str, float]:
+    found = {}
+    for i in range(0, len(job_ids), 500):
+        rows = conn.execute(
+            select(rating_events.c.job_id, func.max(rating_events.c.timestamp))
+            .where(rating_events.c.job_id.in_(job_ids[i : i + 500]))
+            .group_by(rating_events.c.job_id)
+        )
+        found.update({job_id: latest for job_id, latest in rows})
+    return found
 
 
 def job_rows(conn: Connection, job_ids: Sequence[str]) -> dict[str, object]:

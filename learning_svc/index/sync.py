@@ -17,10 +17,19 @@ from sqlalchemy import Connection, Engine, delete, select, text, update
 
 from ..journal import DamagedJournal, Journal
 from ..osutil import fsync_file, pid_alive
-from ..records import LOG_SCHEMA, RATING_SCHEMA, is_sound
+from ..records import AMEND_SCHEMA, LOG_SCHEMA, RATING_SCHEMA, is_sound
 from . import db
-from .project import PROJECTION, JobRows, UnprojectableLine, insert_jobs, insert_ratings, project_job, project_rating
-from .tables import checkpoints, facet_values, index_meta, job_tags, jobs, rating_events
+from .project import (
+    PROJECTION,
+    JobRows,
+    UnprojectableLine,
+    apply_amendment,
+    insert_jobs,
+    insert_ratings,
+    project_job,
+    project_rating,
+)
+from .tables import checkpoints, facet_values, index_meta, job_amendments, job_tags, jobs, rating_events
 
 log = logging.getLogger(__name__)
 BATCH_LINES = 2000
@@ -44,6 +53,7 @@ class SyncReport:
     jobs: int = 0
     ratings: int = 0
     duplicates: int = 0
+    amendments: int = 0  # of the job log's lines (`jobs`), those that amend a job
     rebuilt: str | None = None
     torn: list[Path] = field(default_factory=list)
 
@@ -79,7 +89,7 @@ def stale_reason(conn: Connection, journal: Journal, name: str) -> str | None:
 
 
 def wipe(conn: Connection) -> None:
-    for table in (job_tags, jobs, facet_values, rating_events, checkpoints):
+    for table in (job_tags, job_amendments, jobs, facet_values, rating_events, checkpoints):
         conn.execute(delete(table))
     if conn.dialect.name == "sqlite":
         conn.execute(text("INSERT INTO jobs_fts(jobs_fts) VALUES('delete-all')"))
@@ -142,13 +152,18 @@ class Indexer:
 
     # -- the one path every line takes into the index
     def apply_log(
-        self, conn: Connection, cp: Checkpoint, lines: Iterable[tuple[int, bytes | dict, int]], known_new: bool = False
+        self,
+        conn: Connection,
+        cp: Checkpoint,
+        lines: Iterable[tuple[int, bytes | dict, int]],
+        known_new: bool = False,
+        report: SyncReport | None = None,
     ) -> int:
         """Project (offset, line, length) triples that follow `cp`; returns the duplicates skipped.
 
         `known_new`: the caller already made sure no job id is in the index (live writes).
         """
-        batch = []
+        batch, duplicates = [], 0
         for offset, line, length in lines:
             prepared = line if isinstance(line, Prepared) else prepare_log_line(offset, line, length)
             cp.line_count += 1
@@ -157,13 +172,23 @@ class Indexer:
                 cp.first_line_hash = self.log.first_line_hash()
             if prepared.damage:
                 raise DamagedJournal(self.log.path, cp.line_count, offset, prepared.damage)
-            if prepared.rows is None:
+            if prepared.amendment is not None:  # after the jobs before it, which it may amend
+                duplicates += len(insert_jobs(conn, batch, known_new))
+                batch = []
+                if not apply_amendment(conn, prepared.amendment, offset, length - 1, self.read_log_line):
+                    cp.skipped += 1
+                elif report is not None:
+                    report.amendments += 1
+            elif prepared.rows is None:
                 cp.skipped += 1
             else:
                 batch.append(prepared.rows)
-        duplicates = len(insert_jobs(conn, batch, known_new))
+        duplicates += len(insert_jobs(conn, batch, known_new))
         write_checkpoint(conn, cp)
         return duplicates
+
+    def read_log_line(self, offset: int, length: int) -> dict:
+        return orjson.loads(self.log.read_at(offset, length))
 
     def apply_ratings(self, conn: Connection, cp: Checkpoint, lines: Iterable[tuple[int, bytes | dict, int]]) -> None:
         events = []
@@ -237,7 +262,9 @@ class Indexer:
             cps = {name: read_checkpoint(conn, name) for name in files}
             if self.log.size() > cps[LOG].offset:
                 before = cps[LOG].line_count
-                report.duplicates += self.apply_log(conn, cps[LOG], self.pending_lines(self.log, cps[LOG].offset))
+                report.duplicates += self.apply_log(
+                    conn, cps[LOG], self.pending_lines(self.log, cps[LOG].offset), report=report
+                )
                 report.jobs += cps[LOG].line_count - before
             if with_ratings and self.ratings.size() > cps[RATINGS].offset:
                 before = cps[RATINGS].line_count
@@ -294,7 +321,7 @@ class Indexer:
         with self.engine.begin() as conn:
             cp = read_checkpoint(conn, name)
             batch = [item for item in batch if item[0] >= cp.offset]  # another process got there first
-            duplicates = apply(conn, cp, batch)
+            duplicates = apply(conn, cp, batch, report=report) if name == LOG else apply(conn, cp, batch)
         if name == LOG:
             report.jobs += len(batch)
             report.duplicates += duplicates or 0
@@ -313,6 +340,7 @@ class Prepared:
 
     rows: JobRows | None = None
     damage: str | None = None
+    amendment: dict | None = None  # an amendment line, applied in file order (project.apply_amendment)
 
 
 def prepare_log_line(offset: int, line: bytes | dict, length: int) -> Prepared:
@@ -327,6 +355,8 @@ def prepare_log_line(offset: int, line: bytes | dict, length: int) -> Prepared:
             return Prepared(damage=f"not JSON ({error})")
         if not isinstance(record, dict):
             return Prepared(damage="not a JSON object")
+    if record.get("schema") == AMEND_SCHEMA:
+        return Prepared(amendment=record)
     if record.get("schema") != LOG_SCHEMA:
         return Prepared()
     try:

@@ -25,6 +25,7 @@ jobs = Table(
     Column("rating_lo", SmallInteger, nullable=False),  # rating, 6 when unrated: "rating" sort
     Column("summary", Text, nullable=False),  # listing summary as JSON, without the rating
     Column("search_text", Text),  # portable text search where FTS5 is not available
+    Column("amendments", Integer, nullable=False, server_default="0"),  # amendment lines applied (job_amendments)
 )
 # completed_at and rating_hi ride along so that a time window or a rating filter is
 # checked in the index while walking another sort's order, without reading each job's row.
@@ -65,6 +66,17 @@ facet_values = Table(
     sqlite_with_rowid=False,
 )
 Index("ix_facet_values_count", facet_values.c.field, facet_values.c.count)
+
+# The amendment lines of a job (PATCH /api/jobs/<id>): byte offsets in learning_log_v2.jsonl,
+# applied in order over the job's line to give its current record.
+job_amendments = Table(
+    "job_amendments",
+    metadata,
+    Column("id", Offset, primary_key=True, autoincrement=False),
+    Column("job_id", String(128), nullable=False),
+    Column("line_length", Integer, nullable=False),
+)
+Index("ix_job_amendments_job", job_amendments.c.job_id, job_amendments.c.id)
 
 rating_events = Table(
     "rating_events",

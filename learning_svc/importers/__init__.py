@@ -1,0 +1,49 @@
+"""Bringing existing history in: each module turns one outside source into what the API takes.
+
+An importer yields Items: a Job (a POST /api/jobs body), a Rating, or a Problem (an entry
+that cannot be imported, and why). It knows its source format and nothing of journals,
+indexes or HTTP: `run.py` writes what they find through the service, as the API would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where an entry was found: a file, and its line or item number (1-based) when it has one."""
+
+    path: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return self.path if self.line is None else f"{self.path}:{self.line}"
+
+
+@dataclass
+class Job:
+    body: dict  # a POST /api/jobs body
+    where: Where
+    stored: bool = False  # the body is a line as learning_svc stored it (our own export): keep it as is
+    amendments: list[dict] = field(default_factory=list)  # our export's amendment lines: `set` of each
+
+
+@dataclass
+class Rating:
+    job_id: str
+    rating: int
+    timestamp: float
+    source: str
+    rating_id: str  # the same for the same rating in a second import: it is then seen to be there
+    where: Where
+
+
+@dataclass
+class Problem:
+    where: Where
+    reason: str
+    outcome: str = "refused"  # "refused" (it carries a job that cannot be imported) | "skipped" (no job to import)
+
+
+Item = Job | Rating | Problem

@@ -1,0 +1,47 @@
+"""learning_svc's own `export --format jsonl`: moving history between machines.
+
+Each line is a stored record as the other service wrote it, with that service's view under
+`learning_svc` (rating, rated_at, amendment lines). The record is kept as stored (its job
+id, logged_at and input hash, so that the pipeline's retries stay identical retries), its
+amendments are replayed, and its rating becomes a rating event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..exporting import EXPORT_KEY
+from ..records import LOG_SCHEMA
+from . import Item, Job, Problem, Rating, Where
+
+SOURCE = "import"
+
+
+def looks_like(first: dict) -> bool:
+    return first.get("schema") == LOG_SCHEMA
+
+
+def export_lines(path: Path) -> Iterator[Item]:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            where = Where(str(path), number)
+            try:
+                line = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as error:
+                yield Problem(where, f"not JSON ({error})")
+                continue
+            if not isinstance(line, dict) or line.get("schema") != LOG_SCHEMA:
+                yield Problem(where, "not a learning_log_v2 record", "skipped")
+                continue
+            view = line.pop(EXPORT_KEY, None) or {}
+            amendments = [a.get("set") for a in view.get("amendments") or () if isinstance(a, dict)]
+            yield Job(line, where, stored=True, amendments=[a for a in amendments if isinstance(a, dict)])
+            rating, rated_at = view.get("rating"), view.get("rated_at")
+            if isinstance(rating, int) and not isinstance(rating, bool) and 0 <= rating <= 5 and rated_at is not None:
+                digest = hashlib.sha256(f"{line.get('job_id')}\x00{rated_at}\x00{rating}".encode()).hexdigest()[:32]
+                yield Rating(str(line.get("job_id")), rating, float(rated_at), SOURCE, f"import-{digest}", where)

@@ -1,0 +1,319 @@
+"""`learning-svc import PATH...`: find what each path holds, and write it through the service.
+
+Writes go through a Service of this process on the same data directory: the same
+validation, journal lock, group commit (one fsync per batch) and projection as the API,
+so it works whether a server runs on the directory or not (a running server sees the jobs
+at once: they share the index). A second import writes nothing: jobs are identical
+retries, ratings carry ids of their own, and a job that came back with more (StableNew's
+enrichment lines) is amended with what it lacked. One bad entry never stops the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import records
+from ..config import Settings
+from ..service import Conflict, NotFound, Service, Unavailable, amend_op, job_op, rating_op, stored_op
+from . import Item, Job, Problem, Rating, Where, own_export, stablenew
+
+BATCH = 500  # entries written together (one group commit, one fsync)
+OUTCOMES = ("imported", "already present", "amended", "refused", "skipped")
+
+
+# ---------------------------------------------------------------- finding the sources
+
+
+def sources(paths: Iterable[Path], output_root: Path) -> Iterator[Item]:
+    """Every entry under the paths: files and folders, each file's kind told by its content."""
+    for path in paths:
+        if not path.exists():
+            yield Problem(Where(str(path)), "no such file or folder", "skipped")
+        elif path.is_dir():
+            yield from _folder(path, output_root)
+        else:
+            yield from _file(path, output_root)
+
+
+def _folder(folder: Path, output_root: Path) -> Iterator[Item]:
+    if stablenew.is_discovered_group(folder):
+        yield from stablenew.discovered_group(folder, output_root)
+        return
+    try:
+        children = sorted(folder.iterdir())
+    except OSError as error:
+        yield Problem(Where(str(folder)), f"cannot list the folder: {error.strerror or error}", "skipped")
+        return
+    for child in children:
+        if child.is_symlink() and child.is_dir():
+            continue  # never follow a folder link (loops, other disks): import what it points to by its own path
+        if child.is_dir():
+            yield from _folder(child, output_root)
+        elif child.suffix.lower() == ".jsonl":
+            yield from _file(child, output_root)
+
+
+def _file(path: Path, output_root: Path) -> Iterator[Item]:
+    kind = detect(path)
+    if kind is None:
+        yield Problem(Where(str(path)), "not a history file this importer knows", "skipped")
+    elif kind == "job_history":
+        yield from stablenew.job_history(path)
+    elif kind == "learning_records":
+        yield from stablenew.learning_records(path)
+    elif kind == "export":
+        yield from own_export.export_lines(path)
+
+
+def detect(path: Path) -> str | None:
+    """What a JSONL file holds, from its first object."""
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                if raw.strip():
+                    first = json.loads(raw)
+                    break
+            else:
+                return None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(first, dict):
+        return None
+    if own_export.looks_like(first):
+        return "export"
+    if "base_config" in first or isinstance(first.get("metadata"), dict) and "user_rating" in first["metadata"]:
+        return "learning_records"
+    if "job_id" in first and "status" in first and ("created_at" in first or "payload_summary" in first):
+        return "job_history"
+    return None
+
+
+# ---------------------------------------------------------------- writing
+
+
+@dataclass
+class Tally:
+    counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # source file -> outcome -> n
+    problems: list[dict] = field(default_factory=list)  # refused and skipped entries, and why
+
+    def add(self, where: Where, outcome: str, reason: str = "") -> None:
+        self.counts[where.path]["read"] += 1
+        self.counts[where.path][outcome] += 1
+        if outcome in ("refused", "skipped"):
+            self.problems.append({"file": where.path, "line": where.line, "outcome": outcome, "reason": reason})
+
+    def total(self) -> Counter:
+        return sum(self.counts.values(), Counter())
+
+
+class Writer:
+    """Writes entries in batches through a started Service (or, dry, only decides)."""
+
+    def __init__(self, service: Service, tally: Tally, dry_run: bool = False):
+        self.service, self.tally, self.dry_run = service, tally, dry_run
+        self.pending: list[Item] = []
+        self.known: set[str] = set()  # job ids recorded or found in this run (a dry run's ratings refer to them)
+        self.dry_ratings: dict[str, int] = {}  # a dry run's idea of each job's rating so far
+
+    def add(self, item: Item) -> None:
+        if isinstance(item, Problem):
+            self.tally.add(item.where, item.outcome, item.reason)
+            return
+        self.pending.append(item)
+        if len(self.pending) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        items, self.pending = self.pending, []
+        jobs = [item for item in items if isinstance(item, Job)]
+        self._jobs(jobs)
+        self._ratings([item for item in items if isinstance(item, Rating)])
+
+    # -- jobs
+    def _jobs(self, jobs: list[Job]) -> None:
+        ops, owners = [], []
+        for job in jobs:
+            try:
+                op = _job_op(job)
+            except records.InvalidRecord as error:
+                self.tally.add(job.where, "refused", str(error))
+                continue
+            ops.append(op)
+            owners.append(job)
+        if self.dry_run:
+            for job, op in zip(owners, ops):
+                self._dry_job(job, op.payload)
+            return
+        self.service.submit_many(ops)
+        enrich = []
+        for job, op in zip(owners, ops):
+            if isinstance(op.error, Conflict):
+                enrich.append((job, op.payload))
+            elif op.error is not None:
+                self.tally.add(job.where, "refused", str(op.error))
+            else:
+                self.known.add(job.body["job_id"])
+                created, _ = op.result
+                outcome = "imported" if created else "already present"
+                if job.amendments and self._replay(job) and not created:
+                    outcome = "amended"
+                self.tally.add(job.where, outcome)
+        for job, line in enrich:
+            self.known.add(job.body["job_id"])
+            self.tally.add(job.where, *self._enrich(job, line))
+
+    def _replay(self, job: Job) -> bool:
+        """Our export's amendments, in order; True when any changed the job here."""
+        changed = False
+        for changes in job.amendments:
+            op = self.service.submit_many([amend_op(job.body["job_id"], changes, replace=True)])[0]
+            changed |= op.error is None and bool(op.result[0])
+        return changed
+
+    def _enrich(self, job: Job, line: dict) -> tuple[str, str]:
+        """The same job with other content: set what the recorded job lacks (never change what it has)."""
+        job_id = line["job_id"]
+        current = self.service.get_job(job_id)["record"]
+        patch = {
+            k: v
+            for k, v in _input_fields(job, line).items()
+            if not records.is_set(current.get(k)) and records.is_set(v)
+        }
+        if not patch:
+            return "already present", ""
+        op = self.service.submit_many([amend_op(job_id, patch)])[0]
+        if op.error is not None:
+            return "refused", f"could not amend job {job_id}: {op.error}"
+        return ("amended", "") if op.result[0] else ("already present", "")
+
+    def _dry_job(self, job: Job, line: dict) -> None:
+        job_id = line["job_id"]
+        try:
+            current = self.service.get_job(job_id)
+        except NotFound:
+            self.known.add(job_id)
+            self.tally.add(job.where, "imported")
+            return
+        self.known.add(job_id)
+        if current["record"].get("input_hash") == line["input_hash"]:
+            self.tally.add(job.where, "already present")
+            return
+        lacking = [
+            k
+            for k, v in _input_fields(job, line).items()
+            if not records.is_set(current["record"].get(k)) and records.is_set(v)
+        ]
+        self.tally.add(job.where, "amended" if lacking else "already present")
+
+    # -- ratings
+    def _ratings(self, ratings: list[Rating]) -> None:
+        if not ratings:
+            return
+        latest = self.service.latest_rating_times(sorted({r.job_id for r in ratings}))
+        ops, owners = [], []
+        for rating in ratings:
+            if latest.get(rating.job_id, float("-inf")) > rating.timestamp:
+                self.tally.add(rating.where, "already present")  # rated again since: the newer rating stays
+                continue
+            if self.dry_run:
+                if rating.job_id not in self.known and rating.job_id not in latest:
+                    self.tally.add(rating.where, "refused", f"no job {rating.job_id!r}")
+                elif self.dry_ratings.get(rating.job_id) == rating.rating:
+                    self.tally.add(rating.where, "already present")
+                else:
+                    self.dry_ratings[rating.job_id] = rating.rating
+                    self.tally.add(rating.where, "imported")
+                continue
+            ops.append(rating_op(rating.job_id, rating.rating, rating.source, rating.timestamp, rating.rating_id))
+            owners.append(rating)
+        if ops:
+            self.service.submit_many(ops)
+        for rating, op in zip(owners, ops):
+            if op.error is not None:
+                self.tally.add(rating.where, "refused", str(op.error))
+            else:
+                self.tally.add(rating.where, "imported" if op.result[0] else "already present")
+
+
+def _job_op(job: Job):
+    """The write of one job: validated like a POST; our own export's lines kept as stored."""
+    if not job.stored:
+        return job_op(records.parse(records.JobIn, job.body))
+    line = dict(job.body)
+    given = {k: v for k, v in line.items() if k not in records.SERVICE_KEYS}
+    records.parse(records.JobIn, given)  # a line this version can index
+    if not isinstance(line.get("input_hash"), str) or not isinstance(line.get("logged_at"), (int, float)):
+        raise records.InvalidRecord(
+            "an exported record without its input_hash or logged_at", [{"loc": "input_hash", "msg": "missing"}]
+        )
+    return stored_op(line)
+
+
+def _input_fields(job: Job, line: dict) -> dict:
+    """The record fields the entry gives (as resolved in its stored line)."""
+    given = set(job.body) - {"job_id", *records.SERVICE_KEYS}
+    return {k: line[k] for k in given if k in line}
+
+
+# ---------------------------------------------------------------- the command
+
+
+@dataclass
+class Result:
+    tally: Tally
+    report: Path | None
+    seconds: float
+
+
+def run_import(
+    settings: Settings, paths: list[Path], dry_run: bool = False, progress: Callable[[int], None] | None = None
+) -> Result:
+    began = time.monotonic()
+    tally = Tally()
+    service = Service(settings).start()
+    try:
+        writer = Writer(service, tally, dry_run)
+        for item in sources(paths, settings.output_root or Path.cwd()):
+            writer.add(item)
+            if progress:
+                progress(1)
+        writer.flush()
+    except Unavailable as error:
+        tally.problems.append({"file": None, "line": None, "outcome": "stopped", "reason": str(error)})
+        raise
+    finally:
+        service.close()
+    report = write_report(settings, tally, dry_run) if tally.problems else None
+    return Result(tally, report, time.monotonic() - began)
+
+
+def write_report(settings: Settings, tally: Tally, dry_run: bool) -> Path:
+    folder = settings.data_dir / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"import-{time.strftime('%Y%m%dT%H%M%S')}{'-dry-run' if dry_run else ''}.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for problem in tally.problems:
+            f.write(json.dumps(problem, ensure_ascii=False) + "\n")
+    return path
+
+
+def table(tally: Tally) -> str:
+    """The final table: one row per source file, then the total."""
+    rows = [(path, counts) for path, counts in sorted(tally.counts.items())] + [("total", tally.total())]
+    width = max(len(_short(path)) for path, _ in rows)
+    head = f"{'source':<{width}}  {'read':>7}  " + "  ".join(f"{name:>15}" for name in OUTCOMES)
+    lines = [head, "-" * len(head)]
+    for path, counts in rows:
+        lines.append(
+            f"{_short(path):<{width}}  {counts['read']:>7}  " + "  ".join(f"{counts[n]:>15}" for n in OUTCOMES)
+        )
+    return "\n".join(lines)
+
+
+def _short(path: str, limit: int = 60) -> str:
+    return path if len(path) <= limit else "…" + path[-(limit - 1) :]

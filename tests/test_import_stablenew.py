@@ -1,0 +1,213 @@
+"""`learning-svc import` of a StableNew installation (files generated in StableNew's shapes) and of
+learning_svc's own export: what lands, with which times, ratings and packs, and that a second
+import writes nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from learning_svc import create_app, gen_stablenew
+from learning_svc.config import Settings
+from learning_svc.importers.run import run_import
+
+from procs import ServerProcess, cli_env, in_app, listing_pages, run_cli
+
+
+@pytest.fixture
+def installation(tmp_path) -> Path:
+    return gen_stablenew.write_installation(tmp_path / "StableNew", jobs=120, images=18, groups=2, seed=5)
+
+
+def sizes(settings: Settings) -> tuple[int, int]:
+    return tuple(p.stat().st_size if p.exists() else 0 for p in (settings.log_path, settings.ratings_path))
+
+
+def history_by_id(path: Path) -> dict[str, list[dict]]:
+    jobs: dict[str, list[dict]] = {}
+    for raw in path.read_text().splitlines():
+        line = json.loads(raw)
+        jobs.setdefault(line["job_id"], []).append(line)
+    return jobs
+
+
+def test_a_stablenew_installation_imports_and_a_second_import_writes_nothing(settings, installation):
+    result = run_import(settings, [installation])
+    total = result.tally.total()
+    history = history_by_id(installation / "data" / "job_history.jsonl")
+    finished = {job_id for job_id, lines in history.items() if lines[-1]["status"] in ("completed", "failed")}
+    assert total["refused"] == 0, result.tally.problems
+    assert total["skipped"] == len(history) - len(finished) > 0  # never finished: reported, not imported
+    skipped = [p for p in result.tally.problems if p["outcome"] == "skipped"]
+    assert all("did not finish" in p["reason"] for p in skipped) and result.report.exists()
+    assert len(result.report.read_text().splitlines()) == len(skipped)
+    before = sizes(settings)
+
+    again = run_import(settings, [installation])
+    assert again.tally.total()["imported"] == 0 and again.tally.total()["amended"] == 0
+    assert sizes(settings) == before  # not one byte written
+
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        listed = {job["job_id"]: job for page in listing_pages(in_app(client)) for job in page}
+        assert finished <= set(listed)
+        for job_id in sorted(finished)[:40]:
+            last = next(line for line in reversed(history[job_id]) if line["status"] in ("completed", "failed"))
+            utc = datetime.fromisoformat(last["completed_at"]).replace(tzinfo=UTC).timestamp()
+            assert listed[job_id]["completed_at"] == pytest.approx(utc, abs=1e-3)  # naive StableNew times are UTC
+        enriched = {
+            job_id: lines[-1]["prompt_pack_id"] for job_id, lines in history.items() if lines[-1]["prompt_pack_id"]
+        }
+        assert enriched and all(listed[job_id]["packs"] == [pack] for job_id, pack in enriched.items())
+        not_ok = [
+            job_id
+            for job_id in finished
+            if (history[job_id][-1].get("result") or {}).get("result", {}).get("success") is False
+        ]
+        assert not_ok and all(listed[job_id]["status"] == "failed" and listed[job_id]["error"] for job_id in not_ok)
+        # learning records: a job per image with its experiment and latest rating; notes kept
+        experiments = client.get("/api/facets").json["facets"]["variable"]
+        assert {"value": "CFG Scale", "count": 18, "mean_rating": experiments[0]["mean_rating"]} in experiments
+        cfg10 = client.get("/api/jobs", query_string={"variable": "cfg scale", "variant": "10"}).json["jobs"]
+        assert cfg10 and all(job["cfg_scale"] == 10.0 for job in cfg10)
+        records = [
+            json.loads(raw) for raw in (installation / "data/learning/learning_records.jsonl").read_text().splitlines()
+        ]
+        last_rating = {r["metadata"]["image_path"]: r["metadata"]["user_rating"] for r in records}
+        by_image = {
+            job["outputs"][0]: job for job in listed.values() if job["outputs"] and "learning_CFG" in job["outputs"][0]
+        }
+        assert {image: job["rating"] for image, job in by_image.items()} == last_rating
+        noted = client.get(f"/api/jobs/{by_image[records[0]['metadata']['image_path']]['job_id']}").json["record"]
+        assert noted["extra"]["user_notes"] == "too soft"
+        # discovered experiments: one job per item, rated where reviewed (StableNew's 0 = unrated)
+        groups = client.get("/api/jobs", query_string={"experiment": "TXT2IMG · varying model", "limit": 50}).json[
+            "jobs"
+        ]
+        assert len(groups) == 10 and sorted(j["rating"] for j in groups if j["rating"] is not None) == [1, 1, 2, 2]
+        # StableNew's own names resolved: snapshot prompts, stage_chain model, lora_tags, bare <name-neg> embeddings
+        # (the run's legacy config comes first where it knows the value, then the snapshot's stages)
+        snapshot_jobs = [job_id for job_id in finished if history[job_id][-1]["snapshot"]]
+        assert snapshot_jobs
+        for job_id in snapshot_jobs:
+            last = history[job_id][-1]
+            config = (last.get("result") or {}).get("config") or {}
+            chain = last["snapshot"]["stage_chain"][0]
+            record = client.get(f"/api/jobs/{job_id}").json["record"]
+            assert record["prompt"] == (config.get("prompt") or last["snapshot"]["positive_prompt"])
+            assert record["model"] == (config.get("model") or chain["model"])
+            assert record["steps"] == (config.get("steps") or 28) and record["scheduler"] == "Karras"
+            assert {x["name"] for x in record["loras"]} >= {"add-detail-xl", "face"}
+            assert {x["name"] for x in record["embeddings"]} >= {"easynegative"}
+    finally:
+        app.extensions["learning_svc"].close()
+
+
+def test_a_grown_history_is_amended_with_what_the_jobs_lacked(settings, installation):
+    """StableNew appends a second `completed` line with the pack after the first import: the
+    next import adds the pack by an amendment, and the job's record says so."""
+    path = installation / "data" / "job_history.jsonl"
+    run_import(settings, [path])
+    history = history_by_id(path)
+    plain = next(
+        job_id
+        for job_id, lines in history.items()
+        if lines[-1]["status"] == "completed" and not lines[-1]["prompt_pack_id"]
+    )
+    with open(path, "a") as f:
+        f.write(json.dumps({**history[plain][-1], "prompt_source": "pack", "prompt_pack_id": "LATE_PACK"}) + "\n")
+    result = run_import(settings, [path])
+    assert result.tally.total()["amended"] == 1 and result.tally.total()["imported"] == 0
+    app = create_app(settings)
+    try:
+        detail = app.test_client().get(f"/api/jobs/{plain}").json
+        assert detail["record"]["packs"] == ["LATE_PACK"] and len(detail["amendments"]) == 1
+    finally:
+        app.extensions["learning_svc"].close()
+    assert run_import(settings, [path]).tally.total()["amended"] == 0
+
+
+def test_bad_entries_are_reported_and_never_stop_the_rest(settings, tmp_path, installation):
+    path = installation / "data" / "job_history.jsonl"
+    lines = path.read_text().splitlines()
+    lines.insert(3, "{torn line")
+    lines.insert(5, json.dumps({"job_id": "no-times", "status": "completed", "created_at": None}))
+    path.write_text("\n".join(lines) + "\n")
+    stray = tmp_path / "notes.jsonl"
+    stray.write_text('{"hello": "world"}\n')
+    result = run_import(settings, [installation, stray, tmp_path / "missing"])
+    reasons = {p["reason"] for p in result.tally.problems}
+    assert any(r.startswith("not JSON") for r in reasons)
+    assert "job no-times ended (completed) without a time" in reasons
+    assert "not a history file this importer knows" in reasons and "no such file or folder" in reasons
+    refused = [p for p in result.tally.problems if p["outcome"] == "refused"]
+    assert [p["line"] for p in refused] == [6]  # the one job that cannot be imported, by its line
+    assert result.tally.total()["imported"] > 100
+
+
+def test_dry_run_writes_nothing(settings, installation):
+    result = run_import(settings, [installation], dry_run=True)
+    assert result.tally.total()["imported"] > 100
+    assert sizes(settings) == (0, 0)
+    real = run_import(settings, [installation])
+    assert real.tally.total()["imported"] == result.tally.total()["imported"]
+
+
+def test_import_while_the_server_runs_shows_the_jobs_at_once(tmp_path, installation):
+    """The command on the data dir of a running server: the server lists the jobs when it ends."""
+    server = ServerProcess(tmp_path / "learning").start()
+    try:
+        done = run_cli("import", "--data-dir", str(server.data_dir), str(installation), env=cli_env(), timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "total" in done.stdout and "refused and skipped entries" in done.stdout
+        listed = [
+            job
+            for page in listing_pages(
+                lambda query: requests.get(server.url + "/api/jobs", params=query, timeout=10).json()
+            )
+            for job in page
+        ]
+        assert len(listed) > 100
+        assert requests.get(server.url + "/api/ratings", timeout=10).json()
+        again = run_cli("import", "--data-dir", str(server.data_dir), str(installation), env=cli_env(), timeout=120)
+        assert " 0 were imported" in again.stdout
+    finally:
+        server.kill()
+
+
+def test_our_own_export_moves_history_between_machines(tmp_path):
+    """Export from one data dir, import into another: same jobs, records, amendments and ratings;
+    the pipeline's retry of an original POST is still an identical retry there."""
+    here, there = Settings(data_dir=tmp_path / "here"), Settings(data_dir=tmp_path / "there")
+    app = create_app(here)
+    client = app.test_client()
+    bodies = [{"job_id": f"job-{i}", "completed_at": 1_764_000_000 + i, "prompt": f"castle {i}"} for i in range(30)]
+    try:
+        for body in bodies:
+            assert client.post("/api/jobs", data=orjson.dumps(body), content_type="application/json").status_code == 201
+        client.put("/api/jobs/job-3/rating", json={"rating": 4})
+        client.patch("/api/jobs/job-5", data=orjson.dumps({"packs": ["LATER"]}), content_type="application/json")
+        exported = client.get("/api/export?format=jsonl").get_data()
+        listing_here = client.get("/api/jobs?limit=100").json["jobs"]
+    finally:
+        app.extensions["learning_svc"].close()
+    export_file = tmp_path / "export.jsonl"
+    export_file.write_bytes(exported)
+    result = run_import(there, [export_file])
+    assert result.tally.total()["imported"] == 31  # 30 jobs and a rating
+    assert run_import(there, [export_file]).tally.total()["imported"] == 0
+    app = create_app(there)
+    try:
+        client = app.test_client()
+        assert client.get("/api/jobs?limit=100").json["jobs"] == listing_here
+        assert client.get("/api/jobs/job-5").json["record"]["packs"] == ["LATER"]
+        retry = client.post("/api/jobs", data=orjson.dumps(bodies[7]), content_type="application/json")
+        assert retry.status_code == 200
+    finally:
+        app.extensions["learning_svc"].close()
