@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 CLI = VENV_BIN / "learning-svc"
 CACHE = ROOT / "bench-data"
-SCENARIOS = ("ingest", "rating", "reindex", "listing", "startup")
+SCENARIOS = ("ingest", "rating", "import", "reindex", "listing", "startup")
 LOG_NAME, RATINGS_NAME = "learning_log_v2.jsonl", "learning_ratings_v2.jsonl"
 
 INGEST_CONNECTIONS = 8
@@ -556,6 +556,37 @@ def bench_reindex(results: Results, data_dir: Path, work: Path, jobs: int) -> No
     )
 
 
+# ---------------------------------------------------------------- scenario: import
+
+
+def bench_import(results: Results, work: Path, jobs: int, seed: int) -> None:
+    """`learning-svc import` of a generated StableNew installation into an empty data dir, then again."""
+    from learning_svc import gen_stablenew
+
+    folder = work / "stablenew"
+    say(f"import: generating a StableNew installation with {jobs:,} jobs")
+    gen_stablenew.write_installation(folder, jobs=jobs, images=jobs // 50, groups=max(1, jobs // 2000), seed=seed)
+    lines = count_lines(folder / "data" / "job_history.jsonl")
+    target = work / "imported"
+    for attempt in ("first", "again"):
+        say(f"import: learning-svc import ({attempt})")
+        seconds, memory, code = run_measured(
+            [str(CLI), "import", "--data-dir", str(target), str(folder)], work / f"import-{attempt}.log", timeout=3600
+        )
+        if code != 0:
+            raise RuntimeError(f"import exited with {code}; see {work / f'import-{attempt}.log'}")
+        summary = (work / f"import-{attempt}.log").read_text(errors="replace")
+        found = re.search(r"([\d,]+) entries read in [\d.]+ s; ([\d,]+) were imported", summary)
+        entries, imported = (int(found[1].replace(",", "")), int(found[2].replace(",", ""))) if found else (0, 0)
+        label = "import of a StableNew history" if attempt == "first" else "the same import again (writes nothing)"
+        results.add(
+            f"{label}: {jobs:,} jobs ({lines:,} history lines, {entries:,} entries)",
+            f"{seconds:.1f} s = {entries / seconds:,.0f} entries/s, {imported:,} imported; peak RSS {memory['peak']:,.0f} MB",
+            "report",
+            None,
+        )
+
+
 # ---------------------------------------------------------------- scenario: listing + facets
 
 
@@ -946,6 +977,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--jobs", type=int, default=1_000_000, help="N jobs for reindex/listing/start-up (default 1,000,000)"
     )
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    parser.add_argument(
+        "--import-jobs", type=int, default=100_000, help="StableNew jobs for the import (default 100,000)"
+    )
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--seconds", type=int, default=12, help="duration of each wrk run (default 12)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dirs and logs")
@@ -966,6 +1000,8 @@ def run(args: argparse.Namespace, results: Results, work: Path) -> None:
         raise SystemExit("wrk is not installed (make bench installs Debian's wrk)")
     if "ingest" in only:
         bench_ingest(results, work, args.seed, args.seconds)
+    if "import" in only:
+        bench_import(results, work, args.import_jobs, args.seed)
     if not only & {"reindex", "listing", "startup", "rating"}:
         return
     data_dir = prepare_data_dir(work / "big", ensure_dataset(args.jobs, args.seed))

@@ -64,33 +64,55 @@ def _read_json_lines(path: Path) -> Iterator[tuple[int, dict | None, str | None]
 
 def job_history(path: Path) -> Iterator[Item]:
     """One job per job id: its event lines (queued, running, completed...) merged in file order,
-    later lines adding what earlier ones lacked (a second `completed` line brings the pack)."""
-    jobs: dict[str, dict] = {}
-    first_line: dict[str, int] = {}
-    for number, line, problem in _read_json_lines(path):
-        if problem:
-            yield Problem(Where(str(path), number), problem, "skipped")
+    later lines adding what earlier ones lacked (a second `completed` line brings the pack).
+
+    A job's lines are spread over the file (jobs run side by side), so a first pass notes
+    where each job's lines are (line number, offset, length: memory flat whatever the
+    history's size) and a second reads each job's lines back and merges them.
+    """
+    positions: dict[str, list[tuple[int, int, int]]] = {}
+    for number, offset, raw in _raw_lines(path):
+        try:
+            line = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as error:
+            yield Problem(Where(str(path), number), f"not JSON ({error})", "skipped")
             continue
-        job_id = line.get("job_id")
+        job_id = line.get("job_id") if isinstance(line, dict) else None
         if not isinstance(job_id, str) or not job_id:
             yield Problem(Where(str(path), number), "a job history line without a job_id", "skipped")
             continue
-        merged = jobs.setdefault(job_id, {})
-        first_line.setdefault(job_id, number)
-        for key, value in line.items():
-            if value is not None or key not in merged:
-                merged[key] = value
-    for job_id, merged in jobs.items():
-        where = Where(str(path), first_line[job_id])
-        status = merged.get("status")
-        if status not in TERMINAL:
-            yield Problem(where, f"job {job_id} did not finish (its last status is {status!r})", "skipped")
-            continue
-        body = history_job(merged)
-        if body is None:
-            yield Problem(where, f"job {job_id} ended ({status}) without a time")
-        else:
-            yield Job(body, where)
+        positions.setdefault(job_id, []).append((number, offset, len(raw)))
+    with open(path, "rb") as f:
+        for job_id, lines in positions.items():
+            merged: dict = {}
+            for _, offset, length in lines:
+                f.seek(offset)
+                for key, value in json.loads(f.read(length)).items():
+                    if value is not None or key not in merged:
+                        merged[key] = value
+            yield from _finished_job(job_id, merged, Where(str(path), lines[0][0]))
+
+
+def _raw_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, offset, bytes) of every non-blank line."""
+    offset = 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if raw.strip():
+                yield number, offset, raw
+            offset += len(raw)
+
+
+def _finished_job(job_id: str, merged: dict, where: Where) -> Iterator[Item]:
+    status = merged.get("status")
+    if status not in TERMINAL:
+        yield Problem(where, f"job {job_id} did not finish (its last status is {status!r})", "skipped")
+        return
+    body = history_job(merged)
+    if body is None:
+        yield Problem(where, f"job {job_id} ended ({status}) without a time")
+    else:
+        yield Job(body, where)
 
 
 def history_job(merged: dict) -> dict | None:
