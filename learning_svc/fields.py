@@ -188,6 +188,8 @@ FIELDS: tuple[Field, ...] = (
           description="the setting an experiment varied, e.g. `CFG Scale`"),
     Field("variant", "Value", "Values", read=_experiment("value"), show=_value,
           description="this job's value of the setting under test"),
+    Field("generator", "Generator", "Generators", read=_one("generator"), show=_text,
+          description="what made the image (AUTOMATIC1111, Forge, ComfyUI, ...; imported images)"),
     Field("run_id", "Run", "Runs", read=_one("run_id"), show=_text, facet=False,
           description="the pipeline run a job belongs to (many jobs share one)"),
 )

@@ -168,6 +168,7 @@ class JobIn(BaseModel):
         None
     )
     experiment: Experiment | None = None
+    generator: OptionalName = Field(None, description="what made the image: AUTOMATIC1111, Forge, ComfyUI, ...")
     extra: dict[str, Any] | None = None
 
     @model_validator(mode="before")
@@ -545,7 +546,7 @@ def _merged(*lists: list[dict] | None) -> list[dict]:
 
 # Fields added to JobIn after records were first stored: left out of the hash while absent,
 # so that a record stored by an older version is still an identical retry of itself.
-_ADDED_LATER = ("experiment",)
+_ADDED_LATER = ("experiment", "generator")
 
 
 def input_hash(job: JobIn) -> str:
@@ -600,6 +601,7 @@ def stored_job(job: JobIn, logged_at: float | None = None) -> dict:
         "timings": job.timings,
         "run_id": job.run_id,
         "experiment": job.experiment.model_dump() if job.experiment else None,
+        "generator": job.generator,
         "run_config": job.run_config,
         "randomization_plan": job.randomization_plan,
         "stages": job.stages,

@@ -22,7 +22,7 @@ import orjson
 from .. import records
 from ..config import Settings
 from ..service import Conflict, NotFound, Service, Unavailable, amend_op, job_op, rating_op, stored_op
-from . import Item, Job, Problem, Rating, Where, own_export, stablenew
+from . import Item, Job, Problem, Rating, Where, images, own_export, stablenew
 
 BATCH = 500  # entries written together (one group commit, one fsync)
 OUTCOMES = ("imported", "already present", "amended", "refused", "skipped")
@@ -52,15 +52,21 @@ def _folder(folder: Path, output_root: Path) -> Iterator[Item]:
         yield Problem(Where(str(folder)), f"cannot list the folder: {error.strerror or error}", "skipped")
         return
     for child in children:
-        if child.is_symlink() and child.is_dir():
-            continue  # never follow a folder link (loops, other disks): import what it points to by its own path
-        if child.is_dir():
-            yield from _folder(child, output_root)
-        elif child.suffix.lower() == ".jsonl":
-            yield from _file(child, output_root)
+        try:
+            if child.is_symlink() and child.is_dir():
+                continue  # never follow a folder link (loops, other disks): import what it points to by its own path
+            if child.is_dir():
+                yield from _folder(child, output_root)
+            elif images.is_image(child) or child.suffix.lower() == ".jsonl":
+                yield from _file(child, output_root)
+        except OSError as error:  # vanished, no permission, a name the file system refuses
+            yield Problem(Where(str(child)), f"cannot read it: {error.strerror or error}", "skipped")
 
 
 def _file(path: Path, output_root: Path) -> Iterator[Item]:
+    if images.is_image(path):
+        yield images.image_job(path, output_root)
+        return
     kind = detect(path)
     if kind is None:
         yield Problem(Where(str(path)), "not a history file this importer knows", "skipped")
@@ -141,7 +147,7 @@ class Writer:
         ops, owners = [], []
         for job in jobs:
             try:
-                op = _job_op(job)
+                op = _job_op(job, self.service.settings.max_body_bytes)
             except records.InvalidRecord as error:
                 self.tally.add(job.where, "refused", str(error))
                 continue
@@ -242,13 +248,19 @@ class Writer:
                 self.tally.add(rating.where, "imported" if op.result[0] else "already present")
 
 
-def _job_op(job: Job):
-    """The write of one job: validated like a POST; our own export's lines kept as stored."""
-    if not job.stored:
-        try:  # as the API reads a body: the raw bytes screened for shape problems, not every value walked
-            raw = orjson.dumps(job.body)
-        except (TypeError, orjson.JSONEncodeError):
-            return job_op(records.parse(records.JobIn, job.body))
+def _job_op(job: Job, max_bytes: int):
+    """The write of one job: validated like a POST (and no larger than one); our own export's
+    lines kept as stored."""
+    try:
+        raw = orjson.dumps(job.body)
+    except (TypeError, orjson.JSONEncodeError) as error:
+        raise records.InvalidRecord(
+            f"cannot be written as JSON ({error})", [{"loc": "body", "msg": str(error)}]
+        ) from None
+    if len(raw) > max_bytes:
+        msg = f"the record is {len(raw) / 2**20:.1f} MiB; the service takes up to {max_bytes / 2**20:g} MiB"
+        raise records.InvalidRecord(msg, [{"loc": "body", "msg": msg}])
+    if not job.stored:  # as the API reads a body: the raw bytes screened for shape problems, not every value walked
         return job_op(records.parse_json(records.JobIn, raw))
     line = dict(job.body)
     given = {k: v for k, v in line.items() if k not in records.SERVICE_KEYS}

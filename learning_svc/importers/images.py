@@ -1,0 +1,639 @@
+"""Generated images (PNG, JPEG, WEBP) from A1111, Forge, SD.Next, ComfyUI, InvokeAI, Fooocus, NovelAI.
+
+Pillow reads the metadata where each UI writes it (PNG text chunks before the pixel data;
+the EXIF UserComment of a JPEG or WEBP) without decoding any pixels, and sd-parsers'
+parsers read ComfyUI's graph, InvokeAI's, Fooocus' and NovelAI's formats. What they lack
+is added here: A1111's infotext settings line with its quoted values (`Lora hashes`,
+`TI hashes`, Civitai's `Hashes`), which sd-parsers splits apart; the model behind a
+ComfyUI LoraLoader and every LoRA of the graph; InvokeAI 4/5 models; Fooocus JPEG/WEBP
+(its comment is in IFD0); UTF-16LE and ASCII UserComments; telling Forge, SD.Next and
+Fooocus' A1111 style from A1111; and one sampler vocabulary across UIs.
+
+A job per image: its id is the image's content hash, so the same image found again (a
+second import, a copy elsewhere) is the same job. An image without metadata is imported
+too (the user still wants to rate it), as generator "no metadata"; metadata written after
+the pixel data is not read (that would mean decoding every image, and no UI writes it
+there). Files that are not complete images are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import struct
+import warnings
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from . import Item, Job, Problem, Where
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+MAX_FILE = 256 << 20  # larger files are not images a UI wrote
+MAX_KEPT_TEXT = 256 << 10  # raw chunks kept in the record up to this size each (a ComfyUI workflow can be big)
+NO_METADATA = "no metadata"
+UNREADABLE = "skipped"  # a file that is not a complete image we can read: reported, no job
+
+# One vocabulary for samplers: ComfyUI, Fooocus, InvokeAI and NovelAI names -> A1111's labels.
+SAMPLERS = {
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "heun": "Heun",
+    "lms": "LMS",
+    "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a",
+    "dpm_fast": "DPM fast",
+    "dpm_adaptive": "DPM adaptive",
+    "dpmpp_2s_ancestral": "DPM++ 2S a",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_3m_sde": "DPM++ 3M SDE",
+    "ddim": "DDIM",
+    "ddpm": "DDPM",
+    "plms": "PLMS",
+    "uni_pc": "UniPC",
+    "unipc": "UniPC",
+    "uni_pc_bh2": "UniPC",
+    "lcm": "LCM",
+    "deis": "DEIS",
+    "ipndm": "iPNDM",
+    "restart": "Restart",
+    "heunpp2": "Heun++ 2",
+}
+SCHEDULERS = {
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "normal": "Normal",
+    "simple": "Simple",
+    "sgm_uniform": "SGM Uniform",
+    "beta": "Beta",
+    "ddim_uniform": "DDIM Uniform",
+    "polyexponential": "Polyexponential",
+    "kl_optimal": "KL Optimal",
+    "align_your_steps": "Align Your Steps",
+}
+
+
+def sampler_name(raw: Any) -> tuple[str | None, str | None]:
+    """(sampler, scheduler folded into its name) in A1111's words: `dpmpp_2m_sde_gpu` -> DPM++ 2M SDE,
+    InvokeAI's `dpmpp_2m_k` -> (DPM++ 2M, Karras), NovelAI's `k_euler_ancestral` -> Euler a."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None, None
+    name = raw.strip()
+    key = name.lower().removeprefix("k_").removesuffix("_gpu")
+    scheduler = None
+    if key.endswith("_k") and key[:-2] in SAMPLERS:
+        key, scheduler = key[:-2], "Karras"
+    return SAMPLERS.get(key, name), scheduler
+
+
+# ---------------------------------------------------------------- reading the file
+
+
+def content_id(data: bytes) -> str:
+    return "img-" + hashlib.sha256(data).hexdigest()[:40]
+
+
+def complete(data: bytes, fmt: str | None = None) -> bool:
+    """Does the file end where its format says it ends? (a UI still writing it, or a cut copy, does not)"""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data.endswith(b"IEND\xaeB`\x82")
+    if data.startswith(b"\xff\xd8"):
+        return data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return int.from_bytes(data[4:8], "little") + 8 <= len(data)
+    return fmt is not None
+
+
+def decode_usercomment(raw: Any) -> str | None:
+    """An EXIF UserComment: `UNICODE\\0` + UTF-16 (big-endian as A1111 writes, little-endian as
+    exiftool does on Intel files), `ASCII\\0\\0\\0` + text, or a plain string (Fooocus)."""
+    if isinstance(raw, str):
+        return raw.strip("\x00") or None
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) < 8:
+        return None
+    prefix, body = bytes(raw[:8]), bytes(raw[8:])
+    if prefix == b"UNICODE\x00":
+        little = len(body) >= 2 and body[0] != 0 and body[1] == 0
+        text = body.decode("utf_16_le" if little else "utf_16_be", "replace")
+    else:
+        text = body.decode("utf-8", "replace")
+    return text.strip("\x00") or None
+
+
+def read_chunks(data: bytes) -> tuple[str, tuple[int, int], dict[str, str]]:
+    """(format, (width, height), the metadata as text chunks) without decoding pixels.
+
+    Raises what Pillow raises for a file it will not read (not an image, a decompression
+    bomb, text chunks over its limits, a broken chunk).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we never decode: only a header
+        with Image.open(io.BytesIO(data)) as image:
+            fmt, size = image.format, image.size
+            if fmt == "PNG":
+                chunks = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
+            elif fmt in ("JPEG", "WEBP"):
+                exif = image.getexif()
+                comment = decode_usercomment(exif.get_ifd(0x8769).get(0x9286)) or decode_usercomment(exif.get(0x9286))
+                chunks = {"parameters": comment} if comment else {}
+                scheme = exif.get(0x927C)  # Fooocus: its metadata scheme in the MakerNote
+                if isinstance(scheme, bytes):
+                    scheme = scheme.decode("ascii", "replace")
+                if scheme in ("fooocus", "a1111"):
+                    chunks["fooocus_scheme"] = scheme
+            else:
+                raise UnidentifiedImageError(f"a {fmt} image; only PNG, JPEG and WEBP are imported")
+    return fmt, size, chunks
+
+
+# ---------------------------------------------------------------- A1111 infotext (what sd-parsers splits apart)
+
+_KEY = re.compile(r"\s*(\w[\w \-/]+):\s*(.*)", re.S)
+_CIVITAI_HASHES = re.compile(r"(?:,\s*)?Hashes:\s*(\{[^{}]*\})\s*")
+
+
+def param_pairs(line: str) -> list[tuple[str, str]]:
+    """`Steps: 30, Sampler: DPM++ 2M, Lora hashes: "a: 1, b: 2"` -> pairs, quoted values kept whole
+    (A1111's own `re_param`, but linear: its regex takes seconds on a long line without colons)."""
+    pieces, buffer, quoted, escaped = [], [], False, False
+    for ch in line:
+        if quoted:
+            buffer.append(ch)
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+        elif ch == '"' and "".join(buffer).rstrip().endswith(":"):
+            quoted = True
+            buffer.append(ch)
+        elif ch == ",":
+            pieces.append("".join(buffer))
+            buffer = []
+        else:
+            buffer.append(ch)
+    pieces.append("".join(buffer))
+    pairs = []
+    for piece in pieces:
+        m = _KEY.match(piece)
+        if m:
+            key, value = m[1].strip(), m[2].strip()
+            if len(value) > 1 and value[0] == value[-1] == '"':
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    pass
+            pairs.append((key, value))
+    return pairs
+
+
+def parse_infotext(text: str) -> dict:
+    """A1111's `parameters`: prompt lines, `Negative prompt:` lines, and the settings line."""
+    *lines, last = text.strip().split("\n")
+    hashes: dict = {}
+    found = _CIVITAI_HASHES.search(last) if len(last) <= 65536 else None
+    if found:
+        try:
+            hashes = json.loads(found[1])
+            last = last[: found.start()] + last[found.end() :]
+        except ValueError:
+            pass
+    params = dict(param_pairs(last)) if len(last) <= 65536 else {}
+    if len(params) < 3:  # not a settings line: part of the prompt
+        lines.append(last)
+        params = {}
+    prompt, negative, in_negative = [], [], False
+    for line in lines:
+        if line.lstrip().startswith("Negative prompt:"):
+            in_negative, line = True, line.lstrip()[len("Negative prompt:") :].lstrip()
+        (negative if in_negative else prompt).append(line)
+    return {
+        "prompt": "\n".join(prompt).strip(),
+        "negative": "\n".join(negative).strip(),
+        "params": params,
+        "hashes": hashes,
+    }
+
+
+def _named_hashes(value: Any) -> dict[str, str]:
+    """`"add_detail: 7c6bad76eb54, lcm: 2f8f8c9c21b3"` -> {name: hash}."""
+    found = {}
+    for item in str(value or "").split(","):
+        if ":" in item:
+            name, digest = item.rsplit(":", 1)
+            found[name.strip()] = digest.strip()
+    return found
+
+
+def _int(value: Any) -> int | None:
+    """A whole number from a setting (seeds go up to 2**64 - 1: never through float)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _size(value: Any) -> tuple[int | None, int | None]:
+    found = re.findall(r"\d+", str(value or ""))
+    return (int(found[0]), int(found[1])) if len(found) >= 2 else (None, None)
+
+
+def from_a1111(chunks: dict) -> dict:
+    info = parse_infotext(chunks["parameters"])
+    params = info["params"]
+    version = str(params.get("Version", ""))
+    generator = "AUTOMATIC1111"
+    if params.get("App") == "SD.Next":
+        generator = "SD.Next"
+    elif chunks.get("fooocus_scheme") == "a1111" or version.startswith("Fooocus"):
+        generator = "Fooocus"
+    elif version.startswith("f") or "Distilled CFG Scale" in params:
+        generator = "Forge"
+    sampler = params.get("Sampler")
+    scheduler = params.get("Schedule type") or params.get("Scheduler")
+    width, height = _size(params.get("Size"))
+    found = {
+        "generator": generator,
+        "prompt": info["prompt"],
+        "negative_prompt": info["negative"],
+        "sampler": sampler,
+        "scheduler": scheduler,
+        "steps": _int(params.get("Steps")),
+        "cfg_scale": _float(params.get("CFG scale")),
+        "seed": _int(params.get("Seed")),
+        "width": width,
+        "height": height,
+        "model": params.get("Model"),
+        "model_hash": params.get("Model hash"),
+        "vae": params.get("VAE"),
+        "lora_hashes": _named_hashes(params.get("Lora hashes")),
+        "ti_hashes": _named_hashes(params.get("TI hashes")),
+        "parameters": params,
+    }
+    if info["hashes"]:
+        found["hashes"] = info["hashes"]
+    if "Lora weights" in params:  # Fooocus' A1111 style lists the weights apart
+        found["lora_weights"] = {k: _float(v) for k, v in _named_hashes(params["Lora weights"]).items()}
+    return found
+
+
+# ---------------------------------------------------------------- the other UIs, through sd-parsers
+
+
+def _parsed(parser_name: str, parameters: dict):
+    """An sd-parsers parser's PromptInfo, or None (it raises more than ParserError on odd input)."""
+    from sd_parsers import parsers
+
+    try:
+        return getattr(parsers, parser_name)().parse(parameters)
+    except Exception:  # noqa: BLE001 - a file it cannot read is a file without metadata
+        return None
+
+
+def _first_sampler(info):
+    return info.samplers[0] if info is not None and info.samplers else None
+
+
+def _prompts(info, sampler, negative: bool) -> str | None:
+    prompts = (sampler.negative_prompts if negative else sampler.prompts) if sampler else []
+    text = ", ".join(p.value for p in prompts if isinstance(p.value, str) and p.value.strip())
+    return text or None
+
+
+def _comfy_links(prompt: dict) -> dict:
+    """workflow["links"] made from the API graph, for images saved without the UI's workflow."""
+    links, n = [], 0
+    for target, node in prompt.items():
+        for key, value in (node.get("inputs") or {}).items() if isinstance(node, dict) else ():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)):
+                n += 1
+                links.append([n, str(value[0]), value[1], str(target), 0, key.upper()])
+    return {"links": links}
+
+
+def from_comfyui(chunks: dict) -> dict | None:
+    try:
+        prompt = json.loads(chunks["prompt"])
+    except ValueError:
+        return None
+    if not isinstance(prompt, dict):
+        return None
+    try:
+        workflow = json.loads(chunks.get("workflow") or "null")
+    except ValueError:
+        workflow = None
+    if not isinstance(workflow, dict) or not all(isinstance(link, list) for link in workflow.get("links") or [None]):
+        workflow = _comfy_links(prompt)
+    info = _parsed("ComfyUIParser", {"prompt": prompt, "workflow": workflow})
+    nodes = [node for node in prompt.values() if isinstance(node, dict) and isinstance(node.get("inputs"), dict)]
+    checkpoint = next(
+        (n["inputs"].get(k) for n in nodes for k in ("ckpt_name", "unet_name") if isinstance(n["inputs"].get(k), str)),
+        None,
+    )
+    latent = next(
+        (
+            n["inputs"]
+            for n in nodes
+            if isinstance(n["inputs"].get("width"), int) and isinstance(n["inputs"].get("height"), int)
+        ),
+        {},
+    )
+    loras = {
+        n["inputs"]["lora_name"]: _float(n["inputs"].get("strength_model", 1.0))
+        for n in nodes
+        if isinstance(n["inputs"].get("lora_name"), str)
+    }
+    vae = next((n["inputs"]["vae_name"] for n in nodes if isinstance(n["inputs"].get("vae_name"), str)), None)
+    sampler = _first_sampler(info)
+    params = dict(sampler.parameters) if sampler else {}
+    ksampler = next((n["inputs"] for n in nodes if "sampler_name" in n["inputs"]), {})
+    if info is None and not ksampler:
+        return None
+    seed = params.get("seed", params.get("noise_seed"))
+    if seed is None:
+        seed = ksampler.get("seed", ksampler.get("noise_seed"))
+    return {
+        "generator": "ComfyUI",
+        "prompt": _prompts(info, sampler, False),
+        "negative_prompt": _prompts(info, sampler, True),
+        "sampler": (sampler.name if sampler else None) or ksampler.get("sampler_name"),
+        "scheduler": params.get("scheduler") or ksampler.get("scheduler"),
+        "steps": _int(params.get("steps", ksampler.get("steps"))),
+        "cfg_scale": _float(params.get("cfg_scale", ksampler.get("cfg"))),
+        "seed": _int(seed),
+        "width": latent.get("width"),
+        "height": latent.get("height"),
+        "model": checkpoint,
+        "vae": vae,
+        "lora_weights": loras,
+        "parameters": {"samplers": [s.parameters for s in info.samplers] if info else []},
+    }
+
+
+def from_invokeai(chunks: dict) -> dict | None:
+    info = _parsed("InvokeAIParser", chunks)
+    if info is None:
+        return None
+    sampler = _first_sampler(info)
+    metadata = dict(info.metadata)
+    try:
+        raw = json.loads(chunks.get("invokeai_metadata") or "{}")
+    except ValueError:
+        raw = {}
+    model = raw.get("model") if isinstance(raw, dict) and isinstance(raw.get("model"), dict) else {}
+    vae = metadata.get("vae") if isinstance(metadata.get("vae"), dict) else {}
+    loras = {}
+    for entry in metadata.get("loras") or ():
+        if isinstance(entry, dict):
+            lora = entry.get("model") or entry.get("lora") or {}
+            name = lora.get("name") or lora.get("model_name") if isinstance(lora, dict) else None
+            if isinstance(name, str):
+                loras[name] = _float(entry.get("weight", 1.0))
+    params = sampler.parameters if sampler else {}
+    return {
+        "generator": "InvokeAI",
+        "prompt": _prompts(info, sampler, False),
+        "negative_prompt": _prompts(info, sampler, True),
+        "sampler": sampler.name if sampler else None,
+        "steps": _int(params.get("steps")),
+        "cfg_scale": _float(params.get("cfg_scale")),
+        "seed": _int(params.get("seed")),
+        "width": _int(metadata.get("width")),
+        "height": _int(metadata.get("height")),
+        "model": (sampler.model.name if sampler and sampler.model else None) or model.get("name"),
+        "model_hash": (sampler.model.hash if sampler and sampler.model else None) or model.get("hash"),
+        "vae": vae.get("name") or vae.get("model_name"),
+        "lora_weights": loras,
+        "parameters": {**params, **{k: v for k, v in metadata.items() if k not in ("loras",)}},
+    }
+
+
+def from_fooocus(chunks: dict) -> dict | None:
+    info = _parsed("FooocusParser", {"parameters": chunks["parameters"]})
+    sampler = _first_sampler(info)
+    if sampler is None:
+        return None
+    metadata = dict(info.metadata)
+    width, height = _size(metadata.get("resolution"))
+    loras = {
+        entry[0]: _float(entry[1])
+        for entry in metadata.get("loras") or ()
+        if isinstance(entry, (list, tuple)) and len(entry) >= 2 and isinstance(entry[0], str)
+    }
+    return {
+        "generator": "Fooocus",
+        "prompt": _prompts(info, sampler, False),
+        "negative_prompt": _prompts(info, sampler, True),
+        "sampler": sampler.name,
+        "scheduler": sampler.parameters.get("scheduler"),
+        "steps": _int(sampler.parameters.get("steps")),
+        "cfg_scale": _float(sampler.parameters.get("cfg_scale")),
+        "seed": _int(sampler.parameters.get("seed")),
+        "width": width,
+        "height": height,
+        "model": sampler.model.name if sampler.model else None,
+        "model_hash": sampler.model.hash if sampler.model else None,
+        "vae": metadata.get("vae") if isinstance(metadata.get("vae"), str) else None,
+        "lora_weights": loras,
+        "parameters": {**sampler.parameters, **metadata},
+    }
+
+
+def from_novelai(chunks: dict) -> dict | None:
+    info = _parsed("NovelAIParser", {"Source": "", **chunks})
+    sampler = _first_sampler(info)
+    if sampler is None:
+        return None
+    metadata = dict(info.metadata)
+    return {
+        "generator": "NovelAI",
+        "prompt": _prompts(info, sampler, False),
+        "negative_prompt": _prompts(info, sampler, True),
+        "sampler": sampler.name,
+        "scheduler": metadata.get("noise_schedule"),
+        "steps": _int(metadata.get("steps")),
+        "cfg_scale": _float(sampler.parameters.get("cfg_scale")),
+        "seed": _int(sampler.parameters.get("seed")),
+        "width": _int(metadata.get("width")),
+        "height": _int(metadata.get("height")),
+        "model": sampler.model.name if sampler.model else None,
+        "model_hash": sampler.model.hash if sampler.model else None,
+        "parameters": {**sampler.parameters, **metadata},
+    }
+
+
+def parse_chunks(chunks: dict) -> dict | None:
+    """The generation settings in an image's metadata, or None when it has none we can read."""
+    parameters = chunks.get("parameters")
+    if isinstance(parameters, str) and parameters.strip():
+        if chunks.get("fooocus_scheme") == "fooocus" or parameters.lstrip().startswith("{"):
+            found = from_fooocus(chunks)
+            if found:
+                return found
+        found = from_a1111(chunks)
+        if found["parameters"] or found["prompt"]:
+            return found
+    if "prompt" in chunks:
+        found = from_comfyui(chunks)
+        if found:
+            return found
+    if any(k in chunks for k in ("invokeai_metadata", "sd-metadata", "Dream")):
+        found = from_invokeai(chunks)
+        if found:
+            return found
+    if chunks.get("Software") == "NovelAI" or "Comment" in chunks:
+        return from_novelai(chunks)
+    return None
+
+
+# ---------------------------------------------------------------- the job
+
+
+def recorded_path(path: Path, output_root: Path) -> str:
+    """The path a job records: relative to the output root when under it (thumbnails resolve it there)."""
+    absolute = path.absolute()
+    try:
+        return absolute.relative_to(output_root.absolute()).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def image_job(path: Path, output_root: Path) -> Item:
+    """The job of one image file, or the Problem that keeps it out."""
+    try:
+        text_path = str(path).encode("utf-8").decode("utf-8")
+    except UnicodeError:
+        return Problem(
+            Where(repr(str(path))[1:-1]), "the file name is not valid UTF-8 (rename it to import it)", UNREADABLE
+        )
+    where = Where(text_path)
+    try:
+        stat = path.stat()
+        if stat.st_size == 0:
+            return Problem(where, "empty file", UNREADABLE)
+        if stat.st_size > MAX_FILE:
+            return Problem(where, f"{stat.st_size / 2**20:,.0f} MB: larger than any generated image", UNREADABLE)
+        data = path.read_bytes()
+    except OSError as error:
+        return Problem(where, f"cannot read it: {error.strerror or error}", UNREADABLE)
+    try:
+        fmt, (width, height), chunks = read_chunks(data)
+    except Image.DecompressionBombError:
+        return Problem(
+            where, "its header declares more pixels than an image may have (a decompression bomb)", UNREADABLE
+        )
+    except UnidentifiedImageError as error:
+        reason = str(error) if "only PNG" in str(error) else "not a PNG, JPEG or WEBP image (or a broken one)"
+        return Problem(where, reason, UNREADABLE)
+    except (ValueError, OSError, EOFError, SyntaxError, struct.error) as error:
+        return Problem(where, f"unreadable metadata ({str(error)[:200] or type(error).__name__})", UNREADABLE)
+    if not complete(data, None):
+        return Problem(
+            where, f"truncated: the {fmt} file ends before its image does (still being written?)", UNREADABLE
+        )
+    found = parse_chunks(chunks)
+    outputs = [recorded_path(Path(text_path), output_root)]
+    body: dict[str, Any] = {"job_id": content_id(data), "completed_at": stat.st_mtime, "outputs": outputs}
+    image = {
+        "format": fmt,
+        "width": width,
+        "height": height,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    if found is None:
+        body.update(generator=NO_METADATA, width=width, height=height)
+        body["extra"] = {"image": {**image, "metadata": False}}
+        return Job(body, where)
+    sampler, folded = sampler_name(found.get("sampler"))
+    scheduler = found.get("scheduler")
+    scheduler = SCHEDULERS.get(str(scheduler).lower(), scheduler) if scheduler else folded
+    loras = _loras(found)
+    body.update(
+        {
+            k: v
+            for k, v in {
+                "generator": found["generator"],
+                "prompt": found.get("prompt"),
+                "negative_prompt": found.get("negative_prompt"),
+                "model": found.get("model"),
+                "vae": found.get("vae"),
+                "sampler": sampler,
+                "scheduler": scheduler,
+                "steps": found.get("steps"),
+                "cfg_scale": found.get("cfg_scale"),
+                "seed": found.get("seed"),
+                "width": found.get("width") or width,
+                "height": found.get("height") or height,
+            }.items()
+            if v not in (None, "")
+        }
+    )
+    if loras is not None:
+        body["loras"] = loras
+    raw = {k: v if len(v) <= MAX_KEPT_TEXT else f"<{len(v):,} characters, not kept>" for k, v in chunks.items()}
+    body["run_config"] = {
+        k: v
+        for k, v in {
+            "generator": found["generator"],
+            "model_hash": found.get("model_hash"),
+            "lora_hashes": found.get("lora_hashes"),
+            "ti_hashes": found.get("ti_hashes"),
+            "hashes": found.get("hashes"),
+            "parameters": found.get("parameters"),
+            "metadata": raw,
+        }.items()
+        if v
+    }
+    body["extra"] = {"image": {**image, "metadata": True}}
+    _valid_seed(body)
+    return Job(body, where)
+
+
+def _loras(found: dict) -> list[dict] | None:
+    """LoRAs with weights: the prompt's `<lora:name:w>` (the service finds those itself), plus those
+    only the metadata names (ComfyUI's loaders, InvokeAI, Fooocus, A1111's `Lora hashes`)."""
+    from ..prompts import detect
+
+    named = dict(found.get("lora_weights") or {})
+    for name in found.get("lora_hashes") or {}:
+        named.setdefault(name, None)
+    if not named:
+        return None
+    detected, _ = detect(found.get("prompt"), found.get("negative_prompt"))
+    loras = {lora["name"].casefold(): lora for lora in detected}
+    for name, weight in named.items():
+        key = Path(name).stem.casefold() if name.lower().endswith((".safetensors", ".pt", ".ckpt")) else name.casefold()
+        if key not in loras:
+            loras[key] = {"name": name, "weight": weight if isinstance(weight, float) else 1.0}
+    return list(loras.values())
+
+
+def _valid_seed(body: dict) -> None:
+    seed = body.get("seed")
+    if isinstance(seed, int) and not -1 <= seed < 2**64:
+        body.setdefault("run_config", {})["seed"] = seed
+        del body["seed"]
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in SUFFIXES

@@ -1,0 +1,262 @@
+"""`learning-svc import` of folders of generated images: every UI's metadata, identity by content,
+and every kind of bad file reported without stopping the rest."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import image_fixtures
+import pytest
+
+from learning_svc import create_app
+from learning_svc.config import Settings
+from learning_svc.importers import images
+from learning_svc.importers.run import run_import
+
+# What each fixture must give: the UI's values, with learning_svc's one sampler vocabulary
+# (A1111's labels; a scheduler folded into a name is the scheduler), "" as absent.
+EXPECTED = {
+    "a1111_v110.png": dict(
+        generator="AUTOMATIC1111",
+        sampler="DPM++ 2M",
+        scheduler="Karras",
+        steps=30,
+        cfg_scale=7.0,
+        seed=1234567890,
+        width=832,
+        height=1216,
+        model="juggernautXL_v9Rundiffusionphoto2",
+        vae="sdxl_vae.safetensors",
+        loras={"add_detail": 0.8, "lcm-lora-sdxl": 0.35},
+    ),
+    "a1111.jpg": dict(generator="AUTOMATIC1111", sampler="DPM++ 2M", seed=1234567890, width=832, height=1216),
+    "a1111.webp": dict(generator="AUTOMATIC1111", sampler="DPM++ 2M", seed=1234567890, width=832, height=1216),
+    "a1111_legacy_batch.png": dict(
+        generator="AUTOMATIC1111", sampler="DPM++ 2M Karras", steps=20, cfg_scale=7.5, seed=3021, width=512, height=768
+    ),
+    "a1111_unicode_itxt.png": dict(
+        generator="AUTOMATIC1111",
+        prompt="桜の木の下の少女, 1girl, cherry blossoms, 🌸",
+        negative_prompt=None,
+        sampler="Euler a",
+        seed=77,
+    ),
+    "a1111_civitai_hashes.png": dict(generator="AUTOMATIC1111", steps=30, seed=1234567890),
+    "forge_flux.png": dict(
+        generator="Forge",
+        sampler="Euler",
+        scheduler="Simple",
+        seed=2817542428,
+        model="flux1-dev-bnb-nf4-v2",
+        loras={"flux_realism": 1.0},
+    ),
+    "sdnext.png": dict(
+        generator="SD.Next",
+        sampler="DPM++ 2M",
+        seed=998877,
+        model="sd_xl_base_1.0",
+        vae="sdxl-vae-fp16-fix",
+        negative_prompt="lowres",
+    ),
+    "comfyui.png": dict(
+        generator="ComfyUI",
+        sampler="DPM++ 2M",
+        scheduler="Karras",
+        steps=20,
+        cfg_scale=8.0,
+        seed=156680208700286,
+        width=1024,
+        height=1024,
+        model="sd_xl_base_1.0.safetensors",
+        negative_prompt="text, watermark",
+        loras={"add_detail.safetensors": 0.8},
+    ),
+    "comfyui_prompt_only.png": dict(
+        generator="ComfyUI", sampler="DPM++ 2M", seed=156680208700286, model="sd_xl_base_1.0.safetensors"
+    ),
+    "invokeai_v5.png": dict(
+        generator="InvokeAI",
+        sampler="DPM++ 2M SDE",
+        scheduler="Karras",
+        steps=30,
+        cfg_scale=5.0,
+        seed=591741300,
+        model="juggernautXL_v9",
+        vae="sdxl-vae-fp16-fix",
+        loras={"add_detail_xl": 0.75},
+    ),
+    "invokeai_v3.png": dict(
+        generator="InvokeAI",
+        sampler="Euler",
+        steps=35,
+        seed=3293022630,
+        model="stable-diffusion-v1-5",
+        vae="sd-vae-ft-mse",
+        loras={"add_detail": 0.6},
+    ),
+    "invokeai_v2.png": dict(
+        generator="InvokeAI",
+        sampler="LMS",
+        steps=50,
+        seed=42,
+        model="stable-diffusion-1.5",
+        prompt="a fantasy castle on a hill",
+        negative_prompt="ugly, blurry",
+    ),
+    "fooocus.png": dict(
+        generator="Fooocus",
+        sampler="DPM++ 2M SDE",
+        scheduler="Karras",
+        steps=30,
+        seed=6952411511246973023,
+        width=896,
+        height=1152,
+        model="juggernautXL_v8Rundiffusion",
+        loras={"sd_xl_offset_example-lora_1.0": 0.1},
+    ),
+    "fooocus.jpg": dict(generator="Fooocus", sampler="DPM++ 2M SDE", seed=6952411511246973023),
+    "fooocus.webp": dict(generator="Fooocus", sampler="DPM++ 2M SDE", seed=6952411511246973023),
+    "fooocus_a1111_scheme.png": dict(
+        generator="Fooocus", scheduler="Karras", steps=30, loras={"sd_xl_offset_example-lora_1.0": 0.1}
+    ),
+    "novelai.png": dict(
+        generator="NovelAI",
+        sampler="Euler a",
+        scheduler="Karras",
+        steps=28,
+        cfg_scale=5.0,
+        seed=1881290394,
+        width=832,
+        height=1216,
+        model="NovelAI Diffusion V4.5",
+    ),
+    # decisions (README): no pixel decoding, so neither stealth data nor text after the pixel data is read
+    "novelai_stealth.png": dict(generator="no metadata"),
+    "a1111_stealth.png": dict(generator="no metadata"),
+    "a1111_text_after_idat.png": dict(generator="no metadata"),
+    "no_metadata.png": dict(generator="no metadata", width=64, height=96),
+    "no_metadata.jpg": dict(generator="no metadata", width=64, height=96),
+}
+BAD = {  # file -> what the report says
+    "empty.png": "empty file",
+    "not_an_image.png": "not a PNG, JPEG or WEBP image",
+    "truncated_in_header.png": "not a PNG, JPEG or WEBP image",
+    "truncated_after_text.png": "truncated",
+    "truncated_no_text.png": "truncated",
+    "bomb_30000x30000.png": "decompression bomb",
+    "text_2x40mb.png": "unreadable metadata",
+    "ztxt_2mb.png": "unreadable metadata",
+    "bad_crc_text.png": "not a PNG, JPEG or WEBP image",
+    "text_50mb.png": "the service takes up to 1 MiB",
+}
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("images")
+    image_fixtures.write_good(str(root / "good"))
+    image_fixtures.write_bad(str(root / "bad"))
+    (root / "good" / "expected.json").unlink()
+    return root
+
+
+def listed_by_file(settings: Settings) -> dict[str, dict]:
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        jobs = client.get("/api/jobs?limit=500").json["jobs"]
+        return {Path(job["outputs"][0]).name: client.get(f"/api/jobs/{job['job_id']}").json["record"] for job in jobs}
+    finally:
+        app.extensions["learning_svc"].close()
+
+
+def test_each_ui_s_metadata_becomes_a_job(tmp_path, fixtures):
+    settings = Settings(data_dir=tmp_path / "learning", output_root=fixtures)
+    result = run_import(settings, [fixtures / "good"])
+    assert result.tally.total()["imported"] == len(EXPECTED) and not result.tally.problems
+    records = listed_by_file(settings)
+    for name, expected in EXPECTED.items():
+        record = records[name]
+        for key, value in expected.items():
+            got = {x["name"]: x["weight"] for x in record["loras"]} if key == "loras" else record[key]
+            assert got == value, (name, key)
+        assert record["job_id"] == images.content_id((fixtures / "good" / name).read_bytes())
+        assert record["outputs"] == [f"good/{name}"]  # relative to the output root: thumbnails find it
+        if expected["generator"] != "no metadata":
+            assert record["run_config"]["metadata"] and record["extra"]["image"]["metadata"] is True
+    a1111 = records["a1111_v110.png"]
+    assert a1111["run_config"]["lora_hashes"] == {"add_detail": "7c6bad76eb54", "lcm-lora-sdxl": "2f8f8c9c21b3"}
+    assert a1111["run_config"]["ti_hashes"] == {"easynegative": "c74b4e810b03", "badhandv4": "5e40d722fc3d"}
+    assert (
+        a1111["run_config"]["model_hash"] == "31e35c80fc" and a1111["run_config"]["parameters"]["Hires steps"] == "15"
+    )
+    assert records["a1111_civitai_hashes.png"]["run_config"]["hashes"]["lora:add_detail"] == "7c6bad76eb54"
+    assert records["invokeai_v5.png"]["run_config"]["model_hash"].startswith("blake3:")
+    # the facets group the UIs' words: one sampler, one scheduler
+    app = create_app(settings)
+    try:
+        facets = app.test_client().get("/api/facets").json["facets"]
+        assert {"value": "DPM++ 2M", "count": 8, "mean_rating": None} in facets["sampler"]  # A1111, legacy, Comfy
+        assert {v["value"] for v in facets["generator"]} == {
+            "AUTOMATIC1111",
+            "Forge",
+            "SD.Next",
+            "ComfyUI",
+            "InvokeAI",
+            "Fooocus",
+            "NovelAI",
+            "no metadata",
+        }
+        thumbnail = app.test_client().get(f"/api/jobs/{a1111['job_id']}/outputs/0/thumbnail")
+        assert thumbnail.status_code == 200 and thumbnail.mimetype == "image/jpeg"
+        assert "X-Learning-Placeholder" not in thumbnail.headers
+    finally:
+        app.extensions["learning_svc"].close()
+
+
+def test_the_same_image_anywhere_is_the_same_job(tmp_path, fixtures):
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    first, second = tmp_path / "outputs", tmp_path / "copies" / "deeper"
+    shutil.copytree(fixtures / "good", first)
+    second.parent.mkdir()
+    shutil.copytree(fixtures / "good", second)
+    result = run_import(settings, [first])
+    size = settings.log_path.stat().st_size
+    again = run_import(settings, [first, second])
+    assert again.tally.total()["imported"] == 0
+    assert again.tally.total()["already present"] == 2 * result.tally.total()["imported"]
+    assert settings.log_path.stat().st_size == size  # not one byte written
+    assert all(r["outputs"][0].startswith("outputs/") for r in listed_by_file(settings).values())
+
+
+def test_bad_files_are_reported_and_never_stop_the_rest(tmp_path, fixtures):
+    settings = Settings(data_dir=tmp_path / "learning", output_root=fixtures)
+    folder = tmp_path / "mixed"
+    shutil.copytree(fixtures / "bad", folder)
+    shutil.copy(fixtures / "good" / "a1111_v110.png", folder / "fine.png")
+    (folder / "loop").symlink_to(folder, target_is_directory=True)  # a symlink loop: not followed
+    odd = os.fsencode(folder) + b"/caf\xe9 \xff.png"  # not UTF-8: Linux allows any bytes
+    with open(odd, "wb") as f:
+        f.write((fixtures / "good" / "no_metadata.png").read_bytes())
+    spaced = folder / "a name with spaces, [brackets] & ünïcode.png"
+    shutil.copy(fixtures / "good" / "comfyui.png", spaced)
+    result = run_import(settings, [folder])
+    reasons = {Path(p["file"]).name: p["reason"] for p in result.tally.problems}
+    for name, reason in BAD.items():
+        assert reason in reasons[name], (name, reasons.get(name))
+    assert any("not valid UTF-8" in reason for reason in reasons.values())
+    records = listed_by_file(settings)
+    assert {"fine.png", spaced.name, "jpeg_named_png.png", "warn_10000x10000.png", "valid_8000x8000_nometa.png"} <= set(
+        records
+    )
+    assert records["jpeg_named_png.png"]["prompt"] == "a dog"
+    assert records["warn_10000x10000.png"]["width"] == 30000  # the metadata's Size; the pixels never decoded
+    assert len(result.report.read_text().splitlines()) == len(result.tally.problems)
+
+
+def test_completeness_of_each_format(fixtures):
+    for name in ("a1111_v110.png", "a1111.jpg", "a1111.webp"):
+        data = (fixtures / "good" / name).read_bytes()
+        assert images.complete(data) and not images.complete(data[:-10]), name
