@@ -18,6 +18,7 @@ there). Files that are not complete images are reported and skipped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -185,10 +186,8 @@ def param_pairs(line: str) -> list[tuple[str, str]]:
         if m:
             key, value = m[1].strip(), m[2].strip()
             if len(value) > 1 and value[0] == value[-1] == '"':
-                try:
+                with contextlib.suppress(ValueError):
                     value = json.loads(value)
-                except ValueError:
-                    pass
             pairs.append((key, value))
     return pairs
 
