@@ -35,6 +35,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -54,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 CLI = VENV_BIN / "learning-svc"
 CACHE = ROOT / "bench-data"
-SCENARIOS = ("ingest", "rating", "import", "reindex", "listing", "startup")
+SCENARIOS = ("ingest", "rating", "import", "images", "reindex", "listing", "startup")
 LOG_NAME, RATINGS_NAME = "learning_log_v2.jsonl", "learning_ratings_v2.jsonl"
 
 INGEST_CONNECTIONS = 8
@@ -154,21 +155,22 @@ def proc_status_mb(pid: int, key: str) -> float | None:
 class Server:
     """`learning-svc serve` on a free port as a subprocess; always stopped on exit."""
 
-    def __init__(self, data_dir: Path, log_file: Path, threads: int = 8):
+    def __init__(self, data_dir: Path, log_file: Path, threads: int = 8, args: tuple[str, ...] = (), cwd: Path = ROOT):
         self.data_dir, self.log_file, self.threads = data_dir, log_file, threads
+        self.args, self.cwd = args, cwd
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 180.0) -> float:
         """Launch and wait for /api/health; returns the seconds it took."""
-        cmd = [str(CLI), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        cmd = [str(CLI), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.args]
         began = time.perf_counter()
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(
                 cmd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=clean_env(LEARNING_SVC_THREADS=str(self.threads)),
             )
         deadline = began + timeout
@@ -587,6 +589,148 @@ def bench_import(results: Results, work: Path, jobs: int, seed: int) -> None:
         )
 
 
+# ---------------------------------------------------------------- scenario: images (import, batch, watch)
+
+IMAGE_COUNT = 10_000
+IMAGE_SIZE = (160, 208)  # small noise images: the import reads metadata, and hashes every byte
+
+
+def write_a1111_pngs(folder: Path, count: int, seed: int) -> int:
+    """`count` PNGs as A1111 writes them (a `parameters` text chunk), each a different image."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    noise = Image.effect_noise(IMAGE_SIZE, 64).convert("RGB")
+    total = 0
+    for n in range(count):
+        info = PngInfo()
+        prompt = f"a lighthouse at dusk, masterpiece, <lora:add-detail-xl:0.{rng.randrange(1, 9)}> n{n}"
+        info.add_text(
+            "parameters",
+            f"{prompt}\nNegative prompt: blurry\nSteps: {rng.choice((20, 30))}, "
+            f"Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: {rng.getrandbits(32)}, "
+            f"Size: 832x1216, Model hash: 31e35c80fc, Model: juggernautXL_v9, VAE: sdxl_vae.safetensors, "
+            f'Lora hashes: "add-detail-xl: 7c6bad76eb54", Version: v1.10.1',
+        )
+        image = noise.copy()
+        image.putpixel((n % IMAGE_SIZE[0], n // IMAGE_SIZE[0] % IMAGE_SIZE[1]), (n % 256, 0, 0))  # unique content
+        path = folder / f"{n // 1000:02d}" / f"{n:05d}-{seed}.png"
+        path.parent.mkdir(exist_ok=True)
+        image.save(path, "PNG", pnginfo=info, compress_level=1)
+        total += path.stat().st_size
+    return total
+
+
+def bench_images(results: Results, work: Path, seed: int) -> None:
+    """Import of 10,000 A1111 PNGs (service stopped, then running), NDJSON batches, serve --watch."""
+    folder = work / "pngs"
+    say(f"images: writing {IMAGE_COUNT:,} A1111 PNGs ({IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} noise)")
+    size = write_a1111_pngs(folder, IMAGE_COUNT, seed)
+    for running in (False, True):
+        target = work / ("images-running" if running else "images-stopped")
+        server = Server(target, work / "images-server.log") if running else None
+        if server:
+            server.start()
+        try:
+            seconds, memory, code = run_measured(
+                [str(CLI), "import", "--data-dir", str(target), str(folder)], work / "import-images.log", timeout=3600
+            )
+        finally:
+            if server:
+                server.stop()
+        if code != 0:
+            raise RuntimeError(f"import exited with {code}; see {work / 'import-images.log'}")
+        rate = IMAGE_COUNT / seconds
+        results.add(
+            f"import of {IMAGE_COUNT:,} A1111 PNGs ({size / 2**20:,.0f} MB), service {'running' if running else 'stopped'}",
+            f"{seconds:.1f} s = {rate:,.0f} images/s; peak RSS {memory['peak']:,.0f} MB",
+            "≥ 1,000 images/s",
+            rate >= 1000,
+        )
+    bench_batches(results, work, seed)
+    bench_watch(results, work, folder)
+
+
+def bench_batches(results: Results, work: Path, seed: int) -> None:
+    """NDJSON batch ingest over HTTP, durable: 2 clients, batches of 100 and of 1,000."""
+    for batch in (100, 1000):
+        data_dir = work / f"batch-{batch}"
+        bodies = [orjson.dumps(body) for body in gen.generate_records(40_000, seed=seed + batch)]
+        chunks = [b"\n".join(bodies[i : i + batch]) + b"\n" for i in range(0, len(bodies), batch)]
+        with Server(data_dir, work / f"batch-{batch}.log") as server:
+            server.start()
+            said: collections.Counter = collections.Counter()
+
+            def client(mine: list[bytes], said=said) -> None:
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+                for chunk in mine:
+                    conn.request("POST", "/api/jobs", body=chunk, headers={"Content-Type": "application/x-ndjson"})
+                    answer = conn.getresponse().read()
+                    said.update(orjson.loads(line)["status"] for line in answer.splitlines())
+                conn.close()
+
+            began = time.perf_counter()
+            threads = [threading.Thread(target=client, args=(chunks[k::2],)) for k in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            seconds = time.perf_counter() - began
+        rate = len(bodies) / seconds
+        results.add(
+            f"NDJSON batch ingest, batches of {batch:,}, 2 clients, durable ({len(bodies):,} jobs)",
+            f"{rate:,.0f} jobs/s ({dict(said)})",
+            "≥ 10,000 jobs/s",
+            rate >= 10_000,
+        )
+
+
+def bench_watch(results: Results, work: Path, source: Path, files: int = 150) -> None:
+    """serve --watch: time from the end of a file's write to the job being listed."""
+    watched = work / "watched"
+    watched.mkdir()
+    pngs = sorted(source.rglob("*.png"))[:files]
+    with Server(work / "watch-data", work / "watch.log", args=("--watch", str(watched)), cwd=work) as server:
+        server.start()
+        seen: dict[str, float] = {}
+        stop = threading.Event()
+
+        def watch_listing() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            while not stop.is_set():
+                conn.request("GET", "/api/jobs?limit=500")
+                for job in json.loads(conn.getresponse().read())["jobs"]:
+                    name = Path(job["outputs"][0]).name if job["outputs"] else None
+                    if name and name not in seen:
+                        seen[name] = time.perf_counter()
+                time.sleep(0.02)
+            conn.close()
+
+        lister = threading.Thread(target=watch_listing)
+        lister.start()
+        written = {}
+        for png in pngs:
+            target = watched / png.name
+            target.write_bytes(png.read_bytes())
+            written[png.name] = time.perf_counter()
+            time.sleep(0.1)
+        deadline = time.perf_counter() + 30
+        while len(seen) < len(pngs) and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        lister.join()
+    delays = [seen[name] - at for name, at in written.items() if name in seen]
+    p95 = percentile(delays, 95) if delays else float("inf")
+    results.add(
+        f"serve --watch: last write to listed, {len(pngs)} images 0.1 s apart",
+        f"p50 {percentile(delays, 50):.2f} s, p95 {p95:.2f} s, {len(delays)}/{len(pngs)} seen",
+        "< 2 s (p95)",
+        p95 < 2 and len(delays) == len(pngs),
+    )
+
+
 # ---------------------------------------------------------------- scenario: listing + facets
 
 
@@ -1002,6 +1146,8 @@ def run(args: argparse.Namespace, results: Results, work: Path) -> None:
         bench_ingest(results, work, args.seed, args.seconds)
     if "import" in only:
         bench_import(results, work, args.import_jobs, args.seed)
+    if "images" in only:
+        bench_images(results, work, args.seed)
     if not only & {"reindex", "listing", "startup", "rating"}:
         return
     data_dir = prepare_data_dir(work / "big", ensure_dataset(args.jobs, args.seed))

@@ -22,9 +22,15 @@ def create_app(settings: Settings | None = None, service=None) -> Flask:
 
     settings = settings or Settings.from_env()
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_batch_bytes  # the largest body; a JSON one is checked for less
     app.json.sort_keys = False
-    app.extensions["learning_svc"] = service or Service(settings).start()
+    app.extensions["learning_svc"] = service = service or Service(settings).start()
+    if settings.watch and service.watcher is None:
+        from .watch import FolderWatcher
+
+        service.watcher = FolderWatcher(
+            service, list(settings.watch), settings.output_root or Path.cwd(), poll=settings.watch_poll
+        ).start()
     app.extensions["learning_svc_settings"] = settings
     security.install(app, settings)
     api.install_error_handlers(app)

@@ -11,7 +11,9 @@ from werkzeug.exceptions import HTTPException
 from . import exporting, images, params, records
 from .fields import FIELDS
 from .security import Refused
-from .service import Conflict, NotFound, Service, Unavailable
+from .service import Conflict, NotFound, Service, Unavailable, job_op
+
+ERROR_STATUS = {Conflict: (409, "conflict"), NotFound: (404, "not_found"), Unavailable: (503, "unavailable")}
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -28,16 +30,24 @@ def error_response(status: int, code: str, message: str, fields: list | None = N
     return json_response({"error": {"code": code, "message": message, "fields": fields or []}}, status)
 
 
-def too_large_message() -> str:
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    size = f"{limit / 2**20:g} MiB" if limit >= 2**20 else f"{limit / 1024:g} KiB"
-    return f"the body is larger than {size}"
+def settings():
+    return current_app.extensions["learning_svc_settings"]
 
 
-def read_body() -> bytes:
+def size_text(limit: int) -> str:
+    return f"{limit / 2**20:g} MiB" if limit >= 2**20 else f"{limit / 1024:g} KiB"
+
+
+def too_large_message(limit: int | None = None) -> str:
+    return f"the body is larger than {size_text(limit or current_app.config['MAX_CONTENT_LENGTH'])}"
+
+
+def read_body(limit: int | None = None) -> bytes:
+    """The request body, at most `limit` bytes (a JSON body: LEARNING_SVC's one-record limit)."""
+    limit = limit or settings().max_body_bytes
     data = request.get_data(cache=False)
-    if len(data) > current_app.config["MAX_CONTENT_LENGTH"]:
-        raise Refused(413, "too_large", too_large_message())
+    if len(data) > limit:
+        raise Refused(413, "too_large", too_large_message(limit))
     return data
 
 
@@ -59,10 +69,71 @@ def args() -> dict[str, list[str]]:
 
 @bp.post("/jobs")
 def post_job():
-    job = records.parse_json(records.JobIn, read_body(), current_app.extensions["learning_svc_settings"].naive_tz)
+    if request.mimetype == NDJSON:
+        return post_batch()
+    job = records.parse_json(records.JobIn, read_body(), settings().naive_tz)
     created, summary = service().record_job(job)
     location = f"/api/jobs/{quote(job.job_id, safe='')}"
     return json_response(summary, 201 if created else 200, {"Location": location})
+
+
+NDJSON = "application/x-ndjson"
+
+
+def post_batch() -> Response:
+    """Many records, one per line: all new ones written with one append and one fsync; one result
+    line per record, in order ({line, status, job_id, summary | error}). A bad line never blocks
+    the good ones; the whole batch is refused only when it is not a batch we take."""
+    config = settings()
+    lines = read_body(config.max_batch_bytes).split(b"\n")
+    if lines and not lines[-1].strip():
+        lines.pop()
+    if len(lines) > config.max_batch_lines:
+        raise Refused(413, "too_large", f"a batch holds at most {config.max_batch_lines:,} records, got {len(lines):,}")
+    results: list[dict | None] = [None] * len(lines)
+    ops, positions = [], []
+    for n, raw in enumerate(lines):
+        try:
+            if len(raw) > config.max_body_bytes:
+                raise records.InvalidRecord(
+                    f"the record is larger than {size_text(config.max_body_bytes)}",
+                    [{"loc": "body", "msg": "too large"}],
+                )
+            job = records.parse_json(records.JobIn, raw, config.naive_tz)
+        except records.InvalidRecord as error:
+            results[n] = {
+                "line": n + 1,
+                "status": 400,
+                "job_id": _job_id_of(raw),
+                "error": {"code": "invalid", "message": str(error), "fields": error.fields},
+            }
+            continue
+        ops.append(job_op(job))
+        positions.append(n)
+    for n, op in zip(positions, service().submit_many(ops, together=True)):
+        job_id = op.payload["job_id"]
+        if op.error is None:
+            created, summary = op.result
+            results[n] = {"line": n + 1, "status": 201 if created else 200, "job_id": job_id, "summary": summary}
+        else:
+            status, code = ERROR_STATUS.get(type(op.error), (503, "unavailable"))
+            results[n] = {
+                "line": n + 1,
+                "status": status,
+                "job_id": job_id,
+                "error": {"code": code, "message": str(op.error), "fields": []},
+            }
+    body = b"".join(orjson.dumps(result) + b"\n" for result in results)
+    return Response(body, status=200, mimetype=NDJSON)
+
+
+def _job_id_of(raw: bytes):
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    job_id = value.get("job_id") if isinstance(value, dict) else None
+    return job_id if isinstance(job_id, str) else None
 
 
 @bp.get("/jobs")

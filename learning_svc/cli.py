@@ -34,14 +34,21 @@ data_dir_option = click.option(
 @click.option("--host", default=None, help="Address to bind [LEARNING_SVC_HOST, 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [LEARNING_SVC_PORT, 8765].")
 @data_dir_option
-def serve(host, port, data_dir):
+@click.option(
+    "--watch",
+    "watch",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Import images that appear in this folder (repeatable) [LEARNING_SVC_WATCH].",
+)
+def serve(host, port, data_dir, watch):
     """Serve the API and the history page with waitress."""
     import waitress
 
     from . import create_app
     from .journal import DamagedJournal
 
-    settings = _settings(data_dir, host=host, port=port)
+    settings = _settings(data_dir, host=host, port=port, watch=tuple(watch) or None)
     if not settings.is_loopback and not settings.token:
         raise click.UsageError(
             f"binding to {settings.host} exposes the service to the network: "
@@ -61,7 +68,7 @@ def serve(host, port, data_dir):
         host=settings.host,
         port=settings.port,
         threads=settings.threads,
-        max_request_body_size=settings.max_body_bytes + 65536,
+        max_request_body_size=settings.max_batch_bytes + 65536,
         ident="learning_svc",
         clear_untrusted_proxy_headers=True,
     )

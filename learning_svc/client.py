@@ -23,7 +23,9 @@ from . import timezones
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({500, 502, 503, 504})  # the service is busy, locked or briefly unable to write
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+NDJSON = "application/x-ndjson"
+BATCH = 10_000  # records per batch POST (the service's limit)  # the service is busy, locked or briefly unable to write
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -81,6 +83,57 @@ class LearningClient:
         except Exception as exc:  # a bug here must never stop the pipeline
             return self._fail(f"job {job_id!r} was not recorded: {type(exc).__name__}: {exc}")
 
+    def record_jobs(self, records: list[dict]) -> list[dict | None]:
+        """Record many jobs in NDJSON batches (POST /api/jobs, application/x-ndjson, one fsync per
+        batch of up to BATCH). Returns one item per record, in order: its stored summary, or None
+        when it was not recorded (the reason is logged). Offline, as record_job does, one by one."""
+        results: list[dict | None] = [None] * len(records)
+        for start in range(0, len(records), BATCH):
+            try:
+                self._record_batch(records, start, results)
+            except LearningClientError:
+                raise
+            except Exception as exc:  # a bug here must never stop the pipeline
+                self._fail(
+                    f"jobs {start + 1}..{min(start + BATCH, len(records))} were not recorded: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+        return results
+
+    def _record_batch(self, records: list[dict], start: int, results: list) -> None:
+        bodies: list[tuple[int, bytes]] = []
+        for n in range(start, min(start + BATCH, len(records))):
+            try:
+                bodies.append((n, encode(records[n], self.naive_timezone)))
+            except (TypeError, ValueError, RecursionError) as exc:
+                self._fail(f"record {n + 1} was not recorded: it cannot be sent as JSON ({exc})")
+        if not bodies:
+            return
+        status, payload, reason = self._send(
+            "POST",
+            "/api/jobs",
+            b"\n".join(body for _, body in bodies) + b"\n",
+            fall_back=self.data_dir is not None,
+            content_type=NDJSON,
+        )
+        if status == 200 and isinstance(payload, list) and len(payload) == len(bodies):
+            for (n, _), answer in zip(bodies, payload):
+                if isinstance(answer, dict) and answer.get("status") in (200, 201):
+                    results[n] = answer.get("summary")
+                else:
+                    message = (answer.get("error") or {}).get("message") if isinstance(answer, dict) else answer
+                    self._fail(
+                        f"the service refused record {n + 1} ({answer.get('job_id')!r}): {message}",
+                        answer.get("status") if isinstance(answer, dict) else None,
+                    )
+            return
+        if (status is None or status in RETRY_STATUSES) and self.data_dir is not None:
+            for n, body in bodies:
+                job_id = records[n].get("job_id") if isinstance(records[n], dict) else None
+                results[n] = self._append_to_journal(body, job_id, reason)
+            return
+        self._fail(f"{len(bodies)} jobs were not recorded: the service at {self.base_url} {reason}", status)
+
     def rate(self, job_id: str, rating: int | None, source: str = "api") -> dict | None:
         """PUT (or, for None, DELETE) /api/jobs/<job_id>/rating; returns {job_id, rating, rated_at}."""
         try:
@@ -123,14 +176,16 @@ class LearningClient:
         return self._fail(f"rating of job {job_id!r} was not stored: {reason}", status)
 
     # ------------------------------------------------------------ HTTP
-    def _send(self, method: str, path: str, body: bytes, fall_back: bool = False) -> tuple[int | None, object, str]:
+    def _send(
+        self, method: str, path: str, body: bytes, fall_back: bool = False, content_type: str = "application/json"
+    ) -> tuple[int | None, object, str]:
         """(status or None if unreachable, decoded JSON body, reason) after the retries.
 
         `fall_back`: the caller has somewhere else to go, so a refused connection (nothing
         listens) is not retried.
         """
         headers = {
-            "Content-Type": "application/json",
+            "Content-Type": content_type,
             "Accept": "application/json",
             "User-Agent": "learning-svc-client/1",
         }
@@ -141,7 +196,10 @@ class LearningClient:
             req = request.Request(self.base_url + path, data=body, headers=headers, method=method)
             try:
                 with self._opener.open(req, timeout=self.timeout) as response:
-                    return response.status, _decode(response.read()), "ok"
+                    data = response.read()
+                    if response.headers.get_content_type() == NDJSON:  # a batch: one answer per line
+                        return response.status, [_decode(line) for line in data.splitlines() if line.strip()], "ok"
+                    return response.status, _decode(data), "ok"
             except error.HTTPError as exc:  # an answer, with an error status
                 status, payload = exc.code, _decode(exc.read())
                 reason = f"answered {exc.code}: {_message(payload) or exc.reason}"

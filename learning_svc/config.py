@@ -22,7 +22,9 @@ class Settings:
     output_root: Path | None = None
     allowed_hosts: tuple[str, ...] = ()
     threads: int = 8
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = 1024 * 1024  # one JSON body (a record)
+    max_batch_bytes: int = 64 * 1024 * 1024  # one application/x-ndjson batch (each line at most max_body_bytes)
+    max_batch_lines: int = 10_000
     # Where the listing planner and the text search switch plans (index/plan.py, index/text_search.py).
     probe_above: int = 20_000
     facet_sample: int = 2_000
@@ -31,6 +33,8 @@ class Settings:
     text_cache_bytes: int = 128 * 2**20
     text_background: bool = True  # hold common words in a background thread (tests hold them at once)
     naive_timezone: str = "UTC"  # what a posted time without a zone means: UTC, local or an IANA name
+    watch: tuple[Path, ...] = ()  # folders whose new images are imported while serving
+    watch_poll: bool = False  # poll the watched folders instead of OS notifications (network shares)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -74,6 +78,8 @@ class Settings:
             allowed_hosts=hosts,
             threads=int(env.get("LEARNING_SVC_THREADS", "8")),
             naive_timezone=env.get("LEARNING_SVC_NAIVE_TIMEZONE") or "UTC",
+            watch=tuple(Path(p) for p in env.get("LEARNING_SVC_WATCH", "").split(os.pathsep) if p.strip()),
+            watch_poll=env.get("LEARNING_SVC_WATCH_POLL", "").lower() in ("1", "true", "yes"),
             **_ints(
                 env,
                 probe_above="LEARNING_SVC_PROBE_ABOVE",

@@ -57,6 +57,8 @@ def check_request(settings: Settings, allowed: set[str]) -> None:
                 401, "unauthorized", "this server needs 'Authorization: Bearer <LEARNING_SVC_TOKEN>' on writes"
             )
     mimetype = request.mimetype
+    if mimetype == "application/x-ndjson" and request.method == "POST" and request.path == "/api/jobs":
+        return  # a batch of records (one per line)
     if mimetype != "application/json" and not (
         request.method == "DELETE" and not mimetype and not request.content_length
     ):

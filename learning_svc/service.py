@@ -29,7 +29,7 @@ from .index.text_search import MatchSets
 from .journal import DamagedJournal, Journal, JournalWriteError
 
 log = logging.getLogger(__name__)
-MAX_BATCH = 1000
+MAX_BATCH = 1000  # queued writes one commit takes; a batch submitted together is taken whole
 WAIT_SECONDS = 60
 IDLE_CHECK_SECONDS = 2.0
 
@@ -48,8 +48,8 @@ class Unavailable(RuntimeError):
 
 @dataclass
 class _Op:
-    kind: str  # "job" | "rating"
-    payload: dict
+    kind: str  # "job" | "amend" | "rating" | "together" (payload: the ops to commit as one)
+    payload: dict | list
     done: threading.Event = field(default_factory=threading.Event)
     result: object = None
     error: Exception | None = None
@@ -100,6 +100,7 @@ class Service:
         self.torn_files: list[str] = []
         self._queue: queue.Queue[_Op | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self.watcher = None  # a FolderWatcher (watch.py) when serving with --watch; stopped on close
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Service:
@@ -111,6 +112,9 @@ class Service:
         return self
 
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
         if self._thread:
             self._queue.put(None)
             self._thread.join(timeout=30)
@@ -134,11 +138,20 @@ class Service:
         Conflict (a field already set to something else, unless `replace`), InvalidRecord."""
         return self._submit(amend_op(job_id, patch, replace))
 
-    def submit_many(self, ops: list[_Op]) -> list[_Op]:
-        """Queue many writes at once (they share group commits: one fsync per batch) and wait
-        for all; each op then holds its own result or error. For importers."""
+    def submit_many(self, ops: list[_Op], together: bool = False) -> list[_Op]:
+        """Queue many writes at once and wait for all; each op then holds its own result or error.
+
+        They share group commits (one fsync per commit); `together` makes them one commit,
+        whatever else is queued: one append and one fsync for all (a batch POST)."""
         if self._thread is None:
             raise Unavailable("the service is not running")
+        if together and ops:
+            group = _Op("together", ops)
+            self._queue.put(group)
+            if not group.done.wait(WAIT_SECONDS * 4):
+                for op in ops:
+                    op.finish(error=Unavailable("the write did not complete in time"))
+            return ops
         for op in ops:
             self._queue.put(op)
         for op in ops:
@@ -161,8 +174,8 @@ class Service:
                 continue
             if first is None:
                 return
-            ops = [first]
-            while len(ops) < MAX_BATCH:
+            queued = [first]
+            while sum(len(op.payload) if op.kind == "together" else 1 for op in queued) < MAX_BATCH:
                 try:
                     op = self._queue.get_nowait()
                 except queue.Empty:
@@ -170,7 +183,9 @@ class Service:
                 if op is None:
                     self._queue.put(None)
                     break
-                ops.append(op)
+                queued.append(op)
+            # Writes submitted together (a batch POST) are one group: one append, one fsync.
+            ops = [child for op in queued for child in (op.payload if op.kind == "together" else [op])]
             try:
                 self._commit(ops)
             except Exception as error:  # never let the committer die
@@ -179,6 +194,8 @@ class Service:
                     op.finish(error=Unavailable(f"internal error while writing: {error}"))
             finally:
                 for op in ops:
+                    op.done.set()
+                for op in queued:
                     op.done.set()
 
     def _index_foreign_lines(self) -> None:
@@ -439,6 +456,7 @@ class Service:
                 "skipped_lines": log_cp.skipped + ratings_cp.skipped,
             },
             "damaged": {"torn_tails_moved": self.torn_files},
+            **({"watch": self.watcher.describe()} if self.watcher is not None else {}),
         }
 
 

@@ -64,7 +64,7 @@ class LiveServer:
             port=self.port,
             threads=8,
             asyncore_use_poll=True,
-            max_request_body_size=settings.max_body_bytes + 65536,
+            max_request_body_size=settings.max_batch_bytes + 65536,
         )
         self.stopping = False
         self.thread = threading.Thread(target=self._serve, daemon=True)

@@ -34,6 +34,7 @@ FIELDS = (
     "experiment",
     "variable",
     "variant",
+    "generator",
 )
 FILE_NAMES = ("model", "vae", "lora", "embedding")  # grouped without folder, extension and [hash]
 NUMBERS = ("steps", "cfg_scale")
@@ -286,6 +287,7 @@ def oracle_job(record: dict, offset: int) -> Job:
             [x["name"] for x in record["embeddings"]] if "embeddings" in record else [x["name"] for x in embeddings]
         ),
         "status": [record.get("status", "completed")],
+        "generator": [record.get("generator")],
         **{
             name: [(record.get("experiment") or {}).get(key)]
             for name, key in (("experiment", "name"), ("variable", "variable"), ("variant", "value"))

@@ -324,3 +324,47 @@ def test_export_jsonl_keeps_a_stored_rating_key_as_stored(client):
     client.put("/api/jobs/x/rating", json={"rating": 2})
     (line,) = [orjson.loads(raw) for raw in client.get("/api/export?format=jsonl").get_data().splitlines()]
     assert line["rating"] == 5 and line["learning_svc"]["rating"] == 2
+
+
+# ---------------------------------------------------------------- batch ingest (application/x-ndjson)
+
+NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def post_batch(client, bodies: list[bytes]):
+    response = client.post("/api/jobs", data=b"\n".join(bodies) + b"\n", headers=NDJSON)
+    assert response.status_code == 200 and response.mimetype == "application/x-ndjson", response.data[:300]
+    return [orjson.loads(line) for line in response.get_data().splitlines()]
+
+
+def test_a_batch_is_one_fsync_with_one_answer_per_line(client, settings, monkeypatch):
+    from learning_svc.journal import Journal
+
+    assert post(client, {"job_id": "old", "completed_at": 1_764_000_000}).status_code == 201
+    syncs = []
+    real = Journal._fsync
+    monkeypatch.setattr(Journal, "_fsync", staticmethod(lambda fd: (syncs.append(fd), real(fd))))
+    bodies = [orjson.dumps({"job_id": f"b{i}", "completed_at": 1_764_000_000 + i}) for i in range(2000)]
+    bodies[10] = b"{not json"
+    bodies[11] = orjson.dumps({"job_id": "old", "completed_at": 1_764_000_000})  # identical retry
+    bodies[12] = orjson.dumps({"job_id": "old", "completed_at": 5})  # conflict
+    bodies[13] = orjson.dumps({"job_id": "x", "completed_at": 1, "schema": "mine"})
+    answers = post_batch(client, bodies)
+    assert len(syncs) == 1  # every new line of the batch in one append
+    assert [a["line"] for a in answers] == list(range(1, 2001))
+    assert [a["status"] for a in answers[9:14]] == [201, 400, 200, 409, 400]
+    assert answers[13]["error"]["fields"][0]["loc"] == "schema" and answers[13]["job_id"] == "x"
+    assert answers[10]["job_id"] is None and answers[0]["summary"]["job_id"] == "b0"
+    assert sum(a["status"] == 201 for a in answers) == 1996
+    assert client.get("/api/health").json["index"]["jobs"] == 1997
+
+
+def test_batches_have_limits(client, settings):
+    too_many = client.post("/api/jobs", data=b"{}\n" * 10_001, headers=NDJSON)
+    assert_error(too_many, 413, "too_large")
+    big = orjson.dumps({"job_id": "big", "completed_at": 1, "extra": {"x": "y" * (1 << 20)}})
+    answers = post_batch(client, [big, orjson.dumps({"job_id": "small", "completed_at": 1})])
+    assert [a["status"] for a in answers] == [400, 201] and "larger than 1 MiB" in answers[0]["error"]["message"]
+    assert_error(client.post("/api/jobs/x/rating", data=b"{}", headers=NDJSON), 415, "unsupported_media_type")
+    empty = client.post("/api/jobs", data=b"", headers=NDJSON)
+    assert empty.status_code == 200 and empty.get_data() == b""

@@ -253,3 +253,24 @@ def test_the_offline_path_needs_neither_sqlalchemy_nor_flask(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "none"
+
+
+def test_record_jobs_sends_one_batch_and_answers_per_record(live_server, caplog):
+    """record_jobs: one NDJSON POST, one fsync; each record's own answer, a bad one logged."""
+    client = LearningClient(live_server.url, **FAST)
+    client.record_job(job("known"))
+    records = [job(f"b{i}") for i in range(30)] + [job("known"), job("known", packs=["other"]), {"job_id": "no time"}]
+    with caplog.at_level(logging.ERROR, logger="learning_svc.client"):
+        results = client.record_jobs(records)
+    assert [r["job_id"] for r in results[:31]] == [f"b{i}" for i in range(30)] + ["known"]
+    assert results[31:] == [None, None]
+    messages = " ".join(r.message for r in caplog.records)
+    assert "already recorded with different content" in messages and "completed_at is required" in messages
+    assert len(journal_lines(live_server.settings.log_path)) == 31
+
+
+def test_record_jobs_falls_back_to_the_journal_when_down(tmp_path):
+    client = LearningClient(_nobody_listens(), data_dir=tmp_path / "learning", **FAST)
+    results = client.record_jobs([job("x1"), job("x2"), job("x1")])
+    assert [r["offline"] for r in results] == [True, True, True]
+    assert [line["job_id"] for line in journal_lines(tmp_path / "learning" / "learning_log_v2.jsonl")] == ["x1", "x2"]

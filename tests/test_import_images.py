@@ -142,7 +142,7 @@ EXPECTED = {
 BAD = {  # file -> what the report says
     "empty.png": "empty file",
     "not_an_image.png": "not a PNG, JPEG or WEBP image",
-    "truncated_in_header.png": "not a PNG, JPEG or WEBP image",
+    "truncated_in_header.png": "truncated",
     "truncated_after_text.png": "truncated",
     "truncated_no_text.png": "truncated",
     "bomb_30000x30000.png": "decompression bomb",

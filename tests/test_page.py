@@ -446,6 +446,35 @@ def test_a_new_job_appears_without_reload(live_server, samples, open_page):
     expect(page.locator(JOB)).to_have_count(len(samples) + 1)
 
 
+def test_an_image_written_into_a_watched_folder_shows_without_reload(settings, tmp_path, open_page):
+    """serve --watch: a user keeps the page open while A1111 writes into its output folder."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    outputs = tmp_path / "outputs"
+    (outputs / "txt2img-images").mkdir(parents=True)
+    server = LiveServer(replace(settings, watch=(outputs,), output_root=outputs))
+    try:
+        page = open_page(server)
+        expect(page.locator("#empty")).to_be_visible()
+        info = PngInfo()
+        info.add_text(
+            "parameters",
+            "a lighthouse <lora:add-detail-xl:0.5>\nNegative prompt: blurry\n"
+            "Steps: 30, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 42, Size: 512x768, Model: juggernautXL",
+        )
+        Image.new("RGB", (512, 768), (30, 90, 160)).save(outputs / "txt2img-images" / "00042-42.png", pnginfo=info)
+        job = page.locator(JOB)
+        expect(job).to_have_count(1, timeout=NEW_JOB_TIMEOUT_MS)
+        expect(job).to_contain_text("juggernautXL")
+        expect(job).to_contain_text("add-detail-xl")
+        thumbnail = job.locator("img.thumb")
+        expect(thumbnail).to_have_attribute("src", re.compile(r"/outputs/0/thumbnail$"))
+        assert thumbnail.evaluate("img => img.decode().then(() => img.naturalWidth)") == 320  # the real image
+    finally:
+        server.stop()
+
+
 def test_live_updates_of_a_filtered_view_add_only_newer_jobs(live_server, open_page):
     """In the unrated view, jobs rated elsewhere leave the first page and older unrated jobs move
     up into it: those are not new and stay below, reached by scrolling."""

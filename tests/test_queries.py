@@ -73,6 +73,7 @@ CSV_COLUMNS = [
     "experiment",
     "variable",
     "variant",
+    "generator",
     "lora_weights",
     "embedding_weights",
     "prompt",

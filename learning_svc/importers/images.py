@@ -99,15 +99,16 @@ def content_id(data: bytes) -> str:
     return "img-" + hashlib.sha256(data).hexdigest()[:40]
 
 
-def complete(data: bytes, fmt: str | None = None) -> bool:
-    """Does the file end where its format says it ends? (a UI still writing it, or a cut copy, does not)"""
+def complete(data: bytes) -> bool | None:
+    """Does the file end where its format says it ends? (a UI still writing it, or a cut copy,
+    does not.) None when it is not a PNG, JPEG or WEBP at all."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return data.endswith(b"IEND\xaeB`\x82")
     if data.startswith(b"\xff\xd8"):
         return data.rstrip(b"\x00").endswith(b"\xff\xd9")
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return int.from_bytes(data[4:8], "little") + 8 <= len(data)
-    return fmt is not None
+    return None
 
 
 def decode_usercomment(raw: Any) -> str | None:
@@ -534,6 +535,8 @@ def image_job(path: Path, output_root: Path) -> Item:
         data = path.read_bytes()
     except OSError as error:
         return Problem(where, f"cannot read it: {error.strerror or error}", UNREADABLE)
+    if complete(data) is False:
+        return Problem(where, "truncated: the file ends before its image does (still being written?)", UNREADABLE)
     try:
         fmt, (width, height), chunks = read_chunks(data)
     except Image.DecompressionBombError:
@@ -545,10 +548,6 @@ def image_job(path: Path, output_root: Path) -> Item:
         return Problem(where, reason, UNREADABLE)
     except (ValueError, OSError, EOFError, SyntaxError, struct.error) as error:
         return Problem(where, f"unreadable metadata ({str(error)[:200] or type(error).__name__})", UNREADABLE)
-    if not complete(data, None):
-        return Problem(
-            where, f"truncated: the {fmt} file ends before its image does (still being written?)", UNREADABLE
-        )
     found = parse_chunks(chunks)
     outputs = [recorded_path(Path(text_path), output_root)]
     body: dict[str, Any] = {"job_id": content_id(data), "completed_at": stat.st_mtime, "outputs": outputs}

@@ -1,0 +1,221 @@
+"""`serve --watch DIR`: images that appear in a folder are imported as they are written.
+
+watchdog reports changes (inotify, FSEvents, ReadDirectoryChangesW; its polling observer
+where those fail or for `LEARNING_SVC_WATCH_POLL`). A changed file waits until it has not
+changed for SETTLE seconds and is a complete image (a UI still writing it is not), then is
+imported through the service like any import (the same job for the same image, whatever
+its path). A folder that is not there (a disk not mounted, a network share gone) is looked
+for again every RETRY seconds, and swept once when it comes back, so nothing written
+meanwhile is missed. Nothing here stops the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from watchdog.events import FileSystemEventHandler
+
+from .importers import Job, Problem, images
+
+log = logging.getLogger(__name__)
+SETTLE = 0.4  # seconds without a change before a file is read
+TICK = 0.1
+RETRY = 3.0  # seconds between looks for a folder that is not there
+GIVE_UP = 30.0  # a file still incomplete after this long is reported, not waited for any more
+
+
+@dataclass
+class Folder:
+    path: Path
+    state: str = "starting"  # "watching" | "polling" | "missing"
+    observer: object | None = None
+    imported: int = 0
+    problems: list[str] = field(default_factory=list)  # the latest few
+    last_look: float = 0.0
+
+    def describe(self) -> dict:
+        return {
+            "folder": str(self.path),
+            "state": self.state,
+            "imported": self.imported,
+            "recent_problems": self.problems[-5:],
+        }
+
+
+class FolderWatcher:
+    def __init__(self, service, folders: list[Path], output_root: Path, poll: bool = False):
+        self.service, self.output_root, self.poll = service, output_root, poll
+        self.folders = [Folder(Path(f).expanduser()) for f in folders]
+        self.pending: dict[Path, tuple[float, float]] = {}  # path -> (last change, first seen)
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    # -- lifecycle
+    def start(self) -> FolderWatcher:
+        self.thread = threading.Thread(target=self._run, name="learning-svc-watch", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread:
+            self.thread.join(timeout=10)
+        for folder in self.folders:
+            self._unwatch(folder)
+
+    def describe(self) -> list[dict]:
+        return [folder.describe() for folder in self.folders]
+
+    # -- watchdog's side: note what changed
+    def changed(self, path: str) -> None:
+        candidate = Path(path)
+        if images.is_image(candidate):
+            now = time.monotonic()
+            with self.lock:
+                first = self.pending.get(candidate, (now, now))[1]
+                self.pending[candidate] = (now, first)
+
+    # -- the watcher's own thread
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self._look_after_folders()
+                self._import_settled()
+            except Exception:  # noqa: BLE001 - the service goes on; the next tick tries again
+                log.exception("watching folders failed; trying again")
+            self.stopping.wait(TICK)
+
+    def _look_after_folders(self) -> None:
+        now = time.monotonic()
+        for folder in self.folders:
+            if now - folder.last_look < RETRY and folder.state != "starting":
+                continue
+            folder.last_look = now
+            present = folder.path.is_dir()
+            if folder.observer is not None and not present:
+                log.warning("watched folder %s is gone; looking for it every %.0f s", folder.path, RETRY)
+                self._unwatch(folder)
+                folder.state = "missing"
+            elif folder.observer is None and present:
+                self._watch(folder)
+                self._sweep(folder)  # what was written while it was away (or before we started)
+            elif folder.observer is None and folder.state == "starting":
+                log.warning("watched folder %s is not there; looking for it every %.0f s", folder.path, RETRY)
+                folder.state = "missing"
+
+    def _watch(self, folder: Folder) -> None:
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        handler = _Handler(self)
+        for kind, make in (() if self.poll else (("watching", Observer),)) + (("polling", PollingObserver),):
+            observer = make()
+            try:
+                observer.schedule(handler, str(folder.path), recursive=True)
+                observer.start()
+            except OSError as error:  # inotify limits, a file system without notifications
+                log.warning("cannot watch %s with %s (%s)", folder.path, kind, error)
+                continue
+            folder.observer, folder.state = observer, kind
+            log.info("watching %s for new images (%s)", folder.path, kind)
+            return
+        folder.state = "missing"
+
+    @staticmethod
+    def _unwatch(folder: Folder) -> None:
+        observer, folder.observer = folder.observer, None
+        if observer is not None:
+            try:
+                observer.stop()
+                observer.join(timeout=5)
+            except Exception:  # noqa: BLE001 - an observer of a folder that vanished may fail to stop
+                log.debug("stopping the observer of %s failed", folder.path, exc_info=True)
+
+    def _sweep(self, folder: Folder) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for path in folder.path.rglob("*"):
+                if images.is_image(path) and path not in self.pending:
+                    self.pending[path] = (now - SETTLE, now)
+
+    def _import_settled(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            ready = [path for path, (changed, _) in self.pending.items() if now - changed >= SETTLE]
+        if not ready:
+            return
+        jobs, done = [], []
+        for path in ready:
+            item = images.image_job(path, self.output_root)
+            first = self.pending[path][1]
+            if isinstance(item, Problem) and "truncated" in item.reason and now - first < GIVE_UP:
+                continue  # still being written: look again at its next change or settle
+            done.append(path)
+            if isinstance(item, Job):
+                jobs.append(item)
+            elif "cannot read it" not in item.reason or path.exists():  # a file deleted meanwhile is no problem
+                self._problem(path, item.reason)
+        with self.lock:
+            for path in done:
+                self.pending.pop(path, None)
+            for path in set(ready) - set(done):  # not ready yet: look again in a while
+                self.pending[path] = (now, self.pending[path][1])
+        if jobs:
+            self._record(jobs)
+
+    def _record(self, jobs: list[Job]) -> None:
+        from . import records
+        from .service import Conflict, job_op
+
+        ops, owners = [], []
+        for job in jobs:
+            try:
+                ops.append(job_op(records.parse(records.JobIn, job.body)))
+                owners.append(job)
+            except records.InvalidRecord as error:
+                self._problem(Path(job.where.path), str(error))
+        for job, op in zip(owners, self.service.submit_many(ops, together=True)):
+            folder = self._folder_of(Path(job.where.path))
+            if op.error is None:
+                if op.result[0] and folder:
+                    folder.imported += 1
+            elif not isinstance(op.error, Conflict):  # a conflict: the same image seen before elsewhere
+                self._problem(Path(job.where.path), str(op.error))
+
+    def _problem(self, path: Path, reason: str) -> None:
+        log.warning("not importing %s: %s", path, reason)
+        folder = self._folder_of(path)
+        if folder is not None:
+            folder.problems = [*folder.problems[-19:], f"{path}: {reason}"]
+
+    def _folder_of(self, path: Path) -> Folder | None:
+        for folder in self.folders:
+            if path == folder.path or folder.path in path.parents:
+                return folder
+        return None
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: FolderWatcher):
+        super().__init__()
+        self.watcher = watcher
+
+    def on_created(self, event):
+        if not event.is_directory:
+            self.watcher.changed(event.src_path)
+
+    def on_modified(self, event):
+        if not event.is_directory:
+            self.watcher.changed(event.src_path)
+
+    def on_closed(self, event):
+        self.watcher.changed(event.src_path)
+
+    def on_moved(self, event):
+        if not event.is_directory:
+            self.watcher.changed(event.dest_path)

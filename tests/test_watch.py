@@ -1,0 +1,97 @@
+"""`serve --watch`: images written into a watched folder are imported once complete, a folder that
+goes away is looked for again, and nothing stops the service."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import image_fixtures
+import pytest
+
+from learning_svc.importers import images
+
+from conftest import LiveServer
+
+WAIT = 15.0  # the watcher imports within a second or two; this only bounds a failing test
+
+
+@pytest.fixture(scope="module")
+def pngs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("source")
+    image_fixtures.write_good(str(folder))
+    return folder
+
+
+def wait_for(predicate, what: str):
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"not within {WAIT} s: {what}")
+
+
+def listed(server: LiveServer) -> dict[str, dict]:
+    jobs = server.http.get(server.url + "/api/jobs?limit=500", timeout=10).json()["jobs"]
+    return {Path(job["outputs"][0]).name: job for job in jobs if job["outputs"]}
+
+
+pytestmark = pytest.mark.slow  # real timers: settle times and folder retries
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["notified", "polling"])
+def test_an_image_is_imported_once_it_is_complete(settings, tmp_path, pngs, poll):
+    watched = tmp_path / "outputs" / "txt2img-images"
+    watched.mkdir(parents=True)
+    server = LiveServer(replace(settings, watch=(watched,), watch_poll=poll, output_root=tmp_path / "outputs"))
+    try:
+        wait_for(
+            lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["state"] != "starting", "watching"
+        )
+        data = (pngs / "a1111_v110.png").read_bytes()
+        target = watched / "00001-1234567890.png"
+        with open(target, "wb") as f:  # a UI writing the file in two goes
+            f.write(data[: len(data) // 2])
+            f.flush()
+            time.sleep(1.0)
+            assert "00001-1234567890.png" not in listed(server)  # half a PNG is not imported
+            f.write(data[len(data) // 2 :])
+        job = wait_for(lambda: listed(server).get("00001-1234567890.png"), "the finished image listed")
+        assert job["job_id"] == images.content_id(data) and job["sampler"] == "DPM++ 2M"
+        assert job["outputs"] == ["txt2img-images/00001-1234567890.png"]
+        shutil.copy(pngs / "comfyui.png", watched / "sub" if (watched / "sub").mkdir() is None else watched)
+        wait_for(lambda: "sub" in {Path(j["outputs"][0]).parent.name for j in listed(server).values()}, "a sub-folder")
+        shutil.copy(target, watched / "copy-of-the-same.png")  # the same image again: the same job
+        (watched / "not-an-image.png").write_bytes(b"hello")
+        health = wait_for(
+            lambda: (h := server.http.get(server.url + "/api/health").json()["watch"][0])["recent_problems"] and h,
+            "the bad file reported",
+        )
+        assert "not-an-image.png" in health["recent_problems"][0] and health["imported"] == 2
+        assert len(listed(server)) == 2
+    finally:
+        server.stop()
+
+
+def test_a_folder_that_comes_and_goes_is_looked_for_again(settings, tmp_path, pngs):
+    share = tmp_path / "share"  # not there when the service starts (a network share not mounted yet)
+    server = LiveServer(replace(settings, watch=(share,), output_root=tmp_path))
+    try:
+        wait_for(
+            lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["state"] == "missing", "missing"
+        )
+        assert server.http.get(server.url + "/api/health").status_code == 200  # the service is up meanwhile
+        share.mkdir()
+        shutil.copy(pngs / "fooocus.png", share / "first.png")
+        wait_for(lambda: "first.png" in listed(server), "the image in the folder that appeared")
+        shutil.rmtree(share)  # the share goes away...
+        wait_for(lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["state"] == "missing", "gone")
+        share.mkdir()  # ...and comes back with an image written meanwhile
+        shutil.copy(pngs / "novelai.png", share / "second.png")
+        wait_for(lambda: "second.png" in listed(server), "the image written while the folder was away")
+    finally:
+        server.stop()
