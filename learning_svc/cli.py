@@ -43,10 +43,9 @@ data_dir_option = click.option(
 )
 def serve(host, port, data_dir, watch):
     """Serve the API and the history page with waitress."""
-    import waitress
-
     from . import create_app
     from .journal import DamagedJournal
+    from .serving import make_server
 
     settings = _settings(data_dir, host=host, port=port, watch=tuple(watch) or None)
     if not settings.is_loopback and not settings.token:
@@ -63,15 +62,12 @@ def serve(host, port, data_dir, watch):
     click.echo(f"learning_svc serving {settings.data_dir} on {url}")
     if settings.token:
         click.echo(f"open {url}#token=<LEARNING_SVC_TOKEN> once in the browser to let the page write")
-    waitress.serve(
-        app,
-        host=settings.host,
-        port=settings.port,
-        threads=settings.threads,
-        max_request_body_size=settings.max_batch_bytes + 65536,
-        ident="learning_svc",
-        clear_untrusted_proxy_headers=True,
-    )
+    server = make_server(app, settings)
+    try:
+        server.run()
+    finally:
+        server.task_dispatcher.shutdown()
+        app.extensions["learning_svc"].close()
 
 
 @main.command()

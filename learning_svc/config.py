@@ -21,7 +21,12 @@ class Settings:
     token: str | None = None
     output_root: Path | None = None
     allowed_hosts: tuple[str, ...] = ()
-    threads: int = 8
+    threads: int = 8  # waitress worker threads for reads
+    write_threads: int = 4  # and for writes, apart: readers that stall never hold up a write
+    connection_limit: int = 1000  # open connections; idle ones close after idle_seconds
+    idle_seconds: int = 30
+    header_seconds: float = 10.0  # a request's headers must be in within this time of its first byte
+    stall_seconds: float = 20.0  # a response its client takes nothing of for this long is dropped
     max_body_bytes: int = 1024 * 1024  # one JSON body (a record)
     max_batch_bytes: int = 64 * 1024 * 1024  # one application/x-ndjson batch (each line at most max_body_bytes)
     max_batch_lines: int = 10_000
@@ -77,6 +82,12 @@ class Settings:
             output_root=Path(env["LEARNING_SVC_OUTPUT_ROOT"]) if env.get("LEARNING_SVC_OUTPUT_ROOT") else None,
             allowed_hosts=hosts,
             threads=int(env.get("LEARNING_SVC_THREADS", "8")),
+            **_ints(
+                env,
+                write_threads="LEARNING_SVC_WRITE_THREADS",
+                connection_limit="LEARNING_SVC_CONNECTION_LIMIT",
+                idle_seconds="LEARNING_SVC_IDLE_SECONDS",
+            ),
             naive_timezone=env.get("LEARNING_SVC_NAIVE_TIMEZONE") or "UTC",
             watch=tuple(Path(p) for p in env.get("LEARNING_SVC_WATCH", "").split(os.pathsep) if p.strip()),
             watch_poll=env.get("LEARNING_SVC_WATCH_POLL", "").lower() in ("1", "true", "yes"),

@@ -357,18 +357,33 @@ def check_json_shape(value: Any, loc: str = "", depth: int = 0) -> None:
         raise InvalidRecord("numbers must be below 2**64", [{"loc": loc or "body", "msg": "number too large"}])
 
 
-# A number of 20+ digits or with a 2-digit exponent may reach 2**64; "\u0000" is an escaped NUL.
-_MAYBE_HUGE_NUMBER = re.compile(rb"\d{20}|[eE]\+?\d{2}")
+# A number (after `:`, `,` or `[`) of 20+ digits or with a 2-digit exponent may reach 2**64;
+# "\u0000" is an escaped NUL. Strings are skipped whole when brackets are counted for depth.
+_MAYBE_HUGE_NUMBER = re.compile(rb"[:,\[]\s*-?(?:\d{20}|\d+(?:\.\d+)?[eE]\+?\d{2})")
+_BRACKETS_AND_STRINGS = re.compile(rb'[\[\]{}]|"(?:[^"\\]|\\.)*"')
 
 
 def needs_shape_check(raw: bytes) -> bool:
     """Cheap screens of a raw JSON body: when none fires, check_json_shape cannot fail.
 
-    Nesting deeper than MAX_DEPTH needs more than MAX_DEPTH brackets; NUL must be escaped.
+    Nesting deeper than MAX_DEPTH needs more than MAX_DEPTH brackets, and then their depth
+    is measured (outside strings); NUL must be escaped.
     """
-    return (
-        b"\\u0000" in raw or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH or _MAYBE_HUGE_NUMBER.search(raw) is not None
-    )
+    if b"\\u0000" in raw or _MAYBE_HUGE_NUMBER.search(raw) is not None:
+        return True
+    return raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(raw) > MAX_DEPTH
+
+
+def _depth(raw: bytes) -> int:
+    depth = deepest = 0
+    for token in _BRACKETS_AND_STRINGS.finditer(raw):
+        mark = token[0]
+        if mark in (b"{", b"["):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif mark in (b"}", b"]"):
+            depth -= 1
+    return deepest
 
 
 def loads(raw: bytes) -> Any:

@@ -16,6 +16,15 @@ CSP = (
 )
 
 
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
 class Refused(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
@@ -74,9 +83,5 @@ def install(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def _headers(response):
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        response.headers.update(SECURITY_HEADERS)
         return response

@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 import requests
-from waitress.server import create_server
 
 from learning_svc import create_app
 from learning_svc.config import Settings
+from learning_svc.serving import make_server
 
 DATA = Path(__file__).parent / "data"
 JSON = {"Content-Type": "application/json"}
@@ -58,14 +58,7 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        self.server = create_server(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            threads=8,
-            asyncore_use_poll=True,
-            max_request_body_size=settings.max_batch_bytes + 65536,
-        )
+        self.server = make_server(self.app, settings, host="127.0.0.1", port=self.port)
         self.stopping = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()

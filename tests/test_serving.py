@@ -1,0 +1,117 @@
+"""The server under hostile clients: connections held open or trickled, readers that stop reading,
+bodies over waitress' own limit. The real waitress server on a free port (serving.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import replace
+
+import orjson
+import pytest
+import requests
+
+from conftest import LiveServer
+
+pytestmark = pytest.mark.slow  # hundreds of sockets and real timeouts
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the server's buffer fills
+    return sock
+
+
+def job(job_id: str) -> dict:
+    return {"job_id": job_id, "completed_at": 1_764_000_000, "prompt": "a castle " * 50}
+
+
+def test_300_idle_or_trickling_connections_do_not_lock_a_pipeline_out(settings):
+    """waitress allowed 100 connections and kept trickled ones for ever: 98 idle sockets locked
+    every client out. Now there is room, and half-sent requests are dropped after header_seconds."""
+    server = LiveServer(replace(settings, header_seconds=2.0, idle_seconds=60))
+    held = []
+    try:
+        for n in range(300):
+            sock = connect(server.port)
+            if n % 2:  # trickling: a request line and a header, never finished
+                sock.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            held.append(sock)
+        with requests.Session() as http:
+            answer = http.post(
+                server.url + "/api/jobs",
+                data=orjson.dumps(job("still-answered")),
+                headers={"Content-Type": "application/json"},
+                timeout=5,
+            )
+        assert answer.status_code == 201
+        time.sleep(4.0)  # past header_seconds: the tricklers are closed by the server
+        for sock in held[1::2]:
+            sock.sendall(b"X")
+        closed = 0
+        for sock in held[1::2]:
+            try:
+                closed += sock.recv(1) == b""
+            except (ConnectionResetError, TimeoutError):
+                closed += 1
+        assert closed == 150
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+
+
+def test_clients_that_never_read_an_export_do_not_stall_writes(settings):
+    """8 clients asked for a big export and read nothing: they held all 8 threads and every POST
+    timed out. Writes have threads of their own, and a stalled response is dropped in time."""
+    server = LiveServer(replace(settings, stall_seconds=3.0))
+    stalled = []
+    try:
+        batch = b"\n".join(orjson.dumps({**job(f"j{i}"), "extra": {"pad": "x" * 3000}}) for i in range(3000)) + b"\n"
+        answer = server.http.post(
+            server.url + "/api/jobs", data=batch, headers={"Content-Type": "application/x-ndjson"}, timeout=120
+        )
+        assert answer.status_code == 200
+        for _ in range(8):  # more than 4 MiB each: past waitress' high watermark
+            sock = connect(server.port)
+            sock.sendall(b"GET /api/export?format=jsonl HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            stalled.append(sock)
+        time.sleep(1.0)  # every read thread is now waiting on a client that does not read
+        began = time.monotonic()
+        posted = requests.post(
+            server.url + "/api/jobs",
+            data=orjson.dumps(job("during-the-stall")),
+            headers={"Content-Type": "application/json"},
+            timeout=5,
+        )
+        assert posted.status_code == 201
+        assert requests.put(server.url + "/api/jobs/during-the-stall/rating", json={"rating": 4}, timeout=5).ok
+        # once stall_seconds have passed the read threads are free again
+        health = requests.get(server.url + "/api/health", timeout=15)
+        assert health.status_code == 200 and time.monotonic() - began < 15
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.stop()
+
+
+def test_a_body_over_waitress_limit_gets_the_error_shape_and_headers(settings):
+    """Bodies over the server's own limit were answered by waitress in text/plain."""
+    server = LiveServer(replace(settings, max_batch_bytes=256 * 1024))
+    try:
+        response = requests.post(
+            server.url + "/api/jobs",
+            data=b"x" * (512 * 1024),
+            headers={"Content-Type": "application/x-ndjson"},
+            timeout=10,
+        )
+        assert response.status_code == 413
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "too_large"
+        assert (
+            response.headers["X-Frame-Options"] == "DENY"
+            and "frame-ancestors" in response.headers["Content-Security-Policy"]
+        )
+        assert not server.settings.log_path.exists()
+    finally:
+        server.stop()
