@@ -158,21 +158,31 @@ def amend_job(job_id: str):
 
 @bp.get("/jobs/<job_id>/outputs/<int:n>")
 def output_image(job_id: str, n: int):
-    found = service().output_file(job_id, n)
-    if found is None:
+    output = service().open_output(job_id, n)
+    if output is None:
         return _placeholder()
-    path, mimetype = found
-    return send_file(path, mimetype=mimetype, max_age=3600, conditional=True)
+    # the handle that was checked is the one sent (send_file closes it)
+    return send_file(
+        output.file,
+        mimetype=output.mimetype,
+        max_age=3600,
+        conditional=True,
+        etag=output.etag,
+        last_modified=output.stat.st_mtime,
+    )
 
 
 @bp.get("/jobs/<job_id>/outputs/<int:n>/thumbnail")
 def output_thumbnail(job_id: str, n: int):
-    data = service().output_thumbnail(job_id, n)
-    if data is None:
+    found = service().output_thumbnail(job_id, n)
+    if found is None:
         return _placeholder()
+    data, output = found
     response = Response(data, mimetype="image/jpeg")
     response.cache_control.max_age = 3600
-    return response
+    response.set_etag(output.etag)
+    response.last_modified = output.stat.st_mtime
+    return response.make_conditional(request)
 
 
 def _placeholder() -> Response:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import re
+import sys
+import threading
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from stat import S_ISREG
+from typing import BinaryIO
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
@@ -39,53 +45,127 @@ def resolve(recorded: str, output_root: Path) -> Path | None:
     return output_root.joinpath(*parts)
 
 
-def image_file(recorded: str, output_root: Path) -> tuple[Path, str] | None:
-    """(path, mimetype) if the recorded output is a readable image file, else None."""
+@dataclass
+class Output:
+    """An output image, opened once: everything served is read from this handle."""
+
+    file: BinaryIO
+    mimetype: str
+    stat: os.stat_result
+    real_path: str
+
+    @property
+    def etag(self) -> str:
+        return hashlib.sha256(f"{self.real_path}|{self.stat.st_size}|{self.stat.st_mtime_ns}".encode()).hexdigest()[:32]
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def open_output(recorded: str, output_root: Path) -> Output | None:
+    """The recorded output opened for reading if it is an image we may serve, else None.
+
+    The file is opened once and that handle is checked and served (a path checked, then
+    opened again, can be swapped for a symlink in between). A relative path must end up
+    inside the output root once every symlink is followed; an absolute one (the pipeline
+    recorded it so) may be anywhere, but must, like any output, hold an image.
+    """
     path = resolve(recorded, output_root)
-    if path is None:
+    mimetype = IMAGE_TYPES.get(path.suffix.lower()) if path is not None else None
+    if mimetype is None:
         return None
-    mimetype = IMAGE_TYPES.get(path.suffix.lower())
     try:
-        if mimetype is None or not path.is_file():
-            return None
-    except OSError:  # e.g. a name too long for this file system: it cannot be a file here
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError):  # missing, no permission, a name too long for this file system
         return None
-    return path, mimetype
+    file = os.fdopen(fd, "rb")
+    try:
+        stat = os.fstat(fd)
+        real = _real_path(fd, path, stat)
+        if not S_ISREG(stat.st_mode) or real is None:
+            file.close()
+            return None
+        if not _is_absolute(recorded) and not _inside(real, os.path.realpath(output_root)):
+            file.close()
+            return None  # a symlink inside the root that leads out of it
+        if not _holds_an_image(file):
+            file.close()
+            return None
+        file.seek(0)
+        return Output(file, mimetype, stat, real)
+    except BaseException:
+        file.close()
+        raise
 
 
-def thumbnail(path: Path, cache_dir: Path) -> bytes | None:
-    """A JPEG at most THUMB_SIZE px on its long side, cached by path, size and mtime."""
-    stat = path.stat()
-    key = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:40]
-    cached = cache_dir / f"{key}.jpg"
+def _is_absolute(recorded: str) -> bool:
+    return bool(_WINDOWS_ABSOLUTE.match(recorded)) or recorded.startswith("/")
+
+
+def _inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _real_path(fd: int, path: Path, stat: os.stat_result) -> str | None:
+    """Where the open file really is: asked of the handle where the system can say it."""
+    if sys.platform.startswith("linux"):
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    elif sys.platform == "darwin":
+        import fcntl
+
+        try:
+            return fcntl.fcntl(fd, 50, b"\0" * 1024).rstrip(b"\0").decode()  # F_GETPATH
+        except OSError:
+            pass
+    # Elsewhere: the path's real path, if it is still this very file (same device and inode).
+    real = os.path.realpath(path)
+    try:
+        again = os.stat(real)
+    except OSError:
+        return None
+    return real if (again.st_dev, again.st_ino) == (stat.st_dev, stat.st_ino) else None
+
+
+def _holds_an_image(file: BinaryIO) -> bool:
+    try:
+        with Image.open(file) as img:
+            img.verify()
+        return True
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def thumbnail(output: Output, cache_dir: Path) -> bytes | None:
+    """A JPEG at most THUMB_SIZE px on its long side, cached by real path, size and mtime.
+    A cache that cannot be written (a full disk) only means the next one is made again."""
+    cached = cache_dir / f"{output.etag}.jpg"
     try:
         return cached.read_bytes()
-    except FileNotFoundError:
+    except OSError:
         pass
     try:
-        with Image.open(path) as img:
+        output.file.seek(0)
+        with Image.open(output.file) as img:
             img.draft("RGB", (THUMB_SIZE, THUMB_SIZE))
             img.thumbnail((THUMB_SIZE, THUMB_SIZE))
             rgb = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
     out = io.BytesIO()
     rgb.save(out, "JPEG", quality=82)
     data = out.getvalue()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, cached)
-    return data
-
-
-def is_image(path: Path) -> bool:
+    tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with Image.open(path) as img:
-            img.verify()
-        return True
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        return False
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, cached)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return data
 
 
 @cache

@@ -398,18 +398,23 @@ class Service:
             "rating_history": history,
         }
 
-    def output_file(self, job_id: str, n: int):
-        """(path, mimetype) of output `n` of a job if it is a readable image, else None (a placeholder).
-        NotFound for an unknown job or an output it does not have."""
+    def open_output(self, job_id: str, n: int) -> images.Output | None:
+        """Output `n` of a job opened for serving if it is a readable image, else None (a placeholder).
+        NotFound for an unknown job or an output it does not have. The caller closes it."""
         outputs = self.get_summary(job_id)["outputs"]
         if not 0 <= n < len(outputs):
             raise NotFound(f"job {job_id!r} has {len(outputs)} output{'' if len(outputs) == 1 else 's'}, not {n + 1}")
-        found = images.image_file(outputs[n], self.settings.output_root or Path.cwd())
-        return found if found and images.is_image(found[0]) else None
+        return images.open_output(outputs[n], self.settings.output_root or Path.cwd())
 
-    def output_thumbnail(self, job_id: str, n: int) -> bytes | None:
-        found = self.output_file(job_id, n)
-        return images.thumbnail(found[0], self.settings.data_dir / "thumbnails") if found else None
+    def output_thumbnail(self, job_id: str, n: int) -> tuple[bytes, images.Output] | None:
+        output = self.open_output(job_id, n)
+        if output is None:
+            return None
+        try:
+            data = images.thumbnail(output, self.settings.data_dir / "thumbnails")
+        finally:
+            output.close()
+        return (data, output) if data is not None else None
 
     def get_summary(self, job_id: str) -> dict:
         with self.read_engine.connect() as conn:

@@ -270,3 +270,85 @@ def test_the_token_is_in_no_response_and_no_log(tmp_path):
     finally:
         server.kill()
     assert TOKEN not in server.output()
+
+
+# ---------------------------------------------------------------- output files (issue 14.4, 14.5, 14.7)
+
+
+def _png(path, color=(10, 200, 30)):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (24, 24), color).save(path, "PNG")
+    return path
+
+
+def _record(client, job_id, outputs):
+    assert post(client, {"job_id": job_id, "completed_at": 1_764_000_000, "outputs": outputs}).status_code == 201
+
+
+def test_a_symlink_swapped_between_check_and_send_never_serves_another_file(client, settings, tmp_path):
+    """The file was checked, then opened again by send_file: a symlink swapped in between served
+    /etc/passwd as image/png. Now the handle that was checked is the one sent."""
+    import os
+    import threading
+
+    image = _png(tmp_path / "real.png")
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"root:x:0:0:SECRET\n" * 20)
+    link = tmp_path / "swapped.png"
+    link.symlink_to(image)
+    _record(client, "race", [str(link)])
+    stop = threading.Event()
+
+    def swap():
+        targets, n = (image, secret), 0
+        while not stop.is_set():
+            n += 1
+            tmp = tmp_path / f"link-{n}.tmp"
+            tmp.symlink_to(targets[n % 2])
+            os.replace(tmp, link)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        bodies = [client.get("/api/jobs/race/outputs/0").get_data() for _ in range(600)]
+        thumbs = [client.get("/api/jobs/race/outputs/0/thumbnail").get_data() for _ in range(100)]
+    finally:
+        stop.set()
+        swapper.join()
+    assert not [body for body in bodies + thumbs if b"SECRET" in body]
+    assert any(body == image.read_bytes() for body in bodies)  # the real image was served too
+
+
+def test_a_symlink_inside_the_output_root_may_not_lead_out_of_it(client, settings):
+    root = settings.output_root
+    outside = _png(root.parent / "elsewhere" / "private.png")
+    inside = _png(root / "real" / "ok.png")
+    (root / "out.png").symlink_to(outside)
+    (root / "in.png").symlink_to(inside)
+    (root / "dir-out").symlink_to(outside.parent, target_is_directory=True)
+    _record(client, "links", ["out.png", "in.png", "dir-out/private.png", "real/ok.png"])
+    answers = [client.get(f"/api/jobs/links/outputs/{n}") for n in range(4)]
+    assert [a.headers.get("X-Learning-Placeholder") for a in answers] == ["missing", None, "missing", None]
+    assert answers[1].get_data() == inside.read_bytes()
+
+
+def test_outputs_and_thumbnails_are_conditional(client, settings):
+    _png(settings.output_root / "a.png")
+    _record(client, "cond", ["a.png"])
+    for path in ("/api/jobs/cond/outputs/0", "/api/jobs/cond/outputs/0/thumbnail"):
+        first = client.get(path)
+        assert first.status_code == 200 and first.headers["ETag"] and first.headers["Last-Modified"]
+        again = client.get(path, headers={"If-None-Match": first.headers["ETag"]})
+        assert again.status_code == 304 and again.get_data() == b""
+
+
+def test_a_thumbnail_on_a_data_disk_that_cannot_be_written_is_still_served(client, settings):
+    """The cache write was not caught: a full data disk made every thumbnail a 500."""
+    _png(settings.output_root / "b.png")
+    _record(client, "full", ["b.png"])
+    (settings.data_dir / "thumbnails").write_bytes(b"not a folder")  # mkdir fails, as on a full disk
+    response = client.get("/api/jobs/full/outputs/0/thumbnail")
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    assert "X-Learning-Placeholder" not in response.headers
