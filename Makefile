@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test test-quick lint format reindex verify bench bench-quick demo browser wheel-check clean
+.PHONY: install run test test-quick fuzz lint format reindex verify bench bench-quick demo browser wheel-check clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ test: install browser lint
 # While working: everything but the browser, subprocess and fault-injection tests (~1 min).
 test-quick: install
 	$(BIN)/pytest -m "not slow and not browser" -q
+
+# schemathesis at length: stateless (valid and invalid requests) and stateful (following the
+# OpenAPI links), many more examples than `make test` runs.
+fuzz: install
+	LEARNING_SVC_FUZZ_EXAMPLES=$${EXAMPLES:-600} $(BIN)/pytest -q tests/test_hostile_input.py -k schemathesis
 
 # ruff: lint and format (`make format` rewrites what the check would refuse)
 lint: install

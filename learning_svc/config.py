@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from pathlib import Path
@@ -64,7 +66,9 @@ class Settings:
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+        """Does the bind address reach this machine only? Names are resolved and every address
+        they have must be a loopback one (`127.evil.example` is a name like any other)."""
+        return is_loopback(self.host)
 
     def with_(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -105,3 +109,19 @@ class Settings:
 
 def _ints(env, **names: str) -> dict[str, int]:
     return {field_name: int(env[var]) for field_name, var in names.items() if env.get(var)}
+
+
+def is_loopback(host: str) -> bool:
+    name = host.strip().strip("[]")
+    try:
+        return ipaddress.ip_address(name.split("%")[0]).is_loopback
+    except ValueError:
+        pass
+    if name.lower() == "localhost":
+        return True
+    try:
+        found = socket.getaddrinfo(name, None)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0].split("%")[0] for info in found}
+    return bool(addresses) and all(ipaddress.ip_address(address).is_loopback for address in addresses)

@@ -134,6 +134,21 @@ def _errors(*codes: int) -> dict:
     return {str(code): {"description": "error", **_json(ErrorBody)} for code in codes}
 
 
+def _link(operation: str, **parameters) -> dict:
+    return {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id", **parameters}}
+
+
+# Links between operations (a recorded job can be read, rated, amended, its outputs fetched), so
+# that stateful fuzzers such as schemathesis follow them with real job ids.
+JOB_LINKS = {
+    "GetJob": _link("getJob"),
+    "RateJob": _link("rateJob"),
+    "ClearRating": _link("clearRating"),
+    "AmendJob": _link("amendJob"),
+    "FirstOutput": _link("outputImage", n=0),
+    "FirstThumbnail": _link("outputThumbnail", n=0),
+}
+
 JOB_ID = {
     "name": "job_id",
     "in": "path",
@@ -160,8 +175,8 @@ def document() -> dict:
                     "operationId": "recordJob",
                     "requestBody": {"required": True, **_json(JobIn)},
                     "responses": {
-                        "201": {"description": "recorded", **_json(JobSummary)},
-                        "200": {"description": "identical retry", **_json(JobSummary)},
+                        "201": {"description": "recorded", **_json(JobSummary), "links": JOB_LINKS},
+                        "200": {"description": "identical retry", **_json(JobSummary), "links": JOB_LINKS},
                         **_errors(400, 403, 409, 413, 415, 503),
                     },
                 },
@@ -169,7 +184,23 @@ def document() -> dict:
                     "summary": "List jobs",
                     "operationId": "listJobs",
                     "parameters": query_parameters(ListParams),
-                    "responses": {"200": {"description": "a page of jobs", **_json(JobPage)}, **_errors(400)},
+                    "responses": {
+                        "200": {
+                            "description": "a page of jobs",
+                            **_json(JobPage),
+                            "links": {
+                                "NextPage": {
+                                    "operationId": "listJobs",
+                                    "parameters": {"cursor": "$response.body#/next_cursor"},
+                                },
+                                "FirstJob": {
+                                    "operationId": "getJob",
+                                    "parameters": {"job_id": "$response.body#/jobs/0/job_id"},
+                                },
+                            },
+                        },
+                        **_errors(400),
+                    },
                 },
             },
             "/api/jobs/{job_id}": {
@@ -225,7 +256,11 @@ def document() -> dict:
                     "parameters": [JOB_ID],
                     "requestBody": {"required": True, **_json(RatingIn)},
                     "responses": {
-                        "200": {"description": "stored", **_json(RatingResult)},
+                        "200": {
+                            "description": "stored",
+                            **_json(RatingResult),
+                            "links": {"GetJob": _link("getJob"), "ClearRating": _link("clearRating")},
+                        },
                         **_errors(400, 403, 404, 413, 415, 503),
                     },
                 },

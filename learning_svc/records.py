@@ -33,6 +33,7 @@ LOG_SCHEMA = "learning_log_v2"
 AMEND_SCHEMA = "learning_amend_v2"  # an amendment of a recorded job, in the same file (PATCH /api/jobs/<id>)
 RATING_SCHEMA = "learning_rating_v2"
 MAX_DEPTH = 64
+MAX_EPOCH = 99_999_999_999  # the largest timestamp (the JSON schema's maximum)
 MAX_NUMBER = 2**64
 # Keys of a stored line that the service writes: a record may not bring its own.
 SERVICE_KEYS = ("schema", "logged_at", "input_hash", "learning_svc")
@@ -62,6 +63,8 @@ def _job_id(value: str) -> str:
         raise ValueError(f"job_id must be 1 to 128 characters, got {len(value)}")
     if _BAD_JOB_ID.search(value):
         raise ValueError("job_id must not contain '/' or control characters")
+    if value in (".", ".."):
+        raise ValueError("job_id must not be '.' or '..' (a browser could not open /api/jobs/..)")
     return value
 
 
@@ -87,7 +90,7 @@ Timestamp = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "minimum": 0, "maximum": 99_999_999_999},
+                {"type": "number", "minimum": 0, "maximum": MAX_EPOCH},
                 {"type": "string", "format": "date-time"},
             ]
         }
@@ -327,8 +330,8 @@ def to_epoch(value: float | str, naive_timezone: tzinfo | None = None) -> float:
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=naive_timezone or UTC)
         value = parsed.timestamp()
-    if isinstance(value, bool) or not math.isfinite(value) or not 0 <= value < 1e11:
-        raise ValueError("timestamp must be epoch seconds between 1970 and year 5000")
+    if isinstance(value, bool) or not math.isfinite(value) or not 0 <= value <= MAX_EPOCH:
+        raise ValueError(f"timestamp must be epoch seconds from 0 to {MAX_EPOCH} (1970 to the year 5138)")
     return float(value)
 
 

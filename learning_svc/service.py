@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from .index.text_search import MatchSets
 from .journal import DamagedJournal, Journal, JournalWriteError
 
 log = logging.getLogger(__name__)
+INDEX_RETRY_SECONDS, INDEX_RETRY_MAX_SECONDS = 2.0, 60.0  # a failing index is tried again after these, doubling
 MAX_BATCH = 1000  # queued writes one commit takes; a batch submitted together is taken whole
 WAIT_SECONDS = 60
 IDLE_CHECK_SECONDS = 2.0
@@ -101,6 +103,11 @@ class Service:
         self._queue: queue.Queue[_Op | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.watcher = None  # a FolderWatcher (watch.py) when serving with --watch; stopped on close
+        # While the index cannot be written (a full disk), writes go on to the journal only:
+        # what the index lacks is known here, and it catches up on its own (_commit).
+        self.index_trouble: dict | None = None
+        self.pending_jobs: dict[str, tuple[str, dict]] = {}  # job id -> (input hash, summary)
+        self.pending_ratings: dict[str, tuple[int | None, float | None]] = {}
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Service:
@@ -220,6 +227,9 @@ class Service:
                 locks.enter_context(self.jobs_journal.locked())
                 if with_ratings:
                     locks.enter_context(self.ratings_journal.locked())
+                if self.index_trouble is not None and time.monotonic() < self.index_trouble["next_try"]:
+                    self._commit_unindexed(ops)  # the index is failing: journal only, until the next try
+                    return
                 with self.write_engine.connect() as conn:
                     trans = conn.begin()
                     try:
@@ -234,16 +244,60 @@ class Service:
                         log.error("%s", error)
                         for op in ops:
                             op.finish(error=Unavailable(f"{error}; run `learning-svc verify` and repair the file"))
-                    except Exception:
+                        return
+                    except Exception as error:
                         trans.rollback()
-                        # Lines already appended are durable and acknowledged; the index
-                        # catches up from its checkpoint on the next batch or start.
-                        log.exception("index update failed; the journal is intact")
-                        for op in ops:
-                            op.finish(error=Unavailable("the index could not be updated; nothing was written"))
+                        self._index_failed(error, ops)
+                        self._commit_unindexed([op for op in ops if op.result is None and op.error is None])
+                        return
+                if self.index_trouble is not None:
+                    log.warning("the index has caught up with the journal again")
+                self.index_trouble = None
+                self.pending_jobs.clear()
+                self.pending_ratings.clear()
         except Timeout:
             for op in ops:
                 op.finish(error=Unavailable("the journal is locked by another process; try again"))
+
+    # -- when the index cannot be written (a full disk): the journal goes on, the index catches up later
+    def _index_failed(self, error: Exception, ops: list[_Op]) -> None:
+        """Lines already appended are durable and acknowledged: remember them until the index has them."""
+        trouble = self.index_trouble
+        wait = INDEX_RETRY_SECONDS if trouble is None else min(trouble["wait"] * 2, INDEX_RETRY_MAX_SECONDS)
+        if trouble is None:
+            log.exception("the index could not be updated; the journal is intact and goes on without it")
+        self.index_trouble = {
+            "problem": f"{type(error).__name__}: {error}"[:500],
+            "since": trouble["since"] if trouble else time.time(),
+            "wait": wait,
+            "next_try": time.monotonic() + wait,
+        }
+        for op in ops:
+            if op.error is None and op.result is not None and op.result[0]:
+                self._remember_unindexed(op)
+
+    def _remember_unindexed(self, op: _Op) -> None:
+        if op.kind == "job":
+            self.pending_jobs[op.payload["job_id"]] = (op.payload["input_hash"], op.result[1])
+        elif op.kind == "rating":
+            self.pending_ratings[op.payload["job_id"]] = (op.result[1]["rating"], op.result[1]["rated_at"])
+
+    def _commit_unindexed(self, ops: list[_Op]) -> None:
+        """Decide and append as usual, against the index as it is plus what it is missing; index nothing."""
+        for op in ops:
+            if op.kind == "amend":
+                op.finish(
+                    error=Unavailable(
+                        f"the index is behind the journal ({self.index_trouble['problem']}); "
+                        "amend the job once it has caught up"
+                    )
+                )
+        with self.read_engine.connect() as conn:
+            self._write_jobs(conn, None, [op for op in ops if op.kind == "job"])
+            self._write_ratings(conn, None, [op for op in ops if op.kind == "rating"])
+        for op in ops:
+            if op.error is None and op.result is not None and op.result[0]:
+                self._remember_unindexed(op)
 
     def _write_jobs(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
         if not ops:
@@ -252,6 +306,10 @@ class Service:
             job_id: (row.input_hash, row)
             for job_id, row in queries.job_rows(conn, [op.payload["job_id"] for op in ops]).items()
         }
+        for op in ops:  # appended while the index could not take them
+            if op.payload["job_id"] in self.pending_jobs and op.payload["job_id"] not in known:
+                input_hash, summary = self.pending_jobs[op.payload["job_id"]]
+                known[op.payload["job_id"]] = (input_hash, summary)
         fresh: list[tuple[_Op, bytes]] = []
         for op in ops:
             line = op.payload
@@ -263,10 +321,12 @@ class Service:
                 op.finish(error=Conflict(f"job {line['job_id']!r} was already recorded with different content"))
             elif isinstance(row, _Op):  # the same retry twice in one batch
                 op.finish(result=(False, _summary(line)))
+            elif isinstance(row, dict):  # appended while the index was failing: its summary as it was answered
+                op.finish(result=(False, row))
             else:
                 op.finish(result=(False, queries.summary_of(row)))
         lines = self._append(self.jobs_journal, fresh, lambda line: (True, _summary(line)))
-        if lines:
+        if lines and cp is not None:  # no checkpoint: the index is behind, and catches up later
             self.indexer.apply_log(conn, cp, lines, known_new=True)
 
     def _write_amendments(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
@@ -319,6 +379,11 @@ class Service:
             return
         job_ids = sorted({op.payload["job_id"] for op in ops})
         current = {job_id: (row.rating, row.rated_at) for job_id, row in queries.job_rows(conn, job_ids).items()}
+        for job_id in job_ids:  # jobs and ratings appended while the index could not take them
+            if job_id in self.pending_ratings:
+                current[job_id] = self.pending_ratings[job_id]
+            elif job_id in self.pending_jobs and job_id not in current:
+                current[job_id] = (None, None)
         seen = queries.known_rating_ids(conn, job_ids, [op.payload["rating_id"] for op in ops])
         fresh = []
         for op in ops:
@@ -347,7 +412,7 @@ class Service:
                 },
             ),
         )
-        if lines:
+        if lines and cp is not None:
             self.indexer.apply_ratings(conn, cp, lines)
 
     @staticmethod
@@ -446,8 +511,19 @@ class Service:
             ratings_cp = read_checkpoint(conn, RATINGS)
         log_bytes, ratings_bytes = self.jobs_journal.size(), self.ratings_journal.size()
         lag = max(0, log_bytes - log_cp.offset) + max(0, ratings_bytes - ratings_cp.offset)
+        trouble = self.index_trouble
+        problem = (
+            None
+            if trouble is None
+            else {
+                "message": trouble["problem"],
+                "since": trouble["since"],
+                "jobs_not_indexed": len(self.pending_jobs),
+                "note": "every acknowledged write is in the JSONL; the index catches up by itself once it can be written",
+            }
+        )
         return {
-            "status": "ok" if self._thread else "stopped",
+            "status": ("degraded" if trouble else "ok") if self._thread else "stopped",
             "jsonl": {
                 "jobs_lines": log_cp.line_count,
                 "rating_lines": ratings_cp.line_count,
@@ -459,6 +535,8 @@ class Service:
                 "rating_events": counts["rating_events"],
                 "lag_bytes": lag,
                 "skipped_lines": log_cp.skipped + ratings_cp.skipped,
+                "behind": lag > 0,
+                "problem": problem,
             },
             "damaged": {"torn_tails_moved": self.torn_files},
             **({"watch": self.watcher.describe()} if self.watcher is not None else {}),

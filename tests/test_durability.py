@@ -494,8 +494,55 @@ def test_index_failure_after_the_append_keeps_the_record_and_catches_up(running,
         assert client.get("/api/health").json["index"]["lag_bytes"] > 0
     assert [line["job_id"] for line in journal_lines(settings.log_path)] == ["durable"]
     assert client.post("/api/jobs", data=orjson.dumps(job("next")), headers=JSON).status_code == 201
-    assert sorted(listed(client)) == ["durable", "next"]
+    wait_until(lambda: sorted(listed(client)) == ["durable", "next"], "the index caught up by itself")
     assert client.get("/api/health").json["index"]["lag_bytes"] == 0
+
+
+def wait_until(check, what: str, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.05)
+
+
+def test_a_full_index_disk_keeps_acknowledging_says_so_and_catches_up_once(running, settings, monkeypatch):
+    """Index disk full: 600 jobs acknowledged, 590 then 404, each batch re-indexing the whole backlog
+    and failing, and nothing told anyone. Now the journal goes on alone, /api/health says why the
+    index is behind, the backlog is tried again on a timer (not per batch), and it catches up."""
+    import sqlite3
+
+    app, client = running
+    tries = []
+
+    def full(conn, batch, *args, **kwargs):
+        tries.append(len(batch))
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as m:
+        m.setattr(sync, "insert_jobs", full)
+        for i in range(60):
+            body = orjson.dumps(job(f"full-{i:02d}"))
+            assert client.post("/api/jobs", data=body, headers=JSON).status_code == 201
+        assert len(tries) <= 3  # not once per batch: the index is tried again after a while
+        health = client.get("/api/health").json
+        assert health["status"] == "degraded" and health["index"]["behind"]
+        assert "disk is full" in health["index"]["problem"]["message"]
+        assert health["index"]["problem"]["jobs_not_indexed"] == 60
+        # the guarantees hold meanwhile: an identical retry writes nothing, a conflict is refused,
+        # a job not yet in the index can be rated
+        size = settings.log_path.stat().st_size
+        assert client.post("/api/jobs", data=orjson.dumps(job("full-07")), headers=JSON).status_code == 200
+        assert client.post("/api/jobs", data=orjson.dumps(job("full-07", packs=["x"])), headers=JSON).status_code == 409
+        assert settings.log_path.stat().st_size == size
+        assert client.put("/api/jobs/full-07/rating", json={"rating": 5}).status_code == 200
+        assert client.put("/api/jobs/full-07/rating", json={"rating": 5}).json["rating"] == 5
+        assert len(journal_lines(settings.ratings_path)) == 1
+    wait_until(lambda: len(listed(client)) == 60, "the index caught up once it could be written")
+    health = client.get("/api/health").json
+    assert health["status"] == "ok" and health["index"]["problem"] is None and health["index"]["lag_bytes"] == 0
+    assert client.get("/api/ratings").json == {"full-07": 5}
+    app.extensions["learning_svc"].close()
+    assert verify_index(settings) == []
 
 
 def test_journal_locked_by_a_stuck_process_is_503_and_writes_nothing(settings, monkeypatch):

@@ -510,6 +510,27 @@ def test_live_updates_of_a_filtered_view_add_only_newer_jobs(live_server, open_p
 # ---------------------------------------------------------------- 7. infinite scroll
 
 
+def test_an_index_that_is_behind_is_said_on_the_page(live_server, samples, open_page):
+    service = live_server.app.extensions["learning_svc"]
+    page = open_page(live_server)
+    expect(page.locator("#banner")).to_be_hidden()
+    service.index_trouble = {
+        "problem": "OperationalError: database or disk is full",
+        "since": time.time(),
+        "wait": 60,
+        "next_try": time.monotonic() + 60,
+    }
+    service.pending_jobs["not-yet"] = ("hash", {})
+    try:
+        page.reload()
+        expect(page.locator("#banner")).to_be_visible()
+        expect(page.locator("#banner")).to_contain_text("disk is full")
+        expect(page.locator("#banner")).to_contain_text("1 new job will show here")
+    finally:
+        service.index_trouble = None
+        service.pending_jobs.clear()
+
+
 def test_infinite_scroll_pages_without_duplicates(live_server, open_page):
     records = list(generate_records(120, seed=11))
     for record in records:

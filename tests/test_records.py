@@ -285,3 +285,18 @@ def test_naive_times_follow_the_configured_zone():
         ).completed_at
         == utc.completed_at
     )
+
+
+@pytest.mark.parametrize(
+    "body, loc",
+    [
+        ({"job_id": ".", "completed_at": 5}, "job_id"),
+        ({"job_id": "..", "completed_at": 5}, "job_id"),
+        ({"job_id": "j", "completed_at": 99_999_999_999.5}, "completed_at"),
+    ],
+)
+def test_what_the_schema_refuses_is_refused(body, loc):
+    with pytest.raises(InvalidRecord) as error:
+        stored(body)
+    assert error.value.fields[0]["loc"] == loc
+    assert stored({"job_id": "...", "completed_at": 99_999_999_999})["completed_at"] == 99_999_999_999

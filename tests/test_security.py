@@ -187,6 +187,7 @@ def test_non_loopback_bind_without_token_refuses_to_start(tmp_path):
         (["--host", "0.0.0.0"], cli_env()),
         (["--host", "::"], cli_env()),
         ([], cli_env(LEARNING_SVC_HOST="0.0.0.0")),
+        (["--host", "127.evil.example"], cli_env()),  # a name, not an address: it was taken for loopback
     ]:
         result = run_cli("serve", *args, "--port", "1", "--data-dir", str(tmp_path / "d"), env=env, timeout=30)
         assert result.returncode != 0, args
@@ -352,3 +353,23 @@ def test_a_thumbnail_on_a_data_disk_that_cannot_be_written_is_still_served(clien
     response = client.get("/api/jobs/full/outputs/0/thumbnail")
     assert response.status_code == 200 and response.mimetype == "image/jpeg"
     assert "X-Learning-Placeholder" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("127.evil.example", False),
+        ("127.0.0.1.nip.io.invalid", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.10", False),
+        ("", False),
+    ],
+)
+def test_loopback_is_an_address_not_a_prefix(host, loopback):
+    assert Settings(host=host).is_loopback is loopback

@@ -11,6 +11,7 @@ const PAGE_SIZE = 50;
 const POLL_INTERVAL_MS = 3000;
 const RELATIVE_TIME_REFRESH_MS = 30000;
 const MAX_THUMBNAILS = 4;
+const HEALTH_INTERVAL_MS = 10000;
 
 let sentinelObserver;
 
@@ -277,4 +278,23 @@ export function initList() {
   renderCurlCommand();
   setInterval(refreshRelativeTimes, RELATIVE_TIME_REFRESH_MS);
   schedulePoll();
+  checkHealth();
+  setInterval(checkHealth, HEALTH_INTERVAL_MS);
+}
+
+// The service's own state: an index that is behind the journal (it cannot be written: a full
+// disk) is said here, so that jobs not yet listed are not taken for lost.
+async function checkHealth() {
+  const banner = $('banner');
+  try {
+    const health = await api('/api/health');
+    const problem = health.index?.problem;
+    banner.hidden = !problem;
+    if (problem) {
+      banner.textContent = `The index is behind the journal (${problem.message}). Every acknowledged job is safe `
+        + `in the JSONL; ${plural(problem.jobs_not_indexed, 'new job')} will show here once the index catches up.`;
+    }
+  } catch {
+    // An unreachable service is the list's to say (its requests fail too).
+  }
 }
