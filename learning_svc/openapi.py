@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from .params import AmendParams, ExportParams, FacetParams, ListParams, query_parameters
+from .params import AmendParams, ChangesParams, ExportParams, FacetParams, Filtering, ListParams, query_parameters
 from .records import JobIn, JobSummary, RatingClear, RatingIn
 
 
@@ -52,6 +52,21 @@ class RatingResult(BaseModel):
     job_id: str
     rating: int | None
     rated_at: float | None
+
+
+class Changes(BaseModel):
+    jobs: list[JobSummary] = Field(description="new jobs matching the filters, in the order they arrived")
+    amended: list[JobSummary] = Field(description="jobs amended since the position (whatever the filters)")
+    rated: list[RatingResult] = Field(description="the current rating of each job rated since the position")
+    next: str = Field(description="the position to ask from next time")
+    more: bool = Field(description="true: more changes wait; ask again from `next` at once")
+
+
+class Count(BaseModel):
+    jobs: int = Field(description="jobs matching the filters, counted up to 100,000")
+    exact: bool = Field(description="false: there are more than `jobs`")
+    unrated: int = Field(description="of those, jobs without a rating (counted up to 100,000)")
+    unrated_exact: bool
 
 
 class FacetValue(BaseModel):
@@ -109,6 +124,8 @@ MODELS = (
     JobSummary,
     JobPage,
     JobDetail,
+    Changes,
+    Count,
     RatingResult,
     Facets,
     FieldList,
@@ -289,6 +306,34 @@ def document() -> dict:
                             },
                         }
                     },
+                }
+            },
+            "/api/changes": {
+                "get": {
+                    "summary": "What arrived since a position: new jobs, amendments, ratings (the page follows this)",
+                    "operationId": "changes",
+                    "parameters": query_parameters(ChangesParams),
+                    "responses": {
+                        "200": {
+                            "description": "the changes and the next position",
+                            **_json(Changes),
+                            "links": {
+                                "Following": {
+                                    "operationId": "changes",
+                                    "parameters": {"after": "$response.body#/next"},
+                                }
+                            },
+                        },
+                        **_errors(400),
+                    },
+                }
+            },
+            "/api/count": {
+                "get": {
+                    "summary": "How many jobs match the filters, and how many of them are unrated",
+                    "operationId": "count",
+                    "parameters": query_parameters(Filtering),
+                    "responses": {"200": {"description": "the counts", **_json(Count)}, **_errors(400)},
                 }
             },
             "/api/facets": {

@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .fields import FIELDS
 from .index.plan import DEFAULT_LIMIT, DEFAULT_SORT, MAX_LIMIT, SORTS, Filters, Page
-from .index.queries import BadCursor, decode_cursor
+from .index.queries import BadCursor, decode_cursor, decode_position
 from .records import to_epoch
 
 PREFIX_MIN = 3  # letters or digits a `word*` prefix needs (a shorter one expands into thousands of terms)
@@ -201,6 +201,18 @@ class ExportParams(Filtering):
         str, BeforeValidator(_one_of(EXPORT_FORMATS)), WithJsonSchema({"type": "string", "enum": list(EXPORT_FORMATS)})
     ] = "jsonl"
     sort: Sort = DEFAULT_SORT
+
+
+class ChangesParams(Filtering):
+    after: str | None = Field(None, description="the `next` of an earlier answer; none: the current position")
+
+    def position(self) -> tuple[int, int] | None:
+        if not self.after:
+            return None
+        try:
+            return decode_position(self.after)
+        except BadCursor as error:
+            raise BadQuery("after", str(error)) from None
 
 
 class NoParams(BaseModel):

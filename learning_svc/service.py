@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
@@ -31,6 +31,7 @@ from .journal import DamagedJournal, Journal, JournalWriteError
 
 log = logging.getLogger(__name__)
 INDEX_RETRY_SECONDS, INDEX_RETRY_MAX_SECONDS = 2.0, 60.0  # a failing index is tried again after these, doubling
+COUNT_UP_TO = 100_000  # counts of matching jobs stop here ("100,000+")
 MAX_BATCH = 1000  # queued writes one commit takes; a batch submitted together is taken whole
 WAIT_SECONDS = 60
 IDLE_CHECK_SECONDS = 2.0
@@ -438,6 +439,27 @@ class Service:
     def list_jobs(self, page: Page) -> tuple[list[dict], str | None]:
         with self.read_engine.connect() as conn:
             return queries.list_jobs(conn, make_plan(conn, page, self.match_sets, self.thresholds))
+
+    def changes(self, filters: Filters, after: tuple[int, int] | None) -> dict:
+        with self.read_engine.connect() as conn:
+            plan = make_plan(conn, Page(filters, "-completed_at", 1), self.match_sets, self.thresholds)
+            return queries.changes(conn, plan, after)
+
+    def count(self, filters: Filters, limit: int = COUNT_UP_TO) -> dict:
+        """How many jobs match, and how many of those are unrated (each counted up to `limit`)."""
+        with self.read_engine.connect() as conn:
+
+            def counted(f: Filters) -> tuple[int, bool]:
+                return queries.count(
+                    conn, make_plan(conn, Page(f, "-completed_at", 1), self.match_sets, self.thresholds), limit
+                )
+
+            jobs, exact = counted(filters)
+            if filters.rated or filters.rating_min is not None or filters.rating_max is not None:
+                unrated, unrated_exact = 0, True
+            else:
+                unrated, unrated_exact = counted(replace(filters, rated=False))
+        return {"jobs": jobs, "exact": exact, "unrated": unrated, "unrated_exact": unrated_exact}
 
     def facets(self, filters: Filters, size: int) -> tuple[dict, dict | None]:
         with self.read_engine.connect() as conn:

@@ -368,3 +368,60 @@ def test_batches_have_limits(client, settings):
     assert_error(client.post("/api/jobs/x/rating", data=b"{}", headers=NDJSON), 415, "unsupported_media_type")
     empty = client.post("/api/jobs", data=b"", headers=NDJSON)
     assert empty.status_code == 200 and empty.get_data() == b""
+
+
+def test_json_answers_are_gzipped_for_clients_that_take_it(client):
+    import gzip
+
+    for i in range(40):
+        assert (
+            post(client, {"job_id": f"z{i}", "completed_at": 1_764_000_000 + i, "prompt": "a castle " * 20}).status_code
+            == 201
+        )
+    plain = client.get("/api/jobs")
+    zipped = client.get("/api/jobs", headers={"Accept-Encoding": "gzip, deflate"})
+    assert "Content-Encoding" not in plain.headers
+    assert zipped.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in zipped.headers["Vary"]
+    assert orjson.loads(gzip.decompress(zipped.get_data())) == plain.json
+    assert len(zipped.get_data()) < len(plain.get_data()) / 4
+    small = client.get("/api/jobs/z1/rating", headers={"Accept-Encoding": "gzip"})  # 405, small: as it is
+    assert "Content-Encoding" not in small.headers
+
+
+def test_the_change_feed_follows_arrival_not_completion_time(client):
+    """The page follows what the index took in, in order: a job with an old completed_at (imported,
+    written offline) is not missed, more than a page of new jobs neither, and ratings come too."""
+    assert post(client, {"job_id": "first", "completed_at": 1_764_000_000}).status_code == 201
+    position = client.get("/api/changes").json
+    assert position["jobs"] == [] and position["next"].startswith("c1.")
+    for i in range(620):
+        body = {"job_id": f"n{i:03d}", "completed_at": 1_700_000_000 + i, "packs": ["A" if i % 2 else "B"]}
+        assert post(client, body).status_code == 201
+    client.put("/api/jobs/first/rating", json={"rating": 4})
+    seen, after, rated = [], position["next"], []
+    while True:
+        answer = client.get("/api/changes", query_string={"after": after, "pack": "a"}).json
+        seen += [job["job_id"] for job in answer["jobs"]]
+        rated += answer["rated"]
+        after = answer["next"]
+        if not answer["more"]:
+            break
+    assert seen == [f"n{i:03d}" for i in range(620) if i % 2]  # in arrival order, filtered
+    assert [r["job_id"] for r in rated] == ["first"] and rated[0]["rating"] == 4
+    assert client.get("/api/changes", query_string={"after": after}).json["jobs"] == []
+    assert_error(client.get("/api/changes?after=nonsense"), 400, "invalid_parameter")
+
+
+def test_counts_of_matching_and_unrated_jobs(client):
+    for i in range(30):
+        assert (
+            post(
+                client, {"job_id": f"c{i}", "completed_at": 1_764_000_000 + i, "packs": ["P" if i < 12 else "Q"]}
+            ).status_code
+            == 201
+        )
+    for i in range(5):
+        client.put(f"/api/jobs/c{i}/rating", json={"rating": 3})
+    assert client.get("/api/count").json == {"jobs": 30, "exact": True, "unrated": 25, "unrated_exact": True}
+    assert client.get("/api/count?pack=p").json == {"jobs": 12, "exact": True, "unrated": 7, "unrated_exact": True}
+    assert client.get("/api/count?rating_min=3").json["jobs"] == 5

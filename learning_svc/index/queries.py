@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import orjson
 from sqlalchemy import Boolean, CompoundSelect, Connection, Select, column, exists, func, select, table, text, union_all
@@ -16,7 +17,7 @@ from sqlalchemy import Boolean, CompoundSelect, Connection, Select, column, exis
 from ..records import RATING_SCHEMA, job_summary
 from . import text_search
 from .plan import SORTS, Filters, Plan
-from .tables import facet_values, job_amendments, job_tags, jobs, rating_events
+from .tables import checkpoints, facet_values, job_amendments, job_tags, jobs, rating_events
 
 JOBS_FTS = table("jobs_fts", column("rowid"))  # the FTS5 table of migration 0001 (rowid = jobs.id)
 
@@ -221,6 +222,89 @@ def iter_jobs(conn: Connection, plan: Plan) -> Iterator:
         if len(rows) <= batch:
             return
         plan = plan.after((rows[batch - 1].sort_key, rows[batch - 1].id))
+
+
+# ---------------------------------------------------------------- what changed: the change feed
+
+
+def encode_position(log_offset: int, ratings_offset: int) -> str:
+    return f"c1.{log_offset}.{ratings_offset}"
+
+
+def decode_position(token: str) -> tuple[int, int]:
+    try:
+        version, log_offset, ratings_offset = token.split(".")
+        if version != "c1":
+            raise ValueError
+        return int(log_offset), int(ratings_offset)
+    except ValueError:
+        raise BadCursor("is not a position this service gave (use the `next` of an earlier answer)") from None
+
+
+def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, limit: int = 500) -> dict:
+    """What the index took in after a position, in the order it arrived (the journal's order): new
+    jobs matching the plan's filters, jobs amended since, and ratings given since. Without a
+    position: only the current one, to follow from."""
+    log_now, ratings_now = _positions(conn)
+    if after is None:
+        return {"jobs": [], "amended": [], "rated": [], "next": encode_position(log_now, ratings_now), "more": False}
+    after_log, after_ratings = after
+    every_filter = replace(plan, drive=None, probed=frozenset(plan.page.filters.tags))  # no driving tag here
+    prepare(conn, every_filter)
+    conds = conditions(every_filter, jobs.c.id, jobs.c.completed_at)
+    conds += _rating_conditions(plan.page.filters, "completed_at", jobs)
+    rows = conn.execute(
+        select(jobs.c.id, jobs.c.summary, jobs.c.rating, jobs.c.rated_at)
+        .where(jobs.c.id >= after_log, jobs.c.id < log_now, *conds)
+        .order_by(jobs.c.id)
+        .limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    log_next = rows[-1].id + 1 if more else log_now
+    amended_ids = (
+        conn.execute(
+            select(job_amendments.c.job_id)
+            .distinct()
+            .where(job_amendments.c.id >= after_log, job_amendments.c.id < log_next)
+        )
+        .scalars()
+        .all()
+    )
+    amended = [summary_of(row) for row in job_rows(conn, amended_ids).values()]
+    rated_events = conn.execute(
+        select(rating_events.c.id, rating_events.c.job_id)
+        .where(rating_events.c.id >= after_ratings, rating_events.c.id < ratings_now)
+        .order_by(rating_events.c.id)
+        .limit(limit + 1)
+    ).all()
+    rated_more = len(rated_events) > limit
+    rated_events = rated_events[:limit]
+    ratings_next = rated_events[-1].id + 1 if rated_more else ratings_now
+    current = job_rows(conn, sorted({event.job_id for event in rated_events}))
+    rated = [{"job_id": job_id, "rating": row.rating, "rated_at": row.rated_at} for job_id, row in current.items()]
+    return {
+        "jobs": [summary_of(row) for row in rows],
+        "amended": amended,
+        "rated": rated,
+        "next": encode_position(log_next, ratings_next),
+        "more": more or rated_more,
+    }
+
+
+def _positions(conn: Connection) -> tuple[int, int]:
+    found = dict(conn.execute(select(checkpoints.c.name, checkpoints.c.offset)).all())
+    return int(found.get("log", 0)), int(found.get("ratings", 0))
+
+
+def count(conn: Connection, plan: Plan, limit: int) -> tuple[int, bool]:
+    """How many jobs match the plan's filters, counted up to `limit` (then False: "at least")."""
+    if plan.page.filters.empty:
+        return counts(conn)["jobs"], True
+    prepare(conn, plan)
+    keys = page_keys(replace(plan, page=replace(plan.page, limit=limit, after=None))).subquery()
+    found = conn.execute(select(func.count()).select_from(keys)).scalar_one()
+    return min(found, limit), found <= limit
 
 
 # ---------------------------------------------------------------- single jobs, counts
