@@ -23,9 +23,9 @@ from . import timezones
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
+RETRY_STATUSES = frozenset({500, 502, 503, 504})  # the service is busy, locked or briefly unable to write
 NDJSON = "application/x-ndjson"
-BATCH = 10_000  # records per batch POST (the service's limit)  # the service is busy, locked or briefly unable to write
+BATCH = 10_000  # records per batch POST (the service's limit)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 

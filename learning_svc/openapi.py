@@ -28,6 +28,7 @@ class RatingEvent(BaseModel):
 
 class JobDetail(BaseModel):
     record: dict = Field(description="the stored line, with the job's amendments applied")
+    summary: JobSummary = Field(description="the job as the listing shows it")
     amendments: list[dict] = Field(description="the job's amendment lines (learning_amend_v2), oldest first")
     rating: int | None
     rated_at: float | None

@@ -479,6 +479,7 @@ class Service:
         record = records.effective_line(base, amendments) if amendments else base
         return {
             "record": record,
+            "summary": queries.summary_of(row),
             "amendments": amendments,
             "rating": row.rating,
             "rated_at": row.rated_at,

@@ -15,6 +15,8 @@ from learning_svc import create_app
 from learning_svc.config import Settings
 from learning_svc.serving import make_server
 
+pytest_plugins = ["pages"]  # the browser fixtures of the page tests
+
 DATA = Path(__file__).parent / "data"
 JSON = {"Content-Type": "application/json"}
 
@@ -53,9 +55,9 @@ def client(app):
 class LiveServer:
     """The real waitress server on a free port, in a thread of the test process."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, port: int | None = None):
         self.settings = settings
-        self.port = free_port()
+        self.port = port or free_port()  # a port again: the same server restarted
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
         self.server = make_server(self.app, settings, host="127.0.0.1", port=self.port)
@@ -81,6 +83,15 @@ class LiveServer:
 
     def post_job(self, record: dict) -> requests.Response:
         return self.http.post(self.url + "/api/jobs", data=orjson.dumps(record), headers=JSON, timeout=10)
+
+    def post_jobs(self, records: list[dict]) -> list[int]:
+        """One NDJSON batch POST; the status of each record."""
+        body = b"".join(orjson.dumps(record) + b"\n" for record in records)
+        response = self.http.post(
+            self.url + "/api/jobs", data=body, headers={"Content-Type": "application/x-ndjson"}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        return [orjson.loads(line)["status"] for line in response.content.splitlines()]
 
     def rate(self, job_id: str, rating: int) -> requests.Response:
         return self.http.put(f"{self.url}/api/jobs/{job_id}/rating", json={"rating": rating}, timeout=10)

@@ -7,13 +7,14 @@ import os
 import shutil
 from pathlib import Path
 
-import image_fixtures
 import pytest
 
 from learning_svc import create_app
 from learning_svc.config import Settings
 from learning_svc.importers import images
 from learning_svc.importers.run import run_import
+
+import image_fixtures
 
 # What each fixture must give: the UI's values, with learning_svc's one sampler vocabulary
 # (A1111's labels; a scheduler folded into a name is the scheduler), "" as absent.

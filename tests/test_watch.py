@@ -8,11 +8,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import image_fixtures
 import pytest
 
 from learning_svc.importers import images
 
+import image_fixtures
 from conftest import LiveServer
 
 WAIT = 15.0  # the watcher imports within a second or two; this only bounds a failing test

@@ -1,5 +1,23 @@
 // The JSON API: one fetch wrapper with the error shape of SPEC §2, and the URLs of a job.
 
+import { wentOffline } from './connection.js';
+
+// A failed request: `status` is the HTTP status (0: no answer at all, the service is offline).
+export class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+
+  get offline() {
+    return this.status === 0;
+  }
+
+  get refused() { // the request itself was wrong: asking again cannot help
+    return this.status >= 400 && this.status < 500 && this.status !== 408 && this.status !== 429;
+  }
+}
+
 // A server bound beyond loopback needs a bearer token on writes. The user opens
 // `/#token=...` once: the fragment never reaches the server or its logs, and the
 // token is kept in this origin's localStorage rather than in any served HTML.
@@ -25,7 +43,8 @@ export async function api(path, { method = 'GET', body } = {}) {
   try {
     response = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
   } catch {
-    throw new Error('network error');
+    wentOffline();
+    throw new ApiError('the service cannot be reached', 0);
   }
   const data = await response.json().catch(() => null);
   if (response.status === 401 && method !== 'GET') {
@@ -37,7 +56,7 @@ export async function api(path, { method = 'GET', body } = {}) {
     }
   }
   if (!response.ok) {
-    throw new Error(data?.error?.message || `${response.status} ${response.statusText}`.trim());
+    throw new ApiError(data?.error?.message || `${response.status} ${response.statusText}`.trim(), response.status);
   }
   return data;
 }

@@ -1,14 +1,17 @@
 // The learning_svc history page: a job list with infinite scroll and live updates, filters
-// kept in the URL, optimistic rating, a details dialog and keyboard triage. Each part is a
-// module (see the imports); this one starts them in order.
+// and the open job kept in the URL and history, optimistic rating that survives an outage,
+// a details dialog and keyboard triage. Each part is a module (see the imports); this one
+// starts them in order.
 
 import { api } from './api.js';
-import { initDetails } from './details.js';
-import { applyFilters, bindFilterBar, buildPickers, readParamsFromUrl, syncControls } from './filters.js';
+import { detailsFromHistory, initDetails } from './details.js';
+import { applyFilters, bindFilterBar, buildPickers, filtersFromHistory, readParamsFromUrl, syncControls } from './filters.js';
 import { initKeys } from './keys.js';
 import { initList } from './list.js';
+import { initLive } from './live.js';
 import { onListClick } from './nav.js';
-import { setFields, setParams } from './store.js';
+import { initRating } from './rating.js';
+import { setFields, setOpenJob, setParams } from './store.js';
 import { $, showToast } from './util.js';
 
 function trackTopbarHeight() {
@@ -27,6 +30,8 @@ async function loadFields() {
   }
 }
 
+const jobInUrl = () => new URLSearchParams(location.search).get('job');
+
 async function init() {
   setFields(await loadFields());
   buildPickers();
@@ -38,7 +43,16 @@ async function init() {
   initDetails();
   $('job-list').addEventListener('click', onListClick);
   initList();
+  initLive();
+  initRating();
+  const linked = jobInUrl(); // a link to a job opens it over the list
+  if (linked) setOpenJob(linked);
   applyFilters();
+  if (linked) detailsFromHistory(linked);
+  window.addEventListener('popstate', () => {
+    filtersFromHistory();
+    detailsFromHistory(jobInUrl());
+  });
 }
 
 init();

@@ -1,12 +1,14 @@
 // The details dialog (large outputs, prompts, generation, rating history, the stored
-// record) and the help dialog.
+// record) and the help dialog. The open job is in the URL (`job=`): a link opens it, Back
+// closes it.
 
 import { api, jobUrl, outputUrl } from './api.js';
-import { loadNextPage } from './list.js';
+import { writeUrl } from './filters.js';
+import { drawJob, loadNextPage } from './list.js';
 import { adjacentJob, advance, focusJob, hasJobsAfter } from './nav.js';
 import { rateJobInDetails, renderRatingWidget } from './rating.js';
-import { state } from './store.js';
-import { $, basename, formatDuration, formatNumber, formatTime, h, plural } from './util.js';
+import { jobById, setOpenJob, state } from './store.js';
+import { $, basename, formatDuration, formatNumber, formatTime, h, plural, showToast } from './util.js';
 
 const PREFETCH_JOBS = 12;
 
@@ -35,34 +37,77 @@ export function toggleHelp() {
 
 export function detailsJob() {
   const dialog = $('details');
-  return dialog.open ? state.jobs.get(dialog.dataset.shownJob) : undefined;
+  return dialog.open ? jobById(dialog.dataset.shownJob) : undefined;
 }
 
-// Closing the details focuses the job shown last, so that j/k in the dialog also move in the list.
-export function openDetails(element) {
+// Closing the details focuses the job shown last, so that j/k in the dialog also move in the
+// list. Opening is a step in the history (Back closes it) unless it comes from the history.
+export function openDetails(element, { fromHistory = false } = {}) {
   const dialog = $('details');
   if (!dialog.open) {
     openDialog(dialog, () => {
-      const job = state.jobs.get(dialog.dataset.shownJob);
+      const job = jobById(dialog.dataset.shownJob);
+      if (state.openJob) { // closed by the user, not by Back
+        setOpenJob(null);
+        if (history.state?.details) history.back();
+        else writeUrl();
+      }
       if (job?.element.isConnected) focusJob(job.element);
     });
     dialog.focus(); // not its first button: Enter or Space there would act on it
+    const job = jobById(element.dataset.jobId);
+    setOpenJob(job.job_id, state.jobs.has(job.job_id) ? null : job);
+    if (!fromHistory) writeUrl({ push: true, details: true });
   }
   showDetails(element);
 }
 
+// Back or Forward to an entry with (or without) an open job; or a link that opens one.
+export async function detailsFromHistory(jobId) {
+  const dialog = $('details');
+  if (!jobId) {
+    if (dialog.open) {
+      setOpenJob(null);
+      dialog.close();
+    }
+    return;
+  }
+  if (dialog.open && dialog.dataset.shownJob === jobId) return;
+  await state.pending; // the first page, which probably holds it
+  let job = state.jobs.get(jobId);
+  if (!job) {
+    try {
+      const data = await api(jobUrl(jobId));
+      job = data.summary;
+      drawJob(job); // drawn but not listed: details can show and rate it
+      setOpenJob(jobId, job);
+    } catch (error) {
+      showToast(`Could not open job ${jobId}: ${error.message}`);
+      setOpenJob(null);
+      writeUrl();
+      return;
+    }
+  }
+  if (dialog.open) showDetails(job.element);
+  else openDetails(job.element, { fromHistory: true });
+}
+
 function showDetails(element) {
-  const job = state.jobs.get(element.dataset.jobId);
+  const job = jobById(element.dataset.jobId);
+  if (state.openJob !== job.job_id) {
+    setOpenJob(job.job_id, state.jobs.has(job.job_id) ? null : job);
+    writeUrl(); // stepping with j/k replaces the entry: Back closes the dialog
+  }
   $('details').dataset.shownJob = job.job_id;
   $('details-title').textContent = job.job_id;
   $('details-error').textContent = '';
   $('details-rating').replaceChildren(renderRatingWidget(job.rating));
   $('details-previous').disabled = !element.previousElementSibling;
-  $('details-next').disabled = !element.nextElementSibling && state.done;
+  $('details-next').disabled = !element.isConnected || (!element.nextElementSibling && state.done);
   $('details-body').replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
   $('details-body').scrollTop = 0;
   loadDetails(job.job_id);
-  if (!hasJobsAfter(element, PREFETCH_JOBS)) loadNextPage();
+  if (element.isConnected && !hasJobsAfter(element, PREFETCH_JOBS)) loadNextPage();
 }
 
 export function stepDetails(forward, matches) {

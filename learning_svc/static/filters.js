@@ -1,12 +1,15 @@
-// Filters and sort: kept in the URL, offered as pickers built from the server's field
-// list (GET /api/fields) with facet counts, and mirrored in the export links.
+// Filters and sort: kept in the URL and the browser's history (Back undoes a filter),
+// offered as pickers built from the server's field list (GET /api/fields) with facet counts
+// that are refreshed as new values arrive, and mirrored in the export links.
 
 import { api } from './api.js';
-import { hideNewJobsPill, loadNextPage, renderStatus } from './list.js';
+import { loadNextPage, renderStatus } from './list.js';
+import { hideNewJobsPill } from './live.js';
 import { DEFAULT_SORT, setParams, startListing, state, unratedOnly } from './store.js';
 import { $, debounce, h, showToast } from './util.js';
 
 const SEARCH_DEBOUNCE_MS = 300;
+const PICKER_REFRESH_MS = 5000; // new values seen in the change feed reach the pickers this soon
 const OTHER_PARAMS = ['rating_min', 'rating_max', 'rated', 'since', 'until', 'q', 'sort'];
 
 function listParams() {
@@ -59,9 +62,18 @@ export function jobsUrl(cursor, limit) {
   return `/api/jobs?${params}`;
 }
 
-function writeUrl() {
-  const query = state.params.toString();
-  history.replaceState(null, '', query ? `${location.pathname}?${query}` : location.pathname);
+// The page's address: the filters and sort, and the job open in details.
+export function pageUrl() {
+  const params = new URLSearchParams(state.params);
+  if (state.openJob) params.set('job', state.openJob);
+  const query = params.toString();
+  return query ? `${location.pathname}?${query}` : location.pathname;
+}
+
+export function writeUrl({ push = false, details = false } = {}) {
+  if (pageUrl() === location.pathname + location.search) return;
+  if (push) history.pushState({ details }, '', pageUrl());
+  else history.replaceState(history.state, '', pageUrl());
 }
 
 function updateExportLinks() {
@@ -109,7 +121,7 @@ function updateParam(control) {
   }
   if (params.toString() !== state.params.toString()) {
     setParams(params);
-    applyFilters();
+    applyFilters({ push: true });
   }
 }
 
@@ -117,7 +129,7 @@ function clearFilters() {
   const sort = state.params.get('sort');
   setParams(new URLSearchParams(sort ? { sort } : {}));
   syncControls();
-  applyFilters();
+  applyFilters({ push: true });
 }
 
 // A filter in use stands out, and one button clears them all.
@@ -128,10 +140,15 @@ function markActiveFilters() {
     control.classList.toggle('active', state.params.has(control.name));
   }
   $('clear-filters-bar').hidden = !hasFilters();
+  const active = filterParams();
+  const count = [...new Set(active.keys())].length;
+  $('filters-toggle').textContent = count ? `Filters (${count})` : 'Filters';
 }
 
-export function applyFilters() {
-  writeUrl();
+// A new listing for the filters in state.params; `push` makes it a step Back can undo (the
+// address already is that of an entry Back or Forward went to).
+export function applyFilters({ push = false, fromHistory = false } = {}) {
+  if (!fromHistory) writeUrl({ push });
   updateExportLinks();
   markActiveFilters();
   document.body.classList.toggle('unrated-only', unratedOnly());
@@ -141,6 +158,19 @@ export function applyFilters() {
   loadNextPage();
   loadFacets();
   renderStatus();
+}
+
+// Values that arrived in the change feed (a new pack, model, ...) are offered soon after;
+// not while a picker is open or focused, which would change under the user's hand.
+let pickerTimer = null;
+
+export function refreshPickersSoon() {
+  if (pickerTimer) return;
+  pickerTimer = setTimeout(() => {
+    pickerTimer = null;
+    if (document.activeElement?.closest?.('#filters')) refreshPickersSoon();
+    else loadFacets();
+  }, PICKER_REFRESH_MS);
 }
 
 async function loadFacets() {
@@ -193,4 +223,17 @@ export function bindFilterBar() {
   search.addEventListener('input', searchLater);
   $('clear-filters').addEventListener('click', clearFilters);
   $('clear-filters-bar').addEventListener('click', clearFilters);
+  $('filters-toggle').addEventListener('click', () => {
+    const open = $('topbar').classList.toggle('filters-open');
+    $('filters-toggle').setAttribute('aria-expanded', String(open));
+  });
+}
+
+// Back and Forward: the filters of that entry are listed again (no new history entry).
+export function filtersFromHistory() {
+  const params = readParamsFromUrl();
+  if (params.toString() === state.params.toString()) return;
+  setParams(params);
+  syncControls();
+  applyFilters({ fromHistory: true });
 }

@@ -2,9 +2,9 @@
 // may be typed ahead while the next page loads, and its line in the help dialog.
 
 import { openDetails, stepDetails, toggleHelp } from './details.js';
-import { firstVisibleJob } from './list.js';
+import { firstVisibleJob } from './live.js';
 import { focusJob, focusJobAbove, focusJobBelow, focusNextJob, focusPreviousJob } from './nav.js';
-import { rateAndAdvance, rateJob, rateJobInDetails } from './rating.js';
+import { moveInRadioGroup, rateAndAdvance, rateJob, rateJobInDetails } from './rating.js';
 import { nextTypedKey, state, typeAhead } from './store.js';
 import { $, h } from './util.js';
 
@@ -30,6 +30,7 @@ export const KEYS = [
 ];
 const BY_KEY = new Map(KEYS.flatMap((entry) => entry.keys.map((key) => [key, entry])));
 const MOVE_INTO_LIST = ['j', 'ArrowDown', 'ArrowRight'];
+const IN_RADIO_GROUP = ['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'Home', 'End'];
 
 function isEditable(target) {
   return target.matches?.('input, select, textarea, [contenteditable]');
@@ -62,6 +63,11 @@ function onKeydown(event) {
     return;
   }
   if ($('help').open) return;
+  if (event.target.matches?.('[role="radio"]') && IN_RADIO_GROUP.includes(event.key)) {
+    event.preventDefault(); // arrows move between the stars there, not between jobs
+    moveInRadioGroup(event.target, event.key);
+    return;
+  }
   if (state.advancing && entry?.typeAhead) {
     event.preventDefault();
     typeAhead(event.key);

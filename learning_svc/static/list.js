@@ -1,19 +1,22 @@
-// The job list: pages loaded as the user scrolls (keyset cursors), cards, the status line,
-// live updates that keep the view in place, and the empty state.
+// The job list: pages loaded as the user scrolls (keyset cursors), cards, the status line
+// with the filters' totals, and the empty state. Live updates are live.js's.
 
 import { api, outputUrl } from './api.js';
-import { hasFilters, jobsUrl } from './filters.js';
-import { renderRatingWidget } from './rating.js';
-import { countNewAbove, keepJob, pageLoaded, setFailed, setPending, sortOrder, state } from './store.js';
-import { $, basename, formatDuration, formatNumber, formatShortTime, formatTime, h, plural, relativeTime } from './util.js';
+import { isOffline, onResume, onStatusChange } from './connection.js';
+import { filterParams, hasFilters, jobsUrl } from './filters.js';
+import { changesUrl, startFollowing } from './live.js';
+import { adoptUnsentRating, renderRatingWidget } from './rating.js';
+import { keepJob, pageLoaded, setCount, setFailed, setPending, setPosition, state } from './store.js';
+import { $, basename, debounce, formatDuration, formatNumber, formatShortTime, formatTime, h, plural, relativeTime } from './util.js';
 
 const PAGE_SIZE = 50;
-const POLL_INTERVAL_MS = 3000;
 const RELATIVE_TIME_REFRESH_MS = 30000;
 const MAX_THUMBNAILS = 4;
 const HEALTH_INTERVAL_MS = 10000;
+const COUNT_DELAY_MS = 400;
 
 let sentinelObserver;
+let lastFailure = null;
 
 export function loadNextPage() {
   if (state.done || state.failed) return Promise.resolve();
@@ -26,19 +29,38 @@ export function loadNextPage() {
   return state.pending;
 }
 
+// The first page is asked for only once the change feed's position is known: whatever
+// arrives after that position comes through the feed, so nothing can fall in between.
 async function fetchPage(generation) {
   setListMessage('Loading…');
   try {
+    if (state.position === null) {
+      const start = await api(changesUrl(null));
+      if (generation !== state.generation) return;
+      setPosition(start.next);
+    }
+    const first = state.cursor === null;
     const data = await api(jobsUrl(state.cursor, PAGE_SIZE));
     if (generation !== state.generation) return;
     $('job-list').append(...data.jobs.filter((job) => !state.jobs.has(job.job_id)).map(addJob));
     pageLoaded(data.next_cursor);
+    lastFailure = null;
     setListMessage('');
+    if (first) {
+      startFollowing();
+      refreshCount();
+    }
     if (!state.done) rearmSentinel();
   } catch (error) {
     if (generation !== state.generation) return;
     setFailed(true);
-    setListMessage(`Could not load jobs: ${error.message}`, { retry: true });
+    lastFailure = error;
+    if (error.refused) { // e.g. a search the service cannot run: its message says why
+      setListMessage(`These jobs cannot be listed: ${error.message}`);
+    } else {
+      const when = error.offline ? ' The list goes on by itself once it is back.' : '';
+      setListMessage(`Could not load jobs: ${error.message}.${when}`, { retry: true });
+    }
   }
   renderStatus();
 }
@@ -54,12 +76,18 @@ function rearmSentinel() {
   sentinelObserver.observe($('sentinel'));
 }
 
-function addJob(job) {
+// A job's card, drawn (a rating still waiting to be sent shows as given).
+export function drawJob(job) {
   job.savedRating = job.rating;
   job.ratingRequest = 0;
   job.element = renderJob(job);
-  keepJob(job);
+  adoptUnsentRating(job);
   return job.element;
+}
+
+export function addJob(job) {
+  keepJob(job);
+  return drawJob(job);
 }
 
 function setListMessage(text, { retry = false } = {}) {
@@ -68,14 +96,44 @@ function setListMessage(text, { retry = false } = {}) {
   $('retry').hidden = !retry;
 }
 
+// ---------------------------------------------------------------- the status line
+
+async function refreshCount() {
+  const { generation } = state;
+  try {
+    const count = await api(`/api/count?${filterParams()}`);
+    if (generation !== state.generation) return;
+    setCount(count);
+    renderStatus();
+  } catch {
+    // The status line says what is shown without the totals.
+  }
+}
+
+export const refreshCountSoon = debounce(refreshCount, COUNT_DELAY_MS);
+
+const formatCount = (value, exact) => `${value.toLocaleString('en-US')}${exact ? '' : '+'}`;
+
+function statusText() {
+  const shown = state.jobs.size;
+  if (shown === 0 && !state.done) return state.failed ? 'No jobs loaded' : 'Loading…';
+  if (shown === 0) return hasFilters() ? 'No matching jobs' : 'No jobs yet';
+  const count = state.count;
+  if (!count) return `Showing ${plural(shown, 'job')}`;
+  const total = Math.max(count.jobs, shown);
+  let text = total === shown && count.exact
+    ? `Showing ${plural(shown, 'job')}`
+    : `Showing ${shown.toLocaleString('en-US')} of ${formatCount(total, count.exact)} jobs`;
+  const ratingFiltered = ['rated', 'rating_min', 'rating_max'].some((name) => state.params.has(name));
+  if (count.unrated > 0) text += ` · ${formatCount(count.unrated, count.unrated_exact)} unrated left`;
+  else if (!ratingFiltered) text += ' · all rated';
+  return text;
+}
+
 export function renderStatus() {
-  const count = state.jobs.size;
-  const loadingFirstPage = count === 0 && !state.done && !state.failed;
-  let status = `Showing ${plural(count, 'job')}`;
-  if (loadingFirstPage) status = 'Loading…';
-  else if (count === 0 && state.done) status = hasFilters() ? 'No matching jobs' : 'No jobs yet';
-  $('status').textContent = status;
-  const empty = count === 0 && state.done;
+  const text = statusText();
+  $('status').textContent = isOffline() ? `Offline · ${text.charAt(0).toLowerCase()}${text.slice(1)}` : text;
+  const empty = state.jobs.size === 0 && state.done;
   $('empty').hidden = !empty;
   $('empty-first').hidden = !empty || hasFilters();
   $('empty-filtered').hidden = !empty || !hasFilters();
@@ -87,86 +145,16 @@ function refreshRelativeTimes() {
   }
 }
 
-// ---------------------------------------------------------------- live updates
-
-function schedulePoll() {
-  setTimeout(pollNewJobs, POLL_INTERVAL_MS);
-}
-
-function canPoll() {
-  const firstPageLoaded = state.cursor !== null || state.done;
-  return document.visibilityState === 'visible' && sortOrder() === '-completed_at'
-    && firstPageLoaded && !state.failed;
-}
-
-async function pollNewJobs() {
-  const { generation } = state;
-  try {
-    if (canPoll()) {
-      const data = await api(jobsUrl(null, PAGE_SIZE));
-      const fresh = newerThanShown(data.jobs);
-      if (generation === state.generation && fresh.length) prependJobs(fresh);
-    }
-  } catch {
-    // A missed poll is harmless: the next one catches up.
-  } finally {
-    schedulePoll();
-  }
-}
-
-// The jobs of a fresh first page that are newer than those shown. Not every job missing from
-// the list is new: in a filtered view (e.g. unrated only) older jobs move up into the first
-// page as others leave it; those are loaded below by scrolling, in their place.
-function newerThanShown(jobs) {
-  const firstShown = jobs.findIndex((job) => state.jobs.has(job.job_id));
-  if (firstShown >= 0) return jobs.slice(0, firstShown);
-  const newest = state.jobs.get($('job-list').firstElementChild?.dataset.jobId);
-  return newest ? jobs.filter((job) => job.completed_at > newest.completed_at) : jobs;
-}
-
-export function firstVisibleJob() {
-  const top = $('topbar').getBoundingClientRect().bottom;
-  return [...$('job-list').children].find((element) => element.getBoundingClientRect().bottom > top);
-}
-
-// New jobs go on top; a reader who has scrolled down keeps the same jobs in view.
-function prependJobs(jobs) {
-  const anchor = window.scrollY > 0 ? firstVisibleJob() : null;
-  const anchorTop = anchor?.getBoundingClientRect().top;
-  $('job-list').prepend(...jobs.map(addJob));
-  if (anchor) {
-    window.scrollBy(0, anchor.getBoundingClientRect().top - anchorTop);
-    showNewJobsPill(jobs.length);
-  }
-  renderStatus();
-}
-
-function showNewJobsPill(count) {
-  countNewAbove(count);
-  const pill = $('new-jobs');
-  pill.textContent = `↑ ${plural(state.newJobsAbove, 'new job')}`;
-  pill.hidden = false;
-}
-
-export function hideNewJobsPill() {
-  countNewAbove(0);
-  $('new-jobs').hidden = true;
-}
-
-function scrollToTop() {
-  hideNewJobsPill();
-  window.scrollTo(0, 0);
-}
-
 // ---------------------------------------------------------------- cards
 
-function renderJob(job) {
+export function renderJob(job) {
   return h('article', { class: job.rating == null ? 'job' : 'job rated', 'data-job-id': job.job_id, 'data-status': job.status, tabindex: '0' },
     renderThumbnails(job),
     h('div', { class: 'job-body' },
       renderWhen(job),
       renderPacks(job.packs ?? []),
       renderFacts(job),
+      job.error ? h('p', { class: 'job-failure', title: job.error }, `Failed: ${job.error}`) : null,
       h('div', { class: 'job-rating' },
         renderRatingWidget(job.rating),
         h('span', { class: 'output-count' }, outputCount(job))),
@@ -182,7 +170,7 @@ function renderWhen(job) {
   const completed = job.completed_at == null ? null : new Date(job.completed_at * 1000);
   return h('p', { class: 'job-when' },
     h('time', { datetime: completed?.toISOString(), title: formatTime(job.completed_at) }, formatShortTime(completed)),
-    job.status === 'completed' ? null : h('span', { class: `badge status-${job.status}`, title: job.error ?? null }, job.status),
+    job.status === 'completed' ? null : h('span', { class: `badge status-${job.status}` }, job.status),
     completed && h('span', { class: 'relative-time', 'data-epoch': job.completed_at }, relativeTime(job.completed_at)),
     h('span', { class: 'duration', title: 'Duration' }, formatDuration(job.duration_sec)));
 }
@@ -246,6 +234,20 @@ function renderThumbnail(job, path, index) {
   return image;
 }
 
+// An image that could not load (the service was down: a missing file gets a placeholder
+// image, not an error) is loaded again once the service is back.
+function markFailedImage(event) {
+  if (event.target instanceof HTMLImageElement) event.target.dataset.failed = '';
+}
+
+function reloadFailedImages() {
+  for (const image of document.querySelectorAll('img[data-failed]')) {
+    const fresh = image.cloneNode();
+    delete fresh.dataset.failed;
+    image.replaceWith(fresh);
+  }
+}
+
 // ---------------------------------------------------------------- empty state
 
 function renderCurlCommand() {
@@ -266,18 +268,25 @@ async function copyCurlCommand() {
   }
 }
 
+function resume() {
+  if (state.failed && lastFailure?.offline) retryLoading();
+  reloadFailedImages();
+  checkHealth();
+  refreshCountSoon();
+}
+
 export function initList() {
   $('retry').addEventListener('click', retryLoading);
-  $('new-jobs').addEventListener('click', scrollToTop);
   $('copy-curl').addEventListener('click', copyCurlCommand);
-  window.addEventListener('scroll', () => { if (window.scrollY === 0) hideNewJobsPill(); }, { passive: true });
+  document.addEventListener('error', markFailedImage, true); // error events do not bubble
   sentinelObserver = new IntersectionObserver((entries) => {
     if (entries.some((entry) => entry.isIntersecting)) loadNextPage();
   }, { rootMargin: '800px 0px' });
   sentinelObserver.observe($('sentinel'));
   renderCurlCommand();
   setInterval(refreshRelativeTimes, RELATIVE_TIME_REFRESH_MS);
-  schedulePoll();
+  onResume(resume);
+  onStatusChange(renderStatus);
   checkHealth();
   setInterval(checkHealth, HEALTH_INTERVAL_MS);
 }
@@ -295,6 +304,6 @@ async function checkHealth() {
         + `in the JSONL; ${plural(problem.jobs_not_indexed, 'new job')} will show here once the index catches up.`;
     }
   } catch {
-    // An unreachable service is the list's to say (its requests fail too).
+    // An unreachable service has its own banner.
   }
 }

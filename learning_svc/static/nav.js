@@ -4,7 +4,7 @@
 import { openDetails } from './details.js';
 import { replayTypedAhead } from './keys.js';
 import { loadNextPage } from './list.js';
-import { rateAndAdvance, rateJob } from './rating.js';
+import { clearRating, rateAndAdvance } from './rating.js';
 import { forgetTypedAhead, setAdvancing, state } from './store.js';
 
 const PREFETCH_JOBS = 12; // focus this close to the last loaded job loads the next page
@@ -113,7 +113,7 @@ export function onListClick(event) {
   if (radio) {
     rateAndAdvance(element, Number(radio.dataset.rating));
   } else if (event.target.closest('.clear-rating')) {
-    rateJob(state.jobs.get(element.dataset.jobId), null);
+    clearRating(element);
   } else if (!event.target.closest('.rating')) {
     openDetails(element);
   }

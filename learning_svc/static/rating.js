@@ -1,13 +1,20 @@
-// The 0–5 star widget (WAI-ARIA radio group) and storing a rating: shown at once, stored
-// with a PUT (or a DELETE to clear), reverted with the reason when storing fails.
+// The 0–5 star widget (a WAI-ARIA radio group with one tab stop) and storing a rating: shown
+// at once, stored with a PUT (or a DELETE to clear). A refusal reverts it with the reason; a
+// service that cannot be reached keeps it in a queue (in localStorage, so a reload keeps it
+// too) that is sent in order once the service answers again.
 
 import { api, jobUrl } from './api.js';
+import { onResume } from './connection.js';
 import { detailsJob, refreshDetailsRating, stepDetails } from './details.js';
+import { refreshCountSoon } from './list.js';
 import { focusNextJob } from './nav.js';
-import { state, unratedOnly } from './store.js';
+import { jobById, state, unratedOnly } from './store.js';
 import { $, h } from './util.js';
 
 const STAR_LABELS = ['0 stars', '1 star', '2 stars', '3 stars', '4 stars', '5 stars'];
+const RETRY_BUSY_MS = 5000;
+const QUEUE_KEY = 'learning-svc-unsent-ratings';
+const UNSENT = 'Not saved yet: the service cannot be reached. It is sent as soon as the service is back.';
 
 export function renderRatingWidget(rating) {
   const radios = STAR_LABELS.map((label, value) => h('button', {
@@ -20,19 +27,34 @@ export function renderRatingWidget(rating) {
   }, value === 0 ? '0' : '★'));
   const widget = h('div', { class: 'rating' },
     h('div', { class: 'stars', role: 'radiogroup', 'aria-label': 'Rating' }, ...radios),
-    h('button', { type: 'button', class: 'clear-rating', 'aria-label': 'Clear rating', title: 'Clear rating', tabindex: '-1' }, '✕'));
+    h('button', { type: 'button', class: 'clear-rating', 'aria-label': 'Clear rating', title: 'Clear rating' }, '✕'));
   showRating(widget, rating);
   return widget;
 }
 
+// The checked star is the group's one tab stop (the first when none is checked).
 function showRating(widget, rating) {
-  for (const radio of widget.querySelectorAll('[role="radio"]')) {
+  const radios = [...widget.querySelectorAll('[role="radio"]')];
+  for (const radio of radios) {
     const value = Number(radio.dataset.rating);
     radio.setAttribute('aria-checked', String(value === rating));
     radio.classList.toggle('lit', rating != null && value > 0 && value <= rating);
   }
+  const tabStop = radios.find((radio) => Number(radio.dataset.rating) === rating) ?? radios[0];
+  const focused = radios.find((radio) => radio === document.activeElement);
+  for (const radio of radios) radio.tabIndex = radio === (focused ?? tabStop) ? 0 : -1;
   widget.classList.toggle('unrated', rating == null);
   widget.closest('.job')?.classList.toggle('rated', rating != null);
+}
+
+// Arrow keys (and Home / End) move between the stars; Space or Enter gives that rating.
+export function moveInRadioGroup(radio, key) {
+  const radios = [...radio.closest('[role="radiogroup"]').querySelectorAll('[role="radio"]')];
+  const at = radios.indexOf(radio);
+  const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[key];
+  const next = key === 'Home' ? 0 : key === 'End' ? radios.length - 1 : Math.min(radios.length - 1, Math.max(0, at + step));
+  for (const other of radios) other.tabIndex = other === radios[next] ? 0 : -1;
+  radios[next].focus();
 }
 
 function ratingWidgets(job) {
@@ -41,38 +63,144 @@ function ratingWidgets(job) {
   return widgets.filter(Boolean);
 }
 
-function showJobRating(job, rating) {
+export function showJobRating(job, rating) {
   for (const widget of ratingWidgets(job)) showRating(widget, rating);
 }
 
-function setJobError(job, message) {
-  job.element.querySelector('.job-error').textContent = message;
+function setJobError(job, message, { unsent = false } = {}) {
+  const line = job.element.querySelector('.job-error');
+  line.textContent = message;
+  line.classList.toggle('unsent', unsent);
   if (detailsJob() === job) $('details-error').textContent = message;
 }
 
-// Shows the new rating at once, stores it, and reverts with a message if storing fails.
-// Resolves to true when stored.
+function send(jobId, rating) {
+  const url = `${jobUrl(jobId)}/rating`;
+  return rating === null
+    ? api(url, { method: 'DELETE' })
+    : api(url, { method: 'PUT', body: { rating, source: 'web' } });
+}
+
+// ---------------------------------------------------------------- the queue of unsent ratings
+
+let queue = readQueue();
+let flushing = false;
+
+function readQueue() {
+  try {
+    const stored = JSON.parse(localStorage.getItem(QUEUE_KEY) ?? '[]');
+    return Array.isArray(stored) ? stored.filter((entry) => typeof entry?.job_id === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+function saveQueue() {
+  if (queue.length) localStorage.setItem(QUEUE_KEY, JSON.stringify(queue));
+  else localStorage.removeItem(QUEUE_KEY);
+}
+
+// The rating last given to a job and not sent yet (undefined: none waits).
+export function unsentRating(jobId) {
+  for (let i = queue.length - 1; i >= 0; i -= 1) {
+    if (queue[i].job_id === jobId) return queue[i].rating;
+  }
+  return undefined;
+}
+
+function enqueue(job, rating) {
+  queue.push({ job_id: job.job_id, rating });
+  saveQueue();
+  setJobError(job, UNSENT, { unsent: true });
+}
+
+// Sends the queued ratings one by one, oldest first; stops while the service is unreachable.
+export async function flushUnsentRatings() {
+  if (flushing) return;
+  flushing = true;
+  try {
+    while (queue.length) {
+      const { job_id: jobId, rating } = queue[0];
+      let refusal = null;
+      try {
+        await send(jobId, rating);
+      } catch (error) {
+        if (error.offline) return; // resumed once the service answers again
+        if (!error.refused) { // busy (503): try again shortly
+          setTimeout(flushUnsentRatings, RETRY_BUSY_MS);
+          return;
+        }
+        refusal = error;
+      }
+      queue.shift();
+      saveQueue();
+      const job = jobById(jobId);
+      if (!job || unsentRating(jobId) !== undefined) continue;
+      if (refusal) {
+        job.rating = job.savedRating;
+        showJobRating(job, job.rating);
+        setJobError(job, `Rating not saved: ${refusal.message}`);
+      } else {
+        job.savedRating = rating;
+        setJobError(job, '');
+      }
+    }
+    refreshCountSoon();
+  } finally {
+    flushing = false;
+  }
+}
+
+// A job about to be shown: a rating waiting in the queue is what the user last gave it.
+export function adoptUnsentRating(job) {
+  const rating = unsentRating(job.job_id);
+  if (rating === undefined) return;
+  job.rating = rating;
+  showJobRating(job, rating);
+  setJobError(job, UNSENT, { unsent: true });
+}
+
+// ---------------------------------------------------------------- rating a job
+
+// Shows the new rating at once and stores it. Resolves to true when stored.
 export async function rateJob(job, rating) {
   if (rating === null && job.rating === null) return true;
   const request = ++job.ratingRequest;
   job.rating = rating;
   showJobRating(job, rating);
+  if (queue.length) { // keep the order: this one goes after those still waiting
+    enqueue(job, rating);
+    flushUnsentRatings();
+    return false;
+  }
   setJobError(job, '');
-  const url = `${jobUrl(job.job_id)}/rating`;
+  job.inFlight = (job.inFlight ?? 0) + 1;
   try {
-    await (rating === null
-      ? api(url, { method: 'DELETE' })
-      : api(url, { method: 'PUT', body: { rating, source: 'web' } }));
-    job.savedRating = rating;
+    await send(job.job_id, rating);
+    if (request === job.ratingRequest) job.savedRating = rating;
+    refreshCountSoon();
     return true;
   } catch (error) {
-    if (request === job.ratingRequest) {
+    if (error.offline) {
+      enqueue(job, rating);
+    } else if (request === job.ratingRequest) {
       job.rating = job.savedRating;
       showJobRating(job, job.savedRating);
       setJobError(job, `Rating not saved: ${error.message}`);
     }
     return false;
+  } finally {
+    job.inFlight -= 1;
   }
+}
+
+// A rating given elsewhere (another tab, the API), seen in the change feed.
+export function ratedElsewhere(jobId, rating) {
+  const job = state.jobs.get(jobId);
+  if (!job || job.inFlight || unsentRating(jobId) !== undefined || job.rating === rating) return;
+  job.rating = rating;
+  job.savedRating = rating;
+  showJobRating(job, rating);
 }
 
 export function isUnrated(job) {
@@ -87,11 +215,23 @@ export function rateAndAdvance(element, rating) {
   return saved;
 }
 
+// Clearing hides the ✕ that was clicked: focus goes back to the job, so keys go on working.
+export function clearRating(element) {
+  rateJob(state.jobs.get(element.dataset.jobId), null);
+  element.focus({ preventScroll: true });
+}
+
 export function rateJobInDetails(rating) {
   const job = detailsJob();
   if (!job) return;
   rateJob(job, rating).then((saved) => {
     if (saved) refreshDetailsRating(job.job_id);
   });
+  if (rating === null) $('details').focus();
   if (unratedOnly() && rating !== null) stepDetails(true, isUnrated);
+}
+
+export function initRating() {
+  onResume(flushUnsentRatings);
+  if (queue.length) flushUnsentRatings();
 }

@@ -13,6 +13,10 @@ export const state = {
   pending: null,         // promise of the page being loaded
   generation: 0,         // bumped on every filter change so stale responses are dropped
   newJobsAbove: 0,
+  position: null,        // where the change feed (GET /api/changes) is followed from
+  count: null,           // {jobs, exact, unrated, unrated_exact} of the filters (GET /api/count)
+  openJob: null,         // the job id open in details (in the URL as `job=`)
+  detached: null,        // a job opened from the URL that is not in the loaded list
   advancing: false,      // true while moving on waits for the next page to load
   typedAhead: [],        // keys pressed meanwhile, replayed on the job moved to
 };
@@ -36,6 +40,26 @@ export function startListing() {
   state.advancing = false;
   state.typedAhead = [];
   state.newJobsAbove = 0;
+  state.position = null;
+  state.count = null;
+}
+
+export function setPosition(position) {
+  state.position = position;
+}
+
+export function setCount(count) {
+  state.count = count;
+}
+
+export function setOpenJob(jobId, detached = null) {
+  state.openJob = jobId;
+  state.detached = detached;
+}
+
+// A job shown in the list, or the one opened from the URL outside it.
+export function jobById(jobId) {
+  return state.jobs.get(jobId) ?? (state.detached?.job_id === jobId ? state.detached : undefined);
 }
 
 export function setPending(promise) {
@@ -77,6 +101,23 @@ export function forgetTypedAhead() {
 
 export function sortOrder() {
   return state.params.get('sort') ?? DEFAULT_SORT;
+}
+
+// The server's sort keys (index/plan.py SORTS): unrated sorts last both ways, an unknown
+// duration as -1. Among equal keys the job that arrived later comes first when descending.
+const SORT_KEYS = {
+  completed_at: (job) => job.completed_at ?? 0,
+  '-rating': (job) => job.rating ?? -1,
+  rating: (job) => job.rating ?? 6,
+  duration_sec: (job) => job.duration_sec ?? -1,
+};
+
+// Whether a job that has just arrived belongs before `other` (a job already listed).
+export function arrivesBefore(job, other) {
+  const sort = sortOrder();
+  const descending = sort.startsWith('-');
+  const key = SORT_KEYS[sort] ?? SORT_KEYS[sort.replace(/^-/, '')];
+  return descending ? key(job) >= key(other) : key(job) < key(other);
 }
 
 export function unratedOnly() {

@@ -1,0 +1,135 @@
+// Live updates. The page follows the index's change feed (GET /api/changes) from a position
+// taken before its first listing, so no job that arrives meanwhile can be skipped, however
+// many arrive or however late: a new job goes to its place in the sort order (one that sorts
+// below the loaded jobs comes with scrolling), an amended job is redrawn, a rating given
+// elsewhere is shown. A hidden tab stops asking and catches up when it is shown again.
+
+import { api } from './api.js';
+import { isOffline, onResume } from './connection.js';
+import { filterParams, refreshPickersSoon } from './filters.js';
+import { addJob, refreshCountSoon, renderJob, renderStatus } from './list.js';
+import { adoptUnsentRating, ratedElsewhere } from './rating.js';
+import { arrivesBefore, countNewAbove, setPosition, state } from './store.js';
+import { $, plural } from './util.js';
+
+const POLL_INTERVAL_MS = 3000;
+
+let timer = null;
+let polling = false;
+
+export function changesUrl(position) {
+  const params = filterParams();
+  if (position) params.set('after', position);
+  return `/api/changes?${params}`;
+}
+
+export function startFollowing() {
+  clearTimeout(timer);
+  timer = setTimeout(poll, POLL_INTERVAL_MS);
+}
+
+async function poll() {
+  clearTimeout(timer);
+  if (polling) {
+    timer = setTimeout(poll, POLL_INTERVAL_MS);
+    return;
+  }
+  polling = true;
+  const { generation } = state;
+  try {
+    let more = true;
+    while (more && state.position && !isOffline() && document.visibilityState === 'visible') {
+      const data = await api(changesUrl(state.position));
+      if (generation !== state.generation) return;
+      applyChanges(data);
+      setPosition(data.next);
+      more = data.more;
+    }
+  } catch {
+    // Unreachable: the offline banner says so and the feed resumes from the same position.
+  } finally {
+    polling = false;
+    clearTimeout(timer);
+    timer = setTimeout(poll, POLL_INTERVAL_MS);
+  }
+}
+
+function applyChanges({ jobs, amended, rated }) {
+  const arrived = [];
+  for (const job of jobs) (state.jobs.has(job.job_id) ? amended : arrived).push(job);
+  for (const summary of amended) redraw(summary);
+  for (const { job_id: jobId, rating } of rated) ratedElsewhere(jobId, rating);
+  if (arrived.length) place(arrived);
+  if (jobs.length || amended.length) refreshPickersSoon();
+  if (jobs.length || amended.length || rated.length) refreshCountSoon();
+}
+
+// The first listed job that a newly arrived one sorts before; undefined: it sorts after them all.
+function placeOf(job) {
+  for (let element = $('job-list').firstElementChild; element; element = element.nextElementSibling) {
+    if (arrivesBefore(job, state.jobs.get(element.dataset.jobId))) return element;
+  }
+  return undefined;
+}
+
+export function firstVisibleJob() {
+  const top = $('topbar').getBoundingClientRect().bottom;
+  return [...$('job-list').children].find((element) => element.getBoundingClientRect().bottom > top);
+}
+
+// Inserting above what the reader looks at keeps the same jobs in view, and the pill says so.
+function place(jobs) {
+  const anchor = window.scrollY > 0 ? firstVisibleJob() : null;
+  const anchorTop = anchor?.getBoundingClientRect().top;
+  let above = 0;
+  for (const job of jobs) {
+    const before = placeOf(job);
+    if (!before && !state.done) continue; // below the loaded jobs: the next pages bring it
+    const element = addJob(job);
+    $('job-list').insertBefore(element, before ?? null);
+    if (anchor && element.compareDocumentPosition(anchor) & Node.DOCUMENT_POSITION_FOLLOWING) above += 1;
+  }
+  if (anchor) window.scrollBy(0, anchor.getBoundingClientRect().top - anchorTop);
+  if (above) showNewJobsPill(above);
+  renderStatus();
+}
+
+// An amended job: its card is drawn again in place (keeping focus and the rating shown).
+function redraw(summary) {
+  const job = state.jobs.get(summary.job_id);
+  if (!job) return;
+  const { rating } = job;
+  Object.assign(job, summary, { rating });
+  const focused = job.element.contains(document.activeElement);
+  const element = renderJob(job);
+  job.element.replaceWith(element);
+  job.element = element;
+  adoptUnsentRating(job);
+  if (focused) element.focus({ preventScroll: true });
+}
+
+function showNewJobsPill(count) {
+  countNewAbove(count);
+  const pill = $('new-jobs');
+  pill.textContent = `↑ ${plural(state.newJobsAbove, 'new job')}`;
+  pill.hidden = false;
+}
+
+export function hideNewJobsPill() {
+  countNewAbove(0);
+  $('new-jobs').hidden = true;
+}
+
+// The pill scrolls to the top and focuses the first job, so the next key acts on it.
+function goToTop() {
+  hideNewJobsPill();
+  window.scrollTo(0, 0);
+  $('job-list').firstElementChild?.focus({ preventScroll: true });
+}
+
+export function initLive() {
+  $('new-jobs').addEventListener('click', goToTop);
+  window.addEventListener('scroll', () => { if (window.scrollY === 0) hideNewJobsPill(); }, { passive: true });
+  document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') poll(); });
+  onResume(poll);
+}

@@ -1,0 +1,417 @@
+"""The page as a reviewer lives with it for an evening (issue 12's defects), in real Chromium
+against the real waitress server: it never drops a job that arrives, it recovers by itself
+after the service was down, focus and the status line stay useful, Back and Forward walk the
+filters and the open job, and a phone gets a usable layout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from conftest import LiveServer
+from pages import (
+    JOB,
+    NEW_JOB_TIMEOUT_MS,
+    card,
+    focused_job_id,
+    is_rating_put,
+    rating_events,
+    shown_job_ids,
+    star,
+    wait_for_rating_events,
+    write_png,
+)
+
+pytestmark = pytest.mark.browser
+
+PHONE = {"width": 390, "height": 844}
+
+
+def listing(server: LiveServer, query: str = "") -> list[str]:
+    """Every job id the API lists for a query, in its order."""
+    ids, cursor = [], None
+    while True:
+        params = f"limit=500&{query}" + (f"&cursor={cursor}" if cursor else "")
+        page = server.http.get(f"{server.url}/api/jobs?{params}").json()
+        ids += [job["job_id"] for job in page["jobs"]]
+        if not (cursor := page["next_cursor"]):
+            return ids
+
+
+def jobs_at(start: float, count: int, prefix: str, step: float = 1.0) -> list[dict]:
+    return [{"job_id": f"{prefix}-{i:03d}", "completed_at": start + i * step, "packs": ["burst"]} for i in range(count)]
+
+
+def set_visibility(page: Page, state: str) -> None:
+    """What a browser reports when its tab is switched away from (and back to)."""
+    page.evaluate(
+        """(state) => {
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => state });
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => state === 'hidden' });
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""",
+        state,
+    )
+
+
+def wait_for_poll(page: Page) -> None:
+    """Until the page has asked the change feed once more, from now."""
+    asked_after_ms = time.time() * 1000
+
+    def is_poll(response):
+        request = response.request
+        return (
+            "/api/changes?" in request.url and "after=" in request.url and request.timing["startTime"] > asked_after_ms
+        )
+
+    with page.expect_response(is_poll, timeout=NEW_JOB_TIMEOUT_MS):
+        pass
+
+
+# ---------------------------------------------------------------- 1. live updates lose no job
+
+
+def test_a_burst_of_sixty_new_jobs_all_appear(live_server, samples, open_page):
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    assert set(live_server.post_jobs(jobs_at(time.time() + 100, 60, "burst"))) == {201}
+
+    expect(page.locator(JOB)).to_have_count(len(samples) + 60, timeout=NEW_JOB_TIMEOUT_MS)
+    assert shown_job_ids(page) == listing(live_server)  # each in its place, none twice
+
+
+def test_jobs_that_arrive_while_the_tab_is_hidden_all_appear_when_it_is_shown(live_server, samples, open_page):
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    set_visibility(page, "hidden")
+    assert set(live_server.post_jobs(jobs_at(time.time() + 100, 120, "hidden"))) == {201}
+    page.wait_for_timeout(4000)  # a hidden tab does not ask (more than one poll interval)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+
+    set_visibility(page, "visible")
+    expect(page.locator(JOB)).to_have_count(len(samples) + 120, timeout=NEW_JOB_TIMEOUT_MS)
+    assert shown_job_ids(page) == listing(live_server)
+
+
+def test_a_job_indexed_late_with_an_older_time_takes_its_place(live_server, samples, open_page):
+    """Written offline, imported, or indexed late: its completed_at is older than the top card."""
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    shown = shown_job_ids(page)
+    jobs = live_server.http.get(live_server.url + "/api/jobs?limit=500").json()["jobs"]
+    completed = {job["job_id"]: job["completed_at"] for job in jobs}  # epoch seconds
+    at = next(i for i in range(10, len(shown)) if completed[shown[i]] > completed[shown[i + 1]])
+    between = (completed[shown[at]] + completed[shown[at + 1]]) / 2
+    assert live_server.post_job({"job_id": "late-arrival", "completed_at": between}).status_code == 201
+
+    expect(card(page, "late-arrival")).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
+    assert shown_job_ids(page) == listing(live_server)
+    assert shown_job_ids(page)[at + 1] == "late-arrival"
+
+
+def test_a_late_job_below_the_loaded_pages_comes_with_scrolling_once(live_server, open_page):
+    now = time.time()
+    assert set(live_server.post_jobs(jobs_at(now - 1000, 120, "old"))) == {201}
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(50)
+    assert live_server.post_job({"job_id": "older-than-loaded", "completed_at": now - 990.5}).status_code == 201
+    wait_for_poll(page)
+    wait_for_poll(page)  # seen by the feed, but it sorts below the 50 loaded: not shown yet
+    assert "older-than-loaded" not in shown_job_ids(page)
+
+    while page.locator(JOB).count() < 121:
+        count = page.locator(JOB).count()
+        page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        expect(page.locator(JOB)).not_to_have_count(count)
+    assert shown_job_ids(page) == listing(live_server)  # in its place, once
+
+
+def test_a_rating_given_elsewhere_and_an_amendment_show_without_reload(live_server, samples, open_page):
+    page = open_page(live_server)
+    job_id = samples[3]["job_id"]
+    expect(star(card(page, job_id), "2 stars")).to_have_attribute("aria-checked", "false")
+    assert live_server.rate(job_id, 2).status_code == 200
+    response = live_server.http.patch(
+        f"{live_server.url}/api/jobs/{samples[4]['job_id']}?replace=true", json={"model": "amendedModel_v2"}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+
+    expect(star(card(page, job_id), "2 stars")).to_have_attribute("aria-checked", "true", timeout=NEW_JOB_TIMEOUT_MS)
+    expect(card(page, samples[4]["job_id"])).to_contain_text("amendedModel_v2", timeout=NEW_JOB_TIMEOUT_MS)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+
+
+# ---------------------------------------------------------------- 2. an outage
+
+
+def test_the_page_recovers_by_itself_after_the_service_was_down(settings, open_page):
+    """Stop the server: the page says it is offline and keeps the ratings given meanwhile; start
+    it again: the banner goes, the ratings are sent in order, the list and the images go on."""
+    for i in range(60):
+        write_png(settings.output_root / f"img-{i:02d}.png", size=(64, 96), color=(10 + 4 * i, 120, 200))
+    records = [
+        {"job_id": f"job-{i:02d}", "completed_at": 1_700_000_000 + i, "outputs": [f"img-{i:02d}.png"]}
+        for i in range(60)
+    ]
+    server = LiveServer(settings)
+    try:
+        assert set(server.post_jobs(records)) == {201}
+        page = open_page(server)
+        expect(page.locator(JOB)).to_have_count(50)
+        newest, second = "job-59", "job-58"
+        expect(page.locator("#offline")).to_be_hidden()
+        port = server.port
+    finally:
+        server.stop()
+
+    expect(page.locator("#offline")).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
+    expect(page.locator("#status")).to_contain_text("Offline")
+    star(card(page, newest), "4 stars").click()
+    star(card(page, newest), "2 stars").click()
+    star(card(page, second), "5 stars").click()
+    for job_id, label in ((newest, "2 stars"), (second, "5 stars")):  # kept, not rolled back
+        expect(star(card(page, job_id), label)).to_have_attribute("aria-checked", "true")
+    expect(card(page, newest).get_by_role("alert")).to_contain_text("Not saved yet")
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")  # images and a page that fail
+    expect(page.locator("#list-message")).to_contain_text("Could not load jobs")
+    assert page.locator("img[data-failed]").count() > 0
+
+    server = LiveServer(settings, port=port)
+    try:
+        expect(page.locator("#offline")).to_be_hidden(timeout=NEW_JOB_TIMEOUT_MS)
+        events = wait_for_rating_events(server, 3)
+        assert [(e["job_id"], e["rating"]) for e in events] == [(newest, 4), (newest, 2), (second, 5)]
+        expect(card(page, newest).get_by_role("alert")).to_be_hidden()
+        expect(page.locator(JOB)).to_have_count(60)  # the page that failed loads without Retry
+        expect(page.locator("#list-message")).to_be_hidden()
+        expect(page.locator("img[data-failed]")).to_have_count(0)
+        broken = page.locator("img.thumb").evaluate_all(
+            "imgs => imgs.filter((img) => img.complete && img.getBoundingClientRect().top < innerHeight"
+            " && img.naturalWidth === 0).length"
+        )
+        assert broken == 0
+        expect(page.locator("#status")).not_to_contain_text("Offline")
+        assert server.post_job({"job_id": "after-restart", "completed_at": 1_800_000_000}).status_code == 201
+        expect(card(page, "after-restart")).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
+    finally:
+        server.stop()
+
+
+def test_ratings_not_sent_survive_a_reload(live_server, samples, open_page):
+    page = open_page(live_server)
+    job_id = samples[0]["job_id"]
+    page.route("**/api/jobs/*/rating", lambda route: route.abort())  # as if the service were down
+    star(card(page, job_id), "3 stars").click()
+    expect(card(page, job_id).get_by_role("alert")).to_contain_text("Not saved yet")
+    page.unroute("**/api/jobs/*/rating")
+    assert rating_events(live_server) == []
+
+    page.reload()  # the queue is in localStorage: sent now
+    events = wait_for_rating_events(live_server, 1)
+    assert [(e["job_id"], e["rating"]) for e in events] == [(job_id, 3)]
+    expect(star(card(page, job_id), "3 stars")).to_have_attribute("aria-checked", "true")
+    expect(card(page, job_id).get_by_role("alert")).to_be_hidden()
+
+
+# ---------------------------------------------------------------- 3. focus, errors, pickers, totals
+
+
+def test_focus_stays_on_the_job_after_clearing_and_after_the_new_jobs_pill(live_server, open_page):
+    assert set(live_server.post_jobs(jobs_at(1_700_000_000, 60, "job"))) == {201}
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(50)
+    first = shown_job_ids(page)[0]
+    assert live_server.rate(first, 2).status_code == 200
+    page.reload()
+    with page.expect_request(lambda r: r.method == "DELETE"):
+        card(page, first).get_by_role("button", name="Clear rating").click()
+    assert focused_job_id(page) == first
+    with page.expect_response(is_rating_put(first)):
+        page.keyboard.press("4")  # the next key acts on the job
+    assert [e["rating"] for e in rating_events(live_server)] == [2, None, 4]
+
+    page.evaluate("window.scrollTo(0, 600)")
+    assert live_server.post_job({"job_id": "newest", "completed_at": 1_800_000_000}).status_code == 201
+    pill = page.locator("#new-jobs")
+    expect(pill).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
+    expect(pill).to_have_text("↑ 1 new job")
+    pill.click()
+    assert focused_job_id(page) == "newest"
+    page.keyboard.press("j")
+    assert focused_job_id(page) == shown_job_ids(page)[1]
+
+
+def test_a_failed_jobs_error_is_on_its_card(live_server, open_page):
+    record = {
+        "job_id": "failed-1",
+        "completed_at": time.time(),
+        "status": "failed",
+        "extra": {"error": "CUDA out of memory. Tried to allocate 2.00 GiB"},
+    }
+    assert live_server.post_job(record).status_code == 201
+    page = open_page(live_server)
+    expect(card(page, "failed-1").locator(".job-failure")).to_have_text(
+        "Failed: CUDA out of memory. Tried to allocate 2.00 GiB"
+    )
+
+
+def test_pickers_offer_values_that_arrive_after_the_page_loaded(live_server, samples, open_page):
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    picker = page.locator("#filter-pack")
+    expect(picker.locator("option", has_text="FRESH_PACK")).to_have_count(0)
+    record = {"job_id": "fresh", "completed_at": time.time(), "packs": ["FRESH_PACK"], "model": "freshModel"}
+    assert live_server.post_job(record).status_code == 201
+    expect(card(page, "fresh")).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
+    expect(picker.locator("option", has_text="FRESH_PACK (1)")).to_have_count(1, timeout=NEW_JOB_TIMEOUT_MS)
+    picker.select_option("FRESH_PACK")
+    expect(page.locator(JOB)).to_have_count(1)
+
+
+def test_the_status_line_gives_the_total_and_how_many_are_unrated(live_server, open_page):
+    records = jobs_at(1_700_000_000, 120, "job")
+    for record in records[:30]:
+        record["packs"] = ["small"]
+    assert set(live_server.post_jobs(records)) == {201}
+    for record in records[-3:]:
+        assert live_server.rate(record["job_id"], 4).status_code == 200
+    page = open_page(live_server)
+    status = page.locator("#status")
+    expect(status).to_have_text("Showing 50 of 120 jobs · 117 unrated left")
+
+    with page.expect_response(is_rating_put(shown_job_ids(page)[3])):
+        star(card(page, shown_job_ids(page)[3]), "1 star").click()
+    expect(status).to_have_text("Showing 50 of 120 jobs · 116 unrated left")
+
+    page.goto("/?pack=small")
+    expect(status).to_have_text("Showing 30 jobs · 30 unrated left")
+    page.goto("/?rating_min=4")
+    expect(status).to_have_text("Showing 3 jobs")
+
+
+def test_a_search_the_service_refuses_says_why_without_a_retry(live_server, samples, open_page):
+    page = open_page(live_server, "/?q=a*")
+    message = page.locator("#list-message")
+    expect(message).to_contain_text("at least 3 letters")
+    expect(page.locator("#retry")).to_be_hidden()
+    expect(page.locator("#status")).not_to_have_text("Loading…")
+
+
+# ---------------------------------------------------------------- 3. Back and Forward
+
+
+def test_back_and_forward_walk_the_filters_and_the_open_job(live_server, samples, open_page):
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    packs = Counter(record["packs"][0] for record in samples if record.get("packs"))
+    pack = next(name for name, count in packs.most_common() if count < len(samples))  # two jobs or more
+    page.locator("#filter-pack").select_option(pack)
+    page.wait_for_url(lambda url: parse_qs(urlsplit(url).query).get("pack") == [pack])
+    filtered = len(listing(live_server, urlencode({"pack": pack})))
+    assert 0 < filtered < len(samples)
+    expect(page.locator(JOB)).to_have_count(filtered)
+
+    page.locator(JOB).first.click()  # opens details
+    job_id = shown_job_ids(page)[0]
+    expect(page.locator("#details")).to_be_visible()
+    page.wait_for_url(lambda url: parse_qs(urlsplit(url).query).get("job") == [job_id])
+    page.keyboard.press("j")  # stepping replaces the entry, it does not add one
+    second = shown_job_ids(page)[1]
+    expect(page.locator("#details-title")).to_have_text(second)
+    page.wait_for_url(lambda url: parse_qs(urlsplit(url).query).get("job") == [second])
+
+    page.go_back()  # closes the details, the filter stays
+    expect(page.locator("#details")).to_be_hidden()
+    assert parse_qs(urlsplit(page.url).query) == {"pack": [pack]}
+    page.go_back()  # the filter goes
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    expect(page.locator("#filter-pack")).to_have_value("")
+    assert urlsplit(page.url).query == ""
+    page.go_forward()
+    expect(page.locator(JOB)).to_have_count(filtered)
+    expect(page.locator("#filter-pack")).to_have_value(pack)
+
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")  # closing by hand is a step back too
+    expect(page.locator("#details")).to_be_hidden()
+    assert parse_qs(urlsplit(page.url).query) == {"pack": [pack]}
+
+
+def test_a_link_to_a_job_opens_it_even_when_it_is_not_on_the_first_page(live_server, open_page):
+    assert set(live_server.post_jobs(jobs_at(1_700_000_000, 80, "job"))) == {201}
+    page = open_page(live_server, "/?job=job-003")
+    expect(page.locator("#details")).to_be_visible()
+    expect(page.locator("#details-title")).to_have_text("job-003")
+    with page.expect_response(is_rating_put("job-003")):
+        page.keyboard.press("5")
+    assert [(e["job_id"], e["rating"]) for e in rating_events(live_server)] == [("job-003", 5)]
+    page.keyboard.press("Escape")
+    expect(page.locator("#details")).to_be_hidden()
+    assert "job=" not in page.url
+    expect(page.locator(JOB)).to_have_count(50)
+
+
+# ---------------------------------------------------------------- 4. a phone, stars, targets
+
+
+def test_a_phone_gets_a_short_top_bar_that_stays_and_details_that_fit(live_server, samples, open_page):
+    page = open_page(live_server, "/", PHONE)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    topbar = page.locator("#topbar")
+    assert topbar.bounding_box()["height"] <= 0.15 * PHONE["height"]
+    expect(page.locator("#filters")).to_be_hidden()
+    page.evaluate("window.scrollTo(0, 3000)")
+    page.wait_for_function("window.scrollY > 2000")
+    assert topbar.bounding_box()["y"] == 0  # it stays
+
+    toggle = page.locator("#filters-toggle")
+    expect(toggle).to_have_text("Filters")
+    toggle.click()
+    expect(page.locator("#filters")).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    page.locator("#filter-pack").select_option(next(record["packs"][0] for record in samples if record.get("packs")))
+    expect(toggle).to_have_text("Filters (1)")
+    toggle.click()
+    expect(page.locator("#filters")).to_be_hidden()
+
+    page.locator(JOB).first.click()
+    dialog = page.locator("#details")
+    expect(page.locator("#details-summary")).to_be_visible()
+    sideways = page.evaluate("""() => [document.getElementById('details'), document.getElementById('details-body')]
+        .filter((element) => element.scrollWidth > element.clientWidth + 1).map((element) => element.id)""")
+    assert sideways == []
+    box = dialog.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+
+
+def test_stars_are_one_tab_stop_with_arrow_keys_and_targets_are_big_enough(live_server, samples, open_page):
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    job_id = shown_job_ids(page)[0]
+    page.keyboard.press("j")
+    assert focused_job_id(page) == job_id
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "radio"
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "0 stars"
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "3 stars"
+    assert focused_job_id(page) == job_id  # arrows moved within the stars, not to another job
+    assert rating_events(live_server) == []
+    with page.expect_response(is_rating_put(job_id)):
+        page.keyboard.press("Space")
+    assert [(e["job_id"], e["rating"]) for e in rating_events(live_server)] == [(job_id, 3)]
+    tab_stops = card(page, job_id).locator('[role="radio"][tabindex="0"]')
+    expect(tab_stops).to_have_count(1)
+    expect(tab_stops).to_have_attribute("aria-label", "3 stars")
+
+    clear = card(page, job_id).get_by_role("button", name="Clear rating")
+    box = clear.bounding_box()
+    assert box["width"] >= 24 and box["height"] >= 24
