@@ -24,7 +24,8 @@ class Settings:
     output_root: Path | None = None
     allowed_hosts: tuple[str, ...] = ()
     threads: int = 8  # waitress worker threads for reads
-    write_threads: int = 4  # and for writes, apart: readers that stall never hold up a write
+    write_threads: int = 16  # and for writes, apart: readers that stall never hold up a write; each
+    # waits mostly on the group commit, and concurrent writers are what fills a commit
     connection_limit: int = 1000  # open connections; idle ones close after idle_seconds
     idle_seconds: int = 30
     header_seconds: float = 10.0  # a request's headers must be in within this time of its first byte
