@@ -8,10 +8,10 @@ import orjson
 from flask import Blueprint, Response, current_app, request, send_file, stream_with_context
 from werkzeug.exceptions import HTTPException
 
-from . import exporting, images, params, records
+from . import exporting, images, params, records, reviews
 from .fields import FIELDS
 from .security import Refused
-from .service import Conflict, NotFound, Service, Unavailable, job_op
+from .service import BadReview, Conflict, NotFound, Service, Unavailable, job_op
 
 ERROR_STATUS = {Conflict: (409, "conflict"), NotFound: (404, "not_found"), Unavailable: (503, "unavailable")}
 
@@ -217,6 +217,59 @@ def delete_rating(job_id: str):
     return json_response(service().rate_job(job_id, None, body.source))
 
 
+@bp.put("/jobs/<job_id>/outputs/<int:n>/rating")
+def put_image_rating(job_id: str, n: int):
+    """Rate one image of a job (a review event with its output index); the job's rating stays."""
+    body = records.parse(reviews.ImageRatingIn, read_json())
+    return json_response(service().review_job(job_id, {"rating": body.rating}, body.source, output=n))
+
+
+@bp.delete("/jobs/<job_id>/outputs/<int:n>/rating")
+def delete_image_rating(job_id: str, n: int):
+    body = records.parse(records.RatingClear, read_json()) if request.content_length else records.RatingClear()
+    return json_response(service().review_job(job_id, {"rating": None}, body.source, output=n))
+
+
+@bp.post("/jobs/<job_id>/review")
+def review_job(job_id: str):
+    """Flag, tag, note or sub-score a job: one review event with what changed."""
+    body = records.parse(reviews.ReviewIn, read_json())
+    changes = body.model_dump(exclude_unset=True, exclude={"source"})
+    return json_response(service().review_job(job_id, changes, body.source))
+
+
+@bp.post("/ratings:batch")
+def review_batch():
+    """One change for many jobs, or one per item (undo): every event in one append and fsync."""
+    body = records.parse(reviews.BatchIn, records.loads(read_body(settings().max_batch_bytes)))
+    if body.items is not None:
+        items = [(item.job_id, item.output, item.set.model_dump(exclude_unset=True)) for item in body.items]
+    else:
+        changes = body.set.model_dump(exclude_unset=True)
+        if body.where is not None:
+            job_ids = _matching(body.where, body.expect)
+        else:
+            job_ids = list(dict.fromkeys(body.job_ids))
+        items = [(job_id, None, changes) for job_id in job_ids]
+    return json_response(service().review_many(items, body.source))
+
+
+def _matching(where: str, expect: int) -> list[str]:
+    """The jobs a listing query matches, if they are as many as the user confirmed."""
+    from urllib.parse import parse_qs
+
+    query = parse_qs(where, keep_blank_values=False)
+    for name in ("limit", "cursor", "sort"):
+        query.pop(name, None)
+    filters = params.parse(params.Filtering, query).filters()
+    found = service().matching_job_ids(filters, reviews.MAX_BATCH_JOBS)
+    if len(found) > reviews.MAX_BATCH_JOBS:
+        raise Refused(413, "too_many", f"the filter matches more than {reviews.MAX_BATCH_JOBS:,} jobs; narrow it")
+    if len(found) != expect:
+        raise Conflict(f"the filter now matches {len(found)} jobs, not the {expect} confirmed; confirm again")
+    return found
+
+
 @bp.get("/ratings")
 def ratings():
     params.parse(params.NoParams, args())
@@ -272,6 +325,10 @@ def install_error_handlers(app) -> None:
     @app.errorhandler(Refused)
     def _refused(error):
         return error_response(error.status, error.code, error.message)
+
+    @app.errorhandler(BadReview)
+    def _bad_review(error):
+        return error_response(400, "invalid", str(error))
 
     @app.errorhandler(NotFound)
     def _not_found(error):

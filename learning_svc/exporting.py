@@ -36,11 +36,17 @@ def _field_columns(taken: set[str]) -> list:
     Numbers and choices are shown as given, so they need no second column."""
     columns = []
     for field in FIELDS:
+        if field.review:  # the review's own columns come last (REVIEW_COLUMNS)
+            continue
         if field.name in taken and (field.kind != "text" or not field.groups):
             continue
         name = f"{field.name}_group" if field.name in taken else field.name
         columns.append((name, lambda s, r, field=field: "|".join(display for _, display in field.values(r))))
     return columns
+
+
+def _output(item: tuple[str, int]) -> int:
+    return int(item[0])
 
 
 # (column, value from (summary, stored record))
@@ -65,6 +71,14 @@ _SUMMARY_COLUMNS = [
     ("width", lambda s, r: s["width"]),
     ("height", lambda s, r: s["height"]),
 ]
+# The review (reviews.py): tags joined by "|", sub-scores and image ratings as name:value.
+REVIEW_COLUMNS = [
+    ("flag", lambda s, r: s["flag"]),
+    ("tag", lambda s, r: "|".join(s["tags"])),
+    ("note", lambda s, r: s["note"]),
+    ("scores", lambda s, r: "|".join(f"{name}:{value}" for name, value in sorted(s["scores"].items()))),
+    ("image_rating", lambda s, r: "|".join(f"{n}:{v}" for n, v in sorted(s["image_ratings"].items(), key=_output))),
+]
 CSV_COLUMNS = [
     *_SUMMARY_COLUMNS,
     *_field_columns({name for name, _ in _SUMMARY_COLUMNS}),
@@ -75,6 +89,7 @@ CSV_COLUMNS = [
     ("num_outputs", lambda s, r: s["num_outputs"]),
     ("outputs", lambda s, r: "|".join(s["outputs"])),
     ("error", lambda s, r: s.get("error")),
+    *REVIEW_COLUMNS,
 ]
 
 
@@ -84,6 +99,9 @@ def jsonl_chunks(rows: Iterable) -> Iterator[bytes]:
     for summary, lines in rows:
         line, amendments = lines()
         line[EXPORT_KEY] = {"rating": summary["rating"], "rated_at": summary["rated_at"]}
+        review = {key: summary[key] for key in ("flag", "tags", "note", "scores", "image_ratings") if summary[key]}
+        if review:
+            line[EXPORT_KEY]["review"] = review
         if amendments:
             line[EXPORT_KEY]["amendments"] = amendments
         yield orjson.dumps(line) + b"\n"

@@ -49,6 +49,7 @@ class Field:
     facet: bool = True  # counted in /api/facets and offered as a picker
     groups: bool = False  # the value shown differs from the raw one (a model without its file extension)
     description: str = ""
+    review: bool = False  # read from the job's review state (reviews.py), not from its record
 
     def tag(self, raw: Any) -> tuple[str, str] | None:
         """(facet key, display) of one raw value, or None when it is not a value (blank, 0 steps)."""
@@ -122,6 +123,13 @@ def _positive(kind: type) -> Callable[[Any], str | None]:
     return show
 
 
+def _positive_or_zero(raw: Any) -> str | None:
+    """A rating: 0 is a value here (the worst), unlike steps or CFG."""
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        return None
+    return str(raw)
+
+
 def _sampler(line: dict) -> list:
     raw = line.get("sampler")
     return [split_sampler(raw)[0]] if isinstance(raw, str) else []
@@ -192,9 +200,19 @@ FIELDS: tuple[Field, ...] = (
           description="what made the image (AUTOMATIC1111, Forge, ComfyUI, ...; imported images)"),
     Field("run_id", "Run", "Runs", read=_one("run_id"), show=_text, facet=False,
           description="the pipeline run a job belongs to (many jobs share one)"),
+    # From the review events (reviews.py): `read` gets the job's review state.
+    Field("tag", "Tag", "Tags", read=lambda state: state.get("tags") or (), show=_text, multi=True, review=True,
+          description="a reason tag given in review (`bad hands`)"),
+    Field("flag", "Flag", "Flags", read=lambda state: [state.get("flag")], show=_text, kind="choice",
+          choices=("pick", "reject"), review=True, description="pick or reject"),
+    Field("image_rating", "Image rating", "Image ratings", read=lambda state: (state.get("images") or {}).values(),
+          show=_positive_or_zero, kind="number", multi=True, review=True,
+          description="a rating given to one of the job's images (any of them)"),
 )
 # fmt: on
 BY_NAME: dict[str, Field] = {field.name: field for field in FIELDS}
+RECORD_FIELDS: tuple[Field, ...] = tuple(field for field in FIELDS if not field.review)
+REVIEW_FIELDS: tuple[Field, ...] = tuple(field for field in FIELDS if field.review)
 FACETED: tuple[Field, ...] = tuple(field for field in FIELDS if field.facet)
 
 

@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 from .params import AmendParams, ChangesParams, ExportParams, FacetParams, Filtering, ListParams, query_parameters
 from .records import JobIn, JobSummary, RatingClear, RatingIn
+from .reviews import BatchIn, ImageRatingIn, ReviewIn
 
 
 class JobPage(BaseModel):
@@ -58,7 +59,7 @@ class RatingResult(BaseModel):
 class Changes(BaseModel):
     jobs: list[JobSummary] = Field(description="new jobs matching the filters, in the order they arrived")
     amended: list[JobSummary] = Field(description="jobs amended since the position (whatever the filters)")
-    rated: list[RatingResult] = Field(description="the current rating of each job rated since the position")
+    rated: list[JobSummary] = Field(description="each job rated or reviewed since the position, as it is now")
     next: str = Field(description="the position to ask from next time")
     more: bool = Field(description="true: more changes wait; ask again from `next` at once")
 
@@ -68,6 +69,26 @@ class Count(BaseModel):
     exact: bool = Field(description="false: there are more than `jobs`")
     unrated: int = Field(description="of those, jobs without a rating (counted up to 100,000)")
     unrated_exact: bool
+
+
+class ReviewResult(BaseModel):
+    job_id: str
+    output: int | None = Field(description="the image reviewed; null: the job")
+    changed: list[str] = Field(description="the keys that changed; empty when it already was so (nothing written)")
+    previous: dict = Field(description="a `set` that puts back what changed (for undo)")
+    review: dict | None = Field(description="the job's review state now")
+
+
+class BatchUndo(BaseModel):
+    job_id: str
+    output: int | None
+    set: dict
+
+
+class BatchResult(BaseModel):
+    changed: int
+    unchanged: int
+    previous: list[BatchUndo] = Field(description="POST these back as `items` to undo the batch")
 
 
 class FacetValue(BaseModel):
@@ -127,6 +148,11 @@ MODELS = (
     JobDetail,
     Changes,
     Count,
+    ReviewIn,
+    ImageRatingIn,
+    ReviewResult,
+    BatchIn,
+    BatchResult,
     RatingResult,
     Facets,
     FieldList,
@@ -292,6 +318,51 @@ def document() -> dict:
                         **_errors(403, 404, 415, 503),
                     },
                 },
+            },
+            "/api/jobs/{job_id}/outputs/{n}/rating": {
+                "put": {
+                    "summary": "Rate one image of a job 0-5 (the job's own rating stays)",
+                    "operationId": "rateImage",
+                    "parameters": [JOB_ID, OUTPUT_N],
+                    "requestBody": {"required": True, **_json(ImageRatingIn)},
+                    "responses": {
+                        "200": {"description": "stored (or already so)", **_json(ReviewResult)},
+                        **_errors(400, 403, 404, 413, 415, 503),
+                    },
+                },
+                "delete": {
+                    "summary": "Clear an image's rating",
+                    "operationId": "clearImageRating",
+                    "parameters": [JOB_ID, OUTPUT_N],
+                    "requestBody": {"required": False, **_json(RatingClear)},
+                    "responses": {
+                        "200": {"description": "cleared", **_json(ReviewResult)},
+                        **_errors(403, 404, 415, 503),
+                    },
+                },
+            },
+            "/api/jobs/{job_id}/review": {
+                "post": {
+                    "summary": "Flag, tag, note or sub-score a job (a review event with what changed)",
+                    "operationId": "reviewJob",
+                    "parameters": [JOB_ID],
+                    "requestBody": {"required": True, **_json(ReviewIn)},
+                    "responses": {
+                        "200": {"description": "stored (or already so)", **_json(ReviewResult)},
+                        **_errors(400, 403, 404, 413, 415, 503),
+                    },
+                }
+            },
+            "/api/ratings:batch": {
+                "post": {
+                    "summary": "Rate, flag or tag many jobs in one append and fsync; or undo one",
+                    "operationId": "reviewBatch",
+                    "requestBody": {"required": True, **_json(BatchIn)},
+                    "responses": {
+                        "200": {"description": "stored", **_json(BatchResult)},
+                        **_errors(400, 403, 404, 409, 413, 415, 503),
+                    },
+                }
             },
             "/api/ratings": {
                 "get": {

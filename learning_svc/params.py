@@ -138,6 +138,7 @@ class FilterParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rating_min: Rating = Field(None, description="rated jobs with at least this rating")
     rating_max: Rating = Field(None, description="rated jobs with at most this rating")
+    image_rating_min: Rating = Field(None, description="jobs with an image rated at least this")
     rated: Annotated[
         bool | None, BeforeValidator(_boolean), WithJsonSchema({"type": "string", "enum": ["true", "false"]})
     ] = None
@@ -153,6 +154,10 @@ class FilterParams(BaseModel):
 
     def filters(self) -> Filters:
         tags = {field.name: keys for field in FIELDS if (keys := getattr(self, field.name))}
+        if self.image_rating_min is not None:  # a range of a number field: its values from there up
+            wanted = [str(value) for value in range(self.image_rating_min, 6)]
+            given = tags.get("image_rating")
+            tags["image_rating"] = [key for key in given if key in wanted] or ["none"] if given else wanted
         return Filters(tags, self.rating_min, self.rating_max, self.rated, self.since, self.until, self.q)
 
 

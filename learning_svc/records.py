@@ -281,6 +281,11 @@ class LineSummary(BaseModel):
 class JobSummary(LineSummary):
     rating: int | None
     rated_at: float | None
+    flag: Literal["pick", "reject"] | None = Field(None, description="pick or reject, from review")
+    tags: list[str] = Field(default_factory=list, description="reason tags given in review")
+    note: str | None = None
+    scores: dict[str, int] = Field(default_factory=dict, description="sub-scores 0-5 by name")
+    image_ratings: dict[str, int] = Field(default_factory=dict, description="output index -> that image's rating")
 
 
 _COPIED = tuple(name for name in LineSummary.model_fields if name not in ("loras", "embeddings", "error"))
@@ -307,8 +312,18 @@ def line_summary(line: dict) -> dict:
     return summary
 
 
-def job_summary(line_part: dict, rating: int | None, rated_at: float | None) -> dict:
-    return {**line_part, "rating": rating, "rated_at": rated_at if rating is not None else None}
+def job_summary(line_part: dict, rating: int | None, rated_at: float | None, review: dict | None = None) -> dict:
+    state = review or {}
+    return {
+        **line_part,
+        "rating": rating,
+        "rated_at": rated_at if rating is not None else None,
+        "flag": state.get("flag"),
+        "tags": list(state.get("tags") or ()),
+        "note": state.get("note"),
+        "scores": dict(state.get("scores") or {}),
+        "image_ratings": dict(state.get("images") or {}),
+    }
 
 
 def is_sound(line: bytes) -> bool:

@@ -21,7 +21,7 @@ import orjson
 from filelock import Timeout
 from sqlalchemy import Connection
 
-from . import images, records
+from . import images, records, reviews
 from .config import Settings
 from .index import db, facets, queries
 from .index.plan import Filters, Page, Thresholds, make_plan
@@ -43,6 +43,10 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     pass
+
+
+class BadReview(ValueError):
+    """A review change that cannot be made (a rating on a job's review, tags both ways)."""
 
 
 class Unavailable(RuntimeError):
@@ -80,6 +84,12 @@ def rating_op(
     return _Op("rating", records.rating_event(job_id, rating, source, timestamp, rating_id))
 
 
+def review_op(job_id: str, changes: dict, source: str, output: int | None = None) -> _Op:
+    """Review a job (or one of its images): result (written, {job_id, output, changed, previous,
+    review}). `changes` is a ReviewSet's fields; what is already so writes nothing."""
+    return _Op("review", {"job_id": job_id, "output": output, "given": changes, "source": source})
+
+
 def amend_op(job_id: str, patch: dict, replace: bool = False) -> _Op:
     """Amend a job: result (fields changed, summary)."""
     return _Op("amend", {"job_id": job_id, "patch": patch, "replace": replace})
@@ -109,6 +119,7 @@ class Service:
         self.index_trouble: dict | None = None
         self.pending_jobs: dict[str, tuple[str, dict]] = {}  # job id -> (input hash, summary)
         self.pending_ratings: dict[str, tuple[int | None, float | None]] = {}
+        self.pending_reviews: dict[str, dict | None] = {}  # job id -> review state
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Service:
@@ -139,6 +150,77 @@ class Service:
         """Append a rating event (None clears); the job's current rating again writes nothing.
         Returns {job_id, rating, rated_at}. Raises NotFound, Unavailable."""
         return self._submit(rating_op(job_id, rating, source))[1]
+
+    def review_job(self, job_id: str, changes: dict, source: str, output: int | None = None) -> dict:
+        """Append a review event (flag, tags, note, scores; or an image's rating with `output`).
+        Returns {job_id, output, changed, previous, review}. Raises NotFound, BadReview, Unavailable."""
+        with self.read_engine.connect() as conn:
+            self._check_targets(conn, [(job_id, output, changes)])
+        return self._submit(review_op(job_id, changes, source, output))[1]
+
+    def review_many(self, items: list[tuple[str, int | None, dict]], source: str) -> dict:
+        """Many changes in one commit (one append, one fsync): (job_id, output, set) each, where
+        `set.rating` without an output is the job's rating. Checked whole before anything is
+        written. Returns {changed, unchanged, previous}: `previous` puts back what changed (undo)."""
+        with self.read_engine.connect() as conn:
+            self._check_targets(conn, items)
+            before = queries.job_rows(conn, sorted({job_id for job_id, _, _ in items}))
+        ops, undo_ratings = [], {}
+        for job_id, output, changes in items:
+            rest = dict(changes)
+            if output is None and "rating" in rest:
+                rating = rest.pop("rating")
+                undo_ratings.setdefault(job_id, before[job_id].rating)
+                ops.append(rating_op(job_id, rating, source))
+            if rest:
+                ops.append(review_op(job_id, rest, source, output))
+        self.submit_many(ops, together=True)
+        changed, unchanged, previous = 0, 0, []
+        for op in ops:
+            if op.error:
+                raise op.error
+            written, result = op.result
+            changed += written
+            unchanged += not written
+            if not written:
+                continue
+            job_id = op.payload["job_id"]
+            if op.kind == "rating":
+                previous.append({"job_id": job_id, "output": None, "set": {"rating": undo_ratings[job_id]}})
+            else:
+                previous.append({"job_id": job_id, "output": result["output"], "set": result["previous"]})
+        return {"changed": changed, "unchanged": unchanged, "previous": previous[::-1]}
+
+    def matching_job_ids(self, filters: Filters, limit: int) -> list[str]:
+        """The ids of the jobs matching filters (newest first), up to limit + 1 (to tell "too many")."""
+        with self.read_engine.connect() as conn:
+            plan = make_plan(conn, Page(filters, "-completed_at", 500), self.match_sets, self.thresholds)
+            found = []
+            for row in queries.iter_jobs(conn, plan):
+                found.append(row.job_id)
+                if len(found) > limit:
+                    break
+            return found
+
+    def _check_targets(self, conn: Connection, items: list[tuple[str, int | None, dict]]) -> None:
+        """Every job exists (and every image), and every change is one a review can make."""
+        rows = queries.job_rows(conn, sorted({job_id for job_id, _, _ in items}))
+        for job_id, output, changes in items:
+            row = rows.get(job_id)
+            if row is None and job_id not in self.pending_jobs:
+                raise NotFound(f"no job {job_id!r}")
+            if output is not None:
+                outputs = orjson.loads(row.summary)["num_outputs"] if row is not None else None
+                if outputs is not None and output >= outputs:
+                    raise NotFound(
+                        f"job {job_id!r} has {outputs} output{'s' if outputs != 1 else ''}; no output {output}"
+                    )
+            try:
+                rest = {k: v for k, v in changes.items() if not (output is None and k == "rating")}
+                if rest:
+                    reviews.resolve(None, rest, output)
+            except ValueError as error:
+                raise BadReview(str(error)) from None
 
     def amend_job(self, job_id: str, patch: dict, replace: bool = False) -> tuple[list[str], dict]:
         """Append an amendment setting some fields of a recorded job (PATCH). Returns (the fields
@@ -222,7 +304,7 @@ class Service:
     def _commit(self, ops: list[_Op]) -> None:
         # A batch of jobs only needs the log's lock; ratings (and the idle catch-up) take both,
         # always in the same order.
-        with_ratings = not ops or any(op.kind == "rating" for op in ops)
+        with_ratings = not ops or any(op.kind in ("rating", "review") for op in ops)
         try:
             with ExitStack() as locks:
                 locks.enter_context(self.jobs_journal.locked())
@@ -238,7 +320,7 @@ class Service:
                         self.torn_files += [p.name for p in report.torn]
                         self._write_jobs(conn, log_cp, [op for op in ops if op.kind == "job"])
                         self._write_amendments(conn, log_cp, [op for op in ops if op.kind == "amend"])
-                        self._write_ratings(conn, ratings_cp, [op for op in ops if op.kind == "rating"])
+                        self._write_ratings(conn, ratings_cp, [op for op in ops if op.kind in ("rating", "review")])
                         trans.commit()
                     except DamagedJournal as error:
                         trans.rollback()
@@ -256,6 +338,7 @@ class Service:
                 self.index_trouble = None
                 self.pending_jobs.clear()
                 self.pending_ratings.clear()
+                self.pending_reviews.clear()
         except Timeout:
             for op in ops:
                 op.finish(error=Unavailable("the journal is locked by another process; try again"))
@@ -282,6 +365,8 @@ class Service:
             self.pending_jobs[op.payload["job_id"]] = (op.payload["input_hash"], op.result[1])
         elif op.kind == "rating":
             self.pending_ratings[op.payload["job_id"]] = (op.result[1]["rating"], op.result[1]["rated_at"])
+        elif op.kind == "review":
+            self.pending_reviews[op.payload["job_id"]] = op.result[1]["review"]
 
     def _commit_unindexed(self, ops: list[_Op]) -> None:
         """Decide and append as usual, against the index as it is plus what it is missing; index nothing."""
@@ -295,7 +380,7 @@ class Service:
                 )
         with self.read_engine.connect() as conn:
             self._write_jobs(conn, None, [op for op in ops if op.kind == "job"])
-            self._write_ratings(conn, None, [op for op in ops if op.kind == "rating"])
+            self._write_ratings(conn, None, [op for op in ops if op.kind in ("rating", "review")])
         for op in ops:
             if op.error is None and op.result is not None and op.result[0]:
                 self._remember_unindexed(op)
@@ -358,7 +443,8 @@ class Service:
             except records.InvalidRecord as error:
                 op.finish(error=error)
                 continue
-            summary = records.job_summary(records.line_summary(after), row.rating, row.rated_at)
+            review = row.review and orjson.loads(row.review)
+            summary = records.job_summary(records.line_summary(after), row.rating, row.rated_at, review)
             op.payload = line
             result = (sorted(changes), summary)
             lines = self._append(self.jobs_journal, [(op, records.dumps(line))], lambda _, result=result: result)
@@ -376,18 +462,26 @@ class Service:
         ]
 
     def _write_ratings(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
+        """Rating and review events, in the order submitted, in one append."""
         if not ops:
             return
         job_ids = sorted({op.payload["job_id"] for op in ops})
-        current = {job_id: (row.rating, row.rated_at) for job_id, row in queries.job_rows(conn, job_ids).items()}
-        for job_id in job_ids:  # jobs and ratings appended while the index could not take them
+        rows = queries.job_rows(conn, job_ids)
+        current = {job_id: (row.rating, row.rated_at) for job_id, row in rows.items()}
+        states = {job_id: row.review and orjson.loads(row.review) for job_id, row in rows.items()}
+        for job_id in job_ids:  # jobs, ratings and reviews appended while the index could not take them
             if job_id in self.pending_ratings:
                 current[job_id] = self.pending_ratings[job_id]
             elif job_id in self.pending_jobs and job_id not in current:
                 current[job_id] = (None, None)
-        seen = queries.known_rating_ids(conn, job_ids, [op.payload["rating_id"] for op in ops])
-        fresh = []
+            if job_id in self.pending_reviews:
+                states[job_id] = self.pending_reviews[job_id]
+        seen = queries.known_rating_ids(conn, job_ids, [op.payload["rating_id"] for op in ops if op.kind == "rating"])
+        fresh, outcomes = [], {}
         for op in ops:
+            if op.kind == "review":
+                self._review(op, current, states, fresh, outcomes)
+                continue
             event = op.payload
             job_id, rating = event["job_id"], event["rating"]
             if job_id not in current:
@@ -400,21 +494,46 @@ class Service:
                 rated_at = event["timestamp"] if rating is not None else None
                 current[job_id] = (rating, rated_at)
                 seen.add(event["rating_id"])
+                outcomes[event["rating_id"]] = (True, {"job_id": job_id, "rating": rating, "rated_at": rated_at})
                 fresh.append((op, records.dumps(event)))
         lines = self._append(
-            self.ratings_journal,
-            fresh,
-            lambda event: (
-                True,
-                {
-                    "job_id": event["job_id"],
-                    "rating": event["rating"],
-                    "rated_at": event["timestamp"] if event["rating"] is not None else None,
-                },
-            ),
+            self.ratings_journal, fresh, lambda event: outcomes[event.get("rating_id") or event.get("review_id")]
         )
         if lines and cp is not None:
             self.indexer.apply_ratings(conn, cp, lines)
+
+    @staticmethod
+    def _review(op: _Op, current: dict, states: dict, fresh: list, outcomes: dict) -> None:
+        job_id, output = op.payload["job_id"], op.payload["output"]
+        if job_id not in current:
+            op.finish(error=NotFound(f"no job {job_id!r}"))
+            return
+        state = states.get(job_id)
+        try:
+            changes = reviews.resolve(state, op.payload["given"], output)
+        except ValueError as error:
+            op.finish(error=BadReview(str(error)))
+            return
+        if not changes:
+            op.finish(
+                result=(False, {"job_id": job_id, "output": output, "changed": [], "previous": {}, "review": state})
+            )
+            return
+        event = reviews.review_event(job_id, changes, op.payload["source"], output)
+        after = reviews.apply(state, output, changes)
+        outcomes[event["review_id"]] = (
+            True,
+            {
+                "job_id": job_id,
+                "output": output,
+                "changed": sorted(changes),
+                "previous": reviews.previous(state, changes, output),
+                "review": after,
+            },
+        )
+        states[job_id] = after
+        op.payload = event
+        fresh.append((op, records.dumps(event)))
 
     @staticmethod
     def _append(journal: Journal, fresh: list[tuple[_Op, bytes]], result_of) -> list | None:
@@ -475,6 +594,7 @@ class Service:
             if row is None:
                 raise NotFound(f"no job {job_id!r}")
             history = queries.rating_history(conn, job_id)
+            review_history = queries.review_history(conn, job_id)
             base, amendments = self._lines_of(conn, row)
         record = records.effective_line(base, amendments) if amendments else base
         return {
@@ -484,6 +604,8 @@ class Service:
             "rating": row.rating,
             "rated_at": row.rated_at,
             "rating_history": history,
+            "review": row.review and orjson.loads(row.review),
+            "review_history": review_history,
         }
 
     def open_output(self, job_id: str, n: int) -> images.Output | None:

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from .config import Settings
 from .index import db
 from .index.sync import Indexer
-from .index.tables import checkpoints, facet_values, job_amendments, job_tags, jobs, rating_events
+from .index.tables import checkpoints, facet_values, job_amendments, job_tags, jobs, rating_events, review_events
 from .journal import DamagedJournal, Journal
 from .records import is_sound
 
-TABLES = (jobs, job_tags, job_amendments, facet_values, rating_events, checkpoints)
+TABLES = (jobs, job_tags, job_amendments, facet_values, rating_events, review_events, checkpoints)
 MAX_EXAMPLES = 5
 
 

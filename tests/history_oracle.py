@@ -9,6 +9,7 @@ spec defines, and a normalisation of model names of its own.
 from __future__ import annotations
 
 import copy
+import random
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -35,7 +36,11 @@ FIELDS = (
     "variable",
     "variant",
     "generator",
+    "tag",  # from review events: the job's current reason tags, flag and image ratings
+    "flag",
+    "image_rating",
 )
+REVIEW_FIELDS = ("tag", "flag", "image_rating")
 FILE_NAMES = ("model", "vae", "lora", "embedding")  # grouped without folder, extension and [hash]
 NUMBERS = ("steps", "cfg_scale")
 SORTS = ("-completed_at", "completed_at", "-rating", "rating", "-duration_sec", "duration_sec")
@@ -97,6 +102,77 @@ def rating_events(records: list[dict], seed: int) -> list[tuple[str, int | None]
     ties = [r["job_id"] for r in records if r["job_id"].startswith("extra-")][:36]
     events += [(job_id, 4) for job_id in ties[::2]] + [(job_id, None) for job_id in ties[::6]]
     return events
+
+
+TAG_WORDS = ("bad hands", "oversaturated", "extra limbs", "blurry", "wrong pose", "Great light")
+
+
+def review_events(records: list[dict], seed: int) -> list[tuple[str, int | None, dict]]:
+    """(job_id, output, set) in the order applied: flags, tags added and removed, image ratings
+    (re-rated and cleared), sub-scores and notes, on about a third of the jobs."""
+    rng = random.Random(seed)
+    events = []
+    for record in records:
+        if rng.random() > 0.35:
+            continue
+        job_id, outputs = record["job_id"], len(record.get("outputs") or [])
+        for _ in range(rng.randint(1, 4)):
+            kind = rng.choice(("flag", "tags", "tags", "image", "image", "note", "scores"))
+            if kind == "flag":
+                events.append((job_id, None, {"flag": rng.choice(("pick", "reject", None))}))
+            elif kind == "tags":
+                events.append((job_id, None, {"tags": rng.sample(TAG_WORDS, rng.randint(0, 3))}))
+            elif kind == "image" and outputs:
+                events.append((job_id, rng.randrange(outputs), {"rating": rng.choice((0, 1, 3, 4, 5, 5, None))}))
+            elif kind == "note":
+                events.append((job_id, None, {"note": rng.choice(("keeper", "too dark", ""))}))
+            elif kind == "scores":
+                events.append((job_id, None, {"scores": {"anatomy": rng.randint(0, 5), "composition": None}}))
+    return events
+
+
+def final_reviews(events) -> dict[str, dict]:
+    """Each job's review state after its events: the latest value per key (per image)."""
+    states: dict[str, dict] = defaultdict(dict)
+    for job_id, output, changes in events:
+        state = states[job_id]
+        if output is not None:
+            images = state.setdefault("images", {})
+            if changes["rating"] is None:
+                images.pop(output, None)
+            else:
+                images[output] = changes["rating"]
+        if "flag" in changes:
+            state["flag"] = changes["flag"]
+        if "tags" in changes:
+            state["tags"] = list(changes["tags"])
+    return states
+
+
+def review_all(client_factory, events, threads: int = 8) -> None:
+    """Apply review events: each job's in order (single requests and, every few, one batch)."""
+    by_job: dict[str, list] = defaultdict(list)
+    for job_id, output, changes in events:
+        by_job[job_id].append((output, changes))
+
+    def review(item):
+        job_id, changes_in_order = item
+        client = client_factory()
+        for i, (output, changes) in enumerate(changes_in_order):
+            if output is not None:
+                if changes["rating"] is None:
+                    response = client.delete(f"/api/jobs/{job_id}/outputs/{output}/rating")
+                else:
+                    response = client.put(f"/api/jobs/{job_id}/outputs/{output}/rating", json=changes)
+            elif i % 3 == 2:  # the batch endpoint, one item
+                body = {"items": [{"job_id": job_id, "set": changes}], "source": "test"}
+                response = client.post("/api/ratings:batch", json=body)
+            else:
+                response = client.post(f"/api/jobs/{job_id}/review", json=changes)
+            assert response.status_code == 200, response.get_data(as_text=True)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(review, by_job.items()))
 
 
 def rate_all(client_factory, events: list[tuple[str, int | None]], threads: int = 8) -> None:
@@ -174,6 +250,12 @@ def number_text(value) -> str | None:
 
 def display_of(field_name: str, raw) -> str | None:
     """How a value is shown and grouped (None: not a value)."""
+    if field_name == "image_rating":  # 0 is a rating here (the worst), not "unknown"
+        try:
+            number = int(str(raw).strip())
+        except (TypeError, ValueError):
+            return None
+        return str(number) if number >= 0 else None
     if field_name == "variant":
         try:
             return f"{round(float(raw), 4):.4f}".rstrip("0").rstrip(".")
@@ -288,6 +370,7 @@ def oracle_job(record: dict, offset: int) -> Job:
         ),
         "status": [record.get("status", "completed")],
         "generator": [record.get("generator")],
+        **{name: [] for name in REVIEW_FIELDS},  # filled from the review events (Oracle.build)
         **{
             name: [(record.get("experiment") or {}).get(key)]
             for name, key in (("experiment", "name"), ("variable", "variable"), ("variant", "value"))
@@ -330,17 +413,27 @@ class Oracle:
                     self.displays[name].setdefault(key, display_of(name, raw))
 
     @classmethod
-    def build(cls, records: list[dict], offsets: dict[str, int], events) -> Oracle:
-        oracle = cls([oracle_job(copy.deepcopy(r), offsets[r["job_id"]]) for r in records])
+    def build(cls, records: list[dict], offsets: dict[str, int], events, reviews=()) -> Oracle:
+        jobs = {r["job_id"]: oracle_job(copy.deepcopy(r), offsets[r["job_id"]]) for r in records}
         for job_id, rating in events:  # the last event for a job is its rating
-            oracle.by_id[job_id].rating = rating
-        return oracle
+            jobs[job_id].rating = rating
+        for job_id, state in final_reviews(reviews).items():
+            tags = jobs[job_id].tags
+            tags["flag"] = {state["flag"]: state["flag"]} if state.get("flag") else {}
+            tags["tag"] = {tag.casefold(): tag for tag in state.get("tags", [])}
+            tags["image_rating"] = {str(r): r for r in sorted(set(state.get("images", {}).values()))}
+        return cls(list(jobs.values()))
 
     # -- filters (SPEC §2.1)
     @staticmethod
     def predicate(params: dict):
         """A test of one job against the query parameters of GET /api/jobs."""
         wanted = {name: {key_of(name, v) for v in _values(params, name) if v.strip()} for name in FIELDS}
+        if "image_rating_min" in params:  # a range of image ratings: its values from there up
+            at_least = {str(n) for n in range(int(params["image_rating_min"]), 6)}
+            wanted["image_rating"] = (
+                (wanted["image_rating"] & at_least or {"none"}) if wanted["image_rating"] else at_least
+            )
         wanted = {name: keys for name, keys in wanted.items() if keys}
         low, high = int(params.get("rating_min", 0)), int(params.get("rating_max", 5))
         rating_filtered = any(k in params for k in ("rating_min", "rating_max")) or params.get("rated") == "true"

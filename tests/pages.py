@@ -129,13 +129,23 @@ def shown_job_ids(page: Page) -> list[str]:
     return page.locator(JOB).evaluate_all("cards => cards.map((card) => card.dataset.jobId)")
 
 
-def rating_events(server: LiveServer) -> list[dict]:
+def ratings_file(server: LiveServer) -> list[dict]:
     """The complete lines of the ratings JSONL (one may be being appended right now)."""
     path = server.settings.ratings_path
     if not path.exists():
         return []
     *complete, _unterminated = path.read_bytes().split(b"\n")
     return [orjson.loads(line) for line in complete]
+
+
+def rating_events(server: LiveServer) -> list[dict]:
+    """The job rating events of the ratings JSONL (learning_rating_v2)."""
+    return [line for line in ratings_file(server) if line["schema"] == "learning_rating_v2"]
+
+
+def review_events(server: LiveServer) -> list[dict]:
+    """The review events of the ratings JSONL (learning_review_v1: flags, tags, image ratings)."""
+    return [line for line in ratings_file(server) if line["schema"] == "learning_review_v1"]
 
 
 def wait_for_rating_events(server: LiveServer, count: int, timeout: float = 10.0) -> list[dict]:

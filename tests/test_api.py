@@ -1,5 +1,7 @@
 """The JSON API contract (SPEC §2): statuses, shapes, error bodies."""
 
+import re
+
 import orjson
 import pytest
 
@@ -158,6 +160,11 @@ def test_listing_summary_fields(client):
         "vae",
         "run_id",
         "error",
+        "flag",  # the review (reviews.py)
+        "tags",
+        "note",
+        "scores",
+        "image_ratings",
     }
     assert all(set(job) == expected for job in jobs)
     completed = [job["completed_at"] for job in jobs]
@@ -170,6 +177,9 @@ def test_health_counts(client):
     health = client.get("/api/health").get_json()
     assert health["status"] == "ok"
     assert health["jsonl"]["jobs_lines"] == 3 and health["index"]["jobs"] == 3 and health["index"]["lag_bytes"] == 0
+
+
+re_path = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
 def test_openapi_document_describes_every_route(client):
@@ -185,6 +195,14 @@ def test_openapi_document_describes_every_route(client):
         "/api/health",
     } <= set(doc["paths"])
     assert "job_id" in doc["components"]["schemas"]["JobIn"]["properties"]
+    documented = {(path, method.upper()) for path, item in doc["paths"].items() for method in item}
+    routes = {
+        (re_path.sub(r"{\1}", rule.rule), method)
+        for rule in client.application.url_map.iter_rules()
+        if rule.rule.startswith("/api/") and rule.rule != "/api/openapi.json"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert routes - documented == set()
 
 
 def test_page_is_served_with_a_strict_csp(client):

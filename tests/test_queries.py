@@ -37,6 +37,8 @@ from history_oracle import (
     post_all,
     rate_all,
     rating_events,
+    review_all,
+    review_events,
 )
 from procs import JSON, in_app, listing_pages
 from procs import job as small_job
@@ -81,6 +83,11 @@ CSV_COLUMNS = [
     "num_outputs",
     "outputs",
     "error",
+    "flag",
+    "tag",
+    "note",
+    "scores",
+    "image_rating",
 ]
 
 
@@ -100,7 +107,9 @@ def history(tmp_path_factory):
     post_all(app.test_client, RECORDS)
     events = rating_events(RECORDS, SEED)
     rate_all(app.test_client, events)
-    oracle = Oracle.build(RECORDS, journal_offsets(settings.log_path), events)
+    reviews = review_events(RECORDS, SEED)
+    review_all(app.test_client, reviews)
+    oracle = Oracle.build(RECORDS, journal_offsets(settings.log_path), events, reviews)
     yield History(app.test_client(), oracle, settings, app.extensions["learning_svc"])
     app.extensions["learning_svc"].close()
 
@@ -170,6 +179,14 @@ def _filter_cases() -> dict[str, tuple[dict, dict]]:
         cases[f"rating_max_{n}"] = {"rating_max": str(n)}
     cases["rating_2_to_4"] = {"rating_min": "2", "rating_max": "4"}
     cases["rating_min_above_max"] = {"rating_min": "4", "rating_max": "2"}
+    cases["tag_common"] = {"tag": ["bad hands"]}  # review values (history_oracle.review_events)
+    cases["tag_case"] = {"tag": ["GREAT LIGHT"]}
+    cases["tag_or"] = {"tag": ["blurry", "wrong pose"]}
+    cases["flag_pick"] = {"flag": ["pick"]}
+    cases["flag_reject_upper"] = {"flag": ["REJECT"]}
+    cases["image_rating_0"] = {"image_rating": ["0"]}
+    cases["image_rating_min_4"] = {"image_rating_min": "4"}
+    cases["image_rating_min_with_value"] = {"image_rating_min": "4", "image_rating": ["3", "5"]}
     cases["rated_true"] = {"rated": "true"}
     cases["rated_false"] = {"rated": "false"}
     cases["unrated_with_min"] = {"rated": "false", "rating_min": "1"}

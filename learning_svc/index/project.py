@@ -11,10 +11,10 @@ from functools import lru_cache
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from .. import records
-from ..fields import BY_NAME, FIELDS
+from .. import records, reviews
+from ..fields import BY_NAME, FIELDS, RECORD_FIELDS, REVIEW_FIELDS
 from ..records import line_summary
-from .tables import facet_values, index_meta, job_amendments, job_tags, jobs, rating_events
+from .tables import facet_values, index_meta, job_amendments, job_tags, jobs, rating_events, review_events
 
 # Changes whenever a stored line projects into other rows (a field added to the registry,
 # a summary key): the index is then rebuilt from the journal at the next start (sync.py).
@@ -43,7 +43,7 @@ def project_job(line: dict, offset: int, length: int) -> JobRows:
     summary = line_summary(line)
     status = line.get("status") or "completed"
     tags, seen = [], set()
-    for field in FIELDS:
+    for field in RECORD_FIELDS:
         for raw in field.read(line):
             tag = _tag(field.name, raw)
             if tag is not None and tag[:2] not in seen:  # a value written twice (a pack listed twice) once
@@ -65,6 +65,7 @@ def project_job(line: dict, offset: int, length: int) -> JobRows:
         "summary": orjson.dumps(summary).decode(),
         "search_text": None,
         "amendments": 0,
+        "review": None,
     }
     search = {
         "rowid": offset,
@@ -198,10 +199,15 @@ def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False)
     if not fresh:
         return duplicates
     latest = _latest_ratings(conn, [rows.job["job_id"] for rows in fresh])
+    reviewed = _replayed_reviews(conn, [rows.job["job_id"] for rows in fresh])
     deltas = FacetDeltas()
     for rows in fresh:
         rating, rated_at = latest.get(rows.job["job_id"], (None, None))
         rows.job.update(_rating_cols(rating, rated_at))
+        state = reviewed.get(rows.job["job_id"])
+        if state:  # reviewed before its line was indexed (a rebuild indexes the ratings file first)
+            rows.job["review"] = orjson.dumps(state).decode()
+            rows.tags = rows.tags + review_tags(state)
         rated = int(rating is not None)
         for field, key, display in rows.tags:
             deltas.add(field, key, display, 1, rated, rating or 0)
@@ -251,6 +257,108 @@ def _latest_ratings(conn: Connection, job_ids: list[str]) -> dict[str, tuple]:
         for job_id, rating, timestamp in result:
             latest[job_id] = (rating, timestamp)
     return latest
+
+
+def review_tags(state: dict | None) -> list[tuple[str, str, str]]:
+    """The (field, key, display) rows of a review state's values (fields tag, flag, image_rating)."""
+    tags, seen = [], set()
+    for field in REVIEW_FIELDS:
+        for raw in field.read(state or {}):
+            tag = _tag(field.name, raw)
+            if tag is not None and tag[:2] not in seen:
+                seen.add(tag[:2])
+                tags.append(tag)
+    return tags
+
+
+def _replayed_reviews(conn: Connection, job_ids: list[str]) -> dict[str, dict]:
+    """The review state of each job from its indexed review events (most jobs have none)."""
+    states: dict[str, dict] = {}
+    for chunk in _chunks(job_ids):
+        result = conn.execute(
+            select(review_events.c.job_id, review_events.c.output, review_events.c.changes)
+            .where(review_events.c.job_id.in_(chunk))
+            .order_by(review_events.c.id)
+        )
+        for job_id, output, changes in result:
+            states[job_id] = reviews.apply(states.get(job_id), output, orjson.loads(changes))
+    return {job_id: state for job_id, state in states.items() if state}
+
+
+def project_review(line: dict, offset: int) -> dict | None:
+    """Turn one stored learning_review_v1 line into its review_events row (None: not readable here)."""
+    event = reviews.valid_event(line)
+    timestamp = line.get("timestamp")
+    if event is None or not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
+        return None
+    job_id, output, changes = event
+    return {
+        "id": offset,
+        "review_id": str(line.get("review_id") or offset)[:64],
+        "job_id": job_id,
+        "output": output,
+        "changes": orjson.dumps(changes).decode(),
+        "timestamp": float(timestamp),
+        "source": str(line.get("source") or "api")[:32],
+    }
+
+
+def insert_reviews(conn: Connection, events: list[dict]) -> None:
+    """Index a batch of review events (in file order): each job's state, its value rows and
+    their facet counts move; events of jobs not indexed yet wait in review_events."""
+    if not events:
+        return
+    columns = [c.name for c in review_events.columns]
+    insert_many(conn, review_events, columns, [tuple(event[c] for c in columns) for event in events])
+    by_job: dict[str, list[dict]] = defaultdict(list)
+    for event in events:
+        by_job[event["job_id"]].append(event)
+    rows = []
+    for chunk in _chunks(list(by_job)):
+        rows += conn.execute(
+            select(
+                jobs.c.id,
+                jobs.c.job_id,
+                jobs.c.review,
+                jobs.c.rating,
+                jobs.c.completed_at,
+                jobs.c.duration_key,
+                jobs.c.rating_hi,
+                jobs.c.rating_lo,
+            ).where(jobs.c.job_id.in_(chunk))
+        ).all()
+    deltas = FacetDeltas()
+    gone, added, states = [], [], []
+    for row in rows:
+        old = orjson.loads(row.review) if row.review else None
+        new = old
+        for event in by_job[row.job_id]:
+            new = reviews.apply(new, event["output"], orjson.loads(event["changes"]))
+        before = {tag[:2]: tag for tag in review_tags(old)}
+        after = {tag[:2]: tag for tag in review_tags(new)}
+        rated, total = int(row.rating is not None), row.rating or 0
+        for key in before.keys() - after.keys():
+            deltas.add(*before[key], -1, -rated, -total)
+            gone.append({"b_job": row.id, "b_field": key[0], "b_value": key[1]})
+        for key in after.keys() - before.keys():
+            deltas.add(*after[key], 1, rated, total)
+            added.append((row.id, *key, row.completed_at, row.duration_key, row.rating_hi, row.rating_lo))
+        states.append({"b_id": row.id, "review": orjson.dumps(new).decode() if new else None})
+    if gone:
+        conn.execute(
+            delete(job_tags).where(
+                job_tags.c.job == bindparam("b_job"),
+                job_tags.c.field == bindparam("b_field"),
+                job_tags.c.value == bindparam("b_value"),
+            ),
+            gone,
+        )
+    insert_many(
+        conn, job_tags, ("job", "field", "value", "completed_at", "duration_key", "rating_hi", "rating_lo"), added
+    )
+    if states:
+        conn.execute(update(jobs).where(jobs.c.id == bindparam("b_id")).values(review=bindparam("review")), states)
+    deltas.write(conn)
 
 
 def project_rating(line: dict, offset: int) -> dict:
@@ -360,7 +468,9 @@ def apply_amendment(conn: Connection, line: dict, offset: int, length: int, read
         deltas.add(field, key, display, -1, -rated, -total)
     for field, key, display in new.tags:
         deltas.add(field, key, display, 1, rated, total)
-    conn.execute(delete(job_tags).where(job_tags.c.job == row.id))
+    conn.execute(  # the review's values stay: they do not come from the record
+        delete(job_tags).where(job_tags.c.job == row.id, job_tags.c.field.in_([f.name for f in RECORD_FIELDS]))
+    )
     job = {**new.job, **rating}
     insert_many(
         conn,
@@ -370,6 +480,11 @@ def apply_amendment(conn: Connection, line: dict, offset: int, length: int, read
             (row.id, f, k, job["completed_at"], job["duration_key"], job["rating_hi"], job["rating_lo"])
             for f, k, _ in new.tags
         ],
+    )
+    conn.execute(  # an amended completed_at or duration moves the review's rows too
+        update(job_tags)
+        .where(job_tags.c.job == row.id)
+        .values(completed_at=job["completed_at"], duration_key=job["duration_key"])
     )
     sqlite = conn.dialect.name == "sqlite"
     conn.execute(

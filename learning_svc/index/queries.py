@@ -15,9 +15,10 @@ import orjson
 from sqlalchemy import Boolean, CompoundSelect, Connection, Select, column, exists, func, select, table, text, union_all
 
 from ..records import RATING_SCHEMA, job_summary
+from ..reviews import REVIEW_SCHEMA
 from . import text_search
 from .plan import SORTS, Filters, Plan
-from .tables import checkpoints, facet_values, job_amendments, job_tags, jobs, rating_events
+from .tables import checkpoints, facet_values, job_amendments, job_tags, jobs, rating_events, review_events
 
 JOBS_FTS = table("jobs_fts", column("rowid"))  # the FTS5 table of migration 0001 (rowid = jobs.id)
 
@@ -182,6 +183,7 @@ def listing_statement(plan: Plan) -> Select:
         jobs.c.summary,
         jobs.c.rating,
         jobs.c.rated_at,
+        jobs.c.review,
         jobs.c.line_length,
         jobs.c.amendments,
     ).select_from(chosen.join(jobs, jobs.c.id == chosen.c.id))
@@ -210,7 +212,7 @@ def list_jobs(conn: Connection, plan: Plan) -> tuple[list[dict], str | None]:
 
 
 def summary_of(row) -> dict:
-    return job_summary(orjson.loads(row.summary), row.rating, row.rated_at)
+    return job_summary(orjson.loads(row.summary), row.rating, row.rated_at, row.review and orjson.loads(row.review))
 
 
 def iter_jobs(conn: Connection, plan: Plan) -> Iterator:
@@ -254,7 +256,7 @@ def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, limit: 
     conds = conditions(every_filter, jobs.c.id, jobs.c.completed_at)
     conds += _rating_conditions(plan.page.filters, "completed_at", jobs)
     rows = conn.execute(
-        select(jobs.c.id, jobs.c.summary, jobs.c.rating, jobs.c.rated_at)
+        select(jobs.c.id, jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.review)
         .where(jobs.c.id >= after_log, jobs.c.id < log_now, *conds)
         .order_by(jobs.c.id)
         .limit(limit + 1)
@@ -272,17 +274,24 @@ def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, limit: 
         .all()
     )
     amended = [summary_of(row) for row in job_rows(conn, amended_ids).values()]
-    rated_events = conn.execute(
-        select(rating_events.c.id, rating_events.c.job_id)
-        .where(rating_events.c.id >= after_ratings, rating_events.c.id < ratings_now)
-        .order_by(rating_events.c.id)
-        .limit(limit + 1)
-    ).all()
-    rated_more = len(rated_events) > limit
-    rated_events = rated_events[:limit]
-    ratings_next = rated_events[-1].id + 1 if rated_more else ratings_now
-    current = job_rows(conn, sorted({event.job_id for event in rated_events}))
-    rated = [{"job_id": job_id, "rating": row.rating, "rated_at": row.rated_at} for job_id, row in current.items()]
+    # ratings and reviews share the ratings file: one position for both
+    events = sorted(
+        conn.execute(
+            union_all(
+                *(
+                    select(t.c.id, t.c.job_id).where(t.c.id >= after_ratings, t.c.id < ratings_now)
+                    for t in (rating_events, review_events)
+                )
+            )
+            .order_by(column("id"))
+            .limit(limit + 1)
+        ).all()
+    )
+    rated_more = len(events) > limit
+    events = events[:limit]
+    ratings_next = events[-1].id + 1 if rated_more else ratings_now
+    current = job_rows(conn, sorted({event.job_id for event in events}))
+    rated = [summary_of(row) for row in current.values()]
     return {
         "jobs": [summary_of(row) for row in rows],
         "amended": amended,
@@ -349,9 +358,9 @@ def job_rows(conn: Connection, job_ids: Sequence[str]) -> dict[str, object]:
     rows = {}
     for i in range(0, len(job_ids), 500):
         for row in conn.execute(
-            select(jobs.c.job_id, jobs.c.input_hash, jobs.c.summary, jobs.c.rating, jobs.c.rated_at).where(
-                jobs.c.job_id.in_(job_ids[i : i + 500])
-            )
+            select(
+                jobs.c.job_id, jobs.c.input_hash, jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.review
+            ).where(jobs.c.job_id.in_(job_ids[i : i + 500]))
         ):
             rows[row.job_id] = row
     return rows
@@ -365,6 +374,22 @@ def rating_history(conn: Connection, job_id: str) -> list[dict]:
             "rating_id": r.rating_id,
             "job_id": r.job_id,
             "rating": r.rating,
+            "timestamp": r.timestamp,
+            "source": r.source,
+        }
+        for r in rows
+    ]
+
+
+def review_history(conn: Connection, job_id: str) -> list[dict]:
+    rows = conn.execute(select(review_events).where(review_events.c.job_id == job_id).order_by(review_events.c.id))
+    return [
+        {
+            "schema": REVIEW_SCHEMA,
+            "review_id": r.review_id,
+            "job_id": r.job_id,
+            "output": r.output,
+            "set": orjson.loads(r.changes),
             "timestamp": r.timestamp,
             "source": r.source,
         }

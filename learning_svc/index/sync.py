@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, delete, select, text, update
 from ..journal import DamagedJournal, Journal
 from ..osutil import fsync_file, pid_alive
 from ..records import AMEND_SCHEMA, LOG_SCHEMA, RATING_SCHEMA, is_sound
+from ..reviews import REVIEW_SCHEMA
 from . import db
 from .project import (
     PROJECTION,
@@ -26,10 +27,21 @@ from .project import (
     apply_amendment,
     insert_jobs,
     insert_ratings,
+    insert_reviews,
     project_job,
     project_rating,
+    project_review,
 )
-from .tables import checkpoints, facet_values, index_meta, job_amendments, job_tags, jobs, rating_events
+from .tables import (
+    checkpoints,
+    facet_values,
+    index_meta,
+    job_amendments,
+    job_tags,
+    jobs,
+    rating_events,
+    review_events,
+)
 
 log = logging.getLogger(__name__)
 BATCH_LINES = 2000
@@ -89,7 +101,7 @@ def stale_reason(conn: Connection, journal: Journal, name: str) -> str | None:
 
 
 def wipe(conn: Connection) -> None:
-    for table in (job_tags, job_amendments, jobs, facet_values, rating_events, checkpoints):
+    for table in (job_tags, job_amendments, jobs, facet_values, rating_events, review_events, checkpoints):
         conn.execute(delete(table))
     if conn.dialect.name == "sqlite":
         conn.execute(text("INSERT INTO jobs_fts(jobs_fts) VALUES('delete-all')"))
@@ -191,14 +203,20 @@ class Indexer:
         return orjson.loads(self.log.read_at(offset, length))
 
     def apply_ratings(self, conn: Connection, cp: Checkpoint, lines: Iterable[tuple[int, bytes | dict, int]]) -> None:
-        events = []
+        """Rating and review events. The two kinds move independent state (a job's rating; its
+        review), so all ratings of a batch go in before all its reviews, each in file order."""
+        events, reviewed = [], []
         for offset, line, length in lines:
             record = self._decode(self.ratings, cp, offset, line)
             cp.line_count += 1
             cp.offset = offset + length
             if cp.first_line_hash is None:
                 cp.first_line_hash = self.ratings.first_line_hash()
-            if record is None or record.get("schema") != RATING_SCHEMA:
+            schema = record.get("schema") if record is not None else None
+            if schema == REVIEW_SCHEMA and (review := project_review(record, offset)) is not None:
+                reviewed.append(review)
+                continue
+            if schema != RATING_SCHEMA:
                 cp.skipped += 1
                 continue
             try:
@@ -206,6 +224,7 @@ class Indexer:
             except UnprojectableLine as error:
                 raise DamagedJournal(self.ratings.path, cp.line_count, offset, str(error)) from None
         insert_ratings(conn, events)
+        insert_reviews(conn, reviewed)
         write_checkpoint(conn, cp)
 
     @staticmethod

@@ -26,6 +26,7 @@ jobs = Table(
     Column("summary", Text, nullable=False),  # listing summary as JSON, without the rating
     Column("search_text", Text),  # portable text search where FTS5 is not available
     Column("amendments", Integer, nullable=False, server_default="0"),  # amendment lines applied (job_amendments)
+    Column("review", Text),  # the current review state as JSON (reviews.py), null when none
 )
 # completed_at and rating_hi ride along so that a time window or a rating filter is
 # checked in the index while walking another sort's order, without reading each job's row.
@@ -89,6 +90,20 @@ rating_events = Table(
     Column("source", String(32), nullable=False),
 )
 Index("ix_rating_events_job", rating_events.c.job_id, rating_events.c.id)
+
+# Review events (reviews.py: flags, tags, notes, sub-scores, image ratings), from the ratings file.
+review_events = Table(
+    "review_events",
+    metadata,
+    Column("id", Offset, primary_key=True, autoincrement=False),  # byte offset in the ratings file
+    Column("review_id", String(64), nullable=False),
+    Column("job_id", String(128), nullable=False),
+    Column("output", Integer),  # null: the job's own keys; else the image's index
+    Column("changes", Text, nullable=False),  # the event's `set`, as JSON
+    Column("timestamp", Float, nullable=False),
+    Column("source", String(32), nullable=False),
+)
+Index("ix_review_events_job", review_events.c.job_id, review_events.c.id)
 
 # How far each journal file has been indexed; written in the same transaction as the rows.
 checkpoints = Table(

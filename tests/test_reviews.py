@@ -1,0 +1,278 @@
+"""Reviewing beyond the job's rating (reviews.py): image ratings, flags, tags, notes,
+sub-scores, and batches of them with undo; all append-only events in the ratings JSONL."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from learning_svc import journal
+
+from conftest import JSON
+
+JOBS = [
+    {"job_id": "a", "completed_at": 1764000000, "packs": ["p1"], "outputs": ["a0.png", "a1.png", "a2.png"]},
+    {"job_id": "b", "completed_at": 1764000100, "packs": ["p1"], "outputs": ["b0.png"]},
+    {"job_id": "c", "completed_at": 1764000200, "packs": ["p2"], "outputs": []},
+]
+
+
+@pytest.fixture
+def jobs(client):
+    for job in JOBS:
+        assert client.post("/api/jobs", data=orjson.dumps(job), headers=JSON).status_code == 201
+    return client
+
+
+def lines(settings) -> list[dict]:
+    path = settings.ratings_path
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def summary(client, job_id: str) -> dict:
+    return client.get(f"/api/jobs/{job_id}").get_json()["summary"]
+
+
+def review(client, job_id: str, body: dict):
+    return client.post(f"/api/jobs/{job_id}/review", json=body)
+
+
+def ids(client, query: str) -> list[str]:
+    return [job["job_id"] for job in client.get(f"/api/jobs?{query}").get_json()["jobs"]]
+
+
+def assert_error(response, status: int) -> dict:
+    assert response.status_code == status, response.data
+    body = response.get_json()
+    assert set(body) == {"error"} and body["error"]["message"]
+    return body["error"]
+
+
+# ---------------------------------------------------------------- one job
+
+
+def test_an_image_rating_is_an_event_with_its_output_and_leaves_the_jobs_rating(jobs, settings):
+    assert jobs.put("/api/jobs/a/rating", json={"rating": 2}).status_code == 200
+    response = jobs.put("/api/jobs/a/outputs/2/rating", json={"rating": 5, "source": "web"})
+    assert response.status_code == 200
+    assert response.get_json()["previous"] == {"rating": None}
+    event = lines(settings)[-1]
+    assert event["schema"] == "learning_review_v1"
+    assert (event["job_id"], event["output"], event["set"], event["source"]) == ("a", 2, {"rating": 5}, "web")
+    assert summary(jobs, "a")["image_ratings"] == {"2": 5}
+    assert summary(jobs, "a")["rating"] == 2
+
+    assert jobs.put("/api/jobs/a/outputs/2/rating", json={"rating": 5}).get_json()["changed"] == []
+    assert len(lines(settings)) == 2  # the same rating again: nothing written
+    assert jobs.delete("/api/jobs/a/outputs/2/rating").status_code == 200
+    assert summary(jobs, "a")["image_ratings"] == {}
+    assert lines(settings)[-1]["set"] == {"rating": None}
+
+
+def test_an_image_a_job_does_not_have_is_404_and_writes_nothing(jobs, settings):
+    assert_error(jobs.put("/api/jobs/b/outputs/1/rating", json={"rating": 3}), 404)
+    assert_error(jobs.put("/api/jobs/c/outputs/0/rating", json={"rating": 3}), 404)
+    assert_error(jobs.put("/api/jobs/nope/outputs/0/rating", json={"rating": 3}), 404)
+    assert lines(settings) == []
+
+
+def test_flags_tags_notes_and_scores_latest_wins_history_kept(jobs, settings):
+    assert review(jobs, "a", {"flag": "pick", "tags": ["bad hands", " Blurry  "], "source": "web"}).status_code == 200
+    result = review(jobs, "a", {"tags_add": ["BAD HANDS", "oversaturated"], "tags_remove": ["blurry"]}).get_json()
+    assert result["previous"] == {"tags": ["bad hands", "Blurry"]}
+    review(jobs, "a", {"note": "hands again", "scores": {"anatomy": 1, "composition": 4}})
+    review(jobs, "a", {"flag": "reject", "scores": {"composition": None}})
+    job = summary(jobs, "a")
+    assert job["flag"] == "reject"
+    assert job["tags"] == ["bad hands", "oversaturated"]
+    assert job["note"] == "hands again"
+    assert job["scores"] == {"anatomy": 1}
+    detail = jobs.get("/api/jobs/a").get_json()
+    assert [event["set"] for event in detail["review_history"]] == [
+        {"flag": "pick", "tags": ["bad hands", "Blurry"]},
+        {"tags": ["bad hands", "oversaturated"]},
+        {"note": "hands again", "scores": {"anatomy": 1, "composition": 4}},
+        {"flag": "reject", "scores": {"composition": None}},
+    ]
+    assert detail["review"] == {"flag": "reject", "tags": ["bad hands", "oversaturated"], "note": "hands again",
+                                "scores": {"anatomy": 1}}  # fmt: skip
+    assert len(lines(settings)) == 4
+    assert review(jobs, "a", {"flag": "reject", "tags": ["Bad Hands", "oversaturated"]}).get_json()["changed"] == [
+        "tags"  # another spelling is another value shown, the same tag matched
+    ]
+    assert review(jobs, "a", {"note": "", "flag": None}).status_code == 200
+    assert summary(jobs, "a")["note"] is None and summary(jobs, "a")["flag"] is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"source": "web"},
+        {"flag": "maybe"},
+        {"rating": 4},
+        {"tags": "bad hands"},
+        {"tags": ["ok", ""]},
+        {"tags": ["x" * 49]},
+        {"tags": [f"t{i}" for i in range(33)]},
+        {"tags": ["a"], "tags_add": ["b"]},
+        {"tags": None},
+        {"scores": {"hands": 3}},
+        {"scores": {"anatomy": 6}},
+        {"scores": {"anatomy": "3"}},
+        {"note": "n" * 4001},
+        {"flag": "pick", "extra": 1},
+    ],
+)
+def test_bad_reviews_are_400_and_write_nothing(jobs, settings, body):
+    assert_error(review(jobs, "a", body), 400)
+    assert lines(settings) == []
+
+
+def test_a_review_of_an_unknown_job_is_404(jobs, settings):
+    assert_error(review(jobs, "nope", {"flag": "pick"}), 404)
+    assert lines(settings) == []
+
+
+# ---------------------------------------------------------------- filters and facets
+
+
+def test_tags_flags_and_image_ratings_filter_and_facet_with_mean_rating(jobs):
+    review(jobs, "a", {"flag": "pick", "tags": ["bad hands"]})
+    review(jobs, "b", {"tags": ["Bad Hands", "blurry"]})
+    jobs.put("/api/jobs/a/rating", json={"rating": 4})
+    jobs.put("/api/jobs/b/rating", json={"rating": 2})
+    jobs.put("/api/jobs/a/outputs/0/rating", json={"rating": 5})
+    jobs.put("/api/jobs/b/outputs/0/rating", json={"rating": 0})
+    assert ids(jobs, "tag=BAD%20HANDS") == ["b", "a"]
+    assert ids(jobs, "tag=blurry&tag=nothing") == ["b"]
+    assert ids(jobs, "flag=pick") == ["a"]
+    assert ids(jobs, "image_rating_min=4") == ["a"]
+    assert ids(jobs, "image_rating_min=0") == ["b", "a"]
+    assert ids(jobs, "image_rating=0") == ["b"]
+    assert ids(jobs, "tag=bad%20hands&rating_min=3") == ["a"]
+    assert_error(jobs.get("/api/jobs?flag=maybe"), 400)
+
+    facets = jobs.get("/api/facets").get_json()["facets"]
+    assert facets["tag"] == [
+        {"value": "bad hands", "count": 2, "mean_rating": 3.0},
+        {"value": "blurry", "count": 1, "mean_rating": 2.0},
+    ]
+    assert facets["flag"] == [{"value": "pick", "count": 1, "mean_rating": 4.0}]
+    assert {f["value"]: f["count"] for f in facets["image_rating"]} == {"5": 1, "0": 1}
+
+    review(jobs, "b", {"tags": []})  # counts move when a tag goes
+    facets = jobs.get("/api/facets").get_json()["facets"]
+    assert [(f["value"], f["count"]) for f in facets["tag"]] == [("bad hands", 1)]
+    filtered = jobs.get("/api/facets?pack=p1&tag=bad%20hands").get_json()["facets"]
+    assert [(f["value"], f["count"]) for f in filtered["flag"]] == [("pick", 1)]
+
+
+def test_an_amended_job_keeps_its_review(jobs):
+    review(jobs, "a", {"flag": "pick", "tags": ["keeper"]})
+    response = jobs.patch("/api/jobs/a?replace=true", json={"packs": ["p9"], "completed_at": 1764009999})
+    assert response.status_code == 200, response.data
+    assert response.get_json()["summary"]["tags"] == ["keeper"]
+    assert ids(jobs, "tag=keeper") == ["a"]
+    assert ids(jobs, "tag=keeper&since=1764009000") == ["a"]  # its rows moved with its new time
+    assert ids(jobs, "pack=p9&flag=pick") == ["a"]
+
+
+def test_the_change_feed_carries_reviews(jobs):
+    start = jobs.get("/api/changes").get_json()["next"]
+    review(jobs, "b", {"flag": "reject"})
+    changes = jobs.get(f"/api/changes?after={start}").get_json()
+    assert [(job["job_id"], job["flag"]) for job in changes["rated"]] == [("b", "reject")]
+
+
+def test_export_carries_the_review(jobs):
+    review(jobs, "a", {"flag": "pick", "tags": ["bad hands", "blurry"], "note": "one, two"})
+    jobs.put("/api/jobs/a/outputs/1/rating", json={"rating": 4})
+    exported = [orjson.loads(line) for line in jobs.get("/api/export?format=jsonl").data.splitlines()]
+    by_id = {line["job_id"]: line["learning_svc"] for line in exported}
+    assert by_id["a"]["review"] == {
+        "flag": "pick",
+        "tags": ["bad hands", "blurry"],
+        "note": "one, two",
+        "image_ratings": {"1": 4},
+    }
+    assert "review" not in by_id["b"]
+    csv_text = jobs.get("/api/export?format=csv").get_data(as_text=True)
+    assert 'pick,bad hands|blurry,"one, two",,1:4' in csv_text
+
+
+# ---------------------------------------------------------------- batches and undo
+
+
+def count_fsyncs(monkeypatch) -> list[int]:
+    calls = []
+    original = journal.Journal._fsync
+    monkeypatch.setattr(journal.Journal, "_fsync", staticmethod(lambda fd: (calls.append(fd), original(fd))))
+    return calls
+
+
+def test_a_batch_rates_and_flags_many_jobs_in_one_append_and_undo_puts_it_back(jobs, settings, monkeypatch):
+    jobs.put("/api/jobs/a/rating", json={"rating": 1})
+    review(jobs, "b", {"flag": "reject", "tags": ["blurry"]})
+    before = len(lines(settings))
+    fsyncs = count_fsyncs(monkeypatch)
+    body = {"job_ids": ["a", "b", "c"], "set": {"rating": 4, "flag": "pick", "tags_add": ["batch"]}, "source": "web"}
+    result = jobs.post("/api/ratings:batch", json=body).get_json()
+    assert len(fsyncs) == 1  # one append, one fsync for the six events
+    assert result["changed"] == 6 and result["unchanged"] == 0
+    written = lines(settings)[before:]
+    assert len(written) == 6 and {line["source"] for line in written} == {"web"}
+    assert {(j["job_id"], j["rating"], j["flag"]) for j in jobs.get("/api/jobs").get_json()["jobs"]} == {
+        ("a", 4, "pick"),
+        ("b", 4, "pick"),
+        ("c", 4, "pick"),
+    }
+    assert summary(jobs, "b")["tags"] == ["blurry", "batch"]
+
+    undo = jobs.post("/api/ratings:batch", json={"items": result["previous"], "source": "web"})
+    assert undo.status_code == 200, undo.data
+    state = {j["job_id"]: (j["rating"], j["flag"], j["tags"]) for j in jobs.get("/api/jobs").get_json()["jobs"]}
+    assert state == {"a": (1, None, []), "b": (None, "reject", ["blurry"]), "c": (None, None, [])}
+    assert len(lines(settings)) == before + 12  # undo appends the old values back: history kept
+
+
+def test_a_batch_over_a_filter_needs_the_confirmed_count(jobs, settings):
+    body = {"where": "pack=p1&rated=false", "expect": 3, "set": {"flag": "pick"}}
+    error = assert_error(jobs.post("/api/ratings:batch", json=body), 409)
+    assert "now matches 2 jobs" in error["message"]
+    assert lines(settings) == []
+    body["expect"] = 2
+    assert jobs.post("/api/ratings:batch", json=body).get_json()["changed"] == 2
+    assert ids(jobs, "flag=pick") == ["b", "a"]
+    assert_error(
+        jobs.post("/api/ratings:batch", json={"where": "nonsense=1", "expect": 1, "set": {"flag": "pick"}}), 400
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"job_ids": ["a", "nope"], "set": {"flag": "pick"}},
+        {"items": [{"job_id": "a", "set": {"flag": "pick"}}, {"job_id": "b", "output": 3, "set": {"rating": 2}}]},
+    ],
+)
+def test_a_batch_with_an_unknown_job_or_image_writes_nothing(jobs, settings, body):
+    assert_error(jobs.post("/api/ratings:batch", json=body), 404)
+    assert lines(settings) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"job_ids": ["a"]},
+        {"job_ids": ["a"], "where": "pack=p1", "set": {"flag": "pick"}},
+        {"where": "pack=p1", "set": {"flag": "pick"}},
+        {"items": [{"job_id": "a", "set": {"flag": "pick"}}], "set": {"flag": "pick"}},
+        {"items": [{"job_id": "a", "output": 0, "set": {"flag": "pick"}}]},
+        {"job_ids": ["a"] * 20_001, "set": {"flag": "pick"}},
+    ],
+)
+def test_bad_batches_are_400_and_write_nothing(jobs, settings, body):
+    assert_error(jobs.post("/api/ratings:batch", json=body), 400)
+    assert lines(settings) == []
