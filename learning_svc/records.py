@@ -165,7 +165,7 @@ class JobIn(BaseModel):
     num_outputs: Annotated[StrictInt, Integral, Field(ge=0)] | None = None
     started_at: Timestamp | None = None
     completed_at: Timestamp | None = None
-    duration_sec: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    duration_sec: Annotated[float, Field(ge=0, le=MAX_EPOCH, allow_inf_nan=False)] | None = None
     timings: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = {}
     run_id: Annotated[Annotated[str, StringConstraints(max_length=256)] | None, BeforeValidator(_blank_is_absent)] = (
         None
@@ -202,6 +202,8 @@ class JobIn(BaseModel):
         if completed is None:
             if started is None or duration is None:
                 _fail("completed_at", "completed_at is required (or started_at together with duration_sec)")
+            if started + duration > MAX_EPOCH:
+                _fail("duration_sec", f"started_at + duration_sec is after the largest timestamp ({MAX_EPOCH})")
             self.completed_at = started + duration
         elif started is not None:
             elapsed = completed - started

@@ -424,7 +424,13 @@ class Service:
                 op.finish(error=NotFound(f"no job {job_id!r}"))
                 continue
             base, earlier = self._lines_of(conn, row)
-            current = records.effective_line(base, earlier)
+            try:
+                current = records.effective_line(base, earlier)
+            except records.InvalidRecord as error:  # a line an older version accepted
+                op.finish(
+                    error=records.InvalidRecord(f"the stored record of job {job_id!r} cannot be amended: {error}")
+                )
+                continue
             changes, refused = records.amendment_changes(current, patch, replace)
             if refused:
                 op.finish(

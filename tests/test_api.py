@@ -276,6 +276,31 @@ def test_bad_amendments_are_400_and_write_nothing(client, settings, body, code, 
     assert_error(patch(client, "nobody", {"packs": ["x"]}), 404, "not_found")
 
 
+def test_a_duration_that_ends_after_the_largest_timestamp_is_refused(client, settings):
+    """Found by the stateful schemathesis run: started_at + a huge duration_sec was stored with a
+    completed_at past MAX_EPOCH, a line that no longer validates, so amending it failed the index."""
+    for duration in (6.8e16, 99_999_999_999 - 48_695_746_000):
+        body = {"job_id": "long", "started_at": 48_695_746_160, "duration_sec": duration}
+        assert assert_error(post(client, body), 400, "invalid")["fields"][0]["loc"] == "duration_sec"
+    assert not settings.log_path.exists() or settings.log_path.stat().st_size == 0
+
+
+def test_amending_a_stored_line_that_no_longer_validates_is_refused_and_the_index_stays_up(client, settings):
+    """A line an older version accepted (the long duration above): PATCH answers 400, writes
+    nothing, and the index is not put in trouble for everyone else."""
+    assert post(client, {"job_id": "ok", "completed_at": 1_764_000_000}).status_code == 201
+    bad = {**orjson.loads(settings.log_path.read_bytes()), "job_id": "old", "completed_at": 6.8e16}
+    with settings.log_path.open("ab") as log:
+        log.write(orjson.dumps(bad) + b"\n")
+    size = settings.log_path.stat().st_size
+    error = assert_error(patch(client, "old", {"packs": ["p"]}), 400, "invalid")
+    assert "cannot be amended" in error["message"] and settings.log_path.stat().st_size == size
+    health = client.get("/api/health").json
+    assert health["status"] == "ok" and health["index"]["problem"] is None
+    assert post(client, {"job_id": "after", "completed_at": 1_764_000_001}).status_code == 201
+    assert client.get("/api/jobs/after").status_code == 200
+
+
 def test_an_amended_prompt_is_found_by_a_held_text_search(client):
     """Held searches keep each job's text: an amendment starts them over (index generation)."""
     from learning_svc.index.text_search import MatchSets
