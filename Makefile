@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test test-quick fuzz lint format reindex verify bench bench-quick demo browser wheel-check clean
+.PHONY: install run test test-quick fuzz lint format reindex verify bench bench-quick demo browser axe wheel-check clean
 
 install: $(STAMP)
 
@@ -26,7 +26,17 @@ browser:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; }
 
-test: install browser lint
+# axe-core for the accessibility tests (npm, pinned in package-lock.json; never served).
+AXE := node_modules/axe-core/axe.min.js
+axe: $(AXE)
+
+$(AXE): package-lock.json
+	@command -v npm >/dev/null || { echo "installing Debian's npm for axe-core"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(AXE)
+
+test: install browser axe lint
 	$(BIN)/pytest
 
 # While working: everything but the browser, subprocess and fault-injection tests (~1 min).

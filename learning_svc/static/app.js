@@ -1,18 +1,43 @@
 // The learning_svc history page: a job list with infinite scroll and live updates, filters
 // and the open job kept in the URL and history, optimistic rating that survives an outage,
-// a details dialog and keyboard triage. Each part is a module (see the imports); this one
+// a details dialog, keyboard triage, flags, tags, notes, selection and bulk actions with
+// undo, a full-screen viewer and compare. Each part is a module (see the imports); this one
 // starts them in order.
 
 import { api } from './api.js';
 import { detailsFromHistory, initDetails } from './details.js';
 import { applyFilters, bindFilterBar, buildPickers, filtersFromHistory, readParamsFromUrl, syncControls } from './filters.js';
+import { initCompare } from './compare.js';
 import { initKeys } from './keys.js';
 import { initList } from './list.js';
 import { initLive } from './live.js';
 import { onListClick } from './nav.js';
 import { initRating } from './rating.js';
+import { initReview } from './review.js';
+import { initSelection } from './selection.js';
 import { setFields, setOpenJob, setParams } from './store.js';
 import { $, showToast } from './util.js';
+import { initViewer } from './viewer.js';
+
+// Small thumbnails for culling, large for judging; remembered in this browser.
+const THUMB_SIZE_KEY = 'learning-svc-thumb-size';
+
+function setThumbSize(size) {
+  document.body.dataset.thumbs = size;
+  for (const button of document.querySelectorAll('.thumb-size [data-size]')) {
+    button.setAttribute('aria-pressed', String(button.dataset.size === size));
+  }
+  localStorage.setItem(THUMB_SIZE_KEY, size);
+}
+
+function initThumbSize() {
+  const stored = localStorage.getItem(THUMB_SIZE_KEY);
+  setThumbSize(['s', 'm', 'l'].includes(stored) ? stored : 'm');
+  document.querySelector('.thumb-size').addEventListener('click', (event) => {
+    const button = event.target.closest('[data-size]');
+    if (button) setThumbSize(button.dataset.size);
+  });
+}
 
 function trackTopbarHeight() {
   const topbar = $('topbar');
@@ -40,7 +65,12 @@ async function init() {
   bindFilterBar();
   trackTopbarHeight();
   initKeys();
+  initThumbSize();
   initDetails();
+  initReview();
+  initSelection();
+  initViewer();
+  initCompare();
   $('job-list').addEventListener('click', onListClick);
   initList();
   initLive();

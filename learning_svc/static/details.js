@@ -7,6 +7,7 @@ import { writeUrl } from './filters.js';
 import { drawJob, loadNextPage } from './list.js';
 import { adjacentJob, advance, focusJob, hasJobsAfter } from './nav.js';
 import { rateJobInDetails, renderRatingWidget } from './rating.js';
+import { openTagEditor, renderNoteAndScores, renderReview, toggleFlag } from './review.js';
 import { jobById, setOpenJob, state } from './store.js';
 import { $, basename, formatDuration, formatNumber, formatTime, h, plural, showToast } from './util.js';
 
@@ -178,11 +179,13 @@ function renderDetails(data) {
     renderDetailsSummary(data),
     error ? h('p', { class: 'details-failure', role: 'note' }, `Failed: ${error}`) : null,
     renderOutputs(record.job_id, record.outputs ?? []),
+    detailsSection('Review', renderDetailsReview(record.job_id)),
     detailsSection('Packs', h('p', {}, (record.packs ?? []).join(', ') || '—')),
     detailsSection('Prompt', h('pre', { class: 'prompt' }, record.prompt || '—')),
     detailsSection('Negative prompt', h('pre', { class: 'prompt' }, record.negative_prompt || '—')),
     detailsSection('Generation', renderGeneration(record)),
     detailsSection('Rating history', renderRatingHistory(data.rating_history ?? [])),
+    detailsSection('Review history', renderReviewHistory(data.review_history ?? [])),
     detailsSection('Run config', h('pre', { class: 'json' }, JSON.stringify(record.run_config ?? {}, null, 2))),
     h('details', { class: 'full-record' },
       h('summary', {}, 'Full stored record'),
@@ -233,7 +236,53 @@ function renderRatingHistory(history) {
     event.source ? ` · ${event.source}` : null)));
 }
 
+// Flag, tags and image ratings (as on the card, with buttons), the note and the sub-scores.
+function renderDetailsReview(jobId) {
+  const job = jobById(jobId);
+  if (!job) return h('p', { class: 'muted' }, '—');
+  return h('div', { id: 'details-review', class: 'details-review' },
+    h('div', { class: 'details-review-line' },
+      renderReview(job),
+      h('button', { type: 'button', 'data-review': 'pick', title: 'p' }, '✓ Pick'),
+      h('button', { type: 'button', 'data-review': 'reject', title: 'x' }, '✕ Reject'),
+      h('button', { type: 'button', 'data-review': 'tags', title: 't' }, 'Tags…')),
+    renderNoteAndScores(job));
+}
+
+function onDetailsReviewClick(event) {
+  const button = event.target.closest('[data-review]');
+  const job = detailsJob();
+  if (!button || !job) return;
+  if (button.dataset.review === 'tags') openTagEditor([job]);
+  else toggleFlag([job], button.dataset.review);
+}
+
+// A review of the job shown changed (here, in the viewer, elsewhere): its line and scores follow.
+function onReviewed({ detail: job }) {
+  const section = $('details-review');
+  if (!section || detailsJob() !== job) return;
+  section.querySelector('.job-review').replaceWith(renderReview(job));
+  for (const button of section.querySelectorAll('[data-score]')) {
+    button.setAttribute('aria-checked', String(job.scores?.[button.dataset.score] === Number(button.dataset.value)));
+  }
+  const note = $('details-note');
+  if (note && document.activeElement !== note) note.value = job.note ?? '';
+}
+
+const REVIEW_WORDS = { flag: 'flag', tags: 'tags', note: 'note', scores: 'scores', rating: 'image rating' };
+
+function renderReviewHistory(history) {
+  if (!history.length) return h('p', { class: 'muted' }, 'No flags, tags, notes or sub-scores yet');
+  return h('ol', { class: 'rating-history', reversed: '' }, ...[...history].reverse().map((event) => h('li', {},
+    event.output == null ? '' : `image ${event.output + 1}: `,
+    Object.entries(event.set ?? {}).map(([key, value]) => `${REVIEW_WORDS[key] ?? key} ${JSON.stringify(value)}`).join(', '),
+    ` · ${formatTime(event.timestamp)}`,
+    event.source ? ` · ${event.source}` : null)));
+}
+
 export function initDetails() {
+  $('details-body').addEventListener('click', onDetailsReviewClick);
+  window.addEventListener('learning-svc:reviewed', onReviewed);
   $('help-button').addEventListener('click', toggleHelp);
   $('help-close').addEventListener('click', () => $('help').close());
   $('details-close').addEventListener('click', () => $('details').close());

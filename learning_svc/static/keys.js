@@ -1,31 +1,83 @@
-// The one table of keys: what each does in the list and in the details dialog, whether it
-// may be typed ahead while the next page loads, and its line in the help dialog.
+// The one table of keys: what each does in the list, the details dialog, the viewer and
+// compare, whether it may be typed ahead while the next page loads, and its line in the help.
 
-import { openDetails, stepDetails, toggleHelp } from './details.js';
+import { compareOpen, openCompare, toggleSlider, zoomCompare } from './compare.js';
+import { detailsJob, openDetails, stepDetails, toggleHelp } from './details.js';
 import { firstVisibleJob } from './live.js';
 import { focusJob, focusJobAbove, focusJobBelow, focusNextJob, focusPreviousJob } from './nav.js';
 import { moveInRadioGroup, rateAndAdvance, rateJob, rateJobInDetails } from './rating.js';
+import { openTagEditor, toggleFlag } from './review.js';
+import { applyToSelection, clearSelection, hasSelection, selectedJobs, toggleSelected } from './selection.js';
 import { nextTypedKey, state, typeAhead } from './store.js';
+import { undoLast } from './undo.js';
 import { $, h } from './util.js';
+import {
+  copyShown, flagShown, openViewer, rateShown, step, tagShown, toggleInfo, toggleTriage, viewerOpen, zoomShown,
+} from './viewer.js';
 
 const job = (element) => state.jobs.get(element.dataset.jobId);
 
-// keys: the KeyboardEvent.key values; shown: how the help writes them.
-// list(element, key, event): on the focused job; details(key): with the dialog open.
+// With a selection the list's review keys act on all of it, in one request.
+function rateInList(element, rating) {
+  if (hasSelection()) return applyToSelection({ rating });
+  return rating === null ? rateJob(job(element), null) : rateAndAdvance(element, rating);
+}
+
+function flagInList(element, flag) {
+  if (!hasSelection()) return toggleFlag([job(element)], flag);
+  const all = !state.selectAll && selectedJobs().every((selected) => selected.flag === flag);
+  return applyToSelection({ flag: all ? null : flag });
+}
+
+function tagInList(element) {
+  if (!hasSelection()) return openTagEditor([job(element)]);
+  return openTagEditor(selectedJobs(), state.selectAll ? applyToSelection : null);
+}
+
+const inDetails = (action) => () => {
+  const shown = detailsJob();
+  if (shown) action(shown);
+};
+
+// keys: the KeyboardEvent.key values; shown: how the help writes them. list(element, key,
+// event): on the focused job; details(key), viewer(key), compare(key): with that dialog open;
+// global(): anywhere (no dialog but help is open).
 export const KEYS = [
-  { keys: ['0', '1', '2', '3', '4', '5'], shown: ['0', '–', '5'], help: 'Rate the focused job (or the job open in details)',
-    typeAhead: true, list: (element, key) => rateAndAdvance(element, Number(key)), details: (key) => rateJobInDetails(Number(key)) },
-  { keys: ['Backspace', 'Delete'], shown: ['Backspace'], help: 'Clear its rating', typeAhead: true,
-    list: (element) => rateJob(job(element), null), details: () => rateJobInDetails(null) },
-  { keys: ['j', 'ArrowRight'], shown: ['j', ' / ', '→'], help: 'Next job', typeAhead: true,
-    list: (element) => focusNextJob(element), details: () => stepDetails(true) },
-  { keys: ['k', 'ArrowLeft'], shown: ['k', ' / ', '←'], help: 'Previous job', typeAhead: true,
-    list: (element) => focusPreviousJob(element), details: () => stepDetails(false) },
+  { keys: ['0', '1', '2', '3', '4', '5'], shown: ['0', '–', '5'], help: 'Rate the focused job, the selection, the job in details or the image in the viewer',
+    typeAhead: true, bulk: true, list: (element, key) => rateInList(element, Number(key)), details: (key) => rateJobInDetails(Number(key)),
+    viewer: (key) => rateShown(Number(key)) },
+  { keys: ['Backspace', 'Delete'], shown: ['Backspace'], help: 'Clear the rating', typeAhead: true, bulk: true,
+    list: (element) => rateInList(element, null), details: () => rateJobInDetails(null), viewer: () => rateShown(null) },
+  { keys: ['p'], shown: ['p'], help: 'Flag as pick (again: unflag)', bulk: true, list: (element) => flagInList(element, 'pick'),
+    details: inDetails((shown) => toggleFlag([shown], 'pick')), viewer: () => flagShown('pick') },
+  { keys: ['x'], shown: ['x'], help: 'Flag as reject (again: unflag)', bulk: true, list: (element) => flagInList(element, 'reject'),
+    details: inDetails((shown) => toggleFlag([shown], 'reject')), viewer: () => flagShown('reject') },
+  { keys: ['t'], shown: ['t'], help: 'Tags: type one, or 1–9 for the commonest', bulk: true, list: (element) => tagInList(element),
+    details: inDetails((shown) => openTagEditor([shown])), viewer: () => tagShown() },
+  { keys: ['u'], shown: ['u'], help: 'Undo the last rating, flag, tag or bulk action', global: () => undoLast() },
+  { keys: [' '], shown: ['Space'], help: 'Select the focused job (Ctrl+click: select, Shift+click: a range)',
+    list: (element) => toggleSelected(element), onlyOnCard: true },
+  { keys: ['j', 'ArrowRight'], shown: ['j', ' / ', '→'], help: 'Next job (next image in the viewer)', typeAhead: true,
+    list: (element) => focusNextJob(element), details: () => stepDetails(true), viewer: () => step(1) },
+  { keys: ['k', 'ArrowLeft'], shown: ['k', ' / ', '←'], help: 'Previous job (previous image in the viewer)', typeAhead: true,
+    list: (element) => focusPreviousJob(element), details: () => stepDetails(false), viewer: () => step(-1) },
   { keys: ['ArrowDown'], shown: ['↓', ' / ', '↑'], help: 'Job below / above', list: (element) => focusJobBelow(element) },
   { keys: ['ArrowUp'], list: (element) => focusJobAbove(element) },
-  { keys: ['Enter'], shown: ['Enter'], help: 'Open details (large images, prompts, history)',
+  { keys: ['Enter'], shown: ['Enter'], help: 'Open details (large images, prompts, note, sub-scores, history)',
     list: (element, key, event) => (event.target === element ? openDetails(element) : null), onlyOnCard: true },
-  { keys: ['Escape'], shown: ['Esc'], help: 'Close details or this help' }, // the dialogs close themselves
+  { keys: ['v'], shown: ['v'], help: 'View the job’s images full screen (or click a thumbnail)',
+    list: (element) => openViewer(job(element)), details: inDetails((shown) => { $('details').close(); openViewer(shown); }) },
+  { keys: ['c'], shown: ['c'], help: 'Compare the 2–4 selected jobs; in the viewer: copy the prompt',
+    list: () => openCompare(), viewer: () => copyShown('prompt') },
+  { keys: ['s'], shown: ['s'], help: 'Viewer: copy the seed; compare: slider or side by side',
+    viewer: () => copyShown('seed'), compare: () => toggleSlider() },
+  { keys: ['C'], shown: ['Shift+C'], help: 'Viewer: copy all parameters (A1111 format)', viewer: () => copyShown('all') },
+  { keys: ['z'], shown: ['z'], help: 'Viewer, compare: zoom to actual pixels and back (wheel zooms, drag pans)',
+    viewer: () => zoomShown(), compare: () => zoomCompare() },
+  { keys: ['a'], shown: ['a'], help: 'Viewer: triage mode (rating moves on to the next image)', viewer: () => toggleTriage() },
+  { keys: ['i'], shown: ['i'], help: 'Viewer: show or hide the parameters', viewer: () => toggleInfo() },
+  { keys: ['Escape'], shown: ['Esc'], help: 'Close the dialog; in the list: clear the selection',
+    list: () => clearSelection(), anywhereInList: true },
   { keys: ['?'], shown: ['?'], help: 'Show or hide this help', global: () => toggleHelp() },
 ];
 const BY_KEY = new Map(KEYS.flatMap((entry) => entry.keys.map((key) => [key, entry])));
@@ -36,11 +88,22 @@ function isEditable(target) {
   return target.matches?.('input, select, textarea, [contenteditable]');
 }
 
-// The action a key takes on a job (element) or in the open details dialog, or null.
+// The dialog whose keys apply (the top one), or null for the list.
+function context() {
+  if (viewerOpen()) return 'viewer';
+  if (compareOpen()) return 'compare';
+  if ($('details').open) return 'details';
+  return null;
+}
+
+// The action a key takes on a job (element), in the open dialog, or null.
 function actionFor(key, element, event) {
   const entry = BY_KEY.get(key);
   if (!entry) return null;
-  if ($('details').open) return entry.details ? () => entry.details(key) : null;
+  const dialog = context();
+  if (dialog) return entry[dialog] ? () => entry[dialog](key) : null;
+  if (entry.anywhereInList && entry.list) return () => entry.list(element, key, event);
+  if (!element && entry.bulk && hasSelection()) return () => entry.list(null, key, event); // e.g. from the bar
   if (!element || !entry.list) return null;
   if (entry.onlyOnCard && event?.target !== element) return null;
   return () => entry.list(element, key, event);
@@ -57,12 +120,17 @@ export function replayTypedAhead() {
 function onKeydown(event) {
   if (event.ctrlKey || event.metaKey || event.altKey || isEditable(event.target)) return;
   const entry = BY_KEY.get(event.key);
-  if (entry?.global) {
+  if (event.key === '?') {
+    event.preventDefault();
+    toggleHelp();
+    return;
+  }
+  if ($('help').open || $('tag-editor').open || $('confirm').open) return; // their own keys
+  if (entry?.global) { // u: not while a modal of one's own has the keys
     event.preventDefault();
     entry.global();
     return;
   }
-  if ($('help').open) return;
   if (event.target.matches?.('[role="radio"]') && IN_RADIO_GROUP.includes(event.key)) {
     event.preventDefault(); // arrows move between the stars there, not between jobs
     moveInRadioGroup(event.target, event.key);
@@ -75,7 +143,7 @@ function onKeydown(event) {
   }
   const element = event.target.closest?.('.job');
   let action = actionFor(event.key, element, event);
-  if (!action && !element && !$('details').open && MOVE_INTO_LIST.includes(event.key) && $('job-list').firstElementChild) {
+  if (!action && !element && !context() && MOVE_INTO_LIST.includes(event.key) && $('job-list').firstElementChild) {
     action = () => focusJob(firstVisibleJob() ?? $('job-list').firstElementChild);
   }
   if (action) {

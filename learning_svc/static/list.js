@@ -6,6 +6,8 @@ import { isOffline, onResume, onStatusChange } from './connection.js';
 import { filterParams, hasFilters, jobsUrl } from './filters.js';
 import { changesUrl, startFollowing } from './live.js';
 import { adoptUnsentRating, renderRatingWidget } from './rating.js';
+import { renderReview } from './review.js';
+import { markIfSelected } from './selection.js';
 import { keepJob, pageLoaded, setCount, setFailed, setPending, setPosition, state } from './store.js';
 import { $, basename, debounce, formatDuration, formatNumber, formatShortTime, formatTime, h, plural, relativeTime } from './util.js';
 
@@ -82,6 +84,7 @@ export function drawJob(job) {
   job.ratingRequest = 0;
   job.element = renderJob(job);
   adoptUnsentRating(job);
+  markIfSelected(job);
   return job.element;
 }
 
@@ -105,6 +108,7 @@ async function refreshCount() {
     if (generation !== state.generation) return;
     setCount(count);
     renderStatus();
+    window.dispatchEvent(new CustomEvent('learning-svc:count', { detail: count }));
   } catch {
     // The status line says what is shown without the totals.
   }
@@ -148,7 +152,8 @@ function refreshRelativeTimes() {
 // ---------------------------------------------------------------- cards
 
 export function renderJob(job) {
-  return h('article', { class: job.rating == null ? 'job' : 'job rated', 'data-job-id': job.job_id, 'data-status': job.status, tabindex: '0' },
+  const classes = ['job', job.rating == null ? null : 'rated', job.flag ? `flag-${job.flag}` : null].filter(Boolean);
+  return h('article', { class: classes.join(' '), 'data-job-id': job.job_id, 'data-status': job.status, tabindex: '0' },
     renderThumbnails(job),
     h('div', { class: 'job-body' },
       renderWhen(job),
@@ -158,6 +163,7 @@ export function renderJob(job) {
       h('div', { class: 'job-rating' },
         renderRatingWidget(job.rating),
         h('span', { class: 'output-count' }, outputCount(job))),
+      renderReview(job),
       h('p', { class: 'job-error', role: 'alert' })));
 }
 
@@ -225,6 +231,8 @@ function renderThumbnail(job, path, index) {
     loading: 'lazy',
     decoding: 'async',
     src: `${outputUrl(job.job_id, index)}/thumbnail`,
+    'data-output': index,
+    title: 'Click: view full screen (v)',
     alt: `Output ${index + 1} of ${job.outputs.length}: ${basename(path)}`,
   });
   if (job.width && job.height) { // reserves the right aspect ratio before the image loads

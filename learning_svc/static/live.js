@@ -9,6 +9,8 @@ import { isOffline, onResume } from './connection.js';
 import { filterParams, refreshPickersSoon } from './filters.js';
 import { addJob, refreshCountSoon, renderJob, renderStatus } from './list.js';
 import { adoptUnsentRating, ratedElsewhere } from './rating.js';
+import { reviewedElsewhere } from './review.js';
+import { markIfSelected } from './selection.js';
 import { arrivesBefore, countNewAbove, setPosition, state } from './store.js';
 import { $, plural } from './util.js';
 
@@ -58,7 +60,10 @@ function applyChanges({ jobs, amended, rated }) {
   const arrived = [];
   for (const job of jobs) (state.jobs.has(job.job_id) ? amended : arrived).push(job);
   for (const summary of amended) redraw(summary);
-  for (const { job_id: jobId, rating } of rated) ratedElsewhere(jobId, rating);
+  for (const summary of rated) {
+    ratedElsewhere(summary.job_id, summary.rating);
+    reviewedElsewhere(summary);
+  }
   if (arrived.length) place(arrived);
   if (jobs.length || amended.length) refreshPickersSoon();
   if (jobs.length || amended.length || rated.length) refreshCountSoon();
@@ -105,6 +110,7 @@ function redraw(summary) {
   job.element.replaceWith(element);
   job.element = element;
   adoptUnsentRating(job);
+  markIfSelected(job);
   if (focused) element.focus({ preventScroll: true });
 }
 

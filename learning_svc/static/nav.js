@@ -5,7 +5,9 @@ import { openDetails } from './details.js';
 import { replayTypedAhead } from './keys.js';
 import { loadNextPage } from './list.js';
 import { clearRating, rateAndAdvance } from './rating.js';
+import { selectRange, toggleSelected } from './selection.js';
 import { forgetTypedAhead, setAdvancing, state } from './store.js';
+import { openViewer } from './viewer.js';
 
 const PREFETCH_JOBS = 12; // focus this close to the last loaded job loads the next page
 
@@ -106,11 +108,24 @@ export function focusJobAbove(element) {
   if (above) focusJob(above);
 }
 
+// A click on a card: Ctrl/⌘ toggles its selection, Shift selects the range to it, a
+// thumbnail opens the viewer on that image, the stars rate, anywhere else opens details.
 export function onListClick(event) {
   const element = event.target.closest('.job');
   if (!element) return;
   const radio = event.target.closest('[data-rating]');
-  if (radio) {
+  const thumbnail = event.target.closest('img.thumb');
+  if (event.ctrlKey || event.metaKey) {
+    event.preventDefault();
+    toggleSelected(element);
+    element.focus({ preventScroll: true });
+  } else if (event.shiftKey) {
+    event.preventDefault();
+    selectRange(element);
+    element.focus({ preventScroll: true });
+  } else if (thumbnail) {
+    openViewer(state.jobs.get(element.dataset.jobId), Number(thumbnail.dataset.output));
+  } else if (radio) {
     rateAndAdvance(element, Number(radio.dataset.rating));
   } else if (event.target.closest('.clear-rating')) {
     clearRating(element);

@@ -9,6 +9,7 @@ import { detailsJob, refreshDetailsRating, stepDetails } from './details.js';
 import { refreshCountSoon } from './list.js';
 import { focusNextJob } from './nav.js';
 import { jobById, state, unratedOnly } from './store.js';
+import { pushUndo } from './undo.js';
 import { $, h } from './util.js';
 
 const STAR_LABELS = ['0 stars', '1 star', '2 stars', '3 stars', '4 stars', '5 stars'];
@@ -175,9 +176,11 @@ export async function rateJob(job, rating) {
   }
   setJobError(job, '');
   job.inFlight = (job.inFlight ?? 0) + 1;
+  const previous = job.savedRating;
   try {
     await send(job.job_id, rating);
     if (request === job.ratingRequest) job.savedRating = rating;
+    if (previous !== rating) pushUndo('rating', [{ job_id: job.job_id, output: null, set: { rating: previous } }]);
     refreshCountSoon();
     return true;
   } catch (error) {

@@ -17,6 +17,10 @@ export const state = {
   count: null,           // {jobs, exact, unrated, unrated_exact} of the filters (GET /api/count)
   openJob: null,         // the job id open in details (in the URL as `job=`)
   detached: null,        // a job opened from the URL that is not in the loaded list
+  selected: new Set(),   // job ids selected for a bulk action (click / shift-click / space)
+  selectAll: null,       // {count, where}: "every job matching these filters" was chosen
+  anchor: null,          // the job a shift-click selects from
+  undo: [],              // [{label, items}] of POST /api/ratings:batch that put things back
   advancing: false,      // true while moving on waits for the next page to load
   typedAhead: [],        // keys pressed meanwhile, replayed on the job moved to
 };
@@ -42,6 +46,9 @@ export function startListing() {
   state.newJobsAbove = 0;
   state.position = null;
   state.count = null;
+  state.selected.clear();
+  state.selectAll = null;
+  state.anchor = null;
 }
 
 export function setPosition(position) {

@@ -1,0 +1,98 @@
+// A job's generation parameters as a reviewer reads them: the list shown beside an image,
+// the prompt with its LoRAs and embeddings picked out, and A1111's text format (what its
+// "PNG Info" and "Send to txt2img" read) for copying into a UI.
+
+import { api, jobUrl } from './api.js';
+import { formatNumber, h } from './util.js';
+
+const records = new Map(); // job id -> promise of GET /api/jobs/<id> (prompts are not in the summary)
+
+export function jobDetail(jobId) {
+  if (!records.has(jobId)) {
+    const promise = api(jobUrl(jobId)).catch((error) => {
+      records.delete(jobId);
+      throw error;
+    });
+    records.set(jobId, promise);
+  }
+  return records.get(jobId);
+}
+
+export function forgetDetail(jobId) {
+  records.delete(jobId);
+}
+
+const weighted = (items) => (items ?? [])
+  .map((item) => (item.weight == null ? item.name : `${item.name} (${formatNumber(item.weight)})`)).join(', ');
+
+// [label, value] pairs; the rows of compare's table too.
+export function parameters(record) {
+  return [
+    ['Model', record.model],
+    ['VAE', record.vae],
+    ['Sampler', record.sampler],
+    ['Scheduler', record.scheduler],
+    ['Steps', record.steps || null],
+    ['CFG', record.cfg_scale ? formatNumber(record.cfg_scale) : null],
+    ['Seed', record.seed],
+    ['Size', record.width && record.height ? `${record.width}×${record.height}` : null],
+    ['LoRAs', weighted(record.loras) || null],
+    ['Embeddings', weighted(record.embeddings) || null],
+    ['Packs', (record.packs ?? []).join(', ') || null],
+    ['Variant', record.variant_total > 1 ? `${record.variant_index + 1} / ${record.variant_total}` : null],
+  ];
+}
+
+const EXTRA_NETWORK = /<(lora|lyco|hypernet):([^:>]+)(?::[^>]*)?>/gi;
+
+// The prompt as text, with <lora:…> tags and the job's embeddings marked.
+export function renderPrompt(text, record) {
+  const prompt = h('p', { class: 'prompt-text' });
+  if (!text) {
+    prompt.append('—');
+    return prompt;
+  }
+  const embeddings = (record.embeddings ?? []).map((item) => item.name).filter(Boolean);
+  const words = embeddings.length
+    ? new RegExp(`\\b(${embeddings.map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})\\b`, 'g')
+    : null;
+  let at = 0;
+  for (const match of text.matchAll(EXTRA_NETWORK)) {
+    appendWithEmbeddings(prompt, text.slice(at, match.index), words);
+    prompt.append(h('mark', { class: 'lora', title: `${match[1]} ${match[2]}` }, match[0]));
+    at = match.index + match[0].length;
+  }
+  appendWithEmbeddings(prompt, text.slice(at), words);
+  return prompt;
+}
+
+function appendWithEmbeddings(parent, text, words) {
+  if (!words) {
+    parent.append(text);
+    return;
+  }
+  let at = 0;
+  for (const match of text.matchAll(words)) {
+    parent.append(text.slice(at, match.index), h('mark', { class: 'embedding', title: 'embedding' }, match[0]));
+    at = match.index + match[0].length;
+  }
+  parent.append(text.slice(at));
+}
+
+// A1111's infotext: the prompt, "Negative prompt: …", then "Steps: 30, Sampler: …, …".
+export function a1111Text(record) {
+  const settings = [
+    ['Steps', record.steps || null],
+    ['Sampler', record.sampler],
+    ['Schedule type', record.scheduler],
+    ['CFG scale', record.cfg_scale ? formatNumber(record.cfg_scale) : null],
+    ['Seed', record.seed],
+    ['Size', record.width && record.height ? `${record.width}x${record.height}` : null],
+    ['Model', record.model],
+    ['VAE', record.vae],
+  ].filter(([, value]) => value != null && value !== '');
+  const lines = [record.prompt ?? ''];
+  if (record.negative_prompt) lines.push(`Negative prompt: ${record.negative_prompt}`);
+  lines.push(settings.map(([name, value]) => `${name}: ${value}`).join(', '));
+  return lines.join('\n');
+}

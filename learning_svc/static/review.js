@@ -1,0 +1,260 @@
+// Reviewing beyond the star rating (reviews.py): pick / reject flags, reason tags (with the
+// commonest a number key away), a note and sub-scores per job, and a rating per image. Each
+// change is shown at once, stored, undone on a refusal, and leaves its undo (undo.js).
+
+import { api, jobUrl } from './api.js';
+import { detailsJob } from './details.js';
+import { rateJob, showJobRating } from './rating.js';
+import { jobById } from './store.js';
+import { applySet, pushUndo } from './undo.js';
+import { $, h, plural, showToast } from './util.js';
+
+export const SCORES = [
+  ['anatomy', 'Anatomy'],
+  ['composition', 'Composition'],
+  ['prompt_adherence', 'Prompt adherence'],
+  ['technical_quality', 'Technical quality'],
+];
+const FLAG_LABELS = { pick: 'Pick', reject: 'Reject' };
+const COMMON_TAGS = 9; // the commonest tags, on the keys 1-9 of the tag editor
+
+// ---------------------------------------------------------------- drawing
+
+// The review line of a card: flag, tags, a note mark, image ratings (empty: hidden).
+export function renderReview(job) {
+  const images = Object.entries(job.image_ratings ?? {}).sort(([a], [b]) => Number(a) - Number(b));
+  return h('div', { class: 'job-review' },
+    job.flag ? h('span', { class: `flag flag-${job.flag}`, title: FLAG_LABELS[job.flag] }, job.flag === 'pick' ? '✓ Pick' : '✕ Reject') : null,
+    ...(job.tags ?? []).map((tag) => h('span', { class: 'tag', title: `Tag: ${tag}` }, tag)),
+    job.note ? h('span', { class: 'note-mark', title: `Note: ${job.note}`, 'aria-label': `Note: ${job.note}` }, '✎') : null,
+    images.length
+      ? h('span', { class: 'image-ratings', title: 'Image ratings' },
+        images.map(([n, rating]) => `#${Number(n) + 1} ${'★'.repeat(rating) || '0'}`).join(' · '))
+      : null);
+}
+
+// After a change: the card's review line and stars, and the details dialog if it shows the job.
+export function redrawJob(job) {
+  const line = job.element?.querySelector('.job-review');
+  if (line) line.replaceWith(renderReview(job));
+  job.element?.classList.toggle('flag-pick', job.flag === 'pick');
+  job.element?.classList.toggle('flag-reject', job.flag === 'reject');
+  showJobRating(job, job.rating);
+  if (detailsJob() === job) window.dispatchEvent(new CustomEvent('learning-svc:reviewed', { detail: job }));
+}
+
+// ---------------------------------------------------------------- storing
+
+function describe(set, count) {
+  const what = 'rating' in set ? 'rating' : 'flag' in set ? 'flag' : 'note' in set ? 'note' : 'scores' in set ? 'scores' : 'tags';
+  return count === 1 ? what : `${what} of ${plural(count, 'job')}`;
+}
+
+// One change for these jobs: shown at once, stored (one request, however many jobs), put
+// back with the reason when refused. Resolves to true when stored.
+export async function review(jobs, set, { output = null } = {}) {
+  if (!jobs.length) return false;
+  const before = jobs.map((job) => ({ job, snapshot: snapshot(job) }));
+  for (const job of jobs) {
+    applySet(job, output, set);
+    job.reviewing = (job.reviewing ?? 0) + 1;
+    redrawJob(job);
+  }
+  try {
+    let undo;
+    if (jobs.length === 1 && !('rating' in set && output == null)) {
+      const [job] = jobs;
+      const url = output == null ? `${jobUrl(job.job_id)}/review` : `${jobUrl(job.job_id)}/outputs/${output}/rating`;
+      const body = output == null ? { ...set, source: 'web' } : { rating: set.rating, source: 'web' };
+      const result = set.rating === null && output != null
+        ? await api(url, { method: 'DELETE' })
+        : await api(url, { method: output == null ? 'POST' : 'PUT', body });
+      undo = result.changed.length ? [{ job_id: job.job_id, output, set: result.previous }] : [];
+    } else {
+      const items = jobs.map((job) => ({ job_id: job.job_id, output, set }));
+      const result = await api('/api/ratings:batch', { method: 'POST', body: { items, source: 'web' } });
+      undo = result.previous;
+    }
+    for (const job of jobs) if (output == null && 'rating' in set) job.savedRating = set.rating;
+    pushUndo(describe(set, jobs.length), undo);
+    return true;
+  } catch (error) {
+    for (const { job, snapshot: saved } of before) { // only what this change touched
+      for (const key of touched(set, output)) job[key] = saved[key];
+      redrawJob(job);
+    }
+    showToast(`Not saved: ${error.message}`);
+    return false;
+  } finally {
+    for (const job of jobs) job.reviewing -= 1;
+  }
+}
+
+const REVIEW_KEYS = ['flag', 'tags', 'note', 'scores', 'image_ratings'];
+
+// A review given elsewhere (another tab, the API, a bulk action), seen in the change feed.
+export function reviewedElsewhere(summary) {
+  const job = jobById(summary.job_id);
+  if (!job || job.reviewing) return;
+  if (REVIEW_KEYS.every((key) => JSON.stringify(job[key] ?? null) === JSON.stringify(summary[key] ?? null))) return;
+  for (const key of REVIEW_KEYS) job[key] = summary[key];
+  redrawJob(job);
+}
+
+function touched(set, output) {
+  if (output != null) return ['image_ratings'];
+  return Object.keys(set).map((key) => (key.startsWith('tags') ? 'tags' : key));
+}
+
+function snapshot(job) {
+  return {
+    rating: job.rating,
+    flag: job.flag ?? null,
+    tags: [...(job.tags ?? [])],
+    note: job.note ?? null,
+    scores: { ...(job.scores ?? {}) },
+    image_ratings: { ...(job.image_ratings ?? {}) },
+  };
+}
+
+// p / x: the flag, or none when every job already has it.
+export function toggleFlag(jobs, flag) {
+  const all = jobs.every((job) => job.flag === flag);
+  return review(jobs, { flag: all ? null : flag });
+}
+
+// An image's rating. A job with one image is rated with it: its rating is that image's.
+export function rateImage(job, output, rating) {
+  const stored = review([job], { rating }, { output });
+  if ((job.outputs ?? []).length === 1) rateJob(job, rating);
+  return stored;
+}
+
+// ---------------------------------------------------------------- the tag editor
+
+let tagTargets = [];
+let tagApply = null; // how a tag change is stored (the selection may be "all matching")
+let commonTags = [];
+
+async function loadCommonTags() {
+  try {
+    const { facets } = await api('/api/facets?facet_size=50');
+    return (facets.tag ?? []).map((bucket) => bucket.value);
+  } catch {
+    return [];
+  }
+}
+
+// t: tags for the focused job, the selection, or the job in details or the viewer.
+export async function openTagEditor(jobs, apply = null) {
+  if (!jobs.length) return;
+  tagTargets = jobs.map((job) => job.job_id);
+  tagApply = apply;
+  const dialog = $('tag-editor');
+  $('tag-editor-title').textContent = jobs.length === 1 ? 'Tags' : `Tags of ${plural(jobs.length, 'job')}`;
+  $('tag-input').value = '';
+  renderTagEditor();
+  if (!dialog.open) dialog.showModal();
+  $('tag-input').focus(); // at once: what is typed next is the tag
+  commonTags = (await loadCommonTags()).slice(0, 50);
+  if (dialog.open) renderTagEditor();
+}
+
+function targets() {
+  return tagTargets.map(jobById).filter(Boolean);
+}
+
+function renderTagEditor() {
+  const jobs = targets();
+  const has = (tag) => jobs.length > 0 && jobs.every((job) => (job.tags ?? []).some((t) => t.toLowerCase() === tag.toLowerCase()));
+  const current = [...new Set(jobs.flatMap((job) => job.tags ?? []))];
+  const offered = [...new Set([...commonTags.slice(0, COMMON_TAGS), ...current])];
+  $('tag-choices').replaceChildren(...offered.map((tag, i) => h('button', {
+    type: 'button',
+    class: 'tag-choice',
+    'aria-pressed': String(has(tag)),
+    'data-tag': tag,
+    title: i < COMMON_TAGS ? `Key ${i + 1}` : null,
+  }, i < COMMON_TAGS ? h('kbd', {}, String(i + 1)) : null, tag)));
+  $('tag-suggestions').replaceChildren(...commonTags.map((tag) => h('option', { value: tag })));
+}
+
+function toggleTag(tag) {
+  const jobs = targets();
+  const all = jobs.every((job) => (job.tags ?? []).some((t) => t.toLowerCase() === tag.toLowerCase()));
+  const set = all ? { tags_remove: [tag] } : { tags_add: [tag] };
+  (tagApply ? tagApply(set) : review(jobs, set)).then(renderTagEditor);
+  renderTagEditor();
+}
+
+function onTagKey(event) {
+  const inInput = event.target === $('tag-input');
+  if (/^[1-9]$/.test(event.key) && (!inInput || $('tag-input').value === '')) {
+    const tag = $('tag-choices').querySelectorAll('.tag-choice')[Number(event.key) - 1]?.dataset.tag;
+    if (tag) {
+      event.preventDefault();
+      toggleTag(tag);
+    }
+  } else if (event.key === 'Enter' && inInput) {
+    event.preventDefault();
+    const tag = $('tag-input').value.trim();
+    if (tag) {
+      $('tag-input').value = '';
+      if (!commonTags.includes(tag)) commonTags.push(tag);
+      toggleTag(tag);
+    } else {
+      $('tag-editor').close();
+    }
+  }
+  event.stopPropagation(); // the page's keys do not act behind the dialog
+}
+
+// ---------------------------------------------------------------- details: note and sub-scores
+
+export function renderNoteAndScores(job) {
+  const note = h('textarea', { id: 'details-note', rows: '2', maxlength: '4000', placeholder: 'A note on this job (Ctrl+Enter saves)' }, job.note ?? '');
+  const save = h('button', { type: 'button', id: 'details-note-save' }, 'Save note');
+  const saveNote = () => {
+    const value = note.value.trim();
+    if (value !== (job.note ?? '')) review([job], { note: value });
+  };
+  save.addEventListener('click', saveNote);
+  note.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) saveNote();
+    event.stopPropagation();
+  });
+  const scores = SCORES.map(([name, label]) => {
+    const value = job.scores?.[name];
+    const group = h('div', { class: 'score', role: 'radiogroup', 'aria-label': label },
+      h('span', { class: 'score-label' }, label),
+      ...[0, 1, 2, 3, 4, 5].map((n) => h('button', {
+        type: 'button',
+        role: 'radio',
+        'aria-checked': String(value === n),
+        'aria-label': `${label} ${n}`,
+        'data-score': name,
+        'data-value': n,
+      }, String(n))));
+    return group;
+  });
+  const section = h('div', { class: 'note-scores' },
+    h('label', { class: 'note-label', for: 'details-note' }, 'Note'), note, save,
+    h('div', { class: 'scores' }, ...scores));
+  section.addEventListener('click', (event) => {
+    const button = event.target.closest('[data-score]');
+    if (!button) return;
+    const name = button.dataset.score;
+    const value = Number(button.dataset.value);
+    review([job], { scores: { [name]: job.scores?.[name] === value ? null : value } });
+  });
+  return section;
+}
+
+export function initReview() {
+  $('tag-editor').addEventListener('keydown', onTagKey);
+  $('tag-choices').addEventListener('click', (event) => {
+    const choice = event.target.closest('.tag-choice');
+    if (choice) toggleTag(choice.dataset.tag);
+  });
+  $('tag-editor-done').addEventListener('click', () => $('tag-editor').close());
+}

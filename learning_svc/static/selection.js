@@ -1,0 +1,150 @@
+// Selecting jobs for one action on all of them: Ctrl/⌘-click or Space toggles a job,
+// Shift-click selects a range, "Select all N matching" takes every job the filters match
+// (confirmed with its count). With a selection, the rating, flag and tag keys act on all of
+// it in one request (POST /api/ratings:batch: one fsync), and `u` undoes it.
+
+import { api } from './api.js';
+import { apiParams, filterParams } from './filters.js';
+import { openTagEditor, redrawJob, review } from './review.js';
+import { state } from './store.js';
+import { applySet, pushUndo } from './undo.js';
+import { $, h, plural, showToast } from './util.js';
+
+export function selectedJobs() {
+  return [...state.selected].map((jobId) => state.jobs.get(jobId)).filter(Boolean);
+}
+
+export function hasSelection() {
+  return state.selected.size > 0 || state.selectAll !== null;
+}
+
+// What the keys act on: the selection when there is one, else the job given.
+export function targetsOf(job) {
+  return state.selected.size ? selectedJobs() : job ? [job] : [];
+}
+
+// The mark: a class for the eye, a word for a screen reader (an article has no aria-selected).
+function markElement(element, on) {
+  element.classList.toggle('selected', on);
+  const word = element.querySelector('.selected-word');
+  if (on && !word) element.querySelector('.job-body')?.prepend(h('span', { class: 'selected-word visually-hidden' }, 'Selected.'));
+  if (!on) word?.remove();
+}
+
+function mark(jobId, on) {
+  const job = state.jobs.get(jobId);
+  if (job?.element) markElement(job.element, on);
+}
+
+export function toggleSelected(element) {
+  const jobId = element.dataset.jobId;
+  state.selectAll = null;
+  if (state.selected.has(jobId)) state.selected.delete(jobId);
+  else state.selected.add(jobId);
+  mark(jobId, state.selected.has(jobId));
+  state.anchor = jobId;
+  renderBar();
+}
+
+// Shift-click: every job from the last one toggled to this one, in the list's order.
+export function selectRange(element) {
+  const cards = [...$('job-list').children];
+  const from = cards.findIndex((card) => card.dataset.jobId === state.anchor);
+  const to = cards.indexOf(element);
+  if (from < 0) {
+    toggleSelected(element);
+    return;
+  }
+  state.selectAll = null;
+  for (const card of cards.slice(Math.min(from, to), Math.max(from, to) + 1)) {
+    state.selected.add(card.dataset.jobId);
+    mark(card.dataset.jobId, true);
+  }
+  renderBar();
+}
+
+export function clearSelection() {
+  for (const jobId of state.selected) mark(jobId, false);
+  state.selected.clear();
+  state.selectAll = null;
+  renderBar();
+}
+
+// A job drawn again (live update) keeps its mark.
+export function markIfSelected(job) {
+  if (state.selected.has(job.job_id)) markElement(job.element, true);
+}
+
+function renderBar() {
+  const bar = $('selection-bar');
+  const count = state.selectAll ? state.selectAll.count : state.selected.size;
+  bar.hidden = count === 0;
+  $('selection-count').textContent = state.selectAll
+    ? `All ${plural(count, 'matching job')} selected`
+    : `${plural(count, 'job')} selected`;
+  const total = state.count?.jobs;
+  $('select-all').hidden = Boolean(state.selectAll) || !total || total <= state.selected.size;
+  $('select-all').textContent = total ? `Select all ${total.toLocaleString('en-US')} matching` : 'Select all matching';
+  $('compare-selected').hidden = state.selectAll !== null || state.selected.size < 2 || state.selected.size > 4;
+}
+
+// "Select all N matching": confirmed, since it can be far more than what is loaded.
+async function selectAllMatching() {
+  const total = state.count?.jobs;
+  if (!total) return;
+  const dialog = $('confirm');
+  $('confirm-text').textContent = `Select all ${total.toLocaleString('en-US')} jobs matching these filters? `
+    + 'An action then applies to every one of them, also those not loaded.';
+  dialog.returnValue = '';
+  dialog.showModal();
+  dialog.addEventListener('close', () => {
+    if (dialog.returnValue !== 'yes') return;
+    state.selectAll = { count: total, where: apiParams(filterParams()).toString() };
+    for (const job of state.jobs.values()) {
+      state.selected.add(job.job_id);
+      mark(job.job_id, true);
+    }
+    renderBar();
+  }, { once: true });
+}
+
+// One change for the whole selection (what the keys and the bar's buttons do).
+export async function applyToSelection(set) {
+  if (!state.selectAll) return review(selectedJobs(), set);
+  const { count, where } = state.selectAll;
+  try {
+    const result = await api('/api/ratings:batch', { method: 'POST', body: { where, expect: count, set, source: 'web' } });
+    for (const job of state.jobs.values()) {
+      applySet(job, null, set);
+      if ('rating' in set) job.savedRating = set.rating;
+      redrawJob(job);
+    }
+    pushUndo(`${Object.keys(set)[0]} of ${plural(count, 'job')}`, result.previous);
+    showToast(`Changed ${plural(result.changed, 'job')}`);
+    return true;
+  } catch (error) {
+    showToast(`Not saved: ${error.message}`);
+    return false;
+  }
+}
+
+function onBarClick(event) {
+  const button = event.target.closest('button');
+  if (!button) return;
+  if (button.dataset.tags !== undefined) openTagEditor(selectedJobs(), state.selectAll ? applyToSelection : null);
+  else if (button.dataset.rating !== undefined) applyToSelection({ rating: Number(button.dataset.rating) });
+  else if (button.dataset.flag) {
+    const jobs = selectedJobs();
+    const all = !state.selectAll && jobs.every((job) => job.flag === button.dataset.flag);
+    applyToSelection({ flag: all ? null : button.dataset.flag });
+  }
+}
+
+export function initSelection() {
+  $('selection-actions').addEventListener('click', onBarClick);
+  $('select-all').addEventListener('click', selectAllMatching);
+  $('clear-selection').addEventListener('click', clearSelection);
+  $('confirm-yes').addEventListener('click', () => $('confirm').close('yes'));
+  $('confirm-no').addEventListener('click', () => $('confirm').close('no'));
+  window.addEventListener('learning-svc:count', renderBar);
+}

@@ -1,0 +1,70 @@
+// Undo (`u`): every rating, flag, tag, note or bulk action leaves the values it replaced;
+// undoing posts them back (POST /api/ratings:batch `items`), which appends them as new events:
+// the history keeps both.
+
+import { api } from './api.js';
+import { redrawJob } from './review.js';
+import { jobById, state } from './store.js';
+import { showToast } from './util.js';
+
+const MAX_UNDO = 50;
+
+// items: [{job_id, output, set}] that put back what an action changed.
+export function pushUndo(label, items) {
+  if (!items.length) return;
+  state.undo.push({ label, items });
+  if (state.undo.length > MAX_UNDO) state.undo.shift();
+}
+
+export async function undoLast() {
+  const last = state.undo.pop();
+  if (!last) {
+    showToast('Nothing to undo');
+    return;
+  }
+  try {
+    await api('/api/ratings:batch', { method: 'POST', body: { items: last.items, source: 'web' } });
+  } catch (error) {
+    state.undo.push(last);
+    showToast(`Could not undo ${last.label}: ${error.message}`);
+    return;
+  }
+  for (const { job_id: jobId, output, set } of last.items) {
+    const job = jobById(jobId);
+    if (!job) continue;
+    applySet(job, output, set);
+    if (output == null && 'rating' in set) job.savedRating = set.rating;
+    redrawJob(job);
+  }
+  showToast(`Undone: ${last.label}`);
+}
+
+// A `set` (reviews.py) applied to a job shown here, as the service applies it.
+export function applySet(job, output, set) {
+  if (output != null) {
+    const images = { ...(job.image_ratings ?? {}) };
+    if (set.rating == null) delete images[output];
+    else images[output] = set.rating;
+    job.image_ratings = images;
+    return;
+  }
+  if ('rating' in set) job.rating = set.rating;
+  if ('flag' in set) job.flag = set.flag;
+  if ('note' in set) job.note = set.note || null;
+  let tags = [...(job.tags ?? [])];
+  if (set.tags) tags = [...set.tags];
+  const folded = (tag) => tag.trim().replace(/\s+/g, ' ').toLowerCase();
+  for (const tag of set.tags_add ?? []) {
+    if (!tags.some((have) => folded(have) === folded(tag))) tags.push(tag.trim().replace(/\s+/g, ' '));
+  }
+  if (set.tags_remove) tags = tags.filter((have) => !set.tags_remove.some((tag) => folded(tag) === folded(have)));
+  job.tags = tags;
+  if (set.scores) {
+    const scores = { ...(job.scores ?? {}) };
+    for (const [name, value] of Object.entries(set.scores)) {
+      if (value == null) delete scores[name];
+      else scores[name] = value;
+    }
+    job.scores = scores;
+  }
+}

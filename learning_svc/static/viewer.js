@@ -1,0 +1,203 @@
+// The full-screen viewer: one image large, through every image of the listing in order
+// (loading further pages as it goes), zoom and pan, the parameters beside it, digits rate
+// the image, p / x flag and t tags its job, c / s / C copy the prompt, the seed or all the
+// parameters in A1111's format; in triage mode (a) rating moves on to the next image.
+
+import { outputUrl } from './api.js';
+import { a1111Text, jobDetail, parameters, renderPrompt } from './generation.js';
+import { loadNextPage } from './list.js';
+import { focusJob } from './nav.js';
+import { openTagEditor, rateImage, toggleFlag } from './review.js';
+import { jobById, state } from './store.js';
+import { $, basename, h, showToast } from './util.js';
+import { Zoom } from './zoom.js';
+
+const TRIAGE_KEY = 'learning-svc-triage';
+
+let current = null; // {jobId, output}
+let triage = localStorage.getItem(TRIAGE_KEY) === 'on';
+const zoom = new Zoom((z) => {
+  $('viewer-image').style.transform = z.transform();
+  $('viewer-stage').classList.toggle('zoomed', z.zoomed);
+});
+
+export function viewerOpen() {
+  return $('viewer').open;
+}
+
+export function viewerJob() {
+  return current && jobById(current.jobId);
+}
+
+// Opens on a job's image (the first, or `output`).
+export function openViewer(job, output = 0) {
+  if (!job || !(job.outputs ?? []).length) {
+    showToast('This job has no image to view');
+    return;
+  }
+  const dialog = $('viewer');
+  if (!dialog.open) {
+    dialog.showModal();
+    dialog.focus();
+    dialog.addEventListener('close', () => {
+      const shown = viewerJob();
+      current = null;
+      if (shown?.element.isConnected) focusJob(shown.element);
+    }, { once: true });
+  }
+  show(job.job_id, output);
+}
+
+function show(jobId, output) {
+  const job = jobById(jobId);
+  current = { jobId, output };
+  zoom.reset();
+  const image = $('viewer-image');
+  image.src = outputUrl(jobId, output);
+  image.alt = `Output ${output + 1} of ${job.outputs.length} of job ${jobId}: ${basename(job.outputs[output])}`;
+  $('viewer-position').textContent = `${jobId} · image ${output + 1} of ${job.outputs.length}`;
+  renderRating(job);
+  renderInfo(job);
+}
+
+// The image's stars (a radio group, as on the cards) and its job's flag and tags.
+function renderRating(job) {
+  const rating = job.image_ratings?.[current.output] ?? null;
+  const stars = [0, 1, 2, 3, 4, 5].map((n) => h('button', {
+    type: 'button',
+    role: 'radio',
+    class: n === 0 ? 'star-zero' : `star${rating != null && n > 0 && n <= rating ? ' lit' : ''}`,
+    'aria-checked': String(rating === n),
+    'aria-label': `${n} star${n === 1 ? '' : 's'}`,
+    'data-rating': n,
+    tabindex: rating === n || (rating == null && n === 0) ? '0' : '-1',
+  }, n === 0 ? '0' : '★'));
+  $('viewer-rating').replaceChildren(
+    h('div', { class: 'stars', role: 'radiogroup', 'aria-label': 'Image rating' }, ...stars),
+    h('span', { class: 'viewer-flags' },
+      job.flag ? h('span', { class: `flag flag-${job.flag}` }, job.flag === 'pick' ? '✓ Pick' : '✕ Reject') : null,
+      ...(job.tags ?? []).map((tag) => h('span', { class: 'tag' }, tag))));
+  $('viewer-triage').setAttribute('aria-pressed', String(triage));
+}
+
+async function renderInfo(job) {
+  const panel = $('viewer-info');
+  const shown = current;
+  panel.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+  let record;
+  try {
+    ({ record } = await jobDetail(job.job_id));
+  } catch (error) {
+    if (shown === current) panel.replaceChildren(h('p', { class: 'error' }, `Could not load the job: ${error.message}`));
+    return;
+  }
+  if (shown !== current) return;
+  panel.replaceChildren(
+    h('h3', {}, 'Prompt'), renderPrompt(record.prompt, record),
+    h('h3', {}, 'Negative prompt'), renderPrompt(record.negative_prompt, record),
+    h('dl', { class: 'generation' }, ...parameters(record).flatMap(([label, value]) => [
+      h('dt', {}, label), h('dd', {}, value == null || value === '' ? '—' : String(value)),
+    ])),
+    h('div', { class: 'copy-buttons' },
+      h('button', { type: 'button', 'data-copy': 'prompt', title: 'c' }, 'Copy prompt'),
+      h('button', { type: 'button', 'data-copy': 'seed', title: 's' }, 'Copy seed'),
+      h('button', { type: 'button', 'data-copy': 'all', title: 'Shift+C' }, 'Copy parameters')));
+}
+
+// ---------------------------------------------------------------- moving
+
+// The images of the listing in order: each job's outputs, then the next job's.
+function neighbour(step) {
+  const job = viewerJob();
+  const next = current.output + step;
+  if (next >= 0 && next < job.outputs.length) return { jobId: job.job_id, output: next };
+  let element = job.element;
+  do {
+    element = step > 0 ? element?.nextElementSibling : element?.previousElementSibling;
+  } while (element && !(state.jobs.get(element.dataset.jobId)?.outputs ?? []).length);
+  if (!element) return null;
+  const other = state.jobs.get(element.dataset.jobId);
+  return { jobId: other.job_id, output: step > 0 ? 0 : other.outputs.length - 1 };
+}
+
+export async function step(direction) {
+  if (!current) return;
+  let next = neighbour(direction);
+  while (!next && direction > 0 && !state.done && !state.failed && viewerJob()?.element.isConnected) {
+    await loadNextPage(); // across pages: the viewer goes on where the list goes on
+    next = neighbour(direction);
+  }
+  if (next && viewerOpen()) show(next.jobId, next.output);
+  else if (!next) showToast(direction > 0 ? 'The last image' : 'The first image');
+}
+
+// ---------------------------------------------------------------- acting
+
+export function rateShown(rating) {
+  const job = viewerJob();
+  if (!job) return;
+  rateImage(job, current.output, rating).then(() => {
+    if (viewerJob() === job) renderRating(job);
+  });
+  renderRating(job);
+  if (triage && rating !== null) step(1);
+}
+
+export function flagShown(flag) {
+  const job = viewerJob();
+  if (job) toggleFlag([job], flag).then(() => renderRating(job));
+  if (job) renderRating(job);
+}
+
+export function tagShown() {
+  const job = viewerJob();
+  if (job) openTagEditor([job]);
+}
+
+export function zoomShown() {
+  zoom.toggle($('viewer-image'));
+}
+
+export function toggleTriage() {
+  triage = !triage;
+  localStorage.setItem(TRIAGE_KEY, triage ? 'on' : 'off');
+  $('viewer-triage').setAttribute('aria-pressed', String(triage));
+  showToast(triage ? 'Triage: rating moves on to the next image' : 'Triage off');
+}
+
+export function toggleInfo() {
+  const hidden = $('viewer').classList.toggle('info-hidden');
+  $('viewer-info-toggle').setAttribute('aria-pressed', String(!hidden));
+}
+
+export async function copyShown(what) {
+  const job = viewerJob();
+  if (!job) return;
+  const { record } = await jobDetail(job.job_id);
+  const text = { prompt: record.prompt ?? '', seed: String(record.seed ?? ''), all: a1111Text(record) }[what];
+  try {
+    await navigator.clipboard.writeText(text);
+    showToast({ prompt: 'Prompt copied', seed: `Seed ${text} copied`, all: 'Parameters copied (A1111 format)' }[what]);
+  } catch {
+    showToast('The browser refused the clipboard (it needs https or localhost)');
+  }
+}
+
+export function initViewer() {
+  zoom.attach($('viewer-stage'));
+  $('viewer-close').addEventListener('click', () => $('viewer').close());
+  $('viewer-previous').addEventListener('click', () => step(-1));
+  $('viewer-next').addEventListener('click', () => step(1));
+  $('viewer-zoom').addEventListener('click', zoomShown);
+  $('viewer-triage').addEventListener('click', toggleTriage);
+  $('viewer-info-toggle').addEventListener('click', toggleInfo);
+  $('viewer-rating').addEventListener('click', (event) => {
+    const star = event.target.closest('[data-rating]');
+    if (star) rateShown(Number(star.dataset.rating));
+  });
+  $('viewer-info').addEventListener('click', (event) => {
+    const copy = event.target.closest('[data-copy]');
+    if (copy) copyShown(copy.dataset.copy);
+  });
+  $('viewer-image').addEventListener('dblclick', zoomShown);
+}

@@ -1,0 +1,86 @@
+// Zoom and pan of images (the viewer, compare): the wheel zooms about the pointer, `z` toggles
+// between fitting the screen and actual pixels, dragging pans. One Zoom can drive several
+// images, which then keep the same zoom and pan (compare).
+
+const MIN_SCALE = 1; // 1: the image fits its box
+const MAX_SCALE = 16;
+
+export class Zoom {
+  constructor(onChange) {
+    this.onChange = onChange;
+    this.reset();
+  }
+
+  reset() {
+    this.scale = 1;
+    this.x = 0; // pan, in pixels of the box, from the centre
+    this.y = 0;
+    this.onChange?.(this);
+  }
+
+  get zoomed() {
+    return this.scale > 1.001;
+  }
+
+  transform() {
+    return `translate(${this.x}px, ${this.y}px) scale(${this.scale})`;
+  }
+
+  // Zoom by `factor` keeping the point (px, py) of the box (from its centre) where it is.
+  zoomAt(factor, px = 0, py = 0) {
+    const scale = Math.min(MAX_SCALE, Math.max(MIN_SCALE, this.scale * factor));
+    const applied = scale / this.scale;
+    this.x = px - (px - this.x) * applied;
+    this.y = py - (py - this.y) * applied;
+    this.scale = scale;
+    if (!this.zoomed) [this.x, this.y] = [0, 0];
+    this.onChange?.(this);
+  }
+
+  // `z`: fit, or the image's actual pixels (at least twice the fit).
+  toggle(image) {
+    if (this.zoomed) {
+      this.reset();
+      return;
+    }
+    const fitted = image.getBoundingClientRect().width / this.scale;
+    const actual = image.naturalWidth && fitted ? image.naturalWidth / fitted : 2;
+    this.zoomAt(Math.max(2, actual));
+  }
+
+  panBy(dx, dy) {
+    if (!this.zoomed) return;
+    this.x += dx;
+    this.y += dy;
+    this.onChange?.(this);
+  }
+
+  // Wheel and drag on an element (the box the images sit in).
+  attach(box) {
+    box.addEventListener('wheel', (event) => {
+      event.preventDefault();
+      const rect = box.getBoundingClientRect();
+      const px = event.clientX - rect.left - rect.width / 2;
+      const py = event.clientY - rect.top - rect.height / 2;
+      this.zoomAt(event.deltaY < 0 ? 1.25 : 0.8, px, py);
+    }, { passive: false });
+    let last = null;
+    box.addEventListener('pointerdown', (event) => {
+      if (!this.zoomed || event.button !== 0) return;
+      last = [event.clientX, event.clientY];
+      box.setPointerCapture(event.pointerId);
+      box.classList.add('panning');
+    });
+    box.addEventListener('pointermove', (event) => {
+      if (!last) return;
+      this.panBy(event.clientX - last[0], event.clientY - last[1]);
+      last = [event.clientX, event.clientY];
+    });
+    const end = () => {
+      last = null;
+      box.classList.remove('panning');
+    };
+    box.addEventListener('pointerup', end);
+    box.addEventListener('pointercancel', end);
+  }
+}

@@ -1,0 +1,453 @@
+"""Reviewing like a photo editor (issue 12), in real Chromium against the real waitress server:
+flags, reason tags, notes and sub-scores, per-image ratings, selection and bulk actions with
+undo, the full-screen viewer, compare and the thumbnail size. Each test checks what the page
+shows, what survives a reload and what the ratings JSONL holds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from conftest import LiveServer
+from pages import JOB, card, rating_events, review_events, shown_job_ids, star, write_png
+
+pytestmark = pytest.mark.browser
+
+START = 1_764_000_000
+
+
+def image_jobs(server: LiveServer, count: int, outputs: int = 1, prefix: str = "img") -> list[str]:
+    """`count` jobs with real PNG outputs under the output root, newest last; their ids newest first."""
+    records = []
+    for i in range(count):
+        paths = []
+        for k in range(outputs):
+            relative = f"{prefix}/{i:03d}_{k}.png"
+            write_png(server.settings.output_root / relative, size=(64, 96), color=(40 + i % 200, 90, 30 + 50 * k))
+            paths.append(relative)
+        records.append(
+            {
+                "job_id": f"{prefix}-{i:03d}",
+                "completed_at": START + i,
+                "packs": [prefix],
+                "prompt": f"a lighthouse at dusk <lora:add-detail_xl:0.8>, photo {i}",
+                "negative_prompt": "blurry",
+                "model": "juggernautXL_v9.safetensors",
+                "sampler": "DPM++ 2M",
+                "steps": 30,
+                "cfg_scale": 6.5,
+                "seed": 1000 + i,
+                "width": 64,
+                "height": 96,
+                "outputs": paths,
+            }
+        )
+    assert set(server.post_jobs(records)) == {201}
+    return [record["job_id"] for record in reversed(records)]
+
+
+def eventually(check, timeout: float = 10.0):
+    """check()'s value once it is truthy: the page stores what it shows a moment later."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"still {value!r} after {timeout} s"
+        time.sleep(0.05)
+    return value
+
+
+def summary(server: LiveServer, job_id: str) -> dict:
+    return server.http.get(f"{server.url}/api/jobs/{job_id}").json()["summary"]
+
+
+def listed(server: LiveServer, query: str) -> list[str]:
+    return [job["job_id"] for job in server.http.get(f"{server.url}/api/jobs?limit=500&{query}").json()["jobs"]]
+
+
+def focus(page: Page, job_id: str) -> None:
+    card(page, job_id).focus()
+
+
+# ---------------------------------------------------------------- flags, tags, notes, sub-scores
+
+
+def test_p_and_x_flag_the_focused_job_and_a_second_press_unflags(live_server, open_page):
+    ids = image_jobs(live_server, 3)
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(3)
+    focus(page, ids[0])
+    page.keyboard.press("p")
+    expect(card(page, ids[0]).locator(".flag")).to_have_text("✓ Pick")
+    expect(card(page, ids[0])).to_have_class(re.compile(r"\bflag-pick\b"))
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    expect(card(page, ids[1]).locator(".flag")).to_have_text("✕ Reject")
+    page.keyboard.press("x")  # again: unflagged
+    expect(card(page, ids[1]).locator(".flag")).to_have_count(0)
+    page.keyboard.press("x")
+    expect(card(page, ids[1]).locator(".flag")).to_have_text("✕ Reject")
+
+    eventually(lambda: len(review_events(live_server)) == 4)
+    sets = [(event["job_id"], event["set"]) for event in review_events(live_server)]
+    assert sets == [
+        (ids[0], {"flag": "pick"}),
+        (ids[1], {"flag": "reject"}),
+        (ids[1], {"flag": None}),
+        (ids[1], {"flag": "reject"}),
+    ]
+    assert listed(live_server, "flag=pick") == [ids[0]] and listed(live_server, "flag=reject") == [ids[1]]
+    page.reload()
+    expect(card(page, ids[0]).locator(".flag")).to_have_text("✓ Pick")
+    expect(card(page, ids[1]).locator(".flag")).to_have_text("✕ Reject")
+    expect(card(page, ids[2]).locator(".flag")).to_have_count(0)
+
+
+def test_tags_are_typed_with_suggestions_and_the_commonest_are_a_number_key_away(live_server, open_page):
+    ids = image_jobs(live_server, 3)
+    page = open_page(live_server)
+    focus(page, ids[0])
+    page.keyboard.press("t")
+    editor = page.locator("#tag-editor")
+    expect(editor).to_be_visible()
+    expect(page.locator("#tag-input")).to_be_focused()
+    page.keyboard.type("bad hands")
+    page.keyboard.press("Enter")
+    expect(card(page, ids[0]).locator(".tag")).to_have_text(["bad hands"])
+    page.keyboard.press("Escape")
+    expect(editor).to_be_hidden()
+    expect(card(page, ids[0])).to_be_focused()  # the keys go on where they were
+
+    page.keyboard.press("j")
+    page.keyboard.press("t")
+    expect(page.locator("#tag-suggestions option")).to_have_count(1)  # autocomplete: the tags in use
+    expect(page.locator("#tag-choices .tag-choice").first).to_contain_text("bad hands")
+    page.keyboard.press("1")  # the commonest tag, on key 1
+    expect(card(page, ids[1]).locator(".tag")).to_have_text(["bad hands"])
+    page.keyboard.type("oversaturated")
+    page.keyboard.press("Enter")
+    expect(card(page, ids[1]).locator(".tag")).to_have_text(["bad hands", "oversaturated"])
+    page.keyboard.press("1")  # pressed again: removed
+    expect(card(page, ids[1]).locator(".tag")).to_have_text(["oversaturated"])
+    page.locator("#tag-editor-done").click()
+
+    eventually(lambda: len(review_events(live_server)) == 4)
+    sets = [(event["job_id"], event["set"]) for event in review_events(live_server)]
+    assert sets == [  # each event holds the job's tags after it: the latest wins
+        (ids[0], {"tags": ["bad hands"]}),
+        (ids[1], {"tags": ["bad hands"]}),
+        (ids[1], {"tags": ["bad hands", "oversaturated"]}),
+        (ids[1], {"tags": ["oversaturated"]}),
+    ]
+    assert listed(live_server, "tag=bad+hands") == [ids[0]]
+    page.reload()
+    expect(card(page, ids[1]).locator(".tag")).to_have_text(["oversaturated"])
+
+
+def test_a_note_and_sub_scores_are_given_in_details_and_kept(live_server, open_page):
+    ids = image_jobs(live_server, 2)
+    page = open_page(live_server)
+    card(page, ids[0]).locator(".job-body").click()
+    details = page.locator("#details")
+    expect(details).to_be_visible()
+    note = page.locator("#details-note")
+    note.fill("hands are off, keep the light")
+    note.press("Control+Enter")
+    expect(card(page, ids[0]).locator(".note-mark")).to_have_count(1)
+    details.get_by_role("radio", name="Anatomy 2", exact=True).click()
+    details.get_by_role("radio", name="Composition 5", exact=True).click()
+    expect(details.get_by_role("radio", name="Anatomy 2", exact=True)).to_have_attribute("aria-checked", "true")
+    page.keyboard.press("p")  # the flag keys work in details too
+    expect(details.locator(".details-review-line .flag")).to_have_text("✓ Pick")
+
+    events = eventually(lambda: len(review_events(live_server)) == 4 and review_events(live_server))
+    assert [event["set"] for event in events] == [
+        {"note": "hands are off, keep the light"},
+        {"scores": {"anatomy": 2}},
+        {"scores": {"composition": 5}},
+        {"flag": "pick"},
+    ]
+    assert summary(live_server, ids[0])["scores"] == {"anatomy": 2, "composition": 5}
+    page.reload()  # the open job is in the URL: details open again on it
+    expect(details).to_be_visible()
+    expect(page.locator("#details-note")).to_have_value("hands are off, keep the light")
+    expect(details.get_by_role("radio", name="Composition 5", exact=True)).to_have_attribute("aria-checked", "true")
+    expect(details.locator(".rating-history").last).to_contain_text("note")
+
+
+# ---------------------------------------------------------------- selection and bulk actions
+
+
+def test_space_ctrl_click_and_shift_click_select_and_a_digit_rates_them_all_in_one_request(live_server, open_page):
+    ids = image_jobs(live_server, 8)
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(8)
+    focus(page, ids[0])
+    page.keyboard.press(" ")
+    card(page, ids[2]).locator(".job-body").click(modifiers=["Control"])
+    card(page, ids[4]).locator(".job-body").click(modifiers=["Shift"])  # the range 2..4
+    selected = [ids[0], ids[2], ids[3], ids[4]]
+    expect(page.locator(".job.selected")).to_have_count(4)
+    expect(page.locator("#selection-count")).to_have_text("4 jobs selected")
+    expect(page.locator("#details")).to_be_hidden()  # selecting does not open details
+
+    batches = []
+    page.on("request", lambda request: batches.append(request) if request.url.endswith("/api/ratings:batch") else None)
+    page.keyboard.press("4")
+    for job_id in selected:
+        expect(star(card(page, job_id), "4 stars")).to_have_attribute("aria-checked", "true")
+    expect(star(card(page, ids[1]), "4 stars")).to_have_attribute("aria-checked", "false")
+    assert len(batches) == 1
+    events = eventually(lambda: len(rating_events(live_server)) == 4 and rating_events(live_server))
+    assert sorted(event["job_id"] for event in events) == sorted(selected)
+    assert {event["rating"] for event in events} == {4}
+
+    page.keyboard.press("u")  # undo: the previous values appended back
+    for job_id in selected:
+        expect(star(card(page, job_id), "4 stars")).to_have_attribute("aria-checked", "false")
+    undone = eventually(lambda: len(rating_events(live_server)) == 8 and rating_events(live_server)[4:])
+    assert sorted(event["job_id"] for event in undone) == sorted(selected)
+    assert {event["rating"] for event in undone} == {None}
+    assert all(summary(live_server, job_id)["rating"] is None for job_id in selected)
+
+    page.keyboard.press("Escape")
+    expect(page.locator(".job.selected")).to_have_count(0)
+    expect(page.locator("#selection-bar")).to_be_hidden()
+
+
+def test_everything_matching_the_filters_is_flagged_after_confirming_its_count(live_server, open_page):
+    ids = image_jobs(live_server, 120)
+    other = image_jobs(live_server, 3, prefix="other")
+    page = open_page(live_server, "/?pack=img")
+    expect(page.locator("#status")).to_contain_text("of 120 jobs")
+    focus(page, ids[0])
+    page.keyboard.press(" ")
+    page.locator("#select-all").click()
+    confirm = page.locator("#confirm")
+    expect(confirm).to_be_visible()
+    expect(page.locator("#confirm-text")).to_contain_text("120")
+    page.locator("#confirm-yes").click()
+    expect(page.locator("#selection-count")).to_have_text("All 120 matching jobs selected")
+    page.keyboard.press("x")
+    expect(page.locator("#toast")).to_contain_text("Changed 120 jobs")
+    assert sorted(listed(live_server, "flag=reject")) == sorted(ids)  # also the 70 not loaded
+    assert not set(listed(live_server, "flag=reject")) & set(other)
+    assert len(review_events(live_server)) == 120
+
+    page.keyboard.press("u")
+    expect(page.locator("#toast")).to_contain_text("Undone")
+    assert listed(live_server, "flag=reject") == []
+
+
+# ---------------------------------------------------------------- the viewer
+
+
+def test_the_viewer_steps_through_the_listing_across_pages_and_digits_rate_the_image(live_server, open_page):
+    ids = image_jobs(live_server, 52)
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(50)
+    card(page, ids[48]).locator("img.thumb").click()
+    viewer = page.locator("#viewer")
+    expect(viewer).to_be_visible()
+    expect(page.locator("#viewer-position")).to_contain_text(ids[48])
+    page.keyboard.press("j")
+    expect(page.locator("#viewer-position")).to_contain_text(ids[49])
+    page.keyboard.press("j")  # past the loaded page: the next one is loaded
+    expect(page.locator("#viewer-position")).to_contain_text(ids[50])
+    page.keyboard.press("k")
+    expect(page.locator("#viewer-position")).to_contain_text(ids[49])
+    page.keyboard.press("3")
+    expect(star(page.locator("#viewer-rating"), "3 stars")).to_have_attribute("aria-checked", "true")
+    # a job with one image is rated with it; the image rating is an event with its output
+    expect(star(card(page, ids[49]), "3 stars")).to_have_attribute("aria-checked", "true")
+    image = eventually(lambda: [event for event in review_events(live_server) if event["job_id"] == ids[49]])
+    assert [(event["output"], event["set"]) for event in image] == [(0, {"rating": 3})]
+    assert [event["rating"] for event in eventually(lambda: rating_events(live_server))] == [3]
+
+    expect(page.locator("#viewer-image")).to_have_js_property("complete", True)
+    assert page.locator("#viewer-image").evaluate("image => image.naturalWidth") == 64  # the full image
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+    expect(card(page, ids[49])).to_be_focused()
+
+
+def test_per_image_ratings_leave_the_jobs_own_rating_and_show_on_the_card(live_server, open_page):
+    [job_id] = image_jobs(live_server, 1, outputs=3)
+    assert live_server.rate(job_id, 2).status_code == 200
+    page = open_page(live_server)
+    card(page, job_id).locator("img.thumb").nth(1).click()
+    expect(page.locator("#viewer-position")).to_contain_text("image 2 of 3")
+    page.keyboard.press("5")
+    page.keyboard.press("k")
+    expect(page.locator("#viewer-position")).to_contain_text("image 1 of 3")
+    page.keyboard.press("1")
+    expect(star(page.locator("#viewer-rating"), "1 star")).to_have_attribute("aria-checked", "true")
+    page.keyboard.press("Escape")
+    expect(card(page, job_id).locator(".image-ratings")).to_have_text("#1 ★ · #2 ★★★★★")
+    expect(star(card(page, job_id), "2 stars")).to_have_attribute("aria-checked", "true")  # the job's own
+
+    eventually(lambda: summary(live_server, job_id)["image_ratings"] == {"0": 1, "1": 5})
+    assert summary(live_server, job_id)["rating"] == 2
+    assert listed(live_server, "image_rating_min=5") == [job_id]
+    page.reload()
+    expect(card(page, job_id).locator(".image-ratings")).to_have_text("#1 ★ · #2 ★★★★★")
+
+
+def test_triage_mode_moves_on_after_rating_and_is_remembered(live_server, open_page):
+    ids = image_jobs(live_server, 4)
+    page = open_page(live_server)
+    card(page, ids[0]).locator("img.thumb").click()
+    page.keyboard.press("a")
+    expect(page.locator("#viewer-triage")).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("4")
+    expect(page.locator("#viewer-position")).to_contain_text(ids[1])
+    page.keyboard.press("2")
+    expect(page.locator("#viewer-position")).to_contain_text(ids[2])
+    eventually(lambda: [summary(live_server, job_id)["rating"] for job_id in ids[:2]] == [4, 2])
+    page.reload()
+    card(page, ids[2]).locator("img.thumb").click()
+    expect(page.locator("#viewer-triage")).to_have_attribute("aria-pressed", "true")
+
+
+def test_the_viewer_shows_the_parameters_zooms_and_copies_in_a1111_format(live_server, open_page):
+    ids = image_jobs(live_server, 2)
+    page = open_page(live_server)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    card(page, ids[0]).locator("img.thumb").click()
+    info = page.locator("#viewer-info")
+    expect(info.locator("mark.lora")).to_have_text("<lora:add-detail_xl:0.8>")
+    expect(info).to_contain_text("juggernautXL_v9")
+    expect(info).to_contain_text(str(1000 + 1))  # the seed of the newest job
+
+    page.keyboard.press("s")
+    expect(page.locator("#toast")).to_contain_text("Seed 1001 copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "1001"
+    page.keyboard.press("c")
+    expect(page.locator("#toast")).to_contain_text("Prompt copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "a lighthouse at dusk <lora:add-detail_xl:0.8>, photo 1"
+    page.keyboard.press("Shift+C")
+    expect(page.locator("#toast")).to_contain_text("A1111")
+    assert page.evaluate("navigator.clipboard.readText()") == (
+        "a lighthouse at dusk <lora:add-detail_xl:0.8>, photo 1\n"
+        "Negative prompt: blurry\n"
+        "Steps: 30, Sampler: DPM++ 2M, CFG scale: 6.5, Seed: 1001, Size: 64x96, Model: juggernautXL_v9.safetensors"
+    )
+
+    image = page.locator("#viewer-image")
+    page.keyboard.press("z")
+    expect(page.locator("#viewer-stage")).to_have_class("viewer-stage zoomed")
+    assert "scale(1)" not in image.evaluate("image => image.style.transform")
+    page.keyboard.press("z")
+    expect(page.locator("#viewer-stage")).to_have_class("viewer-stage")
+    box = page.locator("#viewer-stage").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 3)
+    page.mouse.wheel(0, -300)  # the wheel zooms about the pointer
+    expect(page.locator("#viewer-stage")).to_have_class("viewer-stage zoomed")
+    before = image.evaluate("image => image.style.transform")
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.up()
+    assert image.evaluate("image => image.style.transform") != before  # dragged: panned
+
+    page.keyboard.press("i")
+    expect(info).to_be_hidden()
+    page.keyboard.press("i")
+    expect(info).to_be_visible()
+
+
+# ---------------------------------------------------------------- compare
+
+
+def test_compare_shows_two_to_four_side_by_side_with_their_differences_and_a_slider(live_server, open_page):
+    ids = image_jobs(live_server, 5)
+    page = open_page(live_server)
+    for job_id in ids[:2]:
+        card(page, job_id).locator(".job-body").click(modifiers=["Control"])
+    page.keyboard.press("c")
+    compare = page.locator("#compare")
+    expect(compare).to_be_visible()
+    expect(compare.locator(".compare-pane img")).to_have_count(2)
+    differs = compare.locator("tr.differs th")
+    expect(differs).to_have_text(["Seed ≠", "Prompt ≠"])  # the same model, sampler, steps, CFG, size
+    page.keyboard.press("z")  # one zoom for both
+    transforms = compare.locator(".compare-pane img").evaluate_all("images => images.map((i) => i.style.transform)")
+    assert len(set(transforms)) == 1 and "scale(1)" not in transforms[0]
+    page.keyboard.press("s")  # the slider: one over the other
+    expect(page.locator("#compare-slider-label")).to_be_visible()
+    expect(compare.locator(".compare-pane")).to_have_count(1)
+    page.locator("#compare-slider").fill("20")
+    assert "20%" in compare.locator("img.compare-top").evaluate("image => image.style.clipPath")
+    page.keyboard.press("Escape")
+    expect(compare).to_be_hidden()
+
+    for job_id in ids[2:4]:
+        card(page, job_id).locator(".job-body").click(modifiers=["Control"])
+    page.locator("#compare-selected").click()
+    expect(compare.locator(".compare-pane img")).to_have_count(4)
+    page.keyboard.press("Escape")
+    card(page, ids[4]).locator(".job-body").click(modifiers=["Control"])  # five: too many
+    expect(page.locator("#compare-selected")).to_be_hidden()
+    page.keyboard.press("c")
+    expect(page.locator("#toast")).to_contain_text("two to four")
+    expect(compare).to_be_hidden()
+
+
+# ---------------------------------------------------------------- thumbnail size
+
+
+def test_the_thumbnail_size_is_chosen_and_remembered(live_server, open_page):
+    ids = image_jobs(live_server, 6)
+    page = open_page(live_server)
+    width = lambda: card(page, ids[0]).bounding_box()["width"]  # noqa: E731
+    medium = width()
+    page.get_by_role("button", name="S", exact=True).click()
+    expect(page.locator("body")).to_have_attribute("data-thumbs", "s")
+    small = width()
+    page.get_by_role("button", name="L", exact=True).click()
+    large = width()
+    assert small < medium < large
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-thumbs", "l")
+    expect(page.get_by_role("button", name="L", exact=True)).to_have_attribute("aria-pressed", "true")
+    assert shown_job_ids(page) == ids
+
+
+def test_the_selection_bar_tags_and_flags_the_selection_and_a_review_given_elsewhere_shows(live_server, open_page):
+    ids = image_jobs(live_server, 4)
+    page = open_page(live_server)
+    for job_id in ids[1:3]:
+        card(page, job_id).locator(".job-body").click(modifiers=["Control"])
+    bar = page.locator("#selection-bar")
+    bar.get_by_role("button", name="✓ Pick").click()
+    for job_id in ids[1:3]:
+        expect(card(page, job_id).locator(".flag")).to_have_text("✓ Pick")
+    bar.get_by_role("button", name="Tags…").click()
+    expect(page.locator("#tag-editor-title")).to_have_text("Tags of 2 jobs")
+    page.keyboard.type("keeper")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    for job_id in ids[1:3]:
+        expect(card(page, job_id).locator(".tag")).to_have_text(["keeper"])
+    eventually(lambda: sorted(listed(live_server, "tag=keeper")) == sorted(ids[1:3]))
+    assert sorted(listed(live_server, "flag=pick")) == sorted(ids[1:3])
+
+    # another tab, a script: the change feed brings it
+    response = live_server.http.post(
+        f"{live_server.url}/api/jobs/{ids[0]}/review", json={"flag": "reject", "tags_add": ["too dark"]}
+    )
+    assert response.status_code == 200, response.text
+    expect(card(page, ids[0]).locator(".flag")).to_have_text("✕ Reject", timeout=10_000)
+    expect(card(page, ids[0]).locator(".tag")).to_have_text(["too dark"])
+
+
+def test_the_help_lists_the_review_keys(live_server, open_page):
+    image_jobs(live_server, 1)
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(1)
+    page.keyboard.press("?")
+    keys = page.locator("#help-keys")
+    expect(keys).to_be_visible()
+    for key in ["p", "x", "t", "u", "Space", "v", "c", "s", "Shift+C", "z", "a", "i"]:
+        expect(keys.locator("kbd", has_text=re.compile(f"^{re.escape(key)}$"))).to_have_count(1)
