@@ -9,6 +9,8 @@ Scenarios (all against the real `learning-svc` command, run as subprocesses):
   reindex  `learning-svc reindex` of N jobs vs. merely parsing the same JSONL with orjson; peak RSS
   listing  GET /api/jobs p95 for every single filter × sort × (page 1, deep page); GET /api/facets p95
   startup  time until /api/health answers with N indexed jobs; server RSS after the listing
+  page     Debian's Chromium at 1366x768 on the N-job index: time to the first 50 rendered cards,
+           and the bytes the first view transfers (HTML, JS, CSS, JSON, thumbnails), cold and warm
 
 The N-job journal (stored learning_log_v2 lines, plus rating events for ~40% of the jobs) is
 cached in bench-data/ keyed by N, seed and a fingerprint of the generator and record code.
@@ -55,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 CLI = VENV_BIN / "learning-svc"
 CACHE = ROOT / "bench-data"
-SCENARIOS = ("ingest", "rating", "import", "images", "reindex", "listing", "startup")
+SCENARIOS = ("ingest", "rating", "import", "images", "reindex", "listing", "startup", "page")
 LOG_NAME, RATINGS_NAME = "learning_log_v2.jsonl", "learning_ratings_v2.jsonl"
 
 INGEST_CONNECTIONS = 8
@@ -1027,6 +1029,84 @@ def bench_rating(results: Results, server: Server, data_dir: Path, work: Path, s
 # ---------------------------------------------------------------- scenario: startup
 
 
+# ---------------------------------------------------------------- the page in a browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAGE_RUNS = 5
+FIRST_CARDS = 50
+
+# Milliseconds from the navigation's start until FIRST_CARDS cards are in the list, and the
+# bytes transferred by then and once the first view's thumbnails have loaded.
+PAGE_PROBE = r"""async (cards) => {
+  while (document.querySelectorAll('#job-list .job').length < cards) await new Promise((r) => setTimeout(r, 5));
+  const rendered = performance.now();
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const visible = [...document.querySelectorAll('#job-list img.thumb')].filter((img) => {
+    const box = img.getBoundingClientRect();
+    return box.bottom > 0 && box.top < innerHeight;
+  });
+  await Promise.all(visible.map((img) => img.complete ? null : new Promise((r) => { img.onload = img.onerror = r; })));
+  await new Promise((r) => setTimeout(r, 300));
+  const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')];
+  const kinds = {};
+  for (const e of entries) {
+    const kind = e.entryType === 'navigation' ? 'html' : e.initiatorType === 'img' ? 'images'
+      : /\.js$/.test(e.name) ? 'js' : /\.css$/.test(e.name) ? 'css' : 'json';
+    kinds[kind] = (kinds[kind] ?? 0) + e.transferSize;
+  }
+  return { rendered, bytes: entries.reduce((n, e) => n + e.transferSize, 0), kinds, requests: entries.length,
+           thumbnails: visible.length };
+}"""
+
+
+def bench_page(results: Results, server: Server, jobs: int) -> None:
+    """The page's first view at 1366x768: cold (a new browser profile) and warm (cached static files)."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        raise SystemExit(f"{CHROMIUM} is missing (make bench installs Debian's chromium)")
+    say(f"page: first {FIRST_CARDS} cards in Chromium, {PAGE_RUNS} cold and {PAGE_RUNS} warm loads")
+    cold, warm = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for _ in range(PAGE_RUNS):
+                context = browser.new_context(viewport={"width": 1366, "height": 768})
+                page = context.new_page()
+                for runs in (cold, warm):  # the second load of a context has the static files cached
+                    page.goto(server.url + "/", wait_until="commit")
+                    runs.append(page.evaluate(PAGE_PROBE, FIRST_CARDS))
+                context.close()
+        finally:
+            browser.close()
+    for label, runs in (("cold", cold), ("warm", warm)):
+        times = sorted(run["rendered"] for run in runs)
+        median = times[len(times) // 2]
+        results.add(
+            f"page: first {FIRST_CARDS} cards rendered, {label} load, {jobs:,} jobs (median of {len(runs)})",
+            f"{median:.0f} ms (all: {', '.join(f'{t:.0f}' for t in times)})",
+            "< 1,000 ms",
+            median < 1000,
+        )
+        last = runs[-1]
+        parts = ", ".join(f"{kind} {size / 1024:.1f}" for kind, size in sorted(last["kinds"].items()))
+        results.add(
+            f"page: first view bytes at 1366x768, {label}",
+            f"{last['bytes'] / 1024:,.1f} KiB in {last['requests']} requests ({parts} KiB; "
+            f"{last['thumbnails']} thumbnails in view)",
+            "report",
+            None,
+        )
+
+
 def start_server(data_dir: Path, work: Path, runs: int) -> tuple[Server, list[float]]:
     """Start the server `runs` times, timing each; the last one is left running (caller stops it)."""
     times = []
@@ -1148,7 +1228,7 @@ def run(args: argparse.Namespace, results: Results, work: Path) -> None:
         bench_import(results, work, args.import_jobs, args.seed)
     if "images" in only:
         bench_images(results, work, args.seed)
-    if not only & {"reindex", "listing", "startup", "rating"}:
+    if not only & {"reindex", "listing", "startup", "rating", "page"}:
         return
     data_dir = prepare_data_dir(work / "big", ensure_dataset(args.jobs, args.seed))
     if "reindex" in only:
@@ -1156,7 +1236,7 @@ def run(args: argparse.Namespace, results: Results, work: Path) -> None:
     else:
         say("building the index (not measured)")
         reindex(data_dir, work)
-    if not only & {"listing", "startup", "rating"}:
+    if not only & {"listing", "startup", "rating", "page"}:
         return
     server, times = start_server(data_dir, work, runs=3 if "startup" in only else 1)
     with server:
@@ -1173,6 +1253,8 @@ def run(args: argparse.Namespace, results: Results, work: Path) -> None:
                 "report",
                 None,
             )
+        if "page" in only:
+            bench_page(results, server, args.jobs)
         if "rating" in only:
             bench_rating(results, server, data_dir, work, args.seconds)
 

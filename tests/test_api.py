@@ -468,3 +468,20 @@ def test_counts_of_matching_and_unrated_jobs(client):
     assert client.get("/api/count").json == {"jobs": 30, "exact": True, "unrated": 25, "unrated_exact": True}
     assert client.get("/api/count?pack=p").json == {"jobs": 12, "exact": True, "unrated": 7, "unrated_exact": True}
     assert client.get("/api/count?rating_min=3").json["jobs"] == 5
+
+
+def test_the_pages_own_files_are_gzipped_and_revalidate(client):
+    import gzip
+
+    plain = client.get("/static/keys.js")
+    assert plain.status_code == 200 and "Content-Encoding" not in plain.headers
+    zipped = client.get("/static/keys.js", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in zipped.headers["Vary"]
+    assert gzip.decompress(zipped.get_data()) == plain.get_data()
+    assert len(zipped.get_data()) < len(plain.get_data()) / 2
+    etag = zipped.headers["ETag"]
+    assert etag.startswith("W/") and etag != plain.headers["ETag"]
+    again = client.get("/static/keys.js", headers={"Accept-Encoding": "gzip", "If-None-Match": etag})
+    assert again.status_code == 304 and again.get_data() == b""
+    page = client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert page.headers["Content-Encoding"] == "gzip" and b'<dialog id="viewer"' in gzip.decompress(page.get_data())
