@@ -20,14 +20,16 @@ pytestmark = pytest.mark.browser
 START = 1_764_000_000
 
 
-def image_jobs(server: LiveServer, count: int, outputs: int = 1, prefix: str = "img") -> list[str]:
+def image_jobs(
+    server: LiveServer, count: int, outputs: int = 1, prefix: str = "img", size: tuple[int, int] = (64, 96)
+) -> list[str]:
     """`count` jobs with real PNG outputs under the output root, newest last; their ids newest first."""
     records = []
     for i in range(count):
         paths = []
         for k in range(outputs):
             relative = f"{prefix}/{i:03d}_{k}.png"
-            write_png(server.settings.output_root / relative, size=(64, 96), color=(40 + i % 200, 90, 30 + 50 * k))
+            write_png(server.settings.output_root / relative, size=size, color=(40 + i % 200, 90, 30 + 50 * k))
             paths.append(relative)
         records.append(
             {
@@ -451,3 +453,25 @@ def test_the_help_lists_the_review_keys(live_server, open_page):
     expect(keys).to_be_visible()
     for key in ["p", "x", "t", "u", "Space", "v", "c", "s", "Shift+C", "z", "a", "i"]:
         expect(keys.locator("kbd", has_text=re.compile(f"^{re.escape(key)}$"))).to_have_count(1)
+
+
+@pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}, {"width": 1920, "height": 1080}])
+def test_the_viewer_and_compare_fit_the_whole_image_on_a_phone_and_a_large_screen(live_server, open_page, viewport):
+    ids = image_jobs(live_server, 2, size=(1024, 1536))  # larger than the screen: it must be scaled down
+    page = open_page(live_server, viewport=viewport)
+
+    def fits(image: str, stage: str) -> None:
+        expect(page.locator(image).first).to_have_js_property("complete", True)
+        inner, outer = page.locator(image).first.bounding_box(), page.locator(stage).first.bounding_box()
+        assert inner["width"] > 0 and inner["height"] > 0
+        assert outer["x"] - 1 <= inner["x"] and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 1
+        assert outer["y"] - 1 <= inner["y"] and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 1
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+
+    card(page, ids[0]).locator("img.thumb").click()
+    fits("#viewer-image", "#viewer-stage")
+    page.keyboard.press("Escape")
+    for job_id in ids:
+        card(page, job_id).locator(".job-body").click(modifiers=["Control"])
+    page.keyboard.press("c")
+    fits("#compare .compare-pane img", "#compare .compare-box")
