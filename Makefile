@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test test-quick fuzz lint format reindex verify bench bench-quick demo browser axe wheel-check clean
+.PHONY: install run test test-quick fuzz lint format reindex verify bench bench-quick demo browser axe postgres wheel-check clean
 
 install: $(STAMP)
 
@@ -36,7 +36,13 @@ $(AXE): package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(AXE)
 
-test: install browser axe lint
+# Debian's PostgreSQL binaries: the tests start a throwaway server of their own (tests/postgres.py).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql for the PostgreSQL leg of the tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+test: install browser axe postgres lint
 	$(BIN)/pytest
 
 # While working: everything but the browser, subprocess and fault-injection tests (~1 min).

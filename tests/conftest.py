@@ -15,7 +15,16 @@ from learning_svc import create_app
 from learning_svc.config import Settings
 from learning_svc.serving import make_server
 
-pytest_plugins = ["pages"]  # the browser fixtures of the page tests
+pytest_plugins = ["pages", "postgres"]  # the browser fixtures of the page tests; a PostgreSQL server
+
+# The tests that exercise SQL run on both index backends: SQLite (embedded) and PostgreSQL.
+BOTH_BACKENDS = {"test_api", "test_reviews"}
+
+
+def pytest_generate_tests(metafunc):
+    if "settings" in metafunc.fixturenames and metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS:
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
 
 DATA = Path(__file__).parent / "data"
 JSON = {"Content-Type": "application/json"}
@@ -36,8 +45,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path / "learning", output_root=tmp_path / "outputs")
+def backend(request) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def settings(tmp_path, backend, request) -> Settings:
+    database_url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" else None
+    return Settings(data_dir=tmp_path / "learning", output_root=tmp_path / "outputs", database_url=database_url)
 
 
 @pytest.fixture

@@ -485,3 +485,10 @@ def test_the_pages_own_files_are_gzipped_and_revalidate(client):
     assert again.status_code == 304 and again.get_data() == b""
     page = client.get("/", headers={"Accept-Encoding": "gzip"})
     assert page.headers["Content-Encoding"] == "gzip" and b'<dialog id="viewer"' in gzip.decompress(page.get_data())
+
+
+def test_the_index_is_on_the_backend_asked_for(app, backend):
+    """This module runs on SQLite and on a real PostgreSQL server (tests/postgres.py)."""
+    service = app.extensions["learning_svc"]
+    assert service.write_engine.dialect.name == backend
+    assert service.read_engine.dialect.name == backend

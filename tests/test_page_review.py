@@ -413,7 +413,9 @@ def test_the_thumbnail_size_is_chosen_and_remembered(live_server, open_page):
     page.reload()
     expect(page.locator("body")).to_have_attribute("data-thumbs", "l")
     expect(page.get_by_role("button", name="L", exact=True)).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(JOB)).to_have_count(6)
     assert shown_job_ids(page) == ids
+    assert width() == large
 
 
 def test_the_selection_bar_tags_and_flags_the_selection_and_a_review_given_elsewhere_shows(live_server, open_page):
@@ -474,4 +476,23 @@ def test_the_viewer_and_compare_fit_the_whole_image_on_a_phone_and_a_large_scree
     for job_id in ids:
         card(page, job_id).locator(".job-body").click(modifiers=["Control"])
     page.keyboard.press("c")
+    expect(page.locator("#compare tr.differs").first).to_be_visible()  # the table below takes its height
     fits("#compare .compare-pane img", "#compare .compare-box")
+
+
+def test_undo_pressed_before_the_action_is_answered_undoes_that_action(live_server, open_page):
+    ids = image_jobs(live_server, 2)
+    page = open_page(live_server)
+    focus(page, ids[0])
+    page.route("**/api/jobs/*/review", lambda route: (time.sleep(0.5), route.continue_()))  # a slow answer
+    page.keyboard.press("p")
+    page.keyboard.press("u")  # at once: waits for the flag to be stored, then puts it back
+    expect(page.locator("#toast")).to_contain_text("Undone")
+    expect(card(page, ids[0]).locator(".flag")).to_have_count(0)
+    assert [
+        event["set"]
+        for event in eventually(lambda: len(review_events(live_server)) == 2 and review_events(live_server))
+    ] == [
+        {"flag": "pick"},
+        {"flag": None},
+    ]

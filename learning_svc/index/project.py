@@ -15,10 +15,11 @@ from .. import records, reviews
 from ..fields import BY_NAME, FIELDS, RECORD_FIELDS, REVIEW_FIELDS
 from ..records import line_summary
 from .tables import facet_values, index_meta, job_amendments, job_tags, jobs, rating_events, review_events
+from .words import words
 
 # Changes whenever a stored line projects into other rows (a field added to the registry,
 # a summary key): the index is then rebuilt from the journal at the next start (sync.py).
-PROJECTION = hashlib.sha256(("3:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
+PROJECTION = hashlib.sha256(("4:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
 
 
 class UnprojectableLine(ValueError):
@@ -174,8 +175,9 @@ def _fts_values(search: dict) -> tuple:
 
 
 def search_text(search: dict) -> str:
-    """The portable text search's text (databases without FTS5)."""
-    return " ".join(search[c] for c in SEARCH_COLUMNS).casefold()
+    """The text search's words where there is no FTS5 (PostgreSQL: its tsvector is made from
+    them), split and folded as FTS5 does."""
+    return " ".join(words(" ".join(search[c] for c in SEARCH_COLUMNS)))
 
 
 def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False) -> list[JobRows]:

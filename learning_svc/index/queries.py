@@ -19,6 +19,8 @@ from ..reviews import REVIEW_SCHEMA
 from . import text_search
 from .plan import SORTS, Filters, Plan
 from .tables import checkpoints, facet_values, job_amendments, job_tags, jobs, rating_events, review_events
+from .words import tsquery
+from .words import words as search_words
 
 JOBS_FTS = table("jobs_fts", column("rowid"))  # the FTS5 table of migration 0001 (rowid = jobs.id)
 
@@ -84,11 +86,18 @@ def _rating_conditions(f: Filters, sort: str, source) -> list:
 
 
 def _text_condition(plan: Plan, job_id):
-    """Every word of q in the job's text: FTS5 on SQLite (the plan's text), substrings elsewhere."""
+    """Every word of q in the job's text: FTS5 on SQLite (the plan's text), a tsvector on
+    PostgreSQL, substrings of the folded words elsewhere."""
     q, found = plan.page.filters.q, plan.text
+    if plan.dialect == "postgresql":  # the FTS5 words in a tsvector with a GIN index (migration 0008)
+        query = tsquery(q)
+        if query is None:
+            return None
+        match = text("search_tsv @@ to_tsquery('simple', :tsq)").bindparams(tsq=query)
+        return job_id.in_(select(jobs.c.id).where(match))
     if found is None:
         # Every word must match, as with FTS5 (AND, not OR).
-        words = [jobs.c.search_text.contains(w.casefold(), autoescape=True) for w in q.split()]
+        words = [jobs.c.search_text.contains(w, autoescape=True) for w in search_words(q)]
         return job_id.in_(select(jobs.c.id).where(*words))
     if found.kind == "set":  # walk the sort index, checking each job against the set in memory
         return func.text_match(job_id, type_=Boolean)
@@ -128,8 +137,8 @@ def conditions(plan: Plan, job_id, completed_at) -> list:
         conds.append(completed_at >= f.since)
     if f.until is not None:
         conds.append(completed_at <= f.until)
-    if f.q:
-        conds.append(_text_condition(plan, job_id))
+    if f.q and (condition := _text_condition(plan, job_id)) is not None:
+        conds.append(condition)
     return conds
 
 

@@ -9,7 +9,7 @@ import { detailsJob, refreshDetailsRating, stepDetails } from './details.js';
 import { refreshCountSoon } from './list.js';
 import { focusNextJob } from './nav.js';
 import { jobById, state, unratedOnly } from './store.js';
-import { pushUndo } from './undo.js';
+import { pushUndo, trackAction } from './undo.js';
 import { $, h } from './util.js';
 
 const STAR_LABELS = ['0 stars', '1 star', '2 stars', '3 stars', '4 stars', '5 stars'];
@@ -164,7 +164,11 @@ export function adoptUnsentRating(job) {
 // ---------------------------------------------------------------- rating a job
 
 // Shows the new rating at once and stores it. Resolves to true when stored.
-export async function rateJob(job, rating) {
+export function rateJob(job, rating) {
+  return trackAction(storeRating(job, rating));
+}
+
+async function storeRating(job, rating) {
   if (rating === null && job.rating === null) return true;
   const request = ++job.ratingRequest;
   job.rating = rating;

@@ -6,7 +6,7 @@ import { api, jobUrl } from './api.js';
 import { detailsJob } from './details.js';
 import { rateJob, showJobRating } from './rating.js';
 import { jobById } from './store.js';
-import { applySet, pushUndo } from './undo.js';
+import { applySet, pushUndo, trackAction } from './undo.js';
 import { $, h, plural, showToast } from './util.js';
 
 export const SCORES = [
@@ -52,7 +52,11 @@ function describe(set, count) {
 
 // One change for these jobs: shown at once, stored (one request, however many jobs), put
 // back with the reason when refused. Resolves to true when stored.
-export async function review(jobs, set, { output = null } = {}) {
+export function review(jobs, set, options = {}) {
+  return trackAction(store(jobs, set, options));
+}
+
+async function store(jobs, set, { output = null } = {}) {
   if (!jobs.length) return false;
   const before = jobs.map((job) => ({ job, snapshot: snapshot(job) }));
   for (const job of jobs) {

@@ -7,7 +7,7 @@ import { api } from './api.js';
 import { apiParams, filterParams } from './filters.js';
 import { openTagEditor, redrawJob, review } from './review.js';
 import { state } from './store.js';
-import { applySet, pushUndo } from './undo.js';
+import { applySet, pushUndo, trackAction } from './undo.js';
 import { $, h, plural, showToast } from './util.js';
 
 export function selectedJobs() {
@@ -109,8 +109,12 @@ async function selectAllMatching() {
 }
 
 // One change for the whole selection (what the keys and the bar's buttons do).
-export async function applyToSelection(set) {
+export function applyToSelection(set) {
   if (!state.selectAll) return review(selectedJobs(), set);
+  return trackAction(applyToAllMatching(set));
+}
+
+async function applyToAllMatching(set) {
   const { count, where } = state.selectAll;
   try {
     const result = await api('/api/ratings:batch', { method: 'POST', body: { where, expect: count, set, source: 'web' } });

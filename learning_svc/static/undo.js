@@ -8,6 +8,14 @@ import { jobById, state } from './store.js';
 import { showToast } from './util.js';
 
 const MAX_UNDO = 50;
+const inFlight = new Set(); // actions not answered yet: `u` right after one undoes that one
+
+// An action's request, so that an undo pressed before its answer waits for it.
+export function trackAction(promise) {
+  inFlight.add(promise);
+  promise.finally(() => inFlight.delete(promise));
+  return promise;
+}
 
 // items: [{job_id, output, set}] that put back what an action changed.
 export function pushUndo(label, items) {
@@ -17,6 +25,7 @@ export function pushUndo(label, items) {
 }
 
 export async function undoLast() {
+  await Promise.allSettled([...inFlight]);
   const last = state.undo.pop();
   if (!last) {
     showToast('Nothing to undo');

@@ -1,0 +1,92 @@
+"""A throwaway PostgreSQL server for the tests: Debian's `postgresql` binaries, initdb into a
+temporary directory, a free port on 127.0.0.1, torn down at the end of the session; a fresh
+database per test.
+
+pytest-postgresql's process fixture does the same but runs initdb as the current user, and
+PostgreSQL refuses to run as root (CI and these machines run the tests as root). So this one
+runs the server as the unprivileged `postgres` user when it is root, and as itself otherwise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from glob import glob
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def postgres_bin() -> Path | None:
+    """The newest installed /usr/lib/postgresql/<version>/bin, or pg_ctl's folder on PATH."""
+    versions = sorted(glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
+    if versions:
+        return Path(versions[-1]).parent
+    found = shutil.which("pg_ctl")
+    return Path(found).parent if found else None
+
+
+class PostgresServer:
+    def __init__(self, bin_dir: Path):
+        self.bin = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="learning-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.user = None
+        if os.geteuid() == 0:  # initdb refuses root: the server runs as `postgres`
+            self.user = pwd.getpwnam("postgres")
+            os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
+        self.names = itertools.count()
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bin / args[0]), *args[1:]]
+        if self.user is not None:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, cwd=self.root)
+
+    def start(self) -> PostgresServer:
+        # C collation: ORDER BY sorts as Python and SQLite compare strings (verify merges both).
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--locale=C", "-E", "UTF8")
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start")
+        return self
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """A fresh, empty database; its SQLAlchemy URL."""
+        import psycopg
+
+        name = f"test_{next(self.names)}"
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        message = "PostgreSQL's binaries are missing (Debian's postgresql package; .ci/run installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.stop()
