@@ -75,6 +75,8 @@ def verify_index(settings: Settings) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="learning-svc-verify-") as scratch:
         expected_engine = db.make_engine(f"sqlite:///{(Path(scratch) / 'expected.sqlite3').as_posix()}", writer=True)
         actual_engine = db.make_engine(settings.db_url, writer=True)
+        if actual_engine.dialect.name != "sqlite":  # its text search is jobs.search_text: rebuild that too
+            expected_engine = expected_engine.execution_options(search_text=True)
         try:
             db.upgrade(actual_engine)  # compare like with like: the index as this version reads it
             db.upgrade(expected_engine)

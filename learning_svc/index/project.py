@@ -174,6 +174,12 @@ def _fts_values(search: dict) -> tuple:
     return (search["rowid"], *(search[c] for c in SEARCH_COLUMNS))
 
 
+def keeps_search_text(conn: Connection) -> bool:
+    """Whether jobs.search_text is filled: where there is no FTS5, or when `verify` rebuilds in
+    SQLite what it compares with a PostgreSQL index (execution option `search_text`)."""
+    return conn.dialect.name != "sqlite" or conn.get_execution_options().get("search_text", False)
+
+
 def search_text(search: dict) -> str:
     """The text search's words where there is no FTS5 (PostgreSQL: its tsvector is made from
     them), split and folded as FTS5 does."""
@@ -215,7 +221,7 @@ def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False)
             deltas.add(field, key, display, 1, rated, rating or 0)
         deltas.add_rating(rating, 1)
     sqlite = conn.dialect.name == "sqlite"
-    if not sqlite:
+    if keeps_search_text(conn):
         for rows in fresh:
             rows.job["search_text"] = search_text(rows.search)
     job_columns = [c.name for c in jobs.columns]
@@ -497,7 +503,7 @@ def apply_amendment(conn: Connection, line: dict, offset: int, length: int, read
             completed_at=job["completed_at"],
             duration_key=job["duration_key"],
             summary=job["summary"],
-            search_text=None if sqlite else search_text(new.search),
+            search_text=search_text(new.search) if keeps_search_text(conn) else None,
             amendments=row.amendments + 1,
         )
     )

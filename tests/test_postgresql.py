@@ -1,0 +1,83 @@
+"""The index on PostgreSQL (issue 13), against a real server (tests/postgres.py): what is not
+already covered by the modules that run on both backends (test_api, test_reviews, the query
+oracle of test_queries): a rebuild, `verify`, a restart that catches up, and the commands
+run as a user would, with LEARNING_SVC_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import create_engine, text
+from test_rebuild import _fill, _history, filled_history, history_after_restart, running
+
+from learning_svc import records
+from learning_svc.index.sync import rebuild
+from learning_svc.journal import Journal
+from learning_svc.verify import verify_index
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def backend() -> str:
+    return "postgresql"
+
+
+def cli(settings, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LEARNING_SVC_DATABASE_URL": settings.database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "learning_svc.cli", *args, "--data-dir", str(settings.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_the_live_index_verifies_and_a_rebuild_in_place_lists_the_same(settings):
+    assert settings.database_url.startswith("postgresql+psycopg://")
+    jobs, ratings = filled_history(settings, 120)  # live ingest, ratings, reviews, amendments
+    assert verify_index(settings) == []
+    report = rebuild(settings.db_url, Journal(settings.log_path), Journal(settings.ratings_path), None)
+    assert report.jobs >= len(jobs)
+    assert verify_index(settings) == []
+    assert history_after_restart(settings) == (jobs, ratings)
+
+
+def test_verify_reports_a_difference_and_reindex_repairs_it(settings):
+    filled_history(settings, 10)
+    with create_engine(settings.db_url).begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE jobs SET rating = 5, rating_hi = 5, rating_lo = 5 "
+                "WHERE id = (SELECT min(id) FROM jobs WHERE rating IS NULL)"
+            )
+        )
+        conn.execute(text("UPDATE jobs SET search_text = 'nothing' WHERE id = (SELECT max(id) FROM jobs)"))
+    problems = verify_index(settings)
+    assert problems and problems[0].startswith("jobs: 2 rows different in the index"), problems
+    assert "search_text" in problems[0]
+    result = cli(settings, "verify")
+    assert result.returncode == 1 and "rows different" in result.stdout
+    result = cli(settings, "reindex")
+    assert result.returncode == 0 and "postgresql" in result.stdout, result.stderr
+    result = cli(settings, "verify")
+    assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout
+
+
+def test_a_start_catches_up_with_lines_another_writer_appended(settings):
+    """Start-up catch-up from the checkpoints: a line appended while the service was down
+    (the offline client, another process) is indexed at the next start."""
+    with running(settings) as server:
+        _fill(server, 20)
+        before, _ = _history(server)
+    line = records.stored_job(records.parse(records.JobIn, {"job_id": "while-down", "completed_at": 1_864_000_000}))
+    with settings.log_path.open("ab") as log:
+        log.write(records.dumps(line))
+    jobs, _ = history_after_restart(settings)
+    assert [job["job_id"] for job in jobs] == ["while-down", *(job["job_id"] for job in before)]
+    assert verify_index(settings) == []
