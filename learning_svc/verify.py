@@ -6,7 +6,7 @@ import itertools
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import String, select
 
 from .config import Settings
 from .index import db
@@ -20,7 +20,13 @@ MAX_EXAMPLES = 5
 
 
 def _rows(conn, table):
-    stmt = select(table).order_by(*table.primary_key.columns)
+    """A table's rows in key order, strings by code point on every backend (the merge below
+    compares keys as Python does; a PostgreSQL database's own collation may not)."""
+    postgresql = conn.dialect.name == "postgresql"
+    keys = [
+        col.collate("C") if postgresql and isinstance(col.type, String) else col for col in table.primary_key.columns
+    ]
+    stmt = select(table).order_by(*keys)
     if table is facet_values:
         stmt = stmt.where(facet_values.c.count > 0)
     return conn.execute(stmt)

@@ -69,13 +69,13 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
-    def new_database(self) -> str:
-        """A fresh, empty database; its SQLAlchemy URL."""
+    def new_database(self, options: str = "") -> str:
+        """A fresh, empty database (`options`: e.g. another collation); its SQLAlchemy URL."""
         import psycopg
 
         name = f"test_{next(self.names)}"
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 {options}')
         return self.url(name)
 
 

@@ -81,3 +81,20 @@ def test_a_start_catches_up_with_lines_another_writer_appended(settings):
     jobs, _ = history_after_restart(settings)
     assert [job["job_id"] for job in jobs] == ["while-down", *(job["job_id"] for job in before)]
     assert verify_index(settings) == []
+
+
+def test_verify_agrees_on_a_database_whose_collation_is_not_code_point_order(postgres, tmp_path):
+    """An en-US (ICU) database sorts 'a' < 'B' < '_x' unlike Python: verify compares in C order."""
+    from learning_svc.config import Settings
+
+    url = postgres.new_database("LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+    settings = Settings(data_dir=tmp_path / "learning", database_url=url)
+    with running(settings) as server:
+        for job_id in ("B-job", "a-job", "_x-job", "Z", "ä-job", "10", "9"):
+            assert (
+                server.post_job({"job_id": job_id, "completed_at": 1_764_000_000, "packs": [job_id]}).status_code == 201
+            )
+    with create_engine(url).connect() as conn:
+        ordered = [row[0] for row in conn.execute(text("SELECT job_id FROM jobs ORDER BY job_id"))]
+    assert ordered != sorted(ordered)  # the database's own order is not Python's
+    assert verify_index(settings) == []
