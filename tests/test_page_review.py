@@ -496,3 +496,40 @@ def test_undo_pressed_before_the_action_is_answered_undoes_that_action(live_serv
         {"flag": "pick"},
         {"flag": None},
     ]
+
+
+def test_review_changes_made_faster_than_the_service_answers_are_applied_in_order(live_server, open_page):
+    """Add a tag, add another, remove the first, each before the last was answered: the
+    service gets them one after another, in that order, and ends where the page shows."""
+    [job_id] = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    held = []  # the first request is held back until the others were given: a slow answer
+
+    def hold_the_first(route):
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/jobs/*/review", hold_the_first)
+    focus(page, job_id)
+    page.keyboard.press("t")
+    expect(page.locator("#tag-input")).to_be_focused()
+    for tag in ("bad hands", "oversaturated"):
+        page.keyboard.type(tag)
+        page.keyboard.press("Enter")
+    page.locator("#tag-choices .tag-choice", has_text="bad hands").click()
+    expect(card(page, job_id).locator(".tag")).to_have_text(["oversaturated"])
+    page.wait_for_timeout(500)  # the others would have reached the service by now
+    held[0].continue_()
+    expect(page.locator(".job-review .tag")).to_have_text(["oversaturated"])
+    for _ in range(100):  # Playwright's sync API routes requests only while it is called
+        if summary(live_server, job_id)["tags"] == ["oversaturated"] and len(review_events(live_server)) == 3:
+            break
+        page.wait_for_timeout(100)
+    assert [e["set"] for e in review_events(live_server)] == [
+        {"tags": ["bad hands"]},
+        {"tags": ["bad hands", "oversaturated"]},
+        {"tags": ["oversaturated"]},
+    ]
+    assert summary(live_server, job_id)["tags"] == ["oversaturated"]

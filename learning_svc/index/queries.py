@@ -54,6 +54,10 @@ def decode_cursor(token: str, sort: str) -> tuple:
         raise BadCursor("is not a cursor this service issued")
     if name != sort:
         raise BadCursor(f"belongs to sort {name!r}, not {sort!r}: start again without a cursor")
+    if sort.lstrip("-") == "rating":  # a small integer column (PostgreSQL would not cast 2**40 to it)
+        if not isinstance(key, int):
+            raise BadCursor("is not a cursor this service issued")
+        key = min(max(key, -2), 7)  # past every rating key (-1 and 6 are "unrated"): the same page
     return key, row_id
 
 

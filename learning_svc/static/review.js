@@ -56,6 +56,10 @@ export function review(jobs, set, options = {}) {
   return trackAction(store(jobs, set, options));
 }
 
+// Review requests go one after another in the order given: two sent at once may be applied
+// in the other order (add a tag, remove it again: the service would end with it).
+let sending = Promise.resolve();
+
 async function store(jobs, set, { output = null } = {}) {
   if (!jobs.length) return false;
   const before = jobs.map((job) => ({ job, snapshot: snapshot(job) }));
@@ -64,7 +68,11 @@ async function store(jobs, set, { output = null } = {}) {
     job.reviewing = (job.reviewing ?? 0) + 1;
     redrawJob(job);
   }
+  const turn = sending;
+  let sent;
+  sending = new Promise((resolve) => { sent = resolve; });
   try {
+    await turn;
     let undo;
     if (jobs.length === 1 && !('rating' in set && output == null)) {
       const [job] = jobs;
@@ -90,6 +98,7 @@ async function store(jobs, set, { output = null } = {}) {
     showToast(`Not saved: ${error.message}`);
     return false;
   } finally {
+    sent();
     for (const job of jobs) job.reviewing -= 1;
   }
 }
