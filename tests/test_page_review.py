@@ -533,3 +533,39 @@ def test_review_changes_made_faster_than_the_service_answers_are_applied_in_orde
         {"tags": ["oversaturated"]},
     ]
     assert summary(live_server, job_id)["tags"] == ["oversaturated"]
+
+
+def test_a_change_feed_answer_older_than_a_change_made_here_does_not_undo_it(live_server, open_page):
+    """The feed's answer was computed before the user flagged the job but arrives after (a busy
+    service): the card keeps what the user did."""
+    [job_id] = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    expect(card(page, job_id)).to_be_visible()
+    held = []
+
+    def hold_one_poll(route):
+        if not held and "after=" in route.request.url:
+            held.append(route)  # the only poll in flight: the page waits for it
+        else:
+            route.continue_()
+
+    page.route("**/api/changes?*", hold_one_poll)
+    for _ in range(100):  # the next poll (every 3 s)
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the page did not poll the change feed"
+    response = live_server.http.post(f"{live_server.url}/api/jobs/{job_id}/review", json={"flag": "reject"})
+    assert response.status_code == 200
+    stale = held[0].fetch()  # the feed's answer now: reject
+    assert '"reject"' in stale.text()
+    focus(page, job_id)
+    page.keyboard.press("p")  # then the user picks it
+    expect(card(page, job_id).locator(".flag")).to_have_text("✓ Pick")
+    for _ in range(50):
+        if summary(live_server, job_id)["flag"] == "pick":
+            break
+        page.wait_for_timeout(100)
+    held[0].fulfill(response=stale)  # the older answer arrives last
+    page.wait_for_timeout(500)  # read at once, not retried: the next poll (3 s) would mend it
+    assert card(page, job_id).locator(".flag").inner_text() == "✓ Pick"

@@ -41,9 +41,10 @@ async function poll() {
   try {
     let more = true;
     while (more && state.position && !isOffline() && document.visibilityState === 'visible') {
+      const asked = performance.now();
       const data = await api(changesUrl(state.position));
       if (generation !== state.generation) return;
-      applyChanges(data);
+      applyChanges(data, asked);
       setPosition(data.next);
       more = data.more;
     }
@@ -56,11 +57,14 @@ async function poll() {
   }
 }
 
-function applyChanges({ jobs, amended, rated }) {
+// `asked`: when the request left. A job changed here since is newer than what the feed says
+// of it (an answer that took long must not put an older state back).
+function applyChanges({ jobs, amended, rated }, asked) {
   const arrived = [];
   for (const job of jobs) (state.jobs.has(job.job_id) ? amended : arrived).push(job);
   for (const summary of amended) redraw(summary);
   for (const summary of rated) {
+    if ((state.jobs.get(summary.job_id)?.changedHere ?? -Infinity) >= asked) continue;
     ratedElsewhere(summary.job_id, summary.rating);
     reviewedElsewhere(summary);
   }

@@ -171,6 +171,7 @@ export function rateJob(job, rating) {
 async function storeRating(job, rating) {
   if (rating === null && job.rating === null) return true;
   const request = ++job.ratingRequest;
+  job.changedHere = performance.now(); // the change feed's older news of it is ignored (live.js)
   job.rating = rating;
   showJobRating(job, rating);
   if (queue.length) { // keep the order: this one goes after those still waiting

@@ -65,6 +65,7 @@ async function store(jobs, set, { output = null } = {}) {
   const before = jobs.map((job) => ({ job, snapshot: snapshot(job) }));
   for (const job of jobs) {
     applySet(job, output, set);
+    job.changedHere = performance.now(); // the change feed's older news of it is ignored (live.js)
     job.reviewing = (job.reviewing ?? 0) + 1;
     redrawJob(job);
   }

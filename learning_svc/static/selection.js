@@ -119,6 +119,7 @@ async function applyToAllMatching(set) {
   try {
     const result = await api('/api/ratings:batch', { method: 'POST', body: { where, expect: count, set, source: 'web' } });
     for (const job of state.jobs.values()) {
+      job.changedHere = performance.now();
       applySet(job, null, set);
       if ('rating' in set) job.savedRating = set.rating;
       redrawJob(job);

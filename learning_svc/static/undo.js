@@ -41,6 +41,7 @@ export async function undoLast() {
   for (const { job_id: jobId, output, set } of last.items) {
     const job = jobById(jobId);
     if (!job) continue;
+    job.changedHere = performance.now();
     applySet(job, output, set);
     if (output == null && 'rating' in set) job.savedRating = set.rating;
     redrawJob(job);
