@@ -35,6 +35,7 @@ COUNT_UP_TO = 100_000  # counts of matching jobs stop here ("100,000+")
 MAX_BATCH = 1000  # queued writes one commit takes; a batch submitted together is taken whole
 WAIT_SECONDS = 60
 IDLE_CHECK_SECONDS = 2.0
+CHECKPOINT_SECONDS = 0.5  # SQLite: how often the WAL is copied back into the index file while writes go on
 
 
 class NotFound(LookupError):
@@ -102,7 +103,7 @@ class Service:
         self.jobs_journal = Journal(settings.log_path)
         self.ratings_journal = Journal(settings.ratings_path)
         self.read_engine = db.make_engine(settings.db_url, writer=False)
-        self.write_engine = db.make_engine(settings.db_url, writer=True)
+        self.write_engine = db.make_engine(settings.db_url, writer=True, checkpoints_apart=True)
         self.indexer = Indexer(self.write_engine, self.jobs_journal, self.ratings_journal)
         self.thresholds = Thresholds(settings.probe_above, settings.facet_sample)
         # Common words' matches held in memory for this process's readers (index/text_search.py).
@@ -113,6 +114,9 @@ class Service:
         self.torn_files: list[str] = []
         self._queue: queue.Queue[_Op | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._commits = 0  # since the last WAL checkpoint
         self.watcher = None  # a FolderWatcher (watch.py) when serving with --watch; stopped on close
         # While the index cannot be written (a full disk), writes go on to the journal only:
         # what the index lacks is known here, and it catches up on its own (_commit).
@@ -128,6 +132,11 @@ class Service:
         self.torn_files += [p.name for p in self.startup.torn]
         self._thread = threading.Thread(target=self._run, name="learning-svc-committer", daemon=True)
         self._thread.start()
+        if self.write_engine.dialect.name == "sqlite":
+            self._checkpointer = threading.Thread(
+                target=self._checkpoints, name="learning-svc-checkpoints", daemon=True
+            )
+            self._checkpointer.start()
         return self
 
     def close(self) -> None:
@@ -138,6 +147,10 @@ class Service:
             self._queue.put(None)
             self._thread.join(timeout=30)
             self._thread = None
+        self._stopping.set()
+        if self._checkpointer:
+            self._checkpointer.join(timeout=30)
+            self._checkpointer = None
         self.read_engine.dispose()
         self.write_engine.dispose()
 
@@ -288,6 +301,18 @@ class Service:
                 for op in queued:
                     op.done.set()
 
+    def _checkpoints(self) -> None:
+        """SQLite: the WAL is copied back into the index file here, every CHECKPOINT_SECONDS
+        after commits, not inside a commit (where it held up every write queued behind it)."""
+        while not self._stopping.wait(CHECKPOINT_SECONDS):
+            if self._commits == 0:
+                continue
+            self._commits = 0
+            try:
+                db.checkpoint(self.read_engine)
+            except Exception:
+                log.exception("checkpointing the index's WAL failed; retrying later")
+
     def _index_foreign_lines(self) -> None:
         """When idle, pick up lines other processes appended (e.g. the client's fallback)."""
         try:
@@ -322,6 +347,7 @@ class Service:
                         self._write_amendments(conn, log_cp, [op for op in ops if op.kind == "amend"])
                         self._write_ratings(conn, ratings_cp, [op for op in ops if op.kind in ("rating", "review")])
                         trans.commit()
+                        self._commits += 1
                     except DamagedJournal as error:
                         trans.rollback()
                         log.error("%s", error)

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from .. import records, reviews
 from ..fields import BY_NAME, FIELDS, RECORD_FIELDS, REVIEW_FIELDS
 from ..records import line_summary
-from .tables import facet_values, index_meta, job_amendments, job_tags, jobs, rating_events, review_events
+from . import db
+from .tables import index_meta, job_amendments, job_tags, jobs, rating_events, review_events
 from .words import words
 
 # Changes whenever a stored line projects into other rows (a field added to the registry,
@@ -129,32 +130,16 @@ class FacetDeltas:
     def write(self, conn: Connection) -> None:
         if not self.rows:
             return
-        params = [
-            {"field": f, "value": v, "display": d, "count": c, "rated_count": r, "rating_sum": s}
-            for (f, v), (d, c, r, s) in self.rows.items()
-        ]
-        dialect_insert = _dialect_insert(conn)
-        stmt = dialect_insert(facet_values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[facet_values.c.field, facet_values.c.value],
-            set_={
-                "count": facet_values.c.count + stmt.excluded.count,
-                "rated_count": facet_values.c.rated_count + stmt.excluded.rated_count,
-                "rating_sum": facet_values.c.rating_sum + stmt.excluded.rating_sum,
-            },
-        )
-        conn.execute(stmt, params)
+        db.sql(conn, FACET_UPSERT, [(f, v, d, c, r, s) for (f, v), (d, c, r, s) in self.rows.items()])
         self.rows.clear()
 
 
-def _dialect_insert(conn: Connection):
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
+FACET_UPSERT = (  # the same on SQLite and PostgreSQL
+    'INSERT INTO facet_values (field, value, display, "count", rated_count, rating_sum) VALUES (?, ?, ?, ?, ?, ?) '
+    'ON CONFLICT (field, value) DO UPDATE SET "count" = facet_values."count" + excluded."count", '
+    "rated_count = facet_values.rated_count + excluded.rated_count, "
+    "rating_sum = facet_values.rating_sum + excluded.rating_sum"
+)
 
 
 def _chunks(items: list, size: int = 500):
@@ -257,10 +242,10 @@ def insert_many(conn: Connection, table, columns, rows: list[tuple]) -> None:
 def _latest_ratings(conn: Connection, job_ids: list[str]) -> dict[str, tuple]:
     latest: dict[str, tuple] = {}
     for chunk in _chunks(job_ids):
-        result = conn.execute(
-            select(rating_events.c.job_id, rating_events.c.rating, rating_events.c.timestamp)
-            .where(rating_events.c.job_id.in_(chunk))
-            .order_by(rating_events.c.id)
+        result = db.sql(
+            conn,
+            f"SELECT job_id, rating, timestamp FROM rating_events WHERE job_id IN ({db.marks(len(chunk))}) ORDER BY id",
+            tuple(chunk),
         )
         for job_id, rating, timestamp in result:
             latest[job_id] = (rating, timestamp)
@@ -283,10 +268,10 @@ def _replayed_reviews(conn: Connection, job_ids: list[str]) -> dict[str, dict]:
     """The review state of each job from its indexed review events (most jobs have none)."""
     states: dict[str, dict] = {}
     for chunk in _chunks(job_ids):
-        result = conn.execute(
-            select(review_events.c.job_id, review_events.c.output, review_events.c.changes)
-            .where(review_events.c.job_id.in_(chunk))
-            .order_by(review_events.c.id)
+        result = db.sql(
+            conn,
+            f"SELECT job_id, output, changes FROM review_events WHERE job_id IN ({db.marks(len(chunk))}) ORDER BY id",
+            tuple(chunk),
         )
         for job_id, output, changes in result:
             states[job_id] = reviews.apply(states.get(job_id), output, orjson.loads(changes))
@@ -323,17 +308,11 @@ def insert_reviews(conn: Connection, events: list[dict]) -> None:
         by_job[event["job_id"]].append(event)
     rows = []
     for chunk in _chunks(list(by_job)):
-        rows += conn.execute(
-            select(
-                jobs.c.id,
-                jobs.c.job_id,
-                jobs.c.review,
-                jobs.c.rating,
-                jobs.c.completed_at,
-                jobs.c.duration_key,
-                jobs.c.rating_hi,
-                jobs.c.rating_lo,
-            ).where(jobs.c.job_id.in_(chunk))
+        rows += db.sql(
+            conn,
+            "SELECT id, job_id, review, rating, completed_at, duration_key, rating_hi, rating_lo FROM jobs "
+            f"WHERE job_id IN ({db.marks(len(chunk))})",
+            tuple(chunk),
         ).all()
     deltas = FacetDeltas()
     gone, added, states = [], [], []
@@ -347,25 +326,18 @@ def insert_reviews(conn: Connection, events: list[dict]) -> None:
         rated, total = int(row.rating is not None), row.rating or 0
         for key in before.keys() - after.keys():
             deltas.add(*before[key], -1, -rated, -total)
-            gone.append({"b_job": row.id, "b_field": key[0], "b_value": key[1]})
+            gone.append((row.id, *key))
         for key in after.keys() - before.keys():
             deltas.add(*after[key], 1, rated, total)
             added.append((row.id, *key, row.completed_at, row.duration_key, row.rating_hi, row.rating_lo))
-        states.append({"b_id": row.id, "review": orjson.dumps(new).decode() if new else None})
+        states.append((orjson.dumps(new).decode() if new else None, row.id))
     if gone:
-        conn.execute(
-            delete(job_tags).where(
-                job_tags.c.job == bindparam("b_job"),
-                job_tags.c.field == bindparam("b_field"),
-                job_tags.c.value == bindparam("b_value"),
-            ),
-            gone,
-        )
+        db.sql(conn, "DELETE FROM job_tags WHERE job = ? AND field = ? AND value = ?", gone)
     insert_many(
         conn, job_tags, ("job", "field", "value", "completed_at", "duration_key", "rating_hi", "rating_lo"), added
     )
     if states:
-        conn.execute(update(jobs).where(jobs.c.id == bindparam("b_id")).values(review=bindparam("review")), states)
+        db.sql(conn, "UPDATE jobs SET review = ? WHERE id = ?", states)
     deltas.write(conn)
 
 
@@ -398,14 +370,16 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
     final = {event["job_id"]: event for event in events}  # the last event per job wins
     current = {}
     for chunk in _chunks(list(final)):
-        for row in conn.execute(select(jobs.c.id, jobs.c.job_id, jobs.c.rating).where(jobs.c.job_id.in_(chunk))):
+        marks = db.marks(len(chunk))
+        for row in db.sql(conn, f"SELECT id, job_id, rating FROM jobs WHERE job_id IN ({marks})", tuple(chunk)):
             current[row.job_id] = row
     if not current:
         return
     tags_by_job = defaultdict(list)
     for chunk in _chunks([row.id for row in current.values()]):
-        for job, field, value in conn.execute(
-            select(job_tags.c.job, job_tags.c.field, job_tags.c.value).where(job_tags.c.job.in_(chunk))
+        marks = db.marks(len(chunk))
+        for job, field, value in db.sql(
+            conn, f"SELECT job, field, value FROM job_tags WHERE job IN ({marks})", tuple(chunk)
         ):
             tags_by_job[job].append((field, value))
     deltas = FacetDeltas()
@@ -413,7 +387,8 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
     for job_id, row in current.items():
         event = final[job_id]
         old, new = row.rating, event["rating"]
-        updates.append({"b_id": row.id, **_rating_cols(new, event["timestamp"])})
+        cols = _rating_cols(new, event["timestamp"])
+        updates.append((cols["rating"], cols["rated_at"], cols["rating_hi"], cols["rating_lo"], row.id))
         if old == new:
             continue
         d_rated = int(new is not None) - int(old is not None)
@@ -422,22 +397,9 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
             deltas.add(field, key, key, 0, d_rated, d_sum)
         deltas.add_rating(old, -1)
         deltas.add_rating(new, 1)
-    conn.execute(
-        update(jobs)
-        .where(jobs.c.id == bindparam("b_id"))
-        .values(
-            rating=bindparam("rating"),
-            rated_at=bindparam("rated_at"),
-            rating_hi=bindparam("rating_hi"),
-            rating_lo=bindparam("rating_lo"),
-        ),
-        updates,
-    )
-    conn.execute(  # the copies of the sort keys in the job's tag rows
-        update(job_tags)
-        .where(job_tags.c.job == bindparam("b_id"))
-        .values(rating_hi=bindparam("rating_hi"), rating_lo=bindparam("rating_lo")),
-        [{"b_id": u["b_id"], "rating_hi": u["rating_hi"], "rating_lo": u["rating_lo"]} for u in updates],
+    db.sql(conn, "UPDATE jobs SET rating = ?, rated_at = ?, rating_hi = ?, rating_lo = ? WHERE id = ?", updates)
+    db.sql(  # the copies of the sort keys in the job's tag rows
+        conn, "UPDATE job_tags SET rating_hi = ?, rating_lo = ? WHERE job = ?", [u[2:] for u in updates]
     )
     deltas.write(conn)
 

@@ -16,7 +16,7 @@ from sqlalchemy import Boolean, CompoundSelect, Connection, Select, column, exis
 
 from ..records import RATING_SCHEMA, job_summary
 from ..reviews import REVIEW_SCHEMA
-from . import text_search
+from . import db, text_search
 from .plan import SORTS, Filters, Plan
 from .tables import checkpoints, facet_values, job_amendments, job_tags, jobs, rating_events, review_events
 from .words import tsquery
@@ -350,7 +350,8 @@ def known_rating_ids(conn: Connection, job_ids: Sequence[str], rating_ids: Seque
     """Which of these rating ids the jobs' rating events already have (a second import is one)."""
     wanted, found = set(rating_ids), set()
     for i in range(0, len(job_ids), 500):
-        rows = conn.execute(select(rating_events.c.rating_id).where(rating_events.c.job_id.in_(job_ids[i : i + 500])))
+        chunk = tuple(job_ids[i : i + 500])
+        rows = db.sql(conn, f"SELECT rating_id FROM rating_events WHERE job_id IN ({db.marks(len(chunk))})", chunk)
         found.update(rating_id for (rating_id,) in rows if rating_id in wanted)
     return found
 
@@ -370,10 +371,12 @@ def latest_rating_times(conn: Connection, job_ids: Sequence[str]) -> dict[str, f
 def job_rows(conn: Connection, job_ids: Sequence[str]) -> dict[str, object]:
     rows = {}
     for i in range(0, len(job_ids), 500):
-        for row in conn.execute(
-            select(
-                jobs.c.job_id, jobs.c.input_hash, jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.review
-            ).where(jobs.c.job_id.in_(job_ids[i : i + 500]))
+        chunk = tuple(job_ids[i : i + 500])
+        for row in db.sql(
+            conn,
+            "SELECT job_id, input_hash, summary, rating, rated_at, review FROM jobs "
+            f"WHERE job_id IN ({db.marks(len(chunk))})",
+            chunk,
         ):
             rows[row.job_id] = row
     return rows

@@ -71,19 +71,18 @@ class SyncReport:
 
 
 def read_checkpoint(conn: Connection, name: str) -> Checkpoint:
-    row = conn.execute(select(checkpoints).where(checkpoints.c.name == name)).first()
-    return Checkpoint(**row._asdict()) if row else Checkpoint(name)
+    row = db.sql(
+        conn, 'SELECT name, "offset", line_count, first_line_hash, skipped FROM checkpoints WHERE name = ?', (name,)
+    ).first()
+    return Checkpoint(*row) if row else Checkpoint(name)
 
 
 def write_checkpoint(conn: Connection, cp: Checkpoint) -> None:
-    values = {
-        "offset": cp.offset,
-        "line_count": cp.line_count,
-        "first_line_hash": cp.first_line_hash,
-        "skipped": cp.skipped,
-    }
-    if conn.execute(checkpoints.update().where(checkpoints.c.name == cp.name).values(**values)).rowcount == 0:
-        conn.execute(checkpoints.insert().values(name=cp.name, **values))
+    values = (cp.offset, cp.line_count, cp.first_line_hash, cp.skipped, cp.name)
+    changed = 'UPDATE checkpoints SET "offset" = ?, line_count = ?, first_line_hash = ?, skipped = ? WHERE name = ?'
+    if db.sql(conn, changed, values).rowcount == 0:
+        added = 'INSERT INTO checkpoints ("offset", line_count, first_line_hash, skipped, name) VALUES (?, ?, ?, ?, ?)'
+        db.sql(conn, added, values)
 
 
 def stale_reason(conn: Connection, journal: Journal, name: str) -> str | None:
