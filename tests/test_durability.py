@@ -647,3 +647,21 @@ def test_reindex_swaps_in_a_complete_index(settings):
     assert [row[0] for row in _index_state(settings)["jobs"]] == ids + ["offline"]
     assert not list(settings.data_dir.glob("*.rebuild-*"))
     assert run_cli("verify", "--data-dir", str(settings.data_dir)).returncode == 0
+
+
+# ---------------------------------------------------------------- the index's WAL
+
+
+def test_the_wal_is_copied_back_into_the_index_file_while_writes_go_on(running, settings):
+    """The writer's commits never checkpoint (a checkpoint inside a commit held up every write
+    queued behind it); the service's own checkpointer copies the WAL back within a second."""
+    app, client = running
+    index_file = settings.data_dir / "index.sqlite3"
+    before = index_file.stat().st_size
+    for i in range(150):
+        assert client.post("/api/jobs", data=orjson.dumps(job(f"wal-{i:03d}")), headers=JSON).status_code == 201
+    deadline = time.monotonic() + 10
+    while index_file.stat().st_size <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert index_file.stat().st_size > before, "nothing was copied back from the WAL"
+    assert len(listed(client)) == 150
