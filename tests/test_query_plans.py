@@ -189,3 +189,18 @@ def test_no_filter_plans_are_a_plain_index_walk(indexes):
             else:
                 assert choose == merged, plan
             assert plan[-1] == fetch[-1], (label, plan)  # only the page's rows are read whole
+
+
+@pytest.mark.parametrize("state", ["ingested", "analyzed"])
+def test_unfiltered_facets_read_each_fields_top_values_through_the_count_index(indexes, state):
+    """One statement for every field (an open page asks on every change); each field's part a
+    search of ix_facet_values_count, never a scan of facet_values."""
+    from learning_svc.index import facets
+
+    with indexes[state].connect() as conn:
+        limits = ", ".join(["50"] * len(facets.FACET_NAMES))
+        sql = facets._UNFILTERED.replace("?", "{}").format(*limits.split(", "))
+        plan = plan_of(conn, sql)
+        searches = [line for line in plan if "facet_values" in line]
+        assert len(searches) == len(facets.FACET_NAMES)
+        assert all("USING INDEX ix_facet_values_count" in line for line in searches), searches
