@@ -98,3 +98,32 @@ def test_verify_agrees_on_a_database_whose_collation_is_not_code_point_order(pos
         ordered = [row[0] for row in conn.execute(text("SELECT job_id FROM jobs ORDER BY job_id"))]
     assert ordered != sorted(ordered)  # the database's own order is not Python's
     assert verify_index(settings) == []
+
+
+def test_a_read_sees_one_snapshot_while_the_writer_commits(postgres, tmp_path):
+    """A reader's connection is one snapshot (REPEATABLE READ): a listing and its count or
+    cursor in one request agree even when a commit lands between them. On READ COMMITTED,
+    PostgreSQL's default, each statement would see the new job."""
+    from learning_svc.config import Settings
+    from learning_svc.service import Service
+
+    settings = Settings(data_dir=tmp_path / "learning", database_url=postgres.new_database())
+    service = Service(settings).start()
+    try:
+        first = records.parse(records.JobIn, {"job_id": "first", "completed_at": 1_764_000_000})
+        assert service.record_job(first)[0]
+        count = text("SELECT count(*) FROM jobs")
+        with service.read_engine.connect() as conn:
+            assert conn.execute(count).scalar() == 1  # the snapshot is taken here
+            later = records.parse(records.JobIn, {"job_id": "later", "completed_at": 1_764_000_001})
+            assert service.record_job(later)[0]  # committed by the writer, on its own connection
+            with service.read_engine.connect() as other:
+                assert other.execute(count).scalar() == 2  # a new read sees it
+            assert conn.execute(count).scalar() == 1  # this one still sees its snapshot
+            assert [row[0] for row in conn.execute(text("SELECT job_id FROM jobs"))] == ["first"]
+        with service.read_engine.connect() as conn:
+            assert conn.execute(count).scalar() == 2
+        with service.write_engine.connect() as conn:  # the writer stays on READ COMMITTED
+            assert conn.execute(text("SHOW transaction_isolation")).scalar() == "read committed"
+    finally:
+        service.close()

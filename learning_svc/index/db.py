@@ -25,7 +25,8 @@ def migrations_dir() -> Path:
 
 
 def make_engine(url: str, *, writer: bool, scratch: bool = False, checkpoints_apart: bool = False) -> Engine:
-    """An engine for readers (deferred transactions) or the writer (BEGIN IMMEDIATE).
+    """An engine for readers (deferred transactions; on PostgreSQL REPEATABLE READ) or the writer
+    (BEGIN IMMEDIATE; on PostgreSQL READ COMMITTED).
 
     `scratch` is for a file being rebuilt that is thrown away if anything fails:
     no syncs and a bigger page cache. `checkpoints_apart`: the writer's commits never copy
@@ -33,7 +34,11 @@ def make_engine(url: str, *, writer: bool, scratch: bool = False, checkpoints_ap
     commit in ten take 6 ms and more); the caller runs checkpoint() off the write path.
     """
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # Readers: one snapshot per connection (a request), not per statement as READ COMMITTED
+        # gives, so a listing and its count or cursor agree while the writer commits. Their
+        # transactions only read, so REPEATABLE READ never fails them with a serialization error.
+        isolation = "READ COMMITTED" if writer else "REPEATABLE READ"
+        return create_engine(url, pool_pre_ping=True, isolation_level=isolation)
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=2 if writer else 8, max_overflow=8
     )
