@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -13,6 +14,49 @@ from .config import Settings
 
 def _settings(data_dir, **overrides) -> Settings:
     return Settings.from_env(data_dir=data_dir, **overrides)
+
+
+@contextmanager
+def _index_errors(settings: Settings):
+    """A database that cannot be reached or opened (a wrong URL, password, port or database
+    name) ends the command with one line on stderr and exit status 1, not a traceback."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    try:
+        yield
+    except DBAPIError as error:
+        reason = " ".join(str(error.orig if error.orig is not None else error).split())
+        raise click.ClickException(f"cannot use the index database {_shown(settings.db_url)}: {reason}") from None
+    except ArgumentError as error:  # not a URL SQLAlchemy can use (e.g. postgres://, an unknown driver)
+        reason = " ".join(str(error).split())
+        raise click.ClickException(
+            f"LEARNING_SVC_DATABASE_URL {_shown(settings.db_url)} is not usable: {reason}"
+        ) from None
+
+
+def _shown(url: str) -> str:
+    """The URL without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable)"
+
+
+def _reach_index(settings: Settings) -> None:
+    """Connect to a server database once before any work (SQLite's file is made when missing)."""
+    if not settings.database_url or settings.db_url.startswith("sqlite"):
+        return
+    from sqlalchemy import create_engine
+
+    with _index_errors(settings):
+        engine = create_engine(settings.db_url)
+        try:
+            engine.connect().close()
+        finally:
+            engine.dispose()
 
 
 @click.group()
@@ -53,8 +97,10 @@ def serve(host, port, data_dir, watch):
             f"binding to {settings.host} exposes the service to the network: "
             "set LEARNING_SVC_TOKEN (writes then need 'Authorization: Bearer <token>')"
         )
+    _reach_index(settings)
     try:
-        app = create_app(settings)
+        with _index_errors(settings):
+            app = create_app(settings)
     except DamagedJournal as error:
         click.echo(f"refusing to start: {error}\nrun `learning-svc verify` for details", err=True)
         sys.exit(1)
@@ -80,10 +126,11 @@ def reindex(data_dir):
     from .journal import Journal
 
     settings = _settings(data_dir)
+    _reach_index(settings)  # before the progress bar: a wrong URL is then one line
     log_journal, ratings_journal = Journal(settings.log_path), Journal(settings.ratings_path)
     total = log_journal.size() + ratings_journal.size()
     index_path = None if settings.database_url else settings.index_path
-    with tqdm(total=total, unit="B", unit_scale=True, desc="reindex", file=sys.stderr) as bar:
+    with _index_errors(settings), tqdm(total=total, unit="B", unit_scale=True, desc="reindex", file=sys.stderr) as bar:
         report = rebuild(settings.db_url, log_journal, ratings_journal, index_path, bar.update)
     click.echo(
         f"indexed {report.jobs - report.amendments} job lines ({report.duplicates} duplicates skipped), "
@@ -97,7 +144,10 @@ def verify(data_dir):
     """Check that the index agrees with the JSONL files; exit 1 and say what differs if not."""
     from .verify import verify_index
 
-    problems = verify_index(_settings(data_dir))
+    settings = _settings(data_dir)
+    _reach_index(settings)
+    with _index_errors(settings):
+        problems = verify_index(settings)
     for problem in problems:
         click.echo(problem)
     if problems:
@@ -120,8 +170,10 @@ def export(data_dir, fmt, output, filters):
         if not sep:
             raise click.UsageError(f"filter {item!r} is not name=value")
         params.setdefault(name, []).append(value)
-    with click.open_file(output, "wb") as out:
-        count = export_to(_settings(data_dir), params, fmt, out)
+    settings = _settings(data_dir)
+    _reach_index(settings)
+    with click.open_file(output, "wb") as out, _index_errors(settings):
+        count = export_to(settings, params, fmt, out)
     click.echo(f"exported {count} jobs", err=True)
 
 
@@ -138,6 +190,7 @@ def import_(data_dir, dry_run, paths):
     from .service import Unavailable
 
     settings = _settings(data_dir)
+    _reach_index(settings)
     with tqdm(unit=" entries", desc="import", file=sys.stderr) as bar:
         try:
             result = run_import(settings, list(paths), dry_run, bar.update)

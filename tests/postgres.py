@@ -15,6 +15,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from glob import glob
 from pathlib import Path
@@ -44,6 +45,9 @@ class PostgresServer:
             self.user = pwd.getpwnam("postgres")
             os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
         self.names = itertools.count()
+        self.options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+        )
 
     def _run(self, *args: str) -> None:
         command = [str(self.bin / args[0]), *args[1:]]
@@ -54,9 +58,41 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         # C collation: ORDER BY sorts as Python and SQLite compare strings (verify merges both).
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--locale=C", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", self.options, "-l", str(self.root / "server.log"), "-w", "start"
+        )
         return self
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the server (fast: open connections are closed), stay down `down_seconds`, and
+        start it again on the same port, data and options."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        time.sleep(down_seconds)
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", self.options, "-l", str(self.root / "server.log"), "-w", "start"
+        )
+
+    def add_password_user(self, name: str, password: str) -> None:
+        """A role that must give its password (scram-sha-256 from 127.0.0.1): the other roles
+        stay on trust. Waits until the server has loaded the new pg_hba.conf."""
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'")
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(f"host all {name} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        self._run("pg_ctl", "-D", str(self.data), "reload")
+        deadline = time.monotonic() + 10
+        while True:  # the reload is asynchronous: until a wrong password is refused
+            try:
+                psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user={name} password=not-{password} dbname=postgres"
+                ).close()
+            except psycopg.OperationalError:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("PostgreSQL did not load the new pg_hba.conf")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         try:
@@ -81,6 +117,17 @@ class PostgresServer:
 def postgres() -> Iterator[PostgresServer]:
     bin_dir = postgres_bin()
     if bin_dir is None:  # a failure, never a skip: `make test` and .ci/run install it
+        pytest.fail("PostgreSQL's binaries are missing: `make postgres` installs Debian's postgresql")
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_of_its_own() -> Iterator[PostgresServer]:
+    """A server for one test, which may restart it (the session's server stays up)."""
+    bin_dir = postgres_bin()
+    if bin_dir is None:
         pytest.fail("PostgreSQL's binaries are missing: `make postgres` installs Debian's postgresql")
     server = PostgresServer(bin_dir).start()
     yield server

@@ -127,3 +127,40 @@ def test_a_read_sees_one_snapshot_while_the_writer_commits(postgres, tmp_path):
             assert conn.execute(text("SHOW transaction_isolation")).scalar() == "read committed"
     finally:
         service.close()
+
+
+@pytest.mark.parametrize("command", ["serve", "reindex", "verify"])
+def test_a_wrong_database_url_is_one_line_on_stderr_and_exit_1(postgres, tmp_path, command):
+    """A wrong password, a closed port, a database that does not exist: each is one line on
+    stderr naming the URL (its password hidden) and PostgreSQL's reason, no traceback, exit 1."""
+    from conftest import free_port
+    from procs import cli_env, run_cli
+
+    if not hasattr(postgres, "password_user"):  # once per session: a role that must give its password
+        postgres.add_password_user("with_password", "right-password")
+        postgres.password_user = "with_password"
+    database = postgres.new_database().rsplit("/", 1)[1]
+    with create_engine(postgres.url(), isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{database}" OWNER TO with_password'))  # its schema is the role's
+    at = f"127.0.0.1:{postgres.port}"
+    cases = {
+        f"postgresql+psycopg://with_password:wrong-password@{at}/{database}": "password authentication failed",
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/{database}": "Connection refused",
+        f"postgresql+psycopg://postgres@{at}/no_such_database": 'database "no_such_database" does not exist',
+    }
+    data_dir = str(tmp_path / "learning")
+    extra = ["--port", str(free_port())] if command == "serve" else []
+    for url, reason in cases.items():
+        result = run_cli(
+            command, "--data-dir", data_dir, *extra, env=cli_env(LEARNING_SVC_DATABASE_URL=url), timeout=30
+        )
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1, (url, result.returncode, result.stderr)
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert lines[0].startswith("Error: cannot use the index database postgresql+psycopg://"), lines[0]
+        assert reason in lines[0] and "wrong-password" not in result.stderr, lines[0]
+    # The same role with its right password is let in: the refusal above was the password's.
+    right = f"postgresql+psycopg://with_password:right-password@{at}/{database}"
+    if command == "verify":
+        result = run_cli("verify", "--data-dir", data_dir, env=cli_env(LEARNING_SVC_DATABASE_URL=right), timeout=60)
+        assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout + result.stderr
