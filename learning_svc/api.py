@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 import orjson
 from flask import Blueprint, Response, current_app, request, send_file, stream_with_context
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from . import exporting, images, params, records, reviews
@@ -341,6 +342,15 @@ def install_error_handlers(app) -> None:
     @app.errorhandler(Unavailable)
     def _unavailable(error):
         return error_response(503, "unavailable", str(error))
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _index_unreachable(error):
+        # The index database is down, restarting or refusing connections (or SQLite's file is
+        # locked past its timeout): a moment's trouble to try again, not a bug. What was
+        # acknowledged is in the JSONL either way.
+        app.logger.warning("the index database could not be read: %s", " ".join(str(error.orig or error).split()))
+        return error_response(503, "unavailable", "the index database cannot be reached right now; try again")
 
     @app.errorhandler(HTTPException)
     def _http(error):

@@ -96,6 +96,21 @@ def test_unknown_job_is_404(client):
     assert_error(client.get("/api/nothing-here"), 404, "not_found")
 
 
+def test_an_index_database_that_cannot_be_reached_is_503_not_500(app, client, monkeypatch):
+    """A read while the index database is down or restarting (or SQLite's file locked past its
+    timeout) is a moment's trouble: 503 in the error shape, without the driver's text."""
+    from sqlalchemy.exc import OperationalError
+
+    def down(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("connection to server at 10.0.0.5 failed"))
+
+    monkeypatch.setattr(app.extensions["learning_svc"], "count", down)
+    response = client.get("/api/count")
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "unavailable" and response.json["error"]["fields"] == []
+    assert "10.0.0.5" not in response.get_data(as_text=True)
+
+
 def test_method_not_allowed_has_the_error_shape(client):
     assert_error(client.patch("/api/jobs", json={}), 405, "method_not_allowed")
     assert_error(client.delete("/api/ratings"), 405, "method_not_allowed")

@@ -164,3 +164,106 @@ def test_a_wrong_database_url_is_one_line_on_stderr_and_exit_1(postgres, tmp_pat
     if command == "verify":
         result = run_cli("verify", "--data-dir", data_dir, env=cli_env(LEARNING_SVC_DATABASE_URL=right), timeout=60)
         assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout + result.stderr
+
+
+def test_a_postgresql_restart_under_load_loses_no_acknowledged_job(postgres_of_its_own, tmp_path):
+    """`learning-svc serve` over a PostgreSQL index, 8 clients posting jobs and one reading,
+    and PostgreSQL stopped for a second and started again mid-run: no answer but 503 (in the
+    error shape) among the 5xx, every job answered 201 is in the JSONL, and once PostgreSQL is
+    back the service catches up by itself: the API lists every job of the JSONL, health is ok."""
+    import threading
+    import time
+
+    import requests
+
+    from learning_svc.config import Settings
+
+    from procs import ServerProcess, all_job_ids, cli_env, job, journal_lines
+
+    url = postgres_of_its_own.new_database()
+    settings = Settings(data_dir=tmp_path / "learning", database_url=url)
+    server = ServerProcess(settings.data_dir, env=cli_env(LEARNING_SVC_DATABASE_URL=url)).start()
+    stop, restarted_at = threading.Event(), []
+    answers: list[tuple[float, str, int, dict]] = []  # (time, what, status, body)
+    failures: list[str] = []
+
+    def note(what: str, response: requests.Response) -> None:
+        body = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
+        answers.append((time.monotonic(), what, response.status_code, body))
+
+    def poster(n: int) -> None:
+        with requests.Session() as session:
+            for i in range(100_000):
+                if stop.is_set():
+                    return
+                record = job(f"c{n}-{i}")
+                for _attempt in range(100):  # a pipeline tries a 503 again
+                    try:
+                        response = server.post_job(session, record)
+                    except requests.RequestException as error:
+                        failures.append(f"{record['job_id']}: {error!r}")
+                        return
+                    note(record["job_id"], response)
+                    if response.status_code != 503:
+                        break
+                    time.sleep(0.1)
+
+    def reader() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                for path in ("/api/health", "/api/jobs?limit=20", "/api/count"):
+                    try:
+                        note(path, session.get(server.url + path, timeout=10))
+                    except requests.RequestException as error:
+                        failures.append(f"{path}: {error!r}")
+                        return
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=poster, args=(n,)) for n in range(8)] + [threading.Thread(target=reader)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        restarted_at.append(time.monotonic())
+        postgres_of_its_own.restart(down_seconds=1.0)
+        restarted_at.append(time.monotonic())
+        time.sleep(4)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not failures, failures[:5]
+
+        server_errors = [(what, status, body) for _, what, status, body in answers if status >= 500]
+        assert all(status == 503 for _, status, _ in server_errors), [
+            (what, status, body.get("error", {}).get("code")) for what, status, body in server_errors
+        ]
+        for _, _, body in server_errors:
+            assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "fields"}, body
+        posts = [(at, what, status) for at, what, status, _ in answers if not what.startswith("/")]
+        assert {status for _, _, status in posts} <= {201, 503}, {status for _, _, status in posts}
+        acknowledged = {what for _, what, status in posts if status == 201}
+        assert any(at > restarted_at[1] and status == 201 for at, _, status in posts), "no write after the restart"
+
+        in_journal = [line["job_id"] for line in journal_lines(settings.log_path)]
+        assert len(in_journal) == len(set(in_journal))
+        assert acknowledged <= set(in_journal), sorted(acknowledged - set(in_journal))[:5]
+
+        deadline = time.monotonic() + 90  # the index is tried again after 2 s, 4 s, ... while failing
+        while True:
+            health = requests.get(server.url + "/api/health", timeout=10)
+            body = health.json() if health.status_code == 200 else {}
+            if body.get("status") == "ok" and not body["index"]["behind"]:
+                break
+            assert time.monotonic() < deadline, f"the index did not catch up: {health.status_code} {health.text}"
+            time.sleep(0.2)
+        assert body["index"]["problem"] is None and body["index"]["lag_bytes"] == 0, body
+        assert body["index"]["jobs"] == len(in_journal), body
+        assert sorted(all_job_ids(server.url)) == sorted(in_journal)
+        print(
+            f"{len(acknowledged)} jobs acknowledged, {len(server_errors)} answers 503 "
+            f"({sum(1 for what, _, _ in server_errors if what.startswith('/'))} of them reads)"
+        )
+    finally:
+        stop.set()
+        server.kill()
+    assert verify_index(settings) == []
