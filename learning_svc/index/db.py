@@ -47,7 +47,9 @@ def make_engine(url: str, *, writer: bool, scratch: bool = False, checkpoints_ap
     def _pragmas(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see below)
         cur = dbapi_conn.cursor()
-        # Page cache per connection (KiB): readers are many and lean on mmap and the OS cache.
+        # Page cache per connection (KiB): readers are many and lean on the OS cache. No mmap:
+        # at 100k jobs it put 413 MB of the index file into the server's RSS (8 readers' maps)
+        # and bought no measurable listing speed (bench: worst p95 15.9 ms with, 16.4 without).
         cache_kib = 65536 if writer else 16384
         # temp_store stays FILE: big sorts spill to disk instead of growing the process.
         pragmas = [
@@ -55,12 +57,12 @@ def make_engine(url: str, *, writer: bool, scratch: bool = False, checkpoints_ap
             "synchronous=NORMAL",
             "busy_timeout=30000",
             f"cache_size=-{cache_kib}",
-            "mmap_size=268435456",
+            "mmap_size=0",
         ]
         if checkpoints_apart:
             pragmas.append("wal_autocheckpoint=0")
         if scratch:  # flat memory while rebuilding, whatever the size of the index; sort indexes on 2 threads
-            pragmas += ["synchronous=OFF", "mmap_size=0", "cache_size=-32768", "threads=2"]
+            pragmas += ["synchronous=OFF", "cache_size=-32768", "threads=2"]
         for pragma in pragmas:
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
