@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 from filelock import Timeout
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from . import images, records, reviews
 from .config import Settings
@@ -291,10 +292,14 @@ class Service:
             ops = [child for op in queued for child in (op.payload if op.kind == "together" else [op])]
             try:
                 self._commit(ops)
+            except DBAPIError as error:  # the index database went away: one line, and no SQL in the answer
+                log.warning("commit failed: the index database: %s", str(error.orig).strip().splitlines()[0][:300])
+                for op in ops:
+                    op.finish(error=Unavailable("the index database cannot be reached; try again"))
             except Exception as error:  # never let the committer die
                 log.exception("commit failed")
-                for op in ops:
-                    op.finish(error=Unavailable(f"internal error while writing: {error}"))
+                for op in ops:  # its text could hold SQL and other clients' values: only the kind
+                    op.finish(error=Unavailable(f"internal error while writing ({type(error).__name__}); see the log"))
             finally:
                 for op in ops:
                     op.done.set()

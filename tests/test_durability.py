@@ -665,3 +665,25 @@ def test_the_wal_is_copied_back_into_the_index_file_while_writes_go_on(running, 
         time.sleep(0.05)
     assert index_file.stat().st_size > before, "nothing was copied back from the WAL"
     assert len(listed(client)) == 150
+
+
+@pytest.mark.parametrize("kind", ["database", "other"])
+def test_a_failed_commit_answers_503_without_sql_or_other_clients_values(running, monkeypatch, kind):
+    """A commit that fails in the index database (PostgreSQL away) or anywhere else: 503, and the
+    message never carries the statement or its parameters (other clients' job ids)."""
+    from sqlalchemy.exc import OperationalError
+
+    app, client = running
+
+    def broken(self, ops):
+        if kind == "database":
+            raise OperationalError("INSERT INTO jobs VALUES (?)", ("someone-elses-job",), ConnectionError("gone"))
+        raise RuntimeError("values ('someone-elses-job')")
+
+    monkeypatch.setattr(service_module.Service, "_commit", broken)
+    response = client.post("/api/jobs", data=orjson.dumps(job("mine")), headers=JSON)
+    assert response.status_code == 503
+    error = response.get_json()["error"]
+    assert set(error) == {"code", "message", "fields"}
+    assert "someone-elses-job" not in response.get_data(as_text=True)
+    assert "INSERT" not in error["message"]
