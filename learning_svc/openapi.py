@@ -204,6 +204,17 @@ OUTPUT_N = {"name": "n", "in": "path", "required": True, "schema": {"type": "int
 
 @cache
 def document() -> dict:
+    """The OpenAPI document; every operation that reads or writes the index may answer 503
+    (the index database cannot be reached, e.g. PostgreSQL restarting)."""
+    spec = _document()
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            if path != "/api/fields":
+                operation["responses"].setdefault("503", _errors(503)["503"])
+    return spec
+
+
+def _document() -> dict:
     _, top = _schemas()
     return {
         "openapi": "3.0.3",

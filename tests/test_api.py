@@ -522,3 +522,17 @@ def test_a_forged_cursor_with_an_extreme_key_is_answered_on_every_sort(client, k
     for sort in SORTS:
         response = client.get(f"/api/jobs?sort={sort}&cursor={encode_cursor(sort, key, 2**40)}")
         assert response.status_code in (200, 400), (sort, key, response.data)
+
+
+def test_openapi_documents_503_wherever_the_index_is_used():
+    """Reads answer 503 too while the index database cannot be reached (PostgreSQL restarting)."""
+    from learning_svc.openapi import document
+
+    missing = [
+        (path, method)
+        for path, operations in document()["paths"].items()
+        for method, operation in operations.items()
+        if path != "/api/fields" and "503" not in operation["responses"]
+    ]
+    assert missing == []
+    assert "503" in document()["paths"]["/api/jobs"]["get"]["responses"]
