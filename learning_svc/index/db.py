@@ -122,9 +122,13 @@ def sql(conn: Connection, statement: str, params: tuple | list | None = None) ->
     return conn.exec_driver_sql(statement, params) if params is not None else conn.exec_driver_sql(statement)
 
 
-def marks(n: int) -> str:
-    """`?, ?, …` for an IN list of n values."""
-    return ", ".join("?" * n)
+def rows_in(conn: Connection, statement: str, values, size: int = 500):
+    """The rows of `statement` (driver SQL whose `IN ({})` takes the values), asked for `size`
+    values at a time."""
+    values = list(values)
+    for i in range(0, len(values), size):
+        chunk = tuple(values[i : i + size])
+        yield from sql(conn, statement.format(", ".join("?" * len(chunk))), chunk)
 
 
 @lru_cache(maxsize=512)

@@ -241,14 +241,9 @@ def insert_many(conn: Connection, table, columns, rows: list[tuple]) -> None:
 
 def _latest_ratings(conn: Connection, job_ids: list[str]) -> dict[str, tuple]:
     latest: dict[str, tuple] = {}
-    for chunk in _chunks(job_ids):
-        result = db.sql(
-            conn,
-            f"SELECT job_id, rating, timestamp FROM rating_events WHERE job_id IN ({db.marks(len(chunk))}) ORDER BY id",
-            tuple(chunk),
-        )
-        for job_id, rating, timestamp in result:
-            latest[job_id] = (rating, timestamp)
+    statement = "SELECT job_id, rating, timestamp FROM rating_events WHERE job_id IN ({}) ORDER BY id"
+    for job_id, rating, timestamp in db.rows_in(conn, statement, job_ids):  # a job's events in one chunk
+        latest[job_id] = (rating, timestamp)
     return latest
 
 
@@ -267,14 +262,9 @@ def review_tags(state: dict | None) -> list[tuple[str, str, str]]:
 def _replayed_reviews(conn: Connection, job_ids: list[str]) -> dict[str, dict]:
     """The review state of each job from its indexed review events (most jobs have none)."""
     states: dict[str, dict] = {}
-    for chunk in _chunks(job_ids):
-        result = db.sql(
-            conn,
-            f"SELECT job_id, output, changes FROM review_events WHERE job_id IN ({db.marks(len(chunk))}) ORDER BY id",
-            tuple(chunk),
-        )
-        for job_id, output, changes in result:
-            states[job_id] = reviews.apply(states.get(job_id), output, orjson.loads(changes))
+    statement = "SELECT job_id, output, changes FROM review_events WHERE job_id IN ({}) ORDER BY id"
+    for job_id, output, changes in db.rows_in(conn, statement, job_ids):
+        states[job_id] = reviews.apply(states.get(job_id), output, orjson.loads(changes))
     return {job_id: state for job_id, state in states.items() if state}
 
 
@@ -306,14 +296,14 @@ def insert_reviews(conn: Connection, events: list[dict]) -> None:
     by_job: dict[str, list[dict]] = defaultdict(list)
     for event in events:
         by_job[event["job_id"]].append(event)
-    rows = []
-    for chunk in _chunks(list(by_job)):
-        rows += db.sql(
+    rows = list(
+        db.rows_in(
             conn,
             "SELECT id, job_id, review, rating, completed_at, duration_key, rating_hi, rating_lo FROM jobs "
-            f"WHERE job_id IN ({db.marks(len(chunk))})",
-            tuple(chunk),
-        ).all()
+            "WHERE job_id IN ({})",
+            by_job,
+        )
+    )
     deltas = FacetDeltas()
     gone, added, states = [], [], []
     for row in rows:
@@ -368,20 +358,15 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
     columns = [c.name for c in rating_events.columns]
     insert_many(conn, rating_events, columns, [tuple(event[c] for c in columns) for event in events])
     final = {event["job_id"]: event for event in events}  # the last event per job wins
-    current = {}
-    for chunk in _chunks(list(final)):
-        marks = db.marks(len(chunk))
-        for row in db.sql(conn, f"SELECT id, job_id, rating FROM jobs WHERE job_id IN ({marks})", tuple(chunk)):
-            current[row.job_id] = row
+    current = {
+        row.job_id: row for row in db.rows_in(conn, "SELECT id, job_id, rating FROM jobs WHERE job_id IN ({})", final)
+    }
     if not current:
         return
     tags_by_job = defaultdict(list)
-    for chunk in _chunks([row.id for row in current.values()]):
-        marks = db.marks(len(chunk))
-        for job, field, value in db.sql(
-            conn, f"SELECT job, field, value FROM job_tags WHERE job IN ({marks})", tuple(chunk)
-        ):
-            tags_by_job[job].append((field, value))
+    ids = [row.id for row in current.values()]
+    for job, field, value in db.rows_in(conn, "SELECT job, field, value FROM job_tags WHERE job IN ({})", ids):
+        tags_by_job[job].append((field, value))
     deltas = FacetDeltas()
     updates = []
     for job_id, row in current.items():

@@ -348,12 +348,9 @@ def amendment_positions(conn: Connection, job_id: str) -> list[tuple[int, int]]:
 
 def known_rating_ids(conn: Connection, job_ids: Sequence[str], rating_ids: Sequence[str]) -> set[str]:
     """Which of these rating ids the jobs' rating events already have (a second import is one)."""
-    wanted, found = set(rating_ids), set()
-    for i in range(0, len(job_ids), 500):
-        chunk = tuple(job_ids[i : i + 500])
-        rows = db.sql(conn, f"SELECT rating_id FROM rating_events WHERE job_id IN ({db.marks(len(chunk))})", chunk)
-        found.update(rating_id for (rating_id,) in rows if rating_id in wanted)
-    return found
+    wanted = set(rating_ids)
+    rows = db.rows_in(conn, "SELECT rating_id FROM rating_events WHERE job_id IN ({})", job_ids)
+    return {rating_id for (rating_id,) in rows if rating_id in wanted}
 
 
 def latest_rating_times(conn: Connection, job_ids: Sequence[str]) -> dict[str, float]:
@@ -369,17 +366,8 @@ def latest_rating_times(conn: Connection, job_ids: Sequence[str]) -> dict[str, f
 
 
 def job_rows(conn: Connection, job_ids: Sequence[str]) -> dict[str, object]:
-    rows = {}
-    for i in range(0, len(job_ids), 500):
-        chunk = tuple(job_ids[i : i + 500])
-        for row in db.sql(
-            conn,
-            "SELECT job_id, input_hash, summary, rating, rated_at, review FROM jobs "
-            f"WHERE job_id IN ({db.marks(len(chunk))})",
-            chunk,
-        ):
-            rows[row.job_id] = row
-    return rows
+    statement = "SELECT job_id, input_hash, summary, rating, rated_at, review FROM jobs WHERE job_id IN ({})"
+    return {row.job_id: row for row in db.rows_in(conn, statement, job_ids)}
 
 
 def rating_history(conn: Connection, job_id: str) -> list[dict]:
