@@ -569,3 +569,36 @@ def test_a_change_feed_answer_older_than_a_change_made_here_does_not_undo_it(liv
     held[0].fulfill(response=stale)  # the older answer arrives last
     page.wait_for_timeout(500)  # read at once, not retried: the next poll (3 s) would mend it
     assert card(page, job_id).locator(".flag").inner_text() == "✓ Pick"
+
+
+def test_tag_suggestions_include_a_tag_whose_request_was_still_on_its_way(live_server, open_page):
+    """A tag added, the editor closed and opened on the next job before the service answered
+    (CI, a loaded machine): the suggestions are asked for after that answer, so they hold it."""
+    ids = image_jobs(live_server, 2)
+    page = open_page(live_server)
+    held = []
+
+    def hold_the_first(route):
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/jobs/*/review", hold_the_first)
+    focus(page, ids[0])
+    page.keyboard.press("t")
+    expect(page.locator("#tag-input")).to_be_focused()
+    page.keyboard.type("bad hands")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    page.keyboard.press("j")
+    page.keyboard.press("t")
+    expect(page.locator("#tag-editor")).to_be_visible()
+    page.wait_for_timeout(500)  # a suggestions request sent at once would have been answered by now
+    held[0].continue_()
+    for _ in range(50):  # Playwright's sync API routes requests only while it is called
+        if page.locator("#tag-suggestions option").count() == 1:
+            break
+        page.wait_for_timeout(100)
+    expect(page.locator("#tag-suggestions option")).to_have_count(1)
+    expect(page.locator("#tag-choices .tag-choice").first).to_contain_text("bad hands")

@@ -152,6 +152,7 @@ let commonTags = [];
 
 async function loadCommonTags() {
   try {
+    await sending; // the tags stored from here a moment ago are among them (CI: asked too early)
     const { facets } = await api('/api/facets?facet_size=50');
     return (facets.tag ?? []).map((bucket) => bucket.value);
   } catch {
