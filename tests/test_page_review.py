@@ -503,15 +503,7 @@ def test_review_changes_made_faster_than_the_service_answers_are_applied_in_orde
     service gets them one after another, in that order, and ends where the page shows."""
     [job_id] = image_jobs(live_server, 1)
     page = open_page(live_server)
-    held = []  # the first request is held back until the others were given: a slow answer
-
-    def hold_the_first(route):
-        if held:
-            route.continue_()
-        else:
-            held.append(route)
-
-    page.route("**/api/jobs/*/review", hold_the_first)
+    held = hold_first_review(page)  # held back until the others were given: a slow answer
     focus(page, job_id)
     page.keyboard.press("t")
     expect(page.locator("#tag-input")).to_be_focused()
@@ -576,15 +568,7 @@ def test_tag_suggestions_include_a_tag_whose_request_was_still_on_its_way(live_s
     (CI, a loaded machine): the suggestions are asked for after that answer, so they hold it."""
     ids = image_jobs(live_server, 2)
     page = open_page(live_server)
-    held = []
-
-    def hold_the_first(route):
-        if held:
-            route.continue_()
-        else:
-            held.append(route)
-
-    page.route("**/api/jobs/*/review", hold_the_first)
+    held = hold_first_review(page)
     focus(page, ids[0])
     page.keyboard.press("t")
     expect(page.locator("#tag-input")).to_be_focused()
@@ -602,3 +586,17 @@ def test_tag_suggestions_include_a_tag_whose_request_was_still_on_its_way(live_s
         page.wait_for_timeout(100)
     expect(page.locator("#tag-suggestions option")).to_have_count(1)
     expect(page.locator("#tag-choices .tag-choice").first).to_contain_text("bad hands")
+
+
+def hold_first_review(page) -> list:
+    """Hold the page's first review request back (the list gets its route); pass the others."""
+    held = []
+
+    def hold_the_first(route):
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/jobs/*/review", hold_the_first)
+    return held
