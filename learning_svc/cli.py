@@ -122,16 +122,22 @@ def reindex(data_dir):
     """Rebuild the index from the JSONL files (beside the old one, swapped in when complete)."""
     from tqdm import tqdm
 
-    from .index.sync import rebuild
-    from .journal import Journal
+    from .index.sync import RebuildRunning, rebuild
+    from .journal import DamagedJournal, Journal
 
     settings = _settings(data_dir)
     _reach_index(settings)  # before the progress bar: a wrong URL is then one line
     log_journal, ratings_journal = Journal(settings.log_path), Journal(settings.ratings_path)
     total = log_journal.size() + ratings_journal.size()
     index_path = None if settings.database_url else settings.index_path
-    with _index_errors(settings), tqdm(total=total, unit="B", unit_scale=True, desc="reindex", file=sys.stderr) as bar:
-        report = rebuild(settings.db_url, log_journal, ratings_journal, index_path, bar.update)
+    try:
+        with (
+            _index_errors(settings),
+            tqdm(total=total, unit="B", unit_scale=True, desc="reindex", file=sys.stderr) as bar,
+        ):
+            report = rebuild(settings.db_url, log_journal, ratings_journal, index_path, bar.update)
+    except (DamagedJournal, RebuildRunning) as error:
+        raise click.ClickException(f"reindex stopped, the old index is unchanged: {error}") from None
     click.echo(
         f"indexed {report.jobs - report.amendments} job lines ({report.duplicates} duplicates skipped), "
         f"{report.amendments} amendments and {report.ratings} rating lines into {index_path or settings.db_url}"

@@ -48,6 +48,53 @@ def test_the_live_index_verifies_and_a_rebuild_in_place_lists_the_same(settings)
     assert history_after_restart(settings) == (jobs, ratings)
 
 
+def scratch_schemas(url: str) -> list[str]:
+    with create_engine(url).connect() as conn:
+        return list(conn.scalars(text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'learning_svc%'")))
+
+
+def test_a_reindex_that_fails_leaves_the_old_index_listing_everything(settings):
+    """The rebuild goes into a scratch schema and is swapped in only when complete: a damaged
+    line met half-way stops it with one clear line, and the live index still lists every job
+    (an in-place rebuild had wiped it first)."""
+    jobs, ratings = filled_history(settings, 30)
+    good = settings.log_path.read_bytes().splitlines(keepends=True)[-1]
+    with settings.log_path.open("ab") as log:
+        log.write(b"{this is not json\n" + good)  # a damaged line with a job after it
+    result = cli(settings, "reindex")
+    assert result.returncode == 1, result.stdout
+    assert "reindex stopped, the old index is unchanged" in result.stderr and "not JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+    with create_engine(settings.db_url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM jobs")).scalar() == len(jobs)
+    assert scratch_schemas(settings.db_url) == []
+
+
+def test_a_reindex_swaps_the_new_tables_in_and_a_second_one_at_once_is_refused(settings):
+    from learning_svc.index.sync import REBUILD_LOCK
+
+    jobs, ratings = filled_history(settings, 30)
+    with create_engine(settings.db_url).connect() as conn:
+        before = conn.execute(text("SELECT value FROM index_meta WHERE key = 'generation'")).scalar()
+        conn.execute(text(f"SELECT pg_advisory_lock({REBUILD_LOCK})"))  # as a running reindex holds it
+        result = cli(settings, "reindex")
+        assert result.returncode == 1 and "another reindex of this database is running" in result.stderr
+        conn.execute(text(f"SELECT pg_advisory_unlock({REBUILD_LOCK})"))
+    result = cli(settings, "reindex")
+    assert result.returncode == 0, result.stderr
+    with create_engine(settings.db_url).connect() as conn:
+        after = conn.execute(text("SELECT value FROM index_meta WHERE key = 'generation'")).scalar()
+        schemas = {
+            row[0] for row in conn.execute(text("SELECT DISTINCT schemaname FROM pg_tables WHERE tablename = 'jobs'"))
+        }
+        indexes = set(conn.scalars(text("SELECT indexname FROM pg_indexes WHERE tablename IN ('jobs', 'job_tags')")))
+    assert after != before  # readers drop what they held of the old index (text_search.py)
+    assert schemas == {"public"} and scratch_schemas(settings.db_url) == []
+    assert {"ix_jobs_search_tsv", "ix_jobs_rating_hi", "ix_tags_listing"} <= indexes  # made again after the load
+    assert verify_index(settings) == []
+    assert history_after_restart(settings) == (jobs, ratings)
+
+
 def test_verify_reports_a_difference_and_reindex_repairs_it(settings):
     filled_history(settings, 10)
     with create_engine(settings.db_url).begin() as conn:

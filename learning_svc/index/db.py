@@ -24,7 +24,9 @@ def migrations_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "migrations"
 
 
-def make_engine(url: str, *, writer: bool, scratch: bool = False, checkpoints_apart: bool = False) -> Engine:
+def make_engine(
+    url: str, *, writer: bool, scratch: bool = False, checkpoints_apart: bool = False, schema: str | None = None
+) -> Engine:
     """An engine for readers (deferred transactions; on PostgreSQL REPEATABLE READ) or the writer
     (BEGIN IMMEDIATE; on PostgreSQL READ COMMITTED).
 
@@ -32,13 +34,15 @@ def make_engine(url: str, *, writer: bool, scratch: bool = False, checkpoints_ap
     no syncs and a bigger page cache. `checkpoints_apart`: the writer's commits never copy
     the WAL back into the database file (SQLite's automatic checkpoint, which made one
     commit in ten take 6 ms and more); the caller runs checkpoint() off the write path.
+    `schema` (PostgreSQL): the tables live in that schema, not the URL's default (a rebuild's).
     """
     if not url.startswith("sqlite"):
         # Readers: one snapshot per connection (a request), not per statement as READ COMMITTED
         # gives, so a listing and its count or cursor agree while the writer commits. Their
         # transactions only read, so REPEATABLE READ never fails them with a serialization error.
         isolation = "READ COMMITTED" if writer else "REPEATABLE READ"
-        return create_engine(url, pool_pre_ping=True, isolation_level=isolation)
+        options = {"connect_args": {"options": f"-c search_path={schema}"}} if schema else {}
+        return create_engine(url, pool_pre_ping=True, isolation_level=isolation, **options)
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=2 if writer else 8, max_overflow=8
     )

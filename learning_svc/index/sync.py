@@ -39,6 +39,7 @@ from .tables import (
     job_amendments,
     job_tags,
     jobs,
+    metadata,
     rating_events,
     review_events,
 )
@@ -404,17 +405,12 @@ def rebuild(
     progress: Callable[[int], None] | None = None,
     **indexer_options,
 ) -> SyncReport:
-    """Reindex from scratch. For SQLite, build beside the old index and swap in when complete.
+    """Reindex from scratch, beside the old index, and swap it in only when complete: for SQLite
+    a new file, for a server database (`index_path` None) a scratch schema in the same database.
 
     `indexer_options` go to the Indexer (parallel_above, range_bytes)."""
-    if index_path is None:  # a server database: rebuild in place, in one transaction per batch
-        engine = db.make_engine(url, writer=True)
-        db.upgrade(engine)
-        with engine.begin() as conn:
-            wipe(conn)
-        report = Indexer(engine, log_journal, ratings_journal, **indexer_options).catch_up(progress)
-        engine.dispose()
-        return report
+    if index_path is None:
+        return _rebuild_in_schema(url, log_journal, ratings_journal, progress, **indexer_options)
     building = index_path.with_name(index_path.name + f".rebuild-{os.getpid()}")
     _remove_abandoned_scratch(index_path)
     # No syncs while building: a crash leaves only this scratch file, never a half-new index.
@@ -442,6 +438,69 @@ def rebuild(
     for leftover in _sqlite_files(building)[1:]:
         leftover.unlink(missing_ok=True)
     return report
+
+
+SCRATCH_SCHEMA = "learning_svc_rebuild"
+PG_TEXT_INDEX = ("ix_jobs_search_tsv", "CREATE INDEX ix_jobs_search_tsv ON jobs USING gin (search_tsv)")  # 0008
+REBUILD_LOCK = 7_406_515  # pg_advisory_lock key: one rebuild of a database at a time
+
+
+class RebuildRunning(RuntimeError):
+    pass
+
+
+def _rebuild_in_schema(url, log_journal, ratings_journal, progress, **indexer_options) -> SyncReport:
+    """PostgreSQL: build every table in SCRATCH_SCHEMA (rows by COPY, secondary indexes made
+    after the load), then move them into the live schema in one transaction. Readers and a
+    running service see the old index until that commit and the new one after it; a failure
+    or a kill before it leaves the old index as it was (the next rebuild drops the scratch)."""
+    live = db.make_engine(url, writer=True)
+    try:
+        db.upgrade(live)
+        with live.connect() as guard:  # the advisory lock lasts as long as this session
+            if not guard.execute(text(f"SELECT pg_try_advisory_lock({REBUILD_LOCK})")).scalar_one():
+                raise RebuildRunning("another reindex of this database is running")
+            home = guard.execute(text("SELECT current_schema()")).scalar_one()
+            guard.commit()
+            try:
+                report = _build_scratch(url, log_journal, ratings_journal, progress, indexer_options)
+                with live.begin() as conn:  # the swap, in one transaction
+                    for table in reversed(metadata.sorted_tables):
+                        conn.execute(text(f'DROP TABLE IF EXISTS "{home}".{table.name}'))
+                        conn.execute(text(f'ALTER TABLE {SCRATCH_SCHEMA}.{table.name} SET SCHEMA "{home}"'))
+                    conn.execute(text(f"DROP SCHEMA {SCRATCH_SCHEMA} CASCADE"))  # and its alembic_version
+            except BaseException:
+                try:
+                    with live.begin() as conn:
+                        conn.execute(text(f"DROP SCHEMA IF EXISTS {SCRATCH_SCHEMA} CASCADE"))
+                except Exception:  # the server is gone: the next rebuild drops it
+                    log.warning("could not drop the scratch schema %s", SCRATCH_SCHEMA)
+                raise
+        return report
+    finally:
+        live.dispose()
+
+
+def _build_scratch(url, log_journal, ratings_journal, progress, indexer_options) -> SyncReport:
+    engine = db.make_engine(url, writer=True, schema=SCRATCH_SCHEMA)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {SCRATCH_SCHEMA} CASCADE"))
+            conn.execute(text(f"CREATE SCHEMA {SCRATCH_SCHEMA}"))
+        db.upgrade(engine)
+        with engine.begin() as conn:  # made in one pass each after the load: faster than row by row
+            for index in DEFERRED_INDEXES:
+                index.drop(conn)
+            conn.execute(text(f"DROP INDEX {PG_TEXT_INDEX[0]}"))
+        report = Indexer(engine, log_journal, ratings_journal, **indexer_options).catch_up(progress)
+        with engine.begin() as conn:
+            for index in DEFERRED_INDEXES:
+                index.create(conn)
+            conn.execute(text(PG_TEXT_INDEX[1]))
+            conn.execute(text("ANALYZE"))
+        return report
+    finally:
+        engine.dispose()
 
 
 def _remove_abandoned_scratch(index_path: Path) -> None:
