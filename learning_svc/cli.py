@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,30 +86,88 @@ data_dir_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Import images that appear in this folder (repeatable) [LEARNING_SVC_WATCH].",
 )
-def serve(host, port, data_dir, watch):
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes answering on the one address (Linux, macOS; on Windows use a reverse proxy).",
+)
+def serve(host, port, data_dir, watch, workers):
     """Serve the API and the history page with waitress."""
-    from . import create_app
-    from .journal import DamagedJournal
-    from .serving import make_server
-
     settings = _settings(data_dir, host=host, port=port, watch=tuple(watch) or None)
     if not settings.is_loopback and not settings.token:
         raise click.UsageError(
             f"binding to {settings.host} exposes the service to the network: "
             "set LEARNING_SVC_TOKEN (writes then need 'Authorization: Bearer <token>')"
         )
+    if workers > 1 and not hasattr(os, "fork"):
+        raise click.UsageError(
+            "--workers needs fork (Linux, macOS): on Windows run one `learning-svc serve --port P` "
+            "per process behind a reverse proxy (README: Running for a studio)"
+        )
     _reach_index(settings)
+    if workers == 1:
+        _serve(settings)
+        return
+    from dataclasses import replace
+
+    from .workers import listening_socket, supervise
+
+    with _listen_errors(settings):
+        sock = listening_socket(settings.host, settings.port)
+    settings = replace(settings, port=sock.getsockname()[1])
+
+    def serve_one(index: int, ready) -> None:  # the folder watchers run in worker 0 only
+        _serve(settings if index == 0 else replace(settings, watch=()), sock, ready, quiet=True)
+
+    def announce() -> None:
+        click.echo(f"learning_svc serving {settings.data_dir} on {_url(settings)} with {workers} worker processes")
+        _token_hint(settings)
+
+    sys.exit(supervise(workers, serve_one, announce))
+
+
+def _url(settings: Settings) -> str:
+    return f"http://{'[' + settings.host + ']' if ':' in settings.host else settings.host}:{settings.port}/"
+
+
+@contextmanager
+def _listen_errors(settings: Settings):
+    """A port in use or an address this machine does not have: one line, exit 1."""
+    try:
+        yield
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}"
+        ) from None
+
+
+def _token_hint(settings: Settings) -> None:
+    if settings.token:
+        click.echo(f"open {_url(settings)}#token=<LEARNING_SVC_TOKEN> once in the browser to let the page write")
+    sys.stdout.flush()  # the service now runs for long: its log file shows it is up
+
+
+def _serve(settings: Settings, sock=None, ready=None, quiet: bool = False) -> None:
+    """One service process: the app over the index, waitress on `sock` (else it binds its own)."""
+    from . import create_app
+    from .journal import DamagedJournal
+    from .serving import make_server
+
     try:
         with _index_errors(settings):
             app = create_app(settings)
     except DamagedJournal as error:
         click.echo(f"refusing to start: {error}\nrun `learning-svc verify` for details", err=True)
         sys.exit(1)
-    url = f"http://{'[' + settings.host + ']' if ':' in settings.host else settings.host}:{settings.port}/"
-    click.echo(f"learning_svc serving {settings.data_dir} on {url}")
-    if settings.token:
-        click.echo(f"open {url}#token=<LEARNING_SVC_TOKEN> once in the browser to let the page write")
-    server = make_server(app, settings)
+    with _listen_errors(settings):
+        server = make_server(app, settings, sock=sock)
+    if not quiet:
+        click.echo(f"learning_svc serving {settings.data_dir} on {_url(settings)}")
+        _token_hint(settings)
+    if ready is not None:
+        ready()
     try:
         server.run()
     finally:

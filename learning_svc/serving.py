@@ -124,9 +124,9 @@ class SplitDispatcher:
         return self.writes.shutdown(cancel_pending, timeout) and first
 
 
-def make_server(app, settings: Settings, host: str | None = None, port: int | None = None):
+def make_server(app, settings: Settings, host: str | None = None, port: int | None = None, sock=None):
     """The waitress server for `app` (call .run() to serve; its task_dispatcher.shutdown() and
-    the channels' close to stop)."""
+    the channels' close to stop). `sock`: a listening socket to accept from (serve --workers)."""
     adj = Adjustments(
         host=host or settings.host,
         port=port if port is not None else settings.port,
@@ -142,6 +142,13 @@ def make_server(app, settings: Settings, host: str | None = None, port: int | No
     )
     dispatcher = SplitDispatcher(settings.threads, settings.write_threads)
     socket_map: dict = {}
+    if sock is not None:
+        sockinfo = (sock.family, sock.type, sock.proto, sock.getsockname())
+        server = _Server(
+            app, socket_map, _sock=sock, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo, bind_socket=False
+        )
+        server.limits = settings
+        return server
     servers = [_Server(app, socket_map, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo) for sockinfo in adj.listen]
     for server in servers:
         server.limits = settings

@@ -18,7 +18,7 @@ from learning_svc.serving import make_server
 pytest_plugins = ["pages", "postgres"]  # the browser fixtures of the page tests; a PostgreSQL server
 
 # The tests that exercise SQL run on both index backends: SQLite (embedded) and PostgreSQL.
-BOTH_BACKENDS = {"test_api", "test_reviews"}
+BOTH_BACKENDS = {"test_api", "test_reviews", "test_workers"}
 
 
 def pytest_generate_tests(metafunc):

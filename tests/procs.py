@@ -34,8 +34,8 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subproc
 class ServerProcess:
     """`learning-svc serve` in a child process, on 127.0.0.1 and a port of its own."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, env: dict | None = None):
-        self.data_dir = Path(data_dir)
+    def __init__(self, data_dir: Path, port: int | None = None, env: dict | None = None, args: tuple[str, ...] = ()):
+        self.data_dir, self.args = Path(data_dir), args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env or cli_env()
@@ -46,7 +46,8 @@ class ServerProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # a file, not a pipe: a full pipe would block the server
             self.proc = subprocess.Popen(
-                [PYTHON, "-m", "learning_svc.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+                [PYTHON, "-m", "learning_svc.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+                + list(self.args),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
