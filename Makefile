@@ -76,9 +76,11 @@ verify: install
 demo: install
 	$(BIN)/learning-svc demo
 
-bench: install
+# `make bench DB=postgresql`: the index on a throwaway PostgreSQL server (installed when missing)
+DB ?= sqlite
+bench: install $(if $(filter postgresql,$(DB)),postgres)
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench --db $(DB) $(BENCH_ARGS)
 
 bench-quick:
 	$(MAKE) bench BENCH_ARGS="--jobs 100000"
