@@ -180,7 +180,10 @@ def page_keys(plan: Plan) -> Select | CompoundSelect:
     key, row_id = page.after
     beyond = (key_col < key, id_col < row_id) if descending else (key_col > key, id_col > row_id)
     ties = keys.where(*_rating_conditions(page.filters, "completed_at", source), key_col == key, beyond[1])
-    merged = union_all(ties, keys.where(*rating, beyond[0]))
+    parts = [ties, keys.where(*rating, beyond[0])]
+    if plan.dialect == "postgresql":  # each part an ordered walk that stops early: PostgreSQL
+        parts = [part.order_by(*order).limit(page.limit + 1) for part in parts]  # (< 17) sorts a UNION's whole output
+    merged = union_all(*parts)
     key_col, id_col = merged.selected_columns.sort_key, merged.selected_columns.id
     order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())
     return merged.order_by(*order).limit(page.limit + 1)
