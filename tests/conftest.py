@@ -22,7 +22,10 @@ BOTH_BACKENDS = {"test_api", "test_reviews", "test_workers"}
 
 
 def pytest_generate_tests(metafunc):
-    if "settings" in metafunc.fixturenames and metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS:
+    both = metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS or metafunc.definition.get_closest_marker(
+        "both_backends"
+    )
+    if "settings" in metafunc.fixturenames and both:
         metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 
 

@@ -74,10 +74,12 @@ def _post_all(server: ServerProcess, records: list[dict], results: dict) -> None
     session.close()
 
 
-def test_two_servers_on_one_data_directory(tmp_path):
-    data_dir = tmp_path / "learning"
-    first = ServerProcess(data_dir).start()
-    second = ServerProcess(data_dir).start()
+@pytest.mark.both_backends
+def test_two_servers_on_one_data_directory(settings):
+    data_dir = settings.data_dir
+    env = cli_env(**({"LEARNING_SVC_DATABASE_URL": settings.database_url} if settings.database_url else {}))
+    first = ServerProcess(data_dir, env=env).start()
+    second = ServerProcess(data_dir, env=env).start()
     try:
         own = {server.port: [job(f"s{server.port}-{i:03d}") for i in range(40)] for server in (first, second)}
         # both servers also get the same 30 job ids: identical for some, different content for others
@@ -128,5 +130,5 @@ def test_two_servers_on_one_data_directory(tmp_path):
     finally:
         first.kill()
         second.kill()
-    verified = run_cli("verify", "--data-dir", str(data_dir))
+    verified = run_cli("verify", "--data-dir", str(data_dir), env=env)
     assert verified.returncode == 0, verified.stdout + verified.stderr

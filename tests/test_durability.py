@@ -18,7 +18,7 @@ import time
 import orjson
 import pytest
 import requests
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from learning_svc import create_app, records
 from learning_svc import journal as journal_module
@@ -95,6 +95,7 @@ TAILS = {
 }
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("tail", TAILS.values(), ids=TAILS.keys())
 def test_torn_tail_is_moved_aside_at_start_and_every_complete_line_kept(settings, tail):
     ids = fill(settings, 5)
@@ -116,6 +117,7 @@ def test_torn_tail_is_moved_aside_at_start_and_every_complete_line_kept(settings
     assert verify_index(settings) == []
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("tail", [TAILS["cut"], TAILS["garbage_line"]], ids=["cut", "garbage_line"])
 def test_torn_ratings_tail_is_moved_aside_too(settings, tail):
     ids = fill(settings, 2)
@@ -132,6 +134,7 @@ def test_torn_ratings_tail_is_moved_aside_too(settings, tail):
         app.extensions["learning_svc"].close()
 
 
+@pytest.mark.both_backends
 def test_torn_tail_left_by_another_writer_is_repaired_before_the_next_append(running, settings):
     app, client = running
     assert client.post("/api/jobs", data=orjson.dumps(job("first")), headers=JSON).status_code == 201
@@ -184,6 +187,7 @@ def _damage_middle(settings, garbage: bytes) -> tuple[bytes, int]:
     return data, 6
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize(
     "garbage",
     [b"{not json}\n", b"\x00\x00\x00\n", b'{"schema":"learning_log_v2"}\n'],
@@ -310,6 +314,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path):
 # ---------------------------------------------------------------- catch-up
 
 
+@pytest.mark.both_backends
 def test_lines_appended_while_down_are_indexed_from_the_checkpoint(settings, monkeypatch):
     ids = fill(settings, 40)
     engine = create_engine(settings.db_url)
@@ -350,6 +355,7 @@ def test_lines_appended_while_down_are_indexed_from_the_checkpoint(settings, mon
         engine.dispose()
 
 
+@pytest.mark.both_backends
 def test_lines_appended_by_another_process_while_running_are_indexed_before_the_next_write(running, settings):
     app, client = running
     assert client.post("/api/jobs", data=orjson.dumps(job("mine")), headers=JSON).status_code == 201
@@ -366,6 +372,7 @@ def _rewrite(settings, keep: int, new: list[str] = ()) -> None:
     settings.log_path.write_bytes(b"".join(lines) + b"".join(records.dumps(stored(j)) for j in new))
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("how", ["truncated", "replaced", "rewritten_longer"])
 def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how, monkeypatch):
     ids = fill(settings, 20)
@@ -376,7 +383,7 @@ def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how, monk
     app = create_app(settings, Service(settings, shared).start())
     try:
         assert sorted(listed(app.test_client(), q="job")) == ids
-        assert shared.entries
+        assert bool(shared.entries) == (settings.database_url is None)  # held searches are SQLite's (FTS5)
     finally:
         app.extensions["learning_svc"].close()
     if how == "truncated":  # size below the checkpoint
@@ -404,6 +411,7 @@ def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how, monk
     assert verify_index(settings) == []
 
 
+@pytest.mark.both_backends
 def test_replaced_ratings_file_triggers_a_rebuild(settings):
     ids = fill(settings, 3)
     event = records.rating_event(ids[1], 2, "api")
@@ -442,6 +450,7 @@ class _DiskFillsUp:
         raise OSError(errno.ENOSPC, "No space left on device")
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("fault", ["fsync", "partial_write"])
 def test_failed_append_is_503_writes_nothing_and_recovers(running, settings, monkeypatch, fault):
     app, client = running
@@ -466,6 +475,7 @@ def test_failed_append_is_503_writes_nothing_and_recovers(running, settings, mon
     assert side_files(settings) == []
 
 
+@pytest.mark.both_backends
 def test_failed_rating_append_is_503_and_keeps_the_old_rating(running, settings, monkeypatch):
     app, client = running
     client.post("/api/jobs", data=orjson.dumps(job("rated")), headers=JSON)
@@ -481,6 +491,7 @@ def test_failed_rating_append_is_503_and_keeps_the_old_rating(running, settings,
     assert client.put("/api/jobs/rated/rating", json={"rating": 5}).json["rating"] == 5
 
 
+@pytest.mark.both_backends
 def test_index_failure_after_the_append_keeps_the_record_and_catches_up(running, settings, monkeypatch):
     app, client = running
 
@@ -586,6 +597,23 @@ def test_journal_locked_by_a_stuck_process_is_503_and_writes_nothing(settings, m
 # ---------------------------------------------------------------- reindex
 
 
+def settings_env(settings) -> dict:
+    """A CLI child's environment for these settings' index."""
+    return cli_env(**({"LEARNING_SVC_DATABASE_URL": settings.database_url} if settings.database_url else {}))
+
+
+def scratch_schemas(settings) -> list[str]:
+    """PostgreSQL: a reindex's scratch schemas left in the database (none on SQLite)."""
+    if not settings.database_url:
+        return []
+    engine = create_engine(settings.db_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.scalars(text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'learning_svc%'")))
+    finally:
+        engine.dispose()
+
+
 def _index_state(settings) -> dict:
     engine = create_engine(settings.db_url)
     try:
@@ -598,10 +626,12 @@ def _index_state(settings) -> dict:
         engine.dispose()
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("interruption", [RuntimeError("injected"), KeyboardInterrupt()], ids=["error", "ctrl_c"])
 def test_interrupted_reindex_leaves_the_old_index_working(settings, monkeypatch, interruption):
     ids = fill(settings, 30)
-    state, index_bytes = _index_state(settings), sha(settings.index_path)
+    index_path = None if settings.database_url else settings.index_path  # PostgreSQL: a scratch schema
+    state, index_bytes = _index_state(settings), index_path and sha(index_path)
     calls = []
 
     def fails_on_the_second_batch(conn, batch, *args, **kwargs):
@@ -615,10 +645,10 @@ def test_interrupted_reindex_leaves_the_old_index_working(settings, monkeypatch,
         m.setattr(sync, "BATCH_LINES", 10)
         m.setattr(sync, "insert_jobs", fails_on_the_second_batch)
         with pytest.raises(type(interruption)):
-            rebuild(settings.db_url, Journal(settings.log_path), Journal(settings.ratings_path), settings.index_path)
+            rebuild(settings.db_url, Journal(settings.log_path), Journal(settings.ratings_path), index_path)
     assert calls == [10, 10]  # it was stopped half-way
-    assert sha(settings.index_path) == index_bytes and _index_state(settings) == state
-    assert not list(settings.data_dir.glob("*.rebuild-*")), "scratch files left behind"
+    assert (index_path and sha(index_path)) == index_bytes and _index_state(settings) == state
+    assert not list(settings.data_dir.glob("*.rebuild-*")) and not scratch_schemas(settings), "scratch left behind"
     app = create_app(settings)
     try:
         assert app.extensions["learning_svc"].startup.rebuilt is None
@@ -627,26 +657,28 @@ def test_interrupted_reindex_leaves_the_old_index_working(settings, monkeypatch,
         app.extensions["learning_svc"].close()
 
 
+@pytest.mark.both_backends
 def test_reindex_over_a_damaged_journal_fails_and_keeps_the_old_index(settings):
     fill(settings, 5)
     state = _index_state(settings)
     with open(settings.log_path, "ab") as f:
         f.write(b"garbage\n" + records.dumps(stored("later")))
-    result = run_cli("reindex", "--data-dir", str(settings.data_dir))
+    result = run_cli("reindex", "--data-dir", str(settings.data_dir), env=settings_env(settings))
     assert result.returncode != 0 and "line 6" in result.stderr
     assert _index_state(settings) == state
-    assert not list(settings.data_dir.glob("*.rebuild-*"))
+    assert not list(settings.data_dir.glob("*.rebuild-*")) and not scratch_schemas(settings)
 
 
+@pytest.mark.both_backends
 def test_reindex_swaps_in_a_complete_index(settings):
     ids = fill(settings, 25)
     append_directly(settings.log_path, [stored("offline")])
-    result = run_cli("reindex", "--data-dir", str(settings.data_dir))
+    result = run_cli("reindex", "--data-dir", str(settings.data_dir), env=settings_env(settings))
     assert result.returncode == 0, result.stderr
     assert "indexed 26 job lines" in result.stdout
     assert [row[0] for row in _index_state(settings)["jobs"]] == ids + ["offline"]
-    assert not list(settings.data_dir.glob("*.rebuild-*"))
-    assert run_cli("verify", "--data-dir", str(settings.data_dir)).returncode == 0
+    assert not list(settings.data_dir.glob("*.rebuild-*")) and not scratch_schemas(settings)
+    assert run_cli("verify", "--data-dir", str(settings.data_dir), env=settings_env(settings)).returncode == 0
 
 
 # ---------------------------------------------------------------- the index's WAL
