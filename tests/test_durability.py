@@ -719,3 +719,32 @@ def test_a_failed_commit_answers_503_without_sql_or_other_clients_values(running
     assert set(error) == {"code", "message", "fields"}
     assert "someone-elses-job" not in response.get_data(as_text=True)
     assert "INSERT" not in error["message"]
+
+
+@pytest.mark.both_backends
+def test_another_writers_over_long_values_are_indexed_alike_on_both_backends(settings):
+    """The index's column widths bind on PostgreSQL, not on SQLite: a line another writer made
+    with a 300-character job id, status, input hash, rating id or model name is cut to the
+    width (or, for a job id no API call could name, passed over and counted) the same way on
+    both, instead of stopping the PostgreSQL index at that line."""
+    fill(settings, 3)
+    long_model = "m" * 700
+    lines = [
+        {**stored("long"), "job_id": "x" * 300},
+        {**stored("wide-values"), "status": "s" * 300, "input_hash": "h" * 300, "model": long_model},
+    ]
+    append_directly(settings.log_path, lines)
+    with open(settings.ratings_path, "ab") as ratings:
+        ratings.write(records.dumps({**records.rating_event("wide-values", 4, "api"), "rating_id": "r" * 300}))
+        ratings.write(records.dumps(records.rating_event("x" * 300, 5, "api")))
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        assert "x" * 300 not in listed(client) and "wide-values" in listed(client)
+        assert client.get("/api/ratings").json["wide-values"] == 4
+        assert client.get("/api/health").json["index"]["skipped_lines"] == 2  # the over-long id's job and rating
+        models = {entry["value"] for entry in client.get("/api/facets?facet_size=100").json["facets"]["model"]}
+        assert long_model[:512] in models
+    finally:
+        app.extensions["learning_svc"].close()
+    assert verify_index(settings) == []

@@ -34,16 +34,24 @@ class JobRows:
     search: dict
 
 
-def project_job(line: dict, offset: int, length: int) -> JobRows:
-    """Turn one stored learning_log_v2 line (at `offset`, `length` bytes) into index rows."""
+# The index's column widths (tables.py), which PostgreSQL enforces and SQLite does not: a line
+# another writer made with longer values is indexed the same on both (cut, or skipped).
+JOB_ID_MAX, STATUS_MAX, VALUE_MAX = 128, 16, 512
+
+
+def project_job(line: dict, offset: int, length: int) -> JobRows | None:
+    """Turn one stored learning_log_v2 line (at `offset`, `length` bytes) into index rows;
+    None for a line the index passes over (a job id longer than any the API takes)."""
     try:
         job_id, completed_at = line["job_id"], float(line["completed_at"])
     except (KeyError, TypeError, ValueError):
         raise UnprojectableLine("a learning_log_v2 line needs job_id and a numeric completed_at") from None
     if not isinstance(job_id, str) or not job_id:
         raise UnprojectableLine("job_id must be a non-empty string")
+    if len(job_id) > JOB_ID_MAX:  # another writer's line: no API call could name it; skipped, and counted
+        return None
     summary = line_summary(line)
-    status = line.get("status") or "completed"
+    status = str(line.get("status") or "completed")[:STATUS_MAX]
     tags, seen = [], set()
     for field in RECORD_FIELDS:
         for raw in field.read(line):
@@ -55,7 +63,7 @@ def project_job(line: dict, offset: int, length: int) -> JobRows:
     job = {
         "id": offset,
         "job_id": job_id,
-        "input_hash": str(line.get("input_hash") or ""),
+        "input_hash": str(line.get("input_hash") or "")[:64],
         "line_length": length,
         "status": status,
         "completed_at": completed_at,
@@ -85,13 +93,13 @@ def _tag(field_name: str, raw) -> tuple[str, str, str] | None:
     if isinstance(raw, str):
         return _text_tag(field_name, raw)
     tag = BY_NAME[field_name].tag(raw) if raw is not None else None
-    return (field_name, *tag) if tag else None
+    return (field_name, tag[0][:VALUE_MAX], tag[1][:VALUE_MAX]) if tag else None
 
 
 @lru_cache(maxsize=65536)
 def _text_tag(field_name: str, raw: str) -> tuple[str, str, str] | None:
     tag = BY_NAME[field_name].tag(raw)
-    return (field_name, *tag) if tag else None
+    return (field_name, tag[0][:VALUE_MAX], tag[1][:VALUE_MAX]) if tag else None
 
 
 def _text(value) -> str:
@@ -280,6 +288,8 @@ def project_review(line: dict, offset: int) -> dict | None:
     if event is None or not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool):
         return None
     job_id, output, changes = event
+    if len(job_id) > JOB_ID_MAX:  # can name no indexed job
+        return None
     return {
         "id": offset,
         "review_id": str(line.get("review_id") or offset)[:64],
@@ -336,11 +346,13 @@ def insert_reviews(conn: Connection, events: list[dict]) -> None:
     deltas.write(conn)
 
 
-def project_rating(line: dict, offset: int) -> dict:
+def project_rating(line: dict, offset: int) -> dict | None:
     """Turn one stored learning_rating_v2 line into its rating_events row."""
     job_id, rating = line.get("job_id"), line.get("rating")
     if not isinstance(job_id, str) or not job_id:
         raise UnprojectableLine("a learning_rating_v2 line needs a job_id")
+    if len(job_id) > JOB_ID_MAX:  # can name no indexed job: skipped, and counted
+        return None
     if rating is not None and (isinstance(rating, bool) or not isinstance(rating, int) or not 0 <= rating <= 5):
         raise UnprojectableLine("rating must be null or an integer from 0 to 5")
     timestamp = line.get("timestamp")
@@ -348,7 +360,7 @@ def project_rating(line: dict, offset: int) -> dict:
         raise UnprojectableLine("a learning_rating_v2 line needs a numeric timestamp")
     return {
         "id": offset,
-        "rating_id": str(line.get("rating_id") or offset),
+        "rating_id": str(line.get("rating_id") or offset)[:64],
         "job_id": job_id,
         "rating": rating,
         "timestamp": float(timestamp),
@@ -421,6 +433,8 @@ def apply_amendment(conn: Connection, line: dict, offset: int, length: int, read
     except records.InvalidRecord:
         return False
     old, new = project_job(before, row.id, row.line_length), project_job(after, row.id, row.line_length)
+    if old is None or new is None:
+        return False
     rating = _rating_cols(row.rating, row.rated_at)
     deltas = FacetDeltas()
     rated, total = int(row.rating is not None), row.rating or 0

@@ -220,9 +220,13 @@ class Indexer:
                 cp.skipped += 1
                 continue
             try:
-                events.append(project_rating(record, offset))
+                event = project_rating(record, offset)
             except UnprojectableLine as error:
                 raise DamagedJournal(self.ratings.path, cp.line_count, offset, str(error)) from None
+            if event is None:
+                cp.skipped += 1
+            else:
+                events.append(event)
         insert_ratings(conn, events)
         insert_reviews(conn, reviewed)
         write_checkpoint(conn, cp)
