@@ -332,6 +332,32 @@ def test_an_amended_prompt_is_found_by_a_held_text_search(client):
     assert [j["job_id"] for j in client.get("/api/jobs?q=castle").json["jobs"]] == ["j4", "j2"]
 
 
+def test_a_held_text_search_follows_new_jobs_and_ratings(client):
+    """A search held in memory (on PostgreSQL too, for a search alone) adds the jobs indexed
+    after it was made and moves the ones rated since, in every order."""
+    from learning_svc.index.text_search import MatchSets
+
+    service = client.application.extensions["learning_svc"]
+    service.match_sets = sets = MatchSets(background=False, fetch_up_to=-1)
+
+    def listed(sort: str) -> list[str]:
+        return [j["job_id"] for j in client.get(f"/api/jobs?q=harbour&sort={sort}").json["jobs"]]
+
+    for i in range(4):
+        assert (
+            post(client, {"job_id": f"h{i}", "completed_at": 1_764_000_000 + i, "prompt": "a harbour"}).status_code
+            == 201
+        )
+    assert listed("-completed_at") == ["h3", "h2", "h1", "h0"] and sets.entries  # held from here on
+    assert client.put("/api/jobs/h1/rating", json={"rating": 5}).status_code == 200
+    assert client.put("/api/jobs/h2/rating", json={"rating": 2}).status_code == 200
+    assert post(client, {"job_id": "h4", "completed_at": 1_764_000_010, "prompt": "harbour"}).status_code == 201
+    assert listed("-completed_at") == ["h4", "h3", "h2", "h1", "h0"]
+    assert listed("-rating") == ["h1", "h2", "h4", "h3", "h0"]  # unrated last, newest first
+    assert listed("rating") == ["h2", "h1", "h0", "h3", "h4"]  # ties in id order, ascending
+    assert [len(entry.ids) for entry in sets.entries.values()] == [5]
+
+
 # ---------------------------------------------------------------- small contract points (issue 10.7)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, func, or_, select
 
 from .tables import facet_values, jobs
 from .text_search import MatchSets, TextPlan, fts_query
+from .words import tsquery
 
 SORTS = {  # name -> (jobs column, descending)
     "-completed_at": (jobs.c.completed_at, True),
@@ -73,7 +74,7 @@ class Plan:
     drive: str | None  # the tag field whose job_tags range is walked, or None for jobs' own sort index
     probed: frozenset[str]  # tag fields checked job by job (EXISTS), the others fetched (IN)
     wide_window: bool  # since/until holds many jobs: checked per job while walking another sort's index
-    text: TextPlan | None  # how q is searched (SQLite FTS5); None: a substring match elsewhere
+    text: TextPlan | None  # how q is searched (SQLite FTS5, PostgreSQL's held searches); None: in SQL
     dialect: str
 
     @property
@@ -100,8 +101,11 @@ def make_plan(conn: Connection, page: Page, match_sets: MatchSets, thresholds: T
         and (f.since is not None or f.until is not None)
         and window_count(conn, f, thresholds.probe_above + 1) > thresholds.probe_above
     )
-    sqlite = conn.dialect.name == "sqlite"
-    text = match_sets.plan(conn, fts_query(f.q)) if f.q and sqlite else None
+    text = None
+    if f.q and conn.dialect.name == "sqlite":
+        text = match_sets.plan(conn, fts_query(f.q))
+    elif f.q and f == Filters(q=f.q) and (query := tsquery(f.q)) is not None:
+        text = match_sets.plan(conn, query)  # PostgreSQL: held for a search alone (Plan.held_alone)
     return Plan(page, drive, probed, wide, text, conn.dialect.name)
 
 

@@ -207,7 +207,7 @@ def listing_statement(plan: Plan) -> Select:
 
 def prepare(conn: Connection, plan: Plan) -> None:
     """Bind what the plan's SQL calls on this connection: text_match() of a held search."""
-    if plan.text is not None and plan.text.kind == "set":
+    if plan.text is not None and plan.text.kind == "set" and plan.dialect == "sqlite":
         text_search.bind(conn, plan.text.held.ids)
 
 

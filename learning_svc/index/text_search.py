@@ -1,4 +1,5 @@
-"""The jobs a text search matches, held in memory for common words (SQLite FTS5 only).
+"""The jobs a text search matches, held in memory for common words (SQLite FTS5; on
+PostgreSQL for a text search alone, whose pages are bisections of the held orders).
 
 Checking FTS5 for one job costs ~80 µs, so a listing that walks its sort index and
 checks each job against a word found in a fifth of all prompts spends ~20 ms on a page.
@@ -257,11 +258,13 @@ class MatchSets:
                     held.orders[name].add(row[column], row[0])
             held.below = below
         if rated_below > held.rated_below:
-            rows = conn.exec_driver_sql(
+            rerated = (
                 "SELECT jobs.id, jobs.rating_hi, jobs.rating_lo FROM rating_events "
-                "JOIN jobs ON jobs.job_id = rating_events.job_id WHERE rating_events.id >= ? AND jobs.id < ?",
-                (held.rated_below, held.below),
+                "JOIN jobs ON jobs.job_id = rating_events.job_id WHERE rating_events.id >= ? AND jobs.id < ?"
             )
+            if conn.dialect.paramstyle != "qmark":
+                rerated = rerated.replace("?", "%s")
+            rows = conn.exec_driver_sql(rerated, (held.rated_below, held.below))
             for job, rating_hi, rating_lo in rows:
                 if job in held.ids:
                     held.orders["rating_hi"].rekey(job, rating_hi)
@@ -297,6 +300,8 @@ def _build(conn: Connection, key: tuple[str, str], snapshot: tuple[int, int], me
     """Hold a search: its matches' sort keys are copied once into a temporary table, then read
     back in each order. SQLite joins and sorts without the GIL and the rows reach the arrays
     10,000 at a time, so that requests served meanwhile hardly wait."""
+    if conn.dialect.name != "sqlite":
+        return _build_from_rows(key, snapshot, _sort_keys(conn, key[1], 0), merge_at)
     db = conn.connection.driver_connection
     db.execute("DROP TABLE IF EXISTS temp.held_build")  # left by a rolled-back build on this connection
     db.execute(f"CREATE TEMP TABLE held_build (id INTEGER PRIMARY KEY, {', '.join(ORDERS)})")
@@ -318,23 +323,41 @@ def _build(conn: Connection, key: tuple[str, str], snapshot: tuple[int, int], me
     return _Held(key, ids, *snapshot, orders=orders)
 
 
+def _build_from_rows(key, snapshot, rows: list[tuple], merge_at: int) -> _Held:
+    """PostgreSQL: the matches' (id, *ORDERS) rows sorted here, in each order."""
+    orders = {}
+    for column, name in enumerate(ORDERS, start=1):
+        ranked = sorted(rows, key=itemgetter(column, 0))
+        order = orders[name] = _Order(merge_at=merge_at)
+        order.keys.extend(row[column] for row in ranked)
+        order.ids.extend(row[0] for row in ranked)
+    return _Held(key, {row[0] for row in rows}, *snapshot, orders=orders)
+
+
 def _count(conn: Connection, fts: str, limit: int) -> int:
-    return conn.exec_driver_sql(
-        "SELECT count(*) FROM (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ? LIMIT ?)", (fts, limit)
-    ).scalar_one()
+    return conn.exec_driver_sql(COUNT[conn.dialect.name == "sqlite"], (fts, limit)).scalar_one()
 
 
-# (id, *ORDERS) of the matches of an FTS5 query with id >= a start, in id order.
+# The matches of a search (SQLite: an FTS5 query; PostgreSQL: a tsquery on the jobs' tsvector,
+# migration 0008), counted up to a limit; and their (id, *ORDERS) with id >= a start, in id order.
+COUNT = {
+    True: "SELECT count(*) FROM (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ? LIMIT ?)",
+    False: "SELECT count(*) FROM (SELECT id FROM jobs WHERE search_tsv @@ to_tsquery('simple', %s) LIMIT %s) m",
+}
 MATCHES_WITH_KEYS = (
     f"SELECT jobs.id, {', '.join('jobs.' + name for name in ORDERS)} FROM jobs_fts "
     "JOIN jobs ON jobs.id = jobs_fts.rowid WHERE jobs_fts MATCH ? AND jobs_fts.rowid >= ? "
     "ORDER BY jobs_fts.rowid"
 )
+MATCHES_WITH_KEYS_PG = (
+    f"SELECT id, {', '.join(ORDERS)} FROM jobs WHERE search_tsv @@ to_tsquery('simple', %s) AND id >= %s ORDER BY id"
+)
 
 
 def _sort_keys(conn: Connection, fts: str, start: int) -> list[tuple]:
     """MATCHES_WITH_KEYS, straight from the driver (SQLAlchemy rows cost more than the query)."""
-    return conn.connection.driver_connection.execute(MATCHES_WITH_KEYS, (fts, start)).fetchall()
+    statement = MATCHES_WITH_KEYS if conn.dialect.name == "sqlite" else MATCHES_WITH_KEYS_PG
+    return conn.connection.driver_connection.execute(statement, (fts, start)).fetchall()
 
 
 def bind(conn: Connection, ids: set[int]) -> None:
