@@ -729,16 +729,18 @@ def ingest_with_readers(server: Server, prefix: Path, threads: int, seconds: int
 # ---------------------------------------------------------------- scenario: scaling
 
 SCALING_PROCESSES = (1, 2, 4)
-SCALING_BODIES = 6_000  # per run: more than one run's ingest at a few hundred jobs/s
+SCALING_BODIES = 6_000  # per ingest run: more than one run's ingest at a few hundred jobs/s
 
 
 def bench_scaling(results: Results, work: Path, seed: int, seconds: int) -> None:
     """`serve --workers N` for N = 1, 2, 4 on one data dir, on SQLite and on PostgreSQL:
     durable ingest (8 clients POST) into an empty index, then the page's first view
-    (GET /api/jobs?limit=50, 8 clients) over what was ingested."""
+    (GET /api/jobs?limit=50, 8 clients) over what was ingested, then ingest again while
+    READERS connections ask what an open page does (readers in other processes than the
+    writes they share the machine with, when N > 1)."""
     backends = [INDEX, PostgresIndex() if INDEX.name == "sqlite" else SQLiteIndex()]
     threads = wrk_threads(INGEST_CONNECTIONS)
-    bodies = [orjson.dumps(b).decode() for b in gen.generate_records(SCALING_BODIES * 6, seed + 11)]
+    bodies = [orjson.dumps(b).decode() for b in gen.generate_records(SCALING_BODIES * 12, seed + 11)]
     reads = work / "scaling-get-"
     write_request_files(reads, ["/api/jobs?limit=50"] * 64, threads)
     try:
@@ -746,8 +748,9 @@ def bench_scaling(results: Results, work: Path, seed: int, seconds: int) -> None
             base = None
             for n in SCALING_PROCESSES:
                 data_dir = work / f"scaling-{index.name}-{n}"
-                posts = work / f"scaling-post-{index.name}-{n}-"
+                posts, again = work / f"scaling-post-{index.name}-{n}-", work / f"scaling-again-{index.name}-{n}-"
                 write_request_files(posts, [bodies.pop() for _ in range(SCALING_BODIES)], threads)
+                write_request_files(again, [bodies.pop() for _ in range(SCALING_BODIES)], threads)
                 server = Server(
                     data_dir, work / f"scaling-{index.name}-{n}.log", args=("--workers", str(n)), index=index
                 )
@@ -759,18 +762,22 @@ def bench_scaling(results: Results, work: Path, seed: int, seconds: int) -> None
                     say(f"scaling: {index.name}, {n} process(es): ingest, then listing")
                     ingest = run_wrk(server.url, posts, "post", INGEST_CONNECTIONS, threads, seconds)
                     listing = run_wrk(server.url, reads, "get", INGEST_CONNECTIONS, threads, seconds)
+                    mixed, readers = ingest_with_readers(server, again, threads, seconds)
                 rates = (
                     ingest["s201"] / (ingest["duration_us"] / 1e6),
                     listing["s2xx"] / (listing["duration_us"] / 1e6),
                 )
                 base = base or rates
+                bad = ingest["non2xx"] + listing["non2xx"] + mixed["non2xx"] + readers["non2xx"]
                 results.add(
                     f"scaling: {n} process{'es' if n > 1 else ''} (serve --workers {n}), {index.version()}",
                     f"ingest {rates[0]:,.0f} jobs/s (×{rates[0] / base[0]:.2f}), p99 {ingest['p99_us'] / 1000:.1f} ms; "
                     f"listing {rates[1]:,.0f} req/s (×{rates[1] / base[1]:.2f}), p99 {listing['p99_us'] / 1000:.1f} ms; "
-                    f"{ingest['non2xx'] + listing['non2xx']} non-2xx",
+                    f"ingest with {READERS} readers {mixed['s201'] / (mixed['duration_us'] / 1e6):,.0f} jobs/s, "
+                    f"p99 {mixed['p99_us'] / 1000:.1f} ms (readers {readers['requests'] / (readers['duration_us'] / 1e6):,.0f} req/s); "
+                    f"{bad} non-2xx",
                     "report (0 non-2xx)",
-                    None if ingest["non2xx"] + listing["non2xx"] == 0 else False,
+                    None if bad == 0 else False,
                 )
     finally:
         backends[1].stop()

@@ -207,8 +207,11 @@ class MatchSets:
                 self.entries.move_to_end(key)
         if held is None:
             count = _count(conn, fts, self.set_max + 1)
-            if count <= self.fetch_up_to:
+            if count <= self.fetch_up_to and conn.dialect.name == "sqlite":
                 return "fetch", None, snapshot
+            if count <= self.fetch_up_to:  # PostgreSQL: held at once (a few matches), as its plans for
+                held = self._keep(_build(conn, key, snapshot, self.merge_at))  # fetching them can walk
+                return "set", held, snapshot  # every job's tsvector along the sort order
             if count > self.set_max:
                 held = self._keep(_Held(key, None, *snapshot))
             elif self.background:  # fetching the matches costs ~1.5 µs each: bounded, unlike checking
