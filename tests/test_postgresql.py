@@ -95,6 +95,44 @@ def test_a_reindex_swaps_the_new_tables_in_and_a_second_one_at_once_is_refused(s
     assert history_after_restart(settings) == (jobs, ratings)
 
 
+def test_a_reindex_swaps_in_while_a_reader_holds_some_tables_and_asks_for_more(settings):
+    """A reader mid-request holds facet_values and then reads jobs, as a listing does. The swap
+    took the tables one by one and deadlocked with it (and lost the rebuild); it now locks all
+    of them with a timeout and tries again once the reader is done."""
+    import contextlib
+    import threading
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    jobs, ratings = filled_history(settings, 20)
+    engine = create_engine(settings.db_url, isolation_level="REPEATABLE READ")
+    outcome = {}
+    with engine.connect() as reader:
+        reader.execute(text("SELECT count(*) FROM facet_values")).scalar()
+        worker = threading.Thread(target=lambda: outcome.setdefault("result", cli(settings, "reindex")))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the swap waits for the reader's lock
+            waiting = reader.execute(
+                text("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'facet_values'::regclass")
+            ).scalar()
+            if waiting:
+                break
+            time.sleep(0.05)
+        assert waiting, "the reindex never reached its swap"
+        # It asks for another table; it may be the deadlock's victim (its request would be retried).
+        with contextlib.suppress(OperationalError):
+            reader.execute(text("SELECT count(*) FROM jobs")).scalar()
+        reader.rollback()
+    worker.join(timeout=120)
+    engine.dispose()
+    result = outcome["result"]
+    assert result.returncode == 0, result.stderr
+    assert scratch_schemas(settings.db_url) == []
+    assert history_after_restart(settings) == (jobs, ratings)
+
+
 def test_verify_reports_a_difference_and_reindex_repairs_it(settings):
     filled_history(settings, 10)
     with create_engine(settings.db_url).begin() as conn:

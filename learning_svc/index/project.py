@@ -10,6 +10,7 @@ from functools import lru_cache
 
 import orjson
 from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.exc import DBAPIError
 
 from .. import records, reviews
 from ..fields import BY_NAME, FIELDS, RECORD_FIELDS, REVIEW_FIELDS
@@ -245,11 +246,16 @@ def insert_many(conn: Connection, table, columns, rows: list[tuple]) -> None:
         marks = ", ".join("?" * len(columns))
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", rows)
         return
-    cursor = conn.connection.driver_connection.cursor()
+    import psycopg
+
     quoted = ", ".join(f'"{column}"' for column in columns)
-    with cursor.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+    statement = f"COPY {table.name} ({quoted}) FROM STDIN"
+    try:
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as error:  # as SQLAlchemy's own statements fail: the service answers 503
+        raise DBAPIError.instance(statement, None, error, psycopg.Error) from None
 
 
 def _latest_ratings(conn: Connection, job_ids: list[str]) -> dict[str, tuple]:

@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 import os
 import re
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import Connection, Engine, delete, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from ..journal import DamagedJournal, Journal
 from ..osutil import fsync_file, pid_alive
@@ -468,11 +470,7 @@ def _rebuild_in_schema(url, log_journal, ratings_journal, progress, **indexer_op
             guard.commit()
             try:
                 report = _build_scratch(url, log_journal, ratings_journal, progress, indexer_options)
-                with live.begin() as conn:  # the swap, in one transaction
-                    for table in reversed(metadata.sorted_tables):
-                        conn.execute(text(f'DROP TABLE IF EXISTS "{home}".{table.name}'))
-                        conn.execute(text(f'ALTER TABLE {SCRATCH_SCHEMA}.{table.name} SET SCHEMA "{home}"'))
-                    conn.execute(text(f"DROP SCHEMA {SCRATCH_SCHEMA} CASCADE"))  # and its alembic_version
+                _swap(live, home)
             except BaseException:
                 try:
                     with live.begin() as conn:
@@ -483,6 +481,32 @@ def _rebuild_in_schema(url, log_journal, ratings_journal, progress, **indexer_op
         return report
     finally:
         live.dispose()
+
+
+SWAP_TRIES = 20
+
+
+def _swap(live: Engine, home: str) -> None:
+    """Move the scratch tables into the live schema in one transaction. All live tables are
+    locked first, with a lock timeout: a reader mid-request holds some of them and may ask
+    for another, and taking them one by one deadlocked with it. A try that cannot get the
+    locks (or is chosen as a deadlock's victim) is rolled back and made again."""
+    tables = [table.name for table in reversed(metadata.sorted_tables)]
+    for attempt in range(SWAP_TRIES):
+        try:
+            with live.begin() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = '2s'"))
+                conn.execute(text(f"LOCK TABLE {', '.join(f'{home}.{t}' for t in tables)} IN ACCESS EXCLUSIVE MODE"))
+                for table in tables:
+                    conn.execute(text(f'DROP TABLE "{home}".{table}'))
+                    conn.execute(text(f'ALTER TABLE {SCRATCH_SCHEMA}.{table} SET SCHEMA "{home}"'))
+                conn.execute(text(f"DROP SCHEMA {SCRATCH_SCHEMA} CASCADE"))  # and its alembic_version
+            return
+        except OperationalError as error:
+            if attempt == SWAP_TRIES - 1:
+                raise
+            log.warning("swapping the rebuilt index in waits for readers: %s", str(error.orig).splitlines()[0])
+            time.sleep(0.2)
 
 
 def _build_scratch(url, log_journal, ratings_journal, progress, indexer_options) -> SyncReport:
