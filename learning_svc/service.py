@@ -1,9 +1,15 @@
 """Use cases: record a job, rate it, clear a rating — JSONL first, then the index.
 
 Writes go through one committer thread per process (group commit): it takes the
-journal locks, indexes lines other processes appended, decides every waiting request
-(new, identical retry, conflict, unknown job), appends all new lines with one write
-and one fsync per file, and indexes them in one transaction with the checkpoint.
+journal locks, decides every waiting request (new, identical retry, conflict, unknown
+job) against a snapshot of the index plus the lines appended since that snapshot's
+checkpoint (the backlog), appends all new lines with one write and one fsync per file,
+and answers. A follower thread indexes the journals behind it, in large batches, each
+with its checkpoint; reads wait (bounded) until the index holds every write acknowledged
+before they began, by this process or another (read-your-writes).
+
+Amendments, and lines another process appended, take the indexed path: index the
+journals up to their end, decide, append and index in one transaction.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,7 +33,7 @@ from . import images, records, reviews
 from .config import Settings
 from .index import db, facets, queries
 from .index.plan import Filters, Page, Thresholds, make_plan
-from .index.sync import LOG, RATINGS, Checkpoint, Indexer, SyncReport, read_checkpoint
+from .index.sync import LOG, RATINGS, Checkpoint, Indexer, SyncReport, read_checkpoint, repair_tails
 from .index.text_search import MatchSets
 from .journal import DamagedJournal, Journal, JournalWriteError
 
@@ -37,6 +44,9 @@ MAX_BATCH = 1000  # queued writes one commit takes; a batch submitted together i
 WAIT_SECONDS = 60
 IDLE_CHECK_SECONDS = 2.0
 CHECKPOINT_SECONDS = 0.5  # SQLite: how often the WAL is copied back into the index file while writes go on
+READ_WAIT_SECONDS = 5.0  # how long a read waits for the follower to index what was acknowledged before it
+FOLLOW_BATCH = 5000  # journal lines the follower indexes in one transaction
+HANDED_MAX = 20_000  # lines kept in memory for the follower; past that it reads them back from the journal
 
 
 class NotFound(LookupError):
@@ -62,6 +72,8 @@ class _Op:
     done: threading.Event = field(default_factory=threading.Event)
     result: object = None
     error: Exception | None = None
+    offset: int | None = None  # where its line was appended, and its length
+    length: int = 0
 
     def finish(self, result=None, error: Exception | None = None) -> None:
         if self.result is None and self.error is None:
@@ -97,6 +109,41 @@ def amend_op(job_id: str, patch: dict, replace: bool = False) -> _Op:
     return _Op("amend", {"job_id": job_id, "patch": patch, "replace": replace})
 
 
+class Backlog:
+    """Values that journal lines past the index's checkpoint set (appended, not indexed yet), by key.
+
+    The committer decides against a snapshot of the index plus these; what lines before the
+    snapshot's checkpoint said is forgotten (`prune`): the index has it, or something newer."""
+
+    def __init__(self):
+        self._values: dict = {}  # key -> (offset of the line, value)
+        self._order: deque = deque()  # (offset, key) in journal order
+
+    def set(self, key, value, offset: int) -> None:
+        self._values[key] = (offset, value)
+        self._order.append((offset, key))
+
+    def get(self, key, default=None):
+        found = self._values.get(key)
+        return default if found is None else found[1]
+
+    def __contains__(self, key) -> bool:
+        return key in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def count_from(self, offset: int) -> int:
+        """How many keys lines at or past `offset` set (any thread: the values are copied at once)."""
+        return sum(1 for at, _ in list(self._values.values()) if at >= offset)
+
+    def prune(self, indexed_to: int) -> None:
+        while self._order and self._order[0][0] < indexed_to:
+            offset, key = self._order.popleft()
+            if self._values.get(key, (None,))[0] == offset:
+                del self._values[key]
+
+
 class Service:
     def __init__(self, settings: Settings, match_sets: MatchSets | None = None):
         self.settings = settings
@@ -119,18 +166,32 @@ class Service:
         self._stopping = threading.Event()
         self._commits = 0  # since the last WAL checkpoint
         self.watcher = None  # a FolderWatcher (watch.py) when serving with --watch; stopped on close
-        # While the index cannot be written (a full disk), writes go on to the journal only:
-        # what the index lacks is known here, and it catches up on its own (_commit).
+        # What the journals hold past the index's checkpoints, as the committer's decisions need
+        # it: while the follower catches up, and while the index cannot be written (a full disk).
         self.index_trouble: dict | None = None
-        self.pending_jobs: dict[str, tuple[str, dict]] = {}  # job id -> (input hash, summary)
-        self.pending_ratings: dict[str, tuple[int | None, float | None]] = {}
-        self.pending_reviews: dict[str, dict | None] = {}  # job id -> review state
+        self.pending_jobs = Backlog()  # job id -> (input hash, summary)
+        self.pending_ratings = Backlog()  # job id -> (rating, rated_at)
+        self.pending_reviews = Backlog()  # job id -> review state
+        self.pending_rating_ids = Backlog()  # rating id -> True
+        # The follower: indexes the journals behind the acknowledgements.
+        self._follower: threading.Thread | None = None
+        self._follow_wake = threading.Event()
+        self._follower_stop = False
+        self._index_lock = threading.Lock()  # one index writer in this process: the follower or an indexed commit
+        self._indexed = threading.Condition()
+        self._synced = (0, 0)  # journal sizes (taken under their locks) the index holds every line of
+        self._ends = (0, 0)  # journal sizes after this process's last commit: beyond is another writer's
+        self._handed: dict[str, deque] = {LOG: deque(), RATINGS: deque()}  # (offset, line, length) to index
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Service:
         db.upgrade(self.write_engine)
         self.startup = self.indexer.catch_up()
         self.torn_files += [p.name for p in self.startup.torn]
+        with self.write_engine.begin() as conn:
+            self._ends = self._synced = (read_checkpoint(conn, LOG).offset, read_checkpoint(conn, RATINGS).offset)
+        self._follower = threading.Thread(target=self._follow, name="learning-svc-follower", daemon=True)
+        self._follower.start()
         self._thread = threading.Thread(target=self._run, name="learning-svc-committer", daemon=True)
         self._thread.start()
         if self.write_engine.dialect.name == "sqlite":
@@ -148,6 +209,11 @@ class Service:
             self._queue.put(None)
             self._thread.join(timeout=30)
             self._thread = None
+        if self._follower:  # indexes what is left first
+            self._follower_stop = True
+            self._follow_wake.set()
+            self._follower.join(timeout=60)
+            self._follower = None
         self._stopping.set()
         if self._checkpointer:
             self._checkpointer.join(timeout=30)
@@ -168,7 +234,7 @@ class Service:
     def review_job(self, job_id: str, changes: dict, source: str, output: int | None = None) -> dict:
         """Append a review event (flag, tags, note, scores; or an image's rating with `output`).
         Returns {job_id, output, changed, previous, review}. Raises NotFound, BadReview, Unavailable."""
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
             self._check_targets(conn, [(job_id, output, changes)])
         return self._submit(review_op(job_id, changes, source, output))[1]
 
@@ -176,7 +242,7 @@ class Service:
         """Many changes in one commit (one append, one fsync): (job_id, output, set) each, where
         `set.rating` without an output is the job's rating. Checked whole before anything is
         written. Returns {changed, unchanged, previous}: `previous` puts back what changed (undo)."""
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
             self._check_targets(conn, items)
             before = queries.job_rows(conn, sorted({job_id for job_id, _, _ in items}))
         ops, undo_ratings = [], {}
@@ -207,7 +273,7 @@ class Service:
 
     def matching_job_ids(self, filters: Filters, limit: int) -> list[str]:
         """The ids of the jobs matching filters (newest first), up to limit + 1 (to tell "too many")."""
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
             plan = make_plan(conn, Page(filters, "-completed_at", 500), self.match_sets, self.thresholds)
             found = []
             for row in queries.iter_jobs(conn, plan):
@@ -271,11 +337,7 @@ class Service:
 
     def _run(self) -> None:
         while True:
-            try:
-                first = self._queue.get(timeout=IDLE_CHECK_SECONDS)
-            except queue.Empty:
-                self._index_foreign_lines()
-                continue
+            first = self._queue.get()
             if first is None:
                 return
             queued = [first]
@@ -318,61 +380,193 @@ class Service:
             except Exception:
                 log.exception("checkpointing the index's WAL failed; retrying later")
 
-    def _index_foreign_lines(self) -> None:
-        """When idle, pick up lines other processes appended (e.g. the client's fallback)."""
-        try:
-            with self.read_engine.connect() as conn:
-                behind = (
-                    self.jobs_journal.size() != read_checkpoint(conn, LOG).offset
-                    or self.ratings_journal.size() != read_checkpoint(conn, RATINGS).offset
-                )
-            if behind:
-                self._commit([])
-        except Exception:
-            log.exception("catching up with other writers failed; retrying later")
-
     def _commit(self, ops: list[_Op]) -> None:
-        # A batch of jobs only needs the log's lock; ratings (and the idle catch-up) take both,
-        # always in the same order.
-        with_ratings = not ops or any(op.kind in ("rating", "review") for op in ops)
+        # A batch of jobs only needs the log's lock; ratings, reviews and amendments (which answer
+        # the job's current review) take both, always in the same order.
+        with_ratings = any(op.kind in ("rating", "review", "amend") for op in ops)
         try:
             with ExitStack() as locks:
                 locks.enter_context(self.jobs_journal.locked())
                 if with_ratings:
                     locks.enter_context(self.ratings_journal.locked())
-                if self.index_trouble is not None and time.monotonic() < self.index_trouble["next_try"]:
-                    self._commit_unindexed(ops)  # the index is failing: journal only, until the next try
-                    return
-                with self.write_engine.connect() as conn:
-                    trans = conn.begin()
-                    try:
-                        log_cp, ratings_cp, report = self.indexer.catch_up_locked(conn, with_ratings)
-                        self.torn_files += [p.name for p in report.torn]
-                        self._write_jobs(conn, log_cp, [op for op in ops if op.kind == "job"])
-                        self._write_amendments(conn, log_cp, [op for op in ops if op.kind == "amend"])
-                        self._write_ratings(conn, ratings_cp, [op for op in ops if op.kind in ("rating", "review")])
-                        trans.commit()
-                        self._commits += 1
-                    except DamagedJournal as error:
-                        trans.rollback()
-                        log.error("%s", error)
-                        for op in ops:
-                            op.finish(error=Unavailable(f"{error}; run `learning-svc verify` and repair the file"))
-                        return
-                    except Exception as error:
-                        trans.rollback()
-                        self._index_failed(error, ops)
-                        self._commit_unindexed([op for op in ops if op.result is None and op.error is None])
-                        return
-                if self.index_trouble is not None:
-                    log.warning("the index has caught up with the journal again")
-                self.index_trouble = None
-                self.pending_jobs.clear()
-                self.pending_ratings.clear()
-                self.pending_reviews.clear()
+                trouble = self.index_trouble
+                foreign = self.jobs_journal.size() != self._ends[0] or (
+                    with_ratings and self.ratings_journal.size() != self._ends[1]
+                )
+                if trouble is None and (foreign or any(op.kind == "amend" for op in ops)):
+                    self._commit_indexed(ops, with_ratings)
+                else:
+                    self._commit_unindexed(ops, trouble)
+                self._ends = (
+                    self.jobs_journal.size(),
+                    self.ratings_journal.size() if with_ratings else self._ends[1],
+                )
         except Timeout:
             for op in ops:
                 op.finish(error=Unavailable("the journal is locked by another process; try again"))
+        self._follow_wake.set()
+
+    def _commit_indexed(self, ops: list[_Op], with_ratings: bool) -> None:
+        """Index the journals up to their end (other writers' lines too), then decide, append and
+        index in one transaction. For amendments (each sees the current record) and after another
+        process appended. Hold the journals' locks."""
+        with self._index_lock, self.write_engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                log_cp, ratings_cp, report = self.indexer.catch_up_locked(conn, with_ratings)
+                self.torn_files += [p.name for p in report.torn]
+                self._forget_indexed(log_cp.offset, ratings_cp.offset if ratings_cp else None)
+                self._write_jobs(conn, log_cp, [op for op in ops if op.kind == "job"])
+                self._write_amendments(conn, log_cp, [op for op in ops if op.kind == "amend"])
+                self._write_ratings(conn, ratings_cp, [op for op in ops if op.kind in ("rating", "review")])
+                trans.commit()
+                self._commits += 1
+            except DamagedJournal as error:
+                trans.rollback()
+                log.error("%s", error)
+                for op in ops:
+                    op.finish(error=Unavailable(f"{error}; run `learning-svc verify` and repair the file"))
+                return
+            except Exception as error:
+                trans.rollback()
+                self._index_failed(error, ops)
+                self._commit_unindexed([op for op in ops if op.result is None and op.error is None], self.index_trouble)
+                return
+        self._index_recovered()
+        self._mark_synced(self.jobs_journal.size(), self.ratings_journal.size() if with_ratings else None)
+
+    def _commit_unindexed(self, ops: list[_Op], trouble: dict | None) -> None:
+        """Decide against a snapshot of the index plus the backlog past its checkpoints, and append;
+        the follower indexes the lines. Hold the journals' locks."""
+        for op in ops:
+            if op.kind == "amend":  # only while the index cannot be written (see _commit)
+                problem = trouble["problem"] if trouble else "it is catching up"
+                op.finish(
+                    error=Unavailable(
+                        f"the index is behind the journal ({problem}); amend the job once it has caught up"
+                    )
+                )
+        with self.read_engine.connect() as conn:
+            # The snapshot's own checkpoints first: what lines before them said is in the rows read next.
+            self._forget_indexed(read_checkpoint(conn, LOG).offset, read_checkpoint(conn, RATINGS).offset)
+            self._write_jobs(conn, None, [op for op in ops if op.kind == "job"])
+            self._write_ratings(conn, None, [op for op in ops if op.kind in ("rating", "review")])
+        for op in ops:
+            if op.error is None and op.result is not None and op.result[0] and op.kind != "amend":
+                self._remember_unindexed(op)
+                handed = self._handed[LOG if op.kind == "job" else RATINGS]
+                if len(handed) < HANDED_MAX:
+                    handed.append((op.offset, op.payload, op.length))
+
+    def _forget_indexed(self, log_offset: int, ratings_offset: int | None) -> None:
+        self.pending_jobs.prune(log_offset)
+        if ratings_offset is not None:
+            for backlog in (self.pending_ratings, self.pending_reviews, self.pending_rating_ids):
+                backlog.prune(ratings_offset)
+
+    def _remember_unindexed(self, op: _Op) -> None:
+        if op.kind == "job":
+            self.pending_jobs.set(op.payload["job_id"], (op.payload["input_hash"], op.result[1]), op.offset)
+        elif op.kind == "rating":
+            self.pending_ratings.set(
+                op.payload["job_id"], (op.result[1]["rating"], op.result[1]["rated_at"]), op.offset
+            )
+            self.pending_rating_ids.set(op.payload["rating_id"], True, op.offset)
+        elif op.kind == "review":
+            self.pending_reviews.set(op.payload["job_id"], op.result[1]["review"], op.offset)
+
+    # -- the follower: the index behind the acknowledgements
+    def _follow(self) -> None:
+        while True:
+            self._follow_wake.wait(IDLE_CHECK_SECONDS)  # also picks up other writers' lines when idle
+            self._follow_wake.clear()
+            stopping = self._follower_stop
+            trouble = self.index_trouble
+            if trouble is None or time.monotonic() >= trouble["next_try"] or stopping:
+                self._index_backlog()
+            if stopping:
+                return
+
+    def _index_backlog(self) -> None:
+        """Index the journals up to where they end now, FOLLOW_BATCH lines a transaction."""
+        try:
+            while True:
+                with self.jobs_journal.locked(), self.ratings_journal.locked():  # no append half done
+                    ends = (self.jobs_journal.size(), self.ratings_journal.size())
+                    if ends != self._ends:  # another writer's lines: a torn tail it left is moved aside
+                        report = SyncReport()
+                        repair_tails((self.jobs_journal, self.ratings_journal), report)
+                        self.torn_files += [p.name for p in report.torn]
+                        ends = (self.jobs_journal.size(), self.ratings_journal.size())
+                if ends == self._synced:
+                    return
+                with self._index_lock:
+                    done = self._index_to(ends)
+                self._commits += 1
+                self._index_recovered()
+                if done:
+                    self._mark_synced(*ends)
+                    return
+        except Timeout:
+            log.warning("the follower waits for a journal locked by another process")
+        except DamagedJournal as error:
+            log.error("%s", error)
+            self._index_failed(error, [])
+        except DBAPIError as error:
+            log.warning("indexing failed: the index database: %s", str(error.orig).strip().splitlines()[0][:300])
+            self._index_failed(error, [])
+        except Exception as error:
+            self._index_failed(error, [])
+
+    def _index_to(self, ends: tuple[int, int]) -> bool:
+        """One transaction of the follower; True when the index then holds both journals up to `ends`."""
+        with self.write_engine.connect() as conn, conn.begin():
+            log_cp, ratings_cp, report = self.indexer.catch_up_to(conn, ends, self._handed_lines, FOLLOW_BATCH)
+            self.torn_files += [p.name for p in report.torn]
+        return log_cp.offset >= ends[0] and ratings_cp.offset >= ends[1]
+
+    def _handed_lines(self, name: str, start: int, stop: int):
+        """(offset, line, length) from `start` to `stop`: the committer's own lines as it handed
+        them over, the rest (another writer's, or past HANDED_MAX) read from the journal."""
+        handed, journal = self._handed[name], self.jobs_journal if name == LOG else self.ratings_journal
+        while handed and handed[0][0] < start:  # indexed already (by an indexed commit, another process)
+            handed.popleft()
+        pos = start
+        while pos < stop:
+            if handed and handed[0][0] == pos:
+                item = handed.popleft()
+                yield item
+                pos += item[2]
+                continue
+            until = handed[0][0] if handed and pos < handed[0][0] < stop else stop
+            for offset, line in journal.scan(pos, until):
+                yield offset, line, len(line) + 1
+            pos = until
+
+    def _mark_synced(self, log_end: int, ratings_end: int | None) -> None:
+        with self._indexed:
+            self._synced = (log_end, self._synced[1] if ratings_end is None else ratings_end)
+            self._indexed.notify_all()
+
+    @contextmanager
+    def reader(self):
+        """A read connection that sees every write acknowledged before the call, by this process
+        or another: wait (at most READ_WAIT_SECONDS) until the index holds the journals as far as
+        they reach now. Not while the index cannot be written: that read answers from what it has."""
+        target = (self.jobs_journal.size(), self.ratings_journal.size())
+        synced = self._synced
+        if (synced[0] < target[0] or synced[1] < target[1]) and self._follower is not None:
+            self._follow_wake.set()
+            with self._indexed:
+                self._indexed.wait_for(
+                    lambda: (
+                        self.index_trouble is not None
+                        or (self._synced[0] >= target[0] and self._synced[1] >= target[1])
+                    ),
+                    READ_WAIT_SECONDS,
+                )
+        with self.read_engine.connect() as conn:
+            yield conn
 
     # -- when the index cannot be written (a full disk): the journal goes on, the index catches up later
     def _index_failed(self, error: Exception, ops: list[_Op]) -> None:
@@ -380,41 +574,26 @@ class Service:
         trouble = self.index_trouble
         wait = INDEX_RETRY_SECONDS if trouble is None else min(trouble["wait"] * 2, INDEX_RETRY_MAX_SECONDS)
         if trouble is None:
-            log.exception("the index could not be updated; the journal is intact and goes on without it")
-        self.index_trouble = {
-            "problem": f"{type(error).__name__}: {error}"[:500],
-            "since": trouble["since"] if trouble else time.time(),
-            "wait": wait,
-            "next_try": time.monotonic() + wait,
-        }
+            log.error(
+                "the index could not be updated; the journal is intact and goes on without it",
+                exc_info=(type(error), error, error.__traceback__),
+            )
+        with self._indexed:
+            self.index_trouble = {
+                "problem": f"{type(error).__name__}: {error}"[:500],
+                "since": trouble["since"] if trouble else time.time(),
+                "wait": wait,
+                "next_try": time.monotonic() + wait,
+            }
+            self._indexed.notify_all()  # readers stop waiting for it
         for op in ops:
             if op.error is None and op.result is not None and op.result[0]:
                 self._remember_unindexed(op)
 
-    def _remember_unindexed(self, op: _Op) -> None:
-        if op.kind == "job":
-            self.pending_jobs[op.payload["job_id"]] = (op.payload["input_hash"], op.result[1])
-        elif op.kind == "rating":
-            self.pending_ratings[op.payload["job_id"]] = (op.result[1]["rating"], op.result[1]["rated_at"])
-        elif op.kind == "review":
-            self.pending_reviews[op.payload["job_id"]] = op.result[1]["review"]
-
-    def _commit_unindexed(self, ops: list[_Op]) -> None:
-        """Decide and append as usual, against the index as it is plus what it is missing; index nothing."""
-        for op in ops:
-            if op.kind == "amend":
-                op.finish(
-                    error=Unavailable(
-                        f"the index is behind the journal ({self.index_trouble['problem']}); "
-                        "amend the job once it has caught up"
-                    )
-                )
-        with self.read_engine.connect() as conn:
-            self._write_jobs(conn, None, [op for op in ops if op.kind == "job"])
-            self._write_ratings(conn, None, [op for op in ops if op.kind in ("rating", "review")])
-        for op in ops:
-            if op.error is None and op.result is not None and op.result[0]:
-                self._remember_unindexed(op)
+    def _index_recovered(self) -> None:
+        if self.index_trouble is not None:
+            log.warning("the index has caught up with the journal again")
+            self.index_trouble = None
 
     def _write_jobs(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
         if not ops:
@@ -423,10 +602,9 @@ class Service:
             job_id: (row.input_hash, row)
             for job_id, row in queries.job_rows(conn, [op.payload["job_id"] for op in ops]).items()
         }
-        for op in ops:  # appended while the index could not take them
+        for op in ops:  # appended, not indexed yet
             if op.payload["job_id"] in self.pending_jobs and op.payload["job_id"] not in known:
-                input_hash, summary = self.pending_jobs[op.payload["job_id"]]
-                known[op.payload["job_id"]] = (input_hash, summary)
+                known[op.payload["job_id"]] = self.pending_jobs.get(op.payload["job_id"])
         fresh: list[tuple[_Op, bytes]] = []
         for op in ops:
             line = op.payload
@@ -506,14 +684,16 @@ class Service:
         rows = queries.job_rows(conn, job_ids)
         current = {job_id: (row.rating, row.rated_at) for job_id, row in rows.items()}
         states = {job_id: row.review and orjson.loads(row.review) for job_id, row in rows.items()}
-        for job_id in job_ids:  # jobs, ratings and reviews appended while the index could not take them
+        for job_id in job_ids:  # jobs, ratings and reviews appended, not indexed yet
             if job_id in self.pending_ratings:
-                current[job_id] = self.pending_ratings[job_id]
+                current[job_id] = self.pending_ratings.get(job_id)
             elif job_id in self.pending_jobs and job_id not in current:
                 current[job_id] = (None, None)
             if job_id in self.pending_reviews:
-                states[job_id] = self.pending_reviews[job_id]
-        seen = queries.known_rating_ids(conn, job_ids, [op.payload["rating_id"] for op in ops if op.kind == "rating"])
+                states[job_id] = self.pending_reviews.get(job_id)
+        rating_ids = [op.payload["rating_id"] for op in ops if op.kind == "rating"]
+        seen = queries.known_rating_ids(conn, job_ids, rating_ids)
+        seen.update(rating_id for rating_id in rating_ids if rating_id in self.pending_rating_ids)
         fresh, outcomes = [], {}
         for op in ops:
             if op.kind == "review":
@@ -587,23 +767,24 @@ class Service:
         lines, offset = [], start
         for op, data in fresh:
             op.finish(result=result_of(op.payload))  # durable now, whatever the index does
+            op.offset, op.length = offset, len(data)
             lines.append((offset, op.payload, len(data)))
             offset += len(data)
         return lines
 
     # ------------------------------------------------------------ reads
     def list_jobs(self, page: Page) -> tuple[list[dict], str | None]:
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
             return queries.list_jobs(conn, make_plan(conn, page, self.match_sets, self.thresholds))
 
     def changes(self, filters: Filters, after: tuple[int, int] | None) -> dict:
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
             plan = make_plan(conn, Page(filters, "-completed_at", 1), self.match_sets, self.thresholds)
             return queries.changes(conn, plan, after)
 
     def count(self, filters: Filters, limit: int = COUNT_UP_TO) -> dict:
         """How many jobs match, and how many of those are unrated (each counted up to `limit`)."""
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
 
             def counted(f: Filters) -> tuple[int, bool]:
                 return queries.count(
@@ -618,7 +799,7 @@ class Service:
         return {"jobs": jobs, "exact": exact, "unrated": unrated, "unrated_exact": unrated_exact}
 
     def facets(self, filters: Filters, size: int) -> tuple[dict, dict | None]:
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
             if filters.empty:
                 return facets.unfiltered(conn, size), None
             sample = Page(filters, "-completed_at", self.thresholds.facet_sample)
@@ -626,7 +807,7 @@ class Service:
 
     def get_job(self, job_id: str) -> dict:
         """The job's record (with its amendments applied), its amendment lines, rating and history."""
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
             row = queries.job_row(conn, job_id)
             if row is None:
                 raise NotFound(f"no job {job_id!r}")
@@ -664,7 +845,7 @@ class Service:
         return (data, output) if data is not None else None
 
     def get_summary(self, job_id: str) -> dict:
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
             row = queries.job_row(conn, job_id)
         if row is None:
             raise NotFound(f"no job {job_id!r}")
@@ -672,22 +853,22 @@ class Service:
 
     def latest_rating_times(self, job_ids: list[str]) -> dict[str, float]:
         """The time of each job's newest rating event, for the jobs that have one."""
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
             return queries.latest_rating_times(conn, job_ids)
 
     def ratings_dict(self) -> dict[str, int]:
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
             return queries.ratings_dict(conn)
 
     def export(self, filters: Filters, sort: str) -> Iterator[tuple[dict, Callable[[], tuple[dict, list[dict]]]]]:
         """(summary, a function giving (the stored line, its amendment lines)) for every matching job, streamed."""
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:
             plan = make_plan(conn, Page(filters, sort, 500), self.match_sets, self.thresholds)
             for row in queries.iter_jobs(conn, plan):
                 yield queries.summary_of(row), (lambda r=row: self._lines_of(conn, r))
 
     def health(self) -> dict:
-        with self.read_engine.connect() as conn:
+        with self.reader() as conn:  # a write acknowledged before is counted
             counts = queries.counts(conn)
             log_cp = read_checkpoint(conn, LOG)
             ratings_cp = read_checkpoint(conn, RATINGS)
@@ -700,7 +881,7 @@ class Service:
             else {
                 "message": trouble["problem"],
                 "since": trouble["since"],
-                "jobs_not_indexed": len(self.pending_jobs),
+                "jobs_not_indexed": self.pending_jobs.count_from(log_cp.offset),
                 "note": "every acknowledged write is in the JSONL; the index catches up by itself once it can be written",
             }
         )

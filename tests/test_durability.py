@@ -491,6 +491,49 @@ def test_failed_rating_append_is_503_and_keeps_the_old_rating(running, settings,
     assert client.put("/api/jobs/rated/rating", json={"rating": 5}).json["rating"] == 5
 
 
+def in_thread(call):
+    """Run call() in a thread; returns (the thread, a list that receives its result)."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    return thread, result
+
+
+@pytest.mark.both_backends
+def test_a_write_is_acknowledged_without_waiting_for_the_index_and_read_once_indexed(running, settings, monkeypatch):
+    """Issue 15: the index update is off the acknowledgement path. With the index writer held up,
+    a job, its retry, a conflict and a rating are answered (decided against the journal lines
+    not indexed yet); a read waits until the index has them, then sees them (read-your-writes)."""
+    app, client = running
+    gate = threading.Event()
+    insert_jobs = sync.insert_jobs
+
+    def held(*args, **kwargs):
+        assert gate.wait(30), "the test never opened the gate"
+        return insert_jobs(*args, **kwargs)
+
+    monkeypatch.setattr(sync, "insert_jobs", held)
+    try:
+        body = orjson.dumps(job("quick"))
+        posting, posted = in_thread(lambda: client.post("/api/jobs", data=body, headers=JSON).status_code)
+        posting.join(10)
+        assert posted == [201], "the POST waited for the index"
+        assert client.post("/api/jobs", data=body, headers=JSON).status_code == 200
+        assert client.post("/api/jobs", data=orjson.dumps(job("quick", packs=["x"])), headers=JSON).status_code == 409
+        assert client.put("/api/jobs/quick/rating", json={"rating": 5}).json["rating"] == 5
+        assert [line["job_id"] for line in journal_lines(settings.log_path)] == ["quick"]
+        reading, read = in_thread(lambda: client.get("/api/jobs/quick"))
+        reading.join(0.5)
+        assert reading.is_alive(), "the read did not wait for the index"
+    finally:
+        gate.set()
+    reading.join(10)
+    assert read[0].status_code == 200 and read[0].json["rating"] == 5
+    assert listed(client) == ["quick"]
+    app.extensions["learning_svc"].close()
+    assert verify_index(settings) == []
+
+
 @pytest.mark.both_backends
 def test_index_failure_after_the_append_keeps_the_record_and_catches_up(running, settings, monkeypatch):
     app, client = running

@@ -198,15 +198,15 @@ def test_a_read_sees_one_snapshot_while_the_writer_commits(postgres, tmp_path):
         first = records.parse(records.JobIn, {"job_id": "first", "completed_at": 1_764_000_000})
         assert service.record_job(first)[0]
         count = text("SELECT count(*) FROM jobs")
-        with service.read_engine.connect() as conn:
+        with service.reader() as conn:
             assert conn.execute(count).scalar() == 1  # the snapshot is taken here
             later = records.parse(records.JobIn, {"job_id": "later", "completed_at": 1_764_000_001})
             assert service.record_job(later)[0]  # committed by the writer, on its own connection
-            with service.read_engine.connect() as other:
+            with service.reader() as other:
                 assert other.execute(count).scalar() == 2  # a new read sees it
             assert conn.execute(count).scalar() == 1  # this one still sees its snapshot
             assert [row[0] for row in conn.execute(text("SELECT job_id FROM jobs"))] == ["first"]
-        with service.read_engine.connect() as conn:
+        with service.reader() as conn:
             assert conn.execute(count).scalar() == 2
         with service.write_engine.connect() as conn:  # the writer stays on READ COMMITTED
             assert conn.execute(text("SHOW transaction_isolation")).scalar() == "read committed"

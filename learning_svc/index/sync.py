@@ -11,6 +11,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import orjson
@@ -73,10 +74,13 @@ class SyncReport:
     torn: list[Path] = field(default_factory=list)
 
 
-def read_checkpoint(conn: Connection, name: str) -> Checkpoint:
-    row = db.sql(
-        conn, 'SELECT name, "offset", line_count, first_line_hash, skipped FROM checkpoints WHERE name = ?', (name,)
-    ).first()
+def read_checkpoint(conn: Connection, name: str, for_update: bool = False) -> Checkpoint:
+    """`for_update` (a writer about to index past it): on PostgreSQL the row stays locked until
+    commit, so that two processes never index the same lines (SQLite's BEGIN IMMEDIATE does it)."""
+    statement = 'SELECT name, "offset", line_count, first_line_hash, skipped FROM checkpoints WHERE name = ?'
+    if for_update and conn.dialect.name == "postgresql":
+        statement += " FOR UPDATE"
+    row = db.sql(conn, statement, (name,)).first()
     return Checkpoint(*row) if row else Checkpoint(name)
 
 
@@ -103,8 +107,10 @@ def stale_reason(conn: Connection, journal: Journal, name: str) -> str | None:
 
 
 def wipe(conn: Connection) -> None:
-    for table in (job_tags, job_amendments, jobs, facet_values, rating_events, review_events, checkpoints):
+    for table in (job_tags, job_amendments, jobs, facet_values, rating_events, review_events):
         conn.execute(delete(table))
+    # The checkpoint rows stay (at 0): another writer waits on them (read_checkpoint for_update).
+    conn.execute(update(checkpoints).values(offset=0, line_count=0, first_line_hash=None, skipped=0))
     if conn.dialect.name == "sqlite":
         conn.execute(text("INSERT INTO jobs_fts(jobs_fts) VALUES('delete-all')"))
     # Readers' cached text matches belong to the old contents (index/text_search.py).
@@ -277,7 +283,7 @@ class Indexer:
         """
         report = SyncReport()
         files = {LOG: self.log, **({RATINGS: self.ratings} if with_ratings else {})}
-        cps = {name: read_checkpoint(conn, name) for name in files}
+        cps = {name: read_checkpoint(conn, name, for_update=True) for name in files}
         foreign = {name: journal for name, journal in files.items() if journal.size() != cps[name].offset}
         if foreign:
             repair_tails(foreign.values(), report)
@@ -296,6 +302,30 @@ class Indexer:
                 self.apply_ratings(conn, cps[RATINGS], self.pending_lines(self.ratings, cps[RATINGS].offset))
                 report.ratings += cps[RATINGS].line_count - before
         return cps[LOG], cps.get(RATINGS), report
+
+    def catch_up_to(
+        self, conn: Connection, ends: tuple[int, int], lines_of: Callable, limit: int
+    ) -> tuple[Checkpoint, Checkpoint, SyncReport]:
+        """The follower's step, in the caller's transaction: index each journal from its checkpoint
+        towards `ends` (their sizes taken under their locks, so no append was half done), at most
+        `limit` lines of each. `lines_of(name, start, stop)` gives the (offset, line, length) triples."""
+        report = SyncReport()
+        files = {LOG: self.log, RATINGS: self.ratings}
+        cps = {name: read_checkpoint(conn, name, for_update=True) for name in files}
+        reasons = [lambda n=name, j=journal: stale_reason(conn, j, n) for name, journal in files.items()]
+        if start_over_if_stale(conn, reasons, report):
+            cps = {name: read_checkpoint(conn, name) for name in files}
+        log_cp, ratings_cp = cps[LOG], cps[RATINGS]
+        if log_cp.offset < ends[0]:
+            before = log_cp.line_count
+            lines = islice(lines_of(LOG, log_cp.offset, ends[0]), limit)
+            report.duplicates += self.apply_log(conn, log_cp, lines, report=report)
+            report.jobs += log_cp.line_count - before
+        if ratings_cp.offset < ends[1]:
+            before = ratings_cp.line_count
+            self.apply_ratings(conn, ratings_cp, islice(lines_of(RATINGS, ratings_cp.offset, ends[1]), limit))
+            report.ratings += ratings_cp.line_count - before
+        return log_cp, ratings_cp, report
 
     def catch_up(self, progress: Callable[[int], None] | None = None, repair: bool = True) -> SyncReport:
         """Start-up: repair torn tails, rebuild if a file was replaced, then index from the checkpoints.
@@ -344,7 +374,7 @@ class Indexer:
 
     def _commit(self, name, apply, batch, report: SyncReport, progress) -> None:
         with self.engine.begin() as conn:
-            cp = read_checkpoint(conn, name)
+            cp = read_checkpoint(conn, name, for_update=True)
             batch = [item for item in batch if item[0] >= cp.offset]  # another process got there first
             duplicates = apply(conn, cp, batch, report=report) if name == LOG else apply(conn, cp, batch)
         if name == LOG:
