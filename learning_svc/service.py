@@ -33,6 +33,7 @@ from . import images, records, reviews
 from .config import Settings
 from .index import db, facets, queries
 from .index.plan import Filters, Page, Thresholds, make_plan
+from .index.project import UnprojectableLine, project_rating
 from .index.sync import LOG, RATINGS, Checkpoint, Indexer, SyncReport, read_checkpoint, repair_tails
 from .index.text_search import MatchSets
 from .journal import DamagedJournal, Journal, JournalWriteError
@@ -390,13 +391,13 @@ class Service:
                 if with_ratings:
                     locks.enter_context(self.ratings_journal.locked())
                 trouble = self.index_trouble
-                foreign = self.jobs_journal.size() != self._ends[0] or (
-                    with_ratings and self.ratings_journal.size() != self._ends[1]
-                )
-                if trouble is None and (foreign or any(op.kind == "amend" for op in ops)):
+                sizes = (self.jobs_journal.size(), self.ratings_journal.size() if with_ratings else self._ends[1])
+                shrunk = sizes[0] < self._ends[0] or sizes[1] < self._ends[1]  # cut or replaced: start over
+                if trouble is None and (shrunk or any(op.kind == "amend" for op in ops)):
                     self._commit_indexed(ops, with_ratings)
                 else:
-                    self._commit_unindexed(ops, trouble)
+                    foreign = sizes != self._ends and not shrunk
+                    self._commit_unindexed(ops, trouble, foreign_ratings=with_ratings if foreign else None)
                 self._ends = (
                     self.jobs_journal.size(),
                     self.ratings_journal.size() if with_ratings else self._ends[1],
@@ -435,9 +436,11 @@ class Service:
         self._index_recovered()
         self._mark_synced(self.jobs_journal.size(), self.ratings_journal.size() if with_ratings else None)
 
-    def _commit_unindexed(self, ops: list[_Op], trouble: dict | None) -> None:
+    def _commit_unindexed(self, ops: list[_Op], trouble: dict | None, foreign_ratings: bool | None = None) -> None:
         """Decide against a snapshot of the index plus the backlog past its checkpoints, and append;
-        the follower indexes the lines. Hold the journals' locks."""
+        the follower indexes the lines. `foreign_ratings` not None: another process appended since
+        this one's last commit; its lines join the backlog first (the ratings' too when True).
+        Hold the journals' locks."""
         for op in ops:
             if op.kind == "amend":  # only while the index cannot be written (see _commit)
                 problem = trouble["problem"] if trouble else "it is catching up"
@@ -449,6 +452,8 @@ class Service:
         with self.read_engine.connect() as conn:
             # The snapshot's own checkpoints first: what lines before them said is in the rows read next.
             self._forget_indexed(read_checkpoint(conn, LOG).offset, read_checkpoint(conn, RATINGS).offset)
+            if foreign_ratings is not None:
+                self._take_in_foreign_lines(conn, foreign_ratings)
             self._write_jobs(conn, None, [op for op in ops if op.kind == "job"])
             self._write_ratings(conn, None, [op for op in ops if op.kind in ("rating", "review")])
         for op in ops:
@@ -457,6 +462,52 @@ class Service:
                 handed = self._handed[LOG if op.kind == "job" else RATINGS]
                 if len(handed) < HANDED_MAX:
                     handed.append((op.offset, op.payload, op.length))
+
+    def _take_in_foreign_lines(self, conn: Connection, with_ratings: bool) -> None:
+        """Lines another process appended since this one's last commit (a `serve --workers`
+        sibling, the client's offline fallback, an import), into the backlog as if decided here,
+        so that this commit's decisions see them before any follower has indexed them. A torn
+        tail such a writer left is moved aside first. Hold the journals' locks (`with_ratings`:
+        the ratings' too)."""
+        report = SyncReport()
+        journals = [(self.jobs_journal, self._ends[0])]
+        if with_ratings:
+            journals.append((self.ratings_journal, self._ends[1]))
+        repair_tails([journal for journal, end in journals if journal.size() != end], report)
+        self.torn_files += [p.name for p in report.torn]
+        for journal, end in journals:
+            for offset, raw in journal.scan(end):
+                try:
+                    line = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue  # damage: the follower reports it with its line number
+                if isinstance(line, dict):
+                    self._take_in(conn, line, offset)
+
+    def _take_in(self, conn: Connection, line: dict, offset: int) -> None:
+        schema, job_id = line.get("schema"), line.get("job_id")
+        if not isinstance(job_id, str):
+            return
+        if schema == records.LOG_SCHEMA and job_id not in self.pending_jobs:
+            self.pending_jobs.set(job_id, (line.get("input_hash"), _summary(line)), offset)
+        elif schema == records.RATING_SCHEMA:
+            try:
+                event = project_rating(line, offset)
+            except UnprojectableLine:
+                return
+            if event is not None:
+                rated_at = event["timestamp"] if event["rating"] is not None else None
+                self.pending_ratings.set(job_id, (event["rating"], rated_at), offset)
+                self.pending_rating_ids.set(event["rating_id"], True, offset)
+        elif schema == reviews.REVIEW_SCHEMA and (event := reviews.valid_event(line)) is not None:
+            _, output, changes = event
+            if job_id in self.pending_reviews:
+                state = self.pending_reviews.get(job_id)
+            else:
+                row = queries.job_rows(conn, [job_id]).get(job_id)
+                state = row.review and orjson.loads(row.review) if row is not None else None
+            # Events set whole values, so one the snapshot already holds changes nothing when taken again.
+            self.pending_reviews.set(job_id, reviews.apply(state, output, changes), offset)
 
     def _forget_indexed(self, log_offset: int, ratings_offset: int | None) -> None:
         self.pending_jobs.prune(log_offset)

@@ -132,3 +132,57 @@ def test_two_servers_on_one_data_directory(settings):
         second.kill()
     verified = run_cli("verify", "--data-dir", str(data_dir), env=env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.both_backends
+def test_a_second_service_decides_with_the_firsts_lines_before_they_are_indexed(settings, monkeypatch):
+    """Two service processes on one data dir (serve --workers): each takes in the lines the
+    other appended since its own last commit, so that with no index caught up yet (both
+    followers held here) a retry is a retry, a conflict a conflict, and a rating already
+    given is not written twice. Before, such a commit indexed everything first, under the lock."""
+    from learning_svc import records
+    from learning_svc.index import sync
+    from learning_svc.service import Conflict, Service
+    from learning_svc.verify import verify_index
+
+    gate = threading.Event()
+    insert_jobs, insert_ratings = sync.insert_jobs, sync.insert_ratings
+
+    def held(real):
+        def call(*args, **kwargs):
+            assert gate.wait(30), "the test never opened the gate"
+            return real(*args, **kwargs)
+
+        return call
+
+    def parsed(record: dict):
+        return records.parse(records.JobIn, record)
+
+    first, second = Service(settings).start(), Service(settings).start()
+    monkeypatch.setattr(sync, "insert_jobs", held(insert_jobs))
+    monkeypatch.setattr(sync, "insert_ratings", held(insert_ratings))
+    outcomes: list = []
+
+    def race() -> None:
+        outcomes.append(first.record_job(parsed(job("shared")))[0])
+        outcomes.append(second.record_job(parsed(job("shared")))[0])  # an identical retry
+        try:
+            second.record_job(parsed(job("shared", packs=["other"])))
+        except Conflict:
+            outcomes.append("conflict")
+        outcomes.append(first.rate_job("shared", 4, "api")["rating"])
+        outcomes.append(second.rate_job("shared", 4, "api")["rating"])  # already so: nothing written
+
+    worker = threading.Thread(target=race, daemon=True)
+    try:
+        worker.start()
+        worker.join(15)
+        assert outcomes == [True, False, "conflict", 4, 4], "a commit waited for the index, or decided wrong"
+        assert [line["job_id"] for line in journal_lines(settings.log_path)] == ["shared"]
+        assert len(journal_lines(settings.ratings_path)) == 1
+    finally:
+        gate.set()
+        worker.join(15)
+        first.close()
+        second.close()
+    assert verify_index(settings) == []
