@@ -534,6 +534,30 @@ def test_a_write_is_acknowledged_without_waiting_for_the_index_and_read_once_ind
     assert verify_index(settings) == []
 
 
+def test_the_follower_indexes_writes_nobody_reads_yet_in_batches(running, settings, monkeypatch):
+    """A rating rewrites ~95 index pages; indexed one by one as they came, 300 ratings a second
+    wrote ~1 GB of WAL in 12 s and stalled the journal's fsyncs (rating PUT p99 24 ms). Unread
+    writes are gathered for a moment and indexed together; a read has them indexed at once."""
+    app, client = running
+    service = app.extensions["learning_svc"]
+    steps = []
+    catch_up_to = sync.Indexer.catch_up_to
+
+    def counted(self, conn, ends, *args, **kwargs):
+        steps.append(ends)
+        return catch_up_to(self, conn, ends, *args, **kwargs)
+
+    monkeypatch.setattr(sync.Indexer, "catch_up_to", counted)
+    assert client.post("/api/jobs", data=orjson.dumps(job("rated")), headers=JSON).status_code == 201
+    for i in range(40):
+        assert client.put("/api/jobs/rated/rating", json={"rating": i % 6}).status_code == 200
+    assert client.get("/api/jobs/rated").json["rating"] == 39 % 6  # read-your-writes: indexed now
+    assert len(journal_lines(settings.ratings_path)) == 40
+    assert len(steps) <= 10, f"{len(steps)} index transactions for 41 writes"
+    service.close()
+    assert verify_index(settings) == []
+
+
 @pytest.mark.both_backends
 def test_index_failure_after_the_append_keeps_the_record_and_catches_up(running, settings, monkeypatch):
     app, client = running
