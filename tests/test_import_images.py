@@ -133,10 +133,27 @@ EXPECTED = {
         height=1216,
         model="NovelAI Diffusion V4.5",
     ),
-    # decisions (README): no pixel decoding, so neither stealth data nor text after the pixel data is read
-    "novelai_stealth.png": dict(generator="no metadata"),
-    "a1111_stealth.png": dict(generator="no metadata"),
-    "a1111_text_after_idat.png": dict(generator="no metadata"),
+    # nothing before the pixel data: the alpha channel's lowest bits (decoded), or text chunks after it
+    "novelai_stealth.png": dict(
+        generator="NovelAI",
+        sampler="Euler a",
+        scheduler="Karras",
+        steps=28,
+        seed=1881290394,
+        model="NovelAI Diffusion V4.5",
+    ),
+    "a1111_stealth.png": dict(
+        generator="AUTOMATIC1111",
+        sampler="DPM++ 2M",
+        scheduler="Karras",
+        steps=30,
+        seed=1234567890,
+        model="juggernautXL_v9Rundiffusionphoto2",
+        loras={"add_detail": 0.8, "lcm-lora-sdxl": 0.35},
+    ),
+    "a1111_text_after_idat.png": dict(
+        generator="AUTOMATIC1111", sampler="DPM++ 2M", steps=30, seed=1234567890, vae="sdxl_vae.safetensors"
+    ),
     "no_metadata.png": dict(generator="no metadata", width=64, height=96),
     "no_metadata.jpg": dict(generator="no metadata", width=64, height=96),
 }
@@ -199,7 +216,9 @@ def test_each_ui_s_metadata_becomes_a_job(tmp_path, fixtures):
     app = create_app(settings)
     try:
         facets = app.test_client().get("/api/facets").json["facets"]
-        assert {"value": "DPM++ 2M", "count": 8, "mean_rating": None} in facets["sampler"]  # A1111, legacy, Comfy
+        assert {"value": "DPM++ 2M", "count": 10, "mean_rating": None} in facets[
+            "sampler"
+        ]  # A1111 (also stealth, after IDAT), legacy, Comfy
         assert {v["value"] for v in facets["generator"]} == {
             "AUTOMATIC1111",
             "Forge",
@@ -261,3 +280,43 @@ def test_completeness_of_each_format(fixtures):
     for name in ("a1111_v110.png", "a1111.jpg", "a1111.webp"):
         data = (fixtures / "good" / name).read_bytes()
         assert images.complete(data) and not images.complete(data[:-10]), name
+
+
+def stealth_bits(image, bits: str):
+    """Write `bits` into the alpha channel's lowest bits, column by column (as stealth-pnginfo does)."""
+    pixels = image.load()
+    width, height = image.size
+    for i, bit in enumerate(bits):
+        x, y = divmod(i, height)
+        r, g, b, a = pixels[x, y]
+        pixels[x, y] = (r, g, b, (a & ~1) | int(bit))
+    return image
+
+
+def test_forged_stealth_data_is_no_metadata_and_big_images_are_not_decoded_for_it(tmp_path, monkeypatch):
+    """Stealth data is read from the alpha bits only: a length past 1 MiB, a cut payload or
+    one that is not gzip is no metadata (the image still imported); an image over the pixel
+    limit is not decoded for it at all."""
+    from PIL import Image
+
+    signature = "".join(f"{byte:08b}" for byte in b"stealth_pngcomp")
+    cases = {
+        "huge_length.png": signature + f"{0xFFFFFFF8:032b}",
+        "cut_payload.png": signature + f"{4000 * 8:032b}" + "1" * 64,
+        "not_gzip.png": signature + f"{8 * 8:032b}" + "01" * 32,
+    }
+    folder = tmp_path / "forged"
+    folder.mkdir()
+    for name, bits in cases.items():
+        stealth_bits(Image.new("RGBA", (64, 64), (10, 20, 30, 255)), bits).save(folder / name)
+    for name in cases:
+        assert images.hidden_chunks((folder / name).read_bytes()) == {}
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    result = run_import(settings, [folder])
+    assert result.tally.total()["imported"] == 3 and not result.tally.problems
+
+    real = image_fixtures.stealth_encode(Image.new("RGBA", (64, 64)), "a cat\nSteps: 5, Sampler: Euler, Seed: 3")
+    real.save(folder / "real.png")
+    assert images.hidden_chunks((folder / "real.png").read_bytes())["parameters"].startswith("a cat")
+    monkeypatch.setattr(images, "STEALTH_MAX_PIXELS", 64 * 64 - 1)
+    assert images.hidden_chunks((folder / "real.png").read_bytes()) == {}

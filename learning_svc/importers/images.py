@@ -11,30 +11,37 @@ Fooocus' A1111 style from A1111; and one sampler vocabulary across UIs.
 
 A job per image: its id is the image's content hash, so the same image found again (a
 second import, a copy elsewhere) is the same job. An image without metadata is imported
-too (the user still wants to rate it), as generator "no metadata"; metadata written after
-the pixel data is not read (that would mean decoding every image, and no UI writes it
-there). Files that are not complete images are reported and skipped.
+too (the user still wants to rate it), as generator "no metadata". A PNG with nothing
+before its pixel data is looked at twice more: for text chunks after the pixel data (a
+walk over the chunk headers, nothing decoded) and, when it has an alpha channel, for
+"stealth" metadata in the alpha bits (NovelAI, A1111's stealth-pnginfo): the one case that
+decodes pixels, and only for images up to STEALTH_MAX_PIXELS. Files that are not complete
+images are reported and skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import json
 import re
 import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from . import Item, Job, Problem, Where
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MAX_FILE = 256 << 20  # larger files are not images a UI wrote
 MAX_KEPT_TEXT = 256 << 10  # raw chunks kept in the record up to this size each (a ComfyUI workflow can be big)
+STEALTH_MAX_PIXELS = 16_777_216  # 4096 x 4096 RGBA, 64 MB decoded: larger images are not read for stealth data
+STEALTH_MAX_BYTES = 1 << 20  # a stealth payload (and what it inflates to) of at most 1 MiB
 NO_METADATA = "no metadata"
 UNREADABLE = "skipped"  # a file that is not a complete image we can read: reported, no job
 
@@ -151,6 +158,91 @@ def read_chunks(data: bytes) -> tuple[str, tuple[int, int], dict[str, str]]:
             else:
                 raise UnidentifiedImageError(f"a {fmt} image; only PNG, JPEG and WEBP are imported")
     return fmt, size, chunks
+
+
+def text_after_pixels(data: bytes) -> dict[str, str]:
+    """A PNG's text chunks that come after its image data (legal; Pillow reads them only while
+    decoding the pixels): Pillow's own chunk reader walks the chunk headers, and only text
+    chunks are read (with its limits on text size); the image data is skipped, not inflated."""
+    stream = PngImagePlugin.PngStream(io.BytesIO(data))
+    stream.fp.seek(8)
+    seen_pixels = False
+    try:
+        while True:
+            cid, pos, length = stream.read()
+            if cid == b"IEND":
+                break
+            if cid in (b"tEXt", b"zTXt", b"iTXt") and seen_pixels:
+                stream.call(cid, pos, length)  # reads the chunk's data
+                stream.fp.seek(4, 1)  # its CRC
+            else:
+                seen_pixels = seen_pixels or cid == b"IDAT"
+                stream.fp.seek(length + 4, 1)
+    except (EOFError, SyntaxError, ValueError, struct.error, OSError):
+        pass  # the rest of a broken file: what was read before stays
+    finally:
+        stream.close()
+    return {k: str(v) for k, v in stream.im_text.items() if isinstance(k, str)}
+
+
+_STEALTH_SIGNATURES = {b"stealth_pngcomp": True, b"stealth_pnginfo": False}  # -> gzip-compressed?
+_LSB_AS_DIGIT = bytes(0x30 | (b & 1) for b in range(256))  # each byte -> b"0" or b"1" by its lowest bit
+
+
+def stealth_text(data: bytes) -> str | None:
+    """The text hidden in the lowest bits of a PNG's alpha channel, column by column (NovelAI,
+    A1111's stealth-pnginfo extension): a signature, a 32-bit length in bits, the payload."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "PNG" or image.mode != "RGBA":
+                return None
+            width, height = image.size
+            if width * height > STEALTH_MAX_PIXELS:
+                return None
+            alpha = image.getchannel("A").transpose(Image.Transpose.TRANSPOSE).tobytes()  # column-major
+    bits = alpha.translate(_LSB_AS_DIGIT)
+
+    def read(start_bit: int, count: int) -> bytes:
+        chunk = bits[start_bit : start_bit + 8 * count]
+        return int(chunk, 2).to_bytes(count, "big") if len(chunk) == 8 * count else b""
+
+    signature = read(0, 15)
+    if signature not in _STEALTH_SIGNATURES:
+        return None
+    length = int.from_bytes(read(120, 4), "big") // 8
+    if not 0 < length <= STEALTH_MAX_BYTES:
+        return None
+    payload = read(152, length)
+    if not payload:
+        return None
+    if _STEALTH_SIGNATURES[signature]:
+        try:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip
+            payload = inflater.decompress(payload, STEALTH_MAX_BYTES)
+        except (zlib.error, gzip.BadGzipFile):
+            return None
+    return payload.decode("utf-8", "replace")
+
+
+def hidden_chunks(data: bytes) -> dict[str, str]:
+    """Metadata of a PNG that has none before its pixel data: text chunks after it, else stealth data."""
+    if not data.startswith(b"\x89PNG"):
+        return {}
+    after = text_after_pixels(data)
+    if after:
+        return after
+    try:
+        text = stealth_text(data)
+    except (ValueError, OSError, EOFError, SyntaxError, struct.error, Image.DecompressionBombError):
+        return {}
+    if not text:
+        return {}
+    with contextlib.suppress(ValueError):
+        decoded = json.loads(text)
+        if isinstance(decoded, dict):  # NovelAI: its text chunks as JSON
+            return {k: v if isinstance(v, str) else json.dumps(v) for k, v in decoded.items()}
+    return {"parameters": text}  # A1111: the infotext
 
 
 # ---------------------------------------------------------------- A1111 infotext (what sd-parsers splits apart)
@@ -549,6 +641,9 @@ def image_job(path: Path, output_root: Path) -> Item:
     except (ValueError, OSError, EOFError, SyntaxError, struct.error) as error:
         return Problem(where, f"unreadable metadata ({str(error)[:200] or type(error).__name__})", UNREADABLE)
     found = parse_chunks(chunks)
+    if found is None and fmt == "PNG" and (hidden := hidden_chunks(data)):
+        chunks = hidden
+        found = parse_chunks(chunks)
     outputs = [recorded_path(Path(text_path), output_root)]
     body: dict[str, Any] = {"job_id": content_id(data), "completed_at": stat.st_mtime, "outputs": outputs}
     image = {
