@@ -299,7 +299,7 @@ class Service:
             if row is None and job_id not in self.pending_jobs:
                 raise NotFound(f"no job {job_id!r}")
             if output is not None:
-                outputs = orjson.loads(row.summary)["num_outputs"] if row is not None else None
+                outputs = queries.summary_of(conn, row, self.jobs_journal)["num_outputs"] if row is not None else None
                 if outputs is not None and output >= outputs:
                     raise NotFound(
                         f"job {job_id!r} has {outputs} output{'s' if outputs != 1 else ''}; no output {output}"
@@ -684,7 +684,7 @@ class Service:
             elif isinstance(row, dict):  # appended while the index was failing: its summary as it was answered
                 op.finish(result=(False, row))
             else:
-                op.finish(result=(False, queries.summary_of(row)))
+                op.finish(result=(False, queries.summary_of(conn, row, self.jobs_journal)))
         lines = self._append(self.jobs_journal, fresh, lambda line: (True, _summary(line)))
         if lines and cp is not None:  # no checkpoint: the index is behind, and catches up later
             self.indexer.apply_log(conn, cp, lines, known_new=True)
@@ -715,7 +715,7 @@ class Service:
                 )
                 continue
             if not changes:
-                op.finish(result=([], queries.summary_of(row)))
+                op.finish(result=([], queries.summary_of(conn, row, self.jobs_journal)))
                 continue
             line = records.amend_line(job_id, changes)
             try:
@@ -840,12 +840,12 @@ class Service:
     # ------------------------------------------------------------ reads
     def list_jobs(self, page: Page) -> tuple[list[dict], str | None]:
         with self.reader() as conn:
-            return queries.list_jobs(conn, make_plan(conn, page, self.match_sets, self.thresholds))
+            return queries.list_jobs(conn, make_plan(conn, page, self.match_sets, self.thresholds), self.jobs_journal)
 
     def changes(self, filters: Filters, after: tuple[int, int] | None) -> dict:
         with self.reader() as conn:
             plan = make_plan(conn, Page(filters, "-completed_at", 1), self.match_sets, self.thresholds)
-            return queries.changes(conn, plan, after)
+            return queries.changes(conn, plan, after, self.jobs_journal)
 
     def count(self, filters: Filters, limit: int = COUNT_UP_TO) -> dict:
         """How many jobs match, and how many of those are unrated (each counted up to `limit`)."""
@@ -880,14 +880,15 @@ class Service:
             review_history = queries.review_history(conn, job_id)
             base, amendments = self._lines_of(conn, row)
         record = records.effective_line(base, amendments) if amendments else base
+        review = row.review and orjson.loads(row.review)
         return {
             "record": record,
-            "summary": queries.summary_of(row),
+            "summary": records.job_summary(records.line_summary(record), row.rating, row.rated_at, review),
             "amendments": amendments,
             "rating": row.rating,
             "rated_at": row.rated_at,
             "rating_history": history,
-            "review": row.review and orjson.loads(row.review),
+            "review": review,
             "review_history": review_history,
         }
 
@@ -912,9 +913,9 @@ class Service:
     def get_summary(self, job_id: str) -> dict:
         with self.reader() as conn:
             row = queries.job_row(conn, job_id)
-        if row is None:
-            raise NotFound(f"no job {job_id!r}")
-        return queries.summary_of(row)
+            if row is None:
+                raise NotFound(f"no job {job_id!r}")
+            return queries.summary_of(conn, row, self.jobs_journal)
 
     def latest_rating_times(self, job_ids: list[str]) -> dict[str, float]:
         """The time of each job's newest rating event, for the jobs that have one."""
@@ -930,7 +931,7 @@ class Service:
         with self.reader() as conn:
             plan = make_plan(conn, Page(filters, sort, 500), self.match_sets, self.thresholds)
             for row in queries.iter_jobs(conn, plan):
-                yield queries.summary_of(row), (lambda r=row: self._lines_of(conn, r))
+                yield queries.summary_of(conn, row, self.jobs_journal), (lambda r=row: self._lines_of(conn, r))
 
     def health(self) -> dict:
         with self.reader() as conn:  # a write acknowledged before is counted

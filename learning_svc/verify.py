@@ -6,7 +6,7 @@ import itertools
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import String, select
+from sqlalchemy import Select, String, select
 
 from .config import Settings
 from .index import db
@@ -19,22 +19,36 @@ TABLES = (jobs, job_tags, job_amendments, facet_values, rating_events, review_ev
 MAX_EXAMPLES = 5
 
 
+def comparable(table) -> tuple[Select, int]:
+    """(the statement, how many leading columns are the key) that gives a table's rows as the
+    journal determines them: tag numbers depend on the order values were first indexed, so
+    facet_values is keyed by (field, value) and job_tags rows carry those instead of the number."""
+    if table is facet_values:
+        columns = [c for c in table.columns if c.name != "tag"]
+        return select(*columns).where(facet_values.c.count > 0), 2
+    if table is job_tags:
+        t = job_tags
+        values = (facet_values.c.field, facet_values.c.value)
+        rest = (t.c.completed_at, t.c.duration_key, t.c.rating_hi)
+        return select(t.c.job, *values, *rest).join(facet_values, facet_values.c.tag == t.c.tag), 3
+    return select(table), len(table.primary_key.columns)
+
+
 def _rows(conn, table):
     """A table's rows in key order, strings by code point on every backend (the merge below
     compares keys as Python does; a PostgreSQL database's own collation may not)."""
     postgresql = conn.dialect.name == "postgresql"
+    stmt, key_len = comparable(table)
     keys = [
-        col.collate("C") if postgresql and isinstance(col.type, String) else col for col in table.primary_key.columns
+        col.collate("C") if postgresql and isinstance(col.type, String) else col
+        for col in list(stmt.selected_columns)[:key_len]
     ]
-    stmt = select(table).order_by(*keys)
-    if table is facet_values:
-        stmt = stmt.where(facet_values.c.count > 0)
-    return conn.execute(stmt)
+    return conn.execute(stmt.order_by(*keys))
 
 
 def compare_table(table, actual_conn, expected_conn) -> list[str]:
     """Differences between the index's rows and the rows rebuilt from the journal."""
-    key_len = len(table.primary_key.columns)
+    key_len = comparable(table)[1]
     missing, extra, changed = [], [], []
     actual, expected = iter(_rows(actual_conn, table)), iter(_rows(expected_conn, table))
     a, e = next(actual, None), next(expected, None)

@@ -321,7 +321,8 @@ class Job:
         if name == "completed_at":
             return self.completed_at
         if name == "duration_sec":
-            return -1.0 if self.duration is None else self.duration
+            # the index sorts durations to the millisecond (index/project.py duration_key)
+            return -1.0 if self.duration is None else float(round(self.duration * 1000))
         if self.rating is None:  # unrated last in both directions
             return -1 if sort == "-rating" else 6
         return self.rating

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, func, select
 
 from ..fields import FACETED
 from . import db
@@ -50,13 +50,13 @@ def filtered(conn: Connection, sample: Plan, size: int = 50) -> tuple[dict[str, 
     # (one per job) give the rating facet.
     t = job_tags
     counted = (
-        select(t.c.field, t.c.value, t.c.rating_hi, func.count().label("n"))
+        select(t.c.tag, t.c.rating_hi, func.count().label("n"))
         .where(t.c.job.in_(chosen))
-        .group_by(t.c.field, t.c.value, t.c.rating_hi)
+        .group_by(t.c.tag, t.c.rating_hi)
     ).subquery()
-    stmt = select(counted, facet_values.c.display).join(
-        facet_values, and_(facet_values.c.field == counted.c.field, facet_values.c.value == counted.c.value)
-    )
+    stmt = select(
+        counted.c.rating_hi, counted.c.n, facet_values.c.field, facet_values.c.value, facet_values.c.display
+    ).join(facet_values, facet_values.c.tag == counted.c.tag)
     totals: dict[tuple[str, str], list] = {}  # (field, value) -> [display, count, rated, rating sum]
     ratings: Counter[int] = Counter()
     for row in conn.execute(stmt):

@@ -72,6 +72,7 @@ class Plan:
 
     page: Page
     drive: str | None  # the tag field whose job_tags range is walked, or None for jobs' own sort index
+    tags: dict[str, tuple[int, ...]]  # field -> the tag numbers of its wanted values (none: no job has one)
     probed: frozenset[str]  # tag fields checked job by job (EXISTS), the others fetched (IN)
     wide_window: bool  # since/until holds many jobs: checked per job while walking another sort's index
     text: TextPlan | None  # how q is searched (SQLite FTS5, PostgreSQL's held searches); None: in SQL
@@ -92,7 +93,7 @@ def make_plan(conn: Connection, page: Page, match_sets: MatchSets, thresholds: T
     """Count what the decisions need (one facet-count query, a bounded window count, the
     text search's own look-up in the reader's held searches) and decide the plan."""
     f = page.filters
-    counts = tag_counts(conn, f.tags)
+    counts, numbers = tag_counts(conn, f.tags)
     single = [name for name, keys in f.tags.items() if len(keys) == 1]
     drive = min(single, key=lambda name: counts[name]) if single else None
     probed = frozenset(name for name in f.tags if name != drive and counts[name] > thresholds.probe_above)
@@ -106,20 +107,23 @@ def make_plan(conn: Connection, page: Page, match_sets: MatchSets, thresholds: T
         text = match_sets.plan(conn, fts_query(f.q))
     elif f.q and f == Filters(q=f.q) and (query := tsquery(f.q)) is not None:
         text = match_sets.plan(conn, query)  # PostgreSQL: held for a search alone (Plan.held_alone)
-    return Plan(page, drive, probed, wide, text, conn.dialect.name)
+    return Plan(page, drive, numbers, probed, wide, text, conn.dialect.name)
 
 
-def tag_counts(conn: Connection, tags: dict[str, list[str]]) -> dict[str, int]:
-    """How many jobs carry one of the wanted values, per field (from the facet counts: no scan)."""
+def tag_counts(conn: Connection, tags: dict[str, list[str]]) -> tuple[dict[str, int], dict[str, tuple[int, ...]]]:
+    """How many jobs carry one of the wanted values, per field (from the facet counts: no scan),
+    and the tag numbers of those values (job_tags stores the numbers)."""
     if not tags:
-        return {}
+        return {}, {}
     wanted = or_(*(and_(facet_values.c.field == name, facet_values.c.value.in_(keys)) for name, keys in tags.items()))
-    rows = conn.execute(
-        select(facet_values.c.field, func.sum(facet_values.c.count)).where(wanted).group_by(facet_values.c.field)
-    )
     counts = {name: 0 for name in tags}
-    counts.update({name: int(total or 0) for name, total in rows})
-    return counts
+    numbers: dict[str, list[int]] = {name: [] for name in tags}
+    for name, tag, count in conn.execute(
+        select(facet_values.c.field, facet_values.c.tag, facet_values.c.count).where(wanted)
+    ):
+        counts[name] += int(count)
+        numbers[name].append(tag)
+    return counts, {name: tuple(sorted(found)) for name, found in numbers.items()}
 
 
 def window_count(conn: Connection, f: Filters, limit: int) -> int:

@@ -12,9 +12,26 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import orjson
-from sqlalchemy import Boolean, CompoundSelect, Connection, Select, column, exists, func, select, table, text, union_all
+from sqlalchemy import (
+    Boolean,
+    CompoundSelect,
+    Connection,
+    Select,
+    SmallInteger,
+    cast,
+    column,
+    exists,
+    false,
+    func,
+    literal,
+    select,
+    table,
+    text,
+    union_all,
+)
 
-from ..records import RATING_SCHEMA, job_summary
+from ..journal import Journal
+from ..records import RATING_SCHEMA, effective_line, job_summary, line_summary
 from ..reviews import REVIEW_SCHEMA
 from . import db, text_search
 from .plan import SORTS, Filters, Plan
@@ -119,20 +136,15 @@ def conditions(plan: Plan, job_id, completed_at) -> list:
     its sort index; a rare one is a set of job ids fetched through an index, then sorted.
     """
     f, conds = plan.page.filters, []
-    for field_name, keys in f.tags.items():
+    for field_name in f.tags:
         if field_name == plan.drive:
             continue
+        numbers = plan.tags[field_name]
         if field_name in plan.probed:
             probe = job_tags.alias(f"has_{field_name}")  # apart from a driving job_tags in the outer query
-            conds.append(
-                exists()
-                .where(probe.c.job == job_id, probe.c.field == field_name, probe.c.value.in_(keys))
-                .correlate(job_id.table)
-            )
+            conds.append(exists().where(probe.c.job == job_id, probe.c.tag.in_(numbers)).correlate(job_id.table))
         else:
-            conds.append(
-                job_id.in_(select(job_tags.c.job).where(job_tags.c.field == field_name, job_tags.c.value.in_(keys)))
-            )
+            conds.append(job_id.in_(select(job_tags.c.job).where(job_tags.c.tag.in_(numbers))))
     if plan.wide_window:
         # `+ 0` hides the time index from the planner: for a wide window, walking the
         # sort's own index and checking the time is far cheaper than sorting the window.
@@ -160,13 +172,16 @@ def page_keys(plan: Plan) -> Select | CompoundSelect:
         return select(column.label("sort_key"), jobs.c.id).where(jobs.c.id.in_(held)).order_by(*order)
     if plan.drive:  # a range of job_tags' index for the sort: it carries a copy of every sort key
         source = job_tags.alias("drive")
-        key_col, id_col = source.c[column.name], source.c.job
-        conds = [source.c.field == plan.drive, source.c.value == page.filters.tags[plan.drive][0]]
+        key_col, id_col = (None if page.sort == "rating" else source.c[column.name]), source.c.job
+        numbers = plan.tags[plan.drive]  # one value (or none, when no job has it)
+        conds = [source.c.tag == numbers[0]] if numbers else [false()]
     else:
         source = jobs
         key_col, id_col = column, jobs.c.id
         conds = []
     conds += conditions(plan, id_col, source.c.completed_at)
+    if plan.drive and page.sort == "rating":
+        return _tag_by_rating_ascending(plan, source, conds)
     rating = _rating_conditions(page.filters, page.sort, source)
     keys = select(key_col.label("sort_key"), id_col.label("id")).select_from(source).where(*conds)
     order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())
@@ -189,6 +204,46 @@ def page_keys(plan: Plan) -> Select | CompoundSelect:
     return merged.order_by(*order).limit(page.limit + 1)
 
 
+def _tag_by_rating_ascending(plan: Plan, source, conds: list) -> Select | CompoundSelect:
+    """The "rating" order of one tag value's jobs from the tag's rating_hi index (job_tags has
+    no rating_lo, which would cost another index of every tag row): the rated jobs by (rating,
+    job), then the unrated ones (rating_hi -1) by job, with the sort key 6 that jobs.rating_lo
+    gives them. Each part is an ordered index seek that stops at the page's size.
+
+    On SQLite the parts are concatenated in order (the rated keys 0-5 all come before 6, and a
+    UNION ALL without ORDER BY runs its parts one after the other): a merge would sort the
+    unrated part, as SQLite 3.40 does not see that a constant key is in order. fetch_page
+    orders the rows it gets in any case."""
+    page, f = plan.page, plan.page.filters
+    size = page.limit + 1
+    hi, job = source.c.rating_hi, source.c.job
+    low = 0 if f.rating_min is None else f.rating_min
+    high = 5 if f.rating_max is None else f.rating_max
+    rated = select(hi.label("sort_key"), job.label("id")).select_from(source).where(*conds)
+    six = cast(literal(6), SmallInteger)  # rating_hi's type: PostgreSQL would cast the other parts' keys
+    unrated = select(six.label("sort_key"), job.label("id")).select_from(source)
+    unrated = unrated.where(*conds, hi == -1)
+    key, row_id = page.after if page.after is not None else (-1, -1)
+    parts = []  # (part, its index order), in the listing's order
+    if f.rated is not False:
+        if page.after is not None and low <= key <= high:  # the rest of the cursor's tie group
+            parts.append((rated.where(hi == key, job > row_id), (job.asc(),)))
+        parts.append((rated.where(hi.between(max(low, key + 1), high)), (hi.asc(), job.asc())))
+    if not (f.rated or f.rating_min is not None or f.rating_max is not None) and key <= 6:
+        parts.append((unrated.where(job > row_id) if key == 6 else unrated, (job.asc(),)))
+    if not parts:
+        return unrated.where(false())
+    if len(parts) == 1:
+        part, order = parts[0]
+        return part.order_by(*order).limit(size)
+    limited = [part.order_by(*order).limit(size) for part, order in parts]
+    if plan.dialect == "postgresql":  # as in page_keys: each part stops early, the few rows merged
+        merged = union_all(*limited)
+        return merged.order_by(merged.selected_columns.sort_key, merged.selected_columns.id).limit(size)
+    subqueries = [part.subquery(f"part{i}") for i, part in enumerate(limited)]
+    return union_all(*(select(sub.c.sort_key, sub.c.id) for sub in subqueries)).limit(size)
+
+
 def listing_statement(plan: Plan) -> Select:
     """The rows of the page chosen by page_keys (no ORDER BY: fetch_page orders them)."""
     chosen = page_keys(plan).subquery("page")
@@ -196,7 +251,6 @@ def listing_statement(plan: Plan) -> Select:
         chosen.c.sort_key,
         jobs.c.id,
         jobs.c.job_id,
-        jobs.c.summary,
         jobs.c.rating,
         jobs.c.rated_at,
         jobs.c.review,
@@ -218,17 +272,23 @@ def fetch_page(conn: Connection, plan: Plan) -> list:
     return sorted(rows, key=lambda row: (row.sort_key, row.id), reverse=SORTS[plan.page.sort][1])
 
 
-def list_jobs(conn: Connection, plan: Plan) -> tuple[list[dict], str | None]:
+def list_jobs(conn: Connection, plan: Plan, log: Journal) -> tuple[list[dict], str | None]:
     rows = fetch_page(conn, plan)
     limit = plan.page.limit
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(plan.page.sort, rows[-1].sort_key, rows[-1].id) if more else None
-    return [summary_of(row) for row in rows], next_cursor
+    return [summary_of(conn, row, log) for row in rows], next_cursor
 
 
-def summary_of(row) -> dict:
-    return job_summary(orjson.loads(row.summary), row.rating, row.rated_at, row.review and orjson.loads(row.review))
+def summary_of(conn: Connection, row, log: Journal) -> dict:
+    """The job as the listing shows it. The index keeps what finds and sorts jobs, not what shows
+    them: the summary is made from the job's line in the journal (`row.id` is its offset) with
+    its amendment lines applied, and the rating and review the index holds."""
+    line = orjson.loads(log.read_at(row.id, row.line_length))
+    if row.amendments:
+        line = effective_line(line, [orjson.loads(log.read_at(*at)) for at in amendment_positions(conn, row.job_id)])
+    return job_summary(line_summary(line), row.rating, row.rated_at, row.review and orjson.loads(row.review))
 
 
 def iter_jobs(conn: Connection, plan: Plan) -> Iterator:
@@ -259,7 +319,7 @@ def decode_position(token: str) -> tuple[int, int]:
         raise BadCursor("is not a position this service gave (use the `next` of an earlier answer)") from None
 
 
-def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, limit: int = 500) -> dict:
+def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, log: Journal, limit: int = 500) -> dict:
     """What the index took in after a position, in the order it arrived (the journal's order): new
     jobs matching the plan's filters, jobs amended since, and ratings given since. Without a
     position: only the current one, to follow from."""
@@ -272,7 +332,15 @@ def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, limit: 
     conds = conditions(every_filter, jobs.c.id, jobs.c.completed_at)
     conds += _rating_conditions(plan.page.filters, "completed_at", jobs)
     rows = conn.execute(
-        select(jobs.c.id, jobs.c.summary, jobs.c.rating, jobs.c.rated_at, jobs.c.review)
+        select(
+            jobs.c.id,
+            jobs.c.job_id,
+            jobs.c.line_length,
+            jobs.c.amendments,
+            jobs.c.rating,
+            jobs.c.rated_at,
+            jobs.c.review,
+        )
         .where(jobs.c.id >= after_log, jobs.c.id < log_now, *conds)
         .order_by(jobs.c.id)
         .limit(limit + 1)
@@ -289,7 +357,7 @@ def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, limit: 
         .scalars()
         .all()
     )
-    amended = [summary_of(row) for row in job_rows(conn, amended_ids).values()]
+    amended = [summary_of(conn, row, log) for row in job_rows(conn, amended_ids).values()]
     # ratings and reviews share the ratings file: one position for both
     events = sorted(
         conn.execute(
@@ -307,9 +375,9 @@ def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, limit: 
     events = events[:limit]
     ratings_next = events[-1].id + 1 if rated_more else ratings_now
     current = job_rows(conn, sorted({event.job_id for event in events}))
-    rated = [summary_of(row) for row in current.values()]
+    rated = [summary_of(conn, row, log) for row in current.values()]
     return {
-        "jobs": [summary_of(row) for row in rows],
+        "jobs": [summary_of(conn, row, log) for row in rows],
         "amended": amended,
         "rated": rated,
         "next": encode_position(log_next, ratings_next),
@@ -369,7 +437,7 @@ def latest_rating_times(conn: Connection, job_ids: Sequence[str]) -> dict[str, f
 
 
 def job_rows(conn: Connection, job_ids: Sequence[str]) -> dict[str, object]:
-    statement = "SELECT job_id, input_hash, summary, rating, rated_at, review FROM jobs WHERE job_id IN ({})"
+    statement = "SELECT id, job_id, input_hash, line_length, amendments, rating, rated_at, review FROM jobs WHERE job_id IN ({})"
     return {row.job_id: row for row in db.rows_in(conn, statement, job_ids)}
 
 

@@ -1,6 +1,18 @@
 """SQLAlchemy Core tables: the index schema (changed only through Alembic migrations)."""
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, SmallInteger, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -15,15 +27,14 @@ jobs = Table(
     Column("id", Offset, primary_key=True, autoincrement=False),
     Column("job_id", String(128), nullable=False, unique=True),
     Column("input_hash", String(64), nullable=False),
-    Column("line_length", Integer, nullable=False),
+    Column("line_length", Integer, nullable=False),  # the listing's summary is made from the line (queries.summary_of)
     Column("status", String(16), nullable=False),
     Column("completed_at", Float, nullable=False),
-    Column("duration_key", Float, nullable=False),  # duration_sec, -1 when unknown
+    Column("duration_key", Float, nullable=False),  # duration_sec in ms, -1 when unknown (project.duration_key)
     Column("rating", SmallInteger),
     Column("rated_at", Float),
     Column("rating_hi", SmallInteger, nullable=False),  # rating, -1 when unrated: "-rating" sort
     Column("rating_lo", SmallInteger, nullable=False),  # rating, 6 when unrated: "rating" sort
-    Column("summary", Text, nullable=False),  # listing summary as JSON, without the rating
     Column("search_text", Text),  # portable text search where FTS5 is not available
     Column("amendments", Integer, nullable=False, server_default="0"),  # amendment lines applied (job_amendments)
     Column("review", Text),  # the current review state as JSON (reviews.py), null when none
@@ -35,38 +46,41 @@ Index("ix_jobs_rating_hi", jobs.c.rating_hi, jobs.c.id, jobs.c.completed_at)
 Index("ix_jobs_rating_lo", jobs.c.rating_lo, jobs.c.id, jobs.c.completed_at)
 Index("ix_jobs_duration", jobs.c.duration_key, jobs.c.id, jobs.c.completed_at, jobs.c.rating_hi)
 
-# One row per (job, field, normalised value) for every field of the registry (fields.py). The job's sort keys are copied so that a listing filtered on
-# one value is one range scan of the index for its sort, whatever the sort.
-job_tags = Table(
-    "job_tags",
-    metadata,
-    Column("job", Offset, primary_key=True),
-    Column("field", String(16), primary_key=True),
-    Column("value", String(512), primary_key=True),
-    Column("completed_at", Float, nullable=False),
-    Column("duration_key", Float, nullable=False),
-    Column("rating_hi", SmallInteger, nullable=False),
-    Column("rating_lo", SmallInteger, nullable=False),
-    sqlite_with_rowid=False,
-)
-Index("ix_tags_listing", job_tags.c.field, job_tags.c.value, job_tags.c.completed_at, job_tags.c.job)
-Index("ix_tags_rating_hi", job_tags.c.field, job_tags.c.value, job_tags.c.rating_hi, job_tags.c.job)
-Index("ix_tags_rating_lo", job_tags.c.field, job_tags.c.value, job_tags.c.rating_lo, job_tags.c.job)
-Index("ix_tags_duration", job_tags.c.field, job_tags.c.value, job_tags.c.duration_key, job_tags.c.job)
-
-# Unfiltered facet counts, kept current by ingest so that the common view needs no scan.
+# Every (field, normalised value) of the registry (fields.py) that any job has had, numbered by
+# `tag`, with its unfiltered facet counts, kept current by ingest so that the common view needs
+# no scan. The number is what job_tags stores: a small integer instead of two strings in the
+# table and each of its four indexes. Numbers are given in the order values first appear, so
+# a rebuild may number them otherwise than live ingest did (verify compares field and value).
 facet_values = Table(
     "facet_values",
     metadata,
-    Column("field", String(16), primary_key=True),
-    Column("value", String(512), primary_key=True),
+    Column("tag", Integer, primary_key=True, autoincrement=True),
+    Column("field", String(16), nullable=False),
+    Column("value", String(512), nullable=False),
     Column("display", String(512), nullable=False),
     Column("count", Integer, nullable=False),
     Column("rated_count", Integer, nullable=False),
     Column("rating_sum", Integer, nullable=False),
-    sqlite_with_rowid=False,
+    UniqueConstraint("field", "value", name="uq_facet_values_field_value"),
 )
 Index("ix_facet_values_count", facet_values.c.field, facet_values.c.count)
+
+# One row per (job, value) for every field of the registry. The job's sort keys are copied so
+# that a listing filtered on one value is one range scan of the index for its sort, whatever
+# the sort ("rating" ascending too: rating_hi's index read in two ranges, queries.py).
+job_tags = Table(
+    "job_tags",
+    metadata,
+    Column("job", Offset, primary_key=True),
+    Column("tag", Integer, primary_key=True),  # facet_values.tag
+    Column("completed_at", Float, nullable=False),
+    Column("duration_key", Float, nullable=False),
+    Column("rating_hi", SmallInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+Index("ix_tags_listing", job_tags.c.tag, job_tags.c.completed_at, job_tags.c.job)
+Index("ix_tags_rating_hi", job_tags.c.tag, job_tags.c.rating_hi, job_tags.c.job)
+Index("ix_tags_duration", job_tags.c.tag, job_tags.c.duration_key, job_tags.c.job)
 
 # The amendment lines of a job (PATCH /api/jobs/<id>): byte offsets in learning_log_v2.jsonl,
 # applied in order over the job's line to give its current record.
