@@ -159,6 +159,18 @@ class Journal:
             f.seek(offset)
             return f.read(length)
 
+    @contextmanager
+    def reading(self) -> Iterator[Callable[[int, int], bytes]]:
+        """read(offset, length) for many reads of one open file (a listing's lines): opening
+        the file is most of the cost of one read_at (11 of 12 µs)."""
+        with open(self.path, "rb") as f:
+
+            def read(offset: int, length: int) -> bytes:
+                f.seek(offset)
+                return f.read(length)
+
+            yield read
+
     def first_line_hash(self) -> str | None:
         try:
             with open(self.path, "rb") as f:

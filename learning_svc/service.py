@@ -928,10 +928,10 @@ class Service:
 
     def export(self, filters: Filters, sort: str) -> Iterator[tuple[dict, Callable[[], tuple[dict, list[dict]]]]]:
         """(summary, a function giving (the stored line, its amendment lines)) for every matching job, streamed."""
-        with self.reader() as conn:
+        with self.reader() as conn, self.jobs_journal.reading() as read:
             plan = make_plan(conn, Page(filters, sort, 500), self.match_sets, self.thresholds)
             for row in queries.iter_jobs(conn, plan):
-                yield queries.summary_of(conn, row, self.jobs_journal), (lambda r=row: self._lines_of(conn, r))
+                yield queries.summary_from(conn, row, read), (lambda r=row: self._lines_of(conn, r))
 
     def health(self) -> dict:
         with self.reader() as conn:  # a write acknowledged before is counted

@@ -278,16 +278,27 @@ def list_jobs(conn: Connection, plan: Plan, log: Journal) -> tuple[list[dict], s
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(plan.page.sort, rows[-1].sort_key, rows[-1].id) if more else None
-    return [summary_of(conn, row, log) for row in rows], next_cursor
+    return summaries(conn, rows, log), next_cursor
+
+
+def summaries(conn: Connection, rows, log: Journal) -> list[dict]:
+    """The jobs as the listing shows them. The index keeps what finds and sorts jobs, not what
+    shows them: a summary is made from the job's line in the journal (`row.id` is its offset)
+    with its amendment lines applied, and the rating and review the index holds."""
+    if not rows:
+        return []
+    with log.reading() as read:
+        return [summary_from(conn, row, read) for row in rows]
 
 
 def summary_of(conn: Connection, row, log: Journal) -> dict:
-    """The job as the listing shows it. The index keeps what finds and sorts jobs, not what shows
-    them: the summary is made from the job's line in the journal (`row.id` is its offset) with
-    its amendment lines applied, and the rating and review the index holds."""
-    line = orjson.loads(log.read_at(row.id, row.line_length))
+    return summaries(conn, [row], log)[0]
+
+
+def summary_from(conn: Connection, row, read) -> dict:
+    line = orjson.loads(read(row.id, row.line_length))
     if row.amendments:
-        line = effective_line(line, [orjson.loads(log.read_at(*at)) for at in amendment_positions(conn, row.job_id)])
+        line = effective_line(line, [orjson.loads(read(*at)) for at in amendment_positions(conn, row.job_id)])
     return job_summary(line_summary(line), row.rating, row.rated_at, row.review and orjson.loads(row.review))
 
 
@@ -357,7 +368,7 @@ def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, log: Jo
         .scalars()
         .all()
     )
-    amended = [summary_of(conn, row, log) for row in job_rows(conn, amended_ids).values()]
+    amended = summaries(conn, list(job_rows(conn, amended_ids).values()), log)
     # ratings and reviews share the ratings file: one position for both
     events = sorted(
         conn.execute(
@@ -375,9 +386,9 @@ def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, log: Jo
     events = events[:limit]
     ratings_next = events[-1].id + 1 if rated_more else ratings_now
     current = job_rows(conn, sorted({event.job_id for event in events}))
-    rated = [summary_of(conn, row, log) for row in current.values()]
+    rated = summaries(conn, list(current.values()), log)
     return {
-        "jobs": [summary_of(conn, row, log) for row in rows],
+        "jobs": summaries(conn, rows, log),
         "amended": amended,
         "rated": rated,
         "next": encode_position(log_next, ratings_next),
