@@ -352,3 +352,29 @@ def test_a_postgresql_restart_under_load_loses_no_acknowledged_job(postgres_of_i
         stop.set()
         server.kill()
     assert verify_index(settings) == []
+
+
+def test_tag_numbers_do_not_run_out_where_each_upsert_draws_one(settings):
+    """PostgreSQL's INSERT ... ON CONFLICT draws a number from the sequence for every value it
+    is given, new or not (~22 a job): with 32-bit tag numbers, ingest would fail for good
+    after ~100 million jobs. They are 64-bit; here the sequence starts just below 2**31."""
+    with running(settings) as server:
+        assert server.post_job(records_for_tags(0)).status_code == 201
+        with create_engine(settings.database_url).begin() as conn:
+            conn.execute(text("ALTER SEQUENCE facet_values_tag_seq RESTART WITH 2147483600"))
+        for n in range(1, 11):  # ~20 values a job: past 2**31 - 1
+            response = server.post_job(records_for_tags(n))
+            assert response.status_code == 201, response.text
+        listed = server.http.get(server.url + "/api/jobs", params={"model": "tags_model_10"}).json()["jobs"]
+        assert [job["job_id"] for job in listed] == ["tags-10"]
+    with create_engine(settings.database_url).connect() as conn:
+        assert conn.execute(text("SELECT max(tag) FROM facet_values")).scalar_one() > 2**31
+
+
+def records_for_tags(n: int) -> dict:
+    return {
+        "job_id": f"tags-{n}",
+        "completed_at": 1764000000.5 + n,
+        "packs": [f"PACK_{n}"],
+        "run_config": {"prompt": f"a castle <lora:detail_{n}:0.6>", "model": f"tags_model_{n}", "steps": 20 + n},
+    }

@@ -54,7 +54,9 @@ Index("ix_jobs_duration", jobs.c.duration_key, jobs.c.id, jobs.c.completed_at, j
 facet_values = Table(
     "facet_values",
     metadata,
-    Column("tag", Integer, primary_key=True, autoincrement=True),
+    # BIGINT on PostgreSQL: its upsert draws a number from the sequence for every value it is
+    # given, new or not (~22 a job), which would run past 2**31 at ~100 million jobs.
+    Column("tag", Offset, primary_key=True, autoincrement=True),
     Column("field", String(16), nullable=False),
     Column("value", String(512), nullable=False),
     Column("display", String(512), nullable=False),
@@ -72,7 +74,7 @@ job_tags = Table(
     "job_tags",
     metadata,
     Column("job", Offset, primary_key=True),
-    Column("tag", Integer, primary_key=True),  # facet_values.tag
+    Column("tag", Offset, primary_key=True),  # facet_values.tag
     Column("completed_at", Float, nullable=False),
     Column("duration_key", Float, nullable=False),
     Column("rating_hi", SmallInteger, nullable=False),

@@ -48,7 +48,7 @@ def upgrade() -> None:
     op.drop_table("facet_values")
     op.create_table(
         "facet_values",
-        sa.Column("tag", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("tag", Offset, primary_key=True, autoincrement=True),  # BIGINT on PostgreSQL (tables.py)
         sa.Column("field", sa.String(16), nullable=False),
         sa.Column("value", sa.String(512), nullable=False),
         sa.Column("display", sa.String(512), nullable=False),
@@ -61,7 +61,7 @@ def upgrade() -> None:
     op.create_table(
         "job_tags",
         sa.Column("job", Offset, primary_key=True),
-        sa.Column("tag", sa.Integer, primary_key=True),
+        sa.Column("tag", Offset, primary_key=True),
         sa.Column("completed_at", sa.Float, nullable=False),
         sa.Column("duration_key", sa.Float, nullable=False),
         sa.Column("rating_hi", sa.SmallInteger, nullable=False),
