@@ -378,3 +378,20 @@ def records_for_tags(n: int) -> dict:
         "packs": [f"PACK_{n}"],
         "run_config": {"prompt": f"a castle <lora:detail_{n}:0.6>", "model": f"tags_model_{n}", "steps": 20 + n},
     }
+
+
+def test_a_rebuild_is_vacuumed_so_that_listings_scan_only_the_indexes(settings):
+    """Tables filled by COPY have no visibility map until vacuumed, and each index-only scan
+    (every listing walk) then reads the table for every entry: at 1,000,000 jobs a page took
+    55 ms right after a reindex, 2.4 ms once vacuumed. The rebuild vacuums before the swap."""
+    filled_history(settings, 30)
+    rebuild(settings.db_url, Journal(settings.log_path), Journal(settings.ratings_path), None)
+    with create_engine(settings.database_url).connect() as conn:
+        pages = conn.execute(
+            text(
+                "SELECT relname, relpages, relallvisible FROM pg_class WHERE relkind = 'r' "
+                "AND relnamespace = current_schema()::regnamespace AND relname IN ('jobs', 'job_tags')"
+            )
+        ).all()
+    assert len(pages) == 2
+    assert all(relpages > 0 and visible == relpages for _, relpages, visible in pages), pages

@@ -555,7 +555,13 @@ def _build_scratch(url, log_journal, ratings_journal, progress, indexer_options)
             for index in DEFERRED_INDEXES:
                 index.create(conn)
             conn.execute(text(PG_TEXT_INDEX[1]))
-            conn.execute(text("ANALYZE"))
+        # VACUUM, not only ANALYZE: tables filled by COPY have no visibility map until vacuumed,
+        # and every index-only scan (each listing walk) then reads the table for each entry
+        # (1,000,000 jobs: a listing page took 55 ms right after a reindex, 2.4 ms vacuumed).
+        tables = ", ".join(f"{SCRATCH_SCHEMA}.{table.name}" for table in metadata.sorted_tables)
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(text(f"VACUUM (ANALYZE) {tables}"))
         return report
     finally:
         engine.dispose()
