@@ -81,6 +81,7 @@ class _Op:
     error: Exception | None = None
     offset: int | None = None  # where its line was appended, and its length
     length: int = 0
+    appended: object = None  # the result its appended line gave, even when its caller stopped waiting
 
     def finish(self, result=None, error: Exception | None = None) -> None:
         if self.result is None and self.error is None:
@@ -143,6 +144,10 @@ class Backlog:
     def count_from(self, offset: int) -> int:
         """How many keys lines at or past `offset` set (any thread: the values are copied at once)."""
         return sum(1 for at, _ in list(self._values.values()) if at >= offset)
+
+    def clear(self) -> None:
+        self._values.clear()
+        self._order.clear()
 
     def prune(self, indexed_to: int) -> None:
         while self._order and self._order[0][0] < indexed_to:
@@ -401,6 +406,10 @@ class Service:
                 trouble = self.index_trouble
                 sizes = (self.jobs_journal.size(), self.ratings_journal.size() if with_ratings else self._ends[1])
                 shrunk = sizes[0] < self._ends[0] or sizes[1] < self._ends[1]  # cut or replaced: start over
+                if shrunk:  # what the old file's lines said is gone with them
+                    for backlog in (self.pending_jobs, self.pending_ratings, self.pending_reviews):
+                        backlog.clear()
+                    self.pending_rating_ids.clear()
                 if trouble is None and (shrunk or any(op.kind == "amend" for op in ops)):
                     self._commit_indexed(ops, with_ratings)
                 else:
@@ -439,7 +448,12 @@ class Service:
             except Exception as error:
                 trans.rollback()
                 self._index_failed(error, ops)
-                self._commit_unindexed([op for op in ops if op.result is None and op.error is None], self.index_trouble)
+                # What other processes appended was not indexed either (rolled back): take it in.
+                self._commit_unindexed(
+                    [op for op in ops if op.result is None and op.error is None],
+                    self.index_trouble,
+                    foreign_ratings=with_ratings,
+                )
                 return
         self._index_recovered()
         self._mark_synced(self.jobs_journal.size(), self.ratings_journal.size() if with_ratings else None)
@@ -464,8 +478,8 @@ class Service:
                 self._take_in_foreign_lines(conn, foreign_ratings)
             self._write_jobs(conn, None, [op for op in ops if op.kind == "job"])
             self._write_ratings(conn, None, [op for op in ops if op.kind in ("rating", "review")])
-        for op in ops:
-            if op.error is None and op.result is not None and op.result[0] and op.kind != "amend":
+        for op in ops:  # appended: also when the caller stopped waiting (the write happened)
+            if op.appended is not None and op.appended[0] and op.kind != "amend":
                 self._remember_unindexed(op)
                 handed = self._handed[LOG if op.kind == "job" else RATINGS]
                 if len(handed) < HANDED_MAX:
@@ -515,7 +529,10 @@ class Service:
                 state = self.pending_reviews.get(job_id)
             else:
                 row = queries.job_rows(conn, [job_id]).get(job_id)
-                state = row.review and orjson.loads(row.review) if row is not None else None
+                if row is not None:
+                    state = row.review and orjson.loads(row.review)
+                else:  # its job not indexed yet: the review events that are
+                    state = queries.review_before_job(conn, [job_id]).get(job_id)
             # Events set whole values, so one the snapshot already holds changes nothing when taken again.
             self.pending_reviews.set(job_id, reviews.apply(state, output, changes), offset)
 
@@ -527,14 +544,14 @@ class Service:
 
     def _remember_unindexed(self, op: _Op) -> None:
         if op.kind == "job":
-            self.pending_jobs.set(op.payload["job_id"], (op.payload["input_hash"], op.result[1]), op.offset)
+            self.pending_jobs.set(op.payload["job_id"], (op.payload["input_hash"], op.appended[1]), op.offset)
         elif op.kind == "rating":
             self.pending_ratings.set(
-                op.payload["job_id"], (op.result[1]["rating"], op.result[1]["rated_at"]), op.offset
+                op.payload["job_id"], (op.appended[1]["rating"], op.appended[1]["rated_at"]), op.offset
             )
             self.pending_rating_ids.set(op.payload["rating_id"], True, op.offset)
         elif op.kind == "review":
-            self.pending_reviews.set(op.payload["job_id"], op.result[1]["review"], op.offset)
+            self.pending_reviews.set(op.payload["job_id"], op.appended[1]["review"], op.offset)
 
     # -- the follower: the index behind the acknowledgements
     def _follow(self) -> None:
@@ -577,7 +594,8 @@ class Service:
             log.error("%s", error)
             self._index_failed(error, [])
         except DBAPIError as error:
-            log.warning("indexing failed: the index database: %s", str(error.orig).strip().splitlines()[0][:300])
+            message = (str(error.orig).strip().splitlines() or [repr(error.orig)])[0]
+            log.warning("indexing failed: the index database: %s", message[:300])
             self._index_failed(error, [])
         except Exception as error:
             self._index_failed(error, [])
@@ -619,7 +637,8 @@ class Service:
         they reach now. Not while the index cannot be written: that read answers from what it has."""
         target = (self.jobs_journal.size(), self.ratings_journal.size())
         synced = self._synced
-        if (synced[0] < target[0] or synced[1] < target[1]) and self._follower is not None:
+        follower = self._follower
+        if (synced[0] < target[0] or synced[1] < target[1]) and follower is not None and follower.is_alive():
             self._follow_wake.set()
             self._follow_now.set()
             with self._indexed:
@@ -749,11 +768,14 @@ class Service:
         rows = queries.job_rows(conn, job_ids)
         current = {job_id: (row.rating, row.rated_at) for job_id, row in rows.items()}
         states = {job_id: row.review and orjson.loads(row.review) for job_id, row in rows.items()}
-        for job_id in job_ids:  # jobs, ratings and reviews appended, not indexed yet
+        # A job not indexed yet may have rating and review events that are (the follower and a
+        # start-up index the ratings file apart from the log): its state starts from them.
+        early = [job_id for job_id in job_ids if job_id not in rows and job_id in self.pending_jobs]
+        current.update(queries.rating_before_job(conn, early))
+        states.update(queries.review_before_job(conn, early))
+        for job_id in job_ids:  # ratings and reviews appended, not indexed yet
             if job_id in self.pending_ratings:
                 current[job_id] = self.pending_ratings.get(job_id)
-            elif job_id in self.pending_jobs and job_id not in current:
-                current[job_id] = (None, None)
             if job_id in self.pending_reviews:
                 states[job_id] = self.pending_reviews.get(job_id)
         rating_ids = [op.payload["rating_id"] for op in ops if op.kind == "rating"]
@@ -831,7 +853,8 @@ class Service:
             return None
         lines, offset = [], start
         for op, data in fresh:
-            op.finish(result=result_of(op.payload))  # durable now, whatever the index does
+            op.appended = result_of(op.payload)
+            op.finish(result=op.appended)  # durable now, whatever the index does (or a timeout said)
             op.offset, op.length = offset, len(data)
             lines.append((offset, op.payload, len(data)))
             offset += len(data)

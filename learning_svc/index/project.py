@@ -232,8 +232,8 @@ def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False)
             fresh.append(rows)
     if not fresh:
         return duplicates
-    latest = _latest_ratings(conn, [rows.job["job_id"] for rows in fresh])
-    reviewed = _replayed_reviews(conn, [rows.job["job_id"] for rows in fresh])
+    latest = latest_ratings(conn, [rows.job["job_id"] for rows in fresh])
+    reviewed = replayed_reviews(conn, [rows.job["job_id"] for rows in fresh])
     deltas = FacetDeltas()
     for rows in fresh:
         rating, rated_at = latest.get(rows.job["job_id"], (None, None))
@@ -289,7 +289,7 @@ def insert_many(conn: Connection, table, columns, rows: list[tuple]) -> None:
         raise DBAPIError.instance(statement, None, error, psycopg.Error) from None
 
 
-def _latest_ratings(conn: Connection, job_ids: list[str]) -> dict[str, tuple]:
+def latest_ratings(conn: Connection, job_ids: list[str]) -> dict[str, tuple]:
     latest: dict[str, tuple] = {}
     statement = "SELECT job_id, rating, timestamp FROM rating_events WHERE job_id IN ({}) ORDER BY id"
     for job_id, rating, timestamp in db.rows_in(conn, statement, job_ids):  # a job's events in one chunk
@@ -309,7 +309,7 @@ def review_tags(state: dict | None) -> list[tuple[str, str, str]]:
     return tags
 
 
-def _replayed_reviews(conn: Connection, job_ids: list[str]) -> dict[str, dict]:
+def replayed_reviews(conn: Connection, job_ids: list[str]) -> dict[str, dict]:
     """The review state of each job from its indexed review events (most jobs have none)."""
     states: dict[str, dict] = {}
     statement = "SELECT job_id, output, changes FROM review_events WHERE job_id IN ({}) ORDER BY id"

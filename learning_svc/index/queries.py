@@ -35,6 +35,7 @@ from ..records import RATING_SCHEMA, effective_line, job_summary, line_summary
 from ..reviews import REVIEW_SCHEMA
 from . import db, text_search
 from .plan import SORTS, Filters, Plan
+from .project import latest_ratings, replayed_reviews
 from .tables import checkpoints, facet_values, job_amendments, job_tags, jobs, rating_events, review_events
 from .words import tsquery
 from .words import words as search_words
@@ -444,6 +445,22 @@ def latest_rating_times(conn: Connection, job_ids: Sequence[str]) -> dict[str, f
             .group_by(rating_events.c.job_id)
         )
         found.update({job_id: latest for job_id, latest in rows})
+    return found
+
+
+def rating_before_job(conn: Connection, job_ids: Sequence[str]) -> dict[str, tuple]:
+    """(rating, rated_at) of jobs whose lines are not indexed yet, from their indexed rating
+    events ((None, None) without any)."""
+    found = {job_id: (None, None) for job_id in job_ids}
+    for job_id, (rating, timestamp) in latest_ratings(conn, list(job_ids)).items():
+        found[job_id] = (rating, timestamp if rating is not None else None)
+    return found
+
+
+def review_before_job(conn: Connection, job_ids: Sequence[str]) -> dict[str, dict | None]:
+    """The review state of jobs whose lines are not indexed yet, from their indexed review events."""
+    found: dict[str, dict | None] = {job_id: None for job_id in job_ids}
+    found.update(replayed_reviews(conn, list(job_ids)))
     return found
 
 

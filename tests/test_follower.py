@@ -1,0 +1,124 @@
+"""The committer decides against the index plus the backlog the follower has not indexed yet
+(service.py): the cases a review of that change found, each a write acknowledged and then
+decided against the wrong state."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from learning_svc import records
+from learning_svc import service as service_module
+from learning_svc.index import sync
+from learning_svc.journal import Journal
+from learning_svc.service import Conflict, Service, Unavailable
+
+from procs import job, journal_lines
+
+
+def job_in(job_id: str, **fields) -> records.JobIn:
+    return records.parse(records.JobIn, job(job_id, **fields))
+
+
+def stop_follower(service: Service) -> None:
+    service._follower_stop = True
+    service._follow_wake.set()
+    service._follow_now.set()
+    service._follower.join()
+    service._follower, service._follower_stop = None, False
+
+
+def test_a_rating_indexed_before_its_job_is_the_state_a_clear_is_decided_against(settings, monkeypatch):
+    """The follower takes a batch of each file: with a long log backlog the ratings file's
+    checkpoint passes a rating whose job line is not indexed yet. The clear that follows must
+    still see the rating (it was answered "unchanged" and never written)."""
+    service = Service(settings).start()
+    try:
+        stop_follower(service)
+        for i in range(6):
+            service.record_job(job_in(f"j{i}"))
+        service.rate_job("j5", 4, "api")
+        monkeypatch.setattr(service_module, "FOLLOW_BATCH", 2)  # as a log backlog past 5,000 lines
+        with service._index_lock:
+            service._index_to((service.jobs_journal.size(), service.ratings_journal.size()))
+        assert service.rate_job("j5", None, "api")["rating"] is None
+        assert [line["rating"] for line in journal_lines(settings.ratings_path)] == [4, None]
+        service.review_job("j5", {"tags_add": ["alpha"]}, "api")
+        with service._index_lock:
+            service._index_to((service.jobs_journal.size(), service.ratings_journal.size()))
+        service.review_job("j5", {"tags_add": ["beta"]}, "api")
+        assert journal_lines(settings.ratings_path)[-1]["set"]["tags"] == ["alpha", "beta"]
+    finally:
+        service.close()
+
+
+def test_a_rating_whose_caller_stopped_waiting_is_still_decided_against(settings, monkeypatch):
+    """A write that timed out for its caller (503) can still be appended: it is a write, and
+    the next decision sees it."""
+    service = Service(settings).start()
+    try:
+        service.record_job(job_in("x"))
+        service.rate_job("x", 2, "api")
+        service.get_job("x")
+        monkeypatch.setattr(service_module, "WAIT_SECONDS", 0.5)
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with Journal(settings.ratings_path).locked():
+                held.set()
+                release.wait()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait()
+        with pytest.raises(Unavailable):
+            service.rate_job("x", 3, "api")
+        release.set()
+        holder.join()
+        time.sleep(0.05)
+        monkeypatch.setattr(service_module, "WAIT_SECONDS", 60)
+        assert service.rate_job("x", 2, "api")["rating"] == 2
+        assert service.get_job("x")["rating"] == 2
+        assert [line["rating"] for line in journal_lines(settings.ratings_path)] == [2, 3, 2]
+    finally:
+        service.close()
+
+
+def test_a_failed_indexed_commit_still_takes_in_another_writers_lines(settings, monkeypatch):
+    service = Service(settings).start()
+    try:
+        service.record_job(job_in("a"))
+        service.get_job("a")
+        with Journal(settings.log_path).locked() as journal:  # another process's job
+            journal.append(records.dumps(records.stored_job(job_in("theirs"))))
+
+        def full_disk(*args, **kwargs):
+            raise OperationalError("INSERT", None, Exception("database or disk is full"))
+
+        monkeypatch.setattr(sync, "insert_jobs", full_disk)
+        with pytest.raises(Unavailable):
+            service.amend_job("a", {"run_id": "r"})
+        with pytest.raises(Conflict):
+            service.record_job(job_in("theirs", packs=["other"]))
+    finally:
+        monkeypatch.undo()
+        service.close()
+
+
+def test_a_log_cut_while_running_forgets_what_the_cut_lines_said(settings):
+    service = Service(settings).start()
+    try:
+        for i in range(3):
+            service.record_job(job_in(f"keep{i}"))
+        service.record_job(job_in("x"))
+        service.get_job("x")
+        lines = settings.log_path.read_bytes().splitlines(keepends=True)
+        settings.log_path.write_bytes(b"".join(lines[:2]))
+        created, _ = service.record_job(job_in("x"))
+        assert created
+        assert service.get_job("x")["record"]["job_id"] == "x"
+    finally:
+        service.close()
