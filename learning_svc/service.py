@@ -264,7 +264,9 @@ class Service:
             rest = dict(changes)
             if output is None and "rating" in rest:
                 rating = rest.pop("rating")
-                undo_ratings.setdefault(job_id, before[job_id].rating)
+                row = before.get(job_id)  # None: its line not indexed yet (a read that stopped waiting)
+                current = row.rating if row is not None else self.pending_ratings.get(job_id, (None, None))[0]
+                undo_ratings.setdefault(job_id, current)
                 ops.append(rating_op(job_id, rating, source))
             if rest:
                 ops.append(review_op(job_id, rest, source, output))
@@ -473,9 +475,10 @@ class Service:
                 )
         with self.read_engine.connect() as conn:
             # The snapshot's own checkpoints first: what lines before them said is in the rows read next.
-            self._forget_indexed(read_checkpoint(conn, LOG).offset, read_checkpoint(conn, RATINGS).offset)
+            indexed = (read_checkpoint(conn, LOG).offset, read_checkpoint(conn, RATINGS).offset)
+            self._forget_indexed(*indexed)
             if foreign_ratings is not None:
-                self._take_in_foreign_lines(conn, foreign_ratings)
+                self._take_in_foreign_lines(conn, foreign_ratings, indexed)
             self._write_jobs(conn, None, [op for op in ops if op.kind == "job"])
             self._write_ratings(conn, None, [op for op in ops if op.kind in ("rating", "review")])
         for op in ops:  # appended: also when the caller stopped waiting (the write happened)
@@ -487,20 +490,21 @@ class Service:
                 if op.kind == "job":  # CPU to project, not pages: indexed at once, in the batches that come
                     self._follow_now.set()
 
-    def _take_in_foreign_lines(self, conn: Connection, with_ratings: bool) -> None:
+    def _take_in_foreign_lines(self, conn: Connection, with_ratings: bool, indexed: tuple[int, int]) -> None:
         """Lines another process appended since this one's last commit (a `serve --workers`
         sibling, the client's offline fallback, an import), into the backlog as if decided here,
         so that this commit's decisions see them before any follower has indexed them. A torn
         tail such a writer left is moved aside first. Hold the journals' locks (`with_ratings`:
-        the ratings' too)."""
+        the ratings' too). Lines before the snapshot's checkpoints (`indexed`) are in its rows:
+        only the ones after both are read."""
         report = SyncReport()
-        journals = [(self.jobs_journal, self._ends[0])]
+        journals = [(self.jobs_journal, self._ends[0], indexed[0])]
         if with_ratings:
-            journals.append((self.ratings_journal, self._ends[1]))
-        repair_tails([journal for journal, end in journals if journal.size() != end], report)
+            journals.append((self.ratings_journal, self._ends[1], indexed[1]))
+        repair_tails([journal for journal, end, _ in journals if journal.size() != end], report)
         self.torn_files += [p.name for p in report.torn]
-        for journal, end in journals:
-            for offset, raw in journal.scan(end):
+        for journal, end, checkpoint in journals:
+            for offset, raw in journal.scan(max(end, checkpoint)):
                 try:
                     line = orjson.loads(raw)
                 except orjson.JSONDecodeError:

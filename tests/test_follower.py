@@ -122,3 +122,27 @@ def test_a_log_cut_while_running_forgets_what_the_cut_lines_said(settings):
         assert service.get_job("x")["record"]["job_id"] == "x"
     finally:
         service.close()
+
+
+def test_another_writers_lines_the_index_already_has_are_not_read_again(settings, monkeypatch):
+    """Before a decision, the lines another process appended join the backlog; the ones the
+    index already holds (before the snapshot's checkpoint) are not parsed again under the
+    journals' locks (an import of a million lines would hold every writer for ~20 s)."""
+    service = Service(settings).start()
+    try:
+        service.record_job(job_in("mine"))
+        with Journal(settings.log_path).locked() as journal:  # another process's 200 jobs
+            journal.append(b"".join(records.dumps(records.stored_job(job_in(f"theirs{i}"))) for i in range(200)))
+        assert service.get_job("theirs199")["record"]["job_id"] == "theirs199"  # indexed by the follower
+        taken = []
+        original = Service._take_in
+        monkeypatch.setattr(
+            Service,
+            "_take_in",
+            lambda self, conn, line, offset: taken.append(offset) or original(self, conn, line, offset),
+        )
+        service.record_job(job_in("mine2"))
+        assert taken == []
+        assert service.get_job("mine2")["record"]["job_id"] == "mine2"
+    finally:
+        service.close()
