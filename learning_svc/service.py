@@ -81,11 +81,33 @@ class _Op:
     error: Exception | None = None
     offset: int | None = None  # where its line was appended, and its length
     length: int = 0
-    appended: object = None  # the result its appended line gave, even when its caller stopped waiting
+    appended: object = None  # the result its appended line gave
+    claimed: bool = False  # taken by the committer for writing: its caller waits for the answer
+
+    def give_up(self, error: Exception) -> bool:
+        """The caller stops waiting: the op fails with `error`, unless the committer has already
+        taken it for writing (then its answer follows the fsync). True when it gave up."""
+        with _CLAIMS:
+            if self.claimed:
+                return False
+            self.finish(error=error)
+            return True
 
     def finish(self, result=None, error: Exception | None = None) -> None:
         if self.result is None and self.error is None:
             self.result, self.error = result, error
+
+
+_CLAIMS = threading.Lock()  # between a caller giving up on an op and the committer taking it
+
+
+def claim(ops: list[_Op]) -> list[_Op]:
+    """The ops whose callers still wait, marked as taken: a write answered 503 is never written."""
+    with _CLAIMS:
+        live = [op for op in ops if op.result is None and op.error is None]
+        for op in live:
+            op.claimed = True
+    return live
 
 
 def job_op(job: records.JobIn) -> _Op:
@@ -335,14 +357,15 @@ class Service:
             group = _Op("together", ops)
             self._queue.put(group)
             if not group.done.wait(WAIT_SECONDS * 4):
-                for op in ops:
-                    op.finish(error=Unavailable("the write did not complete in time"))
+                late = [op for op in ops if not op.give_up(Unavailable("the write did not complete in time"))]
+                if late:  # taken for writing meanwhile: the answer follows the fsync
+                    group.done.wait()
             return ops
         for op in ops:
             self._queue.put(op)
         for op in ops:
-            if not op.done.wait(WAIT_SECONDS):
-                op.finish(error=Unavailable("the write did not complete in time"))
+            if not op.done.wait(WAIT_SECONDS) and not op.give_up(Unavailable("the write did not complete in time")):
+                op.done.wait()  # taken for writing meanwhile: the answer follows the fsync
         return ops
 
     def _submit(self, op: _Op):
@@ -371,7 +394,8 @@ class Service:
             try:
                 self._commit(ops)
             except DBAPIError as error:  # the index database went away: one line, and no SQL in the answer
-                log.warning("commit failed: the index database: %s", str(error.orig).strip().splitlines()[0][:300])
+                message = (str(error.orig).strip().splitlines() or [repr(error.orig)])[0]
+                log.warning("commit failed: the index database: %s", message[:300])
                 for op in ops:
                     op.finish(error=Unavailable("the index database cannot be reached; try again"))
             except Exception as error:  # never let the committer die
@@ -405,6 +429,7 @@ class Service:
                 locks.enter_context(self.jobs_journal.locked())
                 if with_ratings:
                     locks.enter_context(self.ratings_journal.locked())
+                ops = claim(ops)  # after the locks: a caller that stopped waiting meanwhile is not written
                 trouble = self.index_trouble
                 sizes = (self.jobs_journal.size(), self.ratings_journal.size() if with_ratings else self._ends[1])
                 shrunk = sizes[0] < self._ends[0] or sizes[1] < self._ends[1]  # cut or replaced: start over

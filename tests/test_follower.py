@@ -55,9 +55,10 @@ def test_a_rating_indexed_before_its_job_is_the_state_a_clear_is_decided_against
         service.close()
 
 
-def test_a_rating_whose_caller_stopped_waiting_is_still_decided_against(settings, monkeypatch):
-    """A write that timed out for its caller (503) can still be appended: it is a write, and
-    the next decision sees it."""
+def test_a_write_answered_503_because_its_caller_stopped_waiting_is_not_written(settings, monkeypatch):
+    """The caller gives up (503) while the committer waits for a journal another process
+    holds: the committer then skips it. Before, it was appended anyway and left out of the
+    backlog, so the next decision was made against the index without it."""
     service = Service(settings).start()
     try:
         service.record_job(job_in("x"))
@@ -80,9 +81,10 @@ def test_a_rating_whose_caller_stopped_waiting_is_still_decided_against(settings
         holder.join()
         time.sleep(0.05)
         monkeypatch.setattr(service_module, "WAIT_SECONDS", 60)
-        assert service.rate_job("x", 2, "api")["rating"] == 2
-        assert service.get_job("x")["rating"] == 2
-        assert [line["rating"] for line in journal_lines(settings.ratings_path)] == [2, 3, 2]
+        assert [line["rating"] for line in journal_lines(settings.ratings_path)] == [2]
+        assert service.rate_job("x", 3, "api")["rating"] == 3
+        assert service.get_job("x")["rating"] == 3
+        assert [line["rating"] for line in journal_lines(settings.ratings_path)] == [2, 3]
     finally:
         service.close()
 
