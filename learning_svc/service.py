@@ -504,10 +504,17 @@ class Service:
             self._forget_indexed(*indexed)
             if foreign_ratings is not None:
                 self._take_in_foreign_lines(conn, foreign_ratings, indexed)
-            self._write_jobs(conn, None, [op for op in ops if op.kind == "job"])
-            self._write_ratings(conn, None, [op for op in ops if op.kind in ("rating", "review")])
-        for op in ops:  # appended: also when the caller stopped waiting (the write happened)
-            if op.appended is not None and op.appended[0] and op.kind != "amend":
+            jobs = [op for op in ops if op.kind == "job"]
+            self._write_jobs(conn, None, jobs)
+            self._remember_appended(jobs)  # a rating in this same commit finds its job
+            events = [op for op in ops if op.kind in ("rating", "review")]
+            self._write_ratings(conn, None, events)
+            self._remember_appended(events)
+
+    def _remember_appended(self, ops: list[_Op]) -> None:
+        """Into the backlog, and handed to the follower: what these ops appended."""
+        for op in ops:
+            if op.appended is not None and op.appended[0]:
                 self._remember_unindexed(op)
                 handed = self._handed[LOG if op.kind == "job" else RATINGS]
                 if len(handed) < HANDED_MAX:

@@ -148,3 +148,16 @@ def test_another_writers_lines_the_index_already_has_are_not_read_again(settings
         assert service.get_job("mine2")["record"]["job_id"] == "mine2"
     finally:
         service.close()
+
+
+def test_a_job_and_its_rating_in_one_commit_are_both_written(settings):
+    """Writes of many clients share a commit: a rating of a job posted in the same commit finds
+    the job (it was NotFound: the job joined the backlog only after the whole commit)."""
+    service = Service(settings).start()
+    try:
+        ops = [service_module.job_op(job_in("new")), service_module.rating_op("new", 4, "api")]
+        service.submit_many(ops, together=True)
+        assert [op.error for op in ops] == [None, None]
+        assert service.get_job("new")["rating"] == 4
+    finally:
+        service.close()
