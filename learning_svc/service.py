@@ -618,11 +618,13 @@ class Service:
                 if ends == self._synced:
                     return
                 with self._index_lock:
-                    done = self._index_to(ends)
+                    reached = self._index_to(ends)
                 self._commits += 1
                 self._index_recovered()
-                if done:
-                    self._mark_synced(*ends)
+                # Each transaction lets go the reads it covers (a read waits for the journal's
+                # size when it began, not for the follower to finish everything queued since).
+                self._mark_synced(*reached)
+                if reached[0] >= ends[0] and reached[1] >= ends[1]:
                     return
         except Timeout:
             log.warning("the follower waits for a journal locked by another process")
@@ -636,12 +638,13 @@ class Service:
         except Exception as error:
             self._index_failed(error, [])
 
-    def _index_to(self, ends: tuple[int, int]) -> bool:
-        """One transaction of the follower; True when the index then holds both journals up to `ends`."""
+    def _index_to(self, ends: tuple[int, int]) -> tuple[int, int]:
+        """One transaction of the follower (FOLLOW_BATCH lines of each file at most, towards
+        `ends`); returns how far the index then holds each journal."""
         with self.write_engine.connect() as conn, conn.begin():
             log_cp, ratings_cp, report = self.indexer.catch_up_to(conn, ends, self._handed_lines, FOLLOW_BATCH)
             self.torn_files += [p.name for p in report.torn]
-        return log_cp.offset >= ends[0] and ratings_cp.offset >= ends[1]
+        return log_cp.offset, ratings_cp.offset
 
     def _handed_lines(self, name: str, start: int, stop: int):
         """(offset, line, length) from `start` to `stop`: the committer's own lines as it handed

@@ -161,3 +161,38 @@ def test_a_job_and_its_rating_in_one_commit_are_both_written(settings):
         assert service.get_job("new")["rating"] == 4
     finally:
         service.close()
+
+
+def test_a_read_waits_for_what_was_acknowledged_before_it_not_for_every_write_since(settings, monkeypatch):
+    """Under sustained writes the follower never reaches the end of the journals: a read is let
+    go once the index holds what was written before the read began (it waited the whole 5 s,
+    and then read an index without its job)."""
+    monkeypatch.setattr(service_module, "FOLLOW_BATCH", 2)
+    slow = Service._index_to
+
+    def slow_index_to(self, ends):
+        time.sleep(0.02)
+        return slow(self, ends)
+
+    monkeypatch.setattr(Service, "_index_to", slow_index_to)
+    service = Service(settings).start()
+    stop = threading.Event()
+
+    def write():
+        n = 0
+        while not stop.is_set():
+            service.record_job(job_in(f"w{n}"))
+            n += 1
+
+    try:
+        for i in range(10):
+            service.record_job(job_in(f"first{i}"))
+        writer = threading.Thread(target=write)
+        writer.start()
+        started = time.monotonic()
+        assert service.get_job("first9")["record"]["job_id"] == "first9"
+        assert time.monotonic() - started < 3
+    finally:
+        stop.set()
+        writer.join()
+        service.close()
