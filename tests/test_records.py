@@ -1,5 +1,6 @@
 """Validation, defaults and resolution of the two line types (SPEC §1.1, §1.2)."""
 
+import re
 import orjson
 import pytest
 
@@ -300,3 +301,70 @@ def test_what_the_schema_refuses_is_refused(body, loc):
         stored(body)
     assert error.value.fields[0]["loc"] == loc
     assert stored({"job_id": "...", "completed_at": 99_999_999_999})["completed_at"] == 99_999_999_999
+
+
+# ---------------------------------------------------------------- the raw body's screen
+
+
+HUGE_NUMBERS = [
+    b"1e20",
+    b"1E20",
+    b"-2.5E+21",
+    b"18446744073709551616",
+    b"-100000000000000000000000000000",
+    b"1.0e019",
+    b"0.5e+30",
+    b"1000000000000000000e5",  # 19 digits and a 1-digit exponent: missed by the regular expression before
+    b"12345678901234567890.5",
+]
+
+
+@pytest.mark.parametrize("number", HUGE_NUMBERS)
+@pytest.mark.parametrize("where", [b'{"x": %s}', b'{"x":\n\t %s }', b'[%s]', b'[1, \r\n%s]', b'{"a": [[{"b": %s}]]}'])
+def test_a_number_of_2_to_the_64_or_more_is_refused_wherever_it_stands(number, where):
+    """The cheap screen of the raw body must fire whenever the full walk would refuse the body."""
+    free_form = where % number
+    body = b'{"job_id": "j", "completed_at": 1, "run_config": {"v": ' + free_form + b"}}"
+    if abs(float(number)) >= records.MAX_NUMBER:
+        assert records.needs_shape_check(body)
+        with pytest.raises(InvalidRecord, match="2\\*\\*64"):
+            records.parse_json(JobIn, body)
+    else:  # 1.0e019: below, fired the screen, and the walk lets it through
+        assert records.needs_shape_check(body)
+        records.parse_json(JobIn, body)
+
+
+def test_the_screen_agrees_with_the_full_walk_on_random_numbers():
+    """Differential: over many numbers in many spellings, when the walk refuses, the screen fired."""
+    import random
+
+    rng = random.Random(64)
+    missed = []
+    for _ in range(20_000):
+        mantissa = rng.choice(["", "-"]) + str(rng.randint(0, 10 ** rng.randint(0, 24)))
+        if rng.random() < 0.4:
+            mantissa += "." + str(rng.randint(0, 10**6))
+        exponent = "" if rng.random() < 0.4 else rng.choice("eE") + rng.choice(["", "+", "-"]) + str(rng.randint(0, 40))
+        space = rng.choice(["", " ", "\n  ", "\t"])
+        raw = ('{"job_id": "8e70ab", "completed_at": 1, "extra": {"v":' + space + mantissa + exponent + "}}").encode()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue  # 1e400 and the like: the JSON parser refuses them before any screen
+        try:
+            records.check_json_shape(data)
+        except InvalidRecord:
+            if not records.needs_shape_check(raw):
+                missed.append(raw)
+    assert missed == []
+
+
+def test_typical_records_pass_the_screen_without_the_full_walk():
+    """Hex ids and hashes (`8e70`) and seeds do not fire the screen: a 4 KB record is screened in
+    microseconds instead of walked (the walk is ~60 µs a record)."""
+    from learning_svc import gen
+
+    bodies = [orjson.dumps(body) for body in gen.generate_records(500, seed=3)]
+    assert sum(records.needs_shape_check(body) for body in bodies) == 0
+    looks_like_exponent = re.compile(rb"[0-9][eE]\+?[0-9]")  # in hex ids and model hashes (`[31e35c80fc]`)
+    assert sum(looks_like_exponent.search(body) is not None for body in bodies) > 250
