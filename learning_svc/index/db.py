@@ -8,7 +8,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
+from sqlalchemy import BigInteger, Boolean, Connection, CursorResult, Engine, any_, bindparam, create_engine, event
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement
 
 from . import text_search
 
@@ -138,3 +141,24 @@ def rows_in(conn: Connection, statement: str, values, size: int = 500):
 @lru_cache(maxsize=512)
 def _in_paramstyle(statement: str, paramstyle: str) -> str:
     return statement if paramstyle == "qmark" else statement.replace("?", "%s")
+
+
+class Among(ColumnElement):
+    """`column IN (ids)` for a list of up to thousands of integer ids: on PostgreSQL one array
+    parameter (`= ANY(%s)`), where 2,000 bound values cost ~20 ms to render, send and parse."""
+
+    type = Boolean()
+    inherit_cache = False  # the ids are part of the statement on SQLite: no cached compilation
+
+    def __init__(self, column, ids):
+        self.column, self.ids = column, list(ids)
+
+
+@compiles(Among)
+def _among(element: Among, compiler, **kw) -> str:
+    return compiler.process(element.column.in_(element.ids), **kw)
+
+
+@compiles(Among, "postgresql")
+def _among_postgresql(element: Among, compiler, **kw) -> str:
+    return compiler.process(element.column == any_(bindparam(None, element.ids, type_=ARRAY(BigInteger))), **kw)

@@ -51,7 +51,7 @@ def filtered(conn: Connection, sample: Plan, size: int = 50) -> tuple[dict[str, 
     t = job_tags
     counted = (
         select(t.c.tag, t.c.rating_hi, func.count().label("n"))
-        .where(t.c.job.in_(chosen))
+        .where(db.Among(t.c.job, chosen))
         .group_by(t.c.tag, t.c.rating_hi)
     ).subquery()
     stmt = select(
@@ -59,14 +59,16 @@ def filtered(conn: Connection, sample: Plan, size: int = 50) -> tuple[dict[str, 
     ).join(facet_values, facet_values.c.tag == counted.c.tag)
     totals: dict[tuple[str, str], list] = {}  # (field, value) -> [display, count, rated, rating sum]
     ratings: Counter[int] = Counter()
-    for row in conn.execute(stmt):
-        entry = totals.setdefault((row.field, row.value), [row.display, 0, 0, 0])
-        entry[1] += row.n
-        if row.rating_hi >= 0:
-            entry[2] += row.n
-            entry[3] += row.rating_hi * row.n
-        if row.field == "status":
-            ratings[row.rating_hi] += row.n
+    for rating_hi, n, field, value, display in conn.execute(stmt):
+        entry = totals.get((field, value))
+        if entry is None:
+            entry = totals[field, value] = [display, 0, 0, 0]
+        entry[1] += n
+        if rating_hi >= 0:
+            entry[2] += n
+            entry[3] += rating_hi * n
+        if field == "status":
+            ratings[rating_hi] += n
     result: dict[str, list[dict]] = {name: [] for name in FACET_NAMES}
     for (name, _), (display, count, rated, total) in sorted(totals.items(), key=lambda i: (-i[1][1], i[0][1])):
         if name in result and len(result[name]) < size:
