@@ -53,7 +53,9 @@ FOLLOW_BATCH = 5000  # journal lines the follower indexes in one transaction
 # journal's fsync). Job lines are indexed at once: their cost is CPU (the projection), and a
 # big batch of them held the request threads up longer (ingest p99 75 vs 46 ms).
 FOLLOW_GATHER_SECONDS = 0.5
-HANDED_MAX = 20_000  # lines kept in memory for the follower; past that it reads them back from the journal
+# Line bytes kept in memory for the follower (as parsed lines, several times that); past that it
+# reads them back from the journal. Counted in bytes: 20,000 lines of 1 MB each held 20 GB.
+HANDED_MAX_BYTES = 32 * 2**20
 
 
 class NotFound(LookupError):
@@ -217,6 +219,8 @@ class Service:
         self._synced = (0, 0)  # journal sizes (taken under their locks) the index holds every line of
         self._ends = (0, 0)  # journal sizes after this process's last commit: beyond is another writer's
         self._handed: dict[str, deque] = {LOG: deque(), RATINGS: deque()}  # (offset, line, length) to index
+        # bytes handed (the committer adds) and taken (the follower adds): each written by one thread
+        self._handed_in, self._handed_out = {LOG: 0, RATINGS: 0}, {LOG: 0, RATINGS: 0}
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Service:
@@ -516,9 +520,10 @@ class Service:
         for op in ops:
             if op.appended is not None and op.appended[0]:
                 self._remember_unindexed(op)
-                handed = self._handed[LOG if op.kind == "job" else RATINGS]
-                if len(handed) < HANDED_MAX:
-                    handed.append((op.offset, op.payload, op.length))
+                name = LOG if op.kind == "job" else RATINGS
+                if self._handed_in[name] - self._handed_out[name] + op.length <= HANDED_MAX_BYTES:
+                    self._handed[name].append((op.offset, op.payload, op.length))
+                    self._handed_in[name] += op.length
                 if op.kind == "job":  # CPU to project, not pages: indexed at once, in the batches that come
                     self._follow_now.set()
 
@@ -648,14 +653,15 @@ class Service:
 
     def _handed_lines(self, name: str, start: int, stop: int):
         """(offset, line, length) from `start` to `stop`: the committer's own lines as it handed
-        them over, the rest (another writer's, or past HANDED_MAX) read from the journal."""
+        them over, the rest (another writer's, or past HANDED_MAX_BYTES) read from the journal."""
         handed, journal = self._handed[name], self.jobs_journal if name == LOG else self.ratings_journal
         while handed and handed[0][0] < start:  # indexed already (by an indexed commit, another process)
-            handed.popleft()
+            self._handed_out[name] += handed.popleft()[2]
         pos = start
         while pos < stop:
             if handed and handed[0][0] == pos:
                 item = handed.popleft()
+                self._handed_out[name] += item[2]
                 yield item
                 pos += item[2]
                 continue

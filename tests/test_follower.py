@@ -196,3 +196,25 @@ def test_a_read_waits_for_what_was_acknowledged_before_it_not_for_every_write_si
         stop.set()
         writer.join()
         service.close()
+
+
+def test_the_lines_handed_to_the_follower_are_bounded_in_bytes_not_in_lines(settings, monkeypatch):
+    """While the follower lags, the committer keeps the lines it appended for it in memory up
+    to a bound. It counted lines (20,000): at up to 1 MB a record that held gigabytes. Past the
+    bound in bytes the follower reads the lines back from the journal, and indexes them all."""
+    monkeypatch.setattr(service_module, "HANDED_MAX_BYTES", 64 * 1024)
+    service = Service(settings).start()
+    try:
+        stop_follower(service)
+        pad = "x" * 20_000
+        for i in range(12):  # ~240 KB of lines, 12 lines: far under a bound of 20,000 lines
+            service.record_job(job_in(f"big{i}", extra={"pad": pad}))
+        handed = service._handed[service_module.LOG]
+        assert 0 < sum(length for _, _, length in handed) <= 64 * 1024
+        assert len(handed) < 12
+        with service._index_lock:
+            service._index_to((service.jobs_journal.size(), service.ratings_journal.size()))
+        assert not handed
+        assert [service.get_job(f"big{i}")["record"]["extra"]["pad"] == pad for i in range(12)] == [True] * 12
+    finally:
+        service.close()
