@@ -47,19 +47,25 @@ def filtered(conn: Connection, sample: Plan, size: int = 50) -> tuple[dict[str, 
     sampled = len(keys) > limit
     chosen = [row.id for row in keys[:limit]]
     # job_tags rows carry the job's rating: one pass counts every facet, and the status rows
-    # (one per job) give the rating facet.
+    # (one per job) give the rating facet. The values of the counted tags are looked up after,
+    # by number: joined in one statement, PostgreSQL merged the counts with all of facet_values
+    # (227,000 rows at 1,000,000 jobs: 42 ms of a 130 ms facet).
     t = job_tags
-    counted = (
-        select(t.c.tag, t.c.rating_hi, func.count().label("n"))
-        .where(db.Among(t.c.job, chosen))
-        .group_by(t.c.tag, t.c.rating_hi)
-    ).subquery()
-    stmt = select(
-        counted.c.rating_hi, counted.c.n, facet_values.c.field, facet_values.c.value, facet_values.c.display
-    ).join(facet_values, facet_values.c.tag == counted.c.tag)
+    counted = conn.execute(
+        select(t.c.tag, t.c.rating_hi, func.count()).where(db.Among(t.c.job, chosen)).group_by(t.c.tag, t.c.rating_hi)
+    ).all()
+    values = {
+        tag: (field, value, display)
+        for tag, field, value, display in conn.execute(
+            select(facet_values.c.tag, facet_values.c.field, facet_values.c.value, facet_values.c.display).where(
+                db.Among(facet_values.c.tag, {tag for tag, _, _ in counted})
+            )
+        )
+    }
     totals: dict[tuple[str, str], list] = {}  # (field, value) -> [display, count, rated, rating sum]
     ratings: Counter[int] = Counter()
-    for rating_hi, n, field, value, display in conn.execute(stmt):
+    for tag, rating_hi, n in counted:
+        field, value, display = values[tag]
         entry = totals.get((field, value))
         if entry is None:
             entry = totals[field, value] = [display, 0, 0, 0]
