@@ -34,7 +34,7 @@ from .config import Settings
 from .index import db, facets, queries
 from .index.plan import Filters, Page, Thresholds, make_plan
 from .index.project import UnprojectableLine, project_rating
-from .index.sync import LOG, RATINGS, Checkpoint, Indexer, SyncReport, read_checkpoint, repair_tails
+from .index.sync import LOG, RATINGS, Checkpoint, Indexer, SyncReport, read_checkpoint, read_checkpoints, repair_tails
 from .index.text_search import MatchSets
 from .journal import DamagedJournal, Journal, JournalWriteError
 
@@ -85,6 +85,7 @@ class _Op:
     length: int = 0
     appended: object = None  # the result its appended line gave
     claimed: bool = False  # taken by the committer for writing: its caller waits for the answer
+    given_id: bool = False  # a rating whose rating_id the caller gave (an importer's): maybe known already
 
     def give_up(self, error: Exception) -> bool:
         """The caller stops waiting: the op fails with `error`, unless the committer has already
@@ -127,7 +128,7 @@ def rating_op(
 ) -> _Op:
     """Rate a job: result (written, {job_id, rating, rated_at}). With a `rating_id` already in
     the ratings file, or the job's current rating, nothing is written."""
-    return _Op("rating", records.rating_event(job_id, rating, source, timestamp, rating_id))
+    return _Op("rating", records.rating_event(job_id, rating, source, timestamp, rating_id), given_id=rating_id is not None)
 
 
 def review_op(job_id: str, changes: dict, source: str, output: int | None = None) -> _Op:
@@ -228,7 +229,7 @@ class Service:
         self.startup = self.indexer.catch_up()
         self.torn_files += [p.name for p in self.startup.torn]
         with self.write_engine.begin() as conn:
-            self._ends = self._synced = (read_checkpoint(conn, LOG).offset, read_checkpoint(conn, RATINGS).offset)
+            self._ends = self._synced = tuple(cp.offset for cp in read_checkpoints(conn, LOG, RATINGS))
         self._follower = threading.Thread(target=self._follow, name="learning-svc-follower", daemon=True)
         self._follower.start()
         self._thread = threading.Thread(target=self._run, name="learning-svc-committer", daemon=True)
@@ -504,7 +505,7 @@ class Service:
                 )
         with self.read_engine.connect() as conn:
             # The snapshot's own checkpoints first: what lines before them said is in the rows read next.
-            indexed = (read_checkpoint(conn, LOG).offset, read_checkpoint(conn, RATINGS).offset)
+            indexed = tuple(cp.offset for cp in read_checkpoints(conn, LOG, RATINGS))
             self._forget_indexed(*indexed)
             if foreign_ratings is not None:
                 self._take_in_foreign_lines(conn, foreign_ratings, indexed)
@@ -823,9 +824,10 @@ class Service:
                 current[job_id] = self.pending_ratings.get(job_id)
             if job_id in self.pending_reviews:
                 states[job_id] = self.pending_reviews.get(job_id)
-        rating_ids = [op.payload["rating_id"] for op in ops if op.kind == "rating"]
-        seen = queries.known_rating_ids(conn, job_ids, rating_ids)
-        seen.update(rating_id for rating_id in rating_ids if rating_id in self.pending_rating_ids)
+        # Only a rating id the caller gave (an importer's) can be in the file already: ours are new uuids.
+        given = [op.payload["rating_id"] for op in ops if op.kind == "rating" and op.given_id]
+        seen = queries.known_rating_ids(conn, job_ids, given) if given else set()
+        seen.update(rating_id for rating_id in given if rating_id in self.pending_rating_ids)
         fresh, outcomes = [], {}
         for op in ops:
             if op.kind == "review":

@@ -218,3 +218,35 @@ def test_the_lines_handed_to_the_follower_are_bounded_in_bytes_not_in_lines(sett
         assert [service.get_job(f"big{i}")["record"]["extra"]["pad"] == pad for i in range(12)] == [True] * 12
     finally:
         service.close()
+
+
+def test_a_rating_is_decided_in_two_reads_of_the_index(settings):
+    """Each read is a round trip on a database server: a rating PUT read the two checkpoints
+    apart and every rating id of the job (only an importer's own rating ids can be known
+    already; the service's are new uuids). Now: the checkpoints together, and the job's row."""
+    from sqlalchemy import Engine, event
+
+    service = Service(settings).start()
+    try:
+        service.record_job(job_in("r"))
+        service.rate_job("r", 3, "api")
+        stop_follower(service)
+        statements: list[str] = []
+
+        def seen(conn, cursor, statement, parameters, context, executemany):
+            statements.append(statement)
+
+        event.listen(Engine, "before_cursor_execute", seen)
+        try:
+            assert service.rate_job("r", 4, "api")["rating"] == 4
+        finally:
+            event.remove(Engine, "before_cursor_execute", seen)
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert len(reads) == 2, reads
+        assert not [s for s in reads if "rating_events" in s]
+        # an importer's rating id seen before still writes nothing
+        written = journal_lines(settings.ratings_path)
+        again = service_module.rating_op("r", 5, "import", 1.0, rating_id=written[-1]["rating_id"])
+        assert service.submit_many([again])[0].result[0] is False
+    finally:
+        service.close()

@@ -84,6 +84,13 @@ def read_checkpoint(conn: Connection, name: str, for_update: bool = False) -> Ch
     return Checkpoint(*row) if row else Checkpoint(name)
 
 
+def read_checkpoints(conn: Connection, *names: str) -> tuple[Checkpoint, ...]:
+    """Several checkpoints in one statement (one round trip to a database server)."""
+    statement = 'SELECT name, "offset", line_count, first_line_hash, skipped FROM checkpoints WHERE name IN ({})'
+    found = {row[0]: Checkpoint(*row) for row in db.sql(conn, statement.format(", ".join("?" * len(names))), names)}
+    return tuple(found.get(name) or Checkpoint(name) for name in names)
+
+
 def write_checkpoint(conn: Connection, cp: Checkpoint) -> None:
     values = (cp.offset, cp.line_count, cp.first_line_hash, cp.skipped, cp.name)
     changed = 'UPDATE checkpoints SET "offset" = ?, line_count = ?, first_line_hash = ?, skipped = ? WHERE name = ?'
