@@ -290,3 +290,33 @@ def test_postgresql_a_rare_word_is_found_through_the_gin_index(pg_index, sort):
             plan = pg_plan_of(conn, compiled_sql(conn, listing))
             assert any("ix_jobs_search_tsv" in line for line in plan), "\n".join(plan)
             assert not any(PG_TABLE_SCAN.search(line) for line in plan), plan
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("size", [3, 600, 40_000])
+def test_a_list_of_job_ids_of_any_length_is_asked_in_one_statement(settings, size):
+    """A filtered facet asks for the tags of its sampled jobs (LEARNING_SVC_FACET_SAMPLE, 2,000
+    by default, unbounded): SQLite takes at most 32,766 bound values and refused 40,000; on
+    PostgreSQL each bound value cost time to send. Long lists are one array parameter."""
+    from sqlalchemy import func, select
+
+    from learning_svc import records
+    from learning_svc.index import db
+    from learning_svc.index.tables import jobs
+
+    from procs import job
+
+    app = create_app(settings)
+    service = app.extensions["learning_svc"]
+    try:
+        for i in range(3):
+            service.record_job(records.parse(records.JobIn, job(f"among{i}")))
+        with service.reader() as conn:
+            if conn.dialect.name == "sqlite":  # SQLite's default limit (Debian builds it with 250,000)
+                conn.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+            ids = list(conn.scalars(select(jobs.c.id)))
+            wanted = (ids + list(range(10**12, 10**12 + size)))[:size]
+            count = conn.execute(select(func.count()).select_from(jobs).where(db.Among(jobs.c.id, wanted))).scalar()
+    finally:
+        service.close()
+    assert count == min(3, size)

@@ -170,7 +170,11 @@ class Among(ColumnElement):
 
 @compiles(Among)
 def _among(element: Among, compiler, **kw) -> str:
-    return compiler.process(element.column.in_(element.ids), **kw)
+    if len(element.ids) <= 500:
+        return compiler.process(element.column.in_(element.ids), **kw)
+    # SQLite takes at most 32,766 bound values (LEARNING_SVC_FACET_SAMPLE may ask for more): one JSON array
+    array = bindparam(None, "[" + ",".join(str(int(i)) for i in element.ids) + "]", type_=Text)
+    return f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each({compiler.process(array, **kw)}))"
 
 
 @compiles(Among, "postgresql")
