@@ -153,6 +153,7 @@ def _serve(settings: Settings, sock=None, ready=None, quiet: bool = False) -> No
     """One service process: the app over the index, waitress on `sock` (else it binds its own)."""
     from . import create_app
     from .journal import DamagedJournal
+    from .osutil import tune_gc
     from .serving import make_server
 
     try:
@@ -166,6 +167,7 @@ def _serve(settings: Settings, sock=None, ready=None, quiet: bool = False) -> No
     if not quiet:
         click.echo(f"learning_svc serving {settings.data_dir} on {_url(settings)}")
         _token_hint(settings)
+    tune_gc()
     if ready is not None:
         ready()
     try:
@@ -183,9 +185,11 @@ def reindex(data_dir):
 
     from .index.sync import RebuildRunning, rebuild
     from .journal import DamagedJournal, Journal
+    from .osutil import tune_gc
 
     settings = _settings(data_dir)
     _reach_index(settings)  # before the progress bar: a wrong URL is then one line
+    tune_gc()
     log_journal, ratings_journal = Journal(settings.log_path), Journal(settings.ratings_path)
     total = log_journal.size() + ratings_journal.size()
     index_path = None if settings.database_url else settings.index_path
@@ -252,10 +256,12 @@ def import_(data_dir, dry_run, paths):
     from tqdm import tqdm
 
     from .importers.run import run_import, table
+    from .osutil import tune_gc
     from .service import Unavailable
 
     settings = _settings(data_dir)
     _reach_index(settings)
+    tune_gc()
     with tqdm(unit=" entries", desc="import", file=sys.stderr) as bar:
         try:
             result = run_import(settings, list(paths), dry_run, bar.update)

@@ -1,7 +1,9 @@
-"""Small portable operating-system helpers shared by the journal, the index rebuild and the bench."""
+"""Small portable operating-system and runtime helpers shared by the journal, the index
+rebuild, the commands and the bench."""
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -31,3 +33,20 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True  # exists, not ours (or not checkable on this platform)
     return True
+
+
+# The cyclic garbage collector: a request (a facet count, a page of 500 jobs) makes tens of
+# thousands of objects, and at CPython's default first threshold (700) they were collected
+# several times while alive, promoted to the oldest generation and then swept with every
+# object the service holds: a 40-50 ms pause every ~6 facet requests at 1,000,000 jobs, which
+# made their p95 twice their median. A rebuild's processes are 5-10% faster with it too.
+GC_THRESHOLDS = (10_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Call once a command's long-lived objects are built (the service before it serves;
+    reindex and import, which make and drop millions of objects): those are frozen out of
+    collections, and collections come less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

@@ -128,7 +128,9 @@ def rating_op(
 ) -> _Op:
     """Rate a job: result (written, {job_id, rating, rated_at}). With a `rating_id` already in
     the ratings file, or the job's current rating, nothing is written."""
-    return _Op("rating", records.rating_event(job_id, rating, source, timestamp, rating_id), given_id=rating_id is not None)
+    return _Op(
+        "rating", records.rating_event(job_id, rating, source, timestamp, rating_id), given_id=rating_id is not None
+    )
 
 
 def review_op(job_id: str, changes: dict, source: str, output: int | None = None) -> _Op:

@@ -1,6 +1,7 @@
 """Validation, defaults and resolution of the two line types (SPEC §1.1, §1.2)."""
 
 import re
+
 import orjson
 import pytest
 
@@ -320,7 +321,7 @@ HUGE_NUMBERS = [
 
 
 @pytest.mark.parametrize("number", HUGE_NUMBERS)
-@pytest.mark.parametrize("where", [b'{"x": %s}', b'{"x":\n\t %s }', b'[%s]', b'[1, \r\n%s]', b'{"a": [[{"b": %s}]]}'])
+@pytest.mark.parametrize("where", [b'{"x": %s}', b'{"x":\n\t %s }', b"[%s]", b"[1, \r\n%s]", b'{"a": [[{"b": %s}]]}'])
 def test_a_number_of_2_to_the_64_or_more_is_refused_wherever_it_stands(number, where):
     """The cheap screen of the raw body must fire whenever the full walk would refuse the body."""
     free_form = where % number

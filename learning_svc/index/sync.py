@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, Engine, delete, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from ..journal import DamagedJournal, Journal
-from ..osutil import fsync_file, pid_alive
+from ..osutil import GC_THRESHOLDS, fsync_file, pid_alive
 from ..records import AMEND_SCHEMA, LOG_SCHEMA, RATING_SCHEMA, is_sound
 from ..reviews import REVIEW_SCHEMA
 from . import db
@@ -270,7 +271,8 @@ class Indexer:
         while this process writes to the index; a few ranges in flight keep memory flat."""
         workers = min(3, (os.cpu_count() or 2) - 1)
         ranges = list(self.log.split(start, stop, self.range_bytes))
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        # the workers' garbage collector as the commands' (osutil.GC_THRESHOLDS): 5-10% of a rebuild
+        with multiprocessing.get_context("spawn").Pool(workers, gc.set_threshold, GC_THRESHOLDS) as pool:
             in_flight: deque = deque()
             for begin, end in ranges:
                 in_flight.append(pool.apply_async(prepare_range, (str(self.log.path), begin, end)))
