@@ -380,8 +380,8 @@ def check_json_shape(value: Any, loc: str = "", depth: int = 0) -> None:
 # A number of 20+ digits, or with a positive exponent, may reach 2**64; "\u0000" is an escaped
 # NUL. The number screen reads a copy of the body in which every digit is "0", `e`/`E` are "e",
 # what may stand before a number (`:`, `,`, `[`) is ",", what may end one (`,`, `]`, `}`) is ","
-# or "]", JSON's whitespace is gone and every other byte is "x" (bytes.translate: a few µs for a
-# 4 KB record, where a regular expression took ~40 µs).
+# or "]", JSON's whitespace is gone and every other byte is "x" (with bytes.translate the screen
+# takes ~18 µs for a 4 KB record, where a regular expression took ~45 µs).
 _SCREEN = bytearray(b"x" * 256)
 for _byte in b"0123456789":
     _SCREEN[_byte] = ord("0")
