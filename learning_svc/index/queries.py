@@ -170,7 +170,7 @@ def page_keys(plan: Plan) -> Select | CompoundSelect:
     if plan.held_alone:  # a bisection of the held matches
         held = plan.text.page(column.name, descending, page.after, page.limit + 1)
         order = (column.desc(), jobs.c.id.desc()) if descending else (column.asc(), jobs.c.id.asc())
-        return select(column.label("sort_key"), jobs.c.id).where(db.Among(jobs.c.id, held)).order_by(*order)
+        return select(column.label("sort_key"), jobs.c.id).where(jobs.c.id.in_(held)).order_by(*order)
     if plan.drive:  # a range of job_tags' index for the sort: it carries a copy of every sort key
         source = job_tags.alias("drive")
         key_col, id_col = (None if page.sort == "rating" else source.c[column.name]), source.c.job
