@@ -51,6 +51,7 @@ from .tables import (
 log = logging.getLogger(__name__)
 BATCH_LINES = 2000
 PARALLEL_ABOVE_BYTES = 64 << 20  # backlogs worth starting worker processes for
+INDEX_BUILD_CACHE_KIB = 8192  # a rebuild's page cache while it sorts its secondary indexes
 RANGE_BYTES = 4 << 20  # what one worker task parses and projects (a few are held in memory)
 # The checkpoint names of the two journal files.
 LOG, RATINGS = "log", "ratings"
@@ -467,6 +468,9 @@ def rebuild(
                 index.drop(conn)
         report = Indexer(engine, log_journal, ratings_journal).catch_up(progress)
         with engine.begin() as conn:
+            # Each of CREATE INDEX's sorting threads holds up to the page cache's size: 8 MB instead
+            # of 32 is ~100 MB less at 1,000,000 jobs, and no slower (33 s instead of 37).
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{INDEX_BUILD_CACHE_KIB}")
             for index in DEFERRED_INDEXES:
                 index.create(conn)
         db.run_outside_transaction(engine, "ANALYZE", "PRAGMA wal_checkpoint(TRUNCATE)")
@@ -561,6 +565,9 @@ def _build_scratch(url, log_journal, ratings_journal, progress, indexer_options)
             conn.execute(text(f"DROP INDEX {PG_TEXT_INDEX[0]}"))
         report = Indexer(engine, log_journal, ratings_journal, **indexer_options).catch_up(progress)
         with engine.begin() as conn:
+            # Each of CREATE INDEX's sorting threads holds up to the page cache's size: 8 MB instead
+            # of 32 is ~100 MB less at 1,000,000 jobs, and no slower (33 s instead of 37).
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{INDEX_BUILD_CACHE_KIB}")
             for index in DEFERRED_INDEXES:
                 index.create(conn)
             conn.execute(text(PG_TEXT_INDEX[1]))
