@@ -421,14 +421,15 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
     for job, tag in db.rows_in(conn, "SELECT job, tag FROM job_tags WHERE job IN ({})", ids):
         tags_by_job[job].append(tag)
     deltas = FacetDeltas()
-    updates = []
+    updates, moved = [], []
     for job_id, row in current.items():
         event = final[job_id]
         old, new = row.rating, event["rating"]
         cols = _rating_cols(new, event["timestamp"])
         updates.append((cols["rating"], cols["rated_at"], cols["rating_hi"], cols["rating_lo"], row.id))
-        if old == new:
+        if old == new:  # only the time moves: the tag rows' copy of the rating stays
             continue
+        moved.append((cols["rating_hi"], row.id))
         d_rated = int(new is not None) - int(old is not None)
         d_sum = (new or 0) - (old or 0)
         for tag in tags_by_job[row.id]:
@@ -436,9 +437,8 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
         deltas.add_rating(old, -1)
         deltas.add_rating(new, 1)
     db.sql(conn, "UPDATE jobs SET rating = ?, rated_at = ?, rating_hi = ?, rating_lo = ? WHERE id = ?", updates)
-    db.sql(  # the copies of the sort keys in the job's tag rows
-        conn, "UPDATE job_tags SET rating_hi = ? WHERE job = ?", [(u[2], u[4]) for u in updates]
-    )
+    if moved:  # the copies of the sort key in the job's tag rows (~20 a job)
+        db.sql(conn, "UPDATE job_tags SET rating_hi = ? WHERE job = ?", moved)
     deltas.write(conn)
 
 
