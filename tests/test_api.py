@@ -259,6 +259,23 @@ def test_an_amendment_sets_what_was_not_set_and_is_append_only(client, settings)
     assert post(client, {"job_id": "sn", "completed_at": 1_764_000_000, "prompt": "a castle"}).status_code == 200
 
 
+@pytest.mark.parametrize("job_id", ["?", "a?b=1", "#frag", "100%", "a b+c", "%2E%2E", "é?&"])
+def test_a_job_id_with_url_characters_is_reached_at_its_percent_encoded_path(client, job_id):
+    """SPEC §1.1 lets a job id hold any character but '/' and control characters: '?', '#', '%'
+    and spaces reach the job when the path carries them percent-encoded, for every job route."""
+    from urllib.parse import quote
+
+    assert post(client, {"job_id": job_id, "completed_at": 1_764_000_000}).status_code == 201
+    path = f"/api/jobs/{quote(job_id, safe='')}"
+    assert client.get(path).json["record"]["job_id"] == job_id
+    rated = client.put(f"{path}/rating", json={"rating": 4})
+    assert rated.status_code == 200 and (rated.json["job_id"], rated.json["rating"]) == (job_id, 4)
+    amended = client.patch(path, data=orjson.dumps({"packs": ["P"]}), headers=JSON)
+    assert amended.status_code == 200 and amended.json["summary"]["packs"] == ["P"]
+    assert client.delete(f"{path}/rating").status_code == 200
+    assert client.get(path).json["rating"] is None
+
+
 def test_an_amendment_does_not_change_what_is_set_unless_asked(client, settings):
     assert post(client, {"job_id": "j", "completed_at": 1_764_000_000, "model": "a.safetensors"}).status_code == 201
     size = settings.log_path.stat().st_size

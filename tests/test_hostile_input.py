@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -338,6 +339,17 @@ def test_schemathesis_follows_the_links_between_operations(tmp_path):
                 target = self._get_target_for_result(result) if result is not None else None
                 if target is not None:
                     super()._add_results_to_targets((target,), [result])
+
+        def transform(self, result, direction, case):
+            # A link copies a value from a response into the path as it is (schemathesis 3.39
+            # percent-encodes only the values it generates), and a job id may hold '?', '#' or
+            # '%' (SPEC §1.1): '/api/jobs/?' made the test client raise before any request.
+            case = super().transform(result, direction, case)
+            for location, name, _ in direction.parameters:
+                value = (case.path_parameters or {}).get(name) if location in (None, "path") else None
+                if isinstance(value, str):
+                    case.path_parameters[name] = quote(value, safe="")
+            return case
 
         def validate_response(self, response, case, additional_checks=()):
             followed.append(case.operation.definition.raw.get("operationId"))
