@@ -148,11 +148,22 @@ def review_events(server: LiveServer) -> list[dict]:
     return [line for line in ratings_file(server) if line["schema"] == "learning_review_v1"]
 
 
-def wait_for_rating_events(server: LiveServer, count: int, timeout: float = 10.0) -> list[dict]:
-    """The rating events once `count` are in the JSONL (each is written before its PUT answers)."""
+def wait_for_rating_events(
+    server: LiveServer, count: int, timeout: float = 10.0, page: Page | None = None
+) -> list[dict]:
+    """The rating events once `count` are in the JSONL (each is written before its PUT answers).
+    With the `page`, a shortfall also says what the page shows: its error lines, its queue of
+    unsent ratings and whether it thinks the service is offline."""
     deadline = time.monotonic() + timeout
     while len(events := rating_events(server)) < count:
-        assert time.monotonic() < deadline, f"{len(events)} rating events in the JSONL, expected {count}"
+        if time.monotonic() >= deadline:
+            seen = ""
+            if page is not None:
+                errors = [text for text in page.locator(".job-error").all_text_contents() if text]
+                unsent = page.evaluate("localStorage.getItem('learning-svc-unsent-ratings')")
+                offline = page.locator("#offline").is_visible()
+                seen = f"; the page shows errors {errors}, unsent {unsent}, offline banner {offline}"
+            raise AssertionError(f"{len(events)} rating events in the JSONL, expected {count}{seen}")
         time.sleep(0.05)
     return events
 

@@ -239,7 +239,7 @@ def test_fifty_five_jobs_rated_with_the_keyboard_alone(live_server, open_page):
     for route in held:
         route.continue_()
     expect(card(page, order[55])).to_be_focused()
-    events = wait_for_rating_events(live_server, 55)
+    events = wait_for_rating_events(live_server, 55, page=page)
     # Each job got the key typed for it (the PUTs may finish in any order).
     assert sorted((e["job_id"], e["rating"]) for e in events) == sorted(zip(order, map(int, keys)))
     assert len(set(shown_job_ids(page))) == 60
