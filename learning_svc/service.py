@@ -616,13 +616,17 @@ class Service:
         """Index the journals up to where they end now, FOLLOW_BATCH lines a transaction."""
         try:
             while True:
-                with self.jobs_journal.locked(), self.ratings_journal.locked():  # no append half done
-                    ends = (self.jobs_journal.size(), self.ratings_journal.size())
-                    if ends != self._ends:  # another writer's lines: a torn tail it left is moved aside
-                        report = SyncReport()
-                        repair_tails((self.jobs_journal, self.ratings_journal), report)
-                        self.torn_files += [p.name for p in report.torn]
+                # Where this process's committer left them: only its complete lines, no lock needed
+                # (taking it here made the committer wait at every turn of the follower).
+                ends = (self.jobs_journal.size(), self.ratings_journal.size())
+                if ends != self._ends:  # an append under way, or another writer's lines
+                    with self.jobs_journal.locked(), self.ratings_journal.locked():  # no append half done
                         ends = (self.jobs_journal.size(), self.ratings_journal.size())
+                        if ends != self._ends:  # another writer's lines: a torn tail it left is moved aside
+                            report = SyncReport()
+                            repair_tails((self.jobs_journal, self.ratings_journal), report)
+                            self.torn_files += [p.name for p in report.torn]
+                            ends = (self.jobs_journal.size(), self.ratings_journal.size())
                 if ends == self._synced:
                     return
                 with self._index_lock:

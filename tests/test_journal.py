@@ -1,8 +1,14 @@
 """The journal: durable appends, scanning from an offset, tail repair."""
 
 import errno
+import os
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
+from filelock import FileLock, Timeout
 
 from learning_svc.journal import Journal, JournalWriteError
 from learning_svc.records import is_sound
@@ -77,3 +83,88 @@ def test_first_line_hash_changes_when_replaced(journal):
     first = journal.first_line_hash()
     journal.path.write_bytes(b'{"a":9}\n')
     assert first and journal.first_line_hash() != first
+
+
+# ---------------------------------------------------------------- the lock
+
+
+def _hold_filelock(lock_path, seconds: float):
+    """Another process holding the journal's lock through filelock (an older learning_svc, a tool)."""
+    code = (
+        "import sys, time, filelock\n"
+        f"with filelock.FileLock({str(lock_path)!r}):\n"
+        "    print('held', flush=True)\n"
+        f"    time.sleep({seconds})\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+@pytest.mark.skipif(os.name == "nt", reason="flock is POSIX; Windows uses filelock itself")
+def test_the_lock_excludes_a_process_holding_it_through_filelock(tmp_path):
+    journal = Journal(tmp_path / "log.jsonl", lock_timeout=0.3)
+    proc = _hold_filelock(tmp_path / "log.jsonl.lock", 30)
+    try:
+        began = time.monotonic()
+        with pytest.raises(Timeout), journal.locked():
+            pass
+        assert time.monotonic() - began >= 0.3
+    finally:
+        proc.kill()
+        proc.wait()
+    with journal.locked():  # let go by the process's end
+        journal.append(b'{"a":1}\n')
+
+
+@pytest.mark.skipif(os.name == "nt", reason="flock is POSIX; Windows uses filelock itself")
+def test_filelock_waits_while_the_journal_holds_its_lock(tmp_path):
+    journal = Journal(tmp_path / "log.jsonl")
+    with journal.locked():
+        with pytest.raises(Timeout):
+            FileLock(str(tmp_path / "log.jsonl.lock"), timeout=0.2).acquire()
+    with FileLock(str(tmp_path / "log.jsonl.lock"), timeout=0.2):
+        pass
+
+
+@pytest.mark.skipif(os.name == "nt", reason="flock is POSIX; Windows uses filelock itself")
+def test_a_deleted_lock_file_is_not_locked_in_place_of_the_new_one(tmp_path):
+    """The lock's descriptor stays open between turns: when the file is deleted meanwhile and
+    another process locks the new file at its path, this journal must wait for that lock, not
+    take the old file's."""
+    journal = Journal(tmp_path / "log.jsonl", lock_timeout=0.3)
+    with journal.locked():
+        pass
+    (tmp_path / "log.jsonl.lock").unlink()
+    proc = _hold_filelock(tmp_path / "log.jsonl.lock", 30)
+    try:
+        with pytest.raises(Timeout), journal.locked():
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+    with journal.locked():
+        journal.append(b'{"a":1}\n')
+
+
+def test_the_lock_is_reentrant_in_a_thread_and_excludes_other_threads_and_objects(tmp_path):
+    journal = Journal(tmp_path / "log.jsonl", lock_timeout=0.2)
+    other = Journal(tmp_path / "log.jsonl", lock_timeout=0.2)  # another object on the same file
+    outcomes = []
+
+    def try_lock(j):
+        try:
+            with j.locked():
+                outcomes.append("locked")
+        except Timeout:
+            outcomes.append("timeout")
+
+    with journal.locked(), journal.locked():
+        for j in (journal, other):
+            t = threading.Thread(target=try_lock, args=(j,))
+            t.start()
+            t.join()
+    assert outcomes == ["timeout", "timeout"]
+    for j in (journal, other):
+        try_lock(j)
+    assert outcomes[2:] == ["locked", "locked"]
