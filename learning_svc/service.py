@@ -351,6 +351,9 @@ class Service:
         """Append an amendment setting some fields of a recorded job (PATCH). Returns (the fields
         changed, empty when the job already had these values; the summary). Raises NotFound,
         Conflict (a field already set to something else, unless `replace`), InvalidRecord."""
+        # Its commit indexes what the follower has not (an amendment sees the current record),
+        # holding both journals' locks: wait for the follower first, as a read does.
+        self._wait_for_index()
         return self._submit(amend_op(job_id, patch, replace))
 
     def submit_many(self, ops: list[_Op], together: bool = False) -> list[_Op]:
@@ -687,6 +690,12 @@ class Service:
         """A read connection that sees every write acknowledged before the call, by this process
         or another: wait (at most READ_WAIT_SECONDS) until the index holds the journals as far as
         they reach now. Not while the index cannot be written: that read answers from what it has."""
+        self._wait_for_index()
+        with self.read_engine.connect() as conn:
+            yield conn
+
+    def _wait_for_index(self) -> None:
+        """Until the index holds the journals as far as they reach now (READ_WAIT_SECONDS at most)."""
         target = (self.jobs_journal.size(), self.ratings_journal.size())
         synced = self._synced
         follower = self._follower
@@ -701,8 +710,6 @@ class Service:
                     ),
                     READ_WAIT_SECONDS,
                 )
-        with self.read_engine.connect() as conn:
-            yield conn
 
     # -- when the index cannot be written (a full disk): the journal goes on, the index catches up later
     def _index_failed(self, error: Exception, ops: list[_Op]) -> None:

@@ -250,3 +250,42 @@ def test_a_rating_is_decided_in_two_reads_of_the_index(settings):
         assert service.submit_many([again])[0].result[0] is False
     finally:
         service.close()
+
+
+def test_an_amendment_waits_for_the_follower_instead_of_indexing_its_backlog_under_the_locks(settings, monkeypatch):
+    """An amendment is decided against the index itself, so its commit indexes whatever the
+    follower has not yet, holding both journals' locks: behind a large import that was every
+    write of the service stopped for seconds (~1.9 s at 60,000 lines). It now waits for the
+    follower first (as a read does), and its commit finds nothing left to index."""
+    gate = threading.Event()
+    index_backlog = Service._index_backlog
+
+    def gated(self):
+        gate.wait()
+        index_backlog(self)
+
+    monkeypatch.setattr(Service, "_index_backlog", gated)
+    indexed_in_commit = []
+    catch_up_locked = sync.Indexer.catch_up_locked
+
+    def counted(self, conn, with_ratings=True):
+        log_cp, ratings_cp, report = catch_up_locked(self, conn, with_ratings)
+        indexed_in_commit.append(report.jobs)
+        return log_cp, ratings_cp, report
+
+    monkeypatch.setattr(sync.Indexer, "catch_up_locked", counted)
+    service = Service(settings).start()
+    try:
+        service.submit_many([service_module.job_op(job_in(f"j{i}")) for i in range(300)])
+        amended = []
+        amending = threading.Thread(target=lambda: amended.append(service.amend_job("j0", {"run_id": "r"})))
+        amending.start()
+        time.sleep(0.3)  # the amendment is under way while the follower is held
+        gate.set()
+        amending.join()
+        assert amended[0][0] == ["run_id"]
+        assert indexed_in_commit == [0]
+        assert service.get_job("j0")["record"]["run_id"] == "r"
+    finally:
+        gate.set()
+        service.close()
