@@ -977,6 +977,7 @@ def bench_batches(results: Results, work: Path, seed: int) -> None:
         chunks = [b"\n".join(bodies[i : i + batch]) + b"\n" for i in range(0, len(bodies), batch)]
         with Server(data_dir, work / f"batch-{batch}.log") as server:
             server.start()
+            cpu_before = process_cpu_seconds(server.proc.pid)
             said: collections.Counter = collections.Counter()
 
             def client(mine: list[bytes], said=said) -> None:
@@ -994,6 +995,8 @@ def bench_batches(results: Results, work: Path, seed: int) -> None:
             for thread in threads:
                 thread.join()
             seconds = time.perf_counter() - began
+            Client(server.port).json("/api/jobs?limit=1")  # waits until the follower has indexed them all
+            server_us = 1e6 * (process_cpu_seconds(server.proc.pid) - cpu_before) / len(bodies)
         rate = len(bodies) / seconds
         results.add(
             f"NDJSON batch ingest, batches of {batch:,}, 2 clients, durable ({len(bodies):,} jobs)",
@@ -1001,6 +1004,45 @@ def bench_batches(results: Results, work: Path, seed: int) -> None:
             "≥ 10,000 jobs/s",
             rate >= 10_000,
         )
+    batch_ceiling(results, work, seed, server_us)
+
+
+def batch_ceiling(results: Results, work: Path, seed: int, server_us: float) -> None:
+    """What one core does per job of an NDJSON batch, step by step, in this process (no HTTP):
+    validating each line into its stored line, then committing 1,000 at a time (one append, one
+    fsync) and indexing them (the follower, waited for). Against the server's CPU per job in
+    the last run (batches of 1,000, indexing included), the rest is HTTP and the answer lines."""
+    from learning_svc.config import Settings
+    from learning_svc.service import Service, job_op
+
+    bodies = [orjson.dumps(b) for b in gen.generate_records(6000, seed + 11)]
+    began = time.process_time()
+    ops = [job_op(records.parse_json(records.JobIn, body)) for body in bodies]
+    validate_us = 1e6 * (time.process_time() - began) / len(ops)
+    database_url = INDEX.env(work / "batch-ceiling").get("LEARNING_SVC_DATABASE_URL")
+    service = Service(Settings(data_dir=work / "batch-ceiling", database_url=database_url)).start()
+    try:
+        service.submit_many(ops[:1000], together=True)
+        with service.reader():
+            pass
+        began = time.process_time()  # the committer's and the follower's threads are this process' too
+        for i in range(1000, len(ops), 1000):
+            service.submit_many(ops[i : i + 1000], together=True)
+        with service.reader():  # until the follower has indexed them
+            pass
+        commit_us = 1e6 * (time.process_time() - began) / (len(ops) - 1000)
+    finally:
+        service.close()
+    per_job = validate_us + commit_us
+    results.add(
+        "NDJSON ceiling: one core's CPU per job, step by step",
+        f"validate + stored line {validate_us:,.0f} µs; commit 1,000 a time and index them {commit_us:,.0f} µs; "
+        f"the server spent {server_us:,.0f} µs per job in the run (batches of 1,000), so HTTP and the answer "
+        f"≈ {server_us - per_job:,.0f} µs. Without HTTP one core does ≤ {1e6 / per_job:,.0f} jobs/s, "
+        f"both cores ≤ {2e6 / per_job:,.0f} if the work split evenly",
+        "report (10,000 jobs/s needs ≤ 100 µs per job on one core, ≤ 200 on two)",
+        None,
+    )
 
 
 def bench_watch(results: Results, work: Path, source: Path, files: int = 150) -> None:
