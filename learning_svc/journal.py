@@ -291,8 +291,8 @@ class HeldFlock:
             self._fd = None
 
     def __del__(self):
-        if self._fd is not None and self._pid == os.getpid():
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(Exception):  # also at interpreter exit, when os may be gone
+            if self._fd is not None and self._pid == os.getpid():
                 os.close(self._fd)
 
 
