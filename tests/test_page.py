@@ -245,25 +245,25 @@ def test_fifty_five_jobs_rated_with_the_keyboard_alone(live_server, open_page):
     assert len(set(shown_job_ids(page))) == 60
 
 
-# ---------------------------------------------------------------- 5. a failed save reverts
+# ---------------------------------------------------------------- 5. a refused save reverts, a busy one is sent again
 
 
 def test_a_refused_rating_reverts_and_says_why(live_server, samples, open_page):
-    """A rating the service answers with an error is undone; one it never hears of is kept and
-    sent later (test_page_live.py)."""
+    """A rating the service refuses (a 4xx: asking again cannot help) is undone, with the reason;
+    one it never hears of is kept and sent later (test_page_live.py)."""
     job_id = samples[0]["job_id"]
     assert live_server.rate(job_id, 2).status_code == 200
     page = open_page(live_server)
     job = card(page, job_id)
     expect(star(job, "2 stars")).to_have_attribute("aria-checked", "true")
 
-    message = "the index is being rebuilt, try again in a minute"
+    message = f"no job {job_id!r}"
 
-    def fail(route):
-        body = {"error": {"code": "unavailable", "message": message, "fields": []}}
-        route.fulfill(status=503, content_type="application/json", body=json.dumps(body))
+    def refuse(route):
+        body = {"error": {"code": "not_found", "message": message, "fields": []}}
+        route.fulfill(status=404, content_type="application/json", body=json.dumps(body))
 
-    page.route("**/api/jobs/*/rating", fail)
+    page.route("**/api/jobs/*/rating", refuse)
     star(job, "4 stars").click()
     expect(star(job, "2 stars")).to_have_attribute("aria-checked", "true")
     expect(star(job, "4 stars")).to_have_attribute("aria-checked", "false")
@@ -277,6 +277,40 @@ def test_a_refused_rating_reverts_and_says_why(live_server, samples, open_page):
         star(job, "4 stars").click()
     expect(alert).to_be_hidden()  # the message goes once a rating is stored
     assert [e["rating"] for e in rating_events(live_server)] == [2, 4]
+
+
+def test_a_rating_the_service_is_too_busy_for_is_kept_and_sent_again(live_server, samples, open_page):
+    """A 503 says "try again" (the index rebuilt, the database restarting, a journal locked by
+    another process): the page keeps the rating, says it is not saved yet, and sends it again
+    by itself. It used to revert it, and the user had to notice and rate again."""
+    job_id = samples[0]["job_id"]
+    assert live_server.rate(job_id, 2).status_code == 200
+    page = open_page(live_server)
+    job = card(page, job_id)
+    expect(star(job, "2 stars")).to_have_attribute("aria-checked", "true")
+
+    message = "the index is being rebuilt, try again in a minute"
+    refused = []
+
+    def busy(route):
+        refused.append(route.request.url)
+        body = {"error": {"code": "unavailable", "message": message, "fields": []}}
+        route.fulfill(status=503, content_type="application/json", body=json.dumps(body))
+
+    page.route("**/api/jobs/*/rating", busy)
+    star(job, "4 stars").click()
+    alert = job.get_by_role("alert")
+    expect(alert).to_contain_text("Not saved yet")
+    expect(alert).to_contain_text(message)
+    expect(star(job, "4 stars")).to_have_attribute("aria-checked", "true")
+    assert refused and [e["rating"] for e in rating_events(live_server)] == [2]
+
+    page.unroute("**/api/jobs/*/rating")  # the service is back: the next try stores it
+    expect(alert).to_be_hidden(timeout=15_000)
+    expect(star(job, "4 stars")).to_have_attribute("aria-checked", "true")
+    assert [e["rating"] for e in rating_events(live_server)] == [2, 4]
+    page.reload()
+    expect(star(card(page, job_id), "4 stars")).to_have_attribute("aria-checked", "true")
 
 
 # ---------------------------------------------------------------- 6. live updates

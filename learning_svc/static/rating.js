@@ -1,7 +1,8 @@
 // The 0–5 star widget (a WAI-ARIA radio group with one tab stop) and storing a rating: shown
-// at once, stored with a PUT (or a DELETE to clear). A refusal reverts it with the reason; a
-// service that cannot be reached keeps it in a queue (in localStorage, so a reload keeps it
-// too) that is sent in order once the service answers again.
+// at once, stored with a PUT (or a DELETE to clear). A refusal (a 4xx: asking again cannot
+// help) reverts it with the reason; a service that cannot be reached, or that answers it is
+// busy (503: the index rebuilt, the database restarting), keeps it in a queue (in
+// localStorage, so a reload keeps it too) that is sent in order once the service answers again.
 
 import { api, jobUrl } from './api.js';
 import { onResume } from './connection.js';
@@ -16,6 +17,7 @@ const STAR_LABELS = ['0 stars', '1 star', '2 stars', '3 stars', '4 stars', '5 st
 const RETRY_BUSY_MS = 5000;
 const QUEUE_KEY = 'learning-svc-unsent-ratings';
 const UNSENT = 'Not saved yet: the service cannot be reached. It is sent as soon as the service is back.';
+const busyMessage = (error) => `Not saved yet: ${error.message}. It is sent again in a few seconds.`;
 
 export function renderRatingWidget(rating) {
   const radios = STAR_LABELS.map((label, value) => h('button', {
@@ -109,10 +111,10 @@ export function unsentRating(jobId) {
   return undefined;
 }
 
-function enqueue(job, rating) {
+function enqueue(job, rating, message = UNSENT) {
   queue.push({ job_id: job.job_id, rating });
   saveQueue();
-  setJobError(job, UNSENT, { unsent: true });
+  setJobError(job, message, { unsent: true });
 }
 
 // Sends the queued ratings one by one, oldest first; stops while the service is unreachable.
@@ -191,6 +193,9 @@ async function storeRating(job, rating) {
   } catch (error) {
     if (error.offline) {
       enqueue(job, rating);
+    } else if (!error.refused) { // busy: kept, and sent again shortly
+      enqueue(job, rating, busyMessage(error));
+      setTimeout(flushUnsentRatings, RETRY_BUSY_MS);
     } else if (request === job.ratingRequest) {
       job.rating = job.savedRating;
       showJobRating(job, job.savedRating);
