@@ -251,15 +251,21 @@ def export(data_dir, fmt, output, filters):
 @click.option("--dry-run", is_flag=True, help="Read and check everything, write nothing: what would be imported.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def import_(data_dir, dry_run, paths):
-    """Bring existing history in: StableNew's files (data/job_history.jsonl, learning records,
-    discovered experiments), or a learning_svc JSONL export. PATHS are files or folders."""
+    """Bring existing history in: folders of images from any UI (A1111, Forge, SD.Next, ComfyUI,
+    InvokeAI, Fooocus, NovelAI: PNG, JPEG, WEBP, recursively), StableNew's files
+    (data/job_history.jsonl, learning records, discovered experiments), or a learning_svc JSONL
+    export. PATHS are files or folders."""
     from tqdm import tqdm
 
     from .importers.run import run_import, table
     from .osutil import tune_gc
     from .service import Unavailable
 
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:  # a typo: say so before anything is read or written
+        raise click.UsageError(f"no such file or folder: {', '.join(missing)} (nothing imported)")
     settings = _settings(data_dir)
+    new_store = not dry_run and not settings.log_path.exists()
     _reach_index(settings)
     tune_gc()
     with tqdm(unit=" entries", desc="import", file=sys.stderr) as bar:
@@ -274,6 +280,12 @@ def import_(data_dir, dry_run, paths):
         f"\n{total['read']:,} entries read in {result.seconds:.1f} s; {total['imported']:,} {verb} imported, "
         f"{total['already present']:,} already present{' (nothing written)' if dry_run else ''}."
     )
+    click.echo(f"data folder: {settings.data_dir.resolve()}")
+    if new_store and total["imported"]:
+        click.echo(
+            "  (new: it held no history before. A service serving another folder does not see these jobs;\n"
+            "   give that folder with --data-dir or LEARNING_SVC_DATA_DIR.)"
+        )
     if result.report:
         click.echo(f"refused and skipped entries, with their reasons: {result.report}")
 

@@ -211,3 +211,38 @@ def test_our_own_export_moves_history_between_machines(tmp_path):
         assert retry.status_code == 200
     finally:
         app.extensions["learning_svc"].close()
+
+
+def test_a_path_that_does_not_exist_is_an_error_before_anything_is_imported(tmp_path, installation):
+    """A typo (`~/StableNew` for `~/StableNew2`) exited 0 with a table saying "read 1, skipped
+    1", the reason only in the report file, and the other paths imported."""
+    data_dir = tmp_path / "learning"
+    done = run_cli("import", "--data-dir", str(data_dir), str(installation), str(tmp_path / "typo"), env=cli_env())
+    assert done.returncode == 2
+    assert f"no such file or folder: {tmp_path / 'typo'}" in done.stderr and "nothing imported" in done.stderr
+    assert not (data_dir / "learning_log_v2.jsonl").exists()
+
+
+def test_the_summary_names_the_data_folder_and_says_when_it_is_a_new_one(tmp_path, installation):
+    """Run from another folder, the import went to ./logs/learning there, a new empty store,
+    while the user's service served another: nothing said where the jobs went."""
+    data_dir = tmp_path / "learning"
+    first = run_cli("import", "--data-dir", str(data_dir), str(installation), env=cli_env(), timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert f"data folder: {data_dir.resolve()}" in first.stdout
+    assert "it held no history before" in first.stdout
+    again = run_cli("import", "--data-dir", str(data_dir), str(installation), env=cli_env(), timeout=120)
+    assert f"data folder: {data_dir.resolve()}" in again.stdout
+    assert "it held no history before" not in again.stdout
+
+
+def test_two_imports_in_one_second_keep_their_own_report(settings, tmp_path):
+    from learning_svc.importers.run import Tally, write_report
+
+    reports = []
+    for name in ("first", "second", "third"):
+        tally = Tally()
+        tally.problems.append({"file": name, "line": None, "outcome": "skipped", "reason": "no such file or folder"})
+        reports.append(write_report(settings, tally, dry_run=False))
+    assert len(set(reports)) == 3
+    assert [json.loads(r.read_text())["file"] for r in reports] == ["first", "second", "third"]

@@ -10,6 +10,7 @@ enrichment lines) is amended with what it lacked. One bad entry never stops the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections import Counter, defaultdict
@@ -313,11 +314,17 @@ def run_import(
 def write_report(settings: Settings, tally: Tally, dry_run: bool) -> Path:
     folder = settings.data_dir / "imports"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"import-{time.strftime('%Y%m%dT%H%M%S')}{'-dry-run' if dry_run else ''}.jsonl"
-    with open(path, "w", encoding="utf-8") as f:
-        for problem in tally.problems:
-            f.write(json.dumps(problem, ensure_ascii=False) + "\n")
-    return path
+    base = f"import-{time.strftime('%Y%m%dT%H%M%S')}{'-dry-run' if dry_run else ''}"
+    for n in itertools.count(1):  # two imports in one second each keep their own report
+        path = folder / (f"{base}.jsonl" if n == 1 else f"{base}-{n}.jsonl")
+        try:
+            f = open(path, "x", encoding="utf-8")
+        except FileExistsError:
+            continue
+        with f:
+            for problem in tally.problems:
+                f.write(json.dumps(problem, ensure_ascii=False) + "\n")
+        return path
 
 
 def table(tally: Tally) -> str:
