@@ -23,8 +23,12 @@ def _index_errors(settings: Settings):
     name) ends the command with one line on stderr and exit status 1, not a traceback."""
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
+    from .osutil import IndexInUse
+
     try:
         yield
+    except IndexInUse as error:  # a reindex and a running service on one SQLite file
+        raise click.ClickException(str(error)) from None
     except DBAPIError as error:
         reason = " ".join(str(error.orig if error.orig is not None else error).split())
         raise click.ClickException(f"cannot use the index database {_shown(settings.db_url)}: {reason}") from None

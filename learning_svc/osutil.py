@@ -7,6 +7,11 @@ import gc
 import os
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 
 def fsync_dir(directory: Path) -> None:
     """Make a file's creation or rename durable (its directory entry)."""
@@ -50,3 +55,29 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+class IndexInUse(RuntimeError):
+    """A SQLite index file that a service holds open cannot be replaced by a reindex (or the reverse)."""
+
+
+def hold_index_file(index_path: Path, exclusive: bool) -> int | None:
+    """A lock on `<index>.in-use` for as long as the returned descriptor stays open: shared by
+    every process that writes the SQLite index in place (`serve`, its workers, `import`),
+    exclusive for a reindex that replaces the file, which a running process would go on
+    writing to (its own open, deleted copy). Raises IndexInUse; None where there is no flock
+    (Windows: not guarded, as the README says)."""
+    if fcntl is None:
+        return None
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(index_path.with_name(index_path.name + ".in-use"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise IndexInUse(
+            f"{index_path} is open in a running service or import: stop it first"
+            if exclusive
+            else f"{index_path} is being rebuilt by `learning-svc reindex`: start when it has finished"
+        ) from None
+    return fd

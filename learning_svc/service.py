@@ -15,6 +15,7 @@ journals up to their end, decide, append and index in one transaction.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -37,6 +38,7 @@ from .index.project import UnprojectableLine, project_rating
 from .index.sync import LOG, RATINGS, Checkpoint, Indexer, SyncReport, read_checkpoint, read_checkpoints, repair_tails
 from .index.text_search import MatchSets
 from .journal import DamagedJournal, Journal, JournalWriteError
+from .osutil import hold_index_file
 
 log = logging.getLogger(__name__)
 INDEX_RETRY_SECONDS, INDEX_RETRY_MAX_SECONDS = 2.0, 60.0  # a failing index is tried again after these, doubling
@@ -205,6 +207,7 @@ class Service:
         self._stopping = threading.Event()
         self._commits = 0  # since the last WAL checkpoint
         self.watcher = None  # a FolderWatcher (watch.py) when serving with --watch; stopped on close
+        self._index_hold: int | None = None  # SQLite: the shared lock that keeps a reindex out
         # What the journals hold past the index's checkpoints, as the committer's decisions need
         # it: while the follower catches up, and while the index cannot be written (a full disk).
         self.index_trouble: dict | None = None
@@ -227,8 +230,16 @@ class Service:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Service:
-        db.upgrade(self.write_engine)
-        self.startup = self.indexer.catch_up()
+        if self.write_engine.dialect.name == "sqlite":  # a reindex must not replace it under us
+            self._index_hold = hold_index_file(self.settings.index_path, exclusive=False)
+        try:
+            db.upgrade(self.write_engine)
+            self.startup = self.indexer.catch_up()
+        except BaseException:
+            if self._index_hold is not None:
+                os.close(self._index_hold)
+                self._index_hold = None
+            raise
         self.torn_files += [p.name for p in self.startup.torn]
         with self.write_engine.begin() as conn:
             self._ends = self._synced = tuple(cp.offset for cp in read_checkpoints(conn, LOG, RATINGS))
@@ -263,6 +274,9 @@ class Service:
             self._checkpointer = None
         self.read_engine.dispose()
         self.write_engine.dispose()
+        if self._index_hold is not None:
+            os.close(self._index_hold)
+            self._index_hold = None
 
     # ------------------------------------------------------------ writes
     def record_job(self, job: records.JobIn) -> tuple[bool, dict]:

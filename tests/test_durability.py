@@ -7,6 +7,7 @@ write, an interrupted reindex).
 from __future__ import annotations
 
 import errno
+import os
 import functools
 import hashlib
 import random
@@ -815,3 +816,41 @@ def test_another_writers_over_long_values_are_indexed_alike_on_both_backends(set
     finally:
         app.extensions["learning_svc"].close()
     assert verify_index(settings) == []
+
+
+def test_reindex_refuses_a_sqlite_index_a_running_service_has_open(settings):
+    """The README said "stop the server first", and nothing checked: a reindex replaced the file
+    under a running server, which went on writing to its own open copy (a rating made after it
+    was missing from the new index; `verify` found rating_events rows missing, /api/health said
+    ok). A service, its workers and an import now hold the index file shared; a reindex takes it
+    alone or stops at once with one line, and the old index stays."""
+    ids = fill(settings, 5)
+    service = Service(settings).start()
+    try:
+        before = sha(settings.index_path)
+        result = run_cli("reindex", "--data-dir", str(settings.data_dir), env=settings_env(settings))
+        assert result.returncode == 1
+        assert "is open in a running service or import: stop it first" in result.stderr
+        assert sha(settings.index_path) == before and not list(settings.data_dir.glob("*.rebuild-*"))
+        service.rate_job(ids[0], 4, "api")
+    finally:
+        service.close()
+    result = run_cli("reindex", "--data-dir", str(settings.data_dir), env=settings_env(settings))
+    assert result.returncode == 0, result.stderr
+    assert verify_index(settings) == []
+
+
+def test_a_service_does_not_start_on_a_sqlite_index_being_rebuilt(settings):
+    from learning_svc.osutil import IndexInUse, hold_index_file
+
+    fill(settings, 3)
+    hold = hold_index_file(settings.index_path, exclusive=True)  # what a running reindex holds
+    try:
+        with pytest.raises(IndexInUse, match="is being rebuilt"):
+            Service(settings).start()
+        result = run_cli("serve", "--port", "0", "--data-dir", str(settings.data_dir), env=settings_env(settings))
+        assert result.returncode == 1 and "is being rebuilt by `learning-svc reindex`" in result.stderr
+    finally:
+        os.close(hold)
+    service = Service(settings).start()  # and once it has finished
+    service.close()

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, delete, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from ..journal import DamagedJournal, Journal
-from ..osutil import GC_THRESHOLDS, fsync_file, pid_alive
+from ..osutil import GC_THRESHOLDS, fsync_file, hold_index_file, pid_alive
 from ..records import AMEND_SCHEMA, LOG_SCHEMA, RATING_SCHEMA, is_sound
 from ..reviews import REVIEW_SCHEMA
 from . import db
@@ -457,6 +457,15 @@ def rebuild(
     `indexer_options` go to the Indexer (parallel_above, range_bytes)."""
     if index_path is None:
         return _rebuild_in_schema(url, log_journal, ratings_journal, progress, **indexer_options)
+    hold = hold_index_file(index_path, exclusive=True)  # IndexInUse while a service has it open
+    try:
+        return _rebuild_file(log_journal, ratings_journal, index_path, progress, indexer_options)
+    finally:
+        if hold is not None:
+            os.close(hold)
+
+
+def _rebuild_file(log_journal, ratings_journal, index_path: Path, progress, indexer_options) -> SyncReport:
     building = index_path.with_name(index_path.name + f".rebuild-{os.getpid()}")
     _remove_abandoned_scratch(index_path)
     # No syncs while building: a crash leaves only this scratch file, never a half-new index.
@@ -466,7 +475,7 @@ def rebuild(
         with engine.begin() as conn:  # filled in one sort each at the end: faster than row by row
             for index in DEFERRED_INDEXES:
                 index.drop(conn)
-        report = Indexer(engine, log_journal, ratings_journal).catch_up(progress)
+        report = Indexer(engine, log_journal, ratings_journal, **indexer_options).catch_up(progress)
         with engine.begin() as conn:
             # Each of CREATE INDEX's sorting threads holds up to the page cache's size: 8 MB instead
             # of 32 is ~100 MB less at 1,000,000 jobs, and no slower (33 s instead of 37).
