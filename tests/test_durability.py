@@ -7,9 +7,9 @@ write, an interrupted reindex).
 from __future__ import annotations
 
 import errno
-import os
 import functools
 import hashlib
+import os
 import random
 import subprocess
 import textwrap

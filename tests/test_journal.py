@@ -120,9 +120,8 @@ def test_the_lock_excludes_a_process_holding_it_through_filelock(tmp_path):
 @pytest.mark.skipif(os.name == "nt", reason="flock is POSIX; Windows uses filelock itself")
 def test_filelock_waits_while_the_journal_holds_its_lock(tmp_path):
     journal = Journal(tmp_path / "log.jsonl")
-    with journal.locked():
-        with pytest.raises(Timeout):
-            FileLock(str(tmp_path / "log.jsonl.lock"), timeout=0.2).acquire()
+    with journal.locked(), pytest.raises(Timeout):
+        FileLock(str(tmp_path / "log.jsonl.lock"), timeout=0.2).acquire()
     with FileLock(str(tmp_path / "log.jsonl.lock"), timeout=0.2):
         pass
 

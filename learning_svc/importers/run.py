@@ -318,12 +318,11 @@ def write_report(settings: Settings, tally: Tally, dry_run: bool) -> Path:
     for n in itertools.count(1):  # two imports in one second each keep their own report
         path = folder / (f"{base}.jsonl" if n == 1 else f"{base}-{n}.jsonl")
         try:
-            f = open(path, "x", encoding="utf-8")
+            with open(path, "x", encoding="utf-8") as f:
+                for problem in tally.problems:
+                    f.write(json.dumps(problem, ensure_ascii=False) + "\n")
         except FileExistsError:
             continue
-        with f:
-            for problem in tally.problems:
-                f.write(json.dumps(problem, ensure_ascii=False) + "\n")
         return path
 
 
