@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/learning-svc serve
+	$(BIN)/learning-svc serve $(if $(PORT),--port $(PORT))
 
 # Debian's Chromium for the page tests (Playwright never downloads a browser here).
 browser:

@@ -126,10 +126,19 @@ def serve(host, port, data_dir, watch, workers):
         _serve(settings if index == 0 else replace(settings, watch=()), sock, ready, quiet=True)
 
     def announce() -> None:
-        click.echo(f"learning_svc serving {settings.data_dir} on {_url(settings)} with {workers} worker processes")
+        click.echo(
+            f"learning_svc serving {settings.data_dir} on {_url(settings)} with {workers} worker processes "
+            f"(index: {_index_name(settings)})"
+        )
         _token_hint(settings)
 
     sys.exit(supervise(workers, serve_one, announce))
+
+
+def _index_name(settings: Settings) -> str:
+    if settings.db_url.startswith("sqlite"):
+        return f"SQLite {settings.index_path}"
+    return f"PostgreSQL {_shown(settings.db_url)}"
 
 
 def _url(settings: Settings) -> str:
@@ -169,7 +178,7 @@ def _serve(settings: Settings, sock=None, ready=None, quiet: bool = False) -> No
     with _listen_errors(settings):
         server = make_server(app, settings, sock=sock)
     if not quiet:
-        click.echo(f"learning_svc serving {settings.data_dir} on {_url(settings)}")
+        click.echo(f"learning_svc serving {settings.data_dir} on {_url(settings)} (index: {_index_name(settings)})")
         _token_hint(settings)
     tune_gc()
     if ready is not None:

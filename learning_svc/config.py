@@ -63,7 +63,7 @@ class Settings:
 
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.index_path.resolve().as_posix()}"
+        return _with_driver(self.database_url) or f"sqlite:///{self.index_path.resolve().as_posix()}"
 
     @property
     def is_loopback(self) -> bool:
@@ -126,3 +126,13 @@ def is_loopback(host: str) -> bool:
         return False
     addresses = {info[4][0].split("%")[0] for info in found}
     return bool(addresses) and all(ipaddress.ip_address(address).is_loopback for address in addresses)
+
+
+def _with_driver(url: str | None) -> str | None:
+    """`postgres://` and `postgresql://` (what hosting providers and libpq tools write) mean
+    psycopg 3, the driver learning_svc installs; SQLAlchemy alone would look for psycopg2."""
+    if url:
+        for scheme in ("postgres://", "postgresql://"):
+            if url.startswith(scheme):
+                return "postgresql+psycopg://" + url[len(scheme) :]
+    return url

@@ -251,6 +251,18 @@ def test_a_wrong_database_url_is_one_line_on_stderr_and_exit_1(postgres, tmp_pat
         assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("scheme", ["postgres://", "postgresql://"])
+def test_a_url_without_a_driver_uses_psycopg(postgres, tmp_path, scheme):
+    """`postgres://` and `postgresql://` are what libpq tools and hosting providers write; they
+    failed with "Can't load plugin: sqlalchemy.dialects:postgres" (or a missing psycopg2)."""
+    from procs import cli_env, run_cli
+
+    url = postgres.new_database().replace("postgresql+psycopg://", scheme, 1)
+    assert url.startswith(scheme)
+    result = run_cli("verify", "--data-dir", str(tmp_path / "learning"), env=cli_env(LEARNING_SVC_DATABASE_URL=url))
+    assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout + result.stderr
+
+
 def test_a_postgresql_restart_under_load_loses_no_acknowledged_job(postgres_of_its_own, tmp_path):
     """`learning-svc serve` over a PostgreSQL index, 8 clients posting jobs and one reading,
     and PostgreSQL stopped for a second and started again mid-run: no answer but 503 (in the
