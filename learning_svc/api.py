@@ -172,7 +172,10 @@ def amend_job(job_id: str):
 
 @bp.get("/jobs/<job_id>/outputs/<int:n>")
 def output_image(job_id: str, n: int):
-    output = service().open_output(job_id, n)
+    try:
+        output = service().open_output(job_id, n)
+    except images.Unreadable:
+        return _placeholder(images.UNREADABLE, "unreadable")
     if output is None:
         return _placeholder()
     # the handle that was checked is the one sent (send_file closes it)
@@ -188,10 +191,17 @@ def output_image(job_id: str, n: int):
 
 @bp.get("/jobs/<job_id>/outputs/<int:n>/thumbnail")
 def output_thumbnail(job_id: str, n: int):
-    found = service().output_thumbnail(job_id, n)
+    try:
+        found = service().output_thumbnail(job_id, n)
+    except images.TooLarge as error:
+        return _placeholder(f"too large to preview: {error}", "too-large")
+    except images.Unreadable:
+        return _placeholder(images.UNREADABLE, "unreadable")
     if found is None:
         return _placeholder()
     data, output = found
+    if data is None:
+        return _placeholder(images.UNREADABLE, "unreadable")
     response = Response(data, mimetype="image/jpeg")
     response.cache_control.max_age = 3600
     response.set_etag(output.etag)
@@ -199,9 +209,9 @@ def output_thumbnail(job_id: str, n: int):
     return response.make_conditional(request)
 
 
-def _placeholder() -> Response:
-    """A missing or unreadable output shows a placeholder image, never an error page."""
-    response = Response(images.placeholder(), mimetype="image/png", headers={"X-Learning-Placeholder": "missing"})
+def _placeholder(label: str = images.MISSING, kind: str = "missing") -> Response:
+    """A missing, unreadable or too large output shows a placeholder image, never an error page."""
+    response = Response(images.placeholder(label), mimetype="image/png", headers={"X-Learning-Placeholder": kind})
     response.cache_control.no_store = True
     return response
 

@@ -26,6 +26,12 @@ IMAGE_TYPES = {
     ".bmp": "image/bmp",
 }
 THUMB_SIZE = 480  # shown ~210 px tall: sharp on 2x screens too
+# A thumbnail decodes the whole image (but JPEG's, which draft mode reads at 1/8): up to
+# Pillow's own bomb threshold (~89 MP: an 8K upscale is 67) it is made, one large image at a
+# time (a 67 MP RGB decode is ~200 MB), and beyond it the tile says the image is too large.
+THUMB_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+LARGE_DECODE_PIXELS = 16_000_000
+_large_decodes = threading.Lock()
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
 
 
@@ -63,7 +69,8 @@ class Output:
 
 
 def open_output(recorded: str, output_root: Path) -> Output | None:
-    """The recorded output opened for reading if it is an image we may serve, else None.
+    """The recorded output opened for reading if it is an image we may serve, else None;
+    Unreadable for a file that may be served but is no image (damaged, cut, another format).
 
     The file is opened once and that handle is checked and served (a path checked, then
     opened again, can be swapped for a symlink in between). A relative path must end up
@@ -90,7 +97,7 @@ def open_output(recorded: str, output_root: Path) -> Output | None:
             return None  # a symlink inside the root that leads out of it
         if not _holds_an_image(file):
             file.close()
-            return None
+            raise Unreadable(recorded)
         file.seek(0)
         return Output(file, mimetype, stat, real)
     except BaseException:
@@ -150,8 +157,12 @@ def thumbnail(output: Output, cache_dir: Path) -> bytes | None:
         output.file.seek(0)
         with Image.open(output.file) as img:
             img.draft("RGB", (THUMB_SIZE, THUMB_SIZE))
-            img.thumbnail((THUMB_SIZE, THUMB_SIZE))
-            rgb = img.convert("RGB")
+            pixels = img.width * img.height  # after draft: what decoding it takes
+            if pixels > THUMB_MAX_PIXELS:
+                raise TooLarge(img.width, img.height)
+            with _large_decodes if pixels > LARGE_DECODE_PIXELS else contextlib.nullcontext():
+                img.thumbnail((THUMB_SIZE, THUMB_SIZE))
+                rgb = img.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
     out = io.BytesIO()
@@ -168,15 +179,30 @@ def thumbnail(output: Output, cache_dir: Path) -> bytes | None:
     return data
 
 
+class Unreadable(Exception):
+    """An output file that is there, and ours to serve, but is not an image Pillow can read."""
+
+
+class TooLarge(Exception):
+    """An image with more pixels than a thumbnail decodes (THUMB_MAX_PIXELS)."""
+
+    def __init__(self, width: int, height: int):
+        super().__init__(f"{width}×{height}")
+        self.width, self.height = width, height
+
+
+MISSING, UNREADABLE = "image not found", "cannot show this image"
+
+
 @cache
-def placeholder() -> bytes:
-    """A neutral dark tile with a crossed-out frame, shown for a missing or unreadable output."""
+def placeholder(label: str = MISSING) -> bytes:
+    """A neutral dark tile with a crossed-out frame, shown for a missing, unreadable or too large output."""
     img = Image.new("RGB", (THUMB_SIZE, THUMB_SIZE), (38, 41, 48))
     draw = ImageDraw.Draw(img)
     m = THUMB_SIZE // 4
     draw.rectangle((m, m, THUMB_SIZE - m, THUMB_SIZE - m), outline=(95, 100, 112), width=4)
     draw.line((m, m, THUMB_SIZE - m, THUMB_SIZE - m), fill=(95, 100, 112), width=4)
-    draw.text((m, THUMB_SIZE - m + 12), "image not found", fill=(150, 155, 165))
+    draw.text((m, THUMB_SIZE - m + 12), label, fill=(150, 155, 165))
     out = io.BytesIO()
     img.save(out, "PNG")
     return out.getvalue()

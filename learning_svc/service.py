@@ -991,13 +991,16 @@ class Service:
 
     def open_output(self, job_id: str, n: int) -> images.Output | None:
         """Output `n` of a job opened for serving if it is a readable image, else None (a placeholder).
-        NotFound for an unknown job or an output it does not have. The caller closes it."""
+        NotFound for an unknown job or an output it does not have; images.Unreadable for a file
+        that is there but no image. The caller closes it."""
         outputs = self.get_summary(job_id)["outputs"]
         if not 0 <= n < len(outputs):
             raise NotFound(f"job {job_id!r} has {len(outputs)} output{'' if len(outputs) == 1 else 's'}, not {n + 1}")
         return images.open_output(outputs[n], self.settings.output_root or Path.cwd())
 
-    def output_thumbnail(self, job_id: str, n: int) -> tuple[bytes, images.Output] | None:
+    def output_thumbnail(self, job_id: str, n: int) -> tuple[bytes | None, images.Output] | None:
+        """None: no such output (or its file is missing); (None, output): an image Pillow could
+        not make a thumbnail of. Raises images.Unreadable, images.TooLarge."""
         output = self.open_output(job_id, n)
         if output is None:
             return None
@@ -1005,7 +1008,7 @@ class Service:
             data = images.thumbnail(output, self.settings.data_dir / "thumbnails")
         finally:
             output.close()
-        return (data, output) if data is not None else None
+        return data, output
 
     def get_summary(self, job_id: str) -> dict:
         with self.reader() as conn:

@@ -579,3 +579,27 @@ def test_openapi_documents_503_wherever_the_index_is_used():
     ]
     assert missing == []
     assert "503" in document()["paths"]["/api/jobs"]["get"]["responses"]
+
+
+def test_a_thumbnail_says_why_it_cannot_show_an_image(client, settings, monkeypatch):
+    """A file that is there but cannot be shown (damaged, or more pixels than a thumbnail decodes)
+    got the "image not found" tile, which sent a user looking for a file that was there (a
+    10000×10000 PNG from the image fixtures). Each case now has its own tile and header."""
+    from PIL import Image
+
+    from learning_svc import images
+
+    root = settings.output_root
+    root.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (120, 80), (10, 200, 30)).save(root / "wide.png", "PNG")
+    (root / "cut.png").write_bytes((root / "wide.png").read_bytes()[:60])  # the header and no pixels
+    outputs = ["wide.png", "cut.png", "gone.png"]
+    assert post(client, {"job_id": "t", "completed_at": 1_764_000_000, "outputs": outputs}).status_code == 201
+    monkeypatch.setattr(images, "THUMB_MAX_PIXELS", 120 * 80 - 1)
+    kinds = [client.get(f"/api/jobs/t/outputs/{n}/thumbnail").headers.get("X-Learning-Placeholder") for n in range(3)]
+    assert kinds == ["too-large", "unreadable", "missing"]
+    tiles = {client.get(f"/api/jobs/t/outputs/{n}/thumbnail").get_data() for n in range(3)}
+    assert len(tiles) == 3  # three different tiles, each saying what it is
+    monkeypatch.setattr(images, "THUMB_MAX_PIXELS", 120 * 80)
+    shown = client.get("/api/jobs/t/outputs/0/thumbnail")
+    assert shown.mimetype == "image/jpeg" and "X-Learning-Placeholder" not in shown.headers
