@@ -3,21 +3,33 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.installed-run-stamp
 CHROMIUM := /usr/bin/chromium
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test test-quick fuzz lint format reindex verify bench bench-quick demo browser axe postgres wheel-check clean
+.PHONY: install install-run run test test-quick fuzz lint format reindex verify bench bench-quick demo browser axe postgres wheel-check clean
 
+# Everything: the service, the tests' and the bench's tools.
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (set PYTHON=python3.11)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,postgresql]'
+	touch $(STAMP) $(RUN_STAMP)
 
-run: install
+# The service alone (and psycopg, for an index on PostgreSQL): what `make run` needs.
+install-run: $(RUN_STAMP)
+
+$(RUN_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (set PYTHON=python3.11)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[postgresql]'
+	touch $(RUN_STAMP)
+
+run: install-run
 	$(BIN)/learning-svc serve $(if $(PORT),--port $(PORT))
 
 # Debian's Chromium for the page tests (Playwright never downloads a browser here).
@@ -67,13 +79,13 @@ format: install
 wheel-check: install
 	$(BIN)/python .ci/wheel_check.py
 
-reindex: install
+reindex: install-run
 	$(BIN)/learning-svc reindex
 
-verify: install
+verify: install-run
 	$(BIN)/learning-svc verify
 
-demo: install
+demo: install-run
 	$(BIN)/learning-svc demo
 
 # `make bench DB=postgresql`: the index on a throwaway PostgreSQL server (installed when missing;
