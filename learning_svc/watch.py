@@ -190,8 +190,9 @@ class FolderWatcher:
     def _problem(self, path: Path, reason: str) -> None:
         log.warning("not importing %s: %s", path, reason)
         folder = self._folder_of(path)
-        if folder is not None:
-            folder.problems = [*folder.problems[-19:], f"{path}: {reason}"]
+        if folder is not None:  # a file seen again (rewritten, or at the next start) moves to the end, once
+            line = f"{path}: {reason}"
+            folder.problems = [*(p for p in folder.problems if p != line)][-19:] + [line]
 
     def _folder_of(self, path: Path) -> Folder | None:
         for folder in self.folders:

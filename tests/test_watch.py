@@ -95,3 +95,18 @@ def test_a_folder_that_comes_and_goes_is_looked_for_again(settings, tmp_path, pn
         wait_for(lambda: "second.png" in listed(server), "the image written while the folder was away")
     finally:
         server.stop()
+
+
+def test_a_bad_file_seen_again_is_one_problem_line_not_one_per_look(tmp_path):
+    """`recent_problems` listed the same bad file again after each rewrite or restart, pushing
+    the other problems out of the five shown."""
+    from learning_svc.watch import FolderWatcher
+
+    watcher = FolderWatcher(None, [tmp_path], tmp_path)
+    for name in ("a.png", "b.png", "a.png", "a.png", "c.png", "a.png"):
+        watcher._problem(tmp_path / name, "not an image")
+    assert watcher.describe()[0]["recent_problems"] == [
+        f"{tmp_path / 'b.png'}: not an image",
+        f"{tmp_path / 'c.png'}: not an image",
+        f"{tmp_path / 'a.png'}: not an image",
+    ]

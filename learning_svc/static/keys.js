@@ -54,7 +54,7 @@ export const KEYS = [
     details: inDetails((shown) => toggleFlag([shown], 'reject')), viewer: () => flagShown('reject') },
   { keys: ['t'], shown: ['t'], help: 'Tags: type one, or 1–9 for the commonest', bulk: true, list: (element) => tagInList(element),
     details: inDetails((shown) => openTagEditor([shown])), viewer: () => tagShown() },
-  { keys: ['u'], shown: ['u'], help: 'Undo the last rating, flag, tag or bulk action', global: () => undoLast() },
+  { keys: ['u'], shown: ['u'], help: 'Undo the last rating, flag, tag, note, sub-score or bulk action', global: () => undoLast() },
   { keys: [' '], shown: ['Space'], help: 'Select the focused job (Ctrl+click: select, Shift+click: a range)',
     list: (element) => toggleSelected(element), onlyOnCard: true },
   { keys: ['j', 'ArrowRight'], shown: ['j', ' / ', '→'], help: 'Next job (next image in the viewer)', typeAhead: true,
