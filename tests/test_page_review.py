@@ -407,6 +407,11 @@ def test_the_thumbnail_size_is_chosen_and_remembered(live_server, open_page):
     page.get_by_role("button", name="S", exact=True).click()
     expect(page.locator("body")).to_have_attribute("data-thumbs", "s")
     small = width()
+    # Everything of a small card's rating row fits in it (the output count was cut to "1 ou").
+    overflowing = page.locator(".job-rating").evaluate_all(
+        "rows => rows.filter((row) => row.scrollWidth > row.clientWidth).length"
+    )
+    assert overflowing == 0
     page.get_by_role("button", name="L", exact=True).click()
     large = width()
     assert small < medium < large
