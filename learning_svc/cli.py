@@ -289,8 +289,10 @@ def import_(data_dir, dry_run, paths):
     click.echo(table(result.tally))
     total = result.tally.total()
     verb = "would be" if dry_run else "were"
+    kinds = result.tally.imported
     click.echo(
-        f"\n{total['read']:,} entries read in {result.seconds:.1f} s; {total['imported']:,} {verb} imported, "
+        f"\n{total['read']:,} entries read in {result.seconds:.1f} s; {total['imported']:,} {verb} imported "
+        f"({kinds['jobs']:,} jobs, {kinds['ratings']:,} ratings), "
         f"{total['already present']:,} already present{' (nothing written)' if dry_run else ''}."
     )
     click.echo(f"data folder: {settings.data_dir.resolve()}")

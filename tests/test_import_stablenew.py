@@ -5,6 +5,7 @@ import writes nothing."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from learning_svc import create_app, gen_stablenew
 from learning_svc.config import Settings
 from learning_svc.importers.run import run_import
 
-from procs import ServerProcess, cli_env, in_app, listing_pages, run_cli
+from procs import ServerProcess, cli_env, in_app, journal_lines, listing_pages, run_cli
 
 
 @pytest.fixture
@@ -231,6 +232,12 @@ def test_the_summary_names_the_data_folder_and_says_when_it_is_a_new_one(tmp_pat
     assert first.returncode == 0, first.stderr
     assert f"data folder: {data_dir.resolve()}" in first.stdout
     assert "it held no history before" in first.stdout
+    # an entry is a job or a rating (a learning record gives both): the summary says which
+    found = re.search(r"([\d,]+) were imported \(([\d,]+) jobs, ([\d,]+) ratings\)", first.stdout)
+    assert found, first.stdout
+    imported, jobs, ratings = (int(g.replace(",", "")) for g in found.groups())
+    assert imported == jobs + ratings and jobs > 100 and ratings > 0
+    assert jobs == len(journal_lines(data_dir / "learning_log_v2.jsonl"))
     again = run_cli("import", "--data-dir", str(data_dir), str(installation), env=cli_env(), timeout=120)
     assert f"data folder: {data_dir.resolve()}" in again.stdout
     assert "it held no history before" not in again.stdout

@@ -109,10 +109,13 @@ def detect(path: Path) -> str | None:
 class Tally:
     counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # source file -> outcome -> n
     problems: list[dict] = field(default_factory=list)  # refused and skipped entries, and why
+    imported: Counter = field(default_factory=Counter)  # "jobs" / "ratings" imported (an entry is either)
 
-    def add(self, where: Where, outcome: str, reason: str = "") -> None:
+    def add(self, where: Where, outcome: str, reason: str = "", kind: str = "jobs") -> None:
         self.counts[where.path]["read"] += 1
         self.counts[where.path][outcome] += 1
+        if outcome == "imported":
+            self.imported[kind] += 1
         if outcome in ("refused", "skipped"):
             self.problems.append({"file": where.path, "line": where.line, "outcome": outcome, "reason": reason})
 
@@ -227,16 +230,16 @@ class Writer:
         ops, owners = [], []
         for rating in ratings:
             if latest.get(rating.job_id, float("-inf")) > rating.timestamp:
-                self.tally.add(rating.where, "already present")  # rated again since: the newer rating stays
+                self.tally.add(rating.where, "already present", kind="ratings")  # rated again since: the newer rating stays
                 continue
             if self.dry_run:
                 if rating.job_id not in self.known and rating.job_id not in latest:
-                    self.tally.add(rating.where, "refused", f"no job {rating.job_id!r}")
+                    self.tally.add(rating.where, "refused", f"no job {rating.job_id!r}", kind="ratings")
                 elif self.dry_ratings.get(rating.job_id) == rating.rating:
-                    self.tally.add(rating.where, "already present")
+                    self.tally.add(rating.where, "already present", kind="ratings")
                 else:
                     self.dry_ratings[rating.job_id] = rating.rating
-                    self.tally.add(rating.where, "imported")
+                    self.tally.add(rating.where, "imported", kind="ratings")
                 continue
             ops.append(rating_op(rating.job_id, rating.rating, rating.source, rating.timestamp, rating.rating_id))
             owners.append(rating)
@@ -244,9 +247,9 @@ class Writer:
             self.service.submit_many(ops)
         for rating, op in zip(owners, ops):
             if op.error is not None:
-                self.tally.add(rating.where, "refused", str(op.error))
+                self.tally.add(rating.where, "refused", str(op.error), kind="ratings")
             else:
-                self.tally.add(rating.where, "imported" if op.result[0] else "already present")
+                self.tally.add(rating.where, "imported" if op.result[0] else "already present", kind="ratings")
 
 
 def _job_op(job: Job, max_bytes: int):
