@@ -230,7 +230,9 @@ class Writer:
         ops, owners = [], []
         for rating in ratings:
             if latest.get(rating.job_id, float("-inf")) > rating.timestamp:
-                self.tally.add(rating.where, "already present", kind="ratings")  # rated again since: the newer rating stays
+                self.tally.add(
+                    rating.where, "already present", kind="ratings"
+                )  # rated again since: the newer rating stays
                 continue
             if self.dry_run:
                 if rating.job_id not in self.known and rating.job_id not in latest:
