@@ -302,7 +302,7 @@ def import_(data_dir, dry_run, paths):
             "   give that folder with --data-dir or LEARNING_SVC_DATA_DIR.)"
         )
     if result.report:
-        click.echo(f"refused and skipped entries, with their reasons: {result.report}")
+        click.echo(f"refused and skipped entries, with their reasons: {result.report.resolve()}")
 
 
 @main.command()
