@@ -10,7 +10,7 @@ import re
 import sys
 import threading
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from stat import S_ISREG
 from typing import BinaryIO
@@ -194,7 +194,7 @@ class TooLarge(Exception):
 MISSING, UNREADABLE = "image not found", "cannot show this image"
 
 
-@cache
+@lru_cache(maxsize=16)  # a few labels; "too large" ones name each image's size
 def placeholder(label: str = MISSING) -> bytes:
     """A neutral dark tile with a crossed-out frame, shown for a missing, unreadable or too large output."""
     img = Image.new("RGB", (THUMB_SIZE, THUMB_SIZE), (38, 41, 48))
