@@ -644,19 +644,31 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def validated_ops(count: int, seed: int) -> tuple[list, float]:
+    """`count` generated POST bodies validated into write ops, and the CPU that took per job."""
+    from learning_svc.service import job_op
+
+    bodies = [orjson.dumps(b) for b in gen.generate_records(count, seed)]
+    began = time.process_time()
+    ops = [job_op(records.parse_json(records.JobIn, body)) for body in bodies]
+    return ops, 1e6 * (time.process_time() - began) / len(ops)
+
+
+def in_process_service(data_dir: Path):
+    """A started Service in this process on an empty data dir, its index on the run's backend."""
+    from learning_svc.config import Settings
+    from learning_svc.service import Service
+
+    database_url = INDEX.env(data_dir).get("LEARNING_SVC_DATABASE_URL")
+    return Service(Settings(data_dir=data_dir, database_url=database_url)).start()
+
+
 def ingest_ceiling(results: Results, work: Path, seed: int, server_ms: float) -> None:
     """What one core does per job, step by step, in this process (no HTTP): validating a body
     into its stored line, and committing it (append + fsync + index) one job and 8 jobs a
     commit. Against the server's CPU per job in the run, the rest is HTTP and threads."""
-    from learning_svc.config import Settings
-    from learning_svc.service import Service, job_op
-
-    bodies = [orjson.dumps(b) for b in gen.generate_records(4200, seed + 7)]
-    began = time.process_time()
-    ops = [job_op(records.parse_json(records.JobIn, body)) for body in bodies]
-    validate_us = 1e6 * (time.process_time() - began) / len(ops)
-    database_url = INDEX.env(work / "ceiling").get("LEARNING_SVC_DATABASE_URL")
-    service = Service(Settings(data_dir=work / "ceiling", database_url=database_url)).start()
+    ops, validate_us = validated_ops(4200, seed + 7)
+    service = in_process_service(work / "ceiling")
     try:
         service.submit_many(ops[:200])  # a warm index
         commit_us = {}
@@ -1089,15 +1101,8 @@ def batch_ceiling(results: Results, work: Path, seed: int, server_us: float) -> 
     validating each line into its stored line, then committing 1,000 at a time (one append, one
     fsync) and indexing them (the follower, waited for). Against the server's CPU per job in
     the last run (batches of 1,000, indexing included), the rest is HTTP and the answer lines."""
-    from learning_svc.config import Settings
-    from learning_svc.service import Service, job_op
-
-    bodies = [orjson.dumps(b) for b in gen.generate_records(6000, seed + 11)]
-    began = time.process_time()
-    ops = [job_op(records.parse_json(records.JobIn, body)) for body in bodies]
-    validate_us = 1e6 * (time.process_time() - began) / len(ops)
-    database_url = INDEX.env(work / "batch-ceiling").get("LEARNING_SVC_DATABASE_URL")
-    service = Service(Settings(data_dir=work / "batch-ceiling", database_url=database_url)).start()
+    ops, validate_us = validated_ops(6000, seed + 11)
+    service = in_process_service(work / "batch-ceiling")
     try:
         service.submit_many(ops[:1000], together=True)
         with service.reader():

@@ -1,7 +1,6 @@
 """The journal: durable appends, scanning from an offset, tail repair."""
 
 import errno
-import os
 import subprocess
 import sys
 import threading
@@ -101,7 +100,6 @@ def _hold_filelock(lock_path, seconds: float):
     return proc
 
 
-@pytest.mark.skipif(os.name == "nt", reason="flock is POSIX; Windows uses filelock itself")
 def test_the_lock_excludes_a_process_holding_it_through_filelock(tmp_path):
     journal = Journal(tmp_path / "log.jsonl", lock_timeout=0.3)
     proc = _hold_filelock(tmp_path / "log.jsonl.lock", 30)
@@ -117,7 +115,6 @@ def test_the_lock_excludes_a_process_holding_it_through_filelock(tmp_path):
         journal.append(b'{"a":1}\n')
 
 
-@pytest.mark.skipif(os.name == "nt", reason="flock is POSIX; Windows uses filelock itself")
 def test_filelock_waits_while_the_journal_holds_its_lock(tmp_path):
     journal = Journal(tmp_path / "log.jsonl")
     with journal.locked(), pytest.raises(Timeout):
@@ -126,7 +123,6 @@ def test_filelock_waits_while_the_journal_holds_its_lock(tmp_path):
         pass
 
 
-@pytest.mark.skipif(os.name == "nt", reason="flock is POSIX; Windows uses filelock itself")
 def test_a_deleted_lock_file_is_not_locked_in_place_of_the_new_one(tmp_path):
     """The lock's descriptor stays open between turns: when the file is deleted meanwhile and
     another process locks the new file at its path, this journal must wait for that lock, not
