@@ -1228,12 +1228,38 @@ def facet_extremes(facets: dict, name: str) -> list[str]:
     return values[:1] + values[-1:] if len(values) > 1 else values
 
 
+def switch_cases(facets: dict) -> list[tuple[str, dict]]:
+    """The values nearest the planner's switch (Settings.probe_above jobs), on either side: the
+    rarest value checked job by job while walking a sort index (the most index entries read a
+    page), and the commonest one whose jobs are fetched and sorted (the most jobs sorted)."""
+    from learning_svc.config import Settings
+
+    switch = Settings().probe_above
+    values = [
+        (entry["count"], name, entry["value"])
+        for name in ("pack", "lora", "embedding", "model")
+        for entry in facets[name]
+        if entry["value"] not in (None, "")
+    ]
+    cases = []
+    above = [v for v in values if v[0] > switch]
+    below = [v for v in values if v[0] <= switch]
+    if above:
+        count, name, value = min(above)
+        cases.append((f"{name}={value} ({count:,} jobs: checked per job)", {name: value}))
+    if below:
+        count, name, value = max(below)
+        cases.append((f"{name}={value} ({count:,} jobs: fetched and sorted)", {name: value}))
+    return cases
+
+
 def filter_cases(client: Client, data_dir: Path) -> list[tuple[str, dict]]:
     """(label, query params) for every single filter with a common and a rare value."""
     facets = client.json("/api/facets?facet_size=1000")["facets"]
     cases = [("no filter", {})]
     for name in ("pack", "model", "sampler", "scheduler", "lora", "embedding", "status"):
         cases += [(f"{name}={value}", {name: value}) for value in facet_extremes(facets, name)]
+    cases += switch_cases(facets)
     cases += [
         ("rating_min=0", {"rating_min": "0"}),
         ("rating_min=5", {"rating_min": "5"}),
