@@ -68,6 +68,8 @@ def must_walk_in_order(filter_name: str, sort: str, thresholds: Thresholds) -> b
         # holds no rating): a common value is checked while walking jobs' rating index; a rare
         # one's jobs (at most probe_above of them) are fetched through job_tags and sorted.
         return "rating" not in sort or thresholds.probe_above == 0
+    if filter_name == "model_and_rating":  # the model's range, each job's rating looked up by id
+        return "rating" not in sort or thresholds.probe_above == 0
     return filter_name in ("none", "rating_min", "rating_max", "rated_true", "rated_false", "since", "until")
 
 

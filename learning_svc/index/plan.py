@@ -94,10 +94,9 @@ def make_plan(conn: Connection, page: Page, match_sets: MatchSets, thresholds: T
     text search's own look-up in the reader's held searches) and decide the plan."""
     f = page.filters
     counts, numbers = tag_counts(conn, f.tags)
-    # job_tags carries no rating: sorted by rating, or with a rating filter, the listing walks
-    # jobs' own indexes (which carry it) and checks the tags, or fetches a rare value's jobs.
-    rating = "rating" in page.sort or any(v is not None for v in (f.rating_min, f.rating_max, f.rated))
-    single = [name for name, keys in f.tags.items() if len(keys) == 1] if not rating else []
+    # job_tags carries no rating: sorted by rating, the listing walks jobs' rating index and
+    # checks the tags, or fetches a rare value's jobs and sorts them.
+    single = [name for name, keys in f.tags.items() if len(keys) == 1] if "rating" not in page.sort else []
     drive = min(single, key=lambda name: counts[name]) if single else None
     probed = frozenset(name for name in f.tags if name != drive and counts[name] > thresholds.probe_above)
     wide = (

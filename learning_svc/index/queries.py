@@ -80,16 +80,21 @@ def decode_cursor(token: str, sort: str) -> tuple:
 
 
 def _rating_conditions(f: Filters, sort: str, source) -> list:
-    """Rating filters on jobs (a plan with a rating filter has no driving job_tags, which holds
-    no rating), written so that the listing stays one ordered walk of its sort index.
+    """Rating filters on `source` (jobs, or the driving job_tags), written so that the listing
+    stays one ordered walk of its sort index.
 
     Sorted by rating, they are a range of that sort's own column (rating_hi / rating_lo).
     Sorted by time or duration, `+ 0` hides the rating indexes from the planner: it walks
     the sort index, which carries rating_hi, and checks it there, instead of fetching every
-    (un)rated job and sorting them all.
+    (un)rated job and sorting them all. Walking a driving tag's range (job_tags holds no
+    rating), each job's rating is looked up by its id (one primary-key probe a row).
     """
     if f.rated is None and f.rating_min is None and f.rating_max is None:
         return []
+    if getattr(source, "element", None) is job_tags:  # the driving tag's range: by time or duration (plan.py)
+        rated = jobs.alias("rated")
+        conds = _rating_conditions(f, sort, rated)
+        return [exists().where(rated.c.id == source.c.job, *conds).correlate(source)]
     if sort == "rating":
         col, unrated = source.c.rating_lo, 6
     elif sort == "-rating":
