@@ -29,7 +29,7 @@ def comparable(table) -> tuple[Select, int]:
     if table is job_tags:
         t = job_tags
         values = (facet_values.c.field, facet_values.c.value)
-        rest = (t.c.completed_at, t.c.duration_key)
+        rest = (t.c.completed_at, t.c.duration_key, t.c.rating_hi)
         return select(t.c.job, *values, *rest).join(facet_values, facet_values.c.tag == t.c.tag), 3
     return select(table), len(table.primary_key.columns)
 

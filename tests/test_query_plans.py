@@ -53,23 +53,14 @@ FULL_SCAN = re.compile(r"SCAN jobs\b(?! USING (COVERING )?INDEX)")  # "SCAN jobs
 TAGS = ("pack", "model", "sampler", "scheduler", "lora", "embedding", "status")
 
 
-# The planner's thresholds as configured, and with every tag value counted as common (probed).
-THRESHOLDS = {"default": Thresholds(), "all common": Thresholds(probe_above=0)}
-
-
-def must_walk_in_order(filter_name: str, sort: str, thresholds: Thresholds) -> bool:
+def must_walk_in_order(filter_name: str, sort: str) -> bool:
     """Listings that must be one ordered index walk (no sorting of the matching jobs).
 
     Left out: several values of one tag, and text search. Their plans fetch the matching jobs through an index and sort
     them (USE TEMP B-TREE): fine for rare values, a cost that grows with the match count.
     """
     if filter_name in TAGS:
-        # By time or duration: driven by the job_tags index for the sort. By rating (job_tags
-        # holds no rating): a common value is checked while walking jobs' rating index; a rare
-        # one's jobs (at most probe_above of them) are fetched through job_tags and sorted.
-        return "rating" not in sort or thresholds.probe_above == 0
-    if filter_name == "model_and_rating":  # the model's range, each job's rating looked up by id
-        return "rating" not in sort or thresholds.probe_above == 0
+        return True  # driven by the job_tags index for the sort
     return filter_name in ("none", "rating_min", "rating_max", "rated_true", "rated_false", "since", "until")
 
 
@@ -106,16 +97,16 @@ def plan_of(conn, sql: str) -> list[str]:
     return [row[3] for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql))]
 
 
-def pages_to_check(conn, query: dict, sort: str, match_sets=None, thresholds: Thresholds = THRESHOLDS["default"]):
+def pages_to_check(conn, query: dict, sort: str, match_sets=None):
     """The plans of the first page, and of the page after a real cursor (or after a made-up position)."""
     filters = query_params.parse(query_params.ListParams, query).filters()
     match_sets = match_sets or MatchSets(background=False)
-    first = make_plan(conn, Page(filters, sort, 7), match_sets, thresholds)
+    first = make_plan(conn, Page(filters, sort, 7), match_sets, Thresholds())
     yield "page 1", first
     rows = queries.fetch_page(conn, first)
     cursor = queries.encode_cursor(sort, rows[6].sort_key, rows[6].id) if len(rows) > 7 else None
     after = queries.decode_cursor(cursor, sort) if cursor else (3 if "rating" in sort else TIE_AT, 10**6)
-    yield "cursor", make_plan(conn, Page(filters, sort, 7, after), match_sets, thresholds)
+    yield "cursor", make_plan(conn, Page(filters, sort, 7, after), match_sets, Thresholds())
 
 
 def check_plan(plan: list[str], ordered: bool) -> list[str]:
@@ -133,18 +124,16 @@ def check_plan(plan: list[str], ordered: bool) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("values", THRESHOLDS)
 @pytest.mark.parametrize("state", ("ingested", "analyzed"))
 @pytest.mark.parametrize("sort", SORTS)
-def test_listing_plans_use_indexes(indexes, state, sort, values):
+def test_listing_plans_use_indexes(indexes, state, sort):
     problems = {}
-    thresholds = THRESHOLDS[values]
     with indexes[state].connect() as conn:
         for name, params in {**SINGLE_FILTERS, **MORE_FILTERS}.items():
-            for label, plan in pages_to_check(conn, params, sort, thresholds=thresholds):
+            for label, plan in pages_to_check(conn, params, sort):
                 sql = compiled_sql(conn, plan)
                 plan = plan_of(conn, sql)
-                found = check_plan(plan, must_walk_in_order(name, sort, thresholds))
+                found = check_plan(plan, must_walk_in_order(name, sort))
                 if found:
                     problems[f"{name}, {label}"] = found + plan
     assert not problems, problems
@@ -162,24 +151,21 @@ def test_checked_statement_is_the_one_listing_runs(indexes, sort):
                 assert [row.job_id for row in rows] == [job["job_id"] for job in listed]
 
 
-@pytest.mark.parametrize("values", THRESHOLDS)
 @pytest.mark.parametrize("state", ("ingested", "analyzed"))
 @pytest.mark.parametrize("sort", SORTS)
-def test_common_words_walk_the_sort_index(indexes, state, sort, values):
-    """A word held in memory (index/text_search.py) is checked while walking the sort index, alone or with a tag
-    (by rating, with a tag that is common: a rare one's jobs are fetched and sorted, must_walk_in_order)."""
+def test_common_words_walk_the_sort_index(indexes, state, sort):
+    """A word held in memory (index/text_search.py) is checked while walking the sort index, alone or with a tag."""
     sets = MatchSets(background=False, fetch_up_to=-1)
     problems = {}
-    thresholds = THRESHOLDS[values]
     with indexes[state].connect() as conn:
         for name, params in {
             "q": {"q": ["masterpiece"]},
             "q_and_lora": {"q": ["masterpiece"], **SINGLE_FILTERS["lora"]},
             "q_and_rating": {"q": ["masterpiece"], "rating_min": ["4"]},
         }.items():
-            for label, listing in pages_to_check(conn, params, sort, sets, thresholds):
+            for label, listing in pages_to_check(conn, params, sort, sets):
                 plan = plan_of(conn, compiled_sql(conn, listing))
-                found = check_plan(plan, ordered=name != "q_and_lora" or must_walk_in_order("lora", sort, thresholds))
+                found = check_plan(plan, ordered=True)
                 if found:
                     problems[f"{name}, {label}"] = found + plan
         assert sets.entries and all(entry.ids for entry in sets.entries.values())
@@ -274,23 +260,21 @@ def pg_unbounded_sorts(conn, sql: str) -> list[str]:
     return list(sorts(tree["Plan"]))
 
 
-@pytest.mark.parametrize("values", THRESHOLDS)
 @pytest.mark.parametrize("sort", SORTS)
-def test_postgresql_listing_plans_use_indexes(pg_index, sort, values):
+def test_postgresql_listing_plans_use_indexes(pg_index, sort):
     """Every sort, with no filter and each filter, page 1 and after a cursor: through an index,
     never a scan of jobs or job_tags; the listings that SQLite walks in order are walked in
     order on PostgreSQL too (no Sort node)."""
     problems = {}
-    thresholds = THRESHOLDS[values]
     with pg_index.connect() as conn:
         for name, params in {**SINGLE_FILTERS, **MORE_FILTERS}.items():
-            for label, listing in pages_to_check(conn, params, sort, thresholds=thresholds):
+            for label, listing in pages_to_check(conn, params, sort):
                 sql = compiled_sql(conn, listing)
                 plan = pg_plan_of(conn, sql)
                 found = [f"table scan: {line.strip()}" for line in plan if PG_TABLE_SCAN.search(line)]
                 if not any("Index" in line for line in plan):
                     found.append("no index used")
-                if must_walk_in_order(name, sort, thresholds):
+                if must_walk_in_order(name, sort):
                     found += [f"sorts the matches: {step}" for step in pg_unbounded_sorts(conn, sql)]
                 if found:
                     problems[f"{name}, {label}"] = found + plan

@@ -94,18 +94,6 @@ def _history(server: LiveServer) -> tuple[list, dict]:
     return jobs, server.http.get(server.url + "/api/ratings").json()
 
 
-def _rating_sorted_of_one_value(server: LiveServer) -> dict[str, list]:
-    """The jobs of the commonest model, by rating both ways: (job id, rating) in order."""
-    (model, *_) = server.http.get(server.url + "/api/facets").json()["facets"]["model"]
-    found = {}
-    for sort in ("-rating", "rating"):
-        query = {"model": model["value"], "sort": sort, "limit": 500}
-        jobs = server.http.get(server.url + "/api/jobs", params=query).json()["jobs"]
-        found[sort] = [(job["job_id"], job["rating"]) for job in jobs]
-    assert len(found["-rating"]) == model["count"] > 1 and {r for _, r in found["rating"]} > {None}
-    return found
-
-
 def test_live_index_equals_rebuilt_index_row_for_row(settings, tmp_path):
     filled_history(settings, 150)
     rebuilt = tmp_path / "rebuilt.sqlite3"
@@ -222,49 +210,6 @@ def test_an_index_of_the_schema_before_tag_numbers_is_emptied_by_the_upgrade_and
         assert startup.jobs == len(lines)  # every line of the log: jobs and amendments
         assert startup.amendments == sum(line["schema"] == "learning_amend_v2" for line in lines) > 0
         assert _history(server) == before
-    assert verify_index(settings) == []
-
-
-@pytest.mark.both_backends
-def test_an_index_whose_tag_rows_copy_the_rating_is_emptied_by_the_upgrade_and_rebuilt(settings):
-    """Migration 0011 (job_tags without its rating_hi copy and index) empties an index of
-    0010's shape, and the next start indexes the journal again: the same history, ratings and
-    rating-sorted listings of one value included. Its downgrade gives 0010's shape back, empty."""
-    before = filled_history(settings, 20)
-    with running(settings) as server:
-        by_rating = _rating_sorted_of_one_value(server)
-    config = Config()
-    config.set_main_option("script_location", str(db.migrations_dir()))
-    engine = db.make_engine(settings.db_url, writer=True)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0010")
-    with engine.begin() as conn:
-        assert "rating_hi" in {c["name"] for c in inspect(conn).get_columns("job_tags")}
-        assert "ix_tags_rating_hi" in {i["name"] for i in inspect(conn).get_indexes("job_tags")}
-        assert conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar_one() == 0
-        # what the older version had indexed (one job of the journal, rated, with a tag row)
-        conn.exec_driver_sql(
-            "INSERT INTO jobs (id, job_id, input_hash, line_length, status, completed_at, duration_key, "
-            "rating, rating_hi, rating_lo, amendments) VALUES (0, 'old', '', 10, 'completed', 1.5, -1, 4, 4, 4, 0)"
-        )
-        conn.exec_driver_sql(
-            'INSERT INTO facet_values (field, value, display, "count", rated_count, rating_sum) '
-            "VALUES ('model', 'old', 'old', 1, 1, 4)"
-        )
-        conn.exec_driver_sql(
-            "INSERT INTO job_tags (job, tag, completed_at, duration_key, rating_hi) "
-            "SELECT 0, tag, 1.5, -1, 4 FROM facet_values WHERE value = 'old'"
-        )
-    engine.dispose()
-    with running(settings) as server:
-        service = server.app.extensions["learning_svc"]
-        lines = [orjson.loads(line) for line in settings.log_path.read_bytes().splitlines()]
-        assert service.startup.jobs == len(lines)  # emptied: indexed from the start
-        assert _history(server) == before
-        assert _rating_sorted_of_one_value(server) == by_rating
-        with service.read_engine.connect() as conn:
-            assert "rating_hi" not in {c["name"] for c in inspect(conn).get_columns("job_tags")}
     assert verify_index(settings) == []
 
 

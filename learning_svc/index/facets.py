@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from sqlalchemy import Connection, func, select
 
 from ..fields import FACETED
 from . import db
 from .plan import Plan
 from .queries import page_keys, prepare
-from .tables import facet_values, job_tags, jobs
+from .tables import facet_values, job_tags
 
 FACET_NAMES = (*(field.name for field in FACETED), "rating")
 
@@ -44,21 +46,16 @@ def filtered(conn: Connection, sample: Plan, size: int = 50) -> tuple[dict[str, 
     limit = sample.page.limit
     sampled = len(keys) > limit
     chosen = [row.id for row in keys[:limit]]
-    # The sampled jobs by rating (job_tags holds no rating), then each group's tag rows counted
-    # in one statement. The values of the counted tags are looked up after, by number: joined in
-    # one statement, PostgreSQL merged the counts with all of facet_values (227,000 rows at
-    # 1,000,000 jobs: 42 ms of a 130 ms facet).
-    by_rating: dict[int, list[int]] = {}
-    for job, rating_hi in conn.execute(select(jobs.c.id, jobs.c.rating_hi).where(db.among(conn, jobs.c.id, chosen))):
-        by_rating.setdefault(rating_hi, []).append(job)
+    # job_tags rows carry the job's rating: one pass counts every facet, and the status rows
+    # (one per job) give the rating facet. The values of the counted tags are looked up after,
+    # by number: joined in one statement, PostgreSQL merged the counts with all of facet_values
+    # (227,000 rows at 1,000,000 jobs: 42 ms of a 130 ms facet).
     t = job_tags
-    counted = [
-        (tag, rating_hi, n)
-        for rating_hi, group in sorted(by_rating.items())
-        for tag, n in conn.execute(
-            select(t.c.tag, func.count()).where(db.among(conn, t.c.job, group)).group_by(t.c.tag)
-        )
-    ]
+    counted = conn.execute(
+        select(t.c.tag, t.c.rating_hi, func.count())
+        .where(db.among(conn, t.c.job, chosen))
+        .group_by(t.c.tag, t.c.rating_hi)
+    ).all()
     values = {
         tag: (field, value, display)
         for tag, field, value, display in conn.execute(
@@ -68,6 +65,7 @@ def filtered(conn: Connection, sample: Plan, size: int = 50) -> tuple[dict[str, 
         )
     }
     totals: dict[tuple[str, str], list] = {}  # (field, value) -> [display, count, rated, rating sum]
+    ratings: Counter[int] = Counter()
     for tag, rating_hi, n in counted:
         field, value, display = values[tag]
         entry = totals.get((field, value))
@@ -77,7 +75,8 @@ def filtered(conn: Connection, sample: Plan, size: int = 50) -> tuple[dict[str, 
         if rating_hi >= 0:
             entry[2] += n
             entry[3] += rating_hi * n
-    ratings = {rating_hi: len(group) for rating_hi, group in by_rating.items()}
+        if field == "status":
+            ratings[rating_hi] += n
     result: dict[str, list[dict]] = {name: [] for name in FACET_NAMES}
     for (name, _), (display, count, rated, total) in sorted(totals.items(), key=lambda i: (-i[1][1], i[0][1])):
         if name in result and len(result[name]) < size:

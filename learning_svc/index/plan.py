@@ -1,9 +1,9 @@
 """Which index walk answers a listing: decided from the filters and a few counts, before any SQL is built.
 
 A page is chosen on (sort key, id) alone. It is either one range of a sort index
-(`jobs`, or `job_tags` for the rarest single-valued tag filter of a listing by time or
-duration: its rows carry copies of those two sort keys, not of the rating) checked row by row
-against the other filters, or the matching jobs fetched through an index and sorted. Which is cheaper depends on how many jobs a filter
+(`jobs`, or `job_tags` for the rarest single-valued tag filter: its rows carry copies of
+every sort key) checked row by row against the other filters, or the matching jobs
+fetched through an index and sorted. Which is cheaper depends on how many jobs a filter
 matches, which the facet counts say without scanning.
 """
 
@@ -94,9 +94,7 @@ def make_plan(conn: Connection, page: Page, match_sets: MatchSets, thresholds: T
     text search's own look-up in the reader's held searches) and decide the plan."""
     f = page.filters
     counts, numbers = tag_counts(conn, f.tags)
-    # job_tags carries no rating: sorted by rating, the listing walks jobs' rating index and
-    # checks the tags, or fetches a rare value's jobs and sorts them.
-    single = [name for name, keys in f.tags.items() if len(keys) == 1] if "rating" not in page.sort else []
+    single = [name for name, keys in f.tags.items() if len(keys) == 1]
     drive = min(single, key=lambda name: counts[name]) if single else None
     probed = frozenset(name for name in f.tags if name != drive and counts[name] > thresholds.probe_above)
     wide = (

@@ -22,7 +22,7 @@ from .words import words
 
 # Changes whenever a stored line projects into other rows (a field added to the registry,
 # a summary key): the index is then rebuilt from the journal at the next start (sync.py).
-PROJECTION = hashlib.sha256(("6:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
+PROJECTION = hashlib.sha256(("5:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
 
 
 class UnprojectableLine(ValueError):
@@ -180,7 +180,7 @@ FACET_UPSERT = (  # the same on SQLite and PostgreSQL: one statement for up to 5
     "rating_sum = facet_values.rating_sum + excluded.rating_sum "
     "RETURNING tag, field, value"
 )
-TAG_COLUMNS = ("job", "tag", "completed_at", "duration_key")
+TAG_COLUMNS = ("job", "tag", "completed_at", "duration_key", "rating_hi")
 JOB_COLUMNS = tuple(c.name for c in jobs.columns)
 _job_values = operator.itemgetter(*JOB_COLUMNS)  # a job's row in column order (13 µs a job as a generator)
 
@@ -259,7 +259,7 @@ def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False)
         job_tags,
         TAG_COLUMNS,
         [
-            (job["id"], numbers[f, k], job["completed_at"], job["duration_key"])
+            (job["id"], numbers[f, k], job["completed_at"], job["duration_key"], job["rating_hi"])
             for job, tags in ((rows.job, rows.tags) for rows in fresh)
             for f, k, _ in tags
         ],
@@ -353,7 +353,7 @@ def insert_reviews(conn: Connection, events: list[dict]) -> None:
     rows = list(
         db.rows_in(
             conn,
-            "SELECT id, job_id, review, rating, completed_at, duration_key FROM jobs WHERE job_id IN ({})",
+            "SELECT id, job_id, review, rating, completed_at, duration_key, rating_hi FROM jobs WHERE job_id IN ({})",
             by_job,
         )
     )
@@ -372,7 +372,7 @@ def insert_reviews(conn: Connection, events: list[dict]) -> None:
             gone.append((row.id, key))
         for key in after.keys() - before.keys():
             deltas.add(*after[key], 1, rated, total)
-            added.append((row.id, key, row.completed_at, row.duration_key))
+            added.append((row.id, key, row.completed_at, row.duration_key, row.rating_hi))
         states.append((orjson.dumps(new).decode() if new else None, row.id))
     numbers = deltas.write(conn)
     if gone:
@@ -421,14 +421,15 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
     for job, tag in db.rows_in(conn, "SELECT job, tag FROM job_tags WHERE job IN ({})", ids):
         tags_by_job[job].append(tag)
     deltas = FacetDeltas()
-    updates = []
+    updates, moved = [], []
     for job_id, row in current.items():
         event = final[job_id]
         old, new = row.rating, event["rating"]
         cols = _rating_cols(new, event["timestamp"])
         updates.append((cols["rating"], cols["rated_at"], cols["rating_hi"], cols["rating_lo"], row.id))
-        if old == new:  # only the time moves: the facet counts stay
+        if old == new:  # only the time moves: the tag rows' copy of the rating stays
             continue
+        moved.append((cols["rating_hi"], row.id))
         d_rated = int(new is not None) - int(old is not None)
         d_sum = (new or 0) - (old or 0)
         for tag in tags_by_job[row.id]:
@@ -436,6 +437,8 @@ def insert_ratings(conn: Connection, events: list[dict]) -> None:
         deltas.add_rating(old, -1)
         deltas.add_rating(new, 1)
     db.sql(conn, "UPDATE jobs SET rating = ?, rated_at = ?, rating_hi = ?, rating_lo = ? WHERE id = ?", updates)
+    if moved:  # the copies of the sort key in the job's tag rows (~20 a job)
+        db.sql(conn, "UPDATE job_tags SET rating_hi = ? WHERE job = ?", moved)
     deltas.write(conn)
 
 
@@ -485,7 +488,7 @@ def apply_amendment(conn: Connection, line: dict, offset: int, length: int, read
         conn,
         job_tags,
         TAG_COLUMNS,
-        [(row.id, numbers[f, k], job["completed_at"], job["duration_key"]) for f, k, _ in new.tags],
+        [(row.id, numbers[f, k], job["completed_at"], job["duration_key"], job["rating_hi"]) for f, k, _ in new.tags],
     )
     conn.execute(  # an amended completed_at or duration moves the review's rows too
         update(job_tags)

@@ -17,10 +17,13 @@ from sqlalchemy import (
     CompoundSelect,
     Connection,
     Select,
+    SmallInteger,
+    cast,
     column,
     exists,
     false,
     func,
+    literal,
     select,
     table,
     text,
@@ -80,21 +83,14 @@ def decode_cursor(token: str, sort: str) -> tuple:
 
 
 def _rating_conditions(f: Filters, sort: str, source) -> list:
-    """Rating filters on `source` (jobs, or the driving job_tags), written so that the listing
-    stays one ordered walk of its sort index.
+    """Rating filters on `source` (jobs, or the driving job_tags, which copies the ratings),
+    written so that the listing stays one ordered walk of its sort index.
 
     Sorted by rating, they are a range of that sort's own column (rating_hi / rating_lo).
     Sorted by time or duration, `+ 0` hides the rating indexes from the planner: it walks
     the sort index, which carries rating_hi, and checks it there, instead of fetching every
-    (un)rated job and sorting them all. Walking a driving tag's range (job_tags holds no
-    rating), each job's rating is looked up by its id (one primary-key probe a row).
+    (un)rated job and sorting them all.
     """
-    if f.rated is None and f.rating_min is None and f.rating_max is None:
-        return []
-    if getattr(source, "element", None) is job_tags:  # the driving tag's range: by time or duration (plan.py)
-        rated = jobs.alias("rated")
-        conds = _rating_conditions(f, sort, rated)
-        return [exists().where(rated.c.id == source.c.job, *conds).correlate(source)]
     if sort == "rating":
         col, unrated = source.c.rating_lo, 6
     elif sort == "-rating":
@@ -175,9 +171,9 @@ def page_keys(plan: Plan) -> Select | CompoundSelect:
         held = plan.text.page(column.name, descending, page.after, page.limit + 1)
         order = (column.desc(), jobs.c.id.desc()) if descending else (column.asc(), jobs.c.id.asc())
         return select(column.label("sort_key"), jobs.c.id).where(jobs.c.id.in_(held)).order_by(*order)
-    if plan.drive:  # a range of job_tags' index for the sort: it carries a copy of the time and duration
+    if plan.drive:  # a range of job_tags' index for the sort: it carries a copy of every sort key
         source = job_tags.alias("drive")
-        key_col, id_col = source.c[column.name], source.c.job
+        key_col, id_col = (None if page.sort == "rating" else source.c[column.name]), source.c.job
         numbers = plan.tags[plan.drive]  # one value (or none, when no job has it)
         conds = [source.c.tag == numbers[0]] if numbers else [false()]
     else:
@@ -185,6 +181,8 @@ def page_keys(plan: Plan) -> Select | CompoundSelect:
         key_col, id_col = column, jobs.c.id
         conds = []
     conds += conditions(plan, id_col, source.c.completed_at)
+    if plan.drive and page.sort == "rating":
+        return _tag_by_rating_ascending(plan, source, conds)
     rating = _rating_conditions(page.filters, page.sort, source)
     keys = select(key_col.label("sort_key"), id_col.label("id")).select_from(source).where(*conds)
     order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())
@@ -205,6 +203,46 @@ def page_keys(plan: Plan) -> Select | CompoundSelect:
     key_col, id_col = merged.selected_columns.sort_key, merged.selected_columns.id
     order = (key_col.desc(), id_col.desc()) if descending else (key_col.asc(), id_col.asc())
     return merged.order_by(*order).limit(page.limit + 1)
+
+
+def _tag_by_rating_ascending(plan: Plan, source, conds: list) -> Select | CompoundSelect:
+    """The "rating" order of one tag value's jobs from the tag's rating_hi index (job_tags has
+    no rating_lo, which would cost another index of every tag row): the rated jobs by (rating,
+    job), then the unrated ones (rating_hi -1) by job, with the sort key 6 that jobs.rating_lo
+    gives them. Each part is an ordered index seek that stops at the page's size.
+
+    On SQLite the parts are concatenated in order (the rated keys 0-5 all come before 6, and a
+    UNION ALL without ORDER BY runs its parts one after the other): a merge would sort the
+    unrated part, as SQLite 3.40 does not see that a constant key is in order. fetch_page
+    orders the rows it gets in any case."""
+    page, f = plan.page, plan.page.filters
+    size = page.limit + 1
+    hi, job = source.c.rating_hi, source.c.job
+    low = 0 if f.rating_min is None else f.rating_min
+    high = 5 if f.rating_max is None else f.rating_max
+    rated = select(hi.label("sort_key"), job.label("id")).select_from(source).where(*conds)
+    six = cast(literal(6), SmallInteger)  # rating_hi's type: PostgreSQL would cast the other parts' keys
+    unrated = select(six.label("sort_key"), job.label("id")).select_from(source)
+    unrated = unrated.where(*conds, hi == -1)
+    key, row_id = page.after if page.after is not None else (-1, -1)
+    parts = []  # (part, its index order), in the listing's order
+    if f.rated is not False:
+        if page.after is not None and low <= key <= high:  # the rest of the cursor's tie group
+            parts.append((rated.where(hi == key, job > row_id), (job.asc(),)))
+        parts.append((rated.where(hi.between(max(low, key + 1), high)), (hi.asc(), job.asc())))
+    if not (f.rated or f.rating_min is not None or f.rating_max is not None) and key <= 6:
+        parts.append((unrated.where(job > row_id) if key == 6 else unrated, (job.asc(),)))
+    if not parts:
+        return unrated.where(false())
+    if len(parts) == 1:
+        part, order = parts[0]
+        return part.order_by(*order).limit(size)
+    limited = [part.order_by(*order).limit(size) for part, order in parts]
+    if plan.dialect == "postgresql":  # as in page_keys: each part stops early, the few rows merged
+        merged = union_all(*limited)
+        return merged.order_by(merged.selected_columns.sort_key, merged.selected_columns.id).limit(size)
+    subqueries = [part.subquery(f"part{i}") for i, part in enumerate(limited)]
+    return union_all(*(select(sub.c.sort_key, sub.c.id) for sub in subqueries)).limit(size)
 
 
 def listing_statement(plan: Plan) -> Select:

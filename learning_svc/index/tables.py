@@ -67,12 +67,9 @@ facet_values = Table(
 )
 Index("ix_facet_values_count", facet_values.c.field, facet_values.c.count)
 
-# One row per (job, value) for every field of the registry. The job's time and duration sort
-# keys are copied so that a listing filtered on one value and sorted by time or duration is one
-# range scan of the index for its sort. The rating is not copied (migration 0011): a rating then
-# writes the job's row and the facet counts, not its ~20 tag rows and their index entries; a
-# rating-sorted listing of one value walks jobs' rating index checking the value (a common one)
-# or fetches the value's jobs and sorts them (a rare one), as for any other filter (plan.py).
+# One row per (job, value) for every field of the registry. The job's sort keys are copied so
+# that a listing filtered on one value is one range scan of the index for its sort, whatever
+# the sort ("rating" ascending too: rating_hi's index read in two ranges, queries.py).
 job_tags = Table(
     "job_tags",
     metadata,
@@ -80,9 +77,11 @@ job_tags = Table(
     Column("tag", Offset, primary_key=True),  # facet_values.tag
     Column("completed_at", Float, nullable=False),
     Column("duration_key", Float, nullable=False),
+    Column("rating_hi", SmallInteger, nullable=False),
     sqlite_with_rowid=False,
 )
 Index("ix_tags_listing", job_tags.c.tag, job_tags.c.completed_at, job_tags.c.job)
+Index("ix_tags_rating_hi", job_tags.c.tag, job_tags.c.rating_hi, job_tags.c.job)
 Index("ix_tags_duration", job_tags.c.tag, job_tags.c.duration_key, job_tags.c.job)
 
 # The amendment lines of a job (PATCH /api/jobs/<id>): byte offsets in learning_log_v2.jsonl,
