@@ -1229,9 +1229,10 @@ def facet_extremes(facets: dict, name: str) -> list[str]:
 
 
 def switch_cases(facets: dict) -> list[tuple[str, dict]]:
-    """The values nearest the planner's switch (Settings.probe_above jobs), on either side: the
-    rarest value checked job by job while walking a sort index (the most index entries read a
-    page), and the commonest one whose jobs are fetched and sorted (the most jobs sorted)."""
+    """The values nearest the planner's switch (Settings.probe_above jobs), on either side. Alone
+    a value drives its own tag range; beside another filter, or if that range ever goes, the
+    first is checked job by job along a sort index (the most entries read a page) and the second
+    fetched and sorted (the most jobs sorted): the two worst cases of either plan."""
     from learning_svc.config import Settings
 
     switch = Settings().probe_above
@@ -1246,10 +1247,10 @@ def switch_cases(facets: dict) -> list[tuple[str, dict]]:
     below = [v for v in values if v[0] <= switch]
     if above:
         count, name, value = min(above)
-        cases.append((f"{name}={value} ({count:,} jobs: checked per job)", {name: value}))
+        cases.append((f"{name}={value} ({count:,} jobs, above the switch)", {name: value}))
     if below:
         count, name, value = max(below)
-        cases.append((f"{name}={value} ({count:,} jobs: fetched and sorted)", {name: value}))
+        cases.append((f"{name}={value} ({count:,} jobs, below the switch)", {name: value}))
     return cases
 
 
