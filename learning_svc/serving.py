@@ -15,9 +15,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import orjson
+from waitress import trigger
 from waitress.adjustments import Adjustments
 from waitress.channel import ClientDisconnected, HTTPChannel
 from waitress.parser import HTTPRequestParser
@@ -86,9 +88,33 @@ class _Channel(HTTPChannel):
                     raise ClientDisconnected("the client stopped reading the response")
 
 
+class _Trigger(trigger.trigger):
+    """waitress' wake-up pipe, never written to once closed: a worker thread still finishing a
+    response after the server stopped would write b"x" into whatever file has since taken the
+    pipe's fd number (a restarted service's SQLite index: "file is not a database")."""
+
+    def __init__(self, map):
+        self._pulling = threading.Lock()
+        super().__init__(map)
+
+    def _physical_pull(self):
+        with self._pulling:
+            if not self._closed:  # close() sets it before _close() frees the fds under the lock
+                super()._physical_pull()
+
+    def _close(self):
+        with self._pulling:
+            super()._close()
+
+
 class _Server(TcpWSGIServer):
     channel_class = _Channel
     limits: Settings = Settings()
+
+    def __init__(self, application, map, **kwargs):
+        super().__init__(application, map, **kwargs)
+        self.trigger.close()  # waitress' own, replaced before the loop ever polls it
+        self.trigger = _Trigger(map)
 
     def maintenance(self, now):
         """waitress closes idle connections; also those whose request takes too long to arrive."""

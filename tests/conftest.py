@@ -117,12 +117,15 @@ class LiveServer:
     def stop(self) -> None:
         self.stopping = True
         self.http.close()
-        # Close every channel (listener, connections, trigger): the loop ends when its map is
-        # empty (the recipe of webtest's StopableWSGIServer).
-        while self.server._map:
-            for channel in list(self.server._map.values()):
+        # The listener and the connections, then the workers (one may still be finishing a
+        # response, and wakes the loop through the trigger), then the trigger: the loop ends when
+        # its map is empty (the recipe of webtest's StopableWSGIServer).
+        trigger = self.server.trigger
+        while others := [channel for channel in list(self.server._map.values()) if channel is not trigger]:
+            for channel in others:
                 channel.handle_close()
         self.server.task_dispatcher.shutdown()
+        trigger.handle_close()
         self.thread.join(timeout=5)
         self.app.extensions["learning_svc"].close()
 

@@ -145,3 +145,35 @@ cli._serve(Settings(data_dir=__import__("pathlib").Path({str(tmp_path / "data")!
     seen = orjson.loads(done.stdout.strip().splitlines()[-1])
     assert seen["thresholds"][0] >= 10_000
     assert seen["frozen"] > 10_000  # Flask, SQLAlchemy, the service: all made before serving
+
+
+def test_a_worker_waking_a_stopped_server_cannot_write_into_a_file_that_took_its_pipe(settings, tmp_path):
+    """A page test stopped its server while a worker was still answering an image request; the
+    worker woke the loop by writing b"x" to the closed wake-up pipe, whose fd number the restarted
+    service's SQLite index had taken: "file is not a database" (CI, test_page_live). A closed
+    trigger is now never written to."""
+    import os
+
+    from learning_svc import create_app
+    from learning_svc.serving import make_server
+
+    app = create_app(settings)
+    server = make_server(app, settings, host="127.0.0.1", port=0)
+    try:
+        pipe_end = server.trigger.trigger  # the write end of the wake-up pipe
+        server.trigger.close()  # the test harness closes every channel, the trigger among them
+        index = tmp_path / "index.bin"
+        index.write_bytes(b"SQLite format 3\x00")
+        fd = os.open(index, os.O_RDWR)
+        try:
+            if fd != pipe_end:
+                os.dup2(fd, pipe_end)  # the next file opened takes the lowest free number: the pipe's
+            server.pull_trigger()  # a worker thread finishing its response
+        finally:
+            os.close(fd)
+            if fd != pipe_end:
+                os.close(pipe_end)
+        assert index.read_bytes() == b"SQLite format 3\x00"
+    finally:
+        server.close()
+        app.extensions["learning_svc"].close()
