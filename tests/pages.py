@@ -121,6 +121,27 @@ def star(scope, label: str):
     return scope.get_by_role("radio", name=label, exact=True)
 
 
+def picker_value(page: Page, field: str, value: str):
+    """The checkbox of one value in a field's picker."""
+    return page.locator(f"#picker-{field} .picker-values input[value={json.dumps(value)}]")
+
+
+def picker_values(page: Page, field: str):
+    return page.locator(f"#picker-{field} .picker-values input")
+
+
+def pick(page: Page, field: str, *values: str, untick: bool = False) -> None:
+    """Tick (or untick) values in a field's picker, opening its list, and close it again."""
+    button = page.locator(f"#filter-{field}")
+    if button.get_attribute("aria-expanded") != "true":
+        button.click()
+    for value in values:
+        box = picker_value(page, field, value)
+        box.uncheck() if untick else box.check()
+    page.keyboard.press("Escape")
+    expect(page.locator(f"#picker-{field}")).to_be_hidden()
+
+
 def focused_job_id(page: Page) -> str | None:
     return page.evaluate("document.activeElement?.closest('[data-job-id]')?.dataset.jobId ?? null")
 

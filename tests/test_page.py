@@ -33,6 +33,9 @@ from pages import (
     focused_job_id,
     is_rating_put,
     overlapping,
+    pick,
+    picker_value,
+    picker_values,
     rating_events,
     scroll_until_all_loaded,
     shown_job_ids,
@@ -538,18 +541,18 @@ def test_empty_state_gives_a_working_curl_command(live_server, open_page):
 
 def test_filters_are_kept_in_the_url(live_server, samples, open_page):
     page = open_page(live_server)
-    sampler = page.locator("#filter-sampler")
-    expect(sampler.locator("option")).not_to_have_count(1)  # the facet values arrived
+    expect(picker_values(page, "sampler")).not_to_have_count(0)  # the facet values arrived
     facets = live_server.http.get(live_server.url + "/api/facets").json()["facets"]["sampler"]
     chosen = next(bucket for bucket in facets if 1 < bucket["count"] < len(samples))
-    sampler.select_option(chosen["value"])
+    pick(page, "sampler", chosen["value"])
 
     expect(page).to_have_url(re.compile(r"[?&]sampler="))
     assert parse_qs(urlsplit(page.url).query) == {"sampler": [chosen["value"]]}
     expect(page.locator(JOB)).to_have_count(chosen["count"])
 
     filtered = open_page(live_server, page.url.removeprefix(live_server.url))
-    expect(filtered.locator("#filter-sampler")).to_have_value(chosen["value"])
+    expect(filtered.locator("#filter-sampler")).to_have_text(chosen["value"])
+    expect(picker_value(filtered, "sampler", chosen["value"])).to_be_checked()
     jobs = filtered.locator(JOB)
     expect(jobs).to_have_count(chosen["count"])
     for text in jobs.locator(".facts").all_inner_texts():
@@ -564,19 +567,68 @@ def test_pickers_come_from_the_field_registry(live_server, samples, open_page):
     """One picker per field of GET /api/fields, in its order; the new VAE and steps pickers filter."""
     page = open_page(live_server)
     fields = live_server.http.get(live_server.url + "/api/fields").json()["fields"]
-    pickers = page.locator("#filters select.facet")
+    pickers = page.locator("#filters .picker")
     expect(pickers).to_have_count(len([f for f in fields if f["facet"]]))
-    assert pickers.evaluate_all("selects => selects.map((s) => s.name)") == [f["name"] for f in fields if f["facet"]]
+    assert pickers.evaluate_all("pickers => pickers.map((p) => p.dataset.field)") == [
+        f["name"] for f in fields if f["facet"]
+    ]
     for name in ("vae", "steps"):
-        picker = page.locator(f"#filter-{name}")
-        expect(picker.locator("option")).not_to_have_count(1)
+        expect(picker_values(page, name)).not_to_have_count(0)
         facet = live_server.http.get(live_server.url + "/api/facets").json()["facets"][name]
         chosen = min(facet, key=lambda bucket: bucket["count"])
-        picker.select_option(chosen["value"])
+        pick(page, name, str(chosen["value"]))
         expect(page).to_have_url(re.compile(rf"[?&]{name}="))
         expect(page.locator(JOB)).to_have_count(chosen["count"])
         page.get_by_role("button", name="Clear filters").first.click()
         expect(page.locator(JOB)).to_have_count(len(samples))
+
+
+def test_a_picker_takes_several_values_of_its_field(live_server, samples, open_page):
+    """A link with `?sampler=a&sampler=b` listed the jobs of both, but the picker (a single
+    select) showed only `a`, and picking in it dropped `b`. A picker now holds several values:
+    any of them matches, and each can be unticked on its own."""
+    facets = live_server.http.get(live_server.url + "/api/facets").json()["facets"]["sampler"]
+    first, second = sorted((b for b in facets if b["count"] < len(samples)), key=lambda b: -b["count"])[:2]
+    both = first["count"] + second["count"]
+    page = open_page(live_server, "/?" + urlencode([("sampler", first["value"]), ("sampler", second["value"])]))
+    expect(page.locator(JOB)).to_have_count(both)
+    button = page.locator("#filter-sampler")
+    expect(button).to_have_text(f"{first['value']} +1")
+    expect(button).to_have_attribute("aria-label", f"Samplers: {first['value']}, {second['value']}")
+    button.click()
+    expect(page.locator("#picker-sampler")).to_be_visible()
+    expect(picker_value(page, "sampler", first["value"])).to_be_checked()
+    expect(picker_value(page, "sampler", second["value"])).to_be_checked()
+    expect(page.locator(f"#picker-sampler label[data-value='{first['value']}'] .picker-count")).to_have_text(
+        str(first["count"])
+    )  # counted without the field's own filter: every value can still be added
+
+    picker_value(page, "sampler", first["value"]).uncheck()  # the list stays open for the next one
+    expect(page.locator(JOB)).to_have_count(second["count"])
+    assert parse_qs(urlsplit(page.url).query) == {"sampler": [second["value"]]}
+    expect(page.locator("#picker-sampler")).to_be_visible()
+    picker_value(page, "sampler", first["value"]).check()
+    expect(page.locator(JOB)).to_have_count(both)
+    assert parse_qs(urlsplit(page.url).query) == {"sampler": [second["value"], first["value"]]}
+
+    find = page.locator("#picker-sampler .picker-find")  # a long list: typing narrows it
+    find.fill(second["value"][:4])
+    expect(page.locator("#picker-sampler .picker-values label:visible")).not_to_have_count(0)
+    for label in page.locator("#picker-sampler .picker-values label:visible").all():
+        assert second["value"][:4].lower() in label.get_attribute("data-value").lower()
+    page.keyboard.press("Escape")  # closes the list only
+    expect(page.locator("#picker-sampler")).to_be_hidden()
+    expect(button).to_be_focused()
+
+    page.go_back()  # each tick was a step in the history
+    expect(page.locator(JOB)).to_have_count(second["count"])
+    expect(button).to_have_text(second["value"])
+    button.click()
+    page.get_by_role("button", name="Any sampler").click()
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    expect(button).not_to_have_class(re.compile(r"\bactive\b"))
+    page.locator("h1").click()  # a click elsewhere closes the list
+    expect(page.locator("#picker-sampler")).to_be_hidden()
 
 
 def test_date_range_picks_whole_days_in_the_browsers_time_zone(live_server, open_page):
@@ -714,3 +766,13 @@ def test_screenshots_and_layout(demo_server, open_page):
             page.keyboard.press("4")
         page.screenshot(path=ARTIFACTS / f"page-unrated-{size}.png", animations="disabled")
         page.context.close()
+
+
+def test_a_picker_at_the_right_edge_opens_its_list_within_the_window(live_server, samples, open_page):
+    page = open_page(live_server)
+    rightmost = max(page.locator("#filters button.facet").all(), key=lambda b: b.bounding_box()["x"])
+    rightmost.click()
+    panel = page.locator(f"#{rightmost.get_attribute('aria-controls')}")
+    expect(panel).to_be_visible()
+    box = panel.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"], box

@@ -1,6 +1,7 @@
 // Filters and sort: kept in the URL and the browser's history (Back undoes a filter),
 // offered as pickers built from the server's field list (GET /api/fields) with facet counts
-// that are refreshed as new values arrive, and mirrored in the export links.
+// that are refreshed as new values arrive, and mirrored in the export links. A picker takes
+// several values of its field (any of them matches, as `?model=a&model=b` does in the API).
 
 import { api } from './api.js';
 import { loadNextPage, renderStatus } from './list.js';
@@ -83,29 +84,47 @@ function updateExportLinks() {
   }
 }
 
-// One picker per facetable field, in the registry's order, before the rating range.
+// One picker per facetable field, in the registry's order, before the rating range: a button
+// naming what is chosen, opening a list of the field's values with checkboxes (and their counts).
 export function buildPickers() {
-  const pickers = facetFields().map((field) => h('label', {},
-    h('span', { class: 'visually-hidden' }, field.label),
-    h('select', { name: field.name, id: `filter-${field.name}`, class: 'facet', 'data-kind': field.kind, title: '' },
-      h('option', { value: '' }, field.plural))));
+  const pickers = facetFields().map((field) => h('div', { class: 'picker', 'data-field': field.name },
+    h('button', {
+      type: 'button', id: `filter-${field.name}`, class: 'facet', 'data-kind': field.kind, title: '',
+      'aria-haspopup': 'true', 'aria-expanded': 'false', 'aria-controls': `picker-${field.name}`,
+    }, field.plural),
+    h('div', { id: `picker-${field.name}`, class: 'picker-panel', role: 'group', 'aria-label': field.plural, hidden: '' },
+      h('input', { type: 'search', class: 'picker-find', 'aria-label': `Find ${field.plural.toLowerCase()}`,
+        placeholder: `Find ${field.plural.toLowerCase()}`, autocomplete: 'off' }),
+      h('div', { class: 'picker-values' }),
+      h('button', { type: 'button', class: 'link-button picker-any' }, `Any ${field.label.toLowerCase()}`))));
   $('filters').prepend(...pickers);
 }
 
-function ensureOption(select, value) {
-  if (value && ![...select.options].some((option) => option.value === value)) {
-    select.append(h('option', { value }, value));
-  }
+function chosen(name) {
+  return state.params.getAll(name);
+}
+
+// The button names the values chosen: the field's name for none, else the first (+ how many more).
+function labelPicker(picker) {
+  const field = state.fields.find((f) => f.name === picker.dataset.field);
+  const values = chosen(field.name);
+  const button = picker.querySelector('button.facet');
+  button.textContent = values.length ? values[0] + (values.length > 1 ? ` +${values.length - 1}` : '') : field.plural;
+  button.setAttribute('aria-label', values.length ? `${field.plural}: ${values.join(', ')}` : field.plural);
+  button.classList.toggle('active', values.length > 0);
+  const boxes = picker.querySelectorAll('.picker-values input');
+  const lowered = new Set(values.map((value) => value.toLowerCase()));
+  for (const box of boxes) box.checked = lowered.has(box.value.toLowerCase());
 }
 
 export function syncControls() {
+  for (const picker of document.querySelectorAll('.picker')) labelPicker(picker);
   for (const control of $('filters').elements) {
     if (!control.name) continue;
     const value = state.params.get(control.name) ?? '';
     if (control.type === 'checkbox') {
       control.checked = value === control.value;
     } else {
-      if (control.tagName === 'SELECT') ensureOption(control, value);
       control.value = value || (control.name === 'sort' ? DEFAULT_SORT : '');
     }
   }
@@ -123,6 +142,82 @@ function updateParam(control) {
     setParams(params);
     applyFilters({ push: true });
   }
+}
+
+// A value ticked or unticked in a picker: added to or taken from its field's values.
+function toggleValue(name, value, on) {
+  const params = new URLSearchParams(state.params);
+  const values = params.getAll(name).filter((v) => v.toLowerCase() !== value.toLowerCase());
+  if (on) values.push(value);
+  params.delete(name);
+  for (const v of values) params.append(name, v);
+  setParams(params);
+  syncControls();
+  applyFilters({ push: true });
+}
+
+function clearField(name) {
+  const params = new URLSearchParams(state.params);
+  if (!params.has(name)) return;
+  params.delete(name);
+  setParams(params);
+  syncControls();
+  applyFilters({ push: true });
+}
+
+function openPicker(picker, open) {
+  const button = picker.querySelector('button.facet');
+  const panel = picker.querySelector('.picker-panel');
+  if (open) {
+    for (const other of document.querySelectorAll('.picker')) if (other !== picker) openPicker(other, false);
+  }
+  panel.hidden = !open;
+  button.setAttribute('aria-expanded', String(open));
+  panel.classList.remove('from-right'); // a picker near the right edge opens its list leftwards
+  if (open && panel.getBoundingClientRect().right > document.documentElement.clientWidth) panel.classList.add('from-right');
+  if (open) (panel.querySelector('.picker-values input') ?? panel.querySelector('.picker-find')).focus();
+}
+
+function findInPicker(picker) {
+  const words = picker.querySelector('.picker-find').value.trim().toLowerCase();
+  for (const row of picker.querySelectorAll('.picker-values label')) {
+    row.hidden = words !== '' && !row.dataset.value.toLowerCase().includes(words);
+  }
+}
+
+function bindPickers() {
+  for (const picker of document.querySelectorAll('.picker')) {
+    const name = picker.dataset.field;
+    const button = picker.querySelector('button.facet');
+    button.addEventListener('click', () => openPicker(picker, button.getAttribute('aria-expanded') !== 'true'));
+    picker.querySelector('.picker-values').addEventListener('change', (event) => {
+      event.stopPropagation();
+      toggleValue(name, event.target.value, event.target.checked);
+    });
+    picker.querySelector('.picker-find').addEventListener('input', () => findInPicker(picker));
+    picker.querySelector('.picker-any').addEventListener('click', () => clearField(name));
+    picker.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape' && button.getAttribute('aria-expanded') === 'true') {
+        event.preventDefault();
+        event.stopPropagation(); // closes the list, not a dialog or the selection
+        openPicker(picker, false);
+        button.focus();
+      } else if (event.key === 'Enter' && event.target.matches('.picker-find')) {
+        event.preventDefault(); // not the form's submit
+        picker.querySelector('.picker-values label:not([hidden]) input')?.click();
+      }
+    });
+  }
+  // A click elsewhere, or the focus leaving a picker, closes its list.
+  document.addEventListener('click', (event) => {
+    for (const picker of document.querySelectorAll('.picker')) {
+      if (!picker.contains(event.target)) openPicker(picker, false);
+    }
+  });
+  $('filters').addEventListener('focusout', (event) => {
+    const picker = event.target.closest('.picker');
+    if (picker && event.relatedTarget && !picker.contains(event.relatedTarget)) openPicker(picker, false);
+  });
 }
 
 function clearFilters() {
@@ -189,23 +284,31 @@ async function loadFacets() {
   try {
     const results = await Promise.all(fields.map((field) => facetsWithout(field.name)));
     if (generation !== state.generation) return;
-    fields.forEach((field, i) => fillSelect(field.name, results[i].facets[field.name] ?? [], results[i].sampled));
+    fields.forEach((field, i) => fillPicker(field.name, results[i].facets[field.name] ?? [], results[i].sampled));
   } catch (error) {
     if (generation === state.generation) showToast(`Could not load filter values: ${error.message}`);
   }
 }
 
-function fillSelect(name, buckets, sampled) {
-  const select = $(`filter-${name}`);
+// The values of a field with their counts under the other filters; a chosen value that has
+// none there is listed first with 0. The focus stays on the value it was on.
+function fillPicker(name, buckets, sampled) {
+  const picker = document.querySelector(`.picker[data-field="${name}"]`);
   // Under a filter matching many jobs the server counts only the newest of them.
-  select.title = sampled ? `Counts over the newest ${sampled.jobs.toLocaleString('en-US')} matching jobs` : '';
-  const selected = state.params.get(name) ?? '';
-  const values = buckets.filter((bucket) => bucket.value != null && bucket.value !== '');
-  const match = values.find((bucket) => String(bucket.value).toLowerCase() === selected.toLowerCase());
-  const options = values.map(({ value, count }) => h('option', { value }, `${value} (${count})`));
-  if (selected && !match) options.unshift(h('option', { value: selected }, `${selected} (0)`));
-  select.replaceChildren(select.options[0], ...options);
-  select.value = match ? String(match.value) : selected;
+  $(`filter-${name}`).title = sampled ? `Counts over the newest ${sampled.jobs.toLocaleString('en-US')} matching jobs` : '';
+  const values = buckets.filter((bucket) => bucket.value != null && bucket.value !== '')
+    .map(({ value, count }) => ({ value: String(value), count }));
+  const listed = new Set(values.map(({ value }) => value.toLowerCase()));
+  const missing = chosen(name).filter((value) => !listed.has(value.toLowerCase())).map((value) => ({ value, count: 0 }));
+  const list = picker.querySelector('.picker-values');
+  const focused = list.contains(document.activeElement) ? document.activeElement.value : null;
+  list.replaceChildren(...[...missing, ...values].map(({ value, count }) => h('label', { 'data-value': value },
+    h('input', { type: 'checkbox', value }), h('span', { class: 'picker-value' }, value),
+    h('span', { class: 'picker-count' }, count.toLocaleString('en-US')))));
+  if (!values.length && !missing.length) list.append(h('p', { class: 'picker-none' }, 'No values under these filters'));
+  labelPicker(picker);
+  findInPicker(picker);
+  if (focused != null) [...list.querySelectorAll('input')].find((box) => box.value === focused)?.focus();
 }
 
 // Search and sort sit in the title row but belong to the form (their `form` attribute),
@@ -214,8 +317,9 @@ export function bindFilterBar() {
   const search = $('filter-q');
   const searchLater = debounce(() => updateParam(search), SEARCH_DEBOUNCE_MS);
   $('topbar').addEventListener('change', (event) => {
-    if (event.target.form === $('filters')) updateParam(event.target);
+    if (event.target.form === $('filters') && event.target.name) updateParam(event.target);
   });
+  bindPickers();
   $('filters').addEventListener('submit', (event) => {
     event.preventDefault();
     updateParam(search);
