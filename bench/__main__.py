@@ -1059,12 +1059,15 @@ def bench_images(results: Results, work: Path, seed: int) -> None:
 
 
 def bench_batches(results: Results, work: Path, seed: int) -> None:
-    """NDJSON batch ingest over HTTP, durable: 2 clients, batches of 100 and of 1,000."""
-    for batch in (100, 1000):
-        data_dir = work / f"batch-{batch}"
+    """NDJSON batch ingest over HTTP, durable: 2 clients, batches of 100 and of 1,000 (and of
+    1,000 to two service processes). The rate is of acknowledgements (each line fsynced in the
+    JSONL); the index follows, and the row also says when the last job was listed."""
+    for batch, processes in ((100, 1), (1000, 1), (1000, 2)):
+        data_dir = work / f"batch-{batch}-{processes}"
         bodies = [orjson.dumps(body) for body in gen.generate_records(40_000, seed=seed + batch)]
         chunks = [b"\n".join(bodies[i : i + batch]) + b"\n" for i in range(0, len(bodies), batch)]
-        with Server(data_dir, work / f"batch-{batch}.log") as server:
+        args = ("--workers", str(processes)) if processes > 1 else ()
+        with Server(data_dir, work / f"batch-{batch}-{processes}.log", args=args) as server:
             server.start()
             cpu_before = process_cpu_seconds(server.proc.pid)
             said: collections.Counter = collections.Counter()
@@ -1085,13 +1088,17 @@ def bench_batches(results: Results, work: Path, seed: int) -> None:
                 thread.join()
             seconds = time.perf_counter() - began
             Client(server.port).json("/api/jobs?limit=1")  # waits until the follower has indexed them all
-            server_us = 1e6 * (process_cpu_seconds(server.proc.pid) - cpu_before) / len(bodies)
+            listed = time.perf_counter() - began
+            if processes == 1:
+                server_us = 1e6 * (process_cpu_seconds(server.proc.pid) - cpu_before) / len(bodies)
         rate = len(bodies) / seconds
         results.add(
-            f"NDJSON batch ingest, batches of {batch:,}, 2 clients, durable ({len(bodies):,} jobs)",
-            f"{rate:,.0f} jobs/s ({dict(said)})",
-            "≥ 10,000 jobs/s",
-            rate >= 10_000,
+            f"NDJSON batch ingest, batches of {batch:,}, 2 clients, durable ({len(bodies):,} jobs)"
+            + (f", {processes} processes (serve --workers {processes})" if processes > 1 else ""),
+            f"{rate:,.0f} jobs/s acknowledged ({dict(said)}); all listed after {listed:.1f} s "
+            f"= {len(bodies) / listed:,.0f} jobs/s",
+            "≥ 10,000 jobs/s" if processes == 1 else "report",
+            rate >= 10_000 if processes == 1 else None,
         )
     batch_ceiling(results, work, seed, server_us)
 
