@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from . import exporting, images, params, records, reviews
 from .fields import FIELDS
 from .security import Refused
-from .service import BadReview, Conflict, NotFound, Service, Unavailable, job_op
+from .service import BadReview, Conflict, NotFound, Service, Unavailable, stored_op
 
 ERROR_STATUS = {Conflict: (409, "conflict"), NotFound: (404, "not_found"), Unavailable: (503, "unavailable")}
 
@@ -35,12 +35,8 @@ def settings():
     return current_app.extensions["learning_svc_settings"]
 
 
-def size_text(limit: int) -> str:
-    return f"{limit / 2**20:g} MiB" if limit >= 2**20 else f"{limit / 1024:g} KiB"
-
-
 def too_large_message(limit: int | None = None) -> str:
-    return f"the body is larger than {size_text(limit or current_app.config['MAX_CONTENT_LENGTH'])}"
+    return f"the body is larger than {records.size_text(limit or current_app.config['MAX_CONTENT_LENGTH'])}"
 
 
 def read_body(limit: int | None = None) -> bytes:
@@ -93,23 +89,19 @@ def post_batch() -> Response:
         raise Refused(413, "too_large", f"a batch holds at most {config.max_batch_lines:,} records, got {len(lines):,}")
     results: list[dict | None] = [None] * len(lines)
     ops, positions = [], []
-    for n, raw in enumerate(lines):
-        try:
-            if len(raw) > config.max_body_bytes:
-                raise records.InvalidRecord(
-                    f"the record is larger than {size_text(config.max_body_bytes)}",
-                    [{"loc": "body", "msg": "too large"}],
-                )
-            job = records.parse_json(records.JobIn, raw, config.naive_tz)
-        except records.InvalidRecord as error:
+    validated = service().validator.validate(lines, config.naive_timezone, config.max_body_bytes)
+    for n, (valid, outcome) in enumerate(validated):
+        if not valid:
+            message, fields = outcome
             results[n] = {
                 "line": n + 1,
                 "status": 400,
-                "job_id": _job_id_of(raw),
-                "error": {"code": "invalid", "message": str(error), "fields": error.fields},
+                "job_id": _job_id_of(lines[n]),
+                "error": {"code": "invalid", "message": message, "fields": fields},
             }
             continue
-        ops.append(job_op(job))
+        line, data, summary = outcome
+        ops.append(stored_op(orjson.loads(data) if line is None else line, data, summary))
         positions.append(n)
     for n, op in zip(positions, service().submit_many(ops, together=True)):
         job_id = op.payload["job_id"]

@@ -43,6 +43,7 @@ class Settings:
     naive_timezone: str = "UTC"  # what a posted time without a zone means: UTC, local or an IANA name
     watch: tuple[Path, ...] = ()  # folders whose new images are imported while serving
     watch_poll: bool = False  # poll the watched folders instead of OS notifications (network shares)
+    batch_processes: int | None = None  # processes validating large NDJSON batches (None: batches.default_processes)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -101,6 +102,7 @@ class Settings:
                 probe_above="LEARNING_SVC_PROBE_ABOVE",
                 facet_sample="LEARNING_SVC_FACET_SAMPLE",
                 text_cache_bytes="LEARNING_SVC_TEXT_CACHE_BYTES",
+                batch_processes="LEARNING_SVC_BATCH_PROCESSES",
             ),
         )
         if overrides.get("data_dir") is not None:

@@ -328,6 +328,15 @@ def job_summary(line_part: dict, rating: int | None, rated_at: float | None, rev
     }
 
 
+def size_text(limit: int) -> str:
+    return f"{limit / 2**20:g} MiB" if limit >= 2**20 else f"{limit / 1024:g} KiB"
+
+
+def new_job_summary(line: dict) -> dict:
+    """The summary a job's line has before any rating or review."""
+    return job_summary(line_summary(line), None, None)
+
+
 def is_sound(line: bytes) -> bool:
     """Does a journal line parse as a JSON object? (a torn or garbage last line does not)"""
     try:

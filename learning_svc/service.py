@@ -30,7 +30,8 @@ from filelock import Timeout
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import images, records, reviews
+from . import batches, images, records, reviews
+from .batches import Validator
 from .config import Settings
 from .index import db, facets, queries
 from .index.plan import Filters, Page, Thresholds, make_plan
@@ -88,6 +89,8 @@ class _Op:
     appended: object = None  # the result its appended line gave
     claimed: bool = False  # taken by the committer for writing: its caller waits for the answer
     given_id: bool = False  # a rating whose rating_id the caller gave (an importer's): maybe known already
+    data: bytes | None = None  # a job's line as appended, and its summary, when made beforehand (batches.py)
+    summary: dict | None = None
 
     def give_up(self, error: Exception) -> bool:
         """The caller stops waiting: the op fails with `error`, unless the committer has already
@@ -120,9 +123,10 @@ def job_op(job: records.JobIn) -> _Op:
     return _Op("job", records.stored_job(job))
 
 
-def stored_op(line: dict) -> _Op:
-    """Record a line as another learning_svc stored it (its input hash and times kept): result (created, summary)."""
-    return _Op("job", line)
+def stored_op(line: dict, data: bytes | None = None, summary: dict | None = None) -> _Op:
+    """Record a line as another learning_svc stored it (its input hash and times kept), or as a
+    batch's validation made it (with its journal bytes and summary): result (created, summary)."""
+    return _Op("job", line, data=data, summary=summary)
 
 
 def rating_op(
@@ -207,6 +211,8 @@ class Service:
         self._stopping = threading.Event()
         self._commits = 0  # since the last WAL checkpoint
         self.watcher = None  # a FolderWatcher (watch.py) when serving with --watch; stopped on close
+        processes = settings.batch_processes
+        self.validator = Validator(batches.default_processes() if processes is None else processes)
         self._index_hold: int | None = None  # SQLite: the shared lock that keeps a reindex out
         # What the journals hold past the index's checkpoints, as the committer's decisions need
         # it: while the follower catches up, and while the index cannot be written (a full disk).
@@ -258,6 +264,7 @@ class Service:
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
+        self.validator.close()
         if self._thread:
             self._queue.put(None)
             self._thread.join(timeout=30)
@@ -768,7 +775,7 @@ class Service:
             hash_, row = known.get(line["job_id"], (None, None))
             if hash_ is None:
                 known[line["job_id"]] = (line["input_hash"], op)
-                fresh.append((op, records.dumps(line)))
+                fresh.append((op, op.data or records.dumps(line)))
             elif hash_ != line["input_hash"]:
                 op.finish(error=Conflict(f"job {line['job_id']!r} was already recorded with different content"))
             elif isinstance(row, _Op):  # the same retry twice in one batch
@@ -777,7 +784,7 @@ class Service:
                 op.finish(result=(False, row))
             else:
                 op.finish(result=(False, queries.summary_of(conn, row, self.jobs_journal)))
-        lines = self._append(self.jobs_journal, fresh, lambda line: (True, _summary(line)))
+        lines = self._append(self.jobs_journal, fresh, lambda op: (True, op.summary or _summary(op.payload)))
         if lines and cp is not None:  # no checkpoint: the index is behind, and catches up later
             self.indexer.apply_log(conn, cp, lines, known_new=True)
 
@@ -875,7 +882,7 @@ class Service:
                 outcomes[event["rating_id"]] = (True, {"job_id": job_id, "rating": rating, "rated_at": rated_at})
                 fresh.append((op, records.dumps(event)))
         lines = self._append(
-            self.ratings_journal, fresh, lambda event: outcomes[event.get("rating_id") or event.get("review_id")]
+            self.ratings_journal, fresh, lambda op: outcomes[op.payload.get("rating_id") or op.payload.get("review_id")]
         )
         if lines and cp is not None:
             self.indexer.apply_ratings(conn, cp, lines)
@@ -927,7 +934,7 @@ class Service:
             return None
         lines, offset = [], start
         for op, data in fresh:
-            op.appended = result_of(op.payload)
+            op.appended = result_of(op)
             op.finish(result=op.appended)  # durable now, whatever the index does (or a timeout said)
             op.offset, op.length = offset, len(data)
             lines.append((offset, op.payload, len(data)))
@@ -1073,4 +1080,4 @@ class Service:
 
 
 def _summary(line: dict) -> dict:
-    return records.job_summary(records.line_summary(line), None, None)
+    return records.new_job_summary(line)
