@@ -100,8 +100,10 @@ def post_batch() -> Response:
                 "error": {"code": "invalid", "message": message, "fields": fields},
             }
             continue
-        line, data, summary = outcome
-        ops.append(stored_op(orjson.loads(data) if line is None else line, data, summary))
+        line, data, summary, rows = outcome
+        if line is None:  # a worker's: what the decisions read of it
+            line = {"job_id": rows.job["job_id"], "input_hash": rows.job["input_hash"]}
+        ops.append(stored_op(line, data, summary, rows))
         positions.append(n)
     for n, op in zip(positions, service().submit_many(ops, together=True)):
         job_id = op.payload["job_id"]

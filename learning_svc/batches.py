@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from . import records
+from .index.project import UnprojectableLine, project_job
 from .osutil import GC_THRESHOLDS
 from .timezones import naive_timezone
 
@@ -33,11 +34,12 @@ def default_processes() -> int:
 
 
 def validate(lines: list[bytes], timezone: str, max_body_bytes: int, shipped: bool = False) -> list[tuple[bool, tuple]]:
-    """Each line: (True, (its stored line, the line's journal bytes, its summary)), or
-    (False, (message, fields)) when it is refused; `timezone`: what a time without a zone
-    means (Settings.naive_timezone). `shipped` (a worker's answer): the stored line is left
-    out, as its bytes say it all and cost a tenth to send (unpickling a 5 KB line's objects
-    took ~70 µs, reading the bytes back ~13)."""
+    """Each line: (True, (its stored line, the line's journal bytes, its summary, its index
+    rows)), or (False, (message, fields)) when it is refused; `timezone`: what a time without a
+    zone means (Settings.naive_timezone). `shipped` (a worker's answer): the index rows are
+    projected here too (placed at their offset once appended), and the stored line is left out:
+    its bytes say it all, and unpickling a 5 KB line's objects took ~70 µs where the bytes and
+    rows take ~25, without the ~35 µs of projecting them in the service's process."""
     naive_tz = naive_timezone(timezone)
     out: list[tuple[bool, tuple]] = []
     for raw in lines:
@@ -48,10 +50,19 @@ def validate(lines: list[bytes], timezone: str, max_body_bytes: int, shipped: bo
                     [{"loc": "body", "msg": "too large"}],
                 )
             line = records.stored_job(records.parse_json(records.JobIn, raw, naive_tz))
-            out.append((True, (None if shipped else line, records.dumps(line), records.new_job_summary(line))))
+            data = records.dumps(line)
+            rows = _rows(line, len(data)) if shipped else None
+            out.append((True, (None if rows else line, data, records.new_job_summary(line), rows)))
         except records.InvalidRecord as error:
             out.append((False, (str(error), error.fields)))
     return out
+
+
+def _rows(line: dict, length: int):
+    try:
+        return project_job(line, 0, length - 1)
+    except UnprojectableLine:  # not from a validated record; the service's process says why
+        return None
 
 
 class Validator:

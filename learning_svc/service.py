@@ -35,8 +35,18 @@ from .batches import Validator
 from .config import Settings
 from .index import db, facets, queries
 from .index.plan import Filters, Page, Thresholds, make_plan
-from .index.project import UnprojectableLine, project_rating
-from .index.sync import LOG, RATINGS, Checkpoint, Indexer, SyncReport, read_checkpoint, read_checkpoints, repair_tails
+from .index.project import JobRows, UnprojectableLine, placed, project_rating
+from .index.sync import (
+    LOG,
+    RATINGS,
+    Checkpoint,
+    Indexer,
+    Prepared,
+    SyncReport,
+    read_checkpoint,
+    read_checkpoints,
+    repair_tails,
+)
 from .index.text_search import MatchSets
 from .journal import DamagedJournal, Journal, JournalWriteError
 from .osutil import hold_index_file
@@ -89,8 +99,11 @@ class _Op:
     appended: object = None  # the result its appended line gave
     claimed: bool = False  # taken by the committer for writing: its caller waits for the answer
     given_id: bool = False  # a rating whose rating_id the caller gave (an importer's): maybe known already
-    data: bytes | None = None  # a job's line as appended, and its summary, when made beforehand (batches.py)
+    # Made beforehand by a batch's validation worker (batches.py): a job's line as it is appended,
+    # its summary and its index rows; the payload then holds only the job id and input hash.
+    data: bytes | None = None
     summary: dict | None = None
+    rows: JobRows | None = None
 
     def give_up(self, error: Exception) -> bool:
         """The caller stops waiting: the op fails with `error`, unless the committer has already
@@ -104,6 +117,12 @@ class _Op:
     def finish(self, result=None, error: Exception | None = None) -> None:
         if self.result is None and self.error is None:
             self.result, self.error = result, error
+
+    def to_index(self) -> dict | Prepared:
+        """What the index takes for the line this op appended (at self.offset)."""
+        if self.rows is None:
+            return self.payload
+        return Prepared(rows=placed(self.rows, self.offset, self.length - 1))
 
 
 _CLAIMS = threading.Lock()  # between a caller giving up on an op and the committer taking it
@@ -123,10 +142,11 @@ def job_op(job: records.JobIn) -> _Op:
     return _Op("job", records.stored_job(job))
 
 
-def stored_op(line: dict, data: bytes | None = None, summary: dict | None = None) -> _Op:
+def stored_op(line: dict, data: bytes | None = None, summary: dict | None = None, rows: JobRows | None = None) -> _Op:
     """Record a line as another learning_svc stored it (its input hash and times kept), or as a
-    batch's validation made it (with its journal bytes and summary): result (created, summary)."""
-    return _Op("job", line, data=data, summary=summary)
+    batch's validation made it (its job id and input hash; its journal bytes, summary and index
+    rows): result (created, summary)."""
+    return _Op("job", line, data=data, summary=summary, rows=rows)
 
 
 def rating_op(
@@ -549,7 +569,7 @@ class Service:
                 self._remember_unindexed(op)
                 name = LOG if op.kind == "job" else RATINGS
                 if self._handed_in[name] - self._handed_out[name] + op.length <= HANDED_MAX_BYTES:
-                    self._handed[name].append((op.offset, op.payload, op.length))
+                    self._handed[name].append((op.offset, op.to_index(), op.length))
                     self._handed_in[name] += op.length
                 if op.kind == "job":  # CPU to project, not pages: indexed at once, in the batches that come
                     self._follow_now.set()
@@ -937,7 +957,7 @@ class Service:
             op.appended = result_of(op)
             op.finish(result=op.appended)  # durable now, whatever the index does (or a timeout said)
             op.offset, op.length = offset, len(data)
-            lines.append((offset, op.payload, len(data)))
+            lines.append((offset, op.to_index(), len(data)))
             offset += len(data)
         return lines
 

@@ -14,6 +14,7 @@ from learning_svc import batches
 from learning_svc.batches import WORKER_MIN_LINES, Validator
 from learning_svc.config import Settings
 from learning_svc.gen import generate_records
+from learning_svc.index.project import project_job
 from learning_svc.service import Service
 
 from conftest import LiveServer
@@ -30,17 +31,22 @@ def mixed_batch(count: int = 3 * WORKER_MIN_LINES) -> list[bytes]:
 
 
 def comparable(results: list[tuple[bool, tuple]]) -> list:
-    """The outcomes without the stored line's logged_at (the time each was validated)."""
+    """The outcomes without the stored line's logged_at (the time each was validated, which
+    also sets the line's length), and the index rows a worker projected or the service would."""
     out = []
     for valid, outcome in results:
         if not valid:
             out.append(outcome)
             continue
-        line, data, summary = outcome
+        line, data, summary, rows = outcome
         stored = orjson.loads(data)
-        assert line is None or line == stored  # a worker ships the bytes alone
+        assert (line is None) == (rows is not None)  # a worker ships the bytes and rows, not the line
+        assert line is None or line == stored
+        rows = rows or project_job(stored, 0, len(data) - 1)
+        assert rows.job["line_length"] == len(data) - 1
         stored.pop("logged_at")
-        out.append((stored, summary))
+        rows.job.pop("line_length")
+        out.append((stored, summary, rows))
     return out
 
 
@@ -69,7 +75,7 @@ def test_a_small_batch_stays_in_the_service_process():
     lines = mixed_batch(WORKER_MIN_LINES - 1)
     results = validator.validate(lines, "UTC", 2**20)
     assert validator._pool is None and len(results) == len(lines)
-    assert results[0][1][0] is not None  # the stored line itself, not shipped
+    assert results[0][1][0] is not None and results[0][1][3] is None  # the stored line itself, not shipped
 
 
 def test_a_worker_that_dies_costs_no_batch_and_is_replaced():

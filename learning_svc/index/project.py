@@ -88,6 +88,14 @@ def project_job(line: dict, offset: int, length: int) -> JobRows | None:
     return JobRows(job, tags, search)
 
 
+def placed(rows: JobRows, offset: int, length: int) -> JobRows:
+    """Rows projected before their line had a place in the log (by a batch's validation worker),
+    given the offset and length it was appended at."""
+    rows.job["id"] = rows.search["rowid"] = offset
+    rows.job["line_length"] = length
+    return rows
+
+
 def duration_key(duration) -> float:
     """A job's duration sort key: duration_sec in whole milliseconds, -1 when unknown. Durations
     sort to the millisecond (a tie is ordered by job, as every tie): a whole number takes 1-4
