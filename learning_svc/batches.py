@@ -24,8 +24,11 @@ from .timezones import naive_timezone
 
 log = logging.getLogger(__name__)
 
-WORKER_MIN_LINES = 200  # below this a batch is validated in the service's process: sending it costs more
-CHUNK_LINES = 250  # a worker's share at a time: the answers of a batch come back while others are validated
+# Below this a batch is validated in the service's process: a round trip to a worker is ~1 ms,
+# 50 lines ~10 ms of validation. (Batches of 100 from 2 clients, 40,000 jobs: all listed after
+# 12.2-13.1 s through the workers, 16.4-17.3 s without.)
+WORKER_MIN_LINES = 50
+CHUNK_LINES = 250  # at most, a worker's share at a time: a batch is spread over all of them
 
 
 def default_processes() -> int:
@@ -77,7 +80,8 @@ class Validator:
         if self.processes == 0 or len(lines) < WORKER_MIN_LINES:
             return validate(lines, timezone, max_body_bytes)
         pool = self._workers()
-        chunks = [lines[i : i + CHUNK_LINES] for i in range(0, len(lines), CHUNK_LINES)]
+        size = min(CHUNK_LINES, -(-len(lines) // self.processes))
+        chunks = [lines[i : i + size] for i in range(0, len(lines), size)]
         try:
             futures = [pool.submit(validate, chunk, timezone, max_body_bytes, True) for chunk in chunks]
             return [result for future in futures for result in future.result()]

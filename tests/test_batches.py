@@ -54,13 +54,14 @@ def pool_pids(validator: Validator) -> list[int]:
     return list(validator._pool._processes) if validator._pool else []
 
 
-def test_workers_answer_a_batch_as_the_service_process_does():
+@pytest.mark.parametrize("processes", [1, 3])
+def test_workers_answer_a_batch_as_the_service_process_does(processes):
     lines = mixed_batch()
     here = Validator(0).validate(lines, "Europe/Berlin", 16 * 1024)
-    workers = Validator(1)
+    workers = Validator(processes)
     try:
         shipped = workers.validate(lines, "Europe/Berlin", 16 * 1024)
-        assert pool_pids(workers), "a batch this large goes to the worker processes"
+        assert len(pool_pids(workers)) == processes, "a batch this large goes to the worker processes"
     finally:
         workers.close()
     assert comparable(shipped) == comparable(here)
