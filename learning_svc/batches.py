@@ -85,8 +85,9 @@ class Validator:
         try:
             futures = [pool.submit(validate, chunk, timezone, max_body_bytes, True) for chunk in chunks]
             return [result for future in futures for result in future.result()]
-        except BrokenProcessPool:  # a worker died (killed, out of memory): this batch here, new workers next
-            log.warning("a batch validation process died; validating this batch in the service's process")
+        except (BrokenProcessPool, OSError) as error:  # a worker died (killed, out of memory) or could not
+            # start (a process limit): this batch here, new workers next time
+            log.warning("batch validation processes failed (%s); validating this batch in the service's process", error)
             self._discard(pool)
             return validate(lines, timezone, max_body_bytes)
 

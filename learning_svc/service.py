@@ -798,8 +798,8 @@ class Service:
                 fresh.append((op, op.data or records.dumps(line)))
             elif hash_ != line["input_hash"]:
                 op.finish(error=Conflict(f"job {line['job_id']!r} was already recorded with different content"))
-            elif isinstance(row, _Op):  # the same retry twice in one batch
-                op.finish(result=(False, _summary(line)))
+            elif isinstance(row, _Op):  # the same retry twice in one batch (a worker's: the payload is its id)
+                op.finish(result=(False, row.summary or _summary(row.payload)))
             elif isinstance(row, dict):  # appended while the index was failing: its summary as it was answered
                 op.finish(result=(False, row))
             else:

@@ -144,3 +144,41 @@ def test_the_default_leaves_a_core_to_the_service(monkeypatch):
     assert batches.default_processes() == 0
     monkeypatch.setattr(os, "cpu_count", lambda: 32)
     assert batches.default_processes() == 4
+
+
+def test_the_same_record_twice_in_a_worker_validated_batch_answers_its_summary_twice(tmp_path):
+    """A worker's op carries only the job id and input hash in its payload: the second of two
+    identical lines in one batch was answered with a summary made from those two keys."""
+    from learning_svc import create_app
+
+    app = create_app(Settings(data_dir=tmp_path / "data", batch_processes=1))
+    try:
+        lines = mixed_batch()
+        lines[40] = lines[30]
+        response = app.test_client().post(
+            "/api/jobs", data=b"\n".join(lines) + b"\n", headers={"Content-Type": "application/x-ndjson"}
+        )
+        assert pool_pids(app.extensions["learning_svc"].validator)
+        answers = [orjson.loads(line) for line in response.get_data().splitlines()]
+        assert (answers[30]["status"], answers[40]["status"]) == (201, 200)
+        assert answers[40]["summary"] == answers[30]["summary"]
+        assert answers[40]["summary"]["completed_at"] is not None and answers[40]["summary"]["model"]
+    finally:
+        app.extensions["learning_svc"].close()
+
+
+def test_workers_that_cannot_start_cost_no_batch(monkeypatch):
+    """A process limit reached: the executor cannot start a worker (OSError on submit)."""
+
+    class NoProcesses:
+        def submit(self, *args, **kwargs):
+            raise OSError(11, "Resource temporarily unavailable")
+
+        def shutdown(self, **kwargs):
+            pass
+
+    validator = Validator(1)
+    monkeypatch.setattr(validator, "_pool", NoProcesses())
+    lines = mixed_batch()
+    assert comparable(validator.validate(lines, "UTC", 2**20)) == comparable(Validator(0).validate(lines, "UTC", 2**20))
+    assert validator._pool is None  # new workers are tried with the next batch
