@@ -4,7 +4,9 @@ the service's own process also answers HTTP, appends and indexes under one GIL. 
 validation on the other cores it only takes the stored lines in.
 
 The workers are spawned (never forked from a process with threads and open connections) on
-the first large batch, and stay for the next ones.
+the first large batch, and stay for the next ones; they end with the service's process,
+however it ends (closed, or killed: then nothing tells the executor's workers, which would
+wait for work for ever).
 """
 
 from __future__ import annotations
@@ -61,6 +63,20 @@ def validate(lines: list[bytes], timezone: str, max_body_bytes: int, shipped: bo
     return out
 
 
+def _start_worker() -> None:
+    """In each worker: the service's collector thresholds (osutil.GC_THRESHOLDS), and a thread
+    that ends the worker once the process that spawned it has ended."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_end_with, args=(parent,), name="end-with-the-service", daemon=True).start()
+
+
+def _end_with(parent) -> None:
+    parent.join()  # its sentinel: readable once the parent is gone
+    os._exit(0)
+
+
 def _rows(line: dict, length: int):
     try:
         return project_job(line, 0, length - 1)
@@ -97,8 +113,7 @@ class Validator:
                 self._pool = ProcessPoolExecutor(
                     self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=gc.set_threshold,
-                    initargs=GC_THRESHOLDS,
+                    initializer=_start_worker,
                 )
             return self._pool
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -181,6 +183,8 @@ def _serve(settings: Settings, sock=None, ready=None, quiet: bool = False) -> No
         click.echo(f"learning_svc serving {settings.data_dir} on {_url(settings)} (index: {_index_name(settings)})")
         _token_hint(settings)
     tune_gc()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill`, a service manager: stop as Ctrl-C does
     if ready is not None:
         ready()
     try:
@@ -188,6 +192,13 @@ def _serve(settings: Settings, sock=None, ready=None, quiet: bool = False) -> No
     finally:
         server.task_dispatcher.shutdown()
         app.extensions["learning_svc"].close()
+
+
+def _stop_on_sigterm(_signum, _frame):
+    """Closes the service as Ctrl-C does: its follower indexes what it holds, its batch
+    validation processes end, the index is closed."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 @main.command()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import orjson
 import pytest
+import requests
 
 from learning_svc import batches
 from learning_svc.batches import WORKER_MIN_LINES, Validator
@@ -18,6 +20,7 @@ from learning_svc.index.project import project_job
 from learning_svc.service import Service
 
 from conftest import LiveServer
+from procs import ServerProcess, cli_env
 
 
 def mixed_batch(count: int = 3 * WORKER_MIN_LINES) -> list[bytes]:
@@ -182,3 +185,45 @@ def test_workers_that_cannot_start_cost_no_batch(monkeypatch):
     lines = mixed_batch()
     assert comparable(validator.validate(lines, "UTC", 2**20)) == comparable(Validator(0).validate(lines, "UTC", 2**20))
     assert validator._pool is None  # new workers are tried with the next batch
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The batch validation processes among a process's children (from /proc)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return [child for child in children if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+def gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True  # ended, waiting to be reaped
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from /proc (Linux)")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_the_validation_workers_end_with_the_serve_process(tmp_path, how):
+    """`kill` (SIGTERM) ended `serve` without closing the service, and a killed service's
+    workers waited for work for ever: each stop left a process behind. SIGTERM now stops
+    `serve` as Ctrl-C does, and a worker ends when the process that spawned it has ended."""
+    server = ServerProcess(tmp_path / "data", env=cli_env(LEARNING_SVC_BATCH_PROCESSES="1")).start()
+    try:
+        body = b"\n".join(mixed_batch()) + b"\n"
+        answer = requests.post(server.url + "/api/jobs", data=body, headers={"Content-Type": "application/x-ndjson"})
+        assert answer.status_code == 200
+        (worker,) = worker_pids(server.proc.pid)
+        server.proc.send_signal(getattr(signal, how))
+        code = server.proc.wait(timeout=30)
+        if how == "SIGTERM":
+            assert code == 0, server.output()
+            assert "Traceback" not in server.output()
+        assert gone(worker), f"the validation worker {worker} outlived the service"
+    finally:
+        server.kill()
