@@ -30,8 +30,8 @@ from filelock import Timeout
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import batches, images, records, reviews
-from .batches import Validator
+from . import images, records, reviews
+from .batches import Validator, default_processes
 from .config import Settings
 from .index import db, facets, queries
 from .index.plan import Filters, Page, Thresholds, make_plan
@@ -232,7 +232,7 @@ class Service:
         self._commits = 0  # since the last WAL checkpoint
         self.watcher = None  # a FolderWatcher (watch.py) when serving with --watch; stopped on close
         processes = settings.batch_processes
-        self.validator = Validator(batches.default_processes() if processes is None else processes)
+        self.validator = Validator(default_processes() if processes is None else processes)
         self._index_hold: int | None = None  # SQLite: the shared lock that keeps a reindex out
         # What the journals hold past the index's checkpoints, as the committer's decisions need
         # it: while the follower catches up, and while the index cannot be written (a full disk).

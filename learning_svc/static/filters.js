@@ -144,25 +144,21 @@ function updateParam(control) {
   }
 }
 
-// A value ticked or unticked in a picker: added to or taken from its field's values.
-function toggleValue(name, value, on) {
+// A field's values set from its picker: a new listing, and a step Back undoes.
+function setValues(name, values) {
   const params = new URLSearchParams(state.params);
-  const values = params.getAll(name).filter((v) => v.toLowerCase() !== value.toLowerCase());
-  if (on) values.push(value);
   params.delete(name);
-  for (const v of values) params.append(name, v);
+  for (const value of values) params.append(name, value);
+  if (params.toString() === state.params.toString()) return;
   setParams(params);
   syncControls();
   applyFilters({ push: true });
 }
 
-function clearField(name) {
-  const params = new URLSearchParams(state.params);
-  if (!params.has(name)) return;
-  params.delete(name);
-  setParams(params);
-  syncControls();
-  applyFilters({ push: true });
+// A value ticked or unticked: added to or taken from its field's values.
+function toggleValue(name, value, on) {
+  const others = chosen(name).filter((v) => v.toLowerCase() !== value.toLowerCase());
+  setValues(name, on ? [...others, value] : others);
 }
 
 function openPicker(picker, open) {
@@ -195,7 +191,7 @@ function bindPickers() {
       toggleValue(name, event.target.value, event.target.checked);
     });
     picker.querySelector('.picker-find').addEventListener('input', () => findInPicker(picker));
-    picker.querySelector('.picker-any').addEventListener('click', () => clearField(name));
+    picker.querySelector('.picker-any').addEventListener('click', () => setValues(name, []));
     picker.addEventListener('keydown', (event) => {
       if (event.key === 'Escape' && button.getAttribute('aria-expanded') === 'true') {
         event.preventDefault();
