@@ -663,10 +663,12 @@ class Service:
                 # Where this process's committer left them: only its complete lines, no lock needed
                 # (taking it here made the committer wait at every turn of the follower).
                 ends = (self.jobs_journal.size(), self.ratings_journal.size())
-                if ends != self._ends:  # an append under way, or another writer's lines
+                foreign = ends != self._ends
+                if foreign:  # an append under way, or another writer's lines
                     with self.jobs_journal.locked(), self.ratings_journal.locked():  # no append half done
                         ends = (self.jobs_journal.size(), self.ratings_journal.size())
-                        if ends != self._ends:  # another writer's lines: a torn tail it left is moved aside
+                        foreign = ends != self._ends
+                        if foreign:  # another writer's lines: a torn tail it left is moved aside
                             report = SyncReport()
                             repair_tails((self.jobs_journal, self.ratings_journal), report)
                             self.torn_files += [p.name for p in report.torn]
@@ -674,7 +676,7 @@ class Service:
                 if ends == self._synced:
                     return
                 with self._index_lock:
-                    reached = self._index_to(ends)
+                    reached = self._index_to(ends, thorough=foreign)
                 self._commits += 1
                 self._index_recovered()
                 # Each transaction lets go the reads it covers (a read waits for the journal's
@@ -694,11 +696,14 @@ class Service:
         except Exception as error:
             self._index_failed(error, [])
 
-    def _index_to(self, ends: tuple[int, int]) -> tuple[int, int]:
+    def _index_to(self, ends: tuple[int, int], thorough: bool = True) -> tuple[int, int]:
         """One transaction of the follower (FOLLOW_BATCH lines of each file at most, towards
-        `ends`); returns how far the index then holds each journal."""
+        `ends`); returns how far the index then holds each journal. `thorough` when another
+        process may have written (sync.stale_reason)."""
         with self.write_engine.connect() as conn, conn.begin():
-            log_cp, ratings_cp, report = self.indexer.catch_up_to(conn, ends, self._handed_lines, FOLLOW_BATCH)
+            log_cp, ratings_cp, report = self.indexer.catch_up_to(
+                conn, ends, self._handed_lines, FOLLOW_BATCH, thorough
+            )
             self.torn_files += [p.name for p in report.torn]
         return log_cp.offset, ratings_cp.offset
 

@@ -374,7 +374,7 @@ def _rewrite(settings, keep: int, new: list[str] = ()) -> None:
 
 
 @pytest.mark.both_backends
-@pytest.mark.parametrize("how", ["truncated", "replaced", "rewritten_longer"])
+@pytest.mark.parametrize("how", ["truncated", "replaced", "rewritten_longer", "replaced_same_first_line"])
 def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how, monkeypatch):
     ids = fill(settings, 20)
     # A text search's matches are held in memory (index/text_search.py): the ones of the old
@@ -393,6 +393,14 @@ def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how, monk
     elif how == "replaced":  # a different first line, and longer than before
         expected = [f"new-{i:03d}" for i in range(30)]
         settings.log_path.write_bytes(b"".join(records.dumps(stored(j)) for j in expected))
+    elif how == "replaced_same_first_line":
+        # Another history that began with the same line (both machines imported the same file
+        # first), whose lines fall on the same offsets: only reading a line back tells them apart.
+        lines = settings.log_path.read_bytes().splitlines(keepends=True)
+        others = [line.replace(i.encode(), i.replace("job", "new").encode()) for line, i in zip(lines[1:], ids[1:])]
+        expected = [ids[0]] + [i.replace("job", "new") for i in ids[1:]] + ["new-more"]
+        settings.log_path.write_bytes(lines[0] + b"".join(others) + records.dumps(stored("new-more")))
+        assert [len(line) for line in others] == [len(line) for line in lines[1:]]
     else:  # same first line, cut, then grown past the checkpoint with other lines
         expected = ids[:12] + [f"grown-with-a-longer-id-{i:03d}" for i in range(12)]
         _rewrite(settings, 12, expected[12:])
@@ -407,6 +415,31 @@ def test_truncated_or_replaced_jsonl_triggers_a_full_rebuild(settings, how, monk
         assert sorted(listed(client)) == sorted(expected)
         assert sorted(listed(client, q="job")) == sorted(i for i in expected if i.startswith("job-"))
         assert client.get("/api/ratings").json == ({ids[0]: 4} if ids[0] in expected else {})
+    finally:
+        app.extensions["learning_svc"].close()
+    assert verify_index(settings) == []
+
+
+@pytest.mark.both_backends
+def test_ratings_file_replaced_with_the_same_first_line_triggers_a_rebuild(settings):
+    ids = fill(settings, 3)
+    first = records.rating_event(ids[1], 2, "api")
+    append_directly(settings.ratings_path, [first])
+    app = create_app(settings)
+    try:
+        assert app.test_client().get("/api/ratings").json == {ids[0]: 4, ids[1]: 2}
+    finally:
+        app.extensions["learning_svc"].close()
+    lines = settings.ratings_path.read_bytes().splitlines(keepends=True)
+    other = records.rating_event(ids[2], 5, "api")
+    other["timestamp"] = first["timestamp"]
+    replaced = records.dumps(other)
+    assert len(replaced) == len(lines[1]) and replaced != lines[1]
+    settings.ratings_path.write_bytes(lines[0] + replaced)
+    app = create_app(settings)
+    try:
+        assert "learning_ratings_v2.jsonl was replaced" in app.extensions["learning_svc"].startup.rebuilt
+        assert app.test_client().get("/api/ratings").json == {ids[0]: 4, ids[2]: 5}
     finally:
         app.extensions["learning_svc"].close()
     assert verify_index(settings) == []

@@ -14,7 +14,7 @@ from learning_svc import records
 from learning_svc import service as service_module
 from learning_svc.index import sync
 from learning_svc.journal import Journal
-from learning_svc.service import Conflict, Service, Unavailable
+from learning_svc.service import Conflict, NotFound, Service, Unavailable
 
 from procs import job, journal_lines
 
@@ -126,6 +126,27 @@ def test_a_log_cut_while_running_forgets_what_the_cut_lines_said(settings):
         service.close()
 
 
+def test_a_log_replaced_while_running_by_one_with_the_same_first_line_is_indexed_again(settings):
+    """Another history put in the log's place (the same first line, its lines on the same
+    offsets, and longer): the follower finds the lines changed under the index and starts over;
+    before, the listing showed the new file's lines under the old jobs' ids."""
+    service = Service(settings).start()
+    try:
+        for name in ("first", "mine1", "mine2"):
+            service.record_job(job_in(name))
+        assert service.get_job("mine2")["record"]["job_id"] == "mine2"
+        lines = settings.log_path.read_bytes().splitlines(keepends=True)
+        others = [line.replace(b"mine", b"alt_") for line in lines[1:]]
+        more = records.dumps(records.stored_job(job_in("more")))
+        settings.log_path.write_bytes(lines[0] + b"".join(others) + more)
+        assert service.get_job("more")["record"]["job_id"] == "more"  # the follower took the new file in
+        assert service.get_job("alt_2")["record"]["job_id"] == "alt_2"
+        with pytest.raises(NotFound):
+            service.get_job("mine2")
+    finally:
+        service.close()
+
+
 def test_another_writers_lines_the_index_already_has_are_not_read_again(settings, monkeypatch):
     """Before a decision, the lines another process appended join the backlog; the ones the
     index already holds (before the snapshot's checkpoint) are not parsed again under the
@@ -170,9 +191,9 @@ def test_a_read_waits_for_what_was_acknowledged_before_it_not_for_every_write_si
     monkeypatch.setattr(service_module, "FOLLOW_BATCH", 2)
     slow = Service._index_to
 
-    def slow_index_to(self, ends):
+    def slow_index_to(self, ends, thorough=True):
         time.sleep(0.02)
-        return slow(self, ends)
+        return slow(self, ends, thorough)
 
     monkeypatch.setattr(Service, "_index_to", slow_index_to)
     service = Service(settings).start()

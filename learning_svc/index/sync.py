@@ -101,8 +101,11 @@ def write_checkpoint(conn: Connection, cp: Checkpoint) -> None:
         db.sql(conn, added, values)
 
 
-def stale_reason(conn: Connection, journal: Journal, name: str) -> str | None:
-    """Why the index no longer describes this journal file (truncated or replaced), if it does not."""
+def stale_reason(conn: Connection, journal: Journal, name: str, thorough: bool = True) -> str | None:
+    """Why the index no longer describes this journal file (truncated or replaced), if it does not.
+
+    `thorough` also reads back the last indexed line that made a row (_last_row_reason); the
+    follower leaves it out for the lines its own process appended."""
     cp = read_checkpoint(conn, name)
     if cp.offset == 0:
         return None
@@ -112,7 +115,45 @@ def stale_reason(conn: Connection, journal: Journal, name: str) -> str | None:
         return f"{journal.path.name} was replaced (its first line changed)"
     if journal.read_at(cp.offset - 1, 1) != b"\n":  # cut and grown again: the checkpoint is mid-line
         return f"{journal.path.name} was rewritten (byte {cp.offset} no longer starts a line)"
-    return None
+    return _last_row_reason(conn, journal, name, cp.offset) if thorough else None
+
+
+# The rows that remember which line made them: (statement, the line's key that names the row).
+# A job log row knows its line's length; a ratings line is read up to its newline.
+_LAST_ROWS = {
+    LOG: (
+        ("SELECT id, job_id, line_length FROM jobs WHERE id < ? ORDER BY id DESC LIMIT 1", "job_id"),
+        ("SELECT id, job_id, line_length FROM job_amendments WHERE id < ? ORDER BY id DESC LIMIT 1", "job_id"),
+    ),
+    RATINGS: (
+        ("SELECT id, rating_id, NULL FROM rating_events WHERE id < ? ORDER BY id DESC LIMIT 1", "rating_id"),
+        ("SELECT id, review_id, NULL FROM review_events WHERE id < ? ORDER BY id DESC LIMIT 1", "review_id"),
+    ),
+}
+
+
+def _last_row_reason(conn: Connection, journal: Journal, name: str, end: int) -> str | None:
+    """Whether the last indexed line that made a row still says what the row says. A file put in
+    the journal's place with the same first line and at least as long (two machines' journals
+    that both began with the same imported history) passes the other checks, and its lines at
+    the indexed offsets are other jobs: the listing would show them under the wrong ids."""
+    found = [(row, key) for statement, key in _LAST_ROWS[name] if (row := db.sql(conn, statement, (end,)).first())]
+    if not found:
+        return None
+    (offset, identity, length), key = max(found, key=lambda item: item[0][0])
+    if length is None:
+        line = next(journal.scan(offset, end), (offset, b""))[1]
+    else:
+        line = journal.read_at(offset, length + 1)
+        line = line[:-1] if line.endswith(b"\n") else b""
+    starts_a_line = offset == 0 or journal.read_at(offset - 1, 1) == b"\n"
+    try:
+        record = orjson.loads(line) if starts_a_line else None
+    except orjson.JSONDecodeError:
+        record = None
+    if isinstance(record, dict) and record.get(key) == identity:
+        return None
+    return f"{journal.path.name} was replaced (byte {offset} no longer holds {key} {identity})"
 
 
 def wipe(conn: Connection) -> None:
@@ -314,15 +355,16 @@ class Indexer:
         return cps[LOG], cps.get(RATINGS), report
 
     def catch_up_to(
-        self, conn: Connection, ends: tuple[int, int], lines_of: Callable, limit: int
+        self, conn: Connection, ends: tuple[int, int], lines_of: Callable, limit: int, thorough: bool = True
     ) -> tuple[Checkpoint, Checkpoint, SyncReport]:
         """The follower's step, in the caller's transaction: index each journal from its checkpoint
         towards `ends` (their sizes taken under their locks, so no append was half done), at most
-        `limit` lines of each. `lines_of(name, start, stop)` gives the (offset, line, length) triples."""
+        `limit` lines of each. `lines_of(name, start, stop)` gives the (offset, line, length) triples.
+        `thorough`: see stale_reason (False when only the caller's own process appended)."""
         report = SyncReport()
         files = {LOG: self.log, RATINGS: self.ratings}
         cps = {name: read_checkpoint(conn, name, for_update=True) for name in files}
-        reasons = [lambda n=name, j=journal: stale_reason(conn, j, n) for name, journal in files.items()]
+        reasons = [lambda n=name, j=journal: stale_reason(conn, j, n, thorough) for name, journal in files.items()]
         if start_over_if_stale(conn, reasons, report):
             cps = {name: read_checkpoint(conn, name) for name in files}
         log_cp, ratings_cp = cps[LOG], cps[RATINGS]
