@@ -16,7 +16,13 @@ from .config import Settings
 
 
 def _settings(data_dir, **overrides) -> Settings:
-    return Settings.from_env(data_dir=data_dir, **overrides)
+    """The settings of the flags and the environment; a setting that cannot work is one line, exit 1."""
+    from .config import SettingsError
+
+    try:
+        return Settings.from_env(data_dir=data_dir, **overrides).check()
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
 
 
 @contextmanager
@@ -83,7 +89,7 @@ data_dir_option = click.option(
 
 @main.command()
 @click.option("--host", default=None, help="Address to bind [LEARNING_SVC_HOST, 127.0.0.1].")
-@click.option("--port", type=int, default=None, help="Port [LEARNING_SVC_PORT, 8765].")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port [LEARNING_SVC_PORT, 8765].")
 @data_dir_option
 @click.option(
     "--watch",
@@ -256,6 +262,7 @@ def verify(data_dir):
 def export(data_dir, fmt, output, filters):
     """Export matching jobs; FILTERS are name=value pairs as in GET /api/jobs (e.g. sampler='DPM++ 2M')."""
     from .exporting import export_to
+    from .params import BadQuery, ExportParams, parse
 
     params: dict[str, list[str]] = {}
     for item in filters:
@@ -263,6 +270,10 @@ def export(data_dir, fmt, output, filters):
         if not sep:
             raise click.UsageError(f"filter {item!r} is not name=value")
         params.setdefault(name, []).append(value)
+    try:  # before the output file is made
+        parse(ExportParams, {**params, "format": [fmt]})
+    except BadQuery as error:
+        raise click.UsageError(f"filter {error}") from None
     settings = _settings(data_dir)
     _reach_index(settings)
     with click.open_file(output, "wb") as out, _index_errors(settings):
@@ -319,7 +330,7 @@ def import_(data_dir, dry_run, paths):
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), default="logs/demo", show_default=True)
 @click.option("--jobs", "count", type=int, default=120, show_default=True)
-@click.option("--port", type=int, default=None)
+@click.option("--port", type=click.IntRange(0, 65535), default=None)
 @click.option("--no-serve", is_flag=True, help="Only load the demo data.")
 def demo(data_dir, count, port, no_serve):
     """Load realistic sample jobs with placeholder images into a demo data dir, then serve it."""

@@ -14,6 +14,11 @@ from .timezones import naive_timezone
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+class SettingsError(ValueError):
+    """A setting that cannot work (a port out of range, no threads, an unknown time zone): the
+    commands say it in one line and stop before serving, not at every request."""
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("logs/learning")
@@ -72,6 +77,23 @@ class Settings:
         they have must be a loopback one (`127.evil.example` is a name like any other)."""
         return is_loopback(self.host)
 
+    def check(self) -> Settings:
+        """This, if every setting can work; SettingsError naming the first that cannot."""
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"port {self.port} is not a TCP port (0-65535) [--port, LEARNING_SVC_PORT]")
+        for name, var in _AT_LEAST_ONE.items():
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{var} is {getattr(self, name)}: it must be at least 1")
+        if self.batch_processes is not None and self.batch_processes < 0:
+            raise SettingsError(f"LEARNING_SVC_BATCH_PROCESSES is {self.batch_processes}: 0 or more")
+        try:
+            naive_timezone(self.naive_timezone)
+        except ValueError as error:
+            raise SettingsError(f"LEARNING_SVC_NAIVE_TIMEZONE: {error}") from None
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise SettingsError(f"the data folder {self.data_dir} is a file [--data-dir, LEARNING_SVC_DATA_DIR]")
+        return self
+
     def with_(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -83,13 +105,13 @@ class Settings:
             data_dir=Path(env.get("LEARNING_SVC_DATA_DIR", "logs/learning")),
             database_url=env.get("LEARNING_SVC_DATABASE_URL") or None,
             host=env.get("LEARNING_SVC_HOST", "127.0.0.1"),
-            port=int(env.get("LEARNING_SVC_PORT", "8765")),
+            **_ints(env, port="LEARNING_SVC_PORT"),
             token=env.get("LEARNING_SVC_TOKEN") or None,
             output_root=Path(env["LEARNING_SVC_OUTPUT_ROOT"]) if env.get("LEARNING_SVC_OUTPUT_ROOT") else None,
             allowed_hosts=hosts,
-            threads=int(env.get("LEARNING_SVC_THREADS", "8")),
             **_ints(
                 env,
+                threads="LEARNING_SVC_THREADS",
                 write_threads="LEARNING_SVC_WRITE_THREADS",
                 connection_limit="LEARNING_SVC_CONNECTION_LIMIT",
                 idle_seconds="LEARNING_SVC_IDLE_SECONDS",
@@ -110,8 +132,26 @@ class Settings:
         return base.with_(**overrides)
 
 
+# Settings below 1 would serve nothing (no thread ever answers) or refuse everything.
+_AT_LEAST_ONE = {
+    "threads": "LEARNING_SVC_THREADS",
+    "write_threads": "LEARNING_SVC_WRITE_THREADS",
+    "connection_limit": "LEARNING_SVC_CONNECTION_LIMIT",
+    "idle_seconds": "LEARNING_SVC_IDLE_SECONDS",
+    "facet_sample": "LEARNING_SVC_FACET_SAMPLE",
+}
+
+
 def _ints(env, **names: str) -> dict[str, int]:
-    return {field_name: int(env[var]) for field_name, var in names.items() if env.get(var)}
+    """The whole-number variables that are set; SettingsError for one that is not a number."""
+    found = {}
+    for field_name, var in names.items():
+        if value := env.get(var, "").strip():
+            try:
+                found[field_name] = int(value)
+            except ValueError:
+                raise SettingsError(f"{var}={value!r} is not a whole number") from None
+    return found
 
 
 def is_loopback(host: str) -> bool:

@@ -132,6 +132,9 @@ def export_to(settings: Settings, query: dict[str, list[str]], fmt: str, out: Bi
     from .service import Service
 
     chosen = params.parse(params.ExportParams, {**query, "format": [fmt]})
+    if not settings.log_path.exists():  # no history here (yet): an empty export, and nothing made
+        out.write(b"".join(chunks([], fmt)))
+        return 0
     service = Service(settings).start()
     count = 0
     try:

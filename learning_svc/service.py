@@ -211,7 +211,7 @@ class Backlog:
 
 class Service:
     def __init__(self, settings: Settings, match_sets: MatchSets | None = None):
-        self.settings = settings
+        self.settings = settings.check()  # SettingsError before anything is opened: not a 500 per request
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.jobs_journal = Journal(settings.log_path)
         self.ratings_journal = Journal(settings.ratings_path)

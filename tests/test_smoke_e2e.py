@@ -1,6 +1,12 @@
-"""End to end over the real waitress server: post the samples, rate, restart, reindex."""
+"""End to end: over the real waitress server (post the samples, rate, list), and the commands."""
+
+import orjson
+
+from learning_svc import create_app
+from learning_svc.config import Settings
 
 from conftest import sample_records
+from procs import run_cli
 
 
 def test_post_samples_rate_and_list(live_server):
@@ -15,3 +21,39 @@ def test_post_samples_rate_and_list(live_server):
     job_id = records[0]["job_id"]
     assert live_server.rate(job_id, 4).json()["rating"] == 4
     assert live_server.http.get(live_server.url + "/api/ratings").json() == {job_id: 4}
+
+
+def test_export_command_filters_and_its_errors(tmp_path):
+    """`learning-svc export` as a user runs it: before, a bad filter and a data folder without
+    history were tracebacks (and the latter left an index and lock files in the folder)."""
+    empty = tmp_path / "nothing-yet"
+    result = run_cli("export", "--data-dir", str(empty), "--format", "csv")
+    assert result.returncode == 0 and result.stdout.startswith("job_id,status,"), result.stderr
+    assert "exported 0 jobs" in result.stderr and not empty.exists()
+
+    data = tmp_path / "data"
+    app = create_app(Settings(data_dir=data))
+    try:
+        client = app.test_client()
+        for i, sampler in enumerate(["Euler a", "DPM++ 2M", "Euler a"]):
+            body = {"job_id": f"j{i}", "completed_at": 1_764_000_000 + i, "sampler": sampler}
+            assert client.post("/api/jobs", json=body).status_code == 201
+    finally:
+        app.extensions["learning_svc"].close()
+    result = run_cli("export", "--data-dir", str(data), "sampler=Euler a")
+    assert result.returncode == 0, result.stderr
+    assert sorted(orjson.loads(line)["job_id"] for line in result.stdout.splitlines()) == ["j0", "j2"]
+    for bad, said in (("foo=bar", "filter foo: unknown parameter"), ("rating_min=9", "filter rating_min: must be")):
+        result = run_cli("export", "--data-dir", str(data), "-o", str(tmp_path / "out.jsonl"), bad)
+        assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_export_of_a_service_without_history_is_empty_not_an_error(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path / "new"))
+    try:
+        client = app.test_client()
+        assert client.get("/api/export?format=jsonl").get_data() == b""
+        assert client.get("/api/export?format=csv").get_data(as_text=True).startswith("job_id,status,")
+    finally:
+        app.extensions["learning_svc"].close()

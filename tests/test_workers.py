@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from learning_svc.config import Settings, SettingsError
+from learning_svc.service import Service
 from learning_svc.verify import verify_index
 
 from procs import ServerProcess, cli_env, run_cli
@@ -98,3 +100,41 @@ def test_a_port_in_use_is_one_line_and_exit_1(tmp_path, workers):
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        ((), {"LEARNING_SVC_NAIVE_TIMEZONE": "Mars/Olympus"}, "LEARNING_SVC_NAIVE_TIMEZONE: unknown time zone"),
+        ((), {"LEARNING_SVC_PORT": "99999"}, "port 99999 is not a TCP port"),
+        ((), {"LEARNING_SVC_PORT": "abc"}, "LEARNING_SVC_PORT='abc' is not a whole number"),
+        ((), {"LEARNING_SVC_THREADS": "0"}, "LEARNING_SVC_THREADS is 0: it must be at least 1"),
+        ((), {"LEARNING_SVC_WRITE_THREADS": "-3"}, "LEARNING_SVC_WRITE_THREADS is -3"),
+        (("--port", "99999"), {}, "99999 is not in the range 0<=x<=65535"),
+        (("--data-dir", "A_FILE"), {}, "is a file"),
+        ((), {"LEARNING_SVC_DATA_DIR": "A_FILE"}, "is a file"),
+    ],
+)
+def test_a_setting_that_cannot_work_stops_serve_with_one_line(tmp_path, args, env, said):
+    """Before, a bad time zone started a service that answered 500 to every POST (and `ok` on
+    /api/health), port 99999 listened on a random port, 0 threads answered nothing, and a
+    non-number or a data folder that is a file were tracebacks."""
+    (tmp_path / "A_FILE").write_text("not a folder")
+    env = {k: v.replace("A_FILE", str(tmp_path / "A_FILE")) for k, v in env.items()}
+    args = tuple(a.replace("A_FILE", str(tmp_path / "A_FILE")) for a in args)
+    if "--data-dir" not in args and "LEARNING_SVC_DATA_DIR" not in env:
+        args += ("--data-dir", str(tmp_path / "d"))
+    result = run_cli("serve", *args, env=cli_env(**env), timeout=30)
+    assert result.returncode in (1, 2), result.stdout  # 2: click's own check of a flag
+    assert said in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "d").exists()  # nothing made
+
+
+def test_a_service_with_an_unknown_time_zone_is_refused_before_anything_is_opened(tmp_path):
+    with pytest.raises(SettingsError, match="unknown time zone 'Mars/Olympus'"):
+        Service(Settings(data_dir=tmp_path / "d", naive_timezone="Mars/Olympus"))
+    assert not (tmp_path / "d").exists()
+    result = run_cli(
+        "import", "--data-dir", str(tmp_path / "d"), str(tmp_path), env=cli_env(LEARNING_SVC_NAIVE_TIMEZONE="x")
+    )
+    assert result.returncode == 1 and "unknown time zone 'x'" in result.stderr and "Traceback" not in result.stderr
