@@ -12,6 +12,8 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
+from learning_svc import reviews
+
 from conftest import LiveServer
 from pages import JOB, card, rating_events, review_events, shown_job_ids, star, write_png
 
@@ -177,6 +179,16 @@ def test_a_note_and_sub_scores_are_given_in_details_and_kept(live_server, open_p
     expect(page.locator("#details-note")).to_have_value("hands are off, keep the light")
     expect(details.get_by_role("radio", name="Composition 5", exact=True)).to_have_attribute("aria-checked", "true")
     expect(details.locator(".rating-history").last).to_contain_text("note")
+    # Every sub-score the API takes is on the page (expression and structure were not: set
+    # through the API, they could be neither seen nor changed here).
+    shown = details.locator(".score").evaluate_all(
+        "groups => groups.map((g) => g.querySelector('[data-score]').dataset.score)"
+    )
+    assert shown == list(reviews.SCORES)
+    response = live_server.http.post(f"{live_server.url}/api/jobs/{ids[0]}/review", json={"scores": {"expression": 3}})
+    assert response.status_code == 200, response.text
+    page.reload()
+    expect(details.get_by_role("radio", name="Expression 3", exact=True)).to_have_attribute("aria-checked", "true")
 
 
 # ---------------------------------------------------------------- selection and bulk actions

@@ -14,7 +14,9 @@ export const SCORES = [
   ['composition', 'Composition'],
   ['prompt_adherence', 'Prompt adherence'],
   ['technical_quality', 'Technical quality'],
-];
+  ['expression', 'Expression'],
+  ['structure', 'Structure'],
+];  // reviews.py SCORES, in its order (a page test holds them together)
 const FLAG_LABELS = { pick: 'Pick', reject: 'Reject' };
 const COMMON_TAGS = 9; // the commonest tags, on the keys 1-9 of the tag editor
 
