@@ -264,8 +264,10 @@ def _matching(where: str, expect: int) -> list[str]:
     from urllib.parse import parse_qs
 
     query = parse_qs(where, keep_blank_values=False)
-    for name in ("limit", "cursor", "sort"):
-        query.pop(name, None)
+    query.pop("sort", None)  # a listing's order: the same jobs
+    paged = [name for name in ("limit", "cursor") if name in query]
+    if paged:  # they were dropped silently, and the change went to every matching job
+        raise params.BadQuery("where", f"{paged[0]} picks a page of a listing; a change applies to every job matched")
     filters = params.parse(params.Filtering, query).filters()
     found = service().matching_job_ids(filters, reviews.MAX_BATCH_JOBS)
     if len(found) > reviews.MAX_BATCH_JOBS:

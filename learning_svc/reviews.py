@@ -64,7 +64,9 @@ class ReviewSet(BaseModel):
     @model_validator(mode="after")
     def _something(self):
         if not self.model_fields_set - {"source"}:
-            raise ValueError("give at least one of flag, tags, tags_add, tags_remove, note, scores")
+            raise ValueError(
+                "give at least one of flag, tags, tags_add, tags_remove, note, scores (rating: in a batch's set)"
+            )
         if "tags" in self.model_fields_set and self.model_fields_set & {"tags_add", "tags_remove"}:
             raise ValueError("give either the whole tags list or tags_add / tags_remove, not both")
         if "tags" in self.model_fields_set and self.tags is None:

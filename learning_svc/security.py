@@ -60,8 +60,9 @@ def check_request(settings: Settings, allowed: set[str]) -> None:
         if origin == "null" or parts.netloc.lower() != host.lower() or parts.scheme not in ("http", "https"):
             raise Refused(403, "forbidden_origin", f"cross-origin write from {origin[:100]!r} refused")
     if settings.token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {settings.token}".encode()):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # The scheme is case-insensitive (RFC 9110 11.1): "bearer" is as good as "Bearer".
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), settings.token.encode()):
             raise Refused(
                 401, "unauthorized", "this server needs 'Authorization: Bearer <LEARNING_SVC_TOKEN>' on writes"
             )

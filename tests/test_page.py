@@ -701,6 +701,16 @@ def test_token_from_the_fragment_is_kept_and_sent(settings, open_page):
         assert asked == ["prompt"]
         assert [e["rating"] for e in rating_events(server)] == [5, 3]
         assert fresh.evaluate("localStorage.getItem('learning-svc-token')") == "s3cret-token"
+
+        # The fragment typed into the address of a page already open (no load): taken too.
+        # Before, it stayed in the address bar and the next write asked for the token.
+        later = open_page(server)
+        later.on("dialog", lambda dialog: (asked.append(dialog.type), dialog.dismiss()))
+        later.evaluate("location.hash = '#token=s3cret-token'")
+        expect(later).to_have_url(server.url + "/")
+        with later.expect_response(is_rating_put("needs-token")) as put:
+            star(card(later, "needs-token"), "1 star").click()
+        assert put.value.status == 200 and asked == ["prompt"]
     finally:
         server.stop()
 

@@ -247,6 +247,15 @@ def test_a_batch_over_a_filter_needs_the_confirmed_count(jobs, settings):
     assert_error(
         jobs.post("/api/ratings:batch", json={"where": "nonsense=1", "expect": 1, "set": {"flag": "pick"}}), 400
     )
+    written = len(lines(settings))
+    # A page of a listing is not a set of jobs: `limit` was dropped and every matching job changed.
+    for paged in ("pack=p1&limit=1", "pack=p1&cursor=abc"):
+        body = {"where": paged, "expect": 1, "set": {"flag": "reject"}}
+        error = assert_error(jobs.post("/api/ratings:batch", json=body), 400)
+        assert "picks a page of a listing" in error["message"], error
+    assert len(lines(settings)) == written
+    body = {"where": "pack=p1&sort=-rating", "expect": 2, "set": {"tags_add": ["sorted"]}}  # the same jobs
+    assert jobs.post("/api/ratings:batch", json=body).get_json()["changed"] == 2
 
 
 @pytest.mark.parametrize(
@@ -275,4 +284,10 @@ def test_a_batch_with_an_unknown_job_or_image_writes_nothing(jobs, settings, bod
 )
 def test_bad_batches_are_400_and_write_nothing(jobs, settings, body):
     assert_error(jobs.post("/api/ratings:batch", json=body), 400)
+    assert lines(settings) == []
+
+
+def test_an_empty_change_names_every_key_a_batch_takes(jobs, settings):
+    error = assert_error(jobs.post("/api/ratings:batch", json={"job_ids": ["a"], "set": {}}), 400)
+    assert "rating" in error["message"] and "flag" in error["message"], error
     assert lines(settings) == []

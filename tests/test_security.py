@@ -209,7 +209,7 @@ def token_app(tmp_path):
         None,
         "",
         f"Bearer {TOKEN}x",
-        f"bearer {TOKEN}",
+        f"bearer {TOKEN}x",
         TOKEN,
         f"Bearer {TOKEN[:-1]}",
         "Basic dXNlcjpwYXNz",
@@ -231,6 +231,9 @@ def test_with_a_token_writes_with_it_pass(token_app):
     client = app.test_client()
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert post(client, job("with-token"), **auth).status_code == 201
+    # The scheme is case-insensitive (RFC 9110 11.1); it was refused in any case but "Bearer".
+    for scheme in ("bearer", "BEARER"):
+        assert post(client, job(f"with-{scheme}"), Authorization=f"{scheme} {TOKEN}").status_code == 201
     assert client.put("/api/jobs/with-token/rating", json={"rating": 2}).status_code == 401
     assert client.put("/api/jobs/with-token/rating", json={"rating": 2}, headers=auth).status_code == 200
     assert client.delete("/api/jobs/with-token/rating").status_code == 401

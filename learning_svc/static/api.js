@@ -23,6 +23,8 @@ export class ApiError extends Error {
 // token is kept in this origin's localStorage rather than in any served HTML.
 const TOKEN_KEY = 'learning-svc-token';
 let token = takeTokenFromFragment() ?? localStorage.getItem(TOKEN_KEY) ?? '';
+// `#token=...` typed into the address of a page already open loads nothing: taken here too.
+addEventListener('hashchange', () => { token = takeTokenFromFragment() ?? token; });
 
 function takeTokenFromFragment() {
   const match = location.hash.match(/^#token=(.+)$/);
