@@ -49,6 +49,8 @@ def validate(lines: list[bytes], timezone: str, max_body_bytes: int, shipped: bo
     out: list[tuple[bool, tuple]] = []
     for raw in lines:
         try:
+            if not raw.strip():
+                raise records.InvalidRecord("the line is empty: one record a line", [{"loc": "body", "msg": "empty"}])
             if len(raw) > max_body_bytes:
                 raise records.InvalidRecord(
                     f"the record is larger than {records.size_text(max_body_bytes)}",
@@ -59,7 +61,8 @@ def validate(lines: list[bytes], timezone: str, max_body_bytes: int, shipped: bo
             rows = _rows(line, len(data)) if shipped else None
             out.append((True, (None if rows else line, data, records.new_job_summary(line), rows)))
         except records.InvalidRecord as error:
-            out.append((False, (str(error), error.fields)))
+            message = str(error)  # the checks of a request's body, said of the line here
+            out.append((False, ("the line " + message[9:] if message.startswith("the body ") else message, error.fields)))
     return out
 
 

@@ -72,7 +72,10 @@ def check_request(settings: Settings, allowed: set[str]) -> None:
     if mimetype != "application/json" and not (
         request.method == "DELETE" and not mimetype and not request.content_length
     ):
-        raise Refused(415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'")
+        message = "send the body as JSON with 'Content-Type: application/json'"
+        if request.method == "POST" and request.path == "/api/jobs":
+            message += ", or many records, one per line, with 'Content-Type: application/x-ndjson'"
+        raise Refused(415, "unsupported_media_type", message)
 
 
 def install(app: Flask, settings: Settings) -> None:

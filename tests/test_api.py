@@ -450,14 +450,17 @@ def test_a_batch_is_one_fsync_with_one_answer_per_line(client, settings, monkeyp
     bodies[11] = orjson.dumps({"job_id": "old", "completed_at": 1_764_000_000})  # identical retry
     bodies[12] = orjson.dumps({"job_id": "old", "completed_at": 5})  # conflict
     bodies[13] = orjson.dumps({"job_id": "x", "completed_at": 1, "schema": "mine"})
+    bodies[14] = b"  "  # a blank line in the middle: refused as a line, said so (it was "zero-length JSON")
     answers = post_batch(client, bodies)
     assert len(syncs) == 1  # every new line of the batch in one append
     assert [a["line"] for a in answers] == list(range(1, 2001))
-    assert [a["status"] for a in answers[9:14]] == [201, 400, 200, 409, 400]
+    assert [a["status"] for a in answers[9:15]] == [201, 400, 200, 409, 400, 400]
     assert answers[13]["error"]["fields"][0]["loc"] == "schema" and answers[13]["job_id"] == "x"
     assert answers[10]["job_id"] is None and answers[0]["summary"]["job_id"] == "b0"
-    assert sum(a["status"] == 201 for a in answers) == 1996
-    assert client.get("/api/health").json["index"]["jobs"] == 1997
+    assert answers[10]["error"]["message"].startswith("the line is not valid JSON")  # not "the body"
+    assert answers[14]["error"]["message"] == "the line is empty: one record a line"
+    assert sum(a["status"] == 201 for a in answers) == 1995
+    assert client.get("/api/health").json["index"]["jobs"] == 1996
 
 
 def test_batches_have_limits(client, settings):
@@ -467,6 +470,10 @@ def test_batches_have_limits(client, settings):
     answers = post_batch(client, [big, orjson.dumps({"job_id": "small", "completed_at": 1})])
     assert [a["status"] for a in answers] == [400, 201] and "larger than 1 MiB" in answers[0]["error"]["message"]
     assert_error(client.post("/api/jobs/x/rating", data=b"{}", headers=NDJSON), 415, "unsupported_media_type")
+    plain = assert_error(
+        client.post("/api/jobs", data=b"{}", headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type"
+    )
+    assert "application/x-ndjson" in plain["message"]  # the other way in is named where it applies
     empty = client.post("/api/jobs", data=b"", headers=NDJSON)
     assert empty.status_code == 200 and empty.get_data() == b""
 
