@@ -62,7 +62,9 @@ def validate(lines: list[bytes], timezone: str, max_body_bytes: int, shipped: bo
             out.append((True, (None if rows else line, data, records.new_job_summary(line), rows)))
         except records.InvalidRecord as error:
             message = str(error)  # the checks of a request's body, said of the line here
-            out.append((False, ("the line " + message[9:] if message.startswith("the body ") else message, error.fields)))
+            out.append(
+                (False, ("the line " + message[9:] if message.startswith("the body ") else message, error.fields))
+            )
     return out
 
 

@@ -288,8 +288,8 @@ def export(data_dir, fmt, output, filters):
 def import_(data_dir, dry_run, paths):
     """Bring existing history in: folders of images from any UI (A1111, Forge, SD.Next, ComfyUI,
     InvokeAI, Fooocus, NovelAI: PNG, JPEG, WEBP, recursively), StableNew's files
-    (data/job_history.jsonl, learning records, discovered experiments), or a learning_svc JSONL
-    export. PATHS are files or folders."""
+    (data/job_history.jsonl, learning records, discovered experiments), a learning_svc JSONL
+    export, or a JSONL file of job records as POST /api/jobs takes them. PATHS are files or folders."""
     from tqdm import tqdm
 
     from .importers.run import run_import, table
@@ -314,7 +314,7 @@ def import_(data_dir, dry_run, paths):
     kinds = result.tally.imported
     click.echo(
         f"\n{total['read']:,} entries read in {result.seconds:.1f} s; {total['imported']:,} {verb} imported "
-        f"({kinds['jobs']:,} jobs, {kinds['ratings']:,} ratings), "
+        f"({kinds['jobs']:,} jobs, {kinds['ratings']:,} ratings{_reviews_said(kinds)}), "
         f"{total['already present']:,} already present{' (nothing written)' if dry_run else ''}."
     )
     click.echo(f"data folder: {settings.data_dir.resolve()}")
@@ -325,6 +325,10 @@ def import_(data_dir, dry_run, paths):
         )
     if result.report:
         click.echo(f"refused and skipped entries, with their reasons: {result.report.resolve()}")
+
+
+def _reviews_said(kinds) -> str:
+    return f", {kinds['reviews']:,} reviews" if kinds["reviews"] else ""
 
 
 @main.command()

@@ -1,7 +1,7 @@
 """Bringing existing history in: each module turns one outside source into what the API takes.
 
-An importer yields Items: a Job (a POST /api/jobs body), a Rating, or a Problem (an entry
-that cannot be imported, and why). It knows its source format and nothing of journals,
+An importer yields Items: a Job (a POST /api/jobs body), a Rating, a Review, or a Problem (an
+entry that cannot be imported, and why). It knows its source format and nothing of journals,
 indexes or HTTP: `run.py` writes what they find through the service, as the API would.
 """
 
@@ -40,10 +40,19 @@ class Rating:
 
 
 @dataclass
+class Review:
+    """A job's review as another service had it (our export): what the job here lacks is set."""
+
+    job_id: str
+    review: dict  # flag, tags, note, scores, image_ratings (an export's `learning_svc.review`)
+    where: Where
+
+
+@dataclass
 class Problem:
     where: Where
     reason: str
     outcome: str = "refused"  # "refused" (it carries a job that cannot be imported) | "skipped" (no job to import)
 
 
-Item = Job | Rating | Problem
+Item = Job | Rating | Review | Problem

@@ -1,9 +1,13 @@
 """learning_svc's own `export --format jsonl`: moving history between machines.
 
 Each line is a stored record as the other service wrote it, with that service's view under
-`learning_svc` (rating, rated_at, amendment lines). The record is kept as stored (its job
-id, logged_at and input hash, so that the pipeline's retries stay identical retries), its
-amendments are replayed, and its rating becomes a rating event.
+`learning_svc` (rating, rated_at, review, amendment lines). The record is kept as stored (its
+job id, logged_at and input hash, so that the pipeline's retries stay identical retries), its
+amendments are replayed, its rating becomes a rating event, and its review (flag, tags, note,
+sub-scores, image ratings) sets what the job here lacks.
+
+The service's journal itself (learning_log_v2.jsonl) reads the same way, without the view; its
+amendment lines are reported: an export carries them with their job.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..exporting import EXPORT_KEY
-from ..records import LOG_SCHEMA
-from . import Item, Job, Problem, Rating, Where
+from ..records import AMEND_SCHEMA, LOG_SCHEMA
+from . import Item, Job, Problem, Rating, Review, Where
 
 SOURCE = "import"
 
@@ -35,6 +39,11 @@ def export_lines(path: Path) -> Iterator[Item]:
             except (ValueError, UnicodeDecodeError) as error:
                 yield Problem(where, f"not JSON ({error})")
                 continue
+            if isinstance(line, dict) and line.get("schema") == AMEND_SCHEMA:
+                yield Problem(
+                    where, "an amendment line of a journal: `learning-svc export` carries it with its job", "skipped"
+                )
+                continue
             if not isinstance(line, dict) or line.get("schema") != LOG_SCHEMA:
                 yield Problem(where, "not a learning_log_v2 record", "skipped")
                 continue
@@ -45,3 +54,5 @@ def export_lines(path: Path) -> Iterator[Item]:
             if isinstance(rating, int) and not isinstance(rating, bool) and 0 <= rating <= 5 and rated_at is not None:
                 digest = hashlib.sha256(f"{line.get('job_id')}\x00{rated_at}\x00{rating}".encode()).hexdigest()[:32]
                 yield Rating(str(line.get("job_id")), rating, float(rated_at), SOURCE, f"import-{digest}", where)
+            if isinstance(view.get("review"), dict) and view["review"]:
+                yield Review(str(line.get("job_id")), view["review"], where)

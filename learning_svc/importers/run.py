@@ -20,10 +20,10 @@ from pathlib import Path
 
 import orjson
 
-from .. import records
+from .. import records, reviews
 from ..config import Settings
-from ..service import Conflict, NotFound, Service, Unavailable, amend_op, job_op, rating_op, stored_op
-from . import Item, Job, Problem, Rating, Where, images, own_export, stablenew
+from ..service import BadReview, Conflict, NotFound, Service, Unavailable, amend_op, job_op, rating_op, stored_op
+from . import Item, Job, Problem, Rating, Review, Where, images, own_export, records_file, stablenew
 
 BATCH = 500  # entries written together (one group commit, one fsync)
 OUTCOMES = ("imported", "already present", "amended", "refused", "skipped")
@@ -77,6 +77,8 @@ def _file(path: Path, output_root: Path) -> Iterator[Item]:
         yield from stablenew.learning_records(path)
     elif kind == "export":
         yield from own_export.export_lines(path)
+    elif kind == "records":
+        yield from records_file.record_lines(path)
 
 
 def detect(path: Path) -> str | None:
@@ -99,6 +101,8 @@ def detect(path: Path) -> str | None:
         return "learning_records"
     if "job_id" in first and "status" in first and ("created_at" in first or "payload_summary" in first):
         return "job_history"
+    if records_file.looks_like(first):
+        return "records"
     return None
 
 
@@ -145,6 +149,9 @@ class Writer:
         jobs = [item for item in items if isinstance(item, Job)]
         self._jobs(jobs)
         self._ratings([item for item in items if isinstance(item, Rating)])
+        for item in items:
+            if isinstance(item, Review):
+                self._review(item)
 
     # -- jobs
     def _jobs(self, jobs: list[Job]) -> None:
@@ -252,6 +259,67 @@ class Writer:
                 self.tally.add(rating.where, "refused", str(op.error), kind="ratings")
             else:
                 self.tally.add(rating.where, "imported" if op.result[0] else "already present", kind="ratings")
+
+    # -- reviews
+    def _review(self, item: Review) -> None:
+        """The review the job had there, where the job here lacks it: a flag, a note, a sub-score
+        or an image's rating it has none of, and the tags it does not have. What the job here
+        has is never changed, so a second import (or a review given here since) stays."""
+        try:
+            current = self.service.get_job(item.job_id)["summary"]
+        except NotFound:
+            if not (self.dry_run and item.job_id in self.known):
+                self.tally.add(item.where, "refused", f"no job {item.job_id!r} for its review", kind="reviews")
+                return
+            current = {}
+        changes = _lacking_review(item.job_id, item.review, current)
+        if not changes:
+            self.tally.add(item.where, "already present", kind="reviews")
+            return
+        if self.dry_run:
+            self.tally.add(item.where, "imported", kind="reviews")
+            return
+        try:
+            result = self.service.review_many(changes, SOURCE_OF_REVIEWS)
+        except (NotFound, BadReview, ValueError) as error:
+            self.tally.add(item.where, "refused", f"its review: {error}", kind="reviews")
+            return
+        self.tally.add(item.where, "imported" if result["changed"] else "already present", kind="reviews")
+
+
+SOURCE_OF_REVIEWS = "import"
+
+
+def _lacking_review(job_id: str, review: dict, current: dict) -> list[tuple[str, int | None, dict]]:
+    """(job_id, output, set) items of what `review` (an export's) gives and `current` (the job's
+    summary here) lacks; each validated as the API would. Nothing for what cannot be read."""
+    wanted: dict = {}
+    if review.get("flag") in reviews.FLAGS and not current.get("flag"):
+        wanted["flag"] = review["flag"]
+    if isinstance(review.get("note"), str) and review["note"] and not current.get("note"):
+        wanted["note"] = review["note"]
+    have = {tag.casefold() for tag in current.get("tags") or ()}
+    tags = [t for t in review.get("tags") or () if isinstance(t, str) and t.strip().casefold() not in have]
+    if tags:
+        wanted["tags_add"] = tags
+    scores = review.get("scores") if isinstance(review.get("scores"), dict) else {}
+    lacking = {name: v for name, v in scores.items() if name not in (current.get("scores") or {})}
+    if lacking:
+        wanted["scores"] = lacking
+    items = []
+    if wanted:
+        try:
+            records.parse(reviews.ReviewSet, wanted)
+        except records.InvalidRecord:
+            return []
+        items.append((job_id, None, wanted))
+    rated = current.get("image_ratings") or {}
+    given = review.get("image_ratings") if isinstance(review.get("image_ratings"), dict) else {}
+    for output, rating in given.items():
+        valid = isinstance(rating, int) and not isinstance(rating, bool) and 0 <= rating <= 5
+        if valid and str(output).isdigit() and str(int(output)) not in rated:
+            items.append((job_id, int(output), {"rating": rating}))
+    return items
 
 
 def _job_op(job: Job, max_bytes: int):
