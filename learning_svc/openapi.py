@@ -56,9 +56,13 @@ class RatingResult(BaseModel):
     rated_at: float | None
 
 
+class AmendedSummary(JobSummary):
+    matches: bool = Field(description="whether the job, amended, matches the filters (it may have come into them)")
+
+
 class Changes(BaseModel):
     jobs: list[JobSummary] = Field(description="new jobs matching the filters, in the order they arrived")
-    amended: list[JobSummary] = Field(description="jobs amended since the position (whatever the filters)")
+    amended: list[AmendedSummary] = Field(description="jobs amended since the position (whatever the filters)")
     rated: list[JobSummary] = Field(description="each job rated or reviewed since the position, as it is now")
     next: str = Field(description="the position to ask from next time")
     more: bool = Field(description="true: more changes wait; ask again from `next` at once")

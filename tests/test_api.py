@@ -518,6 +518,11 @@ def test_the_change_feed_follows_arrival_not_completion_time(client):
     assert [r["job_id"] for r in rated] == ["first"] and rated[0]["rating"] == 4
     assert client.get("/api/changes", query_string={"after": after}).json["jobs"] == []
     assert_error(client.get("/api/changes?after=nonsense"), 400, "invalid_parameter")
+    # An amended job says whether it now matches the filters (it may have come into them).
+    for job_id, pack in (("n000", "A"), ("n001", "B")):
+        assert client.patch(f"/api/jobs/{job_id}?replace=true", json={"packs": [pack]}).status_code == 200
+    amended = client.get("/api/changes", query_string={"after": after, "pack": "a"}).json["amended"]
+    assert {job["job_id"]: job["matches"] for job in amended} == {"n000": True, "n001": False}
 
 
 def test_counts_of_matching_and_unrated_jobs(client):

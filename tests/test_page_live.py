@@ -149,6 +149,29 @@ def test_a_rating_given_elsewhere_and_an_amendment_show_without_reload(live_serv
     expect(page.locator(JOB)).to_have_count(len(samples))
 
 
+def test_a_job_amended_into_the_filters_arrives_and_one_amended_out_stays(live_server, open_page):
+    """StableNew gives a job its pack in a later line (an amendment): a page filtered on that
+    pack never showed the job, and said "No matching jobs" while /api/count said 1."""
+    now = time.time()
+    assert live_server.post_job({"job_id": "kept", "completed_at": now, "packs": ["LIVE"]}).status_code == 201
+    page = open_page(live_server, "/?pack=LIVE")
+    expect(page.locator(JOB)).to_have_count(1)
+    assert live_server.post_job({"job_id": "later", "completed_at": now + 1, "packs": ["OTHER"]}).status_code == 201
+    with page.expect_request(lambda r: "/api/changes" in r.url, timeout=NEW_JOB_TIMEOUT_MS) as asked:
+        pass
+    asked.value.response()  # the page has followed past the job's line, which did not match then
+    for job_id, pack in (("later", "LIVE"), ("kept", "OTHER")):
+        url = f"{live_server.url}/api/jobs/{job_id}?replace=true"
+        assert live_server.http.patch(url, json={"packs": [pack]}, timeout=10).status_code == 200
+    expect(card(page, "later")).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
+    expect(card(page, "later")).to_contain_text("LIVE")
+    expect(card(page, "kept")).to_contain_text("OTHER")  # redrawn in place, not taken away
+    assert shown_job_ids(page) == ["later", "kept"]
+    page.reload()
+    expect(page.locator(JOB)).to_have_count(1)
+    assert shown_job_ids(page) == ["later"]
+
+
 # ---------------------------------------------------------------- 2. an outage
 
 

@@ -333,8 +333,8 @@ def decode_position(token: str) -> tuple[int, int]:
 
 def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, log: Journal, limit: int = 500) -> dict:
     """What the index took in after a position, in the order it arrived (the journal's order): new
-    jobs matching the plan's filters, jobs amended since, and ratings given since. Without a
-    position: only the current one, to follow from."""
+    jobs matching the plan's filters, jobs amended since (each saying whether it now `matches`
+    them), and ratings given since. Without a position: only the current one, to follow from."""
     log_now, ratings_now = _positions(conn)
     if after is None:
         return {"jobs": [], "amended": [], "rated": [], "next": encode_position(log_now, ratings_now), "more": False}
@@ -370,6 +370,12 @@ def changes(conn: Connection, plan: Plan, after: tuple[int, int] | None, log: Jo
         .all()
     )
     amended = summaries(conn, list(job_rows(conn, amended_ids).values()), log)
+    if amended:  # whether each now matches the filters: an amendment can bring a job into them
+        matching = set(
+            conn.execute(select(jobs.c.job_id).where(jobs.c.job_id.in_(amended_ids), *conds)).scalars().all()
+        )
+        for summary in amended:
+            summary["matches"] = summary["job_id"] in matching
     # ratings and reviews share the ratings file: one position for both
     events = sorted(
         conn.execute(

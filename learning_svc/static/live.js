@@ -1,8 +1,8 @@
 // Live updates. The page follows the index's change feed (GET /api/changes) from a position
 // taken before its first listing, so no job that arrives meanwhile can be skipped, however
 // many arrive or however late: a new job goes to its place in the sort order (one that sorts
-// below the loaded jobs comes with scrolling), an amended job is redrawn, a rating given
-// elsewhere is shown. A hidden tab stops asking and catches up when it is shown again.
+// below the loaded jobs comes with scrolling), an amended job is redrawn (or arrives, when the
+// amendment brought it into the filters), a rating given elsewhere is shown. A hidden tab stops asking and catches up when it is shown again.
 
 import { api } from './api.js';
 import { isOffline, onResume } from './connection.js';
@@ -62,7 +62,13 @@ async function poll() {
 function applyChanges({ jobs, amended, rated }, asked) {
   const arrived = [];
   for (const job of jobs) (state.jobs.has(job.job_id) ? amended : arrived).push(job);
-  for (const summary of amended) redraw(summary);
+  for (const summary of amended) {
+    // An amendment can bring a job into the filters (StableNew's pack comes in a later line):
+    // it arrives then. One amended out of them stays until the list is loaded again, as a job
+    // rated here stays in "Unrated only": cards do not vanish from under the reader.
+    if (state.jobs.has(summary.job_id)) redraw(summary);
+    else if (summary.matches && !arrived.some((job) => job.job_id === summary.job_id)) arrived.push(summary);
+  }
   for (const summary of rated) {
     if ((state.jobs.get(summary.job_id)?.changedHere ?? -Infinity) >= asked) continue;
     ratedElsewhere(summary.job_id, summary.rating);
