@@ -315,7 +315,7 @@ def import_(data_dir, dry_run, paths):
     click.echo(
         f"\n{total['read']:,} entries read in {result.seconds:.1f} s; {total['imported']:,} {verb} imported "
         f"({kinds['jobs']:,} jobs, {kinds['ratings']:,} ratings{_reviews_said(kinds)}), "
-        f"{total['already present']:,} already present{' (nothing written)' if dry_run else ''}."
+        f"{total['already present']:,} already present{' (nothing recorded)' if dry_run else ''}."
     )
     click.echo(f"data folder: {settings.data_dir.resolve()}")
     if new_store and total["imported"]:
@@ -325,6 +325,13 @@ def import_(data_dir, dry_run, paths):
         )
     if result.report:
         click.echo(f"refused and skipped entries, with their reasons: {result.report.resolve()}")
+    elif result.tally.problems:  # a dry run into a data folder not made yet: no report file either
+        click.echo("refused and skipped entries, with their reasons:")
+        for problem in result.tally.problems[:20]:
+            where = problem["file"] + (f":{problem['line']}" if problem["line"] else "")
+            click.echo(f"  {where}: {problem['outcome']}: {problem['reason']}")
+        if len(result.tally.problems) > 20:
+            click.echo(f"  … and {len(result.tally.problems) - 20:,} more")
 
 
 def _reviews_said(kinds) -> str:

@@ -156,6 +156,11 @@ def test_dry_run_writes_nothing(settings, installation):
     result = run_import(settings, [installation], dry_run=True)
     assert result.tally.total()["imported"] > 100
     assert sizes(settings) == (0, 0)
+    # Into a data folder not made yet: none is made (an index, lock files and a report were).
+    assert not settings.data_dir.exists() and result.report is None and result.tally.problems
+    dry = run_cli("import", "--dry-run", "--data-dir", str(settings.data_dir), str(installation))
+    assert dry.returncode == 0 and "refused and skipped entries, with their reasons:" in dry.stdout, dry.stderr
+    assert "(nothing recorded)" in dry.stdout and not settings.data_dir.exists()
     real = run_import(settings, [installation])
     assert real.tally.total()["imported"] == result.tally.total()["imported"]
 

@@ -10,8 +10,11 @@ enrichment lines) is amended with what it lacked. One bad entry never stops the 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import json
+import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -367,7 +370,18 @@ def run_import(
 ) -> Result:
     began = time.monotonic()
     tally = Tally()
-    service = Service(settings).start()
+    with contextlib.ExitStack() as stack:
+        if dry_run and not settings.data_dir.exists():  # a dry run makes nothing: an empty history, elsewhere
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="learning-svc-dry-run-")))
+            service = Service(dataclasses.replace(settings, data_dir=scratch, database_url=None)).start()
+        else:
+            service = Service(settings).start()
+        _write(service, tally, paths, settings, dry_run, progress)
+    report = write_report(settings, tally, dry_run) if tally.problems and settings.data_dir.exists() else None
+    return Result(tally, report, time.monotonic() - began)
+
+
+def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: bool, progress) -> None:
     try:
         writer = Writer(service, tally, dry_run)
         for item in sources(paths, settings.output_root or Path.cwd()):
@@ -380,8 +394,6 @@ def run_import(
         raise
     finally:
         service.close()
-    report = write_report(settings, tally, dry_run) if tally.problems else None
-    return Result(tally, report, time.monotonic() - began)
 
 
 def write_report(settings: Settings, tally: Tally, dry_run: bool) -> Path:
