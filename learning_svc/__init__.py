@@ -17,10 +17,11 @@ def create_app(settings: Settings | None = None, service=None) -> Flask:
     """The Flask app factory: builds the service for `settings` and starts its committer."""
     from flask import Flask, send_from_directory
 
-    from . import api, security
+    from . import api, images, security
     from .service import Service
 
     settings = settings or Settings.from_env()
+    images.quiet_size_warnings()
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_batch_bytes  # the largest body; a JSON one is checked for less
     app.json.sort_keys = False

@@ -223,6 +223,13 @@ def reindex(data_dir):
     log_journal, ratings_journal = Journal(settings.log_path), Journal(settings.ratings_path)
     total = log_journal.size() + ratings_journal.size()
     index_path = None if settings.database_url else settings.index_path
+    if index_path is not None:  # a running service: one line, before the progress bar
+        from .osutil import hold_index_file
+
+        with _index_errors(settings):
+            held = hold_index_file(index_path, exclusive=True)
+        if held is not None:
+            os.close(held)
     try:
         with (
             _index_errors(settings),

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -30,6 +31,16 @@ THUMB_SIZE = 480  # shown ~210 px tall: sharp on 2x screens too
 # Pillow's own bomb threshold (~89 MP: an 8K upscale is 67) it is made, one large image at a
 # time (a 67 MP RGB decode is ~200 MB), and beyond it the tile says the image is too large.
 THUMB_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+def quiet_size_warnings() -> None:
+    """Pillow warns on opening an image past MAX_IMAGE_PIXELS (and refuses past twice that); the
+    size is checked here before anything is decoded (THUMB_MAX_PIXELS), so the warning only
+    filled the service's log at every thumbnail. A filter for the process, set by the app
+    factory: warnings.catch_warnings around each open is not safe across request threads."""
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 LARGE_DECODE_PIXELS = 16_000_000
 _large_decodes = threading.Lock()
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")

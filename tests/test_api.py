@@ -593,6 +593,27 @@ def test_openapi_documents_503_wherever_the_index_is_used():
     assert "503" in document()["paths"]["/api/jobs"]["get"]["responses"]
 
 
+def test_an_image_past_pillows_warning_size_is_shown_as_too_large_without_a_warning(client, settings):
+    """A 10000×10000 PNG (100 MP: Pillow warns past 89.5) printed DecompressionBombWarning into
+    the service's log at every thumbnail; its size is checked by the service (THUMB_MAX_PIXELS)."""
+    import warnings
+    import zlib
+
+    from PIL import Image
+
+    from image_fixtures import raw_png
+
+    root = settings.output_root
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "huge.png").write_bytes(raw_png(10000, 10000, idat=zlib.compress(b"\x00" * 1000)))
+    assert post(client, {"job_id": "huge", "completed_at": 1_764_000_000, "outputs": ["huge.png"]}).status_code == 201
+    with warnings.catch_warnings(record=True) as caught:  # the filters as they are, recorded
+        thumb = client.get("/api/jobs/huge/outputs/0/thumbnail")
+        client.get("/api/jobs/huge/outputs/0")
+    assert thumb.headers.get("X-Learning-Placeholder") == "too-large"
+    assert [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)] == []
+
+
 def test_a_thumbnail_says_why_it_cannot_show_an_image(client, settings, monkeypatch):
     """A file that is there but cannot be shown (damaged, or more pixels than a thumbnail decodes)
     got the "image not found" tile, which sent a user looking for a file that was there (a

@@ -864,6 +864,7 @@ def test_reindex_refuses_a_sqlite_index_a_running_service_has_open(settings):
         result = run_cli("reindex", "--data-dir", str(settings.data_dir), env=settings_env(settings))
         assert result.returncode == 1
         assert "is open in a running service or import: stop it first" in result.stderr
+        assert "reindex:" not in result.stderr  # one line, not an empty progress bar (twice) before it
         assert sha(settings.index_path) == before and not list(settings.data_dir.glob("*.rebuild-*"))
         service.rate_job(ids[0], 4, "api")
     finally:
