@@ -31,6 +31,9 @@ THUMB_SIZE = 480  # shown ~210 px tall: sharp on 2x screens too
 # Pillow's own bomb threshold (~89 MP: an 8K upscale is 67) it is made, one large image at a
 # time (a 67 MP RGB decode is ~200 MB), and beyond it the tile says the image is too large.
 THUMB_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+LARGE_DECODE_PIXELS = 16_000_000
+_large_decodes = threading.Lock()
+_WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
 
 
 def quiet_size_warnings() -> None:
@@ -39,11 +42,6 @@ def quiet_size_warnings() -> None:
     filled the service's log at every thumbnail. A filter for the process, set by the app
     factory: warnings.catch_warnings around each open is not safe across request threads."""
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-
-
-LARGE_DECODE_PIXELS = 16_000_000
-_large_decodes = threading.Lock()
-_WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
 
 
 def resolve(recorded: str, output_root: Path) -> Path | None:

@@ -1,5 +1,5 @@
-"""A JSONL file of job records as a pipeline POSTs them: one POST /api/jobs body a line (what
-`/work/shared/samples/jobs.jsonl` holds, or a pipeline's own log of what it sent). Each line
+"""A JSONL file of job records as a pipeline POSTs them: one POST /api/jobs body a line (the
+samples' jobs.jsonl, or a pipeline's own log of what it sent). Each line
 becomes a job, validated as the API validates a body; a line that is not a JSON object is
 refused with its reason."""
 
