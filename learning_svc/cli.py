@@ -49,13 +49,9 @@ def _index_errors(settings: Settings):
 
 def _shown(url: str) -> str:
     """The URL without its password."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from .config import shown_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(unparsable)"
+    return shown_url(url)
 
 
 def _reach_index(settings: Settings) -> None:
@@ -65,7 +61,13 @@ def _reach_index(settings: Settings) -> None:
     from sqlalchemy import create_engine
 
     with _index_errors(settings):
-        engine = create_engine(settings.db_url)
+        try:
+            engine = create_engine(settings.db_url)
+        except ModuleNotFoundError as error:  # postgresql+psycopg2://, mysql://: a driver not installed
+            raise click.ClickException(
+                f"LEARNING_SVC_DATABASE_URL {_shown(settings.db_url)} is not usable: its driver {error.name} is "
+                "not installed (learning_svc uses PostgreSQL through psycopg 3: postgresql+psycopg://...)"
+            ) from None
         try:
             engine.connect().close()
         finally:
@@ -215,7 +217,7 @@ def reindex(data_dir):
 
     from .index.sync import RebuildRunning, rebuild
     from .journal import DamagedJournal, Journal
-    from .osutil import tune_gc
+    from .osutil import data_folder_id, tune_gc
 
     settings = _settings(data_dir)
     _reach_index(settings)  # before the progress bar: a wrong URL is then one line
@@ -235,12 +237,14 @@ def reindex(data_dir):
             _index_errors(settings),
             tqdm(total=total, unit="B", unit_scale=True, desc="reindex", file=sys.stderr) as bar,
         ):
-            report = rebuild(settings.db_url, log_journal, ratings_journal, index_path, bar.update)
+            report = rebuild(
+                settings.db_url, log_journal, ratings_journal, index_path, bar.update, data_folder_id(settings.data_dir)
+            )
     except (DamagedJournal, RebuildRunning) as error:
         raise click.ClickException(f"reindex stopped, the old index is unchanged: {error}") from None
     click.echo(
         f"indexed {report.jobs - report.amendments} job lines ({report.duplicates} duplicates skipped), "
-        f"{report.amendments} amendments and {report.ratings} rating lines into {index_path or settings.db_url}"
+        f"{report.amendments} amendments and {report.ratings} rating lines into {index_path or settings.shown_db_url}"
     )
 
 
@@ -310,7 +314,7 @@ def import_(data_dir, dry_run, paths):
     new_store = not dry_run and not settings.log_path.exists()
     _reach_index(settings)
     tune_gc()
-    with tqdm(unit=" entries", desc="import", file=sys.stderr) as bar:
+    with _index_errors(settings), tqdm(unit=" entries", desc="import", file=sys.stderr) as bar:
         try:
             result = run_import(settings, list(paths), dry_run, bar.update)
         except Unavailable as error:

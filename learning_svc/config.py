@@ -72,6 +72,11 @@ class Settings:
         return _with_driver(self.database_url) or f"sqlite:///{self.index_path.resolve().as_posix()}"
 
     @property
+    def shown_db_url(self) -> str:
+        """The index's URL without its password: what messages and logs may show."""
+        return shown_url(self.db_url)
+
+    @property
     def is_loopback(self) -> bool:
         """Does the bind address reach this machine only? Names are resolved and every address
         they have must be a loopback one (`127.evil.example` is a name like any other)."""
@@ -168,6 +173,17 @@ def is_loopback(host: str) -> bool:
         return False
     addresses = {info[4][0].split("%")[0] for info in found}
     return bool(addresses) and all(ipaddress.ip_address(address).is_loopback for address in addresses)
+
+
+def shown_url(url: str) -> str:
+    """A database URL without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable)"
 
 
 def _with_driver(url: str | None) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import uuid
 from pathlib import Path
 
 try:
@@ -59,6 +60,30 @@ def tune_gc() -> None:
 
 class IndexInUse(RuntimeError):
     """A SQLite index file that a service holds open cannot be replaced by a reindex (or the reverse)."""
+
+
+FOLDER_ID_FILE = "learning_svc_folder.id"
+
+
+def data_folder_id(data_dir: Path) -> str:
+    """The data folder's own id, made on first use: a server database's index records the id of
+    the folder it indexes (index/sync.claim_index), so that a service or an import of another folder
+    refuses it instead of rebuilding it from that folder's files under the first one."""
+    path = data_dir / FOLDER_ID_FILE
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    made = data_dir / f".{FOLDER_ID_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    made.write_text(uuid.uuid4().hex + "\n", encoding="ascii")
+    try:
+        os.link(made, path)  # whole or not at all; another process's id wins a race
+    except FileExistsError:
+        pass
+    finally:
+        made.unlink()
+    return path.read_text(encoding="ascii").strip()
 
 
 def hold_index_file(index_path: Path, exclusive: bool) -> int | None:

@@ -43,13 +43,14 @@ from .index.sync import (
     Indexer,
     Prepared,
     SyncReport,
+    claim_index,
     read_checkpoint,
     read_checkpoints,
     repair_tails,
 )
 from .index.text_search import MatchSets
 from .journal import DamagedJournal, Journal, JournalWriteError
-from .osutil import hold_index_file
+from .osutil import data_folder_id, hold_index_file
 
 log = logging.getLogger(__name__)
 INDEX_RETRY_SECONDS, INDEX_RETRY_MAX_SECONDS = 2.0, 60.0  # a failing index is tried again after these, doubling
@@ -260,6 +261,10 @@ class Service:
             self._index_hold = hold_index_file(self.settings.index_path, exclusive=False)
         try:
             db.upgrade(self.write_engine)
+            if self.write_engine.dialect.name != "sqlite":  # one database, several data folders' services
+                with self.write_engine.begin() as conn:
+                    folder = data_folder_id(self.settings.data_dir)
+                    claim_index(conn, folder, self.settings.shown_db_url, self.settings.data_dir)
             self.startup = self.indexer.catch_up()
         except BaseException:
             if self._index_hold is not None:

@@ -10,9 +10,10 @@ from sqlalchemy import Select, String, select
 
 from .config import Settings
 from .index import db
-from .index.sync import Indexer
+from .index.sync import Indexer, claim_index
 from .index.tables import checkpoints, facet_values, job_amendments, job_tags, jobs, rating_events, review_events
 from .journal import DamagedJournal, Journal
+from .osutil import data_folder_id
 from .records import is_sound
 
 TABLES = (jobs, job_tags, job_amendments, facet_values, rating_events, review_events, checkpoints)
@@ -100,6 +101,9 @@ def verify_index(settings: Settings) -> list[str]:
         try:
             db.upgrade(actual_engine)  # compare like with like: the index as this version reads it
             db.upgrade(expected_engine)
+            if actual_engine.dialect.name != "sqlite":
+                with actual_engine.begin() as conn:  # another folder's index differs in every row
+                    claim_index(conn, data_folder_id(settings.data_dir), settings.shown_db_url, settings.data_dir)
             indexer = Indexer(expected_engine, log_journal, ratings_journal)
             try:
                 indexer.catch_up(repair=False)

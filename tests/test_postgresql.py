@@ -15,8 +15,11 @@ from sqlalchemy import create_engine, text
 from test_rebuild import _fill, _history, filled_history, history_after_restart, running
 
 from learning_svc import records
-from learning_svc.index.sync import rebuild
+from learning_svc.config import Settings
+from learning_svc.index.plan import Filters, Page
+from learning_svc.index.sync import ForeignIndex, rebuild
 from learning_svc.journal import Journal
+from learning_svc.service import Service
 from learning_svc.verify import verify_index
 
 pytestmark = pytest.mark.slow
@@ -249,6 +252,53 @@ def test_a_wrong_database_url_is_one_line_on_stderr_and_exit_1(postgres, tmp_pat
     if command == "verify":
         result = run_cli("verify", "--data-dir", data_dir, env=cli_env(LEARNING_SVC_DATABASE_URL=right), timeout=60)
         assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout + result.stderr
+    if command == "reindex":  # its last line named the database with its password
+        result = run_cli("reindex", "--data-dir", data_dir, env=cli_env(LEARNING_SVC_DATABASE_URL=right), timeout=60)
+        assert result.returncode == 0 and "right-password" not in result.stdout + result.stderr, result.stdout
+        assert "into postgresql+psycopg://with_password:***@" in result.stdout, result.stdout
+    # A driver that is not installed (psycopg2, MySQL's): it was a 34-line traceback.
+    for url in (f"postgresql+psycopg2://postgres@{at}/{database}", "mysql://user@127.0.0.1/db"):
+        result = run_cli(
+            command, "--data-dir", data_dir, *extra, env=cli_env(LEARNING_SVC_DATABASE_URL=url), timeout=30
+        )
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "is not usable" in lines[0] and "not installed" in lines[0], lines[0]
+
+
+def test_two_data_folders_on_one_database_do_not_take_each_others_index(postgres, tmp_path):
+    """A second folder's service (or an import that forgot --data-dir) took the first folder's
+    index for a replaced journal and rebuilt it from its own files: the first service then
+    counted the other folder's jobs and its listing answered 500. Now the index is claimed by
+    its folder; another is refused with one line, and `reindex` is how a folder takes it over."""
+    from procs import cli_env, run_cli
+
+    url = postgres.new_database()
+    first, second = Settings(data_dir=tmp_path / "first", database_url=url), tmp_path / "second"
+    service = Service(first).start()
+    try:
+        for i in range(5):
+            service.record_job(records.parse(records.JobIn, {"job_id": f"first-{i}", "completed_at": 1.7e9 + i}))
+        env = cli_env(LEARNING_SVC_DATABASE_URL=url)
+        (tmp_path / "jobs.jsonl").write_text('{"job_id": "other", "completed_at": 1700000000}\n')
+        for command in (
+            ["import", "--data-dir", str(second), str(tmp_path / "jobs.jsonl")],
+            ["verify", "--data-dir", str(second)],
+        ):
+            result = run_cli(*command, env=env, timeout=60)
+            lines = [line for line in result.stderr.splitlines() if line.strip() and "import:" not in line]
+            assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+            assert "indexes another data folder than" in lines[0] and "learning-svc reindex" in lines[0], lines[0]
+        assert service.count(Filters())["jobs"] == 5  # untouched
+        assert service.list_jobs(Page(Filters(), "completed_at", 10))[0][0]["job_id"] == "first-0"
+    finally:
+        service.close()
+    assert verify_index(first) == []
+    # A reindex of the second folder makes the database its index; the first is then refused.
+    result = run_cli("reindex", "--data-dir", str(second), env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    with pytest.raises(ForeignIndex):
+        Service(first).start()
 
 
 @pytest.mark.parametrize("scheme", ["postgres://", "postgresql://"])

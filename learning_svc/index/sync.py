@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, delete, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from ..journal import DamagedJournal, Journal
-from ..osutil import GC_THRESHOLDS, fsync_file, hold_index_file, pid_alive
+from ..osutil import GC_THRESHOLDS, IndexInUse, fsync_file, hold_index_file, pid_alive
 from ..records import AMEND_SCHEMA, LOG_SCHEMA, RATING_SCHEMA, is_sound
 from ..reviews import REVIEW_SCHEMA
 from . import db
@@ -171,6 +171,34 @@ def wipe(conn: Connection) -> None:
 def _set_meta(conn: Connection, key: str, value: str) -> None:
     if conn.execute(update(index_meta).where(index_meta.c.key == key).values(value=value)).rowcount == 0:
         conn.execute(index_meta.insert().values(key=key, value=value))
+
+
+FOLDER_KEY = "data_folder"  # index_meta: the id of the data folder a server database indexes
+
+
+class ForeignIndex(IndexInUse):
+    """A server database whose index is another data folder's."""
+
+
+def claim_index(conn: Connection, folder_id: str, url: str, data_dir: Path, take_over: bool = False) -> None:
+    """Make sure a server database's index is this data folder's (or, unclaimed, make it so).
+
+    Two folders on one database each took the other's index for a replaced journal and rebuilt
+    it from their own files: the first service then listed the second folder's jobs, and its
+    listing failed reading lines at the other file's offsets. A reindex takes the index over."""
+    if take_over:
+        _set_meta(conn, FOLDER_KEY, folder_id)
+        return
+    db.sql(
+        conn, "INSERT INTO index_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (FOLDER_KEY, folder_id)
+    )
+    owner = conn.execute(select(index_meta.c.value).where(index_meta.c.key == FOLDER_KEY)).scalar()
+    if owner != folder_id:
+        raise ForeignIndex(
+            f"the index database {url} indexes another data folder than {data_dir}: serve that folder "
+            f"(--data-dir, LEARNING_SVC_DATA_DIR), give this one a database of its own, or make the "
+            f"database this folder's index with `learning-svc reindex --data-dir {data_dir}`"
+        )
 
 
 def projection_reason(conn: Connection) -> str | None:
@@ -491,14 +519,16 @@ def rebuild(
     ratings_journal: Journal,
     index_path: Path | None,
     progress: Callable[[int], None] | None = None,
+    folder_id: str | None = None,
     **indexer_options,
 ) -> SyncReport:
     """Reindex from scratch, beside the old index, and swap it in only when complete: for SQLite
-    a new file, for a server database (`index_path` None) a scratch schema in the same database.
+    a new file, for a server database (`index_path` None) a scratch schema in the same database,
+    which becomes the index of the data folder `folder_id` (claim_index).
 
     `indexer_options` go to the Indexer (parallel_above, range_bytes)."""
     if index_path is None:
-        return _rebuild_in_schema(url, log_journal, ratings_journal, progress, **indexer_options)
+        return _rebuild_in_schema(url, log_journal, ratings_journal, progress, folder_id, **indexer_options)
     hold = hold_index_file(index_path, exclusive=True)  # IndexInUse while a service has it open
     try:
         return _rebuild_file(log_journal, ratings_journal, index_path, progress, indexer_options)
@@ -549,7 +579,7 @@ class RebuildRunning(RuntimeError):
     pass
 
 
-def _rebuild_in_schema(url, log_journal, ratings_journal, progress, **indexer_options) -> SyncReport:
+def _rebuild_in_schema(url, log_journal, ratings_journal, progress, folder_id, **indexer_options) -> SyncReport:
     """PostgreSQL: build every table in SCRATCH_SCHEMA (rows by COPY, secondary indexes made
     after the load), then move them into the live schema in one transaction. Readers and a
     running service see the old index until that commit and the new one after it; a failure
@@ -563,7 +593,7 @@ def _rebuild_in_schema(url, log_journal, ratings_journal, progress, **indexer_op
             home = guard.execute(text("SELECT current_schema()")).scalar_one()
             guard.commit()
             try:
-                report = _build_scratch(url, log_journal, ratings_journal, progress, indexer_options)
+                report = _build_scratch(url, log_journal, ratings_journal, progress, folder_id, indexer_options)
                 _swap(live, home)
             except BaseException:
                 try:
@@ -603,7 +633,7 @@ def _swap(live: Engine, home: str) -> None:
             time.sleep(0.2)
 
 
-def _build_scratch(url, log_journal, ratings_journal, progress, indexer_options) -> SyncReport:
+def _build_scratch(url, log_journal, ratings_journal, progress, folder_id, indexer_options) -> SyncReport:
     engine = db.make_engine(url, writer=True, schema=SCRATCH_SCHEMA)
     try:
         with engine.begin() as conn:
@@ -619,6 +649,8 @@ def _build_scratch(url, log_journal, ratings_journal, progress, indexer_options)
             for index in DEFERRED_INDEXES:
                 index.create(conn)
             conn.execute(text(PG_TEXT_INDEX[1]))
+            if folder_id is not None:
+                _set_meta(conn, FOLDER_KEY, folder_id)
         # VACUUM, not only ANALYZE: tables filled by COPY have no visibility map until vacuumed,
         # and every index-only scan (each listing walk) then reads the table for each entry
         # (1,000,000 jobs: a listing page took 55 ms right after a reindex, 2.4 ms vacuumed).
