@@ -672,6 +672,32 @@ def test_pickers_say_when_their_counts_come_from_a_sample(live_server, samples, 
     expect(page.locator("#filter-sampler")).to_have_attribute("title", "")  # its own facet ignores its filter
 
 
+# ---------------------------------------------------------------- 64-bit seeds
+
+
+def test_a_64_bit_seed_is_shown_and_copied_with_every_digit(live_server, open_page):
+    """Fooocus and ComfyUI write seeds past 2**53, which JSON.parse rounds: the viewer showed and
+    copied 6952411511246973000 for 6952411511246973023 (an image that cannot be made again)."""
+    seed = 6952411511246973023
+    record = {"job_id": "big-seed", "completed_at": time.time(), "seed": seed, "extra": {"subseed": -seed}}
+    assert live_server.post_job(record).status_code == 201
+    page = open_page(live_server)
+    card(page, "big-seed").locator(".job-body").click()
+    details = page.locator("#details")
+    expect(details).to_contain_text(str(seed))
+    assert str(seed)[:-2] + "00" not in details.inner_text()
+    parsed = page.evaluate("""async () => {
+        const { parseJson } = await import('/static/api.js');
+        return parseJson(String.raw`{"a": 6952411511246973023, "b": "x 6952411511246973023 \\" 12345678901234567",
+            "c": [-18446744073709551615, 12, 1.5e300, 9007199254740991, 0.12345678901234567890]}`);
+    }""")
+    assert parsed == {
+        "a": "6952411511246973023",
+        "b": 'x 6952411511246973023 " 12345678901234567',  # digits in a string, after an escaped quote
+        "c": ["-18446744073709551615", 12, 1.5e300, 9007199254740991, 0.12345678901234568],
+    }
+
+
 # ---------------------------------------------------------------- token from the URL fragment
 
 

@@ -35,6 +35,17 @@ function takeTokenFromFragment() {
   return value;
 }
 
+// A JSON integer past 2^53 (a 64-bit seed: Fooocus, ComfyUI) loses its last digits in
+// JSON.parse, and a copied seed that is off by a few cannot make the image again: such
+// integers are read as strings of their exact digits. Strings in the text are matched first,
+// so digits inside them are left alone.
+const BIG_INTEGER = /"(?:[^"\\]|\\.)*"|(?<![\d.eE+-])-?\d{16,}(?![.\deE])/g;
+
+export function parseJson(text) {
+  return JSON.parse(text.replace(BIG_INTEGER, (token) => (
+    token[0] === '"' || Number.isSafeInteger(Number(token)) ? token : `"${token}"`)));
+}
+
 export async function api(path, { method = 'GET', body } = {}) {
   const headers = {};
   if (method !== 'GET') {
@@ -48,7 +59,7 @@ export async function api(path, { method = 'GET', body } = {}) {
     wentOffline();
     throw new ApiError('the service cannot be reached', 0);
   }
-  const data = await response.json().catch(() => null);
+  const data = await response.text().then(parseJson).catch(() => null);
   if (response.status === 401 && method !== 'GET') {
     const entered = prompt('This server needs its access token (LEARNING_SVC_TOKEN) to save ratings:');
     if (entered) {
