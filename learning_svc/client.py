@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({500, 502, 503, 504})  # the service is busy, locked or briefly unable to write
 NDJSON = "application/x-ndjson"
 BATCH = 10_000  # records per batch POST (the service's limit)
+BATCH_BYTES = 32 * 2**20  # and bytes: half the service's default body limit (64 MiB); a larger body was cut
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -85,30 +86,41 @@ class LearningClient:
 
     def record_jobs(self, records: list[dict]) -> list[dict | None]:
         """Record many jobs in NDJSON batches (POST /api/jobs, application/x-ndjson, one fsync per
-        batch of up to BATCH). Returns one item per record, in order: its stored summary, or None
-        when it was not recorded (the reason is logged). Offline, as record_job does, one by one."""
+        batch of up to BATCH records and BATCH_BYTES). Returns one item per record, in order: its
+        stored summary, or None when it was not recorded (the reason is logged). Offline, as
+        record_job does, one by one."""
         results: list[dict | None] = [None] * len(records)
-        for start in range(0, len(records), BATCH):
+        for bodies in self._batches(records):
             try:
-                self._record_batch(records, start, results)
+                self._record_batch(records, bodies, results)
             except LearningClientError:
                 raise
             except Exception as exc:  # a bug here must never stop the pipeline
                 self._fail(
-                    f"jobs {start + 1}..{min(start + BATCH, len(records))} were not recorded: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"jobs {bodies[0][0] + 1}..{bodies[-1][0] + 1} were not recorded: {type(exc).__name__}: {exc}"
                 )
         return results
 
-    def _record_batch(self, records: list[dict], start: int, results: list) -> None:
-        bodies: list[tuple[int, bytes]] = []
-        for n in range(start, min(start + BATCH, len(records))):
+    def _batches(self, records: list[dict]):
+        """(index, body) lists of at most BATCH records and BATCH_BYTES (10,000 records of 7 KB
+        were one 70 MB body, past the service's limit: cut off, retried, and all lost)."""
+        batch: list[tuple[int, bytes]] = []
+        size = 0
+        for n, record in enumerate(records):
             try:
-                bodies.append((n, encode(records[n], self.naive_timezone)))
+                body = encode(record, self.naive_timezone)
             except (TypeError, ValueError, RecursionError) as exc:
                 self._fail(f"record {n + 1} was not recorded: it cannot be sent as JSON ({exc})")
-        if not bodies:
-            return
+                continue
+            if batch and (len(batch) == BATCH or size + len(body) + 1 > BATCH_BYTES):
+                yield batch
+                batch, size = [], 0
+            batch.append((n, body))
+            size += len(body) + 1
+        if batch:
+            yield batch
+
+    def _record_batch(self, records: list[dict], bodies: list[tuple[int, bytes]], results: list) -> None:
         status, payload, reason = self._send(
             "POST",
             "/api/jobs",

@@ -6,11 +6,13 @@ import datetime as dt
 import logging
 import socket
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import requests
 
+from learning_svc import client as client_module
 from learning_svc.client import LearningClient, LearningClientError
 from learning_svc.config import Settings
 
@@ -267,6 +269,21 @@ def test_record_jobs_sends_one_batch_and_answers_per_record(live_server, caplog)
     messages = " ".join(r.message for r in caplog.records)
     assert "already recorded with different content" in messages and "completed_at is required" in messages
     assert len(journal_lines(live_server.settings.log_path)) == 31
+
+
+def test_record_jobs_keeps_each_batch_within_the_services_body_limit(settings, monkeypatch):
+    """10,000 records of 7 KB went as one 70 MB body, past the service's 64 MiB: the connection
+    was cut, the body sent three more times, and nothing recorded. Batches are cut by bytes too."""
+    monkeypatch.setattr(client_module, "BATCH_BYTES", 48_000)  # as 32 MiB is to the service's 64
+    server = LiveServer(replace(settings, max_batch_bytes=64_000))
+    try:
+        client = LearningClient(server.url, **FAST)
+        records = [job(f"big{i}", extra={"notes": "x" * 7000}) for i in range(30)]  # ~210 KB together
+        results = client.record_jobs(records)
+        assert [r and r["job_id"] for r in results] == [f"big{i}" for i in range(30)]
+        assert len(journal_lines(settings.log_path)) == 30
+    finally:
+        server.stop()
 
 
 def test_record_jobs_falls_back_to_the_journal_when_down(tmp_path):
