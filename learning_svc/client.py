@@ -237,6 +237,12 @@ class LearningClient:
             from . import offline
         except ImportError as exc:
             return self._fail(f"job {job_id!r} was not recorded: the service {reason} and {exc}")
+        if not (self.data_dir / offline.LOG_NAME).exists():  # a relative data_dir resolved elsewhere, say
+            log.warning(
+                "%s holds no journal yet: no service has recorded a job there. The job is kept there; "
+                "if the service serves another folder, give the client that one (data_dir=)",
+                self.data_dir.resolve(),
+            )
         try:
             outcome = offline.record_offline(self.data_dir, body, None, self.lock_timeout)
         except Exception as exc:  # a full disk, a lock held for too long: the pipeline goes on
@@ -254,7 +260,7 @@ class LearningClient:
                 self.base_url,
                 reason,
                 outcome.summary["job_id"],
-                self.data_dir / offline.LOG_NAME,
+                (self.data_dir / offline.LOG_NAME).resolve(),
             )
         return outcome.summary
 

@@ -291,3 +291,16 @@ def test_record_jobs_falls_back_to_the_journal_when_down(tmp_path):
     results = client.record_jobs([job("x1"), job("x2"), job("x1")])
     assert [r["offline"] for r in results] == [True, True, True]
     assert [line["job_id"] for line in journal_lines(tmp_path / "learning" / "learning_log_v2.jsonl")] == ["x1", "x2"]
+
+
+def test_an_offline_write_to_a_folder_no_service_used_says_where_it_went(tmp_path, caplog):
+    """A relative data_dir resolved from another working directory made a new folder that no
+    service reads, silently. The job is kept (never lost), and the log names the folder."""
+    folder = tmp_path / "not-the-service-folder"
+    client = LearningClient(_nobody_listens(), data_dir=folder, **FAST)
+    with caplog.at_level(logging.WARNING, logger="learning_svc.client"):
+        assert client.record_job(job("lost?"))["offline"] is True
+        assert client.record_job(job("second"))["offline"] is True
+    warned = [r.getMessage() for r in caplog.records if "no service has recorded a job there" in r.getMessage()]
+    assert len(warned) == 1 and str(folder.resolve()) in warned[0]  # once: the journal exists after
+    assert all(str(folder.resolve()) in r.getMessage() for r in caplog.records if "appended to" in r.getMessage())
