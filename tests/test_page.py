@@ -804,6 +804,22 @@ def test_screenshots_and_layout(demo_server, open_page):
         page.context.close()
 
 
+@pytest.mark.parametrize("width", [720, 800, 900, 1024])
+def test_the_top_bar_fits_between_a_phone_and_a_desktop(demo_server, open_page, width):
+    """Between 700 and 1,100 px the search box shrank to 21 px (typed text invisible) and the
+    bar ran past the window: the page scrolled sideways and `?` and S/M/L were off-screen."""
+    page = open_page(demo_server, "/?rated=false", {"width": width, "height": 700})  # a filter on: Clear filters shows
+    expect(page.locator(JOB).first).to_be_visible()
+    expect(page.locator("#clear-filters-bar")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+    assert page.locator("#filter-q").bounding_box()["width"] >= 200, width
+    for control in ("#help-button", "#sort", "#filter-q"):
+        box = page.locator(control).bounding_box()
+        assert 0 <= box["x"] and box["x"] + box["width"] <= width, (control, box)
+    assert overlapping(page, ".title-row > *") == [], width
+    page.context.close()
+
+
 def test_a_picker_at_the_right_edge_opens_its_list_within_the_window(live_server, samples, open_page):
     page = open_page(live_server)
     rightmost = max(page.locator("#filters button.facet").all(), key=lambda b: b.bounding_box()["x"])
