@@ -267,8 +267,15 @@ def verify(data_dir):
 
 @main.command()
 @data_dir_option
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default="-")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: each stored record with its rating, review and amendments; csv: a row per job.",
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default="-", help="File to write [standard output].")
 @click.argument("filters", nargs=-1)
 def export(data_dir, fmt, output, filters):
     """Export matching jobs; FILTERS are name=value pairs as in GET /api/jobs (e.g. sampler='DPM++ 2M')."""
@@ -289,7 +296,7 @@ def export(data_dir, fmt, output, filters):
     _reach_index(settings)
     with click.open_file(output, "wb") as out, _index_errors(settings):
         count = export_to(settings, params, fmt, out)
-    click.echo(f"exported {count} jobs", err=True)
+    click.echo(f"exported {count:,} job{'' if count == 1 else 's'}", err=True)
 
 
 @main.command("import")

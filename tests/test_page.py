@@ -815,7 +815,7 @@ def test_the_top_bar_fits_between_a_phone_and_a_desktop(demo_server, open_page, 
     assert page.locator("#filter-q").bounding_box()["width"] >= 200, width
     for control in ("#help-button", "#sort", "#filter-q"):
         box = page.locator(control).bounding_box()
-        assert 0 <= box["x"] and box["x"] + box["width"] <= width, (control, box)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, (control, box)
     assert overlapping(page, ".title-row > *") == [], width
     page.context.close()
 
