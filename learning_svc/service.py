@@ -1077,7 +1077,9 @@ class Service:
             ratings_cp = read_checkpoint(conn, RATINGS)
         log_bytes, ratings_bytes = self.jobs_journal.size(), self.ratings_journal.size()
         lag = max(0, log_bytes - log_cp.offset) + max(0, ratings_bytes - ratings_cp.offset)
-        trouble = self.index_trouble
+        # An index that holds every line is not in trouble, whatever the flag says: the follower
+        # commits the backlog first and clears the flag after, and reads see the commit at once.
+        trouble = self.index_trouble if lag else None
         problem = (
             None
             if trouble is None

@@ -657,6 +657,41 @@ def test_a_full_index_disk_keeps_acknowledging_says_so_and_catches_up_once(runni
     assert verify_index(settings) == []
 
 
+def test_health_is_ok_as_soon_as_the_index_holds_everything_again(running, settings, monkeypatch):
+    """After a full index disk, the follower commits the backlog and then clears the trouble:
+    between the two, a listing already showed every job while /api/health still said
+    "degraded" (a CI run caught it). Health now follows the index: nothing behind, no trouble."""
+    import sqlite3
+
+    app, client = running
+
+    def full(conn, batch, *args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as m:
+        m.setattr(sync, "insert_jobs", full)
+        for i in range(5):
+            assert client.post("/api/jobs", data=orjson.dumps(job(f"full-{i}")), headers=JSON).status_code == 201
+        assert client.get("/api/health").json["status"] == "degraded"
+    committed, go = threading.Event(), threading.Event()
+    recovered = service_module.Service._index_recovered
+
+    def slow_to_clear(self):
+        if self.index_trouble is not None:
+            committed.set()
+            go.wait(10)
+        recovered(self)
+
+    monkeypatch.setattr(service_module.Service, "_index_recovered", slow_to_clear)
+    try:
+        assert committed.wait(30), "the follower did not try again"
+        health = client.get("/api/health").json
+        assert health["index"]["lag_bytes"] == 0 and health["index"]["jobs"] == 5
+        assert health["status"] == "ok" and health["index"]["problem"] is None, health
+    finally:
+        go.set()
+
+
 def test_journal_locked_by_a_stuck_process_is_503_and_writes_nothing(settings, monkeypatch):
     monkeypatch.setattr(service_module, "Journal", functools.partial(Journal, lock_timeout=0.3))
     app = create_app(settings)
