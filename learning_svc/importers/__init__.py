@@ -7,7 +7,10 @@ indexes or HTTP: `run.py` writes what they find through the service, as the API 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,17 @@ class Problem:
 
 
 Item = Job | Rating | Review | Problem
+
+
+def json_lines(path: Path) -> Iterator[tuple[Where, object]]:
+    """(where, value) of each non-blank line of a JSONL file, or (where, Problem) for a line that
+    is not JSON."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            where = Where(str(path), number)
+            try:
+                yield where, json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as error:
+                yield where, Problem(where, f"not JSON ({error})")

@@ -13,13 +13,12 @@ amendment lines are reported: an export carries them with their job.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..exporting import EXPORT_KEY
 from ..records import AMEND_SCHEMA, LOG_SCHEMA
-from . import Item, Job, Problem, Rating, Review, Where
+from . import Item, Job, Problem, Rating, Review, Where, json_lines
 
 SOURCE = "import"
 
@@ -29,30 +28,26 @@ def looks_like(first: dict) -> bool:
 
 
 def export_lines(path: Path) -> Iterator[Item]:
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            where = Where(str(path), number)
-            try:
-                line = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as error:
-                yield Problem(where, f"not JSON ({error})")
-                continue
-            if isinstance(line, dict) and line.get("schema") == AMEND_SCHEMA:
-                yield Problem(
-                    where, "an amendment line of a journal: `learning-svc export` carries it with its job", "skipped"
-                )
-                continue
-            if not isinstance(line, dict) or line.get("schema") != LOG_SCHEMA:
-                yield Problem(where, "not a learning_log_v2 record", "skipped")
-                continue
-            view = line.pop(EXPORT_KEY, None) or {}
-            amendments = [a.get("set") for a in view.get("amendments") or () if isinstance(a, dict)]
-            yield Job(line, where, stored=True, amendments=[a for a in amendments if isinstance(a, dict)])
-            rating, rated_at = view.get("rating"), view.get("rated_at")
-            if isinstance(rating, int) and not isinstance(rating, bool) and 0 <= rating <= 5 and rated_at is not None:
-                digest = hashlib.sha256(f"{line.get('job_id')}\x00{rated_at}\x00{rating}".encode()).hexdigest()[:32]
-                yield Rating(str(line.get("job_id")), rating, float(rated_at), SOURCE, f"import-{digest}", where)
-            if isinstance(view.get("review"), dict) and view["review"]:
-                yield Review(str(line.get("job_id")), view["review"], where)
+    for where, line in json_lines(path):
+        if isinstance(line, Problem):
+            yield line
+        elif isinstance(line, dict) and line.get("schema") == AMEND_SCHEMA:
+            yield Problem(
+                where, "an amendment line of a journal: `learning-svc export` carries it with its job", "skipped"
+            )
+        elif not isinstance(line, dict) or line.get("schema") != LOG_SCHEMA:
+            yield Problem(where, "not a learning_log_v2 record", "skipped")
+        else:
+            yield from _export_line(line, where)
+
+
+def _export_line(line: dict, where: Where) -> Iterator[Item]:
+    view = line.pop(EXPORT_KEY, None) or {}
+    amendments = [a.get("set") for a in view.get("amendments") or () if isinstance(a, dict)]
+    yield Job(line, where, stored=True, amendments=[a for a in amendments if isinstance(a, dict)])
+    rating, rated_at = view.get("rating"), view.get("rated_at")
+    if isinstance(rating, int) and not isinstance(rating, bool) and 0 <= rating <= 5 and rated_at is not None:
+        digest = hashlib.sha256(f"{line.get('job_id')}\x00{rated_at}\x00{rating}".encode()).hexdigest()[:32]
+        yield Rating(str(line.get("job_id")), rating, float(rated_at), SOURCE, f"import-{digest}", where)
+    if isinstance(view.get("review"), dict) and view["review"]:
+        yield Review(str(line.get("job_id")), view["review"], where)

@@ -5,11 +5,10 @@ refused with its reason."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import Item, Job, Problem, Where
+from . import Item, Job, Problem, json_lines
 
 
 def looks_like(first: dict) -> bool:
@@ -18,17 +17,10 @@ def looks_like(first: dict) -> bool:
 
 
 def record_lines(path: Path) -> Iterator[Item]:
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            where = Where(str(path), number)
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as error:
-                yield Problem(where, f"not JSON ({error})")
-                continue
-            if not isinstance(body, dict):
-                yield Problem(where, "not a JSON object (one job record a line)")
-                continue
+    for where, body in json_lines(path):
+        if isinstance(body, Problem):
+            yield body
+        elif not isinstance(body, dict):
+            yield Problem(where, "not a JSON object (one job record a line)")
+        else:
             yield Job(body, where)
