@@ -237,9 +237,8 @@ def reindex(data_dir):
             _index_errors(settings),
             tqdm(total=total, unit="B", unit_scale=True, desc="reindex", file=sys.stderr) as bar,
         ):
-            report = rebuild(
-                settings.db_url, log_journal, ratings_journal, index_path, bar.update, data_folder_id(settings.data_dir)
-            )
+            folder = data_folder_id(settings.data_dir) if index_path is None else None  # a server database's
+            report = rebuild(settings.db_url, log_journal, ratings_journal, index_path, bar.update, folder)
     except (DamagedJournal, RebuildRunning) as error:
         raise click.ClickException(f"reindex stopped, the old index is unchanged: {error}") from None
     click.echo(

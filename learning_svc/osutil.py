@@ -81,8 +81,11 @@ def data_folder_id(data_dir: Path) -> str:
         os.link(made, path)  # whole or not at all; another process's id wins a race
     except FileExistsError:
         pass
+    except OSError:  # no hard links here (FAT, some network shares): a rename, whole but not exclusive
+        if not path.exists():
+            os.replace(made, path)
     finally:
-        made.unlink()
+        made.unlink(missing_ok=True)
     return path.read_text(encoding="ascii").strip()
 
 

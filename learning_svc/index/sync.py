@@ -180,15 +180,13 @@ class ForeignIndex(IndexInUse):
     """A server database whose index is another data folder's."""
 
 
-def claim_index(conn: Connection, folder_id: str, url: str, data_dir: Path, take_over: bool = False) -> None:
+def claim_index(conn: Connection, folder_id: str, url: str, data_dir: Path) -> None:
     """Make sure a server database's index is this data folder's (or, unclaimed, make it so).
 
     Two folders on one database each took the other's index for a replaced journal and rebuilt
     it from their own files: the first service then listed the second folder's jobs, and its
-    listing failed reading lines at the other file's offsets. A reindex takes the index over."""
-    if take_over:
-        _set_meta(conn, FOLDER_KEY, folder_id)
-        return
+    listing failed reading lines at the other file's offsets. A reindex takes the index over
+    (rebuild's `folder_id`)."""
     db.sql(
         conn, "INSERT INTO index_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (FOLDER_KEY, folder_id)
     )
