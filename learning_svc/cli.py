@@ -335,7 +335,7 @@ def import_(data_dir, dry_run, paths):
         f"{total['already present']:,} already present{' (nothing recorded)' if dry_run else ''}."
     )
     click.echo(f"data folder: {settings.data_dir.resolve()}")
-    if new_store and total["imported"]:
+    if new_store and total["imported"] and not _served_here(settings):
         click.echo(
             "  (new: it held no history before. A service serving another folder does not see these jobs;\n"
             "   give that folder with --data-dir or LEARNING_SVC_DATA_DIR.)"
@@ -349,6 +349,21 @@ def import_(data_dir, dry_run, paths):
             click.echo(f"  {where}: {problem['outcome']}: {problem['reason']}")
         if len(result.tally.problems) > 20:
             click.echo(f"  … and {len(result.tally.problems) - 20:,} more")
+
+
+def _served_here(settings: Settings) -> bool:
+    """Whether a service has this folder's SQLite index open (it then sees the imported jobs)."""
+    from .osutil import IndexInUse, hold_index_file
+
+    if settings.database_url:
+        return False  # not known: the note stays
+    try:
+        held = hold_index_file(settings.index_path, exclusive=True)
+    except IndexInUse:
+        return True
+    if held is not None:
+        os.close(held)
+    return False
 
 
 def _reviews_said(kinds) -> str:

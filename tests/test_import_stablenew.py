@@ -152,6 +152,11 @@ def test_bad_entries_are_reported_and_never_stop_the_rest(settings, tmp_path, in
     assert result.tally.total()["imported"] > 100
 
 
+def test_an_import_into_a_new_folder_no_service_serves_says_so(tmp_path, installation):
+    done = run_cli("import", "--data-dir", str(tmp_path / "new"), str(installation), env=cli_env(), timeout=120)
+    assert done.returncode == 0 and "held no history before" in done.stdout, done.stdout
+
+
 def test_dry_run_writes_nothing(settings, installation):
     result = run_import(settings, [installation], dry_run=True)
     assert result.tally.total()["imported"] > 100
@@ -172,6 +177,8 @@ def test_import_while_the_server_runs_shows_the_jobs_at_once(tmp_path, installat
         done = run_cli("import", "--data-dir", str(server.data_dir), str(installation), env=cli_env(), timeout=120)
         assert done.returncode == 0, done.stderr
         assert "total" in done.stdout and "refused and skipped entries" in done.stdout
+        # The server serves this folder: no note that "a service serving another folder" misses them
+        assert "held no history before" not in done.stdout
         listed = [
             job
             for page in listing_pages(
