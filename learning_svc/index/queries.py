@@ -107,6 +107,27 @@ def _rating_conditions(f: Filters, sort: str, source) -> list:
     return conds
 
 
+def _tie_rating_conditions(f: Filters, sort: str, key, source) -> list:
+    """The rating filters on the tie group of a cursor's key, `key_col == key`.
+
+    In a rating order the key is the rating column itself, so the filters hold for the whole
+    group or for none of it: decided here, nothing is left to check per row. (Written as SQL,
+    PostgreSQL guessed that almost no row of the group passes `rating_hi + 0 BETWEEN 0 AND 5`
+    and fetched and sorted the whole group instead of seeking to the page.) In another order
+    they are checked in the sort index's rows, as on the first page (`+ 0`): on the rating
+    columns they would take the index from the (key, id) seek.
+    """
+    if sort.lstrip("-") != "rating":
+        return _rating_conditions(f, "completed_at", source)
+    unrated = 6 if sort == "rating" else -1
+    holds = not (f.rated is False and key != unrated)
+    if f.rated or f.rating_min is not None or f.rating_max is not None:
+        low = 0 if f.rating_min is None else f.rating_min
+        high = 5 if f.rating_max is None else f.rating_max
+        holds = holds and low <= key <= high
+    return [] if holds else [false()]
+
+
 def _text_condition(plan: Plan, job_id):
     """Every word of q in the job's text: FTS5 on SQLite (the plan's text), a tsvector on
     PostgreSQL, substrings of the folded words elsewhere."""
@@ -191,11 +212,9 @@ def page_keys(plan: Plan) -> Select | CompoundSelect:
     # After a cursor: the rest of its key's tie group, then the keys beyond it, merged in
     # order. Both are index seeks; `(key, id) < (k, i)` would seek on the key alone and
     # then step over the whole tie group (half a million unrated jobs in "-rating" order).
-    # In the tie group a rating filter is written as for a time sort (`+ 0`): on the rating
-    # sort's own column it would take the index from the (key, id) seek.
     key, row_id = page.after
     beyond = (key_col < key, id_col < row_id) if descending else (key_col > key, id_col > row_id)
-    ties = keys.where(*_rating_conditions(page.filters, "completed_at", source), key_col == key, beyond[1])
+    ties = keys.where(*_tie_rating_conditions(page.filters, page.sort, key, source), key_col == key, beyond[1])
     parts = [ties, keys.where(*rating, beyond[0])]
     if plan.dialect == "postgresql":  # each part an ordered walk that stops early: PostgreSQL
         parts = [part.order_by(*order).limit(page.limit + 1) for part in parts]  # (< 17) sorts a UNION's whole output
