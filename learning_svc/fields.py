@@ -107,6 +107,11 @@ def _text(raw: Any) -> str | None:
     return raw.strip() if isinstance(raw, str) else None
 
 
+def _words(raw: Any) -> str | None:
+    """Whitespace collapsed, as review tags are stored (reviews.clean_tags)."""
+    return " ".join(raw.split()) if isinstance(raw, str) else None
+
+
 def _file_name(raw: Any) -> str | None:
     """Model-like names group without folder, extension or ` [hash]` (SPEC §1.3)."""
     return model_display(raw) if isinstance(raw, str) else None
@@ -201,7 +206,7 @@ FIELDS: tuple[Field, ...] = (
     Field("run_id", "Run", "Runs", read=_one("run_id"), show=_text, facet=False,
           description="the pipeline run a job belongs to (many jobs share one)"),
     # From the review events (reviews.py): `read` gets the job's review state.
-    Field("tag", "Tag", "Tags", read=lambda state: state.get("tags") or (), show=_text, multi=True, review=True,
+    Field("tag", "Tag", "Tags", read=lambda state: state.get("tags") or (), show=_words, multi=True, review=True,
           description="a reason tag given in review (`bad hands`)"),
     Field("flag", "Flag", "Flags", read=lambda state: [state.get("flag")], show=_text, kind="choice",
           choices=("pick", "reject"), review=True, description="pick or reject"),

@@ -171,6 +171,20 @@ def amend_op(job_id: str, patch: dict, replace: bool = False) -> _Op:
     return _Op("amend", {"job_id": job_id, "patch": patch, "replace": replace})
 
 
+def _rated_images_beyond(review: dict | None, outputs: int) -> list[int]:
+    """The rated images of a review state at or past `outputs`, in order."""
+    return sorted(n for n in map(int, ((review or {}).get("images") or {})) if n >= outputs)
+
+
+def _orphaned_message(job_id: str, orphaned: list[int], outputs: int) -> str:
+    shown = f"output {orphaned[0]}" if len(orphaned) == 1 else f"outputs {', '.join(map(str, orphaned))}"
+    return (
+        f"job {job_id!r} has ratings of {shown}, which this amendment would leave without their images "
+        f"({outputs} output{'s' if outputs != 1 else ''} left): clear it first "
+        f"(DELETE /api/jobs/{job_id}/outputs/{orphaned[0]}/rating)"
+    )
+
+
 class Backlog:
     """Values that journal lines past the index's checkpoint set (appended, not indexed yet), by key.
 
@@ -382,7 +396,14 @@ class Service:
                 raise NotFound(f"no job {job_id!r}")
             if output is not None:
                 outputs = queries.summary_of(conn, row, self.jobs_journal)["num_outputs"] if row is not None else None
-                if outputs is not None and output >= outputs:
+                # A rating of an image the job no longer has (an amendment of an older version
+                # took it away) can still be cleared.
+                clearing = (
+                    row is not None
+                    and changes == {"rating": None}
+                    and output in _rated_images_beyond(row.review and orjson.loads(row.review), 0)
+                )
+                if outputs is not None and output >= outputs and not clearing:
                     raise NotFound(
                         f"job {job_id!r} has {outputs} output{'s' if outputs != 1 else ''}; no output {output}"
                     )
@@ -835,6 +856,16 @@ class Service:
                 )
                 continue
             changes, refused = records.amendment_changes(current, patch, replace)
+            if not changes:
+                op.finish(result=([], queries.summary_of(conn, row, self.jobs_journal)))
+                continue
+            line = records.amend_line(job_id, changes)
+            try:  # a bad value is a 400 whether or not the field is set
+                after = records.effective_line(base, [*earlier, line])
+            except records.InvalidRecord as error:
+                op.finish(error=error)
+                continue
+            review = row.review and orjson.loads(row.review)
             if refused:
                 op.finish(
                     error=Conflict(
@@ -843,16 +874,9 @@ class Service:
                     )
                 )
                 continue
-            if not changes:
-                op.finish(result=([], queries.summary_of(conn, row, self.jobs_journal)))
+            if orphaned := _rated_images_beyond(review, after["num_outputs"]):
+                op.finish(error=Conflict(_orphaned_message(job_id, orphaned, after["num_outputs"])))
                 continue
-            line = records.amend_line(job_id, changes)
-            try:
-                after = records.effective_line(base, [*earlier, line])
-            except records.InvalidRecord as error:
-                op.finish(error=error)
-                continue
-            review = row.review and orjson.loads(row.review)
             summary = records.job_summary(records.line_summary(after), row.rating, row.rated_at, review)
             op.payload = line
             result = (sorted(changes), summary)

@@ -308,6 +308,16 @@ def test_bad_amendments_are_400_and_write_nothing(client, settings, body, code, 
     assert_error(patch(client, "nobody", {"packs": ["x"]}), 404, "not_found")
 
 
+def test_an_invalid_value_for_a_set_field_is_400_not_a_conflict(client, settings):
+    """Without replace=true, a bad value for a field that is set was answered 409 ("amend with
+    replace=true"), and with it 400: the value is checked first, whatever the flag."""
+    assert post(client, {"job_id": "j", "completed_at": 1_764_000_000, "steps": 30}).status_code == 201
+    size = settings.log_path.stat().st_size
+    error = assert_error(patch(client, "j", {"steps": "abc"}), 400, "invalid")
+    assert error["fields"][0]["loc"] == "steps"
+    assert settings.log_path.stat().st_size == size
+
+
 def test_a_duration_that_ends_after_the_largest_timestamp_is_refused(client, settings):
     """Found by the stateful schemathesis run: started_at + a huge duration_sec was stored with a
     completed_at past MAX_EPOCH, a line that no longer validates, so amending it failed the index."""

@@ -247,6 +247,40 @@ def test_our_own_export_moves_history_between_machines(tmp_path):
         app.extensions["learning_svc"].close()
 
 
+def test_an_exported_rating_of_an_image_the_job_no_longer_has_does_not_cost_its_review(tmp_path, monkeypatch):
+    """An older version let an amendment take images away from under their ratings; importing
+    that export refused the whole review ("no output 1"): the flag was lost. Now the rest is
+    imported and the rating without its image is a line of the report."""
+    from learning_svc import service
+
+    here, there = Settings(data_dir=tmp_path / "here"), Settings(data_dir=tmp_path / "there")
+    app = create_app(here)
+    client = app.test_client()
+    try:
+        body = {"job_id": "multi", "completed_at": 1_764_000_000, "outputs": ["a.png", "b.png"]}
+        assert client.post("/api/jobs", data=orjson.dumps(body), content_type="application/json").status_code == 201
+        assert client.put("/api/jobs/multi/outputs/1/rating", json={"rating": 1}).status_code == 200
+        assert client.put("/api/jobs/multi/outputs/0/rating", json={"rating": 4}).status_code == 200
+        assert client.post("/api/jobs/multi/review", json={"flag": "pick"}).status_code == 200
+        monkeypatch.setattr(service, "_rated_images_beyond", lambda review, outputs: [])
+        assert client.patch("/api/jobs/multi?replace=true", json={"outputs": ["a.png"]}).status_code == 200
+        exported = client.get("/api/export?format=jsonl").get_data()
+    finally:
+        app.extensions["learning_svc"].close()
+    monkeypatch.undo()
+    (tmp_path / "export.jsonl").write_bytes(exported)
+    result = run_import(there, [tmp_path / "export.jsonl"])
+    assert result.tally.imported == {"jobs": 1, "reviews": 1}
+    [problem] = result.tally.problems
+    assert problem["outcome"] == "skipped" and "output 1" in problem["reason"], problem
+    app = create_app(there)
+    try:
+        job = app.test_client().get("/api/jobs/multi").json["summary"]
+        assert (job["flag"], job["image_ratings"], job["num_outputs"]) == ("pick", {"0": 4}, 1)
+    finally:
+        app.extensions["learning_svc"].close()
+
+
 def test_a_jsonl_file_of_posted_records_is_imported(tmp_path):
     """A file of POST /api/jobs bodies (the samples' jobs.jsonl): it was 'not a history file
     this importer knows'."""

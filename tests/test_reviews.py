@@ -76,6 +76,38 @@ def test_an_image_a_job_does_not_have_is_404_and_writes_nothing(jobs, settings):
     assert lines(settings) == []
 
 
+def test_an_amendment_that_would_leave_image_ratings_without_their_images_is_409(jobs, settings):
+    """Amending `outputs` to fewer images left the ratings of the images gone: listed, filtered
+    on, shown on a card of one image as "#2", and impossible to clear (that image was a 404)."""
+    assert jobs.put("/api/jobs/a/outputs/2/rating", json={"rating": 1}).status_code == 200
+    assert jobs.put("/api/jobs/a/outputs/0/rating", json={"rating": 4}).status_code == 200
+    size = settings.log_path.stat().st_size
+    response = jobs.patch("/api/jobs/a?replace=true", json={"outputs": ["a0.png"]})
+    error = assert_error(response, 409)
+    assert "output 2" in error["message"] and "DELETE /api/jobs/a/outputs/2/rating" in error["message"]
+    assert settings.log_path.stat().st_size == size
+    assert summary(jobs, "a")["num_outputs"] == 3
+
+    assert jobs.delete("/api/jobs/a/outputs/2/rating").status_code == 200
+    response = jobs.patch("/api/jobs/a?replace=true", json={"outputs": ["a0.png"]})
+    assert response.status_code == 200, response.data
+    assert summary(jobs, "a")["image_ratings"] == {"0": 4}  # the image still there keeps its rating
+
+
+def test_a_rating_left_without_its_image_by_an_older_version_can_be_cleared(jobs, monkeypatch):
+    from learning_svc import service
+
+    assert jobs.put("/api/jobs/a/outputs/2/rating", json={"rating": 1}).status_code == 200
+    with monkeypatch.context() as older:  # the amendment as versions before the check made it
+        older.setattr(service, "_rated_images_beyond", lambda review, outputs: [])
+        assert jobs.patch("/api/jobs/a?replace=true", json={"outputs": ["a0.png"]}).status_code == 200
+    assert summary(jobs, "a")["image_ratings"] == {"2": 1}
+    assert_error(jobs.put("/api/jobs/a/outputs/2/rating", json={"rating": 3}), 404)  # no new rating of it
+    assert jobs.delete("/api/jobs/a/outputs/2/rating").status_code == 200
+    assert summary(jobs, "a")["image_ratings"] == {}
+    assert_error(jobs.delete("/api/jobs/a/outputs/2/rating"), 404)
+
+
 def test_flags_tags_notes_and_scores_latest_wins_history_kept(jobs, settings):
     assert review(jobs, "a", {"flag": "pick", "tags": ["bad hands", " Blurry  "], "source": "web"}).status_code == 200
     result = review(jobs, "a", {"tags_add": ["BAD HANDS", "oversaturated"], "tags_remove": ["blurry"]}).get_json()
@@ -145,6 +177,7 @@ def test_tags_flags_and_image_ratings_filter_and_facet_with_mean_rating(jobs):
     jobs.put("/api/jobs/a/outputs/0/rating", json={"rating": 5})
     jobs.put("/api/jobs/b/outputs/0/rating", json={"rating": 0})
     assert ids(jobs, "tag=BAD%20HANDS") == ["b", "a"]
+    assert ids(jobs, "tag=%20bad%20%20hands%09") == ["b", "a"]  # spaces as a tag is stored: collapsed
     assert ids(jobs, "tag=blurry&tag=nothing") == ["b"]
     assert ids(jobs, "flag=pick") == ["a"]
     assert ids(jobs, "image_rating_min=4") == ["a"]

@@ -276,6 +276,22 @@ class Writer:
                 return
             current = {}
         changes = _lacking_review(item.job_id, item.review, current)
+        outputs = current.get("num_outputs")
+        beyond = sorted(
+            output for _, output, _ in changes if output is not None and outputs is not None and output >= outputs
+        )
+        if beyond:  # rated there after an amendment (of an older version) took the image away
+            changes = [change for change in changes if change[1] not in beyond]
+            shown = ", ".join(map(str, beyond))
+            self.tally.problems.append(
+                {
+                    "file": item.where.path,
+                    "line": item.where.line,
+                    "outcome": "skipped",
+                    "reason": f"its rating of output {shown}: job {item.job_id!r} has {outputs} output"
+                    f"{'s' if outputs != 1 else ''} (the rest of its review is imported)",
+                }
+            )
         if not changes:
             self.tally.add(item.where, "already present", kind="reviews")
             return
