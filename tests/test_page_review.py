@@ -128,12 +128,14 @@ def test_tags_are_typed_with_suggestions_and_the_commonest_are_a_number_key_away
     page.keyboard.press("t")
     expect(page.locator("#tag-suggestions option")).to_have_count(1)  # autocomplete: the tags in use
     expect(page.locator("#tag-choices .tag-choice").first).to_contain_text("bad hands")
-    page.keyboard.press("1")  # the commonest tag, on key 1
+    page.keyboard.type("1")  # the commonest tag, on chip 1
+    page.keyboard.press("Enter")
     expect(card(page, ids[1]).locator(".tag")).to_have_text(["bad hands"])
     page.keyboard.type("oversaturated")
     page.keyboard.press("Enter")
     expect(card(page, ids[1]).locator(".tag")).to_have_text(["bad hands", "oversaturated"])
-    page.keyboard.press("1")  # pressed again: removed
+    page.keyboard.type("1")  # again: removed
+    page.keyboard.press("Enter")
     expect(card(page, ids[1]).locator(".tag")).to_have_text(["oversaturated"])
     page.locator("#tag-editor-done").click()
 
@@ -513,6 +515,36 @@ def test_undo_pressed_before_the_action_is_answered_undoes_that_action(live_serv
         {"flag": "pick"},
         {"flag": None},
     ]
+
+
+def test_a_typed_tag_is_added_as_typed_digits_and_all_and_never_toggles_another(live_server, open_page):
+    """Typing "3d render" in the tag box took its 3 as chip 3's key and removed that tag; Enter on
+    a tag the job had (in another case or spacing) removed it, and showed a second chip for it."""
+    ids = image_jobs(live_server, 1)
+    tags = ["Motion Blur", "grain", "Bad Hands"]
+    live_server.http.post(f"{live_server.url}/api/jobs/{ids[0]}/review", json={"tags": tags}).raise_for_status()
+    page = open_page(live_server)
+    focus(page, ids[0])
+    page.keyboard.press("t")
+    expect(page.locator("#tag-choices .tag-choice")).to_have_count(3)
+    page.keyboard.type("3d render")
+    page.keyboard.press("Enter")
+    expect(card(page, ids[0]).locator(".tag")).to_have_text([*tags, "3d render"])
+    page.keyboard.type("bad  HANDS")  # the job has it: Enter keeps it
+    page.keyboard.press("Enter")
+    page.keyboard.type("motion blur")
+    page.keyboard.press("Enter")
+    chips = page.locator("#tag-choices .tag-choice")
+    expect(chips).to_have_count(4)  # one chip a tag, whatever its case or spacing
+    offered = chips.evaluate_all("found => found.map((chip) => chip.dataset.tag)")
+    assert sorted(offered) == sorted([*tags, "3d render"])
+    expect(page.locator('#tag-choices .tag-choice[aria-pressed="true"]')).to_have_count(4)
+    chips.nth(1).focus()  # on a chip, 1-9 toggle at once
+    page.keyboard.press("2")
+    left = [tag for tag in [*tags, "3d render"] if tag != offered[1]]
+    expect(card(page, ids[0]).locator(".tag")).to_have_text(left)
+    page.keyboard.press("Escape")
+    eventually(lambda: summary(live_server, ids[0])["tags"] == left)
 
 
 def test_review_changes_made_faster_than_the_service_answers_are_applied_in_order(live_server, open_page):

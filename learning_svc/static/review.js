@@ -6,7 +6,7 @@ import { api, jobUrl } from './api.js';
 import { detailsJob } from './details.js';
 import { rateJob, showJobRating } from './rating.js';
 import { jobById } from './store.js';
-import { applySet, pushUndo, trackAction } from './undo.js';
+import { applySet, foldTag, pushUndo, trackAction } from './undo.js';
 import { $, h, plural, showToast } from './util.js';
 
 export const SCORES = [
@@ -181,47 +181,72 @@ function targets() {
   return tagTargets.map(jobById).filter(Boolean);
 }
 
+// The tags shown as chips: the commonest first (on the keys 1-9), then the targets' own; one
+// chip per tag whatever its case or spacing, in the spelling most jobs use.
+function offeredTags(jobs) {
+  const offered = new Map();
+  for (const tag of [...commonTags.slice(0, COMMON_TAGS), ...jobs.flatMap((job) => job.tags ?? [])]) {
+    if (!offered.has(foldTag(tag))) offered.set(foldTag(tag), tag);
+  }
+  return [...offered.values()];
+}
+
+function hasTag(jobs, tag) {
+  return jobs.length > 0 && jobs.every((job) => (job.tags ?? []).some((t) => foldTag(t) === foldTag(tag)));
+}
+
 function renderTagEditor() {
   const jobs = targets();
-  const has = (tag) => jobs.length > 0 && jobs.every((job) => (job.tags ?? []).some((t) => t.toLowerCase() === tag.toLowerCase()));
-  const current = [...new Set(jobs.flatMap((job) => job.tags ?? []))];
-  const offered = [...new Set([...commonTags.slice(0, COMMON_TAGS), ...current])];
-  $('tag-choices').replaceChildren(...offered.map((tag, i) => h('button', {
+  $('tag-choices').replaceChildren(...offeredTags(jobs).map((tag, i) => h('button', {
     type: 'button',
     class: 'tag-choice',
-    'aria-pressed': String(has(tag)),
+    'aria-pressed': String(hasTag(jobs, tag)),
     'data-tag': tag,
-    title: i < COMMON_TAGS ? `Key ${i + 1}` : null,
+    title: i < COMMON_TAGS ? `${i + 1} and Enter in the box, or ${i + 1} on a chip` : null,
   }, i < COMMON_TAGS ? h('kbd', {}, String(i + 1)) : null, tag)));
   $('tag-suggestions').replaceChildren(...commonTags.map((tag) => h('option', { value: tag })));
 }
 
-function toggleTag(tag) {
+function storeTags(set) {
   const jobs = targets();
-  const all = jobs.every((job) => (job.tags ?? []).some((t) => t.toLowerCase() === tag.toLowerCase()));
-  const set = all ? { tags_remove: [tag] } : { tags_add: [tag] };
   (tagApply ? tagApply(set) : review(jobs, set)).then(renderTagEditor);
   renderTagEditor();
 }
 
+function toggleTag(tag) {
+  storeTags(hasTag(targets(), tag) ? { tags_remove: [tag] } : { tags_add: [tag] });
+}
+
+// A typed tag is added (never removed: Enter on a tag the job has keeps it), in the spelling
+// of the chip it matches if one does.
+function addTag(typed) {
+  const tag = offeredTags(targets()).find((t) => foldTag(t) === foldTag(typed)) ?? typed.trim().replace(/\s+/g, ' ');
+  if (!commonTags.some((t) => foldTag(t) === foldTag(tag))) commonTags.push(tag);
+  if (!hasTag(targets(), tag)) storeTags({ tags_add: [tag] });
+}
+
+function chipTag(key) {
+  return $('tag-choices').querySelectorAll('.tag-choice')[Number(key) - 1]?.dataset.tag;
+}
+
+// In the box, digits are text ("3d render"); a lone 1-9 and Enter toggles that chip. On a chip
+// (Tab), 1-9 toggle at once.
 function onTagKey(event) {
   const inInput = event.target === $('tag-input');
-  if (/^[1-9]$/.test(event.key) && (!inInput || $('tag-input').value === '')) {
-    const tag = $('tag-choices').querySelectorAll('.tag-choice')[Number(event.key) - 1]?.dataset.tag;
+  if (!inInput && /^[1-9]$/.test(event.key) && !event.ctrlKey && !event.metaKey && !event.altKey) {
+    const tag = chipTag(event.key);
     if (tag) {
       event.preventDefault();
       toggleTag(tag);
     }
   } else if (event.key === 'Enter' && inInput) {
     event.preventDefault();
-    const tag = $('tag-input').value.trim();
-    if (tag) {
-      $('tag-input').value = '';
-      if (!commonTags.includes(tag)) commonTags.push(tag);
-      toggleTag(tag);
-    } else {
-      $('tag-editor').close();
-    }
+    const typed = $('tag-input').value.trim();
+    $('tag-input').value = '';
+    const chip = /^[1-9]$/.test(typed) ? chipTag(typed) : null;
+    if (chip) toggleTag(chip);
+    else if (typed) addTag(typed);
+    else $('tag-editor').close();
   }
   event.stopPropagation(); // the page's keys do not act behind the dialog
 }

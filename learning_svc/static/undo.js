@@ -50,6 +50,11 @@ export async function undoLast() {
 }
 
 // A `set` (reviews.py) applied to a job shown here, as the service applies it.
+// Tags match case- and space-insensitively, as the service compares them (reviews.clean_tags).
+export function foldTag(tag) {
+  return tag.trim().replace(/\s+/g, ' ').toLowerCase();
+}
+
 export function applySet(job, output, set) {
   if (output != null) {
     const images = { ...(job.image_ratings ?? {}) };
@@ -63,7 +68,7 @@ export function applySet(job, output, set) {
   if ('note' in set) job.note = set.note || null;
   let tags = [...(job.tags ?? [])];
   if (set.tags) tags = [...set.tags];
-  const folded = (tag) => tag.trim().replace(/\s+/g, ' ').toLowerCase();
+  const folded = foldTag;
   for (const tag of set.tags_add ?? []) {
     if (!tags.some((have) => folded(have) === folded(tag))) tags.push(tag.trim().replace(/\s+/g, ' '));
   }
