@@ -497,3 +497,42 @@ def test_the_service_connections_run_without_jit(settings):
     for writer in (False, True):
         with db.make_engine(settings.database_url, writer=writer).connect() as conn:
             assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+
+
+def test_jobs_acknowledged_during_a_reindex_are_listed_after_its_swap(settings, monkeypatch):
+    """The README: on PostgreSQL a running service may stay up during `reindex`. The rebuilt
+    tables were swapped in holding only what the journal had when they were built: the jobs the
+    service acknowledged meanwhile were 404 after the swap (it believed them indexed), and one
+    of them posted again with other content was a 201 (a second line for its job id)."""
+    from learning_svc.index import sync
+
+    from conftest import LiveServer
+
+    server = LiveServer(settings)
+    try:
+        for i in range(5):
+            assert server.post_job({"job_id": f"before-{i}", "completed_at": 1_764_000_000 + i}).status_code == 201
+        during = [{"job_id": f"during-{i}", "completed_at": 1_764_000_100 + i} for i in range(6)]
+        build = sync._build_scratch
+
+        def build_while_the_service_takes_jobs(*args, **kwargs):
+            report = build(*args, **kwargs)
+            for record in during:  # acknowledged after the scratch tables were filled
+                assert server.post_job(record).status_code == 201
+            assert server.rate("during-0", 4).status_code == 200
+            for record in during:  # a read waits until the service has indexed them (in the old tables)
+                assert server.http.get(f"{server.url}/api/jobs/{record['job_id']}", timeout=10).status_code == 200
+            return report
+
+        monkeypatch.setattr(sync, "_build_scratch", build_while_the_service_takes_jobs)
+        report = rebuild(settings.db_url, Journal(settings.log_path), Journal(settings.ratings_path), None)
+        for record in during:
+            assert server.http.get(f"{server.url}/api/jobs/{record['job_id']}", timeout=10).status_code == 200
+        assert report.jobs == 11 and report.ratings == 1
+        assert server.http.get(f"{server.url}/api/jobs/during-0", timeout=10).json()["rating"] == 4
+        assert server.post_job({**during[3], "completed_at": 1_764_009_999}).status_code == 409
+        assert server.post_job(during[3]).status_code == 200
+        assert len(settings.log_path.read_bytes().splitlines()) == 11
+    finally:
+        server.stop()
+    assert verify_index(settings) == []

@@ -592,7 +592,7 @@ def _rebuild_in_schema(url, log_journal, ratings_journal, progress, folder_id, *
             guard.commit()
             try:
                 report = _build_scratch(url, log_journal, ratings_journal, progress, folder_id, indexer_options)
-                _swap(live, home)
+                _finish_scratch_and_swap(url, live, home, log_journal, ratings_journal, report, indexer_options)
             except BaseException:
                 try:
                     with live.begin() as conn:
@@ -606,6 +606,34 @@ def _rebuild_in_schema(url, log_journal, ratings_journal, progress, folder_id, *
 
 
 SWAP_TRIES = 20
+
+
+def _finish_scratch_and_swap(url, live, home, log_journal, ratings_journal, report, indexer_options) -> None:
+    """Index into the scratch tables what a running service appended while they were built,
+    and swap them in holding the journals' locks, with nothing appended since the last line
+    indexed: the new index then holds every line the service acknowledged. (Swapped in
+    behind the journal, the service's jobs of those minutes were not listed, and a job of
+    theirs posted again with other content was taken: the service believed them indexed.)
+    Most of the lines are indexed before the locks are taken; under them only the last few,
+    so that the service's writes wait a moment at most."""
+    engine = db.make_engine(url, writer=True, schema=SCRATCH_SCHEMA)
+    try:
+        indexer = Indexer(engine, log_journal, ratings_journal, **indexer_options)
+        _add_counts(report, indexer.catch_up())
+        with log_journal.locked(), ratings_journal.locked():
+            with engine.begin() as conn:
+                _add_counts(report, indexer.catch_up_locked(conn, with_ratings=True)[2])
+            _swap(live, home)
+    finally:
+        engine.dispose()
+
+
+def _add_counts(report: SyncReport, more: SyncReport) -> None:
+    report.jobs += more.jobs
+    report.ratings += more.ratings
+    report.duplicates += more.duplicates
+    report.amendments += more.amendments
+    report.torn += more.torn
 
 
 def _swap(live: Engine, home: str) -> None:
