@@ -215,7 +215,7 @@ def reindex(data_dir):
     """Rebuild the index from the JSONL files (beside the old one, swapped in when complete)."""
     from tqdm import tqdm
 
-    from .index.sync import RebuildRunning, rebuild
+    from .index.sync import EmptyTakeover, RebuildRunning, rebuild
     from .journal import DamagedJournal, Journal
     from .osutil import data_folder_id, tune_gc
 
@@ -239,7 +239,7 @@ def reindex(data_dir):
         ):
             folder = data_folder_id(settings.data_dir) if index_path is None else None  # a server database's
             report = rebuild(settings.db_url, log_journal, ratings_journal, index_path, bar.update, folder)
-    except (DamagedJournal, RebuildRunning) as error:
+    except (DamagedJournal, RebuildRunning, EmptyTakeover) as error:
         raise click.ClickException(f"reindex stopped, the old index is unchanged: {error}") from None
     click.echo(
         f"indexed {report.jobs - report.amendments} job lines ({report.duplicates} duplicates skipped), "

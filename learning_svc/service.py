@@ -44,6 +44,7 @@ from .index.sync import (
     Prepared,
     SyncReport,
     claim_index,
+    index_owner,
     read_checkpoint,
     read_checkpoints,
     repair_tails,
@@ -86,6 +87,10 @@ class BadReview(ValueError):
 
 class Unavailable(RuntimeError):
     """The write could not be made durable; nothing was acknowledged."""
+
+
+class LostIndex(Unavailable):
+    """A server database this service indexed into became another data folder's index."""
 
 
 @dataclass
@@ -252,6 +257,8 @@ class Service:
         # What the journals hold past the index's checkpoints, as the committer's decisions need
         # it: while the follower catches up, and while the index cannot be written (a full disk).
         self.index_trouble: dict | None = None
+        self._folder_id: str | None = None  # a server database's claim (claim_index): checked as it is used
+        self.lost_index: str | None = None  # why it is no longer this folder's index: reads and writes are 503
         self.pending_jobs = Backlog()  # job id -> (input hash, summary)
         self.pending_ratings = Backlog()  # job id -> (rating, rated_at)
         self.pending_reviews = Backlog()  # job id -> review state
@@ -279,6 +286,7 @@ class Service:
                 with self.write_engine.begin() as conn:
                     folder = data_folder_id(self.settings.data_dir)
                     claim_index(conn, folder, self.settings.shown_db_url, self.settings.data_dir)
+                    self._folder_id = folder
             self.startup = self.indexer.catch_up()
         except BaseException:
             if self._index_hold is not None:
@@ -507,6 +515,9 @@ class Service:
                 if with_ratings:
                     locks.enter_context(self.ratings_journal.locked())
                 ops = claim(ops)  # after the locks: a caller that stopped waiting meanwhile is not written
+                if self._folder_id is not None:  # a reindex of this folder swaps under these locks
+                    with self.read_engine.connect() as conn:
+                        self._check_owner(conn)
                 trouble = self.index_trouble
                 sizes = (self.jobs_journal.size(), self.ratings_journal.size() if with_ratings else self._ends[1])
                 shrunk = sizes[0] < self._ends[0] or sizes[1] < self._ends[1]  # cut or replaced: start over
@@ -526,6 +537,10 @@ class Service:
         except Timeout:
             for op in ops:
                 op.finish(error=Unavailable("the journal is locked by another process; try again"))
+        except LostIndex as error:
+            for op in ops:
+                op.finish(error=error)
+            return
         self._follow_wake.set()
 
     def _commit_indexed(self, ops: list[_Op], with_ratings: bool) -> None:
@@ -700,6 +715,9 @@ class Service:
                             self.torn_files += [p.name for p in report.torn]
                             ends = (self.jobs_journal.size(), self.ratings_journal.size())
                 if ends == self._synced:
+                    if self._folder_id is not None:  # idle: is the database still this folder's index?
+                        with self.read_engine.connect() as conn:
+                            self._check_owner(conn)
                     return
                 with self._index_lock:
                     reached = self._index_to(ends, thorough=foreign)
@@ -712,6 +730,8 @@ class Service:
                     return
         except Timeout:
             log.warning("the follower waits for a journal locked by another process")
+        except LostIndex:
+            pass  # said once (_check_owner); nothing is indexed into another folder's index
         except DamagedJournal as error:
             log.error("%s", error)
             self._index_failed(error, [])
@@ -727,6 +747,7 @@ class Service:
         `ends`); returns how far the index then holds each journal. `thorough` when another
         process may have written (sync.stale_reason)."""
         with self.write_engine.connect() as conn, conn.begin():
+            self._check_owner(conn)
             log_cp, ratings_cp, report = self.indexer.catch_up_to(
                 conn, ends, self._handed_lines, FOLLOW_BATCH, thorough
             )
@@ -762,9 +783,29 @@ class Service:
         """A read connection that sees every write acknowledged before the call, by this process
         or another: wait (at most READ_WAIT_SECONDS) until the index holds the journals as far as
         they reach now. Not while the index cannot be written: that read answers from what it has."""
+        if self.lost_index is not None:
+            raise LostIndex(self.lost_index)
         self._wait_for_index()
         with self.read_engine.connect() as conn:
+            self._check_owner(conn)  # in the read's transaction: a swap waits until it ends
             yield conn
+
+    def _check_owner(self, conn: Connection) -> None:
+        """A server database: LostIndex once it is another data folder's index (a `reindex` of
+        that folder took it over). Its rows would be read at this folder's journal offsets, and
+        this folder's lines indexed into it."""
+        if self._folder_id is None:
+            return
+        if self.lost_index is None and index_owner(conn) not in (self._folder_id, None):  # None: claimed at start
+            self.lost_index = (
+                f"the index database {self.settings.shown_db_url} became the index of another data folder "
+                f"(a `learning-svc reindex` of that folder took it over); this service of {self.settings.data_dir} "
+                "stopped using it, and its JSONL files keep every acknowledged write: restart it with a database "
+                f"of its own, or run `learning-svc reindex --data-dir {self.settings.data_dir}` to take it back"
+            )
+            log.error("%s", self.lost_index)
+        if self.lost_index is not None:
+            raise LostIndex(self.lost_index)
 
     def _wait_for_index(self) -> None:
         """Until the index holds the journals as far as they reach now (READ_WAIT_SECONDS at most)."""

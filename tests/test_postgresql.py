@@ -294,11 +294,57 @@ def test_two_data_folders_on_one_database_do_not_take_each_others_index(postgres
     finally:
         service.close()
     assert verify_index(first) == []
-    # A reindex of the second folder makes the database its index; the first is then refused.
+    # The second folder has no history yet: its reindex would have wiped the first's index.
+    result = run_cli("reindex", "--data-dir", str(second), env=env, timeout=60)
+    assert result.returncode == 1 and "reindex stopped, the old index is unchanged" in result.stderr, result.stderr
+    assert "has no history to index" in result.stderr and "Traceback" not in result.stderr
+    with create_engine(url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM jobs")).scalar() == 5
+    # With a history, a reindex of the second folder makes the database its index; the first is then refused.
+    (second / "learning_log_v2.jsonl").write_bytes(first.log_path.read_bytes().splitlines(keepends=True)[0])
     result = run_cli("reindex", "--data-dir", str(second), env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     with pytest.raises(ForeignIndex):
         Service(first).start()
+
+
+def test_a_service_whose_database_another_folder_took_over_stops_using_it(postgres, tmp_path):
+    """`reindex --data-dir OTHER` (the README's restore into a new folder) while this folder's
+    service ran: the service then listed the other folder's rows read at its own journal's
+    offsets (500s), counted its jobs, and indexed its own new lines into the other's index.
+    Now every read and write is a 503 saying what happened, and nothing is written."""
+    from conftest import LiveServer
+
+    url = postgres.new_database()
+    first = Settings(data_dir=tmp_path / "first", database_url=url)
+    second = Settings(data_dir=tmp_path / "second", database_url=url)
+    second.data_dir.mkdir()
+    other = [{"job_id": f"other-{i}", "completed_at": 1_764_000_000 + i} for i in range(3)]
+    second.log_path.write_bytes(
+        b"".join(records.dumps(records.stored_job(records.parse(records.JobIn, r))) for r in other)
+    )
+    server = LiveServer(first)
+    try:
+        for i in range(4):
+            assert server.post_job({"job_id": f"first-{i}", "completed_at": 1_764_000_100 + i}).status_code == 201
+        assert server.http.get(server.url + "/api/count", timeout=10).json()["jobs"] == 4
+        size = first.log_path.stat().st_size
+        from learning_svc.osutil import data_folder_id
+
+        rebuild(
+            url, Journal(second.log_path), Journal(second.ratings_path), None, folder_id=data_folder_id(second.data_dir)
+        )
+        for path in ("/api/jobs", "/api/count", "/api/health", "/api/jobs/first-0"):
+            response = server.http.get(server.url + path, timeout=10)
+            assert response.status_code == 503, (path, response.status_code, response.text)
+            message = response.json()["error"]["message"]
+            assert "became the index of another data folder" in message and "learning-svc reindex" in message
+        response = server.post_job({"job_id": "first-9", "completed_at": 1_764_000_200})
+        assert response.status_code == 503 and "another data folder" in response.json()["error"]["message"]
+        assert first.log_path.stat().st_size == size
+    finally:
+        server.stop()
+    assert verify_index(second) == []  # nothing of the first folder's went into it
 
 
 @pytest.mark.parametrize("scheme", ["postgres://", "postgresql://"])

@@ -180,6 +180,11 @@ class ForeignIndex(IndexInUse):
     """A server database whose index is another data folder's."""
 
 
+def index_owner(conn: Connection) -> str | None:
+    """The id of the data folder a server database indexes (claim_index), None if unclaimed."""
+    return conn.execute(select(index_meta.c.value).where(index_meta.c.key == FOLDER_KEY)).scalar()
+
+
 def claim_index(conn: Connection, folder_id: str, url: str, data_dir: Path) -> None:
     """Make sure a server database's index is this data folder's (or, unclaimed, make it so).
 
@@ -190,8 +195,7 @@ def claim_index(conn: Connection, folder_id: str, url: str, data_dir: Path) -> N
     db.sql(
         conn, "INSERT INTO index_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (FOLDER_KEY, folder_id)
     )
-    owner = conn.execute(select(index_meta.c.value).where(index_meta.c.key == FOLDER_KEY)).scalar()
-    if owner != folder_id:
+    if index_owner(conn) != folder_id:
         raise ForeignIndex(
             f"the index database {url} indexes another data folder than {data_dir}: serve that folder "
             f"(--data-dir, LEARNING_SVC_DATA_DIR), give this one a database of its own, or make the "
@@ -577,6 +581,26 @@ class RebuildRunning(RuntimeError):
     pass
 
 
+class EmptyTakeover(RuntimeError):
+    """A reindex of a folder without history would replace another folder's index with nothing."""
+
+
+def _refuse_empty_takeover(live: Engine, log_journal: Journal, ratings_journal: Journal, folder_id: str) -> None:
+    """A reindex takes a server database over for its data folder (the restore path). From a
+    folder with no history (a wrong --data-dir, the default folder of another working
+    directory) that wiped another folder's index, and its running service then counted 0."""
+    if log_journal.size() or ratings_journal.size():
+        return
+    with live.connect() as conn:
+        owner, held = index_owner(conn), read_checkpoint(conn, LOG).line_count
+    if owner not in (None, folder_id) and held:
+        raise EmptyTakeover(
+            f"the index database holds another data folder's index ({held:,} job lines), and "
+            f"{log_journal.path.parent} has no history to index: reindexing would replace that index with "
+            "an empty one. Give the data folder whose JSONL files it should index (--data-dir, LEARNING_SVC_DATA_DIR)"
+        )
+
+
 def _rebuild_in_schema(url, log_journal, ratings_journal, progress, folder_id, **indexer_options) -> SyncReport:
     """PostgreSQL: build every table in SCRATCH_SCHEMA (rows by COPY, secondary indexes made
     after the load), then move them into the live schema in one transaction. Readers and a
@@ -590,6 +614,8 @@ def _rebuild_in_schema(url, log_journal, ratings_journal, progress, folder_id, *
                 raise RebuildRunning("another reindex of this database is running")
             home = guard.execute(text("SELECT current_schema()")).scalar_one()
             guard.commit()
+            if folder_id is not None:
+                _refuse_empty_takeover(live, log_journal, ratings_journal, folder_id)
             try:
                 report = _build_scratch(url, log_journal, ratings_journal, progress, folder_id, indexer_options)
                 _finish_scratch_and_swap(url, live, home, log_journal, ratings_journal, report, indexer_options)
