@@ -649,3 +649,138 @@ def hold_first_review(page) -> list:
 
     page.route("**/api/jobs/*/review", hold_the_first)
     return held
+
+
+# ---------------------------------------------------------------- found in a new-user run (2026-12-06)
+
+
+def test_u_in_the_viewer_undoes_both_ratings_of_a_one_image_job(live_server, open_page):
+    """A job with one image is rated with it (two events); `u` undid the image's rating and left
+    the job's: the job stayed rated 3, also after a reload."""
+    ids = image_jobs(live_server, 2)
+    page = open_page(live_server)
+    card(page, ids[0]).locator("img.thumb").click()
+    page.keyboard.press("3")
+    eventually(lambda: summary(live_server, ids[0])["rating"] == 3)
+    eventually(lambda: summary(live_server, ids[0])["image_ratings"] == {"0": 3})
+    page.keyboard.press("u")
+    expect(page.locator("#toast")).to_contain_text("Undone")
+    eventually(
+        lambda: (summary(live_server, ids[0])["rating"], summary(live_server, ids[0])["image_ratings"]) == (None, {})
+    )
+    expect(page.locator('#viewer-rating [aria-checked="true"]')).to_have_count(0)
+    page.keyboard.press("Escape")
+    expect(card(page, ids[0]).locator('.rating [aria-checked="true"]')).to_have_count(0)
+
+
+def test_the_keys_work_after_clicking_a_checkbox_or_choosing_from_a_dropdown(live_server, open_page):
+    """Clicking "Unrated only" (or choosing a sort with the mouse) left the focus on it, and j and
+    0-5 did nothing until the focus was moved: the culling flow is tick it, then rate."""
+    ids = image_jobs(live_server, 3)
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(3)
+    with page.expect_response(lambda response: "/api/jobs?" in response.url and "rated=false" in response.url):
+        page.get_by_label("Unrated only").click()
+    expect(page.locator(JOB)).to_have_count(3)
+    expect(page.get_by_label("Unrated only")).to_be_focused()
+    page.keyboard.press("j")
+    expect(card(page, ids[0])).to_be_focused()
+    page.keyboard.press("4")
+    eventually(lambda: summary(live_server, ids[0])["rating"] == 4)
+
+    sort = page.locator("#sort")
+    sort.click()  # opened with the pointer, chosen with it: the keys go back to the list
+    with page.expect_response(lambda response: "/api/jobs?" in response.url and "sort=completed_at" in response.url):
+        sort.evaluate(
+            "select => { select.value = 'completed_at'; select.dispatchEvent(new Event('change', {bubbles: true})); }"
+        )
+    expect(page.locator(JOB)).to_have_count(2)  # the one rated left the unrated view
+    expect(sort).not_to_be_focused()
+    page.keyboard.press("j")
+    expect(page.locator(f"{JOB}:focus")).to_have_count(1)
+
+
+def test_a_write_refused_for_want_of_the_token_tells_a_page_user_what_to_do(settings, open_page):
+    """The page showed the server's words for curl users ("needs 'Authorization: Bearer
+    <LEARNING_SVC_TOKEN>'"); it now says to open the page with #token=."""
+    from dataclasses import replace
+
+    server = LiveServer(replace(settings, token="s3cret-token"))
+    try:
+        server.http.headers["Authorization"] = "Bearer s3cret-token"
+        [job_id] = image_jobs(server, 1)
+        page = open_page(server)
+        page.on("dialog", lambda dialog: dialog.dismiss())  # the token is asked for: not given
+        focus(page, job_id)
+        page.keyboard.press("p")
+        expect(page.locator("#toast")).to_contain_text("#token=")
+        expect(page.locator("#toast")).not_to_contain_text("Authorization")
+    finally:
+        server.stop()
+
+
+def test_yesterday_is_the_calendar_day_before_today(live_server, open_page):
+    """A job of the day before yesterday, at a later hour than now, said "yesterday"."""
+    page = open_page(live_server, timezone="Europe/Berlin")
+    said = page.evaluate(
+        """async () => {
+          const { relativeTime } = await import('/static/util.js');
+          const now = new Date(2026, 11, 6, 7, 27);
+          const at = (d, h, m) => new Date(2026, 11, d, h, m).getTime() / 1000;
+          return [relativeTime(at(4, 8, 53), now), relativeTime(at(5, 6, 0), now), relativeTime(at(5, 8, 0), now),
+                  relativeTime(at(4, 6, 53), now)];
+        }"""
+    )
+    assert said == ["2 days ago", "yesterday", "23 hours ago", "2 days ago"]
+
+
+def test_shift_c_copies_the_model_hash_and_the_viewer_shows_the_variant(live_server, open_page):
+    record = {
+        "job_id": "titled",
+        "completed_at": START,
+        "prompt": "a castle",
+        "model": "juggernautXL.safetensors [dd08fa32f9]",
+        "steps": 20,
+        "variant_index": 0,
+        "variant_total": 1,
+        "outputs": ["titled/a.png"],
+    }
+    write_png(live_server.settings.output_root / "titled/a.png", size=(64, 96), color=(90, 90, 90))
+    assert live_server.post_job(record).status_code == 201
+    page = open_page(live_server)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    card(page, "titled").locator("img.thumb").click()
+    expect(page.locator("#viewer-info")).to_contain_text("1 / 1")
+    page.keyboard.press("Shift+C")
+    expect(page.locator("#toast")).to_contain_text("A1111")
+    assert page.evaluate("navigator.clipboard.readText()") == (
+        "a castle\nSteps: 20, Model hash: dd08fa32f9, Model: juggernautXL"
+    )
+
+
+def test_on_a_phone_the_count_shows_whole_and_a_long_press_selects(live_server, open_page):
+    ids = image_jobs(live_server, 3)
+    page = open_page(live_server, viewport={"width": 375, "height": 740})
+    status = page.locator("#status")
+    expect(status).to_contain_text("Showing 3 jobs")
+    assert status.evaluate("element => element.scrollWidth <= element.clientWidth")  # not cut
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 1})
+
+    def touch(job_id: str, hold_ms: int) -> None:
+        card(page, job_id).locator(".facts").scroll_into_view_if_needed()
+        box = card(page, job_id).locator(".facts").bounding_box()
+        point = [{"x": box["x"] + 10, "y": box["y"] + 5}]
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": point})
+        page.wait_for_timeout(hold_ms)
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+    touch(ids[0], 800)  # a long press selects, and opens nothing
+    expect(card(page, ids[0])).to_have_class(re.compile(r"\bselected\b"))
+    expect(page.locator("#details")).to_be_hidden()
+    expect(page.locator("#selection-bar")).to_be_visible()
+    touch(ids[2], 50)  # with a selection, a tap toggles
+    expect(card(page, ids[2])).to_have_class(re.compile(r"\bselected\b"))
+    touch(ids[0], 50)
+    expect(card(page, ids[0])).not_to_have_class(re.compile(r"\bselected\b"))
+    expect(page.locator("#details")).to_be_hidden()

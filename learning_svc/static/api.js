@@ -68,6 +68,10 @@ export async function api(path, { method = 'GET', body } = {}) {
       return api(path, { method, body });
     }
   }
+  if (response.status === 401) { // the server's message speaks to curl users ("Authorization: Bearer …")
+    const how = `open ${location.origin}${location.pathname}#token=<the token> once, or save again and enter it`;
+    throw new ApiError(`${token ? 'the access token given here is not the server\'s' : 'this server needs its access token (LEARNING_SVC_TOKEN) to save'}: ${how}`, 401);
+  }
   if (!response.ok) {
     throw new ApiError(data?.error?.message || `${response.status} ${response.statusText}`.trim(), response.status);
   }

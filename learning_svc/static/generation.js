@@ -39,7 +39,7 @@ export function parameters(record) {
     ['LoRAs', weighted(record.loras) || null],
     ['Embeddings', weighted(record.embeddings) || null],
     ['Packs', (record.packs ?? []).join(', ') || null],
-    ['Variant', record.variant_total > 1 ? `${record.variant_index + 1} / ${record.variant_total}` : null],
+    ['Variant', record.variant_total ? `${(record.variant_index ?? 0) + 1} / ${record.variant_total}` : null], // as the card
   ];
 }
 
@@ -81,6 +81,8 @@ function appendWithEmbeddings(parent, text, words) {
 
 // A1111's infotext: the prompt, "Negative prompt: …", then "Steps: 30, Sampler: …, …".
 export function a1111Text(record) {
+  // "juggernautXL.safetensors [dd08fa32f9]" (A1111's checkpoint title) is a name and a hash.
+  const titled = /^(.*?)\s*\[([0-9a-fA-F]{8,64})\]$/.exec(record.model ?? '');
   const settings = [
     ['Steps', record.steps || null],
     ['Sampler', record.sampler],
@@ -88,7 +90,8 @@ export function a1111Text(record) {
     ['CFG scale', record.cfg_scale ? formatNumber(record.cfg_scale) : null],
     ['Seed', record.seed],
     ['Size', record.width && record.height ? `${record.width}x${record.height}` : null],
-    ['Model', record.model],
+    ['Model hash', record.model_hash ?? titled?.[2]],
+    ['Model', titled ? titled[1].replace(/\.(safetensors|ckpt|pt|bin)$/i, '') : record.model],
     ['VAE', record.vae],
   ].filter(([, value]) => value != null && value !== '');
   const lines = [record.prompt ?? ''];

@@ -84,8 +84,24 @@ const BY_KEY = new Map(KEYS.flatMap((entry) => entry.keys.map((key) => [key, ent
 const MOVE_INTO_LIST = ['j', 'ArrowDown', 'ArrowRight'];
 const IN_RADIO_GROUP = ['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'Home', 'End'];
 
+// Controls that take the keys typed at them. A checkbox (Unrated only) does not: j and 0-5 went
+// nowhere after one was clicked, until the focus was moved.
+const TAKES_KEYS = 'input:not([type="checkbox"]):not([type="radio"]):not([type="button"]), select, textarea, [contenteditable]';
+
 function isEditable(target) {
-  return target.matches?.('input, select, textarea, [contenteditable]');
+  return target.matches?.(TAKES_KEYS);
+}
+
+// A dropdown chosen with the pointer gives the keys back to the list (chosen with the keys, it
+// keeps them: the arrows go on choosing).
+let pointerSelect = null;
+
+function givesKeysBack(event) {
+  if (event.type === 'pointerdown') pointerSelect = event.target.closest?.('select') ?? null;
+  else if (event.target === pointerSelect) {
+    pointerSelect = null;
+    event.target.blur();
+  }
 }
 
 // The dialog whose keys apply (the top one), or null for the list.
@@ -119,6 +135,7 @@ export function replayTypedAhead() {
 
 function onKeydown(event) {
   if (event.ctrlKey || event.metaKey || event.altKey || isEditable(event.target)) return;
+  if (event.target.matches?.('input') && (event.key === ' ' || event.key === 'Enter')) return; // ticks a box
   const entry = BY_KEY.get(event.key);
   if (event.key === '?') {
     event.preventDefault();
@@ -163,5 +180,7 @@ function renderHelp() {
 export function initKeys() {
   renderHelp();
   document.addEventListener('keydown', onKeydown);
+  document.addEventListener('pointerdown', givesKeysBack, true);
+  document.addEventListener('change', givesKeysBack, true);
 }
 

@@ -108,6 +108,42 @@ export function focusJobAbove(element) {
   if (above) focusJob(above);
 }
 
+// Touch has no Ctrl or Space: a long press on a card selects it, and while jobs are selected a
+// tap toggles a card (as photo apps do); the selection bar then acts on them.
+const LONG_PRESS_MS = 500;
+let press = null; // {timer, x, y} of a touch on a card
+let pressed = false; // the click that ends a long press does nothing more
+
+export function initTouchSelection(list) {
+  const cancel = () => {
+    if (press) clearTimeout(press.timer);
+    press = null;
+  };
+  list.addEventListener('pointerdown', (event) => {
+    const element = event.target.closest('.job');
+    cancel();
+    pressed = false; // a long press that no click followed (the browser may not send one)
+    if (event.pointerType !== 'touch' || !element || event.target.closest('[data-rating], .clear-rating')) return;
+    press = {
+      x: event.clientX,
+      y: event.clientY,
+      timer: setTimeout(() => {
+        press = null;
+        pressed = true;
+        toggleSelected(element);
+        navigator.vibrate?.(10);
+      }, LONG_PRESS_MS),
+    };
+  });
+  list.addEventListener('pointermove', (event) => {
+    if (press && Math.hypot(event.clientX - press.x, event.clientY - press.y) > 10) cancel(); // a scroll
+  });
+  for (const type of ['pointerup', 'pointercancel']) list.addEventListener(type, cancel);
+  list.addEventListener('contextmenu', (event) => { // the browser's own long-press menu
+    if (pressed || press) event.preventDefault();
+  });
+}
+
 // A click on a card: Ctrl/⌘ toggles its selection, Shift selects the range to it, a
 // thumbnail opens the viewer on that image, the stars rate, anywhere else opens details.
 export function onListClick(event) {
@@ -115,7 +151,15 @@ export function onListClick(event) {
   if (!element) return;
   const radio = event.target.closest('[data-rating]');
   const thumbnail = event.target.closest('img.thumb');
-  if (event.ctrlKey || event.metaKey) {
+  if (pressed) {
+    pressed = false;
+    event.preventDefault();
+    return;
+  }
+  if (event.pointerType === 'touch' && state.selected.size && !radio) {
+    event.preventDefault();
+    toggleSelected(element);
+  } else if (event.ctrlKey || event.metaKey) {
     event.preventDefault();
     toggleSelected(element);
     element.focus({ preventScroll: true });

@@ -166,11 +166,13 @@ export function adoptUnsentRating(job) {
 // ---------------------------------------------------------------- rating a job
 
 // Shows the new rating at once and stores it. Resolves to true when stored.
-export function rateJob(job, rating) {
-  return trackAction(storeRating(job, rating));
+// `undoInto`: a list that takes the undo item instead of the undo stack (an action of several
+// requests that `u` undoes as one).
+export function rateJob(job, rating, undoInto = null) {
+  return trackAction(storeRating(job, rating, undoInto));
 }
 
-async function storeRating(job, rating) {
+async function storeRating(job, rating, undoInto) {
   if (rating === null && job.rating === null) return true;
   const request = ++job.ratingRequest;
   job.changedHere = performance.now(); // the change feed's older news of it is ignored (live.js)
@@ -187,7 +189,11 @@ async function storeRating(job, rating) {
   try {
     await send(job.job_id, rating);
     if (request === job.ratingRequest) job.savedRating = rating;
-    if (previous !== rating) pushUndo('rating', [{ job_id: job.job_id, output: null, set: { rating: previous } }]);
+    if (previous !== rating) {
+      const item = { job_id: job.job_id, output: null, set: { rating: previous } };
+      if (undoInto) undoInto.push(item);
+      else pushUndo('rating', [item]);
+    }
     refreshCountSoon();
     return true;
   } catch (error) {

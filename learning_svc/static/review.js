@@ -42,6 +42,8 @@ export function redrawJob(job) {
   job.element?.classList.toggle('flag-pick', job.flag === 'pick');
   job.element?.classList.toggle('flag-reject', job.flag === 'reject');
   showJobRating(job, job.rating);
+  // The details and the viewer show it too (an undo, another tab's change: not only their own keys).
+  window.dispatchEvent(new CustomEvent('learning-svc:redrawn', { detail: job }));
   if (detailsJob() === job) window.dispatchEvent(new CustomEvent('learning-svc:reviewed', { detail: job }));
 }
 
@@ -62,7 +64,7 @@ export function review(jobs, set, options = {}) {
 // in the other order (add a tag, remove it again: the service would end with it).
 let sending = Promise.resolve();
 
-async function store(jobs, set, { output = null } = {}) {
+async function store(jobs, set, { output = null, undoInto = null } = {}) {
   if (!jobs.length) return false;
   const before = jobs.map((job) => ({ job, snapshot: snapshot(job) }));
   for (const job of jobs) {
@@ -91,7 +93,8 @@ async function store(jobs, set, { output = null } = {}) {
       undo = result.previous;
     }
     for (const job of jobs) if (output == null && 'rating' in set) job.savedRating = set.rating;
-    pushUndo(describe(set, jobs.length), undo);
+    if (undoInto) undoInto.push(...undo);
+    else pushUndo(describe(set, jobs.length), undo);
     return true;
   } catch (error) {
     for (const { job, snapshot: saved } of before) { // only what this change touched
@@ -139,11 +142,16 @@ export function toggleFlag(jobs, flag) {
   return review(jobs, { flag: all ? null : flag });
 }
 
-// An image's rating. A job with one image is rated with it: its rating is that image's.
+// An image's rating. A job with one image is rated with it: its rating is that image's, and
+// `u` undoes both (it undid the image's and left the job's).
 export function rateImage(job, output, rating) {
-  const stored = review([job], { rating }, { output });
-  if ((job.outputs ?? []).length === 1) rateJob(job, rating);
-  return stored;
+  if ((job.outputs ?? []).length !== 1) return review([job], { rating }, { output });
+  const items = [];
+  const both = Promise.all([review([job], { rating }, { output, undoInto: items }), rateJob(job, rating, items)]);
+  return trackAction(both.then(([stored]) => {
+    pushUndo('rating', items);
+    return stored;
+  }));
 }
 
 // ---------------------------------------------------------------- the tag editor

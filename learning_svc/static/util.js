@@ -48,10 +48,18 @@ const RELATIVE_UNITS = [
   ['hour', 3600], ['minute', 60], ['second', 1],
 ];
 
-export function relativeTime(epochSeconds) {
-  const delta = epochSeconds - Date.now() / 1000;
+// Days count calendar days here ("yesterday" is the day before today, not 24-47 hours ago: a
+// job of the day before yesterday at a later hour than now was "yesterday").
+export function relativeTime(epochSeconds, now = new Date()) {
+  const delta = epochSeconds - now.getTime() / 1000;
   const [unit, seconds] = RELATIVE_UNITS.find(([, size]) => Math.abs(delta) >= size) ?? ['second', 1];
+  if (unit === 'day') return relativeFormat.format(calendarDays(new Date(epochSeconds * 1000), now), unit);
   return relativeFormat.format(Math.trunc(delta / seconds), unit);
+}
+
+function calendarDays(then, now) {
+  const day = (date) => Date.UTC(date.getFullYear(), date.getMonth(), date.getDate()) / 86400000;
+  return day(then) - day(now);
 }
 
 export function formatDuration(seconds) {

@@ -184,6 +184,9 @@ export async function copyShown(what) {
 }
 
 export function initViewer() {
+  window.addEventListener('learning-svc:redrawn', ({ detail: job }) => {
+    if (viewerOpen() && current?.jobId === job.job_id) renderRating(job);
+  });
   zoom.attach($('viewer-stage'));
   $('viewer-close').addEventListener('click', () => $('viewer').close());
   $('viewer-previous').addEventListener('click', () => step(-1));
