@@ -245,6 +245,11 @@ def reindex(data_dir):
         f"indexed {report.jobs - report.amendments} job lines ({report.duplicates} duplicates skipped), "
         f"{report.amendments} amendments and {report.ratings} rating lines into {index_path or settings.shown_db_url}"
     )
+    for torn in report.torn:  # health's torn_tails_moved is the running service's: said here too
+        click.echo(
+            f"a cut last line was moved aside into {torn.name} (written while the process appending it stopped, "
+            "or a copy taken mid-append): see README, Backups"
+        )
 
 
 @main.command()
@@ -286,6 +291,9 @@ def export(data_dir, fmt, output, filters):
         name, sep, value = item.partition("=")
         if not sep:
             raise click.UsageError(f"filter {item!r} is not name=value")
+        if name in ("format", "limit", "cursor"):  # the query's own words, not filters (format=csv was ignored)
+            hint = "--format" if name == "format" else "nothing: every matching job is exported"
+            raise click.UsageError(f"{name!r} is not a filter here; use {hint}")
         params.setdefault(name, []).append(value)
     try:  # before the output file is made
         parse(ExportParams, {**params, "format": [fmt]})
@@ -372,7 +380,7 @@ def _reviews_said(kinds) -> str:
 
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), default="logs/demo", show_default=True)
-@click.option("--jobs", "count", type=int, default=120, show_default=True)
+@click.option("--jobs", "count", type=click.IntRange(min=1), default=120, show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=None)
 @click.option("--no-serve", is_flag=True, help="Only load the demo data.")
 def demo(data_dir, count, port, no_serve):
@@ -380,7 +388,9 @@ def demo(data_dir, count, port, no_serve):
     from .demo import load_demo
 
     settings = _settings(data_dir, output_root=Path(data_dir) / "outputs", port=port)
-    n = load_demo(settings, count)
+    _reach_index(settings)
+    with _index_errors(settings):  # a wrong URL, another folder's database: one line, not a traceback
+        n = load_demo(settings, count)
     click.echo(f"loaded {n} demo jobs into {settings.data_dir}" if n else f"demo jobs already in {settings.data_dir}")
     if not no_serve:
         import os

@@ -95,6 +95,8 @@ class Settings:
             naive_timezone(self.naive_timezone)
         except ValueError as error:
             raise SettingsError(f"LEARNING_SVC_NAIVE_TIMEZONE: {error}") from None
+        if self.token is not None and (not self.token.strip() or self.token != self.token.strip()):
+            raise SettingsError("LEARNING_SVC_TOKEN is blank or has spaces around it: give a long random string")
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise SettingsError(f"the data folder {self.data_dir} is a file [--data-dir, LEARNING_SVC_DATA_DIR]")
         return self

@@ -92,6 +92,18 @@ def _tail_problems(journal: Journal) -> list[str]:
 
 def verify_index(settings: Settings) -> list[str]:
     log_journal, ratings_journal = Journal(settings.log_path), Journal(settings.ratings_path)
+    sizes = (log_journal.size(), ratings_journal.size())
+    problems = _differences(settings, log_journal, ratings_journal)
+    grown = [j.path.name for j, size in zip((log_journal, ratings_journal), sizes) if j.size() != size]
+    if problems and grown:  # the rebuild stops where the files ended; the live index went on
+        problems.append(
+            f"{' and '.join(grown)} grew while verifying (a running service is writing): the differences above "
+            "may be only those writes; run `learning-svc verify` again while no writes come in"
+        )
+    return problems
+
+
+def _differences(settings: Settings, log_journal: Journal, ratings_journal: Journal) -> list[str]:
     problems = _tail_problems(log_journal) + _tail_problems(ratings_journal)
     with tempfile.TemporaryDirectory(prefix="learning-svc-verify-") as scratch:
         expected_engine = db.make_engine(f"sqlite:///{(Path(scratch) / 'expected.sqlite3').as_posix()}", writer=True)

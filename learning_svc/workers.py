@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -48,8 +49,9 @@ def supervise(count: int, serve_one: Callable[[int, Callable[[], None]], None], 
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    lifeline = os.pipe()  # the parent holds its write end until it ends, however it ends
     for index in range(count):
-        pid, ready = _spawn(index, serve_one)
+        pid, ready = _spawn(index, serve_one, lifeline)
         workers[pid] = index
         if not ready:
             log.error("worker %d did not start; stopping", index)
@@ -73,7 +75,7 @@ def supervise(count: int, serve_one: Callable[[int, Callable[[], None]], None], 
             )
             time.sleep(RESTART_PAUSE)
             if not stopping:
-                new_pid, _ = _spawn(index, serve_one)
+                new_pid, _ = _spawn(index, serve_one, lifeline)
                 workers[new_pid] = index
         if stopping:
             _stop_all(workers)
@@ -94,7 +96,7 @@ def _stop_all(workers: dict[int, int]) -> None:
         workers.pop(pid, None)
 
 
-def _spawn(index: int, serve_one) -> tuple[int, bool]:
+def _spawn(index: int, serve_one, lifeline: tuple[int, int]) -> tuple[int, bool]:
     """Fork worker `index`; returns (pid, whether it said it was ready before exiting)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -104,6 +106,7 @@ def _spawn(index: int, serve_one) -> tuple[int, bool]:
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the parent, which stops us
             signal.signal(signal.SIGTERM, _interrupt_once)
+            _end_with_the_parent(lifeline)
             serve_one(index, lambda: os.write(write_end, b"1"))
             code = 0
         except KeyboardInterrupt:
@@ -122,6 +125,19 @@ def _spawn(index: int, serve_one) -> tuple[int, bool]:
     finally:
         os.close(read_end)
     return pid, ready
+
+
+def _end_with_the_parent(lifeline: tuple[int, int]) -> None:
+    """Stop (as on SIGTERM) once the parent is gone, also when it was killed outright: the
+    workers went on answering on its port, and a new `serve` could not listen there."""
+    read_end, write_end = lifeline
+    os.close(write_end)  # this process's copy: only the parent's keeps the pipe open
+
+    def watch() -> None:
+        os.read(read_end, 1)  # b"" once no process holds the write end: the parent has ended
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="end-with-the-parent", daemon=True).start()
 
 
 def _interrupt_once(_signum, _frame):

@@ -232,3 +232,29 @@ def test_an_index_made_by_another_projection_is_rebuilt_at_start(settings):
     assert verify_index(settings) == []
     with running(settings) as server:  # once rebuilt, a start continues from the checkpoints
         assert server.app.extensions["learning_svc"].startup.rebuilt is None
+
+
+def test_verify_says_when_the_files_grew_while_it_ran(settings, monkeypatch):
+    """`verify` beside a service taking writes reported thousands of rows "in the index but not
+    in the journal" (the rebuild stops where the files ended; the live index went on) and nothing
+    else: it now says the files grew, so that the differences are read as what they are."""
+    from learning_svc import verify
+
+    server = LiveServer(settings)
+    try:
+        assert server.post_job({"job_id": "a", "completed_at": 1_764_000_000}).status_code == 201
+        assert verify_index(settings) == []
+
+        class RebuiltWhileAServiceWrites(verify.Indexer):
+            def catch_up(self, *args, **kwargs):
+                report = super().catch_up(*args, **kwargs)
+                assert server.post_job({"job_id": "b", "completed_at": 1_764_000_001}).status_code == 201
+                return report
+
+        monkeypatch.setattr(verify, "Indexer", RebuiltWhileAServiceWrites)
+        problems = verify_index(settings)
+    finally:
+        server.stop()
+    assert any(problem.startswith("jobs: 1 rows in the index but not in the journal") for problem in problems)
+    assert "learning_log_v2.jsonl grew while verifying" in problems[-1], problems
+    assert "run `learning-svc verify` again" in problems[-1]

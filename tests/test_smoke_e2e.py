@@ -43,7 +43,11 @@ def test_export_command_filters_and_its_errors(tmp_path):
     result = run_cli("export", "--data-dir", str(data), "sampler=Euler a")
     assert result.returncode == 0, result.stderr
     assert sorted(orjson.loads(line)["job_id"] for line in result.stdout.splitlines()) == ["j0", "j2"]
-    for bad, said in (("foo=bar", "filter foo: unknown parameter"), ("rating_min=9", "filter rating_min: must be")):
+    for bad, said in (
+        ("foo=bar", "filter foo: unknown parameter"),
+        ("rating_min=9", "filter rating_min: must be"),
+        ("format=csv", "'format' is not a filter here; use --format"),  # was taken, and JSONL written
+    ):
         result = run_cli("export", "--data-dir", str(data), "-o", str(tmp_path / "out.jsonl"), bad)
         assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert not (tmp_path / "out.jsonl").exists()
@@ -57,3 +61,30 @@ def test_export_of_a_service_without_history_is_empty_not_an_error(tmp_path):
         assert client.get("/api/export?format=csv").get_data(as_text=True).startswith("job_id,status,")
     finally:
         app.extensions["learning_svc"].close()
+
+
+def test_demo_with_no_jobs_is_a_usage_error(tmp_path):
+    result = run_cli("demo", "--data-dir", str(tmp_path / "demo"), "--jobs", "0", "--no-serve")
+    assert result.returncode == 2 and "--jobs" in result.stderr, result.stdout  # "demo jobs already in", exit 0
+    assert not (tmp_path / "demo").exists()
+
+
+def test_reindex_says_it_moved_a_cut_last_line_aside(tmp_path):
+    """A restored copy taken mid-append: reindex moved its cut last line aside without a word,
+    and the running service's health (which monitoring reads) never knew."""
+    data = tmp_path / "restored"
+    app = create_app(Settings(data_dir=data))
+    try:
+        for i in range(3):
+            assert (
+                app.test_client().post("/api/jobs", json={"job_id": f"j{i}", "completed_at": 1.7e9 + i}).status_code
+                == 201
+            )
+    finally:
+        app.extensions["learning_svc"].close()
+    with (data / "learning_log_v2.jsonl").open("ab") as log:
+        log.write(b'{"job_id": "cut", "comple')
+    result = run_cli("reindex", "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    assert "indexed 3 job lines" in result.stdout
+    assert "a cut last line was moved aside into learning_log_v2.jsonl.torn-" in result.stdout, result.stdout

@@ -113,6 +113,7 @@ def test_a_port_in_use_is_one_line_and_exit_1(tmp_path, workers):
         (("--port", "99999"), {}, "99999 is not in the range 0<=x<=65535"),
         (("--data-dir", "A_FILE"), {}, "is a file"),
         ((), {"LEARNING_SVC_DATA_DIR": "A_FILE"}, "is a file"),
+        ((), {"LEARNING_SVC_TOKEN": "   "}, "LEARNING_SVC_TOKEN is blank"),  # every write was then a 401
     ],
 )
 def test_a_setting_that_cannot_work_stops_serve_with_one_line(tmp_path, args, env, said):
@@ -138,3 +139,29 @@ def test_a_service_with_an_unknown_time_zone_is_refused_before_anything_is_opene
         "import", "--data-dir", str(tmp_path / "d"), str(tmp_path), env=cli_env(LEARNING_SVC_NAIVE_TIMEZONE="x")
     )
     assert result.returncode == 1 and "unknown time zone 'x'" in result.stderr and "Traceback" not in result.stderr
+
+
+def _ended(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # a zombie has ended
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_end_when_their_parent_is_killed_outright(tmp_path):
+    """`kill -9` of the `serve --workers 2` parent left its workers answering on its port (and a
+    batch process with them): a new `serve` there failed with "Address already in use"."""
+    server = ServerProcess(tmp_path / "learning", args=("--workers", "2")).start()
+    workers = wait_for(lambda: len(workers_of(server.proc.pid)) == 2 and workers_of(server.proc.pid))
+    wait_for(lambda: "with 2 worker processes" in server.output())
+    assert (
+        requests.post(server.url + "/api/jobs", json={"job_id": "j", "completed_at": 1_764_000_000}).status_code == 201
+    )
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(timeout=10)
+    wait_for(lambda: all(_ended(pid) for pid in workers), seconds=20)
+    again = ServerProcess(tmp_path / "learning", port=server.port).start()  # the port is free again
+    try:
+        assert requests.get(again.url + "/api/jobs/j", timeout=10).status_code == 200
+    finally:
+        again.kill()
