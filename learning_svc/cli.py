@@ -241,6 +241,8 @@ def reindex(data_dir):
             report = rebuild(settings.db_url, log_journal, ratings_journal, index_path, bar.update, folder)
     except (DamagedJournal, RebuildRunning, EmptyTakeover) as error:
         raise click.ClickException(f"reindex stopped, the old index is unchanged: {error}") from None
+    except click.ClickException as error:  # the database went away half-way (_index_errors)
+        raise click.ClickException(f"reindex stopped, the old index is unchanged: {error.message}") from None
     click.echo(
         f"indexed {report.jobs - report.amendments} job lines ({report.duplicates} duplicates skipped), "
         f"{report.amendments} amendments and {report.ratings} rating lines into {index_path or settings.shown_db_url}"

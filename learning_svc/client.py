@@ -256,7 +256,7 @@ class LearningClient:
             return self._fail(f"job {job_id!r} was not recorded: {outcome.message}", 409)
         if outcome.status == "created":
             log.warning(
-                "learning_svc at %s %s: job %r appended to %s; the service indexes it when it starts",
+                "learning_svc at %s %s: job %r appended to %s; the service indexes it (within seconds if it runs, else when it starts)",
                 self.base_url,
                 reason,
                 outcome.summary["job_id"],

@@ -829,7 +829,10 @@ class Service:
         """Lines already appended are durable and acknowledged: remember them until the index has them."""
         trouble = self.index_trouble
         wait = INDEX_RETRY_SECONDS if trouble is None else min(trouble["wait"] * 2, INDEX_RETRY_MAX_SECONDS)
-        if trouble is None:
+        if trouble is None and isinstance(error, DBAPIError):  # the database away: said in one line, no traceback
+            reason = (str(error.orig).strip().splitlines() or [repr(error.orig)])[0]
+            log.error("the index could not be updated (%s); the journal is intact and goes on without it", reason[:300])
+        elif trouble is None:
             log.error(
                 "the index could not be updated; the journal is intact and goes on without it",
                 exc_info=(type(error), error, error.__traceback__),

@@ -310,3 +310,18 @@ def test_an_amendment_waits_for_the_follower_instead_of_indexing_its_backlog_und
     finally:
         gate.set()
         service.close()
+
+
+def test_an_index_database_gone_away_is_one_log_line_not_a_traceback(settings, caplog):
+    """Every PostgreSQL restart put a multi-exception traceback at ERROR in the serve log."""
+    service = Service(settings).start()
+    try:
+        gone = OperationalError("SELECT 1", {}, Exception("terminating connection due to administrator command\nmore"))
+        with caplog.at_level("ERROR", logger="learning_svc.service"):
+            service._index_failed(gone, [])
+        [record] = [r for r in caplog.records if "could not be updated" in r.getMessage()]
+        assert record.exc_info is None
+        assert "terminating connection due to administrator command" in record.getMessage()
+        assert "more" not in record.getMessage()
+    finally:
+        service.close()

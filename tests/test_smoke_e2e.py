@@ -88,3 +88,22 @@ def test_reindex_says_it_moved_a_cut_last_line_aside(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "indexed 3 job lines" in result.stdout
     assert "a cut last line was moved aside into learning_log_v2.jsonl.torn-" in result.stdout, result.stdout
+
+
+def test_a_reindex_whose_database_goes_away_half_way_says_the_old_index_is_unchanged(tmp_path, monkeypatch):
+    """It said only "cannot use the index database …: connection failed" (the old index was in
+    fact unchanged: the rebuild is swapped in only when complete)."""
+    from click.testing import CliRunner
+    from sqlalchemy.exc import OperationalError
+
+    from learning_svc import cli
+    from learning_svc.index import sync
+
+    def server_gone(*args, **kwargs):
+        raise OperationalError("COPY", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(sync, "rebuild", server_gone)
+    result = CliRunner().invoke(cli.main, ["reindex", "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 1, result.output
+    assert "reindex stopped, the old index is unchanged: cannot use the index database" in result.output
+    assert "server closed the connection unexpectedly" in result.output and "Traceback" not in result.output
