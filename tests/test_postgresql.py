@@ -289,6 +289,7 @@ def test_two_data_folders_on_one_database_do_not_take_each_others_index(postgres
             lines = [line for line in result.stderr.splitlines() if line.strip() and "import:" not in line]
             assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
             assert "indexes another data folder than" in lines[0] and "learning-svc reindex" in lines[0], lines[0]
+            assert "id file learning_svc_folder.id was deleted or replaced" in lines[0]  # the other cause
         assert service.count(Filters())["jobs"] == 5  # untouched
         assert service.list_jobs(Page(Filters(), "completed_at", 10))[0][0]["job_id"] == "first-0"
     finally:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, delete, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from ..journal import DamagedJournal, Journal
-from ..osutil import GC_THRESHOLDS, IndexInUse, fsync_file, hold_index_file, pid_alive
+from ..osutil import FOLDER_ID_FILE, GC_THRESHOLDS, IndexInUse, fsync_file, hold_index_file, pid_alive
 from ..records import AMEND_SCHEMA, LOG_SCHEMA, RATING_SCHEMA, is_sound
 from ..reviews import REVIEW_SCHEMA
 from . import db
@@ -197,7 +197,8 @@ def claim_index(conn: Connection, folder_id: str, url: str, data_dir: Path) -> N
     )
     if index_owner(conn) != folder_id:
         raise ForeignIndex(
-            f"the index database {url} indexes another data folder than {data_dir}: serve that folder "
+            f"the index database {url} indexes another data folder than {data_dir} (or this folder's "
+            f"id file {FOLDER_ID_FILE} was deleted or replaced, e.g. by a restore): serve that folder "
             f"(--data-dir, LEARNING_SVC_DATA_DIR), give this one a database of its own, or make the "
             f"database this folder's index with `learning-svc reindex --data-dir {data_dir}`"
         )
