@@ -185,7 +185,7 @@ def _orphaned_message(job_id: str, orphaned: list[int], outputs: int) -> str:
     shown = f"output {orphaned[0]}" if len(orphaned) == 1 else f"outputs {', '.join(map(str, orphaned))}"
     return (
         f"job {job_id!r} has ratings of {shown}, which this amendment would leave without their images "
-        f"({outputs} output{'s' if outputs != 1 else ''} left): clear it first "
+        f"({outputs} output{'s' if outputs != 1 else ''} left): clear {'it' if len(orphaned) == 1 else 'them'} first "
         f"(DELETE /api/jobs/{job_id}/outputs/{orphaned[0]}/rating)"
     )
 
@@ -804,6 +804,8 @@ class Service:
                 f"of its own, or run `learning-svc reindex --data-dir {self.settings.data_dir}` to take it back"
             )
             log.error("%s", self.lost_index)
+            with self._indexed:
+                self._indexed.notify_all()  # reads waiting for the follower: it will not index any more
         if self.lost_index is not None:
             raise LostIndex(self.lost_index)
 
@@ -819,6 +821,7 @@ class Service:
                 self._indexed.wait_for(
                     lambda: (
                         self.index_trouble is not None
+                        or self.lost_index is not None
                         or (self._synced[0] >= target[0] and self._synced[1] >= target[1])
                     ),
                     READ_WAIT_SECONDS,
