@@ -6,13 +6,13 @@ from urllib.parse import quote
 
 import orjson
 from flask import Blueprint, Response, current_app, request, send_file, stream_with_context
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from werkzeug.exceptions import HTTPException
 
 from . import exporting, images, params, records, reviews
 from .fields import FIELDS
 from .security import Refused
-from .service import BadReview, Conflict, NotFound, Service, Unavailable, stored_op
+from .service import TABLES_GONE, BadReview, Conflict, NotFound, Service, Unavailable, index_error_message, stored_op
 
 ERROR_STATUS = {Conflict: (409, "conflict"), NotFound: (404, "not_found"), Unavailable: (503, "unavailable")}
 
@@ -356,7 +356,16 @@ def install_error_handlers(app) -> None:
         # locked past its timeout): a moment's trouble to try again, not a bug. What was
         # acknowledged is in the JSONL either way.
         app.logger.warning("the index database could not be read: %s", " ".join(str(error.orig or error).split()))
-        return error_response(503, "unavailable", "the index database cannot be reached right now; try again")
+        return error_response(503, "unavailable", index_error_message(error))
+
+    @app.errorhandler(ProgrammingError)
+    def _index_without_tables(error):
+        # Its tables dropped under the service (a database dropped and made again): say so. Any
+        # other ProgrammingError is a bug: a 500 as before.
+        if index_error_message(error) != TABLES_GONE:
+            return _unexpected(error)
+        app.logger.error("the index database could not be read: %s", " ".join(str(error.orig or error).split())[:300])
+        return error_response(503, "unavailable", TABLES_GONE)
 
     @app.errorhandler(HTTPException)
     def _http(error):

@@ -89,6 +89,22 @@ class Unavailable(RuntimeError):
     """The write could not be made durable; nothing was acknowledged."""
 
 
+TABLES_GONE = (
+    "the index database has lost its tables (dropped or replaced while the service ran): restart the "
+    "service, which makes them again from the JSONL files (nothing acknowledged is lost), or run "
+    "`learning-svc reindex`"
+)
+
+
+def index_error_message(error: DBAPIError) -> str:
+    """What a client is told when the index database fails a statement: away for a moment, or
+    without its tables (PostgreSQL's "relation … does not exist", SQLite's "no such table")."""
+    text = str(error.orig if error.orig is not None else error)
+    if ("does not exist" in text and "relation" in text) or "no such table" in text:
+        return TABLES_GONE
+    return "the index database cannot be reached right now; try again"
+
+
 class LostIndex(Unavailable):
     """A server database this service indexed into became another data folder's index."""
 
@@ -482,7 +498,7 @@ class Service:
                 message = (str(error.orig).strip().splitlines() or [repr(error.orig)])[0]
                 log.warning("commit failed: the index database: %s", message[:300])
                 for op in ops:
-                    op.finish(error=Unavailable("the index database cannot be reached; try again"))
+                    op.finish(error=Unavailable(index_error_message(error)))
             except Exception as error:  # never let the committer die
                 log.exception("commit failed")
                 for op in ops:  # its text could hold SQL and other clients' values: only the kind

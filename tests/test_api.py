@@ -111,6 +111,24 @@ def test_an_index_database_that_cannot_be_reached_is_503_not_500(app, client, mo
     assert "10.0.0.5" not in response.get_data(as_text=True)
 
 
+def test_an_index_database_whose_tables_were_dropped_says_so_and_writes_nothing(settings, client):
+    """The index database dropped and made again under a running service: every read was a 500
+    ("relation does not exist" in the log) and every write a 503 saying it "cannot be reached"."""
+    from sqlalchemy import create_engine, text
+
+    assert post(client, {"job_id": "before", "completed_at": 1_764_000_000}).status_code == 201
+    engine = create_engine(settings.db_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE job_tags"))
+        conn.execute(text("DROP TABLE jobs"))
+    engine.dispose()
+    size = settings.log_path.stat().st_size
+    for response in (client.get("/api/jobs"), post(client, {"job_id": "after", "completed_at": 1_764_000_001})):
+        error = assert_error(response, 503, "unavailable")
+        assert "lost its tables" in error["message"] and "restart the service" in error["message"], error
+    assert settings.log_path.stat().st_size == size
+
+
 def test_method_not_allowed_has_the_error_shape(client):
     assert_error(client.patch("/api/jobs", json={}), 405, "method_not_allowed")
     assert_error(client.delete("/api/ratings"), 405, "method_not_allowed")
