@@ -28,6 +28,12 @@ RETRY = 3.0  # seconds between looks for a folder that is not there
 GIVE_UP = 30.0  # a file still incomplete after this long is reported, not waited for any more
 
 
+def _shown(text) -> str:
+    """A path or message as JSON can carry it: a file name that is not UTF-8 (its bytes kept as
+    surrogates) is shown with backslash escapes. Raw, it made every /api/health a 500."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass
 class Folder:
     path: Path
@@ -184,6 +190,9 @@ class FolderWatcher:
             if op.error is None:
                 if op.result[0] and folder:
                     folder.imported += 1
+                if folder:  # a problem it had before (an empty file since filled) is gone
+                    said = f"{_shown(Path(job.where.path))}: "
+                    folder.problems = [p for p in folder.problems if not p.startswith(said)]
             elif not isinstance(op.error, Conflict):  # a conflict: the same image seen before elsewhere
                 self._problem(Path(job.where.path), str(op.error))
 
@@ -191,7 +200,7 @@ class FolderWatcher:
         log.warning("not importing %s: %s", path, reason)
         folder = self._folder_of(path)
         if folder is not None:  # a file seen again (rewritten, or at the next start) moves to the end, once
-            line = f"{path}: {reason}"
+            line = f"{_shown(path)}: {_shown(reason)}"
             folder.problems = [*(p for p in folder.problems if p != line)][-19:] + [line]
 
     def _folder_of(self, path: Path) -> Folder | None:

@@ -110,3 +110,45 @@ def test_a_bad_file_seen_again_is_one_problem_line_not_one_per_look(tmp_path):
         f"{tmp_path / 'c.png'}: not an image",
         f"{tmp_path / 'a.png'}: not an image",
     ]
+
+
+def test_a_file_name_that_is_not_utf8_does_not_break_health_and_a_fixed_file_leaves_the_problems(
+    settings, tmp_path, pngs
+):
+    """A watched folder with a file named in another encoding (its bytes kept as surrogates)
+    made every GET /api/health a 500 until restart; a file reported empty and then filled and
+    imported stayed in `recent_problems`."""
+    import os
+
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    server = LiveServer(replace(settings, watch=(outputs,), output_root=outputs, watch_poll=True))
+    try:
+        odd = os.fsdecode(os.fsencode(str(outputs)) + b"/latin1-\xe9\xff.png")
+        shutil.copy(next(pngs.glob("*.png")), odd)
+        (outputs / "later.png").write_bytes(b"")  # empty: a problem, until it is written
+        health = wait_for(
+            lambda: (
+                (h := server.http.get(server.url + "/api/health", timeout=10)).status_code == 200
+                and len(h.json()["watch"][0]["recent_problems"]) == 2
+                and h.json()
+            ),
+            "both problems in /api/health",
+        )
+        problems = health["watch"][0]["recent_problems"]
+        assert any("latin1-\\udce9\\udcff.png" in p and "not valid UTF-8" in p for p in problems), problems
+        shutil.copy(sorted(pngs.glob("*.png"))[1], outputs / "later.png")
+        wait_for(
+            lambda: (
+                [
+                    p
+                    for p in server.http.get(server.url + "/api/health", timeout=10).json()["watch"][0][
+                        "recent_problems"
+                    ]
+                ]
+                == [p for p in problems if "latin1" in p]
+            ),
+            "the filled file's problem gone",
+        )
+    finally:
+        server.stop()
