@@ -211,6 +211,11 @@ def test_each_ui_s_metadata_becomes_a_job(tmp_path, fixtures):
         a1111["run_config"]["model_hash"] == "31e35c80fc" and a1111["run_config"]["parameters"]["Hires steps"] == "15"
     )
     assert records["a1111_civitai_hashes.png"]["run_config"]["hashes"]["lora:add_detail"] == "7c6bad76eb54"
+    # A1111 names a textual inversion bare in the prompt: its TI hashes (Civitai's embed:) say which
+    # words are embeddings. Every A1111 image had none.
+    for name in ("a1111_v110.png", "a1111.jpg", "a1111.webp", "a1111_stealth.png"):
+        assert [e["name"] for e in records[name]["embeddings"]] == ["easynegative", "badhandv4"], name
+    assert "easynegative" in [e["name"] for e in records["a1111_civitai_hashes.png"]["embeddings"]]
     assert records["invokeai_v5.png"]["run_config"]["model_hash"].startswith("blake3:")
     # the facets group the UIs' words: one sampler, one scheduler
     app = create_app(settings)
@@ -320,3 +325,50 @@ def test_forged_stealth_data_is_no_metadata_and_big_images_are_not_decoded_for_i
     assert images.hidden_chunks((folder / "real.png").read_bytes())["parameters"].startswith("a cat")
     monkeypatch.setattr(images, "STEALTH_MAX_PIXELS", 64 * 64 - 1)
     assert images.hidden_chunks((folder / "real.png").read_bytes()) == {}
+
+
+def test_a_learning_svc_data_folder_inside_what_is_imported_gives_no_thumbnails_as_jobs(tmp_path, fixtures):
+    """A StableNew installation laid out as the README's client example holds its learning_svc
+    data folder (logs/learning): importing the installation imported every cached thumbnail of
+    it as a job without metadata, and more at each import as the cache grew."""
+    root = tmp_path / "StableNew"
+    shutil.copytree(fixtures / "good", root / "output")
+    data = Settings(data_dir=root / "logs" / "learning", output_root=root)
+    assert run_import(data, [root / "output"]).tally.total()["imported"] == len(EXPECTED)
+    app = create_app(data)
+    try:  # the page asked for thumbnails: the cache is filled
+        client = app.test_client()
+        for job in client.get("/api/jobs?limit=500").json["jobs"][:5]:
+            assert client.get(f"/api/jobs/{job['job_id']}/outputs/0/thumbnail").status_code == 200
+        client.put(f"/api/jobs/{job['job_id']}/rating", json={"rating": 4})
+    finally:
+        app.extensions["learning_svc"].close()
+    assert len(list((data.data_dir / "thumbnails").rglob("*.jpg"))) >= 5
+
+    elsewhere = Settings(data_dir=tmp_path / "elsewhere", output_root=root)
+    result = run_import(elsewhere, [root])
+    assert result.tally.total()["imported"] == len(EXPECTED)  # the images once; no thumbnail, no report
+    reasons = {Path(p["file"]).name: p["reason"] for p in result.tally.problems}
+    assert not any("thumbnails" in p["file"] or "imports" in p["file"] for p in result.tally.problems), reasons
+    assert "import that folder's export" in reasons["learning_ratings_v2.jsonl"], reasons
+
+
+def test_dynamic_prompts_template_lines_after_the_settings_keep_the_settings(tmp_path):
+    """Dynamic Prompts writes `Template:` and `Negative Template:` lines after A1111's settings
+    line: the settings were lost (no steps, seed, sampler, model) and read into the negative prompt."""
+    infotext = image_fixtures.a1111_infotext(
+        "a red car <lora:carlora:0.6>",
+        "ugly",
+        {"Steps": 20, "Sampler": "Euler a", "CFG scale": 7, "Seed": 11, "Size": "512x512", "Model": "mdl"},
+    )
+    infotext += "\nTemplate: a {red|blue} car <lora:carlora:0.6>\nNegative Template: ugly"
+    (tmp_path / "images").mkdir()
+    image_fixtures.save_png_text(str(tmp_path / "images" / "dynprompts.png"), {"parameters": infotext})
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    assert run_import(settings, [tmp_path / "images"]).tally.total()["imported"] == 1
+    [record] = listed_by_file(settings).values()
+    assert (record["prompt"], record["negative_prompt"]) == ("a red car <lora:carlora:0.6>", "ugly")
+    assert (record["steps"], record["seed"], record["sampler"], record["model"]) == (20, 11, "Euler a", "mdl")
+    assert (record["width"], record["height"]) == (512, 512)
+    assert record["run_config"]["parameters"]["Template"] == "a {red|blue} car <lora:carlora:0.6>"
+    assert record["run_config"]["parameters"]["Negative Template"] == "ugly"

@@ -285,9 +285,29 @@ def param_pairs(line: str) -> list[tuple[str, str]]:
     return pairs
 
 
+_TRAILING_PARAM = re.compile(r"^(?P<key>[A-Z][\w ]{0,40}):\s?(?P<value>.*)$")
+
+
+def _trailing_params(lines: list[str]) -> tuple[list[str], dict]:
+    """Lines after the settings line, each `Key: value` (Dynamic Prompts writes `Template:` and
+    `Negative Template:` there): (the lines up to the settings line, those params). Taken as the
+    last line, the settings were lost and read as the negative prompt."""
+    for at in range(len(lines) - 1, max(0, len(lines) - 6), -1):  # a few lines at most
+        line = lines[at]
+        if len(line) <= 65536 and (pairs := param_pairs(line)) and len(pairs) >= 3 and pairs[0][0] == "Steps":
+            if at == len(lines) - 1:
+                return lines, {}
+            return lines[: at + 1], {m["key"]: m["value"] for m in map(_TRAILING_PARAM.match, lines[at + 1 :])}
+        if _TRAILING_PARAM.match(line) is None or line.startswith("Negative prompt:"):
+            return lines, {}
+    return lines, {}
+
+
 def parse_infotext(text: str) -> dict:
-    """A1111's `parameters`: prompt lines, `Negative prompt:` lines, and the settings line."""
-    *lines, last = text.strip().split("\n")
+    """A1111's `parameters`: prompt lines, `Negative prompt:` lines, and the settings line (and
+    `Key: value` lines after it, as extensions write them)."""
+    lines, trailing = _trailing_params(text.strip().split("\n"))
+    *lines, last = lines
     hashes: dict = {}
     found = _CIVITAI_HASHES.search(last) if len(last) <= 65536 else None
     if found:
@@ -300,6 +320,7 @@ def parse_infotext(text: str) -> dict:
     if len(params) < 3:  # not a settings line: part of the prompt
         lines.append(last)
         params = {}
+    params.update(trailing)
     prompt, negative, in_negative = [], [], False
     for line in lines:
         if line.lstrip().startswith("Negative prompt:"):
@@ -683,6 +704,9 @@ def image_job(path: Path, output_root: Path) -> Item:
     )
     if loras is not None:
         body["loras"] = loras
+    embeddings = _embeddings(found)
+    if embeddings is not None:
+        body["embeddings"] = embeddings
     raw = {k: v if len(v) <= MAX_KEPT_TEXT else f"<{len(v):,} characters, not kept>" for k, v in chunks.items()}
     body["run_config"] = {
         k: v
@@ -719,6 +743,23 @@ def _loras(found: dict) -> list[dict] | None:
         if key not in loras:
             loras[key] = {"name": name, "weight": weight if isinstance(weight, float) else 1.0}
     return list(loras.values())
+
+
+def _embeddings(found: dict) -> list[dict] | None:
+    """Embeddings the prompts name (the service finds those itself), plus those only the metadata
+    names: A1111 writes a textual inversion by its bare name in the prompt, which no pattern can
+    tell from a word, and lists it in `TI hashes` (Civitai's `hashes`: `embed:name`)."""
+    from ..prompts import detect
+
+    named = list(found.get("ti_hashes") or {})
+    named += [key.split(":", 1)[1] for key in found.get("hashes") or {} if key.startswith("embed:")]
+    if not named:
+        return None
+    _, detected = detect(found.get("prompt"), found.get("negative_prompt"))
+    embeddings = {embedding["name"].casefold(): embedding for embedding in detected}
+    for name in named:
+        embeddings.setdefault(name.casefold(), {"name": name, "weight": 1.0})
+    return list(embeddings.values())
 
 
 def _valid_seed(body: dict) -> None:

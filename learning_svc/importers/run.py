@@ -25,6 +25,7 @@ import orjson
 
 from .. import records, reviews
 from ..config import Settings
+from ..osutil import FOLDER_ID_FILE
 from ..service import BadReview, Conflict, NotFound, Service, Unavailable, amend_op, job_op, rating_op, stored_op
 from . import Item, Job, Problem, Rating, Review, Where, images, own_export, records_file, stablenew
 
@@ -55,10 +56,13 @@ def _folder(folder: Path, output_root: Path) -> Iterator[Item]:
     except OSError as error:
         yield Problem(Where(str(folder)), f"cannot list the folder: {error.strerror or error}", "skipped")
         return
+    data_folder = _is_data_folder(folder)
     for child in children:
         try:
             if child.is_symlink() and child.is_dir():
                 continue  # never follow a folder link (loops, other disks): import what it points to by its own path
+            if data_folder and child.name in DATA_FOLDER_CACHES:
+                continue  # learning_svc's own thumbnails and reports: they were imported as jobs
             if child.is_dir():
                 yield from _folder(child, output_root)
             elif images.is_image(child) or child.suffix.lower() == ".jsonl":
@@ -67,12 +71,26 @@ def _folder(folder: Path, output_root: Path) -> Iterator[Item]:
             yield Problem(Where(str(child)), f"cannot read it: {error.strerror or error}", "skipped")
 
 
+DATA_FOLDER_CACHES = ("thumbnails", "imports")  # a learning_svc data folder's, never history
+
+
+def _is_data_folder(folder: Path) -> bool:
+    """A learning_svc data folder (a StableNew installation may hold one: logs/learning)."""
+    return any((folder / name).exists() for name in (FOLDER_ID_FILE, "learning_log_v2.jsonl", "index.sqlite3"))
+
+
 def _file(path: Path, output_root: Path) -> Iterator[Item]:
     if images.is_image(path):
         yield images.image_job(path, output_root)
         return
     kind = detect(path)
-    if kind is None:
+    if kind is None and path.name == "learning_ratings_v2.jsonl" and _is_data_folder(path.parent):
+        reason = (
+            "a learning_svc data folder's ratings journal: to bring its ratings and reviews, import that "
+            "folder's export (`learning-svc export --data-dir …`) instead of the folder"
+        )
+        yield Problem(Where(str(path)), reason, "skipped")
+    elif kind is None:
         yield Problem(Where(str(path)), "not a history file this importer knows", "skipped")
     elif kind == "job_history":
         yield from stablenew.job_history(path)
