@@ -53,7 +53,7 @@ class Folder:
 
 
 class FolderWatcher:
-    def __init__(self, service, folders: list[Path], output_root: Path, poll: bool = False):
+    def __init__(self, service, folders: list[Path], output_root: Path | None, poll: bool = False):
         self.service, self.output_root, self.poll = service, output_root, poll
         self.folders = [Folder(Path(f).expanduser()) for f in folders]
         self.pending: dict[Path, tuple[float, float]] = {}  # path -> (last change, first seen)

@@ -372,3 +372,25 @@ def test_dynamic_prompts_template_lines_after_the_settings_keep_the_settings(tmp
     assert (record["width"], record["height"]) == (512, 512)
     assert record["run_config"]["parameters"]["Template"] == "a {red|blue} car <lora:carlora:0.6>"
     assert record["run_config"]["parameters"]["Negative Template"] == "ugly"
+
+
+def test_without_an_output_root_an_import_records_absolute_paths_the_service_finds_from_anywhere(
+    tmp_path, fixtures, monkeypatch
+):
+    """With LEARNING_SVC_OUTPUT_ROOT unset, paths were recorded relative to the working directory
+    of the import command: a service started in another folder showed "image not found"."""
+    shutil.copytree(fixtures / "good", tmp_path / "outputs")
+    monkeypatch.chdir(tmp_path)  # the import is typed here ...
+    settings = Settings(data_dir=tmp_path / "learning")
+    assert run_import(settings, [Path("outputs")]).tally.total()["imported"] == len(EXPECTED)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # ... and the service started there
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        job = client.get("/api/jobs?limit=1").json["jobs"][0]
+        assert Path(job["outputs"][0]).is_absolute() and Path(job["outputs"][0]).parent == tmp_path / "outputs"
+        image = client.get(f"/api/jobs/{job['job_id']}/outputs/0")
+        assert image.status_code == 200 and "X-Learning-Placeholder" not in image.headers
+    finally:
+        app.extensions["learning_svc"].close()

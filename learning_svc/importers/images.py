@@ -621,16 +621,19 @@ def parse_chunks(chunks: dict) -> dict | None:
 # ---------------------------------------------------------------- the job
 
 
-def recorded_path(path: Path, output_root: Path) -> str:
-    """The path a job records: relative to the output root when under it (thumbnails resolve it there)."""
+def recorded_path(path: Path, output_root: Path | None) -> str:
+    """The path a job records: relative to LEARNING_SVC_OUTPUT_ROOT when it is set and the image
+    is under it (thumbnails resolve it there), else absolute. (Relative to the working directory
+    when it was not set, an import typed in another folder than the service's recorded paths the
+    service could not find.)"""
     absolute = path.absolute()
     try:
-        return absolute.relative_to(output_root.absolute()).as_posix()
+        return absolute.relative_to(output_root.absolute()).as_posix() if output_root else str(absolute)
     except ValueError:
         return str(absolute)
 
 
-def image_job(path: Path, output_root: Path) -> Item:
+def image_job(path: Path, output_root: Path | None) -> Item:
     """The job of one image file, or the Problem that keeps it out."""
     try:
         text_path = str(path).encode("utf-8").decode("utf-8")

@@ -36,7 +36,7 @@ OUTCOMES = ("imported", "already present", "amended", "refused", "skipped")
 # ---------------------------------------------------------------- finding the sources
 
 
-def sources(paths: Iterable[Path], output_root: Path) -> Iterator[Item]:
+def sources(paths: Iterable[Path], output_root: Path | None) -> Iterator[Item]:
     """Every entry under the paths: files and folders, each file's kind told by its content."""
     for path in paths:
         if not path.exists():
@@ -47,9 +47,9 @@ def sources(paths: Iterable[Path], output_root: Path) -> Iterator[Item]:
             yield from _file(path, output_root)
 
 
-def _folder(folder: Path, output_root: Path) -> Iterator[Item]:
+def _folder(folder: Path, output_root: Path | None) -> Iterator[Item]:
     if stablenew.is_discovered_group(folder):
-        yield from stablenew.discovered_group(folder, output_root)
+        yield from stablenew.discovered_group(folder, output_root or Path.cwd())  # StableNew's paths: its folder's
         return
     try:
         children = sorted(folder.iterdir())
@@ -79,7 +79,7 @@ def _is_data_folder(folder: Path) -> bool:
     return any((folder / name).exists() for name in (FOLDER_ID_FILE, "learning_log_v2.jsonl", "index.sqlite3"))
 
 
-def _file(path: Path, output_root: Path) -> Iterator[Item]:
+def _file(path: Path, output_root: Path | None) -> Iterator[Item]:
     if images.is_image(path):
         yield images.image_job(path, output_root)
         return
@@ -418,7 +418,7 @@ def run_import(
 def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: bool, progress) -> None:
     try:
         writer = Writer(service, tally, dry_run)
-        for item in sources(paths, settings.output_root or Path.cwd()):
+        for item in sources(paths, settings.output_root):
             writer.add(item)
             if progress:
                 progress(1)
