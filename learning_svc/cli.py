@@ -352,7 +352,7 @@ def import_(data_dir, dry_run, paths):
         )
     if result.report:
         click.echo(f"refused and skipped entries, with their reasons: {result.report.resolve()}")
-    elif result.tally.problems:  # a dry run into a data folder not made yet: no report file either
+    elif result.tally.problems:  # a dry run: no report file
         click.echo("refused and skipped entries, with their reasons:")
         for problem in result.tally.problems[:20]:
             where = problem["file"] + (f":{problem['line']}" if problem["line"] else "")

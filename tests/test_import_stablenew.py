@@ -168,6 +168,12 @@ def test_dry_run_writes_nothing(settings, installation):
     assert "(nothing recorded)" in dry.stdout and not settings.data_dir.exists()
     real = run_import(settings, [installation])
     assert real.tally.total()["imported"] == result.tally.total()["imported"]
+    # Into the data folder that now exists: still nothing written, not even its report (one was).
+    reports = sorted((settings.data_dir / "imports").iterdir())
+    sizes_now = sizes(settings)
+    again = run_cli("import", "--dry-run", "--data-dir", str(settings.data_dir), str(installation))
+    assert again.returncode == 0 and "refused and skipped entries, with their reasons:" in again.stdout
+    assert sorted((settings.data_dir / "imports").iterdir()) == reports and sizes(settings) == sizes_now
 
 
 def test_import_while_the_server_runs_shows_the_jobs_at_once(tmp_path, installation):
@@ -341,6 +347,6 @@ def test_two_imports_in_one_second_keep_their_own_report(settings, tmp_path):
     for name in ("first", "second", "third"):
         tally = Tally()
         tally.problems.append({"file": name, "line": None, "outcome": "skipped", "reason": "no such file or folder"})
-        reports.append(write_report(settings, tally, dry_run=False))
+        reports.append(write_report(settings, tally))
     assert len(set(reports)) == 3
     assert [json.loads(r.read_text())["file"] for r in reports] == ["first", "second", "third"]

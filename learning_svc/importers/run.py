@@ -411,7 +411,8 @@ def run_import(
         else:
             service = Service(settings).start()
         _write(service, tally, paths, settings, dry_run, progress)
-    report = write_report(settings, tally, dry_run) if tally.problems and settings.data_dir.exists() else None
+    # A dry run writes nothing, not even its report (it wrote one into imports/): the CLI shows the problems.
+    report = write_report(settings, tally) if tally.problems and settings.data_dir.exists() and not dry_run else None
     return Result(tally, report, time.monotonic() - began)
 
 
@@ -430,10 +431,10 @@ def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: b
         service.close()
 
 
-def write_report(settings: Settings, tally: Tally, dry_run: bool) -> Path:
+def write_report(settings: Settings, tally: Tally) -> Path:
     folder = settings.data_dir / "imports"
     folder.mkdir(parents=True, exist_ok=True)
-    base = f"import-{time.strftime('%Y%m%dT%H%M%S')}{'-dry-run' if dry_run else ''}"
+    base = f"import-{time.strftime('%Y%m%dT%H%M%S')}"
     for n in itertools.count(1):  # two imports in one second each keep their own report
         path = folder / (f"{base}.jsonl" if n == 1 else f"{base}-{n}.jsonl")
         try:
