@@ -394,3 +394,23 @@ def test_without_an_output_root_an_import_records_absolute_paths_the_service_fin
         assert image.status_code == 200 and "X-Learning-Placeholder" not in image.headers
     finally:
         app.extensions["learning_svc"].close()
+
+
+def test_metadata_that_cannot_be_read_is_kept_under_a_generator_of_its_own(tmp_path, fixtures):
+    """A UI's metadata the importer cannot read (broken JSON, a ComfyUI workflow without its
+    prompt) was called "no metadata" and dropped; an image without any stays "no metadata"."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("comfy_bad_json.png", "invoke_bad_json.png"):
+        shutil.copy(fixtures / "bad" / name, folder / name)
+    image_fixtures.save_png_text(str(folder / "workflow_only.png"), {"workflow": '{"nodes": []}'})
+    image_fixtures.base_image().save(folder / "plain.png")
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    assert run_import(settings, [folder]).tally.total()["imported"] == 4
+    records = listed_by_file(settings)
+    assert records["comfy_bad_json.png"]["run_config"]["metadata"] == {"prompt": "{not json", "workflow": "{}"}
+    assert records["invoke_bad_json.png"]["run_config"]["metadata"] == {"invokeai_metadata": "{not json"}
+    assert records["workflow_only.png"]["run_config"]["metadata"] == {"workflow": '{"nodes": []}'}
+    for name in ("comfy_bad_json.png", "invoke_bad_json.png", "workflow_only.png"):
+        assert records[name]["generator"] == "unreadable metadata", name
+    assert records["plain.png"]["generator"] == "no metadata" and records["plain.png"]["run_config"] == {}

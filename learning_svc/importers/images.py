@@ -43,6 +43,18 @@ MAX_KEPT_TEXT = 256 << 10  # raw chunks kept in the record up to this size each 
 STEALTH_MAX_PIXELS = 16_777_216  # 4096 x 4096 RGBA, 64 MB decoded: larger images are not read for stealth data
 STEALTH_MAX_BYTES = 1 << 20  # a stealth payload (and what it inflates to) of at most 1 MiB
 NO_METADATA = "no metadata"
+UNREADABLE_METADATA = "unreadable metadata"
+# The chunks a UI writes its generation into (text chunks, JPEG/WEBP comments as read here).
+GENERATION_KEYS = (
+    "parameters",
+    "prompt",
+    "workflow",
+    "invokeai_metadata",
+    "invokeai_graph",
+    "sd-metadata",
+    "Dream",
+    "Comment",
+)
 UNREADABLE = "skipped"  # a file that is not a complete image we can read: reported, no job
 
 # One vocabulary for samplers: ComfyUI, Fooocus, InvokeAI and NovelAI names -> A1111's labels.
@@ -677,8 +689,14 @@ def image_job(path: Path, output_root: Path | None) -> Item:
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+    raw = {k: v if len(v) <= MAX_KEPT_TEXT else f"<{len(v):,} characters, not kept>" for k, v in chunks.items()}
     if found is None:
-        body.update(generator=NO_METADATA, width=width, height=height)
+        unread = {k: v for k, v in raw.items() if k in GENERATION_KEYS}
+        # Metadata of a UI that cannot be read (broken JSON, a ComfyUI workflow without its
+        # prompt) is not "no metadata": it is kept, under a generator of its own.
+        body.update(generator=UNREADABLE_METADATA if unread else NO_METADATA, width=width, height=height)
+        if unread:
+            body["run_config"] = {"metadata": unread}
         body["extra"] = {"image": {**image, "metadata": False}}
         return Job(body, where)
     sampler, folded = sampler_name(found.get("sampler"))
@@ -710,7 +728,6 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     embeddings = _embeddings(found)
     if embeddings is not None:
         body["embeddings"] = embeddings
-    raw = {k: v if len(v) <= MAX_KEPT_TEXT else f"<{len(v):,} characters, not kept>" for k, v in chunks.items()}
     body["run_config"] = {
         k: v
         for k, v in {
