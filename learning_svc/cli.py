@@ -342,7 +342,13 @@ def import_(data_dir, dry_run, paths):
     click.echo(
         f"\n{total['read']:,} entries read in {result.seconds:.1f} s; {total['imported']:,} {verb} imported "
         f"({kinds['jobs']:,} jobs, {kinds['ratings']:,} ratings{_reviews_said(kinds)}), "
-        f"{total['already present']:,} already present{' (nothing recorded)' if dry_run else ''}."
+        f"{total['already present']:,} already present"
+        + (
+            f", {total['amended']:,} {'would be ' if dry_run else ''}amended with what they lacked"
+            if total["amended"]
+            else ""
+        )
+        + f"{' (nothing recorded)' if dry_run else ''}."
     )
     click.echo(f"data folder: {settings.data_dir.resolve()}")
     if new_store and total["imported"] and not _served_here(settings):

@@ -132,6 +132,16 @@ def test_a_grown_history_is_amended_with_what_the_jobs_lacked(settings, installa
     finally:
         app.extensions["learning_svc"].close()
     assert run_import(settings, [path]).tally.total()["amended"] == 0
+    # The command's closing sentence says it too (only the table did: "0 were imported, … present").
+    other = next(
+        job_id
+        for job_id, lines in history.items()
+        if job_id != plain and lines[-1]["status"] == "completed" and not lines[-1]["prompt_pack_id"]
+    )
+    with open(path, "a") as f:
+        f.write(json.dumps({**history[other][-1], "prompt_source": "pack", "prompt_pack_id": "LATE_PACK"}) + "\n")
+    said = run_cli("import", "--data-dir", str(settings.data_dir), str(path))
+    assert said.returncode == 0 and "1 amended with what they lacked." in said.stdout, said.stdout
 
 
 def test_bad_entries_are_reported_and_never_stop_the_rest(settings, tmp_path, installation):
