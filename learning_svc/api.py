@@ -170,6 +170,8 @@ def output_image(job_id: str, n: int):
         output = service().open_output(job_id, n)
     except images.Unreadable:
         return _placeholder(images.UNREADABLE, "unreadable")
+    except images.Replaced:
+        return _placeholder(images.REPLACED, "replaced")
     if output is None:
         return _placeholder()
     # the handle that was checked is the one sent (send_file closes it)
@@ -191,6 +193,8 @@ def output_thumbnail(job_id: str, n: int):
         return _placeholder(f"too large to preview: {error}", "too-large")
     except images.Unreadable:
         return _placeholder(images.UNREADABLE, "unreadable")
+    except images.Replaced:
+        return _placeholder(images.REPLACED, "replaced")
     if found is None:
         return _placeholder()
     data, output = found

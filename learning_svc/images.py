@@ -192,6 +192,23 @@ class Unreadable(Exception):
     """An output file that is there, and ours to serve, but is not an image Pillow can read."""
 
 
+class Replaced(Exception):
+    """An imported image's file now holds another image (a UI wrote a new one over it)."""
+
+
+CONTENT_ID = re.compile(r"img-[0-9a-f]{40}")  # an imported image's job id: its content's hash (importers/images.py)
+
+
+def replaced(job_id: str, recorded_mtime: float, output: Output) -> bool:
+    """Whether the file of an image job (its id the hash of its content) holds other content now.
+    Read and hashed only when its time is not the one imported (the job's completed_at)."""
+    if CONTENT_ID.fullmatch(job_id) is None or abs(output.stat.st_mtime - recorded_mtime) < 1e-3:
+        return False
+    data = output.file.read()
+    output.file.seek(0)
+    return "img-" + hashlib.sha256(data).hexdigest()[:40] != job_id
+
+
 class TooLarge(Exception):
     """An image with more pixels than a thumbnail decodes (THUMB_MAX_PIXELS)."""
 
@@ -200,7 +217,7 @@ class TooLarge(Exception):
         self.width, self.height = width, height
 
 
-MISSING, UNREADABLE = "image not found", "cannot show this image"
+MISSING, UNREADABLE, REPLACED = "image not found", "cannot show this image", "replaced by another image"
 
 
 @lru_cache(maxsize=16)  # a few labels; "too large" ones name each image's size

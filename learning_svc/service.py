@@ -1117,10 +1117,15 @@ class Service:
         """Output `n` of a job opened for serving if it is a readable image, else None (a placeholder).
         NotFound for an unknown job or an output it does not have; images.Unreadable for a file
         that is there but no image. The caller closes it."""
-        outputs = self.get_summary(job_id)["outputs"]
+        summary = self.get_summary(job_id)
+        outputs = summary["outputs"]
         if not 0 <= n < len(outputs):
             raise NotFound(f"job {job_id!r} has {len(outputs)} output{'' if len(outputs) == 1 else 's'}, not {n + 1}")
-        return images.open_output(outputs[n], self.settings.output_root or Path.cwd())
+        output = images.open_output(outputs[n], self.settings.output_root or Path.cwd())
+        if output is not None and images.replaced(job_id, summary["completed_at"], output):
+            output.close()  # the job's viewer showed an image its parameters did not make
+            raise images.Replaced(outputs[n])
+        return output
 
     def output_thumbnail(self, job_id: str, n: int) -> tuple[bytes | None, images.Output] | None:
         """None: no such output (or its file is missing); (None, output): an image Pillow could

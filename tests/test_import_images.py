@@ -414,3 +414,31 @@ def test_metadata_that_cannot_be_read_is_kept_under_a_generator_of_its_own(tmp_p
     for name in ("comfy_bad_json.png", "invoke_bad_json.png", "workflow_only.png"):
         assert records[name]["generator"] == "unreadable metadata", name
     assert records["plain.png"]["generator"] == "no metadata" and records["plain.png"]["run_config"] == {}
+
+
+def test_an_image_written_over_by_another_shows_as_replaced_not_as_the_new_one(tmp_path, fixtures):
+    """A UI writing a new image over an imported one's file: the old job's viewer and thumbnail
+    showed the new image, which its parameters did not make."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(fixtures / "good" / "a1111_v110.png", folder / "new1.png")
+    shutil.copy(fixtures / "good" / "sdnext.png", folder / "touched.png")
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    assert run_import(settings, [folder]).tally.total()["imported"] == 2
+    first = images.content_id((folder / "new1.png").read_bytes())
+    touched = images.content_id((folder / "touched.png").read_bytes())
+    shutil.copy(fixtures / "good" / "comfyui.png", folder / "new1.png")
+    os.utime(folder / "new1.png", (1_800_000_000, 1_800_000_000))
+    os.utime(folder / "touched.png", (1_800_000_000, 1_800_000_000))  # a new time, the same image
+    assert run_import(settings, [folder]).tally.total()["imported"] == 1  # the new image: a job of its own
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        for path in (f"/api/jobs/{first}/outputs/0", f"/api/jobs/{first}/outputs/0/thumbnail"):
+            assert client.get(path).headers.get("X-Learning-Placeholder") == "replaced", path
+        second = images.content_id((folder / "new1.png").read_bytes())
+        served = client.get(f"/api/jobs/{second}/outputs/0")
+        assert "X-Learning-Placeholder" not in served.headers and served.data == (folder / "new1.png").read_bytes()
+        assert "X-Learning-Placeholder" not in client.get(f"/api/jobs/{touched}/outputs/0").headers
+    finally:
+        app.extensions["learning_svc"].close()
