@@ -442,3 +442,16 @@ def test_an_image_written_over_by_another_shows_as_replaced_not_as_the_new_one(t
         assert "X-Learning-Placeholder" not in client.get(f"/api/jobs/{touched}/outputs/0").headers
     finally:
         app.extensions["learning_svc"].close()
+
+
+def test_the_final_table_stays_aligned_with_wide_characters_in_file_names():
+    """`ünïcødé 画像 🌸.png` shifted its row: the names were padded by characters, not columns."""
+    from learning_svc.importers import Where
+    from learning_svc.importers.run import Tally, _columns, table
+
+    tally = Tally()
+    for name in ("/x/ünïcødé 画像 🌸.png", "/x/plain.png"):
+        tally.add(Where(name), "imported")
+    lines = table(tally).splitlines()
+    ends = {_columns(line[: line.index(" 1 ") + 2]) for line in lines[2:4]}  # up to the read count
+    assert len(ends) == 1 and _columns("画像🌸") == 6, lines

@@ -16,6 +16,7 @@ import itertools
 import json
 import tempfile
 import time
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -449,14 +450,26 @@ def write_report(settings: Settings, tally: Tally) -> Path:
 def table(tally: Tally) -> str:
     """The final table: one row per source file, then the total."""
     rows = [(path, counts) for path, counts in sorted(tally.counts.items())] + [("total", tally.total())]
-    width = max(len(_short(path)) for path, _ in rows)
+    width = max(_columns(_short(path)) for path, _ in rows)
     head = f"{'source':<{width}}  {'read':>7}  " + "  ".join(f"{name:>15}" for name in OUTCOMES)
     lines = [head, "-" * len(head)]
     for path, counts in rows:
+        shown = _short(path)
         lines.append(
-            f"{_short(path):<{width}}  {counts['read']:>7}  " + "  ".join(f"{counts[n]:>15}" for n in OUTCOMES)
+            shown
+            + " " * (width - _columns(shown))
+            + f"  {counts['read']:>7}  "
+            + "  ".join(f"{counts[n]:>15}" for n in OUTCOMES)
         )
     return "\n".join(lines)
+
+
+def _columns(text: str) -> int:
+    """How many terminal columns a text takes: East Asian wide characters and emoji take two,
+    combining marks none (padding by len() shifted the rows of such file names)."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text
+    )
 
 
 def _short(path: str, limit: int = 60) -> str:
