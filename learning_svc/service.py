@@ -799,9 +799,7 @@ class Service:
         """A read connection that sees every write acknowledged before the call, by this process
         or another: wait (at most READ_WAIT_SECONDS) until the index holds the journals as far as
         they reach now. Not while the index cannot be written: that read answers from what it has."""
-        if self.lost_index is not None:
-            raise LostIndex(self.lost_index)
-        self._wait_for_index()
+        self._wait_for_index()  # at once while the index is lost
         with self.read_engine.connect() as conn:
             self._check_owner(conn)  # in the read's transaction: a swap waits until it ends
             yield conn
@@ -812,7 +810,13 @@ class Service:
         this folder's lines indexed into it."""
         if self._folder_id is None:
             return
-        if self.lost_index is None and index_owner(conn) not in (self._folder_id, None):  # None: claimed at start
+        owner = index_owner(conn)
+        if owner in (self._folder_id, None):  # None: claimed at start
+            if self.lost_index is not None:  # this folder's `reindex` took it back: complete to the journal's end
+                log.warning("the index database is this data folder's index again: serving from it")
+                self.lost_index = None
+            return
+        if self.lost_index is None:
             self.lost_index = (
                 f"the index database {self.settings.shown_db_url} became the index of another data folder "
                 f"(a `learning-svc reindex` of that folder took it over); this service of {self.settings.data_dir} "

@@ -586,11 +586,16 @@ class EmptyTakeover(RuntimeError):
     """A reindex of a folder without history would replace another folder's index with nothing."""
 
 
+def _holds_a_line(journal: Journal) -> bool:
+    """Anything but blank lines and a cut tail (a file of newlines got past a size check)."""
+    return any(line.strip() for _, line in journal.scan())
+
+
 def _refuse_empty_takeover(live: Engine, log_journal: Journal, ratings_journal: Journal, folder_id: str) -> None:
     """A reindex takes a server database over for its data folder (the restore path). From a
     folder with no history (a wrong --data-dir, the default folder of another working
     directory) that wiped another folder's index, and its running service then counted 0."""
-    if log_journal.size() or ratings_journal.size():
+    if _holds_a_line(log_journal) or _holds_a_line(ratings_journal):
         return
     with live.connect() as conn:
         owner, held = index_owner(conn), read_checkpoint(conn, LOG).line_count
