@@ -249,6 +249,7 @@ def test_verify_says_when_the_files_grew_while_it_ran(settings, monkeypatch):
             def catch_up(self, *args, **kwargs):
                 report = super().catch_up(*args, **kwargs)
                 assert server.post_job({"job_id": "b", "completed_at": 1_764_000_001}).status_code == 201
+                assert server.http.get(server.url + "/api/jobs/b", timeout=10).status_code == 200  # indexed
                 return report
 
         monkeypatch.setattr(verify, "Indexer", RebuiltWhileAServiceWrites)

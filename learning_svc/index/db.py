@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     literal,
     literal_column,
     select,
@@ -27,6 +29,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.expression import ColumnElement
 
 from . import text_search
+
+log = logging.getLogger(__name__)
 
 
 def migrations_dir() -> Path:
@@ -128,7 +132,28 @@ def checkpoint(engine: Engine) -> tuple[int, int] | None:
 
 
 def upgrade(engine: Engine) -> None:
-    """Apply Alembic migrations up to head (idempotent, quick when current)."""
+    """Apply Alembic migrations up to head (idempotent, quick when current). An index that
+    lacks some of its tables (one dropped by hand under a current schema version, which the
+    migrations then never make again: a restart and a reindex both failed on it) is made anew:
+    the catch-up that follows rebuilds it from the JSONL files."""
+    _migrate(engine)
+    from .tables import metadata
+
+    with engine.connect() as conn:
+        present = set(inspect(conn).get_table_names())
+    missing = [table.name for table in metadata.sorted_tables if table.name not in present]
+    if not missing:
+        return
+    log.warning("the index database lacks %s: making the index anew from the JSONL files", ", ".join(missing))
+    cascade = " CASCADE" if engine.dialect.name == "postgresql" else ""
+    with engine.begin() as conn:
+        for name in [*reversed([t.name for t in metadata.sorted_tables]), "jobs_fts", "alembic_version"]:
+            if name in present:
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"{cascade}')
+    _migrate(engine)
+
+
+def _migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     with engine.begin() as conn:
