@@ -12,6 +12,7 @@ meanwhile is missed. Nothing here stops the service.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ GIVE_UP = 30.0  # a file still incomplete after this long is reported, not waite
 def _shown(text) -> str:
     """A path or message as JSON can carry it: a file name that is not UTF-8 (its bytes kept as
     surrogates) is shown with backslash escapes. Raw, it made every /api/health a 500."""
-    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    return os.fsencode(str(text)).decode("utf-8", "backslashreplace")  # the name's own bytes: \xff
 
 
 @dataclass

@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import struct
 import warnings
@@ -650,9 +651,8 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     try:
         text_path = str(path).encode("utf-8").decode("utf-8")
     except UnicodeError:
-        return Problem(
-            Where(repr(str(path))[1:-1]), "the file name is not valid UTF-8 (rename it to import it)", UNREADABLE
-        )
+        shown = os.fsencode(str(path)).decode("utf-8", "backslashreplace")  # its own bytes: caf\xe9
+        return Problem(Where(shown), "the file name is not valid UTF-8 (rename it to import it)", UNREADABLE)
     where = Where(text_path)
     try:
         stat = path.stat()
