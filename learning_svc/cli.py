@@ -220,6 +220,10 @@ def reindex(data_dir):
     from .osutil import data_folder_id, tune_gc
 
     settings = _settings(data_dir)
+    if not settings.data_dir.is_dir():  # it made the folder (and its id) to index nothing
+        raise click.ClickException(
+            f"no data folder {settings.data_dir}: nothing to reindex [--data-dir, LEARNING_SVC_DATA_DIR]"
+        )
     _reach_index(settings)  # before the progress bar: a wrong URL is then one line
     tune_gc()
     log_journal, ratings_journal = Journal(settings.log_path), Journal(settings.ratings_path)

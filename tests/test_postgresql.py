@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -237,6 +238,7 @@ def test_a_wrong_database_url_is_one_line_on_stderr_and_exit_1(postgres, tmp_pat
         f"postgresql+psycopg://postgres@{at}/no_such_database": 'database "no_such_database" does not exist',
     }
     data_dir = str(tmp_path / "learning")
+    Path(data_dir).mkdir()  # a reindex of a folder that is not there is refused before the URL is tried
     extra = ["--port", str(free_port())] if command == "serve" else []
     for url, reason in cases.items():
         result = run_cli(
@@ -297,9 +299,9 @@ def test_two_data_folders_on_one_database_do_not_take_each_others_index(postgres
     assert verify_index(first) == []
     # The second folder has no history yet: its reindex would have wiped the first's index (so
     # would a journal of blank lines, which a size check let through).
+    second.mkdir(exist_ok=True)
     for blank in (None, b"\n", b"\n\n"):
         if blank is not None:
-            second.mkdir(exist_ok=True)
             (second / "learning_log_v2.jsonl").write_bytes(blank)
         result = run_cli("reindex", "--data-dir", str(second), env=env, timeout=60)
         assert result.returncode == 1 and "reindex stopped, the old index is unchanged" in result.stderr, result.stderr

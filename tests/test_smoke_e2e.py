@@ -103,7 +103,15 @@ def test_a_reindex_whose_database_goes_away_half_way_says_the_old_index_is_uncha
         raise OperationalError("COPY", {}, Exception("server closed the connection unexpectedly"))
 
     monkeypatch.setattr(sync, "rebuild", server_gone)
+    (tmp_path / "d").mkdir()
     result = CliRunner().invoke(cli.main, ["reindex", "--data-dir", str(tmp_path / "d")])
     assert result.exit_code == 1, result.output
     assert "reindex stopped, the old index is unchanged: cannot use the index database" in result.output
     assert "server closed the connection unexpectedly" in result.output and "Traceback" not in result.output
+
+
+def test_a_reindex_of_a_data_folder_that_is_not_there_is_refused_and_makes_nothing(tmp_path):
+    """It made the folder (and, for PostgreSQL, its id file) to index nothing."""
+    result = run_cli("reindex", "--data-dir", str(tmp_path / "typo"))
+    assert result.returncode == 1 and "no data folder" in result.stderr and "nothing to reindex" in result.stderr
+    assert not (tmp_path / "typo").exists()
