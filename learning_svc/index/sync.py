@@ -601,7 +601,7 @@ def _refuse_empty_takeover(live: Engine, log_journal: Journal, ratings_journal: 
         owner, held = index_owner(conn), read_checkpoint(conn, LOG).line_count
     if owner not in (None, folder_id) and held:
         raise EmptyTakeover(
-            f"the index database holds another data folder's index ({held:,} job lines), and "
+            f"the index database holds another data folder's index ({held:,} job line{'s' if held != 1 else ''}), and "
             f"{log_journal.path.parent} has no history to index: reindexing would replace that index with "
             "an empty one. Give the data folder whose JSONL files it should index (--data-dir, LEARNING_SVC_DATA_DIR)"
         )
