@@ -531,9 +531,6 @@ def ratings_dict(conn: Connection) -> dict[str, int]:
 
 
 def counts(conn: Connection) -> dict:
-    # The jobs table itself answers too (an index whose jobs were dropped counted them from the
-    # facet counts, and /api/health said "ok" while every listing was a 503).
-    conn.execute(select(jobs.c.id).limit(1)).all()
     total = conn.execute(
         select(func.coalesce(func.sum(facet_values.c.count), 0)).where(facet_values.c.field == "status")
     ).scalar_one()
