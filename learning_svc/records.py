@@ -338,7 +338,10 @@ def new_job_summary(line: dict) -> dict:
 
 
 def is_sound(line: bytes) -> bool:
-    """Does a journal line parse as a JSON object? (a torn or garbage last line does not)"""
+    """Does a journal line parse as a JSON object? (a torn or garbage last line does not)
+    A blank line is sound too: every reader skips it (a text editor's extra line end)."""
+    if not line.strip():
+        return True
     try:
         return isinstance(orjson.loads(line), dict)
     except orjson.JSONDecodeError:

@@ -118,6 +118,29 @@ def test_torn_tail_is_moved_aside_at_start_and_every_complete_line_kept(settings
     assert verify_index(settings) == []
 
 
+@pytest.mark.parametrize("tail", [b"\n", b"  \r\n", b"\n\n"], ids=["newline", "spaces_crlf", "two_newlines"])
+def test_a_blank_last_line_is_not_a_torn_tail(settings, tail):
+    """A text editor's extra line end at the end of a journal is whitespace, which every reader
+    skips: it stays where it is, no side file is made and the next append goes after it."""
+    ids = fill(settings, 2)
+    with open(settings.log_path, "ab") as f:
+        f.write(tail)
+    kept = settings.log_path.read_bytes()
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        assert settings.log_path.read_bytes() == kept
+        assert side_files(settings) == []
+        assert client.get("/api/health").json["damaged"]["torn_tails_moved"] == []
+        assert client.post("/api/jobs", data=orjson.dumps(job("after-blank")), headers=JSON).status_code == 201
+        assert sorted(listed(client)) == sorted([*ids, "after-blank"])
+    finally:
+        app.extensions["learning_svc"].close()
+    lines = settings.log_path.read_bytes().splitlines()
+    assert [orjson.loads(line)["job_id"] for line in lines if line.strip()] == ids + ["after-blank"]
+    assert verify_index(settings) == []
+
+
 @pytest.mark.both_backends
 @pytest.mark.parametrize("tail", [TAILS["cut"], TAILS["garbage_line"]], ids=["cut", "garbage_line"])
 def test_torn_ratings_tail_is_moved_aside_too(settings, tail):
