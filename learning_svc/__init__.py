@@ -30,7 +30,11 @@ def create_app(settings: Settings | None = None, service=None) -> Flask:
         from .watch import FolderWatcher
 
         service.watcher = FolderWatcher(
-            service, list(settings.watch), settings.output_root, poll=settings.watch_poll
+            service,
+            list(settings.watch),
+            settings.output_root,
+            poll=settings.watch_poll,
+            publish_to=settings.watch_state,
         ).start()
     app.extensions["learning_svc_settings"] = settings
     security.install(app, settings)

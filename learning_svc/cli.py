@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -131,6 +133,9 @@ def serve(host, port, data_dir, watch, workers):
     with _listen_errors(settings):
         sock = listening_socket(settings.host, settings.port)
     settings = replace(settings, port=sock.getsockname()[1])
+    shared = Path(tempfile.mkdtemp(prefix="learning-svc-workers-"))  # worker 0's watch state, for every /api/health
+    if settings.watch:
+        settings = replace(settings, watch_state=shared / "watch.json")
 
     def serve_one(index: int, ready) -> None:  # the folder watchers run in worker 0 only
         _serve(settings if index == 0 else replace(settings, watch=()), sock, ready, quiet=True)
@@ -142,7 +147,11 @@ def serve(host, port, data_dir, watch, workers):
         )
         _token_hint(settings)
 
-    sys.exit(supervise(workers, serve_one, announce))
+    try:
+        status = supervise(workers, serve_one, announce)  # the workers end in os._exit, never here
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    sys.exit(status)
 
 
 def _index_name(settings: Settings) -> str:

@@ -48,6 +48,7 @@ class Settings:
     naive_timezone: str = "UTC"  # what a posted time without a zone means: UTC, local or an IANA name
     watch: tuple[Path, ...] = ()  # folders whose new images are imported while serving
     watch_poll: bool = False  # poll the watched folders instead of OS notifications (network shares)
+    watch_state: Path | None = None  # serve --workers: worker 0's watchers publish their state here for the others
     batch_processes: int | None = None  # processes validating large NDJSON batches (None: batches.default_processes)
     extra: dict = field(default_factory=dict)
 

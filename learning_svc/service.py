@@ -1205,8 +1205,17 @@ class Service:
                 "problem": problem,
             },
             "damaged": {"torn_tails_moved": self.torn_files},
-            **({"watch": self.watcher.describe()} if self.watcher is not None else {}),
+            **self._watch_health(),
         }
+
+    def _watch_health(self) -> dict:
+        if self.watcher is not None:
+            return {"watch": self.watcher.describe()}
+        if self.settings.watch_state is not None:  # serve --workers: worker 0 runs the watchers
+            from .watch import published_state
+
+            return {"watch": published_state(self.settings.watch_state)}
+        return {}
 
 
 def _summary(line: dict) -> dict:

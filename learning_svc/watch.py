@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 from watchdog.events import FileSystemEventHandler
 
 from .importers import Job, Problem, images
@@ -27,6 +28,14 @@ SETTLE = 0.4  # seconds without a change before a file is read
 TICK = 0.1
 RETRY = 3.0  # seconds between looks for a folder that is not there
 GIVE_UP = 30.0  # a file still incomplete after this long is reported, not waited for any more
+
+
+def published_state(path: Path) -> list[dict]:
+    """The watch state worker 0 published (FolderWatcher._publish), for another worker's health."""
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return []  # worker 0's watcher has not ticked yet
 
 
 def _shown(text) -> str:
@@ -54,8 +63,18 @@ class Folder:
 
 
 class FolderWatcher:
-    def __init__(self, service, folders: list[Path], output_root: Path | None, poll: bool = False):
+    def __init__(
+        self,
+        service,
+        folders: list[Path],
+        output_root: Path | None,
+        poll: bool = False,
+        publish_to: Path | None = None,
+    ):
         self.service, self.output_root, self.poll = service, output_root, poll
+        # serve --workers: the file the other workers read this watcher's state from (published_state)
+        self.publish_to = publish_to
+        self._published: list[dict] | None = None
         self.folders = [Folder(Path(f).expanduser()) for f in folders]
         self.pending: dict[Path, tuple[float, float]] = {}  # path -> (last change, first seen)
         self.lock = threading.Lock()
@@ -78,6 +97,16 @@ class FolderWatcher:
     def describe(self) -> list[dict]:
         return [folder.describe() for folder in self.folders]
 
+    def _publish(self) -> None:
+        """Write describe() for the other workers when it changed (atomically: a reader never sees half)."""
+        state = self.describe()
+        if self.publish_to is None or state == self._published:
+            return
+        scratch = self.publish_to.with_name(self.publish_to.name + ".new")
+        scratch.write_bytes(orjson.dumps(state))
+        os.replace(scratch, self.publish_to)
+        self._published = state
+
     # -- watchdog's side: note what changed
     def changed(self, path: str) -> None:
         candidate = Path(path)
@@ -93,6 +122,7 @@ class FolderWatcher:
             try:
                 self._look_after_folders()
                 self._import_settled()
+                self._publish()
             except Exception:  # noqa: BLE001 - the service goes on; the next tick tries again
                 log.exception("watching folders failed; trying again")
             self.stopping.wait(TICK)

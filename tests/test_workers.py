@@ -165,3 +165,32 @@ def test_workers_end_when_their_parent_is_killed_outright(tmp_path):
         assert requests.get(again.url + "/api/jobs/j", timeout=10).status_code == 200
     finally:
         again.kill()
+
+
+def test_every_worker_answers_health_with_the_watch_state(tmp_path):
+    """The folder watchers run in worker 0; /api/health on the other workers had no `watch` at
+    all, so a monitor behind the one address saw the watched folders come and go."""
+    from image_fixtures import a1111_infotext, save_png_text
+
+    watched, scratch = tmp_path / "outputs", tmp_path / "tmp"
+    watched.mkdir()
+    scratch.mkdir()
+    env = cli_env(TMPDIR=str(scratch))
+    server = ServerProcess(tmp_path / "learning", env=env, args=("--workers", "3", "--watch", str(watched))).start()
+    try:
+        wait_for(lambda: "with 3 worker processes" in server.output())
+        save_png_text(str(watched / "a.png"), {"parameters": a1111_infotext("a cat", "", {"Steps": 20, "Seed": 1})})
+        wait_for(lambda: requests.get(server.url + "/api/count").json()["jobs"] == 1)
+
+        def watch_states() -> list:
+            # new connections each time: the kernel hands them to any of the three workers
+            return [requests.get(server.url + "/api/health").json().get("watch") for _ in range(30)]
+
+        states = wait_for(
+            lambda: (states := watch_states()) and all(s and s[0]["imported"] == 1 for s in states) and states
+        )
+        assert {(s[0]["folder"], s[0]["state"]) for s in states} == {(str(watched), "watching")}
+    finally:
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(timeout=20) == 0
+    assert list(scratch.iterdir()) == []  # the workers' shared folder goes with them
