@@ -185,6 +185,54 @@ def a1111_params_v110() -> dict:
     }
 
 
+def comfy_custom_nodes_graph() -> dict:
+    """A ComfyUI 'prompt' (API format) as saved when the graph uses popular custom nodes: the
+    KSampler's seed, steps and the latent's size come through links from value nodes, the
+    positive prompt from a string primitive, the model from pysssss' loader, LoRAs from rgthree's."""
+    return {
+        "1": {
+            "inputs": {"ckpt_name": {"content": "juggernautXL_v9.safetensors", "image": None}},
+            "class_type": "CheckpointLoader|pysssss",
+        },
+        "2": {
+            "inputs": {
+                "PowerLoraLoaderHeaderWidget": {"type": "PowerLoraLoaderHeaderWidget"},
+                "lora_1": {"on": True, "lora": "add_detail.safetensors", "strength": 0.6},
+                "lora_2": {"on": False, "lora": "switched_off.safetensors", "strength": 1},
+                "➕ Add Lora": "",
+                "model": ["1", 0],
+                "clip": ["1", 1],
+            },
+            "class_type": "Power Lora Loader (rgthree)",
+        },
+        "3": {"inputs": {"seed": 424242424242}, "class_type": "Seed (rgthree)"},
+        "4": {"inputs": {"value": "a lighthouse at dusk, volumetric light"}, "class_type": "PrimitiveStringMultiline"},
+        "5": {"inputs": {"text": ["4", 0], "clip": ["2", 1]}, "class_type": "CLIPTextEncode"},
+        "6": {"inputs": {"text": "blurry", "clip": ["2", 1]}, "class_type": "CLIPTextEncode"},
+        "7": {"inputs": {"value": 896}, "class_type": "INTConstant"},
+        "8": {"inputs": {"value": 1152}, "class_type": "INTConstant"},
+        "9": {"inputs": {"width": ["7", 0], "height": ["8", 0], "batch_size": 1}, "class_type": "EmptyLatentImage"},
+        "10": {
+            "inputs": {
+                "seed": ["3", 0],
+                "steps": ["11", 0],
+                "cfg": 5.5,
+                "sampler_name": "euler_ancestral",
+                "scheduler": "normal",
+                "denoise": 1.0,
+                "model": ["2", 0],
+                "positive": ["5", 0],
+                "negative": ["6", 0],
+                "latent_image": ["9", 0],
+            },
+            "class_type": "KSampler",
+        },
+        "11": {"inputs": {"int": 28}, "class_type": "Primitive integer [Crystools]"},
+        "12": {"inputs": {"samples": ["10", 0], "vae": ["1", 2]}, "class_type": "VAEDecode"},
+        "13": {"inputs": {"filename_prefix": "ComfyUI", "images": ["12", 0]}, "class_type": "SaveImage"},
+    }
+
+
 def comfy_graphs():
     """ComfyUI 'prompt' (API format) and 'workflow' (UI/litegraph format) for
     Checkpoint -> LoRA -> CLIPTextEncode x2 -> KSampler -> VAEDecode -> SaveImage."""
@@ -760,6 +808,21 @@ def write_good(d: str) -> dict:
     # 9. ComfyUI API-only (only "prompt" chunk, e.g. workflow stripped / saved via API with no extra_pnginfo)
     save_png_text(p("comfyui_prompt_only.png"), {"prompt": json.dumps(prompt)})
     expected["comfyui_prompt_only.png"] = dict(expected["comfyui.png"])
+    # 9b. ComfyUI with common custom nodes: values wired in from a Seed (rgthree), constants and a
+    # string primitive, pysssss' checkpoint loader (its name in a dict), rgthree's Power Lora Loader
+    save_png_text(p("comfyui_custom_nodes.png"), {"prompt": json.dumps(comfy_custom_nodes_graph())})
+    expected["comfyui_custom_nodes.png"] = {
+        "generator": "ComfyUI",
+        "prompt": "a lighthouse at dusk, volumetric light",
+        "negative": "blurry",
+        "sampler": "euler_ancestral",
+        "seed": 424242424242,
+        "steps": 28,
+        "cfg": 5.5,
+        "size": [896, 1152],
+        "model": "juggernautXL_v9.safetensors",
+        "loras": {"add_detail.safetensors": 0.6},
+    }
 
     # 10. InvokeAI 4/5
     graph = {

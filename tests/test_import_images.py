@@ -77,6 +77,20 @@ EXPECTED = {
     "comfyui_prompt_only.png": dict(
         generator="ComfyUI", sampler="DPM++ 2M", seed=156680208700286, model="sd_xl_base_1.0.safetensors"
     ),
+    "comfyui_custom_nodes.png": dict(
+        generator="ComfyUI",
+        prompt="a lighthouse at dusk, volumetric light",
+        negative_prompt="blurry",
+        sampler="Euler a",
+        scheduler="Normal",
+        steps=28,
+        cfg_scale=5.5,
+        seed=424242424242,
+        width=896,
+        height=1152,
+        model="juggernautXL_v9.safetensors",
+        loras={"add_detail.safetensors": 0.6},
+    ),
     "invokeai_v5.png": dict(
         generator="InvokeAI",
         sampler="DPM++ 2M SDE",
@@ -455,3 +469,33 @@ def test_the_final_table_stays_aligned_with_wide_characters_in_file_names():
     lines = table(tally).splitlines()
     ends = {_columns(line[: line.index(" 1 ") + 2]) for line in lines[2:4]}  # up to the read count
     assert len(ends) == 1 and _columns("画像🌸") == 6, lines
+
+
+def test_comfyui_settings_wired_from_a_config_node_and_a_random_seed():
+    """rgthree's KSampler Config feeds steps, cfg, sampler and scheduler through links (its
+    input for steps is `steps_total`); a seed node left at -1 ("random") saved no seed."""
+    import json
+
+    graph = image_fixtures.comfy_custom_nodes_graph()
+    graph["20"] = {
+        "inputs": {
+            "steps_total": 32,
+            "refiner_step": 28,
+            "cfg": 6.5,
+            "sampler_name": "dpmpp_2m",
+            "scheduler": "karras",
+        },
+        "class_type": "KSampler Config (rgthree)",
+    }
+    graph["10"]["inputs"].update(
+        steps=["20", 0], cfg=["20", 2], sampler_name=["20", 3], scheduler=["20", 4], seed=["21", 0]
+    )
+    graph["21"] = {"inputs": {"seed": -1}, "class_type": "Seed (rgthree)"}
+    graph["22"] = {"inputs": {"a": ["7", 0], "b": 2, "value": "a*b"}, "class_type": "SimpleMath+"}
+    graph["9"]["inputs"]["width"] = ["22", 0]  # computed: not a size that can be read
+    found = images.from_comfyui({"prompt": json.dumps(graph)})
+    assert (found["steps"], found["cfg_scale"], found["scheduler"], found["seed"]) == (32, 6.5, "karras", None)
+    assert found["sampler"] == "dpmpp_2m" and (found["width"], found["height"]) == (None, None)
+    assert (
+        found["prompt"] == "a lighthouse at dusk, volumetric light" and found["model"] == "juggernautXL_v9.safetensors"
+    )

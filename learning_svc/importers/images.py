@@ -5,7 +5,8 @@ the EXIF UserComment of a JPEG or WEBP) without decoding any pixels, and sd-pars
 parsers read ComfyUI's graph, InvokeAI's, Fooocus' and NovelAI's formats. What they lack
 is added here: A1111's infotext settings line with its quoted values (`Lora hashes`,
 `TI hashes`, Civitai's `Hashes`), which sd-parsers splits apart; the model behind a
-ComfyUI LoraLoader and every LoRA of the graph; InvokeAI 4/5 models; Fooocus JPEG/WEBP
+ComfyUI LoraLoader and every LoRA of the graph, values wired in from custom packs' value
+nodes (_wired); InvokeAI 4/5 models; Fooocus JPEG/WEBP
 (its comment is in IFD0); UTF-16LE and ASCII UserComments; telling Forge, SD.Next and
 Fooocus' A1111 style from A1111; and one sampler vocabulary across UIs.
 
@@ -456,6 +457,73 @@ def _comfy_links(prompt: dict) -> dict:
     return {"links": links}
 
 
+# The inputs a value node of a custom pack keeps its value in (Seed (rgthree): seed; INTConstant,
+# PrimitiveStringMultiline: value; Crystools: int, float, string; Impact's wildcards: the text
+# it made), looked at after the name of the input being followed.
+VALUE_INPUTS = ("value", "seed", "noise_seed", "int", "float", "number", "string", "text", "populated_text")
+FOLLOW_LINKS = 8  # links followed from one input at most (a graph may loop)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
+
+
+def _wired(prompt: dict, value: Any, names: tuple[str, ...] = ()) -> Any:
+    """A ComfyUI input's value: itself, or, when the input is wired to another node's output,
+    the value that node holds (a seed node, a constant, a string primitive), followed while
+    it is wired on. None when the value is computed (a math node, a concatenation)."""
+    for _ in range(FOLLOW_LINKS):
+        if isinstance(value, dict) and isinstance(value.get("content"), str):
+            return value["content"]  # pysssss' loaders: {"content": name, "image": preview}
+        if not _is_link(value):
+            return value
+        node = prompt.get(str(value[0]))
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if not isinstance(inputs, dict):
+            return None
+        held = [inputs[k] for k in (*names, *VALUE_INPUTS) if k in inputs]
+        if not held:
+            scalars = [v for v in inputs.values() if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+            held = scalars if len(scalars) == 1 else [None]
+        value = held[0]
+    return None
+
+
+def _comfy_text(prompt: dict, link: Any) -> str | None:
+    """The text of a prompt the sampler's positive or negative input is wired to, through an
+    encoder whose text comes from another node (sd-parsers looks for `text` strings only)."""
+    if not _is_link(link):
+        return None
+    node = prompt.get(str(link[0]))
+    inputs = node.get("inputs") if isinstance(node, dict) else None
+    if not isinstance(inputs, dict):
+        return None
+    for key in ("text", "text_g", "populated_text", "prompt", "positive", "negative", "string", "value"):
+        text = _wired(prompt, inputs.get(key), (key,))
+        if isinstance(text, str) and text.strip():
+            return text.strip()
+    return None
+
+
+def _comfy_loras(prompt: dict, nodes: list[dict]) -> dict:
+    """LoRA name -> model strength: LoraLoader and its kind (a name and strength_model), and
+    rgthree's Power Lora Loader (lora_1, lora_2, ... each {on, lora, strength})."""
+    loras = {}
+    for inputs in nodes:
+        name = _wired(prompt, inputs.get("lora_name"), ("lora_name",))
+        if isinstance(name, str) and name != "None":
+            loras[name] = _float(_wired(prompt, inputs.get("strength_model", 1.0), ("strength_model",)))
+        for key, slot in inputs.items():
+            on = key.startswith("lora_") and isinstance(slot, dict) and slot.get("on")
+            if on and isinstance(slot.get("lora"), str) and slot["lora"] != "None":
+                loras[slot["lora"]] = _float(slot.get("strength", 1.0))
+    return loras
+
+
 def from_comfyui(chunks: dict) -> dict | None:
     try:
         prompt = json.loads(chunks["prompt"])
@@ -470,47 +538,63 @@ def from_comfyui(chunks: dict) -> dict | None:
     if not isinstance(workflow, dict) or not all(isinstance(link, list) for link in workflow.get("links") or [None]):
         workflow = _comfy_links(prompt)
     info = _parsed("ComfyUIParser", {"prompt": prompt, "workflow": workflow})
-    nodes = [node for node in prompt.values() if isinstance(node, dict) and isinstance(node.get("inputs"), dict)]
-    checkpoint = next(
-        (n["inputs"].get(k) for n in nodes for k in ("ckpt_name", "unet_name") if isinstance(n["inputs"].get(k), str)),
-        None,
-    )
+    nodes = [
+        node["inputs"] for node in prompt.values() if isinstance(node, dict) and isinstance(node.get("inputs"), dict)
+    ]
+
+    def first(*keys: str) -> Any:
+        """The first node's value of one of `keys`, followed through links (_wired)."""
+        for inputs in nodes:
+            for key in keys:
+                if key in inputs and (value := _wired(prompt, inputs[key], (key,))) is not None:
+                    return value
+        return None
+
+    checkpoint = first("ckpt_name", "unet_name")
     latent = next(
         (
-            n["inputs"]
-            for n in nodes
-            if isinstance(n["inputs"].get("width"), int) and isinstance(n["inputs"].get("height"), int)
+            sizes
+            for inputs in nodes
+            if "width" in inputs and "height" in inputs
+            for sizes in [(_wired(prompt, inputs["width"], ("width",)), _wired(prompt, inputs["height"], ("height",)))]
+            if all(isinstance(n, int) and not isinstance(n, bool) for n in sizes)
         ),
-        {},
+        (None, None),
     )
-    loras = {
-        n["inputs"]["lora_name"]: _float(n["inputs"].get("strength_model", 1.0))
-        for n in nodes
-        if isinstance(n["inputs"].get("lora_name"), str)
-    }
-    vae = next((n["inputs"]["vae_name"] for n in nodes if isinstance(n["inputs"].get("vae_name"), str)), None)
+    vae = first("vae_name")
     sampler = _first_sampler(info)
     params = dict(sampler.parameters) if sampler else {}
-    ksampler = next((n["inputs"] for n in nodes if "sampler_name" in n["inputs"]), {})
+    ksampler = next((inputs for inputs in nodes if "sampler_name" in inputs), {})
     if info is None and not ksampler:
         return None
-    seed = params.get("seed", params.get("noise_seed"))
+
+    def setting(key: str, *names: str) -> Any:
+        """sd-parsers' value, else the sampler node's own, followed through links."""
+        if params.get(key) is not None:
+            return params[key]
+        for name in names:
+            if name in ksampler and (value := _wired(prompt, ksampler[name], names)) is not None:
+                return value
+        return None
+
+    seed = _int(setting("seed", "seed", "noise_seed"))
     if seed is None:
-        seed = ksampler.get("seed", ksampler.get("noise_seed"))
+        seed = _int(params.get("noise_seed"))
     return {
         "generator": "ComfyUI",
-        "prompt": _prompts(info, sampler, False),
-        "negative_prompt": _prompts(info, sampler, True),
-        "sampler": (sampler.name if sampler else None) or ksampler.get("sampler_name"),
-        "scheduler": params.get("scheduler") or ksampler.get("scheduler"),
-        "steps": _int(params.get("steps", ksampler.get("steps"))),
-        "cfg_scale": _float(params.get("cfg_scale", ksampler.get("cfg"))),
-        "seed": _int(seed),
-        "width": latent.get("width"),
-        "height": latent.get("height"),
-        "model": checkpoint,
-        "vae": vae,
-        "lora_weights": loras,
+        "prompt": _prompts(info, sampler, False) or _comfy_text(prompt, ksampler.get("positive")),
+        "negative_prompt": _prompts(info, sampler, True) or _comfy_text(prompt, ksampler.get("negative")),
+        "sampler": (sampler.name if sampler and isinstance(sampler.name, str) and sampler.name != "unknown" else None)
+        or _text_or_none(_wired(prompt, ksampler.get("sampler_name"), ("sampler_name", "sampler"))),
+        "scheduler": _text_or_none(setting("scheduler", "scheduler")),
+        "steps": _int(setting("steps", "steps", "steps_total")),
+        "cfg_scale": _float(setting("cfg_scale", "cfg")),
+        "seed": seed if seed is None or seed >= 0 else None,  # -1: "random", the seed itself not saved
+        "width": latent[0],
+        "height": latent[1],
+        "model": checkpoint if isinstance(checkpoint, str) else None,
+        "vae": vae if isinstance(vae, str) else None,
+        "lora_weights": _comfy_loras(prompt, nodes),
         "parameters": {"samplers": [s.parameters for s in info.samplers] if info else []},
     }
 
