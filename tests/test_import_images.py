@@ -499,3 +499,55 @@ def test_comfyui_settings_wired_from_a_config_node_and_a_random_seed():
     assert (
         found["prompt"] == "a lighthouse at dusk, volumetric light" and found["model"] == "juggernautXL_v9.safetensors"
     )
+
+
+def test_comfyui_efficiency_nodes_loader():
+    """The efficiency pack's Efficient Loader holds the model, VAE, one LoRA (its strength is
+    `lora_model_strength`), both prompts and the empty latent's size in one node."""
+    import json
+
+    graph = {
+        "1": {
+            "inputs": {
+                "ckpt_name": "dreamshaper_8.safetensors",
+                "vae_name": "vae-ft-mse-840000-ema-pruned.safetensors",
+                "clip_skip": -2,
+                "lora_name": "epi_noiseoffset2.safetensors",
+                "lora_model_strength": 0.7,
+                "lora_clip_strength": 1.0,
+                "positive": "a red fox in snow",
+                "negative": "lowres",
+                "token_normalization": "none",
+                "weight_interpretation": "comfy",
+                "empty_latent_width": 512,
+                "empty_latent_height": 768,
+                "batch_size": 1,
+            },
+            "class_type": "Efficient Loader",
+        },
+        "2": {
+            "inputs": {
+                "seed": 99,
+                "steps": 25,
+                "cfg": 7.0,
+                "sampler_name": "dpmpp_2m",
+                "scheduler": "karras",
+                "denoise": 1.0,
+                "preview_method": "auto",
+                "vae_decode": "true",
+                "model": ["1", 0],
+                "positive": ["1", 1],
+                "negative": ["1", 2],
+                "latent_image": ["1", 3],
+                "optional_vae": ["1", 4],
+            },
+            "class_type": "KSampler (Efficient)",
+        },
+    }
+    found = images.from_comfyui({"prompt": json.dumps(graph)})
+    assert (found["prompt"], found["negative_prompt"]) == ("a red fox in snow", "lowres")
+    assert (found["width"], found["height"], found["seed"], found["steps"]) == (512, 768, 99, 25)
+    assert found["model"] == "dreamshaper_8.safetensors" and found["lora_weights"] == {
+        "epi_noiseoffset2.safetensors": 0.7
+    }
+    assert found["vae"] == "vae-ft-mse-840000-ema-pruned.safetensors"

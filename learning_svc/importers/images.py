@@ -516,7 +516,8 @@ def _comfy_loras(prompt: dict, nodes: list[dict]) -> dict:
     for inputs in nodes:
         name = _wired(prompt, inputs.get("lora_name"), ("lora_name",))
         if isinstance(name, str) and name != "None":
-            loras[name] = _float(_wired(prompt, inputs.get("strength_model", 1.0), ("strength_model",)))
+            strength = next((inputs[k] for k in ("strength_model", "lora_model_strength") if k in inputs), 1.0)
+            loras[name] = _float(_wired(prompt, strength, ("strength_model", "lora_model_strength")))
         for key, slot in inputs.items():
             on = key.startswith("lora_") and isinstance(slot, dict) and slot.get("on")
             if on and isinstance(slot.get("lora"), str) and slot["lora"] != "None":
@@ -551,12 +552,13 @@ def from_comfyui(chunks: dict) -> dict | None:
         return None
 
     checkpoint = first("ckpt_name", "unet_name")
-    latent = next(
+    latent = next(  # an empty latent's size (the efficiency pack's loader makes the latent itself)
         (
             sizes
             for inputs in nodes
-            if "width" in inputs and "height" in inputs
-            for sizes in [(_wired(prompt, inputs["width"], ("width",)), _wired(prompt, inputs["height"], ("height",)))]
+            for w, h in (("width", "height"), ("empty_latent_width", "empty_latent_height"))
+            if w in inputs and h in inputs
+            for sizes in [(_wired(prompt, inputs[w], (w, "width")), _wired(prompt, inputs[h], (h, "height")))]
             if all(isinstance(n, int) and not isinstance(n, bool) for n in sizes)
         ),
         (None, None),
