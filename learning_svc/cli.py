@@ -327,7 +327,7 @@ def export(data_dir, fmt, output, filters):
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def import_(data_dir, dry_run, paths):
     """Bring existing history in: folders of images from any UI (A1111, Forge, SD.Next, ComfyUI,
-    InvokeAI, Fooocus, NovelAI: PNG, JPEG, WEBP, recursively), StableNew's files
+    SwarmUI, InvokeAI, Fooocus, NovelAI: PNG, JPEG, WEBP, recursively), StableNew's files
     (data/job_history.jsonl, learning records, discovered experiments), a learning_svc JSONL
     export, or a JSONL file of job records as POST /api/jobs takes them. PATHS are files or folders."""
     from tqdm import tqdm

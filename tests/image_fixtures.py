@@ -824,6 +824,38 @@ def write_good(d: str) -> dict:
         "loras": {"add_detail.safetensors": 0.6},
     }
 
+    # 9c. SwarmUI: JSON in the "parameters" chunk (PNG) or the EXIF UserComment (JPEG), as its
+    # docs' "Image Metadata Format" gives it; values may come as strings and lists as "a,b"
+    swarm = {
+        "sui_image_params": {
+            "prompt": "a red lighthouse on a cliff, <embed:FastNegativeV2>",
+            "negativeprompt": "lowres",
+            "model": "OfficialStableDiffusion/sd_xl_base_1.0",
+            "seed": 20241113,
+            "steps": "24",
+            "cfgscale": "6.5",
+            "aspectratio": "Custom",
+            "width": 832,
+            "height": 1216,
+            "sampler": "euler_ancestral",
+            "scheduler": "normal",
+            "vae": "OfficialStableDiffusion/sdxl_vae",
+            "loras": "arcane_style,detail_tweaker",
+            "loraweights": "0.8,0.5",
+            "swarm_version": "0.9.3.1",
+        },
+        "sui_extra_data": {"date": "2024-11-13", "generation_time": "6.11 (prep) and 4.84 (gen) seconds"},
+        "sui_models": [
+            {
+                "name": "OfficialStableDiffusion/sd_xl_base_1.0.safetensors",
+                "param": "model",
+                "hash": "0x31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b",
+            }
+        ],
+    }
+    save_png_text(p("swarmui.png"), {"parameters": json.dumps(swarm, indent=2)})
+    base_image().save(p("swarmui.jpg"), format="JPEG", quality=90, exif=exif_usercomment_unicode(json.dumps(swarm)))
+
     # 10. InvokeAI 4/5
     graph = {
         "id": "sdxl_graph:7LKd5LqgBD",

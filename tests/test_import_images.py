@@ -91,6 +91,28 @@ EXPECTED = {
         model="juggernautXL_v9.safetensors",
         loras={"add_detail.safetensors": 0.6},
     ),
+    "swarmui.png": dict(
+        generator="SwarmUI",
+        prompt="a red lighthouse on a cliff, <embed:FastNegativeV2>",
+        negative_prompt="lowres",
+        sampler="Euler a",
+        scheduler="Normal",
+        steps=24,
+        cfg_scale=6.5,
+        seed=20241113,
+        width=832,
+        height=1216,
+        model="OfficialStableDiffusion/sd_xl_base_1.0",
+        vae="OfficialStableDiffusion/sdxl_vae",
+        loras={"arcane_style": 0.8, "detail_tweaker": 0.5},
+    ),
+    "swarmui.jpg": dict(
+        generator="SwarmUI",
+        sampler="Euler a",
+        steps=24,
+        seed=20241113,
+        loras={"arcane_style": 0.8, "detail_tweaker": 0.5},
+    ),
     "invokeai_v5.png": dict(
         generator="InvokeAI",
         sampler="DPM++ 2M SDE",
@@ -231,6 +253,10 @@ def test_each_ui_s_metadata_becomes_a_job(tmp_path, fixtures):
         assert [e["name"] for e in records[name]["embeddings"]] == ["easynegative", "badhandv4"], name
     assert "easynegative" in [e["name"] for e in records["a1111_civitai_hashes.png"]["embeddings"]]
     assert records["invokeai_v5.png"]["run_config"]["model_hash"].startswith("blake3:")
+    swarm = records["swarmui.png"]
+    assert swarm["run_config"]["model_hash"] == "31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b"
+    assert [e["name"] for e in swarm["embeddings"]] == ["FastNegativeV2"]
+    assert swarm["run_config"]["parameters"]["sui_extra_data"]["date"] == "2024-11-13"
     # the facets group the UIs' words: one sampler, one scheduler
     app = create_app(settings)
     try:
@@ -243,6 +269,7 @@ def test_each_ui_s_metadata_becomes_a_job(tmp_path, fixtures):
             "Forge",
             "SD.Next",
             "ComfyUI",
+            "SwarmUI",
             "InvokeAI",
             "Fooocus",
             "NovelAI",

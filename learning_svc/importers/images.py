@@ -1,4 +1,4 @@
-"""Generated images (PNG, JPEG, WEBP) from A1111, Forge, SD.Next, ComfyUI, InvokeAI, Fooocus, NovelAI.
+"""Generated images (PNG, JPEG, WEBP) from A1111, Forge, SD.Next, ComfyUI, SwarmUI, InvokeAI, Fooocus, NovelAI.
 
 Pillow reads the metadata where each UI writes it (PNG text chunks before the pixel data;
 the EXIF UserComment of a JPEG or WEBP) without decoding any pixels, and sd-parsers'
@@ -7,7 +7,7 @@ is added here: A1111's infotext settings line with its quoted values (`Lora hash
 `TI hashes`, Civitai's `Hashes`), which sd-parsers splits apart; the model behind a
 ComfyUI LoraLoader and every LoRA of the graph, values wired in from custom packs' value
 nodes (_wired); InvokeAI 4/5 models; Fooocus JPEG/WEBP
-(its comment is in IFD0); UTF-16LE and ASCII UserComments; telling Forge, SD.Next and
+(its comment is in IFD0); SwarmUI's JSON; UTF-16LE and ASCII UserComments; telling Forge, SD.Next and
 Fooocus' A1111 style from A1111; and one sampler vocabulary across UIs.
 
 A job per image: its id is the image's content hash, so the same image found again (a
@@ -670,6 +670,62 @@ def from_fooocus(chunks: dict) -> dict | None:
     }
 
 
+_SWARM_EMBED = re.compile(r"<\s*embed\s*:\s*([^<>:]+?)\s*>", re.IGNORECASE)
+
+
+def _listed(value: Any) -> list:
+    """A SwarmUI list value: a JSON list or a comma-separated string."""
+    if isinstance(value, list):
+        return value
+    return [part.strip() for part in value.split(",")] if isinstance(value, str) and value.strip() else []
+
+
+def from_swarmui(chunks: dict) -> dict | None:
+    """SwarmUI's JSON (its docs, "Image Metadata Format"): `sui_image_params` with lower-case
+    parameter ids whose values may be strings ("7.0"), lists or comma-separated strings;
+    `sui_models` names the models with their hashes; `sui_extra_data` the extras."""
+    try:
+        metadata = json.loads(chunks["parameters"])
+    except ValueError:
+        return None
+    params = metadata.get("sui_image_params") if isinstance(metadata, dict) else None
+    if not isinstance(params, dict):
+        return None
+    models = [m for m in metadata.get("sui_models") or () if isinstance(m, dict)]
+    model_hash = next(
+        (m.get("hash") for m in models if m.get("param") == "model" and isinstance(m.get("hash"), str)), None
+    )
+    names, weights = _listed(params.get("loras")), _listed(params.get("loraweights"))
+    loras = {
+        name: _float(weights[i]) if i < len(weights) and _float(weights[i]) is not None else 1.0
+        for i, name in enumerate(names)
+        if isinstance(name, str) and name
+    }
+    text = lambda key: params[key] if isinstance(params.get(key), str) and params[key].strip() else None  # noqa: E731
+    extra = metadata.get("sui_extra_data")
+    # SwarmUI's prompt syntax names an embedding `<embed:name>`, a form the service's own
+    # detection (SPEC 1.3) does not know: named here, as A1111's TI hashes are.
+    embedded = [m for key in ("prompt", "negativeprompt") for m in _SWARM_EMBED.findall(text(key) or "")]
+    return {
+        "generator": "SwarmUI",
+        "embedding_names": [Path(name).stem if name.endswith(".safetensors") else name for name in embedded],
+        "prompt": text("prompt"),
+        "negative_prompt": text("negativeprompt"),
+        "sampler": text("sampler"),
+        "scheduler": text("scheduler"),
+        "steps": _int(params.get("steps")),
+        "cfg_scale": _float(params.get("cfgscale")),
+        "seed": _int(params.get("seed")),
+        "width": _int(params.get("width")),
+        "height": _int(params.get("height")),
+        "model": text("model"),
+        "model_hash": model_hash.removeprefix("0x") if model_hash else None,
+        "vae": text("vae"),
+        "lora_weights": loras,
+        "parameters": {**params, **({"sui_extra_data": extra} if isinstance(extra, dict) else {})},
+    }
+
+
 def from_novelai(chunks: dict) -> dict | None:
     info = _parsed("NovelAIParser", {"Source": "", **chunks})
     sampler = _first_sampler(info)
@@ -697,6 +753,8 @@ def parse_chunks(chunks: dict) -> dict | None:
     """The generation settings in an image's metadata, or None when it has none we can read."""
     parameters = chunks.get("parameters")
     if isinstance(parameters, str) and parameters.strip():
+        if '"sui_image_params"' in parameters and (found := from_swarmui(chunks)):
+            return found
         if chunks.get("fooocus_scheme") == "fooocus" or parameters.lstrip().startswith("{"):
             found = from_fooocus(chunks)
             if found:
@@ -857,7 +915,7 @@ def _embeddings(found: dict) -> list[dict] | None:
     tell from a word, and lists it in `TI hashes` (Civitai's `hashes`: `embed:name`)."""
     from ..prompts import detect
 
-    named = list(found.get("ti_hashes") or {})
+    named = list(found.get("ti_hashes") or {}) + list(found.get("embedding_names") or ())
     named += [key.split(":", 1)[1] for key in found.get("hashes") or {} if key.startswith("embed:")]
     if not named:
         return None
