@@ -491,7 +491,7 @@ def test_the_final_table_stays_aligned_with_wide_characters_in_file_names():
     from learning_svc.importers.run import Tally, _columns, table
 
     tally = Tally()
-    for name in ("/x/ünïcødé 画像 🌸.png", "/x/plain.png"):
+    for name in ("/x/ünïcødé 画像 🌸/a.png", "/x/plain/b.png"):  # a row per folder of images
         tally.add(Where(name), "imported")
     lines = table(tally).splitlines()
     ends = {_columns(line[: line.index(" 1 ") + 2]) for line in lines[2:4]}  # up to the read count
@@ -578,3 +578,22 @@ def test_comfyui_efficiency_nodes_loader():
         "epi_noiseoffset2.safetensors": 0.7
     }
     assert found["vae"] == "vae-ft-mse-840000-ema-pruned.safetensors"
+
+
+def test_the_final_table_has_a_row_per_folder_of_images_not_per_image(tmp_path, fixtures):
+    """Importing 20,000 images printed a table of 20,000 rows; a row per folder says as much."""
+    from learning_svc.importers.run import _short, table
+
+    tree = tmp_path / "outputs"
+    for day in ("2024-11-12", "2024-11-13"):
+        shutil.copytree(fixtures / "good", tree / "txt2img-images" / day)
+    (tree / "txt2img-images" / "2024-11-13" / "empty.png").write_bytes(b"")
+    result = run_import(Settings(data_dir=tmp_path / "learning"), [tree])
+    rows = table(result.tally).splitlines()[2:]
+    per_day = len(EXPECTED)
+    assert [row.split()[:3] for row in rows] == [
+        [_short(str(tree / "txt2img-images" / "2024-11-12") + os.sep), str(per_day), str(per_day)],
+        [_short(str(tree / "txt2img-images" / "2024-11-13") + os.sep), str(per_day + 1), "0"],
+        ["total", str(2 * per_day + 1), str(per_day)],
+    ]
+    assert [p["file"] for p in result.tally.problems] == [str(tree / "txt2img-images" / "2024-11-13" / "empty.png")]

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import os
 import tempfile
 import time
 import unicodedata
@@ -131,15 +132,26 @@ def detect(path: Path) -> str | None:
 # ---------------------------------------------------------------- writing
 
 
+def _row(path: str) -> str:
+    """The table's row of an entry: its file, or for an image its folder (a row per image made
+    a table of 20,000 lines; the report file names each image that was refused or skipped)."""
+    if images.is_image(Path(path)):
+        return os.path.join(os.path.dirname(path), "")
+    return path
+
+
 @dataclass
 class Tally:
-    counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # source file -> outcome -> n
+    counts: dict[str, Counter] = field(
+        default_factory=lambda: defaultdict(Counter)
+    )  # source file or image folder -> outcome -> n
     problems: list[dict] = field(default_factory=list)  # refused and skipped entries, and why
     imported: Counter = field(default_factory=Counter)  # "jobs" / "ratings" imported (an entry is either)
 
     def add(self, where: Where, outcome: str, reason: str = "", kind: str = "jobs") -> None:
-        self.counts[where.path]["read"] += 1
-        self.counts[where.path][outcome] += 1
+        row = self.counts[_row(where.path)]
+        row["read"] += 1
+        row[outcome] += 1
         if outcome == "imported":
             self.imported[kind] += 1
         if outcome in ("refused", "skipped"):
@@ -448,7 +460,7 @@ def write_report(settings: Settings, tally: Tally) -> Path:
 
 
 def table(tally: Tally) -> str:
-    """The final table: one row per source file, then the total."""
+    """The final table: one row per source file (per folder for images), then the total."""
     rows = [(path, counts) for path, counts in sorted(tally.counts.items())] + [("total", tally.total())]
     width = max(_columns(_short(path)) for path, _ in rows)
     head = f"{'source':<{width}}  {'read':>7}  " + "  ".join(f"{name:>15}" for name in OUTCOMES)
