@@ -115,12 +115,26 @@ def csv_chunks(rows: Iterable) -> Iterator[bytes]:
     for summary, lines in rows:
         base, amendments = lines()
         stored = records.effective_line(base, amendments) if amendments else base
-        writer.writerow(["" if (value := get(summary, stored)) is None else value for _, get in CSV_COLUMNS])
+        writer.writerow([_cell(get(summary, stored)) for _, get in CSV_COLUMNS])
         if buffer.tell() > 65536:
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue().encode()
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """A CSV cell. Text that a spreadsheet would take for a formula (`=HYPERLINK(...)` in a
+    prompt read from a downloaded image) is written with a leading `'`, as OWASP advises:
+    shown as text, never run. Numbers are written as numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def chunks(rows: Iterable, fmt: str) -> Iterator[bytes]:

@@ -597,3 +597,23 @@ def test_the_final_table_has_a_row_per_folder_of_images_not_per_image(tmp_path, 
         ["total", str(2 * per_day + 1), str(per_day)],
     ]
     assert [p["file"] for p in result.tally.problems] == [str(tree / "txt2img-images" / "2024-11-13" / "empty.png")]
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ("euler_a", ("Euler a", None)),  # InvokeAI
+        ("dpmpp_3m_k", ("DPM++ 3M", "Karras")),
+        ("kdpm_2_a", ("DPM2 a", None)),
+        ("kdpm_2_k", ("DPM2", "Karras")),
+        ("pndm", ("PNDM", None)),
+        ("tcd", ("TCD", None)),
+        ("euler_cfg_pp", ("Euler CFG++", None)),  # ComfyUI
+        ("res_multistep", ("Res Multistep", None)),
+        ("dpmpp_2m_sde_gpu", ("DPM++ 2M SDE", None)),
+        ("Some Custom Sampler", ("Some Custom Sampler", None)),  # unknown: kept as it came
+    ],
+)
+def test_every_ui_s_sampler_names_are_one_vocabulary(raw, named):
+    """InvokeAI's `euler_a` was a facet value of its own beside A1111's `Euler a`."""
+    assert images.sampler_name(raw) == named

@@ -376,3 +376,26 @@ def test_a_thumbnail_on_a_data_disk_that_cannot_be_written_is_still_served(clien
 )
 def test_loopback_is_an_address_not_a_prefix(host, loopback):
     assert Settings(host=host).is_loopback is loopback
+
+
+def test_csv_export_writes_formula_like_text_as_text(client):
+    """A prompt, pack or error beginning with = + - @ was written as it came: a spreadsheet
+    opening the export ran it (CSV injection). Such text now starts with a `'`; numbers stay numbers."""
+    import csv
+    import io
+
+    job = {
+        "job_id": "csv-inj",
+        "completed_at": 1_764_003_600,
+        "packs": ["=1+2"],
+        "prompt": '=HYPERLINK("http://example.invalid","x")',
+        "negative_prompt": "-lowres",
+        "seed": -1,
+        "extra": {"error": "@SUM(1)"},
+    }
+    assert client.post("/api/jobs", json=job).status_code == 201
+    rows = list(csv.DictReader(io.StringIO(client.get("/api/export?format=csv").get_data(as_text=True))))
+    [row] = rows
+    assert row["prompt"] == "'" + job["prompt"] and row["negative_prompt"] == "'-lowres"
+    assert row["pack"] == "'=1+2" and row["seed"] == "-1"
+    assert not any(value.startswith(("=", "+", "@")) for value in row.values())

@@ -85,6 +85,28 @@ SAMPLERS = {
     "ipndm": "iPNDM",
     "restart": "Restart",
     "heunpp2": "Heun++ 2",
+    # InvokeAI's own names (its `_k` variants are these with Karras)
+    "euler_a": "Euler a",
+    "dpmpp_2s": "DPM++ 2S",
+    "dpmpp_3m": "DPM++ 3M",
+    "kdpm_2": "DPM2",
+    "kdpm_2_a": "DPM2 a",
+    "pndm": "PNDM",
+    "tcd": "TCD",
+    # ComfyUI's newer samplers, with Forge's labels where it has them
+    "euler_cfg_pp": "Euler CFG++",
+    "euler_ancestral_cfg_pp": "Euler a CFG++",
+    "dpmpp_2m_cfg_pp": "DPM++ 2M CFG++",
+    "dpmpp_2s_ancestral_cfg_pp": "DPM++ 2S a CFG++",
+    "res_multistep": "Res Multistep",
+    "res_multistep_cfg_pp": "Res Multistep CFG++",
+    "res_multistep_ancestral": "Res Multistep a",
+    "gradient_estimation": "Gradient Estimation",
+    "er_sde": "ER SDE",
+    "seeds_2": "SEEDS 2",
+    "seeds_3": "SEEDS 3",
+    "sa_solver": "SA-Solver",
+    "ipndm_v": "iPNDM v",
 }
 SCHEDULERS = {
     "karras": "Karras",
