@@ -370,14 +370,14 @@ def import_(data_dir, dry_run, paths):
             "   give that folder with --data-dir or LEARNING_SVC_DATA_DIR.)"
         )
     if result.report:
-        click.echo(f"refused and skipped entries, with their reasons: {result.report.resolve()}")
+        click.echo(
+            f"refused and skipped entries (and what amended ones left out), with their reasons: {result.report.resolve()}"
+        )
     elif result.tally.problems:  # a dry run: no report file
-        click.echo("refused and skipped entries, with their reasons:")
-        for problem in result.tally.problems[:20]:
+        click.echo("refused and skipped entries (and what amended ones left out), with their reasons:")
+        for problem in result.tally.problems:  # all of them: the report file the real run writes
             where = problem["file"] + (f":{problem['line']}" if problem["line"] else "")
             click.echo(f"  {where}: {problem['outcome']}: {problem['reason']}")
-        if len(result.tally.problems) > 20:
-            click.echo(f"  … and {len(result.tally.problems) - 20:,} more")
 
 
 def _served_here(settings: Settings) -> bool:

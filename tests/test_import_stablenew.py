@@ -174,7 +174,10 @@ def test_dry_run_writes_nothing(settings, installation):
     # Into a data folder not made yet: none is made (an index, lock files and a report were).
     assert not settings.data_dir.exists() and result.report is None and result.tally.problems
     dry = run_cli("import", "--dry-run", "--data-dir", str(settings.data_dir), str(installation))
-    assert dry.returncode == 0 and "refused and skipped entries, with their reasons:" in dry.stdout, dry.stderr
+    assert (
+        dry.returncode == 0
+        and "refused and skipped entries (and what amended ones left out), with their reasons:" in dry.stdout
+    ), dry.stderr
     assert "(nothing recorded)" in dry.stdout and not settings.data_dir.exists()
     real = run_import(settings, [installation])
     assert real.tally.total()["imported"] == result.tally.total()["imported"]
@@ -182,7 +185,10 @@ def test_dry_run_writes_nothing(settings, installation):
     reports = sorted((settings.data_dir / "imports").iterdir())
     sizes_now = sizes(settings)
     again = run_cli("import", "--dry-run", "--data-dir", str(settings.data_dir), str(installation))
-    assert again.returncode == 0 and "refused and skipped entries, with their reasons:" in again.stdout
+    assert (
+        again.returncode == 0
+        and "refused and skipped entries (and what amended ones left out), with their reasons:" in again.stdout
+    )
     assert sorted((settings.data_dir / "imports").iterdir()) == reports and sizes(settings) == sizes_now
 
 
@@ -317,6 +323,33 @@ def test_a_jsonl_file_of_posted_records_is_imported(tmp_path):
     app = create_app(settings)
     try:
         assert app.test_client().get("/api/count?sampler=Euler a").json["jobs"] == 5
+    finally:
+        app.extensions["learning_svc"].close()
+
+
+def test_a_line_that_says_otherwise_than_the_recorded_job_is_reported_not_dropped(tmp_path):
+    """The same job id with another completed_at was counted "already present" with nothing in
+    the report (the API answers 409), and a dry run counted three lines of one job as three imports."""
+    settings = Settings(data_dir=tmp_path / "d")
+    lines = [
+        {"job_id": "d1", "completed_at": 1},
+        {"job_id": "d1", "completed_at": 1},  # the same record again: already present
+        {"job_id": "d1", "completed_at": 2},  # otherwise: refused, with the reason
+        {"job_id": "d1", "completed_at": 3, "sampler": "Euler a"},  # adds what d1 lacks, the time kept
+    ]
+    (tmp_path / "dup.jsonl").write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    dry = run_import(settings, [tmp_path / "dup.jsonl"], dry_run=True)
+    real = run_import(settings, [tmp_path / "dup.jsonl"])
+    for result in (dry, real):
+        total = result.tally.total()
+        assert [total[k] for k in ("imported", "already present", "refused", "amended")] == [1, 1, 1, 1]
+        assert [(p["line"], p["outcome"]) for p in result.tally.problems] == [(3, "refused"), (4, "amended")]
+        assert all("completed_at (1.0 recorded, " in p["reason"] for p in result.tally.problems)
+    assert [orjson.loads(line) for line in real.report.read_text().splitlines()] == real.tally.problems
+    app = create_app(settings)
+    try:
+        record = app.test_client().get("/api/jobs/d1").json["record"]
+        assert (record["completed_at"], record["sampler"]) == (1.0, "Euler a")
     finally:
         app.extensions["learning_svc"].close()
 

@@ -154,7 +154,7 @@ class Tally:
         row[outcome] += 1
         if outcome == "imported":
             self.imported[kind] += 1
-        if outcome in ("refused", "skipped"):
+        if outcome in ("refused", "skipped") or reason:  # an amended entry may say what it left out
             self.problems.append({"file": where.path, "line": where.line, "outcome": outcome, "reason": reason})
 
     def total(self) -> Counter:
@@ -168,6 +168,7 @@ class Writer:
         self.service, self.tally, self.dry_run = service, tally, dry_run
         self.pending: list[Item] = []
         self.known: set[str] = set()  # job ids recorded or found in this run (a dry run's ratings refer to them)
+        self.dry_records: dict[str, dict] = {}  # a dry run's idea of the jobs it would record or amend
         self.dry_ratings: dict[str, int] = {}  # a dry run's idea of each job's rating so far
 
     def add(self, item: Item) -> None:
@@ -229,39 +230,42 @@ class Writer:
         return changed
 
     def _enrich(self, job: Job, line: dict) -> tuple[str, str]:
-        """The same job with other content: set what the recorded job lacks (never change what it has)."""
+        """The same job with other content: set what the recorded job lacks (never change what it
+        has). What the entry says otherwise than the recorded job is left out, and said: refused
+        when nothing of the entry was taken (the API's 409), else amended with the reason."""
         job_id = line["job_id"]
-        current = self.service.get_job(job_id)["record"]
-        patch = {
-            k: v
-            for k, v in _input_fields(job, line).items()
-            if not records.is_set(current.get(k)) and records.is_set(v)
-        }
+        patch, differing = _against(self.service.get_job(job_id)["record"], job, line)
         if not patch:
-            return "already present", ""
+            return ("refused", differing) if differing else ("already present", "")
         op = self.service.submit_many([amend_op(job_id, patch)])[0]
         if op.error is not None:
             return "refused", f"could not amend job {job_id}: {op.error}"
-        return ("amended", "") if op.result[0] else ("already present", "")
+        if not op.result[0]:
+            return ("refused", differing) if differing else ("already present", "")
+        return "amended", differing
 
     def _dry_job(self, job: Job, line: dict) -> None:
+        """What the real run would do, the jobs this run would record or amend included (three
+        lines of one job were three imports)."""
         job_id = line["job_id"]
-        try:
-            current = self.service.get_job(job_id)
-        except NotFound:
-            self.known.add(job_id)
-            self.tally.add(job.where, "imported")
-            return
         self.known.add(job_id)
-        if current["record"].get("input_hash") == line["input_hash"]:
+        current = self.dry_records.get(job_id)
+        if current is None:
+            try:
+                current = self.service.get_job(job_id)["record"]
+            except NotFound:
+                self.dry_records[job_id] = line
+                self.tally.add(job.where, "imported")
+                return
+        if current.get("input_hash") == line["input_hash"]:
             self.tally.add(job.where, "already present")
             return
-        lacking = [
-            k
-            for k, v in _input_fields(job, line).items()
-            if not records.is_set(current["record"].get(k)) and records.is_set(v)
-        ]
-        self.tally.add(job.where, "amended" if lacking else "already present")
+        patch, differing = _against(current, job, line)
+        if patch:
+            self.dry_records[job_id] = {**current, **patch}
+            self.tally.add(job.where, "amended", differing)
+        else:
+            self.tally.add(job.where, *(("refused", differing) if differing else ("already present", "")))
 
     # -- ratings
     def _ratings(self, ratings: list[Rating]) -> None:
@@ -394,6 +398,27 @@ def _job_op(job: Job, max_bytes: int):
             "an exported record without its input_hash or logged_at", [{"loc": "input_hash", "msg": "missing"}]
         )
     return stored_op(line)
+
+
+def _against(current: dict, job: Job, line: dict) -> tuple[dict, str]:
+    """(what the entry sets that the recorded job lacks, the reason for what it says otherwise)."""
+    fields = _input_fields(job, line)
+    patch = {k: v for k, v in fields.items() if not records.is_set(current.get(k)) and records.is_set(v)}
+    differing = sorted(
+        k for k, v in fields.items() if records.is_set(current.get(k)) and records.is_set(v) and current.get(k) != v
+    )
+    if not differing or images.is_image(Path(job.where.path)):  # a copy of an image elsewhere is the same job
+        return patch, ""
+    shown = ", ".join(
+        f"{k} ({_short_value(current[k])} recorded, {_short_value(fields[k])} here)" for k in differing[:5]
+    )
+    more = f" and {len(differing) - 5} more" if len(differing) > 5 else ""
+    return patch, f"job {line['job_id']} is recorded with other values, kept: {shown}{more}"
+
+
+def _short_value(value) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _input_fields(job: Job, line: dict) -> dict:
