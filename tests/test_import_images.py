@@ -617,3 +617,34 @@ def test_the_final_table_has_a_row_per_folder_of_images_not_per_image(tmp_path, 
 def test_every_ui_s_sampler_names_are_one_vocabulary(raw, named):
     """InvokeAI's `euler_a` was a facet value of its own beside A1111's `Euler a`."""
     assert images.sampler_name(raw) == named
+
+
+def test_images_that_are_outputs_of_imported_jobs_are_not_jobs_of_their_own(tmp_path, fixtures):
+    """`learning-svc import ~/StableNew` made two jobs of every output image: StableNew's job
+    (its outputs as it recorded them, from Windows) and the image's own. The history files are
+    now read first; an image they name is that job's output."""
+    import orjson
+
+    tree = tmp_path / "StableNew"
+    run = tree / "output" / "20260318_035123_pack-model"
+    run.mkdir(parents=True)
+    shutil.copy(fixtures / "good" / "a1111_v110.png", run / "txt2img_p01_v01.png")
+    shutil.copy(fixtures / "good" / "sdnext.png", run / "not_in_the_history.png")
+    job = {
+        "job_id": "sn-1",
+        "completed_at": 1_764_000_000,
+        "outputs": ["output\\20260318_035123_pack-model\\TXT2IMG_p01_v01.png"],
+    }
+    (tree / "zz_history.jsonl").write_bytes(orjson.dumps(job) + b"\n")  # walked after output/ by name
+    for dry_run in (True, False):
+        result = run_import(Settings(data_dir=tmp_path / "learning"), [tree], dry_run=dry_run)
+        total = result.tally.total()
+        assert (total["imported"], total["already present"]) == (2, 1), dry_run
+    app = create_app(Settings(data_dir=tmp_path / "learning"))
+    try:
+        jobs = app.test_client().get("/api/jobs").json["jobs"]
+        assert sorted(j["job_id"] for j in jobs) == sorted(
+            ["sn-1", images.content_id((run / "not_in_the_history.png").read_bytes())]
+        )
+    finally:
+        app.extensions["learning_svc"].close()

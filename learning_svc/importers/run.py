@@ -38,25 +38,32 @@ OUTCOMES = ("imported", "already present", "amended", "refused", "skipped")
 # ---------------------------------------------------------------- finding the sources
 
 
-def sources(paths: Iterable[Path], output_root: Path | None) -> Iterator[Item]:
-    """Every entry under the paths: files and folders, each file's kind told by its content."""
+HISTORY, IMAGES = "history", "images"  # the two walks over the paths (_write)
+
+
+def sources(paths: Iterable[Path], output_root: Path | None, walk: str) -> Iterator[Item]:
+    """The entries under the paths, each file's kind told by its content: on the HISTORY walk
+    every file but images (and the problems of paths and folders), on the IMAGES walk images."""
     for path in paths:
         if not path.exists():
-            yield Problem(Where(str(path)), "no such file or folder", "skipped")
+            if walk == HISTORY:
+                yield Problem(Where(str(path)), "no such file or folder", "skipped")
         elif path.is_dir():
-            yield from _folder(path, output_root)
-        else:
+            yield from _folder(path, output_root, walk)
+        elif images.is_image(path) == (walk == IMAGES):
             yield from _file(path, output_root)
 
 
-def _folder(folder: Path, output_root: Path | None) -> Iterator[Item]:
+def _folder(folder: Path, output_root: Path | None, walk: str) -> Iterator[Item]:
     if stablenew.is_discovered_group(folder):
-        yield from stablenew.discovered_group(folder, output_root or Path.cwd())  # StableNew's paths: its folder's
+        if walk == HISTORY:  # StableNew's paths: its folder's
+            yield from stablenew.discovered_group(folder, output_root or Path.cwd())
         return
     try:
         children = sorted(folder.iterdir())
     except OSError as error:
-        yield Problem(Where(str(folder)), f"cannot list the folder: {error.strerror or error}", "skipped")
+        if walk == HISTORY:
+            yield Problem(Where(str(folder)), f"cannot list the folder: {error.strerror or error}", "skipped")
         return
     data_folder = _is_data_folder(folder)
     for child in children:
@@ -66,11 +73,12 @@ def _folder(folder: Path, output_root: Path | None) -> Iterator[Item]:
             if data_folder and child.name in DATA_FOLDER_CACHES:
                 continue  # learning_svc's own thumbnails and reports: they were imported as jobs
             if child.is_dir():
-                yield from _folder(child, output_root)
-            elif images.is_image(child) or child.suffix.lower() == ".jsonl":
+                yield from _folder(child, output_root, walk)
+            elif images.is_image(child) if walk == IMAGES else child.suffix.lower() == ".jsonl":
                 yield from _file(child, output_root)
         except OSError as error:  # vanished, no permission, a name the file system refuses
-            yield Problem(Where(str(child)), f"cannot read it: {error.strerror or error}", "skipped")
+            if walk == HISTORY:
+                yield Problem(Where(str(child)), f"cannot read it: {error.strerror or error}", "skipped")
 
 
 DATA_FOLDER_CACHES = ("thumbnails", "imports")  # a learning_svc data folder's, never history
@@ -457,8 +465,21 @@ def run_import(
 def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: bool, progress) -> None:
     try:
         writer = Writer(service, tally, dry_run)
-        for item in sources(paths, settings.output_root):
+        # History files first, then images: an image that is the output of a job those files
+        # hold (a StableNew installation's output folder) is that job's, not a job of its own.
+        outputs: set[tuple[str, ...]] = set()
+        for item in sources(paths, settings.output_root, HISTORY):
+            if isinstance(item, Job):
+                outputs.update(_output_key(str(o)) for o in item.body.get("outputs") or () if isinstance(o, str))
             writer.add(item)
+            if progress:
+                progress(1)
+        writer.flush()
+        for item in sources(paths, settings.output_root, IMAGES):
+            if isinstance(item, Job) and _output_key(item.where.path) in outputs:
+                tally.add(item.where, "already present")  # as an output of a job imported above
+            else:
+                writer.add(item)
             if progress:
                 progress(1)
         writer.flush()
@@ -467,6 +488,12 @@ def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: b
         raise
     finally:
         service.close()
+
+
+def _output_key(path: str) -> tuple[str, ...]:
+    """An image path as a job's outputs and the folder walk can both say it: its folder's name
+    and its own, case-folded (StableNew records `output\\run\\image.png` from Windows)."""
+    return tuple(part.casefold() for part in path.replace("\\", "/").rstrip("/").split("/")[-2:])
 
 
 def write_report(settings: Settings, tally: Tally) -> Path:
