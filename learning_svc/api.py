@@ -251,8 +251,10 @@ def review_job(job_id: str):
 def review_batch():
     """One change for many jobs, or one per item (undo): every event in one append and fsync."""
     body = records.parse(reviews.BatchIn, records.loads(read_body(settings().max_batch_bytes)))
+    expects = None
     if body.items is not None:
         items = [(item.job_id, item.output, item.set.model_dump(exclude_unset=True)) for item in body.items]
+        expects = [item.expect.model_dump(exclude_unset=True) if item.expect else None for item in body.items]
     else:
         changes = body.set.model_dump(exclude_unset=True)
         if body.where is not None:
@@ -260,7 +262,7 @@ def review_batch():
         else:
             job_ids = list(dict.fromkeys(body.job_ids))
         items = [(job_id, None, changes) for job_id in job_ids]
-    return json_response(service().review_many(items, body.source))
+    return json_response(service().review_many(items, body.source, expects))
 
 
 def _matching(where: str, expect: int) -> list[str]:

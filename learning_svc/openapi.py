@@ -80,6 +80,7 @@ class ReviewResult(BaseModel):
     output: int | None = Field(description="the image reviewed; null: the job")
     changed: list[str] = Field(description="the keys that changed; empty when it already was so (nothing written)")
     previous: dict = Field(description="a `set` that puts back what changed (for undo)")
+    expect: dict = Field(description="what the change left: an undo's `expect` (POST /api/ratings:batch items)")
     review: dict | None = Field(description="the job's review state now")
 
 
@@ -87,12 +88,21 @@ class BatchUndo(BaseModel):
     job_id: str
     output: int | None
     set: dict
+    expect: dict
+
+
+class BatchTarget(BaseModel):
+    job_id: str
+    output: int | None
 
 
 class BatchResult(BaseModel):
     changed: int
     unchanged: int
     previous: list[BatchUndo] = Field(description="POST these back as `items` to undo the batch")
+    conflicted: list[BatchTarget] = Field(
+        description="items left out: their job no longer holds what their `expect` says (changed since)"
+    )
 
 
 class FacetValue(BaseModel):

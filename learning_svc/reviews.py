@@ -95,11 +95,23 @@ class ImageRatingIn(BaseModel):
     source: Source = "api"
 
 
+class Expected(BaseModel):
+    """An undo's condition: the values the action left (reviews.expected); a job that no
+    longer holds them is left as it is and named in the answer's `conflicted`."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", title="Expected")
+    rating: Annotated[StrictInt, Field(ge=0, le=5)] | None = None
+    flag: str | None = None
+    note: str | None = None
+    scores: dict[str, Annotated[StrictInt, Field(ge=0, le=5)] | None] | None = None
+
+
 class BatchItem(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", title="BatchItem")
     job_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     output: Annotated[StrictInt, Field(ge=0)] | None = None
     set: ReviewSet
+    expect: Expected | None = None
 
 
 MAX_BATCH_JOBS = 20_000
@@ -230,7 +242,8 @@ def apply(state: dict | None, output: int | None, changes: dict) -> dict | None:
 
 
 def previous(state: dict | None, changes: dict, output: int | None) -> dict:
-    """The `set` that puts back what `changes` changes (for undo)."""
+    """The `set` that puts back what `changes` changes (for undo). Tags go back as what was
+    added and removed, not the whole list: a tag someone else added meanwhile stays."""
     state = state or {}
     if output is not None:
         return {"rating": (state.get("images") or {}).get(str(output))}
@@ -239,10 +252,42 @@ def previous(state: dict | None, changes: dict, output: int | None) -> dict:
         if key in changes:
             back[key] = state.get(key)
     if "tags" in changes:
-        back["tags"] = list(state.get("tags") or [])
+        before, after = list(state.get("tags") or []), changes["tags"]
+        folded_before, folded_after = {t.casefold() for t in before}, {t.casefold() for t in after}
+        if removed := [tag for tag in before if tag.casefold() not in folded_after]:
+            back["tags_add"] = removed
+        if added := [tag for tag in after if tag.casefold() not in folded_before]:
+            back["tags_remove"] = added
     if "scores" in changes:
         back["scores"] = {name: (state.get("scores") or {}).get(name) for name in changes["scores"]}
     return back
+
+
+def expected(state: dict | None, changes: dict, output: int | None) -> dict:
+    """What `changes` left, as an undo checks it is still so (POST /api/ratings:batch items'
+    `expect`): an undo never puts back a value over one someone changed since."""
+    state = state or {}
+    if output is not None:
+        return {"rating": (state.get("images") or {}).get(str(output))}
+    left = {key: state.get(key) for key in ("flag", "note") if key in changes}
+    if "scores" in changes:
+        left["scores"] = {name: (state.get("scores") or {}).get(name) for name in changes["scores"]}
+    return left
+
+
+def still(row_rating: int | None, state: dict | None, output: int | None, expect: dict) -> bool:
+    """Does the job (its rating, its review state) still hold what `expect` says?"""
+    state = state or {}
+    for key, value in expect.items():
+        if key == "rating":
+            current = row_rating if output is None else (state.get("images") or {}).get(str(output))
+        elif key == "scores":
+            current = {name: (state.get("scores") or {}).get(name) for name in value}
+        else:
+            current = state.get(key)
+        if current != value:
+            return False
+    return True
 
 
 def _score(value) -> bool:

@@ -366,13 +366,32 @@ class Service:
             self._check_targets(conn, [(job_id, output, changes)])
         return self._submit(review_op(job_id, changes, source, output))[1]
 
-    def review_many(self, items: list[tuple[str, int | None, dict]], source: str) -> dict:
+    def review_many(
+        self, items: list[tuple[str, int | None, dict]], source: str, expects: list[dict | None] | None = None
+    ) -> dict:
         """Many changes in one commit (one append, one fsync): (job_id, output, set) each, where
         `set.rating` without an output is the job's rating. Checked whole before anything is
-        written. Returns {changed, unchanged, previous}: `previous` puts back what changed (undo)."""
+        written. `expects` (an undo): per item, the values it may only be applied over; an item
+        whose job holds others now is left out and named in `conflicted`. Returns {changed,
+        unchanged, previous, conflicted}: `previous` puts back what changed (undo), with the
+        `expect` of each."""
         with self.reader() as conn:
             self._check_targets(conn, items)
             before = queries.job_rows(conn, sorted({job_id for job_id, _, _ in items}))
+        conflicted = []
+        if expects:
+            kept = []
+            for (job_id, output, changes), expect in zip(items, expects):
+                row = before.get(job_id)  # None: not indexed yet, nothing to hold it against
+                if (
+                    expect
+                    and row is not None
+                    and not reviews.still(row.rating, row.review and orjson.loads(row.review), output, expect)
+                ):
+                    conflicted.append({"job_id": job_id, "output": output})
+                else:
+                    kept.append((job_id, output, changes))
+            items = kept
         ops, undo_ratings = [], {}
         for job_id, output, changes in items:
             rest = dict(changes)
@@ -396,10 +415,18 @@ class Service:
                 continue
             job_id = op.payload["job_id"]
             if op.kind == "rating":
-                previous.append({"job_id": job_id, "output": None, "set": {"rating": undo_ratings[job_id]}})
+                back = {"rating": undo_ratings[job_id]}
+                previous.append({"job_id": job_id, "output": None, "set": back, "expect": {"rating": result["rating"]}})
             else:
-                previous.append({"job_id": job_id, "output": result["output"], "set": result["previous"]})
-        return {"changed": changed, "unchanged": unchanged, "previous": previous[::-1]}
+                previous.append(
+                    {
+                        "job_id": job_id,
+                        "output": result["output"],
+                        "set": result["previous"],
+                        "expect": result["expect"],
+                    }
+                )
+        return {"changed": changed, "unchanged": unchanged, "previous": previous[::-1], "conflicted": conflicted}
 
     def matching_job_ids(self, filters: Filters, limit: int) -> list[str]:
         """The ids of the jobs matching filters (newest first), up to limit + 1 (to tell "too many")."""
@@ -1023,7 +1050,10 @@ class Service:
             return
         if not changes:
             op.finish(
-                result=(False, {"job_id": job_id, "output": output, "changed": [], "previous": {}, "review": state})
+                result=(
+                    False,
+                    {"job_id": job_id, "output": output, "changed": [], "previous": {}, "expect": {}, "review": state},
+                )
             )
             return
         event = reviews.review_event(job_id, changes, op.payload["source"], output)
@@ -1035,6 +1065,7 @@ class Service:
                 "output": output,
                 "changed": sorted(changes),
                 "previous": reviews.previous(state, changes, output),
+                "expect": reviews.expected(after, changes, output),
                 "review": after,
             },
         )

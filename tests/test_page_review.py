@@ -784,3 +784,29 @@ def test_on_a_phone_the_count_shows_whole_and_a_long_press_selects(live_server, 
     touch(ids[0], 50)
     expect(card(page, ids[0])).not_to_have_class(re.compile(r"\bselected\b"))
     expect(page.locator("#details")).to_be_hidden()
+
+
+def test_undo_leaves_what_another_tab_or_person_changed_since(live_server, open_page):
+    """`u` sent back the whole tag list and the old rating: a tag another tab added after the
+    action, or a rating someone gave after it, was lost."""
+    first, second = image_jobs(live_server, 2)
+    page = open_page(live_server)
+    focus(page, first)
+    page.keyboard.press("t")
+    page.keyboard.type("tabA")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    eventually(lambda: summary(live_server, first)["tags"] == ["tabA"])
+    live_server.http.post(f"{live_server.url}/api/jobs/{first}/review", json={"tags_add": ["tabB"]}).raise_for_status()
+    page.keyboard.press("u")
+    expect(page.locator("#toast")).to_contain_text("Undone")
+    eventually(lambda: summary(live_server, first)["tags"] == ["tabB"])
+
+    focus(page, second)
+    page.keyboard.press("3")
+    eventually(lambda: summary(live_server, second)["rating"] == 3)
+    live_server.http.put(f"{live_server.url}/api/jobs/{second}/rating", json={"rating": 5}).raise_for_status()
+    page.keyboard.press("u")
+    expect(page.locator("#toast")).to_contain_text("Not undone")
+    page.wait_for_timeout(300)
+    assert summary(live_server, second)["rating"] == 5

@@ -111,7 +111,9 @@ def test_a_rating_left_without_its_image_by_an_older_version_can_be_cleared(jobs
 def test_flags_tags_notes_and_scores_latest_wins_history_kept(jobs, settings):
     assert review(jobs, "a", {"flag": "pick", "tags": ["bad hands", " Blurry  "], "source": "web"}).status_code == 200
     result = review(jobs, "a", {"tags_add": ["BAD HANDS", "oversaturated"], "tags_remove": ["blurry"]}).get_json()
-    assert result["previous"] == {"tags": ["bad hands", "Blurry"]}
+    # what undoes it: the tag removed back, the one added out (not the whole list, test below)
+    assert result["previous"] == {"tags_add": ["Blurry"], "tags_remove": ["oversaturated"]}
+    assert result["expect"] == {}
     review(jobs, "a", {"note": "hands again", "scores": {"anatomy": 1, "composition": 4}})
     review(jobs, "a", {"flag": "reject", "scores": {"composition": None}})
     job = summary(jobs, "a")
@@ -267,6 +269,32 @@ def test_a_batch_rates_and_flags_many_jobs_in_one_append_and_undo_puts_it_back(j
     state = {j["job_id"]: (j["rating"], j["flag"], j["tags"]) for j in jobs.get("/api/jobs").get_json()["jobs"]}
     assert state == {"a": (1, None, []), "b": (None, "reject", ["blurry"]), "c": (None, None, [])}
     assert len(lines(settings)) == before + 12  # undo appends the old values back: history kept
+
+
+def test_undo_never_puts_back_a_value_over_a_change_made_since(jobs, settings):
+    """Undo sent back the whole tag list and the old rating: a tag another tab added, or a
+    rating another person gave, after the action was lost by the first tab's undo."""
+    review(jobs, "a", {"tags": ["keep"], "source": "web"})
+    mine = review(jobs, "a", {"tags_add": ["tabA"], "flag": "pick", "source": "web"}).get_json()
+    assert mine["expect"] == {"flag": "pick"}
+    review(jobs, "a", {"tags_add": ["tabB"]})  # another tab, after mine
+    rated = jobs.post("/api/ratings:batch", json={"job_ids": ["b"], "set": {"rating": 3}, "source": "web"}).get_json()
+    jobs.put("/api/jobs/b/rating", json={"rating": 5})  # someone else, after mine
+    flagged = jobs.post("/api/ratings:batch", json={"job_ids": ["c"], "set": {"flag": "reject"}}).get_json()
+
+    items = [{"job_id": "a", "output": None, "set": mine["previous"], "expect": mine["expect"]}]
+    items += rated["previous"] + flagged["previous"]
+    assert [item["expect"] for item in items] == [{"flag": "pick"}, {"rating": 3}, {"flag": "reject"}]
+    before = len(lines(settings))
+    undo = jobs.post("/api/ratings:batch", json={"items": items, "source": "web"}).get_json()
+    assert undo["conflicted"] == [{"job_id": "b", "output": None}]  # rated 5 since: left as it is
+    assert (summary(jobs, "a")["tags"], summary(jobs, "a")["flag"]) == (["keep", "tabB"], None)
+    assert summary(jobs, "b")["rating"] == 5 and summary(jobs, "c")["flag"] is None
+    assert len(lines(settings)) == before + 2
+    # An expect that is not a value a job can hold is a 400, and nothing is written.
+    bad = [{"job_id": "a", "output": None, "set": {"flag": "pick"}, "expect": {"rating": 9}}]
+    assert_error(jobs.post("/api/ratings:batch", json={"items": bad}), 400)
+    assert len(lines(settings)) == before + 2
 
 
 def test_a_batch_over_a_filter_needs_the_confirmed_count(jobs, settings):

@@ -190,7 +190,8 @@ async function storeRating(job, rating, undoInto) {
     await send(job.job_id, rating);
     if (request === job.ratingRequest) job.savedRating = rating;
     if (previous !== rating) {
-      const item = { job_id: job.job_id, output: null, set: { rating: previous } };
+      // expect: undone only while the job still has this rating (not over one given since)
+      const item = { job_id: job.job_id, output: null, set: { rating: previous }, expect: { rating } };
       if (undoInto) undoInto.push(item);
       else pushUndo('rating', [item]);
     }

@@ -86,7 +86,7 @@ async function store(jobs, set, { output = null, undoInto = null } = {}) {
       const result = set.rating === null && output != null
         ? await api(url, { method: 'DELETE' })
         : await api(url, { method: output == null ? 'POST' : 'PUT', body });
-      undo = result.changed.length ? [{ job_id: job.job_id, output, set: result.previous }] : [];
+      undo = result.changed.length ? [{ job_id: job.job_id, output, set: result.previous, expect: result.expect }] : [];
     } else {
       const items = jobs.map((job) => ({ job_id: job.job_id, output, set }));
       const result = await api('/api/ratings:batch', { method: 'POST', body: { items, source: 'web' } });

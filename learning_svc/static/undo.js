@@ -1,6 +1,7 @@
 // Undo (`u`): every rating, flag, tag, note or bulk action leaves the values it replaced;
 // undoing posts them back (POST /api/ratings:batch `items`), which appends them as new events:
-// the history keeps both.
+// the history keeps both. Each item carries what the action left (`expect`): a job changed
+// since (another tab, another person) is left as it is, and said so.
 
 import { api } from './api.js';
 import { redrawJob } from './review.js';
@@ -31,22 +32,26 @@ export async function undoLast() {
     showToast('Nothing to undo');
     return;
   }
+  let result;
   try {
-    await api('/api/ratings:batch', { method: 'POST', body: { items: last.items, source: 'web' } });
+    result = await api('/api/ratings:batch', { method: 'POST', body: { items: last.items, source: 'web' } });
   } catch (error) {
     state.undo.push(last);
     showToast(`Could not undo ${last.label}: ${error.message}`);
     return;
   }
+  const conflicted = new Set((result.conflicted ?? []).map((item) => `${item.job_id}\n${item.output}`));
   for (const { job_id: jobId, output, set } of last.items) {
     const job = jobById(jobId);
-    if (!job) continue;
+    if (!job || conflicted.has(`${jobId}\n${output ?? null}`)) continue;
     job.changedHere = performance.now();
     applySet(job, output, set);
     if (output == null && 'rating' in set) job.savedRating = set.rating;
     redrawJob(job);
   }
-  showToast(`Undone: ${last.label}`);
+  if (!conflicted.size) showToast(`Undone: ${last.label}`);
+  else if (conflicted.size >= last.items.length) showToast(`Not undone: ${last.label} was changed since (another tab or person)`);
+  else showToast(`Undone: ${last.label}, except where it was changed since (another tab or person)`);
 }
 
 // A `set` (reviews.py) applied to a job shown here, as the service applies it.
