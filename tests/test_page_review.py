@@ -810,3 +810,36 @@ def test_undo_leaves_what_another_tab_or_person_changed_since(live_server, open_
     expect(page.locator("#toast")).to_contain_text("Not undone")
     page.wait_for_timeout(300)
     assert summary(live_server, second)["rating"] == 5
+
+
+def test_an_imported_image_s_model_hash_a_card_rating_in_the_viewer_and_a_cleared_rating_s_source(
+    live_server, open_page
+):
+    """A second new-user run: Shift+C left out an imported image's model hash (it is in
+    run_config); a one-image job rated on its card showed no stars in the viewer; clearing a
+    rating from the page was logged with source "api"."""
+    record = {
+        "job_id": "imported",
+        "completed_at": START,
+        "prompt": "a castle",
+        "model": "juggernautXL_v9",
+        "run_config": {"model_hash": "31e35c80fc"},
+        "outputs": ["imported/a.png"],
+    }
+    write_png(live_server.settings.output_root / "imported/a.png", size=(64, 96), color=(90, 90, 90))
+    assert live_server.post_job(record).status_code == 201
+    page = open_page(live_server)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    focus(page, "imported")
+    page.keyboard.press("4")
+    eventually(lambda: summary(live_server, "imported")["rating"] == 4)
+    card(page, "imported").locator("img.thumb").click()
+    expect(page.locator('#viewer-rating [aria-checked="true"]')).to_have_attribute("data-rating", "4")
+    page.keyboard.press("Shift+C")
+    expect(page.locator("#toast")).to_contain_text("A1111")
+    assert page.evaluate("navigator.clipboard.readText()") == "a castle\nModel hash: 31e35c80fc, Model: juggernautXL_v9"
+    page.keyboard.press("Escape")
+    focus(page, "imported")
+    page.keyboard.press("Backspace")
+    cleared = eventually(lambda: [e for e in rating_events(live_server) if e["rating"] is None])
+    assert [e["source"] for e in cleared] == ["web"]

@@ -90,7 +90,7 @@ export function a1111Text(record) {
     ['CFG scale', record.cfg_scale ? formatNumber(record.cfg_scale) : null],
     ['Seed', record.seed],
     ['Size', record.width && record.height ? `${record.width}x${record.height}` : null],
-    ['Model hash', record.model_hash ?? titled?.[2]],
+    ['Model hash', record.model_hash ?? record.run_config?.model_hash ?? titled?.[2]], // an imported image's: run_config
     ['Model', titled ? titled[1].replace(/\.(safetensors|ckpt|pt|bin)$/i, '') : record.model],
     ['VAE', record.vae],
   ].filter(([, value]) => value != null && value !== '');

@@ -80,7 +80,7 @@ function setJobError(job, message, { unsent = false } = {}) {
 function send(jobId, rating) {
   const url = `${jobUrl(jobId)}/rating`;
   return rating === null
-    ? api(url, { method: 'DELETE' })
+    ? api(url, { method: 'DELETE', body: { source: 'web' } })
     : api(url, { method: 'PUT', body: { rating, source: 'web' } });
 }
 

@@ -84,7 +84,7 @@ async function store(jobs, set, { output = null, undoInto = null } = {}) {
       const url = output == null ? `${jobUrl(job.job_id)}/review` : `${jobUrl(job.job_id)}/outputs/${output}/rating`;
       const body = output == null ? { ...set, source: 'web' } : { rating: set.rating, source: 'web' };
       const result = set.rating === null && output != null
-        ? await api(url, { method: 'DELETE' })
+        ? await api(url, { method: 'DELETE', body: { source: 'web' } })
         : await api(url, { method: output == null ? 'POST' : 'PUT', body });
       undo = result.changed.length ? [{ job_id: job.job_id, output, set: result.previous, expect: result.expect }] : [];
     } else {
