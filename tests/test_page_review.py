@@ -843,3 +843,35 @@ def test_an_imported_image_s_model_hash_a_card_rating_in_the_viewer_and_a_cleare
     page.keyboard.press("Backspace")
     cleared = eventually(lambda: [e for e in rating_events(live_server) if e["rating"] is None])
     assert [e["source"] for e in cleared] == ["web"]
+
+
+def test_all_matching_flag_toggles_and_a_changed_count_offers_select_all_again(live_server, open_page):
+    """In "all matching" mode a second x said "Changed 0 jobs" and left them rejected; after a
+    409 (the filter now matched another count) the bar kept "All 5 selected" with no way to
+    confirm again, and every key got the same 409."""
+    ids = image_jobs(live_server, 5, prefix="sel")
+    page = open_page(live_server, "/?pack=sel")
+    expect(page.locator(JOB)).to_have_count(5)
+    focus(page, ids[0])
+    page.keyboard.press(" ")
+    page.locator("#select-all").click()
+    page.locator("#confirm-yes").click()
+    expect(page.locator("#selection-count")).to_have_text("All 5 matching jobs selected")
+    page.keyboard.press("x")
+    expect(page.locator("#toast")).to_contain_text("Changed 5 jobs")
+    eventually(lambda: sorted(listed(live_server, "flag=reject")) == sorted(ids))
+    page.keyboard.press("x")  # again: unflag
+    eventually(lambda: listed(live_server, "flag=reject") == [])
+
+    record = {"job_id": "sel-new", "completed_at": START + 100, "packs": ["sel"]}
+    assert live_server.post_job(record).status_code == 201
+    expect(page.locator("#status")).to_contain_text("6 jobs")
+    page.keyboard.press("1")
+    expect(page.locator("#toast")).to_contain_text("confirm again")
+    expect(page.locator("#select-all")).to_have_text("Select all 6 matching")
+    page.locator("#select-all").click()
+    page.locator("#confirm-yes").click()
+    expect(page.locator("#selection-count")).to_have_text("All 6 matching jobs selected")
+    page.keyboard.press("1")
+    expect(page.locator("#toast")).to_contain_text("Changed 6 jobs")
+    eventually(lambda: all(summary(live_server, job_id)["rating"] == 1 for job_id in [*ids, "sel-new"]))

@@ -7,7 +7,7 @@ import { firstVisibleJob } from './live.js';
 import { focusJob, focusJobAbove, focusJobBelow, focusNextJob, focusPreviousJob } from './nav.js';
 import { moveInRadioGroup, rateAndAdvance, rateJob, rateJobInDetails } from './rating.js';
 import { openTagEditor, toggleFlag } from './review.js';
-import { applyToSelection, clearSelection, hasSelection, selectedJobs, toggleSelected } from './selection.js';
+import { applyToSelection, clearSelection, flagSelection, hasSelection, selectedJobs, toggleSelected } from './selection.js';
 import { nextTypedKey, state, typeAhead } from './store.js';
 import { undoLast } from './undo.js';
 import { $, h } from './util.js';
@@ -25,8 +25,7 @@ function rateInList(element, rating) {
 
 function flagInList(element, flag) {
   if (!hasSelection()) return toggleFlag([job(element)], flag);
-  const all = !state.selectAll && selectedJobs().every((selected) => selected.flag === flag);
-  return applyToSelection({ flag: all ? null : flag });
+  return flagSelection(flag);
 }
 
 function tagInList(element) {

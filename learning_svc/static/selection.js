@@ -125,12 +125,26 @@ async function applyToAllMatching(set) {
       redrawJob(job);
     }
     pushUndo(`${Object.keys(set)[0]} of ${plural(count, 'job')}`, result.previous);
+    if ('flag' in set && state.selectAll) state.selectAll.flag = set.flag; // p/x again: unflag them
     showToast(`Changed ${plural(result.changed, 'job')}`);
     return true;
   } catch (error) {
     showToast(`Not saved: ${error.message}`);
+    if (error.status === 409) { // the filter matches another count now: offer "Select all N" again
+      state.selectAll = null;
+      renderBar();
+    }
     return false;
   }
+}
+
+// p / x on a selection: flag them all, or unflag them when they all have that flag already
+// (for "all matching": when the last flag given to all of them was this one).
+export function flagSelection(flag) {
+  const all = state.selectAll
+    ? state.selectAll.flag === flag
+    : selectedJobs().every((job) => job.flag === flag);
+  return applyToSelection({ flag: all ? null : flag });
 }
 
 function onBarClick(event) {
@@ -138,11 +152,7 @@ function onBarClick(event) {
   if (!button) return;
   if (button.dataset.tags !== undefined) openTagEditor(selectedJobs(), state.selectAll ? applyToSelection : null);
   else if (button.dataset.rating !== undefined) applyToSelection({ rating: Number(button.dataset.rating) });
-  else if (button.dataset.flag) {
-    const jobs = selectedJobs();
-    const all = !state.selectAll && jobs.every((job) => job.flag === button.dataset.flag);
-    applyToSelection({ flag: all ? null : button.dataset.flag });
-  }
+  else if (button.dataset.flag) flagSelection(button.dataset.flag);
 }
 
 export function initSelection() {
