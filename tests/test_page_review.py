@@ -875,3 +875,28 @@ def test_all_matching_flag_toggles_and_a_changed_count_offers_select_all_again(l
     page.keyboard.press("1")
     expect(page.locator("#toast")).to_contain_text("Changed 6 jobs")
     eventually(lambda: all(summary(live_server, job_id)["rating"] == 1 for job_id in [*ids, "sel-new"]))
+
+
+def test_a_long_unbroken_tag_and_pack_name_stay_inside_the_card_and_the_details(live_server, open_page):
+    """A 48-character tag without spaces ran past its card's edge; a 155-character pack name
+    made the details panel scroll sideways (on a phone too)."""
+    [job_id] = image_jobs(live_server, 1)
+    tag = "x" * 48
+    live_server.http.post(f"{live_server.url}/api/jobs/{job_id}/review", json={"tags": [tag]}).raise_for_status()
+    pack = "PORTRAIT_" + "verylongpackname" * 9
+    patched = live_server.http.patch(f"{live_server.url}/api/jobs/{job_id}?replace=true", json={"packs": ["img", pack]})
+    patched.raise_for_status()
+    for viewport in ({"width": 1366, "height": 768}, {"width": 390, "height": 844}):
+        page = open_page(live_server, viewport=viewport)
+        chip = card(page, job_id).locator(".tag", has_text=tag)
+        expect(chip).to_be_visible()
+        inside = page.evaluate(
+            """([chip, card]) => chip.getBoundingClientRect().right <= card.getBoundingClientRect().right + 0.5""",
+            [chip.element_handle(), card(page, job_id).element_handle()],
+        )
+        assert inside, viewport
+        card(page, job_id).locator(".job-body").click()
+        body = page.locator(".details-body")
+        expect(body).to_contain_text("verylongpackname")
+        assert body.evaluate("body => body.scrollWidth <= body.clientWidth"), viewport
+        page.close()
