@@ -200,8 +200,10 @@ BAD = {  # file -> what the report says
     "truncated_after_text.png": "truncated",
     "truncated_no_text.png": "truncated",
     "bomb_30000x30000.png": "decompression bomb",
-    "text_2x40mb.png": "unreadable metadata",
-    "ztxt_2mb.png": "unreadable metadata",
+    # Text chunks Pillow refuses (too large one by one, or together): the image is imported,
+    # its generator "unreadable metadata", and the report says which chunk was not read.
+    "text_2x40mb.png": "metadata 'parameters' not read: 40.0 MiB",
+    "ztxt_2mb.png": "metadata 'parameters' not read: inflates past 1 MiB",
     "bad_crc_text.png": "not a PNG, JPEG or WEBP image",
     "text_50mb.png": "the service takes up to 1 MiB",
 }
@@ -318,6 +320,9 @@ def test_bad_files_are_reported_and_never_stop_the_rest(tmp_path, fixtures):
         records
     )
     assert records["jpeg_named_png.png"]["prompt"] == "a dog"
+    for name in ("text_2x40mb.png", "ztxt_2mb.png"):  # rated like any image, the chunk's size kept
+        assert records[name]["generator"] == "unreadable metadata", name
+        assert records[name]["run_config"]["metadata"]["parameters"].startswith("<not read"), name
     assert records["warn_10000x10000.png"]["width"] == 30000  # the metadata's Size; the pixels never decoded
     assert len(result.report.read_text().splitlines()) == len(result.tally.problems)
 
@@ -648,3 +653,30 @@ def test_images_that_are_outputs_of_imported_jobs_are_not_jobs_of_their_own(tmp_
         )
     finally:
         app.extensions["learning_svc"].close()
+
+
+def test_a_comfyui_image_with_a_compressed_workflow_over_pillow_s_limit_is_imported(tmp_path):
+    """A ComfyUI PNG whose `workflow` was saved compressed (zTXt) and inflates past 1 MiB was
+    skipped whole ("Decompressed data too large"); the same graph uncompressed was imported."""
+    import json
+
+    from PIL import Image, PngImagePlugin
+
+    prompt, workflow = image_fixtures.comfy_graphs()
+    workflow["extra"] = {"notes": "n" * (1536 * 1024)}  # a big workflow (groups, notes, previews)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    info.add_text("workflow", json.dumps(workflow), zip=True)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    Image.new("RGB", (64, 96)).save(folder / "big_workflow.png", pnginfo=info)
+    result = run_import(Settings(data_dir=tmp_path / "learning", output_root=tmp_path), [folder])
+    assert result.tally.total()["imported"] == 1
+    [problem] = result.tally.problems
+    assert problem["outcome"] == "imported" and "metadata 'workflow' not read" in problem["reason"]
+    [record] = listed_by_file(Settings(data_dir=tmp_path / "learning", output_root=tmp_path)).values()
+    assert (record["generator"], record["seed"], record["model"]) == (
+        "ComfyUI",
+        156680208700286,
+        "sd_xl_base_1.0.safetensors",
+    )

@@ -30,6 +30,7 @@ class Job:
     where: Where
     stored: bool = False  # the body is a line as learning_svc stored it (our own export): keep it as is
     amendments: list[dict] = field(default_factory=list)  # our export's amendment lines: `set` of each
+    note: str = ""  # imported, with something left out that the report says (a text chunk too large)
 
 
 @dataclass

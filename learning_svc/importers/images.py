@@ -196,6 +196,65 @@ def read_chunks(data: bytes) -> tuple[str, tuple[int, int], dict[str, str]]:
     return fmt, size, chunks
 
 
+class TextTooLarge(ValueError):
+    pass
+
+
+def _inflated(data: bytes, limit: int) -> bytes:
+    """zlib data inflated up to `limit` bytes (never more in memory: a bomb stops there)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, limit)
+    if inflater.unconsumed_tail or len(out) >= limit and not inflater.eof:
+        raise TextTooLarge(f"inflates past {limit / 2**20:g} MiB")
+    return out
+
+
+def png_text_capped(data: bytes) -> tuple[tuple[int, int], dict[str, str], dict[str, str]]:
+    """A PNG's size and text chunks read one by one, each up to Pillow's limit for one text
+    chunk: ((width, height), the chunks read, {name: why not} for those left out). For a PNG
+    Pillow refuses whole because one text chunk (a ComfyUI workflow) or all of them together
+    are too large: the image and its other chunks are still imported."""
+    if len(data) < 24:
+        raise UnidentifiedImageError("truncated PNG header")
+    width, height = struct.unpack(">II", data[16:24])
+    if width * height > 2 * Image.MAX_IMAGE_PIXELS:
+        raise Image.DecompressionBombError(f"{width}x{height}")
+    limit = PngImagePlugin.MAX_TEXT_CHUNK
+    chunks: dict[str, str] = {}
+    dropped: dict[str, str] = {}
+    pos = 8
+    while pos + 8 <= len(data):
+        length, cid = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if cid == b"IEND":
+            break
+        if cid not in (b"tEXt", b"zTXt", b"iTXt"):
+            continue
+        key, _, rest = body.partition(b"\0")
+        name = key.decode("latin-1")
+        try:
+            if cid == b"tEXt":
+                if len(rest) > limit:
+                    raise TextTooLarge(f"{len(rest) / 2**20:,.1f} MiB")
+                text = rest.decode("latin-1")
+            elif cid == b"zTXt":
+                text = _inflated(rest[1:], limit).decode("latin-1")
+            else:
+                compressed, rest = rest[0], rest[2:]
+                rest = rest.partition(b"\0")[2].partition(b"\0")[2]  # past the language and translated key
+                text = (_inflated(rest, limit) if compressed else rest[: limit + 1]).decode("utf-8")
+                if len(text) > limit:
+                    raise TextTooLarge(f"over {limit / 2**20:g} MiB")
+        except TextTooLarge as error:
+            dropped[name] = f"not read: {error} (a text chunk may have {limit / 2**20:g} MiB)"
+        except (zlib.error, UnicodeDecodeError, IndexError) as error:
+            dropped[name] = f"not read: {type(error).__name__}"
+        else:
+            chunks[name] = text
+    return (width, height), chunks, dropped
+
+
 def text_after_pixels(data: bytes) -> dict[str, str]:
     """A PNG's text chunks that come after its image data (legal; Pillow reads them only while
     decoding the pixels): Pillow's own chunk reader walks the chunk headers, and only text
@@ -831,8 +890,14 @@ def image_job(path: Path, output_root: Path | None) -> Item:
         return Problem(where, f"cannot read it: {error.strerror or error}", UNREADABLE)
     if complete(data) is False:
         return Problem(where, "truncated: the file ends before its image does (still being written?)", UNREADABLE)
+    dropped: dict[str, str] = {}
     try:
-        fmt, (width, height), chunks = read_chunks(data)
+        try:
+            fmt, (width, height), chunks = read_chunks(data)
+        except ValueError as error:  # Pillow's limits on text chunks: the image itself is fine
+            if not (data.startswith(b"\x89PNG\r\n\x1a\n") and "text" in str(error).lower()):
+                raise
+            fmt, ((width, height), chunks, dropped) = "PNG", png_text_capped(data)
     except Image.DecompressionBombError:
         return Problem(
             where, "its header declares more pixels than an image may have (a decompression bomb)", UNREADABLE
@@ -856,6 +921,8 @@ def image_job(path: Path, output_root: Path | None) -> Item:
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     raw = {k: v if len(v) <= MAX_KEPT_TEXT else f"<{len(v):,} characters, not kept>" for k, v in chunks.items()}
+    raw.update({k: f"<{why}>" for k, why in dropped.items()})
+    note = "; ".join(f"metadata {k!r} {why}" for k, why in dropped.items())
     if found is None:
         unread = {k: v for k, v in raw.items() if k in GENERATION_KEYS}
         # Metadata of a UI that cannot be read (broken JSON, a ComfyUI workflow without its
@@ -864,7 +931,7 @@ def image_job(path: Path, output_root: Path | None) -> Item:
         if unread:
             body["run_config"] = {"metadata": unread}
         body["extra"] = {"image": {**image, "metadata": False}}
-        return Job(body, where)
+        return Job(body, where, note=note)
     sampler, folded = sampler_name(found.get("sampler"))
     scheduler = found.get("scheduler")
     scheduler = SCHEDULERS.get(str(scheduler).lower(), scheduler) if scheduler else folded
@@ -909,7 +976,7 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     }
     body["extra"] = {"image": {**image, "metadata": True}}
     _valid_seed(body)
-    return Job(body, where)
+    return Job(body, where, note=note)
 
 
 def _loras(found: dict) -> list[dict] | None:

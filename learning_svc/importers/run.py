@@ -224,7 +224,7 @@ class Writer:
                 outcome = "imported" if created else "already present"
                 if job.amendments and self._replay(job) and not created:
                     outcome = "amended"
-                self.tally.add(job.where, outcome)
+                self.tally.add(job.where, outcome, job.note if created else "")
         for job, line in enrich:
             self.known.add(job.body["job_id"])
             self.tally.add(job.where, *self._enrich(job, line))
@@ -263,7 +263,7 @@ class Writer:
                 current = self.service.get_job(job_id)["record"]
             except NotFound:
                 self.dry_records[job_id] = line
-                self.tally.add(job.where, "imported")
+                self.tally.add(job.where, "imported", job.note)
                 return
         if current.get("input_hash") == line["input_hash"]:
             self.tally.add(job.where, "already present")
