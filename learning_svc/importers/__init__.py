@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 
 @dataclass(frozen=True)
 class Where:
@@ -62,15 +64,16 @@ class Problem:
 Item = Job | Rating | Review | Problem
 
 
-def json_lines(path: Path) -> Iterator[tuple[Where, object]]:
+def json_lines(path: Path, strict: bool = False) -> Iterator[tuple[Where, object]]:
     """(where, value) of each non-blank line of a JSONL file, or (where, Problem) for a line that
-    is not JSON."""
+    is not JSON. `strict`: JSON as the API reads it (NaN and Infinity, which Python's json
+    writes and StableNew's files may hold, are not JSON numbers there)."""
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
             where = Where(str(path), number)
             try:
-                yield where, json.loads(raw)
+                yield where, orjson.loads(raw) if strict else json.loads(raw)
             except (ValueError, UnicodeDecodeError) as error:
                 yield where, Problem(where, f"not JSON ({error})")

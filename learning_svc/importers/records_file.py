@@ -17,7 +17,7 @@ def looks_like(first: dict) -> bool:
 
 
 def record_lines(path: Path) -> Iterator[Item]:
-    for where, body in json_lines(path):
+    for where, body in json_lines(path, strict=True):  # validated as POST /api/jobs validates a body
         if isinstance(body, Problem):
             yield body
         elif not isinstance(body, dict):
