@@ -680,3 +680,21 @@ def test_a_comfyui_image_with_a_compressed_workflow_over_pillow_s_limit_is_impor
         156680208700286,
         "sd_xl_base_1.0.safetensors",
     )
+
+
+def test_a1111_loras_of_the_adetailer_and_hires_prompts_keep_their_weights(tmp_path):
+    """A LoRA named in `Lora hashes` and used only in the ADetailer prompt got the weight 1.0,
+    made up; the hires fix prompt's LoRAs were not seen at all."""
+    text = (
+        "a cat <lora:main:0.7>\nNegative prompt: bad\n"
+        "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, ADetailer model: face_yolov8n.pt, "
+        'ADetailer prompt: "detailed face, <lora:face_detail:0.4>, smile", Hires prompt: "<lora:hiresonly:0.3> sharp", '
+        'Lora hashes: "main: aaaaaaaaaaaa, face_detail: bbbbbbbbbbbb"'
+    )
+    image_fixtures.save_png_text(str(tmp_path / "a.png"), {"parameters": text})
+    job = images.image_job(tmp_path / "a.png", None)
+    assert job.body["loras"] == [
+        {"name": "main", "weight": 0.7},
+        {"name": "face_detail", "weight": 0.4},
+        {"name": "hiresonly", "weight": 0.3},
+    ]

@@ -989,13 +989,28 @@ def _loras(found: dict) -> list[dict] | None:
         named.setdefault(name, None)
     if not named:
         return None
-    detected, _ = detect(found.get("prompt"), found.get("negative_prompt"))
+    detected, _ = detect(found.get("prompt"), found.get("negative_prompt"), *_detail_prompts(found))
     loras = {lora["name"].casefold(): lora for lora in detected}
     for name, weight in named.items():
         key = Path(name).stem.casefold() if name.lower().endswith((".safetensors", ".pt", ".ckpt")) else name.casefold()
         if key not in loras:
             loras[key] = {"name": name, "weight": weight if isinstance(weight, float) else 1.0}
     return list(loras.values())
+
+
+def _detail_prompts(found: dict) -> list[str]:
+    """A1111's other prompts, whose LoRAs the job used too: ADetailer's (each pass) and the
+    hires fix's. A LoRA named only there had its weight made up (1.0) from `Lora hashes`."""
+    params = found.get("parameters") if isinstance(found.get("parameters"), dict) else {}
+    return [
+        value
+        for key, value in params.items()
+        if isinstance(value, str)
+        and (
+            key.startswith(("ADetailer prompt", "ADetailer negative prompt"))
+            or key in ("Hires prompt", "Hires negative prompt")
+        )
+    ]
 
 
 def _embeddings(found: dict) -> list[dict] | None:
