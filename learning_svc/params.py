@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from .fields import FIELDS
 from .index.plan import DEFAULT_LIMIT, DEFAULT_SORT, MAX_LIMIT, SORTS, Filters, Page
 from .index.queries import BadCursor, decode_cursor, decode_position
+from .index.words import has_cjk
 from .records import to_epoch
 
 PREFIX_MIN = 3  # letters or digits a `word*` prefix needs (a shorter one expands into thousands of terms)
@@ -96,7 +97,9 @@ def _search(raw: Any) -> str | None:
     words = [w for w in q.split() if any(ch.isalnum() for ch in w)]
     for word in words:
         # A short prefix expands into thousands of FTS5 terms: `a*` takes ~25 s at 1M jobs.
-        if word.endswith("*") and sum(ch.isalnum() for ch in word) < PREFIX_MIN:
+        # A CJK character is a word of its own (index/words.py): `古い寺*` is a phrase whose last
+        # word is one character, nothing to expand.
+        if word.endswith("*") and sum(ch.isalnum() for ch in word) < PREFIX_MIN and not has_cjk(word[-2:]):
             raise ValueError(f"a prefix needs at least {PREFIX_MIN} letters or digits before the *, got {word[:40]!r}")
     return " ".join(words) or None
 

@@ -284,10 +284,32 @@ def _fold(token: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", token) if unicodedata.category(c) != "Mn").lower()
 
 
+def _cjk(ch: str) -> bool:
+    """An ideograph, a kana or a Hangul syllable (told by its Unicode name, not by ranges)."""
+    name = unicodedata.name(ch, "")
+    return name.startswith(
+        ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA", "KATAKANA", "HANGUL SYLLABLE")
+    )
+
+
 def fts_tokens(text: str) -> list[str]:
     """FTS5 unicode61 (remove_diacritics 2): letters and digits form tokens, anything else
-    separates them; tokens are lower-cased without diacritics."""
-    return [_fold(token) for token in _TOKEN.findall(text)]
+    separates them; tokens are lower-cased without diacritics. A CJK character is a token of
+    its own (the service spaces them out: languages written without spaces between words)."""
+    tokens = []
+    for token in _TOKEN.findall(text):
+        run = ""
+        for ch in token:
+            if _cjk(ch):
+                if run:
+                    tokens.append(_fold(run))
+                tokens.append(_fold(ch))
+                run = ""
+            else:
+                run += ch
+        if run:
+            tokens.append(_fold(run))
+    return tokens
 
 
 def _has_phrase(tokens: list[str], phrase: list[str], prefix: bool) -> bool:

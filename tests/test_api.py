@@ -697,3 +697,13 @@ def test_a_thumbnail_says_why_it_cannot_show_an_image(client, settings, monkeypa
     monkeypatch.setattr(images, "THUMB_MAX_PIXELS", 120 * 80)
     shown = client.get("/api/jobs/t/outputs/0/thumbnail")
     assert shown.mimetype == "image/jpeg" and "X-Learning-Placeholder" not in shown.headers
+
+
+def test_a_word_inside_a_cjk_phrase_is_found(client):
+    """一只猫在花园里 was one token: q=花园 found nothing, and q=一只* was refused (a prefix of 2)."""
+    job = {"job_id": "cjk-1", "completed_at": 1_764_003_600, "prompt": "一只猫在花园里, 水彩画"}
+    assert client.post("/api/jobs", json=job).status_code == 201
+    for q in ("花园", "一只*", "猫", "水彩画", "在花园"):
+        assert client.get("/api/count", query_string={"q": q}).json["jobs"] == 1, q
+    for q in ("园花", "花园里的狗"):
+        assert client.get("/api/count", query_string={"q": q}).json["jobs"] == 0, q

@@ -18,11 +18,11 @@ from .. import records, reviews
 from ..fields import BY_NAME, FIELDS, RECORD_FIELDS, REVIEW_FIELDS
 from . import db
 from .tables import index_meta, job_amendments, job_tags, jobs, rating_events, review_events
-from .words import words
+from .words import cjk_spaced, words
 
 # Changes whenever a stored line projects into other rows (a field added to the registry,
 # a summary key): the index is then rebuilt from the journal at the next start (sync.py).
-PROJECTION = hashlib.sha256(("5:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
+PROJECTION = hashlib.sha256(("6:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
 
 
 class UnprojectableLine(ValueError):
@@ -207,7 +207,7 @@ FTS_DELETE = (
 
 
 def _fts_values(search: dict) -> tuple:
-    return (search["rowid"], *(search[c] for c in SEARCH_COLUMNS))
+    return (search["rowid"], *(cjk_spaced(search[c]) for c in SEARCH_COLUMNS))
 
 
 def keeps_search_text(conn: Connection) -> bool:

@@ -28,6 +28,8 @@ from operator import itemgetter
 
 from sqlalchemy import Connection, text
 
+from .words import cjk_spaced
+
 log = logging.getLogger(__name__)
 
 # A search matching up to this many jobs fetches and sorts them: cheaper than walking a
@@ -386,5 +388,5 @@ def fts_query(q: str) -> str:
     parts = []
     for word in q.split():
         star = "*" if word.endswith("*") else ""
-        parts.append('"' + word.rstrip("*").replace('"', '""') + '"' + star)
+        parts.append('"' + cjk_spaced(word.rstrip("*")).replace('"', '""') + '"' + star)
     return " ".join(parts)

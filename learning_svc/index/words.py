@@ -1,4 +1,5 @@
-"""Words as SQLite's FTS5 `unicode61 remove_diacritics 2` tokenizer sees them, for PostgreSQL.
+"""Words as SQLite's FTS5 `unicode61 remove_diacritics 2` tokenizer sees them, for PostgreSQL
+(each CJK character a word of its own on both: cjk_spaced).
 
 PostgreSQL's full-text search has its own parser (it keeps `portrait_moody` or `1.5` whole
 and drops nothing for accents). So that `q` means the same on both backends, the text a job
@@ -13,6 +14,22 @@ import re
 import unicodedata
 
 _SEPARATORS = re.compile(r"[^\w]|_", re.UNICODE)  # \w is letters, digits and _; _ separates too
+# Chinese, Japanese and Korean are written without spaces between words: a run of them was one
+# token, and 花园 in 一只猫在花园里 was not found. Each ideograph, kana and Hangul syllable is a
+# token of its own, in the index and in a query alike; a query's run is then a phrase of them
+# (花园: 花 then 园), found wherever it occurs.
+_CJK = re.compile(
+    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\U00020000-\U0003134f]"
+)
+
+
+def cjk_spaced(text: str) -> str:
+    """The text with each CJK character standing alone (the FTS5 tokenizer then makes it a token)."""
+    return _CJK.sub(r" \g<0> ", text) if text else text
+
+
+def has_cjk(text: str) -> bool:
+    return _CJK.search(text) is not None
 
 
 def _fold(text: str) -> str:
@@ -22,7 +39,7 @@ def _fold(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """The words of a text, folded: `Château_noir, 1.5x` -> ['chateau', 'noir', '1', '5x']."""
-    return [word for word in _SEPARATORS.split(_fold(text)) if word]
+    return [word for word in _SEPARATORS.split(_fold(cjk_spaced(text))) if word]
 
 
 def tsquery(q: str) -> str | None:
