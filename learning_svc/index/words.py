@@ -25,7 +25,9 @@ _CJK = re.compile(
 
 def cjk_spaced(text: str) -> str:
     """The text with each CJK character standing alone (the FTS5 tokenizer then makes it a token)."""
-    return _CJK.sub(r" \g<0> ", text) if text else text
+    if not text or text.isascii():  # most prompts: no regex pass (it cost ~3 µs a prompt in a reindex)
+        return text
+    return _CJK.sub(r" \g<0> ", text)
 
 
 def has_cjk(text: str) -> bool:
