@@ -900,3 +900,33 @@ def test_a_long_unbroken_tag_and_pack_name_stay_inside_the_card_and_the_details(
         expect(body).to_contain_text("verylongpackname")
         assert body.evaluate("body => body.scrollWidth <= body.clientWidth"), viewport
         page.close()
+
+
+def test_z_zooms_to_actual_pixels_and_a_double_click_zooms_back_out(live_server, open_page):
+    """`z` on a 1600 px image fitted at ~60% went to twice the fit (123% of its pixels); after a
+    drag, double-clicks no longer reached the image: it zoomed in and never back out."""
+    [job_id] = image_jobs(live_server, 1, prefix="wide", size=(1600, 400))
+    page = open_page(live_server)
+    card(page, job_id).locator("img.thumb").click()
+    image = page.locator("#viewer-image")
+    expect(image).to_have_js_property("complete", True)
+    page.wait_for_function("() => document.getElementById('viewer-image').naturalWidth === 1600")
+    fitted = image.bounding_box()["width"]
+    assert fitted < 1600
+    page.keyboard.press("z")
+    expect(page.locator("#viewer-stage")).to_have_class("viewer-stage zoomed")
+    page.wait_for_timeout(300)  # any transition
+    assert abs(image.bounding_box()["width"] - 1600) < 2  # actual pixels
+    page.keyboard.press("z")
+    expect(page.locator("#viewer-stage")).to_have_class("viewer-stage")
+
+    box = page.locator("#viewer-stage").bounding_box()
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.dblclick(*middle)
+    expect(page.locator("#viewer-stage")).to_have_class("viewer-stage zoomed")
+    page.mouse.move(*middle)
+    page.mouse.down()  # a drag: the stage captures the pointer
+    page.mouse.move(middle[0] + 40, middle[1] + 10)
+    page.mouse.up()
+    page.mouse.dblclick(*middle)
+    expect(page.locator("#viewer-stage")).to_have_class("viewer-stage")

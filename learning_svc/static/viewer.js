@@ -203,5 +203,9 @@ export function initViewer() {
     const copy = event.target.closest('[data-copy]');
     if (copy) copyShown(copy.dataset.copy);
   });
-  $('viewer-image').addEventListener('dblclick', zoomShown);
+  // On the stage, not the image: once zoomed, a drag captures the pointer to the stage and the
+  // image never got the next double-click (it zoomed in and never back out).
+  $('viewer-stage').addEventListener('dblclick', (event) => {
+    if (zoom.zoomed || event.target === $('viewer-image')) zoomShown();
+  });
 }

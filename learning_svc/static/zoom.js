@@ -37,7 +37,8 @@ export class Zoom {
     this.onChange?.(this);
   }
 
-  // `z`: fit, or the image's actual pixels (at least twice the fit).
+  // `z`: fit, or the image's actual pixels; twice the fit when it is shown at its pixels
+  // already (or larger). It was always at least twice: a 1600 px image fitted at 982 went to 123%.
   toggle(image) {
     if (this.zoomed) {
       this.reset();
@@ -45,7 +46,7 @@ export class Zoom {
     }
     const fitted = image.getBoundingClientRect().width / this.scale;
     const actual = image.naturalWidth && fitted ? image.naturalWidth / fitted : 2;
-    this.zoomAt(Math.max(2, actual));
+    this.zoomAt(actual > 1.05 ? actual : 2);
   }
 
   panBy(dx, dy) {
