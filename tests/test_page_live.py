@@ -442,3 +442,21 @@ def test_stars_are_one_tab_stop_with_arrow_keys_and_targets_are_big_enough(live_
     clear = card(page, job_id).get_by_role("button", name="Clear rating")
     box = clear.bounding_box()
     assert box["width"] >= 24 and box["height"] >= 24
+
+
+def test_the_viewer_s_parameters_load_again_when_the_service_is_back(live_server, open_page):
+    """Opened while the service was away, the viewer's panel kept "Could not load the job" after
+    the service came back, until another image was shown."""
+    from test_page_review import image_jobs
+
+    [job_id] = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    expect(card(page, job_id)).to_be_visible()
+    down = lambda route: route.abort()  # noqa: E731 - as if the service were away
+    page.route(f"**/api/jobs/{job_id}", down)
+    page.route("**/api/health", down)
+    card(page, job_id).locator("img.thumb").click()
+    expect(page.locator("#viewer-info")).to_contain_text("Could not load the job")
+    page.unroute(f"**/api/jobs/{job_id}")
+    page.unroute("**/api/health")
+    expect(page.locator("#viewer-info")).to_contain_text("a lighthouse at dusk", timeout=NEW_JOB_TIMEOUT_MS)

@@ -4,6 +4,7 @@
 // parameters in A1111's format; in triage mode (a) rating moves on to the next image.
 
 import { outputUrl } from './api.js';
+import { onResume } from './connection.js';
 import { a1111Text, jobDetail, parameters, renderPrompt } from './generation.js';
 import { loadNextPage } from './list.js';
 import { focusJob } from './nav.js';
@@ -81,7 +82,10 @@ function renderRating(job) {
   $('viewer-triage').setAttribute('aria-pressed', String(triage));
 }
 
+let infoAwaitsService = false;
+
 async function renderInfo(job) {
+  infoAwaitsService = false;
   const panel = $('viewer-info');
   const shown = current;
   panel.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
@@ -89,7 +93,9 @@ async function renderInfo(job) {
   try {
     ({ record } = await jobDetail(job.job_id));
   } catch (error) {
-    if (shown === current) panel.replaceChildren(h('p', { class: 'error' }, `Could not load the job: ${error.message}`));
+    if (shown !== current) return;
+    panel.replaceChildren(h('p', { class: 'error' }, `Could not load the job: ${error.message}`));
+    if (error.offline) infoAwaitsService = true; // loaded again when the service is back (onResume)
     return;
   }
   if (shown !== current) return;
@@ -185,6 +191,9 @@ export async function copyShown(what) {
 }
 
 export function initViewer() {
+  onResume(() => {
+    if (infoAwaitsService && viewerOpen()) renderInfo(viewerJob());
+  });
   window.addEventListener('learning-svc:redrawn', ({ detail: job }) => {
     if (viewerOpen() && current?.jobId === job.job_id) renderRating(job);
   });
