@@ -460,3 +460,28 @@ def test_the_viewer_s_parameters_load_again_when_the_service_is_back(live_server
     page.unroute(f"**/api/jobs/{job_id}")
     page.unroute("**/api/health")
     expect(page.locator("#viewer-info")).to_contain_text("a lighthouse at dusk", timeout=NEW_JOB_TIMEOUT_MS)
+
+
+def test_a_rating_given_while_offline_can_be_undone_once_sent(live_server, open_page):
+    """A rating kept while the service was away was sent when it came back, and `u` then said
+    "Nothing to undo": it stayed."""
+    from test_page_review import image_jobs
+
+    [job_id] = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    expect(card(page, job_id)).to_be_visible()
+    down = lambda route: route.abort()  # noqa: E731 - as if the service were away
+    page.route("**/api/jobs/*/rating", down)
+    page.route("**/api/health", down)
+    card(page, job_id).focus()
+    page.keyboard.press("4")
+    expect(card(page, job_id).get_by_role("alert")).to_contain_text("Not saved yet")
+    page.unroute("**/api/jobs/*/rating")
+    page.unroute("**/api/health")
+    events = wait_for_rating_events(live_server, 1)
+    assert [(e["job_id"], e["rating"]) for e in events] == [(job_id, 4)]
+    card(page, job_id).focus()
+    page.keyboard.press("u")
+    expect(page.locator("#toast")).to_contain_text("Undone")
+    events = wait_for_rating_events(live_server, 2)
+    assert [(e["job_id"], e["rating"]) for e in events] == [(job_id, 4), (job_id, None)]

@@ -179,6 +179,7 @@ async function storeRating(job, rating, undoInto) {
   job.rating = rating;
   showJobRating(job, rating);
   if (queue.length) { // keep the order: this one goes after those still waiting
+    undoQueued(job, rating, undoInto);
     enqueue(job, rating);
     flushUnsentRatings();
     return false;
@@ -198,6 +199,7 @@ async function storeRating(job, rating, undoInto) {
     refreshCountSoon();
     return true;
   } catch (error) {
+    if (error.offline || !error.refused) undoQueued(job, rating, undoInto);
     if (error.offline) {
       enqueue(job, rating);
     } else if (!error.refused) { // busy: kept, and sent again shortly
@@ -212,6 +214,17 @@ async function storeRating(job, rating, undoInto) {
   } finally {
     job.inFlight -= 1;
   }
+}
+
+// A rating kept to be sent later: `u` can undo it once sent (it could never be undone). What it
+// puts back is what the job had before it: a rating still waiting to be sent, else the stored one.
+function undoQueued(job, rating, undoInto) {
+  const waiting = unsentRating(job.job_id);
+  const before = waiting === undefined ? job.savedRating : waiting;
+  if (before === rating) return;
+  const item = { job_id: job.job_id, output: null, set: { rating: before }, expect: { rating } };
+  if (undoInto) undoInto.push(item);
+  else pushUndo('rating', [item]);
 }
 
 // A rating given elsewhere (another tab, the API), seen in the change feed.

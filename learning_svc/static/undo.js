@@ -4,6 +4,7 @@
 // since (another tab, another person) is left as it is, and said so.
 
 import { api } from './api.js';
+import { flushUnsentRatings } from './rating.js';
 import { redrawJob } from './review.js';
 import { jobById, state } from './store.js';
 import { showToast } from './util.js';
@@ -27,6 +28,7 @@ export function pushUndo(label, items) {
 
 export async function undoLast() {
   await Promise.allSettled([...inFlight]);
+  await flushUnsentRatings(); // a rating kept while offline goes first: its undo expects it stored
   const last = state.undo.pop();
   if (!last) {
     showToast('Nothing to undo');
