@@ -485,3 +485,26 @@ def test_a_rating_given_while_offline_can_be_undone_once_sent(live_server, open_
     expect(page.locator("#toast")).to_contain_text("Undone")
     events = wait_for_rating_events(live_server, 2)
     assert [(e["job_id"], e["rating"]) for e in events] == [(job_id, 4), (job_id, None)]
+
+
+def test_an_image_rating_given_offline_in_the_viewer_is_kept_with_its_job_s(live_server, open_page):
+    """A one-image job rated in the viewer while the service was away: the job's rating was sent
+    when it came back, the image's was lost (and the viewer showed 0 stars meanwhile)."""
+    from test_page_review import image_jobs, summary
+
+    [job_id] = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    card(page, job_id).locator("img.thumb").click()
+    expect(page.locator("#viewer-info")).to_contain_text("a lighthouse at dusk")
+    down = lambda route: route.abort()  # noqa: E731 - as if the service were away
+    for pattern in ("**/api/jobs/*/rating", "**/api/jobs/*/outputs/*/rating", "**/api/health"):
+        page.route(pattern, down)
+    page.keyboard.press("3")
+    expect(page.locator('#viewer-rating [aria-checked="true"]')).to_have_attribute("data-rating", "3")
+    for pattern in ("**/api/jobs/*/rating", "**/api/jobs/*/outputs/*/rating", "**/api/health"):
+        page.unroute(pattern)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and summary(live_server, job_id)["image_ratings"] != {"0": 3}:
+        time.sleep(0.1)
+    assert (summary(live_server, job_id)["rating"], summary(live_server, job_id)["image_ratings"]) == (3, {"0": 3})
+    expect(page.locator('#viewer-rating [aria-checked="true"]')).to_have_attribute("data-rating", "3")

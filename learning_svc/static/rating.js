@@ -9,8 +9,9 @@ import { onResume } from './connection.js';
 import { detailsJob, refreshDetailsRating, stepDetails } from './details.js';
 import { refreshCountSoon } from './list.js';
 import { focusNextJob } from './nav.js';
+import { redrawJob } from './review.js';
 import { jobById, state, unratedOnly } from './store.js';
-import { pushUndo, trackAction } from './undo.js';
+import { applySet, pushUndo, trackAction } from './undo.js';
 import { $, h } from './util.js';
 
 const STAR_LABELS = ['0 stars', '1 star', '2 stars', '3 stars', '4 stars', '5 stars'];
@@ -77,8 +78,9 @@ function setJobError(job, message, { unsent = false } = {}) {
   if (detailsJob() === job) $('details-error').textContent = message;
 }
 
-function send(jobId, rating) {
-  const url = `${jobUrl(jobId)}/rating`;
+// `output`: an image's rating instead of the job's (a one-image job's image, kept with its job's).
+function send(jobId, rating, output = null) {
+  const url = output == null ? `${jobUrl(jobId)}/rating` : `${jobUrl(jobId)}/outputs/${output}/rating`;
   return rating === null
     ? api(url, { method: 'DELETE', body: { source: 'web' } })
     : api(url, { method: 'PUT', body: { rating, source: 'web' } });
@@ -106,9 +108,16 @@ function saveQueue() {
 // The rating last given to a job and not sent yet (undefined: none waits).
 export function unsentRating(jobId) {
   for (let i = queue.length - 1; i >= 0; i -= 1) {
-    if (queue[i].job_id === jobId) return queue[i].rating;
+    if (queue[i].job_id === jobId && queue[i].output == null) return queue[i].rating;
   }
   return undefined;
+}
+
+// A one-image job's image rating, kept with its job's while the service is away (the job's was
+// sent later and the image's lost). Sent after it, in order.
+export function enqueueImageRating(job, output, rating) {
+  queue.push({ job_id: job.job_id, rating, output });
+  saveQueue();
 }
 
 function enqueue(job, rating, message = UNSENT) {
@@ -123,10 +132,10 @@ export async function flushUnsentRatings() {
   flushing = true;
   try {
     while (queue.length) {
-      const { job_id: jobId, rating } = queue[0];
+      const { job_id: jobId, rating, output = null } = queue[0];
       let refusal = null;
       try {
-        await send(jobId, rating);
+        await send(jobId, rating, output);
       } catch (error) {
         if (error.offline) return; // resumed once the service answers again
         if (!error.refused) { // busy (503): try again shortly
@@ -138,6 +147,11 @@ export async function flushUnsentRatings() {
       queue.shift();
       saveQueue();
       const job = jobById(jobId);
+      if (output != null) {
+        if (job && !refusal) applySet(job, output, { rating });
+        if (job) redrawJob(job);
+        continue;
+      }
       if (!job || unsentRating(jobId) !== undefined) continue;
       if (refusal) {
         job.rating = job.savedRating;

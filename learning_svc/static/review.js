@@ -4,7 +4,7 @@
 
 import { api, jobUrl } from './api.js';
 import { detailsJob } from './details.js';
-import { rateJob, showJobRating } from './rating.js';
+import { enqueueImageRating, rateJob, showJobRating, unsentRating } from './rating.js';
 import { jobById } from './store.js';
 import { applySet, foldTag, pushUndo, trackAction } from './undo.js';
 import { $, h, plural, showToast } from './util.js';
@@ -149,6 +149,11 @@ export function rateImage(job, output, rating) {
   const items = [];
   const both = Promise.all([review([job], { rating }, { output, undoInto: items }), rateJob(job, rating, items)]);
   return trackAction(both.then(([stored]) => {
+    if (!stored && unsentRating(job.job_id) === rating) { // away: the job's rating waits, its image's with it
+      enqueueImageRating(job, output, rating);
+      applySet(job, output, { rating });
+      redrawJob(job);
+    }
     pushUndo('rating', items);
     return stored;
   }));
