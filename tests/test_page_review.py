@@ -930,3 +930,36 @@ def test_z_zooms_to_actual_pixels_and_a_double_click_zooms_back_out(live_server,
     page.mouse.up()
     page.mouse.dblclick(*middle)
     expect(page.locator("#viewer-stage")).to_have_class("viewer-stage")
+
+
+def test_a_phone_compares_four_jobs_and_a_short_window_shows_the_focused_job(live_server, open_page):
+    """On a phone, comparing 4 jobs left the values ~45% of the width (the names' column was
+    11rem); at 200% zoom (683x384) with the filters open the sticky bar hid the focused job."""
+    ids = image_jobs(live_server, 5)
+    page = open_page(live_server, viewport={"width": 390, "height": 844})
+    for job_id in ids[:4]:
+        card(page, job_id).locator(".job-body").click(modifiers=["Control"])
+    page.keyboard.press("c")
+    names = page.locator("#compare .compare-table th[scope='row']").first
+    expect(names).to_be_visible()
+    table = page.locator("#compare .compare-table")
+    assert names.bounding_box()["width"] <= 0.3 * table.bounding_box()["width"]
+    page.close()
+
+    page = open_page(live_server, viewport={"width": 683, "height": 384})
+    page.locator(".filters-toggle").click()  # the filters open: the bar is at its tallest
+    focus(page, ids[0])
+    for _ in range(3):
+        page.keyboard.press("j")
+    stars = page.locator(f"{JOB}:focus .rating")
+    expect(stars).to_be_visible()
+    page.wait_for_timeout(300)  # a smooth scroll
+    # the focused job's stars are in the window and not under the bar
+    uncovered = stars.evaluate(
+        """stars => {
+          const box = stars.getBoundingClientRect();
+          const middle = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+          return box.top >= 0 && box.bottom <= innerHeight && stars.contains(middle);
+        }"""
+    )
+    assert uncovered
