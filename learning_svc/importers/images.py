@@ -553,6 +553,13 @@ def _is_link(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
 
 
+def _source_inputs(prompt: dict, link: list) -> dict | None:
+    """The inputs of the node a link comes from (None: no such node)."""
+    node = prompt.get(str(link[0]))
+    inputs = node.get("inputs") if isinstance(node, dict) else None
+    return inputs if isinstance(inputs, dict) else None
+
+
 def _wired(prompt: dict, value: Any, names: tuple[str, ...] = ()) -> Any:
     """A ComfyUI input's value: itself, or, when the input is wired to another node's output,
     the value that node holds (a seed node, a constant, a string primitive), followed while
@@ -562,9 +569,8 @@ def _wired(prompt: dict, value: Any, names: tuple[str, ...] = ()) -> Any:
             return value["content"]  # pysssss' loaders: {"content": name, "image": preview}
         if not _is_link(value):
             return value
-        node = prompt.get(str(value[0]))
-        inputs = node.get("inputs") if isinstance(node, dict) else None
-        if not isinstance(inputs, dict):
+        inputs = _source_inputs(prompt, value)
+        if inputs is None:
             return None
         held = [inputs[k] for k in (*names, *VALUE_INPUTS) if k in inputs]
         if not held:
@@ -577,11 +583,8 @@ def _wired(prompt: dict, value: Any, names: tuple[str, ...] = ()) -> Any:
 def _comfy_text(prompt: dict, link: Any) -> str | None:
     """The text of a prompt the sampler's positive or negative input is wired to, through an
     encoder whose text comes from another node (sd-parsers looks for `text` strings only)."""
-    if not _is_link(link):
-        return None
-    node = prompt.get(str(link[0]))
-    inputs = node.get("inputs") if isinstance(node, dict) else None
-    if not isinstance(inputs, dict):
+    inputs = _source_inputs(prompt, link) if _is_link(link) else None
+    if inputs is None:
         return None
     for key in ("text", "text_g", "populated_text", "prompt", "positive", "negative", "string", "value"):
         text = _wired(prompt, inputs.get(key), (key,))
