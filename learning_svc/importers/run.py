@@ -150,10 +150,10 @@ def _row(path: str) -> str:
 
 @dataclass
 class Tally:
-    counts: dict[str, Counter] = field(
-        default_factory=lambda: defaultdict(Counter)
-    )  # source file or image folder -> outcome -> n
-    problems: list[dict] = field(default_factory=list)  # refused and skipped entries, and why
+    # source file (or folder of images) -> outcome -> n
+    counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    # refused and skipped entries, and entries imported or amended with something left out: why
+    problems: list[dict] = field(default_factory=list)
     imported: Counter = field(default_factory=Counter)  # "jobs" / "ratings" imported (an entry is either)
 
     def add(self, where: Where, outcome: str, reason: str = "", kind: str = "jobs") -> None:
