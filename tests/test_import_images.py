@@ -698,3 +698,22 @@ def test_a1111_loras_of_the_adetailer_and_hires_prompts_keep_their_weights(tmp_p
         {"name": "face_detail", "weight": 0.4},
         {"name": "hiresonly", "weight": 0.3},
     ]
+
+
+def test_an_image_named_by_a_refused_history_line_is_still_imported(tmp_path, fixtures):
+    """The outputs of every history line were taken before the line was validated: an image
+    that only a refused line named was counted "already present" and never imported."""
+    import orjson
+
+    tree = tmp_path / "t"
+    (tree / "imgs" / "shots").mkdir(parents=True)
+    shutil.copy(fixtures / "good" / "a1111_v110.png", tree / "imgs" / "shots" / "a.png")
+    shutil.copy(fixtures / "good" / "sdnext.png", tree / "imgs" / "shots" / "b.png")
+    lines = [
+        {"job_id": "bad/id", "completed_at": 1_764_003_600, "outputs": ["shots/a.png"]},  # refused: the id
+        {"job_id": "ok-1", "completed_at": 1_764_003_600, "num_outputs": 5, "outputs": ["shots/b.png"]},  # refused
+    ]
+    (tree / "records.jsonl").write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    for dry_run in (True, False):
+        total = run_import(Settings(data_dir=tmp_path / "learning"), [tree], dry_run=dry_run).tally.total()
+        assert (total["refused"], total["imported"], total["already present"]) == (2, 2, 0), dry_run

@@ -144,7 +144,7 @@ def _row(path: str) -> str:
     """The table's row of an entry: its file, or for an image its folder (a row per image made
     a table of 20,000 lines; the report file names each image that was refused or skipped)."""
     if images.is_image(Path(path)):
-        return os.path.join(os.path.dirname(path), "")
+        return os.path.join(os.path.dirname(path) or os.curdir, "")  # ./ for images given by name alone
     return path
 
 
@@ -177,6 +177,7 @@ class Writer:
         self.pending: list[Item] = []
         self.known: set[str] = set()  # job ids recorded or found in this run (a dry run's ratings refer to them)
         self.dry_records: dict[str, dict] = {}  # a dry run's idea of the jobs it would record or amend
+        self.outputs: set[tuple[str, ...]] = set()  # _output_key of each output of the jobs recorded or present
         self.dry_ratings: dict[str, int] = {}  # a dry run's idea of each job's rating so far
 
     def add(self, item: Item) -> None:
@@ -220,6 +221,7 @@ class Writer:
                 self.tally.add(job.where, "refused", str(op.error))
             else:
                 self.known.add(job.body["job_id"])
+                self._keep_outputs(job)
                 created, _ = op.result
                 outcome = "imported" if created else "already present"
                 if job.amendments and self._replay(job) and not created:
@@ -227,7 +229,14 @@ class Writer:
                 self.tally.add(job.where, outcome, job.note if created else "")
         for job, line in enrich:
             self.known.add(job.body["job_id"])
+            self._keep_outputs(job)  # the job is recorded, whatever this entry adds to it
             self.tally.add(job.where, *self._enrich(job, line))
+
+    def _keep_outputs(self, job: Job) -> None:
+        """The images this recorded history job names as its outputs: not jobs of their own (_write)."""
+        if images.is_image(Path(job.where.path)):
+            return  # an image's job: its output is itself
+        self.outputs.update(_output_key(o) for o in job.body.get("outputs") or () if isinstance(o, str))
 
     def _replay(self, job: Job) -> bool:
         """Our export's amendments, in order; True when any changed the job here."""
@@ -257,6 +266,7 @@ class Writer:
         lines of one job were three imports)."""
         job_id = line["job_id"]
         self.known.add(job_id)
+        self._keep_outputs(job)
         current = self.dry_records.get(job_id)
         if current is None:
             try:
@@ -467,17 +477,14 @@ def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: b
         writer = Writer(service, tally, dry_run)
         # History files first, then images: an image that is the output of a job those files
         # hold (a StableNew installation's output folder) is that job's, not a job of its own.
-        outputs: set[tuple[str, ...]] = set()
         for item in sources(paths, settings.output_root, HISTORY):
-            if isinstance(item, Job):
-                outputs.update(_output_key(str(o)) for o in item.body.get("outputs") or () if isinstance(o, str))
             writer.add(item)
             if progress:
                 progress(1)
         writer.flush()
         for item in sources(paths, settings.output_root, IMAGES):
-            if isinstance(item, Job) and _output_key(item.where.path) in outputs:
-                tally.add(item.where, "already present")  # as an output of a job imported above
+            if isinstance(item, Job) and _output_key(item.where.path) in writer.outputs:
+                tally.add(item.where, "already present")  # as an output of a job recorded above
             else:
                 writer.add(item)
             if progress:
