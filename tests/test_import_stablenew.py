@@ -125,13 +125,17 @@ def test_a_grown_history_is_amended_with_what_the_jobs_lacked(settings, installa
         f.write(json.dumps({**history[plain][-1], "prompt_source": "pack", "prompt_pack_id": "LATE_PACK"}) + "\n")
     result = run_import(settings, [path])
     assert result.tally.total()["amended"] == 1 and result.tally.total()["imported"] == 0
+    # StableNew's own account of the job (extra.stablenew) grew with the line: not a conflict
+    # to report (it was, and every later import then said "refused")
+    assert [p for p in result.tally.problems if p["outcome"] != "skipped"] == []
     app = create_app(settings)
     try:
         detail = app.test_client().get(f"/api/jobs/{plain}").json
         assert detail["record"]["packs"] == ["LATE_PACK"] and len(detail["amendments"]) == 1
     finally:
         app.extensions["learning_svc"].close()
-    assert run_import(settings, [path]).tally.total()["amended"] == 0
+    again = run_import(settings, [path])
+    assert again.tally.total()["amended"] == again.tally.total()["refused"] == 0
     # The command's closing sentence says it too (only the table did: "0 were imported, … present").
     other = next(
         job_id
@@ -347,6 +351,11 @@ def test_a_line_that_says_otherwise_than_the_recorded_job_is_reported_not_droppe
         assert [total[k] for k in ("imported", "already present", "refused", "amended")] == [1, 1, 1, 1]
         assert [(p["line"], p["outcome"]) for p in result.tally.problems] == [(3, "refused"), (4, "amended")]
         assert all("completed_at (1.0 recorded, " in p["reason"] for p in result.tally.problems)
+    # a difference inside a dict is named where it is, not by two dicts cut alike
+    more = [{"job_id": "rc", "completed_at": 5, "run_config": {"prompt": "p" * 60, "steps": n}} for n in (30, 31)]
+    (tmp_path / "rc.jsonl").write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in more))
+    [problem] = run_import(settings, [tmp_path / "rc.jsonl"]).tally.problems
+    assert "run_config.steps (30 recorded, 31 here)" in problem["reason"], problem
     assert [orjson.loads(line) for line in real.report.read_text().splitlines()] == real.tally.problems
     app = create_app(settings)
     try:

@@ -33,6 +33,10 @@ class Job:
     stored: bool = False  # the body is a line as learning_svc stored it (our own export): keep it as is
     amendments: list[dict] = field(default_factory=list)  # our export's amendment lines: `set` of each
     note: str = ""  # imported, with something left out that the report says (a text chunk too large)
+    # The entry is a record as posted (a JSONL of records): what it says otherwise than the job
+    # recorded is a conflict to report (the API's 409). A StableNew job's merged lines, an
+    # image's copy elsewhere, are the same job told again: nothing to report.
+    strict: bool = False
 
 
 @dataclass

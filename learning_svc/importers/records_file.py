@@ -23,4 +23,4 @@ def record_lines(path: Path) -> Iterator[Item]:
         elif not isinstance(body, dict):
             yield Problem(where, "not a JSON object (one job record a line)")
         else:
-            yield Job(body, where)
+            yield Job(body, where, strict=True)

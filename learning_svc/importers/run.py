@@ -422,16 +422,30 @@ def _against(current: dict, job: Job, line: dict) -> tuple[dict, str]:
     """(what the entry sets that the recorded job lacks, the reason for what it says otherwise)."""
     fields = _input_fields(job, line)
     patch = {k: v for k, v in fields.items() if not records.is_set(current.get(k)) and records.is_set(v)}
-    differing = sorted(
-        k for k, v in fields.items() if records.is_set(current.get(k)) and records.is_set(v) and current.get(k) != v
-    )
-    if not differing or images.is_image(Path(job.where.path)):  # a copy of an image elsewhere is the same job
+    if not job.strict:
+        return patch, ""
+    differing = [
+        _difference(k, current[k], v)
+        for k, v in sorted(fields.items())
+        if records.is_set(current.get(k)) and records.is_set(v) and current.get(k) != v
+    ]
+    if not differing:
         return patch, ""
     shown = ", ".join(
-        f"{k} ({_short_value(current[k])} recorded, {_short_value(fields[k])} here)" for k in differing[:5]
+        f"{path} ({_short_value(was)} recorded, {_short_value(now)} here)" for path, was, now in differing[:5]
     )
     more = f" and {len(differing) - 5} more" if len(differing) > 5 else ""
     return patch, f"job {line['job_id']} is recorded with other values, kept: {shown}{more}"
+
+
+def _difference(path: str, was, now) -> tuple[str, object, object]:
+    """Where two values first differ: `run_config.steps`, 30, 31 (not two dicts cut alike)."""
+    while isinstance(was, dict) and isinstance(now, dict):
+        key = next((k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)), None)
+        if key is None:
+            break
+        path, was, now = f"{path}.{key}", was.get(key), now.get(key)
+    return path, was, now
 
 
 def _short_value(value) -> str:
