@@ -583,6 +583,12 @@ def test_comfyui_efficiency_nodes_loader():
         "epi_noiseoffset2.safetensors": 0.7
     }
     assert found["vae"] == "vae-ft-mse-840000-ema-pruned.safetensors"
+    # both prompts wired in from string nodes: each side its own (the negative was the positive)
+    graph["1"]["inputs"].update(positive=["6", 0], negative=["7", 0])
+    graph["6"] = {"inputs": {"value": "a blue whale"}, "class_type": "PrimitiveStringMultiline"}
+    graph["7"] = {"inputs": {"string": "text, signature"}, "class_type": "String Literal"}
+    found = images.from_comfyui({"prompt": json.dumps(graph)})
+    assert (found["prompt"], found["negative_prompt"]) == ("a blue whale", "text, signature")
 
 
 def test_the_final_table_has_a_row_per_folder_of_images_not_per_image(tmp_path, fixtures):
@@ -692,6 +698,14 @@ def test_a1111_loras_of_the_adetailer_and_hires_prompts_keep_their_weights(tmp_p
         'Lora hashes: "main: aaaaaaaaaaaa, face_detail: bbbbbbbbbbbb"'
     )
     image_fixtures.save_png_text(str(tmp_path / "a.png"), {"parameters": text})
+    # without Lora hashes (Forge writes none for some): the detail prompts' LoRAs were lost
+    unhashed = text.replace(', Lora hashes: "main: aaaaaaaaaaaa, face_detail: bbbbbbbbbbbb"', "")
+    image_fixtures.save_png_text(str(tmp_path / "b.png"), {"parameters": unhashed})
+    assert images.image_job(tmp_path / "b.png", None).body["loras"] == [
+        {"name": "main", "weight": 0.7},
+        {"name": "face_detail", "weight": 0.4},
+        {"name": "hiresonly", "weight": 0.3},
+    ]
     job = images.image_job(tmp_path / "a.png", None)
     assert job.body["loras"] == [
         {"name": "main", "weight": 0.7},

@@ -580,13 +580,14 @@ def _wired(prompt: dict, value: Any, names: tuple[str, ...] = ()) -> Any:
     return None
 
 
-def _comfy_text(prompt: dict, link: Any) -> str | None:
-    """The text of a prompt the sampler's positive or negative input is wired to, through an
-    encoder whose text comes from another node (sd-parsers looks for `text` strings only)."""
+def _comfy_text(prompt: dict, link: Any, side: str) -> str | None:
+    """The text of a prompt the sampler's `side` input ("positive" or "negative") is wired to,
+    through an encoder whose text comes from another node (sd-parsers looks for `text` strings
+    only), or a loader holding both prompts (the efficiency pack's: its `side` one)."""
     inputs = _source_inputs(prompt, link) if _is_link(link) else None
     if inputs is None:
         return None
-    for key in ("text", "text_g", "populated_text", "prompt", "positive", "negative", "string", "value"):
+    for key in ("text", "text_g", "populated_text", "prompt", side, "string", "value"):
         text = _wired(prompt, inputs.get(key), (key,))
         if isinstance(text, str) and text.strip():
             return text.strip()
@@ -668,8 +669,8 @@ def from_comfyui(chunks: dict) -> dict | None:
         seed = _int(params.get("noise_seed"))
     return {
         "generator": "ComfyUI",
-        "prompt": _prompts(info, sampler, False) or _comfy_text(prompt, ksampler.get("positive")),
-        "negative_prompt": _prompts(info, sampler, True) or _comfy_text(prompt, ksampler.get("negative")),
+        "prompt": _prompts(info, sampler, False) or _comfy_text(prompt, ksampler.get("positive"), "positive"),
+        "negative_prompt": _prompts(info, sampler, True) or _comfy_text(prompt, ksampler.get("negative"), "negative"),
         "sampler": (sampler.name if sampler and isinstance(sampler.name, str) and sampler.name != "unknown" else None)
         or _text_or_none(_wired(prompt, ksampler.get("sampler_name"), ("sampler_name", "sampler"))),
         "scheduler": _text_or_none(setting("scheduler", "scheduler")),
@@ -990,8 +991,9 @@ def _loras(found: dict) -> list[dict] | None:
     named = dict(found.get("lora_weights") or {})
     for name in found.get("lora_hashes") or {}:
         named.setdefault(name, None)
-    if not named:
-        return None
+    detail, _ = detect(*_detail_prompts(found))
+    if not named and not detail:
+        return None  # the service finds the prompt's own
     detected, _ = detect(found.get("prompt"), found.get("negative_prompt"), *_detail_prompts(found))
     loras = {lora["name"].casefold(): lora for lora in detected}
     for name, weight in named.items():
