@@ -110,7 +110,7 @@ def jsonl_chunks(rows: Iterable) -> Iterator[bytes]:
 def csv_chunks(rows: Iterable) -> Iterator[bytes]:
     """One row per job, from its current record (amendments applied)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180; a lone CR in a value is then quoted
     writer.writerow([name for name, _ in CSV_COLUMNS])
     for summary, lines in rows:
         base, amendments = lines()

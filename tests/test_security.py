@@ -399,3 +399,9 @@ def test_csv_export_writes_formula_like_text_as_text(client):
     assert row["prompt"] == "'" + job["prompt"] and row["negative_prompt"] == "'-lowres"
     assert row["pack"] == "'=1+2" and row["seed"] == "-1"
     assert not any(value.startswith(("=", "+", "@")) for value in row.values())
+    # A value with a carriage return alone is quoted: unquoted, it started a row of its own.
+    lone_cr = {"job_id": "csv-cr", "completed_at": 1_764_003_601, "negative_prompt": "\r=2"}
+    assert client.post("/api/jobs", json=lone_cr).status_code == 201
+    rows = list(csv.DictReader(io.StringIO(client.get("/api/export?format=csv").get_data(as_text=True), newline="")))
+    assert [row["job_id"] for row in rows] == ["csv-cr", "csv-inj"]
+    assert rows[0]["negative_prompt"] == "'\r=2"
