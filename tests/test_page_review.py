@@ -862,6 +862,14 @@ def test_all_matching_flag_toggles_and_a_changed_count_offers_select_all_again(l
     eventually(lambda: sorted(listed(live_server, "flag=reject")) == sorted(ids))
     page.keyboard.press("x")  # again: unflag
     eventually(lambda: listed(live_server, "flag=reject") == [])
+    page.keyboard.press("p")
+    eventually(lambda: sorted(listed(live_server, "flag=pick")) == sorted(ids))
+    page.keyboard.press("u")  # undone: none is picked, so p picks them (it said "Changed 0 jobs")
+    eventually(lambda: listed(live_server, "flag=pick") == [])
+    page.keyboard.press("p")
+    eventually(lambda: sorted(listed(live_server, "flag=pick")) == sorted(ids))
+    page.keyboard.press("p")
+    eventually(lambda: listed(live_server, "flag=pick") == [])
 
     record = {"job_id": "sel-new", "completed_at": START + 100, "packs": ["sel"]}
     assert live_server.post_job(record).status_code == 201
@@ -963,3 +971,21 @@ def test_a_phone_compares_four_jobs_and_a_short_window_shows_the_focused_job(liv
         }"""
     )
     assert uncovered
+
+
+def test_x_on_all_matching_rejected_jobs_unflags_them(live_server, open_page):
+    """Filtered on flag=reject, "Select all" then x said "Changed 0 jobs": the page toggled on
+    the last flag it gave itself, not on the jobs' flags."""
+    ids = image_jobs(live_server, 4, prefix="rej")
+    body = {"job_ids": ids, "set": {"flag": "reject"}, "source": "api"}
+    live_server.http.post(f"{live_server.url}/api/ratings:batch", json=body).raise_for_status()
+    page = open_page(live_server, "/?flag=reject")
+    expect(page.locator(JOB)).to_have_count(4)
+    focus(page, ids[0])
+    page.keyboard.press(" ")
+    page.locator("#select-all").click()
+    page.locator("#confirm-yes").click()
+    expect(page.locator("#selection-count")).to_have_text("All 4 matching jobs selected")
+    page.keyboard.press("x")
+    expect(page.locator("#toast")).to_contain_text("Changed 4 jobs")
+    eventually(lambda: listed(live_server, "flag=reject") == [])

@@ -125,7 +125,6 @@ async function applyToAllMatching(set) {
       redrawJob(job);
     }
     pushUndo(`${Object.keys(set)[0]} of ${plural(count, 'job')}`, result.previous);
-    if ('flag' in set && state.selectAll) state.selectAll.flag = set.flag; // p/x again: unflag them
     showToast(`Changed ${plural(result.changed, 'job')}`);
     return true;
   } catch (error) {
@@ -139,12 +138,24 @@ async function applyToAllMatching(set) {
 }
 
 // p / x on a selection: flag them all, or unflag them when they all have that flag already
-// (for "all matching": when the last flag given to all of them was this one).
+// (for "all matching", not all loaded: the service counts those of them with the flag).
 export function flagSelection(flag) {
-  const all = state.selectAll
-    ? state.selectAll.flag === flag
-    : selectedJobs().every((job) => job.flag === flag);
-  return applyToSelection({ flag: all ? null : flag });
+  if (!state.selectAll) {
+    return applyToSelection({ flag: selectedJobs().every((job) => job.flag === flag) ? null : flag });
+  }
+  return trackAction((async () => {
+    const { count, where } = state.selectAll;
+    let flagged;
+    try {
+      const query = new URLSearchParams(where);
+      query.set('flag', flag);
+      flagged = (await api(`/api/count?${query}`)).jobs;
+    } catch (error) {
+      showToast(`Not saved: ${error.message}`);
+      return false;
+    }
+    return applyToAllMatching({ flag: flagged === count ? null : flag });
+  })());
 }
 
 function onBarClick(event) {
