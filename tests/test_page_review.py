@@ -835,6 +835,14 @@ def test_an_imported_image_s_model_hash_a_card_rating_in_the_viewer_and_a_cleare
     eventually(lambda: summary(live_server, "imported")["rating"] == 4)
     card(page, "imported").locator("img.thumb").click()
     expect(page.locator('#viewer-rating [aria-checked="true"]')).to_have_attribute("data-rating", "4")
+    page.keyboard.press("5")  # the image (and so the job) 5; then the card 2: the viewer shows 2
+    eventually(lambda: summary(live_server, "imported")["image_ratings"] == {"0": 5})
+    page.keyboard.press("Escape")
+    focus(page, "imported")
+    page.keyboard.press("2")
+    eventually(lambda: summary(live_server, "imported")["rating"] == 2)
+    card(page, "imported").locator("img.thumb").click()
+    expect(page.locator('#viewer-rating [aria-checked="true"]')).to_have_attribute("data-rating", "2")
     page.keyboard.press("Shift+C")
     expect(page.locator("#toast")).to_contain_text("A1111")
     assert page.evaluate("navigator.clipboard.readText()") == "a castle\nModel hash: 31e35c80fc, Model: juggernautXL_v9"

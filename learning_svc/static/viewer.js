@@ -63,8 +63,9 @@ function show(jobId, output) {
 
 // The image's stars (a radio group, as on the cards) and its job's flag and tags.
 function renderRating(job) {
-  // A job of one image is rated with that image (README): its rating, given on the card, shows here.
-  const rating = job.image_ratings?.[current.output] ?? (job.outputs.length === 1 ? job.rating : null) ?? null;
+  // A job of one image is rated with that image (README): the job's rating is the one shown,
+  // whether given here, on its card or elsewhere (its image's own could be older).
+  const rating = job.outputs.length === 1 ? job.rating ?? null : job.image_ratings?.[current.output] ?? null;
   const stars = [0, 1, 2, 3, 4, 5].map((n) => h('button', {
     type: 'button',
     role: 'radio',
