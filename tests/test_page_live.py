@@ -508,3 +508,30 @@ def test_an_image_rating_given_offline_in_the_viewer_is_kept_with_its_job_s(live
         time.sleep(0.1)
     assert (summary(live_server, job_id)["rating"], summary(live_server, job_id)["image_ratings"]) == (3, {"0": 3})
     expect(page.locator('#viewer-rating [aria-checked="true"]')).to_have_attribute("data-rating", "3")
+
+
+def test_the_viewer_s_parameters_load_again_after_a_503(live_server, open_page):
+    """The index away (PostgreSQL restarting: 503 while the service answers), the viewer's
+    panel kept "Could not load the job" until another image was shown."""
+    from test_page_review import image_jobs
+
+    [job_id] = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    expect(card(page, job_id)).to_be_visible()
+    answered = []
+
+    def unavailable_twice(route):
+        answered.append(1)
+        if len(answered) <= 2:
+            route.fulfill(
+                status=503,
+                content_type="application/json",
+                body='{"error": {"code": "unavailable", "message": "the index database cannot be reached right now"}}',
+            )
+        else:
+            route.continue_()
+
+    page.route(f"**/api/jobs/{job_id}", unavailable_twice)
+    card(page, job_id).locator("img.thumb").click()
+    expect(page.locator("#viewer-info")).to_contain_text("cannot be reached right now")
+    expect(page.locator("#viewer-info")).to_contain_text("a lighthouse at dusk", timeout=NEW_JOB_TIMEOUT_MS)

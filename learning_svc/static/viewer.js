@@ -84,6 +84,7 @@ function renderRating(job) {
 }
 
 let infoAwaitsService = false;
+const RETRY_UNAVAILABLE_MS = 2000;
 
 async function renderInfo(job) {
   infoAwaitsService = false;
@@ -97,6 +98,9 @@ async function renderInfo(job) {
     if (shown !== current) return;
     panel.replaceChildren(h('p', { class: 'error' }, `Could not load the job: ${error.message}`));
     if (error.offline) infoAwaitsService = true; // loaded again when the service is back (onResume)
+    else if (error.status === 503) { // the service answers, its index is away for now: ask again
+      setTimeout(() => { if (shown === current && viewerOpen()) renderInfo(job); }, RETRY_UNAVAILABLE_MS);
+    }
     return;
   }
   if (shown !== current) return;
