@@ -350,11 +350,12 @@ def import_(data_dir, dry_run, paths):
             raise click.ClickException(f"the import stopped: {error}") from error
     click.echo(table(result.tally))
     total = result.tally.total()
-    verb = "would be" if dry_run else "were"
+    verb = "would be" if dry_run else "was" if total["imported"] == 1 else "were"
     kinds = result.tally.imported
     click.echo(
-        f"\n{total['read']:,} entries read in {result.seconds:.1f} s; {total['imported']:,} {verb} imported "
-        f"({kinds['jobs']:,} jobs, {kinds['ratings']:,} ratings{_reviews_said(kinds)}), "
+        f"\n{_counted(total['read'], 'entry', 'entries')} read in {result.seconds:.1f} s; "
+        f"{total['imported']:,} {verb} imported "
+        f"({_counted(kinds['jobs'], 'job')}, {_counted(kinds['ratings'], 'rating')}{_reviews_said(kinds)}), "
         f"{total['already present']:,} already present"
         + (
             f", {total['amended']:,} {'would be ' if dry_run else ''}amended with what they lacked"
@@ -396,7 +397,12 @@ def _served_here(settings: Settings) -> bool:
 
 
 def _reviews_said(kinds) -> str:
-    return f", {kinds['reviews']:,} reviews" if kinds["reviews"] else ""
+    return f", {_counted(kinds['reviews'], 'review')}" if kinds["reviews"] else ""
+
+
+def _counted(n: int, word: str, words: str | None = None) -> str:
+    """`1 job`, `2 jobs` (it said "1 were imported (1 jobs, ...)")."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
 
 
 @main.command()

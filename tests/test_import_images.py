@@ -731,3 +731,19 @@ def test_an_image_named_by_a_refused_history_line_is_still_imported(tmp_path, fi
     for dry_run in (True, False):
         total = run_import(Settings(data_dir=tmp_path / "learning"), [tree], dry_run=dry_run).tally.total()
         assert (total["refused"], total["imported"], total["already present"]) == (2, 2, 0), dry_run
+
+
+def test_images_given_by_name_alone_have_a_row_and_one_is_said_in_the_singular(tmp_path, fixtures):
+    """`cd folder && learning-svc import *.png` showed a blank source cell, and the closing line
+    said "1 were imported (1 jobs, ...)"."""
+    import subprocess
+
+    from procs import PYTHON, cli_env
+
+    shutil.copy(fixtures / "good" / "a1111_v110.png", tmp_path / "one.png")
+    command = [PYTHON, "-m", "learning_svc.cli", "import", "--data-dir", str(tmp_path / "d"), "one.png"]
+    done = subprocess.run(command, capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    row = done.stdout.splitlines()[2]
+    assert row.split()[:3] == ["./", "1", "1"], done.stdout
+    assert "1 entry read in" in done.stdout and "1 was imported (1 job, 0 ratings)" in done.stdout
