@@ -1182,6 +1182,15 @@ class Service:
                 raise NotFound(f"no job {job_id!r}")
             return queries.summary_of(conn, row, self.jobs_journal)
 
+    def rating_state(self, job_ids: list[str], rating_ids: list[str]) -> tuple[set[str], dict[str, int | None]]:
+        """(those of rating_ids already recorded, each job's current rating): what decides, as a
+        rating op would, whether a rating an importer brings changes anything (a dry run)."""
+        with self.reader() as conn:
+            known = queries.known_rating_ids(conn, job_ids, rating_ids) if rating_ids else set()
+            current = {job_id: row.rating for job_id, row in queries.job_rows(conn, job_ids).items()}
+        known.update(rating_id for rating_id in rating_ids if rating_id in self.pending_rating_ids)
+        return known, current
+
     def latest_rating_times(self, job_ids: list[str]) -> dict[str, float]:
         """The time of each job's newest rating event, for the jobs that have one."""
         with self.reader() as conn:

@@ -185,6 +185,9 @@ def test_dry_run_writes_nothing(settings, installation):
     assert "(nothing recorded)" in dry.stdout and not settings.data_dir.exists()
     real = run_import(settings, [installation])
     assert real.tally.total()["imported"] == result.tally.total()["imported"]
+    # Again, dry: nothing would be imported, as the real run would import nothing (it said "8
+    # ratings would be imported": a rating the data folder has at the same time)
+    assert run_import(settings, [installation], dry_run=True).tally.total()["imported"] == 0
     # Into the data folder that now exists: still nothing written, not even its report (one was).
     reports = sorted((settings.data_dir / "imports").iterdir())
     sizes_now = sizes(settings)

@@ -290,6 +290,10 @@ class Writer:
         if not ratings:
             return
         latest = self.service.latest_rating_times(sorted({r.job_id for r in ratings}))
+        if self.dry_run:  # what the rating ops would find, as the real run's commit does
+            known, current = self.service.rating_state(
+                sorted({r.job_id for r in ratings}), [r.rating_id for r in ratings]
+            )
         ops, owners = [], []
         for rating in ratings:
             if latest.get(rating.job_id, float("-inf")) > rating.timestamp:
@@ -298,9 +302,10 @@ class Writer:
                 )  # rated again since: the newer rating stays
                 continue
             if self.dry_run:
-                if rating.job_id not in self.known and rating.job_id not in latest:
+                now = self.dry_ratings.get(rating.job_id, current.get(rating.job_id))
+                if rating.job_id not in self.known and rating.job_id not in latest and rating.job_id not in current:
                     self.tally.add(rating.where, "refused", f"no job {rating.job_id!r}", kind="ratings")
-                elif self.dry_ratings.get(rating.job_id) == rating.rating:
+                elif rating.rating_id in known or now == rating.rating:
                     self.tally.add(rating.where, "already present", kind="ratings")
                 else:
                     self.dry_ratings[rating.job_id] = rating.rating
