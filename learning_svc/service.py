@@ -122,6 +122,9 @@ class _Op:
     appended: object = None  # the result its appended line gave
     claimed: bool = False  # taken by the committer for writing: its caller waits for the answer
     given_id: bool = False  # a rating whose rating_id the caller gave (an importer's): maybe known already
+    # An undo's condition (reviews.expected): written only while the job still holds these
+    # values, checked in the commit (under the journals' locks: no write comes between).
+    expect: dict | None = None
     # Made beforehand by a batch's validation worker (batches.py): a job's line as it is appended,
     # its summary and its index rows; the payload then holds only the job id and input hash.
     data: bytes | None = None
@@ -379,36 +382,43 @@ class Service:
             self._check_targets(conn, items)
             before = queries.job_rows(conn, sorted({job_id for job_id, _, _ in items}))
         conflicted = []
-        if expects:
-            kept = []
-            for (job_id, output, changes), expect in zip(items, expects):
-                row = before.get(job_id)  # None: not indexed yet, nothing to hold it against
-                if (
-                    expect
-                    and row is not None
-                    and not reviews.still(row.rating, row.review and orjson.loads(row.review), output, expect)
-                ):
-                    conflicted.append({"job_id": job_id, "output": output})
-                else:
-                    kept.append((job_id, output, changes))
-            items = kept
+        expects = expects or [None] * len(items)
+        kept = []
+        for (job_id, output, changes), expect in zip(items, expects):
+            row = before.get(job_id)  # None: not indexed yet, nothing to hold it against
+            state = row.review and orjson.loads(row.review) if row is not None else None
+            if expect and row is not None and not reviews.still(row.rating, state, output, expect):
+                conflicted.append({"job_id": job_id, "output": output})  # the whole item: none of it
+            else:
+                kept.append(((job_id, output, changes), expect))
         ops, undo_ratings = [], {}
-        for job_id, output, changes in items:
+        for (job_id, output, changes), expect in kept:
             rest = dict(changes)
             if output is None and "rating" in rest:
                 rating = rest.pop("rating")
                 row = before.get(job_id)  # None: its line not indexed yet (a read that stopped waiting)
                 current = row.rating if row is not None else self.pending_ratings.get(job_id, (None, None))[0]
                 undo_ratings.setdefault(job_id, current)
-                ops.append(rating_op(job_id, rating, source))
+                op = rating_op(job_id, rating, source)
+                op.expect = {"rating": expect["rating"]} if expect and "rating" in expect else None
+                ops.append(op)
             if rest:
-                ops.append(review_op(job_id, rest, source, output))
+                op = review_op(job_id, rest, source, output)
+                # the job's rating is the rating op's to check: this one checks the rest
+                own = {k: v for k, v in (expect or {}).items() if output is not None or k != "rating"}
+                op.expect = own or None
+                ops.append(op)
         self.submit_many(ops, together=True)
         changed, unchanged, previous = 0, 0, []
         for op in ops:
             if op.error:
                 raise op.error
             written, result = op.result
+            if result.get("conflicted"):  # changed between the check above and the commit
+                target = {"job_id": op.payload["job_id"], "output": result.get("output")}
+                if target not in conflicted:
+                    conflicted.append(target)
+                continue
             changed += written
             unchanged += not written
             if not written:
@@ -1020,6 +1030,8 @@ class Service:
             job_id, rating = event["job_id"], event["rating"]
             if job_id not in current:
                 op.finish(error=NotFound(f"no job {job_id!r}"))
+            elif op.expect is not None and not reviews.still(current[job_id][0], states.get(job_id), None, op.expect):
+                op.finish(result=(False, {"job_id": job_id, "output": None, "conflicted": True}))
             elif event["rating_id"] in seen or current[job_id][0] == rating:  # nothing changes
                 op.finish(
                     result=(False, {"job_id": job_id, "rating": current[job_id][0], "rated_at": current[job_id][1]})
@@ -1043,6 +1055,9 @@ class Service:
             op.finish(error=NotFound(f"no job {job_id!r}"))
             return
         state = states.get(job_id)
+        if op.expect is not None and not reviews.still(current[job_id][0], state, output, op.expect):
+            op.finish(result=(False, {"job_id": job_id, "output": output, "conflicted": True}))
+            return
         try:
             changes = reviews.resolve(state, op.payload["given"], output)
         except ValueError as error:
