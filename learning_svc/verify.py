@@ -10,8 +10,18 @@ from sqlalchemy import Select, String, select
 
 from .config import Settings
 from .index import db
+from .index.project import PROJECTION
 from .index.sync import Indexer, claim_index
-from .index.tables import checkpoints, facet_values, job_amendments, job_tags, jobs, rating_events, review_events
+from .index.tables import (
+    checkpoints,
+    facet_values,
+    index_meta,
+    job_amendments,
+    job_tags,
+    jobs,
+    rating_events,
+    review_events,
+)
 from .journal import DamagedJournal, Journal
 from .osutil import data_folder_id
 from .records import is_sound
@@ -123,12 +133,46 @@ def _differences(settings: Settings, log_journal: Journal, ratings_journal: Jour
                 return problems + [str(error)]
             last = _last_line_problem(log_journal) + _last_line_problem(ratings_journal)
             with actual_engine.connect() as actual, expected_engine.connect() as expected:
+                problems += _projection_problem(actual)
                 for table in TABLES:
                     problems += compare_table(table, actual, expected)
+                if actual.dialect.name == "sqlite":  # PostgreSQL's text search is jobs.search_text, compared above
+                    problems += _text_search_problems(actual, expected)
             return problems + last
         finally:
             expected_engine.dispose()
             actual_engine.dispose()
+
+
+def _projection_problem(conn) -> list[str]:
+    """An index made by a version that projected lines otherwise (index/project.py PROJECTION)."""
+    made = conn.execute(select(index_meta.c.value).where(index_meta.c.key == "projection")).scalar()
+    if made is None or made == PROJECTION:
+        return []
+    return [
+        f"the index was made by another version (projection {made}, this one {PROJECTION}): "
+        "`serve` or `import` rebuilds it at their next start, `learning-svc reindex` now"
+    ]
+
+
+def _text_search_problems(actual, expected) -> list[str]:
+    """SQLite's FTS5 table holds no rows to compare (contentless): its terms and how many jobs
+    have each are compared instead (fts5vocab, made in the connection's temp schema)."""
+
+    def terms(conn):
+        conn.exec_driver_sql(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.verify_terms USING fts5vocab(main, jobs_fts, 'row')"
+        )
+        return {term: doc for term, doc in conn.exec_driver_sql("SELECT term, doc FROM temp.verify_terms")}
+
+    a_terms, e_terms = terms(actual), terms(expected)
+    wrong = sorted(t for t in a_terms.keys() | e_terms.keys() if a_terms.get(t) != e_terms.get(t))
+    if not wrong:
+        return []
+    examples = "; ".join(
+        f"{t!r}: index={a_terms.get(t, 0)} journal={e_terms.get(t, 0)} jobs" for t in wrong[:MAX_EXAMPLES]
+    )
+    return [f"jobs_fts (text search): {len(wrong)} words found in other jobs than the journal says, e.g. {examples}"]
 
 
 def _last_line_problem(journal: Journal) -> list[str]:

@@ -234,6 +234,21 @@ def test_an_index_made_by_another_projection_is_rebuilt_at_start(settings):
         assert server.app.extensions["learning_svc"].startup.rebuilt is None
 
 
+def test_verify_checks_the_text_search_and_the_index_s_version(settings):
+    """An emptied FTS5 table, or an index made before the projection changed (CJK words), passed
+    `verify`: "ok", while `q=` found nothing."""
+    filled_history(settings, 10)
+    assert verify_index(settings) == []
+    engine = create_engine(settings.db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO jobs_fts(jobs_fts) VALUES ('delete-all')")
+        conn.exec_driver_sql("UPDATE index_meta SET value = 'an-older-one' WHERE key = 'projection'")
+    engine.dispose()
+    problems = verify_index(settings)
+    assert problems[0].startswith("the index was made by another version (projection an-older-one")
+    assert any(p.startswith("jobs_fts (text search): ") for p in problems), problems
+
+
 def test_verify_says_when_the_files_grew_while_it_ran(settings, monkeypatch):
     """`verify` beside a service taking writes reported thousands of rows "in the index but not
     in the journal" (the rebuild stops where the files ended; the live index went on) and nothing
