@@ -853,6 +853,15 @@ def test_an_imported_image_s_model_hash_a_card_rating_in_the_viewer_and_a_cleare
     assert [e["source"] for e in cleared] == ["web"]
 
 
+def select_all_matching(page, first: str, count: int) -> None:
+    """Select a job, then "Select all N matching", confirmed."""
+    focus(page, first)
+    page.keyboard.press(" ")
+    page.locator("#select-all").click()
+    page.locator("#confirm-yes").click()
+    expect(page.locator("#selection-count")).to_have_text(f"All {count} matching jobs selected")
+
+
 def test_all_matching_flag_toggles_and_a_changed_count_offers_select_all_again(live_server, open_page):
     """In "all matching" mode a second x said "Changed 0 jobs" and left them rejected; after a
     409 (the filter now matched another count) the bar kept "All 5 selected" with no way to
@@ -860,11 +869,7 @@ def test_all_matching_flag_toggles_and_a_changed_count_offers_select_all_again(l
     ids = image_jobs(live_server, 5, prefix="sel")
     page = open_page(live_server, "/?pack=sel")
     expect(page.locator(JOB)).to_have_count(5)
-    focus(page, ids[0])
-    page.keyboard.press(" ")
-    page.locator("#select-all").click()
-    page.locator("#confirm-yes").click()
-    expect(page.locator("#selection-count")).to_have_text("All 5 matching jobs selected")
+    select_all_matching(page, ids[0], 5)
     page.keyboard.press("x")
     expect(page.locator("#toast")).to_contain_text("Changed 5 jobs")
     eventually(lambda: sorted(listed(live_server, "flag=reject")) == sorted(ids))
@@ -989,11 +994,7 @@ def test_x_on_all_matching_rejected_jobs_unflags_them(live_server, open_page):
     live_server.http.post(f"{live_server.url}/api/ratings:batch", json=body).raise_for_status()
     page = open_page(live_server, "/?flag=reject")
     expect(page.locator(JOB)).to_have_count(4)
-    focus(page, ids[0])
-    page.keyboard.press(" ")
-    page.locator("#select-all").click()
-    page.locator("#confirm-yes").click()
-    expect(page.locator("#selection-count")).to_have_text("All 4 matching jobs selected")
+    select_all_matching(page, ids[0], 4)
     page.keyboard.press("x")
     expect(page.locator("#toast")).to_contain_text("Changed 4 jobs")
     eventually(lambda: listed(live_server, "flag=reject") == [])
