@@ -133,8 +133,9 @@ def serve(host, port, data_dir, watch, workers):
     with _listen_errors(settings):
         sock = listening_socket(settings.host, settings.port)
     settings = replace(settings, port=sock.getsockname()[1])
-    shared = Path(tempfile.mkdtemp(prefix="learning-svc-workers-"))  # worker 0's watch state, for every /api/health
+    shared = None  # worker 0's watch state, for every worker's /api/health
     if settings.watch:
+        shared = Path(tempfile.mkdtemp(prefix="learning-svc-workers-"))
         settings = replace(settings, watch_state=shared / "watch.json")
 
     def serve_one(index: int, ready) -> None:  # the folder watchers run in worker 0 only
@@ -150,7 +151,8 @@ def serve(host, port, data_dir, watch, workers):
     try:
         status = supervise(workers, serve_one, announce)  # the workers end in os._exit, never here
     finally:
-        shutil.rmtree(shared, ignore_errors=True)
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
     sys.exit(status)
 
 
