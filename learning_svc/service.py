@@ -35,7 +35,7 @@ from .batches import Validator, default_processes
 from .config import Settings
 from .index import db, facets, queries
 from .index.plan import Filters, Page, Thresholds, make_plan
-from .index.project import JobRows, UnprojectableLine, placed, project_rating
+from .index.project import JobRows, UnprojectableLine, output_hash, output_key, placed, project_rating
 from .index.sync import (
     LOG,
     RATINGS,
@@ -1163,6 +1163,23 @@ class Service:
             "review": review,
             "review_history": review_history,
         }
+
+    def output_owners(self, paths: list[str]) -> dict[str, str]:
+        """Which of these image paths a recorded job names as its output: path -> that job's id.
+        Matched by folder and file name (project.output_key) through job_outputs' hashes, each
+        match confirmed against the job's current record (its amendments applied)."""
+        keys = {path: output_key(path) for path in paths}
+        if not keys:
+            return {}
+        named: dict[str, str] = {}
+        with self.reader() as conn:
+            for row in queries.jobs_naming_outputs(conn, {output_hash(k) for k in keys.values()}):
+                base, amendments = self._lines_of(conn, row)
+                record = records.effective_line(base, amendments) if amendments else base
+                for output in record.get("outputs") or ():
+                    if isinstance(output, str):
+                        named.setdefault(output_key(output), row.job_id)
+        return {path: named[key] for path, key in keys.items() if key in named}
 
     def open_output(self, job_id: str, n: int) -> images.Output | None:
         """Output `n` of a job opened for serving if it is a readable image, else None (a placeholder).

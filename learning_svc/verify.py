@@ -17,6 +17,7 @@ from .index.tables import (
     facet_values,
     index_meta,
     job_amendments,
+    job_outputs,
     job_tags,
     jobs,
     rating_events,
@@ -26,7 +27,7 @@ from .journal import DamagedJournal, Journal
 from .osutil import data_folder_id
 from .records import is_sound
 
-TABLES = (jobs, job_tags, job_amendments, facet_values, rating_events, review_events, checkpoints)
+TABLES = (jobs, job_tags, job_outputs, job_amendments, facet_values, rating_events, review_events, checkpoints)
 MAX_EXAMPLES = 5
 
 

@@ -186,8 +186,13 @@ class FolderWatcher:
             ready = [path for path, (changed, _) in self.pending.items() if now - changed >= SETTLE]
         if not ready:
             return
-        jobs, done = [], []
+        owned = self._owned(ready)
+        if owned is None:
+            return  # the index is away: whose images these are is asked again at the next tick
+        jobs, done = [], [path for path in ready if path in owned]  # another job's outputs: nothing to import
         for path in ready:
+            if path in owned:
+                continue
             item = images.image_job(path, self.output_root)
             first = self.pending[path][1]
             if isinstance(item, Problem) and "truncated" in item.reason and now - first < GIVE_UP:
@@ -204,6 +209,21 @@ class FolderWatcher:
                 self.pending[path] = (now, self.pending[path][1])
         if jobs:
             self._record(jobs)
+
+    def _owned(self, paths: list[Path]) -> set[Path] | None:
+        """The images a recorded job names as its outputs (a pipeline's job, an imported history):
+        theirs, not jobs of their own. None while the index cannot answer."""
+        from .service import Unavailable
+
+        asked: dict[str, Path] = {}
+        for path in paths:
+            for said in (str(path), images.recorded_path(path, self.output_root)):
+                asked.setdefault(said, path)
+        try:
+            return {asked[said] for said in self.service.output_owners(list(asked))}
+        except Unavailable as error:
+            log.debug("cannot look up the outputs of recorded jobs yet: %s", error)
+            return None
 
     def _record(self, jobs: list[Job]) -> None:
         from . import records

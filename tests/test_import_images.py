@@ -747,3 +747,69 @@ def test_images_given_by_name_alone_have_a_row_and_one_is_said_in_the_singular(t
     row = done.stdout.splitlines()[2]
     assert row.split()[:3] == ["./", "1", "1"], done.stdout
     assert "1 entry read in" in done.stdout and "1 was imported (1 job, 0 ratings)" in done.stdout
+
+
+@pytest.mark.both_backends
+def test_an_image_a_job_recorded_earlier_names_is_that_job_s_output(settings, fixtures, tmp_path):
+    """Only the history files read in the same import run were asked: importing a StableNew
+    history and then its output folder (or pointing `serve --watch` at the folder a pipeline
+    POSTs jobs for) made every image a second job beside the job that names it."""
+    import orjson
+
+    from learning_svc.verify import verify_index
+
+    outputs = settings.output_root
+    run = outputs / "20260318_035123_pack-model"
+    run.mkdir(parents=True)
+    good = fixtures / "good"
+    shutil.copy(good / "a1111_v110.png", run / "txt2img_p01_v01.png")  # named by the history (Windows path)
+    shutil.copy(good / "sdnext.png", run / "upscaled.png")  # named by a later amendment of a job
+    shutil.copy(good / "fooocus.png", outputs / "bare.png")  # named by a POSTed job as a bare file name
+    shutil.copy(good / "novelai.png", run / "nobody_s.png")  # named by no job
+    history = tmp_path / "history.jsonl"
+    history.write_bytes(
+        orjson.dumps(
+            {
+                "job_id": "sn-1",
+                "completed_at": 1_764_000_000,
+                "outputs": ["D:\\SD\\output\\20260318_035123_PACK-MODEL\\TXT2IMG_p01_v01.png"],
+            }
+        )
+        + b"\n"
+    )
+    assert run_import(settings, [history]).tally.total()["imported"] == 1
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        for job in (
+            {"job_id": "pipe-1", "completed_at": 1_764_000_100, "outputs": ["bare.png"]},
+            {"job_id": "pipe-2", "completed_at": 1_764_000_200},
+        ):
+            assert client.post("/api/jobs", json=job).status_code == 201
+        patched = client.patch("/api/jobs/pipe-2", json={"outputs": ["20260318_035123_pack-model/upscaled.png"]})
+        assert patched.status_code == 200 and patched.json["amended"]
+    finally:
+        app.extensions["learning_svc"].close()
+    for dry_run in (True, False):
+        total = run_import(settings, [outputs], dry_run=dry_run).tally.total()
+        assert (total["imported"], total["already present"]) == (1, 3), (dry_run, total)
+    app = create_app(settings)
+    try:
+        listed = sorted(j["job_id"] for j in app.test_client().get("/api/jobs").json["jobs"])
+    finally:
+        app.extensions["learning_svc"].close()
+    assert listed == sorted(["sn-1", "pipe-1", "pipe-2", images.content_id((run / "nobody_s.png").read_bytes())])
+    assert verify_index(settings) == []  # the outputs' rows are the journal's, rebuilt
+
+
+def test_another_folder_s_image_of_the_same_name_is_a_job_of_its_own(tmp_path, fixtures):
+    """An image file's own job does not claim the images of other folders by name: two ComfyUI
+    installations each have an `output/ComfyUI_00001_.png`."""
+    first, second = tmp_path / "a" / "output", tmp_path / "b" / "output"
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    shutil.copy(fixtures / "good" / "comfyui.png", first / "ComfyUI_00001_.png")
+    shutil.copy(fixtures / "good" / "comfyui_custom_nodes.png", second / "ComfyUI_00001_.png")
+    settings = Settings(data_dir=tmp_path / "learning")
+    assert run_import(settings, [first]).tally.total()["imported"] == 1
+    assert run_import(settings, [second]).tally.total()["imported"] == 1

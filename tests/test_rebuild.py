@@ -213,6 +213,30 @@ def test_an_index_of_the_schema_before_tag_numbers_is_emptied_by_the_upgrade_and
     assert verify_index(settings) == []
 
 
+@pytest.mark.both_backends
+def test_an_index_of_the_schema_before_job_outputs_is_rebuilt_with_them(settings):
+    """Migration 0011 adds job_outputs, empty: an index an older version made (its jobs indexed,
+    its projection the one stored) is rebuilt at the next start, so every job's outputs are in it."""
+    before = filled_history(settings, 20)
+    config = Config()
+    config.set_main_option("script_location", str(db.migrations_dir()))
+    engine = db.make_engine(settings.db_url, writer=True)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010")
+        assert "job_outputs" not in inspect(conn).get_table_names()
+        assert conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar_one() > 0
+    engine.dispose()
+    with running(settings) as server:
+        assert server.app.extensions["learning_svc"].startup.rebuilt
+        assert _history(server) == before
+    engine = db.make_engine(settings.db_url, writer=False)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM job_outputs").scalar_one() > 0
+    engine.dispose()
+    assert verify_index(settings) == []
+
+
 def test_an_index_made_by_another_projection_is_rebuilt_at_start(settings):
     """A version that indexes other fields (a field added to the registry) starts over from the
     journal, so older jobs get the new field's rows too; the history stays the same."""

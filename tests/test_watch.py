@@ -152,3 +152,35 @@ def test_a_file_name_that_is_not_utf8_does_not_break_health_and_a_fixed_file_lea
         )
     finally:
         server.stop()
+
+
+def test_the_outputs_of_a_recorded_job_are_not_jobs_of_their_own(settings, tmp_path, pngs):
+    """`serve --watch` over the folder a pipeline's jobs (or an imported StableNew history) name
+    their images in made each of those images a second job when it swept the folder."""
+    outputs = tmp_path / "outputs"
+    run = outputs / "20260318_035123_pack-model"
+    run.mkdir(parents=True)
+    shutil.copy(pngs / "a1111_v110.png", run / "txt2img_p01_v01.png")
+    shutil.copy(pngs / "sdnext.png", run / "txt2img_p02_v01.png")
+    shutil.copy(pngs / "fooocus.png", run / "by_hand.png")  # named by no job
+    settings = replace(settings, output_root=outputs)
+    first = LiveServer(settings)
+    try:  # the pipeline's jobs, recorded before any watching: one relative to the root, one absolute
+        job = {"job_id": "pipe-1", "completed_at": 1_764_000_000, "outputs": [f"{run.name}/txt2img_p01_v01.png"]}
+        assert first.post_job(job).status_code == 201
+        job = {**job, "job_id": "pipe-2", "outputs": [str(run / "txt2img_p02_v01.png")]}
+        assert first.post_job(job).status_code == 201
+    finally:
+        first.stop()
+    server = LiveServer(replace(settings, watch=(outputs,)))
+    try:
+        health = lambda: server.http.get(server.url + "/api/health").json()["watch"][0]  # noqa: E731
+        wait_for(lambda: health()["imported"] == 1, "the one image no job names imported")
+        time.sleep(1.0)  # the sweep's other images had time to be imported too, were they to be
+        jobs = server.http.get(server.url + "/api/jobs").json()["jobs"]
+        assert sorted(j["job_id"] for j in jobs) == sorted(
+            ["pipe-1", "pipe-2", images.content_id((run / "by_hand.png").read_bytes())]
+        )
+        assert health()["imported"] == 1
+    finally:
+        server.stop()

@@ -27,11 +27,13 @@ import orjson
 
 from .. import records, reviews
 from ..config import Settings
+from ..index.project import output_key
 from ..osutil import FOLDER_ID_FILE
 from ..service import BadReview, Conflict, NotFound, Service, Unavailable, amend_op, job_op, rating_op, stored_op
 from . import Item, Job, Problem, Rating, Review, Where, images, own_export, records_file, stablenew
 
 BATCH = 500  # entries written together (one group commit, one fsync)
+OWNERS_ASKED = 200  # images whose paths are looked up in the index together (_owned)
 OUTCOMES = ("imported", "already present", "amended", "refused", "skipped")
 
 
@@ -177,7 +179,7 @@ class Writer:
         self.pending: list[Item] = []
         self.known: set[str] = set()  # job ids recorded or found in this run (a dry run's ratings refer to them)
         self.dry_records: dict[str, dict] = {}  # a dry run's idea of the jobs it would record or amend
-        self.outputs: set[tuple[str, ...]] = set()  # _output_key of each output of the jobs recorded or present
+        self.outputs: set[str] = set()  # output_key of each output of the jobs recorded or present
         self.dry_ratings: dict[str, int] = {}  # a dry run's idea of each job's rating so far
 
     def add(self, item: Item) -> None:
@@ -236,7 +238,7 @@ class Writer:
         """The images this recorded history job names as its outputs: not jobs of their own (_write)."""
         if images.is_image(Path(job.where.path)):
             return  # an image's job: its output is itself
-        self.outputs.update(_output_key(o) for o in job.body.get("outputs") or () if isinstance(o, str))
+        self.outputs.update(output_key(o) for o in job.body.get("outputs") or () if isinstance(o, str))
 
     def _replay(self, job: Job) -> bool:
         """Our export's amendments, in order; True when any changed the job here."""
@@ -501,13 +503,16 @@ def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: b
             if progress:
                 progress(1)
         writer.flush()
-        for item in sources(paths, settings.output_root, IMAGES):
-            if isinstance(item, Job) and _output_key(item.where.path) in writer.outputs:
-                tally.add(item.where, "already present")  # as an output of a job recorded above
-            else:
-                writer.add(item)
-            if progress:
-                progress(1)
+        found = sources(paths, settings.output_root, IMAGES)
+        while chunk := list(itertools.islice(found, OWNERS_ASKED)):
+            owned = _owned(service, writer, chunk)
+            for item in chunk:
+                if isinstance(item, Job) and item.where.path in owned:
+                    tally.add(item.where, "already present")  # the output of a job recorded
+                else:
+                    writer.add(item)
+                if progress:
+                    progress(1)
         writer.flush()
     except Unavailable as error:
         tally.problems.append({"file": None, "line": None, "outcome": "stopped", "reason": str(error)})
@@ -516,10 +521,19 @@ def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: b
         service.close()
 
 
-def _output_key(path: str) -> tuple[str, ...]:
-    """An image path as a job's outputs and the folder walk can both say it: its folder's name
-    and its own, case-folded (StableNew records `output\\run\\image.png` from Windows)."""
-    return tuple(part.casefold() for part in path.replace("\\", "/").rstrip("/").split("/")[-2:])
+def _owned(service: Service, writer: Writer, items) -> set[str]:
+    """The paths of these images that a recorded job names as its output: one read above in this
+    run, or one the index holds (a history imported before, a pipeline's POSTed job). An image
+    is asked for by its path and by the path its own job would record (a bare file name
+    directly under LEARNING_SVC_OUTPUT_ROOT, as a job may name it)."""
+    asked: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, Job):
+            for path in (item.where.path, *item.body["outputs"][:1]):
+                asked.setdefault(path, item.where.path)
+    owned = {asked[path] for path in asked if output_key(path) in writer.outputs}
+    rest = [path for path in asked if asked[path] not in owned]
+    return owned | {asked[path] for path in service.output_owners(rest)}
 
 
 def write_report(settings: Settings, tally: Tally) -> Path:

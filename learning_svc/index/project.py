@@ -17,12 +17,12 @@ from sqlalchemy.exc import DBAPIError
 from .. import records, reviews
 from ..fields import BY_NAME, FIELDS, RECORD_FIELDS, REVIEW_FIELDS
 from . import db
-from .tables import index_meta, job_amendments, job_tags, jobs, rating_events, review_events
+from .tables import index_meta, job_amendments, job_outputs, job_tags, jobs, rating_events, review_events
 from .words import cjk_spaced, words
 
 # Changes whenever a stored line projects into other rows (a field added to the registry,
 # a summary key): the index is then rebuilt from the journal at the next start (sync.py).
-PROJECTION = hashlib.sha256(("6:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
+PROJECTION = hashlib.sha256(("7:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
 
 
 class UnprojectableLine(ValueError):
@@ -34,6 +34,7 @@ class JobRows:
     job: dict
     tags: list[tuple[str, str, str]]  # (field, key, display)
     search: dict
+    outputs: list[int]  # output_hash of each output the job names (job_outputs)
 
 
 # The index's column widths (tables.py), which PostgreSQL enforces and SQLite does not: a line
@@ -85,7 +86,36 @@ def project_job(line: dict, offset: int, length: int) -> JobRows | None:
         "negative_prompt": _text(line.get("negative_prompt")),
         "run_id": _text(line.get("run_id")),
     }
-    return JobRows(job, tags, search)
+    return JobRows(job, tags, search, _output_hashes(line))
+
+
+def output_key(path: str) -> str:
+    """An image's path as a job's outputs and a folder walk can both say it: its folder's name
+    and its own, case-folded, `/` between (StableNew records `output\\run\\image.png` from
+    Windows; the same file is `.../output/run/image.png` here). A bare file name is itself."""
+    return "/".join(part.casefold() for part in path.replace("\\", "/").rstrip("/").split("/")[-2:])
+
+
+def output_hash(key: str) -> int:
+    """output_key as a signed 64-bit number (job_outputs.key): 8 bytes a row instead of ~70."""
+    return int.from_bytes(
+        hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big", signed=True
+    )
+
+
+def _output_hashes(line: dict) -> list[int]:
+    """The hashes of the outputs a job names, except a job made from an image file (the importer's
+    `extra.image`): that one is known by its content, and its path says nothing of other images
+    (another ComfyUI folder has its own `output/ComfyUI_00001_.png`)."""
+    outputs = line.get("outputs")
+    extra = line.get("extra")
+    if (
+        not outputs
+        or not isinstance(outputs, list)
+        or (isinstance(extra, dict) and isinstance(extra.get("image"), dict))
+    ):
+        return []
+    return list(dict.fromkeys(output_hash(output_key(o)) for o in outputs if isinstance(o, str) and o.strip("/\\")))
 
 
 def placed(rows: JobRows, offset: int, length: int) -> JobRows:
@@ -272,6 +302,7 @@ def insert_jobs(conn: Connection, batch: list[JobRows], known_new: bool = False)
             for f, k, _ in tags
         ],
     )
+    insert_many(conn, job_outputs, ("key", "job"), [(key, rows.job["id"]) for rows in fresh for key in rows.outputs])
     if sqlite:
         conn.exec_driver_sql(FTS_INSERT, [_fts_values(r.search) for r in fresh])
     return duplicates
@@ -518,6 +549,11 @@ def apply_amendment(conn: Connection, line: dict, offset: int, length: int, read
     if sqlite:
         conn.exec_driver_sql(FTS_DELETE, [_fts_values(old.search)])
         conn.exec_driver_sql(FTS_INSERT, [_fts_values(new.search)])
+    if old.outputs != new.outputs:  # an enrichment line that names the job's images
+        gone = [(key, row.id) for key in old.outputs if key not in new.outputs]
+        if gone:
+            db.sql(conn, "DELETE FROM job_outputs WHERE key = ? AND job = ?", gone)
+        insert_many(conn, job_outputs, ("key", "job"), [(key, row.id) for key in new.outputs if key not in old.outputs])
     insert_many(conn, job_amendments, ("id", "job_id", "line_length"), [(offset, job_id, length)])
     conn.execute(update(index_meta).where(index_meta.c.key == "generation").values(value=uuid.uuid4().hex))
     return True

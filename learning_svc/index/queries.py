@@ -489,6 +489,15 @@ def review_before_job(conn: Connection, job_ids: Sequence[str]) -> dict[str, dic
     return found
 
 
+def jobs_naming_outputs(conn: Connection, hashes) -> list:
+    """The jobs whose outputs include one of these output_hash values (the key with each row)."""
+    statement = (
+        "SELECT o.key, j.id, j.job_id, j.line_length, j.amendments FROM job_outputs o "
+        "JOIN jobs j ON j.id = o.job WHERE o.key IN ({})"
+    )
+    return list(db.rows_in(conn, statement, hashes))
+
+
 def job_rows(conn: Connection, job_ids: Sequence[str]) -> dict[str, object]:
     statement = "SELECT id, job_id, input_hash, line_length, amendments, rating, rated_at, review FROM jobs WHERE job_id IN ({})"
     return {row.job_id: row for row in db.rows_in(conn, statement, job_ids)}

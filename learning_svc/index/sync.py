@@ -41,6 +41,7 @@ from .tables import (
     facet_values,
     index_meta,
     job_amendments,
+    job_outputs,
     job_tags,
     jobs,
     metadata,
@@ -157,7 +158,7 @@ def _last_row_reason(conn: Connection, journal: Journal, name: str, end: int) ->
 
 
 def wipe(conn: Connection) -> None:
-    for table in (job_tags, job_amendments, jobs, facet_values, rating_events, review_events):
+    for table in (job_tags, job_outputs, job_amendments, jobs, facet_values, rating_events, review_events):
         conn.execute(delete(table))
     # The checkpoint rows stay (at 0): another writer waits on them (read_checkpoint for_update).
     conn.execute(update(checkpoints).values(offset=0, line_count=0, first_line_hash=None, skipped=0))

@@ -84,6 +84,18 @@ Index("ix_tags_listing", job_tags.c.tag, job_tags.c.completed_at, job_tags.c.job
 Index("ix_tags_rating_hi", job_tags.c.tag, job_tags.c.rating_hi, job_tags.c.job)
 Index("ix_tags_duration", job_tags.c.tag, job_tags.c.duration_key, job_tags.c.job)
 
+# The images each job names as its outputs, by a 64-bit hash of the folder and file name
+# (project.output_key): an image found later in a folder (`import`, `serve --watch`) that a
+# recorded job already names is that job's output, not a job of its own. The hash keeps the
+# table small; a match is confirmed against the job's record (Service.output_owners).
+job_outputs = Table(
+    "job_outputs",
+    metadata,
+    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    Column("job", Offset, primary_key=True, autoincrement=False),  # jobs.id
+    sqlite_with_rowid=False,
+)
+
 # The amendment lines of a job (PATCH /api/jobs/<id>): byte offsets in learning_log_v2.jsonl,
 # applied in order over the job's line to give its current record.
 job_amendments = Table(
