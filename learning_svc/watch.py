@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 from watchdog.events import FileSystemEventHandler
 
-from .importers import Job, Problem, images
+from .importers import Job, Problem, images, in_data_folder_cache
 
 log = logging.getLogger(__name__)
 SETTLE = 0.4  # seconds without a change before a file is read
@@ -110,7 +110,7 @@ class FolderWatcher:
     # -- watchdog's side: note what changed
     def changed(self, path: str) -> None:
         candidate = Path(path)
-        if images.is_image(candidate):
+        if images.is_image(candidate) and not in_data_folder_cache(candidate):
             now = time.monotonic()
             with self.lock:
                 first = self.pending.get(candidate, (now, now))[1]
@@ -177,7 +177,7 @@ class FolderWatcher:
         now = time.monotonic()
         with self.lock:
             for path in folder.path.rglob("*"):
-                if images.is_image(path) and path not in self.pending:
+                if images.is_image(path) and path not in self.pending and not in_data_folder_cache(path):
                     self.pending[path] = (now - SETTLE, now)
 
     def _import_settled(self) -> None:

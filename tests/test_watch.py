@@ -184,3 +184,27 @@ def test_the_outputs_of_a_recorded_job_are_not_jobs_of_their_own(settings, tmp_p
         assert health()["imported"] == 1
     finally:
         server.stop()
+
+
+def test_the_service_s_own_thumbnails_are_not_imported(settings, tmp_path, pngs):
+    """`serve --watch .` in a folder that holds the data folder (the default `logs/learning` is
+    under the working directory) imported each thumbnail the page asked for as a new job, and
+    that job's thumbnail as another, as long as the page was open."""
+    folder = tmp_path / "sd"
+    (folder / "output").mkdir(parents=True)
+    shutil.copy(pngs / "a1111_v110.png", folder / "output" / "a.png")
+    server = LiveServer(
+        replace(settings, data_dir=folder / "logs" / "learning", output_root=folder, watch=(folder,), watch_poll=True)
+    )
+    try:
+        health = lambda: server.http.get(server.url + "/api/health").json()["watch"][0]  # noqa: E731
+        wait_for(lambda: health()["imported"] == 1, "the image imported")
+        for _ in range(3):  # the page showing the newest card, as it comes
+            newest = server.http.get(server.url + "/api/jobs?limit=1").json()["jobs"][0]["job_id"]
+            assert server.http.get(f"{server.url}/api/jobs/{newest}/outputs/0/thumbnail").status_code == 200
+            time.sleep(1.5)  # a poll and a settle
+        assert list((folder / "logs" / "learning" / "thumbnails").rglob("*.*"))  # thumbnails were written there
+        assert len(server.http.get(server.url + "/api/jobs").json()["jobs"]) == 1
+        assert health()["imported"] == 1
+    finally:
+        server.stop()

@@ -81,3 +81,19 @@ def json_lines(path: Path, strict: bool = False) -> Iterator[tuple[Where, object
                 yield where, orjson.loads(raw) if strict else json.loads(raw)
             except (ValueError, UnicodeDecodeError) as error:
                 yield where, Problem(where, f"not JSON ({error})")
+
+
+DATA_FOLDER_CACHES = ("thumbnails", "imports")  # a learning_svc data folder's, never history
+
+
+def is_data_folder(folder: Path) -> bool:
+    """A learning_svc data folder (a StableNew installation may hold one: logs/learning)."""
+    from ..osutil import FOLDER_ID_FILE
+
+    return any((folder / name).exists() for name in (FOLDER_ID_FILE, "learning_log_v2.jsonl", "index.sqlite3"))
+
+
+def in_data_folder_cache(path: Path) -> bool:
+    """Is this file in a learning_svc data folder's thumbnails or reports? (Made from jobs:
+    imported, each thumbnail of an image became a job of its own, and each view made another.)"""
+    return any(folder.name in DATA_FOLDER_CACHES and is_data_folder(folder.parent) for folder in path.parents)

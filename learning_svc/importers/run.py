@@ -28,9 +28,21 @@ import orjson
 from .. import records, reviews
 from ..config import Settings
 from ..index.project import output_key
-from ..osutil import FOLDER_ID_FILE
 from ..service import BadReview, Conflict, NotFound, Service, Unavailable, amend_op, job_op, rating_op, stored_op
-from . import Item, Job, Problem, Rating, Review, Where, images, own_export, records_file, stablenew
+from . import (
+    DATA_FOLDER_CACHES,
+    Item,
+    Job,
+    Problem,
+    Rating,
+    Review,
+    Where,
+    images,
+    is_data_folder,
+    own_export,
+    records_file,
+    stablenew,
+)
 
 BATCH = 500  # entries written together (one group commit, one fsync)
 OWNERS_ASKED = 200  # images whose paths are looked up in the index together (_owned)
@@ -67,7 +79,7 @@ def _folder(folder: Path, output_root: Path | None, walk: str) -> Iterator[Item]
         if walk == HISTORY:
             yield Problem(Where(str(folder)), f"cannot list the folder: {error.strerror or error}", "skipped")
         return
-    data_folder = _is_data_folder(folder)
+    data_folder = is_data_folder(folder)
     for child in children:
         try:
             if child.is_symlink() and child.is_dir():
@@ -83,20 +95,12 @@ def _folder(folder: Path, output_root: Path | None, walk: str) -> Iterator[Item]
                 yield Problem(Where(str(child)), f"cannot read it: {error.strerror or error}", "skipped")
 
 
-DATA_FOLDER_CACHES = ("thumbnails", "imports")  # a learning_svc data folder's, never history
-
-
-def _is_data_folder(folder: Path) -> bool:
-    """A learning_svc data folder (a StableNew installation may hold one: logs/learning)."""
-    return any((folder / name).exists() for name in (FOLDER_ID_FILE, "learning_log_v2.jsonl", "index.sqlite3"))
-
-
 def _file(path: Path, output_root: Path | None) -> Iterator[Item]:
     if images.is_image(path):
         yield images.image_job(path, output_root)
         return
     kind = detect(path)
-    if kind is None and path.name == "learning_ratings_v2.jsonl" and _is_data_folder(path.parent):
+    if kind is None and path.name == "learning_ratings_v2.jsonl" and is_data_folder(path.parent):
         reason = (
             "a learning_svc data folder's ratings journal: to bring its ratings and reviews, import that "
             "folder's export (`learning-svc export --data-dir …`) instead of the folder"
