@@ -1164,22 +1164,19 @@ class Service:
             "review_history": review_history,
         }
 
-    def output_owners(self, paths: list[str]) -> dict[str, str]:
-        """Which of these image paths a recorded job names as its output: path -> that job's id.
-        Matched by folder and file name (project.output_key) through job_outputs' hashes, each
-        match confirmed against the job's current record (its amendments applied)."""
-        keys = {path: output_key(path) for path in paths}
-        if not keys:
-            return {}
-        named: dict[str, str] = {}
+    def output_owners(self, paths: list[str], claimed: dict[tuple[str, str], str]) -> dict[str, str]:
+        """Which of these image files a recorded job names as its output: path -> that job's id
+        (see owners_among). The candidates come from job_outputs: a hash of the output's folder
+        and file name (project.output_key), checked against the job's current record."""
+        keys = {path: output_keys(path, self.settings.output_root) for path in paths}
+        wanted = {output_hash(k) for ks in keys.values() for k in ks}
+        outputs: dict[str, list[tuple[str, str]]] = {}
         with self.reader() as conn:
-            for row in queries.jobs_naming_outputs(conn, {output_hash(k) for k in keys.values()}):
+            for row in {row.id: row for row in queries.jobs_naming_outputs(conn, wanted)}.values():
                 base, amendments = self._lines_of(conn, row)
                 record = records.effective_line(base, amendments) if amendments else base
-                for output in record.get("outputs") or ():
-                    if isinstance(output, str):
-                        named.setdefault(output_key(output), row.job_id)
-        return {path: named[key] for path, key in keys.items() if key in named}
+                keep_outputs(outputs, row.job_id, record)
+        return owners_among(paths, outputs, self.settings.output_root, claimed)
 
     def open_output(self, job_id: str, n: int) -> images.Output | None:
         """Output `n` of a job opened for serving if it is a readable image, else None (a placeholder).
@@ -1292,3 +1289,61 @@ class Service:
 
 def _summary(line: dict) -> dict:
     return records.new_job_summary(line)
+
+
+def keep_outputs(outputs: dict[str, list[tuple[str, str]]], job_id: str, record: dict) -> None:
+    """Note a job's outputs by output_key, for owners_among."""
+    for output in record.get("outputs") or ():
+        if isinstance(output, str):
+            outputs.setdefault(output_key(output), []).append((job_id, output))
+
+
+def output_keys(path: str, output_root: Path | None) -> set[str]:
+    """The output_keys a job may name an image file by: its folder and file name, and its bare
+    name when it is directly under the output root."""
+    from .importers.images import recorded_path
+
+    keys = {output_key(path)}
+    relative = recorded_path(Path(path), output_root)
+    if "/" not in relative and "\\" not in relative:
+        keys.add(output_key(relative))
+    return keys
+
+
+def owners_among(
+    paths: list[str],
+    outputs: dict[str, list[tuple[str, str]]],
+    output_root: Path | None,
+    claimed: dict[tuple[str, str], str],
+) -> dict[str, str]:
+    """path -> the job naming that image file among `outputs` (output_key -> [(job, output)]). An
+    output that is a file on this machine names that file alone; one that is not (a Windows path
+    here, a folder since moved) names an image of the same folder and file name, the first one
+    seen: `claimed` ((job, output) -> path), kept by the caller across calls, makes each output
+    one image's."""
+    root = output_root or Path.cwd()
+    owners: dict[str, str] = {}
+    for path in paths:
+        for key in output_keys(path, output_root):
+            for job_id, output in outputs.get(key, ()):
+                if (
+                    _names_file(images.resolve(output, root), path)
+                    and claimed.setdefault((job_id, output), path) == path
+                ):
+                    owners[path] = job_id
+                    break
+            if path in owners:
+                break
+    return owners
+
+
+def _names_file(recorded: Path | None, path: str) -> bool:
+    """Does a job's output (resolved on this machine: images.resolve) name the image at `path`,
+    of the same folder and file name? A file that is there names itself alone; one that cannot
+    be here (another system's path) or is not (moved since) names any such image."""
+    if recorded is None:
+        return True
+    try:
+        return os.path.samefile(recorded, path)
+    except OSError:  # the job's file is not there: the name is all there is to go by
+        return not recorded.exists()

@@ -77,6 +77,7 @@ class FolderWatcher:
         self._published: list[dict] | None = None
         self.folders = [Folder(Path(f).expanduser()) for f in folders]
         self.pending: dict[Path, tuple[float, float]] = {}  # path -> (last change, first seen)
+        self.claimed: dict[tuple[str, str], str] = {}  # (job, output) -> the image taken as that output
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -174,7 +175,10 @@ class FolderWatcher:
                 log.debug("stopping the observer of %s failed", folder.path, exc_info=True)
 
     def _sweep(self, folder: Folder) -> None:
+        """Everything in the folder, as if just written: at the start, and when it is back. The
+        problems it had are forgotten (the files may be gone); those still there are found again."""
         now = time.monotonic()
+        folder.problems = []
         with self.lock:
             for path in folder.path.rglob("*"):
                 if images.is_image(path) and path not in self.pending and not in_data_folder_cache(path):
@@ -215,15 +219,15 @@ class FolderWatcher:
         theirs, not jobs of their own. None while the index cannot answer."""
         from .service import Unavailable
 
-        asked: dict[str, Path] = {}
-        for path in paths:
-            for said in (str(path), images.recorded_path(path, self.output_root)):
-                asked.setdefault(said, path)
         try:
-            return {asked[said] for said in self.service.output_owners(list(asked))}
+            owners = self.service.output_owners([str(path.absolute()) for path in paths], self.claimed)
         except Unavailable as error:
             log.debug("cannot look up the outputs of recorded jobs yet: %s", error)
             return None
+        for path in paths:
+            if str(path.absolute()) in owners:
+                log.info("%s is an output of job %s: not a job of its own", path, owners[str(path.absolute())])
+        return {path for path in paths if str(path.absolute()) in owners}
 
     def _record(self, jobs: list[Job]) -> None:
         from . import records

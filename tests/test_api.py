@@ -524,6 +524,18 @@ def test_a_batch_is_one_fsync_with_one_answer_per_line(client, settings, monkeyp
     assert client.get("/api/health").json["index"]["jobs"] == 1996
 
 
+def test_a_body_that_starts_with_a_byte_order_mark_is_read(client):
+    """A batch saved by PowerShell or Notepad (UTF-8 with a BOM) had its first record refused as
+    "not valid JSON"; a single record too."""
+    bom = b"\xef\xbb\xbf"
+    response = client.post("/api/jobs", data=bom + orjson.dumps({"job_id": "one", "completed_at": 1}), headers=JSON)
+    assert response.status_code == 201, response.json
+    answers = post_batch(
+        client, [bom + orjson.dumps({"job_id": "b1", "completed_at": 1}), b'{"job_id": "b2", "completed_at": 2}']
+    )
+    assert [a["status"] for a in answers] == [201, 201]
+
+
 def test_batches_have_limits(client, settings):
     too_many = client.post("/api/jobs", data=b"{}\n" * 10_001, headers=NDJSON)
     assert_error(too_many, 413, "too_large")

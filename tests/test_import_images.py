@@ -813,3 +813,48 @@ def test_another_folder_s_image_of_the_same_name_is_a_job_of_its_own(tmp_path, f
     settings = Settings(data_dir=tmp_path / "learning")
     assert run_import(settings, [first]).tally.total()["imported"] == 1
     assert run_import(settings, [second]).tally.total()["imported"] == 1
+
+
+def test_a_job_s_output_names_one_image_not_every_image_of_that_name(tmp_path, fixtures):
+    """One job's output took in any number of images that shared its folder and file name: every
+    `output/ComfyUI_00002_.png` of every ComfyUI folder was counted "already present" and none
+    became a job. An output that is a file here names that file alone; one that is another
+    system's path names the first image of its name; a pipeline's own `extra.image` in a record
+    does not make its job one of an image file's (which name no other images)."""
+    import orjson
+
+    good = fixtures / "good"
+    uis = {name: tmp_path / name / "output" for name in ("uiA", "uiB", "uiC")}
+    for folder, image in zip(uis.values(), ("comfyui.png", "comfyui_custom_nodes.png", "comfyui_prompt_only.png")):
+        folder.mkdir(parents=True)
+        shutil.copy(good / image, folder / "ComfyUI_00002_.png")
+    run = tmp_path / "uiD" / "run_x"
+    run.mkdir(parents=True)
+    shutil.copy(good / "a1111_v110.png", run / "img.png")
+    jobs = [
+        {"job_id": "local", "completed_at": 1_764_000_000, "outputs": [str(uis["uiB"] / "ComfyUI_00002_.png")]},
+        {"job_id": "windows", "completed_at": 1_764_000_100, "outputs": ["C:\\ComfyUI\\output\\ComfyUI_00002_.png"]},
+        {
+            "job_id": "extra",
+            "completed_at": 1_764_000_200,
+            "outputs": ["D:\\sd\\run_x\\img.png"],
+            "extra": {"image": {"width": 512}},
+        },
+    ]
+    history = tmp_path / "jobs.jsonl"
+    history.write_bytes(b"".join(orjson.dumps(job) + b"\n" for job in jobs))
+    settings = Settings(data_dir=tmp_path / "learning")
+    assert run_import(settings, [history]).tally.total()["imported"] == 3
+    folders = [tmp_path / name for name in ("uiA", "uiB", "uiC", "uiD")]
+    for dry_run in (True, False):
+        total = run_import(settings, folders, dry_run=dry_run).tally.total()
+        # uiA's image is the Windows path's (the first of its name), uiB's the local path's, uiD's
+        # "extra"'s: uiC's alone is a job of its own
+        assert (total["imported"], total["already present"]) == (1, 3), (dry_run, total)
+    app = create_app(settings)
+    try:
+        listed = sorted(j["job_id"] for j in app.test_client().get("/api/jobs").json["jobs"])
+    finally:
+        app.extensions["learning_svc"].close()
+    uic = images.content_id((uis["uiC"] / "ComfyUI_00002_.png").read_bytes())
+    assert listed == sorted(["local", "windows", "extra", uic])

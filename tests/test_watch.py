@@ -88,11 +88,15 @@ def test_a_folder_that_comes_and_goes_is_looked_for_again(settings, tmp_path, pn
         share.mkdir()
         shutil.copy(pngs / "fooocus.png", share / "first.png")
         wait_for(lambda: "first.png" in listed(server), "the image in the folder that appeared")
+        (share / "bad.png").write_bytes(b"hello")
+        wait_for(lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["recent_problems"], "reported")
         shutil.rmtree(share)  # the share goes away...
         wait_for(lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["state"] == "missing", "gone")
         share.mkdir()  # ...and comes back with an image written meanwhile
         shutil.copy(pngs / "novelai.png", share / "second.png")
         wait_for(lambda: "second.png" in listed(server), "the image written while the folder was away")
+        # the problems of files that went with it went too (they still said bad.png)
+        assert server.http.get(server.url + "/api/health").json()["watch"][0]["recent_problems"] == []
     finally:
         server.stop()
 

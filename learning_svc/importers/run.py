@@ -27,8 +27,19 @@ import orjson
 
 from .. import records, reviews
 from ..config import Settings
-from ..index.project import output_key
-from ..service import BadReview, Conflict, NotFound, Service, Unavailable, amend_op, job_op, rating_op, stored_op
+from ..service import (
+    BadReview,
+    Conflict,
+    NotFound,
+    Service,
+    Unavailable,
+    amend_op,
+    job_op,
+    keep_outputs,
+    owners_among,
+    rating_op,
+    stored_op,
+)
 from . import (
     DATA_FOLDER_CACHES,
     Item,
@@ -183,7 +194,8 @@ class Writer:
         self.pending: list[Item] = []
         self.known: set[str] = set()  # job ids recorded or found in this run (a dry run's ratings refer to them)
         self.dry_records: dict[str, dict] = {}  # a dry run's idea of the jobs it would record or amend
-        self.outputs: set[str] = set()  # output_key of each output of the jobs recorded or present
+        self.outputs: dict[str, list[tuple[str, str]]] = {}  # the outputs of this run's jobs (owners_among)
+        self.claimed: dict[tuple[str, str], str] = {}  # (job, output) -> the image it was taken to name
         self.dry_ratings: dict[str, int] = {}  # a dry run's idea of each job's rating so far
 
     def add(self, item: Item) -> None:
@@ -239,10 +251,10 @@ class Writer:
             self.tally.add(job.where, *self._enrich(job, line))
 
     def _keep_outputs(self, job: Job) -> None:
-        """The images this recorded history job names as its outputs: not jobs of their own (_write)."""
-        if images.is_image(Path(job.where.path)):
-            return  # an image's job: its output is itself
-        self.outputs.update(output_key(o) for o in job.body.get("outputs") or () if isinstance(o, str))
+        """A dry run: the images this history job names as its outputs, not jobs of their own (_owned)."""
+        if images.is_image(Path(job.where.path)) or not self.dry_run:
+            return  # an image's job: its output is itself; a job written is asked of the index
+        keep_outputs(self.outputs, job.body["job_id"], job.body)
 
     def _replay(self, job: Job) -> bool:
         """Our export's amendments, in order; True when any changed the job here."""
@@ -526,18 +538,16 @@ def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: b
 
 
 def _owned(service: Service, writer: Writer, items) -> set[str]:
-    """The paths of these images that a recorded job names as its output: one read above in this
-    run, or one the index holds (a history imported before, a pipeline's POSTed job). An image
-    is asked for by its path and by the path its own job would record (a bare file name
-    directly under LEARNING_SVC_OUTPUT_ROOT, as a job may name it)."""
-    asked: dict[str, str] = {}
-    for item in items:
-        if isinstance(item, Job):
-            for path in (item.where.path, *item.body["outputs"][:1]):
-                asked.setdefault(path, item.where.path)
-    owned = {asked[path] for path in asked if output_key(path) in writer.outputs}
-    rest = [path for path in asked if asked[path] not in owned]
-    return owned | {asked[path] for path in service.output_owners(rest)}
+    """The paths of these images that a recorded job names as its output (Service.output_owners):
+    a history read above in this run, one imported before, a pipeline's POSTed job. A dry run's
+    own jobs are in no index: it asks what it read."""
+    paths = [item.where.path for item in items if isinstance(item, Job)]
+    if writer.dry_run:
+        owned = owners_among(paths, writer.outputs, service.settings.output_root, writer.claimed)
+        paths = [path for path in paths if path not in owned]
+    else:
+        owned = {}
+    return set(owned) | set(service.output_owners(paths, writer.claimed))
 
 
 def write_report(settings: Settings, tally: Tally) -> Path:

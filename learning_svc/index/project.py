@@ -105,17 +105,20 @@ def output_hash(key: str) -> int:
 
 def _output_hashes(line: dict) -> list[int]:
     """The hashes of the outputs a job names, except a job made from an image file (the importer's
-    `extra.image`): that one is known by its content, and its path says nothing of other images
-    (another ComfyUI folder has its own `output/ComfyUI_00001_.png`)."""
+    `img-<sha256>` id over `extra.image.sha256`): that one is known by its content, and its path
+    says nothing of other images (another ComfyUI folder has its own `output/ComfyUI_00001_.png`)."""
     outputs = line.get("outputs")
-    extra = line.get("extra")
-    if (
-        not outputs
-        or not isinstance(outputs, list)
-        or (isinstance(extra, dict) and isinstance(extra.get("image"), dict))
-    ):
+    if not outputs or not isinstance(outputs, list) or _made_from_an_image(line):
         return []
     return list(dict.fromkeys(output_hash(output_key(o)) for o in outputs if isinstance(o, str) and o.strip("/\\")))
+
+
+def _made_from_an_image(line: dict) -> bool:
+    """A job the image importer made (a pipeline's own `extra.image` does not make one)."""
+    extra = line.get("extra")
+    image = extra.get("image") if isinstance(extra, dict) else None
+    digest = image.get("sha256") if isinstance(image, dict) else None
+    return isinstance(digest, str) and len(digest) == 64 and line.get("job_id") == "img-" + digest[:40]
 
 
 def placed(rows: JobRows, offset: int, length: int) -> JobRows:
