@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .prompts import model_display, split_sampler
+from .prompts import SCHEDULERS, model_display, sampler_name, split_sampler
 
 STATUSES = ("completed", "failed", "cancelled")
 
@@ -135,16 +135,27 @@ def _positive_or_zero(raw: Any) -> str | None:
     return str(raw)
 
 
-def _sampler(line: dict) -> list:
-    raw = line.get("sampler")
-    return [split_sampler(raw)[0]] if isinstance(raw, str) else []
+def _sampler_label(raw: Any) -> str | None:
+    """One name for a sampler whichever UI or pipeline wrote it, A1111's: `dpmpp_2m` (ComfyUI),
+    `dpmpp_2m_k` (InvokeAI) and `DPM++ 2M Karras` (A1111 before 1.9) are `DPM++ 2M`. The
+    record keeps what was written; the facet and the filter use this."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    return sampler_name(split_sampler(raw)[0])[0]
+
+
+def _scheduler_label(raw: Any) -> str | None:
+    """`karras` (ComfyUI) is `Karras`, as A1111 writes it."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    return SCHEDULERS.get(raw.strip().lower(), raw.strip())
 
 
 def _scheduler(line: dict) -> list:
     """The scheduler given, unless it is blank or "automatic" and the A1111 sampler name
     carries one (`DPM++ 2M Karras`): then that one."""
     given, raw = line.get("scheduler"), line.get("sampler")
-    folded = split_sampler(raw)[1] if isinstance(raw, str) else None
+    folded = (split_sampler(raw)[1] or sampler_name(raw)[1]) if isinstance(raw, str) else None
     if isinstance(given, str) and given.strip() and not (folded and given.strip().casefold() == "automatic"):
         return [given]
     return [folded]
@@ -182,9 +193,10 @@ FIELDS: tuple[Field, ...] = (
           description="checkpoint; folder, extension and [hash] are ignored"),
     Field("vae", "VAE", "VAEs", read=_one("vae"), show=_file_name, groups=True,
           description="VAE; folder and extension are ignored"),
-    Field("sampler", "Sampler", "Samplers", read=_sampler, show=_text, groups=True,
-          description="sampler; an A1111 name such as `DPM++ 2M Karras` counts as `DPM++ 2M`"),
-    Field("scheduler", "Scheduler", "Schedulers", read=_scheduler, show=_text, groups=True,
+    Field("sampler", "Sampler", "Samplers", read=_one("sampler"), show=_sampler_label, groups=True,
+          description="sampler, named as A1111 does whichever UI wrote it (`dpmpp_2m` is `DPM++ 2M`); "
+          "an A1111 name such as `DPM++ 2M Karras` counts as `DPM++ 2M`"),
+    Field("scheduler", "Scheduler", "Schedulers", read=_scheduler, show=_scheduler_label, groups=True,
           description="scheduler, or the one folded into an A1111 sampler name"),
     Field("steps", "Steps", "Steps", read=_one("steps"), show=_positive(int), kind="number",
           description="sampling steps"),

@@ -719,3 +719,20 @@ def test_a_word_inside_a_cjk_phrase_is_found(client):
         assert client.get("/api/count", query_string={"q": q}).json["jobs"] == 1, q
     for q in ("园花", "花园里的狗"):
         assert client.get("/api/count", query_string={"q": q}).json["jobs"] == 0, q
+
+
+def test_a_sampler_is_one_facet_value_whichever_ui_named_it(client):
+    """A ComfyUI pipeline's `dpmpp_2m` + `karras`, InvokeAI's `dpmpp_2m_k`, older A1111's
+    `DPM++ 2M Karras` and an imported image's `DPM++ 2M` + `Karras` were four samplers in the
+    facets, and a filter on one name missed the others."""
+    named = [("dpmpp_2m", "karras"), ("dpmpp_2m_k", None), ("DPM++ 2M Karras", None), ("DPM++ 2M", "Karras")]
+    for n, (sampler, scheduler) in enumerate(named):
+        body = {"job_id": f"s{n}", "completed_at": 1_764_000_000 + n, "sampler": sampler}
+        assert post(client, {**body, "scheduler": scheduler} if scheduler else body).status_code == 201
+    facets = client.get("/api/facets").json["facets"]
+    assert [(v["value"], v["count"]) for v in facets["sampler"]] == [("DPM++ 2M", 4)]
+    assert [(v["value"], v["count"]) for v in facets["scheduler"]] == [("Karras", 4)]
+    for name in ("dpmpp_2m", "DPM++ 2M Karras", "dpm++ 2m"):
+        assert len(client.get("/api/jobs", query_string={"sampler": name}).json["jobs"]) == 4, name
+    record = client.get("/api/jobs/s0").json["record"]
+    assert (record["sampler"], record["scheduler"]) == ("dpmpp_2m", "karras")  # the record keeps what was written

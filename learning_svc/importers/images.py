@@ -37,6 +37,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from ..prompts import SCHEDULERS, sampler_name
 from . import Item, Job, Problem, Where
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -58,82 +59,6 @@ GENERATION_KEYS = (
     "Comment",
 )
 UNREADABLE = "skipped"  # a file that is not a complete image we can read: reported, no job
-
-# One vocabulary for samplers: ComfyUI, Fooocus, InvokeAI and NovelAI names -> A1111's labels.
-SAMPLERS = {
-    "euler": "Euler",
-    "euler_ancestral": "Euler a",
-    "heun": "Heun",
-    "lms": "LMS",
-    "dpm_2": "DPM2",
-    "dpm_2_ancestral": "DPM2 a",
-    "dpm_fast": "DPM fast",
-    "dpm_adaptive": "DPM adaptive",
-    "dpmpp_2s_ancestral": "DPM++ 2S a",
-    "dpmpp_sde": "DPM++ SDE",
-    "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_sde": "DPM++ 2M SDE",
-    "dpmpp_3m_sde": "DPM++ 3M SDE",
-    "ddim": "DDIM",
-    "ddpm": "DDPM",
-    "plms": "PLMS",
-    "uni_pc": "UniPC",
-    "unipc": "UniPC",
-    "uni_pc_bh2": "UniPC",
-    "lcm": "LCM",
-    "deis": "DEIS",
-    "ipndm": "iPNDM",
-    "restart": "Restart",
-    "heunpp2": "Heun++ 2",
-    # InvokeAI's own names (its `_k` variants are these with Karras)
-    "euler_a": "Euler a",
-    "dpmpp_2s": "DPM++ 2S",
-    "dpmpp_3m": "DPM++ 3M",
-    "kdpm_2": "DPM2",
-    "kdpm_2_a": "DPM2 a",
-    "pndm": "PNDM",
-    "tcd": "TCD",
-    # ComfyUI's newer samplers, with Forge's labels where it has them
-    "euler_cfg_pp": "Euler CFG++",
-    "euler_ancestral_cfg_pp": "Euler a CFG++",
-    "dpmpp_2m_cfg_pp": "DPM++ 2M CFG++",
-    "dpmpp_2s_ancestral_cfg_pp": "DPM++ 2S a CFG++",
-    "res_multistep": "Res Multistep",
-    "res_multistep_cfg_pp": "Res Multistep CFG++",
-    "res_multistep_ancestral": "Res Multistep a",
-    "gradient_estimation": "Gradient Estimation",
-    "er_sde": "ER SDE",
-    "seeds_2": "SEEDS 2",
-    "seeds_3": "SEEDS 3",
-    "sa_solver": "SA-Solver",
-    "ipndm_v": "iPNDM v",
-}
-SCHEDULERS = {
-    "karras": "Karras",
-    "exponential": "Exponential",
-    "normal": "Normal",
-    "simple": "Simple",
-    "sgm_uniform": "SGM Uniform",
-    "beta": "Beta",
-    "ddim_uniform": "DDIM Uniform",
-    "polyexponential": "Polyexponential",
-    "kl_optimal": "KL Optimal",
-    "align_your_steps": "Align Your Steps",
-}
-
-
-def sampler_name(raw: Any) -> tuple[str | None, str | None]:
-    """(sampler, scheduler folded into its name) in A1111's words: `dpmpp_2m_sde_gpu` -> DPM++ 2M SDE,
-    InvokeAI's `dpmpp_2m_k` -> (DPM++ 2M, Karras), NovelAI's `k_euler_ancestral` -> Euler a."""
-    if not isinstance(raw, str) or not raw.strip():
-        return None, None
-    name = raw.strip()
-    key = name.lower().removeprefix("k_").removesuffix("_gpu")
-    scheduler = None
-    if key.endswith("_k") and key[:-2] in SAMPLERS:
-        key, scheduler = key[:-2], "Karras"
-    return SAMPLERS.get(key, name), scheduler
-
 
 # ---------------------------------------------------------------- reading the file
 
