@@ -12,7 +12,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from stat import S_ISREG
 from typing import BinaryIO
 
@@ -86,14 +86,23 @@ def open_output(recorded: str, output_root: Path) -> Output | None:
     inside the output root once every symlink is followed; an absolute one (the pipeline
     recorded it so) may be anywhere, but must, like any output, hold an image.
     """
-    path = resolve(recorded, output_root)
-    mimetype = IMAGE_TYPES.get(path.suffix.lower()) if path is not None else None
+    path, confined = resolve(recorded, output_root), not _is_absolute(recorded)
+    mimetype = IMAGE_TYPES.get(PurePath(recorded.replace("\\", "/")).suffix.lower())
     if mimetype is None:
         return None
     try:
+        if path is None:
+            raise FileNotFoundError(recorded)  # another system's path: looked for under the root
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
     except (OSError, ValueError):  # missing, no permission, a name too long for this file system
-        return None
+        moved = _under_the_root(recorded, output_root) if not confined else None
+        if moved is None:
+            return None
+        path, confined = moved, True
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+        except (OSError, ValueError):
+            return None
     file = os.fdopen(fd, "rb")
     try:
         stat = os.fstat(fd)
@@ -101,7 +110,7 @@ def open_output(recorded: str, output_root: Path) -> Output | None:
         if not S_ISREG(stat.st_mode) or real is None:
             file.close()
             return None
-        if not _is_absolute(recorded) and not _inside(real, os.path.realpath(output_root)):
+        if confined and not _inside(real, os.path.realpath(output_root)):
             file.close()
             return None  # a symlink inside the root that leads out of it
         if not _holds_an_image(file):
@@ -112,6 +121,27 @@ def open_output(recorded: str, output_root: Path) -> Output | None:
     except BaseException:
         file.close()
         raise
+
+
+MOVED_DEPTH = 6  # how many of an absolute path's last parts are tried under the output root
+
+
+def _under_the_root(recorded: str, output_root: Path) -> Path | None:
+    """An absolute output that is not on this machine (another system's path: a StableNew history
+    from Windows, `C:\\Users\\rob\\StableNew\\output\\run\\img.png`) or not there any more (a folder
+    moved): the file its last parts name under the output root, if one is there. Its folder and
+    name first (`<root>/run/img.png`), then one more part at a time (`<root>/output/run/img.png`),
+    then the name alone. Served as a relative path is: inside the root once links are followed."""
+    parts = (
+        PureWindowsPath(recorded) if "\\" in recorded or _WINDOWS_ABSOLUTE.match(recorded) else PurePosixPath(recorded)
+    ).parts[1:]
+    if not parts or any(part in ("..", ".") for part in parts):
+        return None
+    for depth in [*range(2, min(len(parts), MOVED_DEPTH) + 1), 1]:
+        candidate = output_root.joinpath(*parts[-depth:])
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _is_absolute(recorded: str) -> bool:
