@@ -95,7 +95,7 @@ def open_output(recorded: str, output_root: Path) -> Output | None:
             raise FileNotFoundError(recorded)  # another system's path: looked for under the root
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
     except (OSError, ValueError):  # missing, no permission, a name too long for this file system
-        moved = _under_the_root(recorded, output_root) if not confined else None
+        moved = _under_the_root(recorded, output_root)
         if moved is None:
             return None
         path, confined = moved, True
@@ -127,20 +127,28 @@ MOVED_DEPTH = 6  # how many of an absolute path's last parts are tried under the
 
 
 def _under_the_root(recorded: str, output_root: Path) -> Path | None:
-    """An absolute output that is not on this machine (another system's path: a StableNew history
-    from Windows, `C:\\Users\\rob\\StableNew\\output\\run\\img.png`) or not there any more (a folder
-    moved): the file its last parts name under the output root, if one is there. Its folder and
-    name first (`<root>/run/img.png`), then one more part at a time (`<root>/output/run/img.png`),
-    then the name alone. Served as a relative path is: inside the root once links are followed."""
-    parts = (
+    """An output that is not where its path says: another system's absolute path (a StableNew
+    history from Windows, `C:\\Users\\rob\\StableNew\\output\\run\\img.png`), one not there any
+    more (a folder moved), or a relative one given from another folder than the root
+    (StableNew's `output\\run\\img.png` with the root at its `output` folder). The file its last
+    parts name under the output root, if one is there: its folder and name first
+    (`<root>/run/img.png`), then one more part at a time, then the name alone. Served as a
+    relative path is: inside the root once links are followed."""
+    absolute = _is_absolute(recorded)
+    path = (
         PureWindowsPath(recorded) if "\\" in recorded or _WINDOWS_ABSOLUTE.match(recorded) else PurePosixPath(recorded)
-    ).parts[1:]
+    )
+    parts = path.parts[1:] if absolute else path.parts
     if not parts or any(part in ("..", ".") for part in parts):
         return None
-    for depth in [*range(2, min(len(parts), MOVED_DEPTH) + 1), 1]:
+    longest = min(len(parts) if absolute else len(parts) - 1, MOVED_DEPTH)  # a relative path whole was tried
+    for depth in [*range(2, longest + 1), 1]:
         candidate = output_root.joinpath(*parts[-depth:])
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except (OSError, ValueError):  # a name too long for this file system, a NUL
+            continue
     return None
 
 

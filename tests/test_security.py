@@ -341,12 +341,14 @@ def test_a_symlink_inside_the_output_root_may_not_lead_out_of_it(client, setting
 def test_another_system_s_output_path_is_found_under_the_output_root(client, settings):
     """A StableNew history from Windows names `C:\\Users\\rob\\StableNew\\output\\run\\img.png`:
     on Linux every image was a placeholder, even with the output folder copied under
-    LEARNING_SVC_OUTPUT_ROOT (and on Windows once the installation had moved). The path's last
+    LEARNING_SVC_OUTPUT_ROOT (and on Windows once the installation had moved); StableNew's own
+    `output\\run\\img.png` with the root at that output folder was not found either. The path's last
     parts are looked for under the root, as a relative path is: never out of it."""
     root = settings.output_root
     deep = _png(root / "output" / "run_1" / "img.png", (1, 2, 3))
     near = _png(root / "run_2" / "b.png", (4, 5, 6))
     moved = _png(root / "run_3" / "c.png", (7, 8, 9))
+    stablenew = _png(root / "run_5" / "e.png", (9, 9, 9))  # StableNew's own relative path, the root at its output/
     secret = _png(root.parent / "elsewhere" / "run_4" / "d.png")
     (root / "run_4").symlink_to(secret.parent, target_is_directory=True)
     outputs = [
@@ -356,18 +358,15 @@ def test_another_system_s_output_path_is_found_under_the_output_root(client, set
         "D:\\x\\run_4\\d.png",  # a link under the root to a folder out of it
         "C:\\x\\..\\run_2\\b.png",
         "C:\\x\\run_9\\none.png",
+        "output\\run_5\\e.png",
+        "output/../run_5/e.png",
     ]
     _record(client, "moved", outputs)
     answers = [client.get(f"/api/jobs/moved/outputs/{n}") for n in range(len(outputs))]
-    assert [a.headers.get("X-Learning-Placeholder") for a in answers] == [
-        None,
-        None,
-        None,
-        "missing",
-        "missing",
-        "missing",
-    ]
+    placeholders = [a.headers.get("X-Learning-Placeholder") for a in answers]
+    assert placeholders == [None, None, None, "missing", "missing", "missing", None, "missing"]
     assert [a.get_data() for a in answers[:3]] == [deep.read_bytes(), near.read_bytes(), moved.read_bytes()]
+    assert answers[6].get_data() == stablenew.read_bytes()
     thumbnail = client.get("/api/jobs/moved/outputs/0/thumbnail")
     assert thumbnail.mimetype == "image/jpeg" and "X-Learning-Placeholder" not in thumbnail.headers
 
