@@ -242,6 +242,20 @@ def sampler_parts(raw: str) -> tuple[str, str | None]:
     return name, None
 
 
+def sampler_label(raw: str) -> tuple[str, str | None]:
+    """Other UIs' sampler names in A1111's words (the vocabulary's data is the service's own,
+    prompts.SAMPLERS): `dpmpp_2m` -> DPM++ 2M; InvokeAI's `dpmpp_2m_k` -> (DPM++ 2M, Karras)."""
+    from learning_svc.prompts import SAMPLERS
+
+    name = raw.strip()
+    key = name.lower()
+    key = key[2:] if key.startswith("k_") else key
+    key = key[:-4] if key.endswith("_gpu") else key
+    if key.endswith("_k") and key[:-2] in SAMPLERS:
+        return SAMPLERS[key[:-2]], "Karras"
+    return SAMPLERS.get(key, name), None
+
+
 def number_text(value) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         return None
@@ -267,6 +281,12 @@ def display_of(field_name: str, raw) -> str | None:
         return None
     if field_name in FILE_NAMES:
         return model_group(raw) or None
+    if field_name == "sampler":
+        return sampler_label(sampler_parts(raw)[0])[0]
+    if field_name == "scheduler":
+        from learning_svc.prompts import SCHEDULERS
+
+        return SCHEDULERS.get(raw.strip().lower(), raw.strip())
     return raw.strip()
 
 
@@ -376,7 +396,7 @@ def oracle_job(record: dict, offset: int) -> Job:
     prompt, negative = _resolve(record, "prompt"), _resolve(record, "negative_prompt")
     loras, embeddings = detect(prompt, negative)
     sampler, scheduler = _resolve(record, "sampler", ("sampler_name",)), _resolve(record, "scheduler")
-    folded = sampler_parts(sampler)[1] if sampler else None
+    folded = (sampler_parts(sampler)[1] or sampler_label(sampler)[1]) if sampler else None
     if folded and (not scheduler or scheduler.strip().lower() == "automatic"):
         scheduler = folded
     raw = {
