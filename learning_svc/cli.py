@@ -360,6 +360,11 @@ def import_(data_dir, dry_run, paths):
         f"({_counted(kinds['jobs'], 'job')}, {_counted(kinds['ratings'], 'rating')}{_reviews_said(kinds)}), "
         f"{total['already present']:,} already present"
         + (
+            f" ({_counted(result.tally.outputs_of_jobs, 'image')} that recorded jobs name as their outputs)"
+            if result.tally.outputs_of_jobs
+            else ""
+        )
+        + (
             f", {total['amended']:,} {'would be ' if dry_run else ''}amended with what they lacked"
             if total["amended"]
             else ""

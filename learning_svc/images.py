@@ -132,8 +132,8 @@ def _under_the_root(recorded: str, output_root: Path) -> Path | None:
     more (a folder moved), or a relative one given from another folder than the root
     (StableNew's `output\\run\\img.png` with the root at its `output` folder). The file its last
     parts name under the output root, if one is there: its folder and name first
-    (`<root>/run/img.png`), then one more part at a time, then the name alone. Served as a
-    relative path is: inside the root once links are followed."""
+    (`<root>/run/img.png`), then one more part at a time, then the name alone when the root is
+    that folder. Served as a relative path is: inside the root once links are followed."""
     absolute = _is_absolute(recorded)
     path = (
         PureWindowsPath(recorded) if "\\" in recorded or _WINDOWS_ABSOLUTE.match(recorded) else PurePosixPath(recorded)
@@ -142,7 +142,10 @@ def _under_the_root(recorded: str, output_root: Path) -> Path | None:
     if not parts or any(part in ("..", ".") for part in parts):
         return None
     longest = min(len(parts) if absolute else len(parts) - 1, MOVED_DEPTH)  # a relative path whole was tried
-    for depth in [*range(2, longest + 1), 1]:
+    # The name alone only where the root is that folder (ComfyUI's flat output/): a file of the
+    # same name in another folder is another image (as for import's claims, project.output_key).
+    alone = len(parts) >= 2 and parts[-2].casefold() == output_root.name.casefold()
+    for depth in [*range(2, longest + 1), *([1] if alone else [])]:
         candidate = output_root.joinpath(*parts[-depth:])
         try:
             if candidate.is_file():

@@ -1345,5 +1345,8 @@ def _names_file(recorded: Path | None, path: str) -> bool:
         return True
     try:
         return os.path.samefile(recorded, path)
-    except OSError:  # the job's file is not there: the name is all there is to go by
-        return not recorded.exists()
+    except (OSError, ValueError):  # the job's file is not there: the name is all there is to go by
+        try:
+            return not recorded.exists()
+        except (OSError, ValueError):  # cannot be looked at (a name too long, no permission): as not there
+            return True

@@ -791,8 +791,9 @@ def test_an_image_a_job_recorded_earlier_names_is_that_job_s_output(settings, fi
     finally:
         app.extensions["learning_svc"].close()
     for dry_run in (True, False):
-        total = run_import(settings, [outputs], dry_run=dry_run).tally.total()
-        assert (total["imported"], total["already present"]) == (1, 3), (dry_run, total)
+        tally = run_import(settings, [outputs], dry_run=dry_run).tally
+        total = tally.total()
+        assert (total["imported"], total["already present"], tally.outputs_of_jobs) == (1, 3, 3), (dry_run, total)
     app = create_app(settings)
     try:
         listed = sorted(j["job_id"] for j in app.test_client().get("/api/jobs").json["jobs"])
@@ -858,3 +859,19 @@ def test_a_job_s_output_names_one_image_not_every_image_of_that_name(tmp_path, f
         app.extensions["learning_svc"].close()
     uic = images.content_id((uis["uiC"] / "ComfyUI_00002_.png").read_bytes())
     assert listed == sorted(["local", "windows", "extra", uic])
+
+
+def test_an_output_path_the_file_system_cannot_look_at_stops_no_import(tmp_path, fixtures):
+    """A recorded output whose folder name is longer than the file system allows made asking
+    whether it named an image raise (ENAMETOOLONG): the import stopped, and a watcher retried
+    the same batch at every tick, importing nothing more."""
+    import orjson
+
+    (tmp_path / "out" / "run").mkdir(parents=True)
+    shutil.copy(fixtures / "good" / "a1111_v110.png", tmp_path / "out" / "run" / "img.png")
+    job = {"job_id": "long", "completed_at": 1_764_000_000, "outputs": ["x" * 300 + "/run/img.png"]}
+    (tmp_path / "jobs.jsonl").write_bytes(orjson.dumps(job) + b"\n")
+    settings = Settings(data_dir=tmp_path / "learning")
+    assert run_import(settings, [tmp_path / "jobs.jsonl"]).tally.total()["imported"] == 1
+    total = run_import(settings, [tmp_path / "out"]).tally.total()
+    assert (total["imported"], total["already present"]) == (0, 1)  # by its folder and name, as any such path

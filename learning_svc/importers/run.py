@@ -172,6 +172,7 @@ class Tally:
     # refused and skipped entries, and entries imported or amended with something left out: why
     problems: list[dict] = field(default_factory=list)
     imported: Counter = field(default_factory=Counter)  # "jobs" / "ratings" imported (an entry is either)
+    outputs_of_jobs: int = 0  # images counted "already present" as the outputs of recorded jobs
 
     def add(self, where: Where, outcome: str, reason: str = "", kind: str = "jobs") -> None:
         row = self.counts[_row(where.path)]
@@ -251,9 +252,9 @@ class Writer:
             self.tally.add(job.where, *self._enrich(job, line))
 
     def _keep_outputs(self, job: Job) -> None:
-        """A dry run: the images this history job names as its outputs, not jobs of their own (_owned)."""
-        if images.is_image(Path(job.where.path)) or not self.dry_run:
-            return  # an image's job: its output is itself; a job written is asked of the index
+        """The images this history job names as its outputs, not jobs of their own (_owned)."""
+        if images.is_image(Path(job.where.path)):
+            return  # an image's job: its output is itself
         keep_outputs(self.outputs, job.body["job_id"], job.body)
 
     def _replay(self, job: Job) -> bool:
@@ -525,6 +526,7 @@ def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: b
             for item in chunk:
                 if isinstance(item, Job) and item.where.path in owned:
                     tally.add(item.where, "already present")  # the output of a job recorded
+                    tally.outputs_of_jobs += 1
                 else:
                     writer.add(item)
                 if progress:
@@ -539,15 +541,13 @@ def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: b
 
 def _owned(service: Service, writer: Writer, items) -> set[str]:
     """The paths of these images that a recorded job names as its output (Service.output_owners):
-    a history read above in this run, one imported before, a pipeline's POSTed job. A dry run's
-    own jobs are in no index: it asks what it read."""
+    a history read above in this run, one imported before, a pipeline's POSTed job."""
     paths = [item.where.path for item in items if isinstance(item, Job)]
-    if writer.dry_run:
-        owned = owners_among(paths, writer.outputs, service.settings.output_root, writer.claimed)
-        paths = [path for path in paths if path not in owned]
-    else:
-        owned = {}
-    return set(owned) | set(service.output_owners(paths, writer.claimed))
+    # This run's own jobs first: a dry run's are in no index, and a real run's may not be yet
+    # (while the index cannot be written, the service answers from what it has).
+    owned = owners_among(paths, writer.outputs, service.settings.output_root, writer.claimed)
+    rest = [path for path in paths if path not in owned]
+    return set(owned) | set(service.output_owners(rest, writer.claimed))
 
 
 def write_report(settings: Settings, tally: Tally) -> Path:
