@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import os
 import re
 import sys
@@ -145,14 +146,66 @@ def _under_the_root(recorded: str, output_root: Path) -> Path | None:
     # The name alone only where the root is that folder (ComfyUI's flat output/): a file of the
     # same name in another folder is another image (as for import's claims, project.output_key).
     alone = len(parts) >= 2 and parts[-2].casefold() == output_root.name.casefold()
-    for depth in [*range(2, longest + 1), *([1] if alone else [])]:
-        candidate = output_root.joinpath(*parts[-depth:])
-        try:
-            if candidate.is_file():
-                return candidate
-        except (OSError, ValueError):  # a name too long for this file system, a NUL
-            continue
+    tails = [parts[-depth:] for depth in [*range(2, longest + 1), *([1] if alone else [])]]
+    for tail in tails:
+        if _is_file(candidate := output_root.joinpath(*tail)):
+            return candidate
+    # Whatever the case (Windows kept `IMG.png` as the history wrote it; the copy here is `img.png`)
+    for tail in ([parts] if not absolute and len(parts) <= MOVED_DEPTH else []) + tails:
+        if (candidate := _casefolded(output_root, tail)) is not None:
+            return candidate
     return None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for this file system, a NUL
+        return False
+
+
+def _casefolded(root: Path, parts: tuple[str, ...]) -> Path | None:
+    """The file `parts` names under `root`, each part matched whatever its case."""
+    path = root
+    for part in parts:
+        name = part if _exists(path / part) else _listing(path).get(part.casefold())
+        if name is None:
+            return None
+        path = path / name
+    return path if _is_file(path) else None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+LISTED_MAX = 100_000  # names of one folder looked at for a case-insensitive match
+
+
+def _listing(folder: Path) -> dict[str, str]:
+    """A folder's names by their case-folded form (the first of names differing only by case),
+    cached while the folder is unchanged (its mtime): a page of missing thumbnails asks of the
+    same few folders."""
+    try:
+        changed = os.stat(folder).st_mtime_ns
+    except (OSError, ValueError):
+        return {}
+    return _listing_at(str(folder), changed)
+
+
+@lru_cache(maxsize=8)  # a 20,000-file folder's names are ~3 MB
+def _listing_at(folder: str, changed: int) -> dict[str, str]:
+    names: dict[str, str] = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in itertools.islice(entries, LISTED_MAX):
+                names.setdefault(entry.name.casefold(), entry.name)
+    except OSError:
+        pass
+    return names
 
 
 def _is_absolute(recorded: str) -> bool:

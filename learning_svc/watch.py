@@ -224,10 +224,12 @@ class FolderWatcher:
         except Unavailable as error:
             log.debug("cannot look up the outputs of recorded jobs yet: %s", error)
             return None
-        for path in paths:
-            if str(path.absolute()) in owners:
-                log.info("%s is an output of job %s: not a job of its own", path, owners[str(path.absolute())])
-        return {path for path in paths if str(path.absolute()) in owners}
+        owned = {path for path in paths if str(path.absolute()) in owners}
+        for path in owned:
+            log.debug("%s is an output of job %s: not a job of its own", path, owners[str(path.absolute())])
+        if owned:  # a sweep of an installation's output folder: thousands, said once
+            log.info("%d images are outputs of recorded jobs, not jobs of their own", len(owned))
+        return owned
 
     def _record(self, jobs: list[Job]) -> None:
         from . import records

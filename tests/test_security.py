@@ -349,6 +349,7 @@ def test_another_system_s_output_path_is_found_under_the_output_root(client, set
     near = _png(root / "run_2" / "b.png", (4, 5, 6))
     moved = _png(root / "run_3" / "c.png", (7, 8, 9))
     _png(root / "flat.png", (3, 3, 3))
+    cased, pic = _png(root / "run_7" / "img.png", (5, 5, 5)), _png(root / "run_8" / "pic.png", (6, 6, 6))
     stablenew = _png(root / "run_5" / "e.png", (9, 9, 9))  # StableNew's own relative path, the root at its output/
     secret = _png(root.parent / "elsewhere" / "run_4" / "d.png")
     (root / "run_4").symlink_to(secret.parent, target_is_directory=True)
@@ -364,23 +365,15 @@ def test_another_system_s_output_path_is_found_under_the_output_root(client, set
         f"C:\\ComfyUI\\{root.name}\\flat.png",  # ComfyUI's flat output folder, the root
         "C:\\x\\other\\flat.png",  # another folder's flat.png: not this one
         "run_6/flat.png",
+        "C:\\x\\RUN_7\\IMG.PNG",  # Windows kept the case the history wrote; the copy here differs
+        "Run_8/Pic.png",
     ]
     _record(client, "moved", outputs)
     answers = [client.get(f"/api/jobs/moved/outputs/{n}") for n in range(len(outputs))]
     placeholders = [a.headers.get("X-Learning-Placeholder") for a in answers]
-    assert placeholders == [
-        None,
-        None,
-        None,
-        "missing",
-        "missing",
-        "missing",
-        None,
-        "missing",
-        None,
-        "missing",
-        "missing",
-    ]
+    expected = [None, None, None, "missing", "missing", "missing", None, "missing", None, "missing", "missing"]
+    assert placeholders == expected + [None, None]
+    assert [a.get_data() for a in answers[-2:]] == [cased.read_bytes(), pic.read_bytes()]
     assert [a.get_data() for a in answers[:3]] == [deep.read_bytes(), near.read_bytes(), moved.read_bytes()]
     assert answers[6].get_data() == stablenew.read_bytes()
     thumbnail = client.get("/api/jobs/moved/outputs/0/thumbnail")
