@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None, service=None) -> Flask:
             list(settings.watch),
             settings.output_root,
             poll=settings.watch_poll,
+            delay=settings.watch_delay,
             publish_to=settings.watch_state,
         ).start()
     app.extensions["learning_svc_settings"] = settings

@@ -103,15 +103,22 @@ data_dir_option = click.option(
     help="Import images that appear in this folder (repeatable) [LEARNING_SVC_WATCH].",
 )
 @click.option(
+    "--watch-delay",
+    type=click.IntRange(0, 86_400),
+    default=None,
+    help="Seconds a new image waits before it becomes a job of its own, so that a pipeline writing into "
+    "the folder records the job naming it first [LEARNING_SVC_WATCH_DELAY, 0].",
+)
+@click.option(
     "--workers",
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
     help="Processes answering on the one address (Linux, macOS; on Windows use a reverse proxy).",
 )
-def serve(host, port, data_dir, watch, workers):
+def serve(host, port, data_dir, watch, watch_delay, workers):
     """Serve the API and the history page with waitress."""
-    settings = _settings(data_dir, host=host, port=port, watch=tuple(watch) or None)
+    settings = _settings(data_dir, host=host, port=port, watch=tuple(watch) or None, watch_delay=watch_delay)
     if not settings.is_loopback and not settings.token:
         raise click.UsageError(
             f"binding to {settings.host} exposes the service to the network: "

@@ -48,6 +48,9 @@ class Settings:
     naive_timezone: str = "UTC"  # what a posted time without a zone means: UTC, local or an IANA name
     watch: tuple[Path, ...] = ()  # folders whose new images are imported while serving
     watch_poll: bool = False  # poll the watched folders instead of OS notifications (network shares)
+    # Seconds a new image waits before it is imported as a job of its own: a pipeline writing
+    # into a watched folder POSTs the job naming it meanwhile (then it is that job's output)
+    watch_delay: int = 0
     watch_state: Path | None = None  # serve --workers: worker 0's watchers publish their state here for the others
     batch_processes: int | None = None  # processes validating large NDJSON batches (None: batches.default_processes)
     extra: dict = field(default_factory=dict)
@@ -130,6 +133,7 @@ class Settings:
             **_ints(
                 env,
                 probe_above="LEARNING_SVC_PROBE_ABOVE",
+                watch_delay="LEARNING_SVC_WATCH_DELAY",
                 facet_sample="LEARNING_SVC_FACET_SAMPLE",
                 text_cache_bytes="LEARNING_SVC_TEXT_CACHE_BYTES",
                 batch_processes="LEARNING_SVC_BATCH_PROCESSES",

@@ -70,8 +70,11 @@ class FolderWatcher:
         output_root: Path | None,
         poll: bool = False,
         publish_to: Path | None = None,
+        delay: float = 0.0,
     ):
         self.service, self.output_root, self.poll = service, output_root, poll
+        self.delay = delay  # LEARNING_SVC_WATCH_DELAY: how old a file must be before it is a job of its own
+        self.not_before: dict[Path, float] = {}  # path -> when (monotonic) it is old enough
         # serve --workers: the file the other workers read this watcher's state from (published_state)
         self.publish_to = publish_to
         self._published: list[dict] | None = None
@@ -116,6 +119,7 @@ class FolderWatcher:
             with self.lock:
                 first = self.pending.get(candidate, (now, now))[1]
                 self.pending[candidate] = (now, first)
+                self.not_before.pop(candidate, None)  # written again: its wait starts over
 
     # -- the watcher's own thread
     def _run(self) -> None:
@@ -188,6 +192,8 @@ class FolderWatcher:
         now = time.monotonic()
         with self.lock:
             ready = [path for path, (changed, _) in self.pending.items() if now - changed >= SETTLE]
+        if self.delay:
+            ready = [path for path in ready if self._old_enough(path, now)]
         if not ready:
             return
         owned = self._owned(ready)
@@ -209,10 +215,22 @@ class FolderWatcher:
         with self.lock:
             for path in done:
                 self.pending.pop(path, None)
+                self.not_before.pop(path, None)
             for path in set(ready) - set(done):  # not ready yet: look again in a while
                 self.pending[path] = (now, self.pending[path][1])
         if jobs:
             self._record(jobs)
+
+    def _old_enough(self, path: Path, now: float) -> bool:
+        """Written at least `delay` seconds ago (by its modification time: what a sweep finds
+        is old at once). Asked of the file once; a change starts the wait again."""
+        if path not in self.not_before:
+            try:
+                age = time.time() - path.stat().st_mtime
+            except OSError:
+                return True  # gone, or cannot be read: image_job says which
+            self.not_before[path] = now + max(0.0, self.delay - age)
+        return now >= self.not_before[path]
 
     def _owned(self, paths: list[Path]) -> set[Path] | None:
         """The images a recorded job names as its outputs (a pipeline's job, an imported history):

@@ -3,6 +3,7 @@ goes away is looked for again, and nothing stops the service."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import replace
@@ -210,5 +211,36 @@ def test_the_service_s_own_thumbnails_are_not_imported(settings, tmp_path, pngs)
         assert list((folder / "logs" / "learning" / "thumbnails").rglob("*.*"))  # thumbnails were written there
         assert len(server.http.get(server.url + "/api/jobs").json()["jobs"]) == 1
         assert health()["imported"] == 1
+    finally:
+        server.stop()
+
+
+def test_a_watch_delay_lets_a_pipeline_record_its_job_first(settings, tmp_path, pngs):
+    """A watched folder that a pipeline writes into: each image was imported within a second,
+    before the pipeline (an upscale stage still running) POSTed the job naming it, so it stayed
+    a job of its own beside that job. LEARNING_SVC_WATCH_DELAY holds new images back that long."""
+    outputs = tmp_path / "outputs"
+    run = outputs / "run_1"
+    run.mkdir(parents=True)
+    old = outputs / "old.png"
+    shutil.copy(pngs / "fooocus.png", old)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))  # written long ago: imported at the start's sweep
+    server = LiveServer(replace(settings, output_root=outputs, watch=(outputs,), watch_delay=3))
+    try:
+        health = lambda: server.http.get(server.url + "/api/health").json()["watch"][0]  # noqa: E731
+        wait_for(lambda: health()["imported"] == 1, "the old image imported at once")
+        began = time.monotonic()
+        shutil.copy(pngs / "a1111_v110.png", run / "img_1.png")  # the pipeline's image...
+        shutil.copy(pngs / "sdnext.png", run / "by_hand.png")  # ...and one no job will name
+        time.sleep(1.5)
+        assert health()["imported"] == 1  # both held back
+        job = {"job_id": "pipe-1", "completed_at": 1_764_000_000, "outputs": ["run_1/img_1.png"]}
+        assert server.post_job(job).status_code == 201  # ...and its job, a while later
+        wait_for(lambda: health()["imported"] == 2, "the image no job names imported after the delay")
+        assert time.monotonic() - began >= 3.0
+        time.sleep(0.5)
+        jobs = server.http.get(server.url + "/api/jobs").json()["jobs"]
+        by_hand = images.content_id((run / "by_hand.png").read_bytes())
+        assert sorted(j["job_id"] for j in jobs) == sorted(["pipe-1", by_hand, images.content_id(old.read_bytes())])
     finally:
         server.stop()
