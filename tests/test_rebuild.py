@@ -178,18 +178,24 @@ def test_rebuild_with_worker_processes_equals_the_live_index(settings, tmp_path)
             assert compare_table(table, live, fresh) == [], table.name
 
 
+def downgraded(settings, revision: str):
+    """The settings' index taken down to an older schema revision (as an older version left it)."""
+    config = Config()
+    config.set_main_option("script_location", str(db.migrations_dir()))
+    engine = db.make_engine(settings.db_url, writer=True)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+    return engine
+
+
 @pytest.mark.both_backends
 def test_an_index_of_the_schema_before_tag_numbers_is_emptied_by_the_upgrade_and_rebuilt(settings):
     """Migration 0010 (job_tags keyed by tag numbers, no rating_lo copy, no summary in jobs)
     empties an older index, and the next start indexes the journal again: the same history.
     Its downgrade gives the older shapes back, empty, for an older version to rebuild."""
     before = filled_history(settings, 20)
-    config = Config()
-    config.set_main_option("script_location", str(db.migrations_dir()))
-    engine = db.make_engine(settings.db_url, writer=True)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0009")
+    engine = downgraded(settings, "0009")
     with engine.begin() as conn:
         assert {"field", "value", "rating_lo"} <= {c["name"] for c in inspect(conn).get_columns("job_tags")}
         assert "summary" in {c["name"] for c in inspect(conn).get_columns("jobs")}
@@ -218,12 +224,8 @@ def test_an_index_of_the_schema_before_job_outputs_is_rebuilt_with_them(settings
     """Migration 0011 adds job_outputs, empty: an index an older version made (its jobs indexed,
     its projection the one stored) is rebuilt at the next start, so every job's outputs are in it."""
     before = filled_history(settings, 20)
-    config = Config()
-    config.set_main_option("script_location", str(db.migrations_dir()))
-    engine = db.make_engine(settings.db_url, writer=True)
+    engine = downgraded(settings, "0010")
     with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0010")
         assert "job_outputs" not in inspect(conn).get_table_names()
         assert conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar_one() > 0
     engine.dispose()
