@@ -875,3 +875,26 @@ def test_an_output_path_the_file_system_cannot_look_at_stops_no_import(tmp_path,
     assert run_import(settings, [tmp_path / "jobs.jsonl"]).tally.total()["imported"] == 1
     total = run_import(settings, [tmp_path / "out"]).tally.total()
     assert (total["imported"], total["already present"]) == (0, 1)  # by its folder and name, as any such path
+
+
+def test_an_image_job_read_from_a_history_file_claims_no_other_image(tmp_path, fixtures):
+    """An image's job in a history file (learning_svc's own export from another machine) was
+    taken to name, by folder and file name, a different image found in the same run; the index
+    never lets an image's job do that (it is known by its content)."""
+    import hashlib
+
+    import orjson
+
+    (tmp_path / "pics" / "run").mkdir(parents=True)
+    shutil.copy(fixtures / "good" / "sdnext.png", tmp_path / "pics" / "run" / "a.png")
+    digest = hashlib.sha256(b"another image").hexdigest()
+    job = {
+        "job_id": "img-" + digest[:40],
+        "completed_at": 1_764_000_000,
+        "outputs": ["D:\\pics\\run\\a.png"],
+        "extra": {"image": {"sha256": digest}},
+    }
+    (tmp_path / "history.jsonl").write_bytes(orjson.dumps(job) + b"\n")
+    for dry_run in (True, False):
+        total = run_import(Settings(data_dir=tmp_path / "learning"), [tmp_path], dry_run=dry_run).tally.total()
+        assert (total["imported"], total["already present"]) == (2, 0), (dry_run, total)

@@ -27,6 +27,7 @@ import orjson
 
 from .. import records, reviews
 from ..config import Settings
+from ..index.project import made_from_an_image
 from ..service import (
     BadReview,
     Conflict,
@@ -253,8 +254,8 @@ class Writer:
 
     def _keep_outputs(self, job: Job) -> None:
         """The images this history job names as its outputs, not jobs of their own (_owned)."""
-        if images.is_image(Path(job.where.path)):
-            return  # an image's job: its output is itself
+        if images.is_image(Path(job.where.path)) or made_from_an_image(job.body):
+            return  # an image's job (found here, or in an export): known by its content, as in the index
         keep_outputs(self.outputs, job.body["job_id"], job.body)
 
     def _replay(self, job: Job) -> bool:

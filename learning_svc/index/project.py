@@ -108,12 +108,12 @@ def _output_hashes(line: dict) -> list[int]:
     `img-<sha256>` id over `extra.image.sha256`): that one is known by its content, and its path
     says nothing of other images (another ComfyUI folder has its own `output/ComfyUI_00001_.png`)."""
     outputs = line.get("outputs")
-    if not outputs or not isinstance(outputs, list) or _made_from_an_image(line):
+    if not outputs or not isinstance(outputs, list) or made_from_an_image(line):
         return []
     return list(dict.fromkeys(output_hash(output_key(o)) for o in outputs if isinstance(o, str) and o.strip("/\\")))
 
 
-def _made_from_an_image(line: dict) -> bool:
+def made_from_an_image(line: dict) -> bool:
     """A job the image importer made (a pipeline's own `extra.image` does not make one)."""
     extra = line.get("extra")
     image = extra.get("image") if isinstance(extra, dict) else None
