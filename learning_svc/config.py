@@ -95,6 +95,8 @@ class Settings:
                 raise SettingsError(f"{var} is {getattr(self, name)}: it must be at least 1")
         if self.batch_processes is not None and self.batch_processes < 0:
             raise SettingsError(f"LEARNING_SVC_BATCH_PROCESSES is {self.batch_processes}: 0 or more")
+        if self.watch_delay < 0:
+            raise SettingsError(f"LEARNING_SVC_WATCH_DELAY is {self.watch_delay}: seconds, 0 or more [--watch-delay]")
         try:
             naive_timezone(self.naive_timezone)
         except ValueError as error:
