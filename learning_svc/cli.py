@@ -104,7 +104,7 @@ data_dir_option = click.option(
 )
 @click.option(
     "--watch-delay",
-    type=click.IntRange(0, 86_400),
+    type=click.IntRange(0, 86_400),  # config.MAX_WATCH_DELAY
     default=None,
     help="Seconds a new image waits before it becomes a job of its own, so that a pipeline writing into "
     "the folder records the job naming it first [LEARNING_SVC_WATCH_DELAY, 0].",

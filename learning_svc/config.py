@@ -95,8 +95,10 @@ class Settings:
                 raise SettingsError(f"{var} is {getattr(self, name)}: it must be at least 1")
         if self.batch_processes is not None and self.batch_processes < 0:
             raise SettingsError(f"LEARNING_SVC_BATCH_PROCESSES is {self.batch_processes}: 0 or more")
-        if self.watch_delay < 0:
-            raise SettingsError(f"LEARNING_SVC_WATCH_DELAY is {self.watch_delay}: seconds, 0 or more [--watch-delay]")
+        if not 0 <= self.watch_delay <= MAX_WATCH_DELAY:
+            raise SettingsError(
+                f"LEARNING_SVC_WATCH_DELAY is {self.watch_delay}: seconds, 0 to {MAX_WATCH_DELAY} (a day) [--watch-delay]"
+            )
         try:
             naive_timezone(self.naive_timezone)
         except ValueError as error:
@@ -154,6 +156,9 @@ _AT_LEAST_ONE = {
     "idle_seconds": "LEARNING_SVC_IDLE_SECONDS",
     "facet_sample": "LEARNING_SVC_FACET_SAMPLE",
 }
+
+
+MAX_WATCH_DELAY = 86_400  # a day: longer, and an image would wait past any pipeline's job
 
 
 def _ints(env, **names: str) -> dict[str, int]:

@@ -28,6 +28,7 @@ SETTLE = 0.4  # seconds without a change before a file is read
 TICK = 0.1
 RETRY = 3.0  # seconds between looks for a folder that is not there
 GIVE_UP = 30.0  # a file still incomplete after this long is reported, not waited for any more
+SAID_ONE_BY_ONE = 10  # images found to be recorded jobs' outputs at one look, each logged; more: a count
 
 
 def published_state(path: Path) -> list[dict]:
@@ -53,11 +54,12 @@ class Folder:
     problems: list[str] = field(default_factory=list)  # the latest few
     last_look: float = 0.0
 
-    def describe(self) -> dict:
+    def describe(self, delay: float = 0) -> dict:
         return {
             "folder": str(self.path),
             "state": self.state,
             "imported": self.imported,
+            "delay_seconds": delay,  # LEARNING_SVC_WATCH_DELAY: how long a new image waits
             "recent_problems": self.problems[-5:],
         }
 
@@ -99,7 +101,7 @@ class FolderWatcher:
             self._unwatch(folder)
 
     def describe(self) -> list[dict]:
-        return [folder.describe() for folder in self.folders]
+        return [folder.describe(self.delay) for folder in self.folders]
 
     def _publish(self) -> None:
         """Write describe() for the other workers when it changed (atomically: a reader never sees half)."""
@@ -243,10 +245,11 @@ class FolderWatcher:
             log.debug("cannot look up the outputs of recorded jobs yet: %s", error)
             return None
         owned = {path for path in paths if str(path.absolute()) in owners}
-        for path in owned:
-            log.debug("%s is an output of job %s: not a job of its own", path, owners[str(path.absolute())])
-        if owned:  # a sweep of an installation's output folder: thousands, said once
+        if len(owned) > SAID_ONE_BY_ONE:  # a sweep of an installation's output folder: thousands, said once
             log.info("%d images are outputs of recorded jobs, not jobs of their own", len(owned))
+        else:
+            for path in owned:
+                log.info("%s is an output of job %s, not a job of its own", path, owners[str(path.absolute())])
         return owned
 
     def _record(self, jobs: list[Job]) -> None:

@@ -229,6 +229,7 @@ def test_a_watch_delay_lets_a_pipeline_record_its_job_first(settings, tmp_path, 
     try:
         health = lambda: server.http.get(server.url + "/api/health").json()["watch"][0]  # noqa: E731
         wait_for(lambda: health()["imported"] == 1, "the old image imported at once")
+        assert health()["delay_seconds"] == 3  # which delay is in force
         began = time.monotonic()
         shutil.copy(pngs / "a1111_v110.png", run / "img_1.png")  # the pipeline's image...
         shutil.copy(pngs / "sdnext.png", run / "by_hand.png")  # ...and one no job will name

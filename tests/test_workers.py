@@ -114,7 +114,8 @@ def test_a_port_in_use_is_one_line_and_exit_1(tmp_path, workers):
         (("--data-dir", "A_FILE"), {}, "is a file"),
         ((), {"LEARNING_SVC_DATA_DIR": "A_FILE"}, "is a file"),
         ((), {"LEARNING_SVC_TOKEN": "   "}, "LEARNING_SVC_TOKEN is blank"),  # every write was then a 401
-        ((), {"LEARNING_SVC_WATCH_DELAY": "-5"}, "LEARNING_SVC_WATCH_DELAY is -5: seconds, 0 or more"),
+        ((), {"LEARNING_SVC_WATCH_DELAY": "-5"}, "LEARNING_SVC_WATCH_DELAY is -5: seconds, 0 to 86400"),
+        ((), {"LEARNING_SVC_WATCH_DELAY": "100000"}, "LEARNING_SVC_WATCH_DELAY is 100000: seconds, 0 to 86400"),
         ((), {"LEARNING_SVC_WATCH_DELAY": "abc"}, "LEARNING_SVC_WATCH_DELAY='abc' is not a whole number"),
         (("--watch-delay", "-1"), {}, "-1 is not in the range 0<=x<=86400"),
     ],
