@@ -829,7 +829,10 @@ def test_the_top_bar_fits_between_a_phone_and_a_desktop(demo_server, open_page, 
 
 def test_a_picker_at_the_right_edge_opens_its_list_within_the_window(live_server, samples, open_page):
     page = open_page(live_server)
-    rightmost = max(page.locator("#filters button.facet").all(), key=lambda b: b.bounding_box()["x"])
+    fields = live_server.http.get(live_server.url + "/api/fields").json()["fields"]
+    buttons = page.locator("#filters button.facet")
+    expect(buttons).to_have_count(len([f for f in fields if f["facet"]]))  # the pickers are built
+    rightmost = max(buttons.all(), key=lambda b: b.bounding_box()["x"])
     rightmost.click()
     panel = page.locator(f"#{rightmost.get_attribute('aria-controls')}")
     expect(panel).to_be_visible()
