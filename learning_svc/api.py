@@ -300,9 +300,16 @@ def fields():
 
 @bp.get("/facets")
 def facets():
-    chosen = params.parse(params.FacetParams, args())
+    query = args()
+    chosen = params.parse(params.FacetParams, query)
     found, sampled = service().facets(chosen.filters(), chosen.facet_size)
-    return json_response({"facets": found, "sampled": sampled})
+    # Each field value of the query as the facets list it: a link's `sampler=dpmpp_2m` is "DPM++ 2M".
+    spelled = {
+        field.name: {value: field.shown(value) for value in query[field.name] if value.strip()}
+        for field in FIELDS
+        if query.get(field.name)
+    }
+    return json_response({"facets": found, "sampled": sampled, "filter_values": spelled})
 
 
 @bp.get("/export")

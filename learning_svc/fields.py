@@ -78,6 +78,15 @@ class Field:
         tag = self.tag(text)
         return tag[0] if tag else text.strip().casefold()
 
+    def shown(self, text: str) -> str:
+        """A query parameter value as the facets list the value it filters by ("dpmpp_2m" ->
+        "DPM++ 2M", "7.0" -> "7"), so that a link's spelling finds its facet entry. Only for a
+        text `parse` accepts."""
+        if self.kind == "number":
+            return canonical_number(float(text))
+        tag = self.tag(text)
+        return tag[1] if tag else text.strip()
+
     def describe(self) -> dict:
         """What the page needs to build a picker (GET /api/fields)."""
         return {

@@ -119,6 +119,7 @@ class FacetSample(BaseModel):
 class Facets(BaseModel):
     facets: dict[str, list[FacetValue]]
     sampled: FacetSample | None = None  # set when counted over the newest `jobs` matching jobs only
+    filter_values: dict[str, dict[str, str]] = {}  # field -> each value of the query -> the facet value it is
 
 
 class ErrorField(BaseModel):

@@ -736,3 +736,22 @@ def test_a_sampler_is_one_facet_value_whichever_ui_named_it(client):
         assert len(client.get("/api/jobs", query_string={"sampler": name}).json["jobs"]) == 4, name
     record = client.get("/api/jobs/s0").json["record"]
     assert (record["sampler"], record["scheduler"]) == ("dpmpp_2m", "karras")  # the record keeps what was written
+
+
+def test_facets_say_which_value_each_filter_of_a_link_is(client):
+    """A link's `sampler=dpmpp_2m` filtered the DPM++ 2M jobs, but nothing said that its
+    facet value is "DPM++ 2M": the page listed a ticked "dpmpp_2m" with 0 jobs beside it."""
+    body = {"completed_at": 1_764_000_000, "model": "juggernautXL.safetensors [dd08fa32f9]", "steps": 30}
+    assert post(client, {**body, "job_id": "f1", "sampler": "dpmpp_2m", "cfg_scale": 7}).status_code == 201
+    query = {"sampler": ["dpmpp_2m", " "], "model": "juggernautXL.safetensors", "steps": "30.0", "pack": "x"}
+    answer = client.get("/api/facets", query_string=query).json
+    assert answer["filter_values"] == {
+        "sampler": {"dpmpp_2m": "DPM++ 2M"},
+        "model": {"juggernautXL.safetensors": "juggernautXL"},
+        "steps": {"30.0": "30"},
+        "pack": {"x": "x"},
+    }
+    facets = client.get("/api/facets", query_string={"model": "juggernautXL"}).json
+    shown = answer["filter_values"]["sampler"]["dpmpp_2m"]
+    assert [v["value"] for v in facets["facets"]["sampler"]] == [shown]  # the value the facets list
+    assert client.get("/api/facets").json["filter_values"] == {}

@@ -546,6 +546,23 @@ def test_empty_state_gives_a_working_curl_command(live_server, open_page):
 # ---------------------------------------------------------------- 11. filters live in the URL
 
 
+def test_a_link_spelling_a_value_otherwise_ticks_the_value_the_picker_lists(live_server, samples, open_page):
+    """`/?sampler=dpmpp_2m` listed the DPM++ 2M jobs, but the picker showed a ticked
+    "dpmpp_2m" with 0 jobs above an unticked "DPM++ 2M" with their count."""
+    facets = live_server.http.get(live_server.url + "/api/facets").json()["facets"]["sampler"]
+    count = next(bucket["count"] for bucket in facets if bucket["value"] == "DPM++ 2M")
+    page = open_page(live_server, "/?sampler=dpmpp_2m&sampler=DPM%2B%2B+2M&sort=rating")
+    expect(page.locator(JOB)).to_have_count(count)
+    expect(page).to_have_url(re.compile(r"sampler=DPM%2B%2B\+2M&sort=rating$"))  # one value, as listed
+    expect(page.locator("#filter-sampler")).to_have_text("DPM++ 2M")
+    page.locator("#filter-sampler").click()
+    ticked = page.locator("#picker-sampler .picker-values label:has(input:checked)")
+    expect(ticked).to_have_count(1)
+    expect(ticked).to_have_attribute("data-value", "DPM++ 2M")
+    expect(ticked.locator(".picker-count")).to_have_text(str(count))
+    expect(page.locator("#picker-sampler .picker-values label", has_text="dpmpp_2m")).to_have_count(0)
+
+
 def test_filters_are_kept_in_the_url(live_server, samples, open_page):
     page = open_page(live_server)
     expect(picker_values(page, "sampler")).not_to_have_count(0)  # the facet values arrived

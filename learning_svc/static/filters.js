@@ -280,10 +280,35 @@ async function loadFacets() {
   try {
     const results = await Promise.all(fields.map((field) => facetsWithout(field.name)));
     if (generation !== state.generation) return;
+    respell(results);
     fields.forEach((field, i) => fillPicker(field.name, results[i].facets[field.name] ?? [], results[i].sampled));
   } catch (error) {
     if (generation === state.generation) showToast(`Could not load filter values: ${error.message}`);
   }
+}
+
+// A link may spell a value otherwise than the facets list it (`sampler=dpmpp_2m` filters the
+// "DPM++ 2M" jobs): the facets say how (`filter_values`; each field's own values come with the
+// other fields' requests), and the address takes their spelling, so that the picker ticks the
+// value it lists. The jobs listed stay the same: only the spelling changes.
+function respell(results) {
+  const spelled = {};
+  for (const result of results) {
+    for (const [name, values] of Object.entries(result.filter_values ?? {})) Object.assign(spelled[name] ??= {}, values);
+  }
+  const params = new URLSearchParams();
+  const seen = new Set();
+  for (const [name, value] of state.params) {
+    const shown = spelled[name]?.[value] ?? value;
+    const key = `${name}=${shown.toLowerCase()}`;
+    if (spelled[name] && seen.has(key)) continue;
+    seen.add(key);
+    params.append(name, shown);
+  }
+  if (params.toString() === state.params.toString()) return;
+  setParams(params);
+  writeUrl();
+  updateExportLinks();
 }
 
 // The values of a field with their counts under the other filters; a chosen value that has
