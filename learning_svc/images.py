@@ -96,7 +96,7 @@ def open_output(recorded: str, output_root: Path) -> Output | None:
             raise FileNotFoundError(recorded)  # another system's path: looked for under the root
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
     except (OSError, ValueError):  # missing, no permission, a name too long for this file system
-        moved = _under_the_root(recorded, output_root)
+        moved = under_the_root(recorded, output_root)
         if moved is None:
             return None
         path, confined = moved, True
@@ -127,7 +127,7 @@ def open_output(recorded: str, output_root: Path) -> Output | None:
 MOVED_DEPTH = 6  # how many of an absolute path's last parts are tried under the output root
 
 
-def _under_the_root(recorded: str, output_root: Path) -> Path | None:
+def under_the_root(recorded: str, output_root: Path) -> Path | None:
     """An output that is not where its path says: another system's absolute path (a StableNew
     history from Windows, `C:\\Users\\rob\\StableNew\\output\\run\\img.png`), one not there any
     more (a folder moved), or a relative one given from another folder than the root

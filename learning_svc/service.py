@@ -1171,11 +1171,20 @@ class Service:
         keys = {path: output_keys(path, self.settings.output_root) for path in paths}
         wanted = {output_hash(k) for ks in keys.values() for k in ks}
         outputs: dict[str, list[tuple[str, str]]] = {}
-        with self.reader() as conn:
-            for row in {row.id: row for row in queries.jobs_naming_outputs(conn, wanted)}.values():
-                base, amendments = self._lines_of(conn, row)
-                record = records.effective_line(base, amendments) if amendments else base
-                keep_outputs(outputs, row.job_id, record)
+        journal_end = self.jobs_journal.size()
+        try:
+            with self.reader() as conn:
+                # Unavailable rather than an answer from an index behind the journal (it cannot be
+                # written, or is still catching up): a job acknowledged but not indexed yet names
+                # its outputs too, and its image taken for a job of its own would be one for good.
+                if self._synced[0] < journal_end:
+                    raise Unavailable("the index is behind the journal: the outputs of recent jobs are not in it yet")
+                for row in {row.id: row for row in queries.jobs_naming_outputs(conn, wanted)}.values():
+                    base, amendments = self._lines_of(conn, row)
+                    record = records.effective_line(base, amendments) if amendments else base
+                    keep_outputs(outputs, row.job_id, record)
+        except DBAPIError as error:  # the database away (PostgreSQL restarting, SQLite locked): ask again later
+            raise Unavailable(index_error_message(error)) from error
         return owners_among(paths, outputs, self.settings.output_root, claimed)
 
     def open_output(self, job_id: str, n: int) -> images.Output | None:
@@ -1326,10 +1335,7 @@ def owners_among(
     for path in paths:
         for key in output_keys(path, output_root):
             for job_id, output in outputs.get(key, ()):
-                if (
-                    _names_file(images.resolve(output, root), path)
-                    and claimed.setdefault((job_id, output), path) == path
-                ):
+                if _names_file(output, root, path) and claimed.setdefault((job_id, output), path) == path:
                     owners[path] = job_id
                     break
             if path in owners:
@@ -1337,16 +1343,23 @@ def owners_among(
     return owners
 
 
-def _names_file(recorded: Path | None, path: str) -> bool:
-    """Does a job's output (resolved on this machine: images.resolve) name the image at `path`,
-    of the same folder and file name? A file that is there names itself alone; one that cannot
-    be here (another system's path) or is not (moved since) names any such image."""
-    if recorded is None:
-        return True
+def _names_file(output: str, root: Path, path: str) -> bool:
+    """Does a job's output name the image at `path`, of the same folder and file name? A file
+    that is there names itself alone. One that cannot be here (another system's path) or is not
+    (moved since) names the file its thumbnail shows, found under the output root
+    (images.open_output), and when there is none there, any such image (the first one seen)."""
+    recorded = images.resolve(output, root)
+    same = None if recorded is None else _same_file(recorded, path)
+    if same is not None:
+        return same
+    found = images.under_the_root(output, root)
+    return True if found is None else bool(_same_file(found, path))
+
+
+def _same_file(recorded: Path, path: str) -> bool | None:
+    """Whether `recorded` is the file at `path`; None when there is no file at `recorded` (or it
+    cannot be looked at: a name too long, no permission)."""
     try:
         return os.path.samefile(recorded, path)
-    except (OSError, ValueError):  # the job's file is not there: the name is all there is to go by
-        try:
-            return not recorded.exists()
-        except (OSError, ValueError):  # cannot be looked at (a name too long, no permission): as not there
-            return True
+    except (OSError, ValueError):
+        return None

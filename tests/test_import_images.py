@@ -861,6 +861,38 @@ def test_a_job_s_output_names_one_image_not_every_image_of_that_name(tmp_path, f
     assert listed == sorted(["local", "windows", "extra", uic])
 
 
+def test_another_system_s_output_is_the_image_its_thumbnail_shows_not_the_first_of_its_name(tmp_path, fixtures):
+    """A history's `C:\\SD\\output\\run\\img.png` was given to the first `run/img.png` the walk
+    met: an `archive/run/img.png` (another image) came first, was counted the job's and never became
+    a job, while the job's own image, the one its thumbnail shows, became a second job."""
+    import orjson
+
+    from learning_svc import images as served
+
+    root = tmp_path / "output"
+    (root / "run").mkdir(parents=True)
+    (root / "archive" / "run").mkdir(parents=True)
+    shutil.copy(fixtures / "good" / "a1111_v110.png", root / "run" / "img.png")
+    shutil.copy(fixtures / "good" / "sdnext.png", root / "archive" / "run" / "img.png")
+    output = "C:\\SD\\output\\run\\img.png"
+    (tmp_path / "h.jsonl").write_bytes(
+        orjson.dumps({"job_id": "J", "completed_at": 1_764_000_000, "outputs": [output]})
+    )
+    settings = Settings(data_dir=tmp_path / "learning", output_root=root)
+    assert run_import(settings, [tmp_path / "h.jsonl"]).tally.total()["imported"] == 1
+    shown = served.open_output(output, root)
+    assert shown.real_path == str((root / "run" / "img.png").resolve())
+    shown.close()
+    total = run_import(settings, [root]).tally.total()
+    assert (total["imported"], total["already present"]) == (1, 1)
+    app = create_app(settings)
+    try:
+        listed = sorted(j["job_id"] for j in app.test_client().get("/api/jobs").json["jobs"])
+    finally:
+        app.extensions["learning_svc"].close()
+    assert listed == sorted(["J", images.content_id((root / "archive" / "run" / "img.png").read_bytes())])
+
+
 def test_an_output_path_the_file_system_cannot_look_at_stops_no_import(tmp_path, fixtures):
     """A recorded output whose folder name is longer than the file system allows made asking
     whether it named an image raise (ENAMETOOLONG): the import stopped, and a watcher retried

@@ -245,3 +245,88 @@ def test_a_watch_delay_lets_a_pipeline_record_its_job_first(settings, tmp_path, 
         assert sorted(j["job_id"] for j in jobs) == sorted(["pipe-1", by_hand, images.content_id(old.read_bytes())])
     finally:
         server.stop()
+
+
+def test_an_image_of_a_job_the_index_does_not_hold_yet_is_not_a_job_of_its_own(tmp_path, pngs, monkeypatch):
+    """While the index could not be written (a full disk), a job the service had acknowledged was
+    in the journal but not in the index, and the watcher, asking the index whose images it saw,
+    imported that job's image as a job of its own: a second job, for good."""
+    import sqlite3
+
+    from learning_svc import records
+    from learning_svc.config import Settings
+    from learning_svc.index import sync
+    from learning_svc.service import Service, Unavailable
+    from learning_svc.watch import Folder, FolderWatcher
+
+    outputs = tmp_path / "outputs"
+    (outputs / "run").mkdir(parents=True)
+    service = Service(Settings(data_dir=tmp_path / "learning", output_root=outputs)).start()
+    try:
+        image = outputs / "run" / "img.png"
+        with monkeypatch.context() as patched:
+
+            def full(*args, **kwargs):
+                raise sqlite3.OperationalError("database or disk is full")
+
+            patched.setattr(sync, "insert_jobs", full)
+            job = {"job_id": "pipe-1", "completed_at": 1_764_000_000, "outputs": ["run/img.png"]}
+            assert service.record_job(records.parse(records.JobIn, job))[0]
+            wait_for(
+                lambda: service.index_trouble is not None, "the index failing (the follower applies after the ack)"
+            )
+            shutil.copy(pngs / "a1111_v110.png", image)
+            with pytest.raises(Unavailable):
+                service.output_owners([str(image)], {})
+            watcher = FolderWatcher(service, [outputs], outputs)
+            watcher._sweep(Folder(outputs))
+            watcher._import_settled()
+            assert image in watcher.pending  # asked again later, not imported
+        service.index_trouble["next_try"] = 0  # the disk has room again
+
+        def owners():
+            try:
+                return service.output_owners([str(image)], {})
+            except Unavailable:
+                return None
+
+        wait_for(lambda: owners() == {str(image): "pipe-1"}, "the job indexed")
+        watcher._import_settled()
+        assert image not in watcher.pending
+        with service.reader() as conn:
+            assert [row[0] for row in conn.exec_driver_sql("SELECT job_id FROM jobs")] == ["pipe-1"]
+    finally:
+        service.close()
+
+
+def test_the_database_away_while_watching_is_said_once_not_ten_times_a_second(tmp_path, pngs, monkeypatch, caplog):
+    """PostgreSQL restarting (or SQLite locked) while the watcher asked whose images it saw: the
+    error reached the watcher's loop, which logged a traceback at every tick (0.1 s) for as long
+    as the database was away, and the images waited all the same."""
+    from sqlalchemy.exc import OperationalError
+
+    from learning_svc.config import Settings
+    from learning_svc.index import queries
+    from learning_svc.service import Service
+    from learning_svc.watch import FolderWatcher
+
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    shutil.copy(pngs / "a1111_v110.png", outputs / "img.png")
+    service = Service(Settings(data_dir=tmp_path / "learning", output_root=outputs)).start()
+    watcher = FolderWatcher(service, [outputs], outputs, poll=True)
+    try:
+        with monkeypatch.context() as patched:
+
+            def away(*args, **kwargs):
+                raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+            patched.setattr(queries, "jobs_naming_outputs", away)
+            watcher.start()
+            time.sleep(1.5)
+            assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+            assert watcher.pending  # waiting, not imported
+        wait_for(lambda: not watcher.pending, "the image imported once the database is back")
+    finally:
+        watcher.stop()
+        service.close()
