@@ -106,6 +106,15 @@ def index_error_message(error: DBAPIError) -> str:
     return "the index database cannot be reached right now; try again"
 
 
+class IndexBehind(Unavailable):
+    """The index has not caught up with the journal within a read's wait (it is still indexing,
+    or cannot be written); `indexed`: how far it had come (a journal offset)."""
+
+    def __init__(self, message: str, indexed: int):
+        super().__init__(message)
+        self.indexed = indexed
+
+
 class LostIndex(Unavailable):
     """A server database this service indexed into became another data folder's index."""
 
@@ -1178,7 +1187,9 @@ class Service:
                 # written, or is still catching up): a job acknowledged but not indexed yet names
                 # its outputs too, and its image taken for a job of its own would be one for good.
                 if self._synced[0] < journal_end:
-                    raise Unavailable("the index is behind the journal: the outputs of recent jobs are not in it yet")
+                    raise IndexBehind(
+                        "the index is behind the journal: the outputs of recent jobs are not in it yet", self._synced[0]
+                    )
                 for row in {row.id: row for row in queries.jobs_naming_outputs(conn, wanted)}.values():
                     base, amendments = self._lines_of(conn, row)
                     record = records.effective_line(base, amendments) if amendments else base

@@ -31,6 +31,7 @@ from ..index.project import made_from_an_image
 from ..service import (
     BadReview,
     Conflict,
+    IndexBehind,
     NotFound,
     Service,
     Unavailable,
@@ -548,7 +549,21 @@ def _owned(service: Service, writer: Writer, items) -> set[str]:
     # (while the index cannot be written, the service answers from what it has).
     owned = owners_among(paths, writer.outputs, service.settings.output_root, writer.claimed)
     rest = [path for path in paths if path not in owned]
-    return set(owned) | set(service.output_owners(rest, writer.claimed))
+    return set(owned) | set(_index_owners(service, rest, writer.claimed))
+
+
+def _index_owners(service: Service, paths: list[str], claimed: dict) -> dict[str, str]:
+    """service.output_owners, waited for while the index catches up with what this run wrote (a
+    history of 100,000 jobs keeps the follower busy for a while); IndexBehind once it makes no
+    progress in a read's wait (it cannot be written: the import stops with that line)."""
+    indexed = None
+    while True:
+        try:
+            return service.output_owners(paths, claimed)
+        except IndexBehind as behind:
+            if service.index_trouble is not None or behind.indexed == indexed:
+                raise
+            indexed = behind.indexed
 
 
 def write_report(settings: Settings, tally: Tally) -> Path:
