@@ -655,6 +655,34 @@ def test_a_picker_takes_several_values_of_its_field(live_server, samples, open_p
     expect(page.locator("#picker-sampler")).to_be_hidden()
 
 
+def test_typing_in_an_open_picker_finds_values_and_runs_no_shortcut(live_server, samples, open_page):
+    """Opening a picker put the focus on its first box, where keys were the list's shortcuts:
+    typing "eul" to find Euler undid the last rating (`u`), and `x` rejected the selected jobs."""
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    first = samples[0]["job_id"]
+    page.keyboard.press("j")
+    expect(card(page, first)).to_be_focused()
+    page.keyboard.press("5")
+    wait_for_rating_events(live_server, 1)
+    page.keyboard.press(" ")  # selected
+    page.locator("#filter-sampler").click()
+    expect(page.locator("#picker-sampler .picker-values input").first).to_be_focused()
+    page.keyboard.type("eulx")
+    find = page.locator("#picker-sampler .picker-find")
+    expect(find).to_have_value("eulx")
+    expect(find).to_be_focused()
+    page.keyboard.press("Backspace")
+    expect(page.locator("#picker-sampler .picker-values label:visible")).not_to_have_count(0)
+    for label in page.locator("#picker-sampler .picker-values label:visible").all():
+        assert "eul" in label.get_attribute("data-value").lower()
+    page.keyboard.press("Escape")
+    time.sleep(0.5)  # an undo or a flag would have been sent by now
+    assert [(e["job_id"], e["rating"]) for e in rating_events(live_server)] == [(first, 5)]
+    job = live_server.http.get(live_server.url + f"/api/jobs/{first}").json()
+    assert job["rating"] == 5 and not (job["review"] or {}).get("flag"), job["review"]
+
+
 def test_date_range_picks_whole_days_in_the_browsers_time_zone(live_server, open_page):
     """The day pickers keep days in the URL and ask the API for those days' bounds in the
     user's time zone: in Berlin (UTC+1) the 24th runs from 23:00 UTC on the 23rd."""

@@ -181,6 +181,11 @@ function findInPicker(picker) {
   }
 }
 
+// A key that types a character (not Space, which ticks a box, nor a shortcut with Ctrl/Alt/Cmd).
+function typesText(event) {
+  return event.key.length === 1 && event.key !== ' ' && !(event.ctrlKey || event.metaKey || event.altKey);
+}
+
 function bindPickers() {
   for (const picker of document.querySelectorAll('.picker')) {
     const name = picker.dataset.field;
@@ -201,6 +206,8 @@ function bindPickers() {
       } else if (event.key === 'Enter' && event.target.matches('.picker-find')) {
         event.preventDefault(); // not the form's submit
         picker.querySelector('.picker-values label:not([hidden]) input')?.click();
+      } else if (typesText(event) && event.target.matches('.picker-values input')) {
+        picker.querySelector('.picker-find').focus(); // typing on a value finds: the letter goes there
       }
     });
   }

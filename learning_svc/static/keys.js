@@ -134,6 +134,9 @@ export function replayTypedAhead() {
 
 function onKeydown(event) {
   if (event.ctrlKey || event.metaKey || event.altKey || isEditable(event.target)) return;
+  // An open filter list has the keys (its boxes, typing to find): `u` there undid a rating, `x`
+  // rejected the selected jobs.
+  if (event.target.closest?.('.picker-panel')) return;
   if (event.target.matches?.('input') && (event.key === ' ' || event.key === 'Enter')) return; // ticks a box
   const entry = BY_KEY.get(event.key);
   if (event.key === '?') {
