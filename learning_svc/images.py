@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
@@ -78,14 +79,16 @@ class Output:
         self.file.close()
 
 
-def open_output(recorded: str, output_root: Path) -> Output | None:
+def open_output(recorded: str, output_root: Path, also_under: Sequence[Path] = ()) -> Output | None:
     """The recorded output opened for reading if it is an image we may serve, else None;
     Unreadable for a file that may be served but is no image (damaged, cut, another format).
 
     The file is opened once and that handle is checked and served (a path checked, then
     opened again, can be swapped for a symlink in between). A relative path must end up
     inside the output root once every symlink is followed; an absolute one (the pipeline
-    recorded it so) may be anywhere, but must, like any output, hold an image.
+    recorded it so) may be anywhere, but must, like any output, hold an image. One not where its
+    path says is looked for under the output root, then under `also_under` (the watched folders),
+    and must then be inside the folder it was found in.
     """
     path, confined = resolve(recorded, output_root), not _is_absolute(recorded)
     mimetype = IMAGE_TYPES.get(PurePath(recorded.replace("\\", "/")).suffix.lower())
@@ -96,10 +99,10 @@ def open_output(recorded: str, output_root: Path) -> Output | None:
             raise FileNotFoundError(recorded)  # another system's path: looked for under the root
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
     except (OSError, ValueError):  # missing, no permission, a name too long for this file system
-        moved = under_the_root(recorded, output_root)
+        moved = found_under((output_root, *also_under), recorded)
         if moved is None:
             return None
-        path, confined = moved, True
+        (output_root, path), confined = moved, True
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
         except (OSError, ValueError):
@@ -122,6 +125,14 @@ def open_output(recorded: str, output_root: Path) -> Output | None:
     except BaseException:
         file.close()
         raise
+
+
+def found_under(roots: Sequence[Path], recorded: str) -> tuple[Path, Path] | None:
+    """(root, file) of the first of `roots` under which under_the_root finds the output."""
+    for root in roots:
+        if (found := under_the_root(recorded, root)) is not None:
+            return root, found
+    return None
 
 
 MOVED_DEPTH = 6  # how many of an absolute path's last parts are tried under the output root

@@ -1173,6 +1173,12 @@ class Service:
             "review_history": review_history,
         }
 
+    @property
+    def watched_folders(self) -> tuple[Path, ...]:
+        """`serve --watch` folders: where an output not where its path says is looked for after
+        the output root (a pipeline's Windows path, its image found by the watcher)."""
+        return tuple(folder.expanduser() for folder in self.settings.watch)
+
     def output_owners(self, paths: list[str], claimed: dict[tuple[str, str], str]) -> dict[str, str]:
         """Which of these image files a recorded job names as its output: path -> that job's id
         (see owners_among). The candidates come from job_outputs: a hash of the output's folder
@@ -1196,7 +1202,7 @@ class Service:
                     keep_outputs(outputs, row.job_id, record)
         except DBAPIError as error:  # the database away (PostgreSQL restarting, SQLite locked): ask again later
             raise Unavailable(index_error_message(error)) from error
-        return owners_among(paths, outputs, self.settings.output_root, claimed)
+        return owners_among(paths, outputs, self.settings.output_root, claimed, self.watched_folders)
 
     def open_output(self, job_id: str, n: int) -> images.Output | None:
         """Output `n` of a job opened for serving if it is a readable image, else None (a placeholder).
@@ -1206,7 +1212,7 @@ class Service:
         outputs = summary["outputs"]
         if not 0 <= n < len(outputs):
             raise NotFound(f"job {job_id!r} has {len(outputs)} output{'' if len(outputs) == 1 else 's'}, not {n + 1}")
-        output = images.open_output(outputs[n], self.settings.output_root or Path.cwd())
+        output = images.open_output(outputs[n], self.settings.output_root or Path.cwd(), self.watched_folders)
         if output is not None and images.replaced(job_id, summary["completed_at"], output):
             output.close()  # the job's viewer showed an image its parameters did not make
             raise images.Replaced(outputs[n])
@@ -1335,6 +1341,7 @@ def owners_among(
     outputs: dict[str, list[tuple[str, str]]],
     output_root: Path | None,
     claimed: dict[tuple[str, str], str],
+    also_under: tuple[Path, ...] = (),
 ) -> dict[str, str]:
     """path -> the job naming that image file among `outputs` (output_key -> [(job, output)]). An
     output that is a file on this machine names that file alone; one that is not (a Windows path
@@ -1346,7 +1353,10 @@ def owners_among(
     for path in paths:
         for key in output_keys(path, output_root):
             for job_id, output in outputs.get(key, ()):
-                if _names_file(output, root, path) and claimed.setdefault((job_id, output), path) == path:
+                if (
+                    _names_file(output, (root, *also_under), path)
+                    and claimed.setdefault((job_id, output), path) == path
+                ):
                     owners[path] = job_id
                     break
             if path in owners:
@@ -1354,17 +1364,17 @@ def owners_among(
     return owners
 
 
-def _names_file(output: str, root: Path, path: str) -> bool:
+def _names_file(output: str, roots: tuple[Path, ...], path: str) -> bool:
     """Does a job's output name the image at `path`, of the same folder and file name? A file
     that is there names itself alone. One that cannot be here (another system's path) or is not
     (moved since) names the file its thumbnail shows, found under the output root
     (images.open_output), and when there is none there, any such image (the first one seen)."""
-    recorded = images.resolve(output, root)
+    recorded = images.resolve(output, roots[0])
     same = None if recorded is None else _same_file(recorded, path)
     if same is not None:
         return same
-    found = images.under_the_root(output, root)
-    return True if found is None else bool(_same_file(found, path))
+    found = images.found_under(roots, output)
+    return True if found is None else bool(_same_file(found[1], path))
 
 
 def _same_file(recorded: Path, path: str) -> bool | None:

@@ -330,3 +330,27 @@ def test_the_database_away_while_watching_is_said_once_not_ten_times_a_second(tm
     finally:
         watcher.stop()
         service.close()
+
+
+def test_a_job_s_image_the_watcher_passes_over_is_shown_for_that_job_without_an_output_root(settings, tmp_path, pngs):
+    """`serve --watch DIR` without LEARNING_SVC_OUTPUT_ROOT: the watcher took
+    DIR/run_1/img.png for the output a pipeline's job names from Windows
+    (`D:\\SD\\output\\run_1\\IMG.png`) and made no job of it, but the job showed "image not
+    found": its output was looked for under the working directory only."""
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    server = LiveServer(replace(settings, output_root=None, watch=(watched,)))
+    try:
+        job = {"job_id": "pipe-1", "completed_at": 1_764_000_000, "outputs": ["D:\\SD\\output\\run_1\\IMG.png"]}
+        assert server.post_job(job).status_code == 201
+        (watched / "run_1").mkdir()
+        shutil.copy(pngs / "a1111_v110.png", watched / "run_1" / "img.png")
+        health = lambda: server.http.get(server.url + "/api/health").json()["watch"][0]  # noqa: E731
+        time.sleep(1.5)  # long enough for the image to have become a job, were it to (within 2 s)
+        assert [j["job_id"] for j in server.http.get(server.url + "/api/jobs").json()["jobs"]] == ["pipe-1"]
+        assert health()["imported"] == 0
+        served = server.http.get(server.url + "/api/jobs/pipe-1/outputs/0")
+        assert served.status_code == 200
+        assert served.content == (watched / "run_1" / "img.png").read_bytes()
+    finally:
+        server.stop()
