@@ -252,7 +252,14 @@ def review_job(job_id: str):
 @bp.post("/ratings:batch")
 def review_batch():
     """One change for many jobs, or one per item (undo): every event in one append and fsync."""
-    body = records.parse(reviews.BatchIn, records.loads(read_body(settings().max_batch_bytes)))
+    raw = records.loads(read_body(settings().max_batch_bytes))
+    for form in ("job_ids", "items"):  # too many is 413, as for `where` (README: at most 20,000 jobs)
+        given = raw.get(form) if isinstance(raw, dict) else None
+        if isinstance(given, list) and len(given) > reviews.MAX_BATCH_JOBS:
+            raise Refused(
+                413, "too_many", f"a change applies to at most {reviews.MAX_BATCH_JOBS:,} jobs, got {len(given):,}"
+            )
+    body = records.parse(reviews.BatchIn, raw)
     expects = None
     if body.items is not None:
         items = [(item.job_id, item.output, item.set.model_dump(exclude_unset=True)) for item in body.items]

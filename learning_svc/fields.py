@@ -74,6 +74,8 @@ class Field:
                 number = float(text)
             except ValueError:
                 raise ValueError(f"must be a number, got {text[:40]!r}") from None
+            if not math.isfinite(number):  # nan, inf, 1e999: no job's value, and no canonical form
+                raise ValueError(f"must be a finite number, got {text[:40]!r}")
             return canonical_number(number).casefold()
         tag = self.tag(text)
         return tag[0] if tag else text.strip().casefold()

@@ -755,3 +755,13 @@ def test_facets_say_which_value_each_filter_of_a_link_is(client):
     shown = answer["filter_values"]["sampler"]["dpmpp_2m"]
     assert [v["value"] for v in facets["facets"]["sampler"]] == [shown]  # the value the facets list
     assert client.get("/api/facets").json["filter_values"] == {}
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e999"])
+@pytest.mark.parametrize("path", ["/api/jobs", "/api/facets", "/api/export", "/api/count"])
+def test_a_number_filter_that_is_not_a_finite_number_is_400(client, path, value):
+    """SPEC §2.1: bad values are 400. `steps=abc` was, but `cfg_scale=nan` or `steps=1e999`
+    answered 200 with nothing matched."""
+    for name in ("cfg_scale", "steps"):
+        error = assert_error(client.get(path, query_string={name: value}), 400, "invalid_parameter")
+        assert "finite number" in error["message"], error

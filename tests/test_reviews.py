@@ -341,6 +341,23 @@ def test_a_batch_over_a_filter_needs_the_confirmed_count(jobs, settings):
     assert jobs.post("/api/ratings:batch", json=body).get_json()["changed"] == 2
 
 
+@pytest.mark.parametrize("form", ["job_ids", "items"])
+def test_a_batch_of_more_jobs_than_one_change_takes_is_413_as_for_a_filter(jobs, settings, form):
+    """README: "at most 20,000 jobs in one request (413 above)": 20,001 job ids or items were a
+    400 "List should have at most 20000 items"; only `where` gave 413."""
+    many = [f"j{n}" for n in range(20_001)]
+    body = (
+        {"job_ids": many, "set": {"flag": "pick"}}
+        if form == "job_ids"
+        else {"items": [{"job_id": job_id, "set": {"flag": "pick"}} for job_id in many]}
+    )
+    error = assert_error(jobs.post("/api/ratings:batch", json=body), 413)
+    assert error["code"] == "too_many" and "20,000" in error["message"], error
+    assert lines(settings) == []
+    body[form] = body[form][:20_000]  # at the limit: past the size check, to the jobs (none of these is known)
+    assert_error(jobs.post("/api/ratings:batch", json=body), 404)
+
+
 @pytest.mark.parametrize(
     "body",
     [
