@@ -541,6 +541,20 @@ def test_empty_state_gives_a_working_curl_command(live_server, open_page):
     job_id = json.loads(body)["job_id"]
     expect(card(page, job_id)).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
     expect(page.locator("#empty")).to_be_hidden()
+    # The count taken when the page was empty said "all rated" of the first job for ~2 s.
+    assert "all rated" not in page.locator("#status").text_content()
+    expect(page.locator("#status")).to_have_text("Showing 1 job · 1 unrated left")
+
+
+def test_an_open_page_asks_what_changed_every_second(live_server, open_page):
+    """A watched folder's image is listed ~0.5 s after its last write; the page asked every 3 s,
+    so it showed up to 3.5 s later (README: within about two)."""
+    page = open_page(live_server)
+    expect(page.locator("#empty-first")).to_be_visible()
+    asked = []
+    page.on("request", lambda request: asked.append(request.url) if "/api/changes" in request.url else None)
+    page.wait_for_timeout(3_500)
+    assert len(asked) >= 3, asked
 
 
 # ---------------------------------------------------------------- 11. filters live in the URL
@@ -712,6 +726,23 @@ def test_date_range_picks_whole_days_in_the_browsers_time_zone(live_server, open
     reopened = open_page(live_server, page.url.removeprefix(live_server.url), timezone="Europe/Berlin")
     expect(reopened.locator("#filter-since")).to_have_value("2025-11-24")
     expect(reopened.locator(JOB)).to_have_count(2)
+
+
+def test_an_export_comes_in_the_order_the_page_shows(live_server, samples, open_page):
+    """The export links left `sort` out: an export of a best-first view came newest first."""
+    for record, rating in zip(samples[-3:], (5, 3, 4)):  # the oldest three, rated
+        url = f"{live_server.url}/api/jobs/{record['job_id']}/rating"
+        assert live_server.http.put(url, json={"rating": rating}).status_code == 200
+    page = open_page(live_server, "/?rated=true&sort=-rating")
+    expect(page.locator(JOB)).to_have_count(3)
+    shown = page.locator(JOB).evaluate_all("cards => cards.map((c) => c.dataset.jobId)")
+    for link in ("#export-jsonl", "#export-csv"):
+        href = page.locator(link).get_attribute("href")
+        assert parse_qs(urlsplit(href).query)["sort"] == ["-rating"], href
+    lines = live_server.http.get(
+        live_server.url + page.locator("#export-jsonl").get_attribute("href")
+    ).text.splitlines()
+    assert [json.loads(line)["job_id"] for line in lines] == shown
 
 
 def test_pickers_say_when_their_counts_come_from_a_sample(live_server, samples, open_page, monkeypatch):

@@ -78,8 +78,10 @@ export function writeUrl({ push = false, details = false } = {}) {
 }
 
 function updateExportLinks() {
+  const sort = state.params.get('sort');
   for (const format of ['jsonl', 'csv']) {
-    const params = new URLSearchParams([['format', format], ...filterParams()]);
+    // In the order shown: an export of a "best first" view starts with the best.
+    const params = new URLSearchParams([['format', format], ...filterParams(), ...(sort ? [['sort', sort]] : [])]);
     $(`export-${format}`).href = `/api/export?${params}`;
   }
 }

@@ -123,7 +123,9 @@ function statusText() {
   if (shown === 0 && !state.done) return state.failed ? 'No jobs loaded' : 'Loading…';
   if (shown === 0) return hasFilters() ? 'No matching jobs' : 'No jobs yet';
   const count = state.count;
-  if (!count) return `Showing ${plural(shown, 'job')}`;
+  // No count yet, or one taken before jobs that arrived since (it is asked again at once): it
+  // would say "all rated" of a page whose first job just came in.
+  if (!count || shown > count.jobs) return `Showing ${plural(shown, 'job')}`;
   const total = Math.max(count.jobs, shown);
   let text = total === shown && count.exact
     ? `Showing ${plural(shown, 'job')}`
