@@ -242,7 +242,8 @@ def parse(model: type[BaseModel], params: Mapping[str, Sequence[str]]):
     fields = model.model_fields
     unknown = sorted(set(params) - set(fields))
     if unknown:
-        raise BadQuery(unknown[0], f"unknown parameter (known: {', '.join(sorted(fields))})")
+        known = f"known: {', '.join(sorted(fields))}" if fields else "this endpoint takes none"
+        raise BadQuery(unknown[0], f"unknown parameter ({known})")
     data = {}
     for name, values in params.items():
         if _repeatable(fields[name]):

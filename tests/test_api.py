@@ -765,3 +765,9 @@ def test_a_number_filter_that_is_not_a_finite_number_is_400(client, path, value)
     for name in ("cfg_scale", "steps"):
         error = assert_error(client.get(path, query_string={name: value}), 400, "invalid_parameter")
         assert "finite number" in error["message"], error
+
+
+def test_an_endpoint_without_parameters_says_it_takes_none(client):
+    """`GET /api/fields?x=1` said "unknown parameter (known: )"."""
+    error = assert_error(client.get("/api/fields?x=1"), 400, "invalid_parameter")
+    assert error["message"].endswith("unknown parameter (this endpoint takes none)"), error
