@@ -923,6 +923,18 @@ def test_a_long_unbroken_tag_and_pack_name_stay_inside_the_card_and_the_details(
         page.close()
 
 
+def test_a_small_image_s_path_in_the_details_is_not_a_column_of_one_word_lines(live_server, open_page):
+    """The path under an output wraps to the image's width: under a 32 px image it was a tall
+    column of a few letters a line."""
+    [job_id] = image_jobs(live_server, 1, prefix="small_images_from_an_old_run", size=(32, 32))
+    page = open_page(live_server)
+    card(page, job_id).locator(".job-body").click()
+    caption = page.locator(".outputs figcaption")
+    expect(caption).to_contain_text("small_images_from_an_old_run/000_0.png")
+    line = caption.evaluate("c => parseFloat(getComputedStyle(c).lineHeight) || c.getClientRects()[0].height")
+    assert caption.bounding_box()["height"] <= 3 * line + 1, (caption.bounding_box(), line)
+
+
 def test_z_zooms_to_actual_pixels_and_a_double_click_zooms_back_out(live_server, open_page):
     """`z` on a 1600 px image fitted at ~60% went to twice the fit (123% of its pixels); after a
     drag, double-clicks no longer reached the image: it zoomed in and never back out."""
