@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None, service=None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_batch_bytes  # the largest body; a JSON one is checked for less
     app.json.sort_keys = False
     app.extensions["learning_svc"] = service = service or Service(settings).start()
-    if settings.watch and service.watcher is None:
+    if settings.watch and settings.watchers and service.watcher is None:
         from .watch import FolderWatcher
 
         service.watcher = FolderWatcher(

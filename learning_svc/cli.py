@@ -146,7 +146,7 @@ def serve(host, port, data_dir, watch, watch_delay, workers):
         settings = replace(settings, watch_state=shared / "watch.json")
 
     def serve_one(index: int, ready) -> None:  # the folder watchers run in worker 0 only
-        _serve(settings if index == 0 else replace(settings, watch=()), sock, ready, quiet=True)
+        _serve(replace(settings, watchers=index == 0), sock, ready, quiet=True)
 
     def announce() -> None:
         click.echo(

@@ -52,6 +52,9 @@ class Settings:
     # into a watched folder POSTs the job naming it meanwhile (then it is that job's output)
     watch_delay: int = 0
     watch_state: Path | None = None  # serve --workers: worker 0's watchers publish their state here for the others
+    # Whether this process runs the watchers (serve --workers: worker 0 only; the others still
+    # look for outputs under the watched folders)
+    watchers: bool = True
     batch_processes: int | None = None  # processes validating large NDJSON batches (None: batches.default_processes)
     extra: dict = field(default_factory=dict)
 

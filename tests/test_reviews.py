@@ -379,8 +379,7 @@ def test_a_batch_with_an_unknown_job_or_image_writes_nothing(jobs, settings, bod
         {"where": "pack=p1", "set": {"flag": "pick"}},
         {"items": [{"job_id": "a", "set": {"flag": "pick"}}], "set": {"flag": "pick"}},
         {"items": [{"job_id": "a", "output": 0, "set": {"flag": "pick"}}]},
-        {"job_ids": ["a"] * 20_001, "set": {"flag": "pick"}},
-    ],
+    ],  # more than 20,000 jobs: 413, as the README says (test_a_batch_of_more_jobs_than_one_change_takes_...)
 )
 def test_bad_batches_are_400_and_write_nothing(jobs, settings, body):
     assert_error(jobs.post("/api/ratings:batch", json=body), 400)

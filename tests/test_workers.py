@@ -198,3 +198,32 @@ def test_every_worker_answers_health_with_the_watch_state(tmp_path):
         server.proc.send_signal(signal.SIGINT)
         assert server.proc.wait(timeout=20) == 0
     assert list(scratch.iterdir()) == []  # the workers' shared folder goes with them
+
+
+def test_every_worker_shows_an_output_found_under_a_watched_folder(tmp_path):
+    """Workers but the first were given no watched folders (they run no watchers): a job's image
+    that worker 0's watcher passed over as that job's showed "image not found" whenever the
+    request reached another worker."""
+    import shutil
+
+    import image_fixtures
+
+    watched, images = tmp_path / "watched", tmp_path / "images"
+    (watched / "run_1").mkdir(parents=True)
+    image_fixtures.write_good(str(images))
+    server = ServerProcess(tmp_path / "learning", env=cli_env(), args=("--workers", "3", "--watch", str(watched)))
+    server.start()
+    try:
+        wait_for(lambda: "with 3 worker processes" in server.output())
+        job = {"job_id": "pipe-1", "completed_at": 1_764_000_000, "outputs": ["D:\\SD\\output\\run_1\\IMG.png"]}
+        assert requests.post(server.url + "/api/jobs", json=job, timeout=10).status_code == 201
+        shutil.copy(images / "a1111_v110.png", watched / "run_1" / "img.png")
+        image = (watched / "run_1" / "img.png").read_bytes()
+        # new connections each time: the kernel hands them to any of the three workers
+        answers = [requests.get(server.url + "/api/jobs/pipe-1/outputs/0", timeout=10) for _ in range(30)]
+        assert {(a.status_code, a.content == image) for a in answers} == {(200, True)}
+        time.sleep(1.5)  # the watcher's look, were it to make a job of the image
+        assert requests.get(server.url + "/api/count", timeout=10).json()["jobs"] == 1  # no job of its own
+    finally:
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(timeout=20) == 0

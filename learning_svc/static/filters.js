@@ -301,16 +301,18 @@ async function loadFacets() {
 // other fields' requests), and the address takes their spelling, so that the picker ticks the
 // value it lists. The jobs listed stay the same: only the spelling changes.
 function respell(results) {
-  const spelled = {};
+  const spelled = new Map(); // "name=value" -> its facet spelling (Maps: a value may be `__proto__`)
   for (const result of results) {
-    for (const [name, values] of Object.entries(result.filter_values ?? {})) Object.assign(spelled[name] ??= {}, values);
+    for (const [name, values] of Object.entries(result.filter_values ?? {})) {
+      for (const [value, shown] of Object.entries(values)) spelled.set(`${name}=${value}`, String(shown));
+    }
   }
   const params = new URLSearchParams();
   const seen = new Set();
   for (const [name, value] of state.params) {
-    const shown = spelled[name]?.[value] ?? value;
+    const shown = spelled.get(`${name}=${value}`) ?? value;
     const key = `${name}=${shown.toLowerCase()}`;
-    if (spelled[name] && seen.has(key)) continue;
+    if (spelled.has(`${name}=${value}`) && seen.has(key)) continue;
     seen.add(key);
     params.append(name, shown);
   }

@@ -102,11 +102,11 @@ function setListMessage(text, { retry = false } = {}) {
 // ---------------------------------------------------------------- the status line
 
 async function refreshCount() {
-  const { generation } = state;
+  const { generation, arrived } = state;
   try {
     const count = await api(`/api/count?${filterParams()}`);
     if (generation !== state.generation) return;
-    setCount(count);
+    setCount({ ...count, arrived });
     renderStatus();
     window.dispatchEvent(new CustomEvent('learning-svc:count', { detail: count }));
   } catch {
@@ -123,9 +123,10 @@ function statusText() {
   if (shown === 0 && !state.done) return state.failed ? 'No jobs loaded' : 'Loading…';
   if (shown === 0) return hasFilters() ? 'No matching jobs' : 'No jobs yet';
   const count = state.count;
-  // No count yet, or one taken before jobs that arrived since (it is asked again at once): it
-  // would say "all rated" of a page whose first job just came in.
-  if (!count || shown > count.jobs) return `Showing ${plural(shown, 'job')}`;
+  // No count yet, or one asked before jobs that arrived since (it is asked again at once): it
+  // would say "all rated" of a page whose first job just came in. (A count below the jobs shown
+  // is no sign: a job rated in "Unrated only" stays on the page, out of the count.)
+  if (!count || count.arrived < state.arrived) return `Showing ${plural(shown, 'job')}`;
   const total = Math.max(count.jobs, shown);
   let text = total === shown && count.exact
     ? `Showing ${plural(shown, 'job')}`

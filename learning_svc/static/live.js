@@ -101,6 +101,7 @@ function place(jobs) {
     const before = placeOf(job);
     if (!before && !state.done) continue; // below the loaded jobs: the next pages bring it
     const element = addJob(job);
+    state.arrived += 1;
     $('job-list').insertBefore(element, before ?? null);
     if (anchor && element.compareDocumentPosition(anchor) & Node.DOCUMENT_POSITION_FOLLOWING) above += 1;
   }

@@ -14,7 +14,8 @@ export const state = {
   generation: 0,         // bumped on every filter change so stale responses are dropped
   newJobsAbove: 0,
   position: null,        // where the change feed (GET /api/changes) is followed from
-  count: null,           // {jobs, exact, unrated, unrated_exact} of the filters (GET /api/count)
+  count: null,           // {jobs, exact, unrated, unrated_exact} of the filters (GET /api/count), and `arrived` when asked
+  arrived: 0,            // jobs the change feed added to this listing
   openJob: null,         // the job id open in details (in the URL as `job=`)
   detached: null,        // a job opened from the URL that is not in the loaded list
   selected: new Set(),   // job ids selected for a bulk action (click / shift-click / space)
@@ -46,6 +47,7 @@ export function startListing() {
   state.newJobsAbove = 0;
   state.position = null;
   state.count = null;
+  state.arrived = 0;
   state.selected.clear();
   state.selectAll = null;
   state.anchor = null;
