@@ -59,6 +59,9 @@ from . import (
 
 BATCH = 500  # entries written together (one group commit, one fsync)
 OWNERS_ASKED = 200  # images whose paths are looked up in the index together (_owned)
+# Reads' waits (5 s each) in a row in which the index may index nothing before an import stops:
+# one follower transaction of a slow disk or a busy PostgreSQL server can take longer than one.
+STALLED_WAITS = 6
 OUTCOMES = ("imported", "already present", "amended", "refused", "skipped")
 
 
@@ -555,13 +558,16 @@ def _owned(service: Service, writer: Writer, items) -> set[str]:
 def _index_owners(service: Service, paths: list[str], claimed: dict) -> dict[str, str]:
     """service.output_owners, waited for while the index catches up with what this run wrote (a
     history of 100,000 jobs keeps the follower busy for a while); IndexBehind once it makes no
-    progress in a read's wait (it cannot be written: the import stops with that line)."""
-    indexed = None
+    progress in STALLED_WAITS reads' waits, or cannot be written (the import stops with that line)."""
+    indexed, stalled = None, 0
     while True:
         try:
             return service.output_owners(paths, claimed)
         except IndexBehind as behind:
-            if service.index_trouble is not None or behind.indexed == indexed:
+            if service.index_trouble is not None:
+                raise
+            stalled = stalled + 1 if behind.indexed == indexed else 0
+            if stalled >= STALLED_WAITS:
                 raise
             indexed = behind.indexed
 
