@@ -10,7 +10,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from werkzeug.exceptions import HTTPException
 
 from . import exporting, images, params, records, reviews
-from .fields import FIELDS
+from .fields import FIELDS, scheduler_in_sampler
 from .security import Refused
 from .service import TABLES_GONE, BadReview, Conflict, NotFound, Service, Unavailable, index_error_message, stored_op
 
@@ -310,12 +310,18 @@ def facets():
     query = args()
     chosen = params.parse(params.FacetParams, query)
     found, sampled = service().facets(chosen.filters(), chosen.facet_size)
-    # Each field value of the query as the facets list it: a link's `sampler=dpmpp_2m` is "DPM++ 2M".
-    spelled = {
-        field.name: {value: field.shown(value) for value in query[field.name] if value.strip()}
-        for field in FIELDS
-        if query.get(field.name)
-    }
+    # Each field value of the query as the facets list it: a link's `sampler=dpmpp_2m` is "DPM++ 2M",
+    # `status=FAILED` is "failed" (the facets' own spelling where a job has the value).
+    given = [(field, value) for field in FIELDS for value in query.get(field.name, ()) if value.strip()]
+    keys = {(field, value): field.parse(value) for field, value in given}
+    listed = service().facet_displays({(field.name, key) for (field, _), key in keys.items()})
+    spelled: dict[str, dict[str, str]] = {}
+    for field, value in given:
+        if field.name == "sampler" and scheduler_in_sampler(value):  # two fields' values (params): as written
+            shown = value.strip()
+        else:
+            shown = listed.get((field.name, keys[field, value])) or field.shown(value)
+        spelled.setdefault(field.name, {})[value] = shown
     return json_response({"facets": found, "sampled": sampled, "filter_values": spelled})
 
 

@@ -155,6 +155,15 @@ def _sampler_label(raw: Any) -> str | None:
     return sampler_name(split_sampler(raw)[0])[0]
 
 
+def scheduler_in_sampler(raw: Any) -> str | None:
+    """The scheduler a sampler name carries (`DPM++ 2M Karras`, InvokeAI's `dpmpp_2m_k`: Karras),
+    as the scheduler facet names it; None when it carries none."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    name, scheduler = split_sampler(raw)
+    return _scheduler_label(scheduler or sampler_name(name)[1])
+
+
 def _scheduler_label(raw: Any) -> str | None:
     """`karras` (ComfyUI) is `Karras`, as A1111 writes it."""
     if not isinstance(raw, str) or not raw.strip():

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 
-from .fields import FIELDS
+from .fields import FIELDS, scheduler_in_sampler
 from .index.plan import DEFAULT_LIMIT, DEFAULT_SORT, MAX_LIMIT, SORTS, Filters, Page
 from .index.queries import BadCursor, decode_cursor, decode_position
 from .index.words import has_cjk
@@ -244,6 +244,8 @@ def parse(model: type[BaseModel], params: Mapping[str, Sequence[str]]):
     if unknown:
         known = f"known: {', '.join(sorted(fields))}" if fields else "this endpoint takes none"
         raise BadQuery(unknown[0], f"unknown parameter ({known})")
+    if "sampler" in fields and "scheduler" in fields:
+        params = _scheduler_from_sampler(params)
     data = {}
     for name, values in params.items():
         if _repeatable(fields[name]):
@@ -263,6 +265,26 @@ def parse(model: type[BaseModel], params: Mapping[str, Sequence[str]]):
             for err in error.errors(include_url=False)
         ]
         raise BadQuery(found[0]["loc"], found[0]["msg"], found) from None
+
+
+def _scheduler_from_sampler(params: Mapping[str, Sequence[str]]) -> Mapping[str, Sequence[str]]:
+    """`sampler=DPM++ 2M Karras` is sampler DPM++ 2M with scheduler Karras, as the facets count
+    it: the scheduler becomes a filter too (it was dropped, and the filter matched every DPM++ 2M
+    job). Values naming different schedulers, or a scheduler filter naming another, cannot be
+    one filter: 400, saying to give the scheduler on its own."""
+    samplers = [value for value in params.get("sampler", ()) if value.strip()]
+    named = [scheduler_in_sampler(value) for value in samplers]
+    if not any(named):
+        return params
+    own_filter = "give the scheduler as its own filter (sampler=DPM++ 2M&scheduler=Karras)"
+    if len({s.casefold() if s else None for s in named}) > 1:
+        raise BadQuery("sampler", f"these sampler names carry different schedulers (or none): {own_filter}")
+    scheduler = named[0]
+    given = [value for value in params.get("scheduler", ()) if value.strip()]
+    key = next(field for field in FIELDS if field.name == "scheduler").parse
+    if given and {key(value) for value in given} != {key(scheduler)}:
+        raise BadQuery("scheduler", f"the sampler names scheduler {scheduler!r}, and this filter another: {own_filter}")
+    return {**params, "scheduler": [scheduler]}
 
 
 def _repeatable(info) -> bool:

@@ -1144,6 +1144,11 @@ class Service:
                 unrated, unrated_exact = counted(replace(filters, rated=False))
         return {"jobs": jobs, "exact": exact, "unrated": unrated, "unrated_exact": unrated_exact}
 
+    def facet_displays(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(field, key) -> the value as the facets list it (index/facets.displays)."""
+        with self.reader() as conn:
+            return facets.displays(conn, keys)
+
     def facets(self, filters: Filters, size: int) -> tuple[dict, dict | None]:
         with self.reader() as conn:
             if filters.empty:

@@ -771,3 +771,51 @@ def test_an_endpoint_without_parameters_says_it_takes_none(client):
     """`GET /api/fields?x=1` said "unknown parameter (known: )"."""
     error = assert_error(client.get("/api/fields?x=1"), 400, "invalid_parameter")
     assert error["message"].endswith("unknown parameter (this endpoint takes none)"), error
+
+
+def test_a_sampler_named_with_its_scheduler_filters_that_scheduler_too(client):
+    """`sampler=DPM++ 2M Karras` (as the card shows an older A1111 image's sampler) counted every
+    DPM++ 2M job, Normal and no scheduler too: the scheduler part was dropped."""
+    named = [
+        ("DPM++ 2M Karras", None),
+        ("dpmpp_2m_k", None),
+        ("DPM++ 2M", "Karras"),
+        ("DPM++ 2M", "Normal"),
+        ("DPM++ 2M", None),
+    ]
+    for n, (sampler, scheduler) in enumerate(named):
+        body = {"job_id": f"s{n}", "completed_at": 1_764_000_000 + n, "sampler": sampler}
+        assert post(client, {**body, "scheduler": scheduler} if scheduler else body).status_code == 201
+    for query in (
+        {"sampler": "DPM++ 2M Karras"},
+        {"sampler": "dpmpp_2m_k"},
+        {"sampler": "DPM++ 2M Karras", "scheduler": "karras"},
+    ):
+        listed = sorted(job["job_id"] for job in client.get("/api/jobs", query_string=query).json["jobs"])
+        assert listed == ["s0", "s1", "s2"], query
+    assert client.get("/api/count", query_string={"sampler": "DPM++ 2M"}).json["jobs"] == 5
+    for query, param in (
+        ({"sampler": ["DPM++ 2M Karras", "Euler a"]}, "sampler"),  # (2M and Karras) or Euler a: not one filter
+        ({"sampler": "DPM++ 2M Karras", "scheduler": "Normal"}, "scheduler"),
+    ):
+        error = assert_error(client.get("/api/jobs", query_string=query), 400, "invalid_parameter")
+        assert error["fields"][0]["loc"] == param and "scheduler as its own filter" in error["message"], error
+    facets = client.get("/api/facets", query_string={"sampler": "DPM++ 2M Karras"}).json
+    assert facets["filter_values"] == {"sampler": {"DPM++ 2M Karras": "DPM++ 2M Karras"}}  # not respelled away
+    assert [(v["value"], v["count"]) for v in facets["facets"]["scheduler"]] == [("Karras", 3)]
+
+
+def test_filter_values_are_the_facets_own_spelling_whatever_the_case(client):
+    """`status=FAILED` was echoed as "FAILED" where the facets list "failed"."""
+    assert (
+        post(
+            client, {"job_id": "f", "completed_at": 1_764_000_000, "status": "failed", "model": "juggernautXL"}
+        ).status_code
+        == 201
+    )
+    query = {"status": "FAILED", "model": "JUGGERNAUTXL.safetensors", "pack": "Never-Seen"}
+    assert client.get("/api/facets", query_string=query).json["filter_values"] == {
+        "status": {"FAILED": "failed"},
+        "model": {"JUGGERNAUTXL.safetensors": "juggernautXL"},
+        "pack": {"Never-Seen": "Never-Seen"},  # no job has it: as the link spells it
+    }

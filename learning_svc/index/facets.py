@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from ..fields import FACETED
 from . import db
@@ -87,6 +87,16 @@ def filtered(conn: Connection, sample: Plan, size: int = 50) -> tuple[dict[str, 
         _entry("rating", "none" if r < 0 else str(r), n, 0 if r < 0 else n, max(r, 0) * n) for r, n in entries
     ]
     return result, ({"jobs": limit, "order": "-completed_at"} if sampled else None)
+
+
+def displays(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(field, key) -> the value as the facets list it (its first spelling: `failed`, not a
+    link's `FAILED`), for the keys some job has had."""
+    if not keys:
+        return {}
+    wanted = or_(*(and_(facet_values.c.field == field, facet_values.c.value == key) for field, key in keys))
+    rows = conn.execute(select(facet_values.c.field, facet_values.c.value, facet_values.c.display).where(wanted))
+    return {(field, key): display for field, key, display in rows}
 
 
 def _entry(name: str, display: str, count: int, rated: int, total: int) -> dict:

@@ -8,7 +8,7 @@ import { changesUrl, startFollowing } from './live.js';
 import { adoptUnsentRating, renderRatingWidget } from './rating.js';
 import { renderReview } from './review.js';
 import { markIfSelected } from './selection.js';
-import { keepJob, pageLoaded, setCount, setFailed, setPending, setPosition, state } from './store.js';
+import { keepJob, pageLoaded, setCount, setFailed, setPending, setPosition, state, unratedOnly } from './store.js';
 import { $, basename, debounce, formatDuration, formatNumber, formatShortTime, formatTime, h, plural, relativeTime } from './util.js';
 
 const PAGE_SIZE = 50;
@@ -133,7 +133,7 @@ function statusText() {
     : `Showing ${shown.toLocaleString('en-US')} of ${formatCount(total, count.exact)} jobs`;
   const ratingFiltered = ['rated', 'rating_min', 'rating_max'].some((name) => state.params.has(name));
   if (count.unrated > 0) text += ` · ${formatCount(count.unrated, count.unrated_exact)} unrated left`;
-  else if (!ratingFiltered) text += ' · all rated';
+  else if (!ratingFiltered || unratedOnly()) text += ' · all rated'; // "Unrated only" done: said so
   return text;
 }
 
