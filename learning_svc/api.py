@@ -10,7 +10,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from werkzeug.exceptions import HTTPException
 
 from . import exporting, images, params, records, reviews
-from .fields import FIELDS, scheduler_in_sampler
+from .fields import FIELDS
 from .security import Refused
 from .service import TABLES_GONE, BadReview, Conflict, NotFound, Service, Unavailable, index_error_message, stored_op
 
@@ -317,12 +317,11 @@ def facets():
     listed = service().facet_displays({(field.name, key) for (field, _), key in keys.items()})
     spelled: dict[str, dict[str, str]] = {}
     for field, value in given:
-        if field.name == "sampler" and scheduler_in_sampler(value):  # two fields' values (params): as written
-            shown = value.strip()
-        else:
-            shown = listed.get((field.name, keys[field, value])) or field.shown(value)
-        spelled.setdefault(field.name, {})[value] = shown
-    return json_response({"facets": found, "sampled": sampled, "filter_values": spelled})
+        spelled.setdefault(field.name, {})[value] = listed.get((field.name, keys[field, value])) or field.shown(value)
+    # `sampler=DPM++ 2M Karras` filters scheduler Karras too (params): said, so that the page's
+    # address gets `sampler=DPM++ 2M&scheduler=Karras`, each picker's own value
+    implied = {"scheduler": [scheduler]} if (scheduler := params.implied_scheduler(query)) else {}
+    return json_response({"facets": found, "sampled": sampled, "filter_values": spelled, "implied": implied})
 
 
 @bp.get("/export")

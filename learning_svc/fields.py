@@ -215,7 +215,8 @@ FIELDS: tuple[Field, ...] = (
           description="VAE; folder and extension are ignored"),
     Field("sampler", "Sampler", "Samplers", read=_one("sampler"), show=_sampler_label, groups=True,
           description="sampler, named as A1111 does whichever UI wrote it (`dpmpp_2m` is `DPM++ 2M`); "
-          "an A1111 name such as `DPM++ 2M Karras` counts as `DPM++ 2M`"),
+          "an A1111 name such as `DPM++ 2M Karras` counts as `DPM++ 2M`, and as a filter is `DPM++ 2M` "
+          "with scheduler `Karras`"),
     Field("scheduler", "Scheduler", "Schedulers", read=_scheduler, show=_scheduler_label, groups=True,
           description="scheduler, or the one folded into an A1111 sampler name"),
     Field("steps", "Steps", "Steps", read=_one("steps"), show=_positive(int), kind="number",

@@ -120,6 +120,7 @@ class Facets(BaseModel):
     facets: dict[str, list[FacetValue]]
     sampled: FacetSample | None = None  # set when counted over the newest `jobs` matching jobs only
     filter_values: dict[str, dict[str, str]] = {}  # field -> each value of the query -> the facet value it is
+    implied: dict[str, list[str]] = {}  # filters the query's values imply: a sampler named with its scheduler
 
 
 class ErrorField(BaseModel):

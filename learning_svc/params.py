@@ -267,6 +267,15 @@ def parse(model: type[BaseModel], params: Mapping[str, Sequence[str]]):
         raise BadQuery(found[0]["loc"], found[0]["msg"], found) from None
 
 
+def implied_scheduler(params: Mapping[str, Sequence[str]]) -> str | None:
+    """The scheduler a query's sampler values name when it gives no scheduler filter of its own
+    (`sampler=DPM++ 2M Karras`: Karras); None otherwise. For a query parse() accepted."""
+    if any(value.strip() for value in params.get("scheduler", ())):
+        return None
+    named = {scheduler_in_sampler(value) for value in params.get("sampler", ()) if value.strip()}
+    return next(iter(named)) if len(named) == 1 else None
+
+
 def _scheduler_from_sampler(params: Mapping[str, Sequence[str]]) -> Mapping[str, Sequence[str]]:
     """`sampler=DPM++ 2M Karras` is sampler DPM++ 2M with scheduler Karras, as the facets count
     it: the scheduler becomes a filter too (it was dropped, and the filter matched every DPM++ 2M

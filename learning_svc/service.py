@@ -1146,6 +1146,8 @@ class Service:
 
     def facet_displays(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(field, key) -> the value as the facets list it (index/facets.displays)."""
+        if not keys:  # an unfiltered facets request (the page's most frequent): no second read
+            return {}
         with self.reader() as conn:
             return facets.displays(conn, keys)
 

@@ -594,6 +594,34 @@ def test_a_link_spelling_a_value_otherwise_ticks_the_value_the_picker_lists(live
     expect(page.locator("#picker-sampler .picker-values label", has_text="dpmpp_2m")).to_have_count(0)
 
 
+def test_a_link_to_a_sampler_named_with_its_scheduler_becomes_both_pickers_values(live_server, open_page):
+    """`/?sampler=DPM++ 2M Karras` filters DPM++ 2M jobs with scheduler Karras: the address kept it
+    as written, the picker showed it ticked with 0 jobs, and ticking another sampler made a filter
+    the service refuses (a sampler with a scheduler, or another without): no jobs, an error."""
+    jobs = {
+        "a": ("DPM++ 2M Karras", None),
+        "b": ("DPM++ 2M", "karras"),
+        "c": ("Euler a", "Karras"),
+        "d": ("DPM++ 2M", "Normal"),
+    }
+    for n, (job_id, (sampler, scheduler)) in enumerate(jobs.items()):
+        body = {"job_id": job_id, "completed_at": 1_764_000_000 + n, "sampler": sampler}
+        assert live_server.post_job({**body, "scheduler": scheduler} if scheduler else body).status_code == 201
+    page = open_page(live_server, "/?sampler=DPM%2B%2B+2M+Karras")
+    expect(page).to_have_url(re.compile(r"\?sampler=DPM%2B%2B\+2M&scheduler=Karras$"))
+    expect(page.locator(JOB)).to_have_count(2)  # a and b
+    expect(page.locator("#filter-scheduler")).to_have_text("Karras")
+    page.locator("#filter-sampler").click()
+    ticked = page.locator("#picker-sampler .picker-values label:has(input:checked)")
+    expect(ticked).to_have_count(1)
+    expect(ticked).to_have_attribute("data-value", "DPM++ 2M")
+    page.keyboard.press("Escape")
+    pick(page, "sampler", "Euler a")
+    expect(page.locator(JOB)).to_have_count(3)  # a, b and c: DPM++ 2M or Euler a, with Karras
+    expect(page.get_by_text("cannot be listed")).to_have_count(0)
+    expect(page.locator("#toast")).to_have_text("")
+
+
 def test_a_filter_value_named_like_an_object_property_breaks_no_picker(live_server, samples, open_page):
     """`/?sampler=__proto__` read Object.prototype as the value's spelling: the pickers stayed
     empty and a toast said "Could not load filter values"."""

@@ -94,7 +94,11 @@ def displays(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, st
     link's `FAILED`), for the keys some job has had."""
     if not keys:
         return {}
-    wanted = or_(*(and_(facet_values.c.field == field, facet_values.c.value == key) for field, key in keys))
+    by_field: dict[str, set[str]] = {}
+    for field, key in keys:
+        by_field.setdefault(field, set()).add(key)
+    # one IN per field: an OR per value went past SQLite's expression depth (1,000) at ~1,000 values
+    wanted = or_(*(and_(facet_values.c.field == f, facet_values.c.value.in_(sorted(k))) for f, k in by_field.items()))
     rows = conn.execute(select(facet_values.c.field, facet_values.c.value, facet_values.c.display).where(wanted))
     return {(field, key): display for field, key, display in rows}
 

@@ -289,7 +289,10 @@ async function loadFacets() {
   try {
     const results = await Promise.all(fields.map((field) => facetsWithout(field.name)));
     if (generation !== state.generation) return;
-    respell(results);
+    if (respell(results)) {
+      loadFacets(); // each picker counted under the address as respelled (an implied scheduler)
+      return;
+    }
     fields.forEach((field, i) => fillPicker(field.name, results[i].facets[field.name] ?? [], results[i].sampled));
   } catch (error) {
     if (generation === state.generation) showToast(`Could not load filter values: ${error.message}`);
@@ -299,13 +302,17 @@ async function loadFacets() {
 // A link may spell a value otherwise than the facets list it (`sampler=dpmpp_2m` filters the
 // "DPM++ 2M" jobs): the facets say how (`filter_values`; each field's own values come with the
 // other fields' requests), and the address takes their spelling, so that the picker ticks the
-// value it lists. The jobs listed stay the same: only the spelling changes.
+// value it lists. A sampler named with its scheduler (`DPM++ 2M Karras`) filters that scheduler
+// too (`implied`): the address says so in each field's own values. The jobs listed stay the same.
+// True when the address changed.
 function respell(results) {
   const spelled = new Map(); // "name=value" -> its facet spelling (Maps: a value may be `__proto__`)
+  const implied = new Map(); // name -> values the others imply
   for (const result of results) {
     for (const [name, values] of Object.entries(result.filter_values ?? {})) {
       for (const [value, shown] of Object.entries(values)) spelled.set(`${name}=${value}`, String(shown));
     }
+    for (const [name, values] of Object.entries(result.implied ?? {})) implied.set(name, values.map(String));
   }
   const params = new URLSearchParams();
   const seen = new Set();
@@ -316,10 +323,16 @@ function respell(results) {
     seen.add(key);
     params.append(name, shown);
   }
-  if (params.toString() === state.params.toString()) return;
+  for (const [name, values] of implied) {
+    const given = new Set(params.getAll(name).map((value) => value.toLowerCase()));
+    for (const value of values) if (!given.has(value.toLowerCase())) params.append(name, value);
+  }
+  if (params.toString() === state.params.toString()) return false;
   setParams(params);
   writeUrl();
   updateExportLinks();
+  markActiveFilters();
+  return true;
 }
 
 // The values of a field with their counts under the other filters; a chosen value that has
