@@ -834,3 +834,9 @@ def test_filter_values_are_the_facets_own_spelling_whatever_the_case(client):
         "model": {"JUGGERNAUTXL.safetensors": "juggernautXL"},
         "pack": {"Never-Seen": "Never-Seen"},  # no job has it: as the link spells it
     }
+
+
+def test_health_ignores_a_monitor_s_cache_buster(client):
+    """The one endpoint that does not refuse unknown parameters (README): a monitor's `?_=…`."""
+    answer = client.get("/api/health", query_string={"_": "1733500000"})
+    assert answer.status_code == 200 and answer.json["status"] == "ok", answer.json
