@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 
-from .fields import FIELDS, scheduler_in_sampler
+from .fields import BY_NAME, FIELDS, scheduler_in_sampler
 from .index.plan import DEFAULT_LIMIT, DEFAULT_SORT, MAX_LIMIT, SORTS, Filters, Page
 from .index.queries import BadCursor, decode_cursor, decode_position
 from .index.words import has_cjk
@@ -272,8 +272,8 @@ def implied_scheduler(params: Mapping[str, Sequence[str]]) -> str | None:
     (`sampler=DPM++ 2M Karras`: Karras); None otherwise. For a query parse() accepted."""
     if any(value.strip() for value in params.get("scheduler", ())):
         return None
-    named = {scheduler_in_sampler(value) for value in params.get("sampler", ()) if value.strip()}
-    return next(iter(named)) if len(named) == 1 else None
+    added = _scheduler_from_sampler(params)  # the one rule: parse() filters by what it adds
+    return added["scheduler"][0] if added is not params else None
 
 
 def _scheduler_from_sampler(params: Mapping[str, Sequence[str]]) -> Mapping[str, Sequence[str]]:
@@ -290,7 +290,7 @@ def _scheduler_from_sampler(params: Mapping[str, Sequence[str]]) -> Mapping[str,
         raise BadQuery("sampler", f"these sampler names carry different schedulers (or none): {own_filter}")
     scheduler = named[0]
     given = [value for value in params.get("scheduler", ()) if value.strip()]
-    key = next(field for field in FIELDS if field.name == "scheduler").parse
+    key = BY_NAME["scheduler"].parse
     if given and {key(value) for value in given} != {key(scheduler)}:
         raise BadQuery("scheduler", f"the sampler names scheduler {scheduler!r}, and this filter another: {own_filter}")
     return {**params, "scheduler": [scheduler]}

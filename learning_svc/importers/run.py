@@ -549,7 +549,7 @@ def _owned(service: Service, writer: Writer, items) -> set[str]:
     a history read above in this run, one imported before, a pipeline's POSTed job."""
     paths = [item.where.path for item in items if isinstance(item, Job)]
     # This run's own jobs first: a dry run's are in no index, and a real run's may not be yet
-    # (while the index cannot be written, the service answers from what it has).
+    # (the index is waited for: _index_owners).
     owned = owners_among(paths, writer.outputs, service.settings.output_root, writer.claimed, service.watched_folders)
     rest = [path for path in paths if path not in owned]
     return set(owned) | set(_index_owners(service, rest, writer.claimed))
