@@ -6,13 +6,15 @@ changed for SETTLE seconds and is a complete image (a UI still writing it is not
 imported through the service like any import (the same job for the same image, whatever
 its path). A folder that is not there (a disk not mounted, a network share gone) is looked
 for again every RETRY seconds, and swept once when it comes back, so nothing written
-meanwhile is missed. Nothing here stops the service.
+meanwhile is missed; so is one replaced by another of the same name (deleted and made again,
+a share mounted anew): its observer was watching the old one. Nothing here stops the service.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ class Folder:
     imported: int = 0
     problems: list[str] = field(default_factory=list)  # the latest few
     last_look: float = 0.0
+    identity: tuple[int, int] | None = None  # (device, inode) of the folder its observer watches
 
     def describe(self, delay: float = 0) -> dict:
         return {
@@ -140,11 +143,17 @@ class FolderWatcher:
             if now - folder.last_look < RETRY and folder.state != "starting":
                 continue
             folder.last_look = now
-            present = folder.path.is_dir()
+            identity = _identity(folder.path)
+            present = identity is not None
             if folder.observer is not None and not present:
                 log.warning("watched folder %s is gone; looking for it every %.0f s", folder.path, RETRY)
                 self._unwatch(folder)
                 folder.state = "missing"
+            elif folder.observer is not None and identity != folder.identity:
+                log.warning("watched folder %s was replaced by another of that name; watching the new one", folder.path)
+                self._unwatch(folder)
+                self._watch(folder)
+                self._sweep(folder)
             elif folder.observer is None and present:
                 self._watch(folder)
                 self._sweep(folder)  # what was written while it was away (or before we started)
@@ -156,7 +165,8 @@ class FolderWatcher:
         from watchdog.observers import Observer
         from watchdog.observers.polling import PollingObserver
 
-        handler = _Handler(self)
+        handler = _Handler(self, folder)
+        folder.identity = _identity(folder.path)  # before the observer starts: a change after is seen again
         for kind, make in (() if self.poll else (("watching", Observer),)) + (("polling", PollingObserver),):
             observer = make()
             try:
@@ -281,6 +291,12 @@ class FolderWatcher:
             line = f"{_shown(path)}: {_shown(reason)}"
             folder.problems = [*(p for p in folder.problems if p != line)][-19:] + [line]
 
+    def look_again(self, folder: Folder) -> None:
+        """The watched folder itself was deleted: look at the next tick, not RETRY seconds later,
+        and watch whatever is there then anew (a folder made again may get the old one's inode)."""
+        folder.identity = None
+        folder.last_look = 0.0
+
     def _folder_of(self, path: Path) -> Folder | None:
         for folder in self.folders:
             if path == folder.path or folder.path in path.parents:
@@ -288,10 +304,27 @@ class FolderWatcher:
         return None
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder at `path` (links followed); None when there is none."""
+    try:
+        found = path.stat()
+    except (OSError, ValueError):
+        return None
+    return (found.st_dev, found.st_ino) if stat.S_ISDIR(found.st_mode) else None
+
+
 class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: FolderWatcher):
+    def __init__(self, watcher: FolderWatcher, folder: Folder):
         super().__init__()
-        self.watcher = watcher
+        self.watcher, self.folder = watcher, folder
+
+    def on_deleted(self, event):
+        if Path(os.fsdecode(event.src_path)) == self.folder.path:  # inotify's delete-self: said as a file's
+            self.watcher.look_again(self.folder)
+
+    def on_moved(self, event):
+        if not event.is_directory:
+            self.watcher.changed(event.dest_path)
 
     def on_created(self, event):
         if not event.is_directory:
@@ -303,7 +336,3 @@ class _Handler(FileSystemEventHandler):
 
     def on_closed(self, event):
         self.watcher.changed(event.src_path)
-
-    def on_moved(self, event):
-        if not event.is_directory:
-            self.watcher.changed(event.dest_path)

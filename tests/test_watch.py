@@ -102,6 +102,31 @@ def test_a_folder_that_comes_and_goes_is_looked_for_again(settings, tmp_path, pn
         server.stop()
 
 
+def test_a_folder_deleted_and_made_again_at_once_is_watched_again(settings, tmp_path, pngs):
+    """Deleted and made again between two looks (RETRY apart): it was always there to is_dir(),
+    so the observer of the deleted folder was kept, and nothing written since was ever imported
+    while health said "watching"."""
+    watched = tmp_path / "outputs"
+    watched.mkdir()
+    server = LiveServer(replace(settings, watch=(watched,), output_root=tmp_path))
+    try:
+        wait_for(
+            lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["state"] == "watching", "watching"
+        )
+        shutil.rmtree(watched)
+        watched.mkdir()
+        shutil.copy(pngs / "fooocus.png", watched / "after.png")
+        wait_for(lambda: "after.png" in listed(server), "the image in the folder made again")
+        time.sleep(0.5)
+        os.rename(watched, tmp_path / "moved-away")  # a folder moved aside and another put in its place
+        watched.mkdir()
+        shutil.copy(pngs / "novelai.png", watched / "later.png")
+        wait_for(lambda: "later.png" in listed(server), "the image in the folder put in its place")
+        assert server.http.get(server.url + "/api/health").json()["watch"][0]["state"] == "watching"
+    finally:
+        server.stop()
+
+
 def test_a_bad_file_seen_again_is_one_problem_line_not_one_per_look(tmp_path):
     """`recent_problems` listed the same bad file again after each rewrite or restart, pushing
     the other problems out of the five shown."""
