@@ -1010,3 +1010,42 @@ def test_x_on_all_matching_rejected_jobs_unflags_them(live_server, open_page):
     page.keyboard.press("x")
     expect(page.locator("#toast")).to_contain_text("Changed 4 jobs")
     eventually(lambda: listed(live_server, "flag=reject") == [])
+
+
+def test_copy_parameters_of_an_imported_image_is_the_image_s_own_infotext(live_server, open_page):
+    """A new-user run: Shift+C rebuilt the infotext from nine fields, so an A1111 image's hires fix,
+    clip skip and hashes, and a Forge Flux image's distilled CFG, were not in the copy PNG Info reads.
+    An image whose job was amended since gets the text built from the job's fields."""
+    from PIL import Image
+
+    import image_fixtures
+    from learning_svc.importers import images
+
+    folder = live_server.settings.output_root / "ui"
+    image_fixtures.write_good(str(folder))
+    names = ("a1111_v110.png", "forge_flux.png", "a1111.jpg", "sdnext.png")
+    bodies = {name: images.image_job(folder / name, live_server.settings.output_root).body for name in names}
+    assert set(live_server.post_jobs(list(bodies.values()))) == {201}
+    page = open_page(live_server)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    for name, body in bodies.items():
+        with Image.open(folder / name) as image:
+            own = image.text["parameters"] if name.endswith(".png") else body["run_config"]["metadata"]["parameters"]
+        assert "Steps: " in own
+        page.evaluate("navigator.clipboard.writeText('')")
+        card(page, body["job_id"]).locator("img.thumb").click()
+        page.keyboard.press("Shift+C")
+        assert eventually(lambda: page.evaluate("navigator.clipboard.readText()")) == own, name
+        page.keyboard.press("Escape")
+    assert "Hires upscale: 1.5" in bodies["a1111_v110.png"]["run_config"]["metadata"]["parameters"]
+    assert "Distilled CFG Scale: 3.5" in bodies["forge_flux.png"]["run_config"]["metadata"]["parameters"]
+
+    amended = bodies["a1111_v110.png"]["job_id"]
+    patched = live_server.http.patch(f"{live_server.url}/api/jobs/{amended}?replace=true", json={"prompt": "a castle"})
+    assert patched.status_code == 200, patched.text
+    page.reload()
+    card(page, amended).locator("img.thumb").click()
+    page.keyboard.press("Shift+C")
+    expect(page.locator("#toast")).to_contain_text("A1111")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("a castle\n") and "Steps: " in copied and "Hires upscale" not in copied

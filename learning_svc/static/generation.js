@@ -79,8 +79,23 @@ function appendWithEmbeddings(parent, text, words) {
   parent.append(text.slice(at));
 }
 
-// A1111's infotext: the prompt, "Negative prompt: …", then "Steps: 30, Sampler: …, …".
+// A1111's infotext: the prompt, "Negative prompt: …", then "Steps: 30, Sampler: …, …". An image
+// that carries one (A1111, Forge, SD.Next, Fooocus' A1111 scheme) gives its own, whole: hires fix,
+// clip skip, Flux's distilled CFG and the hashes with it, as PNG Info reads it.
 export function a1111Text(record) {
+  return ownInfotext(record) ?? builtInfotext(record);
+}
+
+// The image's `parameters` text as the importer kept it (run_config.metadata), unless it is JSON
+// (Fooocus' own scheme), was too long to keep, or no longer says the job's prompts (amended since).
+function ownInfotext(record) {
+  const text = record.run_config?.metadata?.parameters;
+  if (typeof text !== 'string' || /^\s*\{/.test(text) || /^<[\d,]+ characters, not kept>$/.test(text)) return null;
+  const negative = record.negative_prompt ? `Negative prompt: ${record.negative_prompt}` : '';
+  return text.startsWith([record.prompt, negative].filter(Boolean).join('\n')) ? text : null;
+}
+
+function builtInfotext(record) {
   // "juggernautXL.safetensors [dd08fa32f9]" (A1111's checkpoint title) is a name and a hash.
   const titled = /^(.*?)\s*\[([0-9a-fA-F]{8,64})\]$/.exec(record.model ?? '');
   const settings = [
