@@ -1049,3 +1049,25 @@ def test_copy_parameters_of_an_imported_image_is_the_image_s_own_infotext(live_s
     expect(page.locator("#toast")).to_contain_text("A1111")
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied.startswith("a castle\n") and "Steps: " in copied and "Hires upscale" not in copied
+
+
+def test_a_sampler_named_with_its_scheduler_says_the_scheduler_once(live_server, open_page):
+    """A new-user run: Fooocus' A1111 scheme (`Sampler: DPM++ 2M SDE Karras`, `Scheduler: karras`)
+    showed `DPM++ 2M SDE Karras · Karras · 30 steps` on its card and in the details."""
+    import image_fixtures
+    from learning_svc.importers import images
+
+    folder = live_server.settings.output_root / "ui"
+    image_fixtures.write_good(str(folder))
+    body = images.image_job(folder / "fooocus_a1111_scheme.png", live_server.settings.output_root).body
+    assert (body["sampler"], body["scheduler"].casefold()) == ("DPM++ 2M SDE Karras", "karras")
+    other = {**body, "job_id": "other", "sampler": "DPM++ 2M", "scheduler": "Karras"}  # said apart, as before
+    assert set(live_server.post_jobs([{**body, "scheduler": "Karras"}, other])) == {201}
+    page = open_page(live_server)
+    facts = card(page, body["job_id"]).locator(".facts")
+    expect(facts).to_contain_text(f"DPM++ 2M SDE Karras · {body['steps']} steps")
+    card(page, body["job_id"]).locator(".facts").click()
+    expect(page.locator("#details")).to_contain_text("DPM++ 2M SDE Karras")
+    assert "Karras · Karras" not in page.locator("#details").inner_text()
+    page.keyboard.press("Escape")
+    expect(card(page, "other").locator(".facts")).to_contain_text(f"DPM++ 2M · Karras · {body['steps']} steps")

@@ -9,7 +9,7 @@ import { adjacentJob, advance, focusJob, hasJobsAfter } from './nav.js';
 import { rateJobInDetails, renderRatingWidget } from './rating.js';
 import { openTagEditor, renderNoteAndScores, renderReview, toggleFlag } from './review.js';
 import { jobById, setOpenJob, state } from './store.js';
-import { $, basename, formatDuration, formatNumber, formatTime, h, plural, showToast } from './util.js';
+import { $, basename, formatDuration, formatNumber, formatTime, h, plural, samplerAndScheduler, showToast } from './util.js';
 
 const PREFETCH_JOBS = 12;
 
@@ -205,7 +205,7 @@ function renderGeneration(record) {
   const facts = [
     ['Model', record.model],
     ['VAE', record.vae],
-    ['Sampler', [record.sampler, record.scheduler].filter(Boolean).join(' · ')],
+    ['Sampler', samplerAndScheduler(record.sampler, record.scheduler).join(' · ')],
     ['Steps', record.steps || null],
     ['CFG', record.cfg_scale ? formatNumber(record.cfg_scale) : null],
     ['Size', record.width && record.height ? `${record.width}×${record.height}` : null],

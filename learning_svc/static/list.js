@@ -9,7 +9,9 @@ import { adoptUnsentRating, renderRatingWidget } from './rating.js';
 import { renderReview } from './review.js';
 import { markIfSelected } from './selection.js';
 import { keepJob, pageLoaded, setCount, setFailed, setPending, setPosition, state, unratedOnly } from './store.js';
-import { $, basename, debounce, formatDuration, formatNumber, formatShortTime, formatTime, h, plural, relativeTime } from './util.js';
+import {
+  $, basename, debounce, formatDuration, formatNumber, formatShortTime, formatTime, h, plural, relativeTime, samplerAndScheduler,
+} from './util.js';
 
 const PAGE_SIZE = 50;
 const RELATIVE_TIME_REFRESH_MS = 30000;
@@ -192,8 +194,7 @@ function renderPacks(packs) {
 // One line per fact; long values are cut with an ellipsis and shown whole in a tooltip.
 function renderFacts(job) {
   const sampler = [
-    job.sampler,
-    job.scheduler,
+    ...samplerAndScheduler(job.sampler, job.scheduler),
     job.steps ? `${job.steps} steps` : null,
     job.cfg_scale ? `CFG ${formatNumber(job.cfg_scale)}` : null,
   ];

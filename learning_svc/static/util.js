@@ -24,6 +24,13 @@ export function formatNumber(value) {
   return value == null ? '—' : String(Number(Number(value).toFixed(2)));
 }
 
+// A sampler and its scheduler as a card says them: once, where the sampler's name already ends
+// with it (Fooocus' `DPM++ 2M SDE Karras` with `Scheduler: karras`).
+export function samplerAndScheduler(sampler, scheduler) {
+  const named = sampler && scheduler && sampler.toLowerCase().endsWith(` ${scheduler.toLowerCase()}`);
+  return [sampler, named ? null : scheduler].filter(Boolean);
+}
+
 export function formatTime(epochSeconds) {
   return epochSeconds == null ? '—' : new Date(epochSeconds * 1000).toLocaleString();
 }
