@@ -86,7 +86,7 @@ verify: install-run
 	$(BIN)/learning-svc verify
 
 demo: install-run
-	$(BIN)/learning-svc demo
+	$(BIN)/learning-svc demo $(if $(PORT),--port $(PORT))
 
 # `make bench DB=postgresql`: the index on a throwaway PostgreSQL server (installed when missing;
 # the scaling scenario measures both backends in any run)

@@ -1,0 +1,21 @@
+"""The Makefile's targets a user runs: `make run PORT=…` and `make demo PORT=…` both serve on that port."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("target", ["run", "demo"])
+def test_port_is_passed_to_the_server(target):
+    """A new-user run: `make demo PORT=18103` served on 8765 all the same."""
+    make = shutil.which("make")
+    assert make, "make is needed (the README's two commands)"
+    shown = subprocess.run([make, "-n", target, "PORT=18103"], cwd=ROOT, capture_output=True, text=True, check=True)
+    command = shown.stdout.strip().splitlines()[-1]
+    assert command.split()[1:] == [target if target == "demo" else "serve", "--port", "18103"], command
