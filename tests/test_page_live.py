@@ -321,6 +321,37 @@ def test_the_status_line_gives_the_total_and_how_many_are_unrated(live_server, o
     expect(status).to_have_text("Showing 3 jobs")
 
 
+def test_a_job_that_arrives_keeps_the_unrated_left_in_the_status_and_a_failed_count_is_asked_again(
+    live_server, open_page
+):
+    """A new-user run: after a job arrived the status said "Showing 35 jobs" (its count was
+    asked before the job) until the next count came; after the service restarted under the
+    page it stayed so, its count having failed once and never been asked again."""
+    assert set(live_server.post_jobs(jobs_at(1_700_000_000, 34, "job"))) == {201}
+    page = open_page(live_server)
+    status = page.locator("#status")
+    expect(status).to_have_text("Showing 34 jobs · 34 unrated left")
+    counts = []
+
+    def count_route(route):
+        counts.append(time.monotonic())
+        if len(counts) == 1:
+            route.fulfill(status=503, content_type="application/json", body='{"error": {"code": "unavailable"}}')
+        else:
+            time.sleep(1.0)  # the count comes a moment after the job
+            route.continue_()
+
+    page.route("**/api/count*", count_route)
+    assert live_server.post_job(jobs_at(1_700_001_000, 1, "late")[0]).status_code == 201
+    expect(card(page, "late-000")).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
+    expect(status).to_have_text("Showing 35 jobs · 35 unrated left")  # before any count came
+    deadline = time.monotonic() + 10
+    while len(counts) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(counts) >= 2, "the count that failed was not asked again"
+    expect(status).to_have_text("Showing 35 jobs · 35 unrated left")
+
+
 def test_a_search_the_service_refuses_says_why_without_a_retry(live_server, samples, open_page):
     page = open_page(live_server, "/?q=a*")
     message = page.locator("#list-message")

@@ -18,6 +18,7 @@ const RELATIVE_TIME_REFRESH_MS = 30000;
 const MAX_THUMBNAILS = 4;
 const HEALTH_INTERVAL_MS = 10000;
 const COUNT_DELAY_MS = 400;
+const COUNT_RETRY_MS = 3000; // a count that failed (not offline) is asked again after this
 
 let sentinelObserver;
 let lastFailure = null;
@@ -112,7 +113,9 @@ async function refreshCount() {
     renderStatus();
     window.dispatchEvent(new CustomEvent('learning-svc:count', { detail: count }));
   } catch {
-    // The status line says what is shown without the totals.
+    // Asked again in a while (a service restarting answers 503 at first); when it cannot be
+    // reached at all, its return asks (resume).
+    if (generation === state.generation && !isOffline()) setTimeout(refreshCountSoon, COUNT_RETRY_MS);
   }
 }
 
@@ -125,16 +128,20 @@ function statusText() {
   if (shown === 0 && !state.done) return state.failed ? 'No jobs loaded' : 'Loading…';
   if (shown === 0) return hasFilters() ? 'No matching jobs' : 'No jobs yet';
   const count = state.count;
-  // No count yet, or one asked before jobs that arrived since (it is asked again at once): it
-  // would say "all rated" of a page whose first job just came in. (A count below the jobs shown
-  // is no sign: a job rated in "Unrated only" stays on the page, out of the count.)
-  if (!count || count.arrived < state.arrived) return `Showing ${plural(shown, 'job')}`;
-  const total = Math.max(count.jobs, shown);
+  if (!count) return `Showing ${plural(shown, 'job')}`;
+  // A count asked before jobs that arrived since (it is asked again at once) is said with them
+  // added: new jobs are unrated, unless the filters are on ratings (then that part waits for
+  // the count). It said "all rated" of a page whose first job had just come in. (A count below
+  // the jobs shown is no sign: a job rated in "Unrated only" stays on the page, out of the count.)
+  const since = state.arrived - count.arrived;
+  const ratingFiltered = ['rated', 'rating_min', 'rating_max'].some((name) => state.params.has(name));
+  const total = Math.max(count.jobs + since, shown);
   let text = total === shown && count.exact
     ? `Showing ${plural(shown, 'job')}`
     : `Showing ${shown.toLocaleString('en-US')} of ${formatCount(total, count.exact)} jobs`;
-  const ratingFiltered = ['rated', 'rating_min', 'rating_max'].some((name) => state.params.has(name));
-  if (count.unrated > 0) text += ` · ${formatCount(count.unrated, count.unrated_exact)} unrated left`;
+  if (since > 0 && ratingFiltered) return text;
+  const unrated = count.unrated + since;
+  if (unrated > 0) text += ` · ${formatCount(unrated, count.unrated_exact)} unrated left`;
   else if (!ratingFiltered || unratedOnly()) text += ' · all rated'; // "Unrated only" done: said so
   return text;
 }
