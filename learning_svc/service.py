@@ -66,9 +66,13 @@ FOLLOW_BATCH = 5000  # journal lines the follower indexes in one transaction
 # How long the follower gathers rating and review lines before indexing them when no read
 # waits for them: a rating rewrites ~95 index pages (its ~20 tag rows' sort-key copies), and
 # one transaction for many ratings writes the pages they share once (fewer writes beside the
-# journal's fsync). Job lines are indexed at once: their cost is CPU (the projection), and a
-# big batch of them held the request threads up longer (ingest p99 75 vs 46 ms).
+# journal's fsync).
 FOLLOW_GATHER_SECONDS = 0.5
+# Job lines are gathered for less: their projection is CPU, and half a second of them held the
+# request threads up (ingest p99 75 vs 46 ms). Not at all (a transaction each commit, ~4 jobs
+# at 8 clients, writing the same index pages each time) cost 10-15% more CPU a job: 8-client
+# ingest 420 -> 472 jobs/s, p99 53 -> 39 ms with 50 ms (BENCHMARKS.md, session 8).
+JOB_GATHER_SECONDS = 0.05
 # Line bytes kept in memory for the follower (as parsed lines, several times that); past that it
 # reads them back from the journal. Counted in bytes: 20,000 lines of 1 MB each held 20 GB.
 HANDED_MAX_BYTES = 32 * 2**20
@@ -297,6 +301,7 @@ class Service:
         self._follow_wake = threading.Event()  # lines to index
         self._follow_now = threading.Event()  # a read waits for them, or the service stops
         self._follower_stop = False
+        self._jobs_waiting = False  # job lines handed since the follower's last turn
         self._index_lock = threading.Lock()  # one index writer in this process: the follower or an indexed commit
         self._indexed = threading.Condition()
         self._synced = (0, 0)  # journal sizes (taken under their locks) the index holds every line of
@@ -675,8 +680,8 @@ class Service:
                 if self._handed_in[name] - self._handed_out[name] + op.length <= HANDED_MAX_BYTES:
                     self._handed[name].append((op.offset, op.to_index(), op.length))
                     self._handed_in[name] += op.length
-                if op.kind == "job":  # CPU to project, not pages: indexed at once, in the batches that come
-                    self._follow_now.set()
+                if op.kind == "job":
+                    self._jobs_waiting = True  # gathered for JOB_GATHER_SECONDS, not FOLLOW_GATHER_SECONDS
 
     def _take_in_foreign_lines(self, conn: Connection, with_ratings: bool, indexed: tuple[int, int]) -> None:
         """Lines another process appended since this one's last commit (a `serve --workers`
@@ -750,7 +755,8 @@ class Service:
         while True:
             self._follow_wake.wait(IDLE_CHECK_SECONDS)  # also picks up other writers' lines when idle
             # Gather a batch (many changes, each index page written once) unless a read waits.
-            self._follow_now.wait(FOLLOW_GATHER_SECONDS)
+            self._follow_now.wait(JOB_GATHER_SECONDS if self._jobs_waiting else FOLLOW_GATHER_SECONDS)
+            self._jobs_waiting = False
             self._follow_wake.clear()
             self._follow_now.clear()
             stopping = self._follower_stop

@@ -325,3 +325,26 @@ def test_an_index_database_gone_away_is_one_log_line_not_a_traceback(settings, c
         assert "more" not in record.getMessage()
     finally:
         service.close()
+
+
+def test_jobs_committed_one_after_another_are_indexed_together(settings, monkeypatch):
+    """Each job commit (~4 jobs at 8 clients) woke the follower at once: one index transaction a
+    commit, writing the same index pages again each time. They are gathered for
+    JOB_GATHER_SECONDS (a read that waits still wakes the follower at once)."""
+    monkeypatch.setattr(service_module, "JOB_GATHER_SECONDS", 0.5)
+    service = Service(settings).start()
+    try:
+        turns = []
+        real = service._index_to
+        monkeypatch.setattr(service, "_index_to", lambda *a, **k: turns.append(a[0]) or real(*a, **k))
+        for i in range(20):
+            service.record_job(job_in(f"g{i}"))
+        time.sleep(1.5)
+        assert 1 <= len(turns) <= 3, turns
+        assert service.get_summary("g19")["job_id"] == "g19"
+        service.record_job(job_in("read-at-once"))
+        began = time.monotonic()
+        assert service.get_job("read-at-once")["summary"]["job_id"] == "read-at-once"
+        assert time.monotonic() - began < 0.4  # not after the gather: the read woke the follower
+    finally:
+        service.close()

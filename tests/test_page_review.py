@@ -10,10 +10,13 @@ import re
 import time
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from learning_svc import reviews
+from learning_svc.importers import images
 
+import image_fixtures
 from conftest import LiveServer
 from pages import JOB, card, rating_events, review_events, shown_job_ids, star, write_png
 
@@ -1016,11 +1019,6 @@ def test_copy_parameters_of_an_imported_image_is_the_image_s_own_infotext(live_s
     """A new-user run: Shift+C rebuilt the infotext from nine fields, so an A1111 image's hires fix,
     clip skip and hashes, and a Forge Flux image's distilled CFG, were not in the copy PNG Info reads.
     An image whose job was amended since gets the text built from the job's fields."""
-    from PIL import Image
-
-    import image_fixtures
-    from learning_svc.importers import images
-
     folder = live_server.settings.output_root / "ui"
     image_fixtures.write_good(str(folder))
     names = ("a1111_v110.png", "forge_flux.png", "a1111.jpg", "sdnext.png")
@@ -1054,9 +1052,6 @@ def test_copy_parameters_of_an_imported_image_is_the_image_s_own_infotext(live_s
 def test_a_sampler_named_with_its_scheduler_says_the_scheduler_once(live_server, open_page):
     """A new-user run: Fooocus' A1111 scheme (`Sampler: DPM++ 2M SDE Karras`, `Scheduler: karras`)
     showed `DPM++ 2M SDE Karras · Karras · 30 steps` on its card and in the details."""
-    import image_fixtures
-    from learning_svc.importers import images
-
     folder = live_server.settings.output_root / "ui"
     image_fixtures.write_good(str(folder))
     body = images.image_job(folder / "fooocus_a1111_scheme.png", live_server.settings.output_root).body
