@@ -486,8 +486,8 @@ def test_tag_numbers_do_not_run_out_where_each_upsert_draws_one(settings):
     with running(settings) as server:
         assert server.post_job(records_for_tags(0)).status_code == 201
         with create_engine(settings.database_url).begin() as conn:
-            conn.execute(text("ALTER SEQUENCE facet_values_tag_seq RESTART WITH 2147483600"))
-        for n in range(1, 11):  # ~20 values a job: past 2**31 - 1
+            conn.execute(text("ALTER SEQUENCE facet_values_tag_seq RESTART WITH 2147483640"))
+        for n in range(1, 11):  # new values in each: past 2**31 - 1, one job or ten a transaction
             response = server.post_job(records_for_tags(n))
             assert response.status_code == 201, response.text
         listed = server.http.get(server.url + "/api/jobs", params={"model": "tags_model_10"}).json()["jobs"]

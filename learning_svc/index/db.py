@@ -16,7 +16,7 @@ from sqlalchemy import (
     Engine,
     Text,
     any_,
-    cast,
+    bindparam,
     create_engine,
     event,
     func,
@@ -184,14 +184,17 @@ def _in_paramstyle(statement: str, paramstyle: str) -> str:
 
 
 def among(conn: Connection, column, ids) -> ColumnElement:
-    """`column IN (ids)` for a list of up to thousands of integer ids: on PostgreSQL one array
-    parameter (`= ANY(...)`, sent as the array's text), where 2,000 bound values cost ~20 ms to
-    render, send and parse; on SQLite bound values up to 30,000 (its default build takes at most
+    """`column IN (ids)` for a list of up to thousands of integer ids: on PostgreSQL one bigint[]
+    parameter (`= ANY(...)`), where 2,000 bound values cost ~20 ms to render, send and parse. A
+    parameter the planner sees as a value: sent as text and cast in the statement, it was an
+    expression it could neither hash nor count (100 ids guessed), and a sequential scan compared
+    every row with each id (a filtered facet: 3-12 s; 2,000,000 rows, 2,000 ids: 98 s vs 0.1 s).
+    On SQLite bound values up to 30,000 (its default build takes at most
     32,766; LEARNING_SVC_FACET_SAMPLE may ask for more), one JSON array beyond. Plain
     expressions: the statement stays cached, and SQLite's plan walks the primary key."""
     ids = [int(i) for i in ids]
     if conn.dialect.name == "postgresql":
-        return column == any_(cast(literal("{" + ",".join(map(str, ids)) + "}", Text), ARRAY(BigInteger)))
+        return column == any_(bindparam(None, ids, type_=ARRAY(BigInteger)))
     if len(ids) <= 30_000:
         return column.in_(ids)
     array = literal("[" + ",".join(map(str, ids)) + "]", Text)
