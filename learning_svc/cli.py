@@ -60,11 +60,11 @@ def _reach_index(settings: Settings) -> None:
     """Connect to a server database once before any work (SQLite's file is made when missing)."""
     if not settings.database_url or settings.db_url.startswith("sqlite"):
         return
-    from sqlalchemy import create_engine
+    from .index import db
 
     with _index_errors(settings):
         try:
-            engine = create_engine(settings.db_url)
+            engine = db.make_engine(settings.db_url, writer=False)  # its connect timeout too
         except ModuleNotFoundError as error:  # postgresql+psycopg2://, mysql://: a driver not installed
             raise click.ClickException(
                 f"LEARNING_SVC_DATABASE_URL {_shown(settings.db_url)} is not usable: its driver {error.name} is "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -477,6 +478,39 @@ def test_a_postgresql_restart_under_load_loses_no_acknowledged_job(postgres_of_i
         stop.set()
         server.kill()
     assert verify_index(settings) == []
+
+
+def test_a_database_host_that_takes_the_connection_and_never_answers_is_one_line_after_a_timeout(tmp_path):
+    """A new-user run: a host that accepts TCP and never answers (a firewall, a wrong address)
+    left `serve` silent for as long as one waited (psycopg sets no connect timeout). It is one
+    line after PG_CONNECT_ARGS' connect_timeout, exit 1."""
+    import socket
+    import threading
+
+    from learning_svc.index import db
+
+    from conftest import free_port
+    from procs import cli_env, run_cli
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held = []
+    threading.Thread(target=lambda: held.extend(silent.accept() for _ in range(4)), daemon=True).start()
+    try:
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{silent.getsockname()[1]}/learning"
+        began = time.monotonic()
+        result = run_cli(
+            "serve", "--data-dir", str(tmp_path / "learning"), "--port", str(free_port()),
+            env=cli_env(LEARNING_SVC_DATABASE_URL=url), timeout=db.PG_CONNECT_ARGS["connect_timeout"] * 4,
+        )  # fmt: skip
+        took = time.monotonic() - began
+    finally:
+        silent.close()
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: cannot use the index database postgresql+psycopg://"), lines[0]
+    assert "timeout" in lines[0] and took >= db.PG_CONNECT_ARGS["connect_timeout"] - 1, (took, lines[0])
 
 
 def test_tag_numbers_do_not_run_out_where_each_upsert_draws_one(settings):

@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import make_url
 from sqlalchemy.sql.expression import ColumnElement
 
 from . import text_search
@@ -42,6 +43,15 @@ def migrations_dir() -> Path:
     if spec is not None and spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations)))
     return Path(__file__).resolve().parent.parent.parent / "migrations"
+
+
+PG_CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def make_engine(
@@ -64,7 +74,14 @@ def make_engine(
         # No JIT: our statements are index walks of milliseconds, and a filtered facet's count,
         # which the planner overestimates, spent 10 ms of its 130 compiling itself (1,000,000 jobs).
         options = "-c jit=off" + (f" -c search_path={schema}" if schema else "")
-        return create_engine(url, pool_pre_ping=True, isolation_level=isolation, connect_args={"options": options})
+        given = make_url(url).query  # what the URL sets itself wins (`?connect_timeout=30`)
+        # A host that takes the connection and never answers (a firewall, a wrong address) is an
+        # error after CONNECT_TIMEOUT, not a silent wait (psycopg's own: none); keepalives find a
+        # connection whose host went away (a cable, a VM paused) within ~a minute, not hours.
+        extra = {key: value for key, value in PG_CONNECT_ARGS.items() if key not in given}
+        return create_engine(
+            url, pool_pre_ping=True, isolation_level=isolation, connect_args={"options": options, **extra}
+        )
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=2 if writer else 8, max_overflow=8
     )
