@@ -56,6 +56,7 @@ class Folder:
     problems: list[str] = field(default_factory=list)  # the latest few
     last_look: float = 0.0
     identity: tuple[int, int] | None = None  # (device, inode) of the folder its observer watches
+    seen_instead: tuple[int, int] | None = None  # another identity, seen at the last look
 
     def describe(self, delay: float = 0) -> dict:
         return {
@@ -145,12 +146,23 @@ class FolderWatcher:
             folder.last_look = now
             identity = _identity(folder.path)
             present = identity is not None
+            if identity == folder.identity:
+                folder.seen_instead = None
             if folder.observer is not None and not present:
                 log.warning("watched folder %s is gone; looking for it every %.0f s", folder.path, RETRY)
                 self._unwatch(folder)
                 folder.state = "missing"
-            elif folder.observer is not None and identity != folder.identity:
-                log.warning("watched folder %s was replaced by another of that name; watching the new one", folder.path)
+            elif folder.observer is not None and identity != folder.identity and folder.identity is not None:
+                # Replaced, if the next look sees the same: some file systems number a folder anew
+                # when its inode leaves their cache (CIFS with noserverino, FUSE without use_ino).
+                changed, folder.seen_instead = identity == folder.seen_instead, identity
+                if changed:
+                    log.warning("watched folder %s was replaced by another of that name; watching it", folder.path)
+                    self._unwatch(folder)
+                    self._watch(folder)
+                    self._sweep(folder)
+            elif folder.observer is not None and folder.identity is None:  # its observer saw it deleted
+                log.warning("watched folder %s was deleted and made again; watching the new one", folder.path)
                 self._unwatch(folder)
                 self._watch(folder)
                 self._sweep(folder)
@@ -165,12 +177,15 @@ class FolderWatcher:
         from watchdog.observers import Observer
         from watchdog.observers.polling import PollingObserver
 
-        handler = _Handler(self, folder)
-        folder.identity = _identity(folder.path)  # before the observer starts: a change after is seen again
+        # The folder a link names is watched, as the folder itself (watchdog neither follows the link
+        # nor, told to, stays out of link loops under it): its events are said with the link's path.
+        real = folder.path.resolve()
+        handler = _Handler(self, folder, real)
+        folder.identity, folder.seen_instead = _identity(folder.path), None  # before the observer starts
         for kind, make in (() if self.poll else (("watching", Observer),)) + (("polling", PollingObserver),):
             observer = make()
             try:
-                observer.schedule(handler, str(folder.path), recursive=True)
+                observer.schedule(handler, str(real), recursive=True)
                 observer.start()
             except OSError as error:  # inotify limits, a file system without notifications
                 log.warning("cannot watch %s with %s (%s)", folder.path, kind, error)
@@ -314,25 +329,32 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: FolderWatcher, folder: Folder):
+    def __init__(self, watcher: FolderWatcher, folder: Folder, real: Path):
         super().__init__()
-        self.watcher, self.folder = watcher, folder
+        self.watcher, self.folder, self.real = watcher, folder, real
+
+    def _changed(self, path) -> None:
+        """A path under the real folder, said under the watched one (its link)."""
+        path = Path(os.fsdecode(path))
+        if self.real != self.folder.path and (path == self.real or self.real in path.parents):
+            path = self.folder.path / path.relative_to(self.real)
+        self.watcher.changed(str(path))
 
     def on_deleted(self, event):
-        if Path(os.fsdecode(event.src_path)) == self.folder.path:  # inotify's delete-self: said as a file's
+        if Path(os.fsdecode(event.src_path)) == self.real:  # inotify's delete-self: said as a file's
             self.watcher.look_again(self.folder)
 
     def on_moved(self, event):
         if not event.is_directory:
-            self.watcher.changed(event.dest_path)
+            self._changed(event.dest_path)
 
     def on_created(self, event):
         if not event.is_directory:
-            self.watcher.changed(event.src_path)
+            self._changed(event.src_path)
 
     def on_modified(self, event):
         if not event.is_directory:
-            self.watcher.changed(event.src_path)
+            self._changed(event.src_path)
 
     def on_closed(self, event):
-        self.watcher.changed(event.src_path)
+        self._changed(event.src_path)

@@ -127,6 +127,49 @@ def test_a_folder_deleted_and_made_again_at_once_is_watched_again(settings, tmp_
         server.stop()
 
 
+@pytest.mark.parametrize("poll", [False, True], ids=["notified", "polling"])
+def test_a_watched_folder_that_is_a_link_is_watched_where_it_points(settings, tmp_path, pngs, poll):
+    """A review: `--watch outputs` with outputs a link to the real folder got no new images by
+    inotify (watchdog watched the link itself); only the start-up sweep found them."""
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "outputs"
+    link.symlink_to(tmp_path / "real", target_is_directory=True)
+    server = LiveServer(replace(settings, watch=(link,), watch_poll=poll, output_root=tmp_path))
+    try:
+        wait_for(
+            lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["state"] != "starting", "watching"
+        )
+        shutil.copy(pngs / "fooocus.png", link / "new.png")
+        job = wait_for(lambda: listed(server).get("new.png"), "the image written through the link")
+        assert job["outputs"] == ["outputs/new.png"]  # said by the path watched, as a sweep says it
+    finally:
+        server.stop()
+
+
+def test_a_folder_numbered_anew_at_one_look_is_not_watched_anew_until_a_second_look_agrees(tmp_path, monkeypatch):
+    """A review: some file systems number a folder anew when its inode leaves their cache (CIFS
+    with noserverino, FUSE without use_ino); taken for a replaced folder at each look, it would
+    be watched again and swept every 3 s. A new number counts once two looks agree; a delete
+    the observer saw counts at once."""
+    from learning_svc import watch
+
+    watcher = watch.FolderWatcher(None, [tmp_path], tmp_path)
+    folder = watcher.folders[0]
+    rewatched = []
+    monkeypatch.setattr(watcher, "_unwatch", lambda f: None)
+    monkeypatch.setattr(watcher, "_watch", lambda f: rewatched.append(seen) or setattr(f, "identity", seen))
+    monkeypatch.setattr(watcher, "_sweep", lambda f: None)
+    folder.observer, folder.identity, folder.state = object(), (1, 1), "watching"
+    for seen in [(1, 2), (1, 3), (1, 1), (1, 4), (1, 5), (1, 5), (1, 5)]:
+        monkeypatch.setattr(watch, "_identity", lambda path, seen=seen: seen)
+        folder.last_look = 0.0
+        watcher._look_after_folders()
+    assert rewatched == [(1, 5)]
+    watcher.look_again(folder)  # inotify said the folder itself was deleted
+    watcher._look_after_folders()
+    assert rewatched == [(1, 5), (1, 5)]  # a folder made again may get the old number
+
+
 def test_a_bad_file_seen_again_is_one_problem_line_not_one_per_look(tmp_path):
     """`recent_problems` listed the same bad file again after each rewrite or restart, pushing
     the other problems out of the five shown."""
