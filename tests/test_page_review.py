@@ -1041,12 +1041,18 @@ def test_copy_parameters_of_an_imported_image_is_the_image_s_own_infotext(live_s
     amended = bodies["a1111_v110.png"]["job_id"]
     patched = live_server.http.patch(f"{live_server.url}/api/jobs/{amended}?replace=true", json={"prompt": "a castle"})
     assert patched.status_code == 200, patched.text
+    reseeded = bodies["forge_flux.png"]["job_id"]  # a review: only the prompts were compared
+    patched = live_server.http.patch(f"{live_server.url}/api/jobs/{reseeded}?replace=true", json={"seed": 456})
+    assert patched.status_code == 200, patched.text
     page.reload()
-    card(page, amended).locator("img.thumb").click()
-    page.keyboard.press("Shift+C")
-    expect(page.locator("#toast")).to_contain_text("A1111")
-    copied = page.evaluate("navigator.clipboard.readText()")
-    assert copied.startswith("a castle\n") and "Steps: " in copied and "Hires upscale" not in copied
+    for job_id, says in ((amended, "a castle\n"), (reseeded, bodies["forge_flux.png"]["prompt"] + "\n")):
+        page.evaluate("navigator.clipboard.writeText('')")
+        card(page, job_id).locator("img.thumb").click()
+        page.keyboard.press("Shift+C")
+        copied = eventually(lambda: page.evaluate("navigator.clipboard.readText()"))
+        assert copied.startswith(says) and "Steps: " in copied and "Hires upscale" not in copied, copied
+        assert "Distilled CFG" not in copied and ("Seed: 456" in copied) == (job_id == reseeded), copied
+        page.keyboard.press("Escape")
 
 
 def test_a_sampler_named_with_its_scheduler_says_the_scheduler_once(live_server, open_page):

@@ -81,18 +81,29 @@ function appendWithEmbeddings(parent, text, words) {
 
 // A1111's infotext: the prompt, "Negative prompt: …", then "Steps: 30, Sampler: …, …". An image
 // that carries one (A1111, Forge, SD.Next, Fooocus' A1111 scheme) gives its own, whole: hires fix,
-// clip skip, Flux's distilled CFG and the hashes with it, as PNG Info reads it.
-export function a1111Text(record) {
-  return ownInfotext(record) ?? builtInfotext(record);
+// clip skip, Flux's distilled CFG and the hashes with it, as PNG Info reads it. `amendments`: the
+// job's (GET /api/jobs/<id>); once amended, the text is built from what the job now says.
+export function a1111Text(record, amendments = []) {
+  return (amendments?.length ? null : ownInfotext(record)) ?? builtInfotext(record);
 }
 
-// The image's `parameters` text as the importer kept it (run_config.metadata), unless it is JSON
-// (Fooocus' own scheme), was too long to keep, or no longer says the job's prompts (amended since).
+// The image's `parameters` text as the importer kept it (run_config.metadata): an infotext (its
+// settings line has `Steps: `), not JSON (Fooocus' own scheme) nor a note that it was not read,
+// that says the job's prompts.
 function ownInfotext(record) {
   const text = record.run_config?.metadata?.parameters;
-  if (typeof text !== 'string' || /^\s*\{/.test(text) || /^<[\d,]+ characters, not kept>$/.test(text)) return null;
+  if (typeof text !== 'string' || !/(^|\n)Steps: \d/.test(text) || isJson(text)) return null;
   const negative = record.negative_prompt ? `Negative prompt: ${record.negative_prompt}` : '';
-  return text.startsWith([record.prompt, negative].filter(Boolean).join('\n')) ? text : null;
+  return text.startsWith(`${[record.prompt, negative].filter(Boolean).join('\n')}\n`) ? text : null;
+}
+
+function isJson(text) {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function builtInfotext(record) {

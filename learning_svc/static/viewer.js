@@ -185,8 +185,8 @@ export function toggleInfo() {
 export async function copyShown(what) {
   const job = viewerJob();
   if (!job) return;
-  const { record } = await jobDetail(job.job_id);
-  const text = { prompt: record.prompt ?? '', seed: String(record.seed ?? ''), all: a1111Text(record) }[what];
+  const { record, amendments } = await jobDetail(job.job_id);
+  const text = { prompt: record.prompt ?? '', seed: String(record.seed ?? ''), all: a1111Text(record, amendments) }[what];
   try {
     await navigator.clipboard.writeText(text);
     showToast({ prompt: 'Prompt copied', seed: `Seed ${text} copied`, all: 'Parameters copied (A1111 format)' }[what]);
