@@ -18,7 +18,8 @@ const RELATIVE_TIME_REFRESH_MS = 30000;
 const MAX_THUMBNAILS = 4;
 const HEALTH_INTERVAL_MS = 10000;
 const COUNT_DELAY_MS = 400;
-const COUNT_RETRY_MS = 3000; // a count that failed (not offline) is asked again after this
+const COUNT_RETRY_MS = 3000; // a count that failed (not offline) is asked again after this, twice as long each time
+const COUNT_RETRY_MAX_MS = 60_000;
 
 let sentinelObserver;
 let lastFailure = null;
@@ -104,18 +105,27 @@ function setListMessage(text, { retry = false } = {}) {
 
 // ---------------------------------------------------------------- the status line
 
+let countRetry = null; // the one timer that asks again for a count that failed
+let countFailures = 0;
+
 async function refreshCount() {
   const { generation, arrived } = state;
+  clearTimeout(countRetry);
   try {
     const count = await api(`/api/count?${filterParams()}`);
+    countFailures = 0;
     if (generation !== state.generation) return;
     setCount({ ...count, arrived });
     renderStatus();
     window.dispatchEvent(new CustomEvent('learning-svc:count', { detail: count }));
-  } catch {
-    // Asked again in a while (a service restarting answers 503 at first); when it cannot be
-    // reached at all, its return asks (resume).
-    if (generation === state.generation && !isOffline()) setTimeout(refreshCountSoon, COUNT_RETRY_MS);
+  } catch (error) {
+    // Asked again in a while, longer after each failure (a service restarting answers 503 at
+    // first); not a request the service refused (asking again cannot help), nor while it cannot
+    // be reached at all (its return asks: resume).
+    if (generation !== state.generation || error.refused || error.offline) return;
+    countFailures += 1;
+    clearTimeout(countRetry);
+    countRetry = setTimeout(refreshCountSoon, Math.min(COUNT_RETRY_MS * 2 ** (countFailures - 1), COUNT_RETRY_MAX_MS));
   }
 }
 
