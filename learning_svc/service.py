@@ -301,7 +301,7 @@ class Service:
         self._follow_wake = threading.Event()  # lines to index
         self._follow_now = threading.Event()  # a read waits for them, or the service stops
         self._follower_stop = False
-        self._jobs_waiting = False  # job lines handed since the follower's last turn
+        self._jobs_since: float | None = None  # when the first job line since the follower's last turn was handed
         self._index_lock = threading.Lock()  # one index writer in this process: the follower or an indexed commit
         self._indexed = threading.Condition()
         self._synced = (0, 0)  # journal sizes (taken under their locks) the index holds every line of
@@ -680,8 +680,8 @@ class Service:
                 if self._handed_in[name] - self._handed_out[name] + op.length <= HANDED_MAX_BYTES:
                     self._handed[name].append((op.offset, op.to_index(), op.length))
                     self._handed_in[name] += op.length
-                if op.kind == "job":
-                    self._jobs_waiting = True  # gathered for JOB_GATHER_SECONDS, not FOLLOW_GATHER_SECONDS
+                if op.kind == "job" and self._jobs_since is None:  # gathered for JOB_GATHER_SECONDS from now
+                    self._jobs_since = time.monotonic()
 
     def _take_in_foreign_lines(self, conn: Connection, with_ratings: bool, indexed: tuple[int, int]) -> None:
         """Lines another process appended since this one's last commit (a `serve --workers`
@@ -754,9 +754,7 @@ class Service:
     def _follow(self) -> None:
         while True:
             self._follow_wake.wait(IDLE_CHECK_SECONDS)  # also picks up other writers' lines when idle
-            # Gather a batch (many changes, each index page written once) unless a read waits.
-            self._follow_now.wait(JOB_GATHER_SECONDS if self._jobs_waiting else FOLLOW_GATHER_SECONDS)
-            self._jobs_waiting = False
+            self._gather()
             self._follow_wake.clear()
             self._follow_now.clear()
             stopping = self._follower_stop
@@ -765,6 +763,20 @@ class Service:
                 self._index_backlog()
             if stopping:
                 return
+
+    def _gather(self) -> None:
+        """Gather a batch (many changes, each index page written once) unless a read waits: for
+        FOLLOW_GATHER_SECONDS, JOB_GATHER_SECONDS once a job line is handed (also one handed
+        while ratings are gathered)."""
+        until = time.monotonic() + FOLLOW_GATHER_SECONDS
+        while not self._follow_now.is_set():
+            if self._jobs_since is not None:
+                until = min(until, self._jobs_since + JOB_GATHER_SECONDS)
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            self._follow_now.wait(min(left, JOB_GATHER_SECONDS))
+        self._jobs_since = None
 
     def _index_backlog(self) -> None:
         """Index the journals up to where they end now, FOLLOW_BATCH lines a transaction."""
