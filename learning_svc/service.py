@@ -60,6 +60,7 @@ COUNT_UP_TO = 100_000  # counts of matching jobs stop here ("100,000+")
 MAX_BATCH = 1000  # queued writes one commit takes; a batch submitted together is taken whole
 WAIT_SECONDS = 60
 IDLE_CHECK_SECONDS = 2.0
+STOP_SECONDS = 10.0  # how long close() waits for each of the committer, the follower, the checkpointer
 CHECKPOINT_SECONDS = 0.5  # SQLite: how often the WAL is copied back into the index file while writes go on
 READ_WAIT_SECONDS = 5.0  # how long a read waits for the follower to index what was acknowledged before it
 FOLLOW_BATCH = 5000  # journal lines the follower indexes in one transaction
@@ -346,19 +347,23 @@ class Service:
             self.watcher.stop()
             self.watcher = None
         self.validator.close()
+        # Each thread gets STOP_SECONDS to finish: one stuck on a database that stopped answering
+        # (a server suspended, a host gone) held a Ctrl-C for 100 s and more, past a service
+        # manager's stop timeout. What it did not finish is safe: a write not answered was
+        # appended whole or is cut at the next start, and the index catches up from the journal.
         if self._thread:
             self._queue.put(None)
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=STOP_SECONDS)
             self._thread = None
         if self._follower:  # indexes what is left first
             self._follower_stop = True
             self._follow_wake.set()
             self._follow_now.set()
-            self._follower.join(timeout=60)
+            self._follower.join(timeout=STOP_SECONDS)
             self._follower = None
         self._stopping.set()
         if self._checkpointer:
-            self._checkpointer.join(timeout=30)
+            self._checkpointer.join(timeout=STOP_SECONDS)
             self._checkpointer = None
         self.read_engine.dispose()
         self.write_engine.dispose()

@@ -369,3 +369,27 @@ def test_a_job_handed_while_ratings_are_gathered_is_not_held_for_the_ratings_gat
             time.sleep(0.02)
     finally:
         service.close()
+
+
+def test_close_does_not_wait_long_for_a_committer_stuck_on_the_database(settings, monkeypatch):
+    """A new-user run: with PostgreSQL suspended (it took connections and never answered) a
+    Ctrl-C took 100 s and more: close() gave the committer 30 s and the follower 60. Each gets
+    STOP_SECONDS; what they did not finish is in the journal, or was never answered."""
+    monkeypatch.setattr(service_module, "STOP_SECONDS", 0.5)
+    service = Service(settings).start()
+    stuck, release = threading.Event(), threading.Event()
+
+    def hung_commit(ops):
+        stuck.set()
+        release.wait(120)  # a database that does not answer
+
+    monkeypatch.setattr(service, "_commit", hung_commit)
+    writer = threading.Thread(target=lambda: service.submit_many([service_module.job_op(job_in("waits"))]), daemon=True)
+    writer.start()
+    assert stuck.wait(10)
+    began = time.monotonic()
+    try:
+        service.close()
+        assert time.monotonic() - began < 5
+    finally:
+        release.set()
