@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -186,6 +187,10 @@ def _listen_errors(settings: Settings):
 
 def _token_hint(settings: Settings) -> None:
     if settings.token:
+        # Bound to every address (0.0.0.0): a name the page is served under (the Host check
+        # refuses 0.0.0.0), the first allowed host's, else this machine's loopback.
+        if settings.host in ("0.0.0.0", "::", ""):
+            settings = replace(settings, host=next(iter(settings.allowed_hosts), "127.0.0.1"))
         click.echo(f"open {_url(settings)}#token=<LEARNING_SVC_TOKEN> once in the browser to let the page write")
     sys.stdout.flush()  # the service now runs for long: its log file shows it is up
 

@@ -447,3 +447,21 @@ def test_csv_export_writes_formula_like_text_as_text(client):
     rows = list(csv.DictReader(io.StringIO(client.get("/api/export?format=csv").get_data(as_text=True), newline="")))
     assert [row["job_id"] for row in rows] == ["csv-cr", "csv-inj"]
     assert rows[0]["negative_prompt"] == "'\r=2"
+
+
+@pytest.mark.parametrize("allowed", ["", "studio-box"])
+def test_the_token_hint_of_a_service_on_every_address_names_a_host_it_serves(tmp_path, allowed):
+    """A new-user run: bound to 0.0.0.0 (the studio set-up) it said to open
+    http://0.0.0.0:<port>/#token=..., which the Host check answers 403."""
+    import re
+
+    env = cli_env(LEARNING_SVC_HOST="0.0.0.0", LEARNING_SVC_TOKEN="t0ken", LEARNING_SVC_ALLOWED_HOSTS=allowed)
+    server = ServerProcess(tmp_path / "learning", env=env).start()
+    try:
+        hint = re.search(r"open (http://([^:/]+):(\d+)/)#token=<LEARNING_SVC_TOKEN>", server.output())
+        assert hint, server.output()
+        assert hint.group(2) == (allowed or "127.0.0.1") and int(hint.group(3)) == server.port
+        page = requests.get(server.url + "/", headers={"Host": f"{hint.group(2)}:{server.port}"}, timeout=10)
+        assert page.status_code == 200, page.text
+    finally:
+        server.kill()
