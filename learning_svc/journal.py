@@ -118,6 +118,20 @@ class Journal:
                     yield offset, line
                     offset += len(line) + 1
 
+    def count_lines(self, start: int, stop: int) -> int:
+        """How many complete lines end in [start, stop) (their newlines)."""
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 - a missing file is an empty journal; closed below
+        except FileNotFoundError:
+            return 0
+        count, left = 0, stop - start
+        with f:
+            f.seek(start)
+            while left > 0 and (chunk := f.read(min(CHUNK, left))):
+                count += chunk.count(b"\n")
+                left -= len(chunk)
+        return count
+
     def complete_end(self) -> int:
         """Offset just past the last newline (the end of the last complete line)."""
         size = self.size()

@@ -1315,9 +1315,10 @@ class Service:
         )
         return {
             "status": ("degraded" if trouble else "ok") if self._thread else "stopped",
-            "jsonl": {
-                "jobs_lines": log_cp.line_count,
-                "rating_lines": ratings_cp.line_count,
+            "jsonl": {  # the lines the index has read, and those past it (the files' own count)
+                "jobs_lines": log_cp.line_count + self.jobs_journal.count_lines(log_cp.offset, log_bytes),
+                "rating_lines": ratings_cp.line_count
+                + self.ratings_journal.count_lines(ratings_cp.offset, ratings_bytes),
                 "log_bytes": log_bytes,
                 "ratings_bytes": ratings_bytes,
             },

@@ -393,3 +393,22 @@ def test_close_does_not_wait_long_for_a_committer_stuck_on_the_database(settings
         assert time.monotonic() - began < 5
     finally:
         release.set()
+
+
+def test_health_counts_the_jsonl_s_lines_not_the_index_s(settings):
+    """A new-user run: while the index was behind (PostgreSQL away), `jsonl.jobs_lines` stayed
+    at the index's count as the log grew: a monitor comparing it with `index.jobs` saw nothing."""
+    service = Service(settings).start()
+    try:
+        service.record_job(job_in("indexed"))
+        service.get_job("indexed")
+        stop_follower(service)
+        for i in range(3):
+            service.record_job(job_in(f"behind{i}"))
+        service.rate_job("behind0", 4, "api")
+        health = service.health()
+        assert health["jsonl"]["jobs_lines"] == len(journal_lines(settings.log_path)) == 4
+        assert health["jsonl"]["rating_lines"] == len(journal_lines(settings.ratings_path)) == 1
+        assert health["index"]["jobs"] == 1 and health["index"]["behind"]
+    finally:
+        service.close()
