@@ -11,7 +11,7 @@ from sqlalchemy import Select, String, select
 from .config import Settings
 from .index import db
 from .index.project import PROJECTION
-from .index.sync import Indexer, claim_index
+from .index.sync import LOG, RATINGS, Indexer, claim_index
 from .index.tables import (
     checkpoints,
     facet_values,
@@ -134,7 +134,7 @@ def _differences(settings: Settings, log_journal: Journal, ratings_journal: Jour
                 return problems + [str(error)]
             last = _last_line_problem(log_journal) + _last_line_problem(ratings_journal)
             with actual_engine.connect() as actual, expected_engine.connect() as expected:
-                problems += _projection_problem(actual)
+                problems += _projection_problem(actual) + _behind_problem(actual, log_journal, ratings_journal)
                 for table in TABLES:
                     problems += compare_table(table, actual, expected)
                 if actual.dialect.name == "sqlite":  # PostgreSQL's text search is jobs.search_text, compared above
@@ -143,6 +143,24 @@ def _differences(settings: Settings, log_journal: Journal, ratings_journal: Jour
         finally:
             expected_engine.dispose()
             actual_engine.dispose()
+
+
+def _behind_problem(conn, log_journal: Journal, ratings_journal: Journal) -> list[str]:
+    """An index that has not read the journals to their end (another process wrote them while
+    this folder was served from another index, or the service was stopped before it caught up):
+    said first, as the rows it lacks are listed as missing below."""
+    held = {row.name: row.offset for row in conn.execute(select(checkpoints.c.name, checkpoints.c.offset))}
+    behind = [
+        f"{journal.path.name} to byte {held.get(name, 0):,} of {end:,}"
+        for name, journal in ((LOG, log_journal), (RATINGS, ratings_journal))
+        if held.get(name, 0) < (end := journal.complete_end())
+    ]
+    if not behind:
+        return []
+    return [
+        f"the index is behind the JSONL files (it holds {' and '.join(behind)}): `serve` or `import` "
+        "catch it up at their next start, `learning-svc reindex` rebuilds it now; what it lacks is listed below"
+    ]
 
 
 def _projection_problem(conn) -> list[str]:

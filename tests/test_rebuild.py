@@ -159,6 +159,20 @@ def test_verify_reports_a_difference(settings):
     assert result.returncode == 1 and "rows different" in result.stdout
 
 
+def test_verify_says_first_that_an_index_is_behind_the_jsonl(settings):
+    """A new-user run: an index that had not read lines appended while the folder was served
+    from another database listed them as rows missing, and nothing said that the service
+    catches up by itself."""
+    filled_history(settings, 10)
+    extra = {"schema": "learning_log_v2", "job_id": "appended-elsewhere", "completed_at": 1_764_000_000.0}
+    with open(settings.log_path, "ab") as log:  # as another writer appends while this index is not used
+        log.write(orjson.dumps(extra) + b"\n")
+    problems = verify_index(settings)
+    assert problems[0].startswith("the index is behind the JSONL files (it holds learning_log_v2.jsonl to byte ")
+    assert "catch it up at their next start" in problems[0]
+    assert any(p.startswith("jobs: 1 rows missing from the index") for p in problems[1:]), problems
+
+
 def test_rebuild_with_worker_processes_equals_the_live_index(settings, tmp_path):
     filled_history(settings, 120)
     rebuilt = tmp_path / "parallel.sqlite3"
@@ -284,6 +298,7 @@ def test_verify_says_when_the_files_grew_while_it_ran(settings, monkeypatch):
     server = LiveServer(settings)
     try:
         assert server.post_job({"job_id": "a", "completed_at": 1_764_000_000}).status_code == 201
+        assert server.http.get(server.url + "/api/jobs/a", timeout=10).status_code == 200  # indexed (not gathered)
         assert verify_index(settings) == []
 
         class RebuiltWhileAServiceWrites(verify.Indexer):
