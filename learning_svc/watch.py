@@ -158,20 +158,22 @@ class FolderWatcher:
                 changed, folder.seen_instead = identity == folder.seen_instead, identity
                 if changed:
                     log.warning("watched folder %s was replaced by another of that name; watching it", folder.path)
-                    self._unwatch(folder)
-                    self._watch(folder)
-                    self._sweep(folder)
+                    self._rewatch(folder)
             elif folder.observer is not None and folder.identity is None:  # its observer saw it deleted
                 log.warning("watched folder %s was deleted and made again; watching the new one", folder.path)
-                self._unwatch(folder)
-                self._watch(folder)
-                self._sweep(folder)
+                self._rewatch(folder)
             elif folder.observer is None and present:
                 self._watch(folder)
                 self._sweep(folder)  # what was written while it was away (or before we started)
             elif folder.observer is None and folder.state == "starting":
                 log.warning("watched folder %s is not there; looking for it every %.0f s", folder.path, RETRY)
                 folder.state = "missing"
+
+    def _rewatch(self, folder: Folder) -> None:
+        """Another folder at the path: watched instead, and swept (what was written into it meanwhile)."""
+        self._unwatch(folder)
+        self._watch(folder)
+        self._sweep(folder)
 
     def _watch(self, folder: Folder) -> None:
         from watchdog.observers import Observer

@@ -4,6 +4,7 @@
 
 import { api, jobUrl, outputUrl } from './api.js';
 import { writeUrl } from './filters.js';
+import { weighted } from './generation.js';
 import { drawJob, loadNextPage } from './list.js';
 import { adjacentJob, advance, focusJob, hasJobsAfter } from './nav.js';
 import { rateJobInDetails, renderRatingWidget } from './rating.js';
@@ -195,10 +196,6 @@ function renderDetails(data) {
 
 function detailsSection(title, content) {
   return h('section', {}, h('h3', {}, title), content);
-}
-
-function weighted(items) {
-  return (items ?? []).map((item) => (item.weight == null ? item.name : `${item.name} (${formatNumber(item.weight)})`)).join(', ');
 }
 
 function renderGeneration(record) {

@@ -22,7 +22,8 @@ export function forgetDetail(jobId) {
   records.delete(jobId);
 }
 
-const weighted = (items) => (items ?? [])
+// LoRAs or embeddings as `name (weight)`, comma-separated.
+export const weighted = (items) => (items ?? [])
   .map((item) => (item.weight == null ? item.name : `${item.name} (${formatNumber(item.weight)})`)).join(', ');
 
 // [label, value] pairs; the rows of compare's table too.
