@@ -512,12 +512,12 @@ class Service:
         if self._thread is None:
             raise Unavailable("the service is not running")
         if together and ops:
-            group = _Op("together", ops)
-            self._queue.put(group)
-            if not group.done.wait(WAIT_SECONDS * 4):
+            self._queue.put(_Op("together", ops))
+            deadline = time.monotonic() + WAIT_SECONDS * 4
+            if not all(op.done.wait(max(0.0, deadline - time.monotonic())) for op in ops):
                 late = [op for op in ops if not op.give_up(Unavailable("the write did not complete in time"))]
-                if late:  # taken for writing meanwhile: the answer follows the fsync
-                    group.done.wait()
+                for op in late:  # taken for writing meanwhile: the answer follows the fsync
+                    op.done.wait()
             return ops
         for op in ops:
             self._queue.put(op)
@@ -600,13 +600,13 @@ class Service:
                     self.pending_rating_ids.clear()
                 if trouble is None and (shrunk or any(op.kind == "amend" for op in ops)):
                     self._commit_indexed(ops, with_ratings)
+                    self._ends = (
+                        self.jobs_journal.size(),
+                        self.ratings_journal.size() if with_ratings else self._ends[1],
+                    )
                 else:
                     foreign = sizes != self._ends and not shrunk
-                    self._commit_unindexed(ops, trouble, foreign_ratings=with_ratings if foreign else None)
-                self._ends = (
-                    self.jobs_journal.size(),
-                    self.ratings_journal.size() if with_ratings else self._ends[1],
-                )
+                    self._commit_unindexed(ops, trouble, with_ratings, foreign)
         except Timeout:
             for op in ops:
                 op.finish(error=Unavailable("the journal is locked by another process; try again"))
@@ -644,16 +644,19 @@ class Service:
                 self._commit_unindexed(
                     [op for op in ops if op.result is None and op.error is None],
                     self.index_trouble,
-                    foreign_ratings=with_ratings,
+                    with_ratings,
+                    foreign=True,
                 )
                 return
         self._index_recovered()
         self._mark_synced(self.jobs_journal.size(), self.ratings_journal.size() if with_ratings else None)
 
-    def _commit_unindexed(self, ops: list[_Op], trouble: dict | None, foreign_ratings: bool | None = None) -> None:
+    def _commit_unindexed(self, ops: list[_Op], trouble: dict | None, with_ratings: bool, foreign: bool) -> None:
         """Decide against a snapshot of the index plus the backlog past its checkpoints, and append;
-        the follower indexes the lines. `foreign_ratings` not None: another process appended since
-        this one's last commit; its lines join the backlog first (the ratings' too when True).
+        the follower indexes the lines. `foreign`: another process appended since this one's last
+        commit; its lines join the backlog first (the ratings' too `with_ratings`). Each write is
+        answered once it is durable, not when the database lets go of the snapshot (a suspended
+        PostgreSQL holds that); a read then waits for the follower, which waits for these locks.
         Hold the journals' locks."""
         for op in ops:
             if op.kind == "amend":  # only while the index cannot be written (see _commit)
@@ -667,14 +670,21 @@ class Service:
             # The snapshot's own checkpoints first: what lines before them said is in the rows read next.
             indexed = tuple(cp.offset for cp in read_checkpoints(conn, LOG, RATINGS))
             self._forget_indexed(*indexed)
-            if foreign_ratings is not None:
-                self._take_in_foreign_lines(conn, foreign_ratings, indexed)
+            if foreign:
+                self._take_in_foreign_lines(conn, with_ratings, indexed)
             jobs = [op for op in ops if op.kind == "job"]
             self._write_jobs(conn, None, jobs)
             self._remember_appended(jobs)  # a rating in this same commit finds its job
+            # Where this process's appends left a journal, before its callers are answered: what
+            # is written there after that is another writer's.
+            self._ends = (self.jobs_journal.size(), self._ends[1])
+            _answered(jobs)
             events = [op for op in ops if op.kind in ("rating", "review")]
             self._write_ratings(conn, None, events)
             self._remember_appended(events)
+            if with_ratings:
+                self._ends = (self._ends[0], self.ratings_journal.size())
+            _answered(ops)
 
     def _remember_appended(self, ops: list[_Op]) -> None:
         """Into the backlog, and handed to the follower: what these ops appended."""
@@ -958,6 +968,7 @@ class Service:
             if op.payload["job_id"] in self.pending_jobs and op.payload["job_id"] not in known:
                 known[op.payload["job_id"]] = self.pending_jobs.get(op.payload["job_id"])
         fresh: list[tuple[_Op, bytes]] = []
+        twins: list[tuple[_Op, _Op]] = []
         for op in ops:
             line = op.payload
             hash_, row = known.get(line["job_id"], (None, None))
@@ -966,13 +977,14 @@ class Service:
                 fresh.append((op, op.data or records.dumps(line)))
             elif hash_ != line["input_hash"]:
                 op.finish(error=Conflict(f"job {line['job_id']!r} was already recorded with different content"))
-            elif isinstance(row, _Op):  # the same retry twice in one batch (a worker's: the payload is its id)
-                op.finish(result=(False, row.summary or _summary(row.payload)))
+            elif isinstance(row, _Op):  # the same retry twice in one batch: answered as its first copy is
+                twins.append((op, row))
             elif isinstance(row, dict):  # appended while the index was failing: its summary as it was answered
                 op.finish(result=(False, row))
             else:
                 op.finish(result=(False, queries.summary_of(conn, row, self.jobs_journal)))
         lines = self._append(self.jobs_journal, fresh, lambda op: (True, op.summary or _summary(op.payload)))
+        _answer_twins(twins, lambda first: (False, first.summary or _summary(first.payload)))
         if lines and cp is not None:  # no checkpoint: the index is behind, and catches up later
             self.indexer.apply_log(conn, cp, lines, known_new=True)
 
@@ -1053,7 +1065,8 @@ class Service:
         given = [op.payload["rating_id"] for op in ops if op.kind == "rating" and op.given_id]
         seen = queries.known_rating_ids(conn, job_ids, given) if given else set()
         seen.update(rating_id for rating_id in given if rating_id in self.pending_rating_ids)
-        fresh, outcomes = [], {}
+        fresh, outcomes, twins = [], {}, []
+        rated_here: dict[str, _Op] = {}  # job id -> the rating of this commit that set its current rating
         for op in ops:
             if op.kind == "review":
                 self._review(op, current, states, fresh, outcomes)
@@ -1064,6 +1077,8 @@ class Service:
                 op.finish(error=NotFound(f"no job {job_id!r}"))
             elif op.expect is not None and not reviews.still(current[job_id][0], states.get(job_id), None, op.expect):
                 op.finish(result=(False, {"job_id": job_id, "output": None, "conflicted": True}))
+            elif job_id in rated_here and current[job_id][0] == rating:  # as this commit's rating, once written
+                twins.append((op, rated_here[job_id]))
             elif event["rating_id"] in seen or current[job_id][0] == rating:  # nothing changes
                 op.finish(
                     result=(False, {"job_id": job_id, "rating": current[job_id][0], "rated_at": current[job_id][1]})
@@ -1072,11 +1087,13 @@ class Service:
                 rated_at = event["timestamp"] if rating is not None else None
                 current[job_id] = (rating, rated_at)
                 seen.add(event["rating_id"])
+                rated_here[job_id] = op
                 outcomes[event["rating_id"]] = (True, {"job_id": job_id, "rating": rating, "rated_at": rated_at})
                 fresh.append((op, records.dumps(event)))
         lines = self._append(
             self.ratings_journal, fresh, lambda op: outcomes[op.payload.get("rating_id") or op.payload.get("review_id")]
         )
+        _answer_twins(twins, lambda first: (False, first.result[1]))
         if lines and cp is not None:
             self.indexer.apply_ratings(conn, cp, lines)
 
@@ -1346,6 +1363,23 @@ class Service:
 
 def _summary(line: dict) -> dict:
     return records.new_job_summary(line)
+
+
+def _answered(ops: list[_Op]) -> None:
+    """Let the callers of the ops that have their answer have it."""
+    for op in ops:
+        if op.result is not None or op.error is not None:
+            op.done.set()
+
+
+def _answer_twins(twins: list[tuple[_Op, _Op]], unchanged) -> None:
+    """Ops that repeat an earlier op of the same commit: answered as it was, once its append
+    is done (`unchanged(first)` when it was written; its error when the append failed)."""
+    for op, first in twins:
+        if first.error is not None:
+            op.finish(error=first.error)
+        else:
+            op.finish(result=unchanged(first))
 
 
 def keep_outputs(outputs: dict[str, list[tuple[str, str]]], job_id: str, record: dict) -> None:

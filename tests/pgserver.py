@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from glob import glob
@@ -29,6 +30,18 @@ def postgres_bin() -> Path | None:
     return Path(found).parent if found else None
 
 
+# Stops a server whose owner died without stop() (a pytest killed by SIGTERM runs no
+# finalizers): waits until its parent is gone, then runs the stop command and removes the folder.
+_WATCHDOG = """
+import os, shutil, subprocess, sys, time
+parent, root, command = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+while os.getppid() == parent:
+    time.sleep(0.5)
+subprocess.run(command, capture_output=True, cwd=root)
+shutil.rmtree(root, ignore_errors=True)
+"""
+
+
 class PostgresServer:
     def __init__(self, bin_dir: Path, port: int, durable: bool = False):
         self.bin = bin_dir
@@ -40,22 +53,34 @@ class PostgresServer:
             self.user = pwd.getpwnam("postgres")
             os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
         self.names = itertools.count()
+        self.watchdog: subprocess.Popen | None = None
         # The tests need no crash safety from it (fsync off); the bench measures a durable server.
         self.options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=300"
         if not durable:
             self.options += " -c fsync=off"
 
-    def _run(self, *args: str) -> None:
+    def _command(self, *args: str) -> list[str]:
         command = [str(self.bin / args[0]), *args[1:]]
         if self.user is not None:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, cwd=self.root)
+        return command
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(self._command(*args), check=True, capture_output=True, cwd=self.root)
 
     def start(self) -> PostgresServer:
         # C collation: ORDER BY sorts as Python and SQLite compare strings (verify merges both).
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--locale=C", "-E", "UTF8")
         self._run(
             "pg_ctl", "-D", str(self.data), "-o", self.options, "-l", str(self.root / "server.log"), "-w", "start"
+        )
+        stop = self._command("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self.watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.root), *stop],
+            start_new_session=True,  # outlives a kill of the tests' process group too
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         return self
 
@@ -91,6 +116,9 @@ class PostgresServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait()
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:

@@ -412,3 +412,87 @@ def test_health_counts_the_jsonl_s_lines_not_the_index_s(settings):
         assert health["index"]["jobs"] == 1 and health["index"]["behind"]
     finally:
         service.close()
+
+
+def _hold_read_connection_returns(service: Service, once):
+    """A read connection of the service given back once `once()` is true waits until released:
+    a database that stopped answering after the committer's last query (PostgreSQL suspended:
+    the connection's rollback never returns)."""
+    from sqlalchemy import event
+
+    returning, release = threading.Event(), threading.Event()
+
+    def reset(*_):
+        if once():
+            returning.set()
+            release.wait(30)
+
+    event.listen(service.read_engine.pool, "reset", reset)
+    return returning, release
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one", "batch"])
+def test_a_write_is_answered_once_it_is_durable_not_when_the_database_lets_go(settings, together):
+    """A studio run: with PostgreSQL suspended mid-commit, jobs already appended and fsynced
+    were answered only when the database came back (the committer answered after its read
+    connection was given back), so the clients timed out and reported them "not recorded"."""
+    service = Service(settings).start()
+    try:
+        service.record_job(job_in("warm"))
+        names = ["durable", "durable2"] if together else ["durable"]  # one commit either way
+        ops = [service_module.job_op(job_in(name)) for name in names]
+        # Not the commit of "warm", which may still be giving its connection back.
+        returning, release = _hold_read_connection_returns(service, lambda: ops[0].result is not None)
+        answered = threading.Event()
+        writer = threading.Thread(target=lambda: (service.submit_many(ops, together=together), answered.set()))
+        writer.start()
+        try:
+            assert returning.wait(10)
+            assert answered.wait(5), "the write was answered only after the database let go"
+            assert [op.result[0] for op in ops] == [True] * len(names)
+            assert [line["job_id"] for line in journal_lines(settings.log_path)] == ["warm", *names]
+        finally:
+            release.set()
+            writer.join(10)
+        assert service.get_job(names[-1])["record"]["job_id"] == names[-1]
+    finally:
+        service.close()
+
+
+def test_the_same_job_twice_in_one_commit_is_not_answered_recorded_when_its_append_failed(settings, monkeypatch):
+    """Two clients send the same job into one group commit and the append fails (a full disk):
+    the second copy was answered 200 "already recorded" from the first copy's plan, for a job
+    that is in no file."""
+    service = Service(settings).start()
+    try:
+
+        def full_disk(data):
+            raise service_module.JournalWriteError("No space left on device")
+
+        monkeypatch.setattr(service.jobs_journal, "append", full_disk)
+        ops = [service_module.job_op(job_in("twice")), service_module.job_op(job_in("twice"))]
+        service.submit_many(ops, together=True)
+        assert [type(op.error) for op in ops] == [Unavailable, Unavailable]
+        assert [op.result for op in ops] == [None, None]
+    finally:
+        service.close()
+
+
+def test_the_same_rating_twice_in_one_commit_is_not_answered_unchanged_when_its_append_failed(settings, monkeypatch):
+    """As for jobs: the second of two equal ratings in one commit was answered "unchanged" from
+    the first one's plan, although the append failed and the job's rating never changed."""
+    service = Service(settings).start()
+    try:
+        service.record_job(job_in("rated"))
+
+        def full_disk(data):
+            raise service_module.JournalWriteError("No space left on device")
+
+        monkeypatch.setattr(service.ratings_journal, "append", full_disk)
+        ops = [service_module.rating_op("rated", 4, "api"), service_module.rating_op("rated", 4, "api")]
+        service.submit_many(ops, together=True)
+        assert [type(op.error) for op in ops] == [Unavailable, Unavailable]
+        monkeypatch.undo()
+        assert service.get_job("rated")["rating"] is None
+    finally:
+        service.close()
