@@ -331,6 +331,8 @@ class Service:
         self.torn_files += [p.name for p in self.startup.torn]
         with self.write_engine.begin() as conn:
             self._ends = self._synced = tuple(cp.offset for cp in read_checkpoints(conn, LOG, RATINGS))
+        for engine in (self.read_engine, self.write_engine):  # PostgreSQL: once the start-up's long statements are done
+            db.answer_within(engine, db.PG_ANSWER_SECONDS)
         self._follower = threading.Thread(target=self._follow, name="learning-svc-follower", daemon=True)
         self._follower.start()
         self._thread = threading.Thread(target=self._run, name="learning-svc-committer", daemon=True)

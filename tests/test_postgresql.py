@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -633,3 +634,81 @@ def test_jobs_acknowledged_during_a_reindex_are_listed_after_its_swap(settings, 
     finally:
         server.stop()
     assert verify_index(settings) == []
+
+
+def _postgres_processes(server) -> list[int]:
+    """The server's postmaster and its children (backends, background workers)."""
+    postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+def _outcome_within(seconds: float, call):
+    """What `call()` raised (or returned) if it ended within `seconds`; fails the test if it hangs."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(call())
+        except Exception as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still waiting after {seconds} s"
+    return outcome[0]
+
+
+def test_a_server_that_stops_answering_fails_requests_after_a_deadline_and_they_work_again_after(
+    postgres_of_its_own, tmp_path, monkeypatch
+):
+    """A studio run: PostgreSQL up but not answering (SIGSTOP) held every request, and the
+    committer, for as long as it stayed so. Each answer is now waited for PG_ANSWER_SECONDS
+    (a new connection, PG_CONNECT_ARGS' connect_timeout); then the request fails as with a
+    lost connection (503), and once the server answers again the service goes on without a
+    restart."""
+    import signal
+
+    from sqlalchemy.exc import OperationalError
+
+    from learning_svc.index import db
+    from learning_svc.service import Unavailable
+
+    from procs import job, journal_lines
+
+    monkeypatch.setattr(db, "PG_ANSWER_SECONDS", 2.0)
+    monkeypatch.setitem(db.PG_CONNECT_ARGS, "connect_timeout", 2)
+    settings = Settings(data_dir=tmp_path / "learning", database_url=postgres_of_its_own.new_database())
+    service = Service(settings).start()
+    stopped = []
+    try:
+        service.record_job(records.parse(records.JobIn, job("before")))
+        assert service.get_job("before")["record"]["job_id"] == "before"
+        stopped = _postgres_processes(postgres_of_its_own)
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        read = _outcome_within(15, lambda: service.list_jobs(Page(filters=Filters(), limit=10)))
+        assert isinstance(read, OperationalError), read
+        written = _outcome_within(15, lambda: service.record_job(records.parse(records.JobIn, job("during"))))
+        assert isinstance(written, Unavailable), written
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        stopped = []
+        service.record_job(records.parse(records.JobIn, job("after")))
+        assert [line["job_id"] for line in journal_lines(settings.log_path)] == ["before", "after"]
+        deadline = time.monotonic() + 30  # the follower tries the index again after INDEX_RETRY_SECONDS
+        while service.health()["index"]["behind"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert service.get_job("after")["record"]["job_id"] == "after"
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        service.close()

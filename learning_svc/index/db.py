@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,6 +46,51 @@ def migrations_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "migrations"
 
 
+# A PostgreSQL server that is up but stopped answering (SIGSTOP, a hung storage, a VM paused
+# with its TCP still acked) held every request and the committer for as long as it stayed so:
+# a running service's connections give up on an answer after this, as a lost connection (503).
+PG_ANSWER_SECONDS = 30.0
+
+
+class _Deadline:
+    """Seconds a connection of one engine waits for the server's answer (None: as long as it takes)."""
+
+    seconds: float | None = None
+
+
+_DEADLINES: weakref.WeakKeyDictionary[Engine, _Deadline] = weakref.WeakKeyDictionary()
+
+
+def answer_within(engine: Engine, seconds: float | None) -> None:
+    """From now on, the engine's PostgreSQL connections wait at most `seconds` for each answer
+    (a service once started: its start-up may run long statements, a rebuild's among them)."""
+    if engine in _DEADLINES:
+        _DEADLINES[engine].seconds = seconds
+
+
+@lru_cache(maxsize=1)
+def _answering_connection_class():
+    import psycopg
+
+    class AnsweringConnection(psycopg.Connection):
+        """psycopg's connection, giving up on an answer after its engine's deadline: it is then
+        closed (its state is unknown), so the pool throws it away."""
+
+        deadline = _Deadline()
+
+        def wait(self, gen, *args, **kwargs):
+            seconds = self.deadline.seconds
+            if seconds is None or len(args) > 1 or kwargs.get("timeout") is not None:
+                return super().wait(gen, *args, **kwargs)
+            try:
+                return super().wait(gen, *args, **{**kwargs, "timeout": seconds})
+            except psycopg.errors._WaitTimeout:  # psycopg's own, for its Ctrl-C cancel
+                self.pgconn.finish()
+                raise psycopg.OperationalError(f"the database server did not answer within {seconds:g} s") from None
+
+    return AnsweringConnection
+
+
 PG_CONNECT_ARGS = {
     "connect_timeout": 10,
     "keepalives": 1,
@@ -79,9 +125,19 @@ def make_engine(
         # error after CONNECT_TIMEOUT, not a silent wait (psycopg's own: none); keepalives find a
         # connection whose host went away (a cable, a VM paused) within ~a minute, not hours.
         extra = {key: value for key, value in PG_CONNECT_ARGS.items() if key not in given}
-        return create_engine(
+        engine = create_engine(
             url, pool_pre_ping=True, isolation_level=isolation, connect_args={"options": options, **extra}
         )
+        deadline = _DEADLINES[engine] = _Deadline()
+        connection_class = _answering_connection_class()
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect, _record, cargs, cparams):
+            connection = connection_class.connect(*cargs, **cparams)
+            connection.deadline = deadline
+            return connection
+
+        return engine
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=2 if writer else 8, max_overflow=8
     )
