@@ -201,7 +201,10 @@ def resolve(state: dict | None, changes: ReviewSet | dict, output: int | None) -
     if given.get("tags_remove"):
         gone = {" ".join(tag.split()).casefold() for tag in given["tags_remove"]}
         tags = [tag for tag in tags if tag.casefold() not in gone]
-    if {"tags", "tags_add", "tags_remove"} & set(given) and tags != list(state.get("tags") or []):
+    before = list(state.get("tags") or [])
+    if len(tags) > MAX_TAGS and len(tags) > len(before):  # one history's tags over it still come off
+        raise ValueError(f"a job has at most {MAX_TAGS} tags; this one would have {len(tags)}")
+    if {"tags", "tags_add", "tags_remove"} & set(given) and tags != before:
         out["tags"] = tags
     if "note" in given:
         note = given["note"] or None

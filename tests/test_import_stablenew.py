@@ -407,3 +407,42 @@ def test_two_imports_in_one_second_keep_their_own_report(settings, tmp_path):
         reports.append(write_report(settings, tally))
     assert len(set(reports)) == 3
     assert [json.loads(r.read_text())["file"] for r in reports] == ["first", "second", "third"]
+
+
+def test_an_exported_review_with_more_tags_than_a_job_holds_keeps_the_rest_of_it(tmp_path):
+    """A new-user run: a job with 41 tags (an older version let them in) exported and imported
+    into an empty folder came in without any of its review (flag, note, scores, image ratings),
+    counted "already present", with no line in the report. Now the first MAX_TAGS tags and the
+    rest of the review come in, and the tags left out are a line of the report."""
+    from learning_svc.reviews import MAX_TAGS, review_event
+
+    here, there = Settings(data_dir=tmp_path / "here"), Settings(data_dir=tmp_path / "there")
+    app = create_app(here)
+    try:
+        body = {"job_id": "tagged", "completed_at": 1_764_000_000, "outputs": ["a.png"]}
+        client = app.test_client()
+        assert client.post("/api/jobs", data=orjson.dumps(body), content_type="application/json").status_code == 201
+        assert client.post("/api/jobs/tagged/review", json={"flag": "pick", "note": "keep"}).status_code == 200
+        assert client.put("/api/jobs/tagged/outputs/0/rating", json={"rating": 4}).status_code == 200
+    finally:
+        app.extensions["learning_svc"].close()
+    with open(here.ratings_path, "ab") as ratings:  # as an older version wrote it
+        ratings.write(orjson.dumps(review_event("tagged", {"tags": [f"t{i}" for i in range(41)]}, "api")) + b"\n")
+    app = create_app(here)
+    try:
+        exported = app.test_client().get("/api/export?format=jsonl").get_data()
+    finally:
+        app.extensions["learning_svc"].close()
+    (tmp_path / "export.jsonl").write_bytes(exported)
+    result = run_import(there, [tmp_path / "export.jsonl"])
+    assert result.tally.imported == {"jobs": 1, "reviews": 1}, result.tally.imported
+    [problem] = result.tally.problems
+    assert problem["outcome"] == "skipped" and f"at most {MAX_TAGS}" in problem["reason"], problem
+    assert "t40" in problem["reason"] and "t0," not in problem["reason"]
+    app = create_app(there)
+    try:
+        job = app.test_client().get("/api/jobs/tagged").json["summary"]
+        assert (job["flag"], job["note"], job["image_ratings"]) == ("pick", "keep", {"0": 4})
+        assert job["tags"] == [f"t{i}" for i in range(MAX_TAGS)]
+    finally:
+        app.extensions["learning_svc"].close()

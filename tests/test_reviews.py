@@ -390,3 +390,47 @@ def test_an_empty_change_names_every_key_a_batch_takes(jobs, settings):
     error = assert_error(jobs.post("/api/ratings:batch", json={"job_ids": ["a"], "set": {}}), 400)
     assert "rating" in error["message"] and "flag" in error["message"], error
     assert lines(settings) == []
+
+
+def test_a_job_holds_at_most_max_tags_whatever_the_number_of_requests(jobs, settings):
+    """A new-user run: 32 tags were checked per request only; two requests of 20 gave a job 41
+    (and then moving the history dropped its whole review). A change that leaves more than 32
+    is refused (400) and writes nothing; a job over it (an older version's) can still lose tags."""
+    from learning_svc.reviews import MAX_TAGS
+
+    assert review(jobs, "a", {"tags_add": [f"t{i}" for i in range(20)]}).status_code == 200
+    written = len(lines(settings))
+    error = assert_error(review(jobs, "a", {"tags_add": [f"u{i}" for i in range(20)]}), 400)
+    assert f"at most {MAX_TAGS} tags" in error["message"], error
+    assert review(jobs, "a", {"tags_add": [f"u{i}" for i in range(12)]}).status_code == 200  # 32 exactly
+    assert_error(review(jobs, "a", {"tags_add": ["one more"]}), 400)
+    batch = jobs.post("/api/ratings:batch", json={"job_ids": ["a"], "set": {"tags_add": ["one more"]}})
+    assert batch.status_code == 400, batch.data
+    assert len(summary(jobs, "a")["tags"]) == MAX_TAGS and len(lines(settings)) == written + 1
+    assert review(jobs, "a", {"tags_add": ["T0", "t1"]}).status_code == 200  # already held: no change, no error
+
+
+def test_a_job_over_max_tags_from_an_older_version_can_lose_tags(settings):
+    """Events an older version let in (41 tags) stay readable, and taking tags off still works."""
+    from learning_svc import create_app
+    from learning_svc.reviews import review_event
+
+    from procs import job
+
+    app = create_app(settings)
+    try:
+        assert app.test_client().post("/api/jobs", data=orjson.dumps(job("old")), headers=JSON).status_code == 201
+    finally:
+        app.extensions["learning_svc"].close()
+    event = review_event("old", {"tags": [f"t{i}" for i in range(41)]}, "api", None)
+    with open(settings.ratings_path, "ab") as ratings:
+        ratings.write(orjson.dumps(event) + b"\n")
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        assert len(summary(client, "old")["tags"]) == 41
+        assert review(client, "old", {"tags_remove": ["t0"]}).status_code == 200
+        assert len(summary(client, "old")["tags"]) == 40
+        assert_error(review(client, "old", {"tags": [f"n{i}" for i in range(33)]}), 400)
+    finally:
+        app.extensions["learning_svc"].close()

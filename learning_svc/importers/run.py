@@ -357,7 +357,11 @@ class Writer:
                 self.tally.add(item.where, "refused", f"no job {item.job_id!r} for its review", kind="reviews")
                 return
             current = {}
-        changes = _lacking_review(item.job_id, item.review, current)
+        changes, left_out = _lacking_review(item.job_id, item.review, current)
+        for reason in left_out:
+            self.tally.problems.append(
+                {"file": item.where.path, "line": item.where.line, "outcome": "skipped", "reason": reason}
+            )
         outputs = current.get("num_outputs")
         beyond = sorted(
             output for _, output, _ in changes if output is not None and outputs is not None and output >= outputs
@@ -391,36 +395,46 @@ class Writer:
 SOURCE_OF_REVIEWS = "import"
 
 
-def _lacking_review(job_id: str, review: dict, current: dict) -> list[tuple[str, int | None, dict]]:
+def _lacking_review(job_id: str, review: dict, current: dict) -> tuple[list[tuple[str, int | None, dict]], list[str]]:
     """(job_id, output, set) items of what `review` (an export's) gives and `current` (the job's
-    summary here) lacks; each validated as the API would. Nothing for what cannot be read."""
+    summary here) lacks, each part validated as the API would; and what was left out, and why
+    (a part the API refuses; the tags past a job's MAX_TAGS, which older versions let in)."""
     wanted: dict = {}
     if review.get("flag") in reviews.FLAGS and not current.get("flag"):
         wanted["flag"] = review["flag"]
     if isinstance(review.get("note"), str) and review["note"] and not current.get("note"):
         wanted["note"] = review["note"]
-    have = {tag.casefold() for tag in current.get("tags") or ()}
-    tags = [t for t in review.get("tags") or () if isinstance(t, str) and t.strip().casefold() not in have]
+    held = [tag for tag in current.get("tags") or () if isinstance(tag, str)]
+    have = {tag.casefold() for tag in held}
+    tags = reviews.clean_tags([t for t in review.get("tags") or () if isinstance(t, str) and t.strip()])
+    tags = [tag for tag in tags if tag.casefold() not in have]
+    left_out = []
+    room = max(0, reviews.MAX_TAGS - len(held))
+    if len(tags) > room:
+        left_out.append(
+            f"{len(tags) - room} of its tags: a job has at most {reviews.MAX_TAGS} (left out: {', '.join(tags[room:])})"
+        )
+        tags = tags[:room]
     if tags:
         wanted["tags_add"] = tags
     scores = review.get("scores") if isinstance(review.get("scores"), dict) else {}
     lacking = {name: v for name, v in scores.items() if name not in (current.get("scores") or {})}
     if lacking:
         wanted["scores"] = lacking
-    items = []
-    if wanted:
+    for key in list(wanted):  # each part on its own: one the API refuses does not take the others with it
         try:
-            records.parse(reviews.ReviewSet, wanted)
-        except records.InvalidRecord:
-            return []
-        items.append((job_id, None, wanted))
+            records.parse(reviews.ReviewSet, {key: wanted[key]})
+        except records.InvalidRecord as error:
+            left_out.append(f"its review's {key.removesuffix('_add')}: {error}")
+            del wanted[key]
+    items = [(job_id, None, wanted)] if wanted else []
     rated = current.get("image_ratings") or {}
     given = review.get("image_ratings") if isinstance(review.get("image_ratings"), dict) else {}
     for output, rating in given.items():
         valid = isinstance(rating, int) and not isinstance(rating, bool) and 0 <= rating <= 5
         if valid and str(output).isdigit() and str(int(output)) not in rated:
             items.append((job_id, int(output), {"rating": rating}))
-    return items
+    return items, left_out
 
 
 def _job_op(job: Job, max_bytes: int):
