@@ -3,12 +3,14 @@ and every kind of bad file reported without stopping the rest."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from learning_svc import create_app
 from learning_svc.config import Settings
@@ -332,6 +334,34 @@ def test_completeness_of_each_format(fixtures):
     for name in ("a1111_v110.png", "a1111.jpg", "a1111.webp"):
         data = (fixtures / "good" / name).read_bytes()
         assert images.complete(data) and not images.complete(data[:-10]), name
+
+
+def test_an_image_with_bytes_after_its_end_is_complete_and_imported(fixtures, tmp_path):
+    """A new-user run: a PNG or JPEG with bytes after its end (a phone's motion photo, a tool's
+    trailer) was "truncated: still being written?" for ever, in `import` and in the watcher.
+    Its chunks (PNG) or segments (JPEG) are walked now; a cut file stays incomplete, also a
+    JPEG whose EXIF thumbnail holds an end marker of its own."""
+    for name in ("a1111_v110.png", "a1111.jpg"):
+        data = (fixtures / "good" / name).read_bytes()
+        trailed = data + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256))
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / f"trailed-{name}").write_bytes(trailed)
+        assert images.complete(trailed), name
+        assert not any(images.complete(data[:cut]) for cut in range(len(data) - 64, len(data) - 1)), name
+    thumbnail = Image.new("RGB", (16, 16))
+    exif = Image.Exif()
+    exif[0x9286] = "Steps: 20"
+    with_thumb = io.BytesIO()
+    inner = io.BytesIO()
+    thumbnail.save(inner, "JPEG")
+    assert inner.getvalue().endswith(b"\xff\xd9")
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(with_thumb, "JPEG", exif=exif.tobytes() + inner.getvalue())
+    data = with_thumb.getvalue()
+    scan = data.rindex(b"\xff\xda")  # the image's own scan (the thumbnail has one before it)
+    assert b"\xff\xd9" in data[:scan]  # the thumbnail's end marker, before the scan
+    assert images.complete(data) and not images.complete(data[: scan + 20])
+    result = run_import(Settings(data_dir=tmp_path / "learning"), [tmp_path / "in"])
+    assert result.tally.total()["imported"] == 2, result.tally.problems
 
 
 def stealth_bits(image, bits: str):
@@ -993,3 +1023,13 @@ def test_an_image_job_read_from_a_history_file_claims_no_other_image(tmp_path, f
     for dry_run in (True, False):
         total = run_import(Settings(data_dir=tmp_path / "learning"), [tmp_path], dry_run=dry_run).tally.total()
         assert (total["imported"], total["already present"]) == (2, 0), (dry_run, total)
+
+
+def test_a_pipe_named_like_an_image_is_reported_as_such_and_never_read(tmp_path):
+    """A new-user run: a FIFO named pipe.png in a watched folder was reported "empty file"."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.png")
+    result = run_import(Settings(data_dir=tmp_path / "learning"), [folder])
+    [problem] = result.tally.problems
+    assert problem["reason"] == "not a regular file (a pipe, socket or device)", problem

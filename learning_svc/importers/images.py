@@ -33,6 +33,7 @@ import struct
 import warnings
 import zlib
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
@@ -68,15 +69,49 @@ def content_id(data: bytes) -> str:
 
 
 def complete(data: bytes) -> bool | None:
-    """Does the file end where its format says it ends? (a UI still writing it, or a cut copy,
-    does not.) None when it is not a PNG, JPEG or WEBP at all."""
+    """Does the file hold all of its image? (a UI still writing it, or a cut copy, does not.)
+    Bytes after the image's end are allowed: a phone's motion photo, a tool's trailer. None
+    when it is not a PNG, JPEG or WEBP at all."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return data.endswith(b"IEND\xaeB`\x82")
+        return _png_ends(data)
     if data.startswith(b"\xff\xd8"):
-        return data.rstrip(b"\x00").endswith(b"\xff\xd9")
+        return _jpeg_ends(data)
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return int.from_bytes(data[4:8], "little") + 8 <= len(data)
     return None
+
+
+def _png_ends(data: bytes) -> bool:
+    """Its chunks, walked by their lengths, reach a whole IEND chunk."""
+    pos = 8
+    while pos + 8 <= len(data):
+        end = pos + 12 + int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return end <= len(data)
+        pos = end
+    return False
+
+
+def _jpeg_ends(data: bytes) -> bool:
+    """Its segments, walked by their lengths up to the first scan, are followed by an end of
+    image marker (not one inside an EXIF thumbnail, which a segment length steps over; the
+    scan's own data never holds FF D9)."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xD9:
+            return True
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+        elif marker == 0xDA:  # start of scan
+            return data.find(b"\xff\xd9", pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")) >= 0
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return False
 
 
 def decode_usercomment(raw: Any) -> str | None:
@@ -810,6 +845,8 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     where = Where(text_path)
     try:
         stat = path.stat()
+        if not S_ISREG(stat.st_mode):  # a FIFO, a socket, a device named *.png: never read (a FIFO would block)
+            return Problem(where, "not a regular file (a pipe, socket or device)", UNREADABLE)
         if stat.st_size == 0:
             return Problem(where, "empty file", UNREADABLE)
         if stat.st_size > MAX_FILE:
