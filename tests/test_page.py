@@ -523,6 +523,11 @@ def test_thumbnails_load_and_a_missing_file_shows_the_placeholder(live_server, o
 def test_empty_state_gives_a_working_curl_command(live_server, open_page):
     page = open_page(live_server)
     expect(page.locator("#empty-first")).to_be_visible()
+    # A new-user run: it offered only curl and the demo (which serves elsewhere), not the
+    # importer and the watcher the README starts with.
+    expect(page.locator("#import-command")).to_have_text("learning-svc import ~/stable-diffusion-webui/outputs")
+    expect(page.locator("#empty-first")).to_contain_text("--watch")
+    expect(page.locator("#empty-first")).to_contain_text("port of its own")
     expect(page.locator(JOB)).to_have_count(0)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "page-empty-1366x800.png")
@@ -969,3 +974,17 @@ def test_a_picker_at_the_right_edge_opens_its_list_within_the_window(live_server
     expect(panel).to_be_visible()
     box = panel.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"], box
+
+
+def test_an_image_rating_filter_in_the_address_is_kept(live_server, open_page):
+    """A new-user run: `/?image_rating_min=4` (a listing parameter the README gives) showed
+    every job, the parameter dropped without a word."""
+    for n in range(3):
+        record = {"job_id": f"img{n}", "completed_at": 1_764_000_000 + n, "outputs": [f"img{n}/a.png", f"img{n}/b.png"]}
+        assert live_server.post_job(record).status_code == 201
+    assert requests.put(live_server.url + "/api/jobs/img1/outputs/1/rating", json={"rating": 5}, timeout=10).ok
+    page = open_page(live_server, "/?image_rating_min=4")
+    expect(page.locator(JOB)).to_have_count(1)
+    expect(page.locator('[data-job-id="img1"]')).to_be_visible()
+    expect(page.locator("#clear-filters-bar")).to_be_visible()
+    assert "image_rating_min=4" in page.url

@@ -358,6 +358,9 @@ def test_a_search_the_service_refuses_says_why_without_a_retry(live_server, samp
     expect(message).to_contain_text("at least 3 letters")
     expect(page.locator("#retry")).to_be_hidden()
     expect(page.locator("#status")).not_to_have_text("Loading…")
+    # once: the pickers' counts, refused for the same reason, said it again in a toast
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#toast")).not_to_contain_text("Could not load filter values")
 
 
 # ---------------------------------------------------------------- 3. Back and Forward

@@ -10,6 +10,7 @@ import re
 import time
 
 import pytest
+import requests
 from PIL import Image
 from playwright.sync_api import Page, expect
 
@@ -1045,7 +1046,10 @@ def test_copy_parameters_of_an_imported_image_is_the_image_s_own_infotext(live_s
     patched = live_server.http.patch(f"{live_server.url}/api/jobs/{reseeded}?replace=true", json={"seed": 456})
     assert patched.status_code == 200, patched.text
     page.reload()
-    for job_id, says in ((amended, "a castle\n"), (reseeded, bodies["forge_flux.png"]["prompt"] + "\n")):
+    # The amended prompt, with the LoRAs the job's record names and the prompt no longer does
+    loras = " ".join(f"<lora:{lora['name']}:{lora['weight']:g}>" for lora in bodies["a1111_v110.png"]["loras"])
+    assert loras
+    for job_id, says in ((amended, f"a castle {loras}\n"), (reseeded, bodies["forge_flux.png"]["prompt"] + "\n")):
         page.evaluate("navigator.clipboard.writeText('')")
         card(page, job_id).locator("img.thumb").click()
         page.keyboard.press("Shift+C")
@@ -1072,3 +1076,57 @@ def test_a_sampler_named_with_its_scheduler_says_the_scheduler_once(live_server,
     assert "Karras · Karras" not in page.locator("#details").inner_text()
     page.keyboard.press("Escape")
     expect(card(page, "other").locator(".facts")).to_contain_text(f"DPM++ 2M · Karras · {body['steps']} steps")
+
+
+def test_shift_c_of_an_image_without_a1111_text_names_its_loras_in_the_prompt(live_server, open_page):
+    """A new-user run: Shift+C of a ComfyUI, InvokeAI or SwarmUI image left its LoRAs out (they
+    are loader nodes or a list there, not prompt text), so A1111 regenerated without them; and
+    a full SHA-256 or InvokeAI's blake3 went out as the model hash, which A1111 writes as 10 hex
+    digits."""
+    record = {
+        "job_id": "comfy",
+        "completed_at": START,
+        "prompt": "a harbour <lora:detail_tweaker:0.5>",
+        "model": "sdxl_base",
+        "model_hash": "31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b",
+        "steps": 20,
+        "loras": [{"name": "detail_tweaker", "weight": 0.5}, {"name": "arcane_style", "weight": 0.8}],
+        "outputs": ["comfy/a.png"],
+    }
+    write_png(live_server.settings.output_root / "comfy/a.png", size=(64, 96), color=(90, 90, 90))
+    assert live_server.post_job(record).status_code == 201
+    write_png(live_server.settings.output_root / "invoke/a.png", size=(64, 96), color=(80, 80, 80))
+    invoke = {**record, "job_id": "invoke", "model_hash": "blake3:8967a6f3", "loras": [], "outputs": ["invoke/a.png"]}
+    assert live_server.post_job(invoke).status_code == 201
+    page = open_page(live_server)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    card(page, "comfy").locator("img.thumb").click()
+    page.keyboard.press("Shift+C")
+    expect(page.locator("#toast")).to_contain_text("A1111")
+    assert page.evaluate("navigator.clipboard.readText()") == (
+        "a harbour <lora:detail_tweaker:0.5> <lora:arcane_style:0.8>\n"
+        "Steps: 20, Model hash: 31e35c80fc, Model: sdxl_base"
+    )
+    page.keyboard.press("Escape")
+    card(page, "invoke").locator("img.thumb").click()
+    page.keyboard.press("Shift+C")
+    expect(page.locator("#toast")).to_contain_text("A1111")
+    page.wait_for_function("() => navigator.clipboard.readText().then((text) => !text.includes('arcane'))")
+    assert page.evaluate("navigator.clipboard.readText()") == (
+        "a harbour <lora:detail_tweaker:0.5>\nSteps: 20, Model: sdxl_base"
+    )
+
+
+def test_a_one_image_job_s_card_shows_one_rating(live_server, open_page):
+    """A new-user run: a one-image job rated 5 in the viewer and then 3 on its card showed
+    "★★★" beside "#1 ★★★★★". A job of one image is rated with that image (README): its card
+    shows the job's stars only, as the viewer does."""
+    write_png(live_server.settings.output_root / "single/a.png", size=(64, 96), color=(90, 90, 90))
+    record = {"job_id": "single", "completed_at": START, "outputs": ["single/a.png"]}
+    assert live_server.post_job(record).status_code == 201
+    base = live_server.url + "/api/jobs/single"
+    assert requests.put(base + "/outputs/0/rating", json={"rating": 5}, timeout=10).ok
+    assert requests.put(base + "/rating", json={"rating": 3}, timeout=10).ok
+    page = open_page(live_server)
+    expect(card(page, "single")).to_be_visible()
+    expect(card(page, "single").locator(".image-ratings")).to_have_count(0)

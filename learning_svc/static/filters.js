@@ -11,7 +11,7 @@ import { $, debounce, h, showToast } from './util.js';
 
 const SEARCH_DEBOUNCE_MS = 300;
 const PICKER_REFRESH_MS = 5000; // new values seen in the change feed reach the pickers this soon
-const OTHER_PARAMS = ['rating_min', 'rating_max', 'rated', 'since', 'until', 'q', 'sort'];
+const OTHER_PARAMS = ['rating_min', 'rating_max', 'image_rating_min', 'rated', 'since', 'until', 'q', 'sort'];
 
 function listParams() {
   return [...state.fields.map((field) => field.name), ...OTHER_PARAMS];
@@ -295,7 +295,8 @@ async function loadFacets() {
     }
     fields.forEach((field, i) => fillPicker(field.name, results[i].facets[field.name] ?? [], results[i].sampled));
   } catch (error) {
-    if (generation === state.generation) showToast(`Could not load filter values: ${error.message}`);
+    // Filters the service refuses (a search it cannot run): the listing says so, once.
+    if (generation === state.generation && error.status !== 400) showToast(`Could not load filter values: ${error.message}`);
   }
 }
 

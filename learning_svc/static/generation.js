@@ -117,12 +117,28 @@ function builtInfotext(record) {
     ['CFG scale', record.cfg_scale ? formatNumber(record.cfg_scale) : null],
     ['Seed', record.seed],
     ['Size', record.width && record.height ? `${record.width}x${record.height}` : null],
-    ['Model hash', record.model_hash ?? record.run_config?.model_hash ?? titled?.[2]], // an imported image's: run_config
+    ['Model hash', a1111Hash(record.model_hash ?? record.run_config?.model_hash ?? titled?.[2])], // an imported image's: run_config
     ['Model', titled ? titled[1].replace(/\.(safetensors|ckpt|pt|bin)$/i, '') : record.model],
     ['VAE', record.vae],
   ].filter(([, value]) => value != null && value !== '');
-  const lines = [record.prompt ?? ''];
+  const lines = [withLoras(record.prompt ?? '', record.loras)];
   if (record.negative_prompt) lines.push(`Negative prompt: ${record.negative_prompt}`);
   lines.push(settings.map(([name, value]) => `${name}: ${value}`).join(', '));
   return lines.join('\n');
+}
+
+// A1111 reads LoRAs from the prompt: those the record names and its prompt does not (ComfyUI's
+// loader nodes, InvokeAI's and SwarmUI's lists) are added to it as <lora:name:weight>.
+function withLoras(prompt, loras) {
+  const named = new Set([...prompt.matchAll(/<lora:([^:>]+)/gi)].map((match) => match[1].toLowerCase()));
+  const missing = (loras ?? []).filter((lora) => !named.has(lora.name.toLowerCase()));
+  return [prompt, ...missing.map((lora) => `<lora:${lora.name}:${formatNumber(lora.weight ?? 1)}>`)]
+    .filter(Boolean).join(' ');
+}
+
+// A1111's model hash is 10 hex digits (a SHA-256's first ten); another kind (InvokeAI's
+// blake3) would be a hash A1111 does not know: left out.
+function a1111Hash(hash) {
+  if (/^[0-9a-f]{64}$/i.test(hash ?? '')) return hash.slice(0, 10);
+  return /^[0-9a-f]{8,12}$/i.test(hash ?? '') ? hash : null;
 }

@@ -22,9 +22,12 @@ const COMMON_TAGS = 9; // the commonest tags, on the keys 1-9 of the tag editor
 
 // ---------------------------------------------------------------- drawing
 
-// The review line of a card: flag, tags, a note mark, image ratings (empty: hidden).
+// The review line of a card: flag, tags, a note mark, image ratings (empty: hidden). A job of
+// one image has none apart from its own rating (README), as in the viewer: its stars say it.
 export function renderReview(job) {
-  const images = Object.entries(job.image_ratings ?? {}).sort(([a], [b]) => Number(a) - Number(b));
+  const images = (job.outputs ?? []).length === 1
+    ? []
+    : Object.entries(job.image_ratings ?? {}).sort(([a], [b]) => Number(a) - Number(b));
   return h('div', { class: 'job-review' },
     job.flag ? h('span', { class: `flag flag-${job.flag}`, title: FLAG_LABELS[job.flag] }, job.flag === 'pick' ? '✓ Pick' : '✕ Reject') : null,
     ...(job.tags ?? []).map((tag) => h('span', { class: 'tag', title: `Tag: ${tag}` }, tag)),
