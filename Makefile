@@ -30,7 +30,7 @@ $(RUN_STAMP): pyproject.toml
 	touch $(RUN_STAMP)
 
 run: install-run
-	$(BIN)/learning-svc serve $(if $(PORT),--port $(PORT))
+	$(BIN)/learning-svc serve $(if $(PORT),--port $(PORT)) $(if $(DATA),--data-dir $(DATA))
 
 # Debian's Chromium for the page tests (Playwright never downloads a browser here).
 browser:
@@ -80,10 +80,10 @@ wheel-check: install
 	$(BIN)/python .ci/wheel_check.py
 
 reindex: install-run
-	$(BIN)/learning-svc reindex
+	$(BIN)/learning-svc reindex $(if $(DATA),--data-dir $(DATA))
 
 verify: install-run
-	$(BIN)/learning-svc verify
+	$(BIN)/learning-svc verify $(if $(DATA),--data-dir $(DATA))
 
 demo: install-run
 	$(BIN)/learning-svc demo $(if $(PORT),--port $(PORT))

@@ -148,8 +148,9 @@ def changes():
 
 @bp.get("/count")
 def count():
-    """How many jobs match the filters, and how many of them are unrated."""
-    return json_response(service().count(params.parse(params.Filtering, args()).filters()))
+    """How many jobs match the filters, and how many of them are unrated. A listing's query
+    string is taken as it is (its sort, limit and cursor change no count)."""
+    return json_response(service().count(params.parse(params.ListParams, args()).filters()))
 
 
 @bp.get("/jobs/<job_id>")

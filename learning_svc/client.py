@@ -185,7 +185,7 @@ class LearningClient:
         if status == 200:
             return payload
         # No journal fallback: only the service can tell whether the job exists (404 otherwise).
-        return self._fail(f"rating of job {job_id!r} was not stored: {reason}", status)
+        return self._fail(f"rating of job {job_id!r} was not stored: the service at {self.base_url} {reason}", status)
 
     # ------------------------------------------------------------ HTTP
     def _send(

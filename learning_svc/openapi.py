@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from .params import AmendParams, ChangesParams, ExportParams, FacetParams, Filtering, ListParams, query_parameters
+from .params import AmendParams, ChangesParams, ExportParams, FacetParams, ListParams, query_parameters
 from .records import JobIn, JobSummary, RatingClear, RatingIn
 from .reviews import BatchIn, ImageRatingIn, ReviewIn
 
@@ -430,8 +430,9 @@ def _document() -> dict:
             "/api/count": {
                 "get": {
                     "summary": "How many jobs match the filters, and how many of them are unrated",
+                    "description": "Takes a listing's query string as it is: its sort, limit and cursor change no count.",
                     "operationId": "count",
-                    "parameters": query_parameters(Filtering),
+                    "parameters": query_parameters(ListParams),
                     "responses": {"200": {"description": "the counts", **_json(Count)}, **_errors(400)},
                 }
             },

@@ -611,6 +611,11 @@ def test_counts_of_matching_and_unrated_jobs(client):
     assert client.get("/api/count").json == {"jobs": 30, "exact": True, "unrated": 25, "unrated_exact": True}
     assert client.get("/api/count?pack=p").json == {"jobs": 12, "exact": True, "unrated": 7, "unrated_exact": True}
     assert client.get("/api/count?rating_min=3").json["jobs"] == 5
+    # a listing's query string as it is (a new-user run: sort, limit or cursor gave 400)
+    page = client.get("/api/jobs?pack=p&sort=-rating&limit=3").json
+    listing = f"pack=p&sort=-rating&limit=3&cursor={page['next_cursor']}"
+    assert client.get(f"/api/count?{listing}").json == {"jobs": 12, "exact": True, "unrated": 7, "unrated_exact": True}
+    assert client.get("/api/count?sort=nonsense").status_code == 400  # still checked as a listing's
 
 
 def test_the_pages_own_files_are_gzipped_and_revalidate(client):

@@ -77,6 +77,8 @@ def test_service_down_and_no_data_dir_logs_and_returns_none(tmp_path, caplog):
         assert client.rate("lost", 3) is None
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 2 and "unreachable" in errors[0].message and "data_dir" in errors[0].message
+    # it said "rating of job 'lost' was not stored: is unreachable (...)": whose, it did not say
+    assert f"was not stored: the service at {url} is unreachable" in errors[1].message, errors[1].message
     assert len([r for r in caplog.records if "retrying" in r.message]) == 2 * FAST["retries"]
     with pytest.raises(LearningClientError, match="unreachable"):
         LearningClient(url, raise_errors=True, **FAST).record_job(job("lost"))

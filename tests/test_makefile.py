@@ -25,3 +25,16 @@ def test_port_is_passed_to_the_server(target):
     )
     (command,) = [line for line in shown.stdout.splitlines() if "bin/learning-svc " in line]
     assert command.split()[1:] == [target if target == "demo" else "serve", "--port", "18103"], command
+
+
+@pytest.mark.parametrize("target", ["run", "reindex", "verify"])
+def test_a_data_folder_is_passed_to_the_command(target):
+    """A new-user run: `make run` had no way to name the data folder (only LEARNING_SVC_DATA_DIR,
+    found much later in the settings table); DATA=… now gives --data-dir."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    shown = subprocess.run(
+        [shutil.which("make"), "-n", target, "DATA=/srv/learning"],
+        cwd=ROOT, capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
+    (command,) = [line for line in shown.stdout.splitlines() if "bin/learning-svc " in line]
+    assert command.split()[-2:] == ["--data-dir", "/srv/learning"], command
