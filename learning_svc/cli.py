@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from .config import Settings
+from .osutil import shown
 
 
 def _settings(data_dir, **overrides) -> Settings:
@@ -77,10 +78,23 @@ def _reach_index(settings: Settings) -> None:
             engine.dispose()
 
 
+class LogFormatter(logging.Formatter):
+    """A file name that is not UTF-8 is logged as /api/health and the import report show it
+    (caf\\xe9); stderr wrote the surrogate Python holds it in (caf\\udce9)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return shown(super().format(record))
+
+
 @click.group()
 def main():
     """Job history and ratings for a Stable Diffusion pipeline."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    if not root.handlers:  # as logging.basicConfig, with the formatter
+        handler = logging.StreamHandler()
+        handler.setFormatter(LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -394,10 +408,19 @@ def import_(data_dir, dry_run, paths):
             f"refused and skipped entries (and what amended ones left out), with their reasons: {result.report.resolve()}"
         )
     elif result.tally.problems:  # a dry run: no report file
+        problems = result.tally.problems
         click.echo("refused and skipped entries (and what amended ones left out), with their reasons:")
-        for problem in result.tally.problems:  # all of them: the report file the real run writes
+        for problem in problems[:DRY_RUN_PROBLEMS]:  # all of them were 5,000 lines for a big folder
             where = problem["file"] + (f":{problem['line']}" if problem["line"] else "")
             click.echo(f"  {where}: {problem['outcome']}: {problem['reason']}")
+        if len(problems) > DRY_RUN_PROBLEMS:
+            click.echo(
+                f"  … and {len(problems) - DRY_RUN_PROBLEMS:,} more (the table counts them by file; "
+                "the import itself writes each to a report file)"
+            )
+
+
+DRY_RUN_PROBLEMS = 20  # the problems a dry run lists
 
 
 def _served_here(settings: Settings) -> bool:

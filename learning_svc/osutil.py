@@ -25,6 +25,17 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def shown(text) -> str:
+    """A path or message as a person and JSON can take it: a file name that is not UTF-8 (Python
+    keeps its bytes as surrogates) is shown with its bytes escaped, caf\\xe9, the same in
+    /api/health, the import report and the log."""
+    text = str(text)
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def fsync_file(path: Path) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())

@@ -24,6 +24,7 @@ import orjson
 from watchdog.events import FileSystemEventHandler
 
 from .importers import Job, Problem, images, in_data_folder_cache
+from .osutil import shown
 
 log = logging.getLogger(__name__)
 SETTLE = 0.4  # seconds without a change before a file is read
@@ -39,12 +40,6 @@ def published_state(path: Path) -> list[dict]:
         return orjson.loads(path.read_bytes())
     except FileNotFoundError:
         return []  # worker 0's watcher has not ticked yet
-
-
-def _shown(text) -> str:
-    """A path or message as JSON can carry it: a file name that is not UTF-8 (its bytes kept as
-    surrogates) is shown with backslash escapes. Raw, it made every /api/health a 500."""
-    return os.fsencode(str(text)).decode("utf-8", "backslashreplace")  # the name's own bytes: \xff
 
 
 @dataclass
@@ -296,7 +291,7 @@ class FolderWatcher:
                 if op.result[0] and folder:
                     folder.imported += 1
                 if folder:  # a problem it had before (an empty file since filled) is gone
-                    said = f"{_shown(Path(job.where.path))}: "
+                    said = f"{shown(Path(job.where.path))}: "
                     folder.problems = [p for p in folder.problems if not p.startswith(said)]
             elif not isinstance(op.error, Conflict):  # a conflict: the same image seen before elsewhere
                 self._problem(Path(job.where.path), str(op.error))
@@ -305,7 +300,7 @@ class FolderWatcher:
         log.warning("not importing %s: %s", path, reason)
         folder = self._folder_of(path)
         if folder is not None:  # a file seen again (rewritten, or at the next start) moves to the end, once
-            line = f"{_shown(path)}: {_shown(reason)}"
+            line = f"{shown(path)}: {shown(reason)}"
             folder.problems = [*(p for p in folder.problems if p != line)][-19:] + [line]
 
     def look_again(self, folder: Folder) -> None:

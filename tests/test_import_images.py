@@ -1033,3 +1033,18 @@ def test_a_pipe_named_like_an_image_is_reported_as_such_and_never_read(tmp_path)
     result = run_import(Settings(data_dir=tmp_path / "learning"), [folder])
     [problem] = result.tally.problems
     assert problem["reason"] == "not a regular file (a pipe, socket or device)", problem
+
+
+def test_a_dry_run_lists_the_first_problems_and_counts_the_rest(tmp_path):
+    """A dry run printed every problem: a folder of 5,000 unreadable files was 5,000 lines."""
+    from procs import run_cli
+
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    for i in range(35):
+        (folder / f"{i:02d}.png").write_bytes(b"")  # empty: refused
+    dry = run_cli("import", "--dry-run", "--data-dir", str(tmp_path / "learning"), str(folder))
+    assert dry.returncode == 0, dry.stderr
+    listed = [line for line in dry.stdout.splitlines() if line.startswith("  ") and ".png: " in line]
+    assert len(listed) == 20 and "  … and 15 more" in dry.stdout, dry.stdout
+    assert not (tmp_path / "learning").exists()

@@ -503,6 +503,34 @@ def test_the_viewer_and_compare_fit_the_whole_image_on_a_phone_and_a_large_scree
     fits("#compare .compare-pane img", "#compare .compare-box")
 
 
+def test_a_small_image_is_enlarged_to_fit_the_viewer_and_compare(live_server, open_page):
+    """A 64x96 image opened at its own pixels, a stamp in the middle of the viewer, though the
+    viewer fits an image to the screen (and `z` shows its pixels)."""
+    ids = image_jobs(live_server, 2, size=(64, 96))
+    page = open_page(live_server)
+
+    def fills(image: str, stage: str) -> None:  # as large as the box allows, its shape kept
+        page.wait_for_function(f"() => document.querySelector({image!r}).naturalWidth === 64")
+        page.wait_for_function(
+            f"""() => {{
+                const image = document.querySelector({image!r}).getBoundingClientRect();
+                const box = document.querySelector({stage!r}).getBoundingClientRect();
+                return Math.abs(image.height - box.height) < 2 && image.width <= box.width + 1
+                    && Math.abs(image.width / image.height - 64 / 96) < 0.01;
+            }}"""
+        )
+
+    card(page, ids[0]).locator("img.thumb").click()
+    fills("#viewer-image", "#viewer-stage")
+    assert page.locator("#viewer-image").bounding_box()["height"] > 300
+    page.keyboard.press("Escape")
+    for job_id in ids:
+        card(page, job_id).locator(".job-body").click(modifiers=["Control"])
+    page.keyboard.press("c")
+    expect(page.locator("#compare tr.differs").first).to_be_visible()
+    fills("#compare .compare-pane img", "#compare .compare-box")
+
+
 def test_undo_pressed_before_the_action_is_answered_undoes_that_action(live_server, open_page):
     ids = image_jobs(live_server, 2)
     page = open_page(live_server)
@@ -549,6 +577,31 @@ def test_a_typed_tag_is_added_as_typed_digits_and_all_and_never_toggles_another(
     expect(card(page, ids[0]).locator(".tag")).to_have_text(left)
     page.keyboard.press("Escape")
     eventually(lambda: summary(live_server, ids[0])["tags"] == left)
+
+
+def test_a_lone_digit_with_no_chip_of_that_number_is_not_made_a_tag(live_server, open_page):
+    """`1` and Enter toggles chip 1; with no tags anywhere yet there is no chip 1, and the job got
+    the tag "1"."""
+    [job_id] = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    focus(page, job_id)
+    page.keyboard.press("t")
+    expect(page.locator("#tag-input")).to_be_focused()
+    expect(page.locator("#tag-choices .tag-choice")).to_have_count(0)
+    page.keyboard.type("1")
+    page.keyboard.press("Enter")
+    expect(page.locator("#tag-hint")).to_have_text("There is no chip 1: type a tag's name to add it.")
+    expect(page.locator("#tag-input")).to_have_value("1")  # kept, to be typed on
+    page.keyboard.type("girl")
+    page.keyboard.press("Enter")
+    expect(card(page, job_id).locator(".tag")).to_have_text(["1girl"])
+    expect(page.locator("#tag-hint")).to_be_hidden()
+    page.keyboard.type("1")  # now chip 1 is "1girl": removed
+    page.keyboard.press("Enter")
+    expect(card(page, job_id).locator(".tag")).to_have_count(0)
+    page.keyboard.press("Escape")
+    eventually(lambda: len(review_events(live_server)) == 2)
+    assert [event["set"] for event in review_events(live_server)] == [{"tags": ["1girl"]}, {"tags": []}]
 
 
 def test_review_changes_made_faster_than_the_service_answers_are_applied_in_order(live_server, open_page):

@@ -422,3 +422,29 @@ def test_a_job_s_image_the_watcher_passes_over_is_shown_for_that_job_without_an_
         assert served.content == (watched / "run_1" / "img.png").read_bytes()
     finally:
         server.stop()
+
+
+def test_the_log_names_a_file_that_is_not_utf8_as_health_does(tmp_path, pngs):
+    """The log wrote such a name with Python's surrogates (latin1-\\udce9\\udcff.png) while
+    /api/health and the import report show its bytes (latin1-\\xe9\\xff.png): one file, two names."""
+    import requests
+
+    from procs import ServerProcess
+
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    with open(os.fsencode(str(outputs)) + b"/latin1-\xe9\xff.png", "wb"):
+        pass  # empty: a problem the watcher reports
+    server = ServerProcess(tmp_path / "data", args=("--watch", str(outputs))).start()
+    try:
+        problems = wait_for(
+            lambda: requests.get(server.url + "/api/health", timeout=10).json()["watch"][0]["recent_problems"],
+            "the file's problem in /api/health",
+        )
+        assert any("latin1-\\xe9\\xff.png" in p for p in problems), problems
+        wait_for(lambda: "not importing" in server.output(), "the problem in the log")
+        logged = [line for line in server.output().splitlines() if "not importing" in line]
+        assert logged and all("latin1-\\xe9\\xff.png" in line for line in logged), logged
+        assert "udc" not in server.output()
+    finally:
+        server.kill()

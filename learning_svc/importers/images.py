@@ -27,7 +27,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import re
 import struct
 import warnings
@@ -38,6 +37,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from ..osutil import shown
 from ..prompts import SCHEDULERS, sampler_name
 from . import Item, Job, Problem, Where
 
@@ -840,8 +840,7 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     try:
         text_path = str(path).encode("utf-8").decode("utf-8")
     except UnicodeError:
-        shown = os.fsencode(str(path)).decode("utf-8", "backslashreplace")  # its own bytes: caf\xe9
-        return Problem(Where(shown), "the file name is not valid UTF-8 (rename it to import it)", UNREADABLE)
+        return Problem(Where(shown(path)), "the file name is not valid UTF-8 (rename it to import it)", UNREADABLE)
     where = Where(text_path)
     try:
         stat = path.stat()

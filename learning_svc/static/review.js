@@ -186,6 +186,7 @@ export async function openTagEditor(jobs, apply = null) {
   const dialog = $('tag-editor');
   $('tag-editor-title').textContent = jobs.length === 1 ? 'Tags' : `Tags of ${plural(jobs.length, 'job')}`;
   $('tag-input').value = '';
+  $('tag-hint').textContent = '';
   renderTagEditor();
   if (!dialog.open) dialog.showModal();
   $('tag-input').focus(); // at once: what is typed next is the tag
@@ -258,11 +259,17 @@ function onTagKey(event) {
   } else if (event.key === 'Enter' && inInput) {
     event.preventDefault();
     const typed = $('tag-input').value.trim();
-    $('tag-input').value = '';
-    const chip = /^[1-9]$/.test(typed) ? chipTag(typed) : null;
-    if (chip) toggleTag(chip);
-    else if (typed) addTag(typed);
-    else $('tag-editor').close();
+    const isKey = /^[1-9]$/.test(typed); // a chip's key, never a tag of its own (it was tag "1")
+    const chip = isKey ? chipTag(typed) : null;
+    if (isKey && !chip) {
+      $('tag-hint').textContent = `There is no chip ${typed}: type a tag's name to add it.`;
+    } else {
+      $('tag-hint').textContent = '';
+      $('tag-input').value = '';
+      if (chip) toggleTag(chip);
+      else if (typed) addTag(typed);
+      else $('tag-editor').close();
+    }
   }
   event.stopPropagation(); // the page's keys do not act behind the dialog
 }

@@ -56,8 +56,11 @@ export class Zoom {
     this.onChange?.(this);
   }
 
-  // Wheel and drag on an element (the box the images sit in).
+  // Wheel and drag on an element (the box the images sit in); its images kept fitted.
   attach(box) {
+    const fit = () => box.querySelectorAll('img').forEach(fitImage);
+    new ResizeObserver(fit).observe(box);
+    box.addEventListener('load', fit, true); // an image's load does not bubble: caught on the way down
     box.addEventListener('wheel', (event) => {
       event.preventDefault();
       const rect = box.getBoundingClientRect();
@@ -84,4 +87,15 @@ export class Zoom {
     box.addEventListener('pointerup', end);
     box.addEventListener('pointercancel', end);
   }
+}
+
+// Fit: an image as large as its box allows, its shape kept. CSS's max-width and max-height only
+// shrink: a 512 px image stayed 512 px on a 900 px stage, and a small one a stamp in the middle.
+function fitImage(image) {
+  const { naturalWidth: width, naturalHeight: height } = image;
+  const { clientWidth: boxWidth, clientHeight: boxHeight } = image.parentElement;
+  if (!width || !height || !boxWidth || !boxHeight) return; // not loaded, or not shown
+  const scale = Math.min(boxWidth / width, boxHeight / height);
+  image.style.width = `${width * scale}px`;
+  image.style.height = `${height * scale}px`;
 }
