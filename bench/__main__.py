@@ -689,37 +689,43 @@ def in_process_service(data_dir: Path):
     return Service(Settings(data_dir=data_dir, database_url=database_url)).start()
 
 
+def floor_run(kind: str, prefix: Path, mode: str, connections: int, threads: int, seconds: int) -> dict:
+    """wrk's requests against bench/floor.py (the service's waitress server doing nothing else):
+    req/s, p99 ms, and the server's CPU µs a request."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.floor", kind, str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        if proc.stdout.readline().strip() != "serving":
+            raise RuntimeError(f"bench.floor {kind} did not start")
+        before = process_cpu_seconds(proc.pid)
+        stats = run_wrk(f"http://127.0.0.1:{port}", prefix, mode, connections, threads, seconds)
+        cpu = process_cpu_seconds(proc.pid) - before
+    finally:
+        proc.kill()
+        proc.wait()
+    done = max(1, stats["s2xx"])
+    return {"rate": done / (stats["duration_us"] / 1e6), "p99": stats["p99_us"] / 1000, "cpu_us": 1e6 * cpu / done}
+
+
 def http_floor(results: Results, prefix: Path, threads: int, seconds: int) -> float:
     """The same POSTs, the same clients, against the service's waitress server answering 201 and
-    doing nothing else (bench/floor.py): bare, and with a Flask route. Returns Flask's CPU µs a
-    request: what any job costs before the service's own work."""
-    figures = {}
-    for kind in ("waitress", "flask"):
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.floor", kind, str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True
-        )
-        try:
-            if proc.stdout.readline().strip() != "serving":
-                raise RuntimeError(f"bench.floor {kind} did not start")
-            say(f"ingest: the HTTP floor, {kind}")
-            before = process_cpu_seconds(proc.pid)
-            stats = run_wrk(f"http://127.0.0.1:{port}", prefix, "post", INGEST_CONNECTIONS, threads, seconds)
-            cpu = process_cpu_seconds(proc.pid) - before
-        finally:
-            proc.kill()
-            proc.wait()
-        rate = stats["s2xx"] / (stats["duration_us"] / 1e6)
-        figures[kind] = (rate, stats["p99_us"] / 1000, 1e6 * cpu / max(1, stats["s2xx"]))
-    (w_rate, w_p99, w_us), (f_rate, f_p99, f_us) = figures["waitress"], figures["flask"]
+    doing nothing else: bare, and with a Flask route. Returns Flask's CPU µs a request: what any
+    job costs before the service's own work."""
+    say("ingest: the HTTP floor (bench/floor.py), waitress and Flask")
+    bare, flask = (
+        floor_run(kind, prefix, "post", INGEST_CONNECTIONS, threads, seconds) for kind in ("waitress", "flask")
+    )
     results.add(
         f"HTTP floor: the same POSTs answered 201 doing nothing else, {INGEST_CONNECTIONS} clients",
-        f"waitress (the service's server, a bare WSGI app) {w_rate:,.0f} req/s, p99 {w_p99:.1f} ms, "
-        f"{w_us:,.0f} µs of CPU a request; with a Flask route {f_rate:,.0f} req/s, p99 {f_p99:.1f} ms, {f_us:,.0f} µs",
+        f"waitress (the service's server, a bare WSGI app) {bare['rate']:,.0f} req/s, p99 {bare['p99']:.1f} ms, "
+        f"{bare['cpu_us']:,.0f} µs of CPU a request; with a Flask route {flask['rate']:,.0f} req/s, "
+        f"p99 {flask['p99']:.1f} ms, {flask['cpu_us']:,.0f} µs",
         "report (the ceiling of any single-record POST on this server)",
         None,
     )
-    return f_us
+    return flask["cpu_us"]
 
 
 def ingest_ceiling(results: Results, work: Path, seed: int, server_ms: float, floor_us: float) -> None:
@@ -1576,13 +1582,17 @@ def bench_rating(
             # Closed loop: each connection sends its next rating when the last is answered, so the
             # mean latency is connections / throughput, and the throughput is bound by the CPU.
             cores = os.cpu_count() or 1
+            say("rating: the HTTP floor (bench/floor.py, Flask) with the same PUTs")
+            floor = floor_run("flask", prefix, "put", connections, threads, seconds)
             results.add(
                 f"rating ceiling at {connections} connections",
                 f"{connections} ratings always in the server: mean latency = {connections} / throughput "
                 f"({1000 * connections / rate:.1f} ms at {rate:,.0f}/s). At {cpu_ms:.2f} ms of CPU a rating, "
                 f"one core (one interpreter's GIL) allows ≤ {1000 / cpu_ms:,.0f}/s, a mean ≥ "
                 f"{connections * cpu_ms:.1f} ms; all {cores} cores with nothing else running (wrk shares them) "
-                f"≤ {cores * 1000 / cpu_ms:,.0f}/s, a mean ≥ {connections * cpu_ms / cores:.1f} ms",
+                f"≤ {cores * 1000 / cpu_ms:,.0f}/s, a mean ≥ {connections * cpu_ms / cores:.1f} ms. "
+                f"The same PUTs answered by a Flask route doing nothing else (the HTTP floor): "
+                f"{floor['rate']:,.0f}/s, p99 {floor['p99']:.1f} ms, {floor['cpu_us'] / 1000:.2f} ms of CPU a request",
                 f"report (p99 < 10 ms needs a mean well under 10 ms: ≥ {connections * 1000 / 5:,.0f}/s for 5 ms)",
                 None,
             )

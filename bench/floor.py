@@ -1,7 +1,7 @@
 """The HTTP floor of a single-record POST: the service's waitress server (serving.make_server:
-the same Adjustments, threads and dispatcher) answering POST /api/jobs with a 201 and nothing
-else, with a bare WSGI app ("waitress") or a Flask route ("flask"). What a request costs
-before the service does any of its own work.
+the same Adjustments, threads and dispatcher) answering POST /api/jobs (and a rating's PUT)
+and doing nothing else, with a bare WSGI app ("waitress") or a Flask route ("flask"). What a
+request costs before the service does any of its own work.
 
     python -m bench.floor waitress|flask PORT      (prints "serving" once it listens)
 """
@@ -35,6 +35,11 @@ def flask_app():
     def post():
         orjson.loads(request.get_data())
         return Response(ANSWER, 201, mimetype="application/json")
+
+    @app.put("/api/jobs/<job_id>/rating")
+    def rate(job_id):
+        orjson.loads(request.get_data())
+        return Response(ANSWER, 200, mimetype="application/json")
 
     return app
 
