@@ -712,3 +712,36 @@ def test_a_server_that_stops_answering_fails_requests_after_a_deadline_and_they_
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
         service.close()
+
+
+def test_a_rebuild_while_serving_empties_a_large_index_within_the_answer_deadline(settings):
+    """A log cut (or replaced) while serving is indexed again from empty. The index was emptied
+    row by row (DELETE): with millions of tag rows that outlasted a running service's deadline
+    for an answer (db.PG_ANSWER_SECONDS), the rebuild was rolled back, tried again and again,
+    and the new file was never indexed. Here the deadline is 1 s and the index 1,000,000 rows."""
+    from test_follower import job_in
+
+    from learning_svc.index import db
+
+    service = Service(settings).start()
+    try:
+        for i in range(3):
+            service.record_job(job_in(f"keep{i}"))
+        assert service.get_job("keep2")["record"]["job_id"] == "keep2"
+        with service.write_engine.begin() as conn:  # rows of a large index (of jobs long gone)
+            conn.exec_driver_sql(
+                "INSERT INTO job_tags (job, tag, completed_at, duration_key, rating_hi) "
+                "SELECT g, mod(g, 1000), g, g, 0 FROM generate_series(1000001, 2000000) g"
+            )
+        for engine in (service.write_engine, service.read_engine):
+            db.answer_within(engine, 1.0)
+        lines = settings.log_path.read_bytes().splitlines(keepends=True)
+        settings.log_path.write_bytes(b"".join(lines[:2]))  # cut: keep0, keep1
+        created, _ = service.record_job(job_in("x"))
+        assert created
+        assert service.get_job("x")["record"]["job_id"] == "x"
+        assert service.index_trouble is None
+        with service.read_engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM job_tags WHERE job > 1000000").scalar() == 0
+    finally:
+        service.close()
