@@ -531,6 +531,28 @@ def test_a_small_image_is_enlarged_to_fit_the_viewer_and_compare(live_server, op
     fills("#compare .compare-pane img", "#compare .compare-box")
 
 
+def test_the_slider_lays_an_upscale_exactly_over_its_base_image(live_server, open_page):
+    """A 512 px image and its 1024 px upscale: the slider drew the small one at its own size in
+    the middle of the large one, so the two pictures did not line up at the cut."""
+    [base] = image_jobs(live_server, 1, prefix="base", size=(64, 64))
+    [upscale] = image_jobs(live_server, 1, prefix="upscale", size=(128, 128))
+    page = open_page(live_server)
+    for job_id in (base, upscale):
+        card(page, job_id).locator(".job-body").click(modifiers=["Control"])
+    page.keyboard.press("c")
+    page.keyboard.press("s")
+    images = page.locator("#compare .compare-box img")
+    expect(images).to_have_count(2)
+    page.wait_for_function(
+        """() => {
+            const [a, b] = [...document.querySelectorAll('#compare .compare-box img')];
+            const [ra, rb] = [a.getBoundingClientRect(), b.getBoundingClientRect()];
+            return a.naturalWidth === 64 && b.naturalWidth === 128 && ra.width > 128
+                && ['x', 'y', 'width', 'height'].every((k) => Math.abs(ra[k] - rb[k]) < 1);
+        }"""
+    )
+
+
 def test_undo_pressed_before_the_action_is_answered_undoes_that_action(live_server, open_page):
     ids = image_jobs(live_server, 2)
     page = open_page(live_server)
