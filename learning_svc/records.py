@@ -56,6 +56,9 @@ def _integral(value: Any) -> Any:
 
 
 Integral = BeforeValidator(_integral)
+# 0-5 stars: a rating, an image's, a sub-score. 3.0 is 3, as for every integer of a record (a
+# pipeline's stars computed as floats were refused); 4.5, true and "4" are not.
+Stars = Annotated[StrictInt, Integral, Field(ge=0, le=5)]
 
 
 def _job_id(value: str) -> str:
@@ -234,7 +237,7 @@ class RatingIn(BaseModel):
     """Body of PUT /api/jobs/<job_id>/rating."""
 
     model_config = ConfigDict(strict=True, extra="forbid", title="RatingRequest")
-    rating: Annotated[StrictInt, Field(ge=0, le=5)]
+    rating: Stars
     source: Source = "api"
 
 
@@ -494,7 +497,7 @@ def parse(model: type[BaseModel], data: Any, shape_checked: bool = False, naive_
 
 def parse_rating(data: Any) -> RatingIn:
     if isinstance(data, dict) and "rating" in data:
-        rating = data["rating"]
+        rating = _integral(data["rating"])
         if isinstance(rating, bool) or not isinstance(rating, int) or not 0 <= rating <= 5:
             msg = f"rating must be an integer from 0 to 5, got {orjson.dumps(rating).decode()[:40]}"
             raise InvalidRecord(msg, [{"loc": "rating", "msg": msg}])

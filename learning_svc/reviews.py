@@ -22,14 +22,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
-from .records import Source
+from .records import Source, Stars
 
 REVIEW_SCHEMA = "learning_review_v1"
 FLAGS = ("pick", "reject")
 SCORES = ("anatomy", "composition", "prompt_adherence", "technical_quality", "expression", "structure")
 MAX_TAGS, MAX_TAG, MAX_NOTE = 32, 48, 4000
 
-Score = Annotated[StrictInt, Field(ge=0, le=5)]
 Tag = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG, pattern=r"^[^\x00-\x1f\x7f]+$"),
@@ -56,10 +55,10 @@ class ReviewSet(BaseModel):
     tags_add: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = Field(None, description="tags to add")
     tags_remove: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = Field(None, description="tags to remove")
     note: Annotated[str, StringConstraints(max_length=MAX_NOTE)] | None = Field(None, description="a note; '' clears")
-    scores: dict[Literal[SCORES], Score | None] | None = Field(  # type: ignore[valid-type]
+    scores: dict[Literal[SCORES], Stars | None] | None = Field(  # type: ignore[valid-type]
         None, description=f"sub-scores 0-5 ({', '.join(SCORES)}); a null score clears it"
     )
-    rating: Score | None = Field(None, description="only with an output: that image's rating 0-5; null clears")
+    rating: Stars | None = Field(None, description="only with an output: that image's rating 0-5; null clears")
 
     @model_validator(mode="after")
     def _something(self):
@@ -91,7 +90,7 @@ class ImageRatingIn(BaseModel):
     """Body of PUT /api/jobs/<job_id>/outputs/<n>/rating."""
 
     model_config = ConfigDict(strict=True, extra="forbid", title="ImageRatingRequest")
-    rating: Score
+    rating: Stars
     source: Source = "api"
 
 
@@ -100,10 +99,10 @@ class Expected(BaseModel):
     longer holds them is left as it is and named in the answer's `conflicted`."""
 
     model_config = ConfigDict(strict=True, extra="forbid", title="Expected")
-    rating: Annotated[StrictInt, Field(ge=0, le=5)] | None = None
+    rating: Stars | None = None
     flag: str | None = None
     note: str | None = None
-    scores: dict[str, Annotated[StrictInt, Field(ge=0, le=5)] | None] | None = None
+    scores: dict[str, Stars | None] | None = None
 
 
 class BatchItem(BaseModel):

@@ -69,6 +69,23 @@ def test_an_image_rating_is_an_event_with_its_output_and_leaves_the_jobs_rating(
     assert lines(settings)[-1]["set"] == {"rating": None}
 
 
+def test_stars_given_as_a_whole_float_are_taken_as_the_integer(jobs, settings):
+    """A pipeline's stars computed as floats (3.0) were refused everywhere, while a record's 30.0
+    steps is 30: `LearningClient.rate(job, 3.0)` logged an error and the rating was lost."""
+    assert jobs.put("/api/jobs/a/rating", data=b'{"rating": 3.0}', headers=JSON).get_json()["rating"] == 3
+    assert jobs.put("/api/jobs/a/outputs/1/rating", data=b'{"rating": 4.0}', headers=JSON).status_code == 200
+    body = b'{"scores": {"anatomy": 2.0}}'
+    assert jobs.post("/api/jobs/a/review", data=body, headers=JSON).status_code == 200
+    got = summary(jobs, "a")
+    assert (got["rating"], got["image_ratings"], got["scores"]) == (3, {"1": 4}, {"anatomy": 2})
+    assert [type(value) for value in (got["rating"], got["image_ratings"]["1"], got["scores"]["anatomy"])] == [int] * 3
+    stored = orjson.loads(settings.ratings_path.read_bytes().splitlines()[0])
+    assert stored["rating"] == 3 and isinstance(stored["rating"], int)
+    for bad in (b'{"rating": 4.5}', b'{"rating": true}', b'{"rating": "4"}', b'{"rating": 5.000001}'):
+        assert_error(jobs.put("/api/jobs/a/rating", data=bad, headers=JSON), 400)
+        assert_error(jobs.put("/api/jobs/a/outputs/1/rating", data=bad, headers=JSON), 400)
+
+
 def test_an_image_a_job_does_not_have_is_404_and_writes_nothing(jobs, settings):
     assert_error(jobs.put("/api/jobs/b/outputs/1/rating", json={"rating": 3}), 404)
     assert_error(jobs.put("/api/jobs/c/outputs/0/rating", json={"rating": 3}), 404)
