@@ -19,6 +19,13 @@ from .config import Settings
 from .osutil import shown
 
 
+def _existing_folder(settings: Settings, said: str) -> Settings:
+    """The settings, if their data folder exists: a mistyped --data-dir exported 0 jobs (exit 0)."""
+    if not settings.data_dir.is_dir():
+        raise click.ClickException(f"no data folder {settings.data_dir}: {said} [--data-dir, LEARNING_SVC_DATA_DIR]")
+    return settings
+
+
 def _settings(data_dir, **overrides) -> Settings:
     """The settings of the flags and the environment; a setting that cannot work is one line, exit 1."""
     from .config import SettingsError
@@ -87,6 +94,7 @@ class LogFormatter(logging.Formatter):
 
 
 @click.group()
+@click.version_option(package_name="learning-svc", message="%(prog)s %(version)s")
 def main():
     """Job history and ratings for a Stable Diffusion pipeline."""
     root = logging.getLogger()
@@ -256,11 +264,7 @@ def reindex(data_dir):
     from .journal import DamagedJournal, Journal
     from .osutil import data_folder_id, tune_gc
 
-    settings = _settings(data_dir)
-    if not settings.data_dir.is_dir():  # it made the folder (and its id) to index nothing
-        raise click.ClickException(
-            f"no data folder {settings.data_dir}: nothing to reindex [--data-dir, LEARNING_SVC_DATA_DIR]"
-        )
+    settings = _existing_folder(_settings(data_dir), "nothing to reindex")  # not made: its id, to index nothing
     _reach_index(settings)  # before the progress bar: a wrong URL is then one line
     tune_gc()
     log_journal, ratings_journal = Journal(settings.log_path), Journal(settings.ratings_path)
@@ -301,7 +305,7 @@ def verify(data_dir):
     """Check that the index agrees with the JSONL files; exit 1 and say what differs if not."""
     from .verify import verify_index
 
-    settings = _settings(data_dir)
+    settings = _existing_folder(_settings(data_dir), "nothing to verify")
     _reach_index(settings)
     with _index_errors(settings):
         problems = verify_index(settings)
@@ -342,7 +346,7 @@ def export(data_dir, fmt, output, filters):
         parse(ExportParams, {**params, "format": [fmt]})
     except BadQuery as error:
         raise click.UsageError(f"filter {error}") from None
-    settings = _settings(data_dir)
+    settings = _existing_folder(_settings(data_dir), "nothing to export")  # before the output file is made
     _reach_index(settings)
     with click.open_file(output, "wb") as out, _index_errors(settings):
         count = export_to(settings, params, fmt, out)

@@ -1,6 +1,7 @@
 """End to end: over the real waitress server (post the samples, rate, list), and the commands."""
 
 import orjson
+import pytest
 
 from learning_svc import create_app
 from learning_svc.config import Settings
@@ -110,8 +111,21 @@ def test_a_reindex_whose_database_goes_away_half_way_says_the_old_index_is_uncha
     assert "server closed the connection unexpectedly" in result.output and "Traceback" not in result.output
 
 
-def test_a_reindex_of_a_data_folder_that_is_not_there_is_refused_and_makes_nothing(tmp_path):
-    """It made the folder (and, for PostgreSQL, its id file) to index nothing."""
-    result = run_cli("reindex", "--data-dir", str(tmp_path / "typo"))
-    assert result.returncode == 1 and "no data folder" in result.stderr and "nothing to reindex" in result.stderr
-    assert not (tmp_path / "typo").exists()
+@pytest.mark.parametrize("command", ["reindex", "verify", "export"])
+def test_a_data_folder_that_is_not_there_is_refused_and_makes_nothing(tmp_path, command):
+    """reindex made the folder (and, for PostgreSQL, its id file) to index nothing; export of a
+    mistyped folder said "exported 0 jobs" and exit 0; verify blamed the index database."""
+    output = tmp_path / "out.jsonl"
+    result = run_cli(
+        command, "--data-dir", str(tmp_path / "typo"), *(["-o", str(output)] if command == "export" else [])
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"no data folder {tmp_path / 'typo'}: nothing to {command}" in result.stderr
+    assert not (tmp_path / "typo").exists() and not output.exists()
+
+
+def test_the_command_says_its_version():
+    from importlib.metadata import version
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip().endswith(f" {version('learning-svc')}"), result
