@@ -461,7 +461,14 @@ def loads(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        raise InvalidRecord(f"the body is not valid JSON: {error}", [{"loc": "body", "msg": str(error)}]) from None
+        reason = str(error)
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as bad:  # orjson said "str is not valid UTF-8: surrogates not allowed"
+            reason = f"it is not UTF-8 (byte 0x{bad.object[bad.start]:02x} at offset {bad.start}); send JSON as UTF-8"
+        except TypeError:  # a str: UTF-8 already
+            pass
+        raise InvalidRecord(f"the body is not valid JSON: {reason}", [{"loc": "body", "msg": reason}]) from None
 
 
 def parse_json(model: type[BaseModel], raw: bytes, naive_timezone: tzinfo | None = None):

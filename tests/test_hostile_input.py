@@ -101,6 +101,17 @@ def test_hostile_rating_bodies_are_400_and_write_nothing(client, settings, body)
     assert not settings.ratings_path.exists()
 
 
+def test_a_body_in_latin_1_is_said_to_be_not_utf8_where_it_is_not(client, settings):
+    """A body with a Latin-1 é was refused with orjson's "str is not valid UTF-8: surrogates not
+    allowed": no surrogate in sight. The answer now names the byte and where it is."""
+    body = b'{"job_id": "caf\xe9", "completed_at": 1767225600}'
+    response = client.post("/api/jobs", data=body, headers=JSON)
+    assert response.status_code == 400
+    message = response.get_json()["error"]["message"]
+    assert message == "the body is not valid JSON: it is not UTF-8 (byte 0xe9 at offset 15); send JSON as UTF-8"
+    assert not settings.log_path.exists() or settings.log_path.stat().st_size == 0
+
+
 @pytest.mark.parametrize(
     "query",
     [
