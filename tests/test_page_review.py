@@ -1014,6 +1014,17 @@ def test_a_small_image_s_path_in_the_details_is_not_a_column_of_one_word_lines(l
     assert caption.bounding_box()["height"] <= 3 * line + 1, (caption.bounding_box(), line)
 
 
+def test_the_viewer_gives_the_image_s_own_pixels_beside_the_generation_size(live_server, open_page):
+    """A record without a size showed "Size —" with the image in front of the user; an upscale's
+    file is not the generation's size either."""
+    [job_id] = image_jobs(live_server, 1, prefix="upscaled", size=(128, 192))  # its record: 64x96
+    page = open_page(live_server)
+    card(page, job_id).locator("img.thumb").click()
+    info = page.locator("#viewer-info dl.generation")
+    expect(info.locator("dt", has_text=re.compile("^Size$")).locator("+ dd")).to_have_text("64×96")
+    expect(page.locator("#viewer-pixels")).to_have_text("128×192")
+
+
 def test_z_zooms_to_actual_pixels_and_a_double_click_zooms_back_out(live_server, open_page):
     """`z` on a 1600 px image fitted at ~60% went to twice the fit (123% of its pixels); after a
     drag, double-clicks no longer reached the image: it zoomed in and never back out."""

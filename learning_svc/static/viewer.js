@@ -109,11 +109,20 @@ async function renderInfo(job) {
     h('h3', {}, 'Negative prompt'), renderPrompt(record.negative_prompt, record),
     h('dl', { class: 'generation' }, ...parameters(record).flatMap(([label, value]) => [
       h('dt', {}, label), h('dd', {}, value == null || value === '' ? '—' : String(value)),
-    ])),
+    ]), h('dt', {}, 'Image'), h('dd', { id: 'viewer-pixels' })),
     h('div', { class: 'copy-buttons' },
       h('button', { type: 'button', 'data-copy': 'prompt', title: 'c' }, 'Copy prompt'),
       h('button', { type: 'button', 'data-copy': 'seed', title: 's' }, 'Copy seed'),
       h('button', { type: 'button', 'data-copy': 'all', title: 'Shift+C' }, 'Copy parameters')));
+  renderPixels();
+}
+
+// The shown file's own pixels beside the generation's size: an upscale's differ, and a record
+// may not give a size at all ("Size —" while the image was in front of the user).
+function renderPixels() {
+  const image = $('viewer-image');
+  const cell = document.getElementById('viewer-pixels');
+  if (cell) cell.textContent = image.complete && image.naturalWidth ? `${image.naturalWidth}×${image.naturalHeight}` : '…';
 }
 
 // ---------------------------------------------------------------- moving
@@ -203,6 +212,7 @@ export function initViewer() {
     if (viewerOpen() && current?.jobId === job.job_id) renderRating(job);
   });
   zoom.attach($('viewer-stage'));
+  $('viewer-image').addEventListener('load', renderPixels);
   $('viewer-close').addEventListener('click', () => $('viewer').close());
   $('viewer-previous').addEventListener('click', () => step(-1));
   $('viewer-next').addEventListener('click', () => step(1));
