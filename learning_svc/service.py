@@ -1267,6 +1267,28 @@ class Service:
             raise images.Replaced(outputs[n])
         return output
 
+    def follow_moved_image(self, job_id: str, found_at: str) -> bool:
+        """An image's job (its id from the image's content) found again at `found_at`: if its
+        recorded file is gone from where the job says (the user moved or renamed it), the job's
+        output becomes the new path (an amendment), so its thumbnail, viewer and ratings go on.
+        A copy (both there) changes nothing. True when the job was amended."""
+        summary = self.get_summary(job_id)
+        outputs = summary["outputs"]
+        if len(outputs) != 1 or outputs[0] == found_at:
+            return False
+        try:
+            output = images.open_output(outputs[0], self.settings.output_root or Path.cwd(), self.watched_folders)
+        except images.Unreadable:
+            output = None
+        if output is not None:
+            with output.file:
+                if not images.replaced(job_id, summary["completed_at"], output):
+                    return False  # still there: a copy
+        changed, _ = self.amend_job(job_id, {"outputs": [found_at]}, replace=True)
+        if changed:
+            log.info("the image of job %s moved from %s to %s", job_id, outputs[0], found_at)
+        return bool(changed)
+
     def output_thumbnail(self, job_id: str, n: int) -> tuple[bytes | None, images.Output] | None:
         """None: no such output (or its file is missing); (None, output): an image Pillow could
         not make a thumbnail of. Raises images.Unreadable, images.TooLarge."""

@@ -293,8 +293,17 @@ class FolderWatcher:
                 if folder:  # a problem it had before (an empty file since filled) is gone
                     said = f"{shown(Path(job.where.path))}: "
                     folder.problems = [p for p in folder.problems if not p.startswith(said)]
-            elif not isinstance(op.error, Conflict):  # a conflict: the same image seen before elsewhere
+            elif isinstance(op.error, Conflict):  # the same image seen before elsewhere: moved here?
+                self._follow(op.payload)
+            else:
                 self._problem(Path(job.where.path), str(op.error))
+
+    def _follow(self, line: dict) -> None:
+        """An image moved or renamed (in a watched folder, or into one): its job follows it."""
+        try:
+            self.service.follow_moved_image(line["job_id"], line["outputs"][0])
+        except Exception as error:  # the index away, the job amended meanwhile: the next sweep tries again
+            log.warning("could not follow the image of job %s to %s: %s", line["job_id"], line["outputs"][0], error)
 
     def _problem(self, path: Path, reason: str) -> None:
         log.warning("not importing %s: %s", path, reason)

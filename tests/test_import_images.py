@@ -1048,3 +1048,34 @@ def test_a_dry_run_lists_the_first_problems_and_counts_the_rest(tmp_path):
     listed = [line for line in dry.stdout.splitlines() if line.startswith("  ") and ".png: " in line]
     assert len(listed) == 20 and "  … and 15 more" in dry.stdout, dry.stdout
     assert not (tmp_path / "learning").exists()
+
+
+def test_an_image_moved_or_renamed_since_its_import_takes_its_job_along(tmp_path, fixtures):
+    """Keepers moved into a sub-folder, a file renamed (and another image written where it was):
+    the next import wrote nothing and the jobs showed "image not found" (or "replaced") for good.
+    A copy (both still there) changes nothing."""
+    outputs = tmp_path / "outputs"
+    shutil.copytree(fixtures / "good", outputs)
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    run_import(settings, [outputs])
+    (outputs / "keepers").mkdir()
+    (outputs / "a1111_v110.png").rename(outputs / "keepers" / "a1111_v110.png")
+    (outputs / "comfyui.png").rename(outputs / "renamed.png")
+    shutil.copy(outputs / "invokeai_v5.png", outputs / "keepers" / "copy.png")
+    shutil.copy(outputs / "invokeai_v5.png", outputs / "comfyui.png")  # another image where it was
+    again = run_import(settings, [outputs])
+    assert (again.tally.total()["amended"], again.tally.total()["imported"]) == (2, 0), again.tally.total()
+    assert not again.tally.problems
+    moved = {"a1111_v110.png": "outputs/keepers/a1111_v110.png", "comfyui.png": "outputs/renamed.png"}
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        for name, now in [*moved.items(), ("invokeai_v5.png", "outputs/invokeai_v5.png")]:
+            job_id = images.content_id((fixtures / "good" / name).read_bytes())
+            assert client.get(f"/api/jobs/{job_id}").json["record"]["outputs"] == [now]
+            image = client.get(f"/api/jobs/{job_id}/outputs/0")
+            assert image.status_code == 200 and "X-Learning-Placeholder" not in image.headers, name
+            image.close()
+    finally:
+        app.extensions["learning_svc"].close()
+    assert run_import(settings, [outputs]).tally.total()["amended"] == 0  # found where the jobs say now

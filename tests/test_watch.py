@@ -448,3 +448,31 @@ def test_the_log_names_a_file_that_is_not_utf8_as_health_does(tmp_path, pngs):
         assert "udc" not in server.output()
     finally:
         server.kill()
+
+
+def test_an_image_moved_or_renamed_in_a_watched_folder_takes_its_job_along(settings, tmp_path, pngs):
+    """mv into a sub-folder, a rename: nothing was written, and the job's card and viewer showed
+    "image not found" for good, restarts included."""
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    server = LiveServer(replace(settings, watch=(outputs,), output_root=outputs))
+    try:
+        for name in ("a1111_v110.png", "comfyui.png"):
+            shutil.copy(pngs / name, outputs / name)
+        jobs = wait_for(lambda: len(found := listed(server)) == 2 and found, "both imported")
+        (outputs / "keepers").mkdir()
+        (outputs / "a1111_v110.png").rename(outputs / "keepers" / "a1111_v110.png")
+        (outputs / "comfyui.png").rename(outputs / "renamed.png")
+        wait_for(
+            lambda: (
+                sorted(job["outputs"][0] for job in listed(server).values())
+                == ["keepers/a1111_v110.png", "renamed.png"]
+            ),
+            "both jobs following their images",
+        )
+        for job in jobs.values():
+            image = server.http.get(f"{server.url}/api/jobs/{job['job_id']}/outputs/0/thumbnail", timeout=10)
+            assert image.status_code == 200 and "X-Learning-Placeholder" not in image.headers
+        assert len(listed(server)) == 2
+    finally:
+        server.stop()

@@ -275,6 +275,8 @@ class Writer:
         has). What the entry says otherwise than the recorded job is left out, and said: refused
         when nothing of the entry was taken (the API's 409), else amended with the reason."""
         job_id = line["job_id"]
+        if images.is_image(Path(job.where.path)) and self.service.follow_moved_image(job_id, line["outputs"][0]):
+            return "amended", ""  # the image moved or was renamed: its job's output is where it is now
         patch, differing = _against(self.service.get_job(job_id)["record"], job, line)
         if not patch:
             return ("refused", differing) if differing else ("already present", "")
