@@ -531,6 +531,26 @@ def test_a_small_image_is_enlarged_to_fit_the_viewer_and_compare(live_server, op
     fills("#compare .compare-pane img", "#compare .compare-box")
 
 
+def test_a_job_of_several_images_compares_its_own_images(live_server, open_page):
+    """Compare showed each job's first image only: the images of one batch could never be put
+    side by side. `c` on a focused job of several images (nothing selected) compares them."""
+    [job_id] = image_jobs(live_server, 1, outputs=3)
+    page = open_page(live_server)
+    focus(page, job_id)
+    page.keyboard.press("c")
+    compare = page.locator("#compare")
+    expect(compare).to_be_visible()
+    images = compare.locator(".compare-pane img")
+    expect(images).to_have_count(3)
+    sources = images.evaluate_all("found => found.map((image) => new URL(image.src).pathname)")
+    assert sources == [f"/api/jobs/{job_id}/outputs/{n}" for n in range(3)]
+    expect(compare.locator(".compare-pane figcaption")).to_have_text(
+        [f"{n + 1} · {job_id} · image {n + 1}" for n in range(3)]
+    )
+    expect(compare.locator("#compare-table caption")).to_have_text("Parameters (the images of one job)")
+    expect(compare.locator("tr.differs")).to_have_count(0)
+
+
 def test_the_slider_lays_an_upscale_exactly_over_its_base_image(live_server, open_page):
     """A 512 px image and its 1024 px upscale: the slider drew the small one at its own size in
     the middle of the large one, so the two pictures did not line up at the cut."""

@@ -1,6 +1,7 @@
 // Compare: two to four selected jobs' images side by side at the same zoom and pan (one Zoom
 // drives them all), or, for two, one over the other with a slider between them; below, their
-// parameters with the differences marked.
+// parameters with the differences marked. One job of several images (focused, or the one
+// selected) compares its own images: the first four.
 
 import { outputUrl } from './api.js';
 import { jobDetail, parameters } from './generation.js';
@@ -8,7 +9,7 @@ import { selectedJobs } from './selection.js';
 import { $, basename, h, showToast } from './util.js';
 import { Zoom } from './zoom.js';
 
-let shown = [];
+let shown = []; // the panes: {job, output}
 let slider = false;
 const zoom = new Zoom((z) => {
   for (const image of $('compare-stage').querySelectorAll('img')) image.style.transform = z.transform();
@@ -18,13 +19,16 @@ export function compareOpen() {
   return $('compare').open;
 }
 
-export function openCompare(jobs = selectedJobs()) {
-  const withImages = jobs.filter((job) => (job.outputs ?? []).length);
-  if (withImages.length < 2 || withImages.length > 4) {
-    showToast('Select two to four jobs with images to compare them (Space or Ctrl+click)');
+export function openCompare(jobs = selectedJobs(), focused = null) {
+  const single = jobs.length <= 1 ? jobs[0] ?? focused : null;
+  const panes = single && (single.outputs ?? []).length >= 2
+    ? single.outputs.slice(0, 4).map((_, output) => ({ job: single, output }))
+    : jobs.filter((job) => (job.outputs ?? []).length).map((job) => ({ job, output: 0 }));
+  if (panes.length < 2 || panes.length > 4) {
+    showToast('Select two to four jobs with images to compare them (Space or Ctrl+click), or focus a job of several images');
     return;
   }
-  shown = withImages;
+  shown = panes;
   slider = false;
   zoom.reset();
   render();
@@ -35,13 +39,18 @@ export function openCompare(jobs = selectedJobs()) {
   renderDifferences();
 }
 
-function image(job, i, extra = {}) {
+function image({ job, output }, i, extra = {}) {
   return h('img', {
-    src: outputUrl(job.job_id, 0),
-    alt: `Image ${i + 1}: job ${job.job_id}, ${basename(job.outputs[0])}`,
+    src: outputUrl(job.job_id, output),
+    alt: `Image ${i + 1}: job ${job.job_id}, ${basename(job.outputs[output])}`,
     draggable: 'false',
     ...extra,
   });
+}
+
+// "2 · job-id", and which of its images when the job has several.
+function caption({ job, output }, i) {
+  return `${i + 1} · ${job.job_id}${job.outputs.length > 1 ? ` · image ${output + 1}` : ''}`;
 }
 
 function render() {
@@ -52,12 +61,12 @@ function render() {
     const [first, second] = shown;
     stage.replaceChildren(h('figure', { class: 'compare-pane' },
       h('div', { class: 'compare-box' }, image(first, 0), image(second, 1, { class: 'compare-top' })),
-      h('figcaption', {}, `1 · ${first.job_id} | 2 · ${second.job_id}`)));
+      h('figcaption', {}, `${caption(first, 0)} | ${caption(second, 1)}`)));
     setSlider(Number($('compare-slider').value));
   } else {
-    stage.replaceChildren(...shown.map((job, i) => h('figure', { class: 'compare-pane' },
-      h('div', { class: 'compare-box' }, image(job, i)),
-      h('figcaption', {}, `${i + 1} · ${job.job_id}`))));
+    stage.replaceChildren(...shown.map((pane, i) => h('figure', { class: 'compare-pane' },
+      h('div', { class: 'compare-box' }, image(pane, i)),
+      h('figcaption', {}, caption(pane, i)))));
   }
   for (const img of stage.querySelectorAll('img')) img.style.transform = zoom.transform();
   $('compare-slider-label').hidden = !slider;
@@ -74,15 +83,15 @@ function setSlider(percent) {
 async function renderDifferences() {
   const table = $('compare-table');
   table.replaceChildren(h('caption', {}, 'Loading parameters…'));
-  const jobs = shown;
+  const panes = shown;
   let details;
   try {
-    details = await Promise.all(jobs.map((job) => jobDetail(job.job_id)));
+    details = await Promise.all(panes.map(({ job }) => jobDetail(job.job_id)));
   } catch (error) {
     table.replaceChildren(h('caption', {}, `Could not load the parameters: ${error.message}`));
     return;
   }
-  if (jobs !== shown) return;
+  if (panes !== shown) return;
   const columns = details.map(({ record }) => [...parameters(record), ['Prompt', record.prompt], ['Negative prompt', record.negative_prompt]]);
   const rows = columns[0].map(([label], i) => {
     const values = columns.map((column) => column[i][1] ?? '—');
@@ -92,8 +101,8 @@ async function renderDifferences() {
       ...values.map((value) => h('td', {}, String(value))));
   });
   table.replaceChildren(
-    h('caption', {}, 'Parameters (rows marked ≠ differ)'),
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Parameter'), ...jobs.map((job, i) => h('th', { scope: 'col' }, `${i + 1}`)))),
+    h('caption', {}, new Set(panes.map(({ job }) => job)).size > 1 ? 'Parameters (rows marked ≠ differ)' : 'Parameters (the images of one job)'),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Parameter'), ...panes.map((_, i) => h('th', { scope: 'col' }, `${i + 1}`)))),
     h('tbody', {}, ...rows));
 }
 
