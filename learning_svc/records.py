@@ -6,6 +6,7 @@ import hashlib
 import math
 import re
 import time
+import unicodedata
 import uuid
 from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any, Literal
@@ -61,11 +62,25 @@ Integral = BeforeValidator(_integral)
 Stars = Annotated[StrictInt, Integral, Field(ge=0, le=5)]
 
 
+def visible(text: str) -> bool:
+    """Whether a text shows anything: not only spaces and invisible characters (U+200B)."""
+    return any(unicodedata.category(c)[0] not in "ZC" for c in text)
+
+
+# Characters that reorder the text around them (bidi embeddings, overrides, isolates): a job id
+# or a tag holding one shows other text than it is ("\u202eabc" reads "cba").
+REORDERING = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
 def _job_id(value: str) -> str:
     if not 1 <= len(value) <= 128:
         raise ValueError(f"job_id must be 1 to 128 characters, got {len(value)}")
     if _BAD_JOB_ID.search(value):
         raise ValueError("job_id must not contain '/' or control characters")
+    if not visible(value) or value != value.strip():  # " padded " and "padded" were two jobs
+        raise ValueError("job_id must show something and not begin or end with spaces")
+    if REORDERING.search(value):
+        raise ValueError("job_id must not contain characters that reorder text (U+202A-202E, U+2066-2069)")
     if value in (".", ".."):
         raise ValueError("job_id must not be '.' or '..' (a browser could not open /api/jobs/..)")
     return value

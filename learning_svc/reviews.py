@@ -20,18 +20,29 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
-from .records import Source, Stars
+from .records import REORDERING, Source, Stars, visible
 
 REVIEW_SCHEMA = "learning_review_v1"
 FLAGS = ("pick", "reject")
 SCORES = ("anatomy", "composition", "prompt_adherence", "technical_quality", "expression", "structure")
 MAX_TAGS, MAX_TAG, MAX_NOTE = 32, 48, 4000
 
+
+def _shown_tag(tag: str) -> str:
+    """A chip shows the tag as it is: not an invisible one (U+200B alone), not one reordered."""
+    if not visible(tag):
+        raise ValueError("a tag must show something: not only spaces or invisible characters")
+    if REORDERING.search(tag):
+        raise ValueError("a tag must not contain characters that reorder text (U+202A-202E, U+2066-2069)")
+    return tag
+
+
 Tag = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    AfterValidator(_shown_tag),
 ]
 
 

@@ -67,6 +67,9 @@ def check_request(settings: Settings, allowed: set[str]) -> None:
                 401, "unauthorized", "this server needs 'Authorization: Bearer <LEARNING_SVC_TOKEN>' on writes"
             )
     mimetype = request.mimetype
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):  # it was read as UTF-8 all the same
+        raise Refused(415, "unsupported_media_type", f"send the body as UTF-8, not charset={charset[:40]}")
     if mimetype == "application/x-ndjson" and request.method == "POST" and request.path == "/api/jobs":
         return  # a batch of records (one per line)
     if mimetype != "application/json" and not (

@@ -89,6 +89,15 @@ def test_bad_ratings_are_400_and_write_nothing(client, settings, body):
     assert not settings.ratings_path.exists() or settings.ratings_path.stat().st_size == 0
 
 
+@pytest.mark.parametrize("job_id", ["  ", "\u200b", " padded ", "padded ", "\u202eevil", "a\u2068b"])
+def test_a_job_id_that_shows_nothing_or_other_text_than_it_is_is_400(client, settings, job_id):
+    """A blank id was recorded; " padded " and "padded" became two jobs; "\u202eevil" shows "live"."""
+    response = client.post("/api/jobs", json={**sample_records()[0], "job_id": job_id})
+    assert_error(response, 400, "invalid")
+    assert "job_id" in response.get_json()["error"]["message"]
+    assert not settings.log_path.exists() or settings.log_path.stat().st_size == 0
+
+
 def test_unknown_job_is_404(client):
     assert_error(client.get("/api/jobs/nope"), 404, "not_found")
     assert_error(client.put("/api/jobs/nope/rating", json={"rating": 1}), 404, "not_found")

@@ -451,3 +451,11 @@ def test_a_job_over_max_tags_from_an_older_version_can_lose_tags(settings):
         assert_error(review(client, "old", {"tags": [f"n{i}" for i in range(33)]}), 400)
     finally:
         app.extensions["learning_svc"].close()
+
+
+@pytest.mark.parametrize("tag", ["\u200b", " \u200b\u2060 ", "\u202eabc", "a\u2066b"])
+def test_a_tag_that_shows_nothing_or_other_text_than_it_is_is_400(jobs, settings, tag):
+    """A zero-width space was stored as a tag (an empty chip); "\\u202eabc" showed as "cba"."""
+    assert_error(jobs.post("/api/jobs/a/review", json={"tags_add": [tag]}), 400)
+    assert lines(settings) == []
+    assert jobs.post("/api/jobs/a/review", json={"tags_add": ["👩\u200d💻 at work", "עברית"]}).status_code == 200

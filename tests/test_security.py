@@ -136,9 +136,12 @@ def test_same_origin_and_originless_writes_are_accepted(client):
         "multipart/form-data; boundary=x",
         "application/jsonp",
         "text/json",
+        "application/json; charset=latin-1",  # it was read as UTF-8 all the same
+        "application/x-ndjson; charset=iso-8859-1",
     ],
 )
 def test_writes_need_a_json_content_type(client, settings, content_type):
+    """In UTF-8: a charset=latin-1 body was accepted and read as UTF-8."""
     headers = {"Content-Type": content_type} if content_type else {}
     body = orjson.dumps(job("typed"))
     response = client.post("/api/jobs", data=body, headers=headers)
