@@ -307,7 +307,15 @@ CONTENT_ID = re.compile(r"img-[0-9a-f]{40}")  # an imported image's job id: its 
 def replaced(job_id: str, recorded_mtime: float, output: Output) -> bool:
     """Whether the file of an image job (its id the hash of its content) holds other content now.
     Read and hashed only when its time is not the one imported (the job's completed_at)."""
-    if CONTENT_ID.fullmatch(job_id) is None or abs(output.stat.st_mtime - recorded_mtime) < 1e-3:
+    if abs(output.stat.st_mtime - recorded_mtime) < 1e-3:
+        return False
+    return holds_another_image(job_id, output)
+
+
+def holds_another_image(job_id: str, output: Output) -> bool:
+    """Whether the file of an image job holds other content than the job's, whatever its time
+    (two files swapped by name, unzipped or copied with `cp -p`, keep theirs)."""
+    if CONTENT_ID.fullmatch(job_id) is None:
         return False
     data = output.file.read()
     output.file.seek(0)

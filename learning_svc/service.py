@@ -1282,7 +1282,7 @@ class Service:
             output = None
         if output is not None:
             with output.file:
-                if not images.replaced(job_id, summary["completed_at"], output):
+                if not images.holds_another_image(job_id, output):
                     return False  # still there: a copy
         changed, _ = self.amend_job(job_id, {"outputs": [found_at]}, replace=True)
         if changed:

@@ -1035,6 +1035,36 @@ def test_a_pipe_named_like_an_image_is_reported_as_such_and_never_read(tmp_path)
     assert problem["reason"] == "not a regular file (a pipe, socket or device)", problem
 
 
+def test_two_images_swapped_by_name_with_the_same_times_each_keep_their_own_job(tmp_path, fixtures):
+    """Files unzipped or copied with `cp -p` share a time: after `mv 1.png keep/; mv 2.png 1.png`
+    the first image's job was taken for "still there" (its file's time unchanged) and showed,
+    and was rated on, the second image."""
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    shutil.copy(fixtures / "good" / "a1111_v110.png", outputs / "1.png")
+    shutil.copy(fixtures / "good" / "sdnext.png", outputs / "2.png")
+    for path in outputs.iterdir():
+        os.utime(path, (1767268800, 1767268800))
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    run_import(settings, [outputs])
+    (outputs / "keep").mkdir()
+    (outputs / "1.png").rename(outputs / "keep" / "1.png")
+    (outputs / "2.png").rename(outputs / "1.png")
+    assert run_import(settings, [outputs]).tally.total()["amended"] == 2
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        for name, now in (("a1111_v110.png", "outputs/keep/1.png"), ("sdnext.png", "outputs/1.png")):
+            data = (fixtures / "good" / name).read_bytes()
+            job_id = images.content_id(data)
+            assert client.get(f"/api/jobs/{job_id}").json["record"]["outputs"] == [now]
+            served = client.get(f"/api/jobs/{job_id}/outputs/0")
+            assert served.data == data, name
+            served.close()
+    finally:
+        app.extensions["learning_svc"].close()
+
+
 def test_a_dry_run_lists_the_first_problems_and_counts_the_rest(tmp_path):
     """A dry run printed every problem: a folder of 5,000 unreadable files was 5,000 lines."""
     from procs import run_cli
