@@ -62,14 +62,25 @@ Integral = BeforeValidator(_integral)
 Stars = Annotated[StrictInt, Integral, Field(ge=0, le=5)]
 
 
-def visible(text: str) -> bool:
-    """Whether a text shows anything: not only spaces and invisible characters (U+200B)."""
-    return any(unicodedata.category(c)[0] not in "ZC" for c in text)
+# Letters and symbols that show nothing: the Hangul fillers, the Braille blank.
+_BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_JOINER = "\u200d"  # of an emoji sequence (👩‍💻): shown as one picture
 
 
-# Characters that reorder the text around them (bidi embeddings, overrides, isolates): a job id
-# or a tag holding one shows other text than it is ("\u202eabc" reads "cba").
-REORDERING = re.compile("[\u202a-\u202e\u2066-\u2069]")
+def shown_as_is(text: str, what: str) -> str:
+    """A job id or a tag shows what it is: something visible (not only spaces, U+200B, a lone
+    combining mark, U+3164), and no invisible format characters inside (U+200B, U+200E, U+FEFF,
+    a soft hyphen, the bidi controls that reorder it: "\u202eabc" reads "cba"), so that two that
+    look alike are one. The joiner of an emoji sequence is fine. ValueError otherwise."""
+    if text.isascii():  # most: printable (control characters are refused before)
+        if text.strip():
+            return text
+        raise ValueError(f"{what} must show something, not only spaces")
+    if not any(unicodedata.category(c)[0] not in "ZCM" and c not in _BLANKS for c in text):
+        raise ValueError(f"{what} must show something, not only spaces or invisible characters")
+    if any(unicodedata.category(c) == "Cf" and c != _JOINER for c in text):
+        raise ValueError(f"{what} must not contain invisible format characters (U+200B, U+200E, U+202E, U+FEFF, …)")
+    return text
 
 
 def _job_id(value: str) -> str:
@@ -77,10 +88,9 @@ def _job_id(value: str) -> str:
         raise ValueError(f"job_id must be 1 to 128 characters, got {len(value)}")
     if _BAD_JOB_ID.search(value):
         raise ValueError("job_id must not contain '/' or control characters")
-    if not visible(value) or value != value.strip():  # " padded " and "padded" were two jobs
-        raise ValueError("job_id must show something and not begin or end with spaces")
-    if REORDERING.search(value):
-        raise ValueError("job_id must not contain characters that reorder text (U+202A-202E, U+2066-2069)")
+    shown_as_is(value, "job_id")
+    if value != value.strip():  # " padded " and "padded" were two jobs
+        raise ValueError("job_id must not begin or end with spaces")
     if value in (".", ".."):
         raise ValueError("job_id must not be '.' or '..' (a browser could not open /api/jobs/..)")
     return value

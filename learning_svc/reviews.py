@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
-from .records import REORDERING, Source, Stars, visible
+from .records import Source, Stars, shown_as_is
 
 REVIEW_SCHEMA = "learning_review_v1"
 FLAGS = ("pick", "reject")
@@ -30,19 +30,10 @@ SCORES = ("anatomy", "composition", "prompt_adherence", "technical_quality", "ex
 MAX_TAGS, MAX_TAG, MAX_NOTE = 32, 48, 4000
 
 
-def _shown_tag(tag: str) -> str:
-    """A chip shows the tag as it is: not an invisible one (U+200B alone), not one reordered."""
-    if not visible(tag):
-        raise ValueError("a tag must show something: not only spaces or invisible characters")
-    if REORDERING.search(tag):
-        raise ValueError("a tag must not contain characters that reorder text (U+202A-202E, U+2066-2069)")
-    return tag
-
-
 Tag = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG, pattern=r"^[^\x00-\x1f\x7f]+$"),
-    AfterValidator(_shown_tag),
+    AfterValidator(lambda tag: shown_as_is(tag, "a tag")),  # a chip shows the tag it is
 ]
 
 

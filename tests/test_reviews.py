@@ -453,9 +453,16 @@ def test_a_job_over_max_tags_from_an_older_version_can_lose_tags(settings):
         app.extensions["learning_svc"].close()
 
 
-@pytest.mark.parametrize("tag", ["\u200b", " \u200b\u2060 ", "\u202eabc", "a\u2066b"])
+@pytest.mark.parametrize(
+    "tag",
+    [
+        *("\u200b", " \u200b\u2060 ", "\u3164", "\u2800", "\ufe0f", "\u0301"),  # shows nothing
+        *("\u202eabc", "a\u2066b", "bad\u200bhands", "\u200eabc", "abc\u200f", "\ufeffabc", "ab\u00adc"),  # look-alikes
+    ],
+)
 def test_a_tag_that_shows_nothing_or_other_text_than_it_is_is_400(jobs, settings, tag):
-    """A zero-width space was stored as a tag (an empty chip); "\\u202eabc" showed as "cba"."""
+    """A zero-width space was stored as a tag (an empty chip); "\\u202eabc" showed as "cba";
+    "abc", "\\u200eabc" and "\\ufeffabc" were three tags shown alike."""
     assert_error(jobs.post("/api/jobs/a/review", json={"tags_add": [tag]}), 400)
     assert lines(settings) == []
     assert jobs.post("/api/jobs/a/review", json={"tags_add": ["👩\u200d💻 at work", "עברית"]}).status_code == 200
