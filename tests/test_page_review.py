@@ -1037,12 +1037,16 @@ def test_a_small_image_s_path_in_the_details_is_not_a_column_of_one_word_lines(l
 def test_the_viewer_gives_the_image_s_own_pixels_beside_the_generation_size(live_server, open_page):
     """A record without a size showed "Size —" with the image in front of the user; an upscale's
     file is not the generation's size either."""
-    [job_id] = image_jobs(live_server, 1, prefix="upscaled", size=(128, 192))  # its record: 64x96
+    job_id, gone = image_jobs(live_server, 2, prefix="upscaled", size=(128, 192))  # their records: 64x96
+    (live_server.settings.output_root / "upscaled" / "000_0.png").unlink()  # `gone`'s: a tile shown instead
     page = open_page(live_server)
     card(page, job_id).locator("img.thumb").click()
     info = page.locator("#viewer-info dl.generation")
     expect(info.locator("dt", has_text=re.compile("^Size$")).locator("+ dd")).to_have_text("64×96")
     expect(page.locator("#viewer-pixels")).to_have_text("128×192")
+    page.keyboard.press("ArrowRight")  # the next job: its file is missing, and the tile is not its size
+    expect(page.locator("#viewer-position")).to_contain_text(gone)
+    expect(page.locator("#viewer-pixels")).to_have_text("—")
 
 
 def test_z_zooms_to_actual_pixels_and_a_double_click_zooms_back_out(live_server, open_page):

@@ -118,11 +118,24 @@ async function renderInfo(job) {
 }
 
 // The shown file's own pixels beside the generation's size: an upscale's differ, and a record
-// may not give a size at all ("Size —" while the image was in front of the user).
-function renderPixels() {
+// may not give a size at all ("Size —" while the image was in front of the user). Not the size
+// of the tile shown for a missing or unreadable file (it said 480×480): the service marks it.
+async function renderPixels() {
   const image = $('viewer-image');
   const cell = document.getElementById('viewer-pixels');
-  if (cell) cell.textContent = image.complete && image.naturalWidth ? `${image.naturalWidth}×${image.naturalHeight}` : '…';
+  if (!cell) return;
+  if (!image.complete || !image.naturalWidth) {
+    cell.textContent = '…';
+    return;
+  }
+  const [src, size] = [image.currentSrc, `${image.naturalWidth}×${image.naturalHeight}`];
+  let placeholder = null;
+  try {
+    placeholder = (await fetch(src, { method: 'HEAD' })).headers.get('X-Learning-Placeholder');
+  } catch {
+    // the service away: the size as loaded
+  }
+  if (image.currentSrc === src && cell.isConnected) cell.textContent = placeholder ? '—' : size;
 }
 
 // ---------------------------------------------------------------- moving
