@@ -1272,22 +1272,27 @@ class Service:
         recorded file is gone from where the job says (the user moved or renamed it), the job's
         output becomes the new path (an amendment), so its thumbnail, viewer and ratings go on.
         A copy (both there) changes nothing. True when the job was amended."""
-        summary = self.get_summary(job_id)
-        outputs = summary["outputs"]
+        if not self.image_moved(job_id, found_at):
+            return False
+        changed, _ = self.amend_job(job_id, {"outputs": [found_at]}, replace=True)
+        if changed:
+            log.info("the image of job %s moved to %s", job_id, found_at)
+        return bool(changed)
+
+    def image_moved(self, job_id: str, found_at: str) -> bool:
+        """Whether an image's job found at `found_at` has left the path it records: nothing is
+        there, or another image (by content: files swapped by name keep their times)."""
+        outputs = self.get_summary(job_id)["outputs"]
         if len(outputs) != 1 or outputs[0] == found_at:
             return False
         try:
             output = images.open_output(outputs[0], self.settings.output_root or Path.cwd(), self.watched_folders)
         except images.Unreadable:
             output = None
-        if output is not None:
-            with output.file:
-                if not images.holds_another_image(job_id, output):
-                    return False  # still there: a copy
-        changed, _ = self.amend_job(job_id, {"outputs": [found_at]}, replace=True)
-        if changed:
-            log.info("the image of job %s moved from %s to %s", job_id, outputs[0], found_at)
-        return bool(changed)
+        if output is None:
+            return True
+        with output.file:
+            return images.holds_another_image(job_id, output)  # not: still there, found here as a copy
 
     def output_thumbnail(self, job_id: str, n: int) -> tuple[bytes | None, images.Output] | None:
         """None: no such output (or its file is missing); (None, output): an image Pillow could

@@ -1093,6 +1093,8 @@ def test_an_image_moved_or_renamed_since_its_import_takes_its_job_along(tmp_path
     (outputs / "comfyui.png").rename(outputs / "renamed.png")
     shutil.copy(outputs / "invokeai_v5.png", outputs / "keepers" / "copy.png")
     shutil.copy(outputs / "invokeai_v5.png", outputs / "comfyui.png")  # another image where it was
+    dry = run_import(settings, [outputs], dry_run=True)  # foretold (it said "already present")
+    assert (dry.tally.total()["amended"], dry.tally.total()["imported"]) == (2, 0), dry.tally.total()
     again = run_import(settings, [outputs])
     assert (again.tally.total()["amended"], again.tally.total()["imported"]) == (2, 0), again.tally.total()
     assert not again.tally.problems

@@ -301,6 +301,10 @@ class Writer:
                 self.dry_records[job_id] = line
                 self.tally.add(job.where, "imported", job.note)
                 return
+            if images.is_image(Path(job.where.path)) and self.service.image_moved(job_id, line["outputs"][0]):
+                self.dry_records[job_id] = {**current, "outputs": line["outputs"]}
+                self.tally.add(job.where, "amended")  # as the real run follows a moved image
+                return
         if current.get("input_hash") == line["input_hash"]:
             self.tally.add(job.where, "already present")
             return
