@@ -641,6 +641,13 @@ def test_a_lone_digit_with_no_chip_of_that_number_is_not_made_a_tag(live_server,
     page.keyboard.type("1")  # now chip 1 is "1girl": removed
     page.keyboard.press("Enter")
     expect(card(page, job_id).locator(".tag")).to_have_count(0)
+    page.keyboard.type("0")  # no chip 0 either: it was tag "0"
+    page.keyboard.press("Enter")
+    expect(page.locator("#tag-hint")).to_have_text("There is no chip 0: type a tag's name to add it.")
+    page.locator("#tag-input").fill("\u200b")  # refused by the service: it stayed, a blank chip
+    page.keyboard.press("Enter")
+    expect(page.locator("#toast")).to_contain_text("Not saved")
+    expect(page.locator("#tag-choices .tag-choice")).to_have_count(1)  # "1girl", offered as one in use
     page.keyboard.press("Escape")
     eventually(lambda: len(review_events(live_server)) == 2)
     assert [event["set"] for event in review_events(live_server)] == [{"tags": ["1girl"]}, {"tags": []}]
@@ -1077,6 +1084,24 @@ def test_z_zooms_to_actual_pixels_and_a_double_click_zooms_back_out(live_server,
     page.mouse.up()
     page.mouse.dblclick(*middle)
     expect(page.locator("#viewer-stage")).to_have_class("viewer-stage")
+
+
+def test_z_shows_a_small_image_at_its_own_pixels_not_twice_the_fit(live_server, open_page):
+    """A 64x96 image is enlarged to fit; `z` doubled the fit (~16 times its pixels), and its own
+    pixels could never be seen."""
+    [job_id] = image_jobs(live_server, 1, size=(64, 96))
+    page = open_page(live_server)
+    card(page, job_id).locator("img.thumb").click()
+    image = page.locator("#viewer-image")
+    page.wait_for_function("() => document.getElementById('viewer-image').getBoundingClientRect().height > 200")
+    page.keyboard.press("z")
+    expect(page.locator("#viewer-stage")).to_have_class("viewer-stage zoomed")
+    page.wait_for_function(
+        "() => Math.abs(document.getElementById('viewer-image').getBoundingClientRect().width - 64) < 1"
+    )
+    page.keyboard.press("z")  # and back to the fit
+    expect(page.locator("#viewer-stage")).to_have_class("viewer-stage")
+    assert image.bounding_box()["height"] > 200
 
 
 def test_a_phone_compares_four_jobs_and_a_short_window_shows_the_focused_job(live_server, open_page):

@@ -224,9 +224,12 @@ function renderTagEditor() {
   $('tag-suggestions').replaceChildren(...commonTags.map((tag) => h('option', { value: tag })));
 }
 
-function storeTags(set) {
+function storeTags(set, refused = () => {}) {
   const jobs = targets();
-  (tagApply ? tagApply(set) : review(jobs, set)).then(renderTagEditor);
+  (tagApply ? tagApply(set) : review(jobs, set)).then((saved) => {
+    if (saved === false) refused();
+    renderTagEditor();
+  });
   renderTagEditor();
 }
 
@@ -238,8 +241,11 @@ function toggleTag(tag) {
 // of the chip it matches if one does.
 function addTag(typed) {
   const tag = offeredTags(targets()).find((t) => foldTag(t) === foldTag(typed)) ?? typed.trim().replace(/\s+/g, ' ');
-  if (!commonTags.some((t) => foldTag(t) === foldTag(tag))) commonTags.push(tag);
-  if (!hasTag(targets(), tag)) storeTags({ tags_add: [tag] });
+  const offered = commonTags.some((t) => foldTag(t) === foldTag(tag));
+  if (!offered) commonTags.push(tag);
+  // A tag the service refuses (one that shows nothing, say) is no chip: it stayed, a blank one.
+  const forget = () => { if (!offered) commonTags = commonTags.filter((t) => t !== tag); };
+  if (!hasTag(targets(), tag)) storeTags({ tags_add: [tag] }, forget);
 }
 
 function chipTag(key) {
@@ -259,7 +265,7 @@ function onTagKey(event) {
   } else if (event.key === 'Enter' && inInput) {
     event.preventDefault();
     const typed = $('tag-input').value.trim();
-    const isKey = /^[1-9]$/.test(typed); // a chip's key, never a tag of its own (it was tag "1")
+    const isKey = /^[0-9]$/.test(typed); // a chip's key, never a tag of its own (it was tag "1")
     const chip = isKey ? chipTag(typed) : null;
     if (isKey && !chip) {
       $('tag-hint').textContent = `There is no chip ${typed}: type a tag's name to add it.`;

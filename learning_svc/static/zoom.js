@@ -19,7 +19,7 @@ export class Zoom {
   }
 
   get zoomed() {
-    return this.scale > 1.001;
+    return Math.abs(this.scale - 1) > 0.001; // below 1: a small image at its own pixels
   }
 
   transform() {
@@ -37,8 +37,9 @@ export class Zoom {
     this.onChange?.(this);
   }
 
-  // `z`: fit, or the image's actual pixels; twice the fit when it is shown at its pixels
-  // already (or larger). It was always at least twice: a 1600 px image fitted at 982 went to 123%.
+  // `z`: fit, or the image's actual pixels (smaller than the fit for a small image, which the
+  // fit enlarges); twice the fit when that is its pixels already. It was always at least twice:
+  // a 1600 px image fitted at 982 went to 123%, and a 64 px one fitted at 517 to 1035.
   toggle(image) {
     if (this.zoomed) {
       this.reset();
@@ -46,7 +47,12 @@ export class Zoom {
     }
     const fitted = image.getBoundingClientRect().width / this.scale;
     const actual = image.naturalWidth && fitted ? image.naturalWidth / fitted : 2;
-    this.zoomAt(actual > 1.05 ? actual : 2);
+    if (actual < 0.95) {
+      [this.scale, this.x, this.y] = [actual, 0, 0];
+      this.onChange?.(this);
+    } else {
+      this.zoomAt(actual > 1.05 ? actual : 2);
+    }
   }
 
   panBy(dx, dy) {
