@@ -90,7 +90,8 @@ def test_bad_ratings_are_400_and_write_nothing(client, settings, body):
 
 
 @pytest.mark.parametrize(
-    "job_id", ["  ", "\u200b", "\u3164", "\u2800", "\ufe0f", " padded ", "padded ", "\u202eevil", "a\u2068b", "a\u200bb"]
+    "job_id",
+    ["  ", "\u200b", "\u3164", "\u2800", "\ufe0f", " padded ", "padded ", "\u202eevil", "a\u2068b", "a\u200bb"],
 )
 def test_a_job_id_that_shows_nothing_or_other_text_than_it_is_is_400(client, settings, job_id):
     """A blank id was recorded; " padded " and "padded" became two jobs; "\u202eevil" shows "live"."""

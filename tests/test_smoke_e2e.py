@@ -26,11 +26,12 @@ def test_post_samples_rate_and_list(live_server):
 
 def test_export_command_filters_and_its_errors(tmp_path):
     """`learning-svc export` as a user runs it: before, a bad filter and a data folder without
-    history were tracebacks (and the latter left an index and lock files in the folder)."""
+    history were tracebacks (and the latter left an index and lock files in the folder); then
+    the latter was an empty export, exit 0, which a mistyped --data-dir got too: now it says so."""
     empty = tmp_path / "nothing-yet"
     result = run_cli("export", "--data-dir", str(empty), "--format", "csv")
-    assert result.returncode == 0 and result.stdout.startswith("job_id,status,"), result.stderr
-    assert "exported 0 jobs" in result.stderr and not empty.exists()
+    assert result.returncode == 1 and result.stdout == "" and "nothing to export" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not empty.exists()
 
     data = tmp_path / "data"
     app = create_app(Settings(data_dir=data))
@@ -105,6 +106,7 @@ def test_a_reindex_whose_database_goes_away_half_way_says_the_old_index_is_uncha
 
     monkeypatch.setattr(sync, "rebuild", server_gone)
     (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "learning_log_v2.jsonl").write_bytes(b"")  # a data folder (it holds a journal)
     result = CliRunner().invoke(cli.main, ["reindex", "--data-dir", str(tmp_path / "d")])
     assert result.exit_code == 1, result.output
     assert "reindex stopped, the old index is unchanged: cannot use the index database" in result.output
@@ -122,6 +124,12 @@ def test_a_data_folder_that_is_not_there_is_refused_and_makes_nothing(tmp_path, 
     assert result.returncode == 1, result.stderr
     assert f"no data folder {tmp_path / 'typo'}: nothing to {command}" in result.stderr
     assert not (tmp_path / "typo").exists() and not output.exists()
+    (tmp_path / "empty").mkdir()  # there, but no data folder: verify said "ok" and left an index in it
+    result = run_cli(
+        command, "--data-dir", str(tmp_path / "empty"), *(["-o", str(output)] if command == "export" else [])
+    )
+    assert result.returncode == 1 and "holds no history (no learning_log_v2.jsonl)" in result.stderr, result.stderr
+    assert list((tmp_path / "empty").iterdir()) == [] and not output.exists()
 
 
 def test_the_command_says_its_version():
