@@ -20,12 +20,15 @@ from .osutil import shown
 
 
 def _existing_folder(settings: Settings, said: str) -> Settings:
-    """The settings, if their data folder exists and has been used (a journal, or the lock a
-    service or an import takes): a mistyped --data-dir exported 0 jobs (exit 0), and verify of an
-    empty folder said "ok" and left an index in it."""
+    """The settings, if their data folder exists and has been used (a journal, the lock a
+    service or an import takes, the folder's id): a mistyped --data-dir exported 0 jobs (exit 0),
+    and verify of an empty folder said "ok" and left an index in it."""
+    from .osutil import FOLDER_ID_FILE
+
     if not settings.data_dir.is_dir():
         raise click.ClickException(f"no data folder {settings.data_dir}: {said} [--data-dir, LEARNING_SVC_DATA_DIR]")
-    used = (settings.log_path, settings.ratings_path, settings.log_path.with_name(settings.log_path.name + ".lock"))
+    lock = settings.log_path.with_name(settings.log_path.name + ".lock")
+    used = (settings.log_path, settings.ratings_path, lock, settings.data_dir / FOLDER_ID_FILE)
     if not any(path.exists() for path in used):
         raise click.ClickException(
             f"{settings.data_dir} holds no history (no {settings.log_path.name}): {said} [--data-dir, LEARNING_SVC_DATA_DIR]"

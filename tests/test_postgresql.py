@@ -240,7 +240,8 @@ def test_a_wrong_database_url_is_one_line_on_stderr_and_exit_1(postgres, tmp_pat
         f"postgresql+psycopg://postgres@{at}/no_such_database": 'database "no_such_database" does not exist',
     }
     data_dir = str(tmp_path / "learning")
-    Path(data_dir).mkdir()  # a reindex of a folder that is not there is refused before the URL is tried
+    Path(data_dir).mkdir()  # a reindex of a folder that is not there is refused before the URL is tried,
+    (Path(data_dir) / "learning_log_v2.jsonl").write_bytes(b"")  # and of one that holds no journal
     extra = ["--port", str(free_port())] if command == "serve" else []
     for url, reason in cases.items():
         result = run_cli(
@@ -374,6 +375,8 @@ def test_a_url_without_a_driver_uses_psycopg(postgres, tmp_path, scheme):
 
     url = postgres.new_database().replace("postgresql+psycopg://", scheme, 1)
     assert url.startswith(scheme)
+    (tmp_path / "learning").mkdir()  # a data folder (verify refuses one that is not)
+    (tmp_path / "learning" / "learning_log_v2.jsonl").write_bytes(b"")
     result = run_cli("verify", "--data-dir", str(tmp_path / "learning"), env=cli_env(LEARNING_SVC_DATABASE_URL=url))
     assert result.returncode == 0 and result.stdout.startswith("ok"), result.stdout + result.stderr
 
