@@ -393,7 +393,7 @@ def import_(data_dir, dry_run, paths):
     click.echo(table(result.tally))
     total = result.tally.total()
     verb = "would be" if dry_run else "was" if total["imported"] == 1 else "were"
-    kinds = result.tally.imported
+    kinds, moved = result.tally.imported, result.tally.moved
     click.echo(
         f"\n{_counted(total['read'], 'entry', 'entries')} read in {result.seconds:.1f} s; "
         f"{total['imported']:,} {verb} imported "
@@ -405,10 +405,11 @@ def import_(data_dir, dry_run, paths):
             else ""
         )
         + (
-            f", {total['amended']:,} {'would be ' if dry_run else ''}amended with what they lacked"
-            if total["amended"]
+            f", {total['amended'] - moved:,} {'would be ' if dry_run else ''}amended with what they lacked"
+            if total["amended"] - moved
             else ""
         )
+        + (f", {moved:,} {'would be ' if dry_run else ''}moved to where their image is now" if moved else "")
         + f"{' (nothing recorded)' if dry_run else ''}."
     )
     click.echo(f"data folder: {settings.data_dir.resolve()}")

@@ -1084,6 +1084,8 @@ def test_an_image_moved_or_renamed_since_its_import_takes_its_job_along(tmp_path
     """Keepers moved into a sub-folder, a file renamed (and another image written where it was):
     the next import wrote nothing and the jobs showed "image not found" (or "replaced") for good.
     A copy (both still there) changes nothing."""
+    from procs import cli_env, run_cli
+
     outputs = tmp_path / "outputs"
     shutil.copytree(fixtures / "good", outputs)
     settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
@@ -1094,9 +1096,18 @@ def test_an_image_moved_or_renamed_since_its_import_takes_its_job_along(tmp_path
     shutil.copy(outputs / "invokeai_v5.png", outputs / "keepers" / "copy.png")
     shutil.copy(outputs / "invokeai_v5.png", outputs / "comfyui.png")  # another image where it was
     dry = run_import(settings, [outputs], dry_run=True)  # foretold (it said "already present")
-    assert (dry.tally.total()["amended"], dry.tally.total()["imported"]) == (2, 0), dry.tally.total()
-    again = run_import(settings, [outputs])
-    assert (again.tally.total()["amended"], again.tally.total()["imported"]) == (2, 0), again.tally.total()
+    assert (dry.tally.total()["amended"], dry.tally.total()["imported"], dry.tally.moved) == (2, 0, 2)
+    said = run_cli(
+        "import",
+        "--data-dir",
+        str(settings.data_dir),
+        str(outputs),
+        env=cli_env(LEARNING_SVC_OUTPUT_ROOT=str(tmp_path)),
+    )  # as the user is told (it was "amended with what they lacked")
+    assert said.returncode == 0 and ", 2 moved to where their image is now." in said.stdout, said.stdout
+    assert "lacked" not in said.stdout
+    again = run_import(settings, [outputs])  # followed already: nothing more
+    assert (again.tally.total()["amended"], again.tally.total()["imported"]) == (0, 0), again.tally.total()
     assert not again.tally.problems
     moved = {"a1111_v110.png": "outputs/keepers/a1111_v110.png", "comfyui.png": "outputs/renamed.png"}
     app = create_app(settings)
@@ -1110,4 +1121,3 @@ def test_an_image_moved_or_renamed_since_its_import_takes_its_job_along(tmp_path
             image.close()
     finally:
         app.extensions["learning_svc"].close()
-    assert run_import(settings, [outputs]).tally.total()["amended"] == 0  # found where the jobs say now

@@ -178,6 +178,7 @@ class Tally:
     problems: list[dict] = field(default_factory=list)
     imported: Counter = field(default_factory=Counter)  # "jobs" / "ratings" imported (an entry is either)
     outputs_of_jobs: int = 0  # images counted "already present" as the outputs of recorded jobs
+    moved: int = 0  # image jobs counted "amended" to where their image is now (moved, renamed)
 
     def add(self, where: Where, outcome: str, reason: str = "", kind: str = "jobs") -> None:
         row = self.counts[_row(where.path)]
@@ -276,7 +277,8 @@ class Writer:
         when nothing of the entry was taken (the API's 409), else amended with the reason."""
         job_id = line["job_id"]
         if images.is_image(Path(job.where.path)) and self.service.follow_moved_image(job_id, line["outputs"][0]):
-            return "amended", ""  # the image moved or was renamed: its job's output is where it is now
+            self.tally.moved += 1  # the image moved or was renamed: its job's output is where it is now
+            return "amended", ""
         patch, differing = _against(self.service.get_job(job_id)["record"], job, line)
         if not patch:
             return ("refused", differing) if differing else ("already present", "")
@@ -304,6 +306,7 @@ class Writer:
             if images.is_image(Path(job.where.path)) and self.service.image_moved(job_id, line["outputs"][0]):
                 self.dry_records[job_id] = {**current, "outputs": line["outputs"]}
                 self.tally.add(job.where, "amended")  # as the real run follows a moved image
+                self.tally.moved += 1
                 return
         if current.get("input_hash") == line["input_hash"]:
             self.tally.add(job.where, "already present")
