@@ -132,6 +132,7 @@ def test_tags_are_typed_with_suggestions_and_the_commonest_are_a_number_key_away
     page.keyboard.press("t")
     expect(page.locator("#tag-suggestions option")).to_have_count(1)  # autocomplete: the tags in use
     expect(page.locator("#tag-choices .tag-choice").first).to_contain_text("bad hands")
+    expect(page.locator("#tag-choices .tag-choice").first.locator("kbd")).to_have_text("1")  # numbered
     page.keyboard.type("1")  # the commonest tag, on chip 1
     page.keyboard.press("Enter")
     expect(card(page, ids[1]).locator(".tag")).to_have_text(["bad hands"])
@@ -610,6 +611,7 @@ def test_a_typed_tag_is_added_as_typed_digits_and_all_and_never_toggles_another(
     page.keyboard.press("Enter")
     chips = page.locator("#tag-choices .tag-choice")
     expect(chips).to_have_count(4)  # one chip a tag, whatever its case or spacing
+    expect(page.locator("#tag-choices")).to_have_attribute("aria-busy", "false")  # numbered, in their order
     offered = chips.evaluate_all("found => found.map((chip) => chip.dataset.tag)")
     assert sorted(offered) == sorted([*tags, "3d render"])
     expect(page.locator('#tag-choices .tag-choice[aria-pressed="true"]')).to_have_count(4)
@@ -629,6 +631,7 @@ def test_a_lone_digit_with_no_chip_of_that_number_is_not_made_a_tag(live_server,
     focus(page, job_id)
     page.keyboard.press("t")
     expect(page.locator("#tag-input")).to_be_focused()
+    expect(page.locator("#tag-choices")).to_have_attribute("aria-busy", "false")  # the commonest are in: none
     expect(page.locator("#tag-choices .tag-choice")).to_have_count(0)
     page.keyboard.type("1")
     page.keyboard.press("Enter")
@@ -651,6 +654,44 @@ def test_a_lone_digit_with_no_chip_of_that_number_is_not_made_a_tag(live_server,
     page.keyboard.press("Escape")
     eventually(lambda: len(review_events(live_server)) == 2)
     assert [event["set"] for event in review_events(live_server)] == [{"tags": ["1girl"]}, {"tags": []}]
+
+
+def test_chip_keys_wait_until_the_chips_are_numbered(live_server, open_page):
+    """Until the commonest tags came in, the chips were the job's own tags, numbered: `1` and
+    Enter in that moment removed the job's "keeper" where chip 1, once settled, adds "blurry"."""
+    ids = image_jobs(live_server, 3)
+    for job_id, tags in zip(ids, (["keeper"], ["blurry"], ["blurry"])):
+        live_server.http.post(f"{live_server.url}/api/jobs/{job_id}/review", json={"tags": tags}).raise_for_status()
+    page = open_page(live_server)
+    expect(card(page, ids[0]).locator(".tag")).to_have_text(["keeper"])
+    held = []
+
+    def hold_the_common_tags(route):
+        if "facet_size=50" in route.request.url and not held:
+            held.append(route)  # a slow answer
+        else:
+            route.continue_()
+
+    page.route("**/api/facets?*", hold_the_common_tags)
+    focus(page, ids[0])
+    page.keyboard.press("t")
+    for _ in range(100):  # Playwright's sync API routes requests only while it is called
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the tag editor did not ask for the common tags"
+    page.keyboard.type("1")
+    page.keyboard.press("Enter")
+    expect(page.locator("#tag-hint")).to_contain_text("numbered once the commonest tags are in")
+    expect(page.locator("#tag-choices kbd")).to_have_count(0)
+    expect(page.locator("#tag-choices")).to_have_attribute("aria-busy", "true")
+    held[0].continue_()
+    expect(page.locator("#tag-choices .tag-choice").first.locator("kbd")).to_have_text("1")
+    expect(page.locator("#tag-choices .tag-choice").first).to_contain_text("blurry")
+    page.keyboard.press("Enter")  # the 1 was kept: now chip 1, the commonest
+    expect(card(page, ids[0]).locator(".tag")).to_have_text(["keeper", "blurry"])
+    page.keyboard.press("Escape")
+    eventually(lambda: summary(live_server, ids[0])["tags"] == ["keeper", "blurry"])
 
 
 def test_review_changes_made_faster_than_the_service_answers_are_applied_in_order(live_server, open_page):

@@ -167,6 +167,7 @@ export function rateImage(job, output, rating) {
 let tagTargets = [];
 let tagApply = null; // how a tag change is stored (the selection may be "all matching")
 let commonTags = [];
+let chipsNumbered = false; // once the commonest tags are in: before, chip 1 was the job's own first tag
 
 async function loadCommonTags() {
   try {
@@ -187,10 +188,12 @@ export async function openTagEditor(jobs, apply = null) {
   $('tag-editor-title').textContent = jobs.length === 1 ? 'Tags' : `Tags of ${plural(jobs.length, 'job')}`;
   $('tag-input').value = '';
   $('tag-hint').textContent = '';
+  chipsNumbered = false;
   renderTagEditor();
   if (!dialog.open) dialog.showModal();
   $('tag-input').focus(); // at once: what is typed next is the tag
   commonTags = (await loadCommonTags()).slice(0, 50);
+  chipsNumbered = true;
   if (dialog.open) renderTagEditor();
 }
 
@@ -214,13 +217,14 @@ function hasTag(jobs, tag) {
 
 function renderTagEditor() {
   const jobs = targets();
+  $('tag-choices').setAttribute('aria-busy', String(!chipsNumbered)); // the commonest still to come
   $('tag-choices').replaceChildren(...offeredTags(jobs).map((tag, i) => h('button', {
     type: 'button',
     class: 'tag-choice',
     'aria-pressed': String(hasTag(jobs, tag)),
     'data-tag': tag,
-    title: i < COMMON_TAGS ? `${i + 1} and Enter in the box, or ${i + 1} on a chip` : null,
-  }, i < COMMON_TAGS ? h('kbd', {}, String(i + 1)) : null, tag)));
+    title: chipsNumbered && i < COMMON_TAGS ? `${i + 1} and Enter in the box, or ${i + 1} on a chip` : null,
+  }, chipsNumbered && i < COMMON_TAGS ? h('kbd', {}, String(i + 1)) : null, tag)));
   $('tag-suggestions').replaceChildren(...commonTags.map((tag) => h('option', { value: tag })));
 }
 
@@ -249,6 +253,7 @@ function addTag(typed) {
 }
 
 function chipTag(key) {
+  if (!chipsNumbered) return undefined;
   return $('tag-choices').querySelectorAll('.tag-choice')[Number(key) - 1]?.dataset.tag;
 }
 
@@ -268,7 +273,9 @@ function onTagKey(event) {
     const isKey = /^[0-9]$/.test(typed); // a chip's key, never a tag of its own (it was tag "1")
     const chip = isKey ? chipTag(typed) : null;
     if (isKey && !chip) {
-      $('tag-hint').textContent = `There is no chip ${typed}: type a tag's name to add it.`;
+      $('tag-hint').textContent = chipsNumbered
+        ? `There is no chip ${typed}: type a tag's name to add it.`
+        : 'The chips are numbered once the commonest tags are in: press Enter again in a moment.';
     } else {
       $('tag-hint').textContent = '';
       $('tag-input').value = '';
