@@ -8,6 +8,7 @@ import orjson
 from flask import Blueprint, Response, current_app, request, send_file, stream_with_context
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from . import exporting, images, params, records, reviews
 from .fields import FIELDS
@@ -17,6 +18,18 @@ from .service import TABLES_GONE, BadReview, Conflict, NotFound, Service, Unavai
 ERROR_STATUS = {Conflict: (409, "conflict"), NotFound: (404, "not_found"), Unavailable: (503, "unavailable")}
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+class OutputNumber(IntegerConverter):
+    """An image's place in its job as the URL gives it: `0`, `1`, ... One address per image:
+    `01` was image 1 too, a second URL for its rating and its file."""
+
+    regex = r"(?:0|[1-9][0-9]{0,8})"
+
+
+@bp.record_once
+def _converters(state) -> None:  # before the rules below are added
+    state.app.url_map.converters["output"] = OutputNumber
 
 
 def service() -> Service:
@@ -167,7 +180,7 @@ def amend_job(job_id: str):
     return json_response({"job_id": job_id, "amended": changed, "summary": summary})
 
 
-@bp.get("/jobs/<job_id>/outputs/<int:n>")
+@bp.get("/jobs/<job_id>/outputs/<output:n>")
 def output_image(job_id: str, n: int):
     try:
         output = service().open_output(job_id, n)
@@ -188,7 +201,7 @@ def output_image(job_id: str, n: int):
     )
 
 
-@bp.get("/jobs/<job_id>/outputs/<int:n>/thumbnail")
+@bp.get("/jobs/<job_id>/outputs/<output:n>/thumbnail")
 def output_thumbnail(job_id: str, n: int):
     try:
         found = service().output_thumbnail(job_id, n)
@@ -229,14 +242,14 @@ def delete_rating(job_id: str):
     return json_response(service().rate_job(job_id, None, body.source))
 
 
-@bp.put("/jobs/<job_id>/outputs/<int:n>/rating")
+@bp.put("/jobs/<job_id>/outputs/<output:n>/rating")
 def put_image_rating(job_id: str, n: int):
     """Rate one image of a job (a review event with its output index); the job's rating stays."""
     body = records.parse(reviews.ImageRatingIn, read_json())
     return json_response(service().review_job(job_id, {"rating": body.rating}, body.source, output=n))
 
 
-@bp.delete("/jobs/<job_id>/outputs/<int:n>/rating")
+@bp.delete("/jobs/<job_id>/outputs/<output:n>/rating")
 def delete_image_rating(job_id: str, n: int):
     body = records.parse(records.RatingClear, read_json()) if request.content_length else records.RatingClear()
     return json_response(service().review_job(job_id, {"rating": None}, body.source, output=n))

@@ -512,6 +512,24 @@ def _fields(error: ValidationError) -> list[dict]:
     return fields
 
 
+# What a message calls each body: its words, not its OpenAPI schema's name ("invalid review",
+# not "invalid ReviewRequest"); the page shows these messages as they are.
+_BODY_NAMES = {
+    "JobRecord": "job record",
+    "RatingRequest": "rating",
+    "RatingClearRequest": "rating removal",
+    "ReviewSet": "review",
+    "ReviewRequest": "review",
+    "ImageRatingRequest": "image rating",
+    "BatchRequest": "batch change",
+}
+
+
+def body_name(model: type[BaseModel]) -> str:
+    title = model.model_config.get("title", "")
+    return _BODY_NAMES.get(title, "record")
+
+
 def parse(model: type[BaseModel], data: Any, shape_checked: bool = False, naive_timezone: tzinfo | None = None):
     """A validated `model` from decoded JSON, or InvalidRecord with the fields at fault."""
     if not isinstance(data, dict):
@@ -523,7 +541,7 @@ def parse(model: type[BaseModel], data: Any, shape_checked: bool = False, naive_
     except ValidationError as error:
         fields = _fields(error)
         summary = "; ".join(f"{f['loc']}: {f['msg']}" for f in fields[:3])
-        raise InvalidRecord(f"invalid {model.model_config.get('title', 'record')}: {summary}", fields) from None
+        raise InvalidRecord(f"invalid {body_name(model)}: {summary}", fields) from None
     return parsed
 
 

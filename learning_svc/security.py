@@ -90,5 +90,10 @@ def install(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def _headers(response):
+        if request.method == "OPTIONS" and response.status_code == 200 and not response.content_length:
+            # Flask's own answer: an empty text/html 200; say "nothing to send" (the Allow header is the answer)
+            response.status_code = 204
+            del response.headers["Content-Type"]
+            del response.headers["Content-Length"]
         response.headers.update(SECURITY_HEADERS)
         return response

@@ -857,3 +857,49 @@ def test_health_ignores_a_monitor_s_cache_buster(client):
     """The one endpoint that does not refuse unknown parameters (README): a monitor's `?_=…`."""
     answer = client.get("/api/health", query_string={"_": "1733500000"})
     assert answer.status_code == 200 and answer.json["status"] == "ok", answer.json
+
+
+def test_an_image_has_one_address_not_one_per_leading_zero(client, settings):
+    """`outputs/01` was image 1 too: its rating PUT was taken, a second URL for the same image."""
+    assert (
+        post(client, {"job_id": "z", "completed_at": 1_764_000_000, "outputs": ["a.png", "b.png"]}).status_code == 201
+    )
+    size = settings.ratings_path.stat().st_size if settings.ratings_path.exists() else 0
+    for path in ("/api/jobs/z/outputs/01/rating", "/api/jobs/z/outputs/+1/rating", "/api/jobs/z/outputs/00/rating"):
+        assert_error(client.put(path, json={"rating": 2}), 404, "not_found")
+    assert (settings.ratings_path.stat().st_size if settings.ratings_path.exists() else 0) == size
+    assert_error(client.get("/api/jobs/z/outputs/01"), 404, "not_found")
+    assert client.put("/api/jobs/z/outputs/1/rating", json={"rating": 2}).status_code == 200
+    assert client.put("/api/jobs/z/outputs/0/rating", json={"rating": 3}).status_code == 200
+    assert client.get("/api/jobs/z").json["review"]["images"] == {"0": 3, "1": 2}
+
+
+def test_options_says_what_a_path_allows_with_no_body(client):
+    """Flask's own OPTIONS answer was an empty text/html 200 in a JSON API."""
+    for path, allowed in (
+        ("/api/jobs", {"GET", "HEAD", "POST", "OPTIONS"}),
+        ("/api/jobs/a/rating", {"PUT", "DELETE", "OPTIONS"}),
+    ):
+        response = client.options(path)
+        assert response.status_code == 204 and response.data == b""
+        assert "Content-Type" not in response.headers and "Content-Length" not in response.headers
+        assert set(response.headers["Allow"].split(", ")) == allowed
+
+
+@pytest.mark.parametrize(
+    "method, path, body, name",
+    [
+        ("post", "/api/jobs", {"job_id": "a", "completed_at": "soon"}, "job record"),
+        ("put", "/api/jobs/e/rating", {"rating": 9}, None),  # its own message: "rating must be ..."
+        ("delete", "/api/jobs/e/rating", {"source": 5}, "rating removal"),
+        ("put", "/api/jobs/e/outputs/0/rating", {"rating": 9}, "image rating"),
+        ("post", "/api/jobs/e/review", {"flag": "maybe"}, "review"),
+        ("post", "/api/ratings:batch", {"job_ids": ["e"], "set": {"flag": 1}}, "batch change"),
+    ],
+)
+def test_a_bodys_error_names_it_in_words_not_by_its_schema(client, method, path, body, name):
+    """The page shows these messages in its toast: "invalid ReviewRequest: ..." named a schema."""
+    assert post(client, {"job_id": "e", "completed_at": 1_764_000_000, "outputs": ["a.png"]}).status_code == 201
+    error = assert_error(getattr(client, method)(path, json=body), 400, "invalid")
+    assert name is None or error["message"].startswith(f"invalid {name}: "), error
+    assert not re.search(r"Request|JobRecord|ReviewSet", error["message"]), error

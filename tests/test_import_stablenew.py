@@ -327,7 +327,7 @@ def test_a_jsonl_file_of_posted_records_is_imported(tmp_path):
     reasons = {problem["line"]: problem["reason"] for problem in result.tally.problems}
     assert sorted(reasons) == [6, 7, 8, 9]
     assert reasons[6] == "not a JSON object (one job record a line)" and reasons[7].startswith("not JSON")
-    assert reasons[8].startswith("invalid JobRecord: steps") and reasons[9].startswith("not JSON")
+    assert reasons[8].startswith("invalid job record: steps") and reasons[9].startswith("not JSON")
     assert run_import(settings, [tmp_path / "jobs.jsonl"]).tally.total()["imported"] == 0
     app = create_app(settings)
     try:
