@@ -73,7 +73,11 @@ class Output:
 
     @property
     def etag(self) -> str:
-        return hashlib.sha256(f"{self.real_path}|{self.stat.st_size}|{self.stat.st_mtime_ns}".encode()).hexdigest()[:32]
+        """The file's state: with its ctime (moved by every write and rename), so another image
+        copied over it with the same size and time (`cp -p`) is not taken for the cached one."""
+        st = self.stat
+        state = f"{self.real_path}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+        return hashlib.sha256(state.encode()).hexdigest()[:32]
 
     def close(self) -> None:
         self.file.close()
@@ -260,7 +264,7 @@ def _holds_an_image(file: BinaryIO) -> bool:
 
 
 def thumbnail(output: Output, cache_dir: Path) -> bytes | None:
-    """A JPEG at most THUMB_SIZE px on its long side, cached by real path, size and mtime.
+    """A JPEG at most THUMB_SIZE px on its long side, cached by the file's state (Output.etag).
     A cache that cannot be written (a full disk) only means the next one is made again."""
     cached = cache_dir / f"{output.etag}.jpg"
     try:
@@ -304,12 +308,26 @@ class Replaced(Exception):
 CONTENT_ID = re.compile(r"img-[0-9a-f]{40}")  # an imported image's job id: its content's hash (importers/images.py)
 
 
-def replaced(job_id: str, recorded_mtime: float, output: Output) -> bool:
+_CHECKED_MAX = 20_000
+_checked: dict[tuple, bool] = {}  # (job, file's identity and change time) -> replaced; a file's ctime moves on any write or rename
+
+
+def replaced(job_id: str, output: Output) -> bool:
     """Whether the file of an image job (its id the hash of its content) holds other content now.
-    Read and hashed only when its time is not the one imported (the job's completed_at)."""
-    if abs(output.stat.st_mtime - recorded_mtime) < 1e-3:
+    Its content is hashed once per state of the file (path, inode, size, times: ctime changes on
+    every write and rename, and no tool sets it back); its time alone proved nothing, as files
+    swapped by name with equal times (unzipped, `cp -p`) were served as each other's job."""
+    if CONTENT_ID.fullmatch(job_id) is None:
         return False
-    return holds_another_image(job_id, output)
+    st = output.stat
+    key = (job_id, output.real_path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    known = _checked.get(key)
+    if known is None:
+        known = holds_another_image(job_id, output)
+        if len(_checked) >= _CHECKED_MAX:
+            _checked.clear()
+        _checked[key] = known
+    return known
 
 
 def holds_another_image(job_id: str, output: Output) -> bool:

@@ -1262,7 +1262,7 @@ class Service:
         if not 0 <= n < len(outputs):
             raise NotFound(f"job {job_id!r} has {len(outputs)} output{'' if len(outputs) == 1 else 's'}, not {n + 1}")
         output = images.open_output(outputs[n], self.settings.output_root or Path.cwd(), self.watched_folders)
-        if output is not None and images.replaced(job_id, summary["completed_at"], output):
+        if output is not None and images.replaced(job_id, output):
             output.close()  # the job's viewer showed an image its parameters did not make
             raise images.Replaced(outputs[n])
         return output

@@ -1,5 +1,6 @@
 """The JSON API contract (SPEC §2): statuses, shapes, error bodies."""
 
+import os
 import re
 
 import orjson
@@ -903,3 +904,38 @@ def test_a_bodys_error_names_it_in_words_not_by_its_schema(client, method, path,
     error = assert_error(getattr(client, method)(path, json=body), 400, "invalid")
     assert name is None or error["message"].startswith(f"invalid {name}: "), error
     assert not re.search(r"Request|JobRecord|ReviewSet", error["message"]), error
+
+
+def test_another_image_copied_over_an_output_with_its_size_and_time_is_not_the_cached_one(client, settings):
+    """The thumbnail cache and the ETag were keyed by path, size and mtime: another image of the
+    same size copied over the output with its time kept (`cp -p`) got the old thumbnail, and a
+    304 for the old bytes."""
+    import io
+
+    from PIL import Image
+
+    def png(color) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 64), color).save(buffer, "PNG", compress_level=0)  # same size for any color
+        return buffer.getvalue()
+
+    red, blue = png((255, 0, 0)), png((0, 0, 255))
+    assert len(red) == len(blue)
+    settings.output_root.mkdir(parents=True, exist_ok=True)
+    path = settings.output_root / "same.png"
+    path.write_bytes(red)
+    os.utime(path, (1_764_000_000, 1_764_000_000))
+    assert post(client, {"job_id": "s", "completed_at": 1_764_000_000, "outputs": ["same.png"]}).status_code == 201
+    first = client.get("/api/jobs/s/outputs/0")
+    etag = first.headers["ETag"]
+    first.close()
+    thumb = client.get("/api/jobs/s/outputs/0/thumbnail").get_data()
+    path.with_name("new.png").write_bytes(blue)
+    os.utime(path.with_name("new.png"), (1_764_000_000, 1_764_000_000))
+    path.with_name("new.png").replace(path)
+    again = client.get("/api/jobs/s/outputs/0", headers={"If-None-Match": etag})
+    assert again.status_code == 200 and again.get_data() == blue and again.headers["ETag"] != etag
+    again.close()
+    shown = Image.open(io.BytesIO(client.get("/api/jobs/s/outputs/0/thumbnail").get_data()))
+    assert client.get("/api/jobs/s/outputs/0/thumbnail").get_data() != thumb
+    assert shown.convert("RGB").getpixel((8, 8))[2] > 200  # blue

@@ -1065,6 +1065,35 @@ def test_two_images_swapped_by_name_with_the_same_times_each_keep_their_own_job(
         app.extensions["learning_svc"].close()
 
 
+def test_images_swapped_by_name_with_the_same_times_are_not_served_as_each_others_job(tmp_path, fixtures):
+    """Swapped while the service runs, before any import sees it: the file's time was the job's
+    completed_at, so the service took it for the job's own image and served (and the page rated)
+    the other image under it."""
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    shutil.copy(fixtures / "good" / "a1111_v110.png", outputs / "1.png")
+    shutil.copy(fixtures / "good" / "sdnext.png", outputs / "2.png")
+    for path in outputs.iterdir():
+        os.utime(path, (1767268800, 1767268800))
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    run_import(settings, [outputs])
+    first = images.content_id((outputs / "1.png").read_bytes())
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        served = client.get(f"/api/jobs/{first}/outputs/0")
+        assert "X-Learning-Placeholder" not in served.headers and served.data == (outputs / "1.png").read_bytes()
+        served.close()
+        (outputs / "1.png").rename(outputs / "x.png")
+        (outputs / "2.png").rename(outputs / "1.png")
+        (outputs / "x.png").rename(outputs / "2.png")
+        assert os.stat(outputs / "1.png").st_mtime == 1767268800
+        for path in (f"/api/jobs/{first}/outputs/0", f"/api/jobs/{first}/outputs/0/thumbnail"):
+            assert client.get(path).headers.get("X-Learning-Placeholder") == "replaced", path
+    finally:
+        app.extensions["learning_svc"].close()
+
+
 def test_a_dry_run_lists_the_first_problems_and_counts_the_rest(tmp_path):
     """A dry run printed every problem: a folder of 5,000 unreadable files was 5,000 lines."""
     from procs import run_cli
