@@ -569,3 +569,35 @@ def test_the_viewer_s_parameters_load_again_after_a_503(live_server, open_page):
     card(page, job_id).locator("img.thumb").click()
     expect(page.locator("#viewer-info")).to_contain_text("cannot be reached right now")
     expect(page.locator("#viewer-info")).to_contain_text("a lighthouse at dusk", timeout=NEW_JOB_TIMEOUT_MS)
+
+
+@pytest.mark.parametrize("width", [1024, 1400, 1920])
+def test_a_failed_cards_header_shows_its_whole_relative_time_and_a_random_seed_says_so(live_server, open_page, width):
+    """A new-user run: on a failed card (date, badge, relative time, duration) the relative time
+    was cut to "12 …", at 1920 px to "1", with no tooltip; StableNew's seed -1 ("random") showed
+    as "seed -1", as if it were the seed used."""
+    record = {
+        "job_id": "failed-old",
+        "completed_at": time.time() - 362 * 86400,  # "12 months ago": the longest it says
+        "duration_sec": 4980.0,
+        "status": "failed",
+        "seed": -1,
+        "width": 1024,
+        "height": 1024,
+        "extra": {"error": "CUDA out of memory"},
+    }
+    assert live_server.post_job(record).status_code == 201
+    page = open_page(live_server, viewport={"width": width, "height": 900})
+    relative = card(page, "failed-old").locator(".relative-time")
+    expect(relative).to_have_attribute("title", "12 months ago")
+    assert "12" in relative.inner_text()
+    header = card(page, "failed-old").locator(".job-when")
+    boxes = header.evaluate("""p => { const box = p.getBoundingClientRect();
+        return [...p.children].map(c => { const r = c.getBoundingClientRect();
+            return [c.textContent, c.scrollWidth <= c.clientWidth + 1, r.left >= box.left - 1 && r.right <= box.right + 1
+                    && r.top >= box.top - 1 && r.bottom <= box.bottom + 1]; }); }""")
+    assert len(boxes) == 4 and all(whole and inside for _, whole, inside in boxes), boxes  # none cut, none hidden
+    expect(card(page, "failed-old").locator(".facts")).to_contain_text("random seed")
+    expect(card(page, "failed-old").locator(".facts")).not_to_contain_text("seed -1")
+    card(page, "failed-old").locator(".job-body").click()
+    expect(page.locator("#details")).to_contain_text("-1 (random)")

@@ -4,7 +4,7 @@
 
 import { api, jobUrl, outputUrl } from './api.js';
 import { writeUrl } from './filters.js';
-import { weighted } from './generation.js';
+import { seedText, weighted } from './generation.js';
 import { drawJob, loadNextPage } from './list.js';
 import { adjacentJob, advance, focusJob, hasJobsAfter } from './nav.js';
 import { rateJobInDetails, renderRatingWidget } from './rating.js';
@@ -206,7 +206,7 @@ function renderGeneration(record) {
     ['Steps', record.steps || null],
     ['CFG', record.cfg_scale ? formatNumber(record.cfg_scale) : null],
     ['Size', record.width && record.height ? `${record.width}×${record.height}` : null],
-    ['Seed', record.seed],
+    ['Seed', seedText(record.seed)],
     ['LoRAs', weighted(record.loras)],
     ['Embeddings', weighted(record.embeddings)],
     ['Run', record.run_id],

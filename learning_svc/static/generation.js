@@ -26,6 +26,9 @@ export function forgetDetail(jobId) {
 export const weighted = (items) => (items ?? [])
   .map((item) => (item.weight == null ? item.name : `${item.name} (${formatNumber(item.weight)})`)).join(', ');
 
+// A seed as shown: -1 is what a UI or StableNew records for "random", not the seed that was used.
+export const seedText = (seed) => (seed == null ? null : String(seed) === '-1' ? '-1 (random)' : String(seed));
+
 // [label, value] pairs; the rows of compare's table too.
 export function parameters(record) {
   return [
@@ -35,7 +38,7 @@ export function parameters(record) {
     ['Scheduler', record.scheduler],
     ['Steps', record.steps || null],
     ['CFG', record.cfg_scale ? formatNumber(record.cfg_scale) : null],
-    ['Seed', record.seed],
+    ['Seed', seedText(record.seed)],
     ['Size', record.width && record.height ? `${record.width}×${record.height}` : null],
     ['LoRAs', weighted(record.loras) || null],
     ['Embeddings', weighted(record.embeddings) || null],

@@ -167,8 +167,15 @@ export function renderStatus() {
 
 function refreshRelativeTimes() {
   for (const span of document.querySelectorAll('.relative-time')) {
-    span.textContent = relativeTime(Number(span.dataset.epoch));
+    setRelativeTime(span, Number(span.dataset.epoch));
   }
+}
+
+// A card's header is narrow (a failed job's holds a badge too): the short form, the long one as its tooltip.
+function setRelativeTime(span, epoch) {
+  const now = new Date();
+  span.textContent = relativeTime(epoch, now, 'narrow');
+  span.title = relativeTime(epoch, now);
 }
 
 // ---------------------------------------------------------------- cards
@@ -199,7 +206,8 @@ function renderWhen(job) {
   return h('p', { class: 'job-when' },
     h('time', { datetime: completed?.toISOString(), title: formatTime(job.completed_at) }, formatShortTime(completed)),
     job.status === 'completed' ? null : h('span', { class: `badge status-${job.status}` }, job.status),
-    completed && h('span', { class: 'relative-time', 'data-epoch': job.completed_at }, relativeTime(job.completed_at)),
+    completed && h('span', { class: 'relative-time', 'data-epoch': job.completed_at, title: relativeTime(job.completed_at) },
+      relativeTime(job.completed_at, new Date(), 'narrow')),
     h('span', { class: 'duration', title: 'Duration' }, formatDuration(job.duration_sec)));
 }
 
@@ -218,7 +226,7 @@ function renderFacts(job) {
   const variant = [
     `${job.variant_index + 1} / ${job.variant_total}`,
     job.width && job.height ? `${job.width}×${job.height}` : null,
-    job.seed == null ? null : `seed ${job.seed}`,
+    job.seed == null ? null : String(job.seed) === '-1' ? 'random seed' : `seed ${job.seed}`,
   ];
   const facts = [
     ['Model', job.model],

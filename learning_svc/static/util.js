@@ -49,7 +49,10 @@ export function formatShortTime(date) {
   return format.format(date);
 }
 
-const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+const relativeFormats = {
+  long: new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' }),
+  narrow: new Intl.RelativeTimeFormat(undefined, { numeric: 'auto', style: 'narrow' }), // "9mo ago": a card's header
+};
 const RELATIVE_UNITS = [
   ['year', 31536000], ['month', 2592000], ['week', 604800], ['day', 86400],
   ['hour', 3600], ['minute', 60], ['second', 1],
@@ -57,11 +60,12 @@ const RELATIVE_UNITS = [
 
 // Days count calendar days here ("yesterday" is the day before today, not 24-47 hours ago: a
 // job of the day before yesterday at a later hour than now was "yesterday").
-export function relativeTime(epochSeconds, now = new Date()) {
+export function relativeTime(epochSeconds, now = new Date(), style = 'long') {
+  const format = relativeFormats[style];
   const delta = epochSeconds - now.getTime() / 1000;
   const [unit, seconds] = RELATIVE_UNITS.find(([, size]) => Math.abs(delta) >= size) ?? ['second', 1];
-  if (unit === 'day') return relativeFormat.format(calendarDays(new Date(epochSeconds * 1000), now), unit);
-  return relativeFormat.format(Math.trunc(delta / seconds), unit);
+  if (unit === 'day') return format.format(calendarDays(new Date(epochSeconds * 1000), now), unit);
+  return format.format(Math.trunc(delta / seconds), unit);
 }
 
 function calendarDays(then, now) {
