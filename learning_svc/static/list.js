@@ -176,6 +176,7 @@ function setRelativeTime(span, epoch) {
   const now = new Date();
   span.textContent = relativeTime(epoch, now, 'narrow');
   span.title = relativeTime(epoch, now);
+  return span;
 }
 
 // ---------------------------------------------------------------- cards
@@ -206,8 +207,7 @@ function renderWhen(job) {
   return h('p', { class: 'job-when' },
     h('time', { datetime: completed?.toISOString(), title: formatTime(job.completed_at) }, formatShortTime(completed)),
     job.status === 'completed' ? null : h('span', { class: `badge status-${job.status}` }, job.status),
-    completed && h('span', { class: 'relative-time', 'data-epoch': job.completed_at, title: relativeTime(job.completed_at) },
-      relativeTime(job.completed_at, new Date(), 'narrow')),
+    completed && setRelativeTime(h('span', { class: 'relative-time', 'data-epoch': job.completed_at }), job.completed_at),
     h('span', { class: 'duration', title: 'Duration' }, formatDuration(job.duration_sec)));
 }
 
