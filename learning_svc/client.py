@@ -121,30 +121,47 @@ class LearningClient:
             yield batch
 
     def _record_batch(self, records: list[dict], bodies: list[tuple[int, bytes]], results: list) -> None:
-        status, payload, reason = self._send(
-            "POST",
-            "/api/jobs",
-            b"\n".join(body for _, body in bodies) + b"\n",
-            fall_back=self.data_dir is not None,
-            content_type=NDJSON,
-        )
-        if status == 200 and isinstance(payload, list) and len(payload) == len(bodies):
-            for (n, _), answer in zip(bodies, payload):
-                if isinstance(answer, dict) and answer.get("status") in (200, 201):
+        """One batch; its lines answered 5xx (the index database away, the journal locked) are
+        sent again as record_job's are, then written to the journal with data_dir. They were
+        taken for refused: a batch sent while PostgreSQL restarted was lost."""
+        pending = bodies
+        for attempt in range(self.retries + 1):
+            status, payload, reason = self._send(
+                "POST",
+                "/api/jobs",
+                b"\n".join(body for _, body in pending) + b"\n",
+                fall_back=self.data_dir is not None,
+                content_type=NDJSON,
+            )
+            if not (status == 200 and isinstance(payload, list) and len(payload) == len(pending)):
+                break  # the request itself failed, after _send's retries
+            again = []
+            for (n, body), answer in zip(pending, payload):
+                line = answer.get("status") if isinstance(answer, dict) else None
+                message = (answer.get("error") or {}).get("message") if isinstance(answer, dict) else answer
+                if line in (200, 201):
                     results[n] = answer.get("summary")
+                elif line in RETRY_STATUSES:
+                    again.append((n, body))
+                    status, reason = line, f"answered {line} for it: {message}"
                 else:
-                    message = (answer.get("error") or {}).get("message") if isinstance(answer, dict) else answer
-                    self._fail(
-                        f"the service refused record {n + 1} ({answer.get('job_id')!r}): {message}",
-                        answer.get("status") if isinstance(answer, dict) else None,
-                    )
-            return
+                    job_id = answer.get("job_id") if isinstance(answer, dict) else None
+                    self._fail(f"the service refused record {n + 1} ({job_id!r}): {message}", line)
+            if not again:
+                return
+            pending = again
+            if attempt < self.retries:
+                delay = self.backoff * 2**attempt
+                log.warning(
+                    "learning_svc at %s %s (%d jobs); retrying in %.2f s", self.base_url, reason, len(again), delay
+                )
+                time.sleep(delay)
         if (status is None or status in RETRY_STATUSES) and self.data_dir is not None:
-            for n, body in bodies:
+            for n, body in pending:
                 job_id = records[n].get("job_id") if isinstance(records[n], dict) else None
                 results[n] = self._append_to_journal(body, job_id, reason)
             return
-        self._fail(f"{len(bodies)} jobs were not recorded: the service at {self.base_url} {reason}", status)
+        self._fail(f"{len(pending)} jobs were not recorded: the service at {self.base_url} {reason}", status)
 
     def rate(self, job_id: str, rating: int | None, source: str = "api") -> dict | None:
         """PUT (or, for None, DELETE) /api/jobs/<job_id>/rating; returns {job_id, rating, rated_at}."""

@@ -309,7 +309,9 @@ CONTENT_ID = re.compile(r"img-[0-9a-f]{40}")  # an imported image's job id: its 
 
 
 _CHECKED_MAX = 20_000
-_checked: dict[tuple, bool] = {}  # (job, file's identity and change time) -> replaced; a file's ctime moves on any write or rename
+_checked: dict[
+    tuple, bool
+] = {}  # (job, file's identity and change time) -> replaced; a file's ctime moves on any write or rename
 
 
 def replaced(job_id: str, output: Output) -> bool:

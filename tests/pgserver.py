@@ -87,8 +87,15 @@ class PostgresServer:
     def restart(self, down_seconds: float = 0.0) -> None:
         """Stop the server (fast: open connections are closed), stay down `down_seconds`, and
         start it again on the same port, data and options."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self.pause()
         time.sleep(down_seconds)
+        self.resume()
+
+    def pause(self) -> None:
+        """Stop the server (fast: open connections are closed) until resume()."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
         self._run(
             "pg_ctl", "-D", str(self.data), "-o", self.options, "-l", str(self.root / "server.log"), "-w", "start"
         )

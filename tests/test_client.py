@@ -295,6 +295,31 @@ def test_record_jobs_falls_back_to_the_journal_when_down(tmp_path):
     assert [line["job_id"] for line in journal_lines(tmp_path / "learning" / "learning_log_v2.jsonl")] == ["x1", "x2"]
 
 
+def test_record_jobs_writes_what_the_service_could_not_index_to_the_journal(tmp_path, postgres_of_its_own, caplog):
+    """PostgreSQL down: the service answers each line of a batch 503 (in a 200). record_jobs took
+    that for a refusal and dropped the batch, with data_dir given; record_job retried and kept it."""
+    settings = Settings(
+        data_dir=tmp_path / "learning",
+        output_root=tmp_path / "outputs",
+        database_url=postgres_of_its_own.new_database(),
+    )
+    server = LiveServer(settings)
+    try:
+        client = LearningClient(server.url, data_dir=settings.data_dir, **FAST)
+        assert client.record_job(job("before"))["job_id"] == "before"
+        postgres_of_its_own.pause()
+        try:
+            with caplog.at_level(logging.WARNING, logger="learning_svc.client"):
+                results = client.record_jobs([job("cb-0"), job("cb-1"), {"job_id": "no time"}])
+        finally:
+            postgres_of_its_own.resume()
+        assert [r and r.get("offline") for r in results] == [True, True, None]
+        assert [line["job_id"] for line in journal_lines(settings.log_path)] == ["before", "cb-0", "cb-1"]
+        assert sum("retrying" in r.getMessage() for r in caplog.records) == FAST["retries"]
+    finally:
+        server.stop()
+
+
 def test_an_offline_write_to_a_folder_no_service_used_says_where_it_went(tmp_path, caplog):
     """A relative data_dir resolved from another working directory made a new folder that no
     service reads, silently. The job is kept (never lost), and the log names the folder."""
