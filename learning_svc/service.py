@@ -310,6 +310,11 @@ class Service:
         self._handed: dict[str, deque] = {LOG: deque(), RATINGS: deque()}  # (offset, line, length) to index
         # bytes handed (the committer adds) and taken (the follower adds): each written by one thread
         self._handed_in, self._handed_out = {LOG: 0, RATINGS: 0}, {LOG: 0, RATINGS: 0}
+        # SQLite: the index file as opened (device, inode). Deleted or replaced while serving (SPEC
+        # §1: it "may be deleted at any time"), it is made anew (_renew_index); reads wait meanwhile.
+        self._index_file_id: tuple[int, int] | None = None
+        self._index_ready = threading.Event()
+        self._index_ready.set()
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Service:
@@ -331,6 +336,7 @@ class Service:
         self.torn_files += [p.name for p in self.startup.torn]
         with self.write_engine.begin() as conn:
             self._ends = self._synced = tuple(cp.offset for cp in read_checkpoints(conn, LOG, RATINGS))
+        self._index_file_id = self._index_file()
         for engine in (self.read_engine, self.write_engine):  # PostgreSQL: once the start-up's long statements are done
             db.answer_within(engine, db.PG_ANSWER_SECONDS)
         self._follower = threading.Thread(target=self._follow, name="learning-svc-follower", daemon=True)
@@ -572,7 +578,7 @@ class Service:
         """SQLite: the WAL is copied back into the index file here, every CHECKPOINT_SECONDS
         after commits, not inside a commit (where it held up every write queued behind it)."""
         while not self._stopping.wait(CHECKPOINT_SECONDS):
-            if self._commits == 0:
+            if self._commits == 0 or not self._index_ready.is_set():
                 continue
             self._commits = 0
             try:
@@ -583,13 +589,16 @@ class Service:
     def _commit(self, ops: list[_Op]) -> None:
         # A batch of jobs only needs the log's lock; ratings, reviews and amendments (which answer
         # the job's current review) take both, always in the same order.
-        with_ratings = any(op.kind in ("rating", "review", "amend") for op in ops)
+        renew = self._index_file_changed()  # both journals' locks: the index is made from both
+        with_ratings = renew or any(op.kind in ("rating", "review", "amend") for op in ops)
         try:
             with ExitStack() as locks:
                 locks.enter_context(self.jobs_journal.locked())
                 if with_ratings:
                     locks.enter_context(self.ratings_journal.locked())
                 ops = claim(ops)  # after the locks: a caller that stopped waiting meanwhile is not written
+                if renew:
+                    self._renew_index()
                 if self._folder_id is not None:  # a reindex of this folder swaps under these locks
                     with self.read_engine.connect() as conn:
                         self._check_owner(conn)
@@ -798,6 +807,10 @@ class Service:
     def _index_backlog(self) -> None:
         """Index the journals up to where they end now, FOLLOW_BATCH lines a transaction."""
         try:
+            if self._index_file_changed():  # no write came since: the follower notices (IDLE_CHECK_SECONDS)
+                with self.jobs_journal.locked(), self.ratings_journal.locked():
+                    if self._index_file_changed():
+                        self._renew_index()
             while True:
                 # Where this process's committer left them: only its complete lines, no lock needed
                 # (taking it here made the committer wait at every turn of the follower).
@@ -881,6 +894,8 @@ class Service:
         """A read connection that sees every write acknowledged before the call, by this process
         or another: wait (at most READ_WAIT_SECONDS) until the index holds the journals as far as
         they reach now. Not while the index cannot be written: that read answers from what it has."""
+        if not self._index_ready.wait(READ_WAIT_SECONDS):
+            raise Unavailable("the index file was deleted and is being made anew from the JSONL files; try again")
         self._wait_for_index()  # at once while the index is lost
         with self.read_engine.connect() as conn:
             self._check_owner(conn)  # in the read's transaction: a swap waits until it ends
@@ -928,6 +943,58 @@ class Service:
                     ),
                     READ_WAIT_SECONDS,
                 )
+
+    # -- the index file deleted or replaced while serving (SQLite)
+    def _index_file(self) -> tuple[int, int] | None:
+        """SQLite: (device, inode) of the index file at its path; None when it is gone, or on a server."""
+        if self.write_engine.dialect.name != "sqlite":
+            return None
+        try:
+            st = os.stat(self.write_engine.url.database)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _index_file_changed(self) -> bool:
+        return self._index_file_id is not None and self._index_file() != self._index_file_id
+
+    def _renew_index(self) -> None:
+        """The index file was deleted (or another put in its place): the pools' connections went on
+        with the old one, new ones made an empty file, and reads and writes failed by turns with
+        "no such table" until a restart, while /api/health said ok. Close every connection, wait
+        for those in use (a connection closing last on the old file deletes the WAL by its name,
+        which is the new file's WAL then), and make the index anew from the journals. Hold both
+        journals' locks."""
+        path = Path(self.write_engine.url.database)
+        log.warning(
+            "the index file %s was deleted or replaced while serving: making it anew from the JSONL files", path
+        )
+        with self._index_lock:
+            self._index_ready.clear()
+            try:
+                pools = [self.read_engine.pool, self.write_engine.pool]
+                self.read_engine.dispose()
+                self.write_engine.dispose()
+                deadline = time.monotonic() + READ_WAIT_SECONDS
+                while any(pool.checkedout() for pool in pools) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                for stray in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                    stray.unlink(missing_ok=True)  # what a connection made meanwhile: an empty index
+                db.upgrade(self.write_engine)
+                for backlog in (self.pending_jobs, self.pending_ratings, self.pending_reviews, self.pending_rating_ids):
+                    backlog.clear()  # all indexed below
+                with self.write_engine.connect() as conn, conn.begin():
+                    log_cp, ratings_cp, report = self.indexer.catch_up_locked(conn, with_ratings=True)
+                self.read_engine.dispose()  # one a checkpoint opened meanwhile may hold a stray's inode
+                self.torn_files += [p.name for p in report.torn]
+                self._index_file_id = self._index_file()
+                self._ends = (log_cp.offset, ratings_cp.offset)
+                with self._indexed:
+                    self._synced = self._ends
+                    self._indexed.notify_all()
+            finally:
+                self._index_ready.set()
+        log.warning("the index file %s is made anew: %d jobs", path, log_cp.line_count)
 
     # -- when the index cannot be written (a full disk): the journal goes on, the index catches up later
     def _index_failed(self, error: Exception, ops: list[_Op]) -> None:
@@ -1349,6 +1416,8 @@ class Service:
         # An index that holds every line is not in trouble, whatever the flag says: the follower
         # commits the backlog first and clears the flag after, and reads see the commit at once.
         trouble = self.index_trouble if lag else None
+        if self._index_file_changed():  # the follower makes it anew within IDLE_CHECK_SECONDS
+            trouble = {"problem": "the index file was deleted or replaced; it is being made anew", "since": time.time()}
         problem = (
             None
             if trouble is None

@@ -31,7 +31,18 @@ from learning_svc.service import Service
 from learning_svc.verify import verify_index
 
 from conftest import JSON
-from procs import PYTHON, ServerProcess, all_job_ids, cli_env, in_app, job, journal_lines, listing_pages, run_cli
+from procs import (
+    PYTHON,
+    ServerProcess,
+    all_job_ids,
+    cli_env,
+    in_app,
+    job,
+    journal_lines,
+    listing_pages,
+    over_http,
+    run_cli,
+)
 
 pytestmark = pytest.mark.slow  # subprocesses and fault injection
 
@@ -946,3 +957,67 @@ def test_a_service_does_not_start_on_a_sqlite_index_being_rebuilt(settings):
         os.close(hold)
     service = Service(settings).start()  # and once it has finished
     service.close()
+
+
+# ---------------------------------------------------------------- the index file deleted while serving
+
+
+def _delete_index(settings) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        settings.index_path.with_name(settings.index_path.name + suffix).unlink(missing_ok=True)
+
+
+def test_an_index_deleted_under_concurrent_writes_is_made_anew_and_nothing_is_lost(live_server):
+    """SPEC §1: the index "may be deleted at any time". Under 16 writers, the pools' new
+    connections made an empty file beside the old one still open: 80 of 320 POSTs were 503,
+    then reads and writes failed by turns ("no such table") until a restart, and /api/health
+    said ok all along."""
+    settings = live_server.settings
+    http = requests.Session()
+    for i in range(80):
+        assert http.post(f"{live_server.url}/api/jobs", json=job(f"before-{i}")).status_code == 201
+    _delete_index(settings)
+    statuses: list[int] = []
+
+    def write(worker: int) -> None:
+        session = requests.Session()
+        for i in range(20):
+            response = session.post(f"{live_server.url}/api/jobs", json=job(f"w{worker}-{i}"))
+            statuses.append(response.status_code)
+            if response.status_code != 201:  # a write the service could not take is sent again, as the client does
+                assert response.status_code == 503, response.text
+                assert session.post(f"{live_server.url}/api/jobs", json=job(f"w{worker}-{i}")).status_code in (200, 201)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses.count(201) >= 300, sorted(set(statuses))  # a few 503s while the index is made anew
+    expected = {f"before-{i}" for i in range(80)} | {f"w{n}-{i}" for n in range(16) for i in range(20)}
+    for _ in range(6):  # every read answers, from the new file, with every job
+        assert http.get(f"{live_server.url}/api/jobs?limit=1").status_code == 200
+        listed = [j["job_id"] for page in listing_pages(over_http(http, live_server.url)) for j in page]
+        assert sorted(listed) == sorted(expected)
+        assert http.get(f"{live_server.url}/api/ratings").status_code == 200
+    health = http.get(f"{live_server.url}/api/health").json()
+    assert health["status"] == "ok" and health["index"]["jobs"] == len(expected), health
+    assert settings.index_path.exists() and verify_index(settings) == []
+
+
+def test_an_index_deleted_while_idle_is_made_anew_and_health_says_so_meanwhile(live_server):
+    """No write after the deletion: the follower notices it; until then /api/health is degraded."""
+    http = requests.Session()
+    for i in range(5):
+        assert http.post(f"{live_server.url}/api/jobs", json=job(f"idle-{i}")).status_code == 201
+    assert http.put(f"{live_server.url}/api/jobs/idle-0/rating", json={"rating": 4}).status_code == 200
+    _delete_index(live_server.settings)
+    health = http.get(f"{live_server.url}/api/health").json()
+    assert health["status"] == "degraded" or live_server.settings.index_path.exists(), health  # unless already made
+    deadline = time.monotonic() + 10
+    while not live_server.settings.index_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    listed = http.get(f"{live_server.url}/api/jobs").json()["jobs"]
+    assert sorted(j["job_id"] for j in listed) == [f"idle-{i}" for i in range(5)]
+    assert {j["job_id"]: j["rating"] for j in listed}["idle-0"] == 4
+    assert http.get(f"{live_server.url}/api/health").json()["status"] == "ok"
