@@ -15,6 +15,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 def create_app(settings: Settings | None = None, service=None) -> Flask:
     """The Flask app factory: builds the service for `settings` and starts its committer."""
+    import threading
+
     from flask import Flask, send_from_directory
 
     from . import api, images, security
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None, service=None) -> Flask:
             publish_to=settings.watch_state,
         ).start()
     app.extensions["learning_svc_settings"] = settings
+    app.extensions["learning_svc_exports"] = threading.BoundedSemaphore(api.export_slots(settings.threads))
     security.install(app, settings)
     _compress_json(app)
     api.install_error_handlers(app)

@@ -341,9 +341,32 @@ def facets():
 @bp.get("/export")
 def export():
     chosen = params.parse(params.ExportParams, args())
-    body = exporting.chunks(service().export(chosen.filters(), chosen.sort), chosen.format)
-    headers = {"Content-Disposition": f'attachment; filename="learning_export.{chosen.format}"'}
-    return Response(stream_with_context(body), content_type=exporting.FORMATS[chosen.format], headers=headers)
+    slots = current_app.extensions["learning_svc_exports"]
+    if not slots.acquire(blocking=False):
+        # Each export streams on one of the threads that answer reads (Settings.threads): eight
+        # at once held them all, and the page and /api/health waited 20-36 s behind them.
+        response = error_response(
+            503,
+            "unavailable",
+            f"{export_slots(settings().threads)} exports are being sent already (each takes one of the "
+            f"{settings().threads} threads that answer reads); try again when one has finished",
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+    try:
+        body = exporting.chunks(service().export(chosen.filters(), chosen.sort), chosen.format)
+        headers = {"Content-Disposition": f'attachment; filename="learning_export.{chosen.format}"'}
+        response = Response(stream_with_context(body), content_type=exporting.FORMATS[chosen.format], headers=headers)
+    except BaseException:
+        slots.release()
+        raise
+    response.call_on_close(slots.release)  # sent, cut off or abandoned: waitress closes the response
+    return response
+
+
+def export_slots(threads: int) -> int:
+    """Exports streamed at once: a quarter of the read threads, the rest for the page and health."""
+    return max(1, threads // 4)
 
 
 @bp.get("/health")

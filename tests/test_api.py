@@ -939,3 +939,22 @@ def test_another_image_copied_over_an_output_with_its_size_and_time_is_not_the_c
     shown = Image.open(io.BytesIO(client.get("/api/jobs/s/outputs/0/thumbnail").get_data()))
     assert client.get("/api/jobs/s/outputs/0/thumbnail").get_data() != thumb
     assert shown.convert("RGB").getpixel((8, 8))[2] > 200  # blue
+
+
+def test_exports_leave_threads_for_the_page_and_health(client, settings):
+    """Eight exports at once took the 8 threads that answer reads: the page and /api/health
+    waited 20-36 s behind them. A quarter of the threads send exports; one more is 503 with
+    Retry-After, and one finished (or cut off) frees its place."""
+    assert post(client, {"job_id": "x", "completed_at": 1_764_000_000}).status_code == 201
+    slots = max(1, settings.threads // 4)
+    running = [client.get("/api/export?format=jsonl", buffered=False) for _ in range(slots)]
+    assert all(response.status_code == 200 for response in running)
+    refused = client.get("/api/export?format=csv")
+    error = assert_error(refused, 503, "unavailable")
+    assert refused.headers["Retry-After"] == "5" and "exports are being sent already" in error["message"]
+    assert client.get("/api/health").status_code == 200 and client.get("/api/jobs").status_code == 200
+    running.pop().close()  # sent (or the client went away): its place is free
+    again = client.get("/api/export?format=jsonl")
+    assert again.status_code == 200 and orjson.loads(again.get_data().splitlines()[0])["job_id"] == "x"
+    for response in reversed(running):  # the test client's request contexts: last in, first out
+        response.close()
