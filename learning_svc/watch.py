@@ -144,7 +144,7 @@ class FolderWatcher:
             if identity == folder.identity:
                 folder.seen_instead = None
             if folder.observer is not None and not present:
-                log.warning("watched folder %s is gone; looking for it every %.0f s", folder.path, RETRY)
+                log.warning("watched folder %s is gone; looking for it every %.0f s", shown(folder.path), RETRY)
                 self._unwatch(folder)
                 folder.state = "missing"
             elif folder.observer is not None and identity != folder.identity and folder.identity is not None:
@@ -152,16 +152,18 @@ class FolderWatcher:
                 # when its inode leaves their cache (CIFS with noserverino, FUSE without use_ino).
                 changed, folder.seen_instead = identity == folder.seen_instead, identity
                 if changed:
-                    log.warning("watched folder %s was replaced by another of that name; watching it", folder.path)
+                    log.warning(
+                        "watched folder %s was replaced by another of that name; watching it", shown(folder.path)
+                    )
                     self._rewatch(folder)
             elif folder.observer is not None and folder.identity is None:  # its observer saw it deleted
-                log.warning("watched folder %s was deleted and made again; watching the new one", folder.path)
+                log.warning("watched folder %s was deleted and made again; watching the new one", shown(folder.path))
                 self._rewatch(folder)
             elif folder.observer is None and present:
                 self._watch(folder)
                 self._sweep(folder)  # what was written while it was away (or before we started)
             elif folder.observer is None and folder.state == "starting":
-                log.warning("watched folder %s is not there; looking for it every %.0f s", folder.path, RETRY)
+                log.warning("watched folder %s is not there; looking for it every %.0f s", shown(folder.path), RETRY)
                 folder.state = "missing"
 
     def _rewatch(self, folder: Folder) -> None:
@@ -185,10 +187,10 @@ class FolderWatcher:
                 observer.schedule(handler, str(real), recursive=True)
                 observer.start()
             except OSError as error:  # inotify limits, a file system without notifications
-                log.warning("cannot watch %s with %s (%s)", folder.path, kind, error)
+                log.warning("cannot watch %s with %s (%s)", shown(folder.path), kind, error)
                 continue
             folder.observer, folder.state = observer, kind
-            log.info("watching %s for new images (%s)", folder.path, kind)
+            log.info("watching %s for new images (%s)", shown(folder.path), kind)
             return
         folder.state = "missing"
 
@@ -271,7 +273,7 @@ class FolderWatcher:
             log.info("%d images are outputs of recorded jobs, not jobs of their own", len(owned))
         else:
             for path in owned:
-                log.info("%s is an output of job %s, not a job of its own", path, owners[str(path.absolute())])
+                log.info("%s is an output of job %s, not a job of its own", shown(path), owners[str(path.absolute())])
         return owned
 
     def _record(self, jobs: list[Job]) -> None:
@@ -306,7 +308,7 @@ class FolderWatcher:
             log.warning("could not follow the image of job %s to %s: %s", line["job_id"], line["outputs"][0], error)
 
     def _problem(self, path: Path, reason: str) -> None:
-        log.warning("not importing %s: %s", path, reason)
+        log.warning("not importing %s: %s", shown(path), shown(reason))
         folder = self._folder_of(path)
         if folder is not None:  # a file seen again (rewritten, or at the next start) moves to the end, once
             line = f"{shown(path)}: {shown(reason)}"

@@ -186,11 +186,12 @@ def test_a_bad_file_seen_again_is_one_problem_line_not_one_per_look(tmp_path):
 
 
 def test_a_file_name_that_is_not_utf8_does_not_break_health_and_a_fixed_file_leaves_the_problems(
-    settings, tmp_path, pngs
+    settings, tmp_path, pngs, caplog
 ):
     """A watched folder with a file named in another encoding (its bytes kept as surrogates)
     made every GET /api/health a 500 until restart; a file reported empty and then filled and
-    imported stayed in `recent_problems`."""
+    imported stayed in `recent_problems`. Its log line held the surrogates too: a handler
+    writing UTF-8 (pytest-xdist's report, a plain StreamHandler) failed on it."""
     import os
 
     outputs = tmp_path / "outputs"
@@ -223,6 +224,10 @@ def test_a_file_name_that_is_not_utf8_does_not_break_health_and_a_fixed_file_lea
             ),
             "the filled file's problem gone",
         )
+        said = [r.getMessage() for r in caplog.records if r.name == "learning_svc.watch"]
+        assert any("latin1-\\xe9\\xff.png" in message for message in said), said
+        for message in said:
+            message.encode("utf-8")  # no lone surrogate
     finally:
         server.stop()
 
