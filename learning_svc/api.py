@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from urllib.parse import quote
 
 import orjson
@@ -353,14 +354,26 @@ def export():
         )
         response.headers["Retry-After"] = "5"
         return response
+    taken = threading.Lock()  # the slot is given back once: when the last chunk is out, or on close
+
+    def give_back() -> None:
+        if taken.acquire(blocking=False):
+            slots.release()
+
+    def sent(chunks):
+        try:
+            yield from chunks
+        finally:
+            give_back()
+
     try:
-        body = exporting.chunks(service().export(chosen.filters(), chosen.sort), chosen.format)
+        body = sent(exporting.chunks(service().export(chosen.filters(), chosen.sort), chosen.format))
         headers = {"Content-Disposition": f'attachment; filename="learning_export.{chosen.format}"'}
         response = Response(stream_with_context(body), content_type=exporting.FORMATS[chosen.format], headers=headers)
     except BaseException:
-        slots.release()
+        give_back()
         raise
-    response.call_on_close(slots.release)  # sent, cut off or abandoned: waitress closes the response
+    response.call_on_close(give_back)  # cut off or abandoned before its end: waitress closes the response
     return response
 
 
