@@ -1285,6 +1285,7 @@ def test_shift_c_of_an_image_without_a1111_text_names_its_loras_in_the_prompt(li
     )
     page.keyboard.press("Escape")
     card(page, "invoke").locator("img.thumb").click()
+    expect(page.locator("#viewer-position")).to_contain_text("invoke")  # not still the first job's viewer
     page.keyboard.press("Shift+C")
     expect(page.locator("#toast")).to_contain_text("A1111")
     page.wait_for_function("() => navigator.clipboard.readText().then((text) => !text.includes('arcane'))")
