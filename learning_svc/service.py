@@ -975,9 +975,12 @@ class Service:
                 pools = [self.read_engine.pool, self.write_engine.pool]
                 self.read_engine.dispose()
                 self.write_engine.dispose()
+                # and a read that passed the gate just before it closed may have a connection of the new pool
+                pools.append(self.read_engine.pool)
                 deadline = time.monotonic() + READ_WAIT_SECONDS
                 while any(pool.checkedout() for pool in pools) and time.monotonic() < deadline:
                     time.sleep(0.01)
+                self.read_engine.dispose()
                 for stray in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                     stray.unlink(missing_ok=True)  # what a connection made meanwhile: an empty index
                 db.upgrade(self.write_engine)
