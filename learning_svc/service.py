@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -785,7 +785,8 @@ class Service:
             self._follow_now.clear()
             stopping = self._follower_stop
             trouble = self.index_trouble
-            if trouble is None or time.monotonic() >= trouble["next_try"] or stopping:
+            # a deleted index file made writes fail (trouble, retried later): made anew at once
+            if trouble is None or time.monotonic() >= trouble["next_try"] or stopping or self._index_file_changed():
                 self._index_backlog()
             if stopping:
                 return
@@ -981,8 +982,9 @@ class Service:
                 while any(pool.checkedout() for pool in pools) and time.monotonic() < deadline:
                     time.sleep(0.01)
                 self.read_engine.dispose()
-                for stray in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-                    stray.unlink(missing_ok=True)  # what a connection made meanwhile: an empty index
+                if not _made_anew_elsewhere(path):  # another `serve --workers` process's: taken as it is
+                    for stray in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                        stray.unlink(missing_ok=True)  # what a connection made meanwhile: an empty index
                 db.upgrade(self.write_engine)
                 for backlog in (self.pending_jobs, self.pending_ratings, self.pending_reviews, self.pending_rating_ids):
                     backlog.clear()  # all indexed below
@@ -995,6 +997,7 @@ class Service:
                 with self._indexed:
                     self._synced = self._ends
                     self._indexed.notify_all()
+                self._index_recovered()  # a write that failed on the deleted file: every line is indexed now
             finally:
                 self._index_ready.set()
         log.warning("the index file %s is made anew: %d jobs", path, log_cp.line_count)
@@ -1460,6 +1463,21 @@ class Service:
 
             return {"watch": published_state(self.settings.watch_state)}
         return {}
+
+
+def _made_anew_elsewhere(path: Path) -> bool:
+    """Whether the SQLite file at `path` is an index (its checkpoints table there): another
+    process serving the folder made it anew first. Not an empty file a connection left, which
+    is removed (a process taking another's new index for a stray removed it, and so on)."""
+    import sqlite3
+
+    if not path.exists():
+        return False
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
+            return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'checkpoints'").fetchone() is not None
+    except sqlite3.Error:
+        return False
 
 
 def _summary(line: dict) -> dict:

@@ -1021,3 +1021,41 @@ def test_an_index_deleted_while_idle_is_made_anew_and_health_says_so_meanwhile(l
     assert sorted(j["job_id"] for j in listed) == [f"idle-{i}" for i in range(5)]
     assert {j["job_id"]: j["rating"] for j in listed}["idle-0"] == 4
     assert http.get(f"{live_server.url}/api/health").json()["status"] == "ok"
+
+
+def test_an_index_deleted_under_several_worker_processes_is_made_anew_once_by_each(tmp_path):
+    """`serve --workers 3`: each process notices the deletion; the one that comes second takes
+    the index the first made anew (it does not remove it as a stray and make its own, which
+    would send the others round again)."""
+    server = ServerProcess(tmp_path / "learning", env=cli_env(), args=("--workers", "3")).start()
+    index = tmp_path / "learning" / "index.sqlite3"
+    try:
+        for i in range(30):
+            assert requests.post(server.url + "/api/jobs", json=job(f"pre-{i}")).status_code == 201
+        for suffix in ("", "-wal", "-shm"):
+            index.with_name(index.name + suffix).unlink(missing_ok=True)
+
+        def write(n: int) -> None:
+            for i in range(15):
+                for _ in range(20):  # a 503 while the index is made anew: sent again, as the client does
+                    if requests.post(server.url + "/api/jobs", json=job(f"post-{n}-{i}")).status_code in (200, 201):
+                        break
+                    time.sleep(0.2)
+                else:
+                    raise AssertionError(f"post-{n}-{i} was never taken")
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        time.sleep(2 * service_module.IDLE_CHECK_SECONDS + 1)  # every worker's follower has looked
+        made = server.output().count("is made anew")
+        assert made >= 1, server.output()[-3000:]
+        for _ in range(30):  # new connections: any worker answers, each from the same new file
+            count = requests.get(server.url + "/api/count").json()
+            assert count["jobs"] == 90, count
+        time.sleep(2 * service_module.IDLE_CHECK_SECONDS + 1)
+        assert server.output().count("is made anew") == made  # settled: nobody made it anew again
+    finally:
+        server.kill()
