@@ -95,6 +95,7 @@ class Unavailable(RuntimeError):
     """The write could not be made durable; nothing was acknowledged."""
 
 
+RENEWING = "the index file was deleted or replaced; it is being made anew from the JSONL files, try again in a moment"
 TABLES_GONE = (
     "the index database has lost its tables (dropped or replaced while the service ran): restart the "
     "service, which makes them again from the JSONL files (nothing acknowledged is lost), or run "
@@ -895,8 +896,7 @@ class Service:
         """A read connection that sees every write acknowledged before the call, by this process
         or another: wait (at most READ_WAIT_SECONDS) until the index holds the journals as far as
         they reach now. Not while the index cannot be written: that read answers from what it has."""
-        if not self._index_ready.wait(READ_WAIT_SECONDS):
-            raise Unavailable("the index file was deleted and is being made anew from the JSONL files; try again")
+        self._wait_for_index_file()
         self._wait_for_index()  # at once while the index is lost
         with self.read_engine.connect() as conn:
             self._check_owner(conn)  # in the read's transaction: a swap waits until it ends
@@ -959,6 +959,18 @@ class Service:
     def _index_file_changed(self) -> bool:
         return self._index_file_id is not None and self._index_file() != self._index_file_id
 
+    def _wait_for_index_file(self) -> None:
+        """A read while the index file is gone (before the follower noticed, or while it is made
+        anew) waits for the new one: a new connection made an empty file, and the read was a 503
+        saying "lost its tables ... restart the service"."""
+        deadline = time.monotonic() + READ_WAIT_SECONDS
+        while self._index_file_changed() or not self._index_ready.is_set():
+            self._follow_wake.set()
+            self._follow_now.set()
+            if time.monotonic() >= deadline:
+                raise Unavailable(RENEWING)
+            self._index_ready.wait(0.02)
+
     def _renew_index(self) -> None:
         """The index file was deleted (or another put in its place): the pools' connections went on
         with the old one, new ones made an empty file, and reads and writes failed by turns with
@@ -988,8 +1000,11 @@ class Service:
                 db.upgrade(self.write_engine)
                 for backlog in (self.pending_jobs, self.pending_ratings, self.pending_reviews, self.pending_rating_ids):
                     backlog.clear()  # all indexed below
-                with self.write_engine.connect() as conn, conn.begin():
-                    log_cp, ratings_cp, report = self.indexer.catch_up_locked(conn, with_ratings=True)
+                # As at a start: parse workers for a long history, the version's projection recorded
+                # (without it, every later start rebuilt the whole index "for other fields").
+                report = self.indexer.catch_up()
+                with self.write_engine.begin() as conn:
+                    log_cp, ratings_cp = read_checkpoints(conn, LOG, RATINGS)
                 self.read_engine.dispose()  # one a checkpoint opened meanwhile may hold a stray's inode
                 self.torn_files += [p.name for p in report.torn]
                 self._index_file_id = self._index_file()
@@ -1412,6 +1427,8 @@ class Service:
                 yield queries.summary_from(conn, row, read), (lambda r=row: self._lines_of(conn, r))
 
     def health(self) -> dict:
+        if self._index_file_changed() or not self._index_ready.is_set():
+            return self._renewing_health()
         with self.reader() as conn:  # a write acknowledged before is counted
             counts = queries.counts(conn)  # from the facet counts: the jobs table answers too (it said
             conn.execute(select(jobs_table.c.id).limit(1)).all()  # "ok" with the table dropped)
@@ -1422,8 +1439,6 @@ class Service:
         # An index that holds every line is not in trouble, whatever the flag says: the follower
         # commits the backlog first and clears the flag after, and reads see the commit at once.
         trouble = self.index_trouble if lag else None
-        if self._index_file_changed():  # the follower makes it anew within IDLE_CHECK_SECONDS
-            trouble = {"problem": "the index file was deleted or replaced; it is being made anew", "since": time.time()}
         problem = (
             None
             if trouble is None
@@ -1450,6 +1465,35 @@ class Service:
                 "skipped_lines": log_cp.skipped + ratings_cp.skipped,
                 "behind": lag > 0,
                 "problem": problem,
+            },
+            "damaged": {"torn_tails_moved": self.torn_files},
+            **self._watch_health(),
+        }
+
+    def _renewing_health(self) -> dict:
+        """/api/health while the index file is made anew: at once, from the journals' sizes."""
+        self._follow_wake.set()
+        self._follow_now.set()
+        return {
+            "status": "degraded" if self._thread else "stopped",
+            "jsonl": {
+                "jobs_lines": None,
+                "rating_lines": None,
+                "log_bytes": self.jobs_journal.size(),
+                "ratings_bytes": self.ratings_journal.size(),
+            },
+            "index": {
+                "jobs": None,
+                "rating_events": None,
+                "lag_bytes": None,
+                "skipped_lines": None,
+                "behind": True,
+                "problem": {
+                    "message": RENEWING,
+                    "since": time.time(),
+                    "jobs_not_indexed": None,
+                    "note": "every acknowledged write is in the JSONL; the index is made from it",
+                },
             },
             "damaged": {"torn_tails_moved": self.torn_files},
             **self._watch_health(),
