@@ -656,6 +656,31 @@ def test_a_lone_digit_with_no_chip_of_that_number_is_not_made_a_tag(live_server,
     assert [event["set"] for event in review_events(live_server)] == [{"tags": ["1girl"]}, {"tags": []}]
 
 
+def test_a_tag_too_long_is_refused_whole_and_a_refusal_speaks_of_the_tag(live_server, open_page):
+    """A new-user run: the box's maxlength cut a 60-letter tag to 48 and saved that, with no
+    word (and cut a 30-emoji tag, which the service takes, at 24: it counts UTF-16 units); a
+    refused tag's toast said "invalid review: tags_add.0: ...", the request's field path."""
+    [job_id] = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    focus(page, job_id)
+    page.keyboard.press("t")
+    expect(page.locator("#tag-choices")).to_have_attribute("aria-busy", "false")
+    page.locator("#tag-input").fill("y" * 60)
+    page.keyboard.press("Enter")
+    expect(page.locator("#tag-hint")).to_have_text("A tag is at most 48 characters; this one has 60.")
+    expect(page.locator("#tag-input")).to_have_value("y" * 60)  # kept, to be shortened
+    page.locator("#tag-input").fill("\U0001f600" * 30)  # 30 characters, 60 UTF-16 units: a tag
+    page.keyboard.press("Enter")
+    expect(card(page, job_id).locator(".tag")).to_have_text(["\U0001f600" * 30])
+    page.locator("#tag-input").fill("bad\u200bhands")
+    page.keyboard.press("Enter")
+    toast = page.locator("#toast")
+    expect(toast).to_contain_text("Not saved: a tag must not contain invisible format characters")
+    assert "tags_add" not in toast.inner_text() and "invalid review" not in toast.inner_text()
+    page.keyboard.press("Escape")
+    eventually(lambda: summary(live_server, job_id)["tags"] == ["\U0001f600" * 30])
+
+
 def test_chip_keys_wait_until_the_chips_are_numbered(live_server, open_page):
     """Until the commonest tags came in, the chips were the job's own tags, numbered: `1` and
     Enter in that moment removed the job's "keeper" where chip 1, once settled, adds "blurry"."""

@@ -46,6 +46,19 @@ export function parseJson(text) {
     token[0] === '"' || Number.isSafeInteger(Number(token)) ? token : `"${token}"`)));
 }
 
+// A refused body's fields in the page's words: "invalid review: tags_add.0: a tag must not …"
+// named the request's field path in a toast; it says "a tag must not …".
+const FIELD_WORDS = { tags: 'tag', tags_add: 'tag', tags_remove: 'tag', note: 'note', flag: 'flag', scores: 'score', rating: 'rating' };
+
+function refusal(error) {
+  const fields = Array.isArray(error?.fields) ? error.fields : [];
+  if (error?.code !== 'invalid' || !fields.length) return error?.message;
+  return fields.slice(0, 3).map(({ loc, msg }) => {
+    const word = FIELD_WORDS[String(loc).split('.')[0]];
+    return word && !String(msg).toLowerCase().includes(word) ? `${word}: ${msg}` : String(msg);
+  }).join('; ');
+}
+
 export async function api(path, { method = 'GET', body } = {}) {
   const headers = {};
   if (method !== 'GET') {
@@ -73,7 +86,7 @@ export async function api(path, { method = 'GET', body } = {}) {
     throw new ApiError(`${token ? 'the access token given here is not the server\'s' : 'this server needs its access token (LEARNING_SVC_TOKEN) to save'}: ${how}`, 401);
   }
   if (!response.ok) {
-    throw new ApiError(data?.error?.message || `${response.status} ${response.statusText}`.trim(), response.status);
+    throw new ApiError(refusal(data?.error) || `${response.status} ${response.statusText}`.trim(), response.status);
   }
   return data;
 }

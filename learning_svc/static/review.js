@@ -19,6 +19,7 @@ export const SCORES = [
 ];  // reviews.py SCORES, in its order (a page test holds them together)
 const FLAG_LABELS = { pick: 'Pick', reject: 'Reject' };
 const COMMON_TAGS = 9; // the commonest tags, on the keys 1-9 of the tag editor
+const MAX_TAG = 48; // characters (reviews.MAX_TAG): longer is refused with a hint, not cut
 
 // ---------------------------------------------------------------- drawing
 
@@ -272,10 +273,13 @@ function onTagKey(event) {
     const typed = $('tag-input').value.trim();
     const isKey = /^[0-9]$/.test(typed); // a chip's key, never a tag of its own (it was tag "1")
     const chip = isKey ? chipTag(typed) : null;
+    const length = [...typed].length; // characters as the service counts them, not UTF-16 units
     if (isKey && !chip) {
       $('tag-hint').textContent = chipsNumbered
         ? `There is no chip ${typed}: type a tag's name to add it.`
         : 'The chips are numbered once the commonest tags are in: press Enter again in a moment.';
+    } else if (length > MAX_TAG) { // the box's maxlength cut it silently (and an emoji tag at half)
+      $('tag-hint').textContent = `A tag is at most ${MAX_TAG} characters; this one has ${length}.`;
     } else {
       $('tag-hint').textContent = '';
       $('tag-input').value = '';
@@ -290,7 +294,7 @@ function onTagKey(event) {
 // ---------------------------------------------------------------- details: note and sub-scores
 
 export function renderNoteAndScores(job) {
-  const note = h('textarea', { id: 'details-note', rows: '2', maxlength: '4000', placeholder: 'A note on this job (Ctrl+Enter saves)' }, job.note ?? '');
+  const note = h('textarea', { id: 'details-note', rows: '2', placeholder: 'A note on this job (Ctrl+Enter saves)' }, job.note ?? '');
   const save = h('button', { type: 'button', id: 'details-note-save' }, 'Save note');
   const saveNote = () => {
     const value = note.value.trim();
