@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from urllib.parse import quote
 
@@ -397,6 +398,17 @@ def openapi():
 # ---------------------------------------------------------------- errors
 
 
+_OUTPUT_PATH = re.compile(r"/api/jobs/[^/]+/outputs/([^/]*)(?:/(?:thumbnail|rating))?")
+
+
+def _not_found_message(path: str) -> str | None:
+    """What a 404 of a path the API almost has means (werkzeug's text asked to check the spelling)."""
+    match = _OUTPUT_PATH.fullmatch(path)
+    if match and not re.fullmatch(OutputNumber.regex, match.group(1)):
+        return f"{match.group(1)[:40]!r} is no image number: images are numbered 0, 1, 2, … (no sign, no leading zero)"
+    return None
+
+
 def install_error_handlers(app) -> None:
     @app.errorhandler(records.InvalidRecord)
     def _invalid(error):
@@ -448,6 +460,8 @@ def install_error_handlers(app) -> None:
     def _http(error):
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(error.code, "http_error")
         message = too_large_message() if error.code == 413 else error.description
+        if error.code == 404:
+            message = _not_found_message(request.path) or f"no such address: {request.path[:200]}"
         return error_response(error.code or 500, code, message)
 
     @app.errorhandler(Exception)

@@ -869,7 +869,9 @@ def test_an_image_has_one_address_not_one_per_leading_zero(client, settings):
     for path in ("/api/jobs/z/outputs/01/rating", "/api/jobs/z/outputs/+1/rating", "/api/jobs/z/outputs/00/rating"):
         assert_error(client.put(path, json={"rating": 2}), 404, "not_found")
     assert (settings.ratings_path.stat().st_size if settings.ratings_path.exists() else 0) == size
-    assert_error(client.get("/api/jobs/z/outputs/01"), 404, "not_found")
+    error = assert_error(client.get("/api/jobs/z/outputs/01"), 404, "not_found")
+    assert error["message"].startswith("'01' is no image number: images are numbered 0, 1, 2"), error
+    assert "check your spelling" not in assert_error(client.get("/api/nowhere"), 404, "not_found")["message"]
     assert client.put("/api/jobs/z/outputs/1/rating", json={"rating": 2}).status_code == 200
     assert client.put("/api/jobs/z/outputs/0/rating", json={"rating": 3}).status_code == 200
     assert client.get("/api/jobs/z").json["review"]["images"] == {"0": 3, "1": 2}
