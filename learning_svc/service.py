@@ -314,6 +314,8 @@ class Service:
         # SQLite: the index file as opened (device, inode). Deleted or replaced while serving (SPEC
         # §1: it "may be deleted at any time"), it is made anew (_renew_index); reads wait meanwhile.
         self._index_file_id: tuple[int, int] | None = None
+        self._index_file_fd: int | None = None  # held open: a new file can never take the old inode's number
+        self._renew_after = 0.0  # monotonic: after a failed attempt (a full disk), tried again from then
         self._index_ready = threading.Event()
         self._index_ready.set()
 
@@ -337,7 +339,7 @@ class Service:
         self.torn_files += [p.name for p in self.startup.torn]
         with self.write_engine.begin() as conn:
             self._ends = self._synced = tuple(cp.offset for cp in read_checkpoints(conn, LOG, RATINGS))
-        self._index_file_id = self._index_file()
+        self._hold_index_file()
         for engine in (self.read_engine, self.write_engine):  # PostgreSQL: once the start-up's long statements are done
             db.answer_within(engine, db.PG_ANSWER_SECONDS)
         self._follower = threading.Thread(target=self._follow, name="learning-svc-follower", daemon=True)
@@ -376,6 +378,9 @@ class Service:
             self._checkpointer = None
         self.read_engine.dispose()
         self.write_engine.dispose()
+        if self._index_file_fd is not None:
+            os.close(self._index_file_fd)
+            self._index_file_fd = None
         if self._index_hold is not None:
             os.close(self._index_hold)
             self._index_hold = None
@@ -590,7 +595,7 @@ class Service:
     def _commit(self, ops: list[_Op]) -> None:
         # A batch of jobs only needs the log's lock; ratings, reviews and amendments (which answer
         # the job's current review) take both, always in the same order.
-        renew = self._index_file_changed()  # both journals' locks: the index is made from both
+        renew = self._should_renew()  # both journals' locks: the index is made from both
         with_ratings = renew or any(op.kind in ("rating", "review", "amend") for op in ops)
         try:
             with ExitStack() as locks:
@@ -787,7 +792,7 @@ class Service:
             stopping = self._follower_stop
             trouble = self.index_trouble
             # a deleted index file made writes fail (trouble, retried later): made anew at once
-            if trouble is None or time.monotonic() >= trouble["next_try"] or stopping or self._index_file_changed():
+            if trouble is None or time.monotonic() >= trouble["next_try"] or stopping or self._should_renew():
                 self._index_backlog()
             if stopping:
                 return
@@ -809,9 +814,9 @@ class Service:
     def _index_backlog(self) -> None:
         """Index the journals up to where they end now, FOLLOW_BATCH lines a transaction."""
         try:
-            if self._index_file_changed():  # no write came since: the follower notices (IDLE_CHECK_SECONDS)
+            if self._should_renew():  # no write came since: the follower notices (IDLE_CHECK_SECONDS)
                 with self.jobs_journal.locked(), self.ratings_journal.locked():
-                    if self._index_file_changed():
+                    if self._should_renew():
                         self._renew_index()
             while True:
                 # Where this process's committer left them: only its complete lines, no lock needed
@@ -948,16 +953,41 @@ class Service:
     # -- the index file deleted or replaced while serving (SQLite)
     def _index_file(self) -> tuple[int, int] | None:
         """SQLite: (device, inode) of the index file at its path; None when it is gone, or on a server."""
-        if self.write_engine.dialect.name != "sqlite":
+        if self._index_file_path() is None:
             return None
         try:
-            st = os.stat(self.write_engine.url.database)
+            st = os.stat(self._index_file_path())
         except FileNotFoundError:
             return None
         return st.st_dev, st.st_ino
 
+    def _hold_index_file(self) -> None:
+        """Take the index file's identity, and keep it open: once every connection to a deleted
+        file had closed, a new empty file could get its inode number and pass for it."""
+        if self._index_file_path() is None:
+            return
+        if self._index_file_fd is not None:
+            os.close(self._index_file_fd)
+            self._index_file_fd = None
+        if os.name == "nt":  # there a file open in SQLite cannot be deleted at all; an open one cannot be replaced
+            st = os.stat(self._index_file_path())
+        else:
+            self._index_file_fd = os.open(self._index_file_path(), os.O_RDONLY)
+            st = os.fstat(self._index_file_fd)
+        self._index_file_id = (st.st_dev, st.st_ino)
+
+    def _index_file_path(self) -> str | None:
+        """SQLite's index file; None on a server or for a database in memory."""
+        database = self.write_engine.url.database
+        if self.write_engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            return None
+        return database
+
     def _index_file_changed(self) -> bool:
         return self._index_file_id is not None and self._index_file() != self._index_file_id
+
+    def _should_renew(self) -> bool:
+        return self._index_file_changed() and time.monotonic() >= self._renew_after
 
     def _wait_for_index_file(self) -> None:
         """A read while the index file is gone (before the follower noticed, or while it is made
@@ -1007,12 +1037,15 @@ class Service:
                     log_cp, ratings_cp = read_checkpoints(conn, LOG, RATINGS)
                 self.read_engine.dispose()  # one a checkpoint opened meanwhile may hold a stray's inode
                 self.torn_files += [p.name for p in report.torn]
-                self._index_file_id = self._index_file()
+                self._hold_index_file()
                 self._ends = (log_cp.offset, ratings_cp.offset)
                 with self._indexed:
                     self._synced = self._ends
                     self._indexed.notify_all()
                 self._index_recovered()  # a write that failed on the deleted file: every line is indexed now
+            except BaseException:
+                self._renew_after = time.monotonic() + INDEX_RETRY_SECONDS  # not again at every read's nudge
+                raise
             finally:
                 self._index_ready.set()
         log.warning("the index file %s is made anew: %d jobs", path, log_cp.line_count)

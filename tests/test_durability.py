@@ -1075,3 +1075,37 @@ def test_an_index_deleted_under_several_worker_processes_is_made_anew_once_by_ea
         assert server.output().count("is made anew") == made  # settled: nobody made it anew again
     finally:
         server.kill()
+
+
+def test_making_a_deleted_index_anew_that_fails_is_tried_again_later_not_at_every_read(settings, monkeypatch):
+    """A full disk while the index is made anew: the reads waiting for it nudge the follower every
+    20 ms; each nudge was an attempt (and two warnings in the log). One attempt, then again
+    after INDEX_RETRY_SECONDS, and the index is made once the disk takes it."""
+    from conftest import LiveServer
+
+    attempts = []
+    real_upgrade = service_module.db.upgrade
+
+    def upgrade(engine):
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_upgrade(engine)
+
+    server = LiveServer(settings)
+    try:
+        http = requests.Session()
+        assert http.post(f"{server.url}/api/jobs", json=job("kept")).status_code == 201
+        time.sleep(0.3)
+        monkeypatch.setattr(service_module.db, "upgrade", upgrade)
+        _delete_index(settings)
+        first = http.get(f"{server.url}/api/jobs")  # waits READ_WAIT_SECONDS at most
+        assert first.status_code in (200, 503), first.text
+        assert len([t for t in attempts if t < attempts[0] + service_module.INDEX_RETRY_SECONDS - 0.5]) == 1
+        deadline = time.monotonic() + 15
+        while http.get(f"{server.url}/api/health").json().get("status") != "ok" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [j["job_id"] for j in http.get(f"{server.url}/api/jobs").json()["jobs"]] == ["kept"]
+        assert 2 <= len(attempts) <= 4, attempts
+    finally:
+        server.stop()

@@ -337,8 +337,9 @@ async function checkHealth() {
     const problem = health.index?.problem;
     banner.hidden = !problem;
     if (problem) {
+      const waiting = problem.jobs_not_indexed == null ? 'they' : plural(problem.jobs_not_indexed, 'new job'); // null: being made anew
       banner.textContent = `The index is behind the journal (${problem.message}). Every acknowledged job is safe `
-        + `in the JSONL; ${plural(problem.jobs_not_indexed, 'new job')} will show here once the index catches up.`;
+        + `in the JSONL; ${waiting} will show here once the index catches up.`;
     }
   } catch {
     // An unreachable service has its own banner.
