@@ -603,7 +603,7 @@ class Service:
                 if with_ratings:
                     locks.enter_context(self.ratings_journal.locked())
                 ops = claim(ops)  # after the locks: a caller that stopped waiting meanwhile is not written
-                if renew:
+                if renew and self._should_renew():  # not if the follower made it anew while this waited
                     self._renew_index()
                 if self._folder_id is not None:  # a reindex of this folder swaps under these locks
                     with self.read_engine.connect() as conn:
