@@ -1035,10 +1035,8 @@ def test_a_pipe_named_like_an_image_is_reported_as_such_and_never_read(tmp_path)
     assert problem["reason"] == "not a regular file (a pipe, socket or device)", problem
 
 
-def test_two_images_swapped_by_name_with_the_same_times_each_keep_their_own_job(tmp_path, fixtures):
-    """Files unzipped or copied with `cp -p` share a time: after `mv 1.png keep/; mv 2.png 1.png`
-    the first image's job was taken for "still there" (its file's time unchanged) and showed,
-    and was rated on, the second image."""
+def _two_imported_images_of_one_time(tmp_path, fixtures) -> tuple[Path, Settings]:
+    """outputs/1.png and 2.png, two images with the same mtime (as unzipped or `cp -p`), imported."""
     outputs = tmp_path / "outputs"
     outputs.mkdir()
     shutil.copy(fixtures / "good" / "a1111_v110.png", outputs / "1.png")
@@ -1047,6 +1045,14 @@ def test_two_images_swapped_by_name_with_the_same_times_each_keep_their_own_job(
         os.utime(path, (1767268800, 1767268800))
     settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
     run_import(settings, [outputs])
+    return outputs, settings
+
+
+def test_two_images_swapped_by_name_with_the_same_times_each_keep_their_own_job(tmp_path, fixtures):
+    """Files unzipped or copied with `cp -p` share a time: after `mv 1.png keep/; mv 2.png 1.png`
+    the first image's job was taken for "still there" (its file's time unchanged) and showed,
+    and was rated on, the second image."""
+    outputs, settings = _two_imported_images_of_one_time(tmp_path, fixtures)
     (outputs / "keep").mkdir()
     (outputs / "1.png").rename(outputs / "keep" / "1.png")
     (outputs / "2.png").rename(outputs / "1.png")
@@ -1069,14 +1075,7 @@ def test_images_swapped_by_name_with_the_same_times_are_not_served_as_each_other
     """Swapped while the service runs, before any import sees it: the file's time was the job's
     completed_at, so the service took it for the job's own image and served (and the page rated)
     the other image under it."""
-    outputs = tmp_path / "outputs"
-    outputs.mkdir()
-    shutil.copy(fixtures / "good" / "a1111_v110.png", outputs / "1.png")
-    shutil.copy(fixtures / "good" / "sdnext.png", outputs / "2.png")
-    for path in outputs.iterdir():
-        os.utime(path, (1767268800, 1767268800))
-    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
-    run_import(settings, [outputs])
+    outputs, settings = _two_imported_images_of_one_time(tmp_path, fixtures)
     first = images.content_id((outputs / "1.png").read_bytes())
     app = create_app(settings)
     try:
