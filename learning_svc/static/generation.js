@@ -27,7 +27,8 @@ export const weighted = (items) => (items ?? [])
   .map((item) => (item.weight == null ? item.name : `${item.name} (${formatNumber(item.weight)})`)).join(', ');
 
 // A seed as shown: -1 is what a UI or StableNew records for "random", not the seed that was used.
-export const seedText = (seed) => (seed == null ? null : String(seed) === '-1' ? '-1 (random)' : String(seed));
+export const isRandomSeed = (seed) => String(seed) === '-1';
+export const seedText = (seed) => (seed == null ? null : isRandomSeed(seed) ? '-1 (random)' : String(seed));
 
 // [label, value] pairs; the rows of compare's table too.
 export function parameters(record) {

@@ -4,6 +4,7 @@
 import { api, outputUrl } from './api.js';
 import { isOffline, onResume, onStatusChange } from './connection.js';
 import { filterParams, hasFilters, jobsUrl } from './filters.js';
+import { isRandomSeed } from './generation.js';
 import { changesUrl, startFollowing } from './live.js';
 import { adoptUnsentRating, renderRatingWidget } from './rating.js';
 import { renderReview } from './review.js';
@@ -226,7 +227,7 @@ function renderFacts(job) {
   const variant = [
     `${job.variant_index + 1} / ${job.variant_total}`,
     job.width && job.height ? `${job.width}×${job.height}` : null,
-    job.seed == null ? null : String(job.seed) === '-1' ? 'random seed' : `seed ${job.seed}`,
+    job.seed == null ? null : isRandomSeed(job.seed) ? 'random seed' : `seed ${job.seed}`,
   ];
   const facts = [
     ['Model', job.model],
