@@ -54,12 +54,15 @@ postgres:
 	  echo "installing Debian's postgresql for the PostgreSQL leg of the tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
-test: install browser axe postgres lint
-	$(BIN)/pytest
+# One pytest worker a core (at most 4): the suite takes ~12 min on 2 cores instead of ~20.
+XDIST := -n auto --maxprocesses 4
 
-# While working: everything but the browser, subprocess and fault-injection tests (~1 min).
+test: install browser axe postgres lint
+	$(BIN)/pytest $(XDIST)
+
+# While working: everything but the browser, subprocess and fault-injection tests (~5 min on 2 cores).
 test-quick: install
-	$(BIN)/pytest -m "not slow and not browser" -q
+	$(BIN)/pytest $(XDIST) -m "not slow and not browser" -q
 
 # schemathesis at length: stateless (valid and invalid requests) and stateful (following the
 # OpenAPI links), many more examples than `make test` runs.
