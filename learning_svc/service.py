@@ -318,6 +318,9 @@ class Service:
         self._renew_after = 0.0  # monotonic: after a failed attempt (a full disk), tried again from then
         self._index_ready = threading.Event()
         self._index_ready.set()
+        # While the index is made anew: when it was noticed, and how much of the JSONL is indexed
+        # (bytes, of how many), for /api/health: at a million jobs it takes minutes.
+        self._renewal: dict | None = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Service:
@@ -1014,6 +1017,12 @@ class Service:
         )
         with self._index_lock:
             self._index_ready.clear()
+            renewal = {
+                "since": self._renewal["since"] if self._renewal else time.time(),
+                "bytes_indexed": 0,
+                "bytes": self.jobs_journal.size() + self.ratings_journal.size(),
+            }
+            self._renewal = renewal
             try:
                 pools = [self.read_engine.pool, self.write_engine.pool]
                 self.read_engine.dispose()
@@ -1032,7 +1041,9 @@ class Service:
                     backlog.clear()  # all indexed below
                 # As at a start: parse workers for a long history, the version's projection recorded
                 # (without it, every later start rebuilt the whole index "for other fields").
-                report = self.indexer.catch_up()
+                report = self.indexer.catch_up(
+                    progress=lambda done: renewal.update(bytes_indexed=renewal["bytes_indexed"] + done)
+                )
                 with self.write_engine.begin() as conn:
                     log_cp, ratings_cp = read_checkpoints(conn, LOG, RATINGS)
                 self.read_engine.dispose()  # one a checkpoint opened meanwhile may hold a stray's inode
@@ -1043,8 +1054,10 @@ class Service:
                     self._synced = self._ends
                     self._indexed.notify_all()
                 self._index_recovered()  # a write that failed on the deleted file: every line is indexed now
+                self._renewal = None
             except BaseException:
                 self._renew_after = time.monotonic() + INDEX_RETRY_SECONDS  # not again at every read's nudge
+                renewal.update(bytes_indexed=0, bytes=None)  # the next attempt starts over (and "since" stays)
                 raise
             finally:
                 self._index_ready.set()
@@ -1504,9 +1517,15 @@ class Service:
         }
 
     def _renewing_health(self) -> dict:
-        """/api/health while the index file is made anew: at once, from the journals' sizes."""
+        """/api/health while the index file is made anew: at once, from the journals' sizes, with
+        how far the new index has come (the page's banner says it)."""
         self._follow_wake.set()
         self._follow_now.set()
+        renewal = self._renewal or {"since": time.time(), "bytes_indexed": 0, "bytes": None}  # not begun yet
+        done, total = renewal["bytes_indexed"], renewal["bytes"]
+        message = "the index file was deleted or replaced and is being made anew from the JSONL files"
+        if total:
+            message += f": {min(99, done * 100 // total)}% done"
         return {
             "status": "degraded" if self._thread else "stopped",
             "jsonl": {
@@ -1522,9 +1541,11 @@ class Service:
                 "skipped_lines": None,
                 "behind": True,
                 "problem": {
-                    "message": RENEWING,
-                    "since": time.time(),
+                    "message": message,
+                    "since": renewal["since"],
                     "jobs_not_indexed": None,
+                    "bytes_indexed": done,
+                    "bytes_to_index": total,
                     "note": "every acknowledged write is in the JSONL; the index is made from it",
                 },
             },

@@ -1039,6 +1039,55 @@ def test_an_index_deleted_while_idle_is_made_anew_health_says_so_and_the_next_st
         again.stop()
 
 
+def test_health_says_how_far_a_deleted_index_is_made_anew(settings, monkeypatch):
+    """At a million jobs the new index takes minutes: /api/health said "being made anew" with a
+    `since` of the moment it was asked (it moved at every call) and nothing of its progress.
+    Now `since` stays, and `bytes_indexed` of `bytes_to_index` and the message say how far."""
+    from conftest import LiveServer
+
+    server = LiveServer(settings)
+    try:
+        http = requests.Session()
+        for i in range(30):
+            assert http.post(f"{server.url}/api/jobs", json=job(f"far-{i}")).status_code == 201
+        assert http.put(f"{server.url}/api/jobs/far-0/rating", json={"rating": 5}).status_code == 200
+        service = server.app.extensions["learning_svc"]
+        halfway, go_on = threading.Event(), threading.Event()
+        catch_up = service.indexer.catch_up
+
+        def paused_after_the_first_batch(progress=None, **kwargs):
+            def step(done: int) -> None:
+                if progress is not None:  # (the service passed none before)
+                    progress(done)
+                halfway.set()
+                assert go_on.wait(20)
+
+            return catch_up(progress=step, **kwargs)
+
+        monkeypatch.setattr(service.indexer, "catch_up", paused_after_the_first_batch)
+        time.sleep(0.5)
+        deleted_at = time.time()
+        _delete_index(settings)
+        total = settings.log_path.stat().st_size + settings.ratings_path.stat().st_size
+        assert halfway.wait(10), "the follower did not begin making the index anew"
+        first = http.get(f"{server.url}/api/health").json()
+        time.sleep(0.05)
+        second = http.get(f"{server.url}/api/health").json()
+        go_on.set()
+        for health in (first, second):
+            problem = health["index"]["problem"]
+            assert health["status"] == "degraded" and problem["jobs_not_indexed"] is None, health
+            assert problem["bytes_to_index"] == total and 0 < problem["bytes_indexed"] < total, problem
+            assert problem["message"].endswith(f"{problem['bytes_indexed'] * 100 // total}% done"), problem
+        assert first["index"]["problem"]["since"] == second["index"]["problem"]["since"] >= deleted_at - 0.01
+        listed = http.get(f"{server.url}/api/count")
+        assert listed.status_code == 200 and listed.json()["jobs"] == 30, listed.text
+        health = http.get(f"{server.url}/api/health").json()
+        assert health["status"] == "ok" and health["index"]["problem"] is None, health
+    finally:
+        server.stop()
+
+
 def test_an_index_deleted_under_several_worker_processes_is_made_anew_once_by_each(tmp_path):
     """`serve --workers 3`: each process notices the deletion; the one that comes second takes
     the index the first made anew (it does not remove it as a stray and make its own, which
