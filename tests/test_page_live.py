@@ -6,6 +6,7 @@ filters and the open job, and a phone gets a usable layout.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -350,6 +351,32 @@ def test_a_job_that_arrives_keeps_the_unrated_left_in_the_status_and_a_failed_co
         page.wait_for_timeout(100)
     assert len(counts) >= 2, "the count that failed was not asked again"
     expect(status).to_have_text("Showing 35 jobs · 35 unrated left")
+
+
+def test_a_first_page_the_service_was_too_busy_for_is_asked_again_by_itself(live_server, samples, open_page):
+    """A 503 on the first page (the index database away, the service busy) left "Could not load
+    jobs" and no cards until a click on Retry or a reload, while ratings and the offline case
+    recovered by themselves (an outside run, PostgreSQL stopped and started again)."""
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(42)
+    refused = []
+
+    def busy_twice(route):
+        if len(refused) < 2:
+            refused.append(route.request.url)
+            body = {"error": {"code": "unavailable", "message": "the index database cannot be reached", "fields": []}}
+            route.fulfill(status=503, content_type="application/json", body=json.dumps(body))
+        else:
+            route.continue_()
+
+    page.route(lambda url: "/api/jobs?" in url, busy_twice)
+    page.reload()
+    message = page.locator("#list-message")
+    expect(message).to_contain_text("Could not load jobs: the index database cannot be reached.")
+    expect(message).to_contain_text("Trying again in")
+    expect(page.locator(JOB)).to_have_count(42, timeout=15_000)  # no click on Retry
+    assert len(refused) == 2
+    expect(message).to_be_hidden()
 
 
 def test_a_search_the_service_refuses_says_why_without_a_retry(live_server, samples, open_page):

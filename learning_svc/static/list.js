@@ -21,9 +21,13 @@ const HEALTH_INTERVAL_MS = 10000;
 const COUNT_DELAY_MS = 400;
 const COUNT_RETRY_MS = 3000; // a count that failed (not offline) is asked again after this, twice as long each time
 const COUNT_RETRY_MAX_MS = 60_000;
+const LIST_RETRY_MS = 2000; // a page that failed (a 503: the service busy, its database away) is asked again after this, twice as long each time
+const LIST_RETRY_MAX_MS = 30_000;
 
 let sentinelObserver;
 let lastFailure = null;
+let listRetry = null; // the one timer that asks again for a page that failed
+let listFailures = 0;
 
 export function loadNextPage() {
   if (state.done || state.failed) return Promise.resolve();
@@ -52,6 +56,7 @@ async function fetchPage(generation) {
     $('job-list').append(...data.jobs.filter((job) => !state.jobs.has(job.job_id)).map(addJob));
     pageLoaded(data.next_cursor);
     lastFailure = null;
+    listFailures = 0;
     setListMessage('');
     if (first) {
       startFollowing();
@@ -65,7 +70,18 @@ async function fetchPage(generation) {
     if (error.refused) { // e.g. a search the service cannot run: its message says why
       setListMessage(`These jobs cannot be listed: ${error.message}`);
     } else {
-      const when = error.offline ? ' The list goes on by itself once it is back.' : '';
+      // Offline: the service's return resumes the list. Otherwise asked again by itself, later
+      // after each failure (it stayed failed until a click on Retry or a reload).
+      let when = ' The list goes on by itself once it is back.';
+      if (!error.offline) {
+        listFailures += 1;
+        const wait = Math.min(LIST_RETRY_MS * 2 ** (listFailures - 1), LIST_RETRY_MAX_MS);
+        clearTimeout(listRetry);
+        listRetry = setTimeout(() => {
+          if (state.failed && generation === state.generation) retryLoading();
+        }, wait);
+        when = ` Trying again in ${Math.round(wait / 1000)} s.`;
+      }
       setListMessage(`Could not load jobs: ${error.message}.${when}`, { retry: true });
     }
   }
@@ -73,6 +89,7 @@ async function fetchPage(generation) {
 }
 
 function retryLoading() {
+  clearTimeout(listRetry);
   setFailed(false);
   loadNextPage();
 }
