@@ -7,6 +7,7 @@ filters and the open job, and a phone gets a usable layout.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -388,6 +389,15 @@ def test_a_search_the_service_refuses_says_why_without_a_retry(live_server, samp
     # once: the pickers' counts, refused for the same reason, said it again in a toast
     page.wait_for_load_state("networkidle")
     expect(page.locator("#toast")).not_to_contain_text("Could not load filter values")
+    # nor exported: the links answered 400 JSON, a cancelled download with nothing said
+    for link in (page.locator("#export-jsonl"), page.locator("#export-csv")):
+        expect(link).not_to_have_attribute("href", re.compile(".*"))
+        expect(link).to_have_attribute("aria-disabled", "true")
+        expect(link).to_have_attribute("title", re.compile("Nothing to export: .*at least 3 letters"))
+    page.locator("#filter-q").fill("portrait")
+    page.locator("#filter-q").press("Enter")
+    expect(page.locator("#export-csv")).to_have_attribute("href", re.compile(r"/api/export\?format=csv&q=portrait"))
+    expect(page.locator("#export-csv")).not_to_have_attribute("aria-disabled", "true")
 
 
 # ---------------------------------------------------------------- 3. Back and Forward

@@ -82,7 +82,21 @@ function updateExportLinks() {
   for (const format of ['jsonl', 'csv']) {
     // In the order shown: an export of a "best first" view starts with the best.
     const params = new URLSearchParams([['format', format], ...filterParams(), ...(sort ? [['sort', sort]] : [])]);
-    $(`export-${format}`).href = `/api/export?${params}`;
+    const link = $(`export-${format}`);
+    link.href = `/api/export?${params}`;
+    link.removeAttribute('aria-disabled');
+    link.title = '';
+  }
+}
+
+// A view the service refuses to list (a search it cannot run) cannot be exported either: the
+// links answered 400 JSON, which Chromium saved as a cancelled download with nothing said.
+export function disableExportLinks(reason) {
+  for (const format of ['jsonl', 'csv']) {
+    const link = $(`export-${format}`);
+    link.removeAttribute('href');
+    link.setAttribute('aria-disabled', 'true');
+    link.title = `Nothing to export: ${reason}`;
   }
 }
 

@@ -3,7 +3,7 @@
 
 import { api, outputUrl } from './api.js';
 import { isOffline, onResume, onStatusChange } from './connection.js';
-import { filterParams, hasFilters, jobsUrl } from './filters.js';
+import { disableExportLinks, filterParams, hasFilters, jobsUrl } from './filters.js';
 import { isRandomSeed } from './generation.js';
 import { changesUrl, startFollowing } from './live.js';
 import { adoptUnsentRating, renderRatingWidget } from './rating.js';
@@ -69,6 +69,7 @@ async function fetchPage(generation) {
     lastFailure = error;
     if (error.refused) { // e.g. a search the service cannot run: its message says why
       setListMessage(`These jobs cannot be listed: ${error.message}`);
+      disableExportLinks(error.message);
     } else {
       // Offline: the service's return resumes the list. Otherwise asked again by itself, later
       // after each failure (it stayed failed until a click on Retry or a reload).
