@@ -387,6 +387,8 @@ def to_epoch(value: float | str, naive_timezone: tzinfo | None = None) -> float:
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=naive_timezone or UTC)
         value = parsed.timestamp()
+        if not 0 <= value <= MAX_EPOCH:  # said of what was sent: a time, not epoch seconds
+            raise ValueError(f"the time must be from 1970 to the year 5138 (UTC), not {parsed.isoformat()[:40]}")
     if isinstance(value, bool) or not math.isfinite(value) or not 0 <= value <= MAX_EPOCH:
         raise ValueError(f"timestamp must be epoch seconds from 0 to {MAX_EPOCH} (1970 to the year 5138)")
     return float(value)

@@ -87,6 +87,18 @@ def test_input_hash_ignores_key_order_and_equivalent_time_forms():
         ({"job_id": "j"}, "completed_at", "required"),
         ({"job_id": "j", "completed_at": "yesterday"}, "completed_at", "ISO-8601"),
         ({"job_id": "j", "completed_at": True}, "completed_at", "epoch seconds"),
+        ({"job_id": "j", "completed_at": 1e12}, "completed_at", "epoch seconds from 0 to"),
+        # an ISO time out of range was told "must be epoch seconds" (an outside run)
+        (
+            {"job_id": "j", "completed_at": "9999-12-31T23:59:59Z"},
+            "completed_at",
+            "from 1970 to the year 5138 (UTC), not 9999-12-31T23:59:59+00:00",
+        ),
+        (
+            {"job_id": "j", "completed_at": "1969-12-31T23:59:59"},
+            "completed_at",
+            "from 1970 to the year 5138 (UTC), not 1969",
+        ),
         ({"job_id": "j", "completed_at": 10, "started_at": 20}, "completed_at", "before started_at"),
         ({"job_id": "j", "completed_at": 10, "started_at": 0, "duration_sec": 5}, "duration_sec", "disagrees"),
         ({"job_id": "j", "completed_at": 1, "variant_index": 2, "variant_total": 2}, "variant_index", "less than"),
