@@ -95,6 +95,13 @@ class Unavailable(RuntimeError):
     """The write could not be made durable; nothing was acknowledged."""
 
 
+# Said once when the index cannot be written: writes go on (decided against what the index can
+# still read) unless it cannot be read either, as with its PostgreSQL server away.
+INDEX_FAILED_NOTE = (
+    "what was acknowledged is in the journal, and the index catches up once it can be written; "
+    "writes go on meanwhile while the index can be read, and are refused (503) while it cannot"
+)
+REFUSED_LOG_SECONDS = 10.0
 RENEWING = "the index file was deleted or replaced; it is being made anew from the JSONL files, try again in a moment"
 TABLES_GONE = (
     "the index database has lost its tables (dropped or replaced while the service ran): restart the "
@@ -321,6 +328,8 @@ class Service:
         # While the index is made anew: when it was noticed, and how much of the JSONL is indexed
         # (bytes, of how many), for /api/health: at a million jobs it takes minutes.
         self._renewal: dict | None = None
+        self._refused_unlogged = 0  # writes refused since the last line that said so (_log_refused)
+        self._refused_log_after = 0.0
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Service:
@@ -568,9 +577,8 @@ class Service:
             ops = [child for op in queued for child in (op.payload if op.kind == "together" else [op])]
             try:
                 self._commit(ops)
-            except DBAPIError as error:  # the index database went away: one line, and no SQL in the answer
-                message = (str(error.orig).strip().splitlines() or [repr(error.orig)])[0]
-                log.warning("commit failed: the index database: %s", message[:300])
+            except DBAPIError as error:  # the index database went away: no SQL in the answer
+                self._log_refused(error, len(ops))
                 for op in ops:
                     op.finish(error=Unavailable(index_error_message(error)))
             except Exception as error:  # never let the committer die
@@ -582,6 +590,21 @@ class Service:
                     op.done.set()
                 for op in queued:
                     op.done.set()
+
+    def _log_refused(self, error: DBAPIError, count: int) -> None:
+        """One line for writes refused because the index database cannot be reached, at most
+        every REFUSED_LOG_SECONDS with how many were refused since (a PostgreSQL stopped for 10 s
+        under 8 clients wrote 342 lines, one a request)."""
+        self._refused_unlogged += count
+        now = time.monotonic()
+        if now < self._refused_log_after:
+            return
+        message = (str(error.orig).strip().splitlines() or [repr(error.orig)])[0]
+        log.warning(
+            "%d write(s) refused (503, nothing written): the index database: %s", self._refused_unlogged, message[:300]
+        )
+        self._refused_unlogged = 0
+        self._refused_log_after = now + REFUSED_LOG_SECONDS
 
     def _checkpoints(self) -> None:
         """SQLite: the WAL is copied back into the index file here, every CHECKPOINT_SECONDS
@@ -1070,10 +1093,11 @@ class Service:
         wait = INDEX_RETRY_SECONDS if trouble is None else min(trouble["wait"] * 2, INDEX_RETRY_MAX_SECONDS)
         if trouble is None and isinstance(error, DBAPIError):  # the database away: said in one line, no traceback
             reason = (str(error.orig).strip().splitlines() or [repr(error.orig)])[0]
-            log.error("the index could not be updated (%s); the journal is intact and goes on without it", reason[:300])
+            log.error("the index could not be updated (%s); %s", reason[:300], INDEX_FAILED_NOTE)
         elif trouble is None:
             log.error(
-                "the index could not be updated; the journal is intact and goes on without it",
+                "the index could not be updated; %s",
+                INDEX_FAILED_NOTE,
                 exc_info=(type(error), error, error.__traceback__),
             )
         with self._indexed:
