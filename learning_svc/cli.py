@@ -415,8 +415,8 @@ def import_(data_dir, dry_run, paths):
     click.echo(f"data folder: {settings.data_dir.resolve()}")
     if new_store and total["imported"] and not _served_here(settings):
         click.echo(
-            "  (new: it held no history before. A service serving another folder does not see these jobs;\n"
-            "   give that folder with --data-dir or LEARNING_SVC_DATA_DIR.)"
+            "  (new: it held no history before. If your service serves another folder, it does not see these\n"
+            "   jobs: give that folder with --data-dir or LEARNING_SVC_DATA_DIR.)"
         )
     if result.report:
         click.echo(

@@ -169,6 +169,9 @@ def test_bad_entries_are_reported_and_never_stop_the_rest(settings, tmp_path, in
 def test_an_import_into_a_new_folder_no_service_serves_says_so(tmp_path, installation):
     done = run_cli("import", "--data-dir", str(tmp_path / "new"), str(installation), env=cli_env(), timeout=120)
     assert done.returncode == 0 and "held no history before" in done.stdout, done.stdout
+    # said as a condition: with the index on PostgreSQL, whether a service serves this folder is
+    # not known, and "a service serving another folder does not see these jobs" misled (outside run)
+    assert "If your service serves another folder, it does not see these\n   jobs" in done.stdout
 
 
 def test_dry_run_writes_nothing(settings, installation):
