@@ -681,6 +681,51 @@ def test_a_tag_too_long_is_refused_whole_and_a_refusal_speaks_of_the_tag(live_se
     eventually(lambda: summary(live_server, job_id)["tags"] == ["\U0001f600" * 30])
 
 
+def test_a_note_too_long_is_said_below_the_box_and_not_sent(live_server, open_page):
+    """An outside run: a 5,000-character note came back only as the API's 400 in a toast
+    ("note: String should have at most 4000 characters"); the page did not say the limit."""
+    [job_id] = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    card(page, job_id).locator(".job-body").click()
+    note, hint = page.locator("#details-note"), page.locator("#details-note-hint")
+    note.fill("\U0001f600" * 4000)  # 4,000 characters (8,000 UTF-16 units): a note the service takes
+    expect(hint).to_be_hidden()
+    note.fill("n" * 5000)
+    expect(hint).to_have_text("A note is at most 4,000 characters; this one has 5,000.")
+    page.locator("#details-note-save").click()
+    expect(page.locator("#toast")).not_to_contain_text("Not saved")
+    assert review_events(live_server) == []
+    note.fill("n" * 4000)
+    expect(hint).to_be_hidden()
+    note.press("Control+Enter")
+    eventually(lambda: summary(live_server, job_id)["note"] == "n" * 4000)
+
+
+def test_sub_scores_and_compare_names_fit_a_phone(live_server, open_page):
+    """At 390 px each sub-score's "5" wrapped alone onto a second line, and Compare's
+    "Parameter" broke mid-word (an outside run)."""
+    ids = image_jobs(live_server, 2)
+    page = open_page(live_server, viewport={"width": 390, "height": 844})
+    card(page, ids[0]).locator(".job-body").click()
+    buttons = page.locator("#details .score button")
+    expect(buttons.first).to_be_visible()
+    tops = buttons.evaluate_all(
+        "bs => Object.values(Object.groupBy(bs, (b) => b.dataset.score)).map((g) => new Set(g.map((b) => b.getBoundingClientRect().top)).size)"
+    )
+    assert tops and set(tops) == {1}, tops  # each score's six buttons on one line
+    page.keyboard.press("Escape")
+    for job_id in ids:
+        card(page, job_id).focus()
+        page.keyboard.press("Space")
+    page.keyboard.press("c")
+    header = page.locator(".compare-table thead th").first
+    expect(header).to_have_text("Parameter")
+    lines = header.evaluate(
+        "th => Math.round(th.getBoundingClientRect().height / parseFloat(getComputedStyle(th).lineHeight))"
+    )
+    assert lines == 1, lines
+
+
 def test_chip_keys_wait_until_the_chips_are_numbered(live_server, open_page):
     """Until the commonest tags came in, the chips were the job's own tags, numbered: `1` and
     Enter in that moment removed the job's "keeper" where chip 1, once settled, adds "blurry"."""

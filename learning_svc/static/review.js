@@ -20,6 +20,7 @@ export const SCORES = [
 const FLAG_LABELS = { pick: 'Pick', reject: 'Reject' };
 const COMMON_TAGS = 9; // the commonest tags, on the keys 1-9 of the tag editor
 const MAX_TAG = 48; // characters (reviews.MAX_TAG): longer is refused with a hint, not cut
+const MAX_NOTE = 4000; // characters (reviews.MAX_NOTE): said below the box as it is typed, not cut
 
 // ---------------------------------------------------------------- drawing
 
@@ -296,11 +297,20 @@ function onTagKey(event) {
 export function renderNoteAndScores(job) {
   const note = h('textarea', { id: 'details-note', rows: '2', placeholder: 'A note on this job (Ctrl+Enter saves)' }, job.note ?? '');
   const save = h('button', { type: 'button', id: 'details-note-save' }, 'Save note');
+  const hint = h('p', { id: 'details-note-hint', class: 'tag-hint', role: 'status' });
+  const tooLong = () => { // characters as the service counts them (the API's 400 came as a toast)
+    const length = [...note.value.trim()].length;
+    hint.textContent = length > MAX_NOTE
+      ? `A note is at most ${MAX_NOTE.toLocaleString('en-US')} characters; this one has ${length.toLocaleString('en-US')}.`
+      : '';
+    return length > MAX_NOTE;
+  };
   const saveNote = () => {
     const value = note.value.trim();
-    if (value !== (job.note ?? '')) review([job], { note: value });
+    if (!tooLong() && value !== (job.note ?? '')) review([job], { note: value });
   };
   save.addEventListener('click', saveNote);
+  note.addEventListener('input', tooLong);
   note.addEventListener('keydown', (event) => {
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) saveNote();
     event.stopPropagation();
@@ -320,7 +330,7 @@ export function renderNoteAndScores(job) {
     return group;
   });
   const section = h('div', { class: 'note-scores' },
-    h('label', { class: 'note-label', for: 'details-note' }, 'Note'), note, save,
+    h('label', { class: 'note-label', for: 'details-note' }, 'Note'), note, hint, save,
     h('div', { class: 'scores' }, ...scores));
   section.addEventListener('click', (event) => {
     const button = event.target.closest('[data-score]');
