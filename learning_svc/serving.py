@@ -26,6 +26,7 @@ from waitress.parser import HTTPRequestParser
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
+from . import records
 from .config import Settings
 from .security import SECURITY_HEADERS
 
@@ -46,11 +47,18 @@ class JsonErrorTask(ErrorTask):
 
     def execute(self):
         error = self.request.error
+        message = f"{error.reason}: {error.body}"
+        if error.code == 413:  # waitress' own "exceeds max_body of 67174400": said as the service says it
+            limits = self.channel.server.limits
+            message = (
+                f"the body is larger than {records.size_text(limits.max_batch_bytes)} (an NDJSON batch's "
+                f"limit; one record is at most {records.size_text(limits.max_body_bytes)})"
+            )
         body = orjson.dumps(
             {
                 "error": {
                     "code": self.CODES.get(error.code, "http_error"),
-                    "message": f"{error.reason}: {error.body}",
+                    "message": message,
                     "fields": [],
                 }
             }

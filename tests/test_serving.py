@@ -108,6 +108,10 @@ def test_a_body_over_waitress_limit_gets_the_error_shape_and_headers(settings):
         assert response.status_code == 413
         assert response.headers["Content-Type"] == "application/json"
         assert response.json()["error"]["code"] == "too_large"
+        # said as the service's own 413 says it, not waitress' "exceeds max_body of 327680"
+        assert response.json()["error"]["message"] == (
+            "the body is larger than 256 KiB (an NDJSON batch's limit; one record is at most 1 MiB)"
+        )
         assert (
             response.headers["X-Frame-Options"] == "DENY"
             and "frame-ancestors" in response.headers["Content-Security-Policy"]
