@@ -48,6 +48,9 @@ class Settings:
     naive_timezone: str = "UTC"  # what a posted time without a zone means: UTC, local or an IANA name
     watch: tuple[Path, ...] = ()  # folders whose new images are imported while serving
     watch_poll: bool = False  # poll the watched folders instead of OS notifications (network shares)
+    # Outputs are served only from inside the output root and the watched folders, absolute
+    # paths too (by default an absolute path the pipeline recorded may be anywhere)
+    outputs_confined: bool = False
     # Seconds a new image waits before it is imported as a job of its own: a pipeline writing
     # into a watched folder POSTs the job naming it meanwhile (then it is that job's output)
     watch_delay: int = 0
@@ -108,6 +111,11 @@ class Settings:
             raise SettingsError(f"LEARNING_SVC_NAIVE_TIMEZONE: {error}") from None
         if self.token is not None and (not self.token.strip() or self.token != self.token.strip()):
             raise SettingsError("LEARNING_SVC_TOKEN is blank or has spaces around it: give a long random string")
+        if self.outputs_confined and self.output_root is None:
+            raise SettingsError(
+                "LEARNING_SVC_OUTPUTS_CONFINED serves outputs only from inside LEARNING_SVC_OUTPUT_ROOT "
+                "(and the watched folders): set that too"
+            )
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise SettingsError(f"the data folder {self.data_dir} is a file [--data-dir, LEARNING_SVC_DATA_DIR]")
         return self
@@ -137,6 +145,7 @@ class Settings:
             naive_timezone=env.get("LEARNING_SVC_NAIVE_TIMEZONE") or "UTC",
             watch=tuple(Path(p) for p in env.get("LEARNING_SVC_WATCH", "").split(os.pathsep) if p.strip()),
             watch_poll=env.get("LEARNING_SVC_WATCH_POLL", "").lower() in ("1", "true", "yes"),
+            outputs_confined=env.get("LEARNING_SVC_OUTPUTS_CONFINED", "").lower() in ("1", "true", "yes"),
             **_ints(
                 env,
                 probe_above="LEARNING_SVC_PROBE_ABOVE",

@@ -83,7 +83,9 @@ class Output:
         self.file.close()
 
 
-def open_output(recorded: str, output_root: Path, also_under: Sequence[Path] = ()) -> Output | None:
+def open_output(
+    recorded: str, output_root: Path, also_under: Sequence[Path] = (), confine_absolute: bool = False
+) -> Output | None:
     """The recorded output opened for reading if it is an image we may serve, else None;
     Unreadable for a file that may be served but is no image (damaged, cut, another format).
 
@@ -92,9 +94,12 @@ def open_output(recorded: str, output_root: Path, also_under: Sequence[Path] = (
     inside the output root once every symlink is followed; an absolute one (the pipeline
     recorded it so) may be anywhere, but must, like any output, hold an image. One not where its
     path says is looked for under the output root, then under `also_under` (the watched folders),
-    and must then be inside the folder it was found in.
+    and must then be inside the folder it was found in. `confine_absolute`
+    (LEARNING_SVC_OUTPUTS_CONFINED): an absolute path too must lead inside the output root or a
+    watched folder; one that leads elsewhere is looked for under them as a moved one is.
     """
     path, confined = resolve(recorded, output_root), not _is_absolute(recorded)
+    allowed = [output_root] if confined else [output_root, *also_under] if confine_absolute else []
     mimetype = IMAGE_TYPES.get(PurePath(recorded.replace("\\", "/")).suffix.lower())
     if mimetype is None:
         return None
@@ -102,11 +107,20 @@ def open_output(recorded: str, output_root: Path, also_under: Sequence[Path] = (
         if path is None:
             raise FileNotFoundError(recorded)  # another system's path: looked for under the root
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+        if allowed and not confined:  # confined: an absolute path out of the folders is looked for in them
+            try:
+                outside = not _inside_any(_real_path(fd, path, os.fstat(fd)), allowed)
+            except OSError:
+                outside = True
+            if outside:
+                os.close(fd)
+                raise FileNotFoundError(recorded)
     except (OSError, ValueError):  # missing, no permission, a name too long for this file system
         moved = found_under((output_root, *also_under), recorded)
         if moved is None:
             return None
-        (output_root, path), confined = moved, True
+        (root, path), confined = moved, True
+        allowed = [root]
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
         except (OSError, ValueError):
@@ -118,7 +132,7 @@ def open_output(recorded: str, output_root: Path, also_under: Sequence[Path] = (
         if not S_ISREG(stat.st_mode) or real is None:
             file.close()
             return None
-        if confined and not _inside(real, os.path.realpath(output_root)):
+        if allowed and not _inside_any(real, allowed):
             file.close()
             return None  # a symlink inside the root that leads out of it
         if not _holds_an_image(file):
@@ -225,6 +239,10 @@ def _listing_at(folder: str, changed: int) -> dict[str, str]:
 
 def _is_absolute(recorded: str) -> bool:
     return bool(_WINDOWS_ABSOLUTE.match(recorded)) or recorded.startswith("/")
+
+
+def _inside_any(real: str | None, roots: Sequence[Path]) -> bool:
+    return real is not None and any(_inside(real, os.path.realpath(root)) for root in roots)
 
 
 def _inside(real: str, root: str) -> bool:

@@ -1419,7 +1419,9 @@ class Service:
         outputs = summary["outputs"]
         if not 0 <= n < len(outputs):
             raise NotFound(f"job {job_id!r} has {len(outputs)} output{'' if len(outputs) == 1 else 's'}, not {n + 1}")
-        output = images.open_output(outputs[n], self.settings.output_root or Path.cwd(), self.watched_folders)
+        output = images.open_output(
+            outputs[n], self.settings.output_root or Path.cwd(), self.watched_folders, self.settings.outputs_confined
+        )
         if output is not None and images.replaced(job_id, output):
             output.close()  # the job's viewer showed an image its parameters did not make
             raise images.Replaced(outputs[n])
@@ -1444,7 +1446,12 @@ class Service:
         if len(outputs) != 1 or outputs[0] == found_at:
             return False
         try:
-            output = images.open_output(outputs[0], self.settings.output_root or Path.cwd(), self.watched_folders)
+            output = images.open_output(
+                outputs[0],
+                self.settings.output_root or Path.cwd(),
+                self.watched_folders,
+                self.settings.outputs_confined,
+            )
         except images.Unreadable:
             output = None
         if output is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 
 import orjson
@@ -9,7 +10,7 @@ import pytest
 import requests
 
 from learning_svc import create_app
-from learning_svc.config import Settings
+from learning_svc.config import Settings, SettingsError
 
 from conftest import JSON
 from procs import ServerProcess, cli_env, job, run_cli
@@ -339,6 +340,47 @@ def test_a_symlink_inside_the_output_root_may_not_lead_out_of_it(client, setting
     answers = [client.get(f"/api/jobs/links/outputs/{n}") for n in range(4)]
     assert [a.headers.get("X-Learning-Placeholder") for a in answers] == ["missing", None, "missing", None]
     assert answers[1].get_data() == inside.read_bytes()
+
+
+def test_confined_outputs_serve_absolute_paths_only_from_the_root_and_the_watched_folders(settings, tmp_path):
+    """An outside run: a job naming `/tmp/OUT/secret.png` (or `<root>/../OUT/secret.png`) had
+    the service serve that image, with the root set; on a shared machine any local process can
+    write a job on a loopback bind without a token. LEARNING_SVC_OUTPUTS_CONFINED keeps every
+    output inside the root and the watched folders; by default an absolute path may be anywhere."""
+    root, watched = settings.output_root, tmp_path / "watched"
+    secret = _png(tmp_path / "OUT" / "secret.png", (1, 1, 1))
+    inside = _png(root / "run" / "ok.png", (2, 2, 2))
+    seen = _png(watched / "w.png", (3, 3, 3))
+    copied = _png(root / "OUT" / "kept.png", (4, 4, 4))  # the outside path's last parts, under the root
+    _png(tmp_path / "OUT" / "kept.png", (5, 5, 5))
+    (root / "run" / "link.png").symlink_to(secret)
+    outputs = [
+        str(secret),
+        f"{root}/../OUT/secret.png",
+        str(inside),
+        str(seen),
+        str(root / "run" / "link.png"),
+        str(tmp_path / "OUT" / "kept.png"),
+    ]
+    confined = dataclasses.replace(settings, outputs_confined=True, watch=(watched,))
+    for options, expected in (
+        (confined, [None, None, inside, seen, None, copied]),
+        (settings, [secret, secret, inside, seen, secret, tmp_path / "OUT" / "kept.png"]),
+    ):
+        app = create_app(dataclasses.replace(options, data_dir=tmp_path / f"data-{options.outputs_confined}"))
+        try:
+            client = app.test_client()
+            _record(client, "abs", outputs)
+            for n, want in enumerate(expected):
+                answer = client.get(f"/api/jobs/abs/outputs/{n}")
+                if want is None:
+                    assert answer.headers.get("X-Learning-Placeholder") == "missing", (options.outputs_confined, n)
+                else:
+                    assert answer.get_data() == want.read_bytes(), (options.outputs_confined, n)
+        finally:
+            app.extensions["learning_svc"].close()
+    with pytest.raises(SettingsError, match="set that too"):
+        Settings(data_dir=tmp_path / "x", outputs_confined=True).check()
 
 
 def test_another_system_s_output_path_is_found_under_the_output_root(client, settings):
