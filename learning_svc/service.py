@@ -328,6 +328,8 @@ class Service:
         # While the index is made anew: when it was noticed, and how much of the JSONL is indexed
         # (bytes, of how many), for /api/health: at a million jobs it takes minutes.
         self._renewal: dict | None = None
+        self._renew_noticed: float | None = None  # when /api/health first saw the file gone, before the renewal began
+        self._renewal_lock = threading.Lock()
         self._refused_unlogged = 0  # writes refused since the last line that said so (_log_refused)
         self._refused_log_after = 0.0
 
@@ -1040,12 +1042,13 @@ class Service:
         )
         with self._index_lock:
             self._index_ready.clear()
-            renewal = {
-                "since": self._renewal["since"] if self._renewal else time.time(),
-                "bytes_indexed": 0,
-                "bytes": self.jobs_journal.size() + self.ratings_journal.size(),
-            }
-            self._renewal = renewal
+            with self._renewal_lock:
+                renewal = {
+                    "since": self._renewal["since"] if self._renewal else self._renew_noticed or time.time(),
+                    "bytes_indexed": 0,
+                    "bytes": self.jobs_journal.size() + self.ratings_journal.size(),
+                }
+                self._renewal = renewal
             try:
                 pools = [self.read_engine.pool, self.write_engine.pool]
                 self.read_engine.dispose()
@@ -1077,7 +1080,8 @@ class Service:
                     self._synced = self._ends
                     self._indexed.notify_all()
                 self._index_recovered()  # a write that failed on the deleted file: every line is indexed now
-                self._renewal = None
+                with self._renewal_lock:  # the file is the new one now: a health check cannot note it again
+                    self._renewal = self._renew_noticed = None
             except BaseException:
                 self._renew_after = time.monotonic() + INDEX_RETRY_SECONDS  # not again at every read's nudge
                 renewal.update(bytes_indexed=0, bytes=None)  # the next attempt starts over (and "since" stays)
@@ -1552,7 +1556,12 @@ class Service:
         how far the new index has come (the page's banner says it)."""
         self._follow_wake.set()
         self._follow_now.set()
-        renewal = self._renewal or {"since": time.time(), "bytes_indexed": 0, "bytes": None}  # not begun yet
+        with self._renewal_lock:
+            renewal = self._renewal
+            if renewal is None:  # not begun yet: its start counts from the first time it was seen
+                if self._renew_noticed is None and self._index_file_changed():
+                    self._renew_noticed = time.time()
+                renewal = {"since": self._renew_noticed or time.time(), "bytes_indexed": 0, "bytes": None}
         done, total = renewal["bytes_indexed"], renewal["bytes"]
         message = "the index file was deleted or replaced and is being made anew from the JSONL files"
         if total:

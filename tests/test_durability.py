@@ -1091,15 +1091,30 @@ def test_health_says_how_far_a_deleted_index_is_made_anew(settings, monkeypatch)
             return catch_up(progress=step, **kwargs)
 
         monkeypatch.setattr(service.indexer, "catch_up", paused_after_the_first_batch)
+        begin = threading.Event()  # the renewal waits: health is asked before it began, too
+        renew = service._renew_index
+
+        def held_back():
+            assert begin.wait(20)
+            renew()
+
+        monkeypatch.setattr(service, "_renew_index", held_back)
         time.sleep(0.5)
         deleted_at = time.time()
         _delete_index(settings)
         total = settings.log_path.stat().st_size + settings.ratings_path.stat().st_size
+        before = [http.get(f"{server.url}/api/health").json() for _ in range(2)]
+        begin.set()
         assert halfway.wait(10), "the follower did not begin making the index anew"
         first = http.get(f"{server.url}/api/health").json()
         time.sleep(0.05)
         second = http.get(f"{server.url}/api/health").json()
         go_on.set()
+        # before it began: no progress yet, and a since that stays (it was the moment of each call)
+        for health in before:
+            problem = health["index"]["problem"]
+            assert health["status"] == "degraded" and problem["bytes_to_index"] is None, health
+            assert problem["since"] == first["index"]["problem"]["since"], (problem, first)
         for health in (first, second):
             problem = health["index"]["problem"]
             assert health["status"] == "degraded" and problem["jobs_not_indexed"] is None, health
