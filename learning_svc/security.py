@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from urllib.parse import urlsplit
 
 from flask import Flask, request
@@ -31,12 +32,16 @@ class Refused(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+# A Host header as RFC 9110 has it: a name or an IPv4 address, or an IPv6 one in brackets, and
+# an optional port. Anything else (`127.0.0.1:8765@evil.example`, two headers joined by a comma)
+# names no host (it passed as 127.0.0.1).
+HOST_FORM = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(:[0-9]{1,5})?")
+
+
 def hostname(host_header: str) -> str:
-    """`[::1]:8765` -> `::1`, `Example.COM:80` -> `example.com`."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    """`[::1]:8765` -> `::1`, `Example.COM:80` -> `example.com`; "" when it is not a host."""
+    match = HOST_FORM.fullmatch(host_header.strip().lower())
+    return "" if match is None else match.group(1).strip("[]")
 
 
 def allowed_hosts(settings: Settings) -> set[str]:

@@ -50,6 +50,11 @@ def test_local_host_names_are_served(client, host):
         "localhost, evil.example",
         "",
         "[::1",
+        # an outside run: these passed as 127.0.0.1 (the part before the last ':' was taken)
+        "127.0.0.1:8765@evil.example",
+        "127.0.0.1:8765, evil.example",
+        "127.0.0.1:8765/evil",
+        "127.0.0.1:http",
     ],
 )
 def test_foreign_host_is_403_on_every_route(client, settings, host):
