@@ -57,6 +57,13 @@ def check_request(settings: Settings, allowed: set[str]) -> None:
         raise Refused(
             403, "forbidden_host", f"Host {host[:100]!r} is not served here (add it to LEARNING_SVC_ALLOWED_HOSTS)"
         )
+    target = request.environ.get("REQUEST_URI") or ""
+    if "://" in target.partition("?")[0]:  # the absolute form (a proxy's): its host is the request's (RFC 9112 3.2.2)
+        named = urlsplit(target).netloc
+        if hostname(named) not in allowed:
+            raise Refused(
+                403, "forbidden_host", f"Host {named[:100]!r} is not served here (add it to LEARNING_SVC_ALLOWED_HOSTS)"
+            )
     if request.method not in WRITE_METHODS:
         return
     origin = request.headers.get("Origin")

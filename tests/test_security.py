@@ -97,6 +97,28 @@ def test_real_server_refuses_a_rebound_host(live_server):
         conn.close()
 
 
+def test_a_request_in_absolute_form_is_judged_by_the_host_it_names(live_server):
+    """`GET http://evil.example/api/count` with a loopback Host was answered (an outside run):
+    in the absolute form the target's host is the request's (RFC 9112 3.2.2), as a proxy sends it."""
+    local = f"127.0.0.1:{live_server.port}"
+    for target, expected in (
+        ("http://evil.example/api/count", 403),
+        (f"http://attacker.example:{live_server.port}/api/count?x=1", 403),
+        (f"http://{local}/api/count", 200),
+        ("/api/count?q=http://evil.example/", 200),
+    ):
+        conn = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+        try:
+            conn.request("GET", target, headers={"Host": local})
+            response = conn.getresponse()
+            body = orjson.loads(response.read())
+            assert response.status == expected, (target, body)
+            if expected == 403:
+                assert body["error"]["code"] == "forbidden_host"
+        finally:
+            conn.close()
+
+
 # ---------------------------------------------------------------- Origin (CSRF) and content type
 
 FOREIGN_ORIGINS = [
