@@ -962,6 +962,21 @@ def test_a_service_does_not_start_on_a_sqlite_index_being_rebuilt(settings):
 # ---------------------------------------------------------------- the index file deleted while serving
 
 
+def _serving_rated_jobs(settings, prefix: str, count: int, rating: int):
+    """A live server holding `count` jobs `<prefix>-<i>`, the first one rated: (server, session)."""
+    from conftest import LiveServer
+
+    server, http = LiveServer(settings), requests.Session()
+    try:
+        for i in range(count):
+            assert http.post(f"{server.url}/api/jobs", json=job(f"{prefix}-{i}")).status_code == 201
+        assert http.put(f"{server.url}/api/jobs/{prefix}-0/rating", json={"rating": rating}).status_code == 200
+    except BaseException:
+        server.stop()
+        raise
+    return server, http
+
+
 def _delete_index(settings) -> None:
     for suffix in ("", "-wal", "-shm"):
         settings.index_path.with_name(settings.index_path.name + suffix).unlink(missing_ok=True)
@@ -1012,12 +1027,8 @@ def test_an_index_deleted_while_idle_is_made_anew_health_says_so_and_the_next_st
     every later start rebuilt the whole index "for other fields")."""
     from conftest import LiveServer
 
-    server = LiveServer(settings)
+    server, http = _serving_rated_jobs(settings, "idle", 5, rating=4)
     try:
-        http = requests.Session()
-        for i in range(5):
-            assert http.post(f"{server.url}/api/jobs", json=job(f"idle-{i}")).status_code == 201
-        assert http.put(f"{server.url}/api/jobs/idle-0/rating", json={"rating": 4}).status_code == 200
         time.sleep(0.5)  # every line indexed, the pools' connections idle on the file
         _delete_index(settings)
         health = http.get(f"{server.url}/api/health")
@@ -1069,14 +1080,8 @@ def test_health_says_how_far_a_deleted_index_is_made_anew(settings, monkeypatch)
     """At a million jobs the new index takes minutes: /api/health said "being made anew" with a
     `since` of the moment it was asked (it moved at every call) and nothing of its progress.
     Now `since` stays, and `bytes_indexed` of `bytes_to_index` and the message say how far."""
-    from conftest import LiveServer
-
-    server = LiveServer(settings)
+    server, http = _serving_rated_jobs(settings, "far", 30, rating=5)
     try:
-        http = requests.Session()
-        for i in range(30):
-            assert http.post(f"{server.url}/api/jobs", json=job(f"far-{i}")).status_code == 201
-        assert http.put(f"{server.url}/api/jobs/far-0/rating", json={"rating": 5}).status_code == 200
         service = server.app.extensions["learning_svc"]
         halfway, go_on = threading.Event(), threading.Event()
         catch_up = service.indexer.catch_up
