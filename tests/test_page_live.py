@@ -380,6 +380,29 @@ def test_a_first_page_the_service_was_too_busy_for_is_asked_again_by_itself(live
     expect(message).to_be_hidden()
 
 
+def test_filter_values_the_service_was_too_busy_for_are_asked_again_by_itself(live_server, samples, open_page):
+    """After a 503 outage the list came back by itself but every picker stayed empty until a
+    reload: /api/facets was asked once (an outside run, PostgreSQL stopped and started)."""
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(42)
+    refused = []
+
+    def busy_twice(route):
+        if len(refused) < 2:
+            refused.append(route.request.url)
+            body = {"error": {"code": "unavailable", "message": "the index database cannot be reached", "fields": []}}
+            route.fulfill(status=503, content_type="application/json", body=json.dumps(body))
+        else:
+            route.continue_()
+
+    page.route(lambda url: "/api/facets" in url, busy_twice)
+    page.reload()
+    expect(page.locator(JOB)).to_have_count(42)
+    page.locator("#filter-model").click()
+    expect(page.locator("#picker-model input[type=checkbox]").first).to_be_visible(timeout=15_000)  # no reload
+    assert len(refused) >= 1
+
+
 def test_a_search_the_service_refuses_says_why_without_a_retry(live_server, samples, open_page):
     page = open_page(live_server, "/?q=a*")
     message = page.locator("#list-message")
@@ -393,7 +416,7 @@ def test_a_search_the_service_refuses_says_why_without_a_retry(live_server, samp
     for link in (page.locator("#export-jsonl"), page.locator("#export-csv")):
         expect(link).not_to_have_attribute("href", re.compile(".*"))
         expect(link).to_have_attribute("aria-disabled", "true")
-        expect(link).to_have_attribute("title", re.compile("Nothing to export: .*at least 3 letters"))
+        expect(link).to_have_attribute("title", re.compile("Cannot export these jobs: .*at least 3 letters"))
     page.locator("#filter-q").fill("portrait")
     page.locator("#filter-q").press("Enter")
     expect(page.locator("#export-csv")).to_have_attribute("href", re.compile(r"/api/export\?format=csv&q=portrait"))

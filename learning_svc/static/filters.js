@@ -96,7 +96,7 @@ export function disableExportLinks(reason) {
     const link = $(`export-${format}`);
     link.removeAttribute('href');
     link.setAttribute('aria-disabled', 'true');
-    link.title = `Nothing to export: ${reason}`;
+    link.title = `Cannot export these jobs: ${reason}`;
   }
 }
 
@@ -287,7 +287,13 @@ export function refreshPickersSoon() {
   }, PICKER_REFRESH_MS);
 }
 
+const FACETS_RETRY_MS = 3000; // facets that failed (a 503: the service busy, its database away) are asked again, twice as long each time
+const FACETS_RETRY_MAX_MS = 60_000;
+let facetsRetry = null;
+let facetsFailures = 0;
+
 async function loadFacets() {
+  clearTimeout(facetsRetry);
   const generation = state.generation;
   const requests = new Map();
   // Each select lists the values available under the *other* filters, so a different
@@ -308,9 +314,15 @@ async function loadFacets() {
       return;
     }
     fields.forEach((field, i) => fillPicker(field.name, results[i].facets[field.name] ?? [], results[i].sampled));
+    facetsFailures = 0;
   } catch (error) {
-    // Filters the service refuses (a search it cannot run): the listing says so, once.
-    if (generation === state.generation && error.status !== 400) showToast(`Could not load filter values: ${error.message}`);
+    if (generation !== state.generation || error.refused) return; // a search it cannot run: the listing says so, once
+    showToast(`Could not load filter values: ${error.message}`);
+    // Asked again by itself: after a 503 the pickers stayed empty until a reload (an outside run).
+    facetsFailures += 1;
+    facetsRetry = setTimeout(() => {
+      if (generation === state.generation) loadFacets();
+    }, Math.min(FACETS_RETRY_MS * 2 ** (facetsFailures - 1), FACETS_RETRY_MAX_MS));
   }
 }
 

@@ -55,6 +55,7 @@ async function fetchPage(generation) {
     if (generation !== state.generation) return;
     $('job-list').append(...data.jobs.filter((job) => !state.jobs.has(job.job_id)).map(addJob));
     pageLoaded(data.next_cursor);
+    if (lastFailure) checkHealth(); // back: a banner it showed goes at once, not at the next look
     lastFailure = null;
     listFailures = 0;
     setListMessage('');
@@ -74,6 +75,7 @@ async function fetchPage(generation) {
       // Offline: the service's return resumes the list. Otherwise asked again by itself, later
       // after each failure (it stayed failed until a click on Retry or a reload).
       let when = ' The list goes on by itself once it is back.';
+      let { message } = error;
       if (!error.offline) {
         listFailures += 1;
         const wait = Math.min(LIST_RETRY_MS * 2 ** (listFailures - 1), LIST_RETRY_MAX_MS);
@@ -81,9 +83,11 @@ async function fetchPage(generation) {
         listRetry = setTimeout(() => {
           if (state.failed && generation === state.generation) retryLoading();
         }, wait);
-        when = ` Trying again in ${Math.round(wait / 1000)} s.`;
+        when = ` Trying again in ${Math.round(wait / 1000)}\u00a0s.`;
+        message = message.replace(/[;,]? *try again( in a moment)?\.?$/, ''); // said once, by the line's own end
+        checkHealth(); // why (the index being made anew, its database away): the banner says so now
       }
-      setListMessage(`Could not load jobs: ${error.message}.${when}`, { retry: true });
+      setListMessage(`Could not load jobs: ${message}.${when}`, { retry: true });
     }
   }
   renderStatus();
@@ -356,9 +360,9 @@ async function checkHealth() {
     const problem = health.index?.problem;
     banner.hidden = !problem;
     if (problem) {
-      const waiting = problem.jobs_not_indexed == null ? 'they' : plural(problem.jobs_not_indexed, 'new job'); // null: being made anew
-      banner.textContent = `The index is behind the journal (${problem.message}). Every acknowledged job is safe `
-        + `in the JSONL; ${waiting} will show here once the index catches up.`;
+      const waiting = problem.jobs_not_indexed == null ? 'the jobs not listed yet' : plural(problem.jobs_not_indexed, 'new job'); // null: being made anew
+      banner.textContent = `Not every job is listed yet (${problem.message}). Every job the service acknowledged is `
+        + `saved on disk; ${waiting} will show here once the index catches up.`;
     }
   } catch {
     // An unreachable service has its own banner.
