@@ -145,7 +145,7 @@ class Settings:
             naive_timezone=env.get("LEARNING_SVC_NAIVE_TIMEZONE") or "UTC",
             watch=tuple(Path(p) for p in env.get("LEARNING_SVC_WATCH", "").split(os.pathsep) if p.strip()),
             watch_poll=env.get("LEARNING_SVC_WATCH_POLL", "").lower() in ("1", "true", "yes"),
-            outputs_confined=env.get("LEARNING_SVC_OUTPUTS_CONFINED", "").lower() in ("1", "true", "yes"),
+            outputs_confined=_switch(env, "LEARNING_SVC_OUTPUTS_CONFINED"),
             **_ints(
                 env,
                 probe_above="LEARNING_SVC_PROBE_ABOVE",
@@ -171,6 +171,17 @@ _AT_LEAST_ONE = {
 
 
 MAX_WATCH_DELAY = 86_400  # a day: longer, and an image would wait past any pipeline's job
+
+
+def _switch(env, var: str) -> bool:
+    """A yes/no variable; SettingsError for a word it is not (a security setting must not be
+    off because it was spelled `on` or `enabled`)."""
+    value = env.get(var, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{var}={value[:40]!r}: 1 or 0 (true/false, yes/no, on/off)")
 
 
 def _ints(env, **names: str) -> dict[str, int]:

@@ -51,19 +51,23 @@ def allowed_hosts(settings: Settings) -> set[str]:
     return hosts
 
 
+def _refuse_host(host: str) -> Refused:
+    if not hostname(host):  # no host name to add to the list
+        return Refused(403, "forbidden_host", f"Host {host[:100]!r} is not a host name with an optional port")
+    return Refused(
+        403, "forbidden_host", f"Host {host[:100]!r} is not served here (add it to LEARNING_SVC_ALLOWED_HOSTS)"
+    )
+
+
 def check_request(settings: Settings, allowed: set[str]) -> None:
     host = request.headers.get("Host", "")
     if hostname(host) not in allowed:
-        raise Refused(
-            403, "forbidden_host", f"Host {host[:100]!r} is not served here (add it to LEARNING_SVC_ALLOWED_HOSTS)"
-        )
+        raise _refuse_host(host)
     target = request.environ.get("REQUEST_URI") or ""
     if "://" in target.partition("?")[0]:  # the absolute form (a proxy's): its host is the request's (RFC 9112 3.2.2)
         named = urlsplit(target).netloc
         if hostname(named) not in allowed:
-            raise Refused(
-                403, "forbidden_host", f"Host {named[:100]!r} is not served here (add it to LEARNING_SVC_ALLOWED_HOSTS)"
-            )
+            raise _refuse_host(named)
     if request.method not in WRITE_METHODS:
         return
     origin = request.headers.get("Origin")

@@ -48,12 +48,8 @@ class JsonErrorTask(ErrorTask):
     def execute(self):
         error = self.request.error
         message = f"{error.reason}: {error.body}"
-        if error.code == 413:  # waitress' own "exceeds max_body of 67174400": said as the service says it
-            limits = self.channel.server.limits
-            message = (
-                f"the body is larger than {records.size_text(limits.max_batch_bytes)} (an NDJSON batch's "
-                f"limit; one record is at most {records.size_text(limits.max_body_bytes)})"
-            )
+        if error.code == 413:  # waitress' own "exceeds max_body of 67174400": as the service's batch limit says it
+            message = f"the body is larger than {records.size_text(self.channel.server.limits.max_batch_bytes)}"
         body = orjson.dumps(
             {
                 "error": {

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import requests
 
-from learning_svc import create_app
+from learning_svc import create_app, security
 from learning_svc.config import Settings, SettingsError
 
 from conftest import JSON
@@ -69,6 +69,9 @@ def test_foreign_host_is_403_on_every_route(client, settings, host):
         response = client.open(path, method=method, headers={"Host": host})
         assert response.status_code == 403, (path, host)
         assert response.json["error"]["code"] == "forbidden_host"
+        # advice that can help: no "add it to the list" for what is no host name (an outside run)
+        advice = "LEARNING_SVC_ALLOWED_HOSTS" in response.json["error"]["message"]
+        assert advice == bool(security.hostname(host)), response.json
     response = post(client, job("rebound"), Host=host)
     assert response.status_code == 403 and response.json["error"]["code"] == "forbidden_host"
     assert log_size(settings) == 0
@@ -408,6 +411,18 @@ def test_confined_outputs_serve_absolute_paths_only_from_the_root_and_the_watche
             app.extensions["learning_svc"].close()
     with pytest.raises(SettingsError, match="set that too"):
         Settings(data_dir=tmp_path / "x", outputs_confined=True).check()
+    # a word it does not know is refused, not taken for "off" (the final new-user run)
+    environ = {"LEARNING_SVC_OUTPUT_ROOT": str(root), "LEARNING_SVC_DATA_DIR": str(tmp_path / "x")}
+    for word, confined in (("1", True), ("On", True), ("yes", True), ("0", False), ("off", False), ("", False)):
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in {**environ, "LEARNING_SVC_OUTPUTS_CONFINED": word}.items():
+                env.setenv(name, value)
+            assert Settings.from_env().outputs_confined is confined, word
+    for word in ("enabled", "2"):
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("LEARNING_SVC_OUTPUTS_CONFINED", word)
+            with pytest.raises(SettingsError, match="LEARNING_SVC_OUTPUTS_CONFINED"):
+                Settings.from_env()
 
 
 def test_another_system_s_output_path_is_found_under_the_output_root(client, settings):

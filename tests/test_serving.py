@@ -108,10 +108,16 @@ def test_a_body_over_waitress_limit_gets_the_error_shape_and_headers(settings):
         assert response.status_code == 413
         assert response.headers["Content-Type"] == "application/json"
         assert response.json()["error"]["code"] == "too_large"
-        # said as the service's own 413 says it, not waitress' "exceeds max_body of 327680"
-        assert response.json()["error"]["message"] == (
-            "the body is larger than 256 KiB (an NDJSON batch's limit; one record is at most 1 MiB)"
+        # said as the service's own 413 for a batch says it, not waitress' "exceeds max_body of 327680"
+        assert response.json()["error"]["message"] == "the body is larger than 256 KiB"
+        at_the_limit = requests.post(
+            server.url + "/api/jobs",
+            data=b"x" * (256 * 1024 + 1),  # over the service's limit, under waitress' (limit + 64 KiB)
+            headers={"Content-Type": "application/x-ndjson"},
+            timeout=10,
         )
+        assert at_the_limit.status_code == 413
+        assert at_the_limit.json()["error"]["message"] == response.json()["error"]["message"]
         assert (
             response.headers["X-Frame-Options"] == "DENY"
             and "frame-ancestors" in response.headers["Content-Security-Policy"]
