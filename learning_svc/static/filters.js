@@ -317,7 +317,7 @@ async function loadFacets() {
     facetsFailures = 0;
   } catch (error) {
     if (generation !== state.generation || error.refused) return; // a search it cannot run: the listing says so, once
-    showToast(`Could not load filter values: ${error.message}`);
+    if (!facetsFailures) showToast(`Could not load filter values: ${error.message}`); // once, not at every retry
     // Asked again by itself: after a 503 the pickers stayed empty until a reload (an outside run).
     facetsFailures += 1;
     facetsRetry = setTimeout(() => {
