@@ -354,15 +354,12 @@ def test_a_job_that_arrives_keeps_the_unrated_left_in_the_status_and_a_failed_co
     expect(status).to_have_text("Showing 35 jobs · 35 unrated left")
 
 
-def test_a_first_page_the_service_was_too_busy_for_is_asked_again_by_itself(live_server, samples, open_page):
-    """A 503 on the first page (the index database away, the service busy) left "Could not load
-    jobs" and no cards until a click on Retry or a reload, while ratings and the offline case
-    recovered by themselves (an outside run, PostgreSQL stopped and started again)."""
-    page = open_page(live_server)
-    expect(page.locator(JOB)).to_have_count(42)
-    refused = []
+def busy_twice(page: Page, matches) -> list[str]:
+    """The first two requests `matches` takes are answered 503 (the index database away), the
+    rest go through; returns the URLs refused."""
+    refused: list[str] = []
 
-    def busy_twice(route):
+    def answer(route):
         if len(refused) < 2:
             refused.append(route.request.url)
             body = {"error": {"code": "unavailable", "message": "the index database cannot be reached", "fields": []}}
@@ -370,7 +367,17 @@ def test_a_first_page_the_service_was_too_busy_for_is_asked_again_by_itself(live
         else:
             route.continue_()
 
-    page.route(lambda url: "/api/jobs?" in url, busy_twice)
+    page.route(matches, answer)
+    return refused
+
+
+def test_a_first_page_the_service_was_too_busy_for_is_asked_again_by_itself(live_server, samples, open_page):
+    """A 503 on the first page (the index database away, the service busy) left "Could not load
+    jobs" and no cards until a click on Retry or a reload, while ratings and the offline case
+    recovered by themselves (an outside run, PostgreSQL stopped and started again)."""
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(42)
+    refused = busy_twice(page, lambda url: "/api/jobs?" in url)
     page.reload()
     message = page.locator("#list-message")
     expect(message).to_contain_text("Could not load jobs: the index database cannot be reached.")
@@ -385,17 +392,7 @@ def test_filter_values_the_service_was_too_busy_for_are_asked_again_by_itself(li
     reload: /api/facets was asked once (an outside run, PostgreSQL stopped and started)."""
     page = open_page(live_server)
     expect(page.locator(JOB)).to_have_count(42)
-    refused = []
-
-    def busy_twice(route):
-        if len(refused) < 2:
-            refused.append(route.request.url)
-            body = {"error": {"code": "unavailable", "message": "the index database cannot be reached", "fields": []}}
-            route.fulfill(status=503, content_type="application/json", body=json.dumps(body))
-        else:
-            route.continue_()
-
-    page.route(lambda url: "/api/facets" in url, busy_twice)
+    refused = busy_twice(page, lambda url: "/api/facets" in url)
     page.reload()
     expect(page.locator(JOB)).to_have_count(42)
     page.locator("#filter-model").click()
