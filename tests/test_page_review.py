@@ -1378,3 +1378,18 @@ def test_a_one_image_job_s_card_shows_one_rating(live_server, open_page):
     page = open_page(live_server)
     expect(card(page, "single")).to_be_visible()
     expect(card(page, "single").locator(".image-ratings")).to_have_count(0)
+
+
+def test_details_say_the_time_as_the_card_does_and_name_a_missing_duration(live_server, open_page):
+    """Details said "11/24/2025, 4:00:01 PM" beside a card's "Nov 24, 4:00 PM", and a job without
+    a duration showed a bare "—" among the summary's parts."""
+    ids = image_jobs(live_server, 2)  # completed at START + 1 and START, no duration
+    page = open_page(live_server, timezone="UTC")
+    newest = card(page, ids[0])
+    expect(newest.locator("time")).to_have_text(re.compile(r"^Nov 24, 2025, 0?4:00\sPM$"))
+    expect(newest.locator("time")).to_have_attribute("title", re.compile(r"^Nov 24, 2025, 4:00:01\sPM$"))
+    newest.locator(".job-body").click()
+    summary_line = page.locator("#details-summary")
+    expect(summary_line).to_have_text(re.compile(r"^Nov 24, 2025, 4:00:01\sPM · completed · "))
+    expect(summary_line).to_contain_text(" · no duration recorded · ")
+    assert "—" not in summary_line.inner_text()

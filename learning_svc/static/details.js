@@ -162,7 +162,7 @@ function renderDetailsSummary({ record, rating }) {
     record.status,
     `variant ${record.variant_index + 1} / ${record.variant_total}`,
     plural((record.outputs ?? []).length, 'output'),
-    formatDuration(record.duration_sec),
+    record.duration_sec == null ? 'no duration recorded' : formatDuration(record.duration_sec),
     rating == null ? 'unrated' : `rated ${plural(rating, 'star')}`,
   ];
   return h('p', { id: 'details-summary', class: 'details-summary' }, summary.filter(Boolean).join(' · '));

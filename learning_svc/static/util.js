@@ -31,8 +31,12 @@ export function samplerAndScheduler(sampler, scheduler) {
   return [sampler, named ? null : scheduler].filter(Boolean);
 }
 
+// "Dec 7, 2026, 11:13:33 AM": the details, the history and a card's tooltip say a time this way,
+// in the same words as the card's short "Dec 7, 11:13 AM".
+const fullTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
 export function formatTime(epochSeconds) {
-  return epochSeconds == null ? '—' : new Date(epochSeconds * 1000).toLocaleString();
+  return epochSeconds == null ? '—' : fullTimeFormat.format(new Date(epochSeconds * 1000));
 }
 
 const shortTimeFormat = new Intl.DateTimeFormat(undefined, {
