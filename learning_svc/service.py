@@ -56,6 +56,7 @@ from .osutil import data_folder_id, hold_index_file
 
 log = logging.getLogger(__name__)
 INDEX_RETRY_SECONDS, INDEX_RETRY_MAX_SECONDS = 2.0, 60.0  # a failing index is tried again after these, doubling
+INDEX_RETRY_REACHED_SECONDS = 1.0  # ... and this soon after its last try once a read reached the database again
 COUNT_UP_TO = 100_000  # counts of matching jobs stop here ("100,000+")
 MAX_BATCH = 1000  # queued writes one commit takes; a batch submitted together is taken whole
 WAIT_SECONDS = 60
@@ -933,7 +934,23 @@ class Service:
         self._wait_for_index()  # at once while the index is lost
         with self.read_engine.connect() as conn:
             self._check_owner(conn)  # in the read's transaction: a swap waits until it ends
+            self._database_answers()
             yield conn
+
+    def _database_answers(self) -> None:
+        """A read reached the database server: index writes that failed because it could not be
+        reached are tried again now, not at the end of their backoff (up to a minute after a long
+        outage). Once: when that try fails too, the server answers reads but not writes, and the
+        backoff goes on."""
+        trouble = self.index_trouble
+        if trouble is None or not trouble["unreachable"] or trouble["nudged"]:
+            return
+        with self._indexed:
+            if self.index_trouble is not trouble:
+                return
+            soon = trouble["tried"] + INDEX_RETRY_REACHED_SECONDS
+            self.index_trouble = {**trouble, "next_try": min(trouble["next_try"], soon), "nudged": True}
+        self._follow_wake.set()
 
     def _check_owner(self, conn: Connection) -> None:
         """A server database: LostIndex once it is another data folder's index (a `reindex` of
@@ -1104,12 +1121,19 @@ class Service:
                 INDEX_FAILED_NOTE,
                 exc_info=(type(error), error, error.__traceback__),
             )
+        # A server database that could not be reached is tried again as soon as a read reaches it
+        # (_database_answers), unless that was tried already: then it answers reads, not writes.
+        unreachable = isinstance(error, DBAPIError) and self.write_engine.dialect.name != "sqlite"
+        tried = time.monotonic()
         with self._indexed:
             self.index_trouble = {
                 "problem": f"{type(error).__name__}: {error}"[:500],
                 "since": trouble["since"] if trouble else time.time(),
                 "wait": wait,
-                "next_try": time.monotonic() + wait,
+                "tried": tried,
+                "next_try": tried + wait,
+                "unreachable": unreachable and (trouble is None or (trouble["unreachable"] and not trouble["nudged"])),
+                "nudged": False,
             }
             self._indexed.notify_all()  # readers stop waiting for it
         for op in ops:

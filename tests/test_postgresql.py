@@ -748,3 +748,43 @@ def test_a_rebuild_while_serving_empties_a_large_index_within_the_answer_deadlin
             assert conn.exec_driver_sql("SELECT count(*) FROM job_tags WHERE job > 1000000").scalar() == 0
     finally:
         service.close()
+
+
+def test_jobs_acknowledged_before_an_outage_are_listed_at_the_first_read_after_it(
+    postgres_of_its_own, tmp_path, monkeypatch
+):
+    """An outside run: after PostgreSQL came back, jobs acknowledged just before it went away
+    stayed unlisted ~20 s, until the end of the follower's current wait (2 s, 4 s, ... up to a
+    minute while failing). A read that reaches the server has them indexed at once."""
+    from sqlalchemy.exc import OperationalError
+
+    from learning_svc import service as service_module
+
+    from procs import job
+
+    monkeypatch.setattr(service_module, "INDEX_RETRY_SECONDS", 60.0)  # a long outage's wait
+    monkeypatch.setattr(service_module, "JOB_GATHER_SECONDS", 2.0)  # the server goes away before the follower
+    settings = Settings(data_dir=tmp_path / "learning", database_url=postgres_of_its_own.new_database())
+    service = Service(settings).start()
+    try:
+        created, _ = service.record_job(records.parse(records.JobIn, job("before")))
+        assert created
+        postgres_of_its_own.pause()
+        deadline = time.monotonic() + 20
+        while service.index_trouble is None:
+            assert time.monotonic() < deadline, "the follower did not fail while the server was away"
+            time.sleep(0.1)
+        postgres_of_its_own.resume()
+        back = time.monotonic()
+        while True:
+            try:
+                listed = [summary["job_id"] for summary in service.list_jobs(Page(filters=Filters(), limit=10))[0]]
+            except OperationalError:  # a pooled connection of before the restart
+                listed = []
+            if listed == ["before"]:
+                break
+            assert time.monotonic() < back + 10, f"not listed {time.monotonic() - back:.1f} s after the server is back"
+            time.sleep(0.2)
+        assert service.health()["index"]["problem"] is None
+    finally:
+        service.close()
