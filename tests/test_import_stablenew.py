@@ -279,6 +279,49 @@ def test_our_own_export_moves_history_between_machines(tmp_path):
         app.extensions["learning_svc"].close()
 
 
+def test_an_export_imported_again_or_brought_home_writes_no_amendment(tmp_path):
+    """An outside run: a job amended twice (packs P1, then P2 with replace) had both amendments
+    replayed at every import of its export after the first, and at an import into the folder it
+    came from: two amendment lines each time, the packs flipping P1, P2. A job already here now
+    gets only what its record lacks of the export's, as one amendment."""
+    here, there = Settings(data_dir=tmp_path / "here"), Settings(data_dir=tmp_path / "there")
+    app = create_app(here)
+    try:
+        client = app.test_client()
+        body = {"job_id": "api-a", "completed_at": 1_764_003_600.5, "prompt": "hello"}
+        assert client.post("/api/jobs", json=body).status_code == 201
+        assert client.patch("/api/jobs/api-a", json={"packs": ["P1"]}).status_code == 200
+        assert client.patch("/api/jobs/api-a?replace=true", json={"packs": ["P2"]}).status_code == 200
+        exported = client.get("/api/export?format=jsonl").get_data()
+    finally:
+        app.extensions["learning_svc"].close()
+    export_file = tmp_path / "export.jsonl"
+    export_file.write_bytes(exported)
+
+    def amendments(settings: Settings) -> list[dict]:
+        return [line["set"] for line in journal_lines(settings.log_path) if "set" in line]
+
+    assert run_import(there, [export_file]).tally.imported == {"jobs": 1}
+    assert amendments(there) == [{"packs": ["P1"]}, {"packs": ["P2"]}]  # a new job: its history as it was
+    for settings in (there, there, here):
+        result = run_import(settings, [export_file])
+        assert result.tally.total()["amended"] == 0 and result.tally.total()["imported"] == 0
+    assert amendments(there) == [{"packs": ["P1"]}, {"packs": ["P2"]}]
+    assert amendments(here) == [{"packs": ["P1"]}, {"packs": ["P2"]}]
+
+    app = create_app(there)  # amended there since: the export's own value comes back, in one amendment
+    try:
+        client = app.test_client()
+        assert client.patch("/api/jobs/api-a?replace=true", json={"packs": ["THERE"]}).status_code == 200
+    finally:
+        app.extensions["learning_svc"].close()
+    assert run_import(there, [export_file], dry_run=True).tally.total()["amended"] == 1  # and writes nothing
+    assert amendments(there)[-1] == {"packs": ["THERE"]}
+    assert run_import(there, [export_file]).tally.total()["amended"] == 1
+    assert amendments(there)[-2:] == [{"packs": ["THERE"]}, {"packs": ["P2"]}]
+    assert run_import(there, [export_file], dry_run=True).tally.total()["amended"] == 0
+
+
 def test_an_exported_rating_of_an_image_the_job_no_longer_has_does_not_cost_its_review(tmp_path, monkeypatch):
     """An older version let an amendment take images away from under their ratings; importing
     that export refused the whole review ("no output 1"): the flag was lost. Now the rest is

@@ -249,7 +249,7 @@ class Writer:
                 self._keep_outputs(job)
                 created, _ = op.result
                 outcome = "imported" if created else "already present"
-                if job.amendments and self._replay(job) and not created:
+                if job.amendments and self._replay(job, created) and not created:
                     outcome = "amended"
                 self.tally.add(job.where, outcome, job.note if created else "")
         for job, line in enrich:
@@ -263,8 +263,19 @@ class Writer:
             return  # an image's job (found here, or in an export): known by its content, as in the index
         keep_outputs(self.outputs, job.body["job_id"], job.body)
 
-    def _replay(self, job: Job) -> bool:
-        """Our export's amendments, in order; True when any changed the job here."""
+    def _replay(self, job: Job, created: bool) -> bool:
+        """Our export's amendments: in order onto a job recorded now (its history as it was); onto a
+        job already here, only what its current record lacks of the export's, as one amendment (a
+        second import of the same export, or an export brought back home, writes nothing). True
+        when the job here changed."""
+        if (
+            not created
+            and (patch := _amended_since(job, self.service.get_job(job.body["job_id"])["record"])) is not None
+        ):
+            if not patch:
+                return False
+            op = self.service.submit_many([amend_op(job.body["job_id"], patch, replace=True)])[0]
+            return op.error is None and bool(op.result[0])
         changed = False
         for changes in job.amendments:
             op = self.service.submit_many([amend_op(job.body["job_id"], changes, replace=True)])[0]
@@ -309,7 +320,10 @@ class Writer:
                 self.tally.moved += 1
                 return
         if current.get("input_hash") == line["input_hash"]:
-            self.tally.add(job.where, "already present")
+            patch = _amended_since(job, current) if job.amendments else {}
+            if patch:
+                self.dry_records[job_id] = {**current, **patch}
+            self.tally.add(job.where, "amended" if patch else "already present")
             return
         patch, differing = _against(current, job, line)
         if patch:
@@ -468,6 +482,17 @@ def _job_op(job: Job, max_bytes: int):
             "an exported record without its input_hash or logged_at", [{"loc": "input_hash", "msg": "missing"}]
         )
     return stored_op(line)
+
+
+def _amended_since(job: Job, current: dict) -> dict | None:
+    """What the current record of a job already here lacks of our export's amended record (the
+    fields its amendments set), or None when that record cannot be resolved."""
+    try:
+        final = records.effective_line(job.body, [{"set": changes} for changes in job.amendments])
+    except records.InvalidRecord:
+        return None  # replayed one by one: each amendment's error is its own
+    amended = sorted({key for changes in job.amendments for key in changes})
+    return {key: final.get(key) for key in amended if current.get(key) != final.get(key)}
 
 
 def _against(current: dict, job: Job, line: dict) -> tuple[dict, str]:
