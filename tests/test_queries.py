@@ -805,6 +805,45 @@ def test_a_held_match_set_takes_in_jobs_recorded_after_it(client, monkeypatch):
     assert [key for key, _ in held.orders["rating_hi"].current()] == [-1, 0, 4]  # moved as the ratings came
 
 
+def test_a_held_match_set_follows_amended_prompts_and_times(client, monkeypatch):
+    """An outside run asked: held searches were said to need no invalidation, "a job's text, time
+    and duration never change", but an amendment (PATCH) changes them. It renews the index
+    generation, so the word is held anew: a job amended out of its matches is not found, one
+    amended into them is, one given another time is in its new place."""
+    sets = force_text_plan(monkeypatch, client.application.extensions["learning_svc"], "set")
+    t0 = 1_764_000_000.0
+
+    def post(job_id: str, prompt: str, at: float, duration: float) -> None:
+        body = small_job(job_id, run_config={"prompt": prompt}, completed_at=at, duration_sec=duration)
+        assert client.post("/api/jobs", data=orjson.dumps(body), headers=JSON).status_code == 201
+
+    def amend(job_id: str, changes: dict) -> None:
+        url = f"/api/jobs/{job_id}?replace=true"
+        response = client.patch(url, data=orjson.dumps(changes), headers=JSON)
+        assert response.status_code == 200, response.get_data(as_text=True)
+
+    def found(q: str, sort: str = "-completed_at") -> list[str]:
+        return ids(get_json(client, "/api/jobs", {"q": q, "sort": sort})["jobs"])
+
+    post("a", "lighthouse at dusk", t0, 9)
+    post("b", "harbour at dawn", t0 + 1, 1)
+    post("c", "a lighthouse in fog", t0 + 2, 4)
+    assert found("lighthouse") == ["c", "a"]
+    (held,) = sets.entries.values()
+    amend("a", {"prompt": "castle at dusk"})
+    amend("b", {"prompt": "lighthouse by the harbour"})
+    amend("c", {"completed_at": t0 - 50, "duration_sec": 40})
+    assert found("lighthouse") == ["b", "c"]
+    assert found("lighthouse", "completed_at") == ["c", "b"]
+    assert found("lighthouse", "-duration_sec") == ["c", "b"]
+    assert found("lighthouse", "duration_sec") == ["b", "c"]
+    assert found("lighthouse harbour") == ["b"]
+    (now,) = [entry for key, entry in sets.entries.items() if key[1] == held.key[1] and key != held.key]
+    assert [key for key, _ in now.orders["completed_at"].current()] == [t0 - 50, t0 + 1]
+    amend("b", {"prompt": "harbour at dawn"})  # out again, and its place in the tail with it
+    assert found("lighthouse", "duration_sec") == ["c"]
+
+
 def test_match_sets_stay_within_their_memory_budget(client, monkeypatch):
     sets = force_text_plan(monkeypatch, client.application.extensions["learning_svc"], "set")
     for i in range(30):

@@ -7,11 +7,12 @@ Holding the word instead costs ~3 µs a match once (in a background thread): aft
 Python set answers "does job N match?" in ~0.1 µs from SQL (`text_match(id)`), and the
 matches sorted by each sort key give any page of a search alone by bisection.
 
-Nothing needs invalidating: a job's text, time and duration never change and jobs and
-rating events are only appended. A held search covers the jobs below the indexed offset
-of the JSONL; when the index has grown it adds the matches above that offset, and moves
-the matches that rating events since its ratings offset have re-rated. It belongs to one
-index generation (index_meta), which changes when the index starts over.
+Jobs and rating events are only appended. A held search covers the jobs below the indexed
+offset of the JSONL; when the index has grown it adds the matches above that offset, and
+moves the matches that rating events since its ratings offset have re-rated. It belongs to
+one index generation (index_meta), which changes when the index starts over and at each
+amendment (rare: PATCH can change a job's text, time and duration), so that the search is
+held anew; an older generation's entries age out of the LRU.
 """
 
 from __future__ import annotations
