@@ -1393,3 +1393,32 @@ def test_details_say_the_time_as_the_card_does_and_name_a_missing_duration(live_
     expect(summary_line).to_have_text(re.compile(r"^Nov 24, 2025, 4:00:01\sPM · completed · "))
     expect(summary_line).to_contain_text(" · no duration recorded · ")
     assert "—" not in summary_line.inner_text()
+
+
+def test_a_note_typed_and_left_without_saving_is_saved(live_server, open_page):
+    """A new-user run: a note typed in details was thrown away without a word when details
+    closed (Esc) or moved on to the next job (the title clicked, then j); only Save and
+    Ctrl+Enter kept it."""
+    ids = image_jobs(live_server, 3)
+    page = open_page(live_server)
+    card(page, ids[0]).locator(".job-body").click()
+    note = page.locator("#details-note")
+    note.fill("closed with Esc")
+    note.press("Escape")
+    expect(page.locator("#details")).to_be_hidden()
+    eventually(lambda: summary(live_server, ids[0])["note"] == "closed with Esc")
+
+    card(page, ids[1]).locator(".job-body").click()
+    note.fill("left for the next job")
+    page.locator("#details-title").click()
+    page.keyboard.press("j")
+    expect(page.locator("#details-title")).to_have_text(ids[2])
+    eventually(lambda: summary(live_server, ids[1])["note"] == "left for the next job")
+    expect(note).to_have_value("")  # the next job's own (empty) note
+    note.fill("x" * 4001)  # too long: not sent, and said so on leaving
+    page.locator("#details-close").click()
+    expect(page.locator("#toast")).to_contain_text(f"The note on {ids[2]} was not saved: A note is at most 4,000")
+    assert [event["set"] for event in review_events(live_server)] == [
+        {"note": "closed with Esc"},
+        {"note": "left for the next job"},
+    ]

@@ -8,7 +8,7 @@ import { seedText, weighted } from './generation.js';
 import { drawJob, loadNextPage } from './list.js';
 import { adjacentJob, advance, focusJob, hasJobsAfter } from './nav.js';
 import { rateJobInDetails, renderRatingWidget } from './rating.js';
-import { openTagEditor, renderNoteAndScores, renderReview, toggleFlag } from './review.js';
+import { openTagEditor, renderNoteAndScores, renderReview, saveUnsavedNote, toggleFlag } from './review.js';
 import { jobById, setOpenJob, state } from './store.js';
 import { $, basename, formatDuration, formatNumber, formatTime, h, plural, samplerAndScheduler, showToast } from './util.js';
 
@@ -48,6 +48,7 @@ export function openDetails(element, { fromHistory = false } = {}) {
   const dialog = $('details');
   if (!dialog.open) {
     openDialog(dialog, () => {
+      saveUnsavedNote();
       const job = jobById(dialog.dataset.shownJob);
       if (state.openJob) { // closed by the user, not by Back
         setOpenJob(null);
@@ -95,6 +96,7 @@ export async function detailsFromHistory(jobId) {
 }
 
 function showDetails(element) {
+  saveUnsavedNote(); // of the job shown so far
   const job = jobById(element.dataset.jobId);
   if (state.openJob !== job.job_id) {
     setOpenJob(job.job_id, state.jobs.has(job.job_id) ? null : job);

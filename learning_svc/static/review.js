@@ -294,6 +294,16 @@ function onTagKey(event) {
 
 // ---------------------------------------------------------------- details: note and sub-scores
 
+// The note typed in details and not saved yet is saved when details shows another job or
+// closes, or the box loses focus: leaving does not throw it away (Save and Ctrl+Enter save at once).
+let unsavedNote = null;
+
+export function saveUnsavedNote() {
+  const save = unsavedNote;
+  unsavedNote = null;
+  save?.({ leaving: true });
+}
+
 export function renderNoteAndScores(job) {
   const note = h('textarea', { id: 'details-note', rows: '2', placeholder: 'A note on this job (Ctrl+Enter saves)' }, job.note ?? '');
   const save = h('button', { type: 'button', id: 'details-note-save' }, 'Save note');
@@ -305,11 +315,15 @@ export function renderNoteAndScores(job) {
       : '';
     return length > MAX_NOTE;
   };
-  const saveNote = () => {
+  const saveNote = ({ leaving = false } = {}) => {
     const value = note.value.trim();
-    if (!tooLong() && value !== (job.note ?? '')) review([job], { note: value });
+    if (value === (job.note ?? '')) return;
+    if (!tooLong()) review([job], { note: value });
+    else if (leaving) showToast(`The note on ${job.job_id} was not saved: ${hint.textContent}`);
   };
-  save.addEventListener('click', saveNote);
+  unsavedNote = saveNote;
+  save.addEventListener('click', () => saveNote());
+  note.addEventListener('change', () => saveNote());
   note.addEventListener('input', tooLong);
   note.addEventListener('keydown', (event) => {
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) saveNote();
