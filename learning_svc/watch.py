@@ -31,6 +31,7 @@ SETTLE = 0.4  # seconds without a change before a file is read
 TICK = 0.1
 RETRY = 3.0  # seconds between looks for a folder that is not there
 GIVE_UP = 30.0  # a file still incomplete after this long is reported, not waited for any more
+QUIET = 5.0  # ... or once it has not changed for this long: nothing is writing it (a damaged file)
 SAID_ONE_BY_ONE = 10  # images found to be recorded jobs' outputs at one look, each logged; more: a count
 
 
@@ -81,6 +82,7 @@ class FolderWatcher:
         self._published: list[dict] | None = None
         self.folders = [Folder(Path(f).expanduser()) for f in folders]
         self.pending: dict[Path, tuple[float, float]] = {}  # path -> (last change, first seen)
+        self.incomplete: dict[Path, tuple[tuple[int, int], float]] = {}  # path -> ((size, mtime), since when)
         self.claimed: dict[tuple[str, str], str] = {}  # (job, output) -> the image taken as that output
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -231,9 +233,10 @@ class FolderWatcher:
                 continue
             item = images.image_job(path, self.output_root)
             first = self.pending[path][1]
-            if isinstance(item, Problem) and "truncated" in item.reason and now - first < GIVE_UP:
+            if isinstance(item, Problem) and "truncated" in item.reason and self._being_written(path, now, first):
                 continue  # still being written: look again at its next change or settle
             done.append(path)
+            self.incomplete.pop(path, None)
             if isinstance(item, Job):
                 jobs.append(item)
             elif "cannot read it" not in item.reason or path.exists():  # a file deleted meanwhile is no problem
@@ -246,6 +249,18 @@ class FolderWatcher:
                 self.pending[path] = (now, self.pending[path][1])
         if jobs:
             self._record(jobs)
+
+    def _being_written(self, path: Path, now: float, first: float) -> bool:
+        """An incomplete image is waited for while it grows or changes (QUIET), GIVE_UP at most."""
+        try:
+            stat = path.stat()
+        except OSError:
+            return False  # gone, or cannot be read: reported as image_job said
+        signature = (stat.st_size, stat.st_mtime_ns)
+        seen = self.incomplete.get(path)
+        if seen is None or seen[0] != signature:
+            self.incomplete[path] = seen = (signature, now)
+        return now - seen[1] < QUIET and now - first < GIVE_UP
 
     def _old_enough(self, path: Path, now: float) -> bool:
         """Written at least `delay` seconds ago (by its modification time: what a sweep finds

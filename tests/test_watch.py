@@ -481,3 +481,26 @@ def test_an_image_moved_or_renamed_in_a_watched_folder_takes_its_job_along(setti
         assert len(listed(server)) == 2
     finally:
         server.stop()
+
+
+def test_a_damaged_image_nothing_writes_is_reported_within_seconds(settings, tmp_path):
+    """A new-user run: a cut PNG dropped into a watched folder was waited for as "still being
+    written" for 30 s before health named it; one that does not change for QUIET (5 s) is not
+    being written."""
+    watched = tmp_path / "outputs"
+    watched.mkdir()
+    server = LiveServer(replace(settings, watch=(watched,), output_root=tmp_path))
+    try:
+        wait_for(
+            lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["state"] == "watching", "watching"
+        )
+        (watched / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnotreally")
+        dropped = time.monotonic()
+        health = wait_for(
+            lambda: (h := server.http.get(server.url + "/api/health").json()["watch"][0])["recent_problems"] and h,
+            "the damaged file reported",
+        )
+        assert time.monotonic() - dropped < 15, "waited for as if it were being written"
+        assert "broken.png" in health["recent_problems"][0] and "truncated" in health["recent_problems"][0]
+    finally:
+        server.stop()
