@@ -352,6 +352,9 @@ def export(data_dir, fmt, output, filters):
             hint = "--format" if name == "format" else "nothing: every matching job is exported"
             raise click.UsageError(f"{name!r} is not a filter here; use {hint}")
         params.setdefault(name, []).append(value)
+    known = sorted(set(ExportParams.model_fields) - {"format", "limit", "cursor"})
+    if unknown := sorted(set(params) - set(known)):  # the API's list of known names has format too
+        raise click.UsageError(f"filter {unknown[0]}: unknown parameter (known: {', '.join(known)})")
     try:  # before the output file is made
         parse(ExportParams, {**params, "format": [fmt]})
     except BadQuery as error:
@@ -433,6 +436,9 @@ def import_(data_dir, dry_run, paths):
                 f"  … and {len(problems) - DRY_RUN_PROBLEMS:,} more (the table counts them by file; "
                 "the import itself writes each to a report file)"
             )
+    if total["read"] and not (total["imported"] + total["already present"] + total["amended"]):
+        click.echo("nothing was imported: every entry was refused or skipped", err=True)
+        sys.exit(1)  # a script can tell (a file this importer does not know said exit 0)
 
 
 DRY_RUN_PROBLEMS = 20  # the problems a dry run lists

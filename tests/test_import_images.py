@@ -1102,10 +1102,25 @@ def test_a_dry_run_lists_the_first_problems_and_counts_the_rest(tmp_path):
     for i in range(35):
         (folder / f"{i:02d}.png").write_bytes(b"")  # empty: refused
     dry = run_cli("import", "--dry-run", "--data-dir", str(tmp_path / "learning"), str(folder))
-    assert dry.returncode == 0, dry.stderr
+    assert dry.returncode == 1, dry.stderr  # every entry refused (test_an_import_that_takes_nothing_exits_1)
     listed = [line for line in dry.stdout.splitlines() if line.startswith("  ") and ".png: " in line]
     assert len(listed) == 20 and "  … and 15 more" in dry.stdout, dry.stdout
     assert not (tmp_path / "learning").exists()
+
+
+def test_an_import_that_takes_nothing_exits_1(tmp_path, fixtures):
+    """A new-user run: `learning-svc import notes.txt` skipped its one entry ("not a history file
+    this importer knows") and exited 0, so a script could not tell that nothing was imported."""
+    from procs import run_cli
+
+    data = str(tmp_path / "learning")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    nothing = run_cli("import", "--data-dir", data, str(tmp_path / "notes.txt"))
+    assert nothing.returncode == 1 and "nothing was imported: every entry was refused or skipped" in nothing.stderr
+    first = run_cli("import", "--data-dir", data, str(fixtures))
+    assert first.returncode == 0, first.stderr
+    again = run_cli("import", "--data-dir", data, str(fixtures))  # already present: not a failure
+    assert again.returncode == 0 and " 0 were imported" in again.stdout, again.stdout
 
 
 def test_an_image_moved_or_renamed_since_its_import_takes_its_job_along(tmp_path, fixtures):

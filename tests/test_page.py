@@ -788,6 +788,24 @@ def test_date_range_picks_whole_days_in_the_browsers_time_zone(live_server, open
     expect(reopened.locator(JOB)).to_have_count(2)
 
 
+def test_a_range_upside_down_is_said_under_the_empty_list(live_server, open_page):
+    """A new-user run: an end day before the start day, or Rating min 4 with max 2, showed only
+    "No jobs match these filters", which looks like an honest empty result."""
+    for i in range(3):
+        assert live_server.post_job({"job_id": f"j{i}", "completed_at": f"2025-11-2{i}T12:00:00Z"}).status_code == 201
+    page = open_page(live_server, "/?since=2025-11-22&until=2025-11-20")
+    expect(page.locator("#empty-filtered")).to_be_visible()
+    expect(page.locator("#empty-why")).to_have_text("The date range is upside down: its end is before its start.")
+    page.goto("/?rating_min=4&rating_max=2")
+    expect(page.locator("#empty-why")).to_have_text("The rating range is upside down: at least 4, at most 2.")
+    page.goto("/?rating_min=4")  # empty for the honest reason: nothing is rated
+    expect(page.locator("#empty-filtered")).to_be_visible()
+    expect(page.locator("#empty-why")).to_be_hidden()
+    page.goto("/?since=2025-11-21&until=2025-11-21")
+    expect(page.locator(JOB)).to_have_count(1)
+    expect(page.locator("#empty")).to_be_hidden()
+
+
 def test_an_export_comes_in_the_order_the_page_shows(live_server, samples, open_page):
     """The export links left `sort` out: an export of a best-first view came newest first."""
     for record, rating in zip(samples[-3:], (5, 3, 4)):  # the oldest three, rated

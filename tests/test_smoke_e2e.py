@@ -53,6 +53,9 @@ def test_export_command_filters_and_its_errors(tmp_path):
         result = run_cli("export", "--data-dir", str(data), "-o", str(tmp_path / "out.jsonl"), bad)
         assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert not (tmp_path / "out.jsonl").exists()
+    # The list of known filters named `format`, which is then refused as "not a filter here".
+    known = run_cli("export", "--data-dir", str(data), "foo=bar").stderr.split("(known: ", 1)[1]
+    assert "format" not in known.split(", ") and "cursor" not in known and "sampler" in known.split(", ")
 
 
 def test_export_of_a_service_without_history_is_empty_not_an_error(tmp_path):

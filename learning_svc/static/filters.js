@@ -52,6 +52,23 @@ export function apiParams(source) {
   return params;
 }
 
+// A range upside down matches no job: the empty list says so (a new-user run took "No jobs
+// match these filters" for an honest answer, with the days picked the wrong way round).
+export function upsideDownRange() {
+  const params = apiParams(state.params);
+  const [low, high] = [params.get('rating_min'), params.get('rating_max')];
+  if (low && high && Number(high) < Number(low)) return `The rating range is upside down: at least ${low}, at most ${high}.`;
+  const [since, until] = [instant(params.get('since')), instant(params.get('until'))];
+  if (since != null && until != null && until < since) return 'The date range is upside down: its end is before its start.';
+  return null;
+}
+
+function instant(value) {
+  if (!value) return null;
+  const time = /^-?\d+(\.\d+)?$/.test(value) ? Number(value) * 1000 : Date.parse(value);
+  return Number.isNaN(time) ? null : time;
+}
+
 export function hasFilters() {
   return filterParams().toString() !== '';
 }

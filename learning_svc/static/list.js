@@ -3,7 +3,7 @@
 
 import { api, outputUrl } from './api.js';
 import { isOffline, onResume, onStatusChange } from './connection.js';
-import { disableExportLinks, filterParams, hasFilters, jobsUrl } from './filters.js';
+import { disableExportLinks, filterParams, hasFilters, jobsUrl, upsideDownRange } from './filters.js';
 import { isRandomSeed } from './generation.js';
 import { changesUrl, startFollowing } from './live.js';
 import { adoptUnsentRating, renderRatingWidget } from './rating.js';
@@ -186,6 +186,9 @@ export function renderStatus() {
   $('empty').hidden = !empty;
   $('empty-first').hidden = !empty || hasFilters();
   $('empty-filtered').hidden = !empty || !hasFilters();
+  const why = empty && hasFilters() ? upsideDownRange() : null;
+  $('empty-why').textContent = why ?? '';
+  $('empty-why').hidden = !why;
 }
 
 function refreshRelativeTimes() {
