@@ -1422,3 +1422,21 @@ def test_a_note_typed_and_left_without_saving_is_saved(live_server, open_page):
         {"note": "closed with Esc"},
         {"note": "left for the next job"},
     ]
+
+
+def test_a_toast_of_what_was_done_is_not_dressed_as_an_error(live_server, open_page):
+    """A new-user run: "Undone: …" came in the error toast's red, as if the undo had failed."""
+    ids = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    focus(page, ids[0])
+    with page.expect_response(lambda r: r.request.method == "PUT" and "/rating" in r.url):
+        page.keyboard.press("4")
+    page.keyboard.press("u")
+    toast = page.locator("#toast")
+    expect(toast).to_contain_text("Undone")
+    expect(toast).to_have_class(re.compile(r"\binfo\b"))
+    info_border = toast.evaluate("t => getComputedStyle(t).borderTopColor")
+    failing = open_page(live_server, "/?job=no-such-job")
+    expect(failing.locator("#toast")).to_contain_text("Could not open job no-such-job")
+    expect(failing.locator("#toast")).not_to_have_class(re.compile(r"\binfo\b"))
+    assert failing.locator("#toast").evaluate("t => getComputedStyle(t).borderTopColor") != info_border

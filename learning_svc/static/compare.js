@@ -25,7 +25,7 @@ export function openCompare(jobs = selectedJobs(), focused = null) {
     ? single.outputs.slice(0, 4).map((_, output) => ({ job: single, output }))
     : jobs.filter((job) => (job.outputs ?? []).length).map((job) => ({ job, output: 0 }));
   if (panes.length < 2 || panes.length > 4) {
-    showToast('Select two to four jobs with images to compare them (Space or Ctrl+click), or focus a job of several images');
+    showToast('Select two to four jobs with images to compare them (Space or Ctrl+click), or focus a job of several images', { info: true });
     return;
   }
   shown = panes;

@@ -125,7 +125,7 @@ async function applyToAllMatching(set) {
       redrawJob(job);
     }
     pushUndo(`${Object.keys(set)[0]} of ${plural(count, 'job')}`, result.previous);
-    showToast(`Changed ${plural(result.changed, 'job')}`);
+    showToast(`Changed ${plural(result.changed, 'job')}`, { info: true });
     return true;
   } catch (error) {
     showToast(`Not saved: ${error.message}`);

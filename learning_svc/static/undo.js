@@ -31,7 +31,7 @@ export async function undoLast() {
   await flushUnsentRatings(); // a rating kept while offline goes first: its undo expects it stored
   const last = state.undo.pop();
   if (!last) {
-    showToast('Nothing to undo');
+    showToast('Nothing to undo', { info: true });
     return;
   }
   let result;
@@ -51,7 +51,7 @@ export async function undoLast() {
     if (output == null && 'rating' in set) job.savedRating = set.rating;
     redrawJob(job);
   }
-  if (!conflicted.size) showToast(`Undone: ${last.label}`);
+  if (!conflicted.size) showToast(`Undone: ${last.label}`, { info: true });
   else if (conflicted.size >= last.items.length) showToast(`Not undone: ${last.label} was changed since (another tab or person)`);
   else showToast(`Undone: ${last.label}, except where it was changed since (another tab or person)`);
 }

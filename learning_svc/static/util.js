@@ -97,9 +97,12 @@ export function debounce(fn, ms) {
 const TOAST_MS = 6000;
 let toastTimer;
 
-export function showToast(message) {
+// A toast says what went wrong (red), or with `{ info: true }` what was done (an undo, a copy:
+// a new-user run read "Undone: …" in red as a failure).
+export function showToast(message, { info = false } = {}) {
   const toast = $('toast');
   toast.textContent = message;
+  toast.classList.toggle('info', info);
   toast.classList.add('visible');
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => toast.classList.remove('visible'), TOAST_MS);

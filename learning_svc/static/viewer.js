@@ -33,7 +33,7 @@ export function viewerJob() {
 // Opens on a job's image (the first, or `output`).
 export function openViewer(job, output = 0) {
   if (!job || !(job.outputs ?? []).length) {
-    showToast('This job has no image to view');
+    showToast('This job has no image to view', { info: true });
     return;
   }
   const dialog = $('viewer');
@@ -162,7 +162,7 @@ export async function step(direction) {
     next = neighbour(direction);
   }
   if (next && viewerOpen()) show(next.jobId, next.output);
-  else if (!next) showToast(direction > 0 ? 'The last image' : 'The first image');
+  else if (!next) showToast(direction > 0 ? 'The last image' : 'The first image', { info: true });
 }
 
 // ---------------------------------------------------------------- acting
@@ -196,7 +196,7 @@ export function toggleTriage() {
   triage = !triage;
   localStorage.setItem(TRIAGE_KEY, triage ? 'on' : 'off');
   $('viewer-triage').setAttribute('aria-pressed', String(triage));
-  showToast(triage ? 'Triage: rating moves on to the next image' : 'Triage off');
+  showToast(triage ? 'Triage: rating moves on to the next image' : 'Triage off', { info: true });
 }
 
 export function toggleInfo() {
@@ -211,7 +211,7 @@ export async function copyShown(what) {
   const text = { prompt: record.prompt ?? '', seed: String(record.seed ?? ''), all: a1111Text(record, amendments) }[what];
   try {
     await navigator.clipboard.writeText(text);
-    showToast({ prompt: 'Prompt copied', seed: `Seed ${text} copied`, all: 'Parameters copied (A1111 format)' }[what]);
+    showToast({ prompt: 'Prompt copied', seed: `Seed ${text} copied`, all: 'Parameters copied (A1111 format)' }[what], { info: true });
   } catch {
     showToast('The browser refused the clipboard (it needs https or localhost)');
   }
