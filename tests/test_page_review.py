@@ -1440,3 +1440,14 @@ def test_a_toast_of_what_was_done_is_not_dressed_as_an_error(live_server, open_p
     expect(failing.locator("#toast")).to_contain_text("Could not open job no-such-job")
     expect(failing.locator("#toast")).not_to_have_class(re.compile(r"\binfo\b"))
     assert failing.locator("#toast").evaluate("t => getComputedStyle(t).borderTopColor") != info_border
+
+
+def test_shift_click_selects_the_cards_and_not_the_text_between_them(live_server, open_page):
+    """A new-user run: Shift+click selected the range of cards, and the browser also selected
+    (highlighted) the text of every card in between."""
+    ids = image_jobs(live_server, 6)
+    page = open_page(live_server)
+    card(page, ids[0]).locator(".job-body").click(modifiers=["Control"])
+    card(page, ids[4]).locator(".job-body").click(modifiers=["Shift"])
+    expect(page.locator(".job.selected")).to_have_count(5)
+    assert page.evaluate("() => String(window.getSelection())") == ""

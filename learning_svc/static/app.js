@@ -11,7 +11,7 @@ import { initCompare } from './compare.js';
 import { initKeys } from './keys.js';
 import { initList } from './list.js';
 import { initLive } from './live.js';
-import { initTouchSelection, onListClick } from './nav.js';
+import { initTouchSelection, onListClick, onListMouseDown } from './nav.js';
 import { initRating } from './rating.js';
 import { initReview } from './review.js';
 import { initSelection } from './selection.js';
@@ -72,6 +72,7 @@ async function init() {
   initViewer();
   initCompare();
   $('job-list').addEventListener('click', onListClick);
+  $('job-list').addEventListener('mousedown', onListMouseDown);
   initTouchSelection($('job-list'));
   initList();
   initLive();

@@ -144,6 +144,12 @@ export function initTouchSelection(list) {
   });
 }
 
+// Shift+click selects a range of cards, not the text between them (the browser extends a text
+// selection on Shift's mousedown, before the click).
+export function onListMouseDown(event) {
+  if (event.shiftKey && event.button === 0 && event.target.closest('.job')) event.preventDefault();
+}
+
 // A click on a card: Ctrl/⌘ toggles its selection, Shift selects the range to it, a
 // thumbnail opens the viewer on that image, the stars rate, anywhere else opens details.
 export function onListClick(event) {
