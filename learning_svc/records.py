@@ -80,7 +80,19 @@ def shown_as_is(text: str, what: str) -> str:
         raise ValueError(f"{what} must show something, not only spaces or invisible characters")
     if any(unicodedata.category(c) == "Cf" and c != _JOINER for c in text):
         raise ValueError(f"{what} must not contain invisible format characters (U+200B, U+200E, U+202E, U+FEFF, …)")
+    if _JOINER in text and _stray_joiner(text):
+        raise ValueError(f"{what} must not contain a zero-width joiner (U+200D) outside an emoji or a script's letters")
     return text
+
+
+def _stray_joiner(text: str) -> bool:
+    """A joiner at either end, or beside an ASCII character, joins nothing that shows: "\u200dab"
+    looked like "ab". Between emoji (👩‍💻) and in scripts that join letters (Devanagari, Arabic) it shows."""
+    if text[0] == _JOINER or text[-1] == _JOINER:
+        return True
+    return any(
+        c == _JOINER and (text[i - 1].isascii() or text[i + 1].isascii()) for i, c in enumerate(text[1:-1], start=1)
+    )
 
 
 def _job_id(value: str) -> str:
@@ -109,7 +121,18 @@ JobId = Annotated[
     AfterValidator(_job_id),
     WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^\x00-\x1f\x7f/]+$"}),
 ]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+_OVERRIDES = frozenset("\u202d\u202e")  # left-to-right and right-to-left override
+
+
+def _no_override(value: str) -> str:
+    """A name (a pack, a model, a sampler) shows its text as written: "\u202eevil pack" showed
+    "kcap live" on the page. Marks and isolates of text written right to left are fine."""
+    if not value.isascii() and any(c in _OVERRIDES for c in value):
+        raise ValueError("must not contain a bidi override (U+202D, U+202E): it shows the text reversed")
+    return value
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=512), AfterValidator(_no_override)]
 OptionalName = Annotated[Name | None, BeforeValidator(_blank_is_absent)]
 OptionalText = Annotated[str | None, BeforeValidator(_blank_is_absent)]
 Timestamp = Annotated[

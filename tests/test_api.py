@@ -92,7 +92,10 @@ def test_bad_ratings_are_400_and_write_nothing(client, settings, body):
 
 @pytest.mark.parametrize(
     "job_id",
-    ["  ", "\u200b", "\u3164", "\u2800", "\ufe0f", " padded ", "padded ", "\u202eevil", "a\u2068b", "a\u200bb"],
+    [
+        *("  ", "\u200b", "\u3164", "\u2800", "\ufe0f", " padded ", "padded ", "\u202eevil", "a\u2068b", "a\u200bb"),
+        *("\u200dab", "a\u200db", "ab\u200d"),  # a joiner that joins nothing (an outside run: "\u200dab" and "ab")
+    ],
 )
 def test_a_job_id_that_shows_nothing_or_other_text_than_it_is_is_400(client, settings, job_id):
     """A blank id was recorded; " padded " and "padded" became two jobs; "\u202eevil" shows "live"."""
@@ -100,6 +103,19 @@ def test_a_job_id_that_shows_nothing_or_other_text_than_it_is_is_400(client, set
     assert_error(response, 400, "invalid")
     assert "job_id" in response.get_json()["error"]["message"]
     assert not settings.log_path.exists() or settings.log_path.stat().st_size == 0
+
+
+@pytest.mark.parametrize("field", ["packs", "model", "sampler"])
+def test_a_name_with_a_bidi_override_is_400(client, settings, field):
+    """An outside run: a pack "\u202eevil pack" was recorded and its chip read "kcap live"."""
+    value = "\u202eevil pack"
+    response = client.post("/api/jobs", json={**sample_records()[0], field: [value] if field == "packs" else value})
+    assert_error(response, 400, "invalid")
+    assert "bidi override" in response.get_json()["error"]["message"]
+    assert not settings.log_path.exists() or settings.log_path.stat().st_size == 0
+    names = {"packs": ["עברית \u200fpack"], "model": "موديل", "sampler": "Euler a"}  # right-to-left text, a mark
+    response = client.post("/api/jobs", json={**sample_records()[0], field: names[field]})
+    assert response.status_code == 201, response.get_data(as_text=True)
 
 
 def test_unknown_job_is_404(client):

@@ -458,6 +458,7 @@ def test_a_job_over_max_tags_from_an_older_version_can_lose_tags(settings):
     [
         *("\u200b", " \u200b\u2060 ", "\u3164", "\u2800", "\ufe0f", "\u0301"),  # shows nothing
         *("\u202eabc", "a\u2066b", "bad\u200bhands", "\u200eabc", "abc\u200f", "\ufeffabc", "ab\u00adc"),  # look-alikes
+        *("\u200d" + "Z" * 40, "a\u200db"),  # a joiner that joins nothing (an outside run)
     ],
 )
 def test_a_tag_that_shows_nothing_or_other_text_than_it_is_is_400(jobs, settings, tag):
@@ -465,4 +466,7 @@ def test_a_tag_that_shows_nothing_or_other_text_than_it_is_is_400(jobs, settings
     "abc", "\\u200eabc" and "\\ufeffabc" were three tags shown alike."""
     assert_error(jobs.post("/api/jobs/a/review", json={"tags_add": [tag]}), 400)
     assert lines(settings) == []
-    assert jobs.post("/api/jobs/a/review", json={"tags_add": ["👩\u200d💻 at work", "עברית"]}).status_code == 200
+    assert (
+        jobs.post("/api/jobs/a/review", json={"tags_add": ["👩\u200d💻 at work", "עברית", "क्\u200dष"]}).status_code
+        == 200
+    )
