@@ -812,10 +812,24 @@ def effective_line(base: dict, amendments: list[dict]) -> dict:
         changes = amendment.get("set") or {}
         if any(k in changes for k in ("completed_at", "started_at")) and "duration_sec" not in changes:
             record.pop("duration_sec", None)  # follows the new times
+        if any(k in changes for k in ("prompt", "negative_prompt")):
+            for key in _detected_lists(record):
+                if key not in changes:
+                    record.pop(key)  # found in the prompts: found again in the new ones
         record.update(changes)
     line = stored_job(parse(JobIn, record), logged_at=base.get("logged_at"))
     line["input_hash"] = base.get("input_hash")  # what an identical retry of the original POST compares
     return line
+
+
+def _detected_lists(record: dict) -> list[str]:
+    """Which of the record's `loras` and `embeddings` are what its prompts name (and StableNew's
+    lists), as they are stored when a POST gives none: not given, so they follow the prompts."""
+    try:
+        found = stored_job(parse(JobIn, {k: v for k, v in record.items() if k not in ("loras", "embeddings")}))
+    except InvalidRecord:
+        return []
+    return [key for key in ("loras", "embeddings") if key in record and record[key] == found[key]]
 
 
 def amendment_changes(current: dict, patch: dict, replace: bool) -> tuple[dict, list[str]]:

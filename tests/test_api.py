@@ -439,6 +439,23 @@ def test_an_amended_prompt_is_found_by_a_held_text_search(client):
     assert [j["job_id"] for j in client.get("/api/jobs?q=castle").json["jobs"]] == ["j4", "j2"]
 
 
+def test_an_amended_prompt_brings_its_own_loras_and_embeddings(client):
+    """An outside run: PATCH of `prompt` to "new <lora:foo:0.5>" kept the LoRAs found in the old
+    prompt, so `?lora=foo` did not find the job. LoRAs and embeddings found in the prompts are
+    found again in the new ones; ones the pipeline gave stay."""
+    found = {"job_id": "found", "completed_at": 1_764_000_000, "prompt": "hello <lora:old:0.8> embedding:easyneg"}
+    given = {**found, "job_id": "given", "loras": [{"name": "mine", "weight": 1.0}]}
+    for body in (found, given):
+        assert post(client, body).status_code == 201
+    for job_id in ("found", "given"):
+        assert patch(client, job_id, {"prompt": "new <lora:foo:0.5>"}, replace="true").status_code == 200
+    record = client.get("/api/jobs/found").json["record"]
+    assert record["loras"] == [{"name": "foo", "weight": 0.5}] and record["embeddings"] == []
+    assert client.get("/api/jobs/given").json["record"]["loras"] == [{"name": "mine", "weight": 1.0}]
+    assert [j["job_id"] for j in client.get("/api/jobs?lora=foo").json["jobs"]] == ["found"]
+    assert client.get("/api/jobs?lora=old").json["jobs"] == []
+
+
 def test_a_held_text_search_follows_new_jobs_and_ratings(client):
     """A search held in memory (on PostgreSQL too, for a search alone) adds the jobs indexed
     after it was made and moves the ones rated since, in every order."""

@@ -22,7 +22,7 @@ from .words import cjk_spaced, words
 
 # Changes whenever a stored line projects into other rows (a field added to the registry,
 # a summary key): the index is then rebuilt from the journal at the next start (sync.py).
-PROJECTION = hashlib.sha256(("8:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
+PROJECTION = hashlib.sha256(("9:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
 
 
 class UnprojectableLine(ValueError):
