@@ -79,6 +79,9 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
         self.server = make_server(self.app, settings, host="127.0.0.1", port=self.port)
+        # The loop looks at its map this often: stop() ends it at once, not at its next 1 s poll
+        # timeout (about a second of every test that stopped a server it had not asked anything since).
+        self.server.adj.asyncore_loop_timeout = 0.05
         self.stopping = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
