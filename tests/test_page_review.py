@@ -399,7 +399,10 @@ def test_compare_shows_two_to_four_side_by_side_with_their_differences_and_a_sli
     expect(page.locator("#compare-slider-label")).to_be_visible()
     expect(compare.locator(".compare-pane")).to_have_count(1)
     page.locator("#compare-slider").fill("20")
-    assert "20%" in compare.locator("img.compare-top").evaluate("image => image.style.clipPath")
+    inset = compare.locator("img.compare-top").evaluate(
+        "image => parseFloat(image.style.clipPath.match(/inset\\(0px 0px 0px ([\\d.]+)px\\)/)[1]) / image.offsetWidth"
+    )
+    assert abs(inset - 0.2) < 0.01  # two images of one shape: cut at 20% of their width
     page.keyboard.press("Escape")
     expect(compare).to_be_hidden()
 
@@ -572,6 +575,35 @@ def test_the_slider_lays_an_upscale_exactly_over_its_base_image(live_server, ope
                 && ['x', 'y', 'width', 'height'].every((k) => Math.abs(ra[k] - rb[k]) < 1);
         }"""
     )
+
+
+def test_the_slider_cuts_two_images_of_other_shapes_at_the_same_place(live_server, open_page):
+    """A new-user run: a portrait image and a square one in the slider. The cut was at a percent of
+    the top image's own width, and the square is wider, so the two did not meet at the cut."""
+    [portrait] = image_jobs(live_server, 1, prefix="portrait", size=(64, 96))
+    [square] = image_jobs(live_server, 1, prefix="square", size=(128, 128))
+    page = open_page(live_server)
+    for job_id in (portrait, square):
+        card(page, job_id).locator(".job-body").click(modifiers=["Control"])
+    page.keyboard.press("c")
+    page.keyboard.press("s")
+    expect(page.locator("#compare .compare-box img")).to_have_count(2)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#compare .compare-box img')].every((i) => i.complete && i.naturalWidth)"
+    )
+    for percent in (25, 50, 80):
+        page.locator("#compare-slider").fill(str(percent))
+        page.wait_for_function(
+            f"""() => {{
+                const top = document.querySelector('#compare .compare-top');
+                const under = document.querySelector('#compare .compare-box img:not(.compare-top)');
+                const [a, b] = [top.getBoundingClientRect(), under.getBoundingClientRect()];
+                const [left, right] = [Math.min(a.left, b.left), Math.max(a.right, b.right)];
+                const inset = parseFloat(top.style.clipPath.match(/inset\\(0px 0px 0px ([\\d.]+)px\\)/)?.[1] ?? 'NaN');
+                return Math.abs(a.width - b.width) > 20
+                    && Math.abs(a.left + inset - (left + (right - left) * {percent} / 100)) < 1.5;
+            }}"""
+        )
 
 
 def test_undo_pressed_before_the_action_is_answered_undoes_that_action(live_server, open_page):

@@ -62,7 +62,7 @@ function render() {
     stage.replaceChildren(h('figure', { class: 'compare-pane' },
       h('div', { class: 'compare-box' }, image(first, 0), image(second, 1, { class: 'compare-top' })),
       h('figcaption', {}, `${caption(first, 0)} | ${caption(second, 1)}`)));
-    setSlider(Number($('compare-slider').value));
+    setSlider();
   } else {
     stage.replaceChildren(...shown.map((pane, i) => h('figure', { class: 'compare-pane' },
       h('div', { class: 'compare-box' }, image(pane, i)),
@@ -74,9 +74,17 @@ function render() {
   $('compare-mode').disabled = shown.length !== 2;
 }
 
-function setSlider(percent) {
+// The cut is at `percent` of the width both images span together, at one place for both: two
+// images of other shapes are fitted to other widths, and a cut at a percent of the top one's own
+// width did not meet the other image there.
+function setSlider(percent = Number($('compare-slider').value)) {
   const top = $('compare-stage').querySelector('.compare-top');
-  if (top) top.style.clipPath = `inset(0 0 0 ${percent}%)`;
+  if (!top) return;
+  const images = [...top.parentElement.querySelectorAll('img')];
+  const left = Math.min(...images.map((image) => image.offsetLeft));
+  const right = Math.max(...images.map((image) => image.offsetLeft + image.offsetWidth));
+  const cut = left + ((right - left) * percent) / 100 - top.offsetLeft;
+  top.style.clipPath = `inset(0 0 0 ${Math.max(0, cut)}px)`;
 }
 
 // The parameters of each image, the rows that differ marked (a word too, not only a colour).
@@ -119,9 +127,12 @@ export function zoomCompare() {
 
 export function initCompare() {
   zoom.attach($('compare-stage'));
+  // After zoom's own listeners have fitted the images to the box: the cut follows their place.
+  $('compare-stage').addEventListener('load', () => setSlider(), true);
+  new ResizeObserver(() => setSlider()).observe($('compare-stage'));
   $('compare-close').addEventListener('click', () => $('compare').close());
   $('compare-mode').addEventListener('click', toggleSlider);
   $('compare-zoom').addEventListener('click', zoomCompare);
-  $('compare-slider').addEventListener('input', (event) => setSlider(Number(event.target.value)));
+  $('compare-slider').addEventListener('input', () => setSlider());
   $('compare-selected').addEventListener('click', () => openCompare());
 }
