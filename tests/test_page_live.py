@@ -658,3 +658,32 @@ def test_a_failed_cards_header_shows_its_whole_relative_time_and_a_random_seed_s
     expect(card(page, "failed-old").locator(".facts")).not_to_contain_text("seed -1")
     card(page, "failed-old").locator(".job-body").click()
     expect(page.locator("#details")).to_contain_text("-1 (random)")
+
+
+def test_an_open_page_says_so_while_postgresql_is_away_and_not_after(postgres_of_its_own, tmp_path, open_page):
+    """An outside run: with PostgreSQL stopped, an idle page said nothing (its change feed's 503s
+    were dropped without a word); only a rating's toast told. The banner now says the service
+    cannot answer, and goes when it answers again."""
+    from learning_svc.config import Settings
+
+    settings = Settings(
+        data_dir=tmp_path / "learning", output_root=tmp_path / "outputs", database_url=postgres_of_its_own.new_database()
+    )
+    server = LiveServer(settings)
+    try:
+        assert server.post_job({"job_id": "j1", "completed_at": 1_764_000_000}).status_code == 201
+        page = open_page(server)
+        expect(page.locator(JOB)).to_have_count(1)
+        banner = page.locator("#banner")
+        expect(banner).to_be_hidden()
+        postgres_of_its_own.pause()
+        try:
+            expect(banner).to_be_visible(timeout=15_000)
+            expect(banner).to_contain_text("The service cannot answer right now (")
+            expect(banner).to_contain_text("kept and sent again")
+        finally:
+            postgres_of_its_own.resume()
+        expect(banner).to_be_hidden(timeout=15_000)
+        expect(page.locator(JOB)).to_have_count(1)
+    finally:
+        server.stop()

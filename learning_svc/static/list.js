@@ -356,7 +356,9 @@ export function initList() {
 
 // The service's own state: an index that is behind the journal (it cannot be written: a full
 // disk) is said here, so that jobs not yet listed are not taken for lost.
-async function checkHealth() {
+// A service that answers 503 to everything (its index database away) is said too: an idle page
+// showed nothing while its reads failed (an outside run), only a rating's toast did.
+export async function checkHealth() {
   const banner = $('banner');
   try {
     const health = await api('/api/health');
@@ -367,7 +369,10 @@ async function checkHealth() {
       banner.textContent = `Not every job is listed yet (${problem.message}). Every job the service acknowledged is `
         + `saved on disk; ${waiting} will show here once the index catches up.`;
     }
-  } catch {
-    // An unreachable service has its own banner.
+  } catch (error) {
+    if (error.offline) return; // an unreachable service has its own banner
+    banner.hidden = false;
+    banner.textContent = `The service cannot answer right now (${error.message.replace(/;? *try again\.?$/, '')}). `
+      + 'Ratings and reviews given meanwhile are kept and sent again; the page carries on by itself once it answers.';
   }
 }

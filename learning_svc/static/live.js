@@ -7,7 +7,7 @@
 import { api } from './api.js';
 import { isOffline, onResume } from './connection.js';
 import { filterParams, refreshPickersSoon } from './filters.js';
-import { addJob, refreshCountSoon, renderJob, renderStatus } from './list.js';
+import { addJob, checkHealth, refreshCountSoon, renderJob, renderStatus } from './list.js';
 import { adoptUnsentRating, ratedElsewhere } from './rating.js';
 import { reviewedElsewhere } from './review.js';
 import { markIfSelected } from './selection.js';
@@ -18,6 +18,7 @@ const POLL_INTERVAL_MS = 1000; // a watched folder's image is listed ~0.5 s afte
 
 let timer = null;
 let polling = false;
+let feedFailed = false; // the last poll was answered with an error (a 503): health was asked why
 
 export function changesUrl(position) {
   const params = filterParams();
@@ -48,8 +49,13 @@ async function poll() {
       setPosition(data.next);
       more = data.more;
     }
-  } catch {
-    // Unreachable: the offline banner says so and the feed resumes from the same position.
+    if (feedFailed) checkHealth(); // answering again: the banner goes at once
+    feedFailed = false;
+  } catch (error) {
+    // Unreachable: the offline banner says so and the feed resumes from the same position. A
+    // service that answers 503 (its database away): the banner says so, once.
+    if (!error.offline && !feedFailed) checkHealth();
+    feedFailed = !error.offline;
   } finally {
     polling = false;
     clearTimeout(timer);
