@@ -8,6 +8,8 @@ import os
 import uuid
 from pathlib import Path
 
+from filelock import FileLock
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -79,25 +81,42 @@ FOLDER_ID_FILE = "learning_svc_folder.id"
 def data_folder_id(data_dir: Path) -> str:
     """The data folder's own id, made on first use: a server database's index records the id of
     the folder it indexes (index/sync.claim_index), so that a service or an import of another folder
-    refuses it instead of rebuilding it from that folder's files under the first one."""
+    refuses it instead of rebuilding it from that folder's files under the first one.
+
+    The file also holds where the folder is. A copy (`cp -a`, rsync) carries the id along, and two
+    services of the original and its copy took one database's index for each one's own and rebuilt
+    it from their own journals in turn: a folder whose file names another place, where a folder of
+    the same id still is, is a copy and takes an id of its own (its database then refuses it, or a
+    `reindex` gives it the index). A folder moved or restored keeps its id."""
     path = data_dir / FOLDER_ID_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+    here = os.path.realpath(data_dir)
+    with FileLock(data_dir / f".{FOLDER_ID_FILE}.lock"):
+        try:
+            folder_id, _, where = path.read_text(encoding="utf-8").partition("\n")
+        except FileNotFoundError:
+            folder_id, where = "", ""
+        folder_id, where = folder_id.strip(), where.strip()
+        if folder_id and where == here:
+            return folder_id
+        if not folder_id or (where and _same_folder_elsewhere(where, here, folder_id)):
+            folder_id = uuid.uuid4().hex  # new, or a copy: an id of its own
+        made = data_dir / f".{FOLDER_ID_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        made.write_text(f"{folder_id}\n{here}\n", encoding="utf-8")
+        os.replace(made, path)  # whole or not at all
+        fsync_dir(data_dir)
+        return folder_id
+
+
+def _same_folder_elsewhere(where: str, here: str, folder_id: str) -> bool:
+    """The folder the id file names (not this one) is there, with the same id: this is its copy."""
+    if where == here:
+        return False
     try:
-        return path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    made = data_dir / f".{FOLDER_ID_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    made.write_text(uuid.uuid4().hex + "\n", encoding="ascii")
-    try:
-        os.link(made, path)  # whole or not at all; another process's id wins a race
-    except FileExistsError:
-        pass
-    except OSError:  # no hard links here (FAT, some network shares): a rename, whole but not exclusive
-        if not path.exists():
-            os.replace(made, path)
-    finally:
-        made.unlink(missing_ok=True)
-    return path.read_text(encoding="ascii").strip()
+        return (Path(where) / FOLDER_ID_FILE).read_text(encoding="utf-8").partition("\n")[0].strip() == folder_id
+    except (OSError, UnicodeDecodeError):
+        return False  # moved, deleted, on another machine: this one is the folder
 
 
 def hold_index_file(index_path: Path, exclusive: bool) -> int | None:

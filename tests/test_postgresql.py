@@ -22,6 +22,7 @@ from learning_svc.config import Settings
 from learning_svc.index.plan import Filters, Page
 from learning_svc.index.sync import ForeignIndex, rebuild
 from learning_svc.journal import Journal
+from learning_svc.osutil import data_folder_id
 from learning_svc.service import Service
 from learning_svc.verify import verify_index
 
@@ -269,6 +270,41 @@ def test_a_wrong_database_url_is_one_line_on_stderr_and_exit_1(postgres, tmp_pat
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
         assert "is not usable" in lines[0] and "not installed" in lines[0], lines[0]
+
+
+def test_a_copy_of_a_data_folder_is_another_folder_to_its_database(postgres, tmp_path):
+    """An outside run: `cp -a` of a served folder carried its id file along, so a service of the
+    copy on the same database was taken for the same folder. The two rebuilt the index from
+    their own journals in turn; the copy answered 404 for its own acknowledged job and 500 for
+    reading the other journal's offsets. A copy now has an id of its own: its database refuses
+    it with one line until a `reindex` of the copy takes the index over."""
+    import shutil
+
+    from learning_svc.service import LostIndex
+
+    url = postgres.new_database()
+    original = Settings(data_dir=tmp_path / "original", database_url=url)
+    service = Service(original).start()
+    try:
+        created, _ = service.record_job(records.parse(records.JobIn, {"job_id": "a", "completed_at": 1.7e9}))
+        assert created
+        shutil.copytree(original.data_dir, tmp_path / "copy", symlinks=True)  # cp -a while it serves
+        copy = Settings(data_dir=tmp_path / "copy", database_url=url)
+        with pytest.raises(ForeignIndex, match="indexes another data folder than"):
+            Service(copy).start()
+        created, _ = service.record_job(records.parse(records.JobIn, {"job_id": "b", "completed_at": 1.7e9 + 1}))
+        assert created and service.count(Filters())["jobs"] == 2
+        assert verify_index(original) == []
+        moved = tmp_path / "moved"  # a folder moved (served no more where it was) keeps its id and index
+        service.close()
+        shutil.move(original.data_dir, moved)
+        service = Service(Settings(data_dir=moved, database_url=url)).start()
+        assert service.count(Filters())["jobs"] == 2
+        rebuild(url, Journal(copy.log_path), Journal(copy.ratings_path), None, folder_id=data_folder_id(copy.data_dir))
+        with pytest.raises(LostIndex, match="became the index of another data folder"):
+            service.count(Filters())  # the copy's reindex took the index over: the original knows it
+    finally:
+        service.close()
 
 
 def test_two_data_folders_on_one_database_do_not_take_each_others_index(postgres, tmp_path):
