@@ -444,7 +444,7 @@ def install_error_handlers(app) -> None:
         # The index database is down, restarting or refusing connections (or SQLite's file is
         # locked past its timeout): a moment's trouble to try again, not a bug. What was
         # acknowledged is in the JSONL either way.
-        app.logger.warning("the index database could not be read: %s", " ".join(str(error.orig or error).split()))
+        app.extensions["learning_svc"].log_unread(error)
         return error_response(503, "unavailable", index_error_message(error))
 
     @app.errorhandler(ProgrammingError)

@@ -333,6 +333,9 @@ class Service:
         self._renewal_lock = threading.Lock()
         self._refused_unlogged = 0  # writes refused since the last line that said so (_log_refused)
         self._refused_log_after = 0.0
+        self._unread_unlogged = 0  # reads answered 503 since the last line that said so (log_unread)
+        self._unread_log_after = 0.0
+        self._unread_lock = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Service:
@@ -608,6 +611,22 @@ class Service:
         )
         self._refused_unlogged = 0
         self._refused_log_after = now + REFUSED_LOG_SECONDS
+
+    def log_unread(self, error: DBAPIError) -> None:
+        """One line for requests answered 503 because the index database could not be read, at
+        most every REFUSED_LOG_SECONDS with how many since (a 60 s PostgreSQL outage under a few
+        readers and an open page wrote ~900 lines, one a request: an outside run)."""
+        with self._unread_lock:
+            self._unread_unlogged += 1
+            now = time.monotonic()
+            if now < self._unread_log_after:
+                return
+            count, self._unread_unlogged, self._unread_log_after = self._unread_unlogged, 0, now + REFUSED_LOG_SECONDS
+        log.warning(
+            "%d request(s) answered 503: the index database could not be read: %s",
+            count,
+            " ".join(str(error.orig or error).split())[:300],
+        )
 
     def _checkpoints(self) -> None:
         """SQLite: the WAL is copied back into the index file here, every CHECKPOINT_SECONDS

@@ -1076,6 +1076,31 @@ def test_writes_refused_while_the_index_database_is_away_are_logged_once_a_while
     ], lines
 
 
+def test_reads_answered_503_while_the_index_database_is_away_are_logged_once_a_while(app, monkeypatch, caplog):
+    """A 60 s PostgreSQL outage under a few readers and an open page wrote ~900 WARNING lines,
+    one a request (an outside run). Reads too are now one line at most every
+    REFUSED_LOG_SECONDS, with how many were answered 503."""
+    from sqlalchemy.exc import OperationalError
+
+    service = app.extensions["learning_svc"]
+    client = app.test_client()
+
+    def away(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("connection refused\n\tIs the server running?"))
+
+    monkeypatch.setattr(service, "count", away)
+    with caplog.at_level("WARNING"):
+        statuses = [client.get("/api/count").status_code for _ in range(30)]
+        service._unread_log_after = 0.0  # as if REFUSED_LOG_SECONDS had passed
+        assert client.get("/api/count").status_code == 503
+    assert statuses == [503] * 30
+    lines = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
+    assert lines == [
+        "1 request(s) answered 503: the index database could not be read: connection refused Is the server running?",
+        "30 request(s) answered 503: the index database could not be read: connection refused Is the server running?",
+    ], lines
+
+
 def test_health_says_how_far_a_deleted_index_is_made_anew(settings, monkeypatch):
     """At a million jobs the new index takes minutes: /api/health said "being made anew" with a
     `since` of the moment it was asked (it moved at every call) and nothing of its progress.
