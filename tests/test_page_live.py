@@ -667,7 +667,9 @@ def test_an_open_page_says_so_while_postgresql_is_away_and_not_after(postgres_of
     from learning_svc.config import Settings
 
     settings = Settings(
-        data_dir=tmp_path / "learning", output_root=tmp_path / "outputs", database_url=postgres_of_its_own.new_database()
+        data_dir=tmp_path / "learning",
+        output_root=tmp_path / "outputs",
+        database_url=postgres_of_its_own.new_database(),
     )
     server = LiveServer(settings)
     try:
