@@ -371,7 +371,10 @@ class Service:
             self._checkpointer.start()
         return self
 
-    def close(self) -> None:
+    def close(self, index_everything: bool = False) -> None:
+        """Stop. `index_everything` (an import): the follower indexes what was acknowledged however
+        long that takes, instead of STOP_SECONDS (a 200,000-job import left most of its jobs for
+        the next start, which took 90 s in silence: an outside run)."""
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
@@ -388,7 +391,7 @@ class Service:
             self._follower_stop = True
             self._follow_wake.set()
             self._follow_now.set()
-            self._follower.join(timeout=STOP_SECONDS)
+            self._follower.join(timeout=None if index_everything else STOP_SECONDS)
             self._follower = None
         self._stopping.set()
         if self._checkpointer:

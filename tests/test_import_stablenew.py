@@ -492,3 +492,32 @@ def test_an_exported_review_with_more_tags_than_a_job_holds_keeps_the_rest_of_it
         assert job["tags"] == [f"t{i}" for i in range(MAX_TAGS)]
     finally:
         app.extensions["learning_svc"].close()
+
+
+def test_an_import_ends_with_everything_it_wrote_indexed(tmp_path, monkeypatch, caplog):
+    """An outside run: a 200,000-job import ended while its index was far behind (the follower
+    was given STOP_SECONDS at close), and the next `serve` spent 90 s indexing the rest, its log
+    silent. An import now waits for its index; a start with much to index says so first."""
+    import sqlite3
+
+    from learning_svc import gen
+    from learning_svc import service as service_module
+    from learning_svc.index import sync
+
+    monkeypatch.setattr(service_module, "STOP_SECONDS", 0.0)  # as if the follower were minutes behind
+    history = tmp_path / "jobs.jsonl"
+    history.write_bytes(b"".join(orjson.dumps(record) + b"\n" for record in gen.generate_records(3000, 7)))
+    settings = Settings(data_dir=tmp_path / "learning")
+    assert run_import(settings, [history]).tally.imported["jobs"] == 3000
+    with sqlite3.connect(settings.index_path) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 3000
+        indexed = conn.execute("SELECT \"offset\" FROM checkpoints WHERE name = 'log'").fetchone()[0]
+    assert indexed == settings.log_path.stat().st_size
+
+    settings.index_path.unlink()  # a start with the whole journal to index
+    monkeypatch.setattr(sync, "SAID_BACKLOG_BYTES", 1024)
+    with caplog.at_level("INFO", logger="learning_svc.index.sync"):
+        app = create_app(settings)
+        app.extensions["learning_svc"].close()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("indexing ")]
+    assert said and "learning_log_v2.jsonl that the index does not hold yet" in said[0], said

@@ -589,7 +589,7 @@ def _write(service: Service, tally: Tally, paths, settings: Settings, dry_run: b
         tally.problems.append({"file": None, "line": None, "outcome": "stopped", "reason": str(error)})
         raise
     finally:
-        service.close()
+        service.close(index_everything=True)  # the next start finds the index complete
 
 
 def _owned(service: Service, writer: Writer, items) -> set[str]:

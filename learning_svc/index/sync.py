@@ -50,6 +50,7 @@ from .tables import (
 )
 
 log = logging.getLogger(__name__)
+SAID_BACKLOG_BYTES = 32 * 2**20  # a start that has more than this to index says so first (~6,000 jobs)
 BATCH_LINES = 2000
 PARALLEL_ABOVE_BYTES = 64 << 20  # backlogs worth starting worker processes for
 INDEX_BUILD_CACHE_KIB = 8192  # a rebuild's page cache while it sorts its secondary indexes
@@ -447,6 +448,12 @@ class Indexer:
         for name, journal, apply in ((RATINGS, self.ratings, self.apply_ratings), (LOG, self.log, self.apply_log)):
             with self.engine.begin() as conn:
                 start = read_checkpoint(conn, name).offset
+            if ends[name] - start > SAID_BACKLOG_BYTES:  # minutes at a million jobs: not in silence
+                log.info(
+                    "indexing %.0f MB of %s that the index does not hold yet (a rebuild, or writes it was behind)",
+                    (ends[name] - start) / 2**20,
+                    journal.path.name,
+                )
             parallel = name == LOG and ends[name] - start > self.parallel_above and (os.cpu_count() or 1) > 1
             items = (
                 self.prepared_log_lines(start, ends[name])
