@@ -114,6 +114,9 @@ def main():
         root.addHandler(handler)
         root.setLevel(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # "Task queue depth is 2": every thumbnail-heavy page load queues a few requests (a scale run
+    # counted 88 such warnings); the 503s and timeouts that matter are logged by the service.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
 data_dir_option = click.option(

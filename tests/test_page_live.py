@@ -689,3 +689,18 @@ def test_an_open_page_says_so_while_postgresql_is_away_and_not_after(postgres_of
         expect(page.locator(JOB)).to_have_count(1)
     finally:
         server.stop()
+
+
+def test_before_its_count_comes_a_list_with_more_pages_does_not_read_as_complete(live_server, open_page):
+    """A scale run: for ~0.6 s after a search the status said "Showing 50 jobs", as if 50 were all
+    that matched, until the count said "Showing 50 of 90,700 jobs"."""
+    assert set(live_server.post_jobs(jobs_at(1_700_000_000, 60, "job"))) == {201}
+    held = []
+    page = open_page(live_server, "/?q=nothing-matches")
+    page.route("**/api/count*", lambda route: held.append(route))  # held until the status is read
+    page.goto("/")
+    expect(page.locator(JOB)).to_have_count(50)
+    expect(page.locator("#status")).to_have_text("Showing 50 jobs · counting…")
+    for route in held:
+        route.continue_()
+    expect(page.locator("#status")).to_have_text("Showing 50 of 60 jobs · 60 unrated left")

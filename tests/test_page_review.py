@@ -1483,3 +1483,20 @@ def test_shift_click_selects_the_cards_and_not_the_text_between_them(live_server
     card(page, ids[4]).locator(".job-body").click(modifiers=["Shift"])
     expect(page.locator(".job.selected")).to_have_count(5)
     assert page.evaluate("() => String(window.getSelection())") == ""
+
+
+def test_undoing_a_tag_on_every_matching_job_names_it_in_words(live_server, open_page):
+    """A scale run: "Undone: tags_add of 3229 jobs", the API's key, after a tag given to every
+    matching job."""
+    ids = image_jobs(live_server, 3, prefix="bulk")
+    page = open_page(live_server, "/?pack=bulk")
+    select_all_matching(page, ids[0], 3)
+    page.keyboard.press("t")
+    page.keyboard.type("keeper")
+    page.keyboard.press("Enter")
+    expect(page.locator("#toast")).to_contain_text("Changed 3 jobs")
+    page.keyboard.press("Escape")
+    eventually(lambda: sorted(listed(live_server, "tag=keeper")) == sorted(ids))
+    page.keyboard.press("u")
+    expect(page.locator("#toast")).to_have_text("Undone: tags of 3 jobs")
+    eventually(lambda: listed(live_server, "tag=keeper") == [])

@@ -187,3 +187,18 @@ def test_a_worker_waking_a_stopped_server_cannot_write_into_a_file_that_took_its
     finally:
         server.close()
         app.extensions["learning_svc"].close()
+
+
+def test_waitress_queue_depth_is_not_a_warning_in_the_log(tmp_path, monkeypatch):
+    """A scale run counted 88 "Task queue depth is 2" warnings from ordinary page loads (a page's
+    thumbnails queue a few requests behind the threads): the commands log them no more."""
+    import logging
+
+    from click.testing import CliRunner
+
+    from learning_svc.cli import main
+
+    monkeypatch.setattr(logging.getLogger("waitress.queue"), "level", logging.NOTSET)
+    result = CliRunner().invoke(main, ["verify", "--data-dir", str(tmp_path / "none")])
+    assert result.exit_code == 1, result.output  # no such data folder: the group's set-up ran
+    assert not logging.getLogger("waitress.queue").isEnabledFor(logging.WARNING)

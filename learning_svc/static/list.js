@@ -161,7 +161,8 @@ function statusText() {
   if (shown === 0 && !state.done) return state.failed ? 'No jobs loaded' : 'Loading…';
   if (shown === 0) return hasFilters() ? 'No matching jobs' : 'No jobs yet';
   const count = state.count;
-  if (!count) return `Showing ${plural(shown, 'job')}`;
+  // More pages and no count yet: not "Showing 50 jobs", which reads as all there are (a scale run).
+  if (!count) return state.done ? `Showing ${plural(shown, 'job')}` : `Showing ${plural(shown, 'job')} · counting…`;
   // A count asked before jobs that arrived since (it is asked again at once) is said with them
   // added: new jobs are unrated, unless the filters are on ratings (then that part waits for
   // the count). It said "all rated" of a page whose first job had just come in. (A count below

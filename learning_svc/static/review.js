@@ -54,7 +54,7 @@ export function redrawJob(job) {
 
 // ---------------------------------------------------------------- storing
 
-function describe(set, count) {
+export function describe(set, count) {
   const what = 'rating' in set ? 'rating' : 'flag' in set ? 'flag' : 'note' in set ? 'note' : 'scores' in set ? 'scores' : 'tags';
   return count === 1 ? what : `${what} of ${plural(count, 'job')}`;
 }

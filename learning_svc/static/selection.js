@@ -5,7 +5,7 @@
 
 import { api } from './api.js';
 import { apiParams, filterParams } from './filters.js';
-import { openTagEditor, redrawJob, review } from './review.js';
+import { describe, openTagEditor, redrawJob, review } from './review.js';
 import { state } from './store.js';
 import { applySet, pushUndo, trackAction } from './undo.js';
 import { $, h, plural, showToast } from './util.js';
@@ -124,7 +124,7 @@ async function applyToAllMatching(set) {
       if ('rating' in set) job.savedRating = set.rating;
       redrawJob(job);
     }
-    pushUndo(`${Object.keys(set)[0]} of ${plural(count, 'job')}`, result.previous);
+    pushUndo(describe(set, count), result.previous); // "tags of 3229 jobs", not the API key "tags_add of 3229 jobs"
     showToast(`Changed ${plural(result.changed, 'job')}`, { info: true });
     return true;
   } catch (error) {
