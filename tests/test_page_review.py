@@ -555,18 +555,22 @@ def test_a_job_of_several_images_compares_its_own_images(live_server, open_page)
     expect(compare.locator("tr.differs")).to_have_count(0)
 
 
-def test_the_slider_lays_an_upscale_exactly_over_its_base_image(live_server, open_page):
-    """A 512 px image and its 1024 px upscale: the slider drew the small one at its own size in
-    the middle of the large one, so the two pictures did not line up at the cut."""
-    [base] = image_jobs(live_server, 1, prefix="base", size=(64, 64))
-    [upscale] = image_jobs(live_server, 1, prefix="upscale", size=(128, 128))
-    page = open_page(live_server)
-    for job_id in (base, upscale):
+def open_slider(server: LiveServer, open_page, *sizes: tuple[int, int]) -> Page:
+    """A job of one image of each size, selected in that order, compared in the slider."""
+    ids = [image_jobs(server, 1, prefix=f"s{i}", size=size)[0] for i, size in enumerate(sizes)]
+    page = open_page(server)
+    for job_id in ids:
         card(page, job_id).locator(".job-body").click(modifiers=["Control"])
     page.keyboard.press("c")
     page.keyboard.press("s")
-    images = page.locator("#compare .compare-box img")
-    expect(images).to_have_count(2)
+    expect(page.locator("#compare .compare-box img")).to_have_count(len(sizes))
+    return page
+
+
+def test_the_slider_lays_an_upscale_exactly_over_its_base_image(live_server, open_page):
+    """A 512 px image and its 1024 px upscale: the slider drew the small one at its own size in
+    the middle of the large one, so the two pictures did not line up at the cut."""
+    page = open_slider(live_server, open_page, (64, 64), (128, 128))
     page.wait_for_function(
         """() => {
             const [a, b] = [...document.querySelectorAll('#compare .compare-box img')];
@@ -580,14 +584,7 @@ def test_the_slider_lays_an_upscale_exactly_over_its_base_image(live_server, ope
 def test_the_slider_cuts_two_images_of_other_shapes_at_the_same_place(live_server, open_page):
     """A new-user run: a portrait image and a square one in the slider. The cut was at a percent of
     the top image's own width, and the square is wider, so the two did not meet at the cut."""
-    [portrait] = image_jobs(live_server, 1, prefix="portrait", size=(64, 96))
-    [square] = image_jobs(live_server, 1, prefix="square", size=(128, 128))
-    page = open_page(live_server)
-    for job_id in (portrait, square):
-        card(page, job_id).locator(".job-body").click(modifiers=["Control"])
-    page.keyboard.press("c")
-    page.keyboard.press("s")
-    expect(page.locator("#compare .compare-box img")).to_have_count(2)
+    page = open_slider(live_server, open_page, (64, 96), (128, 128))
     page.wait_for_function(
         "() => [...document.querySelectorAll('#compare .compare-box img')].every((i) => i.complete && i.naturalWidth)"
     )

@@ -41,6 +41,13 @@ def listed(server: LiveServer) -> dict[str, dict]:
     return {Path(job["outputs"][0]).name: job for job in jobs if job["outputs"]}
 
 
+def serve_watching(settings, watched: Path, root: Path) -> LiveServer:
+    """A server watching `watched` (outputs under `root`), once its watch is "watching"."""
+    server = LiveServer(replace(settings, watch=(watched,), output_root=root))
+    wait_for(lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["state"] == "watching", "watching")
+    return server
+
+
 pytestmark = pytest.mark.slow  # real timers: settle times and folder retries
 
 
@@ -108,11 +115,8 @@ def test_a_folder_deleted_and_made_again_at_once_is_watched_again(settings, tmp_
     while health said "watching"."""
     watched = tmp_path / "outputs"
     watched.mkdir()
-    server = LiveServer(replace(settings, watch=(watched,), output_root=tmp_path))
+    server = serve_watching(settings, watched, tmp_path)
     try:
-        wait_for(
-            lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["state"] == "watching", "watching"
-        )
         shutil.rmtree(watched)
         watched.mkdir()
         shutil.copy(pngs / "fooocus.png", watched / "after.png")
@@ -489,11 +493,8 @@ def test_a_damaged_image_nothing_writes_is_reported_within_seconds(settings, tmp
     being written."""
     watched = tmp_path / "outputs"
     watched.mkdir()
-    server = LiveServer(replace(settings, watch=(watched,), output_root=tmp_path))
+    server = serve_watching(settings, watched, tmp_path)
     try:
-        wait_for(
-            lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["state"] == "watching", "watching"
-        )
         (watched / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnotreally")
         dropped = time.monotonic()
         health = wait_for(
