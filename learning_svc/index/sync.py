@@ -206,8 +206,9 @@ def claim_index(conn: Connection, folder_id: str, url: str, data_dir: Path) -> N
     )
     if index_owner(conn) != folder_id:
         raise ForeignIndex(
-            f"the index database {url} indexes another data folder than {data_dir} (or this folder's "
-            f"id file {FOLDER_ID_FILE} was deleted or replaced, e.g. by a restore): serve that folder "
+            f"the index database {url} indexes another data folder than {data_dir} (a copy of a folder "
+            f"is another folder; or this folder's id file {FOLDER_ID_FILE} was deleted or replaced, e.g. by a "
+            f"restore): serve that folder "
             f"(--data-dir, LEARNING_SVC_DATA_DIR), give this one a database of its own, or make the "
             f"database this folder's index with `learning-svc reindex --data-dir {data_dir}`"
         )
