@@ -839,6 +839,10 @@ def amendment_changes(current: dict, patch: dict, replace: bool) -> tuple[dict, 
     needs `replace`. Fields the patch gives with their current value change nothing.
     """
     changes = {k: v for k, v in patch.items() if current.get(k) != v}
+    if changes.keys() & {"prompt", "negative_prompt"}:
+        for key in ("loras", "embeddings"):  # named with a new prompt: kept as given, not found in it again
+            if key in patch and key not in changes:
+                changes[key] = patch[key]
     refused = [] if replace else [k for k in changes if is_set(current.get(k))]
     return changes, refused
 

@@ -454,6 +454,9 @@ def test_an_amended_prompt_brings_its_own_loras_and_embeddings(client):
     assert client.get("/api/jobs/given").json["record"]["loras"] == [{"name": "mine", "weight": 1.0}]
     assert [j["job_id"] for j in client.get("/api/jobs?lora=foo").json["jobs"]] == ["found"]
     assert client.get("/api/jobs?lora=old").json["jobs"] == []
+    kept = [{"name": "foo", "weight": 0.5}]  # named with the next prompt, unchanged: kept as given
+    assert patch(client, "found", {"prompt": "plain", "loras": kept}, replace="true").status_code == 200
+    assert client.get("/api/jobs/found").json["record"]["loras"] == kept
 
 
 def test_a_held_text_search_follows_new_jobs_and_ratings(client):

@@ -1314,8 +1314,9 @@ def test_copy_parameters_of_an_imported_image_is_the_image_s_own_infotext(live_s
     assert "Hires upscale: 1.5" in bodies["a1111_v110.png"]["run_config"]["metadata"]["parameters"]
     assert "Distilled CFG Scale: 3.5" in bodies["forge_flux.png"]["run_config"]["metadata"]["parameters"]
 
-    amended = bodies["a1111_v110.png"]["job_id"]
-    patched = live_server.http.patch(f"{live_server.url}/api/jobs/{amended}?replace=true", json={"prompt": "a castle"})
+    amended = bodies["a1111_v110.png"]["job_id"]  # its LoRAs named with the new prompt: kept, not found in it again
+    change = {"prompt": "a castle", "loras": bodies["a1111_v110.png"]["loras"]}
+    patched = live_server.http.patch(f"{live_server.url}/api/jobs/{amended}?replace=true", json=change)
     assert patched.status_code == 200, patched.text
     reseeded = bodies["forge_flux.png"]["job_id"]  # a review: only the prompts were compared
     patched = live_server.http.patch(f"{live_server.url}/api/jobs/{reseeded}?replace=true", json={"seed": 456})
