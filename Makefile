@@ -54,7 +54,7 @@ postgres:
 	  echo "installing Debian's postgresql for the PostgreSQL leg of the tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
-# One pytest worker a core (at most 4): the suite takes ~12 min on 2 cores instead of ~20.
+# One pytest worker a core (at most 4): the suite takes ~15 min on 2 cores instead of ~20.
 XDIST := -n auto --maxprocesses 4
 
 test: install browser axe postgres lint
