@@ -272,6 +272,25 @@ class Backlog:
                 del self._values[key]
 
 
+class Throttled:
+    """A trouble that comes again and again (each request while the index database is away) said
+    in one log line at most every `seconds`, with how many times since the last line."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.unsaid, self.next_line = seconds, 0, 0.0
+        self.lock = threading.Lock()
+
+    def count(self, times: int) -> int | None:
+        """Count `times` more; how many to say now, or None when the last line is too recent."""
+        with self.lock:
+            self.unsaid += times
+            now = time.monotonic()
+            if now < self.next_line:
+                return None
+            said, self.unsaid, self.next_line = self.unsaid, 0, now + self.seconds
+            return said
+
+
 class Service:
     def __init__(self, settings: Settings, match_sets: MatchSets | None = None):
         self.settings = settings.check()  # SettingsError before anything is opened: not a 500 per request
@@ -331,11 +350,8 @@ class Service:
         self._renewal: dict | None = None
         self._renew_noticed: float | None = None  # when /api/health first saw the file gone, before the renewal began
         self._renewal_lock = threading.Lock()
-        self._refused_unlogged = 0  # writes refused since the last line that said so (_log_refused)
-        self._refused_log_after = 0.0
-        self._unread_unlogged = 0  # reads answered 503 since the last line that said so (log_unread)
-        self._unread_log_after = 0.0
-        self._unread_lock = threading.Lock()
+        self.refused_writes = Throttled(REFUSED_LOG_SECONDS)  # said by _log_refused
+        self.refused_reads = Throttled(REFUSED_LOG_SECONDS)  # said by log_unread
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Service:
@@ -604,30 +620,20 @@ class Service:
         """One line for writes refused because the index database cannot be reached, at most
         every REFUSED_LOG_SECONDS with how many were refused since (a PostgreSQL stopped for 10 s
         under 8 clients wrote 342 lines, one a request)."""
-        self._refused_unlogged += count
-        now = time.monotonic()
-        if now < self._refused_log_after:
+        if (said := self.refused_writes.count(count)) is None:
             return
         message = (str(error.orig).strip().splitlines() or [repr(error.orig)])[0]
-        log.warning(
-            "%d write(s) refused (503, nothing written): the index database: %s", self._refused_unlogged, message[:300]
-        )
-        self._refused_unlogged = 0
-        self._refused_log_after = now + REFUSED_LOG_SECONDS
+        log.warning("%d write(s) refused (503, nothing written): the index database: %s", said, message[:300])
 
     def log_unread(self, error: DBAPIError) -> None:
         """One line for requests answered 503 because the index database could not be read, at
         most every REFUSED_LOG_SECONDS with how many since (a 60 s PostgreSQL outage under a few
         readers and an open page wrote ~900 lines, one a request: an outside run)."""
-        with self._unread_lock:
-            self._unread_unlogged += 1
-            now = time.monotonic()
-            if now < self._unread_log_after:
-                return
-            count, self._unread_unlogged, self._unread_log_after = self._unread_unlogged, 0, now + REFUSED_LOG_SECONDS
+        if (said := self.refused_reads.count(1)) is None:
+            return
         log.warning(
             "%d request(s) answered 503: the index database could not be read: %s",
-            count,
+            said,
             " ".join(str(error.orig or error).split())[:300],
         )
 

@@ -1066,7 +1066,7 @@ def test_writes_refused_while_the_index_database_is_away_are_logged_once_a_while
     monkeypatch.setattr(service, "_commit", away)
     with caplog.at_level("WARNING", logger="learning_svc.service"):
         statuses = [client.post("/api/jobs", json=job(f"away-{i}")).status_code for i in range(40)]
-        service._refused_log_after = 0.0  # as if REFUSED_LOG_SECONDS had passed
+        service.refused_writes.next_line = 0.0  # as if REFUSED_LOG_SECONDS had passed
         assert client.post("/api/jobs", json=job("away-last")).status_code == 503
     assert statuses == [503] * 40 and service.jobs_journal.size() == size
     lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
@@ -1091,7 +1091,7 @@ def test_reads_answered_503_while_the_index_database_is_away_are_logged_once_a_w
     monkeypatch.setattr(service, "count", away)
     with caplog.at_level("WARNING"):
         statuses = [client.get("/api/count").status_code for _ in range(30)]
-        service._unread_log_after = 0.0  # as if REFUSED_LOG_SECONDS had passed
+        service.refused_reads.next_line = 0.0  # as if REFUSED_LOG_SECONDS had passed
         assert client.get("/api/count").status_code == 503
     assert statuses == [503] * 30
     lines = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
