@@ -1164,3 +1164,31 @@ def test_an_image_moved_or_renamed_since_its_import_takes_its_job_along(tmp_path
             image.close()
     finally:
         app.extensions["learning_svc"].close()
+
+
+def test_utf16_user_comments_of_either_byte_order_keep_a_cjk_prompt(tmp_path):
+    """An outside run: the byte order of a UNICODE UserComment was guessed from its first two
+    bytes, so A1111's big-endian text starting with 一 (U+4E00: bytes 4E 00) was read as
+    little-endian, as were exiftool's little-endian CJK text and text with a BOM: the prompt
+    came out garbled and every setting was lost."""
+    infotext = image_fixtures.a1111_infotext(
+        "一个女孩, 微笑",
+        "低质量",
+        {"Steps": 20, "Sampler": "Euler a", "CFG scale": 7, "Seed": 4242, "Size": "512x768", "Model": "zh_model"},
+    )
+    (tmp_path / "images").mkdir()
+    for name, encoded in [
+        ("a1111_be.jpg", infotext.encode("utf_16_be")),  # A1111 (piexif): big-endian, no BOM
+        ("exiftool_le.webp", infotext.encode("utf_16_le")),
+        ("bom_le.jpg", infotext.encode("utf-16")),  # a BOM, then little-endian (on this machine)
+        ("bom_be.jpg", b"\xfe\xff" + infotext.encode("utf_16_be")),
+    ]:
+        exif = image_fixtures.exif_usercomment_raw(b"UNICODE\x00" + encoded)
+        image_fixtures.base_image(size=(64, 64)).save(tmp_path / "images" / name, exif=exif)
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    assert run_import(settings, [tmp_path / "images"]).tally.total()["imported"] == 4
+    for name, record in listed_by_file(settings).items():
+        assert (record["prompt"], record["negative_prompt"]) == ("一个女孩, 微笑", "低质量"), name
+        assert (record["seed"], record["model"], record["width"], record["height"]) == (4242, "zh_model", 512, 768), (
+            name
+        )

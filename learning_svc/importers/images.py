@@ -29,6 +29,7 @@ import io
 import json
 import re
 import struct
+import unicodedata
 import warnings
 import zlib
 from pathlib import Path
@@ -122,12 +123,27 @@ def decode_usercomment(raw: Any) -> str | None:
     if not isinstance(raw, (bytes, bytearray)) or len(raw) < 8:
         return None
     prefix, body = bytes(raw[:8]), bytes(raw[8:])
-    if prefix == b"UNICODE\x00":
-        little = len(body) >= 2 and body[0] != 0 and body[1] == 0
-        text = body.decode("utf_16_le" if little else "utf_16_be", "replace")
-    else:
-        text = body.decode("utf-8", "replace")
+    text = utf16(body) if prefix == b"UNICODE\x00" else body.decode("utf-8", "replace")
     return text.strip("\x00") or None
+
+
+def utf16(body: bytes) -> str:
+    """UTF-16 text of either byte order: its BOM's, else the decoding with more ASCII (an
+    infotext's settings line is ASCII; the other order turns each ASCII letter into a CJK
+    character), then with fewer unassigned, private or control characters, then big-endian
+    (A1111's). Guessing from the first two bytes read a prompt starting with a character
+    such as 一 (U+4E00) as little-endian."""
+    if body[:2] in (b"\xfe\xff", b"\xff\xfe"):
+        return body[2:].decode("utf_16_be" if body[:2] == b"\xfe\xff" else "utf_16_le", "replace")
+    return max((body.decode(order, "replace") for order in ("utf_16_be", "utf_16_le")), key=_plausible)
+
+
+def _plausible(text: str) -> tuple[int, int]:
+    ascii_ = sum(1 for c in text if " " <= c <= "~" or c in "\n\t")
+    odd = sum(
+        1 for c in text if c == "\ufffd" or (unicodedata.category(c) in ("Cn", "Co", "Cs", "Cc") and c not in "\n\r\t")
+    )
+    return ascii_, -odd
 
 
 def read_chunks(data: bytes) -> tuple[str, tuple[int, int], dict[str, str]]:
