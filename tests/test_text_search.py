@@ -51,6 +51,8 @@ def test_pages_follow_key_then_id_through_additions_and_rerating(built, later, d
         after = data.draw(st.one_of(st.none(), made_up, *([st.sampled_from(pairs)] if pairs else [])))
         n, below = data.draw(st.integers(1, 20)), data.draw(st.integers(0, 701))
         assert order.page(descending, after, n, below) == expected_page(current, descending, after, n, below)
+        for key in KEYS:  # the held count of unrated jobs (key -1) and the like
+            assert order.count_key(key, below) == sum(1 for job, k in current.items() if k == key and job < below)
     finally:
         text_search.MERGE_AT = saved
 

@@ -84,6 +84,14 @@ class Plan:
         f = self.page.filters
         return self.text is not None and self.text.kind == "set" and f == Filters(q=f.q)
 
+    def held_count(self) -> int | None:
+        """How many jobs match, counted in memory: for a held text search alone, or with
+        rated/unrated (the page's two counts); None otherwise."""
+        f = self.page.filters
+        if self.text is None or self.text.kind != "set" or f != Filters(q=f.q, rated=f.rated):
+            return None
+        return self.text.count(f.rated)
+
     def after(self, position: tuple) -> Plan:
         """The same plan for the next page."""
         return replace(self, page=replace(self.page, after=position))
@@ -105,8 +113,8 @@ def make_plan(conn: Connection, page: Page, match_sets: MatchSets, thresholds: T
     text = None
     if f.q and conn.dialect.name == "sqlite":
         text = match_sets.plan(conn, fts_query(f.q))
-    elif f.q and f == Filters(q=f.q) and (query := tsquery(f.q)) is not None:
-        text = match_sets.plan(conn, query)  # PostgreSQL: held for a search alone (Plan.held_alone)
+    elif f.q and f == Filters(q=f.q, rated=f.rated) and (query := tsquery(f.q)) is not None:
+        text = match_sets.plan(conn, query)  # PostgreSQL: held for a search alone (Plan.held_alone, held_count)
     return Plan(page, drive, numbers, probed, wide, text, conn.dialect.name)
 
 

@@ -431,6 +431,8 @@ def count(conn: Connection, plan: Plan, limit: int) -> tuple[int, bool]:
     """How many jobs match the plan's filters, counted up to `limit` (then False: "at least")."""
     if plan.page.filters.empty:
         return counts(conn)["jobs"], True
+    if (found := plan.held_count()) is not None:
+        return min(found, limit), found <= limit
     prepare(conn, plan)
     keys = page_keys(replace(plan, page=replace(plan.page, limit=limit, after=None))).subquery()
     found = conn.execute(select(func.count()).select_from(keys)).scalar_one()

@@ -47,6 +47,7 @@ FUNCTION = "text_match"  # the SQL function the listing calls; bound per query (
 # bisection wherever the matches sit in the order (a pack's words are all in one week of
 # jobs). The rating ones follow the rating events.
 ORDERS = ("completed_at", "duration_key", "rating_hi", "rating_lo")
+UNRATED = -1  # rating_hi of an unrated job (index/tables.py)
 
 
 @dataclass
@@ -105,6 +106,17 @@ class _Order:
             ids.extend(self.ids[done:])
         self.keys, self.ids = keys, ids
         self.tail, self.tail_keys, self.stale = [], {}, set()
+
+    def count_key(self, key: float, below: int) -> int:
+        """How many current entries have `key`, leaving out ids >= below (C-speed slices, then
+        a pass over the tie group's ids only when some of them may not count)."""
+        lo, hi = bisect_left(self.keys, key), bisect_right(self.keys, key)
+        group = self.ids[lo:hi]
+        if self.stale or (group and max(group) >= below):
+            main = sum(1 for job in group if job < below and job not in self.stale)
+        else:
+            main = hi - lo
+        return main + sum(1 for k, job in self.tail if k == key and job < below)
 
     def page(self, descending: bool, after: tuple | None, n: int, below: int) -> list[int]:
         """The next n ids after the cursor position (key, id), leaving out ids >= below (not in the reader's snapshot)."""
@@ -165,6 +177,20 @@ class TextPlan:
         """The ids of the next n matches of a held search in one of ORDERS."""
         with self.held.lock:
             return self.held.orders[order].page(descending, after, n, self.below)
+
+    def count(self, rated: bool | None) -> int:
+        """How many jobs of the snapshot a held search matches (all, rated or unrated), from
+        memory: counting them in SQL calls text_match() once a job (~0.5 s at 200,000 jobs)."""
+        held = self.held
+        with held.lock:
+            if held.below <= self.below:  # no jobs past this snapshot held yet (the usual case)
+                matches = len(held.ids)
+            else:
+                matches = sum(1 for job in held.ids if job < self.below)
+            if rated is None:
+                return matches
+            unrated = held.orders["rating_hi"].count_key(UNRATED, self.below)
+        return matches - unrated if rated else unrated
 
 
 class MatchSets:
