@@ -141,6 +141,9 @@ def sampler_name(raw: Any) -> tuple[str | None, str | None]:
     name = raw.strip()
     key = name.lower().removeprefix("k_").removesuffix("_gpu")
     scheduler = None
+    head, _, tail = key.rpartition(" ")  # comfy-image-saver's A1111-style line: `euler_ancestral karras`
+    if head and tail in SCHEDULERS and head.removesuffix("_gpu") in SAMPLERS:
+        key, scheduler = head.removesuffix("_gpu"), SCHEDULERS[tail]
     if key.endswith("_k") and key[:-2] in SAMPLERS:
         key, scheduler = key[:-2], "Karras"
     return SAMPLERS.get(key, name), scheduler

@@ -155,11 +155,12 @@ EXPECTED = {
         height=1152,
         model="juggernautXL_v8Rundiffusion",
         loras={"sd_xl_offset_example-lora_1.0": 0.1},
+        vae=None,  # Fooocus writes "Default (model)": the model's own, no VAE of its own
     ),
     "fooocus.jpg": dict(generator="Fooocus", sampler="DPM++ 2M SDE", seed=6952411511246973023),
     "fooocus.webp": dict(generator="Fooocus", sampler="DPM++ 2M SDE", seed=6952411511246973023),
     "fooocus_a1111_scheme.png": dict(
-        generator="Fooocus", scheduler="Karras", steps=30, loras={"sd_xl_offset_example-lora_1.0": 0.1}
+        generator="Fooocus", scheduler="Karras", steps=30, loras={"sd_xl_offset_example-lora_1.0": 0.1}, vae=None
     ),
     "novelai.png": dict(
         generator="NovelAI",
@@ -1192,3 +1193,214 @@ def test_utf16_user_comments_of_either_byte_order_keep_a_cjk_prompt(tmp_path):
         assert (record["seed"], record["model"], record["width"], record["height"]) == (4242, "zh_model", 512, 768), (
             name
         )
+
+
+def _plain_comfy_graph() -> dict:
+    """The default ComfyUI graph (as the UI saves it): loader 4, latent 5, prompts 6/7, KSampler 3, decode 8, save 9."""
+    return {
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": 156680208700286, "steps": 20, "cfg": 8.0, "sampler_name": "euler", "scheduler": "normal",
+            "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 768, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    }  # fmt: skip
+
+
+def _reversed(graph: dict) -> dict:
+    return dict(reversed(list(graph.items())))
+
+
+def test_comfyui_settings_are_the_first_pass_sampler_s_whatever_the_node_order():
+    """An outside run: the model, seed, size and sampler were the first matching node's in the
+    JSON's key order, so a graph listed in another order (scripts, edited API graphs) gave a
+    refiner's model and seed, a hires pass's settings and size, an unused loader's model and an
+    upscale's size. They are now read from the sampler that made the latent, along its links."""
+    import json
+
+    def found(graph: dict) -> dict:
+        return images.from_comfyui({"prompt": json.dumps(graph)})
+
+    plain = ("v1-5-pruned-emaonly.safetensors", 156680208700286, "euler", "normal", 20, 8.0, 512, 768)
+
+    def settings_of(f: dict) -> tuple:
+        return (
+            f["model"],
+            f["seed"],
+            f["sampler"],
+            f["scheduler"],
+            f["steps"],
+            f["cfg_scale"],
+            f["width"],
+            f["height"],
+        )
+
+    assert settings_of(found(_plain_comfy_graph())) == plain
+    assert settings_of(found(_reversed(_plain_comfy_graph()))) == plain
+
+    hires = _plain_comfy_graph()  # a second pass over the upscaled latent, with its own settings
+    hires["10"] = {
+        "class_type": "LatentUpscale",
+        "inputs": {
+            "samples": ["3", 0],
+            "upscale_method": "nearest-exact",
+            "width": 1024,
+            "height": 1536,
+            "crop": "disabled",
+        },
+    }
+    hires["11"] = {
+        "class_type": "KSampler",
+        "inputs": {
+            "seed": 1,
+            "steps": 12,
+            "cfg": 5.0,
+            "sampler_name": "dpmpp_sde",
+            "scheduler": "exponential",
+            "denoise": 0.5,
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "latent_image": ["10", 0],
+        },
+    }
+    hires["8"]["inputs"]["samples"] = ["11", 0]
+    assert settings_of(found(_reversed(hires))) == plain
+
+    refiner = _plain_comfy_graph()  # SDXL base then refiner (KSamplerAdvanced), the refiner listed first
+    refiner["4"]["inputs"]["ckpt_name"] = "sd_xl_base_1.0.safetensors"
+    refiner["3"] = {
+        "class_type": "KSamplerAdvanced",
+        "inputs": {
+            "add_noise": "enable",
+            "noise_seed": 721897303308196,
+            "steps": 25,
+            "cfg": 8.0,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "start_at_step": 0,
+            "end_at_step": 20,
+            "return_with_leftover_noise": "enable",
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "latent_image": ["5", 0],
+        },
+    }
+    refiner["12"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_refiner_1.0.safetensors"}}
+    refiner["11"] = {
+        "class_type": "KSamplerAdvanced",
+        "inputs": {
+            "add_noise": "disable",
+            "noise_seed": 0,
+            "steps": 25,
+            "cfg": 8.0,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "start_at_step": 20,
+            "end_at_step": 10000,
+            "return_with_leftover_noise": "disable",
+            "model": ["12", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "latent_image": ["3", 0],
+        },
+    }
+    refiner["8"]["inputs"]["samples"] = ["11", 0]
+    got = found({k: refiner[k] for k in ["12", "11", *[k for k in refiner if k not in ("11", "12")]]})
+    assert (got["model"], got["seed"], got["steps"]) == ("sd_xl_base_1.0.safetensors", 721897303308196, 25)
+
+    unused = _plain_comfy_graph()  # an image upscale after decoding, and a loader left unconnected
+    unused["8"]["inputs"]["samples"] = ["3", 0]
+    unused["51"] = {
+        "class_type": "ImageScale",
+        "inputs": {
+            "image": ["8", 0],
+            "upscale_method": "nearest-exact",
+            "width": 2048,
+            "height": 3072,
+            "crop": "disabled",
+        },
+    }
+    unused["50"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "unused_model.safetensors"}}
+    unused["9"]["inputs"]["images"] = ["51", 0]
+    assert settings_of(found({"51": unused["51"], "50": unused["50"], **unused})) == plain
+
+    sdxl_text = _plain_comfy_graph()  # an SDXL text encoder's own width/height are not the latent's
+    sdxl_text["6"] = {
+        "class_type": "CLIPTextEncodeSDXL",
+        "inputs": {
+            "width": 4096,
+            "height": 4096,
+            "crop_w": 0,
+            "crop_h": 0,
+            "target_width": 4096,
+            "target_height": 4096,
+            "text_g": "a lighthouse",
+            "text_l": "a lighthouse",
+            "clip": ["4", 1],
+        },
+    }
+    assert settings_of(found({"6": sdxl_text["6"], **sdxl_text})) == plain
+
+
+def test_a_comfyui_lora_loader_left_unconnected_is_not_a_lora_of_the_image():
+    """An outside run: every LoraLoader in the saved graph was a LoRA of the image, also one
+    rewired out of the way (not bypassed): the ones on the way to the sampler are."""
+    import json
+
+    graph = _plain_comfy_graph()
+    graph["60"] = {
+        "class_type": "LoraLoader",
+        "inputs": {
+            "lora_name": "dead.safetensors",
+            "strength_model": 0.9,
+            "strength_clip": 0.9,
+            "model": ["4", 0],
+            "clip": ["4", 1],
+        },
+    }
+    graph["61"] = {
+        "class_type": "LoraLoader",
+        "inputs": {
+            "lora_name": "live.safetensors",
+            "strength_model": 0.3,
+            "strength_clip": 0.3,
+            "model": ["4", 0],
+            "clip": ["4", 1],
+        },
+    }
+    graph["62"] = {
+        "class_type": "LoraLoader",
+        "inputs": {  # on the prompts' clip only: it shapes the image too
+            "lora_name": "clip_only.safetensors",
+            "strength_model": 0.7,
+            "strength_clip": 0.7,
+            "model": ["4", 0],
+            "clip": ["4", 1],
+        },
+    }
+    graph["3"]["inputs"]["model"] = ["61", 0]
+    graph["6"]["inputs"]["clip"] = ["62", 1]
+    found = images.from_comfyui({"prompt": json.dumps(graph)})
+    assert found["lora_weights"] == {"live.safetensors": 0.3, "clip_only.safetensors": 0.7}
+
+
+def test_an_a1111_style_line_written_by_a_comfyui_node_is_comfyui_s():
+    """An outside run: comfy-image-saver's nodes write A1111's `parameters` line with
+    `Version: ComfyUI` and the sampler as `euler_ancestral karras`; the image was taken for
+    AUTOMATIC1111's and the sampler kept as written."""
+    line = image_fixtures.a1111_infotext(
+        "a lighthouse",
+        "blurry",
+        {"Steps": 20, "Sampler": "euler_ancestral karras", "CFG scale": 7, "Seed": 5, "Size": "512x768",
+         "Model": "v1-5", "Version": "ComfyUI"},
+    )  # fmt: skip
+    found = images.parse_chunks({"parameters": line})
+    assert found["generator"] == "ComfyUI"
+    from learning_svc.prompts import sampler_name
+
+    assert sampler_name(found["sampler"]) == ("Euler a", "Karras")

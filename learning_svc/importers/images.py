@@ -43,6 +43,8 @@ from ..prompts import SCHEDULERS, sampler_name
 from . import Item, Job, Problem, Where
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+# What a UI writes for "no VAE of its own: the model's" (Fooocus: `Default (model)`)
+MODEL_S_OWN_VAE = ("Default (model)", "None")
 MAX_FILE = 256 << 20  # larger files are not images a UI wrote
 MAX_KEPT_TEXT = 256 << 10  # raw chunks kept in the record up to this size each (a ComfyUI workflow can be big)
 STEALTH_MAX_PIXELS = 16_777_216  # 4096 x 4096 RGBA, 64 MB decoded: larger images are not read for stealth data
@@ -452,6 +454,8 @@ def from_a1111(chunks: dict) -> dict:
         generator = "Fooocus"
     elif version.startswith("f") or "Distilled CFG Scale" in params:
         generator = "Forge"
+    elif version.lower().startswith("comfyui"):  # comfy-image-saver's nodes write A1111's line too
+        generator = "ComfyUI"
     sampler = params.get("Sampler")
     scheduler = params.get("Schedule type") or params.get("Scheduler")
     width, height = _size(params.get("Size"))
@@ -586,6 +590,85 @@ def _comfy_loras(prompt: dict, nodes: list[dict]) -> dict:
     return loras
 
 
+def _node_order(node_id: str) -> tuple:
+    """ComfyUI numbers nodes as they are added: the lower number first, whatever the key order."""
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+
+
+class _Graph:
+    """A ComfyUI API graph (the `prompt` chunk) walked along its links, so that what is read
+    is what the saved image was made from, whatever order the nodes are listed in: the
+    sampler that made the latent (not a refiner or a hires pass after it, nor a node left
+    unconnected), the model and size wired into that sampler, the LoRAs and VAE on the way
+    to the saved image."""
+
+    def __init__(self, prompt: dict):
+        self.prompt = prompt
+        self.nodes = {
+            str(key): node["inputs"]
+            for key, node in sorted(prompt.items(), key=lambda item: _node_order(str(item[0])))
+            if isinstance(node, dict) and isinstance(node.get("inputs"), dict)
+        }
+        self.kinds = {
+            str(key): str(node.get("class_type", "")) for key, node in prompt.items() if isinstance(node, dict)
+        }
+        outputs = [n for n in self.nodes if any(k in self.kinds[n] for k in ("Save", "Preview"))]
+        # What made the saved image: everything upstream of the output nodes (every node
+        # when none is known, as in a graph saved by a custom node without one).
+        self.live = set(self.upstream(outputs, include_start=True)) if outputs else set(self.nodes)
+        self.outputs = outputs
+
+    def upstream(self, starts: list[str], include_start: bool = False) -> list[str]:
+        """Node ids reached from `starts` against the links, nearest first."""
+        seen, queue, order = set(starts), list(starts), list(starts) if include_start else []
+        while queue:
+            nid = queue.pop(0)
+            for value in (self.nodes.get(nid) or {}).values():
+                if _is_link(value) and (src := str(value[0])) in self.nodes and src not in seen:
+                    seen.add(src)
+                    order.append(src)
+                    queue.append(src)
+        return order
+
+    def from_input(self, nid: str, key: str) -> list[str]:
+        """The nodes upstream of one input of a node, nearest first."""
+        value = self.nodes.get(nid, {}).get(key)
+        if not _is_link(value) or str(value[0]) not in self.nodes:
+            return []
+        return self.upstream([str(value[0])], include_start=True)
+
+    def samplers(self) -> list[str]:
+        return [n for n, inputs in self.nodes.items() if "latent_image" in inputs and n in self.live]
+
+    def first_pass(self) -> str | None:
+        """The sampler whose latent comes from no other sampler (the base pass), among the
+        live ones; the lowest-numbered when several are."""
+        samplers = self.samplers()
+        roots = [n for n in samplers if not set(self.from_input(n, "latent_image")) & set(samplers)]
+        return (roots or samplers or [None])[0]
+
+    def find(self, nodes: list[str], *keys: str) -> Any:
+        """The first of `nodes` holding one of `keys`: its value, followed through links."""
+        for nid in nodes:
+            inputs = self.nodes[nid]
+            for key in keys:
+                if key in inputs and (value := _wired(self.prompt, inputs[key], (key,))) is not None:
+                    return value
+        return None
+
+
+def _latent_size(graph: _Graph, nodes: list[str]) -> tuple[Any, Any]:
+    """An empty latent's size among `nodes` (the efficiency pack's loader makes the latent itself)."""
+    for nid in nodes:
+        inputs = graph.nodes[nid]
+        for w, h in (("width", "height"), ("empty_latent_width", "empty_latent_height")):
+            if w in inputs and h in inputs:
+                sizes = (_wired(graph.prompt, inputs[w], (w, "width")), _wired(graph.prompt, inputs[h], (h, "height")))
+                if all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+                    return sizes
+    return None, None
+
+
 def from_comfyui(chunks: dict) -> dict | None:
     try:
         prompt = json.loads(chunks["prompt"])
@@ -600,36 +683,30 @@ def from_comfyui(chunks: dict) -> dict | None:
     if not isinstance(workflow, dict) or not all(isinstance(link, list) for link in workflow.get("links") or [None]):
         workflow = _comfy_links(prompt)
     info = _parsed("ComfyUIParser", {"prompt": prompt, "workflow": workflow})
-    nodes = [
-        node["inputs"] for node in prompt.values() if isinstance(node, dict) and isinstance(node.get("inputs"), dict)
-    ]
-
-    def first(*keys: str) -> Any:
-        """The first node's value of one of `keys`, followed through links (_wired)."""
-        for inputs in nodes:
-            for key in keys:
-                if key in inputs and (value := _wired(prompt, inputs[key], (key,))) is not None:
-                    return value
-        return None
-
-    checkpoint = first("ckpt_name", "unet_name")
-    latent = next(  # an empty latent's size (the efficiency pack's loader makes the latent itself)
-        (
-            sizes
-            for inputs in nodes
-            for w, h in (("width", "height"), ("empty_latent_width", "empty_latent_height"))
-            if w in inputs and h in inputs
-            for sizes in [(_wired(prompt, inputs[w], (w, "width")), _wired(prompt, inputs[h], (h, "height")))]
-            if all(isinstance(n, int) and not isinstance(n, bool) for n in sizes)
-        ),
-        (None, None),
-    )
-    vae = first("vae_name")
-    sampler = _first_sampler(info)
+    graph = _Graph(prompt)
+    live = [n for n in graph.nodes if n in graph.live]
+    base = graph.first_pass()
+    # The sampler's settings: its own node's, or a node with them upstream (SamplerCustomAdvanced's KSamplerSelect).
+    around = graph.upstream([base], include_start=True) if base else live
+    ksampler = next((graph.nodes[n] for n in around if "sampler_name" in graph.nodes[n]), None)
+    ksampler = ksampler or next((graph.nodes[n] for n in live if "sampler_name" in graph.nodes[n]), {})
+    sampler = None
+    if info is not None and info.samplers:
+        sampler = next((s for s in info.samplers if str(s.sampler_id) == base), info.samplers[0])
     params = dict(sampler.parameters) if sampler else {}
-    ksampler = next((inputs for inputs in nodes if "sampler_name" in inputs), {})
     if info is None and not ksampler:
         return None
+    model_path = graph.from_input(base, "model") if base else []
+    checkpoint = graph.find(model_path, "ckpt_name", "unet_name")
+    if checkpoint is None:
+        checkpoint = graph.find(live, "ckpt_name", "unet_name")
+    width, height = _latent_size(graph, graph.from_input(base, "latent_image")) if base else (None, None)
+    if width is None and not base:
+        width, height = _latent_size(graph, live)
+    vae = graph.find(graph.upstream(graph.outputs) if graph.outputs else live, "vae_name")
+    # LoRAs on the way to the saved image: a loader left unconnected made nothing
+    feeding = set(graph.upstream(graph.samplers(), include_start=True)) if graph.samplers() else set(live)
+    lora_nodes = [graph.nodes[n] for n in live if n in feeding]
 
     def setting(key: str, *names: str) -> Any:
         """sd-parsers' value, else the sampler node's own, followed through links."""
@@ -643,21 +720,22 @@ def from_comfyui(chunks: dict) -> dict | None:
     seed = _int(setting("seed", "seed", "noise_seed"))
     if seed is None:
         seed = _int(params.get("noise_seed"))
+    prompter = graph.nodes.get(base, ksampler) if base else ksampler
     return {
         "generator": "ComfyUI",
-        "prompt": _prompts(info, sampler, False) or _comfy_text(prompt, ksampler.get("positive"), "positive"),
-        "negative_prompt": _prompts(info, sampler, True) or _comfy_text(prompt, ksampler.get("negative"), "negative"),
+        "prompt": _prompts(info, sampler, False) or _comfy_text(prompt, prompter.get("positive"), "positive"),
+        "negative_prompt": _prompts(info, sampler, True) or _comfy_text(prompt, prompter.get("negative"), "negative"),
         "sampler": (sampler.name if sampler and isinstance(sampler.name, str) and sampler.name != "unknown" else None)
         or _text_or_none(_wired(prompt, ksampler.get("sampler_name"), ("sampler_name", "sampler"))),
         "scheduler": _text_or_none(setting("scheduler", "scheduler")),
         "steps": _int(setting("steps", "steps", "steps_total")),
         "cfg_scale": _float(setting("cfg_scale", "cfg")),
         "seed": seed if seed is None or seed >= 0 else None,  # -1: "random", the seed itself not saved
-        "width": latent[0],
-        "height": latent[1],
+        "width": width,
+        "height": height,
         "model": checkpoint if isinstance(checkpoint, str) else None,
         "vae": vae if isinstance(vae, str) else None,
-        "lora_weights": _comfy_loras(prompt, nodes),
+        "lora_weights": _comfy_loras(prompt, lora_nodes),
         "parameters": {"samplers": [s.parameters for s in info.samplers] if info else []},
     }
 
@@ -925,7 +1003,7 @@ def image_job(path: Path, output_root: Path | None) -> Item:
                 "prompt": found.get("prompt"),
                 "negative_prompt": found.get("negative_prompt"),
                 "model": found.get("model"),
-                "vae": found.get("vae"),
+                "vae": None if found.get("vae") in MODEL_S_OWN_VAE else found.get("vae"),
                 "sampler": sampler,
                 "scheduler": scheduler,
                 "steps": found.get("steps"),
