@@ -521,3 +521,29 @@ def test_an_import_ends_with_everything_it_wrote_indexed(tmp_path, monkeypatch, 
         app.extensions["learning_svc"].close()
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("indexing ")]
     assert said and "learning_log_v2.jsonl that the index does not hold yet" in said[0], said
+
+
+def test_a_job_the_api_took_at_its_largest_comes_back_through_an_export(tmp_path):
+    """An outside run: a POST of just under 1 MiB was 201, but its export line (the stored
+    line: times, hashes, resolved fields, the export's own block) was over 1 MiB and the import
+    refused it, so the job could not be moved."""
+    here, there = Settings(data_dir=tmp_path / "here"), Settings(data_dir=tmp_path / "there")
+    big = "x" * (here.max_body_bytes - 300)
+    app = create_app(here)
+    try:
+        client = app.test_client()
+        body = {"job_id": "big", "completed_at": 1_764_003_600, "prompt": "a <lora:a:0.5>", "run_config": {"blob": big}}
+        assert client.post("/api/jobs", json=body).status_code == 201
+        exported = client.get("/api/export?format=jsonl").get_data()
+    finally:
+        app.extensions["learning_svc"].close()
+    assert len(exported) > here.max_body_bytes
+    export_file = tmp_path / "export.jsonl"
+    export_file.write_bytes(exported)
+    assert run_import(there, [export_file]).tally.imported == {"jobs": 1}
+    [line] = journal_lines(there.log_path)
+    assert line["run_config"]["blob"] == big and line["job_id"] == "big"
+    too_big = dict(orjson.loads(exported), job_id="bigger", run_config={"blob": "x" * (5 * here.max_body_bytes)})
+    export_file.write_bytes(orjson.dumps(too_big) + b"\n")
+    result = run_import(there, [export_file])
+    assert result.tally.imported == {} and "MiB" in str(result.tally.problems)

@@ -460,6 +460,12 @@ def _lacking_review(job_id: str, review: dict, current: dict) -> tuple[list[tupl
     return items, left_out
 
 
+# Our export's line is the stored line with its `learning_svc` block: a POST of up to
+# max_body_bytes grows by what the service adds (times, hashes, the LoRAs and embeddings its
+# prompts name), so that a job the API took comes back through an export whatever its size.
+STORED_LINE_ROOM = 4
+
+
 def _job_op(job: Job, max_bytes: int):
     """The write of one job: validated like a POST (and no larger than one); our own export's
     lines kept as stored."""
@@ -469,8 +475,9 @@ def _job_op(job: Job, max_bytes: int):
         raise records.InvalidRecord(
             f"cannot be written as JSON ({error})", [{"loc": "body", "msg": str(error)}]
         ) from None
-    if len(raw) > max_bytes:
-        msg = f"the record is {len(raw) / 2**20:.1f} MiB; the service takes up to {max_bytes / 2**20:g} MiB"
+    limit = max_bytes * (STORED_LINE_ROOM if job.stored else 1)
+    if len(raw) > limit:
+        msg = f"the record is {len(raw) / 2**20:.1f} MiB; the service takes up to {limit / 2**20:g} MiB"
         raise records.InvalidRecord(msg, [{"loc": "body", "msg": msg}])
     if not job.stored:  # as the API reads a body: the raw bytes screened for shape problems, not every value walked
         return job_op(records.parse_json(records.JobIn, raw))
