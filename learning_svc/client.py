@@ -8,12 +8,15 @@ was down.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import http.client
 import json
 import logging
 import os
+import socket
+import threading
 import time
 from pathlib import Path
 from urllib import error, request
@@ -71,7 +74,8 @@ class LearningClient:
         self.naive_timezone = timezones.naive_timezone(naive_timezone)
         # A proxy set in the environment must not carry requests meant for this machine.
         local = (urlsplit(self.base_url).hostname or "") in LOOPBACK
-        self._opener = request.build_opener(request.ProxyHandler({})) if local else request.build_opener()
+        handlers = [_HTTPWithDeadline(), _HTTPSWithDeadline()]
+        self._opener = request.build_opener(*([request.ProxyHandler({})] if local else []), *handlers)
 
     # ------------------------------------------------------------ the two calls
     def record_job(self, record: dict) -> dict | None:
@@ -223,23 +227,36 @@ class LearningClient:
         status, payload, reason = None, None, "did not answer"
         for attempt in range(self.retries + 1):
             req = request.Request(self.base_url + path, data=body, headers=headers, method=method)
+            # `timeout` bounds the whole request, not each read: a server sending a byte every
+            # half second kept a 2 s client 20 s (the socket's timeout restarts at every byte).
+            deadline = threading.Timer(self.timeout, _cut, (req,))
+            deadline.daemon = True
+            deadline.start()
             try:
                 with self._opener.open(req, timeout=self.timeout) as response:
                     data = response.read()
+                    if getattr(req, "cut", False):  # the answer ended when the deadline cut it
+                        raise TimeoutError(f"no whole answer within {self.timeout:g} s")
                     if response.headers.get_content_type() == NDJSON:  # a batch: one answer per line
                         return response.status, [_decode(line) for line in data.splitlines() if line.strip()], "ok"
                     return response.status, _decode(data), "ok"
             except error.HTTPError as exc:  # an answer, with an error status
-                status, payload = exc.code, _decode(exc.read())
-                reason = f"answered {exc.code}: {_message(payload) or exc.reason}"
-                if exc.code not in RETRY_STATUSES:
+                try:
+                    status, payload = exc.code, _decode(exc.read())
+                    reason = f"answered {exc.code}: {_message(payload) or exc.reason}"
+                except (OSError, http.client.HTTPException):  # its body cut off by the deadline
+                    status, payload, reason = None, None, f"did not answer within {self.timeout:g} s"
+                if exc.code not in RETRY_STATUSES and status is not None:
                     return status, payload, reason
             except (error.URLError, OSError, http.client.HTTPException) as exc:  # refused, reset, timed out
                 status, payload = None, None
                 cause = getattr(exc, "reason", exc)
-                reason = f"is unreachable ({cause})"
+                reason = f"did not answer within {self.timeout:g} s" if getattr(req, "cut", False) else None
+                reason = reason or f"is unreachable ({cause})"
                 if fall_back and isinstance(cause, ConnectionRefusedError):
                     return status, payload, reason
+            finally:
+                deadline.cancel()
             if attempt < self.retries:
                 delay = self.backoff * 2**attempt
                 log.warning("learning_svc at %s %s; retrying in %.2f s", self.base_url, reason, delay)
@@ -286,6 +303,35 @@ class LearningClient:
         if self.raise_errors:
             raise LearningClientError(message, status)
         return None
+
+
+class _HTTPWithDeadline(request.HTTPHandler):
+    """urllib's handler, keeping each request's connection on it so that _cut can reach its socket."""
+
+    def http_open(self, req):
+        return self.do_open(_kept(http.client.HTTPConnection, req), req)
+
+
+class _HTTPSWithDeadline(request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_kept(http.client.HTTPSConnection, req), req, context=self._context)
+
+
+def _kept(connection_class, req):
+    def make(*args, **kwargs):
+        req.connection = connection_class(*args, **kwargs)
+        return req.connection
+
+    return make
+
+
+def _cut(req) -> None:
+    """The request's time is up: shut its socket, which wakes the read waiting on it."""
+    req.cut = True
+    sock = getattr(getattr(req, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def encode(value, naive: dt.tzinfo = dt.UTC) -> bytes:

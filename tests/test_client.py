@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import socket
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -331,3 +332,45 @@ def test_an_offline_write_to_a_folder_no_service_used_says_where_it_went(tmp_pat
     warned = [r.getMessage() for r in caplog.records if "no service has recorded a job there" in r.getMessage()]
     assert len(warned) == 1 and str(folder.resolve()) in warned[0]  # once: the journal exists after
     assert all(str(folder.resolve()) in r.getMessage() for r in caplog.records if "appended to" in r.getMessage())
+
+
+def test_timeout_bounds_the_whole_request_not_each_read(tmp_path):
+    """An outside run: a server sending its answer a byte every half second kept a client with
+    timeout=1 and retries=0 for 19.5 s (the socket's timeout restarts at every byte). The
+    timeout now bounds each request; with data_dir the job then goes to the journal."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    stop = threading.Event()
+
+    def trickle():
+        answer = b'HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{"job_id": "x"}'
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                for byte in answer:
+                    if stop.wait(0.2):
+                        return
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        break
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        began = time.monotonic()
+        assert LearningClient(url, timeout=1.0, retries=0).record_job(job("slow")) is None
+        assert time.monotonic() - began < 3
+        began = time.monotonic()
+        client = LearningClient(url, data_dir=tmp_path / "learning", timeout=0.5, retries=1, backoff=0.01)
+        assert client.record_job(job("slow"))["offline"] is True
+        assert time.monotonic() - began < 4
+    finally:
+        stop.set()
+        listener.close()
+    assert [line["job_id"] for line in journal_lines(tmp_path / "learning" / "learning_log_v2.jsonl")] == ["slow"]
