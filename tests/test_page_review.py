@@ -1498,3 +1498,34 @@ def test_undoing_a_tag_on_every_matching_job_names_it_in_words(live_server, open
     page.keyboard.press("u")
     expect(page.locator("#toast")).to_have_text("Undone: tags of 3 jobs")
     eventually(lambda: listed(live_server, "tag=keeper") == [])
+
+
+def test_a_tag_typed_for_all_matching_goes_to_every_one_not_judged_by_the_loaded_cards(live_server, open_page):
+    """An outside run: with "Select all 60 matching" and the 50 loaded jobs already tagged, the
+    tag editor said "Tags of 50 jobs", showed the tag as every job's, and Enter did nothing: the
+    other 10 never got it (a click would have removed it from all 60). The jobs loaded later
+    by scrolling were not marked selected either."""
+    ids = image_jobs(live_server, 60, prefix="all")
+    for job_id in ids[:50]:  # the newest 50: the first page
+        response = live_server.http.post(f"{live_server.url}/api/jobs/{job_id}/review", json={"tags_add": ["fifty"]})
+        response.raise_for_status()
+    page = open_page(live_server, "/?pack=all")
+    expect(page.locator(JOB)).to_have_count(50)
+    select_all_matching(page, ids[0], 60)
+    page.keyboard.press("t")
+    expect(page.locator("#tag-editor-title")).to_have_text("Tags of all 60 matching jobs")
+    chip = page.locator(".tag-choice[data-tag='fifty']")
+    expect(chip).to_have_attribute("aria-pressed", "false")  # 10 of them lack it
+    page.locator("#tag-input").fill("fifty")
+    page.keyboard.press("Enter")
+    eventually(lambda: len(listed(live_server, "tag=fifty")) == 60)
+    expect(chip).to_have_attribute("aria-pressed", "true")  # now every one has it: asked again
+    page.locator("#tag-input").fill("fifty")
+    page.keyboard.press("Enter")
+    expect(page.locator("#tag-hint")).to_have_text("All 60 matching jobs have “fifty” already.")
+    chip.click()  # pressed: removes it from all 60
+    eventually(lambda: listed(live_server, "tag=fifty") == [])
+    page.locator("#tag-editor-done").click()
+    page.locator(JOB).last.scroll_into_view_if_needed()
+    expect(page.locator(JOB)).to_have_count(60)
+    expect(page.locator(f"{JOB}.selected")).to_have_count(60)

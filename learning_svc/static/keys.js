@@ -30,7 +30,7 @@ function flagInList(element, flag) {
 
 function tagInList(element) {
   if (!hasSelection()) return openTagEditor([job(element)]);
-  return openTagEditor(selectedJobs(), state.selectAll ? applyToSelection : null);
+  return openTagEditor(selectedJobs(), state.selectAll && { ...state.selectAll, apply: applyToSelection });
 }
 
 const inDetails = (action) => () => {

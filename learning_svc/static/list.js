@@ -8,7 +8,7 @@ import { isRandomSeed } from './generation.js';
 import { changesUrl, startFollowing } from './live.js';
 import { adoptUnsentRating, renderRatingWidget } from './rating.js';
 import { renderReview } from './review.js';
-import { markIfSelected } from './selection.js';
+import { markIfAllMatching, markIfSelected } from './selection.js';
 import { keepJob, pageLoaded, setCount, setFailed, setPending, setPosition, state, unratedOnly } from './store.js';
 import {
   $, basename, debounce, formatDuration, formatNumber, formatShortTime, formatTime, h, plural, relativeTime, samplerAndScheduler,
@@ -53,7 +53,9 @@ async function fetchPage(generation) {
     const first = state.cursor === null;
     const data = await api(jobsUrl(state.cursor, PAGE_SIZE));
     if (generation !== state.generation) return;
-    $('job-list').append(...data.jobs.filter((job) => !state.jobs.has(job.job_id)).map(addJob));
+    const added = data.jobs.filter((job) => !state.jobs.has(job.job_id));
+    $('job-list').append(...added.map(addJob));
+    added.forEach(markIfAllMatching);
     pageLoaded(data.next_cursor);
     if (lastFailure) checkHealth(); // back: a banner it showed goes at once, not at the next look
     lastFailure = null;

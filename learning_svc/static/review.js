@@ -167,7 +167,10 @@ export function rateImage(job, output, rating) {
 // ---------------------------------------------------------------- the tag editor
 
 let tagTargets = [];
-let tagApply = null; // how a tag change is stored (the selection may be "all matching")
+// {count, where, apply}: the selection is every job the filters match, most of them not loaded,
+// so whether they all have a tag is asked of the service (allHave), never judged from the cards.
+let allMatching = null;
+const allHave = new Map(); // folded tag -> every matching job has it
 let commonTags = [];
 let chipsNumbered = false; // once the commonest tags are in: before, chip 1 was the job's own first tag
 
@@ -182,12 +185,16 @@ async function loadCommonTags() {
 }
 
 // t: tags for the focused job, the selection, or the job in details or the viewer.
-export async function openTagEditor(jobs, apply = null) {
-  if (!jobs.length) return;
+// `all`: {count, where, apply} when "Select all N matching" was chosen.
+export async function openTagEditor(jobs, all = null) {
+  if (!jobs.length && !all) return;
   tagTargets = jobs.map((job) => job.job_id);
-  tagApply = apply;
+  allMatching = all;
+  allHave.clear();
   const dialog = $('tag-editor');
-  $('tag-editor-title').textContent = jobs.length === 1 ? 'Tags' : `Tags of ${plural(jobs.length, 'job')}`;
+  $('tag-editor-title').textContent = all
+    ? `Tags of all ${plural(all.count, 'matching job')}`
+    : jobs.length === 1 ? 'Tags' : `Tags of ${plural(jobs.length, 'job')}`;
   $('tag-input').value = '';
   $('tag-hint').textContent = '';
   chipsNumbered = false;
@@ -196,7 +203,30 @@ export async function openTagEditor(jobs, apply = null) {
   $('tag-input').focus(); // at once: what is typed next is the tag
   commonTags = (await loadCommonTags()).slice(0, 50);
   chipsNumbered = true;
+  await askWhoHasThem();
   if (dialog.open) renderTagEditor();
+}
+
+// For "all matching": whether every matching job has each offered tag (a count with the tag
+// added to the filters). Within a field the filters' values are alternatives, so with tags in
+// the filters it is known only for the one tag they name; unknown is "not all" (Enter adds).
+async function askWhoHasThem() {
+  if (!allMatching) return;
+  const { count, where } = allMatching;
+  const named = new URLSearchParams(where).getAll('tag');
+  await Promise.all(offeredTags(targets()).filter((tag) => !allHave.has(foldTag(tag))).map(async (tag) => {
+    if (named.length) {
+      allHave.set(foldTag(tag), named.length === 1 && foldTag(named[0]) === foldTag(tag));
+      return;
+    }
+    const query = new URLSearchParams(where);
+    query.append('tag', tag);
+    try {
+      allHave.set(foldTag(tag), (await api(`/api/count?${query}`)).jobs === count);
+    } catch {
+      // not known: shown as not all, and Enter adds it to all
+    }
+  }));
 }
 
 function targets() {
@@ -214,6 +244,7 @@ function offeredTags(jobs) {
 }
 
 function hasTag(jobs, tag) {
+  if (allMatching) return allHave.get(foldTag(tag)) === true;
   return jobs.length > 0 && jobs.every((job) => (job.tags ?? []).some((t) => foldTag(t) === foldTag(tag)));
 }
 
@@ -232,8 +263,13 @@ function renderTagEditor() {
 
 function storeTags(set, refused = () => {}) {
   const jobs = targets();
-  (tagApply ? tagApply(set) : review(jobs, set)).then((saved) => {
+  const all = allMatching;
+  (all ? all.apply(set) : review(jobs, set)).then(async (saved) => {
     if (saved === false) refused();
+    if (all && all === allMatching) { // asked again: what the change made of them
+      allHave.clear();
+      await askWhoHasThem();
+    }
     renderTagEditor();
   });
   renderTagEditor();
@@ -252,6 +288,7 @@ function addTag(typed) {
   // A tag the service refuses (one that shows nothing, say) is no chip: it stayed, a blank one.
   const forget = () => { if (!offered) commonTags = commonTags.filter((t) => t !== tag); };
   if (!hasTag(targets(), tag)) storeTags({ tags_add: [tag] }, forget);
+  else if (allMatching) $('tag-hint').textContent = `All ${plural(allMatching.count, 'matching job')} have “${tag}” already.`;
 }
 
 function chipTag(key) {

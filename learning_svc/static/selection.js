@@ -75,6 +75,14 @@ export function markIfSelected(job) {
   if (state.selected.has(job.job_id)) markElement(job.element, true);
 }
 
+// With "all matching" chosen, the jobs of a page loaded later (scrolling on) are among them:
+// marked too. Not jobs arriving since: the count confirmed did not hold them.
+export function markIfAllMatching(job) {
+  if (!state.selectAll) return;
+  state.selected.add(job.job_id);
+  markElement(job.element, true);
+}
+
 function renderBar() {
   const bar = $('selection-bar');
   const count = state.selectAll ? state.selectAll.count : state.selected.size;
@@ -161,8 +169,9 @@ export function flagSelection(flag) {
 function onBarClick(event) {
   const button = event.target.closest('button');
   if (!button) return;
-  if (button.dataset.tags !== undefined) openTagEditor(selectedJobs(), state.selectAll ? applyToSelection : null);
-  else if (button.dataset.rating !== undefined) applyToSelection({ rating: Number(button.dataset.rating) });
+  if (button.dataset.tags !== undefined) {
+    openTagEditor(selectedJobs(), state.selectAll && { ...state.selectAll, apply: applyToSelection });
+  } else if (button.dataset.rating !== undefined) applyToSelection({ rating: Number(button.dataset.rating) });
   else if (button.dataset.flag) flagSelection(button.dataset.flag);
 }
 
