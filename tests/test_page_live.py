@@ -704,3 +704,61 @@ def test_before_its_count_comes_a_list_with_more_pages_does_not_read_as_complete
     for route in held:
         route.continue_()
     expect(page.locator("#status")).to_have_text("Showing 50 of 60 jobs · 60 unrated left")
+
+
+def test_a_flag_tags_and_a_note_given_while_offline_are_kept_and_sent(live_server, open_page):
+    """An outside run: a note typed in details while the service was away was thrown away when
+    details closed ("Not saved: the service cannot be reached"), and so were p and a tag given
+    on a card: only stars were kept. They are queued with the ratings, survive a reload, and
+    are sent in order once the service answers."""
+    from test_page_review import image_jobs, summary
+
+    first, second = image_jobs(live_server, 2)
+    page = open_page(live_server)
+    expect(card(page, first)).to_be_visible()
+    down = lambda route: route.abort()  # noqa: E731 - as if the service were away
+    for pattern in ("**/api/jobs/*/review", "**/api/ratings:batch", "**/api/health"):
+        page.route(pattern, down)
+    card(page, first).focus()
+    page.keyboard.press("p")
+    expect(card(page, first).get_by_role("alert")).to_contain_text("Not saved yet")
+    page.keyboard.press("t")
+    page.locator("#tag-input").fill("hands")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    card(page, second).focus()
+    page.keyboard.press("Enter")  # details
+    page.locator("#details-note").fill("eyes are off")
+    page.keyboard.press("Escape")  # closed with the note unsaved: saved, and kept while away
+    expect(card(page, second).get_by_role("alert")).to_contain_text("Not saved yet")
+    expect(card(page, first).locator(".flag-pick")).to_be_visible()
+    page.reload()  # still away: the queue is in localStorage, and the cards show what was given
+    for pattern in ("**/api/jobs/*/review", "**/api/ratings:batch", "**/api/health"):
+        page.route(pattern, down)
+    expect(card(page, first).locator(".tag", has_text="hands")).to_be_visible()
+    assert summary(live_server, first)["flag"] is None
+    for pattern in ("**/api/jobs/*/review", "**/api/ratings:batch", "**/api/health"):
+        page.unroute(pattern)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and summary(live_server, second)["note"] != "eyes are off":
+        time.sleep(0.1)
+    assert (summary(live_server, first)["flag"], summary(live_server, first)["tags"]) == ("pick", ["hands"])
+    assert summary(live_server, second)["note"] == "eyes are off"
+    expect(card(page, first).locator(".job-error")).to_have_text("")
+
+
+def test_a_note_typed_and_left_by_a_reload_is_saved(live_server, open_page):
+    """An outside run: a note typed in details and not saved was lost without a word when the
+    page was reloaded or closed."""
+    from test_page_review import image_jobs, summary
+
+    [job_id] = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    card(page, job_id).focus()
+    page.keyboard.press("Enter")
+    page.locator("#details-note").fill("keep me")
+    page.reload()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and summary(live_server, job_id)["note"] != "keep me":
+        time.sleep(0.1)
+    assert summary(live_server, job_id)["note"] == "keep me"

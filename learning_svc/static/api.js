@@ -59,7 +59,7 @@ function refusal(error) {
   }).join('; ');
 }
 
-export async function api(path, { method = 'GET', body } = {}) {
+export async function api(path, { method = 'GET', body, keepalive = false } = {}) {
   const headers = {};
   if (method !== 'GET') {
     headers['Content-Type'] = 'application/json';
@@ -67,7 +67,7 @@ export async function api(path, { method = 'GET', body } = {}) {
   }
   let response;
   try {
-    response = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
+    response = await fetch(path, { method, headers, body: body && JSON.stringify(body), keepalive });
   } catch {
     wentOffline();
     throw new ApiError('the service cannot be reached', 0);

@@ -108,10 +108,40 @@ function saveQueue() {
 // The rating last given to a job and not sent yet (undefined: none waits).
 export function unsentRating(jobId) {
   for (let i = queue.length - 1; i >= 0; i -= 1) {
-    if (queue[i].job_id === jobId && queue[i].output == null) return queue[i].rating;
+    if (queue[i].job_id === jobId && queue[i].output == null && !queue[i].review) return queue[i].rating;
   }
   return undefined;
 }
+
+export function hasUnsent() {
+  return queue.length > 0;
+}
+
+// A review (flag, tags, note, sub-scores) the service could not take now: kept in the same
+// queue, in order with the ratings, and shown as given until it is sent (a flag, a tag or a
+// note given while the service restarted was thrown away; only stars were kept).
+export function enqueueReview(jobs, set, message = UNSENT) {
+  queue.push({ job_id: jobs[0].job_id, jobs: jobs.map((job) => job.job_id), review: set });
+  saveQueue();
+  for (const job of jobs) if (job.element) setJobError(job, message, { unsent: true });
+}
+
+function sendReview({ jobs, review: set }, options = {}) {
+  if (jobs.length === 1) {
+    return api(`${jobUrl(jobs[0])}/review`, { method: 'POST', body: { ...set, source: 'web' }, ...options });
+  }
+  const items = jobs.map((jobId) => ({ job_id: jobId, output: null, set }));
+  return api('/api/ratings:batch', { method: 'POST', body: { items, source: 'web' }, ...options });
+}
+
+// The page is left (reload, tab closed) with a note typed: queued (the next page sends it if
+// this request does not get out) and sent with keepalive, which outlives the page.
+export function sendWhileLeaving(job, set) {
+  enqueueReview([job], set);
+  sendReview({ jobs: [job.job_id], review: set }, { keepalive: true }).catch(() => {});
+}
+
+const waitsFor = (jobId) => queue.some((entry) => entry.job_id === jobId || entry.jobs?.includes(jobId));
 
 // A one-image job's image rating, kept with its job's while the service is away (the job's was
 // sent later and the image's lost). Sent after it, in order.
@@ -132,10 +162,11 @@ export async function flushUnsentRatings() {
   flushing = true;
   try {
     while (queue.length) {
-      const { job_id: jobId, rating, output = null } = queue[0];
+      const entry = queue[0];
+      const { job_id: jobId, rating, output = null } = entry;
       let refusal = null;
       try {
-        await send(jobId, rating, output);
+        await (entry.review ? sendReview(entry) : send(jobId, rating, output));
       } catch (error) {
         if (error.offline) return; // resumed once the service answers again
         if (!error.refused) { // busy (503): try again shortly
@@ -146,6 +177,15 @@ export async function flushUnsentRatings() {
       }
       queue.shift();
       saveQueue();
+      if (entry.review) {
+        for (const id of entry.jobs) {
+          const job = jobById(id);
+          if (!job) continue;
+          if (refusal) reviewRefused(job, refusal);
+          else if (!waitsFor(id)) setJobError(job, '');
+        }
+        continue;
+      }
       const job = jobById(jobId);
       if (output != null) {
         if (job && !refusal) applySet(job, output, { rating });
@@ -168,8 +208,26 @@ export async function flushUnsentRatings() {
   }
 }
 
-// A job about to be shown: a rating waiting in the queue is what the user last gave it.
+// A queued review the service refused after all: the job as the service has it, and why.
+async function reviewRefused(job, refusal) {
+  setJobError(job, `Not saved: ${refusal.message}`);
+  try {
+    const { summary } = await api(jobUrl(job.job_id));
+    for (const key of ['flag', 'tags', 'note', 'scores']) job[key] = summary[key];
+    redrawJob(job);
+  } catch {
+    // shown as given until the next look at it
+  }
+}
+
+// A job about to be shown: a rating or review waiting in the queue is what the user last gave it.
 export function adoptUnsentRating(job) {
+  const reviews = queue.filter((entry) => entry.review && entry.jobs.includes(job.job_id));
+  for (const entry of reviews) applySet(job, null, entry.review);
+  if (reviews.length) {
+    redrawJob(job);
+    setJobError(job, UNSENT, { unsent: true });
+  }
   const rating = unsentRating(job.job_id);
   if (rating === undefined) return;
   job.rating = rating;

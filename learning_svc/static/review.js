@@ -4,7 +4,9 @@
 
 import { api, jobUrl } from './api.js';
 import { detailsJob } from './details.js';
-import { enqueueImageRating, rateJob, showJobRating, unsentRating } from './rating.js';
+import {
+  enqueueImageRating, enqueueReview, flushUnsentRatings, hasUnsent, rateJob, sendWhileLeaving, showJobRating, unsentRating,
+} from './rating.js';
 import { jobById } from './store.js';
 import { applySet, foldTag, pushUndo, trackAction } from './undo.js';
 import { $, h, plural, showToast } from './util.js';
@@ -78,6 +80,13 @@ async function store(jobs, set, { output = null, undoInto = null } = {}) {
     job.reviewing = (job.reviewing ?? 0) + 1;
     redrawJob(job);
   }
+  const queueable = output == null && !('rating' in set);
+  if (queueable && hasUnsent()) { // after those waiting to be sent, in order
+    enqueueReview(jobs, set);
+    for (const job of jobs) job.reviewing -= 1;
+    flushUnsentRatings();
+    return false;
+  }
   const turn = sending;
   let sent;
   sending = new Promise((resolve) => { sent = resolve; });
@@ -102,6 +111,11 @@ async function store(jobs, set, { output = null, undoInto = null } = {}) {
     else pushUndo(describe(set, jobs.length), undo);
     return true;
   } catch (error) {
+    if (queueable && (error.offline || !error.refused)) { // away or busy: kept, sent once it answers
+      enqueueReview(jobs, set);
+      if (!error.offline) setTimeout(flushUnsentRatings, 5000);
+      return false;
+    }
     for (const { job, snapshot: saved } of before) { // only what this change touched
       for (const key of touched(set, output)) job[key] = saved[key];
       redrawJob(job);
@@ -335,10 +349,10 @@ function onTagKey(event) {
 // closes, or the box loses focus: leaving does not throw it away (Save and Ctrl+Enter save at once).
 let unsavedNote = null;
 
-export function saveUnsavedNote() {
+export function saveUnsavedNote({ unloading = false } = {}) {
   const save = unsavedNote;
   unsavedNote = null;
-  save?.({ leaving: true });
+  save?.({ leaving: true, unloading });
 }
 
 export function renderNoteAndScores(job) {
@@ -352,11 +366,16 @@ export function renderNoteAndScores(job) {
       : '';
     return length > MAX_NOTE;
   };
-  const saveNote = ({ leaving = false } = {}) => {
+  const saveNote = ({ leaving = false, unloading = false } = {}) => {
     const value = note.value.trim();
     if (value === (job.note ?? '')) return;
-    if (!tooLong()) review([job], { note: value });
-    else if (leaving) showToast(`The note on ${job.job_id} was not saved: ${hint.textContent}`);
+    if (tooLong()) {
+      if (leaving) showToast(`The note on ${job.job_id} was not saved: ${hint.textContent}`);
+    } else if (unloading) {
+      sendWhileLeaving(job, { note: value });
+    } else {
+      review([job], { note: value });
+    }
   };
   unsavedNote = saveNote;
   save.addEventListener('click', () => saveNote());
@@ -394,6 +413,8 @@ export function renderNoteAndScores(job) {
 }
 
 export function initReview() {
+  // A reload or a closed tab with a note typed and not saved: it is kept (it was lost without a word).
+  window.addEventListener('pagehide', () => saveUnsavedNote({ unloading: true }));
   $('tag-editor').addEventListener('keydown', onTagKey);
   $('tag-choices').addEventListener('click', (event) => {
     const choice = event.target.closest('.tag-choice');
