@@ -1529,3 +1529,61 @@ def test_a_tag_typed_for_all_matching_goes_to_every_one_not_judged_by_the_loaded
     page.locator(JOB).last.scroll_into_view_if_needed()
     expect(page.locator(JOB)).to_have_count(60)
     expect(page.locator(f"{JOB}.selected")).to_have_count(60)
+
+
+def test_the_viewer_hides_the_last_image_until_the_next_is_in_and_fetches_the_next_ahead(live_server, open_page):
+    """An outside run: with large images, j showed the next job's stars and parameters for up to
+    0.8 s beside the previous image, so a fast rater rated an image not seen yet; and every step
+    waited for the whole file. The old image is hidden ("Loading…") until the new one is in, and
+    the images before and after the one shown are fetched ahead."""
+    ids = image_jobs(live_server, 3, prefix="pre")
+    held, asked, released = [], [], []
+
+    def hold(route):
+        asked.append(route.request.url)
+        if released:  # a request for it after the release (the image's own, if not the one fetched ahead)
+            route.continue_()
+        else:
+            held.append(route)
+
+    page = open_page(live_server)
+    page.route(f"**/api/jobs/{ids[1]}/outputs/0", hold)  # the full image, not its thumbnail
+    card(page, ids[0]).locator("img.thumb").click()
+    expect(page.locator("#viewer-position")).to_contain_text(ids[0])
+    expect(page.locator("#viewer-image")).to_be_visible()
+    eventually(lambda: asked)  # the next one asked for before j
+    page.keyboard.press("j")
+    expect(page.locator("#viewer-position")).to_contain_text(ids[1])
+    expect(page.locator("#viewer-image")).to_be_hidden()  # not the previous image beside its stars
+    expect(page.locator("#viewer-stage")).to_have_attribute("aria-busy", "true")
+    released.append(True)
+    for route in held:
+        route.continue_()
+    expect(page.locator("#viewer-image")).to_be_visible()
+    expect(page.locator("#viewer-stage")).not_to_have_attribute("aria-busy", "true")
+    assert page.locator("#viewer-image").evaluate("image => image.naturalWidth") == 64
+
+
+def test_back_closes_the_viewer_and_keeps_the_filtered_view(live_server, open_page):
+    """An outside run (on a phone): Back with the viewer open closed it and also left the
+    filtered view (the address went back to /). The viewer is a step in the history, as
+    details is: Back closes it; closing it by hand takes its step back out."""
+    ids = image_jobs(live_server, 2, prefix="back")
+    image_jobs(live_server, 1, prefix="other")
+    page = open_page(live_server, "/?pack=back")
+    expect(page.locator(JOB)).to_have_count(2)
+    focus(page, ids[0])
+    page.keyboard.press("v")
+    expect(page.locator("#viewer")).to_be_visible()
+    page.go_back()
+    expect(page.locator("#viewer")).to_be_hidden()
+    assert page.url.endswith("/?pack=back")
+    expect(page.locator(JOB)).to_have_count(2)
+    focus(page, ids[1])
+    page.keyboard.press("v")
+    expect(page.locator("#viewer")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#viewer")).to_be_hidden()
+    eventually(lambda: page.evaluate("history.state?.viewer ?? false") is False)  # its step taken back out
+    assert page.url.endswith("/?pack=back")
+    expect(page.locator(JOB)).to_have_count(2)

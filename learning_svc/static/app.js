@@ -17,7 +17,7 @@ import { initReview } from './review.js';
 import { initSelection } from './selection.js';
 import { setFields, setOpenJob, setParams } from './store.js';
 import { $, showToast } from './util.js';
-import { initViewer } from './viewer.js';
+import { initViewer, viewerFromHistory } from './viewer.js';
 
 // Small thumbnails for culling, large for judging; remembered in this browser.
 const THUMB_SIZE_KEY = 'learning-svc-thumb-size';
@@ -82,6 +82,7 @@ async function init() {
   applyFilters();
   if (linked) detailsFromHistory(linked);
   window.addEventListener('popstate', () => {
+    viewerFromHistory();
     filtersFromHistory();
     detailsFromHistory(jobInUrl());
   });

@@ -26,6 +26,11 @@ export function viewerOpen() {
   return $('viewer').open;
 }
 
+// Back (or Forward) to an entry without the viewer.
+export function viewerFromHistory() {
+  if (viewerOpen() && !history.state?.viewer) $('viewer').close();
+}
+
 export function viewerJob() {
   return current && jobById(current.jobId);
 }
@@ -40,9 +45,13 @@ export function openViewer(job, output = 0) {
   if (!dialog.open) {
     dialog.showModal();
     dialog.focus();
+    // A step in the history, as details is: Back closes the viewer (on a phone it left the
+    // filtered view behind it too).
+    history.pushState({ ...history.state, viewer: true }, '', location.href);
     dialog.addEventListener('close', () => {
       const shown = viewerJob();
       current = null;
+      if (history.state?.viewer) history.back(); // closed by the user, not by Back
       if (shown?.element.isConnected) focusJob(shown.element);
     }, { once: true });
   }
@@ -54,11 +63,37 @@ function show(jobId, output) {
   current = { jobId, output };
   zoom.reset();
   const image = $('viewer-image');
-  image.src = outputUrl(jobId, output);
+  const src = outputUrl(jobId, output);
+  if (image.getAttribute('src') !== src) {
+    // Until the new image is in, the old one is not shown beside the new one's stars and
+    // parameters: a fast rater pressed 4 with the previous image still on screen.
+    image.classList.add('loading');
+    $('viewer-stage').setAttribute('aria-busy', 'true');
+    image.src = src;
+  }
   image.alt = `Output ${output + 1} of ${job.outputs.length} of job ${jobId}: ${basename(job.outputs[output])}`;
   $('viewer-position').textContent = `${jobId} · image ${output + 1} of ${job.outputs.length}`;
   renderRating(job);
   renderInfo(job);
+  preloadNeighbours();
+}
+
+function imageIn() {
+  $('viewer-image').classList.remove('loading');
+  $('viewer-stage').removeAttribute('aria-busy');
+}
+
+// The images before and after are fetched while this one is looked at (the browser keeps them:
+// outputs are cached for an hour), so that j / k show the next one at once. Kept referenced: an
+// image no longer referenced may be dropped before it is in.
+let preloaded = [];
+
+function preloadNeighbours() {
+  preloaded = [1, -1].map(neighbour).filter(Boolean).map(({ jobId, output }) => {
+    const image = new Image();
+    image.src = outputUrl(jobId, output);
+    return image;
+  });
 }
 
 // The image's stars (a radio group, as on the cards) and its job's flag and tags.
@@ -225,7 +260,11 @@ export function initViewer() {
     if (viewerOpen() && current?.jobId === job.job_id) renderRating(job);
   });
   zoom.attach($('viewer-stage'));
-  $('viewer-image').addEventListener('load', renderPixels);
+  $('viewer-image').addEventListener('load', () => {
+    imageIn();
+    renderPixels();
+  });
+  $('viewer-image').addEventListener('error', imageIn);
   $('viewer-close').addEventListener('click', () => $('viewer').close());
   $('viewer-previous').addEventListener('click', () => step(-1));
   $('viewer-next').addEventListener('click', () => step(1));
