@@ -1587,3 +1587,23 @@ def test_back_closes_the_viewer_and_keeps_the_filtered_view(live_server, open_pa
     eventually(lambda: page.evaluate("history.state?.viewer ?? false") is False)  # its step taken back out
     assert page.url.endswith("/?pack=back")
     expect(page.locator(JOB)).to_have_count(2)
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1366, "height": 800}, {"width": 390, "height": 844}])
+def test_the_undo_button_undoes_without_a_keyboard(live_server, open_page, viewport):
+    """An outside run: undo was only the `u` key, so on a phone a mistaken bulk reject could not
+    be undone. The top bar's ↶ undoes the last action and names it."""
+    [job_id] = image_jobs(live_server, 1, prefix="undo")
+    page = open_page(live_server, viewport=viewport)
+    button = page.locator("#undo-button")
+    expect(button).to_be_visible()
+    expect(button).to_be_disabled()
+    focus(page, job_id)
+    page.keyboard.press("x")
+    eventually(lambda: summary(live_server, job_id)["flag"] == "reject")
+    expect(button).to_be_enabled()
+    expect(button).to_have_attribute("aria-label", "Undo flag")
+    button.click()
+    expect(page.locator("#toast")).to_contain_text("Undone: flag")
+    eventually(lambda: summary(live_server, job_id)["flag"] is None)
+    expect(button).to_be_disabled()

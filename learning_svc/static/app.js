@@ -15,6 +15,7 @@ import { initTouchSelection, onListClick, onListMouseDown } from './nav.js';
 import { initRating } from './rating.js';
 import { initReview } from './review.js';
 import { initSelection } from './selection.js';
+import { initUndo } from './undo.js';
 import { setFields, setOpenJob, setParams } from './store.js';
 import { $, showToast } from './util.js';
 import { initViewer, viewerFromHistory } from './viewer.js';
@@ -68,6 +69,7 @@ async function init() {
   initThumbSize();
   initDetails();
   initReview();
+  initUndo();
   initSelection();
   initViewer();
   initCompare();

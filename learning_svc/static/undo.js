@@ -7,7 +7,7 @@ import { api } from './api.js';
 import { flushUnsentRatings } from './rating.js';
 import { redrawJob } from './review.js';
 import { jobById, state } from './store.js';
-import { showToast } from './util.js';
+import { $, showToast } from './util.js';
 
 const MAX_UNDO = 50;
 const inFlight = new Set(); // actions not answered yet: `u` right after one undoes that one
@@ -24,12 +24,27 @@ export function pushUndo(label, items) {
   if (!items.length) return;
   state.undo.push({ label, items });
   if (state.undo.length > MAX_UNDO) state.undo.shift();
+  renderUndoButton();
+}
+
+// The top bar's ↶: undo without a keyboard (a phone had no way to undo a bulk reject).
+function renderUndoButton() {
+  const button = $('undo-button');
+  const last = state.undo.at(-1);
+  button.disabled = !last;
+  button.title = last ? `Undo ${last.label} (u)` : 'Nothing to undo';
+  button.setAttribute('aria-label', last ? `Undo ${last.label}` : 'Undo');
+}
+
+export function initUndo() {
+  $('undo-button').addEventListener('click', undoLast);
 }
 
 export async function undoLast() {
   await Promise.allSettled([...inFlight]);
   await flushUnsentRatings(); // a rating kept while offline goes first: its undo expects it stored
   const last = state.undo.pop();
+  renderUndoButton();
   if (!last) {
     showToast('Nothing to undo', { info: true });
     return;
@@ -39,6 +54,7 @@ export async function undoLast() {
     result = await api('/api/ratings:batch', { method: 'POST', body: { items: last.items, source: 'web' } });
   } catch (error) {
     state.undo.push(last);
+    renderUndoButton();
     showToast(`Could not undo ${last.label}: ${error.message}`);
     return;
   }
