@@ -1607,3 +1607,31 @@ def test_the_undo_button_undoes_without_a_keyboard(live_server, open_page, viewp
     expect(page.locator("#toast")).to_contain_text("Undone: flag")
     eventually(lambda: summary(live_server, job_id)["flag"] is None)
     expect(button).to_be_disabled()
+
+
+def test_a_screen_reader_hears_what_a_key_did_and_each_card_has_a_name(live_server, open_page):
+    """An outside run: a focused card had no accessible name, rating or flagging from the
+    keyboard announced nothing, the details' Pick and Reject said no state, and a tag chip
+    on a selection where some jobs have it said "not pressed"."""
+    first, second = image_jobs(live_server, 2, prefix="aria")
+    response = live_server.http.post(f"{live_server.url}/api/jobs/{first}/review", json={"tags_add": ["hands"]})
+    response.raise_for_status()
+    page = open_page(live_server)
+    expect(card(page, first)).to_have_attribute("aria-label", re.compile(r"^aria, "))
+    focus(page, first)
+    page.keyboard.press("4")
+    expect(page.locator("#announce")).to_have_text("4 stars")
+    page.keyboard.press("p")
+    expect(page.locator("#announce")).to_have_text("Flagged pick")
+    page.keyboard.press("Enter")
+    expect(page.locator('#details [data-review="pick"]')).to_have_attribute("aria-pressed", "true")
+    expect(page.locator('#details [data-review="reject"]')).to_have_attribute("aria-pressed", "false")
+    page.keyboard.press("x")
+    expect(page.locator('#details [data-review="reject"]')).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("Escape")
+    focus(page, first)
+    page.keyboard.press(" ")
+    focus(page, second)
+    page.keyboard.press(" ")
+    page.keyboard.press("t")
+    expect(page.locator(".tag-choice[data-tag='hands']")).to_have_attribute("aria-pressed", "mixed")

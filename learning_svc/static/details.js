@@ -242,8 +242,8 @@ function renderDetailsReview(jobId) {
   return h('div', { id: 'details-review', class: 'details-review' },
     h('div', { class: 'details-review-line' },
       renderReview(job),
-      h('button', { type: 'button', 'data-review': 'pick', title: 'p' }, '✓ Pick'),
-      h('button', { type: 'button', 'data-review': 'reject', title: 'x' }, '✕ Reject'),
+      h('button', { type: 'button', 'data-review': 'pick', title: 'p', 'aria-pressed': String(job.flag === 'pick') }, '✓ Pick'),
+      h('button', { type: 'button', 'data-review': 'reject', title: 'x', 'aria-pressed': String(job.flag === 'reject') }, '✕ Reject'),
       h('button', { type: 'button', 'data-review': 'tags', title: 't' }, 'Tags…')),
     renderNoteAndScores(job));
 }
@@ -261,6 +261,9 @@ function onReviewed({ detail: job }) {
   const section = $('details-review');
   if (!section || detailsJob() !== job) return;
   section.querySelector('.job-review').replaceWith(renderReview(job));
+  for (const flag of ['pick', 'reject']) {
+    section.querySelector(`[data-review="${flag}"]`)?.setAttribute('aria-pressed', String(job.flag === flag));
+  }
   for (const button of section.querySelectorAll('[data-score]')) {
     button.setAttribute('aria-checked', String(job.scores?.[button.dataset.score] === Number(button.dataset.value)));
   }

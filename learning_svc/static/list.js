@@ -212,7 +212,12 @@ function setRelativeTime(span, epoch) {
 
 export function renderJob(job) {
   const classes = ['job', job.rating == null ? null : 'rated', job.flag ? `flag-${job.flag}` : null].filter(Boolean);
-  return h('article', { class: classes.join(' '), 'data-job-id': job.job_id, 'data-status': job.status, tabindex: '0' },
+  // Its name, said when it takes focus (it had none): its packs and time, else its id.
+  const when = job.completed_at == null ? null : formatShortTime(new Date(job.completed_at * 1000));
+  const name = [(job.packs ?? []).join(', ') || `Job ${job.job_id}`, when].filter(Boolean).join(', ');
+  return h('article', {
+    class: classes.join(' '), 'data-job-id': job.job_id, 'data-status': job.status, tabindex: '0', 'aria-label': name,
+  },
     renderThumbnails(job),
     h('div', { class: 'job-body' },
       renderWhen(job),

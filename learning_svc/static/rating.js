@@ -12,7 +12,7 @@ import { focusNextJob } from './nav.js';
 import { redrawJob } from './review.js';
 import { jobById, state, unratedOnly } from './store.js';
 import { applySet, pushUndo, trackAction } from './undo.js';
-import { $, h } from './util.js';
+import { $, announce, h } from './util.js';
 
 const STAR_LABELS = ['0 stars', '1 star', '2 stars', '3 stars', '4 stars', '5 stars'];
 const RETRY_BUSY_MS = 5000;
@@ -246,6 +246,7 @@ export function rateJob(job, rating, undoInto = null) {
 
 async function storeRating(job, rating, undoInto) {
   if (rating === null && job.rating === null) return true;
+  announce(rating === null ? 'Rating cleared' : `${rating} star${rating === 1 ? '' : 's'}`);
   const request = ++job.ratingRequest;
   job.changedHere = performance.now(); // the change feed's older news of it is ignored (live.js)
   job.rating = rating;

@@ -9,7 +9,7 @@ import {
 } from './rating.js';
 import { jobById } from './store.js';
 import { applySet, foldTag, pushUndo, trackAction } from './undo.js';
-import { $, h, plural, showToast } from './util.js';
+import { $, announce, h, plural, showToast } from './util.js';
 
 export const SCORES = [
   ['anatomy', 'Anatomy'],
@@ -73,6 +73,7 @@ let sending = Promise.resolve();
 
 async function store(jobs, set, { output = null, undoInto = null } = {}) {
   if (!jobs.length) return false;
+  announce(said(set, output, jobs.length));
   const before = jobs.map((job) => ({ job, snapshot: snapshot(job) }));
   for (const job of jobs) {
     applySet(job, output, set);
@@ -126,6 +127,20 @@ async function store(jobs, set, { output = null, undoInto = null } = {}) {
     sent();
     for (const job of jobs) job.reviewing -= 1;
   }
+}
+
+// What a change did, in words for a screen reader (a key pressed on a card said nothing).
+function said(set, output, count) {
+  const stars = (rating) => (rating == null ? 'rating cleared' : `${plural(rating, 'star')}`);
+  const parts = [];
+  if ('rating' in set) parts.push(output == null ? stars(set.rating) : `image ${output + 1}: ${stars(set.rating)}`);
+  if ('flag' in set) parts.push(set.flag ? `flagged ${set.flag}` : 'flag cleared');
+  if (set.tags_add) parts.push(`tag ${set.tags_add.join(', ')} added`);
+  if (set.tags_remove) parts.push(`tag ${set.tags_remove.join(', ')} removed`);
+  if ('note' in set) parts.push(set.note ? 'note saved' : 'note cleared');
+  if (set.scores) parts.push('sub-score set');
+  const text = parts.join(', ');
+  return count > 1 ? `${text}, ${plural(count, 'job')}` : text;
 }
 
 const REVIEW_KEYS = ['flag', 'tags', 'note', 'scores', 'image_ratings'];
@@ -259,7 +274,15 @@ function offeredTags(jobs) {
 
 function hasTag(jobs, tag) {
   if (allMatching) return allHave.get(foldTag(tag)) === true;
-  return jobs.length > 0 && jobs.every((job) => (job.tags ?? []).some((t) => foldTag(t) === foldTag(tag)));
+  return jobs.length > 0 && jobs.every((job) => jobHas(job, tag));
+}
+
+const jobHas = (job, tag) => (job.tags ?? []).some((t) => foldTag(t) === foldTag(tag));
+
+// A chip's state for a screen reader: "mixed" when some of several jobs have it.
+function pressed(jobs, tag) {
+  if (hasTag(jobs, tag)) return 'true';
+  return !allMatching && jobs.length > 1 && jobs.some((job) => jobHas(job, tag)) ? 'mixed' : 'false';
 }
 
 function renderTagEditor() {
@@ -268,7 +291,7 @@ function renderTagEditor() {
   $('tag-choices').replaceChildren(...offeredTags(jobs).map((tag, i) => h('button', {
     type: 'button',
     class: 'tag-choice',
-    'aria-pressed': String(hasTag(jobs, tag)),
+    'aria-pressed': pressed(jobs, tag),
     'data-tag': tag,
     title: chipsNumbered && i < COMMON_TAGS ? `${i + 1} and Enter in the box, or ${i + 1} on a chip` : null,
   }, chipsNumbered && i < COMMON_TAGS ? h('kbd', {}, String(i + 1)) : null, tag)));

@@ -99,6 +99,14 @@ let toastTimer;
 
 // A toast says what went wrong (red), or with `{ info: true }` what was done (an undo, a copy:
 // a new-user run read "Undone: …" in red as a failure).
+// A polite word to a screen reader about what a key just did (the page shows it; it said nothing).
+export function announce(text) {
+  const region = document.getElementById('announce');
+  if (!region || !text) return;
+  region.textContent = '';
+  requestAnimationFrame(() => { region.textContent = text[0].toUpperCase() + text.slice(1); });
+}
+
 export function showToast(message, { info = false } = {}) {
   const toast = $('toast');
   toast.textContent = message;
