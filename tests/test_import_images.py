@@ -208,7 +208,8 @@ BAD = {  # file -> what the report says
     # its generator "unreadable metadata", and the report says which chunk was not read.
     "text_2x40mb.png": "metadata 'parameters' not read: 40.0 MiB",
     "ztxt_2mb.png": "metadata 'parameters' not read: inflates past 1 MiB",
-    "bad_crc_text.png": "not a PNG, JPEG or WEBP image",
+    # A text chunk whose checksum is wrong is dropped, as libpng does (it refused the image whole).
+    "bad_crc_text.png": "metadata 'parameters' not read: damaged (its checksum does not match)",
     "text_50mb.png": "the service takes up to 1 MiB",
 }
 
@@ -259,6 +260,11 @@ def test_each_ui_s_metadata_becomes_a_job(tmp_path, fixtures):
         assert [e["name"] for e in records[name]["embeddings"]] == ["easynegative", "badhandv4"], name
     assert "easynegative" in [e["name"] for e in records["a1111_civitai_hashes.png"]["embeddings"]]
     assert records["invokeai_v5.png"]["run_config"]["model_hash"].startswith("blake3:")
+    # each UI's own sampler name is kept beside the one vocabulary (an outside run: ComfyUI's,
+    # InvokeAI's and NovelAI's were dropped)
+    assert records["comfyui.png"]["run_config"]["parameters"]["samplers"][0]["sampler_name"] == "dpmpp_2m"
+    assert records["invokeai_v5.png"]["run_config"]["parameters"]["sampler"] == "dpmpp_2m_sde_k"
+    assert records["novelai.png"]["run_config"]["parameters"]["sampler"] == "k_euler_ancestral"
     swarm = records["swarmui.png"]
     assert swarm["run_config"]["model_hash"] == "31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b"
     assert [e["name"] for e in swarm["embeddings"]] == ["FastNegativeV2"]
@@ -324,7 +330,7 @@ def test_bad_files_are_reported_and_never_stop_the_rest(tmp_path, fixtures):
         records
     )
     assert records["jpeg_named_png.png"]["prompt"] == "a dog"
-    for name in ("text_2x40mb.png", "ztxt_2mb.png"):  # rated like any image, the chunk's size kept
+    for name in ("text_2x40mb.png", "ztxt_2mb.png", "bad_crc_text.png"):  # rated like any image, why kept
         assert records[name]["generator"] == "unreadable metadata", name
         assert records[name]["run_config"]["metadata"]["parameters"].startswith("<not read"), name
     assert records["warn_10000x10000.png"]["width"] == 30000  # the metadata's Size; the pixels never decoded
@@ -1404,3 +1410,44 @@ def test_an_a1111_style_line_written_by_a_comfyui_node_is_comfyui_s():
     from learning_svc.prompts import sampler_name
 
     assert sampler_name(found["sampler"]) == ("Euler a", "Karras")
+
+
+def test_a_png_with_a_damaged_text_chunk_is_imported_without_that_chunk(tmp_path):
+    """An outside run: a PNG with one byte of a text chunk changed (its checksum no longer
+    matching) was refused whole as "not a PNG ... (or a broken one)", though browsers and
+    libpng show it. The damaged chunk is dropped, as libpng does, and said in the report;
+    the image and its other chunks come in. A damaged critical chunk is still a broken image."""
+    import struct
+    import zlib
+
+    (tmp_path / "images").mkdir()
+    infotext = image_fixtures.a1111_infotext(
+        "a lighthouse", "", {"Steps": 20, "Sampler": "Euler a", "CFG scale": 7, "Seed": 9, "Size": "64x96"}
+    )
+    good = tmp_path / "good.png"
+    image_fixtures.save_png_text(str(good), {"parameters": infotext, "Comment": "hello"})
+    data = good.read_bytes()
+
+    def damaged(chunk_text: bytes) -> bytes:
+        at = data.index(chunk_text)
+        return data[:at] + bytes([chunk_text[0] ^ 1]) + data[at + 1 :]
+
+    (tmp_path / "images" / "comment_damaged.png").write_bytes(damaged(b"hello"))
+    (tmp_path / "images" / "parameters_damaged.png").write_bytes(damaged(b"a lighthouse"))
+    ihdr = data.index(b"IHDR")
+    broken_header = data[: ihdr + 4] + struct.pack(">I", 65) + data[ihdr + 8 :]  # width changed, checksum kept
+    (tmp_path / "images" / "header_damaged.png").write_bytes(broken_header)
+    assert zlib.crc32(broken_header[ihdr : ihdr + 17]) != struct.unpack(">I", broken_header[ihdr + 17 : ihdr + 21])[0]
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    result = run_import(settings, [tmp_path / "images"])
+    assert result.tally.total()["imported"] == 2
+    records = listed_by_file(settings)
+    assert (records["comment_damaged.png"]["prompt"], records["comment_damaged.png"]["seed"]) == ("a lighthouse", 9)
+    assert records["parameters_damaged.png"]["generator"] == "unreadable metadata"  # kept apart, as broken JSON is
+    assert "damaged" in records["parameters_damaged.png"]["run_config"]["metadata"]["parameters"]
+    reasons = {Path(p["file"]).name: p["reason"] for p in result.tally.problems}
+    assert reasons.pop("header_damaged.png") == "not a PNG, JPEG or WEBP image (or a broken one)"
+    assert reasons == {  # imported, with what was left out said in the report
+        "comment_damaged.png": "metadata 'Comment' not read: damaged (its checksum does not match)",
+        "parameters_damaged.png": "metadata 'parameters' not read: damaged (its checksum does not match)",
+    }

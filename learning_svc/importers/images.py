@@ -204,6 +204,7 @@ def png_text_capped(data: bytes) -> tuple[tuple[int, int], dict[str, str], dict[
     while pos + 8 <= len(data):
         length, cid = struct.unpack(">I4s", data[pos : pos + 8])
         body = data[pos + 8 : pos + 8 + length]
+        crc = data[pos + 8 + length : pos + 12 + length]
         pos += 12 + length
         if cid == b"IEND":
             break
@@ -211,6 +212,9 @@ def png_text_capped(data: bytes) -> tuple[tuple[int, int], dict[str, str], dict[
             continue
         key, _, rest = body.partition(b"\0")
         name = key.decode("latin-1")
+        if crc != struct.pack(">I", zlib.crc32(cid + body)):  # as libpng does: a damaged text is dropped
+            dropped[name] = "not read: damaged (its checksum does not match)"
+            continue
         try:
             if cid == b"tEXt":
                 if len(rest) > limit:
@@ -231,6 +235,25 @@ def png_text_capped(data: bytes) -> tuple[tuple[int, int], dict[str, str], dict[
         else:
             chunks[name] = text
     return (width, height), chunks, dropped
+
+
+def only_text_damaged(data: bytes) -> bool:
+    """A PNG whose every critical chunk is whole and some ancillary chunk's checksum is wrong
+    (a byte of a text chunk changed): Pillow refuses it whole, browsers show it."""
+    pos, damaged = 8, False
+    while pos + 12 <= len(data):
+        length, cid = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            return False
+        if data[end : end + 4] != struct.pack(">I", zlib.crc32(data[pos + 4 : end])):
+            if not cid[0] & 0x20:  # a critical chunk (upper-case first letter): a broken image
+                return False
+            damaged = True
+        if cid == b"IEND":
+            break
+        pos = end + 4
+    return damaged
 
 
 def text_after_pixels(data: bytes) -> dict[str, str]:
@@ -736,7 +759,7 @@ def from_comfyui(chunks: dict) -> dict | None:
         "model": checkpoint if isinstance(checkpoint, str) else None,
         "vae": vae if isinstance(vae, str) else None,
         "lora_weights": _comfy_loras(prompt, lora_nodes),
-        "parameters": {"samplers": [s.parameters for s in info.samplers] if info else []},
+        "parameters": {"samplers": [{"sampler_name": s.name, **s.parameters} for s in info.samplers] if info else []},
     }
 
 
@@ -774,7 +797,11 @@ def from_invokeai(chunks: dict) -> dict | None:
         "model_hash": (sampler.model.hash if sampler and sampler.model else None) or model.get("hash"),
         "vae": vae.get("name") or vae.get("model_name"),
         "lora_weights": loras,
-        "parameters": {**params, **{k: v for k, v in metadata.items() if k not in ("loras",)}},
+        "parameters": {
+            **({"sampler": sampler.name} if sampler else {}),  # the UI's own name (`dpmpp_2m_k`), as written
+            **params,
+            **{k: v for k, v in metadata.items() if k not in ("loras",)},
+        },
     }
 
 
@@ -884,7 +911,7 @@ def from_novelai(chunks: dict) -> dict | None:
         "height": _int(metadata.get("height")),
         "model": sampler.model.name if sampler.model else None,
         "model_hash": sampler.model.hash if sampler.model else None,
-        "parameters": {**sampler.parameters, **metadata},
+        "parameters": {"sampler": sampler.name, **sampler.parameters, **metadata},  # its own name: `k_euler`
     }
 
 
@@ -962,8 +989,11 @@ def image_job(path: Path, output_root: Path | None) -> Item:
             where, "its header declares more pixels than an image may have (a decompression bomb)", UNREADABLE
         )
     except UnidentifiedImageError as error:
-        reason = str(error) if "only PNG" in str(error) else "not a PNG, JPEG or WEBP image (or a broken one)"
-        return Problem(where, reason, UNREADABLE)
+        if data.startswith(b"\x89PNG\r\n\x1a\n") and only_text_damaged(data):
+            fmt, ((width, height), chunks, dropped) = "PNG", png_text_capped(data)
+        else:
+            reason = str(error) if "only PNG" in str(error) else "not a PNG, JPEG or WEBP image (or a broken one)"
+            return Problem(where, reason, UNREADABLE)
     except (ValueError, OSError, EOFError, SyntaxError, struct.error) as error:
         return Problem(where, f"unreadable metadata ({str(error)[:200] or type(error).__name__})", UNREADABLE)
     found = parse_chunks(chunks)
