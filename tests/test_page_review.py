@@ -1635,3 +1635,21 @@ def test_a_screen_reader_hears_what_a_key_did_and_each_card_has_a_name(live_serv
     page.keyboard.press(" ")
     page.keyboard.press("t")
     expect(page.locator(".tag-choice[data-tag='hands']")).to_have_attribute("aria-pressed", "mixed")
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1366, "height": 800}, {"width": 1366, "height": 450}])
+def test_the_job_focused_by_a_key_is_not_under_the_selection_bar(live_server, open_page, viewport):
+    """An outside run: with small thumbnails and a selection, ↑ focused a job whose top was under
+    the selection bar (the page kept clear of the top bar only)."""
+    ids = image_jobs(live_server, 48, prefix="bar")
+    page = open_page(live_server, viewport=viewport)
+    page.locator('[data-size="s"]').click()
+    focus(page, ids[40])
+    page.keyboard.press(" ")
+    expect(page.locator("#selection-bar")).to_be_visible()
+    for _ in range(8):
+        page.keyboard.press("ArrowUp")
+        page.wait_for_timeout(50)
+        top = page.evaluate("document.activeElement.getBoundingClientRect().top")
+        bottom = page.evaluate("document.getElementById('selection-bar').getBoundingClientRect().bottom")
+        assert top >= bottom - 1, (top, bottom)

@@ -42,9 +42,14 @@ function initThumbSize() {
 
 function trackTopbarHeight() {
   const topbar = $('topbar');
+  const bar = $('selection-bar');
   new ResizeObserver(() => {
     document.documentElement.style.setProperty('--topbar-height', `${topbar.offsetHeight}px`);
+    document.documentElement.style.setProperty('--selection-height', `${bar.offsetHeight}px`);
   }).observe(topbar);
+  new ResizeObserver(() => { // hidden: 0
+    document.documentElement.style.setProperty('--selection-height', `${bar.offsetHeight}px`);
+  }).observe(bar);
 }
 
 async function loadFields() {
