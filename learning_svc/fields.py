@@ -50,6 +50,7 @@ class Field:
     groups: bool = False  # the value shown differs from the raw one (a model without its file extension)
     description: str = ""
     review: bool = False  # read from the job's review state (reviews.py), not from its record
+    whole: tuple[int, int] | None = None  # a number field of integers in this range only (a rating: 0 to 5)
 
     def tag(self, raw: Any) -> tuple[str, str] | None:
         """(facet key, display) of one raw value, or None when it is not a value (blank, 0 steps)."""
@@ -69,6 +70,15 @@ class Field:
         """A query parameter value -> the facet key it filters by; ValueError says why not."""
         if self.kind == "choice" and text.strip().casefold() not in self.choices:
             raise ValueError(f"must be one of {', '.join(self.choices)}, got {text[:40]!r}")
+        if self.whole:  # `image_rating=7` or `=2.5` is no job's value: it matched nothing, a 200
+            low, high = self.whole
+            try:
+                whole = int(text)
+            except ValueError:
+                raise ValueError(f"must be an integer from {low} to {high}, got {text[:40]!r}") from None
+            if not low <= whole <= high:
+                raise ValueError(f"must be an integer from {low} to {high}, got {whole}")
+            return str(whole)
         if self.kind == "number":
             try:
                 number = float(text)
@@ -244,7 +254,7 @@ FIELDS: tuple[Field, ...] = (
     Field("flag", "Flag", "Flags", read=lambda state: [state.get("flag")], show=_text, kind="choice",
           choices=("pick", "reject"), review=True, description="pick or reject"),
     Field("image_rating", "Image rating", "Image ratings", read=lambda state: (state.get("images") or {}).values(),
-          show=_positive_or_zero, kind="number", multi=True, review=True,
+          show=_positive_or_zero, kind="number", multi=True, review=True, whole=(0, 5),
           description="a rating given to one of the job's images (any of them)"),
 )
 # fmt: on

@@ -114,6 +114,8 @@ def _keys(field):
 
 
 def _value_schema(field) -> dict:
+    if field.whole:
+        return {"type": "integer", "minimum": field.whole[0], "maximum": field.whole[1]}
     if field.kind == "choice":
         return {"type": "string", "enum": list(field.choices)}
     return {"type": "number"} if field.kind == "number" else {"type": "string"}
@@ -244,6 +246,10 @@ def parse(model: type[BaseModel], params: Mapping[str, Sequence[str]]):
     if unknown:
         known = f"known: {', '.join(sorted(fields))}" if fields else "this endpoint takes none"
         raise BadQuery(unknown[0], f"unknown parameter ({known})")
+    # `pack=` or `cursor=` was passed over as if it were not there (the page never sends one)
+    empty = [name for name, values in params.items() if "" in values]
+    if empty:
+        raise BadQuery(empty[0], "must not be empty: give a value, or leave the parameter out")
     if "sampler" in fields and "scheduler" in fields:
         params = _scheduler_from_sampler(params)
     data = {}

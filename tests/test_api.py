@@ -875,6 +875,41 @@ def test_a_number_filter_that_is_not_a_finite_number_is_400(client, path, value)
         assert "finite number" in error["message"], error
 
 
+@pytest.mark.parametrize("path", ["/api/jobs", "/api/count", "/api/facets", "/api/export", "/api/changes"])
+def test_an_image_rating_filter_is_an_integer_from_0_to_5(client, path):
+    """SPEC §2.1: bad values are 400. `image_rating=7` and `image_rating=2.5` answered 200 with
+    no jobs (`rating_min=6` was a 400 already)."""
+    assert post(client, {"job_id": "r", "completed_at": 1_764_000_000, "outputs": ["a.png"]}).status_code == 201
+    assert client.put("/api/jobs/r/outputs/0/rating", json={"rating": 4}).status_code == 200
+    for value in ("7", "2.5", "-1", "4.0", "four"):
+        error = assert_error(client.get(path, query_string={"image_rating": value}), 400, "invalid_parameter")
+        assert error["message"].startswith("image_rating: must be an integer from 0 to 5, got "), error
+    assert client.get(path, query_string={"image_rating": ["0", "5"]}).status_code == 200
+    assert client.get("/api/count", query_string={"image_rating": "4"}).json["jobs"] == 1
+    items = client.get("/api/openapi.json").json["paths"]["/api/jobs"]["get"]["parameters"]
+    schema = next(p["schema"] for p in items if p["name"] == "image_rating")
+    assert schema["items"] == {"type": "integer", "minimum": 0, "maximum": 5}
+
+
+@pytest.mark.parametrize(
+    "path, own",
+    [
+        ("/api/jobs", ["cursor", "limit"]),
+        ("/api/count", ["cursor"]),
+        ("/api/facets", ["facet_size"]),
+        ("/api/export", ["format"]),
+        ("/api/changes", ["after"]),
+    ],
+)
+def test_an_empty_parameter_is_400_not_passed_over(client, path, own):
+    """`pack=` and `cursor=` were taken as if they were not there (the page never sends an empty value)."""
+    for name in ["pack", "q", "image_rating", "rating_min", *own]:
+        error = assert_error(client.get(f"{path}?{name}="), 400, "invalid_parameter")
+        assert error["message"] == f"{name}: must not be empty: give a value, or leave the parameter out", error
+    assert client.get(f"{path}?pack=a&pack=").status_code == 400
+    assert client.get(f"{path}?pack=a").status_code == 200
+
+
 def test_an_endpoint_without_parameters_says_it_takes_none(client):
     """`GET /api/fields?x=1` said "unknown parameter (known: )"."""
     error = assert_error(client.get("/api/fields?x=1"), 400, "invalid_parameter")
