@@ -9,7 +9,7 @@ from urllib.parse import quote
 import orjson
 from flask import Blueprint, Response, current_app, request, send_file, stream_with_context
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import IntegerConverter
 
 from . import exporting, images, params, records, reviews
@@ -462,7 +462,10 @@ def install_error_handlers(app) -> None:
         message = too_large_message() if error.code == 413 else error.description
         if error.code == 404:
             message = _not_found_message(request.path) or f"no such address: {request.path[:200]}"
-        return error_response(error.code or 500, code, message)
+        response = error_response(error.code or 500, code, message)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:  # RFC 9110: a 405 says what is allowed
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error):

@@ -196,6 +196,17 @@ def test_method_not_allowed_has_the_error_shape(client):
     assert_error(client.delete("/api/ratings"), 405, "method_not_allowed")
 
 
+def test_method_not_allowed_says_what_is_allowed(client):
+    """RFC 9110: a 405 carries an Allow header (the error handler's answer had none)."""
+    for path, allowed in (
+        ("/api/jobs", {"GET", "HEAD", "POST", "OPTIONS"}),
+        ("/api/ratings", {"GET", "HEAD", "OPTIONS"}),
+    ):
+        response = client.delete(path)
+        assert_error(response, 405, "method_not_allowed")
+        assert set(response.headers["Allow"].split(", ")) == allowed
+
+
 @pytest.mark.parametrize(
     "query, param",
     [
