@@ -56,10 +56,12 @@ def _integral(value: Any) -> Any:
     return value
 
 
+# After a Field's bounds in an Annotated (the same validation): before them, pydantic's JSON
+# schema said `ge`/`le`, which JSON Schema does not know, for minimum/maximum.
 Integral = BeforeValidator(_integral)
 # 0-5 stars: a rating, an image's, a sub-score. 3.0 is 3, as for every integer of a record (a
 # pipeline's stars computed as floats were refused); 4.5, true and "4" are not.
-Stars = Annotated[StrictInt, Integral, Field(ge=0, le=5)]
+Stars = Annotated[StrictInt, Field(ge=0, le=5), Integral]
 
 
 # Letters and symbols that show nothing: the Hangul fillers, the Braille blank.
@@ -188,10 +190,10 @@ class JobIn(BaseModel):
     )
 
     job_id: JobId
-    variant_index: Annotated[StrictInt, Integral, Field(ge=0)] = 0
-    variant_total: Annotated[StrictInt, Integral, Field(ge=1)] = 1
-    batch_index: Annotated[StrictInt, Integral, Field(ge=0)] | None = None
-    batch_total: Annotated[StrictInt, Integral, Field(ge=1)] | None = None
+    variant_index: Annotated[StrictInt, Field(ge=0), Integral] = 0
+    variant_total: Annotated[StrictInt, Field(ge=1), Integral] = 1
+    batch_index: Annotated[StrictInt, Field(ge=0), Integral] | None = None
+    batch_total: Annotated[StrictInt, Field(ge=1), Integral] | None = None
     status: Literal["completed", "failed", "cancelled"] = "completed"
     packs: Annotated[list[Name], BeforeValidator(_without_blanks)] = []
     run_config: dict[str, Any] = {}
@@ -203,17 +205,17 @@ class JobIn(BaseModel):
     vae: OptionalName = None
     sampler: OptionalName = None
     scheduler: OptionalName = None
-    steps: Annotated[StrictInt, Integral, Field(ge=0, le=100_000)] | None = None
+    steps: Annotated[StrictInt, Field(ge=0, le=100_000), Integral] | None = None
     cfg_scale: Annotated[float, Field(allow_inf_nan=False)] | None = None
-    seed: Annotated[StrictInt, Integral, Field(ge=-1, le=MAX_NUMBER - 1)] | None = None
-    width: Annotated[StrictInt, Integral, Field(ge=0, le=1_000_000)] | None = None
-    height: Annotated[StrictInt, Integral, Field(ge=0, le=1_000_000)] | None = None
+    seed: Annotated[StrictInt, Field(ge=-1, le=MAX_NUMBER - 1), Integral] | None = None
+    width: Annotated[StrictInt, Field(ge=0, le=1_000_000), Integral] | None = None
+    height: Annotated[StrictInt, Field(ge=0, le=1_000_000), Integral] | None = None
     loras: list[NamedWeight] | None = None
     embeddings: list[NamedWeight] | None = None
     outputs: Annotated[
         list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]], BeforeValidator(_without_blanks)
     ] = []
-    num_outputs: Annotated[StrictInt, Integral, Field(ge=0)] | None = None
+    num_outputs: Annotated[StrictInt, Field(ge=0), Integral] | None = None
     started_at: Timestamp | None = None
     completed_at: Timestamp | None = None
     duration_sec: Annotated[float, Field(ge=0, le=MAX_EPOCH, allow_inf_nan=False)] | None = None

@@ -311,6 +311,27 @@ def test_openapi_document_describes_every_route(client):
     assert routes - documented == set()
 
 
+def test_openapi_bounds_are_json_schema_minimum_and_maximum(client):
+    """pydantic's `ge`/`le` of the integers of a record or a rating were in the document: no JSON
+    Schema keyword, so a client or fuzzer saw no bounds."""
+    doc = client.get("/api/openapi.json").get_json()
+    rating = doc["components"]["schemas"]["RatingIn"]["properties"]["rating"]
+    assert rating["minimum"] == 0 and rating["maximum"] == 5
+    steps = doc["components"]["schemas"]["JobIn"]["properties"]["steps"]["anyOf"][0]
+    assert steps["minimum"] == 0 and steps["maximum"] == 100_000
+
+    def pydantic_keys(node, names: bool = False) -> set:
+        """ge/le/gt/lt keys of every schema under `node` (a `properties` object's keys are names)."""
+        if isinstance(node, list):
+            return set().union(*(pydantic_keys(item) for item in node))
+        if not isinstance(node, dict):
+            return set()
+        found = set() if names else {"ge", "le", "gt", "lt"} & set(node)
+        return found.union(*(pydantic_keys(value, key == "properties") for key, value in node.items()))
+
+    assert pydantic_keys(doc) == set()
+
+
 def test_page_is_served_with_a_strict_csp(client):
     page = client.get("/")
     assert page.status_code == 200 and b'type="module"' in page.data
