@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from .config import Settings
 from .params import AmendParams, ChangesParams, ExportParams, FacetParams, ListParams, query_parameters
 from .records import JobIn, JobSummary, RatingClear, RatingIn
 from .reviews import BatchIn, ImageRatingIn, ReviewIn
@@ -138,6 +139,16 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class BatchLine(BaseModel):
+    """One line of the answer to an NDJSON batch: the result of the record on that line."""
+
+    line: int = Field(description="the record's line in the batch, from 1")
+    status: int = Field(description="what a POST of the record alone would have answered: 201, 200, 400, 409, 503")
+    job_id: str | None = Field(description="the record's job_id (null when the line has none)")
+    summary: JobSummary | None = Field(None, description="the stored summary (status 200 or 201)")
+    error: ErrorDetail | None = Field(None, description="why the record was not recorded (any other status)")
+
+
 class FieldInfo(BaseModel):
     name: str
     label: str
@@ -173,6 +184,7 @@ MODELS = (
     Facets,
     FieldList,
     ErrorBody,
+    BatchLine,
 )
 
 
@@ -188,6 +200,10 @@ def _ref(model: type[BaseModel]) -> dict:
 
 def _json(model) -> dict:
     return {"content": {"application/json": {"schema": _ref(model)}}}
+
+
+NDJSON = "application/x-ndjson"
+BATCH_LINES, BATCH_BYTES = Settings.max_batch_lines, Settings.max_batch_bytes  # the defaults
 
 
 def _errors(*codes: int) -> dict:
@@ -218,15 +234,22 @@ JOB_ID = {
 OUTPUT_N = {"name": "n", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 
 
+WRITES = ("post", "put", "patch", "delete")
+
+
 @cache
 def document() -> dict:
     """The OpenAPI document; every operation that reads or writes the index may answer 503
-    (the index database cannot be reached, e.g. PostgreSQL restarting)."""
+    (the index database cannot be reached, e.g. PostgreSQL restarting), and every write 401
+    without the bearer token when the service has one (LEARNING_SVC_TOKEN)."""
     spec = _document()
     for path, operations in spec["paths"].items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             if path != "/api/fields":
                 operation["responses"].setdefault("503", _errors(503)["503"])
+            if method in WRITES:
+                operation["responses"].setdefault("401", _errors(401)["401"])
+                operation["security"] = [{"bearer": []}, {}]  # {}: none needed when the service has no token
     return spec
 
 
@@ -244,10 +267,29 @@ def _document() -> dict:
                 "post": {
                     "summary": "Record a completed job",
                     "operationId": "recordJob",
-                    "requestBody": {"required": True, **_json(JobIn)},
+                    "description": (
+                        f"One record as JSON; or many as {NDJSON}, one record (JobIn) a line, at most "
+                        f"{BATCH_LINES:,} lines and {BATCH_BYTES // 2**20} MiB (the defaults), written with one "
+                        "fsync: the answer is 200 with one BatchLine a line, in the records' order. A refused "
+                        "line never blocks the others; the batch itself is refused (413) only when it is too large."
+                    ),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            **_json(JobIn)["content"],
+                            NDJSON: {"schema": {"type": "string", "description": "one JobIn a line"}},
+                        },
+                    },
                     "responses": {
                         "201": {"description": "recorded", **_json(JobSummary), "links": JOB_LINKS},
-                        "200": {"description": "identical retry", **_json(JobSummary), "links": JOB_LINKS},
+                        "200": {
+                            "description": f"identical retry (JSON); or the results of a batch ({NDJSON})",
+                            "content": {
+                                **_json(JobSummary)["content"],
+                                NDJSON: {"schema": {**_ref(BatchLine), "description": "one a line"}},
+                            },
+                            "links": JOB_LINKS,
+                        },
                         **_errors(400, 403, 409, 413, 415, 503),
                     },
                 },
@@ -342,7 +384,7 @@ def _document() -> dict:
                     "requestBody": {"required": False, **_json(RatingClear)},
                     "responses": {
                         "200": {"description": "cleared", **_json(RatingResult)},
-                        **_errors(403, 404, 415, 503),
+                        **_errors(400, 403, 404, 413, 415, 503),
                     },
                 },
             },
@@ -364,7 +406,7 @@ def _document() -> dict:
                     "requestBody": {"required": False, **_json(RatingClear)},
                     "responses": {
                         "200": {"description": "cleared", **_json(ReviewResult)},
-                        **_errors(403, 404, 415, 503),
+                        **_errors(400, 403, 404, 413, 415, 503),
                     },
                 },
             },
@@ -481,5 +523,14 @@ def _document() -> dict:
                 }
             },
         },
-        "components": {"schemas": top["$defs"]},
+        "components": {
+            "schemas": top["$defs"],
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "LEARNING_SVC_TOKEN, needed on writes when the service is given one",
+                }
+            },
+        },
     }

@@ -332,6 +332,45 @@ def test_openapi_bounds_are_json_schema_minimum_and_maximum(client):
     assert pydantic_keys(doc) == set()
 
 
+def test_openapi_documents_batches_bodies_of_clears_and_the_token(client):
+    """POST /api/jobs took NDJSON batches undocumented; a clear's 400 (a body that is no object)
+    and a write's 401 (LEARNING_SVC_TOKEN set) were not said, nor the bearer scheme."""
+    doc = client.get("/api/openapi.json").get_json()
+    schemas = doc["components"]["schemas"]
+    record = doc["paths"]["/api/jobs"]["post"]
+    assert set(record["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
+    line = record["responses"]["200"]["content"]["application/x-ndjson"]["schema"]
+    line = schemas[line["$ref"].rsplit("/", 1)[1]]
+    body = b'{"job_id": "b1", "completed_at": 1764000000}\n{"job_id": "b2", "completed_at": "soon"}\n'
+    batch = client.post("/api/jobs", data=body, headers={"Content-Type": "application/x-ndjson"})
+    assert batch.status_code == 200 and batch.mimetype == "application/x-ndjson"
+    answers = [orjson.loads(text) for text in batch.data.splitlines()]
+    assert [answer["status"] for answer in answers] == [201, 400]
+    for answer in answers:  # each line as the document says
+        assert set(line["required"]) <= set(answer) <= set(line["properties"]), answer
+
+    for path in ("/api/jobs/{job_id}/rating", "/api/jobs/{job_id}/outputs/{n}/rating"):
+        assert "400" in doc["paths"][path]["delete"]["responses"]
+    assert_error(client.delete("/api/jobs/b1/rating", json=["api"]), 400, "invalid")
+    assert_error(client.delete("/api/jobs/b1/outputs/0/rating", json="api"), 400, "invalid")
+
+    assert doc["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": doc["components"]["securitySchemes"]["bearer"]["description"],
+    }
+    writes = [
+        operation
+        for operations in doc["paths"].values()
+        for method, operation in operations.items()
+        if method in ("post", "put", "patch", "delete")
+    ]
+    assert len(writes) == 8
+    for operation in writes:
+        assert "401" in operation["responses"] and {"bearer": []} in operation["security"], operation["operationId"]
+    assert all("security" not in operations["get"] for operations in doc["paths"].values() if "get" in operations)
+
+
 def test_page_is_served_with_a_strict_csp(client):
     page = client.get("/")
     assert page.status_code == 200 and b'type="module"' in page.data
