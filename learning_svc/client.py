@@ -34,11 +34,13 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class LearningClientError(RuntimeError):
-    """A job or rating was not delivered (raised only with raise_errors=True)."""
+    """A job or rating was not delivered (raised only with raise_errors=True). From record_jobs,
+    `results` is the list it would have returned: what was recorded, None for what was not."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, results: list[dict | None] | None = None):
         super().__init__(message)
         self.status = status
+        self.results = results
 
 
 class LearningClient:
@@ -92,20 +94,32 @@ class LearningClient:
         """Record many jobs in NDJSON batches (POST /api/jobs, application/x-ndjson, one fsync per
         batch of up to BATCH records and BATCH_BYTES). Returns one item per record, in order: its
         stored summary, or None when it was not recorded (the reason is logged). Offline, as
-        record_job does, one by one."""
+        record_job does, one by one.
+
+        Every batch is sent, whatever was refused before. With raise_errors=True, when any record
+        was not recorded, LearningClientError is raised once at the end, its `results` the list
+        that would have been returned (the others of a batch are stored all the same)."""
         results: list[dict | None] = [None] * len(records)
-        for bodies in self._batches(records):
+        failures: list[tuple[str, int | None]] = []  # (message, status): raised once, at the end
+        for bodies in self._batches(records, failures):
             try:
-                self._record_batch(records, bodies, results)
-            except LearningClientError:
-                raise
+                self._record_batch(records, bodies, results, failures)
             except Exception as exc:  # a bug here must never stop the pipeline
                 self._fail(
-                    f"jobs {bodies[0][0] + 1}..{bodies[-1][0] + 1} were not recorded: {type(exc).__name__}: {exc}"
+                    f"jobs {bodies[0][0] + 1}..{bodies[-1][0] + 1} were not recorded: {type(exc).__name__}: {exc}",
+                    into=failures,
                 )
+        if failures and self.raise_errors:
+            message, status = failures[0]
+            missing = sum(result is None for result in results)
+            raise LearningClientError(
+                f"{missing} of {len(records)} jobs were not recorded (see .results); the first: {message}",
+                status,
+                results,
+            )
         return results
 
-    def _batches(self, records: list[dict]):
+    def _batches(self, records: list[dict], failures: list):
         """(index, body) lists of at most BATCH records and BATCH_BYTES (10,000 records of 7 KB
         were one 70 MB body, past the service's limit: cut off, retried, and all lost)."""
         batch: list[tuple[int, bytes]] = []
@@ -114,7 +128,7 @@ class LearningClient:
             try:
                 body = encode(record, self.naive_timezone)
             except (TypeError, ValueError, RecursionError) as exc:
-                self._fail(f"record {n + 1} was not recorded: it cannot be sent as JSON ({exc})")
+                self._fail(f"record {n + 1} was not recorded: it cannot be sent as JSON ({exc})", into=failures)
                 continue
             if batch and (len(batch) == BATCH or size + len(body) + 1 > BATCH_BYTES):
                 yield batch
@@ -124,7 +138,9 @@ class LearningClient:
         if batch:
             yield batch
 
-    def _record_batch(self, records: list[dict], bodies: list[tuple[int, bytes]], results: list) -> None:
+    def _record_batch(
+        self, records: list[dict], bodies: list[tuple[int, bytes]], results: list, failures: list
+    ) -> None:
         """One batch; its lines answered 5xx (the index database away, the journal locked) are
         sent again as record_job's are, then written to the journal with data_dir. They were
         taken for refused: a batch sent while PostgreSQL restarted was lost."""
@@ -150,7 +166,7 @@ class LearningClient:
                     status, reason = line, f"answered {line} for it: {message}"
                 else:
                     job_id = answer.get("job_id") if isinstance(answer, dict) else None
-                    self._fail(f"the service refused record {n + 1} ({job_id!r}): {message}", line)
+                    self._fail(f"the service refused record {n + 1} ({job_id!r}): {message}", line, into=failures)
             if not again:
                 return
             pending = again
@@ -163,9 +179,11 @@ class LearningClient:
         if (status is None or status in RETRY_STATUSES) and self.data_dir is not None:
             for n, body in pending:
                 job_id = records[n].get("job_id") if isinstance(records[n], dict) else None
-                results[n] = self._append_to_journal(body, job_id, reason)
+                results[n] = self._append_to_journal(body, job_id, reason, failures)
             return
-        self._fail(f"{len(pending)} jobs were not recorded: the service at {self.base_url} {reason}", status)
+        self._fail(
+            f"{len(pending)} jobs were not recorded: the service at {self.base_url} {reason}", status, into=failures
+        )
 
     def rate(self, job_id: str, rating: int | None, source: str = "api") -> dict | None:
         """PUT (or, for None, DELETE) /api/jobs/<job_id>/rating; returns {job_id, rating, rated_at}."""
@@ -264,13 +282,14 @@ class LearningClient:
         return status, payload, reason
 
     # ------------------------------------------------------------ the service is down
-    def _append_to_journal(self, body: bytes, job_id, reason: str) -> dict | None:
+    def _append_to_journal(self, body: bytes, job_id, reason: str, failures: list | None = None) -> dict | None:
         """Validate like the service does and append the line under the journal lock, unless it is
-        recorded already (an identical retry writes nothing; other content is refused)."""
+        recorded already (an identical retry writes nothing; other content is refused). `failures`:
+        as for _fail."""
         try:
             from . import offline
         except ImportError as exc:
-            return self._fail(f"job {job_id!r} was not recorded: the service {reason} and {exc}")
+            return self._fail(f"job {job_id!r} was not recorded: the service {reason} and {exc}", into=failures)
         if not (self.data_dir / offline.LOG_NAME).exists():  # a relative data_dir resolved elsewhere, say
             log.warning(
                 "%s holds no journal yet: no service has recorded a job there. The job is kept there; "
@@ -282,12 +301,13 @@ class LearningClient:
         except Exception as exc:  # a full disk, a lock held for too long: the pipeline goes on
             return self._fail(
                 f"job {job_id!r} was not recorded: the service {reason} and "
-                f"{self.data_dir / offline.LOG_NAME} could not be written ({exc})"
+                f"{self.data_dir / offline.LOG_NAME} could not be written ({exc})",
+                into=failures,
             )
         if outcome.status == "invalid":
-            return self._fail(f"job {job_id!r} was not recorded: {outcome.message}", 400)
+            return self._fail(f"job {job_id!r} was not recorded: {outcome.message}", 400, into=failures)
         if outcome.status == "conflict":
-            return self._fail(f"job {job_id!r} was not recorded: {outcome.message}", 409)
+            return self._fail(f"job {job_id!r} was not recorded: {outcome.message}", 409, into=failures)
         if outcome.status == "created":
             log.warning(
                 "learning_svc at %s %s: job %r appended to %s; the service indexes it (within seconds if it runs, else when it starts)",
@@ -298,9 +318,13 @@ class LearningClient:
             )
         return outcome.summary
 
-    def _fail(self, message: str, status: int | None = None) -> None:
+    def _fail(self, message: str, status: int | None = None, into: list | None = None) -> None:
+        """Log a failure; raise it with raise_errors=True, unless `into` is given: then it is kept
+        there (record_jobs raises once, at its end)."""
         log.error("%s", message)
-        if self.raise_errors:
+        if into is not None:
+            into.append((message, status))
+        elif self.raise_errors:
             raise LearningClientError(message, status)
         return None
 

@@ -274,6 +274,34 @@ def test_record_jobs_sends_one_batch_and_answers_per_record(live_server, caplog)
     assert len(journal_lines(live_server.settings.log_path)) == 31
 
 
+def test_record_jobs_raising_sends_every_batch_and_raises_once_with_every_result(live_server, monkeypatch):
+    """raise_errors=True raised at the first refused line: the batch's later lines were stored
+    all the same, later batches were never sent, and the caller could not tell which were."""
+    monkeypatch.setattr(client_module, "BATCH", 3)
+    client = LearningClient(live_server.url, raise_errors=True, **FAST)
+    client.record_job(job("known"))
+    records = [
+        job("r0"),
+        job("known", packs=["other"]),  # 409
+        job("r2"),
+        {"job_id": "no time"},  # 400
+        job("r4"),
+        {"job_id": "unsendable", "completed_at": 1_764_000_000, "x": object()},
+        job("r6"),
+    ]
+    with pytest.raises(LearningClientError) as raised:
+        client.record_jobs(records)
+    results = raised.value.results
+    assert [result and result["job_id"] for result in results] == ["r0", None, "r2", None, "r4", None, "r6"]
+    assert str(raised.value).startswith("3 of 7 jobs were not recorded"), raised.value
+    assert raised.value.status == 409  # the first refusal's
+    stored = [line["job_id"] for line in journal_lines(live_server.settings.log_path)]
+    assert stored == ["known", "r0", "r2", "r4", "r6"]
+    # without raise_errors: the same list, returned
+    results = LearningClient(live_server.url, **FAST).record_jobs(records)
+    assert [result and result["job_id"] for result in results] == ["r0", None, "r2", None, "r4", None, "r6"]
+
+
 def test_record_jobs_keeps_each_batch_within_the_services_body_limit(settings, monkeypatch):
     """10,000 records of 7 KB went as one 70 MB body, past the service's 64 MiB: the connection
     was cut, the body sent three more times, and nothing recorded. Batches are cut by bytes too."""
