@@ -1653,3 +1653,45 @@ def test_the_job_focused_by_a_key_is_not_under_the_selection_bar(live_server, op
         top = page.evaluate("document.activeElement.getBoundingClientRect().top")
         bottom = page.evaluate("document.getElementById('selection-bar').getBoundingClientRect().bottom")
         assert top >= bottom - 1, (top, bottom)
+
+
+def test_the_viewer_says_the_rating_of_a_job_of_several_images(live_server, open_page):
+    """An outside run: stars given in the viewer to a job of several images are the images', and
+    the job stayed unrated in the rating sort and the counts with no word of it on screen: the
+    viewer now shows the job's own rating beside the image's stars."""
+    [job_id] = image_jobs(live_server, 1, outputs=2, prefix="two")
+    page = open_page(live_server)
+    card(page, job_id).locator("img.thumb").first.click()
+    expect(page.locator("#viewer-job-rating")).to_have_text("Job: unrated")
+    page.keyboard.press("4")  # the image's
+    eventually(lambda: summary(live_server, job_id)["image_ratings"] == {"0": 4})
+    expect(page.locator("#viewer-job-rating")).to_have_text("Job: unrated")
+    assert live_server.http.put(f"{live_server.url}/api/jobs/{job_id}/rating", json={"rating": 3}).status_code == 200
+    page.keyboard.press("Escape")
+    focus(page, job_id)
+    expect(star(card(page, job_id), "3 stars")).to_have_attribute("aria-checked", "true", timeout=10_000)
+    page.keyboard.press("v")
+    expect(page.locator("#viewer-job-rating")).to_have_text("Job: ★★★")
+
+
+def test_the_number_keys_of_the_commonest_tags_stay_on_their_tags_as_counts_change(live_server, open_page):
+    """An outside run: chip 1 was "bad hands" at one opening and "blurry" at the next, as the
+    counts changed. The commonest tags are numbered in alphabetical order."""
+    ids = image_jobs(live_server, 4, prefix="chips")
+    for job_id, tags in zip(ids, [["blurry", "hands"], ["blurry"], ["blurry"], ["hands"]], strict=True):
+        response = live_server.http.post(f"{live_server.url}/api/jobs/{job_id}/review", json={"tags_add": tags})
+        response.raise_for_status()
+    page = open_page(live_server)
+    focus(page, ids[0])
+    page.keyboard.press("t")
+    chips = page.locator(".tag-choice kbd")
+    expect(chips).to_have_count(2)
+    expect(page.locator(".tag-choice").first).to_have_attribute("data-tag", "blurry")
+    page.keyboard.press("Escape")
+    for job_id in ids[1:3]:  # hands becomes the commonest
+        response = live_server.http.post(f"{live_server.url}/api/jobs/{job_id}/review", json={"tags_add": ["hands"]})
+        response.raise_for_status()
+    focus(page, ids[0])
+    page.keyboard.press("t")
+    expect(page.locator(".tag-choice kbd")).to_have_count(2)
+    expect(page.locator(".tag-choice").first).to_have_attribute("data-tag", "blurry")

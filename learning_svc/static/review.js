@@ -264,9 +264,12 @@ function targets() {
 
 // The tags shown as chips: the commonest first (on the keys 1-9), then the targets' own; one
 // chip per tag whatever its case or spacing, in the spelling most jobs use.
+// The commonest are in alphabetical order, so that a number key stays on its tag while the
+// counts change (chip 1 was "bad hands" at one opening and "blurry" at the next).
 function offeredTags(jobs) {
   const offered = new Map();
-  for (const tag of [...commonTags.slice(0, COMMON_TAGS), ...jobs.flatMap((job) => job.tags ?? [])]) {
+  const commonest = commonTags.slice(0, COMMON_TAGS).sort((a, b) => foldTag(a).localeCompare(foldTag(b)));
+  for (const tag of [...commonest, ...jobs.flatMap((job) => job.tags ?? [])]) {
     if (!offered.has(foldTag(tag))) offered.set(foldTag(tag), tag);
   }
   return [...offered.values()];

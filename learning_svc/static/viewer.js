@@ -112,6 +112,11 @@ function renderRating(job) {
   }, n === 0 ? '0' : '★'));
   $('viewer-rating').replaceChildren(
     h('div', { class: 'stars', role: 'radiogroup', 'aria-label': 'Image rating' }, ...stars),
+    // A job of several images keeps a rating of its own (README): said here, since the stars are the image's.
+    job.outputs.length > 1
+      ? h('span', { class: 'viewer-job-rating', id: 'viewer-job-rating' },
+        job.rating == null ? 'Job: unrated' : `Job: ${'★'.repeat(job.rating) || '0 stars'}`)
+      : null,
     h('span', { class: 'viewer-flags' },
       job.flag ? h('span', { class: `flag flag-${job.flag}` }, job.flag === 'pick' ? '✓ Pick' : '✕ Reject') : null,
       ...(job.tags ?? []).map((tag) => h('span', { class: 'tag' }, tag))));
