@@ -273,6 +273,7 @@ def test_the_viewer_steps_through_the_listing_across_pages_and_digits_rate_the_i
     viewer = page.locator("#viewer")
     expect(viewer).to_be_visible()
     expect(page.locator("#viewer-position")).to_contain_text(ids[48])
+    assert "null" not in page.locator("#viewer-rating").inner_text()  # a one-image job has no job line: it said "null"
     page.keyboard.press("j")
     expect(page.locator("#viewer-position")).to_contain_text(ids[49])
     page.keyboard.press("j")  # past the loaded page: the next one is loaded

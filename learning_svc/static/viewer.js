@@ -110,7 +110,7 @@ function renderRating(job) {
     'data-rating': n,
     tabindex: rating === n || (rating == null && n === 0) ? '0' : '-1',
   }, n === 0 ? '0' : '★'));
-  $('viewer-rating').replaceChildren(
+  $('viewer-rating').replaceChildren(...[ // replaceChildren writes a null as the text "null": left out
     h('div', { class: 'stars', role: 'radiogroup', 'aria-label': 'Image rating' }, ...stars),
     // A job of several images keeps a rating of its own (README): said here, since the stars are the image's.
     job.outputs.length > 1
@@ -119,7 +119,7 @@ function renderRating(job) {
       : null,
     h('span', { class: 'viewer-flags' },
       job.flag ? h('span', { class: `flag flag-${job.flag}` }, job.flag === 'pick' ? '✓ Pick' : '✕ Reject') : null,
-      ...(job.tags ?? []).map((tag) => h('span', { class: 'tag' }, tag))));
+      ...(job.tags ?? []).map((tag) => h('span', { class: 'tag' }, tag)))].filter(Boolean));
   $('viewer-triage').setAttribute('aria-pressed', String(triage));
 }
 
