@@ -1696,3 +1696,18 @@ def test_the_number_keys_of_the_commonest_tags_stay_on_their_tags_as_counts_chan
     page.keyboard.press("t")
     expect(page.locator(".tag-choice kbd")).to_have_count(2)
     expect(page.locator(".tag-choice").first).to_have_attribute("data-tag", "blurry")
+
+
+def test_after_ctrl_enter_saves_a_note_the_next_key_acts_on_the_job(live_server, open_page):
+    """A new-user run: after Ctrl+Enter saved the note, the cursor stayed in the box, so the 4
+    pressed next to rate the job went into the note ("second note4")."""
+    [job_id] = image_jobs(live_server, 1, prefix="note")
+    page = open_page(live_server)
+    focus(page, job_id)
+    page.keyboard.press("Enter")
+    page.locator("#details-note").fill("second note")
+    page.locator("#details-note").press("Control+Enter")
+    page.keyboard.press("4")
+    eventually(lambda: summary(live_server, job_id)["rating"] == 4)
+    page.keyboard.press("Escape")
+    eventually(lambda: summary(live_server, job_id)["note"] == "second note")

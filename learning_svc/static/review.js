@@ -408,7 +408,10 @@ export function renderNoteAndScores(job) {
   note.addEventListener('change', () => saveNote());
   note.addEventListener('input', tooLong);
   note.addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) saveNote();
+    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+      saveNote();
+      note.closest('dialog')?.focus(); // out of the box: the next key rates (a 4 typed after it went into the note)
+    }
     event.stopPropagation();
   });
   const scores = SCORES.map(([name, label]) => {
