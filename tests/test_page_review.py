@@ -1711,3 +1711,21 @@ def test_after_ctrl_enter_saves_a_note_the_next_key_acts_on_the_job(live_server,
     eventually(lambda: summary(live_server, job_id)["rating"] == 4)
     page.keyboard.press("Escape")
     eventually(lambda: summary(live_server, job_id)["note"] == "second note")
+
+
+def test_jobs_arriving_after_all_matching_was_confirmed_are_said_in_the_bar(live_server, open_page):
+    """A new-user run: after "Select all 12 matching", a 13th job arrived; the status said 13 but
+    the bar kept "All 12 matching jobs selected" until an action was refused with a 409."""
+    ids = image_jobs(live_server, 4, prefix="grow")
+    page = open_page(live_server, "/?pack=grow")
+    select_all_matching(page, ids[0], 4)
+    expect(page.locator("#select-all")).to_be_hidden()
+    assert (
+        live_server.post_job({"job_id": "grow-new", "completed_at": START + 50, "packs": ["grow"]}).status_code == 201
+    )
+    expect(page.locator("#selection-count")).to_have_text("All 4 matching jobs selected · 5 match now", timeout=10_000)
+    page.locator("#select-all").click()
+    page.locator("#confirm-yes").click()
+    expect(page.locator("#selection-count")).to_have_text("All 5 matching jobs selected")
+    page.keyboard.press("2")
+    expect(page.locator("#toast")).to_contain_text("Changed 5 jobs")

@@ -87,11 +87,14 @@ function renderBar() {
   const bar = $('selection-bar');
   const count = state.selectAll ? state.selectAll.count : state.selected.size;
   bar.hidden = count === 0;
-  $('selection-count').textContent = state.selectAll
-    ? `All ${plural(count, 'matching job')} selected`
-    : `${plural(count, 'job')} selected`;
   const total = state.count?.jobs;
-  $('select-all').hidden = Boolean(state.selectAll) || !total || total <= state.selected.size;
+  // Jobs arrived (or went) since "all N" was confirmed: said now, with the button to confirm
+  // the new count, rather than by a 409 at the next action.
+  const moved = state.selectAll && total != null && total !== state.selectAll.count;
+  $('selection-count').textContent = state.selectAll
+    ? `All ${plural(count, 'matching job')} selected${moved ? ` · ${total.toLocaleString('en-US')} match now` : ''}`
+    : `${plural(count, 'job')} selected`;
+  $('select-all').hidden = state.selectAll ? !moved : !total || total <= state.selected.size;
   $('select-all').textContent = total ? `Select all ${total.toLocaleString('en-US')} matching` : 'Select all matching';
   $('compare-selected').hidden = state.selectAll !== null || state.selected.size < 2 || state.selected.size > 4;
 }
