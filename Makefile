@@ -30,7 +30,7 @@ $(RUN_STAMP): pyproject.toml
 	touch $(RUN_STAMP)
 
 run: install-run
-	$(BIN)/learning-svc serve $(if $(PORT),--port $(PORT)) $(if $(DATA),--data-dir $(DATA))
+	$(BIN)/learning-svc serve $(if $(PORT),--port $(PORT)) $(if $(DATA),--data-dir $(DATA)) $(foreach folder,$(WATCH),--watch $(folder))
 
 # Debian's Chromium for the page tests (Playwright never downloads a browser here).
 browser:

@@ -38,3 +38,17 @@ def test_a_data_folder_is_passed_to_the_command(target):
     )  # fmt: skip
     (command,) = [line for line in shown.stdout.splitlines() if "bin/learning-svc " in line]
     assert command.split()[-2:] == ["--data-dir", "/srv/learning"], command
+
+
+def test_folders_to_watch_are_passed_to_serve():
+    """A new-user run: `make run` took PORT and DATA but no folder to watch: watching meant
+    calling .venv/bin/learning-svc by hand. WATCH=… gives --watch, one per folder."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    shown = subprocess.run(
+        [shutil.which("make"), "-n", "run", "WATCH=/srv/a1111 /srv/comfy", "DATA=/srv/learning"],
+        cwd=ROOT, capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
+    (command,) = [line for line in shown.stdout.splitlines() if "bin/learning-svc " in line]
+    assert command.split()[1:] == [
+        "serve", "--data-dir", "/srv/learning", "--watch", "/srv/a1111", "--watch", "/srv/comfy"
+    ], command  # fmt: skip

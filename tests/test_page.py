@@ -525,7 +525,11 @@ def test_empty_state_gives_a_working_curl_command(live_server, open_page):
     expect(page.locator("#empty-first")).to_be_visible()
     # A new-user run: it offered only curl and the demo (which serves elsewhere), not the
     # importer and the watcher the README starts with.
-    expect(page.locator("#import-command")).to_have_text("learning-svc import ~/stable-diffusion-webui/outputs")
+    # where `make run` put it, and the data folder named (a new-user run imported into ./logs/learning)
+    expect(page.locator("#import-command")).to_have_text(
+        ".venv/bin/learning-svc import ~/stable-diffusion-webui/outputs"
+    )
+    expect(page.locator("#empty-first")).to_contain_text("--data-dir")
     expect(page.locator("#empty-first")).to_contain_text("--watch")
     expect(page.locator("#empty-first")).to_contain_text("port of its own")
     expect(page.locator(JOB)).to_have_count(0)
