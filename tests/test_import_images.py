@@ -1359,36 +1359,14 @@ def test_a_comfyui_lora_loader_left_unconnected_is_not_a_lora_of_the_image():
     import json
 
     graph = _plain_comfy_graph()
-    graph["60"] = {
-        "class_type": "LoraLoader",
-        "inputs": {
-            "lora_name": "dead.safetensors",
-            "strength_model": 0.9,
-            "strength_clip": 0.9,
-            "model": ["4", 0],
-            "clip": ["4", 1],
-        },
-    }
-    graph["61"] = {
-        "class_type": "LoraLoader",
-        "inputs": {
-            "lora_name": "live.safetensors",
-            "strength_model": 0.3,
-            "strength_clip": 0.3,
-            "model": ["4", 0],
-            "clip": ["4", 1],
-        },
-    }
-    graph["62"] = {
-        "class_type": "LoraLoader",
-        "inputs": {  # on the prompts' clip only: it shapes the image too
-            "lora_name": "clip_only.safetensors",
-            "strength_model": 0.7,
-            "strength_clip": 0.7,
-            "model": ["4", 0],
-            "clip": ["4", 1],
-        },
-    }
+
+    def lora(name: str, strength: float) -> dict:
+        inputs = {"lora_name": name, "strength_model": strength, "strength_clip": strength, "model": ["4", 0]}
+        return {"class_type": "LoraLoader", "inputs": {**inputs, "clip": ["4", 1]}}
+
+    graph["60"] = lora("dead.safetensors", 0.9)
+    graph["61"] = lora("live.safetensors", 0.3)
+    graph["62"] = lora("clip_only.safetensors", 0.7)  # on the prompts' clip only: it shapes the image too
     graph["3"]["inputs"]["model"] = ["61", 0]
     graph["6"]["inputs"]["clip"] = ["62", 1]
     found = images.from_comfyui({"prompt": json.dumps(graph)})
