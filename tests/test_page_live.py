@@ -762,3 +762,32 @@ def test_a_note_typed_and_left_by_a_reload_is_saved(live_server, open_page):
     while time.monotonic() < deadline and summary(live_server, job_id)["note"] != "keep me":
         time.sleep(0.1)
     assert summary(live_server, job_id)["note"] == "keep me"
+
+
+def test_details_opened_while_the_service_is_away_take_a_note_and_load_when_it_is_back(live_server, open_page):
+    """A new-user run: with the service down, details showed only "Could not load the job", so a
+    note could not be written for any job whose details were not open before. The review part
+    (flag, tags, note) is shown from the page's own data, kept while away, and the details load
+    when the service is back."""
+    from test_page_review import image_jobs, summary
+
+    [job_id] = image_jobs(live_server, 1)
+    page = open_page(live_server)
+    expect(card(page, job_id)).to_be_visible()
+    down = lambda route: route.abort()  # noqa: E731 - as if the service were away
+    for pattern in (f"**/api/jobs/{job_id}", "**/api/jobs/*/review", "**/api/health"):
+        page.route(pattern, down)
+    card(page, job_id).focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#details-body")).to_contain_text("Could not load the job")
+    page.locator("#details-note").fill("written while away")
+    page.locator("#details-note").press("Control+Enter")
+    expect(card(page, job_id).get_by_role("alert")).to_contain_text("Not saved yet")
+    for pattern in (f"**/api/jobs/{job_id}", "**/api/jobs/*/review", "**/api/health"):
+        page.unroute(pattern)
+    expect(page.locator("#details-body")).to_contain_text("Rating history", timeout=NEW_JOB_TIMEOUT_MS)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and summary(live_server, job_id)["note"] != "written while away":
+        time.sleep(0.1)
+    assert summary(live_server, job_id)["note"] == "written while away"
+    expect(page.locator("#details-note")).to_have_value("written while away")

@@ -3,6 +3,7 @@
 // closes it.
 
 import { api, jobUrl, outputUrl } from './api.js';
+import { onResume } from './connection.js';
 import { writeUrl } from './filters.js';
 import { seedText, weighted } from './generation.js';
 import { drawJob, loadNextPage } from './list.js';
@@ -134,6 +135,8 @@ function onDetailsRatingClick(event) {
   else if (event.target.closest('.clear-rating')) rateJobInDetails(null);
 }
 
+let awaitingService = null; // the job whose details could not be loaded while the service was away
+
 async function loadDetails(jobId) {
   const isCurrent = () => $('details').open && $('details').dataset.shownJob === jobId;
   try {
@@ -141,9 +144,23 @@ async function loadDetails(jobId) {
     if (isCurrent()) $('details-body').replaceChildren(...renderDetails(data));
   } catch (error) {
     if (isCurrent()) {
-      $('details-body').replaceChildren(h('p', { class: 'error', role: 'alert' }, `Could not load the job: ${error.message}`));
+      // The review is the page's own: a flag, tags and a note are given here while the service
+      // is away (kept and sent when it is back); details had no note box at all then.
+      $('details-body').replaceChildren(
+        h('p', { class: 'error', role: 'alert' }, `Could not load the job: ${error.message}`),
+        detailsSection('Review', renderDetailsReview(jobId)));
+      if (error.offline) awaitingService = jobId;
     }
   }
+}
+
+// The service is back: the details that could not be loaded are (a note typed meanwhile saved first).
+function detailsOnResume() {
+  const jobId = awaitingService;
+  awaitingService = null;
+  if (!jobId || !$('details').open || $('details').dataset.shownJob !== jobId) return;
+  saveUnsavedNote();
+  loadDetails(jobId);
 }
 
 // After a rating is stored, only the summary and the history change: the images stay put.
@@ -283,6 +300,7 @@ function renderReviewHistory(history) {
 }
 
 export function initDetails() {
+  onResume(detailsOnResume);
   $('details-body').addEventListener('click', onDetailsReviewClick);
   window.addEventListener('learning-svc:reviewed', onReviewed);
   $('help-button').addEventListener('click', toggleHelp);
