@@ -165,17 +165,17 @@ def serve(host, port, data_dir, watch, watch_delay, workers):
             "--workers needs fork (Linux, macOS): on Windows run one `learning-svc serve --port P` "
             "per process behind a reverse proxy (README: Running for a studio)"
         )
-    _reach_index(settings)
-    if workers == 1:
-        _serve(settings)
-        return
     from dataclasses import replace
 
     from .workers import listening_socket, supervise
 
-    with _listen_errors(settings):
+    with _listen_errors(settings):  # first: a port in use made the data folder and its index all the same
         sock = listening_socket(settings.host, settings.port)
     settings = replace(settings, port=sock.getsockname()[1])
+    _reach_index(settings)
+    if workers == 1:
+        _serve(settings, sock)
+        return
     shared = None  # worker 0's watch state, for every worker's /api/health
     if settings.watch:
         shared = Path(tempfile.mkdtemp(prefix="learning-svc-workers-"))

@@ -101,6 +101,7 @@ def test_a_port_in_use_is_one_line_and_exit_1(tmp_path, workers):
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "d").exists()  # a new-user run: the folder and its index were made all the same
 
 
 @pytest.mark.parametrize(
