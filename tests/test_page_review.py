@@ -1729,3 +1729,26 @@ def test_jobs_arriving_after_all_matching_was_confirmed_are_said_in_the_bar(live
     expect(page.locator("#selection-count")).to_have_text("All 5 matching jobs selected")
     page.keyboard.press("2")
     expect(page.locator("#toast")).to_contain_text("Changed 5 jobs")
+
+
+def test_v_in_details_opens_the_viewer_and_back_closes_it(live_server, open_page):
+    """A review of this session's change: v in details closed details, whose close went Back;
+    that Back arrived after the viewer's own history step and closed the viewer at once (and
+    opened details again)."""
+    [job_id] = image_jobs(live_server, 1, prefix="dv")
+    page = open_page(live_server, "/?pack=dv")
+    focus(page, job_id)
+    page.keyboard.press("Enter")
+    expect(page.locator("#details")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"job=dv-000"))
+    page.keyboard.press("v")
+    expect(page.locator("#viewer")).to_be_visible()
+    page.wait_for_timeout(500)  # the close's own history work has run
+    expect(page.locator("#viewer")).to_be_visible()
+    expect(page.locator("#details")).to_be_hidden()
+    assert page.url.endswith("/?pack=dv")
+    page.go_back()
+    expect(page.locator("#viewer")).to_be_hidden()
+    expect(page.locator("#details")).to_be_hidden()
+    assert page.url.endswith("/?pack=dv")
+    expect(card(page, job_id)).to_be_visible()

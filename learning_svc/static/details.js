@@ -66,6 +66,12 @@ export function openDetails(element, { fromHistory = false } = {}) {
   showDetails(element);
 }
 
+// `v` in details: the viewer takes over details' history entry (see viewer.openViewer).
+export function closeDetailsForViewer() {
+  setOpenJob(null); // the close below then leaves the history to the viewer
+  $('details').close();
+}
+
 // Back or Forward to an entry with (or without) an open job; or a link that opens one.
 export async function detailsFromHistory(jobId) {
   const dialog = $('details');

@@ -2,7 +2,7 @@
 // compare, whether it may be typed ahead while the next page loads, and its line in the help.
 
 import { compareOpen, openCompare, toggleSlider, zoomCompare } from './compare.js';
-import { detailsJob, openDetails, stepDetails, toggleHelp } from './details.js';
+import { closeDetailsForViewer, detailsJob, openDetails, stepDetails, toggleHelp } from './details.js';
 import { firstVisibleJob } from './live.js';
 import { focusJob, focusJobAbove, focusJobBelow, focusNextJob, focusPreviousJob } from './nav.js';
 import { moveInRadioGroup, rateAndAdvance, rateJob, rateJobInDetails } from './rating.js';
@@ -65,7 +65,7 @@ export const KEYS = [
   { keys: ['Enter'], shown: ['Enter'], help: 'Open details (large images, prompts, note, sub-scores, history)',
     list: (element, key, event) => (event.target === element ? openDetails(element) : null), onlyOnCard: true },
   { keys: ['v'], shown: ['v'], help: 'View the job’s images full screen (or click a thumbnail)',
-    list: (element) => openViewer(job(element)), details: inDetails((shown) => { $('details').close(); openViewer(shown); }) },
+    list: (element) => openViewer(job(element)), details: inDetails((shown) => { closeDetailsForViewer(); openViewer(shown, 0, { fromDetails: true }); }) },
   { keys: ['c'], shown: ['c'], help: 'Compare the 2–4 selected jobs (or the focused job’s images); in the viewer: copy the prompt',
     list: (element) => openCompare(selectedJobs(), element && job(element)), viewer: () => copyShown('prompt') },
   { keys: ['s'], shown: ['s'], help: 'Viewer: copy the seed; compare: slider or side by side',

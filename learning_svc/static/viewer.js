@@ -5,6 +5,7 @@
 
 import { outputUrl } from './api.js';
 import { onResume } from './connection.js';
+import { pageUrl } from './filters.js';
 import { a1111Text, jobDetail, parameters, renderPrompt } from './generation.js';
 import { loadNextPage } from './list.js';
 import { focusJob } from './nav.js';
@@ -35,8 +36,9 @@ export function viewerJob() {
   return current && jobById(current.jobId);
 }
 
-// Opens on a job's image (the first, or `output`).
-export function openViewer(job, output = 0) {
+// Opens on a job's image (the first, or `output`). `fromDetails`: details handed its history
+// entry over (closing details went Back, which, arriving after the viewer's own step, closed it).
+export function openViewer(job, output = 0, { fromDetails = false } = {}) {
   if (!job || !(job.outputs ?? []).length) {
     showToast('This job has no image to view', { info: true });
     return;
@@ -47,7 +49,8 @@ export function openViewer(job, output = 0) {
     dialog.focus();
     // A step in the history, as details is: Back closes the viewer (on a phone it left the
     // filtered view behind it too).
-    history.pushState({ ...history.state, viewer: true }, '', location.href);
+    if (fromDetails) history.replaceState({ viewer: true }, '', pageUrl());
+    else history.pushState({ ...history.state, viewer: true }, '', location.href);
     dialog.addEventListener('close', () => {
       const shown = viewerJob();
       current = null;
