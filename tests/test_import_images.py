@@ -1429,3 +1429,37 @@ def test_a_png_with_a_damaged_text_chunk_is_imported_without_that_chunk(tmp_path
         "comment_damaged.png": "metadata 'Comment' not read: damaged (its checksum does not match)",
         "parameters_damaged.png": "metadata 'parameters' not read: damaged (its checksum does not match)",
     }
+
+
+def test_a_damaged_text_chunk_in_a_bomb_or_an_odd_comfyui_node_id_is_a_report_line_not_a_crash(tmp_path):
+    """A review of this session's change: the damaged-text path read the PNG outside the import's
+    error handling, so a bomb-sized PNG with a damaged text chunk stopped the whole import; and a
+    ComfyUI node id "²" (a digit int() refuses) or of 5,000 digits raised in the node ordering."""
+    import json
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    (tmp_path / "images").mkdir()
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    bad_text = chunk(b"tEXt", b"parameters\0a cat")[:-4] + b"\0\0\0\0"
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + bad_text
+        + chunk(b"IDAT", zlib.compress(b"\0"))
+        + chunk(b"IEND", b"")
+    )
+    (tmp_path / "images" / "bomb_damaged_text.png").write_bytes(bomb)
+    graph = _plain_comfy_graph()
+    graph["²"] = {"class_type": "Note", "inputs": {"text": "x"}}
+    graph["9" * 5000] = {"class_type": "Note", "inputs": {"text": "y"}}
+    image_fixtures.save_png_text(str(tmp_path / "images" / "odd_ids.png"), {"prompt": json.dumps(graph)})
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    result = run_import(settings, [tmp_path / "images"])
+    reasons = {Path(p["file"]).name: p["reason"] for p in result.tally.problems}
+    assert "decompression bomb" in reasons["bomb_damaged_text.png"]
+    assert result.tally.total()["imported"] == 1
+    assert listed_by_file(settings)["odd_ids.png"]["seed"] == 156680208700286

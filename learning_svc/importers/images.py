@@ -614,8 +614,12 @@ def _comfy_loras(prompt: dict, nodes: list[dict]) -> dict:
 
 
 def _node_order(node_id: str) -> tuple:
-    """ComfyUI numbers nodes as they are added: the lower number first, whatever the key order."""
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+    """ComfyUI numbers nodes as they are added: the lower number first, whatever the key order
+    (compared as digit strings: "²" is a digit int() refuses, and a 5,000-digit id too)."""
+    if node_id.isascii() and node_id.isdecimal():
+        digits = node_id.lstrip("0") or "0"
+        return (0, len(digits), digits)
+    return (1, 0, node_id)
 
 
 class _Graph:
@@ -715,7 +719,8 @@ def from_comfyui(chunks: dict) -> dict | None:
     ksampler = ksampler or next((graph.nodes[n] for n in live if "sampler_name" in graph.nodes[n]), {})
     sampler = None
     if info is not None and info.samplers:
-        sampler = next((s for s in info.samplers if str(s.sampler_id) == base), info.samplers[0])
+        # not another sampler's (a refiner's seed and steps) when sd-parsers did not read the base's
+        sampler = next((s for s in info.samplers if str(s.sampler_id) == base), None if base else info.samplers[0])
     params = dict(sampler.parameters) if sampler else {}
     if info is None and not ksampler:
         return None
@@ -977,11 +982,16 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     if complete(data) is False:
         return Problem(where, "truncated: the file ends before its image does (still being written?)", UNREADABLE)
     dropped: dict[str, str] = {}
+    png = data.startswith(b"\x89PNG\r\n\x1a\n")
     try:
         try:
             fmt, (width, height), chunks = read_chunks(data)
         except ValueError as error:  # Pillow's limits on text chunks: the image itself is fine
-            if not (data.startswith(b"\x89PNG\r\n\x1a\n") and "text" in str(error).lower()):
+            if not (png and "text" in str(error).lower()):
+                raise
+            fmt, ((width, height), chunks, dropped) = "PNG", png_text_capped(data)
+        except UnidentifiedImageError:  # a damaged text chunk (only that): read without it
+            if not (png and only_text_damaged(data)):
                 raise
             fmt, ((width, height), chunks, dropped) = "PNG", png_text_capped(data)
     except Image.DecompressionBombError:
@@ -989,11 +999,8 @@ def image_job(path: Path, output_root: Path | None) -> Item:
             where, "its header declares more pixels than an image may have (a decompression bomb)", UNREADABLE
         )
     except UnidentifiedImageError as error:
-        if data.startswith(b"\x89PNG\r\n\x1a\n") and only_text_damaged(data):
-            fmt, ((width, height), chunks, dropped) = "PNG", png_text_capped(data)
-        else:
-            reason = str(error) if "only PNG" in str(error) else "not a PNG, JPEG or WEBP image (or a broken one)"
-            return Problem(where, reason, UNREADABLE)
+        reason = str(error) if "only PNG" in str(error) else "not a PNG, JPEG or WEBP image (or a broken one)"
+        return Problem(where, reason, UNREADABLE)
     except (ValueError, OSError, EOFError, SyntaxError, struct.error) as error:
         return Problem(where, f"unreadable metadata ({str(error)[:200] or type(error).__name__})", UNREADABLE)
     found = parse_chunks(chunks)
