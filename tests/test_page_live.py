@@ -791,3 +791,81 @@ def test_details_opened_while_the_service_is_away_take_a_note_and_load_when_it_i
         time.sleep(0.1)
     assert summary(live_server, job_id)["note"] == "written while away"
     expect(page.locator("#details-note")).to_have_value("written while away")
+
+
+def test_a_flag_kept_while_away_is_what_u_undoes(live_server, open_page):
+    """A review of this session's change: a flag kept to be sent later left no undo item, so `u`
+    undid the action before it (another job's rating)."""
+    from test_page_review import eventually, image_jobs, summary
+
+    first, second = image_jobs(live_server, 2, prefix="uq")
+    page = open_page(live_server)
+    card(page, first).focus()
+    page.keyboard.press("3")
+    eventually(lambda: summary(live_server, first)["rating"] == 3)
+    down = lambda route: route.abort()  # noqa: E731 - as if the service were away
+    for pattern in ("**/api/jobs/*/review", "**/api/health"):
+        page.route(pattern, down)
+    card(page, second).focus()
+    page.keyboard.press("x")
+    expect(card(page, second).get_by_role("alert")).to_contain_text("Not saved yet")
+    for pattern in ("**/api/jobs/*/review", "**/api/health"):
+        page.unroute(pattern)
+    eventually(lambda: summary(live_server, second)["flag"] == "reject", timeout=15)
+    page.keyboard.press("u")
+    expect(page.locator("#toast")).to_contain_text("Undone: flag")
+    eventually(lambda: summary(live_server, second)["flag"] is None)
+    assert summary(live_server, first)["rating"] == 3
+
+
+def test_a_review_does_not_overtake_one_kept_for_later(live_server, open_page):
+    """A review of this session's change: p answered 503 was kept to be sent in 5 s, and the x
+    pressed after it went out at once, so p arrived last: the job ended picked, the page said
+    rejected."""
+    from test_page_review import image_jobs, summary
+
+    [job_id] = image_jobs(live_server, 1, prefix="ov")
+    answered, held = [], []
+
+    def busy_once(route):  # the first (p) held until x is pressed, then answered 503
+        answered.append(route.request.post_data)
+        if len(answered) == 1:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page = open_page(live_server)
+    page.route("**/api/jobs/*/review", busy_once)
+    card(page, job_id).focus()
+    page.keyboard.press("p")
+    while not held:
+        page.wait_for_timeout(20)
+    page.keyboard.press("x")  # waits behind p, which is still out
+    page.wait_for_timeout(200)
+    held[0].fulfill(status=503, content_type="application/json",
+                    body='{"error": {"code": "unavailable", "message": "busy"}}')  # fmt: skip
+    deadline = time.monotonic() + 15  # the route answers only while Playwright runs: waited in the page
+    while len(answered) < 3 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(answered) == 3, answered  # p (503), p again, then x
+    page.wait_for_timeout(500)
+    assert summary(live_server, job_id)["flag"] == "reject", answered
+    expect(card(page, job_id).locator(".flag-reject")).to_be_visible()
+
+
+def test_a_note_left_in_the_queue_does_not_undo_a_newer_one(live_server, open_page):
+    """A review of this session's change: a note queued as the page was left stayed in the
+    queue when its request got out, and the next page sent it again, over a note written
+    elsewhere since. It is sent only while the job holds the note it had."""
+    from test_page_review import eventually, image_jobs, summary
+
+    [job_id] = image_jobs(live_server, 1, prefix="lq")
+    response = live_server.http.post(f"{live_server.url}/api/jobs/{job_id}/review", json={"note": "newer"})
+    response.raise_for_status()
+    page = open_page(live_server)
+    expect(card(page, job_id)).to_be_visible()
+    entry = {"job_id": job_id, "jobs": [job_id], "review": {"note": "older"}, "expect": {"note": None}}
+    page.evaluate("entry => localStorage.setItem('learning-svc-unsent-ratings', JSON.stringify([entry]))", entry)
+    page.reload()
+    eventually(lambda: page.evaluate("localStorage.getItem('learning-svc-unsent-ratings')") is None)
+    assert summary(live_server, job_id)["note"] == "newer"

@@ -1752,3 +1752,24 @@ def test_v_in_details_opens_the_viewer_and_back_closes_it(live_server, open_page
     expect(page.locator("#details")).to_be_hidden()
     assert page.url.endswith("/?pack=dv")
     expect(card(page, job_id)).to_be_visible()
+
+
+def test_the_chips_are_numbered_before_all_matching_counts_come(live_server, open_page):
+    """A review of this session's change: with "all matching", the chips were drawn numbered
+    only after every tag's count came, so 1 and Enter pressed meanwhile toggled the first chip
+    drawn before, a loaded job's own tag, for every matching job."""
+    ids = image_jobs(live_server, 3, prefix="num")
+    response = live_server.http.post(f"{live_server.url}/api/jobs/{ids[0]}/review", json={"tags_add": ["zebra"]})
+    response.raise_for_status()
+    for job_id in ids:
+        response = live_server.http.post(f"{live_server.url}/api/jobs/{job_id}/review", json={"tags_add": ["apple"]})
+        response.raise_for_status()
+    held = []
+    page = open_page(live_server, "/?pack=num")
+    select_all_matching(page, ids[0], 3)
+    page.route("**/api/count?*tag=*", lambda route: held.append(route))
+    page.keyboard.press("t")
+    expect(page.locator(".tag-choice kbd").first).to_be_visible()  # numbered while the counts are out
+    expect(page.locator(".tag-choice").first).to_have_attribute("data-tag", "apple")
+    for route in held:
+        route.continue_()

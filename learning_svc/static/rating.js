@@ -120,13 +120,17 @@ export function hasUnsent() {
 // A review (flag, tags, note, sub-scores) the service could not take now: kept in the same
 // queue, in order with the ratings, and shown as given until it is sent (a flag, a tag or a
 // note given while the service restarted was thrown away; only stars were kept).
-export function enqueueReview(jobs, set, message = UNSENT) {
-  queue.push({ job_id: jobs[0].job_id, jobs: jobs.map((job) => job.job_id), review: set });
+export function enqueueReview(jobs, set, message = UNSENT, expect = null) {
+  queue.push({ job_id: jobs[0].job_id, jobs: jobs.map((job) => job.job_id), review: set, ...(expect ? { expect } : {}) });
   saveQueue();
   for (const job of jobs) if (job.element) setJobError(job, message, { unsent: true });
 }
 
-function sendReview({ jobs, review: set }, options = {}) {
+function sendReview({ jobs, review: set, expect = null }, options = {}) {
+  if (expect) { // only while the job still holds what it had: a note sent again is no newer one's undoing
+    const items = jobs.map((jobId) => ({ job_id: jobId, output: null, set, expect }));
+    return api('/api/ratings:batch', { method: 'POST', body: { items, source: 'web' }, ...options });
+  }
   if (jobs.length === 1) {
     return api(`${jobUrl(jobs[0])}/review`, { method: 'POST', body: { ...set, source: 'web' }, ...options });
   }
@@ -135,10 +139,12 @@ function sendReview({ jobs, review: set }, options = {}) {
 }
 
 // The page is left (reload, tab closed) with a note typed: queued (the next page sends it if
-// this request does not get out) and sent with keepalive, which outlives the page.
-export function sendWhileLeaving(job, set) {
-  enqueueReview([job], set);
-  sendReview({ jobs: [job.job_id], review: set }, { keepalive: true }).catch(() => {});
+// this request does not get out) and sent with keepalive, which outlives the page. Both only
+// while the job holds what it had (`expect`): sent again by the next page after the first got
+// out, or after the note was changed elsewhere meanwhile, it changes nothing.
+export function sendWhileLeaving(job, set, expect) {
+  enqueueReview([job], set, UNSENT, expect);
+  sendReview({ jobs: [job.job_id], review: set, expect }, { keepalive: true }).catch(() => {});
 }
 
 const waitsFor = (jobId) => queue.some((entry) => entry.job_id === jobId || entry.jobs?.includes(jobId));
@@ -339,5 +345,7 @@ export function rateJobInDetails(rating) {
 
 export function initRating() {
   onResume(flushUnsentRatings);
+  // Back to a page kept by the browser (back/forward cache): what it queued as it was left goes now.
+  window.addEventListener('pageshow', (event) => { if (event.persisted) flushUnsentRatings(); });
   if (queue.length) flushUnsentRatings();
 }

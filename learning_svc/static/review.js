@@ -82,9 +82,17 @@ async function store(jobs, set, { output = null, undoInto = null } = {}) {
     redrawJob(job);
   }
   const queueable = output == null && !('rating' in set);
-  if (queueable && hasUnsent()) { // after those waiting to be sent, in order
+  // Kept to be sent later, after those waiting, in order; `u` undoes it as any other change.
+  const queue = () => {
     enqueueReview(jobs, set);
+    const undo = before.map(({ job, snapshot: saved }) => undoOf(job, saved, set)).filter(Boolean);
+    if (undoInto) undoInto.push(...undo);
+    else pushUndo(describe(set, jobs.length), undo);
+    return false;
+  };
+  if (queueable && hasUnsent()) {
     for (const job of jobs) job.reviewing -= 1;
+    queue();
     flushUnsentRatings();
     return false;
   }
@@ -93,6 +101,7 @@ async function store(jobs, set, { output = null, undoInto = null } = {}) {
   sending = new Promise((resolve) => { sent = resolve; });
   try {
     await turn;
+    if (queueable && hasUnsent()) return queue(); // the change ahead was queued meanwhile: not overtaken
     let undo;
     if (jobs.length === 1 && !('rating' in set && output == null)) {
       const [job] = jobs;
@@ -113,9 +122,8 @@ async function store(jobs, set, { output = null, undoInto = null } = {}) {
     return true;
   } catch (error) {
     if (queueable && (error.offline || !error.refused)) { // away or busy: kept, sent once it answers
-      enqueueReview(jobs, set);
       if (!error.offline) setTimeout(flushUnsentRatings, 5000);
-      return false;
+      return queue();
     }
     for (const { job, snapshot: saved } of before) { // only what this change touched
       for (const key of touched(set, output)) job[key] = saved[key];
@@ -127,6 +135,32 @@ async function store(jobs, set, { output = null, undoInto = null } = {}) {
     sent();
     for (const job of jobs) job.reviewing -= 1;
   }
+}
+
+// The undo item of a change kept to be sent later, from the job as it was (the service's
+// `previous` is not known yet): the values it replaced, and those it left (`expect`).
+function undoOf(job, saved, set) {
+  const back = {};
+  const expect = {};
+  if ('flag' in set) {
+    back.flag = saved.flag;
+    expect.flag = set.flag;
+  }
+  if ('note' in set) {
+    back.note = saved.note;
+    expect.note = set.note || null;
+  }
+  if (set.scores) {
+    back.scores = Object.fromEntries(Object.keys(set.scores).map((name) => [name, saved.scores[name] ?? null]));
+    expect.scores = set.scores;
+  }
+  const had = (tag) => saved.tags.some((t) => foldTag(t) === foldTag(tag));
+  const added = (set.tags_add ?? []).filter((tag) => !had(tag));
+  const removed = (set.tags_remove ?? []).filter(had);
+  if (added.length) back.tags_remove = added;
+  if (removed.length) back.tags_add = removed;
+  if (!Object.keys(back).length) return null;
+  return { job_id: job.job_id, output: null, set: back, ...(Object.keys(expect).length ? { expect } : {}) };
 }
 
 // What a change did, in words for a screen reader (a key pressed on a card said nothing).
@@ -232,6 +266,7 @@ export async function openTagEditor(jobs, all = null) {
   $('tag-input').focus(); // at once: what is typed next is the tag
   commonTags = (await loadCommonTags()).slice(0, 50);
   chipsNumbered = true;
+  if (dialog.open) renderTagEditor(); // at once: a number key pressed now finds its chip
   await askWhoHasThem();
   if (dialog.open) renderTagEditor();
 }
@@ -240,10 +275,12 @@ export async function openTagEditor(jobs, all = null) {
 // added to the filters). Within a field the filters' values are alternatives, so with tags in
 // the filters it is known only for the one tag they name; unknown is "not all" (Enter adds).
 async function askWhoHasThem() {
-  if (!allMatching) return;
-  const { count, where } = allMatching;
+  const asked = allMatching; // an answer for another opening of the editor is dropped
+  if (!asked) return;
+  const { count, where } = asked;
   const named = new URLSearchParams(where).getAll('tag');
-  await Promise.all(offeredTags(targets()).filter((tag) => !allHave.has(foldTag(tag))).map(async (tag) => {
+  const unknown = offeredTags(targets()).filter((tag) => !allHave.has(foldTag(tag))).slice(0, ASK_AT_MOST);
+  await Promise.all(unknown.map(async (tag) => {
     if (named.length) {
       allHave.set(foldTag(tag), named.length === 1 && foldTag(named[0]) === foldTag(tag));
       return;
@@ -251,12 +288,17 @@ async function askWhoHasThem() {
     const query = new URLSearchParams(where);
     query.append('tag', tag);
     try {
-      allHave.set(foldTag(tag), (await api(`/api/count?${query}`)).jobs === count);
+      const { jobs } = await api(`/api/count?${query}`);
+      if (asked === allMatching) allHave.set(foldTag(tag), jobs === count);
     } catch {
       // not known: shown as not all, and Enter adds it to all
     }
   }));
 }
+
+// The chips asked about (the commonest and the loaded jobs' first ones): one count each, so not
+// every tag of thousands of loaded jobs. One not asked shows as not all: a click adds it to all.
+const ASK_AT_MOST = 24;
 
 function targets() {
   return tagTargets.map(jobById).filter(Boolean);
@@ -306,8 +348,8 @@ function storeTags(set, refused = () => {}) {
   const all = allMatching;
   (all ? all.apply(set) : review(jobs, set)).then(async (saved) => {
     if (saved === false) refused();
-    if (all && all === allMatching) { // asked again: what the change made of them
-      allHave.clear();
+    if (all && all === allMatching) { // asked again: what the change made of its tags
+      for (const tag of [...(set.tags_add ?? []), ...(set.tags_remove ?? [])]) allHave.delete(foldTag(tag));
       await askWhoHasThem();
     }
     renderTagEditor();
@@ -398,7 +440,7 @@ export function renderNoteAndScores(job) {
     if (tooLong()) {
       if (leaving) showToast(`The note on ${job.job_id} was not saved: ${hint.textContent}`);
     } else if (unloading) {
-      sendWhileLeaving(job, { note: value });
+      sendWhileLeaving(job, { note: value }, { note: job.note ?? null });
     } else {
       review([job], { note: value });
     }
