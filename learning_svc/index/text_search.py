@@ -108,14 +108,15 @@ class _Order:
         self.tail, self.tail_keys, self.stale = [], {}, set()
 
     def count_key(self, key: float, below: int) -> int:
-        """How many current entries have `key`, leaving out ids >= below (C-speed slices, then
-        a pass over the tie group's ids only when some of them may not count)."""
+        """How many current entries have `key`, leaving out ids >= below. The main part is
+        sorted by (key, id): its tie group and the ids below `below` in it are bisections, and
+        each stale entry one more (a pass over half a million unrated matches took ~30 ms)."""
         lo, hi = bisect_left(self.keys, key), bisect_right(self.keys, key)
-        group = self.ids[lo:hi]
-        if self.stale or (group and max(group) >= below):
-            main = sum(1 for job in group if job < below and job not in self.stale)
-        else:
-            main = hi - lo
+        at = bisect_left(self.ids, below, lo, hi)
+        main = at - lo
+        for job in self.stale:
+            i = bisect_left(self.ids, job, lo, at)
+            main -= i < at and self.ids[i] == job
         return main + sum(1 for k, job in self.tail if k == key and job < below)
 
     def page(self, descending: bool, after: tuple | None, n: int, below: int) -> list[int]:
