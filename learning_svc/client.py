@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({500, 502, 503, 504})  # the service is busy, locked or briefly unable to write
 NDJSON = "application/x-ndjson"
 BATCH = 10_000  # records per batch POST (the service's limit)
+BATCH_SECONDS_PER_RECORD = 0.005  # a batch's time to answer beyond `timeout` (the service: ~0.3 ms a record, idle)
 BATCH_BYTES = 32 * 2**20  # and bytes: half the service's default body limit (64 MiB); a larger body was cut
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -152,6 +153,8 @@ class LearningClient:
                 b"\n".join(body for _, body in pending) + b"\n",
                 fall_back=self.data_dir is not None,
                 content_type=NDJSON,
+                # the service takes ~0.3 ms a record: 10,000 never came back within the 2 s of one job
+                timeout=self.timeout + BATCH_SECONDS_PER_RECORD * len(pending),
             )
             if not (status == 200 and isinstance(payload, list) and len(payload) == len(pending)):
                 break  # the request itself failed, after _send's retries
@@ -228,9 +231,16 @@ class LearningClient:
 
     # ------------------------------------------------------------ HTTP
     def _send(
-        self, method: str, path: str, body: bytes, fall_back: bool = False, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        fall_back: bool = False,
+        content_type: str = "application/json",
+        timeout: float | None = None,
     ) -> tuple[int | None, object, str]:
         """(status or None if unreachable, decoded JSON body, reason) after the retries.
+        `timeout`: this request's, when not the client's (a batch's grows with its records).
 
         `fall_back`: the caller has somewhere else to go, so a refused connection (nothing
         listens) is not retried.
@@ -247,14 +257,15 @@ class LearningClient:
             req = request.Request(self.base_url + path, data=body, headers=headers, method=method)
             # `timeout` bounds the whole request, not each read: a server sending a byte every
             # half second kept a 2 s client 20 s (the socket's timeout restarts at every byte).
-            deadline = threading.Timer(self.timeout, _cut, (req,))
+            limit = self.timeout if timeout is None else timeout
+            deadline = threading.Timer(limit, _cut, (req,))
             deadline.daemon = True
             deadline.start()
             try:
-                with self._opener.open(req, timeout=self.timeout) as response:
+                with self._opener.open(req, timeout=limit) as response:
                     data = response.read()
                     if getattr(req, "cut", False):  # the answer ended when the deadline cut it
-                        raise TimeoutError(f"no whole answer within {self.timeout:g} s")
+                        raise TimeoutError(f"no whole answer within {limit:g} s")
                     if response.headers.get_content_type() == NDJSON:  # a batch: one answer per line
                         return response.status, [_decode(line) for line in data.splitlines() if line.strip()], "ok"
                     return response.status, _decode(data), "ok"
@@ -263,13 +274,13 @@ class LearningClient:
                     status, payload = exc.code, _decode(exc.read())
                     reason = f"answered {exc.code}: {_message(payload) or exc.reason}"
                 except (OSError, http.client.HTTPException):  # its body cut off by the deadline
-                    status, payload, reason = None, None, f"did not answer within {self.timeout:g} s"
+                    status, payload, reason = None, None, f"did not answer within {limit:g} s"
                 if exc.code not in RETRY_STATUSES and status is not None:
                     return status, payload, reason
             except (error.URLError, OSError, http.client.HTTPException) as exc:  # refused, reset, timed out
                 status, payload = None, None
                 cause = getattr(exc, "reason", exc)
-                reason = f"did not answer within {self.timeout:g} s" if getattr(req, "cut", False) else None
+                reason = f"did not answer within {limit:g} s" if getattr(req, "cut", False) else None
                 reason = reason or f"is unreachable ({cause})"
                 if fall_back and isinstance(cause, ConnectionRefusedError):
                     return status, payload, reason

@@ -402,3 +402,14 @@ def test_timeout_bounds_the_whole_request_not_each_read(tmp_path):
         stop.set()
         listener.close()
     assert [line["job_id"] for line in journal_lines(tmp_path / "learning" / "learning_log_v2.jsonl")] == ["slow"]
+
+
+def test_a_large_batch_has_time_to_be_answered(live_server):
+    """A review of this session's change: record_jobs' batches had the `timeout` of one job, so
+    10,000 records (seconds of validation and one fsync) never came back within the default 2 s
+    and all were reported unrecorded. A batch's time grows with its records."""
+    records = [job(f"big-{n:05d}") for n in range(2_000)]
+    client = LearningClient(live_server.url, timeout=0.1, retries=0, raise_errors=True)
+    results = client.record_jobs(records)
+    assert all(result is not None for result in results)
+    assert len(journal_lines(live_server.settings.log_path)) == 2_000
