@@ -1189,11 +1189,12 @@ def test_utf16_user_comments_of_either_byte_order_keep_a_cjk_prompt(tmp_path):
         ("exiftool_le.webp", infotext.encode("utf_16_le")),
         ("bom_le.jpg", infotext.encode("utf-16")),  # a BOM, then little-endian (on this machine)
         ("bom_be.jpg", b"\xfe\xff" + infotext.encode("utf_16_be")),
+        ("odd_length.jpg", infotext.encode("utf_16_be") + b"\x00"),  # a hostile run: the model was "zh_model\ufffd"
     ]:
         exif = image_fixtures.exif_usercomment_raw(b"UNICODE\x00" + encoded)
         image_fixtures.base_image(size=(64, 64)).save(tmp_path / "images" / name, exif=exif)
     settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
-    assert run_import(settings, [tmp_path / "images"]).tally.total()["imported"] == 4
+    assert run_import(settings, [tmp_path / "images"]).tally.total()["imported"] == 5
     for name, record in listed_by_file(settings).items():
         assert (record["prompt"], record["negative_prompt"]) == ("一个女孩, 微笑", "低质量"), name
         assert (record["seed"], record["model"], record["width"], record["height"]) == (4242, "zh_model", 512, 768), (
@@ -1463,3 +1464,26 @@ def test_a_damaged_text_chunk_in_a_bomb_or_an_odd_comfyui_node_id_is_a_report_li
     assert "decompression bomb" in reasons["bomb_damaged_text.png"]
     assert result.tally.total()["imported"] == 1
     assert listed_by_file(settings)["odd_ids.png"]["seed"] == 156680208700286
+
+
+def test_hostile_comfyui_metadata_is_a_report_line_and_the_rest_is_imported(tmp_path):
+    """A hostile run: a ComfyUI prompt nested 100,000 deep (RecursionError) or with a node whose
+    inputs are a list stopped the whole import with a traceback, and a watched folder's watch
+    for good; every file after it was never read."""
+    import json
+
+    (tmp_path / "images").mkdir()
+    listed = _plain_comfy_graph()
+    listed["23"] = {"class_type": "Note", "inputs": [1]}
+    image_fixtures.save_png_text(str(tmp_path / "images" / "a_list_inputs.png"), {"prompt": json.dumps(listed)})
+    image_fixtures.save_png_text(str(tmp_path / "images" / "b_deep.png"), {"prompt": "[" * 100_000 + "]" * 100_000})
+    image_fixtures.save_png_text(str(tmp_path / "images" / "c_fine.png"), {"prompt": json.dumps(_plain_comfy_graph())})
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    result = run_import(settings, [tmp_path / "images"])
+    assert result.tally.total()["imported"] == 3
+    records = listed_by_file(settings)
+    assert records["a_list_inputs.png"]["seed"] == 156680208700286  # the odd node passed over
+    assert records["b_deep.png"]["generator"] == "unreadable metadata"
+    assert records["c_fine.png"]["seed"] == 156680208700286
+    reasons = {Path(p["file"]).name: p["reason"] for p in result.tally.problems}
+    assert "nested too deep" in reasons["b_deep.png"]

@@ -32,6 +32,7 @@ import struct
 import unicodedata
 import warnings
 import zlib
+from collections import deque
 from pathlib import Path
 from stat import S_ISREG
 from typing import Any
@@ -135,6 +136,7 @@ def utf16(body: bytes) -> str:
     character), then with fewer unassigned, private or control characters, then big-endian
     (A1111's). Guessing from the first two bytes read a prompt starting with a character
     such as 一 (U+4E00) as little-endian."""
+    body = body[: len(body) // 2 * 2]  # an odd last byte is no character (it made a model "m\ufffd")
     if body[:2] in (b"\xfe\xff", b"\xff\xfe"):
         return body[2:].decode("utf_16_be" if body[:2] == b"\xfe\xff" else "utf_16_le", "replace")
     return max((body.decode(order, "replace") for order in ("utf_16_be", "utf_16_le")), key=_plausible)
@@ -534,7 +536,8 @@ def _comfy_links(prompt: dict) -> dict:
     """workflow["links"] made from the API graph, for images saved without the UI's workflow."""
     links, n = [], 0
     for target, node in prompt.items():
-        for key, value in (node.get("inputs") or {}).items() if isinstance(node, dict) else ():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        for key, value in inputs.items() if isinstance(inputs, dict) else ():
             if isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)):
                 n += 1
                 links.append([n, str(value[0]), value[1], str(target), 0, key.upper()])
@@ -647,9 +650,9 @@ class _Graph:
 
     def upstream(self, starts: list[str], include_start: bool = False) -> list[str]:
         """Node ids reached from `starts` against the links, nearest first."""
-        seen, queue, order = set(starts), list(starts), list(starts) if include_start else []
+        seen, queue, order = set(starts), deque(starts), list(starts) if include_start else []
         while queue:
-            nid = queue.pop(0)
+            nid = queue.popleft()
             for value in (self.nodes.get(nid) or {}).values():
                 if _is_link(value) and (src := str(value[0])) in self.nodes and src not in seen:
                     seen.add(src)
@@ -671,8 +674,26 @@ class _Graph:
         """The sampler whose latent comes from no other sampler (the base pass), among the
         live ones; the lowest-numbered when several are."""
         samplers = self.samplers()
-        roots = [n for n in samplers if not set(self.from_input(n, "latent_image")) & set(samplers)]
-        return (roots or samplers or [None])[0]
+        return next((n for n in samplers if not self._latent_from_a_sampler(n, set(samplers))), None) or (
+            samplers[0] if samplers else None
+        )
+
+    def _latent_from_a_sampler(self, nid: str, samplers: set[str]) -> bool:
+        """Whether another sampler is upstream of this one's latent: a walk that stops at the
+        first one (a chain of 6,000 samplers took 17 s walked whole from each)."""
+        value = self.nodes[nid].get("latent_image")
+        if not _is_link(value) or str(value[0]) not in self.nodes:
+            return False
+        seen, queue = {str(value[0])}, deque([str(value[0])])
+        while queue:
+            current = queue.popleft()
+            if current in samplers:
+                return True
+            for link in self.nodes[current].values():
+                if _is_link(link) and (src := str(link[0])) in self.nodes and src not in seen:
+                    seen.add(src)
+                    queue.append(src)
+        return False
 
     def find(self, nodes: list[str], *keys: str) -> Any:
         """The first of `nodes` holding one of `keys`: its value, followed through links."""
@@ -920,6 +941,18 @@ def from_novelai(chunks: dict) -> dict | None:
     }
 
 
+def read_metadata(chunks: dict) -> tuple[dict | None, str | None]:
+    """(parse_chunks' answer, None), or (None, why) when reading raised: one image's odd
+    metadata (JSON nested 100,000 deep, a graph node of the wrong shape) is a line of the
+    report, never the end of an import or of a folder's watch (it stopped both)."""
+    try:
+        return parse_chunks(chunks), None
+    except RecursionError:
+        return None, "nested too deep to read"
+    except Exception as error:  # noqa: BLE001 - whatever a parser meets in a hostile file
+        return None, f"{type(error).__name__}: {str(error)[:200]}"
+
+
 def parse_chunks(chunks: dict) -> dict | None:
     """The generation settings in an image's metadata, or None when it has none we can read."""
     parameters = chunks.get("parameters")
@@ -1003,10 +1036,10 @@ def image_job(path: Path, output_root: Path | None) -> Item:
         return Problem(where, reason, UNREADABLE)
     except (ValueError, OSError, EOFError, SyntaxError, struct.error) as error:
         return Problem(where, f"unreadable metadata ({str(error)[:200] or type(error).__name__})", UNREADABLE)
-    found = parse_chunks(chunks)
-    if found is None and fmt == "PNG" and (hidden := hidden_chunks(data)):
+    found, failed = read_metadata(chunks)
+    if found is None and not failed and fmt == "PNG" and (hidden := hidden_chunks(data)):
         chunks = hidden
-        found = parse_chunks(chunks)
+        found, failed = read_metadata(chunks)
     outputs = [recorded_path(Path(text_path), output_root)]
     body: dict[str, Any] = {"job_id": content_id(data), "completed_at": stat.st_mtime, "outputs": outputs}
     image = {
@@ -1019,6 +1052,8 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     raw = {k: v if len(v) <= MAX_KEPT_TEXT else f"<{len(v):,} characters, not kept>" for k, v in chunks.items()}
     raw.update({k: f"<{why}>" for k, why in dropped.items()})
     note = "; ".join(f"metadata {k!r} {why}" for k, why in dropped.items())
+    if failed:  # kept as it is, under a generator of its own, and said in the report
+        note = "; ".join(filter(None, [note, f"its metadata could not be read ({failed})"]))
     if found is None:
         unread = {k: v for k, v in raw.items() if k in GENERATION_KEYS}
         # Metadata of a UI that cannot be read (broken JSON, a ComfyUI workflow without its
