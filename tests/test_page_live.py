@@ -869,3 +869,33 @@ def test_a_note_left_in_the_queue_does_not_undo_a_newer_one(live_server, open_pa
     page.reload()
     eventually(lambda: page.evaluate("localStorage.getItem('learning-svc-unsent-ratings')") is None)
     assert summary(live_server, job_id)["note"] == "newer"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        [{"job_id": "q-000", "jobs": "q-000", "review": {"flag": "pick"}}],  # jobs a string: sending threw, for good
+        [{"job_id": "q-000", "review": {"flag": "pick"}}, {"job_id": "q-000", "rating": 4}],  # no jobs: no cards at all
+        [{"job_id": "q-000", "rating": "five"}, {"job_id": "q-000", "rating": 2, "output": "abc"}, "junk", None],
+        {"not": "a list"},
+    ],
+)
+def test_a_queue_of_the_wrong_shape_in_the_browser_s_storage_breaks_nothing(live_server, open_page, stored):
+    """A hostile run: entries of the wrong shape in the unsent queue wedged it (a rating given
+    after them never went out: "Not saved yet" while the service was up), left the page with no
+    cards, or were sent as junk. They are dropped when the queue is read."""
+    from test_page_review import eventually, image_jobs, summary
+
+    [job_id] = image_jobs(live_server, 1, prefix="q")
+    page = open_page(live_server)
+    expect(card(page, job_id)).to_be_visible()
+    page.evaluate("value => localStorage.setItem('learning-svc-unsent-ratings', JSON.stringify(value))", stored)
+    writes = []
+    page.on("request", lambda request: writes.append(request.url) if request.method != "GET" else None)
+    page.reload()
+    expect(card(page, job_id)).to_be_visible()
+    card(page, job_id).focus()
+    page.keyboard.press("3")
+    eventually(lambda: summary(live_server, job_id)["rating"] == 3)
+    assert writes == [f"{live_server.url}/api/jobs/{job_id}/rating"], writes  # nothing of the junk sent
+    expect(card(page, job_id).locator(".job-error")).to_have_text("")

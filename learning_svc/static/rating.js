@@ -4,7 +4,7 @@
 // busy (503: the index rebuilt, the database restarting), keeps it in a queue (in
 // localStorage, so a reload keeps it too) that is sent in order once the service answers again.
 
-import { api, jobUrl } from './api.js';
+import { ApiError, api, jobUrl } from './api.js';
 import { onResume } from './connection.js';
 import { detailsJob, refreshDetailsRating, stepDetails } from './details.js';
 import { refreshCountSoon } from './list.js';
@@ -91,13 +91,30 @@ function send(jobId, rating, output = null) {
 let queue = readQueue();
 let flushing = false;
 
+// Only entries of the shapes this page writes: the storage is the browser's, and a wrong one
+// (another version's, a hand-edited one) wedged the queue for good or left the page with no
+// cards; what is not an array is removed.
 function readQueue() {
   try {
     const stored = JSON.parse(localStorage.getItem(QUEUE_KEY) ?? '[]');
-    return Array.isArray(stored) ? stored.filter((entry) => typeof entry?.job_id === 'string') : [];
+    if (Array.isArray(stored)) return stored.filter(wellFormed);
   } catch {
-    return [];
+    // not JSON
   }
+  localStorage.removeItem(QUEUE_KEY);
+  return [];
+}
+
+const isPlain = (value) => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+function wellFormed(entry) {
+  if (!isPlain(entry) || typeof entry.job_id !== 'string') return false;
+  if ('review' in entry) {
+    return isPlain(entry.review) && Array.isArray(entry.jobs) && entry.jobs.length > 0
+      && entry.jobs.every((id) => typeof id === 'string') && (entry.expect === undefined || isPlain(entry.expect));
+  }
+  const stars = entry.rating === null || (Number.isInteger(entry.rating) && entry.rating >= 0 && entry.rating <= 5);
+  return stars && (entry.output == null || (Number.isInteger(entry.output) && entry.output >= 0));
 }
 
 function saveQueue() {
@@ -174,8 +191,9 @@ export async function flushUnsentRatings() {
       try {
         await (entry.review ? sendReview(entry) : send(jobId, rating, output));
       } catch (error) {
-        if (error.offline) return; // resumed once the service answers again
-        if (!error.refused) { // busy (503): try again shortly
+        const answered = error instanceof ApiError; // else one this page cannot send at all: dropped
+        if (answered && error.offline) return; // resumed once the service answers again
+        if (answered && !error.refused) { // busy (503): try again shortly
           setTimeout(flushUnsentRatings, RETRY_BUSY_MS);
           return;
         }
