@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({500, 502, 503, 504})  # the service is busy, locked or briefly unable to write
 NDJSON = "application/x-ndjson"
 BATCH = 10_000  # records per batch POST (the service's limit)
+MAX_ANSWER_BYTES = 64 * 2**20  # an answer larger is no answer of this service (10,000 summaries: ~20 MB)
 BATCH_SECONDS_PER_RECORD = 0.005  # a batch's time to answer beyond `timeout` (the service: ~0.3 ms a record, idle)
 BATCH_BYTES = 32 * 2**20  # and bytes: half the service's default body limit (64 MiB); a larger body was cut
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -77,7 +78,7 @@ class LearningClient:
         self.naive_timezone = timezones.naive_timezone(naive_timezone)
         # A proxy set in the environment must not carry requests meant for this machine.
         local = (urlsplit(self.base_url).hostname or "") in LOOPBACK
-        handlers = [_HTTPWithDeadline(), _HTTPSWithDeadline()]
+        handlers = [_HTTPWithDeadline(), _HTTPSWithDeadline(), _NoRedirects()]
         self._opener = request.build_opener(*([request.ProxyHandler({})] if local else []), *handlers)
 
     # ------------------------------------------------------------ the two calls
@@ -263,15 +264,21 @@ class LearningClient:
             deadline.start()
             try:
                 with self._opener.open(req, timeout=limit) as response:
-                    data = response.read()
+                    data = response.read(MAX_ANSWER_BYTES + 1)  # a 2 GB answer took 3.8 GB of the pipeline's memory
                     if getattr(req, "cut", False):  # the answer ended when the deadline cut it
                         raise TimeoutError(f"no whole answer within {limit:g} s")
+                    if len(data) > MAX_ANSWER_BYTES:
+                        raise http.client.HTTPException(f"answered more than {MAX_ANSWER_BYTES // 2**20} MiB")
                     if response.headers.get_content_type() == NDJSON:  # a batch: one answer per line
                         return response.status, [_decode(line) for line in data.splitlines() if line.strip()], "ok"
                     return response.status, _decode(data), "ok"
             except error.HTTPError as exc:  # an answer, with an error status
+                if 300 <= exc.code < 400:  # a redirect (http -> https, a proxy): not this service's answer
+                    status, payload = None, None
+                    reason = f"answered {exc.code} (a redirect to {exc.headers.get('Location')!r}: give its address)"
+                    break  # asking again gets the same; with data_dir the job goes to the journal
                 try:
-                    status, payload = exc.code, _decode(exc.read())
+                    status, payload = exc.code, _decode(exc.read(MAX_ANSWER_BYTES))
                     reason = f"answered {exc.code}: {_message(payload) or exc.reason}"
                 except (OSError, http.client.HTTPException):  # its body cut off by the deadline
                     status, payload, reason = None, None, f"did not answer within {limit:g} s"
@@ -340,6 +347,14 @@ class LearningClient:
         return None
 
 
+class _NoRedirects(request.HTTPRedirectHandler):
+    """A redirect is not followed: urllib turned a POST answered 302 into a GET of the listing,
+    whose 200 looked like the job recorded. It is an error status (_send says what to do)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
 class _HTTPWithDeadline(request.HTTPHandler):
     """urllib's handler, keeping each request's connection on it so that _cut can reach its socket."""
 
@@ -353,9 +368,19 @@ class _HTTPSWithDeadline(request.HTTPSHandler):
 
 
 def _kept(connection_class, req):
+    """The connection's socket kept on the request: urllib lets go of it (h.sock = None) once the
+    headers are in, and a body sent a byte at a time then had no deadline."""
+
     def make(*args, **kwargs):
-        req.connection = connection_class(*args, **kwargs)
-        return req.connection
+        connection = connection_class(*args, **kwargs)
+        connect = connection.connect
+
+        def connect_and_keep():
+            connect()
+            req.sock = connection.sock
+
+        connection.connect = connect_and_keep
+        return connection
 
     return make
 
@@ -363,7 +388,7 @@ def _kept(connection_class, req):
 def _cut(req) -> None:
     """The request's time is up: shut its socket, which wakes the read waiting on it."""
     req.cut = True
-    sock = getattr(getattr(req, "connection", None), "sock", None)
+    sock = getattr(req, "sock", None)
     if sock is not None:
         with contextlib.suppress(OSError):  # closed meanwhile
             sock.shutdown(socket.SHUT_RDWR)

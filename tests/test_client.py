@@ -413,3 +413,73 @@ def test_a_large_batch_has_time_to_be_answered(live_server):
     results = client.record_jobs(records)
     assert all(result is not None for result in results)
     assert len(journal_lines(live_server.settings.log_path)) == 2_000
+
+
+def _one_answer_server(answer_for):
+    """A socket server answering every request with answer_for(conn): (listener, stop)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                try:
+                    answer_for(conn, stop)
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, stop
+
+
+@pytest.mark.parametrize("case", ["trickled_body", "huge_body", "redirect_302", "redirect_307"])
+def test_an_answer_that_is_no_answer_falls_back_to_the_journal(tmp_path, case):
+    """A hostile run: headers then a body a byte every half second kept the client 70 s and more
+    (the deadline lost the socket once the headers were in); a 2 GB answer was read whole (3.8 GB
+    of the pipeline's memory); a redirect lost the job (307: refused, nothing written; 302:
+    followed as a GET, whose 200 looked like the job recorded). Each goes to the journal."""
+
+    def answer(conn, stop):
+        if case == "trickled_body":
+            conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+            while not stop.wait(0.2):
+                conn.sendall(b" ")
+        elif case == "huge_body":  # 100 MiB: past the 64 MiB an answer of this service may have
+            size = 100 * 2**20
+            conn.sendall(
+                f"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode()
+            )
+            for _ in range(100):
+                conn.sendall(b"[" * 2**20)
+        else:  # to a server whose 200 to a GET looks like a job recorded
+            code = case.rsplit("_", 1)[1]
+            where = f"http://127.0.0.1:{elsewhere.getsockname()[1]}/api/jobs"
+            conn.sendall(f"HTTP/1.1 {code} Moved\r\nLocation: {where}\r\nContent-Length: 0\r\n\r\n".encode())
+
+    def recorded(conn, stop):
+        body = b'{"job_id": "odd", "status": "completed"}'
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    elsewhere, stop_elsewhere = _one_answer_server(recorded)
+    listener, stop = _one_answer_server(answer)
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        began = time.monotonic()
+        client = LearningClient(url, data_dir=tmp_path / "learning", timeout=1.0, retries=0)
+        assert client.record_job(job("odd"))["offline"] is True
+        assert time.monotonic() - began < 10
+    finally:
+        stop.set()
+        stop_elsewhere.set()
+        listener.close()
+        elsewhere.close()
+    assert [line["job_id"] for line in journal_lines(tmp_path / "learning" / "learning_log_v2.jsonl")] == ["odd"]
