@@ -1508,8 +1508,8 @@ class Service:
                 self.watched_folders,
                 self.settings.outputs_confined,
             )
-        except images.Unreadable:
-            output = None
+        except images.Unreadable:  # a file is there, one Pillow will not serve (a damaged text chunk):
+            return False  # still in place, so the one found here is a copy (it moved the job to the copy)
         if output is None:
             return True
         with output.file:

@@ -1487,3 +1487,20 @@ def test_hostile_comfyui_metadata_is_a_report_line_and_the_rest_is_imported(tmp_
     assert records["c_fine.png"]["seed"] == 156680208700286
     reasons = {Path(p["file"]).name: p["reason"] for p in result.tally.problems}
     assert "nested too deep" in reasons["b_deep.png"]
+
+
+def test_a_copy_of_a_png_with_a_damaged_text_chunk_leaves_its_job_where_it_is(tmp_path):
+    """A hostile run: importing a copy of such a PNG moved its job to the copy though the
+    original was still in place (a file the thumbnailer will not open was taken for gone)."""
+    (tmp_path / "png").mkdir()
+    good = tmp_path / "good.png"
+    image_fixtures.save_png_text(str(good), {"parameters": "a cat\nSteps: 5, Seed: 1", "Comment": "hello"})
+    data = good.read_bytes()
+    at = data.index(b"hello")
+    (tmp_path / "png" / "damaged.png").write_bytes(data[:at] + b"j" + data[at + 1 :])
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    assert run_import(settings, [tmp_path / "png"]).tally.total()["imported"] == 1
+    shutil.copytree(tmp_path / "png", tmp_path / "copy")
+    result = run_import(settings, [tmp_path / "copy"])
+    assert result.tally.total()["imported"] == 0 and result.tally.total().get("amended", 0) == 0
+    assert listed_by_file(settings)["damaged.png"]["outputs"] == ["png/damaged.png"]
