@@ -1504,3 +1504,24 @@ def test_a_copy_of_a_png_with_a_damaged_text_chunk_leaves_its_job_where_it_is(tm
     result = run_import(settings, [tmp_path / "copy"])
     assert result.tally.total()["imported"] == 0 and result.tally.total().get("amended", 0) == 0
     assert listed_by_file(settings)["damaged.png"]["outputs"] == ["png/damaged.png"]
+
+
+def test_a_damaged_text_chunk_after_the_pixels_is_dropped_too():
+    """A hostile run: a text chunk after the image data whose checksum does not match was read
+    all the same (one before the pixels is dropped)."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    png = buffer.getvalue()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    end = png.index(b"IEND") - 4
+    good = png[:end] + chunk(b"tEXt", b"parameters\0a cat\nSteps: 5") + png[end:]
+    at = good.index(b"a cat")
+    damaged = good[:at] + b"b" + good[at + 1 :]
+    assert images.text_after_pixels(good) == {"parameters": "a cat\nSteps: 5"}
+    assert images.text_after_pixels(damaged) == {}

@@ -270,10 +270,13 @@ def text_after_pixels(data: bytes) -> dict[str, str]:
             cid, pos, length = stream.read()
             if cid == b"IEND":
                 break
-            if cid in (b"tEXt", b"zTXt", b"iTXt") and seen_pixels:
+            text = cid in (b"tEXt", b"zTXt", b"iTXt") and seen_pixels
+            if text and data[pos + length : pos + length + 4] == struct.pack(
+                ">I", zlib.crc32(data[pos - 4 : pos + length])
+            ):
                 stream.call(cid, pos, length)  # reads the chunk's data
                 stream.fp.seek(4, 1)  # its CRC
-            else:
+            else:  # a damaged text chunk is dropped, as one before the pixels is (png_text_capped)
                 seen_pixels = seen_pixels or cid == b"IDAT"
                 stream.fp.seek(length + 4, 1)
     except (EOFError, SyntaxError, ValueError, struct.error, OSError):
