@@ -920,3 +920,37 @@ def test_of_many_ratings_kept_for_a_job_only_the_last_is_sent(live_server, open_
     eventually(lambda: page.evaluate("localStorage.getItem('learning-svc-unsent-ratings')") is None)
     page.wait_for_timeout(300)  # the page's request events reach this thread while Playwright runs
     assert writes == [f"{live_server.url}/api/jobs/{job_id}/rating"]
+
+
+def test_a_job_s_ratings_are_written_in_the_order_given(live_server, open_page):
+    """A clear and a 4 pressed right after it went out at once, and the service wrote the 4
+    first: the job ended cleared while the page said 4 (seen as a flaky test). A job's
+    ratings are sent one after another."""
+    from test_page_review import eventually, image_jobs, summary
+
+    [job_id] = image_jobs(live_server, 1, prefix="order")
+    assert live_server.rate(job_id, 2).status_code == 200
+    page = open_page(live_server)
+    held, seen = [], []
+
+    def hold_the_clear(route):
+        seen.append(route.request.method)
+        if route.request.method == "DELETE":
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(f"**/api/jobs/{job_id}/rating", hold_the_clear)
+    card(page, job_id).get_by_role("button", name="Clear rating").click()
+    while not held:
+        page.wait_for_timeout(20)
+    card(page, job_id).focus()
+    page.keyboard.press("4")
+    page.wait_for_timeout(500)
+    assert seen == ["DELETE"]  # the 4 waits for the clear's answer
+    held[0].continue_()
+    deadline = time.monotonic() + 10
+    while seen != ["DELETE", "PUT"] and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    eventually(lambda: summary(live_server, job_id)["rating"] == 4)
+    assert [e["rating"] for e in rating_events(live_server)] == [2, None, 4]

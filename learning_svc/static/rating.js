@@ -295,6 +295,20 @@ async function storeRating(job, rating, undoInto) {
   }
   setJobError(job, '');
   job.inFlight = (job.inFlight ?? 0) + 1;
+  // A job's ratings go one after another: sent at once, a 4 pressed after a clear could be
+  // written before the clear (the job ended cleared while the page said 4).
+  const ahead = job.ratingSent ?? Promise.resolve();
+  let sent;
+  job.ratingSent = new Promise((resolve) => { sent = resolve; });
+  await ahead;
+  if (queue.length) { // the one ahead was kept for later: this one goes after it
+    job.inFlight -= 1;
+    sent();
+    undoQueued(job, rating, undoInto);
+    enqueue(job, rating);
+    flushUnsentRatings();
+    return false;
+  }
   const previous = job.savedRating;
   try {
     await send(job.job_id, rating);
@@ -322,6 +336,7 @@ async function storeRating(job, rating, undoInto) {
     return false;
   } finally {
     job.inFlight -= 1;
+    sent();
   }
 }
 
