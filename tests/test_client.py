@@ -367,29 +367,15 @@ def test_timeout_bounds_the_whole_request_not_each_read(tmp_path):
     """An outside run: a server sending its answer a byte every half second kept a client with
     timeout=1 and retries=0 for 19.5 s (the socket's timeout restarts at every byte). The
     timeout now bounds each request; with data_dir the job then goes to the journal."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    stop = threading.Event()
 
-    def trickle():
+    def trickle(conn, stop):  # headers too, a byte at a time
         answer = b'HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{"job_id": "x"}'
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
+        for byte in answer:
+            if stop.wait(0.2):
                 return
-            with conn:
-                for byte in answer:
-                    if stop.wait(0.2):
-                        return
-                    try:
-                        conn.sendall(bytes([byte]))
-                    except OSError:
-                        break
+            conn.sendall(bytes([byte]))
 
-    server = threading.Thread(target=trickle, daemon=True)
-    server.start()
+    listener, stop = _one_answer_server(trickle)
     try:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         began = time.monotonic()
