@@ -550,10 +550,60 @@ def test_a_job_of_several_images_compares_its_own_images(live_server, open_page)
     sources = images.evaluate_all("found => found.map((image) => new URL(image.src).pathname)")
     assert sources == [f"/api/jobs/{job_id}/outputs/{n}" for n in range(3)]
     expect(compare.locator(".compare-pane figcaption")).to_have_text(
-        [f"{n + 1} · {job_id} · image {n + 1}" for n in range(3)]
+        [f"{n + 1} · {job_id} · image {n + 1} unrated" for n in range(3)]  # each image's own rating
     )
     expect(compare.locator("#compare-table caption")).to_have_text("Parameters (the images of one job)")
     expect(compare.locator("tr.differs")).to_have_count(0)
+
+
+def test_compare_rates_and_flags_the_chosen_image_and_says_each_one_s_review(live_server, open_page):
+    """Compare had no review keys: 0-5 and p/x did nothing there, so a pair compared had to be
+    closed, found again and rated in the list. Now one pane is chosen (←/→, a click) and the
+    keys act on its image; every caption says its image's rating and flag."""
+    ids = image_jobs(live_server, 2)
+    [several] = image_jobs(live_server, 1, outputs=2, prefix="many")
+    page = open_page(live_server)
+    for job_id in ids:
+        card(page, job_id).locator(".job-body").click(modifiers=["Control"])
+    page.keyboard.press("c")
+    compare = page.locator("#compare")
+    panes = compare.locator(".compare-pane")
+    expect(panes).to_have_count(2)
+    expect(panes.nth(0)).to_have_class(re.compile(r"\bchosen\b"))
+    page.keyboard.press("4")
+    eventually(lambda: summary(live_server, ids[0])["rating"] == 4)
+    expect(panes.nth(0).locator(".compare-review")).to_have_text("★★★★")
+    page.keyboard.press("ArrowRight")
+    expect(panes.nth(1)).to_have_class(re.compile(r"\bchosen\b"))
+    expect(panes.nth(0)).not_to_have_class(re.compile(r"\bchosen\b"))
+    page.keyboard.press("x")
+    page.keyboard.press("2")
+    eventually(lambda: (summary(live_server, ids[1])["flag"], summary(live_server, ids[1])["rating"]) == ("reject", 2))
+    expect(panes.nth(1).locator(".compare-review")).to_have_text("★★ · ✕ Reject")
+    assert summary(live_server, ids[0])["flag"] is None  # the other pane's job untouched
+    panes.nth(0).locator("img").click()  # a click chooses too
+    expect(panes.nth(0)).to_have_class(re.compile(r"\bchosen\b"))
+    page.keyboard.press("Backspace")
+    eventually(lambda: summary(live_server, ids[0])["rating"] is None)
+    expect(panes.nth(0).locator(".compare-review")).to_have_text("unrated")
+    page.keyboard.press("s")  # the slider: both captions in one, the chosen one marked
+    expect(compare.locator(".compare-caption.chosen")).to_have_count(1)
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("5")
+    eventually(lambda: summary(live_server, ids[1])["rating"] == 5)
+    page.keyboard.press("Escape")
+    expect(card(page, ids[1]).locator(".job-review")).to_contain_text("Reject")  # the cards show it too
+
+    page.keyboard.press("Escape")  # clear the selection: `c` compares the focused job's own images
+    focus(page, several)
+    page.keyboard.press("c")
+    expect(panes).to_have_count(2)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("3")  # an image's own rating, not the job's
+    eventually(lambda: summary(live_server, several)["image_ratings"] == {"1": 3})
+    assert summary(live_server, several)["rating"] is None
+    expect(panes.nth(1).locator(".compare-review")).to_have_text("★★★")
+    expect(panes.nth(0).locator(".compare-review")).to_have_text("unrated")
 
 
 def open_slider(server: LiveServer, open_page, *sizes: tuple[int, int]) -> Page:

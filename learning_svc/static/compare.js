@@ -1,16 +1,20 @@
 // Compare: two to four selected jobs' images side by side at the same zoom and pan (one Zoom
 // drives them all), or, for two, one over the other with a slider between them; below, their
 // parameters with the differences marked. One job of several images (focused, or the one
-// selected) compares its own images: the first four.
+// selected) compares its own images: the first four. One pane is the chosen one (outlined; ←/→
+// or a click choose another): 0–5, Backspace, p and x rate and flag its image there, as in the
+// viewer, and every pane's caption says its rating and flag.
 
 import { outputUrl } from './api.js';
 import { jobDetail, parameters } from './generation.js';
+import { imageRating, rateImage, toggleFlag } from './review.js';
 import { selectedJobs } from './selection.js';
-import { $, basename, h, showToast } from './util.js';
+import { $, announce, basename, h, showToast } from './util.js';
 import { Zoom } from './zoom.js';
 
 let shown = []; // the panes: {job, output}
 let slider = false;
+let chosen = 0; // the pane the review keys act on
 const zoom = new Zoom((z) => {
   for (const image of $('compare-stage').querySelectorAll('img')) image.style.transform = z.transform();
 });
@@ -30,6 +34,7 @@ export function openCompare(jobs = selectedJobs(), focused = null) {
   }
   shown = panes;
   slider = false;
+  chosen = 0;
   zoom.reset();
   render();
   if (!$('compare').open) {
@@ -53,6 +58,29 @@ function caption({ job, output }, i) {
   return `${i + 1} · ${job.job_id}${job.outputs.length > 1 ? ` · image ${output + 1}` : ''}`;
 }
 
+// "★★★ · ✓ Pick": the rating of the pane's image (a job of one image: the job's) and its job's flag.
+function reviewText({ job, output }) {
+  const rating = imageRating(job, output);
+  const stars = rating == null ? 'unrated' : '★'.repeat(rating) || '0 stars';
+  return job.flag ? `${stars} · ${job.flag === 'pick' ? '✓ Pick' : '✕ Reject'}` : stars;
+}
+
+function captionOf(i) {
+  return h('span', { class: `compare-caption${i === chosen ? ' chosen' : ''}` },
+    h('span', {}, caption(shown[i], i)), ' ', h('span', { class: 'compare-review' }, reviewText(shown[i])));
+}
+
+// The captions again (a rating, a flag, another pane chosen), the images left as they are.
+function renderCaptions() {
+  const captions = $('compare-stage').querySelectorAll('figcaption');
+  if (slider && captions.length === 1) captions[0].replaceChildren(captionOf(0), ' | ', captionOf(1));
+  else captions.forEach((figcaption, i) => figcaption.replaceChildren(captionOf(i)));
+  $('compare-stage').querySelectorAll('.compare-pane').forEach((pane, i) => {
+    pane.classList.toggle('chosen', !slider && i === chosen);
+    pane.setAttribute('aria-current', String(!slider && i === chosen));
+  });
+}
+
 function render() {
   const stage = $('compare-stage');
   stage.classList.toggle('slider', slider);
@@ -61,13 +89,14 @@ function render() {
     const [first, second] = shown;
     stage.replaceChildren(h('figure', { class: 'compare-pane' },
       h('div', { class: 'compare-box' }, image(first, 0), image(second, 1, { class: 'compare-top' })),
-      h('figcaption', {}, `${caption(first, 0)} | ${caption(second, 1)}`)));
+      h('figcaption', {})));
     setSlider();
   } else {
-    stage.replaceChildren(...shown.map((pane, i) => h('figure', { class: 'compare-pane' },
+    stage.replaceChildren(...shown.map((pane, i) => h('figure', { class: 'compare-pane', 'data-pane': i },
       h('div', { class: 'compare-box' }, image(pane, i)),
-      h('figcaption', {}, caption(pane, i)))));
+      h('figcaption', {}))));
   }
+  renderCaptions();
   for (const img of stage.querySelectorAll('img')) img.style.transform = zoom.transform();
   $('compare-slider-label').hidden = !slider;
   $('compare-mode').textContent = slider ? 'Side by side (s)' : 'Slider (s)';
@@ -120,6 +149,28 @@ export function toggleSlider() {
   render();
 }
 
+// ←/→: choose the next or previous pane (the slider's two images too).
+export function chooseCompared(step) {
+  if (!shown.length) return;
+  chosen = (chosen + step + shown.length) % shown.length;
+  renderCaptions();
+  announce(`Image ${chosen + 1} of ${shown.length}: ${shown[chosen].job.job_id}, ${reviewText(shown[chosen])}`);
+}
+
+export function rateCompared(rating) {
+  const pane = shown[chosen];
+  if (!pane) return;
+  rateImage(pane.job, pane.output, rating).then(() => renderCaptions());
+  renderCaptions();
+}
+
+export function flagCompared(flag) {
+  const pane = shown[chosen];
+  if (!pane) return;
+  toggleFlag([pane.job], flag).then(() => renderCaptions());
+  renderCaptions();
+}
+
 export function zoomCompare() {
   const first = $('compare-stage').querySelector('img');
   if (first) zoom.toggle(first);
@@ -135,4 +186,15 @@ export function initCompare() {
   $('compare-zoom').addEventListener('click', zoomCompare);
   $('compare-slider').addEventListener('input', () => setSlider());
   $('compare-selected').addEventListener('click', () => openCompare());
+  $('compare-stage').addEventListener('click', (event) => { // a click (not a drag: it pans) chooses a pane
+    const pane = event.target.closest('.compare-pane[data-pane]');
+    if (pane && !slider && Number(pane.dataset.pane) !== chosen) {
+      chosen = Number(pane.dataset.pane);
+      renderCaptions();
+    }
+  });
+  // A change shown elsewhere (an undo, another tab, the change feed) shows here too.
+  window.addEventListener('learning-svc:redrawn', (event) => {
+    if (compareOpen() && shown.some(({ job }) => job === event.detail)) renderCaptions();
+  });
 }

@@ -1,7 +1,9 @@
 // The one table of keys: what each does in the list, the details dialog, the viewer and
 // compare, whether it may be typed ahead while the next page loads, and its line in the help.
 
-import { compareOpen, openCompare, toggleSlider, zoomCompare } from './compare.js';
+import {
+  chooseCompared, compareOpen, flagCompared, openCompare, rateCompared, toggleSlider, zoomCompare,
+} from './compare.js';
 import { closeDetailsForViewer, detailsJob, openDetails, stepDetails, toggleHelp } from './details.js';
 import { firstVisibleJob } from './live.js';
 import { focusJob, focusJobAbove, focusJobBelow, focusNextJob, focusPreviousJob } from './nav.js';
@@ -42,24 +44,27 @@ const inDetails = (action) => () => {
 // event): on the focused job; details(key), viewer(key), compare(key): with that dialog open;
 // global(): anywhere (no dialog but help is open).
 export const KEYS = [
-  { keys: ['0', '1', '2', '3', '4', '5'], shown: ['0', '–', '5'], help: 'Rate the focused job, the selection, the job in details or the image in the viewer',
+  { keys: ['0', '1', '2', '3', '4', '5'], shown: ['0', '–', '5'], help: 'Rate the focused job, the selection, the job in details, the image in the viewer or compare’s chosen image',
     typeAhead: true, bulk: true, list: (element, key) => rateInList(element, Number(key)), details: (key) => rateJobInDetails(Number(key)),
-    viewer: (key) => rateShown(Number(key)) },
+    viewer: (key) => rateShown(Number(key)), compare: (key) => rateCompared(Number(key)) },
   { keys: ['Backspace', 'Delete'], shown: ['Backspace'], help: 'Clear the rating', typeAhead: true, bulk: true,
-    list: (element) => rateInList(element, null), details: () => rateJobInDetails(null), viewer: () => rateShown(null) },
+    list: (element) => rateInList(element, null), details: () => rateJobInDetails(null), viewer: () => rateShown(null),
+    compare: () => rateCompared(null) },
   { keys: ['p'], shown: ['p'], help: 'Flag as pick (again: unflag)', bulk: true, list: (element) => flagInList(element, 'pick'),
-    details: inDetails((shown) => toggleFlag([shown], 'pick')), viewer: () => flagShown('pick') },
+    details: inDetails((shown) => toggleFlag([shown], 'pick')), viewer: () => flagShown('pick'),
+    compare: () => flagCompared('pick') },
   { keys: ['x'], shown: ['x'], help: 'Flag as reject (again: unflag)', bulk: true, list: (element) => flagInList(element, 'reject'),
-    details: inDetails((shown) => toggleFlag([shown], 'reject')), viewer: () => flagShown('reject') },
+    details: inDetails((shown) => toggleFlag([shown], 'reject')), viewer: () => flagShown('reject'),
+    compare: () => flagCompared('reject') },
   { keys: ['t'], shown: ['t'], help: 'Tags: type one, or 1–9 for the commonest', bulk: true, list: (element) => tagInList(element),
     details: inDetails((shown) => openTagEditor([shown])), viewer: () => tagShown() },
   { keys: ['u'], shown: ['u'], help: 'Undo the last rating, flag, tag, note, sub-score or bulk action', global: () => undoLast() },
   { keys: [' '], shown: ['Space'], help: 'Select the focused job (Ctrl+click: select, Shift+click: a range)',
     list: (element) => toggleSelected(element), onlyOnCard: true },
-  { keys: ['j', 'ArrowRight'], shown: ['j', ' / ', '→'], help: 'Next job (next image in the viewer)', typeAhead: true,
-    list: (element) => focusNextJob(element), details: () => stepDetails(true), viewer: () => step(1) },
-  { keys: ['k', 'ArrowLeft'], shown: ['k', ' / ', '←'], help: 'Previous job (previous image in the viewer)', typeAhead: true,
-    list: (element) => focusPreviousJob(element), details: () => stepDetails(false), viewer: () => step(-1) },
+  { keys: ['j', 'ArrowRight'], shown: ['j', ' / ', '→'], help: 'Next job (next image in the viewer, the next image chosen in compare)', typeAhead: true,
+    list: (element) => focusNextJob(element), details: () => stepDetails(true), viewer: () => step(1), compare: () => chooseCompared(1) },
+  { keys: ['k', 'ArrowLeft'], shown: ['k', ' / ', '←'], help: 'Previous job (previous image in the viewer, the previous one chosen in compare)', typeAhead: true,
+    list: (element) => focusPreviousJob(element), details: () => stepDetails(false), viewer: () => step(-1), compare: () => chooseCompared(-1) },
   { keys: ['ArrowDown'], shown: ['↓', ' / ', '↑'], help: 'Job below / above', list: (element) => focusJobBelow(element) },
   { keys: ['ArrowUp'], list: (element) => focusJobAbove(element) },
   { keys: ['Enter'], shown: ['Enter'], help: 'Open details (large images, prompts, note, sub-scores, history)',

@@ -42,6 +42,12 @@ export function renderReview(job) {
       : null);
 }
 
+// The rating shown for one of a job's images: a job of one image is rated with it (README), so
+// the job's own rating is the one shown, wherever it was given (its image's own could be older).
+export function imageRating(job, output) {
+  return (job.outputs ?? []).length === 1 ? job.rating ?? null : job.image_ratings?.[output] ?? null;
+}
+
 // After a change: the card's review line and stars, and the details dialog if it shows the job.
 export function redrawJob(job) {
   const line = job.element?.querySelector('.job-review');

@@ -9,7 +9,7 @@ import { pageUrl } from './filters.js';
 import { a1111Text, jobDetail, parameters, renderPrompt } from './generation.js';
 import { loadNextPage } from './list.js';
 import { focusJob } from './nav.js';
-import { openTagEditor, rateImage, toggleFlag } from './review.js';
+import { imageRating, openTagEditor, rateImage, toggleFlag } from './review.js';
 import { jobById, state } from './store.js';
 import { $, basename, h, showToast } from './util.js';
 import { Zoom } from './zoom.js';
@@ -101,9 +101,7 @@ function preloadNeighbours() {
 
 // The image's stars (a radio group, as on the cards) and its job's flag and tags.
 function renderRating(job) {
-  // A job of one image is rated with that image (README): the job's rating is the one shown,
-  // whether given here, on its card or elsewhere (its image's own could be older).
-  const rating = job.outputs.length === 1 ? job.rating ?? null : job.image_ratings?.[current.output] ?? null;
+  const rating = imageRating(job, current.output);
   const stars = [0, 1, 2, 3, 4, 5].map((n) => h('button', {
     type: 'button',
     role: 'radio',
