@@ -419,6 +419,55 @@ def test_compare_shows_two_to_four_side_by_side_with_their_differences_and_a_sli
     expect(compare).to_be_hidden()
 
 
+def test_shift_arrows_select_a_range_that_shrinks_going_back_and_ctrl_a_selects_every_loaded_job(
+    live_server, open_page
+):
+    """Selecting from the keyboard took a Space on each job: Shift+arrows did nothing and Ctrl+A
+    selected the page's text. Now Shift+→ and ← move the end of a range from the anchor (as
+    in a file manager: back towards it gives jobs up), and Ctrl+A selects every loaded job."""
+    ids = image_jobs(live_server, 8)
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(8)
+    selected = lambda: page.locator(".job.selected").evaluate_all("cards => cards.map((c) => c.dataset.jobId)")  # noqa: E731
+    card(page, ids[6]).locator(".job-body").click(modifiers=["Control"])  # selected before the range: kept
+    focus(page, ids[1])
+    for _ in range(3):
+        page.keyboard.press("Shift+ArrowRight")
+    expect(page.locator("#selection-count")).to_have_text("5 jobs selected")
+    assert selected() == [ids[1], ids[2], ids[3], ids[4], ids[6]]
+    assert page.evaluate("document.activeElement.dataset.jobId") == ids[4]
+    page.keyboard.press("Shift+ArrowLeft")
+    page.keyboard.press("Shift+ArrowLeft")
+    expect(page.locator("#selection-count")).to_have_text("3 jobs selected")
+    assert selected() == [ids[1], ids[2], ids[6]]
+    page.keyboard.press("Shift+ArrowLeft")
+    page.keyboard.press("Shift+ArrowLeft")  # past the anchor: the range turns round
+    expect(page.locator("#selection-count")).to_have_text("3 jobs selected")
+    assert selected() == [ids[0], ids[1], ids[6]]
+    page.keyboard.press("2")  # the keys act on the range
+    eventually(
+        lambda: [summary(live_server, job_id)["rating"] for job_id in ids] == [2, 2, None, None, None, None, 2, None]
+    )
+
+    page.keyboard.press("Escape")
+    expect(page.locator(".job.selected")).to_have_count(0)
+    page.keyboard.press("Control+a")
+    expect(page.locator(".job.selected")).to_have_count(8)
+    expect(page.locator("#selection-count")).to_have_text("8 jobs selected")
+    assert page.evaluate("getSelection().toString()") == ""  # not the page's text
+    page.keyboard.press("Escape")
+    page.locator("#filter-q").focus()
+    page.keyboard.type("lighthouse")
+    page.keyboard.press("Control+a")  # in a text box: its text, as ever
+    expect(page.locator(".job.selected")).to_have_count(0)
+    assert (
+        page.evaluate(
+            "getSelection().toString() || document.activeElement.value.slice(document.activeElement.selectionStart, document.activeElement.selectionEnd)"
+        )
+        == "lighthouse"
+    )
+
+
 # ---------------------------------------------------------------- thumbnail size
 
 

@@ -9,7 +9,9 @@ import { firstVisibleJob } from './live.js';
 import { focusJob, focusJobAbove, focusJobBelow, focusNextJob, focusPreviousJob } from './nav.js';
 import { moveInRadioGroup, rateAndAdvance, rateJob, rateJobInDetails } from './rating.js';
 import { openTagEditor, toggleFlag } from './review.js';
-import { applyToSelection, clearSelection, flagSelection, hasSelection, selectedJobs, toggleSelected } from './selection.js';
+import {
+  applyToSelection, clearSelection, flagSelection, hasSelection, rangeFrom, selectLoaded, selectRange, selectedJobs, toggleSelected,
+} from './selection.js';
 import { nextTypedKey, state, typeAhead } from './store.js';
 import { undoLast } from './undo.js';
 import { $, h } from './util.js';
@@ -59,7 +61,7 @@ export const KEYS = [
   { keys: ['t'], shown: ['t'], help: 'Tags: type one, or 1–9 for the commonest', bulk: true, list: (element) => tagInList(element),
     details: inDetails((shown) => openTagEditor([shown])), viewer: () => tagShown() },
   { keys: ['u'], shown: ['u'], help: 'Undo the last rating, flag, tag, note, sub-score or bulk action', global: () => undoLast() },
-  { keys: [' '], shown: ['Space'], help: 'Select the focused job (Ctrl+click: select, Shift+click: a range)',
+  { keys: [' '], shown: ['Space'], help: 'Select the focused job (Ctrl+click: select, Shift+click or Shift+arrows: a range, Ctrl+A: every loaded job)',
     list: (element) => toggleSelected(element), onlyOnCard: true },
   { keys: ['j', 'ArrowRight'], shown: ['j', ' / ', '→'], help: 'Next job (next image in the viewer, the next image chosen in compare)', typeAhead: true,
     list: (element) => focusNextJob(element), details: () => stepDetails(true), viewer: () => step(1), compare: () => chooseCompared(1) },
@@ -137,7 +139,33 @@ export function replayTypedAhead() {
   }
 }
 
+const SHIFT_MOVES = new Set(['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown']);
+
+// Shift+arrow on a card: move, and select the range from where it began (selection.rangeFrom).
+function extendSelection(element, key) {
+  rangeFrom(element);
+  const moved = BY_KEY.get(key).list(element, key, null);
+  const extend = () => {
+    const now = document.activeElement?.closest?.('.job');
+    if (now && now !== element) selectRange(now);
+  };
+  if (moved?.then) moved.then(extend); // ↓ past the loaded jobs waits for the next page
+  else extend();
+}
+
+// Ctrl/⌘+A with the keys in the list (not in a box or a dialog): every loaded job.
+function selectsAll(event) {
+  return (event.ctrlKey || event.metaKey) && !event.altKey && !event.shiftKey && event.key.toLowerCase() === 'a'
+    && !isEditable(event.target) && !context() && !document.querySelector('dialog[open]')
+    && !event.target.closest?.('.picker-panel') && $('job-list').firstElementChild;
+}
+
 function onKeydown(event) {
+  if (selectsAll(event)) {
+    event.preventDefault();
+    selectLoaded();
+    return;
+  }
   if (event.ctrlKey || event.metaKey || event.altKey || isEditable(event.target)) return;
   // An open filter list has the keys (its boxes, typing to find): `u` there undid a rating, `x`
   // rejected the selected jobs.
@@ -166,6 +194,11 @@ function onKeydown(event) {
     return;
   }
   const element = event.target.closest?.('.job');
+  if (event.shiftKey && SHIFT_MOVES.has(event.key) && element && event.target === element && !context()) {
+    event.preventDefault();
+    extendSelection(element, event.key);
+    return;
+  }
   let action = actionFor(event.key, element, event);
   if (!action && !element && !context() && MOVE_INTO_LIST.includes(event.key) && $('job-list').firstElementChild) {
     action = () => focusJob(firstVisibleJob() ?? $('job-list').firstElementChild);

@@ -1,5 +1,6 @@
 // Selecting jobs for one action on all of them: Ctrl/⌘-click or Space toggles a job,
-// Shift-click selects a range, "Select all N matching" takes every job the filters match
+// Shift-click or Shift+arrows select a range, Ctrl/⌘+A every loaded job, and "Select all N
+// matching" every job the filters match
 // (confirmed with its count). With a selection, the rating, flag and tag keys act on all of
 // it in one request (POST /api/ratings:batch: one fsync), and `u` undoes it.
 
@@ -43,20 +44,57 @@ export function toggleSelected(element) {
   else state.selected.add(jobId);
   mark(jobId, state.selected.has(jobId));
   state.anchor = jobId;
+  state.rangeBase = null;
+  state.rangeEnd = null;
   renderBar();
 }
 
-// Shift-click: every job from the last one toggled to this one, in the list's order.
+// Shift-click, Shift+arrow: the jobs from the anchor (the last one toggled) to this one, in the
+// list's order, beside what was selected before the range began. Another Shift-click or arrow
+// moves the range's end, as in a file manager: going back towards the anchor gives jobs up again.
 export function selectRange(element) {
   const cards = [...$('job-list').children];
   const from = cards.findIndex((card) => card.dataset.jobId === state.anchor);
   const to = cards.indexOf(element);
-  if (from < 0) {
+  if (from < 0 || to < 0) {
     toggleSelected(element);
     return;
   }
   state.selectAll = null;
-  for (const card of cards.slice(Math.min(from, to), Math.max(from, to) + 1)) {
+  state.rangeBase ??= new Set(state.selected);
+  const range = new Set(cards.slice(Math.min(from, to), Math.max(from, to) + 1).map((card) => card.dataset.jobId));
+  for (const jobId of [...state.selected]) {
+    if (range.has(jobId) || state.rangeBase.has(jobId)) continue;
+    state.selected.delete(jobId);
+    mark(jobId, false);
+  }
+  for (const jobId of range) {
+    state.selected.add(jobId);
+    mark(jobId, true);
+  }
+  state.rangeEnd = element.dataset.jobId;
+  renderBar();
+}
+
+// Shift+arrow on a job: the range goes on when the job is where the last range ended; else a
+// new one starts at it (selected; a job selected already stays so), beside what is selected.
+export function rangeFrom(element) {
+  if (state.rangeEnd === element.dataset.jobId && state.selected.has(state.anchor)) return;
+  if (!state.selected.has(element.dataset.jobId)) {
+    toggleSelected(element);
+    return;
+  }
+  state.anchor = element.dataset.jobId;
+  state.rangeBase = null;
+  state.rangeEnd = null;
+}
+
+// Ctrl/⌘+A in the list: every loaded job (the bar then offers all the matching ones).
+export function selectLoaded() {
+  state.selectAll = null;
+  state.rangeBase = null;
+  state.rangeEnd = null;
+  for (const card of $('job-list').children) {
     state.selected.add(card.dataset.jobId);
     mark(card.dataset.jobId, true);
   }
@@ -67,6 +105,8 @@ export function clearSelection() {
   for (const jobId of state.selected) mark(jobId, false);
   state.selected.clear();
   state.selectAll = null;
+  state.rangeBase = null;
+  state.rangeEnd = null;
   renderBar();
 }
 

@@ -21,6 +21,8 @@ export const state = {
   selected: new Set(),   // job ids selected for a bulk action (click / shift-click / space)
   selectAll: null,       // {count, where}: "every job matching these filters" was chosen
   anchor: null,          // the job a shift-click selects from
+  rangeBase: null,       // what was selected before a Shift range began (Shift moves it, not adds to it)
+  rangeEnd: null,        // the job the last Shift range ended on (a Shift+arrow from it goes on with that range)
   undo: [],              // [{label, items}] of POST /api/ratings:batch that put things back
   advancing: false,      // true while moving on waits for the next page to load
   typedAhead: [],        // keys pressed meanwhile, replayed on the job moved to
@@ -51,6 +53,8 @@ export function startListing() {
   state.selected.clear();
   state.selectAll = null;
   state.anchor = null;
+  state.rangeBase = null;
+  state.rangeEnd = null;
 }
 
 export function setPosition(position) {
