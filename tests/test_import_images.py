@@ -1525,3 +1525,65 @@ def test_a_damaged_text_chunk_after_the_pixels_is_dropped_too():
     damaged = good[:at] + b"b" + good[at + 1 :]
     assert images.text_after_pixels(good) == {"parameters": "a cat\nSteps: 5"}
     assert images.text_after_pixels(damaged) == {}
+
+
+def test_a_damaged_text_chunk_after_the_pixels_is_said_in_the_report(tmp_path):
+    """It was dropped without a word: the image came in as "no metadata" and the report did not
+    say why, where one before the pixels is named ("metadata 'parameters' not read: damaged")."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    png = buffer.getvalue()
+    body = b"parameters\0a cat\nSteps: 5"
+    end = png.index(b"IEND") - 4
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body) ^ 1)
+    (tmp_path / "png").mkdir()
+    (tmp_path / "png" / "late.png").write_bytes(png[:end] + chunk + png[end:])
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    result = run_import(settings, [tmp_path / "png"])
+    assert result.tally.total()["imported"] == 1
+    [problem] = result.tally.problems
+    assert "metadata 'parameters' not read: damaged" in problem["reason"], problem
+    record = listed_by_file(settings)["late.png"]
+    assert record["run_config"]["metadata"] == {"parameters": "<not read: damaged (its checksum does not match)>"}
+
+
+def test_a_png_of_many_or_large_text_chunks_is_imported_with_its_settings_and_the_rest_counted(tmp_path):
+    """A PNG with 20,000 small text chunks beside its A1111 settings was refused whole ("the
+    record is 2.1 MiB"), and so was one of six 200 KiB chunks: every chunk was kept in the
+    record. The record now keeps the settings and as many chunks as fit, and says the rest."""
+    from PIL import PngImagePlugin
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    settings_text = image_fixtures.a1111_infotext(
+        "a lighthouse", "blurry", {"Steps": 20, "Sampler": "Euler a", "CFG scale": 7, "Seed": 42, "Size": "64x96"}
+    )
+    info = PngImagePlugin.PngInfo()
+    for n in range(20_000):
+        info.add_text(f"note{n:05d}", "x" * 100)
+    info.add_text("parameters", settings_text)  # after the others: still read, still kept
+    Image.new("RGB", (64, 96)).save(folder / "many.png", pnginfo=info)
+    info = PngImagePlugin.PngInfo()
+    for n in range(6):
+        info.add_text(f"blob{n}", "y" * (200 << 10))
+    info.add_text("parameters", settings_text.replace("Seed: 42", "Seed: 43"))
+    Image.new("RGB", (64, 96)).save(folder / "large.png", pnginfo=info)
+
+    result = run_import(Settings(data_dir=tmp_path / "learning", output_root=tmp_path), [folder])
+    assert result.tally.total()["imported"] == 2
+    reasons = {Path(problem["file"]).name: problem["reason"] for problem in result.tally.problems}
+    assert "19,937 more text chunks not kept" in reasons["many.png"], reasons
+    assert "text chunks kept without their text" in reasons["large.png"], reasons
+    records = listed_by_file(Settings(data_dir=tmp_path / "learning", output_root=tmp_path))
+    many, large = records["many.png"], records["large.png"]
+    assert (many["generator"], many["seed"], large["seed"]) == ("AUTOMATIC1111", 42, 43)
+    kept = many["run_config"]["metadata"]
+    assert kept["parameters"] == settings_text and len(kept) == images.MAX_KEPT_CHUNKS + 1
+    assert kept["…"] == "<19,937 more text chunks, not kept>"
+    kept = large["run_config"]["metadata"]
+    assert kept["parameters"].endswith("Seed: 43, Size: 64x96")
+    assert [kept[f"blob{n}"] == "y" * (200 << 10) for n in range(6)] == [True, True, False, False, False, False]
+    assert kept["blob2"] == "<204,800 characters, not kept>"

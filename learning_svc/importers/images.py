@@ -48,6 +48,8 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MODEL_S_OWN_VAE = ("Default (model)", "None")
 MAX_FILE = 256 << 20  # larger files are not images a UI wrote
 MAX_KEPT_TEXT = 256 << 10  # raw chunks kept in the record up to this size each (a ComfyUI workflow can be big)
+MAX_KEPT_TOTAL = 512 << 10  # and all of them together (a record may have 1 MiB)
+MAX_KEPT_CHUNKS = 64  # at most this many named in the record; the rest counted in one entry
 STEALTH_MAX_PIXELS = 16_777_216  # 4096 x 4096 RGBA, 64 MB decoded: larger images are not read for stealth data
 STEALTH_MAX_BYTES = 1 << 20  # a stealth payload (and what it inflates to) of at most 1 MiB
 NO_METADATA = "no metadata"
@@ -258,10 +260,11 @@ def only_text_damaged(data: bytes) -> bool:
     return damaged
 
 
-def text_after_pixels(data: bytes) -> dict[str, str]:
+def text_after_pixels(data: bytes, dropped: dict[str, str] | None = None) -> dict[str, str]:
     """A PNG's text chunks that come after its image data (legal; Pillow reads them only while
     decoding the pixels): Pillow's own chunk reader walks the chunk headers, and only text
-    chunks are read (with its limits on text size); the image data is skipped, not inflated."""
+    chunks are read (with its limits on text size); the image data is skipped, not inflated.
+    A damaged one is named in `dropped` with why, as png_text_capped names one before them."""
     stream = PngImagePlugin.PngStream(io.BytesIO(data))
     stream.fp.seek(8)
     seen_pixels = False
@@ -277,6 +280,9 @@ def text_after_pixels(data: bytes) -> dict[str, str]:
                 stream.call(cid, pos, length)  # reads the chunk's data
                 stream.fp.seek(4, 1)  # its CRC
             else:  # a damaged text chunk is dropped, as one before the pixels is (png_text_capped)
+                if text and dropped is not None:
+                    name = data[pos : pos + min(length, 80)].partition(b"\0")[0].decode("latin-1")
+                    dropped[name] = "not read: damaged (its checksum does not match)"
                 seen_pixels = seen_pixels or cid == b"IDAT"
                 stream.fp.seek(length + 4, 1)
     except (EOFError, SyntaxError, ValueError, struct.error, OSError):
@@ -326,11 +332,12 @@ def stealth_text(data: bytes) -> str | None:
     return payload.decode("utf-8", "replace")
 
 
-def hidden_chunks(data: bytes) -> dict[str, str]:
-    """Metadata of a PNG that has none before its pixel data: text chunks after it, else stealth data."""
+def hidden_chunks(data: bytes, dropped: dict[str, str] | None = None) -> dict[str, str]:
+    """Metadata of a PNG that has none before its pixel data: text chunks after it, else stealth
+    data; damaged text chunks after it are named in `dropped`."""
     if not data.startswith(b"\x89PNG"):
         return {}
-    after = text_after_pixels(data)
+    after = text_after_pixels(data, dropped)
     if after:
         return after
     try:
@@ -1040,7 +1047,7 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     except (ValueError, OSError, EOFError, SyntaxError, struct.error) as error:
         return Problem(where, f"unreadable metadata ({str(error)[:200] or type(error).__name__})", UNREADABLE)
     found, failed = read_metadata(chunks)
-    if found is None and not failed and fmt == "PNG" and (hidden := hidden_chunks(data)):
+    if found is None and not failed and fmt == "PNG" and (hidden := hidden_chunks(data, dropped)):
         chunks = hidden
         found, failed = read_metadata(chunks)
     outputs = [recorded_path(Path(text_path), output_root)]
@@ -1052,9 +1059,10 @@ def image_job(path: Path, output_root: Path | None) -> Item:
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    raw = {k: v if len(v) <= MAX_KEPT_TEXT else f"<{len(v):,} characters, not kept>" for k, v in chunks.items()}
-    raw.update({k: f"<{why}>" for k, why in dropped.items()})
-    note = "; ".join(f"metadata {k!r} {why}" for k, why in dropped.items())
+    raw, unkept = kept_metadata(chunks, dropped)
+    note = "; ".join(f"metadata {k!r} {why}" for k, why in list(dropped.items())[:MAX_KEPT_CHUNKS])
+    if unkept:
+        note = "; ".join(filter(None, [note, unkept]))
     if failed:  # kept as it is, under a generator of its own, and said in the report
         note = "; ".join(filter(None, [note, f"its metadata could not be read ({failed})"]))
     if found is None:
@@ -1111,6 +1119,39 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     body["extra"] = {"image": {**image, "metadata": True}}
     _valid_seed(body)
     return Job(body, where, note=note)
+
+
+def kept_metadata(chunks: dict[str, str], dropped: dict[str, str]) -> tuple[dict[str, str], str | None]:
+    """The image's raw text chunks as the record keeps them, in the file's order: each up to
+    MAX_KEPT_TEXT characters and all together up to MAX_KEPT_TOTAL (the generation's own chunks
+    first in line for that room), the rest named with their size; past MAX_KEPT_CHUNKS chunks
+    (a PNG of 20,000 text chunks), the others are counted in one entry. And what was left out
+    for want of room, said for the report (None: nothing; one chunk over MAX_KEPT_TEXT, a large
+    ComfyUI workflow, is only named with its size, as ever)."""
+    room = MAX_KEPT_TOTAL
+    kept: set[str] = set()
+    first = [k for k in chunks if k in GENERATION_KEYS]
+    named = set(first + [k for k in chunks if k not in GENERATION_KEYS][: max(0, MAX_KEPT_CHUNKS - len(first))])
+    named = [k for k in chunks if k in named]  # the file's order
+    for key in sorted(named, key=lambda k: k not in GENERATION_KEYS):  # stable: the file's order otherwise
+        if len(chunks[key]) <= MAX_KEPT_TEXT and len(chunks[key]) + len(key) <= room:
+            kept.add(key)
+            room -= len(chunks[key]) + len(key)
+    raw = {k: chunks[k] if k in kept else f"<{len(chunks[k]):,} characters, not kept>" for k in named}
+    for key, why in dropped.items():
+        if len(raw) < MAX_KEPT_CHUNKS:
+            raw[key] = f"<{why}>"
+    more = len(chunks) + len(dropped) - len(raw)
+    if more > 0:
+        raw["…"] = f"<{more:,} more text chunks, not kept>"
+    no_room = sum(1 for k in named if k not in kept and len(chunks[k]) <= MAX_KEPT_TEXT)
+    said = [
+        f"{no_room:,} text chunks kept without their text (all together over {MAX_KEPT_TOTAL >> 10} KiB)"
+        if no_room
+        else "",
+        f"{more:,} more text chunks not kept (a record names at most {MAX_KEPT_CHUNKS})" if more > 0 else "",
+    ]
+    return raw, "; ".join(filter(None, said)) or None
 
 
 def _loras(found: dict) -> list[dict] | None:
