@@ -1,4 +1,4 @@
-"""The OpenAPI 3 document, generated from the pydantic models."""
+"""The OpenAPI 3.1 document, generated from the pydantic models (JSON Schema 2020-12, 3.1's dialect)."""
 
 from __future__ import annotations
 
@@ -221,8 +221,8 @@ JOB_LINKS = {
     "RateJob": _link("rateJob"),
     "ClearRating": _link("clearRating"),
     "AmendJob": _link("amendJob"),
-    "FirstOutput": _link("outputImage", n=0),
-    "FirstThumbnail": _link("outputThumbnail", n=0),
+    "FirstOutput": _link("outputImage", n="0"),  # a link's parameter values are strings in 3.1's schema
+    "FirstThumbnail": _link("outputThumbnail", n="0"),
 }
 
 JOB_ID = {
@@ -256,7 +256,7 @@ def document() -> dict:
 def _document() -> dict:
     _, top = _schemas()
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",  # pydantic writes JSON Schema 2020-12, which is 3.1's ({"type": "null"})
         "info": {
             "title": "learning_svc",
             "version": "2",

@@ -281,6 +281,10 @@ def api_schema_negative(wsgi_app):
     return schema.exclude(path_regex=r"^/api/(ratings|health|fields|jobs/\{job_id\}.*)$")
 
 
+# The document is OpenAPI 3.1 (pydantic's JSON Schema); schemathesis 3 reads 3.1 behind this switch
+# (its data generation follows the schemas as JSON Schema, which is what 3.1's are).
+schemathesis.experimental.OPEN_API_3_1.enable()
+
 EXAMPLES = int(os.environ.get("LEARNING_SVC_FUZZ_EXAMPLES", "30"))  # `make fuzz` runs many more
 FUZZ = hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
