@@ -8,14 +8,25 @@ from urllib.parse import quote
 
 import orjson
 from flask import Blueprint, Response, current_app, request, send_file, stream_with_context
-from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError, ProgrammingError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import IntegerConverter
 
 from . import exporting, images, params, records, reviews
 from .fields import FIELDS
+from .index import db
 from .security import Refused
-from .service import TABLES_GONE, BadReview, Conflict, NotFound, Service, Unavailable, index_error_message, stored_op
+from .service import (
+    RENEWING,
+    TABLES_GONE,
+    BadReview,
+    Conflict,
+    NotFound,
+    Service,
+    Unavailable,
+    index_error_message,
+    stored_op,
+)
 
 ERROR_STATUS = {Conflict: (409, "conflict"), NotFound: (404, "not_found"), Unavailable: (503, "unavailable")}
 
@@ -455,6 +466,14 @@ def install_error_handlers(app) -> None:
             return _unexpected(error)
         app.logger.error("the index database could not be read: %s", " ".join(str(error.orig or error).split())[:300])
         return error_response(503, "unavailable", TABLES_GONE)
+
+    @app.errorhandler(DatabaseError)
+    def _index_damaged(error):
+        # SQLite's index file damaged ("file is not a database", "malformed"): the service makes
+        # it anew from the JSONL (Service._note_damage); meanwhile a moment's trouble, not a 500.
+        if not db.damaged_index(error):
+            return _unexpected(error)
+        return error_response(503, "unavailable", RENEWING)
 
     @app.errorhandler(HTTPException)
     def _http(error):

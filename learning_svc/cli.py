@@ -59,7 +59,11 @@ def _index_errors(settings: Settings):
     except IndexInUse as error:  # a reindex and a running service on one SQLite file
         raise click.ClickException(str(error)) from None
     except DBAPIError as error:
+        from .index.db import damaged_index
+
         reason = " ".join(str(error.orig if error.orig is not None else error).split())
+        if damaged_index(error):  # `serve` and `import` make it anew themselves
+            reason += "; the index is damaged: `learning-svc reindex` makes it anew from the JSONL files"
         raise click.ClickException(f"cannot use the index database {_shown(settings.db_url)}: {reason}") from None
     except ArgumentError as error:  # not a URL SQLAlchemy can use (e.g. postgres://, an unknown driver)
         reason = " ".join(str(error).split())

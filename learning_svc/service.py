@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 from filelock import Timeout
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, event, select
 from sqlalchemy.exc import DBAPIError
 
 from . import images, records, reviews
@@ -103,7 +103,9 @@ INDEX_FAILED_NOTE = (
     "writes go on meanwhile while the index can be read, and are refused (503) while it cannot"
 )
 REFUSED_LOG_SECONDS = 10.0
-RENEWING = "the index file was deleted or replaced; it is being made anew from the JSONL files, try again in a moment"
+RENEWING = (
+    "the index file was deleted, replaced or damaged; it is being made anew from the JSONL files, try again in a moment"
+)
 TABLES_GONE = (
     "the index database has lost its tables (dropped or replaced while the service ran): restart the "
     "service, which makes them again from the JSONL files (nothing acknowledged is lost), or run "
@@ -343,6 +345,13 @@ class Service:
         self._index_file_id: tuple[int, int] | None = None
         self._index_file_fd: int | None = None  # held open: a new file can never take the old inode's number
         self._renew_after = 0.0  # monotonic: after a failed attempt (a full disk), tried again from then
+        # SQLite: why the index file is damaged ("file is not a database": its header overwritten,
+        # "malformed": a page), as a statement found it; made anew like a deleted one. Every write
+        # was a 503 and every read a 500 until someone deleted the file (an outside run).
+        self._index_damaged: str | None = None
+        if self.write_engine.dialect.name == "sqlite":
+            for engine in (self.read_engine, self.write_engine):
+                event.listen(engine, "handle_error", self._note_damage)
         self._index_ready = threading.Event()
         self._index_ready.set()
         # While the index is made anew: when it was noticed, and how much of the JSONL is indexed
@@ -358,13 +367,23 @@ class Service:
         if self.write_engine.dialect.name == "sqlite":  # a reindex must not replace it under us
             self._index_hold = hold_index_file(self.settings.index_path, exclusive=False)
         try:
-            db.upgrade(self.write_engine)
-            if self.write_engine.dialect.name != "sqlite":  # one database, several data folders' services
-                with self.write_engine.begin() as conn:
-                    folder = data_folder_id(self.settings.data_dir)
-                    claim_index(conn, folder, self.settings.shown_db_url, self.settings.data_dir)
-                    self._folder_id = folder
-            self.startup = self.indexer.catch_up()
+            try:
+                self._open_index()
+            except DBAPIError as error:
+                if self._index_file_path() is None or not db.damaged_index(error):
+                    raise
+                # A damaged SQLite file (its header overwritten, a page broken): `serve` stopped with
+                # "file is not a database" until someone deleted it. It is derived: made anew.
+                reason = " ".join(str(error.orig).split())
+                log.warning(
+                    "the index file %s is damaged (%s): making it anew from the JSONL files",
+                    self._index_file_path(),
+                    reason,
+                )
+                self.read_engine.dispose()
+                self.write_engine.dispose()
+                db.remove_index_file(Path(self._index_file_path()))
+                self._open_index()
         except BaseException:
             if self._index_hold is not None:
                 os.close(self._index_hold)
@@ -386,6 +405,15 @@ class Service:
             )
             self._checkpointer.start()
         return self
+
+    def _open_index(self) -> None:
+        db.upgrade(self.write_engine)
+        if self.write_engine.dialect.name != "sqlite":  # one database, several data folders' services
+            with self.write_engine.begin() as conn:
+                folder = data_folder_id(self.settings.data_dir)
+                claim_index(conn, folder, self.settings.shown_db_url, self.settings.data_dir)
+                self._folder_id = folder
+        self.startup = self.indexer.catch_up()
 
     def close(self, index_everything: bool = False) -> None:
         """Stop. `index_everything` (an import): the follower indexes what was acknowledged however
@@ -1057,7 +1085,21 @@ class Service:
         return database
 
     def _index_file_changed(self) -> bool:
+        """The index file deleted, replaced, or found damaged: it is made anew."""
+        if self._index_damaged is not None:
+            return True
         return self._index_file_id is not None and self._index_file() != self._index_file_id
+
+    def _note_damage(self, context) -> None:
+        """SQLAlchemy's handle_error: a statement found the index file damaged. Not while it is
+        made anew (an old connection's error then is about the file being replaced)."""
+        if self._index_damaged is not None or not self._index_ready.is_set():
+            return
+        if db.damaged_index(context.original_exception) and self._index_file_id is not None:
+            self._index_damaged = " ".join(str(context.original_exception).split())[:200]
+            log.error("the index file is damaged (%s): making it anew from the JSONL files", self._index_damaged)
+            self._follow_wake.set()
+            self._follow_now.set()
 
     def _should_renew(self) -> bool:
         return self._index_file_changed() and time.monotonic() >= self._renew_after
@@ -1082,8 +1124,11 @@ class Service:
         which is the new file's WAL then), and make the index anew from the journals. Hold both
         journals' locks."""
         path = Path(self.write_engine.url.database)
+        damaged = self._index_damaged
         log.warning(
-            "the index file %s was deleted or replaced while serving: making it anew from the JSONL files", path
+            "the index file %s was %s while serving: making it anew from the JSONL files",
+            path,
+            f"found damaged ({damaged})" if damaged else "deleted or replaced",
         )
         with self._index_lock:
             self._index_ready.clear()
@@ -1104,9 +1149,10 @@ class Service:
                 while any(pool.checkedout() for pool in pools) and time.monotonic() < deadline:
                     time.sleep(0.01)
                 self.read_engine.dispose()
-                if not _made_anew_elsewhere(path):  # another `serve --workers` process's: taken as it is
-                    for stray in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-                        stray.unlink(missing_ok=True)  # what a connection made meanwhile: an empty index
+                if damaged and self._index_file() == self._index_file_id:  # the damaged file itself
+                    db.remove_index_file(path)
+                elif not _made_anew_elsewhere(path):  # another `serve --workers` process's: taken as it is
+                    db.remove_index_file(path)  # what a connection made meanwhile: an empty index
                 db.upgrade(self.write_engine)
                 for backlog in (self.pending_jobs, self.pending_ratings, self.pending_reviews, self.pending_rating_ids):
                     backlog.clear()  # all indexed below
@@ -1127,6 +1173,7 @@ class Service:
                 self._index_recovered()  # a write that failed on the deleted file: every line is indexed now
                 with self._renewal_lock:  # the file is the new one now: a health check cannot note it again
                     self._renewal = self._renew_noticed = None
+                self._index_damaged = None
             except BaseException:
                 self._renew_after = time.monotonic() + INDEX_RETRY_SECONDS  # not again at every read's nudge
                 renewal.update(bytes_indexed=0, bytes=None)  # the next attempt starts over (and "since" stays)
@@ -1615,7 +1662,7 @@ class Service:
                     self._renew_noticed = time.time()
                 renewal = {"since": self._renew_noticed or time.time(), "bytes_indexed": 0, "bytes": None}
         done, total = renewal["bytes_indexed"], renewal["bytes"]
-        message = "the index file was deleted or replaced and is being made anew from the JSONL files"
+        message = "the index file was deleted, replaced or damaged and is being made anew from the JSONL files"
         if total:
             message += f": {min(99, done * 100 // total)}% done"
         return {

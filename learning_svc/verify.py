@@ -114,6 +114,30 @@ def verify_index(settings: Settings) -> list[str]:
     return problems
 
 
+DAMAGED = (
+    "the index file is damaged ({}): `learning-svc reindex` makes it anew from the JSONL files "
+    "(a running service makes it anew by itself once it meets the damage)"
+)
+
+
+def _damage(engine) -> str | None:
+    """SQLite: what SQLite's quick_check says of a damaged index file (pages broken, its header
+    overwritten), as one problem; None when it is whole or on a server. verify stopped with a
+    traceback ("database disk image is malformed") on such a file."""
+    from sqlalchemy.exc import DBAPIError
+
+    if engine.dialect.name != "sqlite":
+        return None
+    try:
+        with engine.connect() as conn:
+            found = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check(5)")]
+    except DBAPIError as error:
+        if not db.damaged_index(error):
+            raise
+        return DAMAGED.format(" ".join(str(error.orig).split()))
+    return None if found == ["ok"] else DAMAGED.format("SQLite's quick_check: " + "; ".join(found)[:300])
+
+
 def _differences(settings: Settings, log_journal: Journal, ratings_journal: Journal) -> list[str]:
     problems = _tail_problems(log_journal) + _tail_problems(ratings_journal)
     with tempfile.TemporaryDirectory(prefix="learning-svc-verify-") as scratch:
@@ -122,6 +146,8 @@ def _differences(settings: Settings, log_journal: Journal, ratings_journal: Jour
         if actual_engine.dialect.name != "sqlite":  # its text search is jobs.search_text: rebuild that too
             expected_engine = expected_engine.execution_options(search_text=True)
         try:
+            if damaged := _damage(actual_engine):
+                return problems + [damaged]
             db.upgrade(actual_engine)  # compare like with like: the index as this version reads it
             db.upgrade(expected_engine)
             if actual_engine.dialect.name != "sqlite":

@@ -1229,3 +1229,61 @@ def test_making_a_deleted_index_anew_that_fails_is_tried_again_later_not_at_ever
         assert 2 <= len(attempts) <= 4, attempts
     finally:
         server.stop()
+
+
+def _damage_index(settings, how: str) -> None:
+    """The index file damaged in place (same inode): its header zeroed, or garbage over its pages."""
+    with open(settings.index_path, "r+b") as file:
+        if how == "header":
+            file.write(b"\0" * 100)
+        else:
+            size = file.seek(0, 2)
+            file.seek(max(4096, size // 2 // 4096 * 4096))
+            file.write(os.urandom(64 * 1024))
+
+
+def test_an_index_damaged_while_serving_is_made_anew_and_nothing_is_lost(settings):
+    """An outside run zeroed the index file's header while the service ran: every write was a
+    503 and every read a 500 ("file is not a database") for as long as it watched, until the file
+    was deleted by hand. The index is derived (SPEC §1): a damaged file is made anew, as a deleted
+    one is, and writes go on."""
+    server, http = _serving_rated_jobs(settings, "dmg", 30, rating=4)
+    try:
+        time.sleep(0.5)  # every line indexed, the pools' connections idle on the file
+        _damage_index(settings, "header")
+        deadline = time.monotonic() + 60
+        while (response := http.post(f"{server.url}/api/jobs", json=job("after"))).status_code != 201:
+            assert response.status_code == 503, response.text  # a moment's trouble, never a 500
+            assert time.monotonic() < deadline, response.text
+            time.sleep(0.2)
+        rated = http.put(f"{server.url}/api/jobs/dmg-1/rating", json={"rating": 2})
+        assert rated.status_code == 200, rated.text
+        jobs = {j["job_id"]: j["rating"] for j in http.get(f"{server.url}/api/jobs?limit=100").json()["jobs"]}
+        assert len(jobs) == 31 and jobs["dmg-0"] == 4 and jobs["dmg-1"] == 2 and jobs["after"] is None
+        health = http.get(f"{server.url}/api/health").json()
+        assert health["status"] == "ok" and health["index"]["jobs"] == 31, health
+    finally:
+        server.stop()
+    assert verify_index(settings) == []
+
+
+@pytest.mark.parametrize("how", ["header", "pages"])
+def test_a_damaged_index_is_made_anew_at_the_start_and_verify_says_it_is_damaged(settings, how):
+    """`serve` after a clean stop exited 1 with "cannot use the index database ...: file is not a
+    database", and `verify` stopped with a traceback ("database disk image is malformed"). The
+    start makes a damaged file anew; verify names the damage and the command that mends it."""
+    from conftest import LiveServer
+
+    server, http = _serving_rated_jobs(settings, "start", 400, rating=5)
+    server.stop()
+    _damage_index(settings, how)
+    [problem] = verify_index(settings)
+    assert problem.startswith("the index file is damaged (") and "`learning-svc reindex`" in problem, problem
+    if how == "header":
+        again = LiveServer(settings)
+        try:
+            counted = again.http.get(f"{again.url}/api/count").json()
+            assert counted["jobs"] == 400 and counted["unrated"] == 399, counted
+        finally:
+            again.stop()
+        assert verify_index(settings) == []

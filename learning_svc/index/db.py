@@ -180,6 +180,35 @@ def make_engine(
     return engine
 
 
+# SQLite's result codes for a file that is not a database any more (its header overwritten) or
+# whose pages are damaged: the index is derived (SPEC §1), so such a file is made anew.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def damaged_index(error: BaseException | None) -> bool:
+    """Whether `error` (a DB-API error, or SQLAlchemy's wrapping one) says the SQLite index file
+    is damaged: "file is not a database", "database disk image is malformed"."""
+    import sqlite3
+
+    error = getattr(error, "orig", None) or error
+    code = getattr(error, "sqlite_errorcode", None)
+    return (
+        isinstance(error, sqlite3.DatabaseError)
+        and code is not None
+        and code & 0xFF
+        in (
+            _SQLITE_CORRUPT,
+            _SQLITE_NOTADB,
+        )
+    )
+
+
+def remove_index_file(path: Path) -> None:
+    """The SQLite index file and its WAL and shared-memory files, gone (made anew from the JSONL)."""
+    for stray in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        stray.unlink(missing_ok=True)
+
+
 def run_outside_transaction(engine: Engine, *statements: str) -> None:
     """Statements SQLite refuses inside a transaction (checkpoints, ANALYZE on a quiet file)."""
     raw = engine.raw_connection()
