@@ -323,6 +323,9 @@ class Service:
         self.index_trouble: dict | None = None
         self._folder_id: str | None = None  # a server database's claim (claim_index): checked as it is used
         self.lost_index: str | None = None  # why it is no longer this folder's index: reads and writes are 503
+        # The last append that failed (a full disk, a folder made read-only): /api/health says
+        # degraded until an append succeeds again. It said ok while every write was a 503.
+        self.journal_trouble: dict | None = None
         self.pending_jobs = Backlog()  # job id -> (input hash, summary)
         self.pending_ratings = Backlog()  # job id -> (rating, rated_at)
         self.pending_reviews = Backlog()  # job id -> review state
@@ -1400,8 +1403,7 @@ class Service:
         op.payload = event
         fresh.append((op, records.dumps(event)))
 
-    @staticmethod
-    def _append(journal: Journal, fresh: list[tuple[_Op, bytes]], result_of) -> list | None:
+    def _append(self, journal: Journal, fresh: list[tuple[_Op, bytes]], result_of) -> list | None:
         """One write and one fsync for all fresh lines, then answer each op; returns the
         (offset, line, length) triples to index, or None when nothing was written."""
         if not fresh:
@@ -1411,7 +1413,10 @@ class Service:
         except JournalWriteError as error:
             for op, _ in fresh:
                 op.finish(error=Unavailable(str(error)))
+            if self.journal_trouble is None:
+                self.journal_trouble = {"message": f"{journal.path.name}: {error}"[:300], "since": time.time()}
             return None
+        self.journal_trouble = None
         lines, offset = [], start
         for op, data in fresh:
             op.appended = result_of(op)
@@ -1629,14 +1634,20 @@ class Service:
                 "note": "every acknowledged write is in the JSONL; the index catches up by itself once it can be written",
             }
         )
+        journal_trouble = self.journal_trouble
         return {
-            "status": ("degraded" if trouble else "ok") if self._thread else "stopped",
+            "status": ("degraded" if trouble or journal_trouble else "ok") if self._thread else "stopped",
             "jsonl": {  # the lines the index has read, and those past it (the files' own count)
                 "jobs_lines": log_cp.line_count + self.jobs_journal.count_lines(log_cp.offset, log_bytes),
                 "rating_lines": ratings_cp.line_count
                 + self.ratings_journal.count_lines(ratings_cp.offset, ratings_bytes),
                 "log_bytes": log_bytes,
                 "ratings_bytes": ratings_bytes,
+                "problem": journal_trouble
+                and {
+                    **journal_trouble,
+                    "note": "writes are answered 503 with nothing written; an append that succeeds clears this",
+                },
             },
             "index": {
                 "jobs": counts["jobs"],
@@ -1672,6 +1683,7 @@ class Service:
                 "rating_lines": None,
                 "log_bytes": self.jobs_journal.size(),
                 "ratings_bytes": self.ratings_journal.size(),
+                "problem": self.journal_trouble,
             },
             "index": {
                 "jobs": None,

@@ -536,8 +536,15 @@ def test_failed_append_is_503_writes_nothing_and_recovers(running, settings, mon
         assert "could not write learning_log_v2.jsonl" in error["message"] and "No space left" in error["message"]
         assert settings.log_path.read_bytes() == log_before  # no partial line
         assert client.get("/api/jobs/lost").status_code == 404
+        # /api/health says so (it said ok while every write was a 503: an outside run)
+        health = client.get("/api/health").json
+        assert health["status"] == "degraded", health
+        assert "learning_log_v2.jsonl" in health["jsonl"]["problem"]["message"], health
+        assert "No space left" in health["jsonl"]["problem"]["message"] and health["jsonl"]["problem"]["since"] > 0
     # the fault is gone: the same record goes in, on its own line
     assert client.post("/api/jobs", data=orjson.dumps(job("lost")), headers=JSON).status_code == 201
+    health = client.get("/api/health").json
+    assert (health["status"], health["jsonl"]["problem"]) == ("ok", None)
     assert [line["job_id"] for line in journal_lines(settings.log_path)] == ["before", "lost"]
     assert sorted(listed(client)) == ["before", "lost"]
     assert side_files(settings) == []
