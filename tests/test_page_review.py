@@ -1132,6 +1132,38 @@ def test_on_a_phone_the_count_shows_whole_and_a_long_press_selects(live_server, 
     expect(page.locator("#details")).to_be_hidden()
 
 
+def test_the_release_of_a_long_press_does_not_press_the_selection_bar_that_appeared_under_it(live_server, open_page):
+    """A new-user run on a phone: the selection bar appeared while the finger was still down
+    and pushed the cards down, so the release was a click on the bar's "3" under the finger,
+    which rated the job just selected (its 4 became 3). The click that ends a long press is
+    swallowed wherever it lands."""
+    ids = image_jobs(live_server, 6)
+    assert live_server.rate(ids[0], 4).status_code == 200
+    page = open_page(live_server, viewport={"width": 390, "height": 844})
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 1})
+
+    def press(x: float, y: float, hold_ms: int) -> None:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+        page.wait_for_timeout(hold_ms)
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+    box = card(page, ids[0]).locator(".facts").bounding_box()
+    press(box["x"] + 10, box["y"] + 5, 800)  # where the bar's "3" will be: found by a first long press
+    expect(page.locator("#selection-bar")).to_be_visible()
+    three = page.locator('#selection-actions button[data-rating="3"]').bounding_box()
+    page.locator("#clear-selection").click()
+    expect(page.locator("#selection-bar")).to_be_hidden()
+    x, y = three["x"] + three["width"] / 2, three["y"] + three["height"] / 2
+    pressed_on = page.evaluate(f"document.elementFromPoint({x}, {y}).closest('.job')?.dataset.jobId")
+    assert pressed_on, "the point is on a card before the bar appears"
+    press(x, y, 800)
+    expect(card(page, pressed_on)).to_have_class(re.compile(r"\bselected\b"))
+    page.wait_for_timeout(500)
+    assert [summary(live_server, job_id)["rating"] for job_id in ids] == [4, None, None, None, None, None]
+    assert rating_events(live_server)[1:] == []
+
+
 def test_undo_leaves_what_another_tab_or_person_changed_since(live_server, open_page):
     """`u` sent back the whole tag list and the old rating: a tag another tab added after the
     action, or a rating someone gave after it, was lost."""

@@ -131,6 +131,7 @@ export function initTouchSelection(list) {
         press = null;
         pressed = true;
         toggleSelected(element);
+        swallowNextClick();
         navigator.vibrate?.(10);
       }, LONG_PRESS_MS),
     };
@@ -142,6 +143,26 @@ export function initTouchSelection(list) {
   list.addEventListener('contextmenu', (event) => { // the browser's own long-press menu
     if (pressed || press) event.preventDefault();
   });
+}
+
+// The click that ends a long press, wherever it lands: the selection bar appears while the
+// finger is down and pushes the cards down, and the release pressed its "3" (the job just
+// selected was rated 3). Not a later touch's: the next pointerdown ends the wait.
+function swallowNextClick() {
+  const swallow = (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    pressed = false;
+    done();
+  };
+  const done = () => {
+    document.removeEventListener('click', swallow, true);
+    document.removeEventListener('pointerdown', done, true);
+    clearTimeout(timer);
+  };
+  const timer = setTimeout(done, 2000);
+  document.addEventListener('click', swallow, true);
+  document.addEventListener('pointerdown', done, true);
 }
 
 // Shift+click selects a range of cards, not the text between them (the browser extends a text
