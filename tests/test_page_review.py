@@ -785,6 +785,32 @@ def test_a_lone_digit_with_no_chip_of_that_number_is_not_made_a_tag(live_server,
     assert [event["set"] for event in review_events(live_server)] == [{"tags": ["1girl"]}, {"tags": []}]
 
 
+def test_done_stores_the_tag_typed_and_commas_give_several_tags(live_server, open_page):
+    """A new-user run: a tag typed and then Done (not Enter) was dropped without a word, and
+    `oversaturated, extra fingers` (the box's placeholder lists tags that way) became one tag
+    with a comma in it."""
+    first, second = image_jobs(live_server, 2)
+    page = open_page(live_server)
+    focus(page, first)
+    page.keyboard.press("t")
+    page.locator("#tag-input").fill("muddy colors")
+    page.locator("#tag-editor-done").click()
+    expect(page.locator("#tag-editor")).to_be_hidden()
+    eventually(lambda: summary(live_server, first)["tags"] == ["muddy colors"])
+    focus(page, second)
+    page.keyboard.press("t")
+    page.locator("#tag-input").fill("oversaturated, extra fingers,, Extra  Fingers")
+    page.keyboard.press("Enter")
+    eventually(lambda: summary(live_server, second)["tags"] == ["oversaturated", "extra fingers"])
+    assert [event["set"] for event in review_events(live_server)][-1] == {"tags": ["oversaturated", "extra fingers"]}
+    page.locator("#tag-input").fill("fine, " + "y" * 60)  # one too long: nothing stored, the box kept
+    page.locator("#tag-editor-done").click()
+    expect(page.locator("#tag-hint")).to_contain_text("A tag is at most 48 characters;")
+    expect(page.locator("#tag-editor")).to_be_visible()
+    page.keyboard.press("Escape")
+    assert summary(live_server, second)["tags"] == ["oversaturated", "extra fingers"]
+
+
 def test_a_tag_too_long_is_refused_whole_and_a_refusal_speaks_of_the_tag(live_server, open_page):
     """A new-user run: the box's maxlength cut a 60-letter tag to 48 and saved that, with no
     word (and cut a 30-emoji tag, which the service takes, at 24: it counts UTF-16 units); a

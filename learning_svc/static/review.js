@@ -367,16 +367,50 @@ function toggleTag(tag) {
   storeTags(hasTag(targets(), tag) ? { tags_remove: [tag] } : { tags_add: [tag] });
 }
 
-// A typed tag is added (never removed: Enter on a tag the job has keeps it), in the spelling
-// of the chip it matches if one does.
-function addTag(typed) {
-  const tag = offeredTags(targets()).find((t) => foldTag(t) === foldTag(typed)) ?? typed.trim().replace(/\s+/g, ' ');
-  const offered = commonTags.some((t) => foldTag(t) === foldTag(tag));
-  if (!offered) commonTags.push(tag);
+// Typed tags are added (never removed: Enter on a tag the job has keeps it), each in the
+// spelling of the chip it matches if one does; several (`bad hands, oversaturated`) in one change.
+function addTags(typed) {
+  const tags = [];
+  for (const part of typed) {
+    const tag = offeredTags(targets()).find((t) => foldTag(t) === foldTag(part)) ?? part.trim().replace(/\s+/g, ' ');
+    if (!tags.some((t) => foldTag(t) === foldTag(tag))) tags.push(tag);
+  }
+  const fresh = tags.filter((tag) => !commonTags.some((t) => foldTag(t) === foldTag(tag)));
+  commonTags.push(...fresh);
   // A tag the service refuses (one that shows nothing, say) is no chip: it stayed, a blank one.
-  const forget = () => { if (!offered) commonTags = commonTags.filter((t) => t !== tag); };
-  if (!hasTag(targets(), tag)) storeTags({ tags_add: [tag] }, forget);
-  else if (allMatching) $('tag-hint').textContent = `All ${plural(allMatching.count, 'matching job')} have “${tag}” already.`;
+  const forget = () => { commonTags = commonTags.filter((t) => !fresh.includes(t)); };
+  const adding = tags.filter((tag) => !hasTag(targets(), tag));
+  if (adding.length) storeTags({ tags_add: adding }, forget);
+  else if (allMatching) {
+    $('tag-hint').textContent = `All ${plural(allMatching.count, 'matching job')} have “${tags.join('”, “')}” already.`;
+  }
+}
+
+// What is typed in the box, stored (Enter, or Done with text left in the box: it was dropped
+// without a word): a lone 1-9 toggles that chip, else the tags it names, split at commas.
+// False when it cannot be (the hint says why), so that Done keeps the dialog open.
+function commitTyped() {
+  const typed = $('tag-input').value.trim();
+  const isKey = /^[0-9]$/.test(typed); // a chip's key, never a tag of its own (it was tag "1")
+  const chip = isKey ? chipTag(typed) : null;
+  const parts = isKey ? [] : typed.split(',').map((part) => part.trim()).filter(Boolean);
+  const long = parts.find((part) => [...part].length > MAX_TAG); // characters as the service counts them
+  if (isKey && !chip) {
+    $('tag-hint').textContent = chipsNumbered
+      ? `There is no chip ${typed}: type a tag's name to add it.`
+      : 'The chips are numbered once the commonest tags are in: press Enter again in a moment.';
+    return false;
+  }
+  if (long) { // the box's maxlength cut it silently (and an emoji tag at half)
+    const which = parts.length === 1 ? 'this one' : `“${[...long].slice(0, 12).join('')}…”`;
+    $('tag-hint').textContent = `A tag is at most ${MAX_TAG} characters; ${which} has ${[...long].length}.`;
+    return false;
+  }
+  $('tag-hint').textContent = '';
+  $('tag-input').value = '';
+  if (chip) toggleTag(chip);
+  else if (parts.length) addTags(parts);
+  return true;
 }
 
 function chipTag(key) {
@@ -396,23 +430,8 @@ function onTagKey(event) {
     }
   } else if (event.key === 'Enter' && inInput) {
     event.preventDefault();
-    const typed = $('tag-input').value.trim();
-    const isKey = /^[0-9]$/.test(typed); // a chip's key, never a tag of its own (it was tag "1")
-    const chip = isKey ? chipTag(typed) : null;
-    const length = [...typed].length; // characters as the service counts them, not UTF-16 units
-    if (isKey && !chip) {
-      $('tag-hint').textContent = chipsNumbered
-        ? `There is no chip ${typed}: type a tag's name to add it.`
-        : 'The chips are numbered once the commonest tags are in: press Enter again in a moment.';
-    } else if (length > MAX_TAG) { // the box's maxlength cut it silently (and an emoji tag at half)
-      $('tag-hint').textContent = `A tag is at most ${MAX_TAG} characters; this one has ${length}.`;
-    } else {
-      $('tag-hint').textContent = '';
-      $('tag-input').value = '';
-      if (chip) toggleTag(chip);
-      else if (typed) addTag(typed);
-      else $('tag-editor').close();
-    }
+    if (!$('tag-input').value.trim()) $('tag-editor').close(); // Enter on an empty box: done
+    else commitTyped();
   }
   event.stopPropagation(); // the page's keys do not act behind the dialog
 }
@@ -497,5 +516,5 @@ export function initReview() {
     const choice = event.target.closest('.tag-choice');
     if (choice) toggleTag(choice.dataset.tag);
   });
-  $('tag-editor-done').addEventListener('click', () => $('tag-editor').close());
+  $('tag-editor-done').addEventListener('click', () => { if (commitTyped()) $('tag-editor').close(); });
 }
