@@ -282,11 +282,12 @@ def test_the_viewer_steps_through_the_listing_across_pages_and_digits_rate_the_i
     expect(page.locator("#viewer-position")).to_contain_text(ids[49])
     page.keyboard.press("3")
     expect(star(page.locator("#viewer-rating"), "3 stars")).to_have_attribute("aria-checked", "true")
-    # a job with one image is rated with it; the image rating is an event with its output
+    # a job with one image has one rating, the job's: a rating event, no image rating
     expect(star(card(page, ids[49]), "3 stars")).to_have_attribute("aria-checked", "true")
-    image = eventually(lambda: [event for event in review_events(live_server) if event["job_id"] == ids[49]])
-    assert [(event["output"], event["set"]) for event in image] == [(0, {"rating": 3})]
-    assert [event["rating"] for event in eventually(lambda: rating_events(live_server))] == [3]
+    assert [(event["job_id"], event["rating"]) for event in eventually(lambda: rating_events(live_server))] == [
+        (ids[49], 3)
+    ]
+    assert review_events(live_server) == []
 
     expect(page.locator("#viewer-image")).to_have_js_property("complete", True)
     assert page.locator("#viewer-image").evaluate("image => image.naturalWidth") == 64  # the full image
@@ -315,6 +316,43 @@ def test_per_image_ratings_leave_the_jobs_own_rating_and_show_on_the_card(live_s
     assert listed(live_server, "image_rating_min=5") == [job_id]
     page.reload()
     expect(card(page, job_id).locator(".image-ratings")).to_have_text("#1 ★ · #2 ★★★★★")
+
+
+def test_a_job_of_one_image_has_one_rating_wherever_it_is_rated(live_server, open_page):
+    """A new-user run: rated 3 in the viewer (the job and its image) and then 1 in the list (the
+    job), a one-image job was 1 while its image stayed 3: the Image rating filter, its facet and
+    the export said 3. A job of one image has one rating, the job's, however it is rated; a job
+    of several images keeps its images' apart."""
+    [one] = image_jobs(live_server, 1)
+    [several] = image_jobs(live_server, 1, outputs=2, prefix="many")
+    page = open_page(live_server)
+    both = lambda job_id: (summary(live_server, job_id)["rating"], summary(live_server, job_id)["image_ratings"])  # noqa: E731
+    card(page, one).locator("img.thumb").click()
+    page.keyboard.press("3")  # the viewer
+    eventually(lambda: both(one) == (3, {}))
+    page.keyboard.press("Escape")
+    focus(page, one)
+    page.keyboard.press("1")  # the list
+    eventually(lambda: both(one) == (1, {}))
+    assert listed(live_server, "image_rating_min=3") == []
+    card(page, several).locator("img.thumb").nth(1).click()
+    page.keyboard.press("4")  # an image of several: its own
+    eventually(lambda: both(several) == (None, {"1": 4}))
+    page.keyboard.press("Escape")
+    card(page, one).locator(".job-body").click(modifiers=["Control"])
+    card(page, several).locator(".job-body").click(modifiers=["Control"])
+    page.keyboard.press("c")  # compare: the one-image job's pane rates the job
+    page.keyboard.press("5")
+    eventually(lambda: both(one) == (5, {}))
+    import csv
+    import io
+
+    rows = {
+        row["job_id"]: row
+        for row in csv.DictReader(io.StringIO(live_server.http.get(f"{live_server.url}/api/export?format=csv").text))
+    }
+    assert (rows[one]["rating"], rows[one]["image_rating"]) == ("5", "")  # the export agrees
+    assert (rows[several]["rating"], rows[several]["image_rating"]) == ("", "1:4")
 
 
 def test_triage_mode_moves_on_after_rating_and_is_remembered(live_server, open_page):
@@ -1026,15 +1064,15 @@ def hold_first_review(page) -> list:
 # ---------------------------------------------------------------- found in a new-user run (2026-12-06)
 
 
-def test_u_in_the_viewer_undoes_both_ratings_of_a_one_image_job(live_server, open_page):
-    """A job with one image is rated with it (two events); `u` undid the image's rating and left
-    the job's: the job stayed rated 3, also after a reload."""
+def test_u_in_the_viewer_undoes_the_rating_of_a_one_image_job(live_server, open_page):
+    """A job with one image was rated with it in two events, and `u` undid the image's and left
+    the job's: the job stayed rated 3, also after a reload. It has one rating now, the job's."""
     ids = image_jobs(live_server, 2)
     page = open_page(live_server)
     card(page, ids[0]).locator("img.thumb").click()
     page.keyboard.press("3")
     eventually(lambda: summary(live_server, ids[0])["rating"] == 3)
-    eventually(lambda: summary(live_server, ids[0])["image_ratings"] == {"0": 3})
+    assert summary(live_server, ids[0])["image_ratings"] == {}  # one rating: the job's
     page.keyboard.press("u")
     expect(page.locator("#toast")).to_contain_text("Undone")
     eventually(
@@ -1239,8 +1277,8 @@ def test_an_imported_image_s_model_hash_a_card_rating_in_the_viewer_and_a_cleare
     eventually(lambda: summary(live_server, "imported")["rating"] == 4)
     card(page, "imported").locator("img.thumb").click()
     expect(page.locator('#viewer-rating [aria-checked="true"]')).to_have_attribute("data-rating", "4")
-    page.keyboard.press("5")  # the image (and so the job) 5; then the card 2: the viewer shows 2
-    eventually(lambda: summary(live_server, "imported")["image_ratings"] == {"0": 5})
+    page.keyboard.press("5")  # the image is the job: 5; then the card 2: the viewer shows 2
+    eventually(lambda: summary(live_server, "imported")["rating"] == 5)
     page.keyboard.press("Escape")
     focus(page, "imported")
     page.keyboard.press("2")

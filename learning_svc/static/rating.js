@@ -180,11 +180,6 @@ const waitsFor = (jobId) => queue.some((entry) => entry.job_id === jobId || entr
 
 // A one-image job's image rating, kept with its job's while the service is away (the job's was
 // sent later and the image's lost). Sent after it, in order.
-export function enqueueImageRating(job, output, rating) {
-  queue.push({ job_id: job.job_id, rating, output });
-  saveQueue();
-}
-
 function enqueue(job, rating, message = UNSENT) {
   queue.push({ job_id: job.job_id, rating });
   saveQueue();

@@ -5,7 +5,7 @@
 import { api, jobUrl } from './api.js';
 import { detailsJob } from './details.js';
 import {
-  enqueueImageRating, enqueueReview, flushUnsentRatings, hasUnsent, rateJob, sendWhileLeaving, showJobRating, unsentRating,
+  enqueueReview, flushUnsentRatings, hasUnsent, rateJob, sendWhileLeaving, showJobRating,
 } from './rating.js';
 import { jobById } from './store.js';
 import { applySet, foldTag, pushUndo, trackAction } from './undo.js';
@@ -216,21 +216,12 @@ export function toggleFlag(jobs, flag) {
   return review(jobs, { flag: all ? null : flag });
 }
 
-// An image's rating. A job with one image is rated with it: its rating is that image's, and
-// `u` undoes both (it undid the image's and left the job's).
+// An image's rating. A job of one image has one rating, the job's (README): rated in the viewer
+// or compare, its image is the job. It was both, and rated again in the list, the job changed
+// and its image kept the old value (the Image rating filter and the export said that one).
 export function rateImage(job, output, rating) {
-  if ((job.outputs ?? []).length !== 1) return review([job], { rating }, { output });
-  const items = [];
-  const both = Promise.all([review([job], { rating }, { output, undoInto: items }), rateJob(job, rating, items)]);
-  return trackAction(both.then(([stored]) => {
-    if (!stored && unsentRating(job.job_id) === rating) { // away: the job's rating waits, its image's with it
-      enqueueImageRating(job, output, rating);
-      applySet(job, output, { rating });
-      redrawJob(job);
-    }
-    pushUndo('rating', items);
-    return stored;
-  }));
+  if ((job.outputs ?? []).length === 1) return rateJob(job, rating);
+  return review([job], { rating }, { output });
 }
 
 // ---------------------------------------------------------------- the tag editor
