@@ -245,7 +245,13 @@ def _serve(settings: Settings, sock=None, ready=None, quiet: bool = False) -> No
         with _index_errors(settings):
             app = create_app(settings)
     except DamagedJournal as error:
-        click.echo(f"refusing to start: {error}\nrun `learning-svc verify` for details", err=True)
+        click.echo(
+            f"refusing to start: {error}\n"
+            f"to go on: stop every process using {settings.data_dir}, copy {error.path.name} aside, then mend line "
+            f"{error.line_no} in the file or delete that line (nothing else in it is lost; the index follows at the "
+            "next start); `learning-svc verify` lists every damaged line",
+            err=True,
+        )
         sys.exit(1)
     with _listen_errors(settings):
         server = make_server(app, settings, sock=sock)

@@ -202,3 +202,32 @@ def test_waitress_queue_depth_is_not_a_warning_in_the_log(tmp_path, monkeypatch)
     result = CliRunner().invoke(main, ["verify", "--data-dir", str(tmp_path / "none")])
     assert result.exit_code == 1, result.output  # no such data folder: the group's set-up ran
     assert not logging.getLogger("waitress.queue").isEnabledFor(logging.WARNING)
+
+
+def test_a_damaged_line_in_the_middle_of_a_journal_stops_serve_and_says_how_to_go_on(tmp_path):
+    """A durability run: the start refused with the file and line (as it must: nothing dropped
+    silently) and "run `learning-svc verify` for details", which repeated it; neither said how
+    to go on. It names what to do with that line."""
+    import orjson
+    from click.testing import CliRunner
+
+    from learning_svc.cli import main
+
+    data = tmp_path / "learning"
+    data.mkdir()
+    lines = [orjson.dumps({"job_id": f"j{i}", "completed_at": 1_764_000_000 + i}) + b"\n" for i in range(3)]
+    from learning_svc import create_app
+    from learning_svc.config import Settings
+
+    client_app = create_app(Settings(data_dir=data))  # the lines as the service stores them
+    client = client_app.test_client()
+    for line in lines:
+        assert client.post("/api/jobs", data=line, headers={"Content-Type": "application/json"}).status_code == 201
+    client_app.extensions["learning_svc"].close()
+    log = data / "learning_log_v2.jsonl"
+    stored = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(stored[0] + stored[1][:20] + b"\n" + stored[2])
+    result = CliRunner().invoke(main, ["serve", "--data-dir", str(data), "--port", "0"])
+    assert result.exit_code == 1, result.output
+    assert "refusing to start:" in result.output and "line 2 (byte" in result.output
+    assert "copy learning_log_v2.jsonl aside, then mend line 2 in the file or delete that line" in result.output
