@@ -47,6 +47,7 @@ from .index.sync import (
     index_owner,
     read_checkpoint,
     read_checkpoints,
+    remove_abandoned_scratch,
     repair_tails,
 )
 from .index.tables import jobs as jobs_table
@@ -369,6 +370,9 @@ class Service:
     def start(self) -> Service:
         if self.write_engine.dialect.name == "sqlite":  # a reindex must not replace it under us
             self._index_hold = hold_index_file(self.settings.index_path, exclusive=False)
+            # A killed reindex's scratch files (a reindex runs alone: its process is gone): they
+            # stayed until the next reindex, each as large as the index.
+            remove_abandoned_scratch(Path(self._index_file_path() or self.settings.index_path))
         try:
             try:
                 self._open_index()

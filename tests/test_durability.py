@@ -1294,3 +1294,25 @@ def test_a_damaged_index_is_made_anew_at_the_start_and_verify_says_it_is_damaged
         finally:
             again.stop()
         assert verify_index(settings) == []
+
+
+def test_a_killed_reindex_s_scratch_files_are_removed_at_the_next_start(settings):
+    """A durability run: `reindex` killed with SIGKILL left index.sqlite3.rebuild-<pid> and its
+    -wal and -shm (each as large as the index) until the next reindex; `serve` left them."""
+    from conftest import LiveServer
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a process id that is gone
+    scratch = [
+        settings.index_path.with_name(f"{settings.index_path.name}.rebuild-{dead.pid}{end}")
+        for end in ("", "-wal", "-shm")
+    ]
+    for path in scratch:
+        path.write_bytes(b"x" * 1024)
+    server = LiveServer(settings)
+    try:
+        assert [path.exists() for path in scratch] == [False, False, False]
+        assert server.http.get(f"{server.url}/api/health").json()["status"] == "ok"
+    finally:
+        server.stop()

@@ -558,7 +558,7 @@ def rebuild(
 
 def _rebuild_file(log_journal, ratings_journal, index_path: Path, progress, indexer_options) -> SyncReport:
     building = index_path.with_name(index_path.name + f".rebuild-{os.getpid()}")
-    _remove_abandoned_scratch(index_path)
+    remove_abandoned_scratch(index_path)
     # No syncs while building: a crash leaves only this scratch file, never a half-new index.
     engine = db.make_engine(f"sqlite:///{building.resolve().as_posix()}", writer=True, scratch=True)
     try:
@@ -737,7 +737,7 @@ def _build_scratch(url, log_journal, ratings_journal, progress, folder_id, index
         engine.dispose()
 
 
-def _remove_abandoned_scratch(index_path: Path) -> None:
+def remove_abandoned_scratch(index_path: Path) -> None:
     """Scratch files of rebuilds whose process is gone (killed with SIGKILL, power loss)."""
     for scratch in index_path.parent.glob(index_path.name + ".rebuild-*"):
         pid = re.match(r"\d+", scratch.name[len(index_path.name + ".rebuild-") :])
