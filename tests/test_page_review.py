@@ -506,6 +506,27 @@ def test_shift_arrows_select_a_range_that_shrinks_going_back_and_ctrl_a_selects_
     )
 
 
+def test_a_job_without_packs_is_named_by_its_image_s_file_on_its_card(live_server, open_page):
+    """A new-user run: every imported image's card said "No pack" and was otherwise known by a
+    content-hash id, so two images could not be told apart by name. A job without packs shows
+    its first image's file name (a Windows path's too), and is named by it to a screen reader."""
+    write_png(live_server.settings.output_root / "txt2img/2026-12-07/00012-345.png", size=(64, 96), color=(9, 9, 9))
+    records = [
+        {"job_id": "img-1", "completed_at": START, "outputs": ["txt2img/2026-12-07/00012-345.png"]},
+        {"job_id": "img-2", "completed_at": START + 1, "outputs": ["C:\\sd\\outputs\\ComfyUI_00001_.png"]},
+        {"job_id": "packed", "completed_at": START + 2, "packs": ["portraits"], "outputs": ["p/a.png"]},
+        {"job_id": "none", "completed_at": START + 3},
+    ]
+    assert set(live_server.post_jobs(records)) == {201}
+    page = open_page(live_server)
+    expect(card(page, "img-1").locator(".packs")).to_have_text("00012-345.png")
+    expect(card(page, "img-1").locator(".packs")).to_have_attribute("title", "txt2img/2026-12-07/00012-345.png")
+    expect(card(page, "img-2").locator(".packs")).to_have_text("ComfyUI_00001_.png")
+    expect(card(page, "packed").locator(".packs")).to_have_text("portraits")
+    expect(card(page, "none").locator(".packs")).to_have_text("No pack")
+    assert card(page, "img-1").get_attribute("aria-label").startswith("00012-345.png, ")
+
+
 # ---------------------------------------------------------------- thumbnail size
 
 

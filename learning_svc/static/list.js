@@ -214,14 +214,15 @@ export function renderJob(job) {
   const classes = ['job', job.rating == null ? null : 'rated', job.flag ? `flag-${job.flag}` : null].filter(Boolean);
   // Its name, said when it takes focus (it had none): its packs and time, else its id.
   const when = job.completed_at == null ? null : formatShortTime(new Date(job.completed_at * 1000));
-  const name = [(job.packs ?? []).join(', ') || `Job ${job.job_id}`, when].filter(Boolean).join(', ');
+  const file = (job.outputs ?? []).length ? basename(job.outputs[0]) : null;
+  const name = [(job.packs ?? []).join(', ') || file || `Job ${job.job_id}`, when].filter(Boolean).join(', ');
   return h('article', {
     class: classes.join(' '), 'data-job-id': job.job_id, 'data-status': job.status, tabindex: '0', 'aria-label': name,
   },
     renderThumbnails(job),
     h('div', { class: 'job-body' },
       renderWhen(job),
-      renderPacks(job.packs ?? []),
+      renderPacks(job.packs ?? [], job.outputs ?? []),
       renderFacts(job),
       job.error ? h('p', { class: 'job-failure', title: job.error }, `Failed: ${job.error}`) : null,
       h('div', { class: 'job-rating' },
@@ -245,7 +246,12 @@ function renderWhen(job) {
     h('span', { class: 'duration', title: 'Duration' }, formatDuration(job.duration_sec)));
 }
 
-function renderPacks(packs) {
+// A job without packs (an imported image, most often) is named by its image's file: "No pack"
+// on every card, and a content-hash id elsewhere, left a user no way to tell them apart.
+function renderPacks(packs, outputs) {
+  if (!packs.length && outputs.length) {
+    return h('p', { class: 'packs file-name', title: outputs[0] }, basename(outputs[0]));
+  }
   if (!packs.length) return h('p', { class: 'packs muted' }, 'No pack');
   return h('ul', { class: 'packs', 'aria-label': 'Packs' }, ...packs.map((pack) => h('li', { title: pack }, pack)));
 }
