@@ -392,8 +392,8 @@ def test_the_viewer_shows_the_parameters_zooms_and_copies_in_a1111_format(live_s
     assert page.evaluate("navigator.clipboard.readText()") == (
         "a lighthouse at dusk <lora:add-detail_xl:0.8>, photo 1\n"
         "Negative prompt: blurry\n"
-        "Steps: 30, Sampler: DPM++ 2M, CFG scale: 6.5, Seed: 1001, Size: 64x96, Model: juggernautXL_v9.safetensors"
-    )
+        "Steps: 30, Sampler: DPM++ 2M, CFG scale: 6.5, Seed: 1001, Size: 64x96, Model: juggernautXL_v9"
+    )  # A1111 names a checkpoint without its extension
 
     image = page.locator("#viewer-image")
     page.keyboard.press("z")
@@ -1550,6 +1550,42 @@ def test_copy_parameters_of_an_imported_image_is_the_image_s_own_infotext(live_s
         assert copied.startswith(says) and "Steps: " in copied and "Hires upscale" not in copied, copied
         assert "Distilled CFG" not in copied and ("Seed: 456" in copied) == (job_id == reseeded), copied
         page.keyboard.press("Escape")
+
+
+def test_copy_parameters_names_loras_and_the_model_as_a1111_does_and_the_viewer_says_the_generator(
+    live_server, open_page
+):
+    """A new-user run: Shift+C of a ComfyUI image gave `<lora:styles/film_grain_xl.safetensors:0.65>`
+    and `Model: sd_xl_base_1.0.safetensors`; A1111 names them without folder and extension, and
+    did not find the LoRA pasted. And the image's UI (AUTOMATIC1111, ComfyUI, …) was only a filter."""
+    write_png(live_server.settings.output_root / "comfy/a.png", size=(64, 96), color=(20, 40, 60))
+    record = {
+        "job_id": "comfy",
+        "completed_at": START,
+        "generator": "ComfyUI",
+        "prompt": "a harbour <lora:old_style.safetensors:0.5>",
+        "model": "sd_xl_base_1.0.safetensors",
+        "steps": 20,
+        "loras": [
+            {"name": "old_style.safetensors", "weight": 0.5},
+            {"name": "styles/film_grain_xl.safetensors", "weight": 0.65},
+            {"name": "C:\\loras\\pixel-art-xl.safetensors", "weight": 0.8},
+        ],
+        "outputs": ["comfy/a.png"],
+    }
+    assert live_server.post_job(record).status_code == 201
+    page = open_page(live_server)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    card(page, "comfy").locator("img.thumb").click()
+    info = page.locator("#viewer-info")
+    expect(info.locator("dt", has_text="Generator")).to_have_count(1)
+    expect(info.locator("dt:text-is('Generator') + dd")).to_have_text("ComfyUI")
+    page.keyboard.press("Shift+C")
+    expect(page.locator("#toast")).to_contain_text("A1111")
+    assert page.evaluate("navigator.clipboard.readText()") == (
+        "a harbour <lora:old_style.safetensors:0.5> <lora:film_grain_xl:0.65> <lora:pixel-art-xl:0.8>\n"
+        "Steps: 20, Model: sd_xl_base_1.0"
+    )  # the prompt's own tag is the prompt's: not added again
 
 
 def test_a_sampler_named_with_its_scheduler_says_the_scheduler_once(live_server, open_page):

@@ -33,6 +33,7 @@ export const seedText = (seed) => (seed == null ? null : isRandomSeed(seed) ? '-
 // [label, value] pairs; the rows of compare's table too.
 export function parameters(record) {
   return [
+    ['Generator', record.generator], // AUTOMATIC1111, ComfyUI, …: an imported image's UI
     ['Model', record.model],
     ['VAE', record.vae],
     ['Sampler', record.sampler],
@@ -122,7 +123,7 @@ function builtInfotext(record) {
     ['Seed', record.seed],
     ['Size', record.width && record.height ? `${record.width}x${record.height}` : null],
     ['Model hash', a1111Hash(record.model_hash ?? record.run_config?.model_hash ?? titled?.[2])], // an imported image's: run_config
-    ['Model', titled ? titled[1].replace(/\.(safetensors|ckpt|pt|bin)$/i, '') : record.model],
+    ['Model', a1111Name(titled ? titled[1] : record.model)],
     ['VAE', record.vae],
   ].filter(([, value]) => value != null && value !== '');
   const lines = [withLoras(record.prompt ?? '', record.loras)];
@@ -134,10 +135,17 @@ function builtInfotext(record) {
 // A1111 reads LoRAs from the prompt: those the record names and its prompt does not (ComfyUI's
 // loader nodes, InvokeAI's and SwarmUI's lists) are added to it as <lora:name:weight>.
 function withLoras(prompt, loras) {
-  const named = new Set([...prompt.matchAll(/<lora:([^:>]+)/gi)].map((match) => match[1].toLowerCase()));
-  const missing = (loras ?? []).filter((lora) => !named.has(lora.name.toLowerCase()));
-  return [prompt, ...missing.map((lora) => `<lora:${lora.name}:${formatNumber(lora.weight ?? 1)}>`)]
+  const named = new Set([...prompt.matchAll(/<lora:([^:>]+)/gi)].map((match) => a1111Name(match[1]).toLowerCase()));
+  const missing = (loras ?? []).filter((lora) => !named.has(a1111Name(lora.name).toLowerCase()));
+  return [prompt, ...missing.map((lora) => `<lora:${a1111Name(lora.name)}:${formatNumber(lora.weight ?? 1)}>`)]
     .filter(Boolean).join(' ');
+}
+
+// A file's name as A1111 names a model or LoRA: without its folder and extension. A ComfyUI
+// loader's `styles/film_grain_xl.safetensors` pasted as such was a LoRA A1111 did not find.
+function a1111Name(name) {
+  if (name == null || name === '') return name;
+  return String(name).split(/[\\/]/).pop().replace(/\.(safetensors|ckpt|pt|pth|bin)$/i, '');
 }
 
 // A1111's model hash is 10 hex digits (a SHA-256's first ten); another kind (InvokeAI's
