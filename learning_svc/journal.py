@@ -70,7 +70,12 @@ class Journal:
         if not data.endswith(b"\n"):
             raise ValueError("append complete lines only (ending with a newline)")
         created = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        except OSError as error:  # a file or folder made read-only, a file system remounted read-only
+            raise JournalWriteError(
+                error.errno, f"could not open {self.path.name} to write: {error.strerror or error}"
+            ) from error
         try:
             start = os.lseek(fd, 0, os.SEEK_END)
             if start and _byte_at(fd, start - 1) != b"\n":

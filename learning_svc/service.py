@@ -324,9 +324,9 @@ class Service:
         self.index_trouble: dict | None = None
         self._folder_id: str | None = None  # a server database's claim (claim_index): checked as it is used
         self.lost_index: str | None = None  # why it is no longer this folder's index: reads and writes are 503
-        # The last append that failed (a full disk, a folder made read-only): /api/health says
-        # degraded until an append succeeds again. It said ok while every write was a 503.
-        self.journal_trouble: dict | None = None
+        # Each journal's last append that failed (a full disk, a folder made read-only): /api/health
+        # says degraded until an append to that file succeeds. It said ok while every write was a 503.
+        self._journal_troubles: dict[str, dict] = {}
         self.pending_jobs = Backlog()  # job id -> (input hash, summary)
         self.pending_ratings = Backlog()  # job id -> (rating, rated_at)
         self.pending_reviews = Backlog()  # job id -> review state
@@ -1417,10 +1417,10 @@ class Service:
         except JournalWriteError as error:
             for op, _ in fresh:
                 op.finish(error=Unavailable(str(error)))
-            if self.journal_trouble is None:
-                self.journal_trouble = {"message": f"{journal.path.name}: {error}"[:300], "since": time.time()}
+            if journal.path.name not in self._journal_troubles:
+                self._journal_troubles[journal.path.name] = {"message": f"{error}"[:300], "since": time.time()}
             return None
-        self.journal_trouble = None
+        self._journal_troubles.pop(journal.path.name, None)
         lines, offset = [], start
         for op, data in fresh:
             op.appended = result_of(op)
@@ -1638,7 +1638,7 @@ class Service:
                 "note": "every acknowledged write is in the JSONL; the index catches up by itself once it can be written",
             }
         )
-        journal_trouble = self.journal_trouble
+        journal_trouble = self.journal_trouble()
         return {
             "status": ("degraded" if trouble or journal_trouble else "ok") if self._thread else "stopped",
             "jsonl": {  # the lines the index has read, and those past it (the files' own count)
@@ -1665,6 +1665,15 @@ class Service:
             **self._watch_health(),
         }
 
+    def journal_trouble(self) -> dict | None:
+        """The journals' append failures not cured since, for /api/health (None: none): the first
+        one's message and time, and every file that has one."""
+        troubles = dict(self._journal_troubles)
+        if not troubles:
+            return None
+        first = min(troubles.values(), key=lambda trouble: trouble["since"])
+        return {"message": first["message"], "since": first["since"], "files": sorted(troubles)}
+
     def _renewing_health(self) -> dict:
         """/api/health while the index file is made anew: at once, from the journals' sizes, with
         how far the new index has come (the page's banner says it)."""
@@ -1687,7 +1696,7 @@ class Service:
                 "rating_lines": None,
                 "log_bytes": self.jobs_journal.size(),
                 "ratings_bytes": self.ratings_journal.size(),
-                "problem": self.journal_trouble,
+                "problem": self.journal_trouble(),
             },
             "index": {
                 "jobs": None,

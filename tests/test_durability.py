@@ -550,6 +550,39 @@ def test_failed_append_is_503_writes_nothing_and_recovers(running, settings, mon
     assert side_files(settings) == []
 
 
+def test_a_journal_that_cannot_be_opened_is_a_503_and_health_says_which_until_it_is_written_again(
+    running, settings, monkeypatch
+):
+    """A code review: a file system remounted read-only (or a file made read-only) failed in
+    the journal's open, outside the write's error handling: the answer was "internal error while
+    writing (OSError)" and /api/health stayed ok. And one journal's trouble was cleared by an
+    append to the other (a rating refused, a job taken: health said ok)."""
+    app, client = running
+    assert client.post("/api/jobs", data=orjson.dumps(job("before")), headers=JSON).status_code == 201
+    real_open = journal_module.os.open
+
+    def refuse_ratings(path, flags, *args):
+        if str(path).endswith("learning_ratings_v2.jsonl") and flags & os.O_APPEND:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(journal_module.os, "open", refuse_ratings)
+    response = client.put("/api/jobs/before/rating", json={"rating": 3})
+    assert response.status_code == 503
+    assert (
+        "could not open learning_ratings_v2.jsonl to write: Read-only file system" in response.json["error"]["message"]
+    )
+    assert client.post("/api/jobs", data=orjson.dumps(job("after")), headers=JSON).status_code == 201
+    health = client.get("/api/health").json
+    assert health["status"] == "degraded", health  # the job's append cured nothing of the ratings file's
+    assert health["jsonl"]["problem"]["files"] == ["learning_ratings_v2.jsonl"], health
+    assert "Read-only file system" in health["jsonl"]["problem"]["message"]
+    monkeypatch.setattr(journal_module.os, "open", real_open)
+    assert client.put("/api/jobs/before/rating", json={"rating": 3}).status_code == 200
+    health = client.get("/api/health").json
+    assert (health["status"], health["jsonl"]["problem"]) == ("ok", None)
+
+
 @pytest.mark.both_backends
 def test_failed_rating_append_is_503_and_keeps_the_old_rating(running, settings, monkeypatch):
     app, client = running
