@@ -1132,6 +1132,14 @@ class Service:
         journals' locks."""
         path = Path(self.write_engine.url.database)
         damaged = self._index_damaged
+        if damaged and self._index_file() == self._index_file_id and not _file_damaged(path):
+            # A connection made before the file was made anew (a long export held it past the
+            # renewal's wait) met the old file's damage: the file in place is whole. It was
+            # deleted and made anew again (a code review): minutes of 503s at a million jobs.
+            self._index_damaged = None
+            self.read_engine.dispose()
+            log.warning("the index file %s is whole (a connection to the file it replaced saw that damage)", path)
+            return
         log.warning(
             "the index file %s was %s while serving: making it anew from the JSONL files",
             path,
@@ -1725,6 +1733,19 @@ class Service:
 
             return {"watch": published_state(self.settings.watch_state)}
         return {}
+
+
+def _file_damaged(path: Path) -> bool:
+    """Whether the SQLite file at `path` is damaged: it cannot be opened as a database, or
+    SQLite's quick_check finds a broken page (a read of every page: only when a statement
+    said so, to tell a stale connection's news of a file replaced since from the file's own)."""
+    import sqlite3
+
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)) as conn:
+            return conn.execute("PRAGMA quick_check(1)").fetchone()[0] != "ok"
+    except sqlite3.DatabaseError as error:
+        return db.damaged_index(error)
 
 
 def _made_anew_elsewhere(path: Path) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import itertools
 import os
 import random
 import subprocess
@@ -1271,6 +1272,16 @@ def test_making_a_deleted_index_anew_that_fails_is_tried_again_later_not_at_ever
         server.stop()
 
 
+def _wal_emptied(service) -> None:
+    """Every page in the index file itself, the WAL emptied: a page the WAL holds is read from
+    there, and damage to the file's copy of it would go unseen until a checkpoint."""
+    raw = service.write_engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        raw.close()
+
+
 def _damage_index(settings, how: str) -> None:
     """The index file damaged in place (same inode): its header zeroed, or garbage over its pages."""
     with open(settings.index_path, "r+b") as file:
@@ -1290,10 +1301,13 @@ def test_an_index_damaged_while_serving_is_made_anew_and_nothing_is_lost(setting
     server, http = _serving_rated_jobs(settings, "dmg", 30, rating=4)
     try:
         time.sleep(0.5)  # every line indexed, the pools' connections idle on the file
+        _wal_emptied(server.app.extensions["learning_svc"])
         _damage_index(settings, "header")
         deadline = time.monotonic() + 60
         while (response := http.post(f"{server.url}/api/jobs", json=job("after"))).status_code != 201:
             assert response.status_code == 503, response.text  # a moment's trouble, never a 500
+            read = http.get(f"{server.url}/api/jobs?limit=5")  # reads too (they were 500s)
+            assert read.status_code in (200, 503), read.text
             assert time.monotonic() < deadline, response.text
             time.sleep(0.2)
         rated = http.put(f"{server.url}/api/jobs/dmg-1/rating", json={"rating": 2})
@@ -1349,3 +1363,41 @@ def test_a_killed_reindex_s_scratch_files_are_removed_at_the_next_start(settings
         assert server.http.get(f"{server.url}/api/health").json()["status"] == "ok"
     finally:
         server.stop()
+
+
+def test_a_connection_to_the_damaged_file_that_outlives_its_renewal_does_not_renew_the_new_one(settings):
+    """A code review: a connection held past the renewal's wait (a long export) still read the
+    old damaged file; its next statement flagged the damage again, and the new, whole index was
+    deleted and made anew a second time."""
+    server, http = _serving_rated_jobs(settings, "stale", 20, rating=3)
+    try:
+        service = server.app.extensions["learning_svc"]
+        held = service.read_engine.connect()  # checked out: the renewal's wait does not close it
+        try:
+            time.sleep(0.3)
+            damaged = service._index_file_id
+            _wal_emptied(service)
+            _damage_index(settings, "header")
+            service.read_engine.dispose()  # new connections read the header
+            deadline = time.monotonic() + 60
+            taken = 0
+            for n in itertools.count():  # writes and reads meet the damage; the file is made anew
+                taken += http.post(f"{server.url}/api/jobs", json=job(f"stale-after-{n}")).status_code == 201
+                http.get(f"{server.url}/api/jobs?limit=5")
+                if service._index_file_id != damaged and service._index_damaged is None:
+                    break
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert http.get(f"{server.url}/api/count").status_code == 200
+            made_anew = os.stat(settings.index_path).st_ino
+            with pytest.raises(Exception, match="file is not a database|malformed"):
+                held.exec_driver_sql("SELECT * FROM jobs").all()  # the old file's damage
+        finally:
+            held.close()
+        time.sleep(3)  # the follower has looked at it
+        assert os.stat(settings.index_path).st_ino == made_anew  # not made anew again
+        assert service._index_damaged is None
+        assert http.get(f"{server.url}/api/count").json()["jobs"] == 20 + taken
+    finally:
+        server.stop()
+    assert verify_index(settings) == []
