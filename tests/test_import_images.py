@@ -1571,9 +1571,14 @@ def test_a_png_of_many_or_large_text_chunks_is_imported_with_its_settings_and_th
         info.add_text(f"blob{n}", "y" * (200 << 10))
     info.add_text("parameters", settings_text.replace("Seed: 42", "Seed: 43"))
     Image.new("RGB", (64, 96)).save(folder / "large.png", pnginfo=info)
+    info = PngImagePlugin.PngInfo()  # CJK text: 3 bytes a character in the record (a code review)
+    for n in range(5):
+        info.add_itxt(f"cjk{n}", "灯" * 80_000)
+    info.add_text("parameters", settings_text.replace("Seed: 42", "Seed: 44"))
+    Image.new("RGB", (64, 96)).save(folder / "cjk.png", pnginfo=info)
 
     result = run_import(Settings(data_dir=tmp_path / "learning", output_root=tmp_path), [folder])
-    assert result.tally.total()["imported"] == 2
+    assert result.tally.total()["imported"] == 3, result.tally.problems
     reasons = {Path(problem["file"]).name: problem["reason"] for problem in result.tally.problems}
     assert "19,937 more text chunks not kept" in reasons["many.png"], reasons
     assert "text chunks kept without their text" in reasons["large.png"], reasons
@@ -1587,3 +1592,6 @@ def test_a_png_of_many_or_large_text_chunks_is_imported_with_its_settings_and_th
     assert kept["parameters"].endswith("Seed: 43, Size: 64x96")
     assert [kept[f"blob{n}"] == "y" * (200 << 10) for n in range(6)] == [True, True, False, False, False, False]
     assert kept["blob2"] == "<204,800 characters, not kept>"
+    cjk = records["cjk.png"]
+    kept = [cjk["run_config"]["metadata"][f"cjk{n}"] == "灯" * 80_000 for n in range(5)]
+    assert cjk["seed"] == 44 and kept == [True, True, False, False, False]  # 240,000 bytes each: two fit in 512 KiB

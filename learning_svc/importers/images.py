@@ -37,6 +37,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import Any
 
+import orjson
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from ..osutil import shown
@@ -47,7 +48,9 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # What a UI writes for "no VAE of its own: the model's" (Fooocus: `Default (model)`)
 MODEL_S_OWN_VAE = ("Default (model)", "None")
 MAX_FILE = 256 << 20  # larger files are not images a UI wrote
-MAX_KEPT_TEXT = 256 << 10  # raw chunks kept in the record up to this size each (a ComfyUI workflow can be big)
+MAX_KEPT_TEXT = (
+    256 << 10
+)  # raw chunks kept in the record up to this size each, in JSON bytes (a ComfyUI workflow can be big)
 MAX_KEPT_TOTAL = 512 << 10  # and all of them together (a record may have 1 MiB)
 MAX_KEPT_CHUNKS = 64  # at most this many named in the record; the rest counted in one entry
 STEALTH_MAX_PIXELS = 16_777_216  # 4096 x 4096 RGBA, 64 MB decoded: larger images are not read for stealth data
@@ -1133,10 +1136,13 @@ def kept_metadata(chunks: dict[str, str], dropped: dict[str, str]) -> tuple[dict
     first = [k for k in chunks if k in GENERATION_KEYS]
     named = set(first + [k for k in chunks if k not in GENERATION_KEYS][: max(0, MAX_KEPT_CHUNKS - len(first))])
     named = [k for k in chunks if k in named]  # the file's order
+    # Sizes as the record's JSON has them (a CJK character is 3 bytes, a control character 6):
+    # counted in characters, chunks of CJK text still made a record over 1 MiB (a code review).
+    size = {k: len(orjson.dumps(chunks[k])) + len(orjson.dumps(k)) for k in named}
     for key in sorted(named, key=lambda k: k not in GENERATION_KEYS):  # stable: the file's order otherwise
-        if len(chunks[key]) <= MAX_KEPT_TEXT and len(chunks[key]) + len(key) <= room:
+        if size[key] <= MAX_KEPT_TEXT and size[key] <= room:
             kept.add(key)
-            room -= len(chunks[key]) + len(key)
+            room -= size[key]
     raw = {k: chunks[k] if k in kept else f"<{len(chunks[k]):,} characters, not kept>" for k in named}
     for key, why in dropped.items():
         if len(raw) < MAX_KEPT_CHUNKS:
@@ -1144,7 +1150,7 @@ def kept_metadata(chunks: dict[str, str], dropped: dict[str, str]) -> tuple[dict
     more = len(chunks) + len(dropped) - len(raw)
     if more > 0:
         raw["…"] = f"<{more:,} more text chunks, not kept>"
-    no_room = sum(1 for k in named if k not in kept and len(chunks[k]) <= MAX_KEPT_TEXT)
+    no_room = sum(1 for k in named if k not in kept and size[k] <= MAX_KEPT_TEXT)
     said = [
         f"{no_room:,} text chunks kept without their text (all together over {MAX_KEPT_TOTAL >> 10} KiB)"
         if no_room
