@@ -1595,3 +1595,10 @@ def test_a_png_of_many_or_large_text_chunks_is_imported_with_its_settings_and_th
     cjk = records["cjk.png"]
     kept = [cjk["run_config"]["metadata"][f"cjk{n}"] == "灯" * 80_000 for n in range(5)]
     assert cjk["seed"] == 44 and kept == [True, True, False, False, False]  # 240,000 bytes each: two fit in 512 KiB
+
+
+def test_a_damaged_copy_of_a_chunk_read_whole_leaves_the_whole_one_in_the_record():
+    """A code review: a good `parameters` chunk and a damaged one after the pixels: the kept
+    text became "<not read: damaged ...>" and one more chunk was counted as left out."""
+    raw, said = images.kept_metadata({"parameters": "a cat\nSteps: 5"}, {"parameters": "not read: damaged"})
+    assert raw == {"parameters": "a cat\nSteps: 5"} and said is None

@@ -355,6 +355,24 @@ def test_a_job_of_one_image_has_one_rating_wherever_it_is_rated(live_server, ope
     assert (rows[several]["rating"], rows[several]["image_rating"]) == ("", "1:4")
 
 
+def test_an_older_page_s_image_rating_of_a_one_image_job_is_cleared_at_its_next_rating(live_server, open_page):
+    """A code review: the fix above covers new ratings only; a one-image job rated by an older
+    page in the viewer keeps its image rating of 3 beside the job's, which the page no longer
+    shows and so could never clear, and the Image rating filter and the export went on giving it."""
+    [one] = image_jobs(live_server, 1)
+    base = f"{live_server.url}/api/jobs/{one}"
+    assert (
+        live_server.http.put(base + "/outputs/0/rating", json={"rating": 3}).status_code == 200
+    )  # as the old page did
+    assert live_server.http.put(base + "/rating", json={"rating": 3}).status_code == 200
+    assert listed(live_server, "image_rating_min=3") == [one]
+    page = open_page(live_server)
+    focus(page, one)
+    page.keyboard.press("1")
+    eventually(lambda: (summary(live_server, one)["rating"], summary(live_server, one)["image_ratings"]) == (1, {}))
+    assert listed(live_server, "image_rating_min=1") == []
+
+
 def test_triage_mode_moves_on_after_rating_and_is_remembered(live_server, open_page):
     ids = image_jobs(live_server, 4)
     page = open_page(live_server)

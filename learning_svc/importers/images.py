@@ -1145,9 +1145,9 @@ def kept_metadata(chunks: dict[str, str], dropped: dict[str, str]) -> tuple[dict
             room -= size[key]
     raw = {k: chunks[k] if k in kept else f"<{len(chunks[k]):,} characters, not kept>" for k in named}
     for key, why in dropped.items():
-        if len(raw) < MAX_KEPT_CHUNKS:
+        if len(raw) < MAX_KEPT_CHUNKS and key not in raw:  # a damaged copy of a chunk read whole: the whole one
             raw[key] = f"<{why}>"
-    more = len(chunks) + len(dropped) - len(raw)
+    more = len(set(chunks) | set(dropped)) - len(raw)
     if more > 0:
         raw["…"] = f"<{more:,} more text chunks, not kept>"
     no_room = sum(1 for k in named if k not in kept and size[k] <= MAX_KEPT_TEXT)

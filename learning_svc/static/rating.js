@@ -308,6 +308,7 @@ async function storeRating(job, rating, undoInto) {
   try {
     await send(job.job_id, rating);
     if (request === job.ratingRequest) job.savedRating = rating;
+    if ((job.outputs ?? []).length === 1 && job.image_ratings?.[0] != null) dropStaleImageRating(job);
     if (previous !== rating) {
       // expect: undone only while the job still has this rating (not over one given since)
       const item = { job_id: job.job_id, output: null, set: { rating: previous }, expect: { rating } };
@@ -333,6 +334,17 @@ async function storeRating(job, rating, undoInto) {
     job.inFlight -= 1;
     sent();
   }
+}
+
+// A one-image job rated by an older page in the viewer has an image rating beside its own (the
+// job's rating is the one: README): it is cleared at the job's next rating, or the Image rating
+// filter and the export went on giving the old value. Tried again at the next rating if it fails.
+function dropStaleImageRating(job) {
+  api(`${jobUrl(job.job_id)}/outputs/0/rating`, { method: 'DELETE', body: { source: 'web' } }).then(() => {
+    const images = { ...job.image_ratings };
+    delete images[0];
+    job.image_ratings = images;
+  }, () => {});
 }
 
 // A rating kept to be sent later: `u` can undo it once sent (it could never be undone). What it
