@@ -178,8 +178,8 @@ export function sendWhileLeaving(job, set, expect) {
 
 const waitsFor = (jobId) => queue.some((entry) => entry.job_id === jobId || entry.jobs?.includes(jobId));
 
-// A one-image job's image rating, kept with its job's while the service is away (the job's was
-// sent later and the image's lost). Sent after it, in order.
+// A job's rating kept to be sent once the service answers (queue entries with an `output`, an
+// image's rating, come only from an older page's storage: still sent, in order).
 function enqueue(job, rating, message = UNSENT) {
   queue.push({ job_id: job.job_id, rating });
   saveQueue();
