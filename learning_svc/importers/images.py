@@ -48,10 +48,10 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # What a UI writes for "no VAE of its own: the model's" (Fooocus: `Default (model)`)
 MODEL_S_OWN_VAE = ("Default (model)", "None")
 MAX_FILE = 256 << 20  # larger files are not images a UI wrote
-MAX_KEPT_TEXT = (
-    256 << 10
-)  # raw chunks kept in the record up to this size each, in JSON bytes (a ComfyUI workflow can be big)
-MAX_KEPT_TOTAL = 512 << 10  # and all of them together (a record may have 1 MiB)
+# Raw text chunks kept in the record, in its JSON bytes: each (a ComfyUI workflow can be big),
+# and all of them together (a record may have 1 MiB)
+MAX_KEPT_TEXT = 256 << 10
+MAX_KEPT_TOTAL = 512 << 10
 MAX_KEPT_CHUNKS = 64  # at most this many named in the record; the rest counted in one entry
 STEALTH_MAX_PIXELS = 16_777_216  # 4096 x 4096 RGBA, 64 MB decoded: larger images are not read for stealth data
 STEALTH_MAX_BYTES = 1 << 20  # a stealth payload (and what it inflates to) of at most 1 MiB
@@ -1126,7 +1126,7 @@ def image_job(path: Path, output_root: Path | None) -> Item:
 
 def kept_metadata(chunks: dict[str, str], dropped: dict[str, str]) -> tuple[dict[str, str], str | None]:
     """The image's raw text chunks as the record keeps them, in the file's order: each up to
-    MAX_KEPT_TEXT characters and all together up to MAX_KEPT_TOTAL (the generation's own chunks
+    MAX_KEPT_TEXT bytes of JSON and all together up to MAX_KEPT_TOTAL (the generation's own chunks
     first in line for that room), the rest named with their size; past MAX_KEPT_CHUNKS chunks
     (a PNG of 20,000 text chunks), the others are counted in one entry. And what was left out
     for want of room, said for the report (None: nothing; one chunk over MAX_KEPT_TEXT, a large
