@@ -154,7 +154,8 @@ class FilterParams(BaseModel):
         None, description="epoch seconds or ISO-8601; a date alone is a whole UTC day (inclusive)"
     )
     q: Annotated[str | None, BeforeValidator(_search), WithJsonSchema({"type": "string", "maxLength": MAX_Q})] = Field(
-        None, description="every word, whole, in the prompts, packs or job id (a trailing * for a prefix)"
+        None,
+        description="every word, whole, in the prompts, packs, job id or image file and folder names (a trailing * for a prefix)",
     )
 
     def filters(self) -> Filters:

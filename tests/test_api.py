@@ -663,6 +663,38 @@ def test_run_ids_filter_and_are_searched(client):
     assert "run_id" not in client.get("/api/facets").json["facets"]  # a filter, not a facet
 
 
+def test_images_are_found_by_their_file_and_folder_names(client):
+    """A new-user run: 20,000 imported images are known by their file and folder names
+    (`00012-1234.png` in `txt2img-images/2024-05-01`), and `q` did not find them by either."""
+    outputs = {
+        "a1111": ["txt2img-images/2024-05-01/00012-1234.png", "txt2img-images/2024-05-01/00013-1235.png"],
+        "stablenew": ["C:\\Users\\rob\\StableNew\\output\\Pipeline\\20260331_PORTRAIT-juggernaut\\up_p02 e72ce8dc.png"],
+        "comfy": ["/home/ana/ComfyUI/output/ComfyUI_00001_.png"],
+        "none": [],
+    }
+    for i, (job_id, paths) in enumerate(outputs.items()):
+        body = {"job_id": job_id, "completed_at": 1_764_000_000 + i, "prompt": "a castle", "outputs": paths}
+        assert post(client, body).status_code == 201
+
+    def found(q):
+        response = client.get("/api/jobs", query_string={"q": q})
+        assert response.status_code == 200, response.json
+        return [j["job_id"] for j in response.json["jobs"]]
+
+    assert found("00013") == ["a1111"]  # a file name's number
+    assert found("txt2img-images") == ["a1111"]  # a folder name, as a phrase
+    assert found("2024-05-01 castle") == ["a1111"]  # with a word of the prompt
+    assert found("e72ce8dc") == found("juggernaut") == found("pipeline") == ["stablenew"]  # a Windows path
+    assert found("comfyui_00001") == found("ComfyUI") == ["comfy"]
+    assert found("png") == ["comfy", "stablenew", "a1111"]
+    assert found("00012-1235") == found("rob ana") == []  # words of two files, of two jobs
+    assert client.get("/api/count", query_string={"q": "2024-05-01"}).json["jobs"] == 1
+    # an amendment naming the job's images makes it found by them, and no longer by the old ones
+    assert patch(client, "none", {"outputs": ["later/00099-7.png"]}).status_code == 200
+    assert patch(client, "comfy", {"outputs": ["elsewhere/renamed.png"]}, replace="true").status_code == 200
+    assert found("00099") == ["none"] and found("renamed") == ["comfy"] and found("comfyui_00001") == []
+
+
 def test_export_jsonl_keeps_a_stored_rating_key_as_stored(client):
     """A record's own top-level `rating` (an unknown key, kept as given) is exported as stored;
     the service's rating is under `learning_svc`."""

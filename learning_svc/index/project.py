@@ -22,7 +22,7 @@ from .words import cjk_spaced, words
 
 # Changes whenever a stored line projects into other rows (a field added to the registry,
 # a summary key): the index is then rebuilt from the journal at the next start (sync.py).
-PROJECTION = hashlib.sha256(("9:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
+PROJECTION = hashlib.sha256(("10:" + ",".join(field.name for field in FIELDS)).encode()).hexdigest()[:16]
 
 
 class UnprojectableLine(ValueError):
@@ -85,8 +85,24 @@ def project_job(line: dict, offset: int, length: int) -> JobRows | None:
         "prompt": _text(line.get("prompt")),
         "negative_prompt": _text(line.get("negative_prompt")),
         "run_id": _text(line.get("run_id")),
+        "outputs": outputs_text(line.get("outputs")),
     }
     return JobRows(job, tags, search, _output_hashes(line))
+
+
+def outputs_text(outputs) -> str:
+    """What the text search knows of a job's images: each folder once, then each file's name, so
+    that `00012`, `txt2img-images` or `2024-05-01` find the images a folder holds (a batch's
+    images share a folder; naming it once a job keeps the index small). Windows and POSIX paths."""
+    if not isinstance(outputs, list):
+        return ""
+    folders, names = {}, []
+    for path in outputs:
+        if isinstance(path, str):
+            folder, _, name = path.replace("\\", "/").rstrip("/").rpartition("/")
+            folders[folder] = None
+            names.append(name)
+    return " ".join([*folders, *names]).strip()
 
 
 def output_key(path: str) -> str:
@@ -231,7 +247,7 @@ def _chunks(items: list, size: int = 500):
         yield items[i : i + size]
 
 
-SEARCH_COLUMNS = ("job_id", "packs", "prompt", "negative_prompt", "run_id")  # jobs_fts (migration 0006)
+SEARCH_COLUMNS = ("job_id", "packs", "prompt", "negative_prompt", "run_id", "outputs")  # jobs_fts (migration 0012)
 FTS_INSERT = f"INSERT INTO jobs_fts(rowid, {', '.join(SEARCH_COLUMNS)}) VALUES (?{', ?' * len(SEARCH_COLUMNS)})"
 FTS_DELETE = (
     f"INSERT INTO jobs_fts(jobs_fts, rowid, {', '.join(SEARCH_COLUMNS)}) "
