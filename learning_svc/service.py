@@ -1670,6 +1670,7 @@ class Service:
                 "problem": problem,
             },
             "damaged": {"torn_tails_moved": self.torn_files},
+            "data_dir": str(self.settings.data_dir.resolve()),  # the page's empty state names it
             **self._watch_health(),
         }
 
@@ -1722,6 +1723,7 @@ class Service:
                 },
             },
             "damaged": {"torn_tails_moved": self.torn_files},
+            "data_dir": str(self.settings.data_dir.resolve()),  # the page's empty state names it
             **self._watch_health(),
         }
 

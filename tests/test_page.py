@@ -526,10 +526,13 @@ def test_empty_state_gives_a_working_curl_command(live_server, open_page):
     # A new-user run: it offered only curl and the demo (which serves elsewhere), not the
     # importer and the watcher the README starts with.
     # where `make run` put it, and the data folder named (a new-user run imported into ./logs/learning)
+    data_dir = str(live_server.settings.data_dir.resolve())
     expect(page.locator("#import-command")).to_have_text(
-        ".venv/bin/learning-svc import ~/stable-diffusion-webui/outputs"
+        f".venv/bin/learning-svc import --data-dir {shlex.quote(data_dir)} ~/stable-diffusion-webui/outputs"
     )
-    expect(page.locator("#empty-first")).to_contain_text("--data-dir")
+    expect(page.locator("#empty-where")).to_have_text(
+        f"This service keeps its history in {data_dir}. It watches no folder."
+    )
     expect(page.locator("#empty-first")).to_contain_text("--watch")
     expect(page.locator("#empty-first")).to_contain_text("port of its own")
     expect(page.locator(JOB)).to_have_count(0)
@@ -553,6 +556,72 @@ def test_empty_state_gives_a_working_curl_command(live_server, open_page):
     # The count taken when the page was empty said "all rated" of the first job for ~2 s.
     assert "all rated" not in page.locator("#status").text_content()
     expect(page.locator("#status")).to_have_text("Showing 1 job · 1 unrated left")
+
+
+def test_the_empty_pages_import_command_brings_images_into_the_served_folder(settings, tmp_path, open_page):
+    """A new-user run: the empty page did not say where the service keeps its history, and an
+    import run from another folder (or without the --data-dir given to `make run DATA=…`) went
+    into another folder's history. The command shown, run as shown, brings the images here."""
+    import subprocess
+    import sys
+
+    import image_fixtures
+
+    settings = replace(settings, data_dir=tmp_path / "odd 'name' folder")  # quoted for the shell
+    server = LiveServer(settings)
+    try:
+        page = open_page(server)
+        expect(page.locator("#import-command")).to_contain_text("--data-dir")  # once /api/health answered
+        command = page.locator("#import-command").text_content()
+        words = shlex.split(command)
+        assert words[:4] == [".venv/bin/learning-svc", "import", "--data-dir", str(settings.data_dir.resolve())]
+        images = tmp_path / "my images"
+        images.mkdir()
+        infotext = image_fixtures.a1111_infotext("a red barn", "blurry", {"Steps": 20, "Seed": 7, "Model": "sdxl"})
+        image_fixtures.save_png_text(str(images / "00001-7.png"), {"parameters": infotext})
+        program = [sys.executable, "-m", "learning_svc.cli"]
+        done = subprocess.run([*program, *words[1:4], str(images)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        expect(page.locator(JOB)).to_have_count(1, timeout=NEW_JOB_TIMEOUT_MS)
+        expect(page.locator(JOB)).to_contain_text("00001-7.png")
+    finally:
+        server.stop()
+
+
+def test_watched_folders_that_are_away_or_hold_unreadable_files_are_said_on_the_page(settings, tmp_path, open_page):
+    """A new-user run: a mistyped --watch folder, or images that could not be read, were only in
+    the log and /api/health; the page said "No jobs yet". The empty page lists the folders and
+    their state; a banner says what went wrong, and after Dismiss only what goes wrong next."""
+    outputs, away = tmp_path / "outputs", tmp_path / "not-mounted"
+    outputs.mkdir()
+    (outputs / "broken.png").write_bytes(b"this is not a png at all")
+    server = LiveServer(replace(settings, watch=(away, outputs), output_root=outputs, watch_poll=True))
+    try:
+        wait_for_health = time.monotonic() + 30
+        while time.monotonic() < wait_for_health:
+            watch = server.http.get(server.url + "/api/health", timeout=10).json()["watch"]
+            if watch[0]["state"] == "missing" and watch[1]["recent_problems"]:
+                break
+            time.sleep(0.1)
+        page = open_page(server)
+        banner = page.locator("#watch-banner")
+        expect(banner).to_be_visible()
+        expect(banner).to_contain_text(f"The watched folder {away} is not there")
+        expect(banner).to_contain_text(f"Not taken in from {outputs}: {outputs / 'broken.png'}: ")
+        where = page.locator("#empty-where")
+        expect(where).to_contain_text(f"{away} — not there (looked for again every few seconds)")
+        expect(where).to_contain_text(f"{outputs} — 0 images taken in; some files could not be read")
+        page.locator("#watch-dismiss").click()
+        expect(banner).to_be_hidden()
+        (outputs / "also-broken.png").write_bytes(b"nor is this")  # something new goes wrong: said again
+        expect(banner).to_be_visible(timeout=20_000)
+        expect(banner).to_contain_text("also-broken.png")
+        away.mkdir()  # the disk is back, and an image in a folder comes in
+        Image.new("RGB", (64, 64), (10, 200, 10)).save(outputs / "fine.png")
+        expect(where).to_be_hidden(timeout=NEW_JOB_TIMEOUT_MS)  # a job: the empty state is gone
+        expect(banner).not_to_contain_text("is not there", timeout=20_000)
+    finally:
+        server.stop()
 
 
 def test_the_unrated_left_stays_in_the_status_when_rated_jobs_stay_on_the_page(live_server, samples, open_page):

@@ -327,6 +327,60 @@ function reloadFailedImages() {
 
 // ---------------------------------------------------------------- empty state
 
+// A single-quoted shell word (POSIX shells and PowerShell read it the same for a plain path).
+function shellWord(text) {
+  return /^[\w@%+=:,./~-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`;
+}
+
+// Where this service keeps its history and what it watches: a new-user run imported into another
+// data folder than the one served, and a mistyped --watch folder showed only "No jobs yet".
+function renderWhere(health) {
+  if (!health.data_dir) return; // an index being made anew answers without it
+  $('import-command').textContent = `.venv/bin/learning-svc import --data-dir ${shellWord(health.data_dir)} ~/stable-diffusion-webui/outputs`;
+  const where = $('empty-where');
+  const watched = (health.watch ?? []).map((folder) => h('li', {}, h('code', {}, folder.folder), ` — ${watchState(folder)}`));
+  where.replaceChildren(
+    'This service keeps its history in ', h('code', {}, health.data_dir), watched.length ? ' and watches:' : '. It watches no folder.',
+    ...(watched.length ? [h('ul', {}, ...watched)] : []),
+  );
+  where.hidden = false;
+}
+
+function watchState(folder) {
+  const found = `${plural(folder.imported, 'image')} taken in`;
+  if (folder.state === 'missing') return 'not there (looked for again every few seconds)';
+  if (folder.state === 'starting') return 'starting';
+  return folder.recent_problems?.length ? `${found}; some files could not be read` : found;
+}
+
+// A watched folder that is not there (a disk or share away, a mistyped path), or images in it
+// that could not be read, said on the page: they were only in the log and /api/health. Dismissed,
+// it stays away until something else goes wrong.
+let watchSaid = '';
+let watchDismissed = '';
+
+function renderWatch(folders) {
+  const lines = [];
+  for (const folder of folders) {
+    if (folder.state === 'missing') {
+      lines.push(`The watched folder ${folder.folder} is not there; it is looked for again every few seconds, and its images come in once it is back.`);
+    }
+    const problems = folder.recent_problems ?? [];
+    if (problems.length) {
+      const more = problems.length > 1 ? " (and others: /api/health and the service's log list them)" : '';
+      lines.push(`Not taken in from ${folder.folder}: ${problems.at(-1)}${more}.`);
+    }
+  }
+  watchSaid = lines.join(' ');
+  $('watch-text').textContent = watchSaid;
+  $('watch-banner').hidden = !watchSaid || watchSaid === watchDismissed;
+}
+
+function dismissWatch() {
+  watchDismissed = watchSaid;
+  $('watch-banner').hidden = true;
+}
+
 function renderCurlCommand() {
   // A fresh id each time, so that a command copied on another visit does not conflict.
   const jobId = `first-job-${Math.random().toString(16).slice(2, 10)}`;
@@ -355,6 +409,7 @@ function resume() {
 export function initList() {
   $('retry').addEventListener('click', retryLoading);
   $('copy-curl').addEventListener('click', copyCurlCommand);
+  $('watch-dismiss').addEventListener('click', dismissWatch);
   document.addEventListener('error', markFailedImage, true); // error events do not bubble
   sentinelObserver = new IntersectionObserver((entries) => {
     if (entries.some((entry) => entry.isIntersecting)) loadNextPage();
@@ -376,6 +431,8 @@ export async function checkHealth() {
   const banner = $('banner');
   try {
     const health = await api('/api/health');
+    renderWhere(health);
+    renderWatch(health.watch ?? []);
     const problem = health.index?.problem;
     banner.hidden = !problem;
     if (problem) {
