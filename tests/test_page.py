@@ -657,6 +657,40 @@ def test_an_open_page_asks_what_changed_every_second(live_server, open_page):
 # ---------------------------------------------------------------- 11. filters live in the URL
 
 
+def test_the_filter_bar_takes_two_rows_at_1366_and_a_chosen_value_moves_nothing(live_server, samples, open_page):
+    """A new-user run: the filter bar took three rows of a 1366 x 768 laptop (every picker 8rem
+    wide). Each picker is as wide as its name now, and shows a long value cut, in the same width."""
+
+    def rows(page) -> list[int]:
+        tops = page.eval_on_selector_all(
+            "#filters > *",
+            "els => els.filter((e) => e.offsetParent).map((e) => Math.round(e.getBoundingClientRect().top))",
+        )
+        return sorted(set(tops))
+
+    def boxes(page) -> list[list[float]]:
+        return page.eval_on_selector_all(
+            "#filters button.facet",
+            "els => els.map((e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.width]; })",
+        )
+
+    page = open_page(live_server, viewport={"width": 1366, "height": 768})
+    expect(page.locator(JOB)).to_have_count(len(samples))
+    assert len(rows(page)) == 2, rows(page)
+    cut = page.eval_on_selector_all(  # a picker's name is never cut (the value span fills the button)
+        "#filters button.facet > span",
+        "els => els.filter((e) => e.scrollWidth > e.clientWidth || e.clientWidth === 0).map((e) => e.textContent)",
+    )
+    assert cut == [], cut
+    before = boxes(page)
+    pack = max((p for record in samples for p in record.get("packs") or ()), key=len)
+    page.goto(f"/?pack={pack}")
+    expect(page.locator("#filter-pack")).to_have_text(pack)
+    expect(page.locator("#filter-pack")).to_have_class(re.compile("active"))
+    assert boxes(page) == before  # the chosen value is cut in the picker's own width
+    assert page.eval_on_selector("#filter-pack > span", "e => e.scrollWidth > e.clientWidth")  # it is long
+
+
 def test_a_link_spelling_a_value_otherwise_ticks_the_value_the_picker_lists(live_server, samples, open_page):
     """`/?sampler=dpmpp_2m` listed the DPM++ 2M jobs, but the picker showed a ticked
     "dpmpp_2m" with 0 jobs above an unticked "DPM++ 2M" with their count."""

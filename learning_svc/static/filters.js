@@ -124,7 +124,8 @@ export function buildPickers() {
     h('button', {
       type: 'button', id: `filter-${field.name}`, class: 'facet', 'data-kind': field.kind, title: '',
       'aria-haspopup': 'true', 'aria-expanded': 'false', 'aria-controls': `picker-${field.name}`,
-    }, field.plural),
+      'data-label': field.plural, // sizes the button (style.css): a value chosen does not move the bar
+    }, h('span', {}, field.plural)),
     h('div', { id: `picker-${field.name}`, class: 'picker-panel', role: 'group', 'aria-label': field.plural, hidden: '' },
       h('input', { type: 'search', class: 'picker-find', 'aria-label': `Find ${field.plural.toLowerCase()}`,
         placeholder: `Find ${field.plural.toLowerCase()}`, autocomplete: 'off' }),
@@ -142,7 +143,7 @@ function labelPicker(picker) {
   const field = state.fields.find((f) => f.name === picker.dataset.field);
   const values = chosen(field.name);
   const button = picker.querySelector('button.facet');
-  button.textContent = values.length ? values[0] + (values.length > 1 ? ` +${values.length - 1}` : '') : field.plural;
+  button.firstElementChild.textContent = values.length ? values[0] + (values.length > 1 ? ` +${values.length - 1}` : '') : field.plural;
   button.setAttribute('aria-label', values.length ? `${field.plural}: ${values.join(', ')}` : field.plural);
   button.classList.toggle('active', values.length > 0);
   const boxes = picker.querySelectorAll('.picker-values input');
