@@ -467,6 +467,17 @@ def test_compare_shows_two_to_four_side_by_side_with_their_differences_and_a_sli
         card(page, job_id).locator(".job-body").click(modifiers=["Control"])
     page.locator("#compare-selected").click()
     expect(compare.locator(".compare-pane img")).to_have_count(4)
+    # each image's values under it (a new-user run: with three or four they were under the next image)
+    expect(compare.locator("tbody tr").first.locator("td")).to_have_count(4)
+    panes = compare.locator(".compare-pane").evaluate_all("ps => ps.map((p) => p.getBoundingClientRect().left)")
+    values = (
+        compare.locator("tbody tr")
+        .first.locator("td")
+        .evaluate_all("cells => cells.map((c) => c.getBoundingClientRect().left)")
+    )
+    for pane, value in zip(panes[1:], values[1:]):
+        assert abs(pane - value) < 20, (panes, values)
+    assert panes[0] <= values[0] < panes[1], (panes, values)  # the first after the names, under its image
     page.keyboard.press("Escape")
     card(page, ids[4]).locator(".job-body").click(modifiers=["Control"])  # five: too many
     expect(page.locator("#compare-selected")).to_be_hidden()

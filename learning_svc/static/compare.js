@@ -85,6 +85,9 @@ function render() {
   const stage = $('compare-stage');
   stage.classList.toggle('slider', slider);
   stage.style.setProperty('--panes', String(slider ? 1 : shown.length));
+  // Side by side, each image's values sit under it (style.css: .compare-table.aligned)
+  $('compare-table').classList.toggle('aligned', !slider);
+  $('compare-table').style.setProperty('--panes', String(shown.length));
   if (slider) { // the second image over the first, cut at the slider
     const [first, second] = shown;
     stage.replaceChildren(h('figure', { class: 'compare-pane' },
@@ -139,6 +142,7 @@ async function renderDifferences() {
   });
   table.replaceChildren(
     h('caption', {}, new Set(panes.map(({ job }) => job)).size > 1 ? 'Parameters (rows marked ≠ differ)' : 'Parameters (the images of one job)'),
+    h('colgroup', {}, h('col', { class: 'names' }), ...panes.map((_, i) => h('col', { class: i ? 'pane' : 'first-pane' }))),
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Parameter'), ...panes.map((_, i) => h('th', { scope: 'col' }, `${i + 1}`)))),
     h('tbody', {}, ...rows));
 }
