@@ -486,6 +486,44 @@ def test_compare_shows_two_to_four_side_by_side_with_their_differences_and_a_sli
     expect(compare).to_be_hidden()
 
 
+def test_shift_arrow_past_the_loaded_jobs_extends_the_range_once_the_next_page_is_in(live_server, open_page):
+    """A code review: Shift+→ on the last loaded job moved focus to the next page's first job
+    once it arrived but did not select it, and a Shift+→ typed meanwhile was replayed as a
+    plain → (the range stopped where the page ended)."""
+    from learning_svc.gen import generate_records
+
+    for record in generate_records(60, seed=7):
+        assert live_server.post_job(record).status_code == 201
+    order = [job["job_id"] for job in live_server.http.get(live_server.url + "/api/jobs?limit=500").json()["jobs"]]
+    page = open_page(live_server)
+    expect(page.locator(JOB)).to_have_count(50)
+    held, released = [], False
+
+    def hold_second_page(route):
+        if released:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(lambda url: "cursor=" in url, hold_second_page)
+    with page.expect_request(lambda request: "cursor=" in request.url):  # asked for, then held
+        focus(page, order[48])  # (scrolled to, the list's end may ask for it already)
+        page.keyboard.press("Shift+ArrowRight")  # 48-49
+        page.keyboard.press("Shift+ArrowRight")  # past the loaded jobs: waits for the next page
+    expect(card(page, order[49])).to_be_focused()
+    page.keyboard.press("Shift+ArrowRight")  # typed while it waits
+    expect(page.locator("#selection-count")).to_have_text("2 jobs selected")
+    released = True
+    for route in held:
+        route.continue_()
+    expect(card(page, order[51])).to_be_focused()
+    expect(page.locator("#selection-count")).to_have_text("4 jobs selected")
+    selected = page.locator(".job.selected").evaluate_all("cards => cards.map((c) => c.dataset.jobId)")
+    assert selected == order[48:52]
+    page.keyboard.press("Shift+ArrowLeft")  # the same range: back towards its start gives one up
+    expect(page.locator("#selection-count")).to_have_text("3 jobs selected")
+
+
 def test_shift_arrows_select_a_range_that_shrinks_going_back_and_ctrl_a_selects_every_loaded_job(
     live_server, open_page
 ):

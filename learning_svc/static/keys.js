@@ -135,13 +135,23 @@ export function replayTypedAhead() {
   while (state.typedAhead.length && !state.advancing) {
     const key = nextTypedKey();
     const element = document.activeElement?.closest?.('.job');
-    actionFor(key, element, null)?.();
+    if (key === EXTEND) {
+      if (element) selectRange(element);
+    } else if (key.startsWith('Shift+')) {
+      if (element) extendSelection(element, key.slice('Shift+'.length));
+    } else {
+      actionFor(key, element, null)?.();
+    }
   }
 }
 
 const SHIFT_MOVES = new Set(['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown']);
 
 // Shift+arrow on a card: move, and select the range from where it began (selection.rangeFrom).
+// Shift+→ past the loaded jobs waits for the next page (nav.advance): the range is extended on
+// arrival, before the keys typed meanwhile (a Shift+→ among them extends it on, not a plain →).
+const EXTEND = 'extend the range';
+
 function extendSelection(element, key) {
   rangeFrom(element);
   const moved = BY_KEY.get(key).list(element, key, null);
@@ -149,7 +159,8 @@ function extendSelection(element, key) {
     const now = document.activeElement?.closest?.('.job');
     if (now && now !== element) selectRange(now);
   };
-  if (moved?.then) moved.then(extend); // ↓ past the loaded jobs waits for the next page
+  if (state.advancing) typeAhead(EXTEND);
+  else if (moved?.then) moved.then(extend); // ↓ past the loaded jobs waits for the next page
   else extend();
 }
 
@@ -190,7 +201,7 @@ function onKeydown(event) {
   }
   if (state.advancing && entry?.typeAhead) {
     event.preventDefault();
-    typeAhead(event.key);
+    typeAhead(event.shiftKey && SHIFT_MOVES.has(event.key) ? `Shift+${event.key}` : event.key);
     return;
   }
   const element = event.target.closest?.('.job');
