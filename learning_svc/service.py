@@ -260,10 +260,6 @@ class Backlog:
     def __len__(self) -> int:
         return len(self._values)
 
-    def count_from(self, offset: int) -> int:
-        """How many keys lines at or past `offset` set (any thread: the values are copied at once)."""
-        return sum(1 for at, _ in list(self._values.values()) if at >= offset)
-
     def clear(self) -> None:
         self._values.clear()
         self._order.clear()
@@ -420,7 +416,16 @@ class Service:
                 folder = data_folder_id(self.settings.data_dir)
                 claim_index(conn, folder, self.settings.shown_db_url, self.settings.data_dir)
                 self._folder_id = folder
-        self.startup = self.indexer.catch_up()
+        try:
+            self.startup = self.indexer.catch_up()
+        except DBAPIError as error:
+            if not db.out_of_room(error):
+                raise
+            # The disk has no room for what the journal holds past the index (`serve` exited
+            # "database or disk is full" while a running service in that state acknowledged
+            # every write): serve as that one does, journal first, and catch up once there is room.
+            self.startup = SyncReport()
+            self._index_failed(error, [])
 
     def close(self, index_everything: bool = False) -> None:
         """Stop. `index_everything` (an import): the follower indexes what was acknowledged however
@@ -1636,13 +1641,16 @@ class Service:
         # An index that holds every line is not in trouble, whatever the flag says: the follower
         # commits the backlog first and clears the flag after, and reads see the commit at once.
         trouble = self.index_trouble if lag else None
+        lines_not_indexed = self.jobs_journal.count_lines(log_cp.offset, log_bytes)
         problem = (
             None
             if trouble is None
             else {
                 "message": trouble["problem"],
                 "since": trouble["since"],
-                "jobs_not_indexed": self.pending_jobs.count_from(log_cp.offset),
+                # past the index's checkpoint (this process's writes, and another's or an earlier
+                # run's: a service started with a full disk had taken none in yet)
+                "jobs_not_indexed": lines_not_indexed,
                 "note": "every acknowledged write is in the JSONL; the index catches up by itself once it can be written",
             }
         )
@@ -1650,7 +1658,7 @@ class Service:
         return {
             "status": ("degraded" if trouble or journal_trouble else "ok") if self._thread else "stopped",
             "jsonl": {  # the lines the index has read, and those past it (the files' own count)
-                "jobs_lines": log_cp.line_count + self.jobs_journal.count_lines(log_cp.offset, log_bytes),
+                "jobs_lines": log_cp.line_count + lines_not_indexed,
                 "rating_lines": ratings_cp.line_count
                 + self.ratings_journal.count_lines(ratings_cp.offset, ratings_bytes),
                 "log_bytes": log_bytes,

@@ -732,6 +732,88 @@ def test_a_full_index_disk_keeps_acknowledging_says_so_and_catches_up_once(runni
     assert verify_index(settings) == []
 
 
+def test_a_service_started_without_room_for_its_index_serves_from_the_journal_and_catches_up(settings, monkeypatch):
+    """A durability run: with room on the disk for journal appends but not for the index's
+    start-up catch-up, `serve` exited "database or disk is full", while a running service in that
+    state acknowledged every write. It starts now, says so in /api/health, decides retries,
+    conflicts and ratings of the jobs not indexed yet as ever, and catches up once there is room.
+    The disk is full for real as SQLite sees it: its page limit (max_page_count), SQLITE_FULL."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    from learning_svc.index import db as db_module
+
+    fill(settings, 20)  # indexed; then 400 lines the index has not seen (another writer's, or the client's fallback)
+    with settings.log_path.open("ab") as log:
+        for i in range(400):
+            log.write(records.dumps(stored(f"later-{i:03d}")))
+    with sqlite3.connect(settings.index_path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        room = {"pages": conn.execute("PRAGMA page_count").fetchone()[0] + 1}
+    make_engine = db_module.make_engine
+
+    def without_room(*args, **kwargs):
+        engine = make_engine(*args, **kwargs)
+        if kwargs.get("writer"):
+            event.listen(
+                engine,
+                "connect",
+                lambda dbapi, _: room["pages"] and dbapi.execute(f"PRAGMA max_page_count = {room['pages']}"),
+            )
+        return engine
+
+    monkeypatch.setattr(db_module, "make_engine", without_room)
+    app = create_app(settings)  # it exited with "database or disk is full"
+    client = app.test_client()
+    try:
+        health = client.get("/api/health").json
+        assert health["status"] == "degraded" and health["index"]["behind"], health
+        problem = health["index"]["problem"]
+        assert "database or disk is full" in problem["message"] and problem["jobs_not_indexed"] == 400, problem
+        assert health["jsonl"]["jobs_lines"] == 420 and health["index"]["jobs"] == 20
+        assert len(listed(client)) == 20  # what the index holds; the rest once it can be written
+        size = settings.log_path.stat().st_size
+        later = orjson.dumps(job("later-007"))
+        assert client.post("/api/jobs", data=later, headers=JSON).status_code == 200  # known from the journal
+        assert (
+            client.post("/api/jobs", data=orjson.dumps(job("later-007", packs=["x"])), headers=JSON).status_code == 409
+        )
+        assert settings.log_path.stat().st_size == size
+        assert client.post("/api/jobs", data=orjson.dumps(job("new-000")), headers=JSON).status_code == 201
+        assert client.put("/api/jobs/later-007/rating", json={"rating": 5}).status_code == 200
+        assert client.get("/api/health").json["index"]["problem"]["jobs_not_indexed"] == 401
+        room["pages"] = None  # room again: connections made from now on have no limit
+        app.extensions["learning_svc"].write_engine.dispose()
+        wait_until(lambda: len(listed(client)) == 421, "the index caught up once it could be written")
+        health = client.get("/api/health").json
+        assert health["status"] == "ok" and health["index"]["problem"] is None and health["index"]["lag_bytes"] == 0
+        assert client.get("/api/ratings").json == {"job-0000": 4, "later-007": 5}
+    finally:
+        app.extensions["learning_svc"].close()
+    assert verify_index(settings) == []
+
+
+def test_what_says_the_index_disk_is_full_on_each_database():
+    """SQLite's SQLITE_FULL (by its code, as the test above meets it), PostgreSQL's disk_full
+    (SQLSTATE 53100, by psycopg's class), an OSError ENOSPC; nothing else."""
+    import sqlite3
+
+    import psycopg.errors
+
+    from learning_svc.index import db as db_module
+
+    full = sqlite3.connect(":memory:")
+    full.execute("CREATE TABLE t (x)")
+    full.execute("PRAGMA max_page_count = 2")
+    with pytest.raises(sqlite3.OperationalError) as sqlite_full:
+        full.executemany("INSERT INTO t VALUES (?)", [("x" * 4000,)] * 10)
+    assert db_module.out_of_room(sqlite_full.value)
+    assert db_module.out_of_room(psycopg.errors.DiskFull()) and db_module.out_of_room(OSError(errno.ENOSPC, "full"))
+    for other in (psycopg.errors.UniqueViolation(), OSError(errno.EIO, "I/O"), sqlite3.OperationalError("locked")):
+        assert not db_module.out_of_room(other), other
+
+
 def test_health_is_ok_as_soon_as_the_index_holds_everything_again(running, settings, monkeypatch):
     """After a full index disk, the follower commits the backlog and then clears the trouble:
     between the two, a listing already showed every job while /api/health still said
