@@ -674,6 +674,8 @@ def test_images_are_found_by_their_file_and_folder_names(client):
     }
     for i, (job_id, paths) in enumerate(outputs.items()):
         body = {"job_id": job_id, "completed_at": 1_764_000_000 + i, "prompt": "a castle", "outputs": paths}
+        if job_id == "stablenew":  # its folder is named as its run
+            body["run_id"] = "20260331_PORTRAIT-juggernaut"
         assert post(client, body).status_code == 201
 
     def found(q):
@@ -688,6 +690,7 @@ def test_images_are_found_by_their_file_and_folder_names(client):
     assert found("comfyui_00001") == found("ComfyUI") == ["comfy"]
     assert found("png") == ["comfy", "stablenew", "a1111"]
     assert found("00012-1235") == found("rob ana") == []  # words of two files, of two jobs
+    assert found("users") == found("home") == []  # a folder by its last two names: not what every path shares
     assert client.get("/api/count", query_string={"q": "2024-05-01"}).json["jobs"] == 1
     # an amendment naming the job's images makes it found by them, and no longer by the old ones
     assert patch(client, "none", {"outputs": ["later/00099-7.png"]}).status_code == 200

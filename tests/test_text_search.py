@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learning_svc.index import text_search
+from learning_svc.index.project import outputs_text
 from learning_svc.index.text_search import _Order
 
 KEYS = [-1.0, 0.5, 3.0, 6.0, 7.25]  # few distinct keys: long tie groups, as with ratings or unknown durations
@@ -89,3 +90,16 @@ def test_the_tail_is_merged_when_it_reaches_merge_at(rekeyed):
         expected = [(0.5, 30), (2.0, 20), (2.0, 22), (2.0, 25), (3.0, 10), (9.0, 50)]
     assert list(zip(order.keys, order.ids)) == expected
     assert list(order.current()) == list(zip(order.keys, order.ids))
+
+
+def test_a_jobs_images_are_searched_by_their_folders_last_two_names_once_and_their_file_names():
+    batch = [
+        "/home/ana/sd/outputs/txt2img-images/2024-05-01/00012-1.png",
+        "/home/ana/sd/outputs/txt2img-images/2024-05-01/00013-2.png",
+    ]
+    assert outputs_text(batch) == "txt2img-images/2024-05-01 00012-1.png 00013-2.png"
+    windows = ["C:\\Users\\rob\\StableNew\\output\\Pipeline\\run_7\\up 3f.png"]
+    assert outputs_text(windows) == "Pipeline/run_7 up 3f.png"
+    assert outputs_text(windows, run_id="run_7") == "Pipeline up 3f.png"  # the run's words are the run's
+    assert outputs_text(["a.png", "", "/", "dir//b.png", 5, None]) == "dir a.png b.png"  # odd items skipped
+    assert outputs_text(None) == outputs_text([]) == outputs_text("x.png") == ""

@@ -85,24 +85,29 @@ def project_job(line: dict, offset: int, length: int) -> JobRows | None:
         "prompt": _text(line.get("prompt")),
         "negative_prompt": _text(line.get("negative_prompt")),
         "run_id": _text(line.get("run_id")),
-        "outputs": outputs_text(line.get("outputs")),
+        "outputs": outputs_text(line.get("outputs"), _text(line.get("run_id"))),
     }
     return JobRows(job, tags, search, _output_hashes(line))
 
 
-def outputs_text(outputs) -> str:
-    """What the text search knows of a job's images: each folder once, then each file's name, so
-    that `00012`, `txt2img-images` or `2024-05-01` find the images a folder holds (a batch's
-    images share a folder; naming it once a job keeps the index small). Windows and POSIX paths."""
+def outputs_text(outputs, run_id: str = "") -> str:
+    """What the text search knows of a job's images: each folder once, by its last two names (as
+    a user knows it: `txt2img-images/2024-05-01`, `ComfyUI/output`; not `/home/ana/...`, which
+    every job shares), then each file's name, so that `00012`, `txt2img-images` or `2024-05-01`
+    find the images a folder holds. A batch's images share a folder: named once a job, it keeps
+    the index small, as does leaving out a folder named as the job's run (StableNew's
+    `output/Pipeline/<run id>/`: its words are searched as the run's). Windows and POSIX paths."""
     if not isinstance(outputs, list):
         return ""
     folders, names = {}, []
     for path in outputs:
         if isinstance(path, str):
-            folder, _, name = path.replace("\\", "/").rstrip("/").rpartition("/")
-            folders[folder] = None
-            names.append(name)
-    return " ".join([*folders, *names]).strip()
+            parts = [part for part in path.replace("\\", "/").split("/") if part]
+            folder = [part for part in parts[-3:-1] if part != run_id] if run_id else parts[-3:-1]
+            if folder:
+                folders["/".join(folder)] = None
+            names.extend(parts[-1:])
+    return " ".join([*folders, *names])
 
 
 def output_key(path: str) -> str:
