@@ -478,6 +478,14 @@ def test_compare_shows_two_to_four_side_by_side_with_their_differences_and_a_sli
     for pane, value in zip(panes[1:], values[1:]):
         assert abs(pane - value) < 20, (panes, values)
     assert panes[0] <= values[0] < panes[1], (panes, values)  # the first after the names, under its image
+    widths = lambda: compare.locator("tbody tr").first.locator("td").evaluate_all("cs => cs.map((c) => c.offsetWidth)")  # noqa: E731
+    assert min(widths()) >= 190, widths()
+    # a narrower window: aligned, the first image's values had 49 px (a code review); now the table lays itself out
+    page.set_viewport_size({"width": 900, "height": 800})
+    expect(compare.locator(".compare-table")).not_to_have_class(re.compile("aligned"))
+    assert min(widths()) >= 150, widths()
+    page.set_viewport_size({"width": 1366, "height": 800})
+    expect(compare.locator(".compare-table")).to_have_class(re.compile("aligned"))
     page.keyboard.press("Escape")
     card(page, ids[4]).locator(".job-body").click(modifiers=["Control"])  # five: too many
     expect(page.locator("#compare-selected")).to_be_hidden()

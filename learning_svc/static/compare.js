@@ -85,9 +85,7 @@ function render() {
   const stage = $('compare-stage');
   stage.classList.toggle('slider', slider);
   stage.style.setProperty('--panes', String(slider ? 1 : shown.length));
-  // Side by side, each image's values sit under it (style.css: .compare-table.aligned)
-  $('compare-table').classList.toggle('aligned', !slider);
-  $('compare-table').style.setProperty('--panes', String(shown.length));
+  alignTable();
   if (slider) { // the second image over the first, cut at the slider
     const [first, second] = shown;
     stage.replaceChildren(h('figure', { class: 'compare-pane' },
@@ -104,6 +102,20 @@ function render() {
   $('compare-slider-label').hidden = !slider;
   $('compare-mode').textContent = slider ? 'Side by side (s)' : 'Slider (s)';
   $('compare-mode').disabled = shown.length !== 2;
+}
+
+// Side by side, each image's values sit under it (style.css: .compare-table.aligned): the names
+// share the first image's column, so only when that leaves its values room (four images on a
+// 900 px window left them 49 px, a prompt 2,000 px high); else the table lays itself out.
+const NAMES_REM = 9;
+const FIRST_VALUES_MIN_REM = 12;
+
+function alignTable() {
+  const table = $('compare-table');
+  const rem = parseFloat(getComputedStyle(document.documentElement).fontSize);
+  const pane = $('compare-stage').clientWidth / Math.max(1, shown.length);
+  table.classList.toggle('aligned', !slider && pane - NAMES_REM * rem >= FIRST_VALUES_MIN_REM * rem);
+  table.style.setProperty('--panes', String(shown.length));
 }
 
 // The cut is at `percent` of the width both images span together, at one place for both: two
@@ -184,7 +196,10 @@ export function initCompare() {
   zoom.attach($('compare-stage'));
   // After zoom's own listeners have fitted the images to the box: the cut follows their place.
   $('compare-stage').addEventListener('load', () => setSlider(), true);
-  new ResizeObserver(() => setSlider()).observe($('compare-stage'));
+  new ResizeObserver(() => {
+    setSlider();
+    alignTable();
+  }).observe($('compare-stage'));
   $('compare-close').addEventListener('click', () => $('compare').close());
   $('compare-mode').addEventListener('click', toggleSlider);
   $('compare-zoom').addEventListener('click', zoomCompare);
