@@ -35,7 +35,7 @@ from .batches import Validator, default_processes
 from .config import Settings
 from .index import db, facets, queries
 from .index.plan import Filters, Page, Thresholds, make_plan
-from .index.project import JobRows, UnprojectableLine, output_hash, output_key, placed, project_rating
+from .index.project import PROJECTION, JobRows, UnprojectableLine, output_hash, output_key, placed, project_rating
 from .index.sync import (
     LOG,
     RATINGS,
@@ -49,7 +49,9 @@ from .index.sync import (
     read_checkpoints,
     remove_abandoned_scratch,
     repair_tails,
+    stale_reason,
 )
+from .index.tables import index_meta
 from .index.tables import jobs as jobs_table
 from .index.text_search import MatchSets
 from .journal import DamagedJournal, Journal, JournalWriteError
@@ -395,6 +397,8 @@ class Service:
         self.torn_files += [p.name for p in self.startup.torn]
         with self.write_engine.begin() as conn:
             self._ends = self._synced = tuple(cp.offset for cp in read_checkpoints(conn, LOG, RATINGS))
+        if self.index_trouble is not None:  # started without room for the catch-up
+            self._take_in_backlog()
         self._hold_index_file()
         for engine in (self.read_engine, self.write_engine):  # PostgreSQL: once the start-up's long statements are done
             db.answer_within(engine, db.PG_ANSWER_SECONDS)
@@ -416,16 +420,40 @@ class Service:
                 folder = data_folder_id(self.settings.data_dir)
                 claim_index(conn, folder, self.settings.shown_db_url, self.settings.data_dir)
                 self._folder_id = folder
+        report = SyncReport()
         try:
-            self.startup = self.indexer.catch_up()
+            self.startup = self.indexer.catch_up(report=report)
         except DBAPIError as error:
-            if not db.out_of_room(error):
-                raise
             # The disk has no room for what the journal holds past the index (`serve` exited
             # "database or disk is full" while a running service in that state acknowledged
-            # every write): serve as that one does, journal first, and catch up once there is room.
-            self.startup = SyncReport()
+            # every write): serve as that one does, journal first, and catch up once there is
+            # room. Not an index to be made anew first (another version's, or of a replaced
+            # journal, whose wipe failed): its rows would be served as current.
+            if not db.out_of_room(error) or self._index_outdated():
+                raise
+            self.startup = report
             self._index_failed(error, [])
+
+    def _index_outdated(self) -> bool:
+        """Whether the index holds rows that must be made anew before it is served: made by another
+        projection, or of journal files since replaced (sync's reasons; an empty index is not)."""
+        with self.read_engine.connect() as conn:
+            log_cp, ratings_cp = read_checkpoints(conn, LOG, RATINGS)
+            if not log_cp.offset and not ratings_cp.offset:
+                return False
+            made = conn.execute(select(index_meta.c.value).where(index_meta.c.key == "projection")).scalar()
+            return made != PROJECTION or any(
+                stale_reason(conn, journal, name) is not None
+                for journal, name in ((self.jobs_journal, LOG), (self.ratings_journal, RATINGS))
+            )
+
+    def _take_in_backlog(self) -> None:
+        """After a start whose catch-up could not be written: the lines past the index into the
+        backlog, as a commit takes in another writer's (reviews and image ratings of those jobs
+        were 404 until some write had taken them in). Held in memory until indexed."""
+        with self.jobs_journal.locked(), self.ratings_journal.locked(), self.read_engine.connect() as conn:
+            self._take_in_foreign_lines(conn, True, tuple(cp.offset for cp in read_checkpoints(conn, LOG, RATINGS)))
+            self._ends = (self.jobs_journal.size(), self.ratings_journal.size())
 
     def close(self, index_everything: bool = False) -> None:
         """Stop. `index_everything` (an import): the follower indexes what was acknowledged however

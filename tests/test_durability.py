@@ -748,6 +748,7 @@ def test_a_service_started_without_room_for_its_index_serves_from_the_journal_an
     with settings.log_path.open("ab") as log:
         for i in range(400):
             log.write(records.dumps(stored(f"later-{i:03d}")))
+        log.write(records.dumps(stored("torn"))[:100])  # and a writer's torn tail
     with sqlite3.connect(settings.index_path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         room = {"pages": conn.execute("PRAGMA page_count").fetchone()[0] + 1}
@@ -772,7 +773,12 @@ def test_a_service_started_without_room_for_its_index_serves_from_the_journal_an
         problem = health["index"]["problem"]
         assert "database or disk is full" in problem["message"] and problem["jobs_not_indexed"] == 400, problem
         assert health["jsonl"]["jobs_lines"] == 420 and health["index"]["jobs"] == 20
+        moved = health["damaged"]["torn_tails_moved"]  # by the catch-up, before it failed
+        assert len(moved) == 1 and moved[0].startswith("learning_log_v2.jsonl.torn-"), moved
         assert len(listed(client)) == 20  # what the index holds; the rest once it can be written
+        # a job known only from the journal is reviewed before any write took the backlog in (it was 404)
+        assert client.post("/api/jobs/later-003/review", json={"flag": "pick"}).status_code == 200
+        assert client.put("/api/jobs/later-004/outputs/0/rating", json={"rating": 2}).status_code == 200
         size = settings.log_path.stat().st_size
         later = orjson.dumps(job("later-007"))
         assert client.post("/api/jobs", data=later, headers=JSON).status_code == 200  # known from the journal
@@ -789,14 +795,54 @@ def test_a_service_started_without_room_for_its_index_serves_from_the_journal_an
         health = client.get("/api/health").json
         assert health["status"] == "ok" and health["index"]["problem"] is None and health["index"]["lag_bytes"] == 0
         assert client.get("/api/ratings").json == {"job-0000": 4, "later-007": 5}
+        assert listed(client, flag="pick") == ["later-003"] and listed(client, image_rating="2") == ["later-004"]
     finally:
         app.extensions["learning_svc"].close()
     assert verify_index(settings) == []
 
 
+def test_an_index_to_be_made_anew_on_a_disk_without_room_is_not_served_as_current(settings, monkeypatch):
+    """A code review: when the start-up's wipe of an index made by another version failed for
+    want of room, the old rows were served with status "ok" (the text search without the new
+    words) until a restart. Such an index is not served: `serve` says why, as before."""
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from learning_svc.index import db as db_module
+
+    fill(settings, 20)
+    with sqlite3.connect(settings.index_path) as conn:
+        conn.execute("UPDATE index_meta SET value = 'another version' WHERE key = 'projection'")
+        conn.commit()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    make_engine = db_module.make_engine
+
+    def without_room(*args, **kwargs):
+        engine = make_engine(*args, **kwargs)
+        if kwargs.get("writer"):
+            event.listen(engine, "connect", lambda dbapi, _: dbapi.execute(f"PRAGMA max_page_count = {pages}"))
+        return engine
+
+    wipe = sync.wipe
+
+    def wipe_without_room(conn):  # the wipe's transaction needs room: it finds none (SQLite's own SQLITE_FULL)
+        wipe(conn)
+        conn.exec_driver_sql("CREATE TABLE more_room AS SELECT randomblob(200000) AS b")
+
+    monkeypatch.setattr(db_module, "make_engine", without_room)
+    monkeypatch.setattr(sync, "wipe", wipe_without_room)
+    with pytest.raises(OperationalError, match="database or disk is full"):
+        create_app(settings)
+    with sqlite3.connect(settings.index_path) as conn:  # nothing half done: the old index, to be made anew
+        assert conn.execute("SELECT value FROM index_meta WHERE key = 'projection'").fetchone() == ("another version",)
+
+
 def test_what_says_the_index_disk_is_full_on_each_database():
     """SQLite's SQLITE_FULL (by its code, as the test above meets it), PostgreSQL's disk_full
-    (SQLSTATE 53100, by psycopg's class), an OSError ENOSPC; nothing else."""
+    (SQLSTATE 53100, by psycopg's class); nothing else."""
     import sqlite3
 
     import psycopg.errors
@@ -809,7 +855,7 @@ def test_what_says_the_index_disk_is_full_on_each_database():
     with pytest.raises(sqlite3.OperationalError) as sqlite_full:
         full.executemany("INSERT INTO t VALUES (?)", [("x" * 4000,)] * 10)
     assert db_module.out_of_room(sqlite_full.value)
-    assert db_module.out_of_room(psycopg.errors.DiskFull()) and db_module.out_of_room(OSError(errno.ENOSPC, "full"))
+    assert db_module.out_of_room(psycopg.errors.DiskFull())
     for other in (psycopg.errors.UniqueViolation(), OSError(errno.EIO, "I/O"), sqlite3.OperationalError("locked")):
         assert not db_module.out_of_room(other), other
 

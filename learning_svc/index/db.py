@@ -189,15 +189,11 @@ _PG_DISK_FULL = "53100"  # PostgreSQL's disk_full
 
 def out_of_room(error: BaseException | None) -> bool:
     """Whether `error` (a DB-API error, or SQLAlchemy's wrapping one) says the index's disk is
-    full: SQLite's SQLITE_FULL, PostgreSQL's disk_full, an OSError ENOSPC."""
-    import errno
-
+    full: SQLite's SQLITE_FULL, PostgreSQL's disk_full."""
     error = getattr(error, "orig", None) or error
     code = getattr(error, "sqlite_errorcode", None)
     if code is not None:
         return code & 0xFF == _SQLITE_FULL
-    if isinstance(error, OSError):
-        return error.errno == errno.ENOSPC
     return getattr(error, "sqlstate", None) == _PG_DISK_FULL
 
 

@@ -420,14 +420,17 @@ class Indexer:
             report.ratings += ratings_cp.line_count - before
         return log_cp, ratings_cp, report
 
-    def catch_up(self, progress: Callable[[int], None] | None = None, repair: bool = True) -> SyncReport:
+    def catch_up(
+        self, progress: Callable[[int], None] | None = None, repair: bool = True, report: SyncReport | None = None
+    ) -> SyncReport:
         """Start-up: repair torn tails, rebuild if a file was replaced, then index from the checkpoints.
 
         Large backlogs are committed batch by batch (each with its checkpoint) without
         holding the journal locks. With repair=False (verify) the files are only read,
-        and an unsound last line is left out.
+        and an unsound last line is left out. `report`: filled as it goes (what was done
+        before a failure: torn tails moved aside).
         """
-        report = SyncReport()
+        report = SyncReport() if report is None else report
         if repair:
             with self.log.locked(), self.ratings.locked():
                 repair_tails((self.log, self.ratings), report)
