@@ -691,6 +691,16 @@ def test_images_are_found_by_their_file_and_folder_names(client):
     assert found("png") == ["comfy", "stablenew", "a1111"]
     assert found("00012-1235") == found("rob ana") == []  # words of two files, of two jobs
     assert found("users") == found("home") == []  # a folder by its last two names: not what every path shares
+    # a path pasted whole finds its job, by any of its images (a code review: only by its first one,
+    # and an absolute one not at all), and not a job whose file is of another folder
+    for path in (*outputs["a1111"], "/home/me/sd/outputs/txt2img-images/2024-05-01/00013-1235.png"):
+        assert found(path) == ["a1111"], path
+    windows = "C:\\Users\\rob\\StableNew\\output\\Pipeline\\20260331_PORTRAIT-juggernaut\\up_p02 e72ce8dc.png"
+    assert found(windows) == ["stablenew"] and found(windows.replace("juggernaut", "dreamshaper")) == []
+    assert found("output\\Pipeline\\20260331_PORTRAIT-juggernaut\\up_p02") == ["stablenew"]  # a name's beginning
+    assert found("/home/ana/ComfyUI/output") == found("ComfyUI/output/ComfyUI_00001_.png") == ["comfy"]
+    assert found("txt2img-images/2024-05-01/00001-9.png") == []  # that folder, another file
+    assert len(found("/")) == 4  # no word: everything, as `-` (README)
     assert client.get("/api/count", query_string={"q": "2024-05-01"}).json["jobs"] == 1
     # an amendment naming the job's images makes it found by them, and no longer by the old ones
     assert patch(client, "none", {"outputs": ["later/00099-7.png"]}).status_code == 200

@@ -29,7 +29,7 @@ from operator import itemgetter
 
 from sqlalchemy import Connection, text
 
-from .words import cjk_spaced
+from .words import cjk_spaced, query_terms
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +414,7 @@ def fts_query(q: str) -> str:
     Quotes neutralise FTS5 syntax.
     """
     parts = []
-    for word in q.split():
+    for word in query_terms(q):
         star = "*" if word.endswith("*") else ""
         parts.append('"' + cjk_spaced(word.rstrip("*")).replace('"', '""') + '"' + star)
     return " ".join(parts)

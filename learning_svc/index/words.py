@@ -44,12 +44,30 @@ def words(text: str) -> list[str]:
     return [word for word in _SEPARATORS.split(_fold(cjk_spaced(text))) if word]
 
 
+_PATH = re.compile(r"[/\\]+")
+_FILE_NAME = re.compile(r"\.\w{1,5}$")  # `.png`: a path that ends in a file
+
+
+def query_terms(q: str) -> list[str]:
+    """A query's terms, each a word or a phrase that must occur (`word*` a prefix): split at
+    spaces, and a path at `/` and `\\` into the names the index knows a job's images by
+    (project.outputs_text): its last two folders, and its file. As one phrase, a pasted path
+    found a job by its first image only, and an absolute one found nothing."""
+    terms = []
+    for token in q.split():
+        names = [name for name in _PATH.split(token) if name]
+        if len(names) > 1:
+            names = names[-3:] if _FILE_NAME.search(names[-1].rstrip("*")) else names[-2:]
+        terms += names
+    return terms
+
+
 def tsquery(q: str) -> str | None:
     """A user query (every word must occur; `word*` a prefix) as a PostgreSQL tsquery in the
     'simple' configuration; a word of several parts (`portrait_moody`) is a phrase. None when
     q has no word characters at all (it matches everything, as an empty q does)."""
     terms = []
-    for raw in q.split():
+    for raw in query_terms(q):
         parts = words(raw.rstrip("*"))
         if not parts:
             continue
