@@ -293,12 +293,13 @@ class FolderWatcher:
 
     def _record(self, jobs: list[Job]) -> None:
         from . import records
-        from .service import Conflict, job_op
+        from .importers.run import write_op
+        from .service import Conflict
 
         ops, owners = [], []
         for job in jobs:
-            try:
-                ops.append(job_op(records.parse(records.JobIn, job.body)))
+            try:  # validated as `import` does: a POST's, no larger than one (a 50 MiB text chunk was taken)
+                ops.append(write_op(job, self.service.settings.max_body_bytes))
                 owners.append(job)
             except records.InvalidRecord as error:
                 self._problem(Path(job.where.path), str(error))

@@ -505,3 +505,41 @@ def test_a_damaged_image_nothing_writes_is_reported_within_seconds(settings, tmp
         assert "broken.png" in health["recent_problems"][0] and "truncated" in health["recent_problems"][0]
     finally:
         server.stop()
+
+
+def test_the_watcher_takes_what_import_takes_and_refuses_what_it_refuses(settings, tmp_path):
+    """A new-user run: `serve --watch` stored a PNG's 50 MiB text chunk as a 52 MB record (the
+    server at 512 MB, the page unable to show the job, an export that would not import again),
+    which `import` refuses: the record is over the API's 1 MiB. The watcher validates as `import`
+    does: the same broken files are refused, for the same reasons, and the same jobs made."""
+    import orjson
+
+    from procs import cli_env, run_cli
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    image_fixtures.write_bad(str(bad))
+    imported = tmp_path / "imported"
+    done = run_cli("import", "--data-dir", str(imported), str(bad), env=cli_env())
+    assert done.returncode == 0, done.stderr
+    by_import = {
+        orjson.loads(line)["job_id"] for line in (imported / "learning_log_v2.jsonl").read_bytes().splitlines()
+    }
+    assert by_import  # the damaged files that still hold an image are jobs
+
+    server = serve_watching(settings, bad, tmp_path)
+    try:
+        problems = wait_for(
+            lambda: [
+                p
+                for p in server.http.get(server.url + "/api/health").json()["watch"][0]["recent_problems"]
+                if "text_50mb.png" in p
+            ],
+            "the 50 MiB text chunk refused",
+        )
+        assert "the service takes up to 1 MiB" in problems[0], problems
+        wait_for(lambda: {job["job_id"] for job in listed(server).values()} == by_import, "the jobs import made")
+        lines = settings.log_path.read_bytes().splitlines()
+        assert max(map(len, lines)) < 1024 * 1024 and len(lines) == len(by_import)
+    finally:
+        server.stop()

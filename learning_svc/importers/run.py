@@ -227,7 +227,7 @@ class Writer:
         ops, owners = [], []
         for job in jobs:
             try:
-                op = _job_op(job, self.service.settings.max_body_bytes)
+                op = write_op(job, self.service.settings.max_body_bytes)
             except records.InvalidRecord as error:
                 self.tally.add(job.where, "refused", str(error))
                 continue
@@ -466,7 +466,7 @@ def _lacking_review(job_id: str, review: dict, current: dict) -> tuple[list[tupl
 STORED_LINE_ROOM = 4
 
 
-def _job_op(job: Job, max_bytes: int):
+def write_op(job: Job, max_bytes: int):
     """The write of one job: validated like a POST (and no larger than one); our own export's
     lines kept as stored."""
     try:
