@@ -422,10 +422,32 @@ def test_an_index_that_is_behind_is_said_on_the_page(live_server, samples, open_
         page.reload()
         expect(page.locator("#banner")).to_be_visible()
         expect(page.locator("#banner")).to_contain_text("disk is full")
-        expect(page.locator("#banner")).to_contain_text("1 new job will show here")
+        expect(page.locator("#banner")).to_contain_text("1 recorded job or change will show here")
     live_server.app.extensions["learning_svc"].index_trouble["next_try"] = 0  # try again now, not in 2 s
     expect(card(page, "not-yet")).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
     expect(page.locator("#banner")).to_be_hidden(timeout=NEW_JOB_TIMEOUT_MS)
+
+
+def test_an_empty_list_whose_index_is_behind_does_not_say_no_jobs_yet(live_server, open_page, monkeypatch):
+    """A new-user run: under "Not every job is listed yet … will show here once the index catches
+    up", the page said "No jobs yet" with the first-run instructions."""
+    import sqlite3
+
+    def full(conn, batch, *args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as m:
+        m.setattr(sync, "insert_jobs", full)
+        assert live_server.post_job({"job_id": "not-yet", "completed_at": time.time()}).status_code == 201
+        deadline = time.monotonic() + 10
+        while live_server.app.extensions["learning_svc"].index_trouble is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        page = open_page(live_server)
+        expect(page.locator("#banner")).to_contain_text("1 recorded job or change will show here")
+        expect(page.locator("#status")).to_have_text("No jobs yet")
+        expect(page.locator("#empty-first")).to_be_hidden()
+    live_server.app.extensions["learning_svc"].index_trouble["next_try"] = 0
+    expect(card(page, "not-yet")).to_be_visible(timeout=NEW_JOB_TIMEOUT_MS)
 
 
 def test_infinite_scroll_pages_without_duplicates(live_server, open_page):
@@ -591,37 +613,69 @@ def test_the_empty_pages_import_command_brings_images_into_the_served_folder(set
 def test_watched_folders_that_are_away_or_hold_unreadable_files_are_said_on_the_page(settings, tmp_path, open_page):
     """A new-user run: a mistyped --watch folder, or images that could not be read, were only in
     the log and /api/health; the page said "No jobs yet". The empty page lists the folders and
-    their state; a banner says what went wrong, and after Dismiss only what goes wrong next."""
+    their state; a banner says what went wrong, at once when the folder's images arrive (it
+    lagged the list by a health look, 10 s), and each line dismissed stays away while it holds
+    (a folder coming back brought a dismissed problem back)."""
+    import shutil
+
     outputs, away = tmp_path / "outputs", tmp_path / "not-mounted"
     outputs.mkdir()
     (outputs / "broken.png").write_bytes(b"this is not a png at all")
     server = LiveServer(replace(settings, watch=(away, outputs), output_root=outputs, watch_poll=True))
+
+    def watch() -> list[dict]:
+        return server.http.get(server.url + "/api/health", timeout=10).json()["watch"]
+
     try:
-        wait_for_health = time.monotonic() + 30
-        while time.monotonic() < wait_for_health:
-            watch = server.http.get(server.url + "/api/health", timeout=10).json()["watch"]
-            if watch[0]["state"] == "missing" and watch[1]["recent_problems"]:
-                break
+        deadline = time.monotonic() + 30
+        while not (watch()[0]["state"] == "missing" and watch()[1]["recent_problems"]):
+            assert time.monotonic() < deadline, watch()
             time.sleep(0.1)
         page = open_page(server)
         banner = page.locator("#watch-banner")
-        expect(banner).to_be_visible()
         expect(banner).to_contain_text(f"The watched folder {away} is not there")
         expect(banner).to_contain_text(f"Not taken in from {outputs}: {outputs / 'broken.png'}: ")
         where = page.locator("#empty-where")
         expect(where).to_contain_text(f"{away} — not there (looked for again every few seconds)")
         expect(where).to_contain_text(f"{outputs} — 0 images taken in; some files could not be read")
+
+        away.mkdir()  # the disk is back, with an image: the banner follows the list, not 10 s later
+        Image.new("RGB", (64, 64), (10, 200, 10)).save(away / "fine.png")
+        expect(page.locator(JOB)).to_have_count(1, timeout=NEW_JOB_TIMEOUT_MS)
+        expect(banner).not_to_contain_text("is not there", timeout=4_000)
+        expect(banner).to_contain_text("broken.png")
+
         page.locator("#watch-dismiss").click()
         expect(banner).to_be_hidden()
-        (outputs / "also-broken.png").write_bytes(b"nor is this")  # something new goes wrong: said again
-        expect(banner).to_be_visible(timeout=20_000)
-        expect(banner).to_contain_text("also-broken.png")
-        away.mkdir()  # the disk is back, and an image in a folder comes in
-        Image.new("RGB", (64, 64), (10, 200, 10)).save(outputs / "fine.png")
-        expect(where).to_be_hidden(timeout=NEW_JOB_TIMEOUT_MS)  # a job: the empty state is gone
-        expect(banner).not_to_contain_text("is not there", timeout=20_000)
+        shutil.rmtree(away)  # away again: said again, and only that (broken.png stays dismissed)
+        expect(banner).to_have_text(
+            re.compile(rf"^\s*The watched folder {re.escape(str(away))} is not there"), timeout=20_000
+        )
+        expect(banner).not_to_contain_text("broken.png")
+        page.locator("#watch-dismiss").click()
+        away.mkdir()
+        (outputs / "also-broken.png").write_bytes(b"nor is this")  # something new goes wrong: said
+        expect(banner).to_contain_text("also-broken.png", timeout=20_000)
+        expect(banner).not_to_contain_text("is not there")
     finally:
         server.stop()
+
+
+def test_the_import_command_keeps_a_selection_through_health_looks_and_copies(live_server, open_page):
+    """A code review: the empty page rewrote the import command at every health look (10 s),
+    undoing a selection made to copy it; and it had no Copy button, as the curl command has."""
+    page = open_page(live_server)
+    expect(page.locator("#import-command")).to_contain_text("--data-dir")
+    command = page.locator("#import-command").text_content()
+    page.evaluate("getSelection().selectAllChildren(document.getElementById('import-command'))")
+    with page.expect_response(lambda response: "/api/health" in response.url, timeout=15_000):
+        pass  # the next look (every 10 s)
+    page.wait_for_timeout(300)
+    assert page.evaluate("getSelection().toString()") == command
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.locator("#copy-import").click()
+    expect(page.locator("#copy-import")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == command
 
 
 def test_the_unrated_left_stays_in_the_status_when_rated_jobs_stay_on_the_page(live_server, samples, open_page):
@@ -678,7 +732,7 @@ def test_the_filter_bar_takes_two_rows_at_1366_and_a_chosen_value_moves_nothing(
     expect(page.locator(JOB)).to_have_count(len(samples))
     assert len(rows(page)) == 2, rows(page)
     cut = page.eval_on_selector_all(  # a picker's name is never cut (the value span fills the button)
-        "#filters button.facet > span",
+        "#filters button.facet .facet-value",
         "els => els.filter((e) => e.scrollWidth > e.clientWidth || e.clientWidth === 0).map((e) => e.textContent)",
     )
     assert cut == [], cut
@@ -688,7 +742,18 @@ def test_the_filter_bar_takes_two_rows_at_1366_and_a_chosen_value_moves_nothing(
     expect(page.locator("#filter-pack")).to_have_text(pack)
     expect(page.locator("#filter-pack")).to_have_class(re.compile("active"))
     assert boxes(page) == before  # the chosen value is cut in the picker's own width
-    assert page.eval_on_selector("#filter-pack > span", "e => e.scrollWidth > e.clientWidth")  # it is long
+    assert page.eval_on_selector("#filter-pack .facet-value", "e => e.scrollWidth > e.clientWidth")  # it is long
+    expect(page.locator("#filter-pack")).to_have_attribute("title", pack)  # and said whole in its tooltip
+    # two chosen: the "+1" is never the part cut off (a new-user run: "juggern…", the +1 gone)
+    other = next(p for record in samples for p in record.get("packs") or () if p != pack)
+    page.goto(f"/?pack={pack}&pack={other}")
+    expect(page.locator("#filter-pack")).to_have_text(f"{pack} +1")
+    expect(page.locator("#filter-pack")).to_have_attribute("title", f"{pack}, {other}")
+    more, button = page.locator("#filter-pack").evaluate(
+        "b => [b.querySelector('.facet-more'), b].map((e) => [e.getBoundingClientRect().left, e.getBoundingClientRect().right])"
+    )
+    assert button[0] < more[0] and more[1] <= button[1], (more, button)
+    assert boxes(page) == before
 
 
 def test_a_link_spelling_a_value_otherwise_ticks_the_value_the_picker_lists(live_server, samples, open_page):
@@ -939,7 +1004,8 @@ def test_pickers_say_when_their_counts_come_from_a_sample(live_server, samples, 
     common = next(bucket for bucket in facets if bucket["count"] > 3)
     page = open_page(live_server, "/?" + urlencode({"sampler": common["value"]}))
     expect(page.locator("#filter-model")).to_have_attribute("title", "Counts over the newest 3 matching jobs")
-    expect(page.locator("#filter-sampler")).to_have_attribute("title", "")  # its own facet ignores its filter
+    # its own facet ignores its filter: no such note, only the value chosen
+    expect(page.locator("#filter-sampler")).to_have_attribute("title", common["value"])
 
 
 # ---------------------------------------------------------------- 64-bit seeds

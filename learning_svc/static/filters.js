@@ -134,6 +134,10 @@ export function buildPickers() {
   $('filters').prepend(...pickers);
 }
 
+function setPickerTitle(button) {
+  button.title = [button.dataset.chosen, button.dataset.sampled].filter(Boolean).join(' · ');
+}
+
 function chosen(name) {
   return state.params.getAll(name);
 }
@@ -143,8 +147,15 @@ function labelPicker(picker) {
   const field = state.fields.find((f) => f.name === picker.dataset.field);
   const values = chosen(field.name);
   const button = picker.querySelector('button.facet');
-  button.firstElementChild.textContent = values.length ? values[0] + (values.length > 1 ? ` +${values.length - 1}` : '') : field.plural;
-  button.setAttribute('aria-label', values.length ? `${field.plural}: ${values.join(', ')}` : field.plural);
+  // The first value chosen, cut to the picker's width, and how many more, never cut (the "+1" of
+  // a second model was cut off); every value in its tooltip.
+  if (button.dataset.chosen !== values.join(', ') || !button.querySelector('.facet-value')) {
+    const more = values.length > 1 ? h('span', { class: 'facet-more' }, ` +${values.length - 1}`) : null;
+    button.firstElementChild.replaceChildren(h('span', { class: 'facet-value' }, values[0] ?? field.plural), more ?? '');
+    button.setAttribute('aria-label', values.length ? `${field.plural}: ${values.join(', ')}` : field.plural);
+    button.dataset.chosen = values.join(', ');
+    setPickerTitle(button);
+  }
   button.classList.toggle('active', values.length > 0);
   const boxes = picker.querySelectorAll('.picker-values input');
   const lowered = new Set(values.map((value) => value.toLowerCase()));
@@ -385,7 +396,9 @@ function respell(results) {
 function fillPicker(name, buckets, sampled) {
   const picker = document.querySelector(`.picker[data-field="${name}"]`);
   // Under a filter matching many jobs the server counts only the newest of them.
-  $(`filter-${name}`).title = sampled ? `Counts over the newest ${sampled.jobs.toLocaleString('en-US')} matching jobs` : '';
+  const button = $(`filter-${name}`);
+  button.dataset.sampled = sampled ? `Counts over the newest ${sampled.jobs.toLocaleString('en-US')} matching jobs` : '';
+  setPickerTitle(button);
   const values = buckets.filter((bucket) => bucket.value != null && bucket.value !== '')
     .map(({ value, count }) => ({ value: String(value), count }));
   const listed = new Set(values.map(({ value }) => value.toLowerCase()));

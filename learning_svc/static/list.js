@@ -25,6 +25,7 @@ const LIST_RETRY_MS = 2000; // a page that failed (a 503: the service busy, its 
 const LIST_RETRY_MAX_MS = 30_000;
 
 let sentinelObserver;
+let indexBehind = false; // /api/health: the index does not hold every recorded job yet
 let lastFailure = null;
 let listRetry = null; // the one timer that asks again for a page that failed
 let listFailures = 0;
@@ -187,7 +188,7 @@ export function renderStatus() {
   $('status').textContent = isOffline() ? `Offline · ${text.charAt(0).toLowerCase()}${text.slice(1)}` : text;
   const empty = state.jobs.size === 0 && state.done;
   $('empty').hidden = !empty;
-  $('empty-first').hidden = !empty || hasFilters();
+  $('empty-first').hidden = !empty || hasFilters() || indexBehind;
   $('empty-filtered').hidden = !empty || !hasFilters();
   const why = empty && hasFilters() ? upsideDownRange() : null;
   $('empty-why').textContent = why ?? '';
@@ -327,18 +328,33 @@ function reloadFailedImages() {
 
 // ---------------------------------------------------------------- empty state
 
-// A single-quoted shell word (POSIX shells and PowerShell read it the same for a plain path).
+// The data folder as one word of the command: single-quoted for a POSIX shell; a Windows path
+// (a drive letter) double-quoted, as cmd and PowerShell both read it (their .venv\Scripts).
 function shellWord(text) {
-  return /^[\w@%+=:,./~-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`;
+  if (/^[\w@%+=:,./~-]+$/.test(text)) return text;
+  return windowsPath(text) ? `"${text}"` : `'${text.replaceAll("'", "'\\''")}'`;
+}
+
+function windowsPath(text) {
+  return /^[A-Za-z]:[\\/]/.test(text);
 }
 
 // Where this service keeps its history and what it watches: a new-user run imported into another
 // data folder than the one served, and a mistyped --watch folder showed only "No jobs yet".
+// Each part written when it changes only: rewritten at every look, it undid a selection of the command.
+let whereSaid = '';
+
 function renderWhere(health) {
-  if (!health.data_dir) return; // an index being made anew answers without it
-  $('import-command').textContent = `.venv/bin/learning-svc import --data-dir ${shellWord(health.data_dir)} ~/stable-diffusion-webui/outputs`;
+  if (!health.data_dir) return;
+  const program = windowsPath(health.data_dir) ? '.venv\\Scripts\\learning-svc' : '.venv/bin/learning-svc';
+  const command = `${program} import --data-dir ${shellWord(health.data_dir)} ~/stable-diffusion-webui/outputs`;
+  if ($('import-command').textContent !== command) $('import-command').textContent = command;
+  const watch = health.watch ?? [];
+  const said = JSON.stringify([health.data_dir, watch.map((folder) => [folder.folder, watchState(folder)])]);
+  if (said === whereSaid) return;
+  whereSaid = said;
   const where = $('empty-where');
-  const watched = (health.watch ?? []).map((folder) => h('li', {}, h('code', {}, folder.folder), ` — ${watchState(folder)}`));
+  const watched = watch.map((folder) => h('li', {}, h('code', {}, folder.folder), ` — ${watchState(folder)}`));
   where.replaceChildren(
     'This service keeps its history in ', h('code', {}, health.data_dir), watched.length ? ' and watches:' : '. It watches no folder.',
     ...(watched.length ? [h('ul', {}, ...watched)] : []),
@@ -354,10 +370,11 @@ function watchState(folder) {
 }
 
 // A watched folder that is not there (a disk or share away, a mistyped path), or images in it
-// that could not be read, said on the page: they were only in the log and /api/health. Dismissed,
-// it stays away until something else goes wrong.
-let watchSaid = '';
-let watchDismissed = '';
+// that could not be read, said on the page: they were only in the log and /api/health. Each
+// line dismissed stays away while it holds (this page view); once it no longer does, it is
+// said again if it comes back. A folder coming back no longer brings back a dismissed problem.
+const watchDismissed = new Set();
+let watchLines = [];
 
 function renderWatch(folders) {
   const lines = [];
@@ -371,14 +388,22 @@ function renderWatch(folders) {
       lines.push(`Not taken in from ${folder.folder}: ${problems.at(-1)}${more}.`);
     }
   }
-  watchSaid = lines.join(' ');
-  $('watch-text').textContent = watchSaid;
-  $('watch-banner').hidden = !watchSaid || watchSaid === watchDismissed;
+  for (const line of watchDismissed) if (!lines.includes(line)) watchDismissed.delete(line);
+  watchLines = lines.filter((line) => !watchDismissed.has(line));
+  $('watch-text').textContent = watchLines.join(' ');
+  $('watch-banner').hidden = !watchLines.length;
 }
 
 function dismissWatch() {
-  watchDismissed = watchSaid;
+  for (const line of watchLines) watchDismissed.add(line);
+  watchLines = [];
   $('watch-banner').hidden = true;
+}
+
+// While a banner says what a watched folder lacks, a job arriving may mean it has it now: look
+// again at once (the look every 10 s left "is not there" seconds after its images were listed).
+export function jobsArrived() {
+  if (!$('watch-banner').hidden) checkHealth();
 }
 
 function renderCurlCommand() {
@@ -388,14 +413,13 @@ function renderCurlCommand() {
   $('curl-command').textContent = `curl -X POST ${location.origin}/api/jobs -H 'Content-Type: application/json' -d '${body}'`;
 }
 
-async function copyCurlCommand() {
-  const code = $('curl-command');
+async function copyCommand(code, button) {
   try {
     await navigator.clipboard.writeText(code.textContent);
-    $('copy-curl').textContent = 'Copied';
+    button.textContent = 'Copied';
   } catch { // no clipboard access (e.g. plain http on another host): select it instead
     getSelection().selectAllChildren(code);
-    $('copy-curl').textContent = 'Press Ctrl+C';
+    button.textContent = 'Press Ctrl+C';
   }
 }
 
@@ -408,7 +432,8 @@ function resume() {
 
 export function initList() {
   $('retry').addEventListener('click', retryLoading);
-  $('copy-curl').addEventListener('click', copyCurlCommand);
+  $('copy-curl').addEventListener('click', () => copyCommand($('curl-command'), $('copy-curl')));
+  $('copy-import').addEventListener('click', () => copyCommand($('import-command'), $('copy-import')));
   $('watch-dismiss').addEventListener('click', dismissWatch);
   document.addEventListener('error', markFailedImage, true); // error events do not bubble
   sentinelObserver = new IntersectionObserver((entries) => {
@@ -436,9 +461,15 @@ export async function checkHealth() {
     const problem = health.index?.problem;
     banner.hidden = !problem;
     if (problem) {
-      const waiting = problem.jobs_not_indexed == null ? 'the jobs not listed yet' : plural(problem.jobs_not_indexed, 'new job'); // null: being made anew
+      // null: being made anew; else the journal's lines past the index (jobs, and changes to them)
+      const waiting = problem.jobs_not_indexed == null ? 'the jobs not listed yet'
+        : `${plural(problem.jobs_not_indexed, 'recorded job or change')}`;
       banner.textContent = `Not every job is listed yet (${problem.message}). Every job the service acknowledged is `
         + `saved on disk; ${waiting} will show here once the index catches up.`;
+    }
+    if (indexBehind !== Boolean(problem)) {
+      indexBehind = Boolean(problem); // "No jobs yet" and how to bring some in, under "not every job is listed"
+      renderStatus();
     }
   } catch (error) {
     if (error.offline) return; // an unreachable service has its own banner

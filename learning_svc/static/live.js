@@ -7,7 +7,7 @@
 import { api } from './api.js';
 import { isOffline, onResume } from './connection.js';
 import { filterParams, refreshPickersSoon } from './filters.js';
-import { addJob, checkHealth, refreshCountSoon, renderJob, renderStatus } from './list.js';
+import { addJob, checkHealth, jobsArrived, refreshCountSoon, renderJob, renderStatus } from './list.js';
 import { adoptUnsentRating, ratedElsewhere } from './rating.js';
 import { reviewedElsewhere } from './review.js';
 import { markIfSelected } from './selection.js';
@@ -114,6 +114,7 @@ function place(jobs) {
   if (anchor) window.scrollBy(0, anchor.getBoundingClientRect().top - anchorTop);
   if (above) showNewJobsPill(above);
   renderStatus();
+  if (jobs.length) jobsArrived();
 }
 
 // An amended job: its card is drawn again in place (keeping focus and the rating shown).
