@@ -841,8 +841,10 @@ def test_an_index_to_be_made_anew_on_a_disk_without_room_is_not_served_as_curren
 
 
 def test_what_says_the_index_disk_is_full_on_each_database():
-    """SQLite's SQLITE_FULL (by its code, as the test above meets it), PostgreSQL's disk_full
-    (SQLSTATE 53100, by psycopg's class); nothing else."""
+    """SQLite's SQLITE_FULL (by its code, as the test above meets it) and its disk I/O errors
+    (SQLITE_IOERR_WRITE and the like: what a real full file system gave a WAL write with 28 KB
+    left, and `serve` exited; an outside run), PostgreSQL's disk_full (SQLSTATE 53100, by
+    psycopg's class); nothing else."""
     import sqlite3
 
     import psycopg.errors
@@ -856,6 +858,9 @@ def test_what_says_the_index_disk_is_full_on_each_database():
         full.executemany("INSERT INTO t VALUES (?)", [("x" * 4000,)] * 10)
     assert db_module.out_of_room(sqlite_full.value)
     assert db_module.out_of_room(psycopg.errors.DiskFull())
+    io_error = sqlite3.OperationalError("disk I/O error")  # SQLite gives no way to make one on demand
+    io_error.sqlite_errorcode = 778  # SQLITE_IOERR_WRITE, as the sqlite3 module sets it
+    assert db_module.out_of_room(io_error)
     for other in (psycopg.errors.UniqueViolation(), OSError(errno.EIO, "I/O"), sqlite3.OperationalError("locked")):
         assert not db_module.out_of_room(other), other
 

@@ -183,17 +183,18 @@ def make_engine(
 # SQLite's result codes for a file that is not a database any more (its header overwritten) or
 # whose pages are damaged: the index is derived (SPEC §1), so such a file is made anew.
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
-_SQLITE_FULL = 13  # "database or disk is full"
+_SQLITE_IOERR, _SQLITE_FULL = 10, 13  # "disk I/O error", "database or disk is full"
 _PG_DISK_FULL = "53100"  # PostgreSQL's disk_full
 
 
 def out_of_room(error: BaseException | None) -> bool:
-    """Whether `error` (a DB-API error, or SQLAlchemy's wrapping one) says the index's disk is
-    full: SQLite's SQLITE_FULL, PostgreSQL's disk_full."""
+    """Whether `error` (a DB-API error, or SQLAlchemy's wrapping one) says the index could not be
+    written to its disk: SQLite's SQLITE_FULL, or its "disk I/O error" (what a full file system
+    gave a WAL write when a few KB were left: an outside run), PostgreSQL's disk_full."""
     error = getattr(error, "orig", None) or error
     code = getattr(error, "sqlite_errorcode", None)
     if code is not None:
-        return code & 0xFF == _SQLITE_FULL
+        return code & 0xFF in (_SQLITE_FULL, _SQLITE_IOERR)
     return getattr(error, "sqlstate", None) == _PG_DISK_FULL
 
 
