@@ -520,16 +520,21 @@ def test_shift_arrow_past_the_loaded_jobs_extends_the_range_once_the_next_page_i
         page.keyboard.press("Shift+ArrowRight")  # past the loaded jobs: waits for the next page
     expect(card(page, order[49])).to_be_focused()
     page.keyboard.press("Shift+ArrowRight")  # typed while it waits
+    page.keyboard.press("Shift+ArrowDown")  # and a row down (it moved at once, then focus was taken away)
     expect(page.locator("#selection-count")).to_have_text("2 jobs selected")
     released = True
     for route in held:
         route.continue_()
-    expect(card(page, order[51])).to_be_focused()
-    expect(page.locator("#selection-count")).to_have_text("4 jobs selected")
+    page.wait_for_function("ids => ids.indexOf(document.activeElement.dataset.jobId) > 51", arg=order)
+    page.wait_for_timeout(300)  # nothing more moves it
+    end = order.index(page.evaluate("document.activeElement.dataset.jobId"))
+    top = lambda i: card(page, order[i]).evaluate("c => c.getBoundingClientRect().top")  # noqa: E731
+    assert top(end) > top(51), end  # the row below the job the → keys reached
+    expect(page.locator("#selection-count")).to_have_text(f"{end - 47} jobs selected")
     selected = page.locator(".job.selected").evaluate_all("cards => cards.map((c) => c.dataset.jobId)")
-    assert selected == order[48:52]
+    assert selected == order[48 : end + 1]
     page.keyboard.press("Shift+ArrowLeft")  # the same range: back towards its start gives one up
-    expect(page.locator("#selection-count")).to_have_text("3 jobs selected")
+    expect(page.locator("#selection-count")).to_have_text(f"{end - 48} jobs selected")
 
 
 def test_shift_arrows_select_a_range_that_shrinks_going_back_and_ctrl_a_selects_every_loaded_job(

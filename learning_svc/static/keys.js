@@ -199,7 +199,9 @@ function onKeydown(event) {
     moveInRadioGroup(event.target, event.key);
     return;
   }
-  if (state.advancing && entry?.typeAhead) {
+  // While moving on waits for the next page, moves and ratings wait too, in order (↑/↓ as well:
+  // one pressed meanwhile moved at once, and the page's arrival then moved focus away).
+  if (state.advancing && (entry?.typeAhead || (SHIFT_MOVES.has(event.key) && !context()))) {
     event.preventDefault();
     typeAhead(event.shiftKey && SHIFT_MOVES.has(event.key) ? `Shift+${event.key}` : event.key);
     return;
