@@ -737,9 +737,11 @@ def test_a_job_of_several_images_compares_its_own_images(live_server, open_page)
     expect(images).to_have_count(3)
     sources = images.evaluate_all("found => found.map((image) => new URL(image.src).pathname)")
     assert sources == [f"/api/jobs/{job_id}/outputs/{n}" for n in range(3)]
+    # each image by its file (a new-user run: imported images were told apart by 40 hex digits), and its own rating
     expect(compare.locator(".compare-pane figcaption")).to_have_text(
-        [f"{n + 1} · {job_id} · image {n + 1} unrated" for n in range(3)]  # each image's own rating
+        [f"{n + 1} · 000_{n}.png · image {n + 1} unrated" for n in range(3)]
     )
+    expect(compare.locator(".compare-caption > span").first).to_have_attribute("title", f"Job {job_id}: img/000_0.png")
     expect(compare.locator("#compare-table caption")).to_have_text("Parameters (the images of one job)")
     expect(compare.locator("tr.differs")).to_have_count(0)
 
@@ -1553,6 +1555,11 @@ def test_a_phone_compares_four_jobs_and_a_short_window_shows_the_focused_job(liv
     expect(names).to_be_visible()
     table = page.locator("#compare .compare-table")
     assert names.bounding_box()["width"] <= 0.3 * table.bounding_box()["width"]
+    # ... and the values broke mid-word in 41 px ("AUTO / MATI / C111"): each keeps 7rem, the table scrolls
+    widths = table.locator("tbody tr").first.locator("td").evaluate_all("cells => cells.map((c) => c.offsetWidth)")
+    assert len(widths) == 4 and min(widths) >= 7 * 16, widths
+    wrap = page.locator("#compare .compare-table-wrap")
+    assert wrap.evaluate("w => w.scrollWidth > w.clientWidth")
     page.close()
 
     page = open_page(live_server, viewport={"width": 683, "height": 384})

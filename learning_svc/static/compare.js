@@ -54,8 +54,10 @@ function image({ job, output }, i, extra = {}) {
 }
 
 // "2 · job-id", and which of its images when the job has several.
+// A pane is named by its image's file (an imported image's job id is 40 hex digits; jobs of one
+// pack share their pack name), its job's id in the tooltip.
 function caption({ job, output }, i) {
-  return `${i + 1} · ${job.job_id}${job.outputs.length > 1 ? ` · image ${output + 1}` : ''}`;
+  return `${i + 1} · ${basename(job.outputs[output])}${job.outputs.length > 1 ? ` · image ${output + 1}` : ''}`;
 }
 
 // "★★★ · ✓ Pick": the rating of the pane's image (a job of one image: the job's) and its job's flag.
@@ -67,7 +69,8 @@ function reviewText({ job, output }) {
 
 function captionOf(i) {
   return h('span', { class: `compare-caption${i === chosen ? ' chosen' : ''}` },
-    h('span', {}, caption(shown[i], i)), ' ', h('span', { class: 'compare-review' }, reviewText(shown[i])));
+    h('span', { title: `Job ${shown[i].job.job_id}: ${shown[i].job.outputs[shown[i].output]}` }, caption(shown[i], i)), ' ',
+    h('span', { class: 'compare-review' }, reviewText(shown[i])));
 }
 
 // The captions again (a rating, a flag, another pane chosen), the images left as they are.
@@ -170,7 +173,8 @@ export function chooseCompared(step) {
   if (!shown.length) return;
   chosen = (chosen + step + shown.length) % shown.length;
   renderCaptions();
-  announce(`Image ${chosen + 1} of ${shown.length}: ${shown[chosen].job.job_id}, ${reviewText(shown[chosen])}`);
+  const { job, output } = shown[chosen];
+  announce(`Image ${chosen + 1} of ${shown.length}: ${basename(job.outputs[output])}, ${reviewText(shown[chosen])}`);
 }
 
 export function rateCompared(rating) {
