@@ -223,3 +223,23 @@ def overlapping(page: Page, selector: str) -> list[tuple[str, str]]:
 def write_png(path: Path, size=(512, 768), color=(200, 80, 40)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, color).save(path, "PNG")
+
+
+class HeldPages:
+    """The list's later pages (`cursor=` requests) held until release(): moving on past the
+    loaded jobs waits for them."""
+
+    def __init__(self, page: Page):
+        self.held, self.released = [], False
+        page.route(lambda url: "cursor=" in url, self._route)
+
+    def _route(self, route) -> None:
+        if self.released:
+            route.continue_()
+        else:
+            self.held.append(route)
+
+    def release(self) -> None:
+        self.released = True
+        for route in self.held:
+            route.continue_()

@@ -30,6 +30,7 @@ from pages import (
     JOB,
     NEW_JOB_TIMEOUT_MS,
     SMALL_LAPTOP,
+    HeldPages,
     card,
     focused_job_id,
     is_rating_put,
@@ -223,15 +224,7 @@ def test_fifty_five_jobs_rated_with_the_keyboard_alone(live_server, open_page):
     page = open_page(live_server, "/?rated=false")
     expect(page.locator(JOB)).to_have_count(50)
 
-    held, released = [], False
-
-    def hold_second_page(route):
-        if released:
-            route.continue_()
-        else:
-            held.append(route)
-
-    page.route(lambda url: "cursor=" in url, hold_second_page)
+    second_page = HeldPages(page)
     keys = [str(i % 6) for i in range(55)]
     with page.expect_request(lambda request: "cursor=" in request.url):
         page.keyboard.press("j")
@@ -239,9 +232,7 @@ def test_fifty_five_jobs_rated_with_the_keyboard_alone(live_server, open_page):
             page.keyboard.press(key)
     expect(card(page, order[49])).to_be_focused()  # waits there for the second page
 
-    released = True
-    for route in held:
-        route.continue_()
+    second_page.release()
     expect(card(page, order[55])).to_be_focused()
     events = wait_for_rating_events(live_server, 55, page=page)
     # Each job got the key typed for it (the PUTs may finish in any order).
@@ -401,24 +392,30 @@ def test_live_updates_of_a_filtered_view_add_only_newer_jobs(live_server, open_p
 # ---------------------------------------------------------------- 7. infinite scroll
 
 
-def test_an_index_that_is_behind_is_said_on_the_page(live_server, samples, open_page, monkeypatch):
-    """A full index disk: the job is acknowledged (in the journal) and not indexed; the page says
-    why it does not show yet, and once the index can be written the job shows and the banner goes.
-    (The state is made for real: /api/health says degraded only while something is behind.)"""
+def post_without_room_for_the_index(live_server, m, job_id: str) -> None:
+    """POST a job while writing the index fails (a full disk: index rows, not the journal), and
+    wait for the service to say its index is in trouble."""
     import sqlite3
-
-    page = open_page(live_server)
-    expect(page.locator("#banner")).to_be_hidden()
 
     def full(conn, batch, *args, **kwargs):
         raise sqlite3.OperationalError("database or disk is full")
 
+    m.setattr(sync, "insert_jobs", full)
+    assert live_server.post_job({"job_id": job_id, "completed_at": time.time()}).status_code == 201
+    deadline = time.monotonic() + 10
+    while live_server.app.extensions["learning_svc"].index_trouble is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_an_index_that_is_behind_is_said_on_the_page(live_server, samples, open_page, monkeypatch):
+    """A full index disk: the job is acknowledged (in the journal) and not indexed; the page says
+    why it does not show yet, and once the index can be written the job shows and the banner goes.
+    (The state is made for real: /api/health says degraded only while something is behind.)"""
+
+    page = open_page(live_server)
+    expect(page.locator("#banner")).to_be_hidden()
     with monkeypatch.context() as m:
-        m.setattr(sync, "insert_jobs", full)
-        assert live_server.post_job({"job_id": "not-yet", "completed_at": time.time()}).status_code == 201
-        deadline = time.monotonic() + 10
-        while live_server.app.extensions["learning_svc"].index_trouble is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        post_without_room_for_the_index(live_server, m, "not-yet")
         page.reload()
         expect(page.locator("#banner")).to_be_visible()
         expect(page.locator("#banner")).to_contain_text("disk is full")
@@ -431,17 +428,8 @@ def test_an_index_that_is_behind_is_said_on_the_page(live_server, samples, open_
 def test_an_empty_list_whose_index_is_behind_does_not_say_no_jobs_yet(live_server, open_page, monkeypatch):
     """A new-user run: under "Not every job is listed yet … will show here once the index catches
     up", the page said "No jobs yet" with the first-run instructions."""
-    import sqlite3
-
-    def full(conn, batch, *args, **kwargs):
-        raise sqlite3.OperationalError("database or disk is full")
-
     with monkeypatch.context() as m:
-        m.setattr(sync, "insert_jobs", full)
-        assert live_server.post_job({"job_id": "not-yet", "completed_at": time.time()}).status_code == 201
-        deadline = time.monotonic() + 10
-        while live_server.app.extensions["learning_svc"].index_trouble is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        post_without_room_for_the_index(live_server, m, "not-yet")
         page = open_page(live_server)
         expect(page.locator("#banner")).to_contain_text("1 recorded job or change will show here")
         expect(page.locator("#status")).to_have_text("No jobs yet")

@@ -19,7 +19,7 @@ from learning_svc.importers import images
 
 import image_fixtures
 from conftest import LiveServer
-from pages import JOB, card, rating_events, review_events, shown_job_ids, star, write_png
+from pages import JOB, HeldPages, card, rating_events, review_events, shown_job_ids, star, write_png
 
 pytestmark = pytest.mark.browser
 
@@ -505,15 +505,7 @@ def test_shift_arrow_past_the_loaded_jobs_extends_the_range_once_the_next_page_i
     order = [job["job_id"] for job in live_server.http.get(live_server.url + "/api/jobs?limit=500").json()["jobs"]]
     page = open_page(live_server)
     expect(page.locator(JOB)).to_have_count(50)
-    held, released = [], False
-
-    def hold_second_page(route):
-        if released:
-            route.continue_()
-        else:
-            held.append(route)
-
-    page.route(lambda url: "cursor=" in url, hold_second_page)
+    second_page = HeldPages(page)
     with page.expect_request(lambda request: "cursor=" in request.url):  # asked for, then held
         focus(page, order[48])  # (scrolled to, the list's end may ask for it already)
         page.keyboard.press("Shift+ArrowRight")  # 48-49
@@ -522,9 +514,7 @@ def test_shift_arrow_past_the_loaded_jobs_extends_the_range_once_the_next_page_i
     page.keyboard.press("Shift+ArrowRight")  # typed while it waits
     page.keyboard.press("Shift+ArrowDown")  # and a row down (it moved at once, then focus was taken away)
     expect(page.locator("#selection-count")).to_have_text("2 jobs selected")
-    released = True
-    for route in held:
-        route.continue_()
+    second_page.release()
     page.wait_for_function("ids => ids.indexOf(document.activeElement.dataset.jobId) > 51", arg=order)
     page.wait_for_timeout(300)  # nothing more moves it
     end = order.index(page.evaluate("document.activeElement.dataset.jobId"))
