@@ -308,6 +308,8 @@ class FolderWatcher:
             if op.error is None:
                 if op.result[0] and folder:
                     folder.imported += 1
+                if op.result[0] and job.note:  # what `import` reports of an image taken in (a text chunk left out)
+                    log.warning("imported %s: %s", shown(Path(job.where.path)), shown(job.note))
                 if folder:  # a problem it had before (an empty file since filled) is gone
                     said = f"{shown(Path(job.where.path))}: "
                     folder.problems = [p for p in folder.problems if not p.startswith(said)]

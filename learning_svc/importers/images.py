@@ -1032,6 +1032,11 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     try:
         try:
             fmt, (width, height), chunks = read_chunks(data)
+            if png and any(len(text) > PngImagePlugin.MAX_TEXT_CHUNK for text in chunks.values()):
+                # Pillow reads a plain tEXt of any size (up to 64 MiB for all of them): a 50 MiB one
+                # made a 50 MiB record, refused whole; the image is imported without it, as one
+                # Pillow refuses is (two of 40 MiB, a zTXt inflating past its limit)
+                fmt, ((width, height), chunks, dropped) = "PNG", png_text_capped(data)
         except ValueError as error:  # Pillow's limits on text chunks: the image itself is fine
             if not (png and "text" in str(error).lower()):
                 raise
