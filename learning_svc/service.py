@@ -387,7 +387,12 @@ class Service:
                 )
                 self.read_engine.dispose()
                 self.write_engine.dispose()
-                db.remove_index_file(Path(self._index_file_path()))
+                # Under the journals' locks, as a renewal while serving is, and only if the file in
+                # place is still damaged: another process (a `serve --workers` sibling) may have
+                # made it anew since this one's statement met the damage; that one was removed.
+                with self.jobs_journal.locked(), self.ratings_journal.locked():
+                    if _file_damaged(Path(self._index_file_path())):
+                        db.remove_index_file(Path(self._index_file_path()))
                 self._open_index()
         except BaseException:
             if self._index_hold is not None:

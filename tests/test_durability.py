@@ -1476,6 +1476,38 @@ def test_a_damaged_index_is_made_anew_at_the_start_and_verify_says_it_is_damaged
         assert verify_index(settings) == []
 
 
+def test_an_index_made_anew_by_another_process_since_the_damage_was_met_is_not_removed(settings, monkeypatch):
+    """A code review: the start removed a file found damaged without the journals' locks and
+    without looking again, so a sibling process that had made the index anew meanwhile lost its
+    new file (and made it again). The file is removed only if it is still damaged."""
+    import sqlite3
+
+    from sqlalchemy.exc import DatabaseError
+
+    fill(settings, 30)
+    with sqlite3.connect(settings.index_path) as conn:  # a mark of this very file (an inode number is reused)
+        conn.execute("INSERT INTO index_meta (key, value) VALUES ('this file', 'kept')")
+    opened = service_module.Service._open_index
+    calls = []
+
+    def met_damage_then_made_anew(self):  # this start met the damage; another had mended it since
+        calls.append(1)
+        if len(calls) == 1:
+            damage = sqlite3.DatabaseError("file is not a database")
+            damage.sqlite_errorcode = 26  # SQLITE_NOTADB, as the sqlite3 module sets it
+            raise DatabaseError("SELECT 1", {}, damage)
+        return opened(self)
+
+    monkeypatch.setattr(service_module.Service, "_open_index", met_damage_then_made_anew)
+    app = create_app(settings)
+    try:
+        assert len(calls) == 2 and app.test_client().get("/api/count").json["jobs"] == 30
+    finally:
+        app.extensions["learning_svc"].close()
+    with sqlite3.connect(settings.index_path) as conn:  # the whole file kept, not made again
+        assert conn.execute("SELECT value FROM index_meta WHERE key = 'this file'").fetchall() == [("kept",)]
+
+
 def test_a_killed_reindex_s_scratch_files_are_removed_at_the_next_start(settings):
     """A durability run: `reindex` killed with SIGKILL left index.sqlite3.rebuild-<pid> and its
     -wal and -shm (each as large as the index) until the next reindex; `serve` left them."""
