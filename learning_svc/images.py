@@ -355,9 +355,10 @@ def holds_another_image(job_id: str, output: Output) -> bool:
     (two files swapped by name, unzipped or copied with `cp -p`, keep theirs)."""
     if CONTENT_ID.fullmatch(job_id) is None:
         return False
-    data = output.file.read()
     output.file.seek(0)
-    return "img-" + hashlib.sha256(data).hexdigest()[:40] != job_id
+    digest = hashlib.file_digest(output.file, "sha256").hexdigest()  # a block at a time: never the whole file
+    output.file.seek(0)
+    return "img-" + digest[:40] != job_id
 
 
 class TooLarge(Exception):

@@ -3,6 +3,7 @@ and every kind of bad file reported without stopping the rest."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -1609,3 +1610,136 @@ def test_a_damaged_copy_of_a_chunk_read_whole_leaves_the_whole_one_in_the_record
     text became "<not read: damaged ...>" and one more chunk was counted as left out."""
     raw, said = images.kept_metadata({"parameters": "a cat\nSteps: 5"}, {"parameters": "not read: damaged"})
     assert raw == {"parameters": "a cat\nSteps: 5"} and said is None
+
+
+def _peak_while(call):
+    """(what `call` returns, the most memory Python objects took while it ran)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        return call(), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _big_png(path: Path, pixel_bytes: int, pre=(), post=()) -> bytes:
+    """A PNG whose pixel data is `pixel_bytes` of random bytes in 64 KiB IDAT chunks (as libpng
+    cuts them; never decoded here), with text chunks before and after it."""
+    import struct
+
+    chunks = [image_fixtures.png_chunk(b"IHDR", struct.pack(">IIBBBBB", 4096, 4096, 8, 2, 0, 0, 0))]
+    chunks += [image_fixtures.png_chunk(t, d) for t, d in pre]
+    noise = os.urandom(1 << 16)
+    chunks += [image_fixtures.png_chunk(b"IDAT", noise) for _ in range(pixel_bytes >> 16)]
+    chunks += [image_fixtures.png_chunk(t, d) for t, d in post]
+    data = b"\x89PNG\r\n\x1a\n" + b"".join(chunks) + image_fixtures.png_chunk(b"IEND", b"")
+    path.write_bytes(data)
+    return data
+
+
+def test_an_image_is_read_in_bounded_memory_whatever_its_size(tmp_path):
+    """Issue 11's "memory stays flat": every byte of a file is hashed (its job's id), but what
+    one file holds in memory while it is read is its metadata, not its pixel data nor a text
+    chunk too large to read (the whole file was read into memory: 40 and 50 MB here)."""
+    infotext = "a castle\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 4096x4096"
+    big = tmp_path / "upscaled.png"
+    data = _big_png(big, 40 << 20, pre=[(b"tEXt", b"parameters\0" + infotext.encode())])
+    job, peak = _peak_while(lambda: images.image_job(big, tmp_path))
+    assert isinstance(job, images.Job) and peak < 8 << 20, peak
+    assert job.body["job_id"] == images.content_id(data) and job.body["prompt"] == "a castle"
+    assert job.body["extra"]["image"]["bytes"] == len(data) and job.body["steps"] == 20
+
+    huge = tmp_path / "huge_text.png"
+    after = [(b"tEXt", b"workflow\0" + b"x" * (50 << 20)), (b"tEXt", b"parameters\0" + infotext.encode())]
+    data = _big_png(huge, 1 << 20, post=after)
+    job, peak = _peak_while(lambda: images.image_job(huge, tmp_path))
+    assert isinstance(job, images.Job) and peak < 8 << 20, peak
+    assert job.body["job_id"] == images.content_id(data) and job.body["prompt"] == "a castle"
+    assert job.note == "metadata 'workflow' not read: 50.0 MiB (a text chunk may have 1 MiB)"
+
+    # A JPEG: its EXIF comment, then a 30 MB scan (bytes without a marker in them), then its end.
+    small = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(small, format="JPEG", exif=image_fixtures.exif_usercomment_unicode(infotext))
+    head, _, _ = small.getvalue().rpartition(b"\xff\xd9")
+    scan = os.urandom(30 << 20).replace(b"\xff", b"\x00")
+    jpeg = tmp_path / "upscaled.jpg"
+    jpeg.write_bytes(head + scan + b"\xff\xd9")
+    job, peak = _peak_while(lambda: images.image_job(jpeg, tmp_path))
+    assert isinstance(job, images.Job) and peak < 8 << 20, peak
+    assert job.body["job_id"] == images.content_id(jpeg.read_bytes()) and job.body["prompt"] == "a castle"
+    # ... and a file cut short is still said to be, without reading it whole either
+    for path, cut in ((big, 5 << 20), (jpeg, 1 << 20)):
+        path.write_bytes(path.read_bytes()[:-cut])
+        problem, peak = _peak_while(lambda: images.image_job(path, tmp_path))  # noqa: B023
+        assert isinstance(problem, images.Problem) and "truncated" in problem.reason and peak < 8 << 20
+
+
+def test_stealth_data_is_not_read_from_a_file_changed_since_it_was_hashed(tmp_path, monkeypatch):
+    """Stealth data is read from the file again (its pixels are not held): when the file is no
+    longer the one hashed, the image is imported without it rather than with another's."""
+    infotext = "a cat\nSteps: 5, Sampler: Euler, Seed: 3"
+    path = tmp_path / "stealth.png"
+    image_fixtures.stealth_encode(Image.new("RGBA", (64, 64)), infotext).save(path)
+    job = images.image_job(path, tmp_path)
+    assert job.body["prompt"] == "a cat" and job.body["generator"] != images.NO_METADATA
+
+    read = images.read_image
+
+    def then_written_over(path):
+        contents = read(path)
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+        return contents
+
+    monkeypatch.setattr(images, "read_image", then_written_over)
+    job = images.image_job(path, tmp_path)
+    assert job.body["generator"] == images.NO_METADATA and "prompt" not in job.body
+
+
+def _outcome(call):
+    try:
+        return call()
+    except Exception as error:  # noqa: BLE001 - the comparison is of what each raises
+        return type(error).__name__
+
+
+def test_a_file_s_skeleton_reads_as_the_file_does(fixtures, tmp_path):
+    """What image_job reads of a PNG or JPEG is its skeleton (the file without its pixel
+    data): for every fixture, and every cut of a few of them, it is as complete as the file,
+    Pillow and the chunk walks read the same metadata from it, and its hash is the file's."""
+    paths = sorted(p for p in (fixtures / "good").iterdir()) + sorted((fixtures / "bad").iterdir())
+    small = [fixtures / "good" / n for n in ("a1111_v110.png", "a1111.jpg", "a1111_text_after_idat.png")]
+    for source in small:
+        data = source.read_bytes()
+        for cut in range(1, len(data), 29):
+            (tmp_path / f"{cut}_{source.name}").write_bytes(data[:cut])
+    paths += sorted(tmp_path.iterdir())
+    checked = 0
+    for path in paths:
+        data = path.read_bytes()
+        if len(data) > 32 << 20 or not data.startswith((b"\x89PNG", b"\xff\xd8")):
+            continue
+        contents = images.read_image(path)
+        assert contents.sha256 == hashlib.sha256(data).hexdigest() and contents.size == len(data), path
+        skeleton = contents.data
+        assert images.complete(skeleton) == images.complete(data), path
+        for read in (images.read_chunks, images.png_text_capped, images.only_text_damaged, images.text_after_pixels):
+            assert _outcome(lambda: read(skeleton)) == _outcome(lambda: read(data)), (path, read.__name__)  # noqa: B023
+        checked += 1
+    assert checked > 150
+
+
+def test_whether_an_image_job_s_file_holds_it_still_is_hashed_without_reading_it_whole(tmp_path):
+    """The service checks that an image job's file still holds its image (files swapped by
+    name) by hashing it: a block at a time, not a 40 MB read into the server's memory."""
+    from learning_svc import images as served
+
+    data = _big_png(tmp_path / "upscaled.png", 40 << 20)
+    output = served.open_output("upscaled.png", tmp_path)
+    try:
+        same, peak = _peak_while(lambda: served.holds_another_image(images.content_id(data), output))
+        assert same is False and peak < 4 << 20, peak
+        assert served.holds_another_image("img-" + "0" * 40, output) is True
+        assert output.file.tell() == 0  # served from its start afterwards
+    finally:
+        output.close()

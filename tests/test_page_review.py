@@ -124,6 +124,7 @@ def test_tags_are_typed_with_suggestions_and_the_commonest_are_a_number_key_away
     page.keyboard.type("bad hands")
     page.keyboard.press("Enter")
     expect(card(page, ids[0]).locator(".tag")).to_have_text(["bad hands"])
+    expect(page.locator("#tag-suggestions option")).to_have_count(0)  # not suggested to the job that has it
     page.keyboard.press("Escape")
     expect(editor).to_be_hidden()
     expect(card(page, ids[0])).to_be_focused()  # the keys go on where they were

@@ -123,6 +123,156 @@ def _jpeg_ends(data: bytes) -> bool:
     return False
 
 
+# ---------------------------------------------------------------- reading a file in bounded memory
+# Every byte of a file is hashed (the job's id), but a PNG's or JPEG's pixel data is never held:
+# what is read is its skeleton, the file without it (a PNG's runs of IDAT chunks as one empty
+# IDAT, a JPEG's scan as its end marker when the file has one), which Pillow and the walks
+# above read as they read the file. A text chunk too large to be read is left out of it with
+# why (as png_text_capped says), so one file costs about its metadata's size, not its own.
+
+BLOCK = 1 << 20
+KEEP_CHUNK = 2 * PngImagePlugin.MAX_TEXT_CHUNK  # a larger chunk is never read whole (a text chunk: left out)
+KEEP_TOTAL = 16 << 20  # the skeleton's chunks or segments all together (real metadata is < 2 MiB)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EMPTY_IDAT = struct.pack(">I4sI", 0, b"IDAT", zlib.crc32(b"IDAT"))
+_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+class Contents:
+    """What image_job reads of a file: `data` is the file itself (a WEBP, which Pillow reads
+    whole; anything else) or a PNG's or JPEG's skeleton (`whole` False); `sha256` and `size`
+    are of every byte of the file; `dropped` names the text chunks left out of a skeleton."""
+
+    def __init__(self, data: bytes, sha256: str, size: int, whole: bool, dropped: dict[str, str]):
+        self.data, self.sha256, self.size, self.whole, self.dropped = data, sha256, size, whole, dropped
+
+
+class _Stream:
+    """A file read once from its start: every byte taken or skipped is hashed and counted."""
+
+    def __init__(self, file):
+        self.file, self.hash, self.size = file, hashlib.sha256(), 0
+
+    def take(self, n: int) -> bytes:
+        data = self.file.read(n) if n > 0 else b""
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def skip(self, n: int) -> int:
+        """Read past n bytes a block at a time; how many there were."""
+        done = 0
+        while done < n and (block := self.take(min(BLOCK, n - done))):
+            done += len(block)
+        return done
+
+    def find_rest(self, needle: bytes) -> bool:
+        """Read to the end; whether `needle` (two bytes) is in what was left."""
+        found, carry = False, b""
+        while block := self.take(BLOCK):
+            found = found or needle in carry + block
+            carry = block[-1:]
+        return found
+
+
+def read_image(path: Path) -> Contents:
+    """The file at `path` as image_job reads it (raises OSError)."""
+    with open(path, "rb") as file:
+        stream = _Stream(file)
+        head = stream.take(8)
+        dropped: dict[str, str] = {}
+        if head == PNG_SIGNATURE:
+            data = _png_skeleton(stream, dropped)
+        elif head.startswith(b"\xff\xd8"):
+            data = _jpeg_skeleton(stream, head)
+        elif head.startswith(b"RIFF"):  # a WEBP, read whole (Pillow's reader needs it)
+            data = head + stream.take(MAX_FILE)
+            return Contents(data, stream.hash.hexdigest(), stream.size, True, dropped)
+        else:  # not an image imported: only what Pillow reads to say what it is
+            return Contents(head + stream.take(BLOCK), "", stream.size, False, dropped)
+    return Contents(data, stream.hash.hexdigest(), stream.size, False, dropped)
+
+
+def _png_skeleton(stream: _Stream, dropped: dict[str, str]) -> bytes:
+    """The PNG without its pixel data (each run of IDAT chunks one empty IDAT) nor its chunks
+    too large to read; cut where the file is (so that complete() says so)."""
+    out = bytearray(PNG_SIGNATURE)
+    kept, in_pixels = 0, False
+    while len(head := stream.take(8)) == 8:
+        length, cid = struct.unpack(">I4s", head)
+        if cid == b"IDAT":
+            if stream.skip(length + 4) < length + 4:
+                out += head  # a chunk cut short: the skeleton is too
+                break
+            if not in_pixels:
+                out += _EMPTY_IDAT
+            in_pixels = True
+            continue
+        in_pixels = False
+        if length <= KEEP_CHUNK and (cid == b"IEND" or kept + length <= KEEP_TOTAL):
+            body = stream.take(length + 4)
+            out += head + body
+            kept += length
+            if cid == b"IEND" or len(body) < length + 4:
+                break
+            continue
+        first = stream.take(min(length, 80))  # a text chunk's name: at most 79 bytes and a NUL
+        if cid == b"IEND" or stream.skip(length + 4 - len(first)) < length + 4 - len(first):
+            out += head + first  # cut short (or an end that is no end): not a complete image
+            break
+        if cid in _TEXT_CHUNKS:
+            name = first.partition(b"\0")[0]
+            if length > KEEP_CHUNK:
+                size = (length - len(name) - 1) / 2**20
+                why = f"{size:,.1f} MiB (a text chunk may have {PngImagePlugin.MAX_TEXT_CHUNK / 2**20:g} MiB)"
+            else:
+                why = f"the image's text chunks are over {KEEP_TOTAL >> 20} MiB together"
+            dropped.setdefault(name.decode("latin-1"), f"not read: {why}")
+    else:
+        out += head
+    stream.skip(1 << 62)  # what follows the image (a trailer) is hashed too
+    return bytes(out)
+
+
+def _jpeg_skeleton(stream: _Stream, head: bytes) -> bytes:
+    """The JPEG's segments walked as _jpeg_ends walks them, up to its first scan's header, then
+    its end marker if the rest of the file has one; cut where the file is. A segment that would
+    take the skeleton past KEEP_TOTAL is an empty comment in it."""
+    data = bytearray(head)
+
+    def have(n: int) -> bool:
+        if len(data) < n:
+            data.extend(stream.take(n - len(data)))
+        return len(data) >= n
+
+    pos, kept = 2, 0
+    while have(pos + 4) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xD9:
+            break
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+        else:
+            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            end = pos + 2 + length
+            if marker != 0xDA and kept + length > KEEP_TOTAL:
+                stream.skip(end - len(data))
+                data[pos:] = b"\xff\xfe\x00\x02"  # an empty comment in its place
+                pos += 4
+                continue
+            if not have(end):
+                break
+            kept += length
+            if marker == 0xDA:  # the scan: only whether an end marker follows it
+                del data[end:]
+                return bytes(data) + (b"\xff\xd9" if stream.find_rest(b"\xff\xd9") else b"")
+            pos = end
+    stream.skip(1 << 62)
+    return bytes(data)
+
+
 def decode_usercomment(raw: Any) -> str | None:
     """An EXIF UserComment: `UNICODE\\0` + UTF-16 (big-endian as A1111 writes, little-endian as
     exiftool does on Intel files), `ASCII\\0\\0\\0` + text, or a plain string (Fooocus)."""
@@ -299,12 +449,13 @@ _STEALTH_SIGNATURES = {b"stealth_pngcomp": True, b"stealth_pnginfo": False}  # -
 _LSB_AS_DIGIT = bytes(0x30 | (b & 1) for b in range(256))  # each byte -> b"0" or b"1" by its lowest bit
 
 
-def stealth_text(data: bytes) -> str | None:
+def stealth_text(source: bytes | Path) -> str | None:
     """The text hidden in the lowest bits of a PNG's alpha channel, column by column (NovelAI,
-    A1111's stealth-pnginfo extension): a signature, a 32-bit length in bits, the payload."""
+    A1111's stealth-pnginfo extension): a signature, a 32-bit length in bits, the payload.
+    `source`: the PNG's bytes, or its file."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             if image.format != "PNG" or image.mode != "RGBA":
                 return None
             width, height = image.size
@@ -335,16 +486,17 @@ def stealth_text(data: bytes) -> str | None:
     return payload.decode("utf-8", "replace")
 
 
-def hidden_chunks(data: bytes, dropped: dict[str, str] | None = None) -> dict[str, str]:
+def hidden_chunks(data: bytes, dropped: dict[str, str] | None = None, pixels: Any = None) -> dict[str, str]:
     """Metadata of a PNG that has none before its pixel data: text chunks after it, else stealth
-    data; damaged text chunks after it are named in `dropped`."""
-    if not data.startswith(b"\x89PNG"):
+    data (read from `pixels`, the file or its bytes, when `data` is its skeleton; None: not read);
+    damaged text chunks after it are named in `dropped`."""
+    if not data.startswith(PNG_SIGNATURE[:4]):
         return {}
     after = text_after_pixels(data, dropped)
     if after:
         return after
     try:
-        text = stealth_text(data)
+        text = stealth_text(data if pixels is None else pixels) if pixels is not False else None
     except (ValueError, OSError, EOFError, SyntaxError, struct.error, Image.DecompressionBombError):
         return {}
     if not text:
@@ -1007,6 +1159,15 @@ def recorded_path(path: Path, output_root: Path | None) -> str:
         return str(absolute)
 
 
+def _unchanged(path: Path, before) -> Path | bool:
+    """The file again for its pixels, when it is still the one that was hashed (False if not)."""
+    try:
+        now = path.stat()
+    except OSError:
+        return False
+    return path if (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns) else False
+
+
 def image_job(path: Path, output_root: Path | None) -> Item:
     """The job of one image file, or the Problem that keeps it out."""
     try:
@@ -1022,13 +1183,14 @@ def image_job(path: Path, output_root: Path | None) -> Item:
             return Problem(where, "empty file", UNREADABLE)
         if stat.st_size > MAX_FILE:
             return Problem(where, f"{stat.st_size / 2**20:,.0f} MB: larger than any generated image", UNREADABLE)
-        data = path.read_bytes()
+        contents = read_image(path)
     except OSError as error:
         return Problem(where, f"cannot read it: {error.strerror or error}", UNREADABLE)
+    data = contents.data
     if complete(data) is False:
         return Problem(where, "truncated: the file ends before its image does (still being written?)", UNREADABLE)
     dropped: dict[str, str] = {}
-    png = data.startswith(b"\x89PNG\r\n\x1a\n")
+    png = data.startswith(PNG_SIGNATURE)
     try:
         try:
             fmt, (width, height), chunks = read_chunks(data)
@@ -1054,19 +1216,17 @@ def image_job(path: Path, output_root: Path | None) -> Item:
         return Problem(where, reason, UNREADABLE)
     except (ValueError, OSError, EOFError, SyntaxError, struct.error) as error:
         return Problem(where, f"unreadable metadata ({str(error)[:200] or type(error).__name__})", UNREADABLE)
+    dropped = {**contents.dropped, **dropped}  # left out of the skeleton, then by the reading
     found, failed = read_metadata(chunks)
-    if found is None and not failed and fmt == "PNG" and (hidden := hidden_chunks(data, dropped)):
-        chunks = hidden
-        found, failed = read_metadata(chunks)
+    if found is None and not failed and fmt == "PNG":
+        pixels = data if contents.whole else _unchanged(path, stat)
+        if hidden := hidden_chunks(data, dropped, pixels):
+            chunks = hidden
+            found, failed = read_metadata(chunks)
     outputs = [recorded_path(Path(text_path), output_root)]
-    body: dict[str, Any] = {"job_id": content_id(data), "completed_at": stat.st_mtime, "outputs": outputs}
-    image = {
-        "format": fmt,
-        "width": width,
-        "height": height,
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
+    job_id = "img-" + contents.sha256[:40]  # content_id's
+    body: dict[str, Any] = {"job_id": job_id, "completed_at": stat.st_mtime, "outputs": outputs}
+    image = {"format": fmt, "width": width, "height": height, "bytes": contents.size, "sha256": contents.sha256}
     raw, unkept = kept_metadata(chunks, dropped)
     note = "; ".join(f"metadata {k!r} {why}" for k, why in list(dropped.items())[:MAX_KEPT_CHUNKS])
     if unkept:

@@ -337,7 +337,10 @@ function renderTagEditor() {
     'data-tag': tag,
     title: chipsNumbered && i < COMMON_TAGS ? `${i + 1} and Enter in the box, or ${i + 1} on a chip` : null,
   }, chipsNumbered && i < COMMON_TAGS ? h('kbd', {}, String(i + 1)) : null, tag)));
-  $('tag-suggestions').replaceChildren(...commonTags.map((tag) => h('option', { value: tag })));
+  // Suggested while typing: the tags in use that a target still lacks (one they all have, as a
+  // tag just given, is a pressed chip already).
+  const lacking = commonTags.filter((tag) => !hasTag(jobs, tag));
+  $('tag-suggestions').replaceChildren(...lacking.map((tag) => h('option', { value: tag })));
 }
 
 function storeTags(set, refused = () => {}) {
