@@ -1657,6 +1657,17 @@ def test_an_image_is_read_in_bounded_memory_whatever_its_size(tmp_path):
     assert isinstance(job, images.Job) and peak < 8 << 20, peak
     assert job.body["job_id"] == images.content_id(data) and job.body["prompt"] == "a castle"
     assert job.note == "metadata 'workflow' not read: 50.0 MiB (a text chunk may have 1 MiB)"
+    # ... and one before the pixels, of an image without other metadata (looked at for stealth data)
+    for mode in ("RGB", "RGBA"):
+        alone = tmp_path / f"huge_text_{mode}.png"
+        pixels = io.BytesIO()
+        Image.new(mode, (64, 64)).save(pixels, format="PNG")
+        data = pixels.getvalue()
+        data = data[:33] + image_fixtures.png_chunk(b"tEXt", b"junk\0" + b"x" * (50 << 20)) + data[33:]
+        alone.write_bytes(data)
+        job, peak = _peak_while(lambda: images.image_job(alone, tmp_path))  # noqa: B023
+        assert isinstance(job, images.Job) and peak < 8 << 20, (mode, peak)
+        assert job.body["generator"] == images.NO_METADATA and job.body["job_id"] == images.content_id(data)
 
     # A JPEG: its EXIF comment, then a 30 MB scan (bytes without a marker in them), then its end.
     small = io.BytesIO()

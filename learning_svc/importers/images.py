@@ -449,17 +449,25 @@ _STEALTH_SIGNATURES = {b"stealth_pngcomp": True, b"stealth_pnginfo": False}  # -
 _LSB_AS_DIGIT = bytes(0x30 | (b & 1) for b in range(256))  # each byte -> b"0" or b"1" by its lowest bit
 
 
-def stealth_text(source: bytes | Path) -> str | None:
+def stealth_text(data: bytes, pixels: Path | None = None) -> str | None:
     """The text hidden in the lowest bits of a PNG's alpha channel, column by column (NovelAI,
     A1111's stealth-pnginfo extension): a signature, a 32-bit length in bits, the payload.
-    `source`: the PNG's bytes, or its file."""
+    `data` is the PNG, or its skeleton (read_image) and `pixels` its file: the file is opened
+    only for an image that can hold stealth data, as its skeleton says."""
+
+    def opened(source):
+        image = Image.open(source)
+        ok = image.format == "PNG" and image.mode == "RGBA" and image.size[0] * image.size[1] <= STEALTH_MAX_PIXELS
+        return image, ok
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            if image.format != "PNG" or image.mode != "RGBA":
-                return None
-            width, height = image.size
-            if width * height > STEALTH_MAX_PIXELS:
+        image, ok = opened(io.BytesIO(data))
+        if ok and pixels is not None:
+            image.close()
+            image, ok = opened(pixels)
+        with image:
+            if not ok:
                 return None
             alpha = image.getchannel("A").transpose(Image.Transpose.TRANSPOSE).tobytes()  # column-major
     bits = alpha.translate(_LSB_AS_DIGIT)
@@ -488,7 +496,7 @@ def stealth_text(source: bytes | Path) -> str | None:
 
 def hidden_chunks(data: bytes, dropped: dict[str, str] | None = None, pixels: Any = None) -> dict[str, str]:
     """Metadata of a PNG that has none before its pixel data: text chunks after it, else stealth
-    data (read from `pixels`, the file or its bytes, when `data` is its skeleton; None: not read);
+    data (its pixels read from `pixels`, the file, when `data` is its skeleton; False: not read);
     damaged text chunks after it are named in `dropped`."""
     if not data.startswith(PNG_SIGNATURE[:4]):
         return {}
@@ -496,7 +504,7 @@ def hidden_chunks(data: bytes, dropped: dict[str, str] | None = None, pixels: An
     if after:
         return after
     try:
-        text = stealth_text(data if pixels is None else pixels) if pixels is not False else None
+        text = stealth_text(data, pixels) if pixels is not False else None
     except (ValueError, OSError, EOFError, SyntaxError, struct.error, Image.DecompressionBombError):
         return {}
     if not text:
@@ -1219,7 +1227,9 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     dropped = {**contents.dropped, **dropped}  # left out of the skeleton, then by the reading
     found, failed = read_metadata(chunks)
     if found is None and not failed and fmt == "PNG":
-        pixels = data if contents.whole else _unchanged(path, stat)
+        # Stealth data is in the pixels, read from the file again: only if it is still the file
+        # hashed, and not when a chunk too large to read was left out (Pillow would read it).
+        pixels = False if contents.dropped else _unchanged(path, stat)
         if hidden := hidden_chunks(data, dropped, pixels):
             chunks = hidden
             found, failed = read_metadata(chunks)
