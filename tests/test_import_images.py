@@ -1754,3 +1754,41 @@ def test_whether_an_image_job_s_file_holds_it_still_is_hashed_without_reading_it
         assert output.file.tell() == 0  # served from its start afterwards
     finally:
         output.close()
+
+
+def test_metadata_values_a_record_cannot_have_are_left_out_not_the_image(tmp_path):
+    """A ComfyUI latent of width -512 (a node pack's odd value), a seed past 2^64, negative
+    steps, a 600-character model name: the image was refused whole ("width: Input should be
+    greater than or equal to 0"). It is imported; each such value is said in the report and
+    kept in run_config.left_out, and the size is the file's own."""
+    import json
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    prompt, workflow = image_fixtures.comfy_graphs()
+    latent = next(node for node in prompt.values() if node.get("class_type") == "EmptyLatentImage")
+    latent["inputs"]["width"] = -512
+    image_fixtures.save_png_text(
+        str(folder / "comfy.png"), {"prompt": json.dumps(prompt), "workflow": json.dumps(workflow)}
+    )
+    infotext = "a cat\nSteps: -5, Sampler: Euler a, CFG scale: 7, Seed: 99999999999999999999999, Model: " + "m" * 600
+    image_fixtures.save_png_text(str(folder / "a1111.png"), {"parameters": infotext})
+
+    settings = Settings(data_dir=tmp_path / "learning", output_root=tmp_path)
+    result = run_import(settings, [folder])
+    assert result.tally.total()["imported"] == 2
+    reasons = {Path(p["file"]).name: p["reason"] for p in result.tally.problems}
+    assert reasons["comfy.png"] == "metadata width -512 left out: Input should be greater than or equal to 0"
+    assert (
+        "metadata steps -5 left out" in reasons["a1111.png"]
+        and "metadata seed 99999999999999999999999" in reasons["a1111.png"]
+    )
+    assert 'metadata model "mmm' in reasons["a1111.png"] and "at most 512 characters" in reasons["a1111.png"]
+    records = listed_by_file(settings)
+    comfy, a1111 = records["comfy.png"], records["a1111.png"]
+    size = Image.open(folder / "comfy.png").size
+    assert (comfy["width"], comfy["height"]) == size and comfy["run_config"]["left_out"] == {"width": -512}
+    assert comfy["generator"] == "ComfyUI" and comfy["prompt"]
+    assert a1111["prompt"] == "a cat" and a1111["cfg_scale"] == 7 and a1111["model"] is None
+    assert a1111["steps"] is None and a1111["seed"] is None
+    assert a1111["run_config"]["left_out"] == {"model": "m" * 600, "steps": -5, "seed": "99999999999999999999999"}

@@ -23,6 +23,7 @@ images are reported and skipped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import io
@@ -39,7 +40,9 @@ from typing import Any
 
 import orjson
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from pydantic import TypeAdapter, ValidationError
 
+from .. import records
 from ..osutil import shown
 from ..prompts import SCHEDULERS, sampler_name
 from . import Item, Job, Problem, Where
@@ -1295,7 +1298,7 @@ def image_job(path: Path, output_root: Path | None) -> Item:
         if v
     }
     body["extra"] = {"image": {**image, "metadata": True}}
-    _valid_seed(body)
+    note = "; ".join(filter(None, [note, *_unusable_values(body, (width, height))]))
     return Job(body, where, note=note)
 
 
@@ -1387,11 +1390,41 @@ def _embeddings(found: dict) -> list[dict] | None:
     return list(embeddings.values())
 
 
-def _valid_seed(body: dict) -> None:
-    seed = body.get("seed")
-    if isinstance(seed, int) and not -1 <= seed < 2**64:
-        body.setdefault("run_config", {})["seed"] = seed
-        del body["seed"]
+_CHECKED = ("generator", "prompt", "negative_prompt", "model", "vae", "sampler", "scheduler", "steps", "cfg_scale")
+_CHECKED += ("seed", "width", "height", "loras", "embeddings")
+
+
+@functools.cache
+def _field(name: str) -> TypeAdapter:
+    return TypeAdapter(records.JobIn.model_fields[name].annotation)
+
+
+def _unusable_values(body: dict, size: tuple[int, int]) -> list[str]:
+    """Values of the metadata that a record cannot have (a ComfyUI latent of width -512, a seed
+    past 2^64, a model name of 600 characters) are moved to `run_config.left_out` (the width and
+    height are then the file's own), not the image refused for them: what was moved, for the report."""
+    said = []
+    for name in _CHECKED:
+        if name not in body:
+            continue
+        try:
+            _field(name).validate_python(body[name])
+        except ValidationError as error:
+            value = body.pop(name)
+            if name in ("width", "height"):  # both the file's: a size is one
+                body["width"], body["height"] = size
+            # under a key of its own (as `model` in run_config it would be the record's model again),
+            # as text when JSON cannot hold it as a number (the API refuses integers of 2^64 and up)
+            left_out = body.setdefault("run_config", {}).setdefault("left_out", {})
+            left_out[name] = str(value) if isinstance(value, int) and not -(2**63) <= value < 2**64 else value
+            shown_value = _short_value(value)
+            said.append(f"metadata {name} {shown_value} left out: {error.errors()[0]['msg']}")
+    return said
+
+
+def _short_value(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def is_image(path: Path) -> bool:
