@@ -1792,3 +1792,14 @@ def test_metadata_values_a_record_cannot_have_are_left_out_not_the_image(tmp_pat
     assert a1111["prompt"] == "a cat" and a1111["cfg_scale"] == 7 and a1111["model"] is None
     assert a1111["steps"] is None and a1111["seed"] is None
     assert a1111["run_config"]["left_out"] == {"model": "m" * 600, "steps": -5, "seed": "99999999999999999999999"}
+
+    # an image wider than a record's width may be (1,000,000): no size, rather than no image
+    import struct
+
+    wide = image_fixtures.raw_png(2_000_000, 1, idat=b"")
+    (folder / "wide.png").write_bytes(wide)
+    assert struct.unpack(">I", wide[16:20])[0] == 2_000_000
+    result = run_import(settings, [folder / "wide.png"])
+    assert result.tally.total()["imported"] == 1, result.tally.problems
+    record = listed_by_file(settings)["wide.png"]
+    assert record["width"] is None and record["height"] is None and record["generator"] == images.NO_METADATA

@@ -1254,6 +1254,7 @@ def image_job(path: Path, output_root: Path | None) -> Item:
         if unread:
             body["run_config"] = {"metadata": unread}
         body["extra"] = {"image": {**image, "metadata": False}}
+        note = "; ".join(filter(None, [note, *_unusable_values(body, (width, height))]))
         return Job(body, where, note=note)
     sampler, folded = sampler_name(found.get("sampler"))
     scheduler = found.get("scheduler")
@@ -1411,8 +1412,10 @@ def _unusable_values(body: dict, size: tuple[int, int]) -> list[str]:
             _field(name).validate_python(body[name])
         except ValidationError as error:
             value = body.pop(name)
-            if name in ("width", "height"):  # both the file's: a size is one
-                body["width"], body["height"] = size
+            if name in ("width", "height"):  # both the file's (a size is one), if a record can have them
+                body.pop("width", None), body.pop("height", None)
+                if all(_valid(k, v) for k, v in zip(("width", "height"), size)):
+                    body["width"], body["height"] = size
             # under a key of its own (as `model` in run_config it would be the record's model again),
             # as text when JSON cannot hold it as a number (the API refuses integers of 2^64 and up)
             left_out = body.setdefault("run_config", {}).setdefault("left_out", {})
@@ -1420,6 +1423,14 @@ def _unusable_values(body: dict, size: tuple[int, int]) -> list[str]:
             shown_value = _short_value(value)
             said.append(f"metadata {name} {shown_value} left out: {error.errors()[0]['msg']}")
     return said
+
+
+def _valid(name: str, value: Any) -> bool:
+    try:
+        _field(name).validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _short_value(value: Any) -> str:
