@@ -220,6 +220,11 @@ def output_thumbnail(job_id: str, n: int):
         found = service().output_thumbnail(job_id, n)
     except images.TooLarge as error:
         return _placeholder(f"too large to preview: {error}", "too-large")
+    except images.Busy:
+        response = error_response(503, "unavailable", "another large image's thumbnail is being made; ask again")
+        response.headers["Retry-After"] = "1"
+        response.cache_control.no_store = True
+        return response
     except images.Unreadable:
         return _placeholder(images.UNREADABLE, "unreadable")
     except images.Replaced:

@@ -351,6 +351,8 @@ def _document() -> dict:
             "/api/jobs/{job_id}/outputs/{n}/thumbnail": {
                 "get": {
                     "summary": "A small JPEG of output n; a placeholder image when it cannot be read",
+                    "description": "503 with Retry-After while another large image's thumbnail is being made "
+                    "(one at a time, and none waited for).",
                     "operationId": "outputThumbnail",
                     "parameters": [JOB_ID, OUTPUT_N],
                     "responses": {
@@ -358,7 +360,7 @@ def _document() -> dict:
                             "description": "the thumbnail",
                             "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
                         },
-                        **_errors(404),
+                        **_errors(404, 503),
                     },
                 },
             },

@@ -527,6 +527,35 @@ def test_thumbnails_load_and_a_missing_file_shows_the_placeholder(live_server, o
     expect(thumbs.first).to_have_attribute("alt", re.compile("txt2img_p01_v01_batch0.png"))
 
 
+def test_a_thumbnail_the_service_is_busy_making_is_asked_for_again(live_server, open_page, monkeypatch):
+    """A large image's thumbnail is made one at a time and none waits for it: the service
+    answers 503 (Retry-After: 1) while another is made, and the card asks again until it has it."""
+    from learning_svc import images
+
+    for n in range(2):
+        write_png(live_server.settings.output_root / f"big{n}.png", size=(120, 80))
+    record = {"job_id": "big", "completed_at": time.time(), "outputs": ["big0.png", "big1.png"]}
+    assert live_server.post_job(record).status_code == 201
+    monkeypatch.setattr(images, "LARGE_DECODE_PIXELS", 100)  # both large
+    statuses = []
+    images._large_decodes.acquire()  # another large image's thumbnail is being made
+    try:
+        page = open_page(live_server, "about:blank")
+        page.on("response", lambda r: r.url.endswith("/thumbnail") and statuses.append(r.status))
+        page.goto("/")
+        expect(card(page, "big").locator("img.thumb")).to_have_count(2)
+        page.wait_for_timeout(2500)  # asked, refused, asked again
+        assert statuses.count(503) >= 4 and 200 not in statuses, statuses
+    finally:
+        images._large_decodes.release()
+    thumbs = card(page, "big").locator("img.thumb")
+    for i in range(2):
+        expect(thumbs.nth(i)).not_to_have_attribute("data-failed", "")
+        thumbs.nth(i).evaluate("img => img.decode()")  # resolves once loaded (a failed image rejects)
+    assert thumbs.evaluate_all("imgs => imgs.map((img) => img.naturalWidth)") == [120, 120]
+    assert statuses.count(200) == 2
+
+
 # ---------------------------------------------------------------- 10. empty state
 
 

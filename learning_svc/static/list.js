@@ -313,17 +313,32 @@ function renderThumbnail(job, path, index) {
 }
 
 // An image that could not load (the service was down: a missing file gets a placeholder
-// image, not an error) is loaded again once the service is back.
+// image, not an error) is loaded again once the service is back. A thumbnail is also asked for
+// again a moment later: the service makes a large image's one at a time and answers the others
+// 503 at once (Retry-After: 1), rather than let them hold its threads and the browser's connections.
+const THUMB_RETRY_MS = 1000;
+const THUMB_RETRIES = 120;
+
 function markFailedImage(event) {
-  if (event.target instanceof HTMLImageElement) event.target.dataset.failed = '';
+  const image = event.target;
+  if (!(image instanceof HTMLImageElement)) return;
+  image.dataset.failed = '';
+  const tries = Number(image.dataset.tries ?? 0);
+  if (image.src.endsWith('/thumbnail') && tries < THUMB_RETRIES) {
+    setTimeout(() => reloadImage(image, tries + 1), THUMB_RETRY_MS + Math.random() * 500);
+  }
+}
+
+function reloadImage(image, tries) {
+  if (!image.isConnected || !('failed' in image.dataset)) return; // gone, or loaded again since
+  const fresh = image.cloneNode();
+  delete fresh.dataset.failed;
+  fresh.dataset.tries = String(tries);
+  image.replaceWith(fresh);
 }
 
 function reloadFailedImages() {
-  for (const image of document.querySelectorAll('img[data-failed]')) {
-    const fresh = image.cloneNode();
-    delete fresh.dataset.failed;
-    image.replaceWith(fresh);
-  }
+  for (const image of document.querySelectorAll('img[data-failed]')) reloadImage(image, 0);
 }
 
 // ---------------------------------------------------------------- empty state
