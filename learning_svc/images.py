@@ -9,6 +9,7 @@ import io
 import itertools
 import os
 import re
+import struct
 import sys
 import threading
 import warnings
@@ -278,6 +279,14 @@ def _real_path(fd: int, path: Path, stat: os.stat_result) -> str | None:
 
 
 def _holds_an_image(file: BinaryIO) -> bool:
+    """Pillow reads it, or would without its text chunks (_pixels_only)."""
+    if _verified(file):
+        return True
+    pixels = _pixels_only(file)
+    return pixels is not None and _verified(pixels)
+
+
+def _verified(file: BinaryIO) -> bool:
     try:
         with Image.open(file) as img:
             img.verify()
@@ -294,28 +303,12 @@ def thumbnail(output: Output, cache_dir: Path) -> bytes | None:
         return cached.read_bytes()
     except OSError:
         pass
-    large = False
-    try:
-        output.file.seek(0)
-        with Image.open(output.file) as img:
-            img.draft("RGB", (THUMB_SIZE, THUMB_SIZE))
-            pixels = img.width * img.height  # after draft: what decoding it takes
-            if pixels > THUMB_MAX_PIXELS:
-                raise TooLarge(img.width, img.height)
-            if pixels > LARGE_DECODE_PIXELS and not _large_decodes.acquire(blocking=False):
-                raise Busy()
-            large = pixels > LARGE_DECODE_PIXELS
-            try:
-                img.thumbnail((THUMB_SIZE, THUMB_SIZE))
-                rgb = img.convert("RGB")
-            finally:
-                if large:
-                    _large_decodes.release()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    output.file.seek(0)
+    rgb = _thumbnail_of(output.file)
+    if rgb is None and (pixels := _pixels_only(output.file)) is not None:
+        rgb = _thumbnail_of(pixels)
+    if rgb is None:
         return None
-    finally:
-        if large:
-            _give_back_memory()
     out = io.BytesIO()
     rgb.save(out, "JPEG", quality=82)
     data = out.getvalue()
@@ -328,6 +321,58 @@ def thumbnail(output: Output, cache_dir: Path) -> bytes | None:
         with contextlib.suppress(OSError):
             tmp.unlink()
     return data
+
+
+def _thumbnail_of(source: BinaryIO) -> Image.Image | None:
+    """The image scaled down to THUMB_SIZE, RGB; None if Pillow cannot read it."""
+    large = False
+    try:
+        with Image.open(source) as img:
+            img.draft("RGB", (THUMB_SIZE, THUMB_SIZE))
+            pixels = img.width * img.height  # after draft: what decoding it takes
+            if pixels > THUMB_MAX_PIXELS:
+                raise TooLarge(img.width, img.height)
+            if pixels > LARGE_DECODE_PIXELS and not _large_decodes.acquire(blocking=False):
+                raise Busy()
+            large = pixels > LARGE_DECODE_PIXELS
+            try:
+                img.thumbnail((THUMB_SIZE, THUMB_SIZE))
+                return img.convert("RGB")
+            finally:
+                if large:
+                    _large_decodes.release()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    finally:
+        if large:
+            _give_back_memory()
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def _pixels_only(file: BinaryIO) -> io.BytesIO | None:
+    """A PNG file without its text chunks (None: not a PNG). Pillow refuses a PNG whole for a
+    text chunk alone (its checksum wrong, or over Pillow's size limits: a big compressed ComfyUI
+    workflow), which browsers show and the importer imports: a new-user run's imported images
+    of that kind showed "cannot show this image" as thumbnail and in the viewer."""
+    file.seek(0)
+    if file.read(8) != _PNG_SIGNATURE:
+        return None
+    out = io.BytesIO()
+    out.write(_PNG_SIGNATURE)
+    while len(head := file.read(8)) == 8:
+        length, cid = struct.unpack(">I4s", head)
+        if cid in _TEXT_CHUNKS:
+            file.seek(length + 4, os.SEEK_CUR)
+            continue
+        body = file.read(length + 4)
+        out.write(head + body)
+        if cid == b"IEND" or len(body) < length + 4:
+            break
+    out.seek(0)
+    return out
 
 
 class Unreadable(Exception):

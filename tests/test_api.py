@@ -1277,3 +1277,35 @@ with ThreadPoolExecutor(8) as pool:
     assert done.returncode == 0, done.stderr
     before, after = map(int, done.stdout.split())
     assert after - before < 300, (before, after)  # one 36-megapixel decode is 108 MB; kept by each thread: ~800
+
+
+def test_a_png_pillow_refuses_for_a_text_chunk_alone_is_shown(client, settings):
+    """A PNG whose text chunk is damaged, or over Pillow's limits (a compressed ComfyUI workflow
+    inflating past 1 MiB, 66 MiB of text in all), is one browsers show and the importer imports
+    (without that chunk): its thumbnail and the image itself were "cannot show this image"."""
+    import struct
+    import zlib
+
+    from image_fixtures import raw_png
+
+    root = settings.output_root
+    root.mkdir(parents=True, exist_ok=True)
+    damaged = bytearray(raw_png(120, 80, pre_idat=[(b"tEXt", b"parameters\0a cat\nSteps: 5")]))
+    at = damaged.index(b"tEXt")
+    damaged[at + 4 + struct.unpack(">I", damaged[at - 4 : at])[0]] ^= 0xFF  # its checksum
+    files = {
+        "damaged.png": bytes(damaged),
+        "ztxt.png": raw_png(120, 80, pre_idat=[(b"zTXt", b"workflow\0\0" + zlib.compress(b"y" * (2 << 20)))]),
+        "texts.png": raw_png(
+            120, 80, post_idat=[(b"tEXt", b"a\0" + b"x" * (33 << 20)), (b"tEXt", b"b\0" + b"x" * (33 << 20))]
+        ),
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    body = {"job_id": "texts", "completed_at": 1_764_000_000, "outputs": list(files)}
+    assert post(client, body).status_code == 201
+    for n, data in enumerate(files.values()):
+        thumb = client.get(f"/api/jobs/texts/outputs/{n}/thumbnail")
+        assert thumb.mimetype == "image/jpeg" and "X-Learning-Placeholder" not in thumb.headers, n
+        image = client.get(f"/api/jobs/texts/outputs/{n}")
+        assert "X-Learning-Placeholder" not in image.headers and image.get_data() == data, n
