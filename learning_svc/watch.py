@@ -233,8 +233,11 @@ class FolderWatcher:
                 continue
             item = images.image_job(path, self.output_root)
             first = self.pending[path][1]
-            if isinstance(item, Problem) and "truncated" in item.reason and self._being_written(path, now, first):
-                continue  # still being written: look again at its next change or settle
+            # still being written (an empty file: just made, its bytes to come): looked at again
+            # at its next change or settle, and said to be a problem only once it stays so
+            unfinished = isinstance(item, Problem) and ("truncated" in item.reason or item.reason == "empty file")
+            if unfinished and self._being_written(path, now, first):
+                continue
             done.append(path)
             self.incomplete.pop(path, None)
             if isinstance(item, Job):
@@ -312,6 +315,8 @@ class FolderWatcher:
                     log.warning("imported %s: %s", shown(Path(job.where.path)), shown(job.note))
                 if folder:  # a problem it had before (an empty file since filled) is gone
                     said = f"{shown(Path(job.where.path))}: "
+                    if any(p.startswith(said) for p in folder.problems):
+                        log.info("imported %s, reported before: it is complete now", shown(Path(job.where.path)))
                     folder.problems = [p for p in folder.problems if not p.startswith(said)]
             elif isinstance(op.error, Conflict):  # the same image seen before elsewhere: moved here?
                 self._follow(op.payload)

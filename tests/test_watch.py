@@ -236,6 +236,39 @@ def test_a_file_name_that_is_not_utf8_does_not_break_health_and_a_fixed_file_lea
         server.stop()
 
 
+def test_a_file_made_empty_and_written_a_moment_later_is_no_problem(settings, tmp_path, pngs, caplog):
+    """A UI makes the file, then writes it: seen in between, it was logged "not importing ...:
+    empty file" and put in recent_problems (a new-user run), though imported a moment later.
+    Empty is unfinished, as truncated is: a problem only once it stays so. And a file reported
+    before and imported once complete is said to be in the log."""
+    caplog.set_level("INFO", logger="learning_svc.watch")
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    server = LiveServer(replace(settings, watch=(outputs,), output_root=outputs, watch_poll=True))
+    try:
+        wait_for(
+            lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["state"] == "polling", "polling"
+        )
+        (outputs / "made.png").write_bytes(b"")
+        time.sleep(2.0)  # seen empty, more than once
+        assert server.http.get(server.url + "/api/health").json()["watch"][0]["recent_problems"] == []
+        shutil.copy(pngs / "a1111_v110.png", outputs / "made.png")
+        wait_for(lambda: "made.png" in listed(server), "the written file imported")
+        said = [r.getMessage() for r in caplog.records if r.name == "learning_svc.watch"]
+        assert not [m for m in said if "not importing" in m], said
+
+        (outputs / "stays.png").write_bytes(b"")  # one that stays empty is said, after a while
+        wait_for(lambda: server.http.get(server.url + "/api/health").json()["watch"][0]["recent_problems"], "reported")
+        shutil.copy(pngs / "comfyui.png", outputs / "stays.png")
+        wait_for(lambda: "stays.png" in listed(server), "imported once written")
+        said = [r.getMessage() for r in caplog.records if r.name == "learning_svc.watch"]
+        assert any("stays.png: empty file" in m for m in said) and any(
+            "imported" in m and "stays.png" in m and "reported before" in m for m in said
+        ), said
+    finally:
+        server.stop()
+
+
 def test_the_outputs_of_a_recorded_job_are_not_jobs_of_their_own(settings, tmp_path, pngs):
     """`serve --watch` over the folder a pipeline's jobs (or an imported StableNew history) name
     their images in made each of those images a second job when it swept the folder."""
