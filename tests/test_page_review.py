@@ -1717,7 +1717,9 @@ def test_shift_c_of_an_image_without_a1111_text_names_its_loras_in_the_prompt(li
     )
     page.keyboard.press("Escape")
     card(page, "invoke").locator("img.thumb").click()
-    expect(page.locator("#viewer-position")).to_contain_text("invoke")  # not still the first job's viewer
+    expect(page.locator("#viewer-position")).to_have_attribute(
+        "title", "job invoke"
+    )  # not still the first job's viewer
     page.keyboard.press("Shift+C")
     expect(page.locator("#toast")).to_contain_text("A1111")
     expected = "a harbour <lora:detail_tweaker:0.5>\nSteps: 20, Model: sdxl_base"
@@ -2107,3 +2109,34 @@ def test_the_chips_are_numbered_before_all_matching_counts_come(live_server, ope
     expect(page.locator(".tag-choice").first).to_have_attribute("data-tag", "apple")
     for route in held:
         route.continue_()
+
+
+def test_a_job_without_packs_is_named_by_its_image_in_the_viewer_and_details(live_server, open_page):
+    """A new-user run: an imported image's card shows its file's name, but the viewer and the
+    details title showed its id, a content hash (img-7f7b0cd96a8f...). They name the image shown
+    now, and keep the id in a tooltip (and in the details' summary line)."""
+    job_id = "img-" + "7f" * 20
+    for name in ("00012-1234.png", "00013-1234.png"):
+        write_png(live_server.settings.output_root / "txt2img-images" / name, size=(64, 96))
+    record = {
+        "job_id": job_id,
+        "completed_at": START,
+        "outputs": ["txt2img-images/00012-1234.png", "txt2img-images/00013-1234.png"],
+    }
+    assert live_server.post_job(record).status_code == 201
+    packed = image_jobs(live_server, 1, prefix="packed")[0]  # a job with packs keeps its id
+    page = open_page(live_server)
+    card(page, job_id).locator("img.thumb").first.click()
+    expect(page.locator("#viewer-position")).to_have_text("00012-1234.png · image 1 of 2")
+    expect(page.locator("#viewer-position")).to_have_attribute("title", f"job {job_id}")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#viewer-position")).to_have_text("00013-1234.png · image 2 of 2")
+    page.keyboard.press("Escape")
+    card(page, job_id).locator(".job-body").click()
+    expect(page.locator("#details-title")).to_have_text("00012-1234.png")
+    expect(page.locator("#details-title")).to_have_attribute("title", f"job {job_id}")
+    expect(page.locator("#details-summary")).to_contain_text(f"job {job_id}")
+    page.keyboard.press("Escape")
+    card(page, packed).locator(".job-body").click()
+    expect(page.locator("#details-title")).to_have_text(packed)
+    expect(page.locator("#details-summary")).not_to_contain_text(f"job {packed}")

@@ -11,7 +11,9 @@ import { adjacentJob, advance, focusJob, hasJobsAfter } from './nav.js';
 import { rateJobInDetails, renderRatingWidget } from './rating.js';
 import { openTagEditor, renderNoteAndScores, renderReview, saveUnsavedNote, toggleFlag } from './review.js';
 import { jobById, setOpenJob, state } from './store.js';
-import { $, basename, formatDuration, formatNumber, formatTime, h, plural, samplerAndScheduler, showToast } from './util.js';
+import {
+  $, basename, formatDuration, formatNumber, formatTime, h, jobName, plural, samplerAndScheduler, showToast,
+} from './util.js';
 
 const PREFETCH_JOBS = 12;
 
@@ -110,7 +112,8 @@ function showDetails(element) {
     writeUrl(); // stepping with j/k replaces the entry: Back closes the dialog
   }
   $('details').dataset.shownJob = job.job_id;
-  $('details-title').textContent = job.job_id;
+  $('details-title').textContent = jobName(job);
+  $('details-title').title = `job ${job.job_id}`;
   $('details-error').textContent = '';
   $('details-rating').replaceChildren(renderRatingWidget(job.rating));
   $('details-previous').disabled = !element.previousElementSibling;
@@ -183,6 +186,7 @@ export async function refreshDetailsRating(jobId) {
 
 function renderDetailsSummary({ record, rating }) {
   const summary = [
+    jobName(record) === record.job_id ? null : `job ${record.job_id}`, // the title names its file
     formatTime(record.completed_at),
     record.status,
     `variant ${record.variant_index + 1} / ${record.variant_total}`,

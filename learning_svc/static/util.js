@@ -20,6 +20,12 @@ export function basename(path) {
   return path.split(/[\\/]/).pop();
 }
 
+// What a job is called where one name is shown (the viewer, details): a job without packs (an
+// imported image, most often: its id a content hash) by its image's file, as its card is.
+export function jobName(job, output = 0) {
+  return !(job.packs ?? []).length && job.outputs?.length ? basename(job.outputs[output]) : job.job_id;
+}
+
 export function formatNumber(value) {
   return value == null ? '—' : String(Number(Number(value).toFixed(2)));
 }

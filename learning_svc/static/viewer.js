@@ -11,7 +11,7 @@ import { loadNextPage } from './list.js';
 import { focusJob } from './nav.js';
 import { imageRating, openTagEditor, rateImage, toggleFlag } from './review.js';
 import { jobById, state } from './store.js';
-import { $, basename, h, showToast } from './util.js';
+import { $, basename, h, jobName, showToast } from './util.js';
 import { Zoom } from './zoom.js';
 
 const TRIAGE_KEY = 'learning-svc-triage';
@@ -75,7 +75,8 @@ function show(jobId, output) {
     image.src = src;
   }
   image.alt = `Output ${output + 1} of ${job.outputs.length} of job ${jobId}: ${basename(job.outputs[output])}`;
-  $('viewer-position').textContent = `${jobId} · image ${output + 1} of ${job.outputs.length}`;
+  $('viewer-position').textContent = `${jobName(job, output)} · image ${output + 1} of ${job.outputs.length}`;
+  $('viewer-position').title = `job ${jobId}`;
   renderRating(job);
   renderInfo(job);
   preloadNeighbours();
