@@ -1803,3 +1803,90 @@ def test_metadata_values_a_record_cannot_have_are_left_out_not_the_image(tmp_pat
     assert result.tally.total()["imported"] == 1, result.tally.problems
     record = listed_by_file(settings)["wide.png"]
     assert record["width"] is None and record["height"] is None and record["generator"] == images.NO_METADATA
+
+
+def _chunk(kind: bytes, body: bytes = b"", crc: int | None = None) -> bytes:
+    import struct
+    import zlib
+
+    crc = zlib.crc32(kind + body) if crc is None else crc
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
+def _tiny_png(mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, (8, 8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_crafted_files_keep_the_reader_s_memory_and_time_bounded(tmp_path, monkeypatch):
+    """An outside review of the bounded reader: many small PNG chunks made the skeleton the
+    whole file (and twice it, copied); many JPEG markers too, slowly; a 48 MiB private chunk of
+    an RGBA PNG was read whole by Pillow looking for stealth data; EXIF after 16 MiB of other
+    segments was dropped without a word. Each is bounded, or a report line. (The limits are
+    made small here so that the files are.)"""
+    import zlib
+
+    monkeypatch.setattr(images, "KEEP_TOTAL", 64 << 10)
+    monkeypatch.setattr(images, "MAX_PARTS", 20_000)
+    png = _tiny_png()
+    # 10,000 small private chunks: the skeleton stays within its room, the image is imported
+    many = png[:33] + _chunk(b"zzZz", b"x" * 20) * 10_000 + png[33:]
+    (tmp_path / "many.png").write_bytes(many)
+    contents = images.read_image(tmp_path / "many.png")
+    assert len(contents.data) <= 64 << 10 and contents.trimmed and contents.problem is None
+    assert isinstance(images.image_job(tmp_path / "many.png", tmp_path), images.Job)
+    # ... more chunks than any image has: said so
+    (tmp_path / "more.png").write_bytes(png[:33] + _chunk(b"zzZz") * 30_000 + png[33:])
+    problem = images.image_job(tmp_path / "more.png", tmp_path)
+    assert isinstance(problem, images.Problem) and "more than 20,000 chunks" in problem.reason
+    # JPEG: a run of fill bytes, and EXIF after more segments than the room holds
+    small = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(small, format="JPEG", exif=image_fixtures.exif_usercomment_unicode("a cat\nSteps: 5"))
+    jpeg = small.getvalue()
+    (tmp_path / "fill.jpg").write_bytes(jpeg[:2] + b"\xff" * 30_000 + jpeg[2:])
+    problem = images.image_job(tmp_path / "fill.jpg", tmp_path)
+    assert isinstance(problem, images.Problem) and "more than 20,000 markers" in problem.reason
+    app2 = b"\xff\xe2\xff\xff" + bytes(65533)
+    (tmp_path / "late_exif.jpg").write_bytes(jpeg[:2] + app2 * 2 + jpeg[2:])
+    problem = images.image_job(tmp_path / "late_exif.jpg", tmp_path)
+    assert isinstance(problem, images.Problem)
+    assert problem.reason == "more than 0.0625 MiB before its image: not an image a UI wrote"
+    # an RGBA PNG with a 48 MiB private chunk: not opened again for stealth data (Pillow read it whole)
+    monkeypatch.setattr(images, "KEEP_TOTAL", 16 << 20)
+    rgba = _tiny_png("RGBA")
+    (tmp_path / "private.png").write_bytes(rgba[:33] + _chunk(b"prIv", bytes(48 << 20)) + rgba[33:])
+    job, peak = _peak_while(lambda: images.image_job(tmp_path / "private.png", tmp_path))
+    assert isinstance(job, images.Job) and job.body["generator"] == images.NO_METADATA and peak < 8 << 20, peak
+    # a critical chunk too large to read is no image (it was dropped, and a bad one imported)
+    (tmp_path / "critical.png").write_bytes(png[:33] + _chunk(b"PRIV", bytes(3 << 20), crc=0) + png[33:])
+    problem = images.image_job(tmp_path / "critical.png", tmp_path)
+    assert isinstance(problem, images.Problem) and "'PRIV' chunk is too large" in problem.reason
+    # a damaged text chunk *and* damaged pixel data: a broken image, as before the skeleton
+    at = png.index(b"IDAT") - 4
+    broken = png[:at] + _chunk(b"tEXt", b"parameters\0x", crc=0) + _chunk(b"IDAT", zlib.compress(b"\0" * 200), crc=0)
+    (tmp_path / "broken.png").write_bytes(broken + _chunk(b"IEND"))
+    problem = images.image_job(tmp_path / "broken.png", tmp_path)
+    assert isinstance(problem, images.Problem) and "broken" in problem.reason
+
+
+def test_odd_but_readable_files_read_as_they_did_before_the_skeleton(tmp_path):
+    """More of the outside review: a JPEG whose scan header says a length under 2 was cut (the
+    end marker read as its length: "truncated"); a TIFF over 1 MiB named .png was "not a PNG,
+    JPEG or WEBP image" (Pillow was given only its first MiB), no longer "a TIFF image"; a pipe
+    made in place of an image after it was looked at would have blocked the reader."""
+    small = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(small, format="JPEG", exif=image_fixtures.exif_usercomment_unicode("a cat\nSteps: 5"))
+    jpeg = small.getvalue()
+    at = jpeg.index(b"\xff\xda")
+    (tmp_path / "short_sos.jpg").write_bytes(jpeg[: at + 2] + b"\0\0" + jpeg[at + 4 :])
+    job = images.image_job(tmp_path / "short_sos.jpg", tmp_path)
+    assert isinstance(job, images.Job) and job.body["prompt"].startswith("a cat")
+
+    Image.new("RGB", (1000, 1000), (10, 20, 30)).save(tmp_path / "scan.png", format="TIFF")
+    assert (tmp_path / "scan.png").stat().st_size > 1 << 20
+    problem = images.image_job(tmp_path / "scan.png", tmp_path)
+    assert problem.reason == "a TIFF image; only PNG, JPEG and WEBP are imported"
+
+    os.mkfifo(tmp_path / "pipe.png")
+    assert images.read_image(tmp_path / "pipe.png").problem == "not a regular file (a pipe, socket or device)"

@@ -28,6 +28,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import struct
 import unicodedata
@@ -135,39 +136,48 @@ def _jpeg_ends(data: bytes) -> bool:
 
 BLOCK = 1 << 20
 KEEP_CHUNK = 2 * PngImagePlugin.MAX_TEXT_CHUNK  # a larger chunk is never read whole (a text chunk: left out)
-KEEP_TOTAL = 16 << 20  # the skeleton's chunks or segments all together (real metadata is < 2 MiB)
+KEEP_TOTAL = 16 << 20  # the skeleton all together, headers too (real metadata is < 2 MiB)
+MAX_PARTS = 1_000_000  # PNG chunks (a 256 MB PNG of libpng's 8 KiB IDATs has 32,768) or JPEG markers
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_EMPTY_IDAT = struct.pack(">I4sI", 0, b"IDAT", zlib.crc32(b"IDAT"))
 _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 
 
 class Contents:
     """What image_job reads of a file: `data` is the file itself (a WEBP, which Pillow reads
-    whole; anything else) or a PNG's or JPEG's skeleton (`whole` False); `sha256` and `size`
-    are of every byte of the file; `dropped` names the text chunks left out of a skeleton."""
+    whole) or a PNG's or JPEG's skeleton; `sha256` and `size` are of every byte of the file;
+    `dropped` names the text chunks left out of a skeleton, and `trimmed` says whether any chunk
+    or segment was (then Pillow would read it whole from the file: no stealth data is looked
+    for); `problem` is why the file is no image to import, when it is not one."""
 
-    def __init__(self, data: bytes, sha256: str, size: int, whole: bool, dropped: dict[str, str]):
-        self.data, self.sha256, self.size, self.whole, self.dropped = data, sha256, size, whole, dropped
+    def __init__(self, data: bytes, stream: _Stream, dropped: dict[str, str], trimmed=False, problem=None):
+        self.data, self.sha256, self.size = data, stream.hash.hexdigest(), stream.size
+        self.dropped, self.trimmed, self.problem = dropped, trimmed or bool(dropped), problem
 
 
 class _Stream:
-    """A file read once from its start: every byte taken or skipped is hashed and counted."""
+    """A file read once from its start, at most MAX_FILE + 1 bytes (a file that grew past the
+    size it had when it was looked at): every byte taken or skipped is hashed and counted."""
 
     def __init__(self, file):
         self.file, self.hash, self.size = file, hashlib.sha256(), 0
 
     def take(self, n: int) -> bytes:
-        data = self.file.read(n) if n > 0 else b""
+        data = self.file.read(max(0, min(n, MAX_FILE + 1 - self.size)))
         self.hash.update(data)
         self.size += len(data)
         return data
 
-    def skip(self, n: int) -> int:
-        """Read past n bytes a block at a time; how many there were."""
+    def skip(self, n: int, crc: int | None = None) -> tuple[int, int | None]:
+        """Read past n bytes a block at a time: (how many there were, their CRC-32 continuing
+        `crc` when one is given)."""
         done = 0
         while done < n and (block := self.take(min(BLOCK, n - done))):
             done += len(block)
-        return done
+            crc = zlib.crc32(block, crc) if crc is not None else None
+        return done, crc
+
+    def rest(self) -> None:
+        self.skip(MAX_FILE + 1)
 
     def find_rest(self, needle: bytes) -> bool:
         """Read to the end; whether `needle` (two bytes) is in what was left."""
@@ -180,67 +190,97 @@ class _Stream:
 
 def read_image(path: Path) -> Contents:
     """The file at `path` as image_job reads it (raises OSError)."""
-    with open(path, "rb") as file:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as file:
         stream = _Stream(file)
+        if not S_ISREG(os.fstat(fd).st_mode):  # made a pipe since it was looked at: never read
+            return Contents(b"", stream, {}, problem="not a regular file (a pipe, socket or device)")
         head = stream.take(8)
         dropped: dict[str, str] = {}
         if head == PNG_SIGNATURE:
-            data = _png_skeleton(stream, dropped)
+            data, trimmed, problem = _png_skeleton(stream, dropped)
         elif head.startswith(b"\xff\xd8"):
-            data = _jpeg_skeleton(stream, head)
+            data, trimmed, problem = _jpeg_skeleton(stream, head)
         elif head.startswith(b"RIFF"):  # a WEBP, read whole (Pillow's reader needs it)
-            data = head + stream.take(MAX_FILE)
-            return Contents(data, stream.hash.hexdigest(), stream.size, True, dropped)
-        else:  # not an image imported: only what Pillow reads to say what it is
-            return Contents(head + stream.take(BLOCK), "", stream.size, False, dropped)
-    return Contents(data, stream.hash.hexdigest(), stream.size, False, dropped)
+            data, trimmed, problem = head + stream.take(MAX_FILE), False, None
+        else:
+            return Contents(head, stream, dropped, problem=_not_imported(path))
+        if stream.size > MAX_FILE:
+            problem = f"it grew past {MAX_FILE >> 20} MB while it was read: larger than any generated image"
+    return Contents(data, stream, dropped, trimmed, problem)
 
 
-def _png_skeleton(stream: _Stream, dropped: dict[str, str]) -> bytes:
-    """The PNG without its pixel data (each run of IDAT chunks one empty IDAT) nor its chunks
-    too large to read; cut where the file is (so that complete() says so)."""
+def _not_imported(path: Path) -> str:
+    """Why a file that is no PNG, JPEG or WEBP is not imported: what Pillow says it is, from its
+    header (it reads no more to tell: a TIFF's directory at its end, by a seek)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return f"a {image.format} image; only PNG, JPEG and WEBP are imported"
+    except Exception:  # noqa: BLE001 - whatever it is, it is no image Pillow knows
+        return "not a PNG, JPEG or WEBP image (or a broken one)"
+
+
+def _png_skeleton(stream: _Stream, dropped: dict[str, str]) -> tuple[bytes, bool, str | None]:
+    """(the PNG without its pixel data (each run of IDAT chunks one empty IDAT, its checksum
+    wrong if one of theirs is) nor its chunks too large to read, cut where the file is so that
+    complete() says so; whether a chunk was left out; why it is no image to import, or None)."""
     out = bytearray(PNG_SIGNATURE)
-    kept, in_pixels = 0, False
+    trimmed, in_pixels, parts = False, False, 0
     while len(head := stream.take(8)) == 8:
+        parts += 1
+        if parts > MAX_PARTS:
+            stream.rest()
+            return bytes(out), True, f"more than {MAX_PARTS:,} chunks: not an image a UI wrote"
         length, cid = struct.unpack(">I4s", head)
         if cid == b"IDAT":
-            if stream.skip(length + 4) < length + 4:
+            (done, crc), expected = stream.skip(length, zlib.crc32(cid)), stream.take(4)
+            if done < length or len(expected) < 4:
                 out += head  # a chunk cut short: the skeleton is too
                 break
             if not in_pixels:
-                out += _EMPTY_IDAT
+                out += struct.pack(">I4sI", 0, b"IDAT", zlib.crc32(b"IDAT"))
+            if expected != struct.pack(">I", crc):  # a damaged critical chunk: so is the one in its place
+                out[-4:] = struct.pack(">I", zlib.crc32(b"IDAT") ^ 1)
             in_pixels = True
             continue
         in_pixels = False
-        if length <= KEEP_CHUNK and (cid == b"IEND" or kept + length <= KEEP_TOTAL):
+        critical = not cid[0] & 0x20  # IHDR, PLTE, IEND (or one a reader must know): kept, or no image
+        room = KEEP_TOTAL - (0 if critical else BLOCK)  # the last MiB for the critical ones
+        if length <= KEEP_CHUNK and len(out) + length + 12 <= room:
             body = stream.take(length + 4)
             out += head + body
-            kept += length
             if cid == b"IEND" or len(body) < length + 4:
                 break
             continue
+        if critical:
+            stream.rest()
+            name = cid.decode("latin-1")
+            return bytes(out), True, f"its {name!r} chunk is too large to read: not an image a UI wrote"
         first = stream.take(min(length, 80))  # a text chunk's name: at most 79 bytes and a NUL
-        if cid == b"IEND" or stream.skip(length + 4 - len(first)) < length + 4 - len(first):
-            out += head + first  # cut short (or an end that is no end): not a complete image
+        if stream.skip(length + 4 - len(first))[0] < length + 4 - len(first):
+            out += head + first  # cut short: not a complete image
             break
+        trimmed = True
         if cid in _TEXT_CHUNKS:
             name = first.partition(b"\0")[0]
             if length > KEEP_CHUNK:
                 size = (length - len(name) - 1) / 2**20
                 why = f"{size:,.1f} MiB (a text chunk may have {PngImagePlugin.MAX_TEXT_CHUNK / 2**20:g} MiB)"
             else:
-                why = f"the image's text chunks are over {KEEP_TOTAL >> 20} MiB together"
+                why = f"the image's chunks are over {KEEP_TOTAL / 2**20:g} MiB together"
             dropped.setdefault(name.decode("latin-1"), f"not read: {why}")
     else:
         out += head
-    stream.skip(1 << 62)  # what follows the image (a trailer) is hashed too
-    return bytes(out)
+    stream.rest()  # what follows the image (a trailer) is hashed too
+    return bytes(out), trimmed, None
 
 
-def _jpeg_skeleton(stream: _Stream, head: bytes) -> bytes:
-    """The JPEG's segments walked as _jpeg_ends walks them, up to its first scan's header, then
-    its end marker if the rest of the file has one; cut where the file is. A segment that would
-    take the skeleton past KEEP_TOTAL is an empty comment in it."""
+def _jpeg_skeleton(stream: _Stream, head: bytes) -> tuple[bytes, bool, str | None]:
+    """(the JPEG's segments walked as _jpeg_ends walks them, up to its first scan's header, then
+    its end marker if the rest of the file has one, cut where the file is; False; why it is no
+    image to import: over KEEP_TOTAL of segments, or MAX_PARTS markers, before its image)."""
     data = bytearray(head)
 
     def have(n: int) -> bool:
@@ -248,8 +288,17 @@ def _jpeg_skeleton(stream: _Stream, head: bytes) -> bytes:
             data.extend(stream.take(n - len(data)))
         return len(data) >= n
 
-    pos, kept = 2, 0
+    pos, parts = 2, 0
     while have(pos + 4) and data[pos] == 0xFF:
+        parts += 1
+        if parts > MAX_PARTS or len(data) > KEEP_TOTAL:
+            stream.rest()
+            why = (
+                f"more than {KEEP_TOTAL / 2**20:g} MiB"
+                if len(data) > KEEP_TOTAL
+                else f"more than {MAX_PARTS:,} markers"
+            )
+            return bytes(data[:pos]), False, f"{why} before its image: not an image a UI wrote"
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -258,22 +307,15 @@ def _jpeg_skeleton(stream: _Stream, head: bytes) -> bytes:
         elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
             pos += 2
         else:
-            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-            end = pos + 2 + length
-            if marker != 0xDA and kept + length > KEEP_TOTAL:
-                stream.skip(end - len(data))
-                data[pos:] = b"\xff\xfe\x00\x02"  # an empty comment in its place
-                pos += 4
-                continue
+            end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
             if not have(end):
                 break
-            kept += length
             if marker == 0xDA:  # the scan: only whether an end marker follows it
-                del data[end:]
-                return bytes(data) + (b"\xff\xd9" if stream.find_rest(b"\xff\xd9") else b"")
+                del data[max(end, pos + 4) :]
+                return bytes(data) + (b"\xff\xd9" if stream.find_rest(b"\xff\xd9") else b""), False, None
             pos = end
-    stream.skip(1 << 62)
-    return bytes(data)
+    stream.rest()
+    return bytes(data), False, None
 
 
 def decode_usercomment(raw: Any) -> str | None:
@@ -1197,6 +1239,8 @@ def image_job(path: Path, output_root: Path | None) -> Item:
         contents = read_image(path)
     except OSError as error:
         return Problem(where, f"cannot read it: {error.strerror or error}", UNREADABLE)
+    if contents.problem:
+        return Problem(where, contents.problem, UNREADABLE)
     data = contents.data
     if complete(data) is False:
         return Problem(where, "truncated: the file ends before its image does (still being written?)", UNREADABLE)
@@ -1231,8 +1275,8 @@ def image_job(path: Path, output_root: Path | None) -> Item:
     found, failed = read_metadata(chunks)
     if found is None and not failed and fmt == "PNG":
         # Stealth data is in the pixels, read from the file again: only if it is still the file
-        # hashed, and not when a chunk too large to read was left out (Pillow would read it).
-        pixels = False if contents.dropped else _unchanged(path, stat)
+        # hashed, and not when a chunk was left out of the skeleton (Pillow would read it whole).
+        pixels = False if contents.trimmed else _unchanged(path, stat)
         if hidden := hidden_chunks(data, dropped, pixels):
             chunks = hidden
             found, failed = read_metadata(chunks)
