@@ -131,7 +131,7 @@ def post_batch() -> Response:
         line, data, summary, rows = outcome
         if line is None:  # a worker's: what the decisions read of it
             line = {"job_id": rows.job["job_id"], "input_hash": rows.job["input_hash"]}
-        ops.append(stored_op(line, data, summary, rows))
+        ops.append(stored_op(line, data, summary, rows, source=lines[n]))
         positions.append(n)
     for n, op in zip(positions, service().submit_many(ops, together=True)):
         job_id = op.payload["job_id"]

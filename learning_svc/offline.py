@@ -39,7 +39,8 @@ def record_offline(
     Raises OSError (and filelock.Timeout) when the journal cannot be locked or written.
     """
     try:
-        line = records.stored_job(records.parse(records.JobIn, orjson.loads(body), naive_timezone=naive_timezone))
+        job = records.parse(records.JobIn, orjson.loads(body), naive_timezone=naive_timezone)
+        line = records.stored_job(job)
     except (records.InvalidRecord, orjson.JSONDecodeError) as error:
         return Outcome("invalid", message=str(error))
     journal = Journal(Path(data_dir) / LOG_NAME, lock_timeout=lock_timeout)
@@ -48,7 +49,7 @@ def record_offline(
         stored = find_stored(journal, Path(data_dir) / INDEX_NAME, line["job_id"])
         if stored is not None:
             summary = records.job_summary(records.line_summary(stored), None, None)
-            if stored.get("input_hash") == line["input_hash"]:
+            if records.same_input(stored.get("input_hash"), job):
                 return Outcome("identical", {**summary, "offline": True})
             return Outcome("conflict", message=f"job {line['job_id']!r} was already recorded with different content")
         journal.append(records.dumps(line))

@@ -712,13 +712,31 @@ _ADDED_LATER = ("experiment", "generator")
 
 
 def input_hash(job: JobIn) -> str:
-    """What "identical" compares (SPEC §2): a hash of the validated input."""
+    """What "identical" compares (SPEC §2): a hash of the validated input, `num_outputs` hashed
+    as not given (given, it can only be the number of outputs): a retry that gives it or leaves
+    it out is the same input. (Hashed as given before 2026-12-07: see earlier_input_hash.)"""
+    return _hash_of(job, None)
+
+
+def earlier_input_hash(job: JobIn) -> str:
+    """The hash versions before 2026-12-07 stored for this input when it gave `num_outputs`
+    (they hashed it as given): a retry of such a record is identical too."""
+    return _hash_of(job, len(job.outputs))
+
+
+def _hash_of(job: JobIn, num_outputs: int | None) -> str:
     data = job.model_dump(mode="json")
     for name in _ADDED_LATER:
         if data.get(name) is None and name not in (job.model_extra or {}):
             data.pop(name, None)
+    data["num_outputs"] = num_outputs
     canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def same_input(stored_hash: str | None, job: JobIn) -> bool:
+    """Whether a record stored with `stored_hash` was posted with this input (an identical retry)."""
+    return stored_hash in (input_hash(job), earlier_input_hash(job))
 
 
 def stored_job(job: JobIn, logged_at: float | None = None) -> dict:

@@ -158,6 +158,9 @@ class _Op:
     data: bytes | None = None
     summary: dict | None = None
     rows: JobRows | None = None
+    # A job's input as posted (its JobIn, or the batch line's bytes): for a stored hash that is
+    # not this version's, whether it is the one an earlier version stored (records.same_input).
+    source: records.JobIn | bytes | None = None
 
     def give_up(self, error: Exception) -> bool:
         """The caller stops waiting: the op fails with `error`, unless the committer has already
@@ -193,14 +196,20 @@ def claim(ops: list[_Op]) -> list[_Op]:
 
 def job_op(job: records.JobIn) -> _Op:
     """Record a job: result (created, summary)."""
-    return _Op("job", records.stored_job(job))
+    return _Op("job", records.stored_job(job), source=job)
 
 
-def stored_op(line: dict, data: bytes | None = None, summary: dict | None = None, rows: JobRows | None = None) -> _Op:
+def stored_op(
+    line: dict,
+    data: bytes | None = None,
+    summary: dict | None = None,
+    rows: JobRows | None = None,
+    source: bytes | None = None,
+) -> _Op:
     """Record a line as another learning_svc stored it (its input hash and times kept), or as a
     batch's validation made it (its job id and input hash; its journal bytes, summary and index
-    rows): result (created, summary)."""
-    return _Op("job", line, data=data, summary=summary, rows=rows)
+    rows; `source`, the line as posted): result (created, summary)."""
+    return _Op("job", line, data=data, summary=summary, rows=rows, source=source)
 
 
 def rating_op(
@@ -1291,7 +1300,7 @@ class Service:
             if hash_ is None:
                 known[line["job_id"]] = (line["input_hash"], op)
                 fresh.append((op, op.data or records.dumps(line)))
-            elif hash_ != line["input_hash"]:
+            elif hash_ != line["input_hash"] and not self._posted_as(op, hash_):
                 op.finish(error=Conflict(f"job {line['job_id']!r} was already recorded with different content"))
             elif isinstance(row, _Op):  # the same retry twice in one batch: answered as its first copy is
                 twins.append((op, row))
@@ -1303,6 +1312,17 @@ class Service:
         _answer_twins(twins, lambda first: (False, first.summary or _summary(first.payload)))
         if lines and cp is not None:  # no checkpoint: the index is behind, and catches up later
             self.indexer.apply_log(conn, cp, lines, known_new=True)
+
+    def _posted_as(self, op: _Op, stored_hash: str) -> bool:
+        """Whether the job was stored from this op's input by an earlier version (its hash of
+        `num_outputs` as given): asked only when the hashes differ, so rarely parsed again."""
+        job = op.source
+        if isinstance(job, (bytes, bytearray)):
+            try:
+                job = records.parse_json(records.JobIn, bytes(job), self.settings.naive_timezone)
+            except (records.InvalidRecord, ValueError):
+                return False
+        return job is not None and records.same_input(stored_hash, job)
 
     def _write_amendments(self, conn: Connection, cp: Checkpoint, ops: list[_Op]) -> None:
         """One at a time (they are rare): each sees the ones before it, also of the same job."""

@@ -1309,3 +1309,50 @@ def test_a_png_pillow_refuses_for_a_text_chunk_alone_is_shown(client, settings):
         assert thumb.mimetype == "image/jpeg" and "X-Learning-Placeholder" not in thumb.headers, n
         image = client.get(f"/api/jobs/texts/outputs/{n}")
         assert "X-Learning-Placeholder" not in image.headers and image.get_data() == data, n
+
+
+def test_a_retry_that_gives_num_outputs_or_leaves_it_out_is_identical(client, settings):
+    """`num_outputs` can only be the number of outputs, yet a retry that left it out (or gave it
+    where the first POST had not) was a 409 conflict: it was hashed as given."""
+    base = {"job_id": "n1", "completed_at": 1_764_000_000, "outputs": ["a.png", "b.png"]}
+    other = {**base, "job_id": "n2"}
+    assert post(client, {**base, "num_outputs": 2}).status_code == 201
+    assert post(client, other).status_code == 201
+    size = settings.log_path.stat().st_size
+    assert post(client, base).status_code == 200
+    assert post(client, {**other, "num_outputs": 2}).status_code == 200
+    lines = [
+        orjson.dumps(base),
+        orjson.dumps({**other, "num_outputs": 2}),
+        orjson.dumps({**base, "outputs": ["c.png"]}),
+    ]
+    assert [a["status"] for a in post_batch(client, lines)] == [200, 200, 409]
+    assert settings.log_path.stat().st_size == size
+
+
+def test_a_record_an_earlier_version_stored_with_num_outputs_stays_identical_to_its_retries(settings):
+    """Versions before this one hashed `num_outputs` as given: a record stored so is an identical
+    retry of its POST with it or without it, single or in a batch (its lines validated in worker
+    processes too), and another content is still a conflict."""
+    from learning_svc import create_app, records
+
+    body = {"job_id": "legacy", "completed_at": 1_764_000_000, "outputs": ["a.png"], "num_outputs": 1}
+    job = records.parse(records.JobIn, body)
+    line = records.stored_job(job)
+    line["input_hash"] = records.earlier_input_hash(job)  # as the earlier version stored it
+    assert line["input_hash"] != records.input_hash(job)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.log_path.write_bytes(records.dumps(line))
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        assert post(client, body).status_code == 200
+        without = {k: v for k, v in body.items() if k != "num_outputs"}
+        assert post(client, without).status_code == 200
+        assert post(client, {**body, "outputs": ["b.png"]}).status_code == 409
+        filler = [orjson.dumps({"job_id": f"f{i}", "completed_at": 1_764_000_000 + i}) for i in range(60)]
+        answers = post_batch(client, [orjson.dumps(body), orjson.dumps(without), *filler])
+        assert [a["status"] for a in answers[:2]] == [200, 200] and {a["status"] for a in answers[2:]} == {201}
+        assert client.get("/api/health").json["jsonl"]["jobs_lines"] == 61
+    finally:
+        app.extensions["learning_svc"].close()

@@ -468,3 +468,25 @@ def test_an_answer_that_is_no_answer_falls_back_to_the_journal(tmp_path, case):
         listener.close()
         elsewhere.close()
     assert [line["job_id"] for line in journal_lines(tmp_path / "learning" / "learning_log_v2.jsonl")] == ["odd"]
+
+
+def test_an_offline_retry_that_gives_num_outputs_or_leaves_it_out_is_identical(tmp_path):
+    """As online: `num_outputs` given or left out is the same input, and a record an earlier
+    version stored with it (hashed as given) is identical to its retries either way."""
+    import orjson
+
+    from learning_svc import offline, records
+
+    base = {"job_id": "n1", "completed_at": 1_764_000_000, "outputs": ["a.png", "b.png"]}
+    assert offline.record_offline(tmp_path, orjson.dumps({**base, "num_outputs": 2})).status == "created"
+    assert offline.record_offline(tmp_path, orjson.dumps(base)).status == "identical"
+    job = records.parse(records.JobIn, {**base, "job_id": "legacy", "num_outputs": 2})
+    line = {**records.stored_job(job), "input_hash": records.earlier_input_hash(job)}
+    with open(tmp_path / offline.LOG_NAME, "ab") as journal:
+        journal.write(records.dumps(line))
+    for body in ({**base, "job_id": "legacy", "num_outputs": 2}, {**base, "job_id": "legacy"}):
+        assert offline.record_offline(tmp_path, orjson.dumps(body)).status == "identical"
+    assert (
+        offline.record_offline(tmp_path, orjson.dumps({**base, "job_id": "legacy", "outputs": ["c.png"]})).status
+        == "conflict"
+    )
