@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import ctypes
 import hashlib
@@ -76,6 +77,14 @@ class Output:
     mimetype: str
     stat: os.stat_result
     real_path: str
+    # For Pillow: None, the file as it is; else the byte ranges of the file Pillow reads it
+    # from (a PNG without its text chunks: _readable_view)
+    view: list[tuple[int, int]] | None = None
+
+    def for_pillow(self) -> BinaryIO:
+        """The file to decode (from its start): itself, or its view."""
+        self.file.seek(0)
+        return self.file if self.view is None else io.BufferedReader(_Spliced(self.file, self.view))
 
     @property
     def etag(self) -> str:
@@ -141,11 +150,12 @@ def open_output(
         if allowed and not _inside_any(real, allowed):
             file.close()
             return None  # a symlink inside the root that leads out of it
-        if not _holds_an_image(file):
+        readable = _readable(file, stat, real)
+        if readable is False:
             file.close()
             raise Unreadable(recorded)
         file.seek(0)
-        return Output(file, mimetype, stat, real)
+        return Output(file, mimetype, stat, real, None if readable is True else readable)
     except BaseException:
         file.close()
         raise
@@ -278,23 +288,6 @@ def _real_path(fd: int, path: Path, stat: os.stat_result) -> str | None:
     return real if (again.st_dev, again.st_ino) == (stat.st_dev, stat.st_ino) else None
 
 
-def _holds_an_image(file: BinaryIO) -> bool:
-    """Pillow reads it, or would without its text chunks (_pixels_only)."""
-    if _verified(file):
-        return True
-    pixels = _pixels_only(file)
-    return pixels is not None and _verified(pixels)
-
-
-def _verified(file: BinaryIO) -> bool:
-    try:
-        with Image.open(file) as img:
-            img.verify()
-        return True
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return False
-
-
 def thumbnail(output: Output, cache_dir: Path) -> bytes | None:
     """A JPEG at most THUMB_SIZE px on its long side, cached by the file's state (Output.etag).
     A cache that cannot be written (a full disk) only means the next one is made again."""
@@ -303,10 +296,12 @@ def thumbnail(output: Output, cache_dir: Path) -> bytes | None:
         return cached.read_bytes()
     except OSError:
         pass
-    output.file.seek(0)
-    rgb = _thumbnail_of(output.file)
-    if rgb is None and (pixels := _pixels_only(output.file)) is not None:
-        rgb = _thumbnail_of(pixels)
+    rgb = _thumbnail_of(output.for_pillow())
+    if rgb is None and output.view is None:  # Pillow checks text chunks after the pixels only as it decodes
+        view = _text_chunks_left_out(output.file, output.stat.st_size)
+        if view is not None:
+            output.view = _readable_files[_state(output.stat, output.real_path)] = view  # the next time at once
+            rgb = _thumbnail_of(output.for_pillow())
     if rgb is None:
         return None
     out = io.BytesIO()
@@ -350,29 +345,106 @@ def _thumbnail_of(source: BinaryIO) -> Image.Image | None:
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+_WALKED_MAX = 100_000  # chunks: a 256 MB PNG of libpng's 8 KiB IDATs has 32,768
 
 
-def _pixels_only(file: BinaryIO) -> io.BytesIO | None:
-    """A PNG file without its text chunks (None: not a PNG). Pillow refuses a PNG whole for a
-    text chunk alone (its checksum wrong, or over Pillow's size limits: a big compressed ComfyUI
-    workflow), which browsers show and the importer imports: a new-user run's imported images
-    of that kind showed "cannot show this image" as thumbnail and in the viewer."""
+class _Spliced(io.RawIOBase):
+    """A file seen as some of its byte ranges one after the other (read, never copied)."""
+
+    def __init__(self, file: BinaryIO, ranges: list[tuple[int, int]]):
+        super().__init__()
+        self.file, self.ranges, self.pos = file, ranges, 0
+        self.starts = list(itertools.accumulate((end - start for start, end in ranges), initial=0))
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.starts[-1]}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer) -> int:
+        if self.pos >= self.starts[-1]:
+            return 0
+        i = bisect.bisect_right(self.starts, self.pos) - 1
+        start, end = self.ranges[i]
+        at = start + self.pos - self.starts[i]
+        self.file.seek(at)
+        got = self.file.readinto(memoryview(buffer)[: min(len(buffer), end - at)]) or 0
+        self.pos += got
+        return got
+
+
+# What each file state was found to be (Output.etag's parts -> True: Pillow reads it; a view:
+# Pillow reads it without its text chunks; False: no image): open_output checked every file
+# whole at every request, a thumbnail's 503 and a retry too (0.1 s for a 243 MB PNG).
+_READABLE_MAX = 20_000
+_readable_files: dict[tuple, bool | list[tuple[int, int]]] = {}
+
+
+def _state(stat: os.stat_result, real: str) -> tuple:
+    return (real, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _readable(file: BinaryIO, stat: os.stat_result, real: str) -> bool | list[tuple[int, int]]:
+    key = _state(stat, real)
+    found = _readable_files.get(key)
+    if found is None:
+        found = _verified(file)
+        if not found and (view := _text_chunks_left_out(file, stat.st_size)) is not None:
+            file.seek(0)
+            found = view if _verified(io.BufferedReader(_Spliced(file, view))) else False
+        if len(_readable_files) >= _READABLE_MAX:
+            _readable_files.clear()
+        _readable_files[key] = found
+    return found
+
+
+def _text_chunks_left_out(file: BinaryIO, size: int) -> list[tuple[int, int]] | None:
+    """The byte ranges of a PNG without its text chunks, when it has some and its chunks are
+    whole (None otherwise): Pillow refuses a PNG for a text chunk alone (its checksum wrong, or
+    over Pillow's limits: a big compressed ComfyUI workflow), which browsers show and the
+    importer imports; a new-user run's imported images of that kind were "cannot show this
+    image" as thumbnail and in the viewer. Only chunk headers are read."""
     file.seek(0)
     if file.read(8) != _PNG_SIGNATURE:
         return None
-    out = io.BytesIO()
-    out.write(_PNG_SIGNATURE)
-    while len(head := file.read(8)) == 8:
+    ranges, pos, texts = [(0, 8)], 8, 0
+    for _ in range(_WALKED_MAX):
+        file.seek(pos)
+        head = file.read(8)
+        if len(head) < 8:
+            return None
         length, cid = struct.unpack(">I4s", head)
+        end = pos + 12 + length
+        if end > size:  # a length past the file's end: cut, or damaged
+            return None
         if cid in _TEXT_CHUNKS:
-            file.seek(length + 4, os.SEEK_CUR)
-            continue
-        body = file.read(length + 4)
-        out.write(head + body)
-        if cid == b"IEND" or len(body) < length + 4:
-            break
-    out.seek(0)
-    return out
+            texts += 1
+        elif ranges[-1][1] == pos:
+            ranges[-1] = (ranges[-1][0], end)
+        else:
+            ranges.append((pos, end))
+        if cid == b"IEND":
+            return ranges if texts else None
+        pos = end
+    return None
+
+
+def _verified(file: BinaryIO) -> bool:
+    try:
+        with Image.open(file) as img:
+            img.verify()
+        return True
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
 
 
 class Unreadable(Exception):
@@ -385,9 +457,12 @@ class Busy(Exception):
 
 def _libc_malloc_trim():
     try:
-        return ctypes.CDLL(None).malloc_trim if sys.platform.startswith("linux") else None
+        trim = ctypes.CDLL(None).malloc_trim if sys.platform.startswith("linux") else None
     except (OSError, AttributeError):  # not glibc (musl has none)
         return None
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
 
 
 _malloc_trim = _libc_malloc_trim()

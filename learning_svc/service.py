@@ -1639,7 +1639,8 @@ class Service:
 
     def output_thumbnail(self, job_id: str, n: int) -> tuple[bytes | None, images.Output] | None:
         """None: no such output (or its file is missing); (None, output): an image Pillow could
-        not make a thumbnail of. Raises images.Unreadable, images.TooLarge."""
+        not make a thumbnail of. Raises images.Unreadable, images.TooLarge, images.Busy (another
+        large image's thumbnail is being made in this process)."""
         output = self.open_output(job_id, n)
         if output is None:
             return None

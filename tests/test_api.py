@@ -1,5 +1,6 @@
 """The JSON API contract (SPEC §2): statuses, shapes, error bodies."""
 
+import io
 import os
 import re
 
@@ -1356,3 +1357,51 @@ def test_a_record_an_earlier_version_stored_with_num_outputs_stays_identical_to_
         assert client.get("/api/health").json["jsonl"]["jobs_lines"] == 61
     finally:
         app.extensions["learning_svc"].close()
+
+
+def test_whether_an_output_is_an_image_is_found_once_per_file_and_never_by_copying_it(client, settings, monkeypatch):
+    """An outside review: every request for an output (the image, its thumbnail, each 503 and
+    retry) checked the whole file again, and a PNG Pillow refused was copied whole into memory
+    (then refused anyway, when cut short: 1.4 GB for eight requests of a 139 MB one); a chunk
+    length of 4 GB was read as asked. Now the chunk headers are walked, nothing is copied, and
+    what a file state was found to be is remembered."""
+    import struct
+    import tracemalloc
+    import zlib
+
+    from PIL import Image
+
+    from learning_svc import images
+
+    from image_fixtures import png_chunk
+
+    root = settings.output_root
+    root.mkdir(parents=True, exist_ok=True)
+    big = io.BytesIO()
+    Image.frombytes("RGB", (2000, 2000), os.urandom(2000 * 2000 * 3)).save(big, format="PNG", compress_level=0)
+    (root / "cut.png").write_bytes(big.getvalue()[: 8 << 20])  # cut short: no image
+    small = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(small, format="PNG")
+    bogus = small.getvalue()[:33] + struct.pack(">I4s", 0xFFFFFFF0, b"tEXt") + b"x" * 100
+    (root / "bogus.png").write_bytes(bogus)
+    texts = (
+        small.getvalue()[:33] + png_chunk(b"zTXt", b"w\0\0" + zlib.compress(b"y" * (2 << 20))) + small.getvalue()[33:]
+    )
+    (root / "texts.png").write_bytes(texts)
+    body = {"job_id": "odd", "completed_at": 1_764_000_000, "outputs": ["cut.png", "bogus.png", "texts.png"]}
+    assert post(client, body).status_code == 201
+    checked = []
+    verified = images._verified
+    monkeypatch.setattr(images, "_verified", lambda file: checked.append(1) or verified(file))
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            kinds = [client.get(f"/api/jobs/odd/outputs/{n}").headers.get("X-Learning-Placeholder") for n in range(3)]
+            assert kinds == ["unreadable", "unreadable", None], kinds
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak
+    assert len(checked) == 4  # once each (texts.png: as it is, then without its text chunk), not per request
+    thumb = client.get("/api/jobs/odd/outputs/2/thumbnail")
+    assert thumb.mimetype == "image/jpeg" and "X-Learning-Placeholder" not in thumb.headers

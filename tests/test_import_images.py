@@ -1793,6 +1793,18 @@ def test_metadata_values_a_record_cannot_have_are_left_out_not_the_image(tmp_pat
     assert a1111["steps"] is None and a1111["seed"] is None
     assert a1111["run_config"]["left_out"] == {"model": "m" * 600, "steps": -5, "seed": "99999999999999999999999"}
 
+    # both of a size unusable: both said and kept; a weight JSON cannot hold (inf): kept as text
+    (folder / "both.png").unlink(missing_ok=True)
+    body = {"width": -512, "height": -768, "loras": [{"name": "x", "weight": float("inf")}]}
+    said = images._unusable_values(body, (64, 96))
+    assert [line.split(" left out")[0] for line in said] == [
+        "metadata width -512",
+        "metadata height -768",
+        'metadata loras [{"name": "x", "weight": Infinity}]',
+    ]
+    assert body["run_config"]["left_out"] == {"width": -512, "height": -768, "loras": [{"name": "x", "weight": "inf"}]}
+    assert (body["width"], body["height"]) == (64, 96) and "loras" not in body
+
     # an image wider than a record's width may be (1,000,000): no size, rather than no image
     import struct
 

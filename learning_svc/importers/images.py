@@ -28,6 +28,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import struct
@@ -1448,25 +1449,39 @@ def _unusable_values(body: dict, size: tuple[int, int]) -> list[str]:
     """Values of the metadata that a record cannot have (a ComfyUI latent of width -512, a seed
     past 2^64, a model name of 600 characters) are moved to `run_config.left_out` (the width and
     height are then the file's own), not the image refused for them: what was moved, for the report."""
-    said = []
+    said, unusable = [], {}
     for name in _CHECKED:
         if name not in body:
             continue
         try:
             _field(name).validate_python(body[name])
         except ValidationError as error:
-            value = body.pop(name)
-            if name in ("width", "height"):  # both the file's (a size is one), if a record can have them
-                body.pop("width", None), body.pop("height", None)
-                if all(_valid(k, v) for k, v in zip(("width", "height"), size)):
-                    body["width"], body["height"] = size
-            # under a key of its own (as `model` in run_config it would be the record's model again),
-            # as text when JSON cannot hold it as a number (the API refuses integers of 2^64 and up)
-            left_out = body.setdefault("run_config", {}).setdefault("left_out", {})
-            left_out[name] = str(value) if isinstance(value, int) and not -(2**63) <= value < 2**64 else value
-            shown_value = _short_value(value)
-            said.append(f"metadata {name} {shown_value} left out: {error.errors()[0]['msg']}")
+            unusable[name] = body[name]
+            said.append(f"metadata {name} {_short_value(body[name])} left out: {error.errors()[0]['msg']}")
+    for name in unusable:
+        body.pop(name)
+    if "width" in unusable or "height" in unusable:  # both the file's (a size is one), if a record can have them
+        body.pop("width", None), body.pop("height", None)
+        if all(_valid(k, v) for k, v in zip(("width", "height"), size)):
+            body["width"], body["height"] = size
+    if unusable:
+        # under a key of its own (as `model` in run_config it would be the record's model again),
+        # JSON-safe (an integer of 2^64 and up, which the API refuses, or an infinite weight, which
+        # JSON would write as null: as text)
+        body.setdefault("run_config", {})["left_out"] = _json_safe(unusable)
     return said
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
 
 
 def _valid(name: str, value: Any) -> bool:

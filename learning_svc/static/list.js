@@ -314,18 +314,22 @@ function renderThumbnail(job, path, index) {
 
 // An image that could not load (the service was down: a missing file gets a placeholder
 // image, not an error) is loaded again once the service is back. A thumbnail is also asked for
-// again a moment later: the service makes a large image's one at a time and answers the others
-// 503 at once (Retry-After: 1), rather than let them hold its threads and the browser's connections.
+// again a moment later, and again, less often each time (1 s, then up to every 10 s) for as long
+// as the page shows it: the service makes a large image's one at a time and answers the others
+// 503 at once (Retry-After: 1), rather than let them hold its threads and the browser's
+// connections; a page of forty 6000 x 6000 images takes a minute. While it waits, the tile is
+// blank (style.css), not a broken-image icon.
 const THUMB_RETRY_MS = 1000;
-const THUMB_RETRIES = 120;
+const THUMB_RETRY_MAX_MS = 10_000;
 
 function markFailedImage(event) {
   const image = event.target;
   if (!(image instanceof HTMLImageElement)) return;
   image.dataset.failed = '';
   const tries = Number(image.dataset.tries ?? 0);
-  if (image.src.endsWith('/thumbnail') && tries < THUMB_RETRIES) {
-    setTimeout(() => reloadImage(image, tries + 1), THUMB_RETRY_MS + Math.random() * 500);
+  if (image.src.endsWith('/thumbnail')) {
+    const wait = Math.min(THUMB_RETRY_MS * 1.5 ** tries, THUMB_RETRY_MAX_MS);
+    setTimeout(() => reloadImage(image, tries + 1), wait * (1 + Math.random() / 2));
   }
 }
 
