@@ -1405,3 +1405,41 @@ def test_whether_an_output_is_an_image_is_found_once_per_file_and_never_by_copyi
     assert len(checked) == 4  # once each (texts.png: as it is, then without its text chunk), not per request
     thumb = client.get("/api/jobs/odd/outputs/2/thumbnail")
     assert thumb.mimetype == "image/jpeg" and "X-Learning-Placeholder" not in thumb.headers
+
+
+def test_a_png_of_text_chunks_between_thousands_of_others_is_not_shown_through_a_view(client, settings):
+    """An outside review: a 1.2 MB PNG whose damaged text chunk is followed by 50,000 pairs of
+    tiny chunks made a view of 50,000 byte ranges, kept per file state (8 MB) and read slowly.
+    A view holds at most 1,000 ranges; past that the file is no image we show."""
+    import tracemalloc
+
+    from PIL import Image
+
+    from learning_svc import images
+
+    from image_fixtures import png_chunk
+
+    root = settings.output_root
+    root.mkdir(parents=True, exist_ok=True)
+    small = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(small, format="PNG")
+    data = small.getvalue()
+    pairs = (png_chunk(b"prVt", b"") + png_chunk(b"tEXt", b"a\0b")) * 5_000
+    crafted = data[:33] + png_chunk(b"tEXt", b"a\0b")[:-4] + b"\0\0\0\0" + pairs + data[33:]
+    (root / "crafted.png").write_bytes(crafted)
+    few_pairs = (png_chunk(b"prVt", b"") + png_chunk(b"tEXt", b"a\0b")) * 400
+    few = data[:33] + png_chunk(b"tEXt", b"a\0b")[:-4] + b"\0\0\0\0" + few_pairs + data[33:]
+    (root / "few.png").write_bytes(few)  # 400 pairs: a view of about 400 ranges, shown
+    assert (
+        post(client, {"job_id": "c", "completed_at": 1_764_000_000, "outputs": ["crafted.png", "few.png"]}).status_code
+        == 201
+    )
+    tracemalloc.start()
+    try:
+        crafted_kind = client.get("/api/jobs/c/outputs/0").headers.get("X-Learning-Placeholder")
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert crafted_kind == "unreadable" and held < 1 << 20, held
+    assert max((len(v) for v in images._readable_files.values() if isinstance(v, list)), default=0) <= 1_000
+    assert "X-Learning-Placeholder" not in client.get("/api/jobs/c/outputs/1").headers

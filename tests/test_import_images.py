@@ -1787,7 +1787,10 @@ def test_metadata_values_a_record_cannot_have_are_left_out_not_the_image(tmp_pat
     records = listed_by_file(settings)
     comfy, a1111 = records["comfy.png"], records["a1111.png"]
     size = Image.open(folder / "comfy.png").size
-    assert (comfy["width"], comfy["height"]) == size and comfy["run_config"]["left_out"] == {"width": -512}
+    assert (comfy["width"], comfy["height"]) == size and comfy["run_config"]["left_out"] == {
+        "width": -512,
+        "height": 1024,
+    }  # the size as recorded, both
     assert comfy["generator"] == "ComfyUI" and comfy["prompt"]
     assert a1111["prompt"] == "a cat" and a1111["cfg_scale"] == 7 and a1111["model"] is None
     assert a1111["steps"] is None and a1111["seed"] is None

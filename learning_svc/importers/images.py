@@ -1458,12 +1458,13 @@ def _unusable_values(body: dict, size: tuple[int, int]) -> list[str]:
         except ValidationError as error:
             unusable[name] = body[name]
             said.append(f"metadata {name} {_short_value(body[name])} left out: {error.errors()[0]['msg']}")
-    for name in unusable:
-        body.pop(name)
     if "width" in unusable or "height" in unusable:  # both the file's (a size is one), if a record can have them
-        body.pop("width", None), body.pop("height", None)
-        if all(_valid(k, v) for k, v in zip(("width", "height"), size)):
-            body["width"], body["height"] = size
+        unusable.update({k: body[k] for k in ("width", "height") if k in body})  # both kept as they were
+    for name in unusable:
+        body.pop(name, None)
+    sized = "width" in unusable or "height" in unusable
+    if sized and all(_valid(k, v) for k, v in zip(("width", "height"), size)):
+        body["width"], body["height"] = size
     if unusable:
         # under a key of its own (as `model` in run_config it would be the record's model again),
         # JSON-safe (an integer of 2^64 and up, which the API refuses, or an infinite weight, which
