@@ -343,8 +343,8 @@ def _thumbnail_of(source: BinaryIO) -> Image.Image | None:
             _give_back_memory()
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 _WALKED_MAX = 100_000  # chunks: a 256 MB PNG of libpng's 8 KiB IDATs has 32,768
 _RANGES_MAX = 1_000  # in a view (an image has a few text chunks): a view is kept per file state
 
@@ -415,7 +415,7 @@ def _text_chunks_left_out(file: BinaryIO, size: int) -> list[tuple[int, int]] | 
     importer imports; a new-user run's imported images of that kind were "cannot show this
     image" as thumbnail and in the viewer. Only chunk headers are read."""
     file.seek(0)
-    if file.read(8) != _PNG_SIGNATURE:
+    if file.read(8) != PNG_SIGNATURE:
         return None
     ranges, pos, texts = [(0, 8)], 8, 0
     for _ in range(_WALKED_MAX):
@@ -427,7 +427,7 @@ def _text_chunks_left_out(file: BinaryIO, size: int) -> list[tuple[int, int]] | 
         end = pos + 12 + length
         if end > size:  # a length past the file's end: cut, or damaged
             return None
-        if cid in _TEXT_CHUNKS:
+        if cid in TEXT_CHUNKS:
             texts += 1
         elif ranges[-1][1] == pos:
             ranges[-1] = (ranges[-1][0], end)
@@ -486,6 +486,11 @@ class Replaced(Exception):
 CONTENT_ID = re.compile(r"img-[0-9a-f]{40}")  # an imported image's job id: its content's hash (importers/images.py)
 
 
+def content_job_id(sha256_hex: str) -> str:
+    """The job id of an imported image, from its content's SHA-256 (hex)."""
+    return "img-" + sha256_hex[:40]
+
+
 _CHECKED_MAX = 20_000
 _checked: dict[
     tuple, bool
@@ -518,7 +523,7 @@ def holds_another_image(job_id: str, output: Output) -> bool:
     output.file.seek(0)
     digest = hashlib.file_digest(output.file, "sha256").hexdigest()  # a block at a time: never the whole file
     output.file.seek(0)
-    return "img-" + digest[:40] != job_id
+    return content_job_id(digest) != job_id
 
 
 class TooLarge(Exception):

@@ -45,6 +45,7 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from pydantic import TypeAdapter, ValidationError
 
 from .. import records
+from ..images import PNG_SIGNATURE, TEXT_CHUNKS, content_job_id
 from ..osutil import shown
 from ..prompts import SCHEDULERS, sampler_name
 from . import Item, Job, Problem, Where
@@ -79,7 +80,7 @@ UNREADABLE = "skipped"  # a file that is not a complete image we can read: repor
 
 
 def content_id(data: bytes) -> str:
-    return "img-" + hashlib.sha256(data).hexdigest()[:40]
+    return content_job_id(hashlib.sha256(data).hexdigest())
 
 
 def complete(data: bytes) -> bool | None:
@@ -139,8 +140,6 @@ BLOCK = 1 << 20
 KEEP_CHUNK = 2 * PngImagePlugin.MAX_TEXT_CHUNK  # a larger chunk is never read whole (a text chunk: left out)
 KEEP_TOTAL = 16 << 20  # the skeleton all together, headers too (real metadata is < 2 MiB)
 MAX_PARTS = 1_000_000  # PNG chunks (a 256 MB PNG of libpng's 8 KiB IDATs has 32,768) or JPEG markers
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 
 
 class Contents:
@@ -264,7 +263,7 @@ def _png_skeleton(stream: _Stream, dropped: dict[str, str]) -> tuple[bytes, bool
             out += head + first  # cut short: not a complete image
             break
         trimmed = True
-        if cid in _TEXT_CHUNKS:
+        if cid in TEXT_CHUNKS:
             name = first.partition(b"\0")[0]
             if length > KEEP_CHUNK:
                 size = (length - len(name) - 1) / 2**20
@@ -1282,8 +1281,11 @@ def image_job(path: Path, output_root: Path | None) -> Item:
             chunks = hidden
             found, failed = read_metadata(chunks)
     outputs = [recorded_path(Path(text_path), output_root)]
-    job_id = "img-" + contents.sha256[:40]  # content_id's
-    body: dict[str, Any] = {"job_id": job_id, "completed_at": stat.st_mtime, "outputs": outputs}
+    body: dict[str, Any] = {
+        "job_id": content_job_id(contents.sha256),
+        "completed_at": stat.st_mtime,
+        "outputs": outputs,
+    }
     image = {"format": fmt, "width": width, "height": height, "bytes": contents.size, "sha256": contents.sha256}
     raw, unkept = kept_metadata(chunks, dropped)
     note = "; ".join(f"metadata {k!r} {why}" for k, why in list(dropped.items())[:MAX_KEPT_CHUNKS])
